@@ -1,0 +1,21 @@
+/*
+ * The process-wide context handed to every handler: configuration, store and
+ * metrics. Built once by main.c and read-only afterwards.
+ */
+#ifndef DCMS_APP_H
+#define DCMS_APP_H
+
+#include <stdint.h>
+
+struct dcms_config;
+struct dcms_store;
+struct dcms_metrics;
+
+struct dcms_app {
+    const struct dcms_config *cfg;
+    struct dcms_store *store;
+    struct dcms_metrics *metrics;
+    int64_t started_us;
+};
+
+#endif

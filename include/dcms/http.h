@@ -1,0 +1,91 @@
+/*
+ * What an HTTP handler sees: a parsed request and a response to fill.
+ *
+ * Handlers never touch libmicrohttpd. The router (src/http/) matches the
+ * route, enforces the body limit and content type, and gives the handler a
+ * request whose memory lives in `req->arena` until the response is sent.
+ * A handler returns DCMS_OK after filling `resp`, or an error recorded in
+ * `req->ei`, which the HTTP layer renders in the error shape of DESIGN.md.
+ */
+#ifndef DCMS_HTTP_H
+#define DCMS_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "dcms/err.h"
+#include "dcms/str.h"
+
+struct dcms_arena;
+struct dcms_app;
+
+#define DCMS_HTTP_MAX_PARAMS 4
+#define DCMS_HTTP_MAX_HEADERS 6
+
+struct dcms_http_param {
+    const char *name;
+    const char *value;
+};
+
+struct dcms_http_req {
+    struct dcms_app *app;
+    struct dcms_arena *arena;
+    struct dcms_errinfo *ei;
+    const char *method; /* "GET", "POST", ... (HEAD is served as GET) */
+    const char *path;   /* decoded path, without the query */
+    const char *request_id;
+    const char *client_ip;
+    struct dcms_str body; /* empty unless the route accepts one */
+    struct dcms_http_param params[DCMS_HTTP_MAX_PARAMS];
+    size_t nparams;
+    /* Header and query lookups, provided by the server (or a test). */
+    const char *(*lookup)(void *conn, int kind, const char *name);
+    void *conn;
+};
+
+enum { DCMS_HTTP_HEADER = 1, DCMS_HTTP_QUERY = 2 };
+
+/* Request header value (case-insensitive name) or NULL. */
+const char *dcms_http_req_header(const struct dcms_http_req *r, const char *name);
+/* Query-string argument (decoded) or NULL. */
+const char *dcms_http_req_query(const struct dcms_http_req *r, const char *name);
+/* Path parameter from the route template ("{id}") or NULL. */
+const char *dcms_http_req_param(const struct dcms_http_req *r, const char *name);
+
+/*
+ * Parses the body as JSON (see dcms_json_parse) and ties the result to the
+ * request arena, so the handler need not free it.
+ */
+enum dcms_err dcms_http_req_json(struct dcms_http_req *r, size_t flags,
+                                 json_t **out) DCMS_MUST_CHECK;
+
+struct dcms_http_header {
+    const char *name, *value;
+};
+
+struct dcms_http_resp {
+    unsigned status;
+    const char *content_type;
+    const char *body; /* see body_owned */
+    size_t body_len;
+    bool body_owned; /* true: malloc'd, freed by the HTTP layer; false: static or arena */
+    struct dcms_http_header headers[DCMS_HTTP_MAX_HEADERS];
+    size_t nheaders;
+};
+
+/* Encodes `v` (reference stolen) as the JSON body. DCMS_ERR_NOMEM on failure. */
+enum dcms_err dcms_http_resp_json(struct dcms_http_resp *resp, unsigned status,
+                                  json_t *v) DCMS_MUST_CHECK;
+/* A body that outlives the request (a literal or an embedded file). */
+void dcms_http_resp_static(struct dcms_http_resp *resp, unsigned status, const char *content_type,
+                           const char *body, size_t len);
+/* Adds a response header (the strings must outlive the request). */
+enum dcms_err dcms_http_resp_header(struct dcms_http_resp *resp, const char *name,
+                                    const char *value) DCMS_MUST_CHECK;
+
+typedef enum dcms_err (*dcms_http_handler_fn)(struct dcms_http_req *req,
+                                              struct dcms_http_resp *resp);
+
+#endif

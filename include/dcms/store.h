@@ -1,0 +1,143 @@
+/*
+ * The store: one interface over SQLite (embedded default) and PostgreSQL.
+ *
+ * A store is opened from a URL ("sqlite:PATH", "postgres://..." or
+ * "postgresql://...") with a pool of connections sized to the worker
+ * threads. All access goes through transactions and named queries:
+ *
+ *     static struct dcms_query q_get = DCMS_QUERY("contract_get",
+ *         "SELECT id, title FROM contracts WHERE id = $1");
+ *     struct dcms_store_tx *tx;
+ *     struct dcms_store_rows *rows;
+ *     if ((e = dcms_store_begin(store, DCMS_TX_READ, &tx, ei))) return e;
+ *     e = dcms_store_exec(tx, &q_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, ei);
+ *     ...
+ *     dcms_store_rows_free(rows);
+ *     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+ *
+ * Parameters are written $1, $2, ... in both dialects and always bound,
+ * never spliced into SQL. A query may carry per-backend SQL where the
+ * dialects differ. Native errors map to enum dcms_err here: unique and
+ * foreign-key violations → DCMS_ERR_CONFLICT, serialization failures and
+ * deadlocks → DCMS_ERR_RETRY, a lost server → DCMS_ERR_UNAVAILABLE; native
+ * text goes to the log only.
+ *
+ * Timestamps are bound and returned as RFC 3339 UTC text with microseconds
+ * (dcms_time_format), whatever the backend stores.
+ *
+ * Thread-safety: the store is shared by all threads; a transaction belongs
+ * to the thread that began it.
+ */
+#ifndef DCMS_STORE_H
+#define DCMS_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dcms/err.h"
+
+struct dcms_store;
+struct dcms_store_tx;
+struct dcms_store_rows;
+
+enum dcms_store_backend { DCMS_STORE_SQLITE, DCMS_STORE_PG };
+
+/* A named query. `slot` is assigned by the store on first use; leave it 0. */
+struct dcms_query {
+    const char *name;
+    const char *sql;        /* both dialects, unless overridden below */
+    const char *sql_sqlite; /* NULL: use sql */
+    const char *sql_pg;     /* NULL: use sql */
+    int slot;
+};
+
+#define DCMS_QUERY(name, sql)                                                                      \
+    {                                                                                              \
+        (name), (sql), NULL, NULL, 0                                                               \
+    }
+#define DCMS_QUERY2(name, sqlite_sql, pg_sql)                                                      \
+    {                                                                                              \
+        (name), NULL, (sqlite_sql), (pg_sql), 0                                                    \
+    }
+
+enum dcms_val_type { DCMS_VT_NULL, DCMS_VT_TEXT, DCMS_VT_INT };
+
+/* A bound parameter; text is borrowed for the duration of the call. Binary
+ * data is stored as hex or base64 text, so both backends treat it alike. */
+struct dcms_store_val {
+    enum dcms_val_type type;
+    const void *ptr;
+    size_t len;
+    int64_t i;
+};
+
+#define DCMS_VAL_NULL ((struct dcms_store_val){DCMS_VT_NULL, NULL, 0, 0})
+#define DCMS_VAL_TEXT(s) ((struct dcms_store_val){DCMS_VT_TEXT, (s), strlen(s), 0})
+#define DCMS_VAL_TEXTN(s, n) ((struct dcms_store_val){DCMS_VT_TEXT, (s), (n), 0})
+#define DCMS_VAL_INT(v) ((struct dcms_store_val){DCMS_VT_INT, NULL, 0, (int64_t)(v)})
+
+enum dcms_tx_mode {
+    DCMS_TX_READ,  /* a consistent read-only snapshot */
+    DCMS_TX_WRITE, /* takes the write lock up front on SQLite (BEGIN IMMEDIATE) */
+};
+
+struct dcms_store_opts {
+    unsigned pool_size;  /* connections; 0 means 4 */
+    unsigned timeout_ms; /* wait for a free connection / a locked database; 0 means 5000 */
+};
+
+/*
+ * Opens the store and applies pending migrations (each in its own
+ * transaction, recorded in schema_migrations; PostgreSQL serializes
+ * concurrent starters with an advisory lock). Creates the SQLite file and
+ * its directory (mode 0700) if needed. DCMS_ERR_CONFIG for a bad URL,
+ * DCMS_ERR_UNAVAILABLE when the database cannot be reached.
+ */
+enum dcms_err dcms_store_open(const char *url, const struct dcms_store_opts *opts,
+                              struct dcms_store **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Closes every connection. Transactions must be finished first. NULL is a no-op. */
+void dcms_store_close(struct dcms_store *s);
+
+enum dcms_store_backend dcms_store_backend(const struct dcms_store *s);
+/* "sqlite" or "postgres". */
+const char *dcms_store_backend_name(const struct dcms_store *s);
+
+/* Round-trips to the database (SELECT 1); DCMS_ERR_UNAVAILABLE if it is unreachable. */
+enum dcms_err dcms_store_ping(struct dcms_store *s, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+struct dcms_store_stats {
+    unsigned pool_size, in_use;
+    uint64_t acquired_total, wait_total, timeouts_total, reconnects_total;
+};
+void dcms_store_stats(struct dcms_store *s, struct dcms_store_stats *out);
+
+/* Takes a connection from the pool and begins a transaction. */
+enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
+                               struct dcms_store_tx **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Commits and returns the connection; the tx is gone whatever the result. */
+enum dcms_err dcms_store_commit(struct dcms_store_tx *tx, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Rolls back and returns the connection. NULL is a no-op. */
+void dcms_store_rollback(struct dcms_store_tx *tx);
+
+/*
+ * Runs `q` with `n` parameters. When `rows` is non-NULL the whole result is
+ * fetched into it (callers bound their queries with LIMIT); free it with
+ * dcms_store_rows_free(). `affected` (may be NULL) receives the number of
+ * rows changed by INSERT/UPDATE/DELETE.
+ */
+enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
+                              const struct dcms_store_val *params, size_t n,
+                              struct dcms_store_rows **rows, uint64_t *affected,
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+size_t dcms_store_rows_count(const struct dcms_store_rows *r);
+size_t dcms_store_rows_columns(const struct dcms_store_rows *r);
+/* NUL-terminated text of a cell, or NULL for SQL NULL. Valid until rows are freed. */
+const char *dcms_store_rows_text(const struct dcms_store_rows *r, size_t row, size_t col);
+/* Integer value of a cell (0 for NULL or non-numeric text). */
+int64_t dcms_store_rows_int(const struct dcms_store_rows *r, size_t row, size_t col);
+bool dcms_store_rows_is_null(const struct dcms_store_rows *r, size_t row, size_t col);
+void dcms_store_rows_free(struct dcms_store_rows *r);
+
+#endif

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make run`: starts build/dcmsd with development defaults (SQLite in ./data,
+# 127.0.0.1:8080) unless the environment already sets them. Ctrl-C stops it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export DCMS_LISTEN=${DCMS_LISTEN:-127.0.0.1:8080}
+export DCMS_DATA_DIR=${DCMS_DATA_DIR:-./data}
+echo "dcms development server"
+echo "  listening on   http://$DCMS_LISTEN  (try: curl -s http://$DCMS_LISTEN/healthz)"
+echo "  data directory $DCMS_DATA_DIR"
+echo "  database       ${DCMS_DATABASE_URL:-sqlite:$DCMS_DATA_DIR/dcms.db}"
+echo "  configuration  docs/configuration.md; stop with Ctrl-C"
+exec build/dcmsd "$@"

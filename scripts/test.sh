@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` runs it:
+#   1. release build: unit tests and fuzz-corpus replays (ctest), format check
+#   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
+#   3. store unit tests against it, API tests against SQLite and PostgreSQL
+#   4. the same again in the sanitizer build (ASan + UBSan)
+# It ends with one line "N passed, N failed" and exits non-zero on any failure.
+#   scripts/test.sh          everything
+#   scripts/test.sh --san    only the sanitizer build (make san)
+#   scripts/test.sh --quick  only the release build (no sanitizers)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mode=${1:-all}
+
+passed=0
+failed=0
+failures=()
+logdir=$(mktemp -d /tmp/dcms-test.XXXXXX)
+pgdir=$(mktemp -d /tmp/dcms-pg.XXXXXX) # directly under /tmp: the postgres user must reach it
+
+cleanup() {
+    scripts/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1 || rm -rf "$pgdir"
+    rm -rf "$logdir"
+}
+trap cleanup EXIT
+
+note() { printf '\n== %s\n' "$*"; }
+
+# ctest prints "NN% tests passed, F tests failed out of T".
+count_ctest() {
+    local name=$1 log=$2 line total fail
+    line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+    if [ -z "$line" ]; then
+        failed=$((failed + 1)); failures+=("$name: ctest did not run")
+        return
+    fi
+    fail=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$line")
+    total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+    passed=$((passed + total - fail)); failed=$((failed + fail))
+    [ "$fail" -eq 0 ] || failures+=("$name: $fail failed (see above)")
+}
+
+# node --test with the TAP reporter ends with "# pass N" and "# fail N".
+count_tap() {
+    local name=$1 log=$2 p f
+    p=$(grep -E '^# pass [0-9]+' "$log" | tail -1 | awk '{print $3}')
+    f=$(grep -E '^# fail [0-9]+' "$log" | tail -1 | awk '{print $3}')
+    if [ -z "$p" ] || [ -z "$f" ]; then
+        failed=$((failed + 1)); failures+=("$name: node --test did not run")
+        return
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$f" -eq 0 ] || failures+=("$name: $f failed (see above)")
+}
+
+build() {
+    local preset=$1 dir=$2
+    note "build ($preset)"
+    { [ -f "$dir/build.ninja" ] || cmake --preset "$preset" >/dev/null; } &&
+        cmake --build --preset "$preset" || { failed=$((failed + 1)); failures+=("build $preset failed"); return 1; }
+}
+
+run_ctest() {
+    local label=$1 dir=$2 log="$logdir/ctest-$1.log"
+    note "unit tests and corpus replays ($label)"
+    ctest --test-dir "$dir" --output-on-failure -j2 2>&1 | tee "$log" | grep -vE 'Start +[0-9]+:|Test +#[0-9]+: .* Passed'
+    count_ctest "ctest $label" "$log"
+}
+
+run_api() {
+    local label=$1 bin=$2 backend=$3 log="$logdir/api-$1-$3.log"
+    note "API tests ($label, $backend)"
+    DCMS_BIN="$bin" DCMS_TEST_BACKEND="$backend" \
+        node --test --test-concurrency=1 --test-reporter=tap tests/api/ >"$log" 2>&1
+    grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
+    grep -B2 -A30 '^not ok' "$log" | head -200
+    count_tap "api $label $backend" "$log"
+}
+
+start_pg() {
+    note "PostgreSQL test cluster"
+    if DCMS_TEST_PG_URL=$(scripts/pg-cluster.sh start "$pgdir" 2>"$logdir/pg.log"); then
+        export DCMS_TEST_PG_URL DCMS_TEST_PG_DIR="$pgdir"
+        echo "started on ${DCMS_TEST_PG_URL##*@}"
+    else
+        cat "$logdir/pg.log"
+        failed=$((failed + 1)); failures+=("could not start PostgreSQL")
+    fi
+}
+
+format_check() {
+    note "format (clang-format --dry-run --Werror)"
+    if make -s fmt-check >"$logdir/fmt.log" 2>&1; then
+        passed=$((passed + 1)); echo "format ok"
+    else
+        head -40 "$logdir/fmt.log"
+        failed=$((failed + 1)); failures+=("format: run make fmt")
+    fi
+}
+
+suite() {
+    local label=$1 preset=$2 dir=$3
+    build "$preset" "$dir" || return
+    run_ctest "$label" "$dir"
+    run_api "$label" "$dir/dcmsd" sqlite
+    [ -n "${DCMS_TEST_PG_URL:-}" ] && run_api "$label" "$dir/dcmsd" postgres
+}
+
+start_pg
+case "$mode" in
+--san) suite san dev build-dev ;;
+--quick) format_check; suite release release build ;;
+*) format_check; suite release release build; suite san dev build-dev ;;
+esac
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

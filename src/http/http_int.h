@@ -1,0 +1,38 @@
+/*
+ * Inside the HTTP layer: the compiled route table and the matcher, shared
+ * by the server (server.c), the metrics (metrics.c) and their tests.
+ */
+#ifndef DCMS_HTTP_INT_H
+#define DCMS_HTTP_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dcms/http.h"
+
+#define DCMS_ROUTE_BODY_DEFAULT SIZE_MAX
+#define DCMS_ROUTE_MAX_SEGMENTS 12
+
+struct dcms_route {
+    const char *method;
+    const char *path;
+    dcms_http_handler_fn handler;
+    const char *permission;
+    size_t max_body; /* 0: no body; DCMS_ROUTE_BODY_DEFAULT: the configured limit */
+};
+
+extern const struct dcms_route dcms_routes[];
+extern const size_t dcms_routes_count;
+
+enum route_match { ROUTE_FOUND, ROUTE_NO_PATH, ROUTE_BAD_METHOD };
+
+/*
+ * Matches method and path against the table. On ROUTE_FOUND, *index is the
+ * route and the path parameters are written to req->params (values
+ * allocated in req->arena). On ROUTE_BAD_METHOD, `allow` receives the
+ * methods the path does accept ("GET, HEAD"). HEAD matches GET routes.
+ */
+enum route_match dcms_router_match(const char *method, const char *path, struct dcms_http_req *req,
+                                   size_t *index, char *allow, size_t allow_len);
+
+#endif

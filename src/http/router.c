@@ -1,0 +1,90 @@
+/*
+ * The route table (routes.def) and the matcher. Templates are compared
+ * segment by segment; "{name}" captures one non-empty segment. The table is
+ * small and scanned linearly, which costs well under a microsecond.
+ */
+#include "dcms/arena.h"
+#include "http/http_int.h"
+#include "sys/sys.h"
+
+#define BODY DCMS_ROUTE_BODY_DEFAULT
+
+const struct dcms_route dcms_routes[] = {
+#define DCMS_ROUTE(method, path, handler, perm, max_body) {#method, path, handler, #perm, max_body},
+#include "http/routes.def"
+#undef DCMS_ROUTE
+};
+
+const size_t dcms_routes_count = sizeof(dcms_routes) / sizeof(dcms_routes[0]);
+
+/* Compares one path against one template; fills params when `req` is set. */
+static bool path_matches(const char *tmpl, const char *path, struct dcms_http_req *req)
+{
+    const char *t = tmpl, *p = path;
+    size_t nparams = 0;
+    while (*t && *p) {
+        if (*t == '{') {
+            const char *tend = strchr(t, '}');
+            const char *pend = strchr(p, '/');
+            if (!tend)
+                return false;
+            if (!pend)
+                pend = p + strlen(p);
+            if (pend == p || nparams >= DCMS_HTTP_MAX_PARAMS)
+                return false;
+            if (req) {
+                struct dcms_http_param *hp = &req->params[nparams];
+                hp->name = dcms_arena_strndup(req->arena, t + 1, (size_t)(tend - t - 1));
+                hp->value = dcms_arena_strndup(req->arena, p, (size_t)(pend - p));
+                if (!hp->name || !hp->value)
+                    return false;
+            }
+            nparams++;
+            t = tend + 1;
+            p = pend;
+            continue;
+        }
+        if (*t != *p)
+            return false;
+        t++;
+        p++;
+    }
+    if (*t || *p)
+        return false;
+    if (req)
+        req->nparams = nparams;
+    return true;
+}
+
+enum route_match dcms_router_match(const char *method, const char *path, struct dcms_http_req *req,
+                                   size_t *index, char *allow, size_t allow_len)
+{
+    bool path_seen = false;
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    for (size_t i = 0; i < dcms_routes_count; i++) {
+        const struct dcms_route *r = &dcms_routes[i];
+        if (strcmp(r->method, m) != 0)
+            continue;
+        if (path_matches(r->path, path, NULL)) {
+            if (!path_matches(r->path, path, req))
+                return ROUTE_NO_PATH; /* out of memory while capturing */
+            *index = i;
+            return ROUTE_FOUND;
+        }
+    }
+    size_t used = 0;
+    if (allow_len)
+        allow[0] = '\0';
+    for (size_t i = 0; i < dcms_routes_count; i++) {
+        const struct dcms_route *r = &dcms_routes[i];
+        if (!path_matches(r->path, path, NULL))
+            continue;
+        path_seen = true;
+        const char *extra = strcmp(r->method, "GET") == 0 ? ", HEAD" : "";
+        int n =
+            snprintf(allow + used, allow_len - used, "%s%s%s", used ? ", " : "", r->method, extra);
+        if (n > 0 && (size_t)n < allow_len - used)
+            used += (size_t)n;
+    }
+    return path_seen ? ROUTE_BAD_METHOD : ROUTE_NO_PATH;
+}

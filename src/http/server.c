@@ -1,0 +1,433 @@
+/*
+ * libmicrohttpd glue, the only file that includes microhttpd.h.
+ *
+ * Per request: the first access-handler call creates the context (arena,
+ * request id, route match) and checks the declared body size and content
+ * type; later calls stream the body into a capped buffer; the last call
+ * runs the handler and queues the response. Answering on a later call, not
+ * the first, keeps keep-alive connections open. An error decided before the
+ * body arrives is queued at once, which makes libmicrohttpd skip the body
+ * and close the connection, so an oversized upload is never buffered.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "dcms/clock.h"
+#include "dcms/config.h"
+#include "dcms/log.h"
+#include "dcms/metrics.h"
+#include "dcms/server.h"
+#include "dcms/uuid.h"
+#include "http/server_int.h"
+
+#define REQUEST_ARENA_MAX (8u << 20)
+#define REQUEST_ID_MAX 128
+#define ROUTE_UNMATCHED ((size_t)-1)
+#define DISCARD_BUDGET (64u << 20)
+
+static const char csp_api[] =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+struct dcms_http_server {
+    struct MHD_Daemon *daemon;
+    struct dcms_app *app;
+    atomic_bool draining;
+    uint16_t port;
+};
+
+struct reqctx {
+    struct dcms_http_server *srv;
+    struct dcms_arena *arena;
+    struct dcms_errinfo ei;
+    struct dcms_http_req req;
+    size_t route;
+    size_t max_body;
+    struct dcms_buf body;
+    enum dcms_err early; /* decided on the first call, answered later (or at once with a body) */
+    bool queued;
+    size_t discarded; /* body bytes dropped after an early error */
+    unsigned status;
+    size_t resp_bytes;
+    int64_t start_us;
+    char allow[64];
+    char request_id[REQUEST_ID_MAX + 1];
+    char client_ip[INET6_ADDRSTRLEN];
+};
+
+static const char *mhd_lookup(void *conn, int kind, const char *name)
+{
+    return MHD_lookup_connection_value(
+        conn, kind == DCMS_HTTP_QUERY ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND, name);
+}
+
+static bool request_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)cap);
+}
+
+static bool is_json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    size_t n = sizeof(want) - 1;
+    if (strncasecmp(ct, want, n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
+                             struct dcms_http_resp *resp)
+{
+    struct MHD_Response *r;
+    if (resp->body_owned)
+        r = MHD_create_response_from_buffer_with_free_callback(resp->body_len, (void *)resp->body,
+                                                               free);
+    else
+        r = MHD_create_response_from_buffer(resp->body_len, (void *)resp->body,
+                                            MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        if (resp->body_owned)
+            free((void *)resp->body);
+        return MHD_NO;
+    }
+    resp->body_owned = false; /* the response owns it now */
+    const struct dcms_http_header std[] = {
+        {"Content-Type", resp->content_type ? resp->content_type : DCMS_HTTP_JSON},
+        {"X-Request-Id", c->request_id},
+        {"X-Content-Type-Options", "nosniff"},
+        {"X-Frame-Options", "DENY"},
+        {"Referrer-Policy", "no-referrer"},
+        {"Content-Security-Policy", csp_api},
+        {"Cache-Control", "no-store"},
+    };
+    bool ok = true;
+    for (size_t i = 0; i < sizeof(std) / sizeof(std[0]); i++)
+        ok &= MHD_add_response_header(r, std[i].name, std[i].value) == MHD_YES;
+    for (size_t i = 0; i < resp->nheaders; i++)
+        ok &= MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value) == MHD_YES;
+    if (atomic_load(&c->srv->draining))
+        ok &= MHD_add_response_header(r, "Connection", "close") == MHD_YES;
+    c->status = resp->status;
+    c->resp_bytes = resp->body_len;
+    c->queued = true;
+    enum MHD_Result res = ok ? MHD_queue_response(conn, resp->status, r) : MHD_NO;
+    MHD_destroy_response(r);
+    return res;
+}
+
+static enum MHD_Result queue_error(struct reqctx *c, struct MHD_Connection *conn, enum dcms_err e)
+{
+    struct dcms_http_resp resp = {0};
+    dcms_http_render_error(&resp, e, &c->ei, c->request_id);
+    if (e == DCMS_ERR_METHOD_NOT_ALLOWED && c->allow[0] &&
+        dcms_http_resp_header(&resp, "Allow", c->allow))
+        return MHD_NO;
+    return queue(c, conn, &resp);
+}
+
+/* First call: everything that can be decided from the request line and headers. */
+static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection *conn,
+                            const char *url, const char *method)
+{
+    struct reqctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->arena = dcms_arena_new(REQUEST_ARENA_MAX);
+    if (!c->arena) {
+        free(c);
+        return NULL;
+    }
+    c->srv = srv;
+    c->start_us = dcms_clock_mono_us();
+    c->route = ROUTE_UNMATCHED;
+    dcms_errinfo_init(&c->ei, c->arena);
+    dcms_metrics_in_flight(srv->app->metrics, 1);
+
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && request_id_ok(rid))
+        memcpy(c->request_id, rid, strlen(rid) + 1);
+    else
+        dcms_uuid_v7(c->request_id);
+    client_address(conn, c->client_ip, sizeof(c->client_ip));
+
+    struct dcms_http_req *req = &c->req;
+    req->app = srv->app;
+    req->arena = c->arena;
+    req->ei = &c->ei;
+    req->method = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    req->path = url;
+    req->request_id = c->request_id;
+    req->client_ip = c->client_ip;
+    req->lookup = mhd_lookup;
+    req->conn = conn;
+
+    switch (dcms_router_match(method, url, req, &c->route, c->allow, sizeof(c->allow))) {
+    case ROUTE_NO_PATH:
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_NOT_FOUND, "no route for %s %.200s", method, url);
+        return c;
+    case ROUTE_BAD_METHOD:
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_METHOD_NOT_ALLOWED,
+                                "%s is not allowed here; allowed: %s", method, c->allow);
+        return c;
+    case ROUTE_FOUND:
+        break;
+    }
+    const struct dcms_route *rt = &dcms_routes[c->route];
+    if ((c->early = dcms_http_authorize(rt, req)))
+        return c;
+    c->max_body =
+        rt->max_body == DCMS_ROUTE_BODY_DEFAULT ? srv->app->cfg->max_body_bytes : rt->max_body;
+    dcms_buf_init(&c->body, c->max_body);
+
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    bool has_body = declared > 0 || te != NULL;
+    if (declared > c->max_body) {
+        c->early = c->max_body ? dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                              "request body of %llu bytes exceeds the limit "
+                                              "of %zu bytes",
+                                              declared, c->max_body)
+                               : dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                              "this route takes no request body");
+        return c;
+    }
+    if (has_body) {
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        if (!ct || !is_json_type(ct))
+            c->early = dcms_err_set(&c->ei, DCMS_ERR_UNSUPPORTED_MEDIA_TYPE,
+                                    "request body must be application/json");
+    }
+    return c;
+}
+
+static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
+{
+    const struct dcms_route *rt = &dcms_routes[c->route];
+    c->req.body = (struct dcms_str){c->body.ptr ? c->body.ptr : "", c->body.len};
+    struct dcms_http_resp resp = {.status = 200};
+    dcms_log_set_request_id(c->request_id);
+    enum dcms_err e = rt->handler(&c->req, &resp);
+    if (e) {
+        if (c->ei.code != e)
+            dcms_err_set(&c->ei, e, NULL);
+        if (dcms_err_http(e) >= 500)
+            DCMS_LOG(DCMS_LOG_ERROR, "http", "%s %s failed: %s", rt->method, rt->path,
+                     dcms_err_slug(e));
+        if (resp.body_owned)
+            free((void *)resp.body);
+        dcms_log_set_request_id(NULL);
+        return queue_error(c, conn, e);
+    }
+    dcms_log_set_request_id(NULL);
+    return queue(c, conn, &resp);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct reqctx *c = *con_cls;
+    if (!c) {
+        c = begin(cls, conn, url, method);
+        if (!c)
+            return MHD_NO;
+        *con_cls = c;
+        bool body_coming = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length") ||
+                           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+        if (c->early && body_coming)
+            return queue_error(c, conn, c->early);
+        return MHD_YES;
+    }
+    if (c->queued) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        /* libmicrohttpd cannot answer in the middle of an upload, so a chunked body that
+         * outgrows the limit is read and dropped (never stored) and answered at its end;
+         * past the discard budget the connection is simply closed. */
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (c->early) {
+            c->discarded += n;
+            return c->discarded > DISCARD_BUDGET ? MHD_NO : MHD_YES;
+        }
+        enum dcms_err e = dcms_buf_append(&c->body, upload_data, n);
+        if (e == DCMS_ERR_TOO_LARGE)
+            c->early = dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                    "request body exceeds the limit of %zu bytes", c->max_body);
+        else if (e)
+            c->early = dcms_err_set(&c->ei, e, NULL);
+        if (c->early)
+            dcms_buf_release(&c->body);
+        return MHD_YES;
+    }
+    if (c->early)
+        return queue_error(c, conn, c->early);
+    return dispatch(c, conn);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct dcms_http_server *srv = cls;
+    struct reqctx *c = *con_cls;
+    if (!c)
+        return;
+    *con_cls = NULL;
+    int64_t dur = dcms_clock_mono_us() - c->start_us;
+    unsigned status = c->queued ? c->status : 499; /* client went away before an answer */
+    dcms_metrics_observe(srv->app->metrics, c->route, status, dur);
+    dcms_metrics_in_flight(srv->app->metrics, -1);
+    if (srv->app->cfg->access_log && dcms_log_min_level <= DCMS_LOG_INFO) {
+        struct dcms_buf f;
+        dcms_buf_init(&f, 2048);
+        size_t plen = strlen(c->req.path ? c->req.path : "");
+        enum dcms_err e = dcms_buf_appendf(&f, "\"method\":\"%s\",\"path\":\"",
+                                           c->req.method ? c->req.method : "");
+        if (!e)
+            e = dcms_buf_append_json_escaped(&f, c->req.path ? c->req.path : "",
+                                             plen > 512 ? 512 : plen);
+        if (!e)
+            e = dcms_buf_appendf(&f,
+                                 "\",\"route\":\"%s\",\"status\":%u,\"bytes\":%zu,"
+                                 "\"duration_ms\":%.3f,\"remote\":\"%s\"%s",
+                                 c->route == ROUTE_UNMATCHED ? "" : dcms_routes[c->route].path,
+                                 status, c->resp_bytes, (double)dur / 1000.0, c->client_ip,
+                                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+                                                                            : ",\"aborted\":true");
+        if (!e) {
+            dcms_log_set_request_id(c->request_id);
+            DCMS_LOG_FIELDS(DCMS_LOG_INFO, "access", f.ptr, "request");
+            dcms_log_set_request_id(NULL);
+        }
+        dcms_buf_release(&f);
+    }
+    dcms_buf_release(&c->body);
+    dcms_arena_free(c->arena);
+    free(c);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct dcms_http_server *srv = cls;
+    dcms_metrics_connections(srv->app->metrics, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    DCMS_LOG(DCMS_LOG_WARN, "mhd", "%s", msg);
+}
+
+enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
+                                     struct dcms_http_server **out, struct dcms_errinfo *ei)
+{
+    const struct dcms_config *cfg = app->cfg;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(cfg->listen_port)};
+    if (inet_pton(AF_INET, cfg->listen_host, &addr.sin_addr) != 1)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LISTEN host %s is not an IPv4 address",
+                            cfg->listen_host);
+    struct dcms_http_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    s->app = app;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!s->daemon) {
+        free(s);
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot listen on %s", cfg->listen);
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : cfg->listen_port;
+    *out = s;
+    return DCMS_OK;
+}
+
+uint16_t dcms_http_server_port(const struct dcms_http_server *s)
+{
+    return s->port;
+}
+
+int64_t dcms_http_server_drain(struct dcms_http_server *s, unsigned timeout_ms)
+{
+    atomic_store(&s->draining, true);
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    struct dcms_metrics *m = s->app->metrics;
+    int64_t deadline = dcms_clock_mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t idle_since = 0;
+    /* Done when every connection is closed, or when nothing has been in flight for 300 ms
+     * (idle keep-alive clients are then cut off; they did not have a request running). */
+    while (dcms_clock_mono_us() < deadline) {
+        if (dcms_metrics_connections_open(m) <= 0)
+            return 0;
+        if (dcms_metrics_requests_in_flight(m) > 0) {
+            idle_since = 0;
+        } else {
+            int64_t now = dcms_clock_mono_us();
+            if (!idle_since)
+                idle_since = now;
+            else if (now - idle_since >= 300000)
+                return 0;
+        }
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    return dcms_metrics_requests_in_flight(m);
+}
+
+void dcms_http_server_stop(struct dcms_http_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

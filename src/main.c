@@ -1,0 +1,157 @@
+/*
+ * dcmsd: wiring only. Load the configuration, open the store, start the HTTP
+ * server, wait for SIGTERM or SIGINT, drain, stop, close the store.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "dcms/app.h"
+#include "dcms/clock.h"
+#include "dcms/config.h"
+#include "dcms/crypto.h"
+#include "dcms/log.h"
+#include "dcms/metrics.h"
+#include "dcms/server.h"
+#include "dcms/store.h"
+
+/*
+ * Offline tools: `dcmsd <tool> ...` runs a tool instead of the server. Each
+ * service that has one adds a row; the tool gets argv from its own name on
+ * and returns the process exit status.
+ */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} tools[] = {
+    {NULL, NULL, NULL},
+};
+
+static void print_var(void *ctx, const char *name, const char *def, const char *doc)
+{
+    fprintf(ctx, "  %-26s %s (default: %s)\n", name, doc, *def ? def : "empty");
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dcmsd [--config FILE] [--help] [--version]\n"
+               "       dcmsd TOOL [ARGS...]\n\n"
+               "dcms server: digital contracts, attested enclaves, audit.\n"
+               "Configuration comes from the environment (and FILE, KEY=VALUE lines;\n"
+               "the environment wins). See docs/configuration.md.\n\n");
+    dcms_config_each(print_var, f);
+    if (tools[0].name)
+        fprintf(f, "\ntools (dcmsd TOOL --help for each):\n");
+    for (size_t i = 0; tools[i].name; i++)
+        fprintf(f, "  %-26s %s\n", tools[i].name, tools[i].summary);
+}
+
+static unsigned cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static int run_tool(int argc, char **argv)
+{
+    for (size_t i = 0; tools[i].name; i++)
+        if (strcmp(argv[1], tools[i].name) == 0)
+            return tools[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "dcmsd: unknown command \"%s\" (see dcmsd --help)\n", argv[1]);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && argv[1][0] != '-')
+        return run_tool(argc, argv);
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config_path = getenv("DCMS_CONFIG");
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("dcmsd %s\n", DCMS_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    static struct dcms_config cfg;
+    if (dcms_config_load(&cfg, config_path, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "configuration: %s", ei.message);
+        return 2;
+    }
+    dcms_log_set_level(cfg.log_level);
+    if (dcms_crypto_init()) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot initialise libsodium");
+        return 1;
+    }
+
+    /* Signals are taken synchronously by this thread; workers inherit the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned threads = cfg.threads ? (unsigned)cfg.threads : cpu_count();
+    struct dcms_app app = {.cfg = &cfg, .started_us = dcms_clock_now_us()};
+    int status = 1;
+    struct dcms_http_server *srv = NULL;
+    struct dcms_store_opts sopts = {.pool_size = threads,
+                                    .timeout_ms = (unsigned)cfg.store_timeout_ms};
+    if (dcms_store_open(cfg.database_url, &sopts, &app.store, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the store: %s", ei.message);
+        goto out;
+    }
+    if (!(app.metrics = dcms_metrics_new())) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "out of memory");
+        goto out;
+    }
+    if (dcms_http_server_start(&app, threads, &srv, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the HTTP server: %s", ei.message);
+        goto out;
+    }
+    char fields[256];
+    snprintf(fields, sizeof(fields),
+             "\"host\":\"%s\",\"port\":%u,\"store\":\"%s\",\"threads\":%u,\"version\":\"%s\"",
+             cfg.listen_host, dcms_http_server_port(srv), dcms_store_backend_name(app.store),
+             threads, DCMS_VERSION);
+    DCMS_LOG_FIELDS(DCMS_LOG_INFO, "main", fields, "listening");
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    DCMS_LOG(DCMS_LOG_INFO, "main", "received %s, draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    int64_t left = dcms_http_server_drain(srv, (unsigned)cfg.shutdown_timeout_ms);
+    if (left > 0)
+        DCMS_LOG(DCMS_LOG_WARN, "main", "%lld requests still running at the deadline",
+                 (long long)left);
+    status = 0;
+out:
+    dcms_http_server_stop(srv);
+    dcms_store_close(app.store);
+    dcms_metrics_free(app.metrics);
+    if (status == 0)
+        DCMS_LOG(DCMS_LOG_INFO, "main", "stopped");
+    return status;
+}

@@ -1,0 +1,88 @@
+/*
+ * Inside the store: the backend table that store_sqlite.c and store_pg.c
+ * fill in, the connection pool entry, and the row builder both use.
+ * Nothing outside src/store/ includes this header.
+ */
+#ifndef DCMS_STORE_INT_H
+#define DCMS_STORE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "dcms/store.h"
+
+#define STORE_MAX_QUERIES 1024 /* distinct named queries per process */
+
+struct dcms_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+
+/* Generated from src/store/migrations/{sqlite,pg}/NNNN_name.sql; end with {0}. */
+extern const struct dcms_migration dcms_migrations_sqlite[];
+extern const struct dcms_migration dcms_migrations_pg[];
+
+struct dcms_store;
+
+struct store_backend {
+    const char *name;
+    enum dcms_store_backend kind;
+    const struct dcms_migration *migrations;
+    const char *begin_read, *begin_write;
+    /* SQL that takes the migration lock inside a transaction, or NULL. */
+    const char *migration_lock;
+    /* Opens one connection described by `target` (the URL minus any prefix). */
+    enum dcms_err (*connect)(struct dcms_store *s, void **conn, struct dcms_errinfo *ei);
+    void (*disconnect)(void *conn);
+    /* Repairs a connection known to be broken (PostgreSQL reconnect); may be NULL. */
+    enum dcms_err (*repair)(struct dcms_store *s, void *conn, struct dcms_errinfo *ei);
+    /* True when the last failure means the connection itself is gone. */
+    bool (*broken)(void *conn);
+    /* Runs SQL without parameters; may hold several statements. */
+    enum dcms_err (*exec_script)(void *conn, const char *sql, struct dcms_errinfo *ei);
+    enum dcms_err (*exec)(void *conn, struct dcms_query *q, const char *sql,
+                          const struct dcms_store_val *params, size_t n,
+                          struct dcms_store_rows **rows, uint64_t *affected,
+                          struct dcms_errinfo *ei);
+};
+
+extern const struct store_backend dcms_store_sqlite_backend;
+extern const struct store_backend dcms_store_pg_backend;
+
+struct dcms_store_tx {
+    struct dcms_store *store;
+    struct pool_entry *entry;
+};
+
+struct pool_entry {
+    void *conn;
+    bool busy;
+    struct dcms_store_tx tx;
+};
+
+struct dcms_store {
+    const struct store_backend *be;
+    char *target; /* SQLite path or PostgreSQL conninfo URL */
+    unsigned timeout_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pool_entry *pool;
+    unsigned pool_size, in_use;
+    uint64_t acquired_total, wait_total, timeouts_total, reconnects_total;
+};
+
+/* Gives `q` its slot number (1..STORE_MAX_QUERIES-1) on first use; 0 if full. */
+int dcms_store_query_slot(struct dcms_query *q);
+
+/* Row builder shared by the backends. */
+struct dcms_store_rows *dcms_store_rows_new(size_t ncols);
+/* Appends one cell (NULL `p` for SQL NULL) to the current row, row-major. */
+enum dcms_err dcms_store_rows_push(struct dcms_store_rows *r, const char *p, size_t len);
+/* Fixes cell pointers once every cell is in; call before handing rows out. */
+void dcms_store_rows_finish(struct dcms_store_rows *r);
+
+/* Counts a reconnect in the pool statistics. */
+void dcms_store_note_reconnect(struct dcms_store *s);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * Shared by the unit tests: cmocka's headers in the right order, a main()
+ * that runs one named case (so ctest lists each case) or all of them, and
+ * small helpers for reading test files.
+ */
+#ifndef DCMS_TESTUTIL_H
+#define DCMS_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* Runs the case named argv[1], or every case when there is no argument. */
+#define DCMS_TEST_MAIN(tests)                                                                      \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        if (argc > 1)                                                                              \
+            cmocka_set_test_filter(argv[1]);                                                       \
+        return cmocka_run_group_tests(tests, NULL, NULL);                                          \
+    }
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer; fails the test if it cannot. */
+static inline char *dcms_test_read_file(const char *path, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
+    p[n] = '\0';
+    fclose(f);
+    if (len_out)
+        *len_out = (size_t)n;
+    return p;
+}
+
+#endif
