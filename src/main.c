@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "dcms/app.h"
+#include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
@@ -25,6 +27,8 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } tools[] = {
+    {"audit", dcms_audit_cli,
+     "verify an audit export offline (dcmsd audit verify FILE --public-key K)"},
     {NULL, NULL, NULL},
 };
 
@@ -45,6 +49,19 @@ static void usage(FILE *f)
         fprintf(f, "\ntools (dcmsd TOOL --help for each):\n");
     for (size_t i = 0; tools[i].name; i++)
         fprintf(f, "  %-26s %s\n", tools[i].name, tools[i].summary);
+}
+
+/* Start and stop are audited: an auditor sees every period a node was serving. */
+static enum dcms_err record_system_event(struct dcms_app *app, const char *action,
+                                         struct dcms_errinfo *ei)
+{
+    json_t *details = json_pack("{s:s, s:s, s:I}", "version", DCMS_VERSION, "store",
+                                dcms_store_backend_name(app->store), "pid", (json_int_t)getpid());
+    struct dcms_audit_event ev = {
+        .actor = "system", .action = action, .outcome = DCMS_AUDIT_SUCCESS, .details = details};
+    enum dcms_err e = details ? dcms_audit_record(app->audit, &ev, ei) : DCMS_ERR_NOMEM;
+    json_decref(details);
+    return e;
 }
 
 static unsigned cpu_count(void)
@@ -124,6 +141,20 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the store: %s", ei.message);
         goto out;
     }
+    struct dcms_audit_opts aopts = {
+        .key_path = cfg.audit_key_file,
+        .checkpoint_every = (unsigned)cfg.audit_checkpoint_every,
+        .checkpoint_interval_s = (unsigned)cfg.audit_checkpoint_interval_s,
+        .denied_per_minute = (unsigned)cfg.audit_refusals_per_minute,
+    };
+    if (dcms_audit_open(app.store, &aopts, &app.audit, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the audit log: %s", ei.message);
+        goto out;
+    }
+    if (record_system_event(&app, "system.start", &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot write to the audit log: %s", ei.message);
+        goto out;
+    }
     if (!(app.metrics = dcms_metrics_new())) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "out of memory");
         goto out;
@@ -149,6 +180,9 @@ int main(int argc, char **argv)
     status = 0;
 out:
     dcms_http_server_stop(srv);
+    if (srv && record_system_event(&app, "system.stop", &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
+    dcms_audit_close(app.audit);
     dcms_store_close(app.store);
     dcms_metrics_free(app.metrics);
     if (status == 0)

@@ -6,6 +6,7 @@
 #ifndef DCMS_CRYPTO_H
 #define DCMS_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "dcms/err.h"
@@ -15,6 +16,47 @@
 /* SHA-256 of `len` bytes. DCMS_ERR_CRYPTO if OpenSSL fails. */
 enum dcms_err dcms_digest_sha256(const void *p, size_t len,
                                  unsigned char out[DCMS_SHA256_LEN]) DCMS_MUST_CHECK;
+
+/* Lowercase hex of SHA-256(p) into out (65 bytes). */
+enum dcms_err dcms_digest_sha256_hex(const void *p, size_t len, char out[65]) DCMS_MUST_CHECK;
+
+/* ---- base64 (standard alphabet, padded on output; padding optional on input) ---- */
+
+/* Encoded length including the NUL. */
+size_t dcms_b64_encoded_len(size_t n);
+/* Encodes into `out` (at least dcms_b64_encoded_len(n) bytes). */
+void dcms_b64_encode(char *out, const void *p, size_t n);
+/* Decodes into `out` (capacity `cap`); DCMS_ERR_BAD_REQUEST on bad input or overflow. */
+enum dcms_err dcms_b64_decode(unsigned char *out, size_t cap, const char *s, size_t len,
+                              size_t *out_len) DCMS_MUST_CHECK;
+
+/* ---- Ed25519 signatures ---- */
+
+#define DCMS_SIGN_PUBLIC_LEN 32
+#define DCMS_SIGN_BYTES 64
+
+/* A secret signing key, held in guarded libsodium memory. */
+struct dcms_sign_key;
+
+/*
+ * Loads the Ed25519 seed kept (base64, one line) in `path`, or creates it
+ * (mode 0600, parent directory 0700) when the file does not exist. A key
+ * file readable by group or others is refused: DCMS_ERR_CONFIG.
+ */
+enum dcms_err dcms_sign_key_load_or_create(const char *path, struct dcms_sign_key **out,
+                                           struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Wipes and frees. NULL is a no-op. */
+void dcms_sign_key_free(struct dcms_sign_key *k);
+const unsigned char *dcms_sign_key_public(const struct dcms_sign_key *k);
+/* Key id: the first 16 hex digits of SHA-256 of the public key (17 bytes with NUL). */
+const char *dcms_sign_key_id(const struct dcms_sign_key *k);
+void dcms_sign_key_id_of(const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], char out[17]);
+/* Detached signature of `len` bytes. Thread-safe. */
+enum dcms_err dcms_sign_detached(const struct dcms_sign_key *k, const void *msg, size_t len,
+                                 unsigned char sig[DCMS_SIGN_BYTES]) DCMS_MUST_CHECK;
+/* True when `sig` is a valid signature of `msg` by `pk`. */
+bool dcms_sign_verify(const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], const void *msg, size_t len,
+                      const unsigned char sig[DCMS_SIGN_BYTES]);
 
 /* Initializes libsodium; call once at start. DCMS_ERR_CRYPTO on failure. */
 enum dcms_err dcms_crypto_init(void) DCMS_MUST_CHECK;

@@ -115,6 +115,8 @@ void dcms_store_stats(struct dcms_store *s, struct dcms_store_stats *out);
 /* Takes a connection from the pool and begins a transaction. */
 enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
                                struct dcms_store_tx **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The store a transaction belongs to. */
+struct dcms_store *dcms_store_tx_store(const struct dcms_store_tx *tx);
 /* Commits and returns the connection; the tx is gone whatever the result. */
 enum dcms_err dcms_store_commit(struct dcms_store_tx *tx, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Rolls back and returns the connection. NULL is a no-op. */

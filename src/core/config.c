@@ -177,6 +177,17 @@ enum dcms_err dcms_config_load(struct dcms_config *cfg, const char *path, struct
         if (n < 0 || (size_t)n >= sizeof(cfg->database_url))
             return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATA_DIR is too long");
     }
+    if (cfg->audit_key_file[0] == '\0') {
+        int n = snprintf(cfg->audit_key_file, sizeof(cfg->audit_key_file), "%s/audit/ed25519.key",
+                         cfg->data_dir);
+        if (n < 0 || (size_t)n >= sizeof(cfg->audit_key_file))
+            return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATA_DIR is too long");
+    }
+    if (cfg->audit_checkpoint_every < 1 || cfg->audit_checkpoint_every > 1000000)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_AUDIT_CHECKPOINT_EVERY must be 1..1000000");
+    if (cfg->audit_refusals_per_minute < 1)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_AUDIT_REFUSALS_PER_MINUTE must be at least 1");
     if (cfg->threads > 256)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_THREADS must be at most 256");
     if (cfg->max_body_bytes < 1024 || cfg->max_body_bytes > (1ul << 30))

@@ -3,6 +3,7 @@
  * never grow without bound) and the few string helpers the modules share.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -61,7 +62,7 @@ static enum dcms_err grow(struct dcms_buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
-    if (cap > b->max + 1)
+    if (b->max < SIZE_MAX && cap > b->max + 1) /* max + 1 would wrap for SIZE_MAX */
         cap = b->max + 1;
     char *p = realloc(b->ptr, cap);
     if (!p)

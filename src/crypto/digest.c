@@ -13,3 +13,41 @@ enum dcms_err dcms_crypto_init(void)
 {
     return sodium_init() < 0 ? DCMS_ERR_CRYPTO : DCMS_OK;
 }
+
+enum dcms_err dcms_digest_sha256_hex(const void *p, size_t len, char out[65])
+{
+    unsigned char d[DCMS_SHA256_LEN];
+    if (dcms_digest_sha256(p, len, d))
+        return DCMS_ERR_CRYPTO;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(d); i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[64] = '\0';
+    return DCMS_OK;
+}
+
+size_t dcms_b64_encoded_len(size_t n)
+{
+    return sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+}
+
+void dcms_b64_encode(char *out, const void *p, size_t n)
+{
+    sodium_bin2base64(out, dcms_b64_encoded_len(n), p, n, sodium_base64_VARIANT_ORIGINAL);
+}
+
+enum dcms_err dcms_b64_decode(unsigned char *out, size_t cap, const char *s, size_t len,
+                              size_t *out_len)
+{
+    const char *end = NULL;
+    /* Padding is optional: strip it and decode the unpadded variant. */
+    while (len && s[len - 1] == '=')
+        len--;
+    if (sodium_base642bin(out, cap, s, len, NULL, out_len, &end,
+                          sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
+        end != s + len)
+        return DCMS_ERR_BAD_REQUEST;
+    return DCMS_OK;
+}

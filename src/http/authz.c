@@ -15,6 +15,6 @@ enum dcms_err dcms_http_authorize(const struct dcms_route *route, struct dcms_ht
         return DCMS_OK;
     if (req->app->cfg->insecure_open_access)
         return DCMS_OK;
-    return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
-                        "authentication required for %s %s", route->method, route->path);
+    return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED, "authentication required for %s %s",
+                        route->method, route->path);
 }

@@ -20,6 +20,7 @@
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/log.h"
@@ -107,7 +108,18 @@ static bool is_json_type(const char *ct)
     ct += n;
     while (*ct == ' ')
         ct++;
-    return *ct == '\0' || *ct == ';';
+    if (*ct == '\0')
+        return true;
+    if (*ct != ';')
+        return false;
+    /* JSON is UTF-8 (RFC 8259); a charset parameter may only say so. */
+    const char *cs = strcasestr(ct, "charset=");
+    if (!cs)
+        return true;
+    cs += 8;
+    if (*cs == '"')
+        cs++;
+    return strncasecmp(cs, "utf-8", 5) == 0 || strncasecmp(cs, "utf8", 4) == 0;
 }
 
 static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
@@ -303,6 +315,43 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(c, conn);
 }
 
+static bool changes_state(const char *method)
+{
+    return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0;
+}
+
+/*
+ * Refused requests are audited: every 401 and 403, and every rejected
+ * attempt to change state on a protected route. The audit module rate-limits
+ * per client address so a flood cannot flood the log.
+ */
+static void audit_refusal(struct reqctx *c, unsigned status)
+{
+    const struct dcms_route *rt = c->route == ROUTE_UNMATCHED ? NULL : &dcms_routes[c->route];
+    bool denied = status == 401 || status == 403;
+    bool rejected = rt && status >= 400 && status < 500 && status != 404 && status != 405 &&
+                    strcmp(rt->permission, "PUBLIC") != 0 && changes_state(rt->method);
+    if (!denied && !rejected)
+        return;
+    json_t *details =
+        json_pack("{s:s, s:s, s:i, s:s}", "method", c->req.method, "route", rt ? rt->path : "",
+                  "status", (int)status, "code", dcms_err_slug(c->ei.code));
+    struct dcms_audit_event ev = {
+        .actor = "anonymous",
+        .action = denied ? "request.denied" : "request.rejected",
+        .resource_type = "route",
+        .resource_id = rt ? rt->path : NULL,
+        .outcome = denied ? DCMS_AUDIT_DENIED : DCMS_AUDIT_ERROR,
+        .details = details,
+        .client_ip = c->client_ip[0] ? c->client_ip : NULL,
+        .request_id = c->request_id,
+    };
+    if (details)
+        dcms_audit_refusal(c->srv->app->audit, &ev);
+    json_decref(details);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -314,6 +363,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int64_t dur = dcms_clock_mono_us() - c->start_us;
     unsigned status = c->queued ? c->status : 499; /* client went away before an answer */
     dcms_metrics_observe(srv->app->metrics, c->route, status, dur);
+    if (c->queued && c->status >= 400 && srv->app->audit)
+        audit_refusal(c, c->status);
     dcms_metrics_in_flight(srv->app->metrics, -1);
     if (srv->app->cfg->access_log && dcms_log_min_level <= DCMS_LOG_INFO) {
         struct dcms_buf f;

@@ -234,10 +234,16 @@ enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
         pool_release(s, e);
         return r;
     }
+    e->read_only = mode == DCMS_TX_READ;
     e->tx.store = s;
     e->tx.entry = e;
     *out = &e->tx;
     return DCMS_OK;
+}
+
+struct dcms_store *dcms_store_tx_store(const struct dcms_store_tx *tx)
+{
+    return tx->store;
 }
 
 enum dcms_err dcms_store_commit(struct dcms_store_tx *tx, struct dcms_errinfo *ei)
@@ -283,7 +289,7 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
         DCMS_LOG(DCMS_LOG_ERROR, "store", "too many named queries (limit %d)", STORE_MAX_QUERIES);
         return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
-    return be->exec(tx->entry->conn, q, sql, params, n, rows, affected, ei);
+    return be->exec(tx->entry->conn, tx->entry->read_only, q, sql, params, n, rows, affected, ei);
 }
 
 /* ---- open, migrate, close ---- */

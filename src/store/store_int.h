@@ -41,7 +41,8 @@ struct store_backend {
     bool (*broken)(void *conn);
     /* Runs SQL without parameters; may hold several statements. */
     enum dcms_err (*exec_script)(void *conn, const char *sql, struct dcms_errinfo *ei);
-    enum dcms_err (*exec)(void *conn, struct dcms_query *q, const char *sql,
+    /* `read_only`: the transaction was begun DCMS_TX_READ; refuse statements that write. */
+    enum dcms_err (*exec)(void *conn, bool read_only, struct dcms_query *q, const char *sql,
                           const struct dcms_store_val *params, size_t n,
                           struct dcms_store_rows **rows, uint64_t *affected,
                           struct dcms_errinfo *ei);
@@ -58,6 +59,7 @@ struct dcms_store_tx {
 struct pool_entry {
     void *conn;
     bool busy;
+    bool read_only; /* the current transaction's mode */
     struct dcms_store_tx tx;
 };
 

@@ -155,7 +155,7 @@ static size_t normalize_timestamp(const char *in, char *out, size_t cap)
     return o;
 }
 
-static enum dcms_err pg_exec(void *conn, struct dcms_query *q, const char *sql,
+static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, const char *sql,
                              const struct dcms_store_val *params, size_t n,
                              struct dcms_store_rows **rows_out, uint64_t *affected,
                              struct dcms_errinfo *ei)
@@ -179,12 +179,30 @@ static enum dcms_err pg_exec(void *conn, struct dcms_query *q, const char *sql,
     const char *values[PG_MAX_PARAMS];
     int lengths[PG_MAX_PARAMS];
     char ints[PG_MAX_PARAMS][24];
+    /* Text parameters travel in text format, which libpq ends at the NUL, not at the
+     * length: copy each one NUL-terminated, and refuse embedded NULs (PostgreSQL text
+     * cannot hold them). */
+    size_t text_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (params[i].type != DCMS_VT_TEXT)
+            continue;
+        if (memchr(params[i].ptr, '\0', params[i].len))
+            return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "text must not contain NUL characters");
+        text_bytes += params[i].len + 1;
+    }
+    char *texts = text_bytes ? malloc(text_bytes) : NULL;
+    if (text_bytes && !texts)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    char *tp = texts;
     for (size_t i = 0; i < n; i++) {
         lengths[i] = 0;
         switch (params[i].type) {
         case DCMS_VT_TEXT:
-            values[i] = params[i].ptr;
+            memcpy(tp, params[i].ptr, params[i].len);
+            tp[params[i].len] = '\0';
+            values[i] = tp;
             lengths[i] = (int)params[i].len;
+            tp += params[i].len + 1;
             break;
         case DCMS_VT_INT:
             snprintf(ints[i], sizeof(ints[i]), "%" PRId64, params[i].i);
@@ -194,8 +212,8 @@ static enum dcms_err pg_exec(void *conn, struct dcms_query *q, const char *sql,
             values[i] = NULL;
         }
     }
-    /* Text parameters are sent as text format: libpq uses the NUL, not the length. */
     PGresult *res = PQexecPrepared(c->pg, stmt, (int)n, values, lengths, NULL, 0);
+    free(texts);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         enum dcms_err r = map_result(c, res, q->name, ei);

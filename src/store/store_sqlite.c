@@ -158,7 +158,7 @@ static enum dcms_err bind_params(sqlite3_stmt *st, const struct dcms_store_val *
     return DCMS_OK;
 }
 
-static enum dcms_err sq_exec(void *conn, struct dcms_query *q, const char *sql,
+static enum dcms_err sq_exec(void *conn, bool read_only, struct dcms_query *q, const char *sql,
                              const struct dcms_store_val *params, size_t n,
                              struct dcms_store_rows **rows_out, uint64_t *affected,
                              struct dcms_errinfo *ei)
@@ -173,6 +173,11 @@ static enum dcms_err sq_exec(void *conn, struct dcms_query *q, const char *sql,
             return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
         }
         c->stmts[q->slot] = st;
+    }
+    if (read_only && !sqlite3_stmt_readonly(st)) {
+        /* PostgreSQL refuses this itself (READ ONLY); SQLite needs telling. */
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s writes in a read-only transaction", q->name);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
     struct dcms_store_rows *rows = NULL;
     enum dcms_err r = bind_params(st, params, n, q->name, ei);

@@ -111,12 +111,18 @@ static void parse_fractions(void **state)
         const char *s;
         int64_t frac;
     } cases[] = {
-        {"2026-11-23T20:14:19.1Z", 100000},        {"2026-11-23T20:14:19.12Z", 120000},
-        {"2026-11-23T20:14:19.123Z", 123000},      {"2026-11-23T20:14:19.1234Z", 123400},
-        {"2026-11-23T20:14:19.12345Z", 123450},    {"2026-11-23T20:14:19.123456Z", 123456},
-        {"2026-11-23T20:14:19.1234567Z", 123456},  {"2026-11-23T20:14:19.12345678Z", 123456},
-        {"2026-11-23T20:14:19.123456789Z", 123456}, {"2026-11-23T20:14:19.000001Z", 1},
-        {"2026-11-23T20:14:19.0Z", 0},             {"2026-11-23T20:14:19.999999999Z", 999999},
+        {"2026-11-23T20:14:19.1Z", 100000},
+        {"2026-11-23T20:14:19.12Z", 120000},
+        {"2026-11-23T20:14:19.123Z", 123000},
+        {"2026-11-23T20:14:19.1234Z", 123400},
+        {"2026-11-23T20:14:19.12345Z", 123450},
+        {"2026-11-23T20:14:19.123456Z", 123456},
+        {"2026-11-23T20:14:19.1234567Z", 123456},
+        {"2026-11-23T20:14:19.12345678Z", 123456},
+        {"2026-11-23T20:14:19.123456789Z", 123456},
+        {"2026-11-23T20:14:19.000001Z", 1},
+        {"2026-11-23T20:14:19.0Z", 0},
+        {"2026-11-23T20:14:19.999999999Z", 999999},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(parse_ok(cases[i].s), base + cases[i].frac);
@@ -140,17 +146,17 @@ static void parse_refusals(void **state)
         "2026-11-23T24:00:00Z",
         "2026-11-23T20:60:00Z",
         "2026-11-23T20:14:61Z",
-        "2026-11-23T20:14:19",       /* missing zone */
-        "2026-11-23T20:14:19.123",   /* missing zone after a fraction */
-        "2026-11-23T20:14:19Zjunk",  /* junk after */
-        "2026-11-23T20:14:19Z ",     /* even a space */
+        "2026-11-23T20:14:19",      /* missing zone */
+        "2026-11-23T20:14:19.123",  /* missing zone after a fraction */
+        "2026-11-23T20:14:19Zjunk", /* junk after */
+        "2026-11-23T20:14:19Z ",    /* even a space */
         "2026-11-23T20:14:19+02:00x",
-        "2026-11-23T20:14:19+02",    /* offset without minutes */
-        "2026-11-23T20:14:19+0200",  /* basic format */
+        "2026-11-23T20:14:19+02",   /* offset without minutes */
+        "2026-11-23T20:14:19+0200", /* basic format */
         "2026-11-23T20:14:19+24:00",
         "2026-11-23T20:14:19+02:60",
-        "2026-11-23 20:14:19Z",      /* space instead of T */
-        "2026-11-23",                /* date only */
+        "2026-11-23 20:14:19Z", /* space instead of T */
+        "2026-11-23",           /* date only */
         "26-11-23T20:14:19Z",
         "2026-1-23T20:14:19Z",
         "2026-11-23T20:14Z",
@@ -263,10 +269,10 @@ static void uuid_valid(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(format_known),     cmocka_unit_test(format_negative),
-    cmocka_unit_test(parse_round_trip), cmocka_unit_test(parse_offsets),
-    cmocka_unit_test(parse_fractions),  cmocka_unit_test(parse_refusals),
-    cmocka_unit_test(uuid_v7_format),   cmocka_unit_test(uuid_v7_unique),
+    cmocka_unit_test(format_known),         cmocka_unit_test(format_negative),
+    cmocka_unit_test(parse_round_trip),     cmocka_unit_test(parse_offsets),
+    cmocka_unit_test(parse_fractions),      cmocka_unit_test(parse_refusals),
+    cmocka_unit_test(uuid_v7_format),       cmocka_unit_test(uuid_v7_unique),
     cmocka_unit_test(uuid_v7_time_ordered), cmocka_unit_test(uuid_valid),
 };
 

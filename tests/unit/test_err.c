@@ -45,8 +45,8 @@ static void every_code_described(void **state)
     assert_string_equal(dcms_err_slug(DCMS_ERR__COUNT), "internal_error");
     assert_int_equal(dcms_err_http(DCMS_ERR__COUNT), 500);
     assert_non_null(dcms_err_str(DCMS_ERR__COUNT));
-    assert_string_equal(dcms_err_slug((enum dcms_err)-1), "internal_error");
-    assert_int_equal(dcms_err_http((enum dcms_err)-1), 500);
+    assert_string_equal(dcms_err_slug((enum dcms_err)(-1)), "internal_error");
+    assert_int_equal(dcms_err_http((enum dcms_err)(-1)), 500);
 }
 
 static void err_set_formats(void **state)
@@ -188,9 +188,9 @@ static void json_duplicate_keys(void **state)
     /* Even when the caller passes its own flags. */
     json_t *v = NULL;
     dcms_errinfo_init(&ei, NULL);
-    assert_int_equal(dcms_json_parse(dcms_str_from("{\"a\": 1, \"a\": 2}"),
-                                     JSON_DECODE_INT_AS_REAL, &v, &ei),
-                     DCMS_ERR_MALFORMED_JSON);
+    assert_int_equal(
+        dcms_json_parse(dcms_str_from("{\"a\": 1, \"a\": 2}"), JSON_DECODE_INT_AS_REAL, &v, &ei),
+        DCMS_ERR_MALFORMED_JSON);
     assert_null(v);
 }
 

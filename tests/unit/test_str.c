@@ -50,6 +50,19 @@ static void buf_grows(void **state)
     dcms_buf_release(&b);
 }
 
+/* SIZE_MAX as the cap means "no limit in practice"; it must not wrap the capacity. */
+static void buf_max_size_max(void **state)
+{
+    (void)state;
+    struct dcms_buf b;
+    dcms_buf_init(&b, SIZE_MAX);
+    assert_int_equal(dcms_buf_appends(&b, "hello"), DCMS_OK);
+    assert_int_equal(dcms_buf_appendf(&b, " %s", "world"), DCMS_OK);
+    assert_string_equal(b.ptr, "hello world");
+    assert_true(b.cap > b.len);
+    dcms_buf_release(&b);
+}
+
 static void buf_appendf(void **state)
 {
     (void)state;
@@ -117,8 +130,8 @@ static void json_escaping(void **state)
     assert_escaped("\n\r\t\b\f", 5, "\\n\\r\\t\\b\\f");
     assert_escaped("\x01", 1, "\\u0001");
     assert_escaped("\x1f\x1e", 2, "\\u001f\\u001e"); /* lowercase hex */
-    assert_escaped("a\0b", 3, "a\\u0000b");           /* the length counts, not the NUL */
-    assert_escaped("\x7f", 1, "\x7f");                /* DEL needs no escape */
+    assert_escaped("a\0b", 3, "a\\u0000b");          /* the length counts, not the NUL */
+    assert_escaped("\x7f", 1, "\x7f");               /* DEL needs no escape */
     assert_escaped("/", 1, "/");
     assert_escaped("caf\xc3\xa9 \xe2\x82\xac", 9, "caf\xc3\xa9 \xe2\x82\xac"); /* UTF-8 as is */
     assert_escaped("x\"y\\z\x0b", 6, "x\\\"y\\\\z\\u000b");
@@ -178,7 +191,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(buf_cap_refuses), cmocka_unit_test(buf_grows),
     cmocka_unit_test(buf_appendf),     cmocka_unit_test(buf_detach),
     cmocka_unit_test(json_escaping),   cmocka_unit_test(hex_encode),
-    cmocka_unit_test(str_ieq),
+    cmocka_unit_test(str_ieq),         cmocka_unit_test(buf_max_size_max),
 };
 
 DCMS_TEST_MAIN(tests)

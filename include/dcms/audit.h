@@ -1,0 +1,105 @@
+/*
+ * The audit log: an append-only, hash-chained, signed record of every state
+ * change and every refused request.
+ *
+ * Each event's hash is SHA-256 over the RFC 8785 canonical JSON of the event
+ * (every field but `hash`, including `prev_hash`), so editing, removing or
+ * reordering an event breaks the chain. Every N events and every T seconds
+ * the head (seq, hash) is signed with the audit Ed25519 key and stored as a
+ * checkpoint, so even a consistent rewrite of the tail by someone with
+ * database access is caught. Appends run inside the caller's write
+ * transaction: the change and its event commit or roll back together.
+ *
+ * Thread-safety: struct dcms_audit is shared by all threads; each call uses
+ * the transaction it is given.
+ */
+#ifndef DCMS_AUDIT_H
+#define DCMS_AUDIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "dcms/crypto.h"
+#include "dcms/err.h"
+
+struct dcms_store;
+struct dcms_store_tx;
+struct dcms_audit;
+
+enum dcms_audit_outcome { DCMS_AUDIT_SUCCESS, DCMS_AUDIT_DENIED, DCMS_AUDIT_ERROR };
+
+/* What happened. Strings are borrowed; NULL for absent optional fields. */
+struct dcms_audit_event {
+    const char *actor;         /* identity id, "system" or "anonymous" */
+    const char *action;        /* "contract.create", "request.denied", ... */
+    const char *resource_type; /* "contract", "identity", ... or NULL */
+    const char *resource_id;
+    enum dcms_audit_outcome outcome;
+    const json_t *details; /* an object or NULL; never a secret, token or key */
+    const char *client_ip;
+    const char *request_id;
+};
+
+struct dcms_audit_opts {
+    const char *key_path;           /* Ed25519 seed file; created if missing */
+    unsigned checkpoint_every;      /* sign the head every N events (0: 1000) */
+    unsigned checkpoint_interval_s; /* and every T seconds when it moved (0: no timer) */
+    unsigned denied_per_minute;     /* refused-request events per client IP per minute (0: 60) */
+};
+
+/* Loads the key and starts the checkpoint timer. DCMS_ERR_CONFIG for a bad key file. */
+enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_opts *opts,
+                              struct dcms_audit **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Stops the timer, signs a last checkpoint if the head moved, frees. NULL is a no-op. */
+void dcms_audit_close(struct dcms_audit *a);
+
+/*
+ * Appends `ev` inside `tx` (which must be a DCMS_TX_WRITE transaction) and
+ * signs a checkpoint in the same transaction when the new seq is a multiple
+ * of checkpoint_every. On any error the caller must roll back: an audit
+ * write that fails fails the change. `seq_out` may be NULL.
+ */
+enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
+                                const struct dcms_audit_event *ev, int64_t *seq_out,
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Appends `ev` in a transaction of its own (events with no other change). */
+enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_event *ev,
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Records a refused request (outcome denied or error) unless this client IP
+ * has used its allowance for the current minute; suppressed events are
+ * counted and reported in the client's next recorded event. Never fails the
+ * request: problems are logged.
+ */
+void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev);
+
+/* Signs the current head now if it moved since the last checkpoint. */
+enum dcms_err dcms_audit_checkpoint(struct dcms_audit *a, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+const struct dcms_sign_key *dcms_audit_key(const struct dcms_audit *a);
+
+/* ---- verification (the server's walk and the offline verifier share it) ---- */
+
+struct dcms_audit_report {
+    bool ok;
+    int64_t events_checked, checkpoints_checked;
+    int64_t first_bad_seq; /* 0 when ok */
+    int64_t last_seq;
+    char reason[256];
+};
+
+/* Re-walks the whole chain and every checkpoint in the store. */
+enum dcms_err dcms_audit_verify(struct dcms_audit *a, struct dcms_audit_report *report,
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Report as {"ok", "events_checked", "checkpoints_checked", "first_bad_seq", "reason", ...}. */
+json_t *dcms_audit_report_json(const struct dcms_audit_report *r);
+
+/* Text of an outcome ("success" | "denied" | "error"). */
+const char *dcms_audit_outcome_str(enum dcms_audit_outcome o);
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * Appending to the chain, signing checkpoints, and walking the store to
+ * verify it.
+ *
+ * The process keeps a hint of the chain head (seq, hash). An append
+ * computes the next event from the hint and asks the store to advance the
+ * head only if it is still where the hint says (compare-and-set); when
+ * another thread or process got there first, or a transaction that moved
+ * the hint rolled back, the set fails, the head is re-read and the event
+ * rebuilt. The hint saves a round trip per append in the common case and
+ * is never trusted for correctness.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "audit/audit_int.h"
+#include "dcms/clock.h"
+#include "dcms/json.h"
+#include "dcms/log.h"
+#include "dcms/store.h"
+#include "dcms/uuid.h"
+
+#define APPEND_ATTEMPTS 1000
+#define VERIFY_BATCH 1000
+
+static enum dcms_err sign_checkpoint(struct dcms_audit *a, struct dcms_store_tx *tx, int64_t seq,
+                                     const char *hash, struct dcms_errinfo *ei)
+{
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+    const char *key_id = dcms_sign_key_id(a->key);
+    struct dcms_buf msg;
+    dcms_buf_init(&msg, 4096);
+    unsigned char sig[DCMS_SIGN_BYTES];
+    enum dcms_err e = audit_checkpoint_message(seq, hash, now, key_id, &msg);
+    if (!e)
+        e = dcms_sign_detached(a->key, msg.ptr, msg.len, sig);
+    dcms_buf_release(&msg);
+    if (e)
+        return dcms_err_set(ei, e, NULL);
+    char sig64[128];
+    dcms_b64_encode(sig64, sig, sizeof(sig));
+    return audit_store_add_checkpoint(tx, seq, hash, now, key_id, sig64, ei);
+}
+
+enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
+                                const struct dcms_audit_event *ev, int64_t *seq_out,
+                                struct dcms_errinfo *ei)
+{
+    if (!ev->actor || !ev->action || (ev->details && !json_is_object(ev->details)))
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    json_t *details = ev->details ? (json_t *)ev->details : json_object();
+    char *details_text = dcms_json_dump(details, NULL);
+    if (!ev->details)
+        json_decref(details);
+    if (!details_text)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+
+    int64_t head_seq;
+    char head_hash[65];
+    pthread_mutex_lock(&a->mu);
+    head_seq = a->hint_seq;
+    memcpy(head_hash, a->hint_hash, 65);
+    pthread_mutex_unlock(&a->mu);
+
+    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN], hash[65];
+    dcms_uuid_v7(id);
+    enum dcms_err e = DCMS_OK;
+    bool appended = false;
+    for (int attempt = 0; !e && !appended && attempt < APPEND_ATTEMPTS; attempt++) {
+        if (head_seq < 0 && (e = audit_store_head(tx, &head_seq, head_hash, ei)))
+            break;
+        dcms_time_format(dcms_clock_now_us(), now);
+        json_t *body =
+            audit_event_body(head_seq + 1, id, now, ev->actor, ev->action, ev->resource_type,
+                             ev->resource_id, dcms_audit_outcome_str(ev->outcome), ev->details,
+                             ev->client_ip, ev->request_id, head_hash);
+        if (!body) {
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+            break;
+        }
+        e = audit_hash(body, hash, ei);
+        json_decref(body);
+        if (!e)
+            e = audit_store_append(tx, head_seq + 1, id, now, ev, details_text, head_hash, hash,
+                                   &appended, ei);
+        if (!e && !appended)
+            head_seq = -1; /* the head moved: read it again */
+    }
+    free(details_text);
+    if (!e && !appended)
+        e = dcms_err_set(ei, DCMS_ERR_RETRY, NULL);
+    if (e)
+        return e;
+
+    int64_t seq = head_seq + 1;
+    pthread_mutex_lock(&a->mu);
+    a->hint_seq = seq;
+    memcpy(a->hint_hash, hash, 65);
+    pthread_mutex_unlock(&a->mu);
+    if (seq % a->every == 0 && (e = sign_checkpoint(a, tx, seq, hash, ei)))
+        return e;
+    if (seq_out)
+        *seq_out = seq;
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_event *ev,
+                                struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(a->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    if ((e = dcms_audit_append(a, tx, ev, NULL, ei))) {
+        dcms_store_rollback(tx);
+        return e;
+    }
+    return dcms_store_commit(tx, ei);
+}
+
+/* FNV-1a: spreads client addresses over the limiter's slots. */
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev)
+{
+    uint64_t key = fnv1a(ev->client_ip);
+    int64_t now_s = dcms_clock_mono_us() / 1000000;
+    unsigned suppressed = 0;
+    bool record;
+    pthread_mutex_lock(&a->mu);
+    struct audit_limit_slot *s = &a->slots[key % AUDIT_LIMIT_SLOTS];
+    if (s->key != key || now_s - s->window_start_s >= 60) {
+        suppressed = s->key == key ? s->suppressed : 0;
+        s->key = key;
+        s->window_start_s = now_s;
+        s->count = 0;
+        s->suppressed = 0;
+    }
+    record = s->count < a->denied_per_minute;
+    if (record)
+        s->count++;
+    else
+        s->suppressed++;
+    pthread_mutex_unlock(&a->mu);
+    if (!record)
+        return;
+
+    struct dcms_audit_event copy = *ev;
+    json_t *details = ev->details ? json_deep_copy(ev->details) : json_object();
+    if (details && suppressed)
+        json_object_set_new(details, "suppressed_before", json_integer(suppressed));
+    copy.details = details;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (dcms_audit_record(a, &copy, &ei))
+        DCMS_LOG(DCMS_LOG_ERROR, "audit", "cannot record %s: %s", ev->action, ei.message);
+    json_decref(details);
+}
+
+enum dcms_err dcms_audit_checkpoint(struct dcms_audit *a, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(a->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    int64_t head_seq, last;
+    char head_hash[65];
+    if (!(e = audit_store_head(tx, &head_seq, head_hash, ei)) &&
+        !(e = audit_store_last_checkpoint(tx, &last, ei)) && head_seq > last)
+        e = sign_checkpoint(a, tx, head_seq, head_hash, ei);
+    if (e) {
+        dcms_store_rollback(tx);
+        return e;
+    }
+    return dcms_store_commit(tx, ei);
+}
+
+static void *timer_main(void *arg)
+{
+    struct dcms_audit *a = arg;
+    pthread_mutex_lock(&a->timer_mu);
+    while (!a->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += a->interval_s;
+        while (!a->stopping &&
+               pthread_cond_timedwait(&a->timer_cv, &a->timer_mu, &until) != ETIMEDOUT)
+            ;
+        if (a->stopping)
+            break;
+        pthread_mutex_unlock(&a->timer_mu);
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        if (dcms_audit_checkpoint(a, &ei))
+            DCMS_LOG(DCMS_LOG_WARN, "audit", "periodic checkpoint failed: %s", ei.message);
+        pthread_mutex_lock(&a->timer_mu);
+    }
+    pthread_mutex_unlock(&a->timer_mu);
+    return NULL;
+}
+
+enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_opts *opts,
+                              struct dcms_audit **out, struct dcms_errinfo *ei)
+{
+    struct dcms_audit *a = calloc(1, sizeof(*a));
+    if (!a)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err e = dcms_sign_key_load_or_create(opts->key_path, &a->key, ei);
+    if (e) {
+        free(a);
+        return e;
+    }
+    a->store = store;
+    a->every = opts->checkpoint_every ? opts->checkpoint_every : 1000;
+    a->interval_s = opts->checkpoint_interval_s;
+    a->denied_per_minute = opts->denied_per_minute ? opts->denied_per_minute : 60;
+    a->hint_seq = -1; /* unknown: the first append reads it */
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->timer_mu, NULL);
+    pthread_cond_init(&a->timer_cv, NULL);
+    if (a->interval_s) {
+        if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
+            dcms_audit_close(a);
+            return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+        }
+        a->timer_running = true;
+    }
+    *out = a;
+    return DCMS_OK;
+}
+
+void dcms_audit_close(struct dcms_audit *a)
+{
+    if (!a)
+        return;
+    if (a->timer_running) {
+        pthread_mutex_lock(&a->timer_mu);
+        a->stopping = true;
+        pthread_cond_signal(&a->timer_cv);
+        pthread_mutex_unlock(&a->timer_mu);
+        pthread_join(a->timer, NULL);
+    }
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (a->key && dcms_audit_checkpoint(a, &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "audit", "final checkpoint failed: %s", ei.message);
+    dcms_sign_key_free(a->key);
+    pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->timer_mu);
+    pthread_cond_destroy(&a->timer_cv);
+    free(a);
+}
+
+const struct dcms_sign_key *dcms_audit_key(const struct dcms_audit *a)
+{
+    return a->key;
+}
+
+/* Feeds one batch of events, and the checkpoints that fall inside it, to the verifier. */
+static enum dcms_err verify_batch(struct dcms_store_tx *tx, struct audit_verifier *v,
+                                  json_t *events, int64_t from, int64_t to, struct dcms_errinfo *ei)
+{
+    json_t *cps = json_array();
+    if (!cps)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err e = audit_store_checkpoints_range(tx, from, to, INT32_MAX, cps, ei);
+    size_t ci = 0, nc = json_array_size(cps);
+    for (size_t i = 0; !e && i < json_array_size(events); i++) {
+        json_t *ev = json_array_get(events, i);
+        int64_t seq = (int64_t)json_integer_value(json_object_get(ev, "seq"));
+        for (; ci < nc; ci++) {
+            json_t *cp = json_array_get(cps, ci);
+            int64_t cseq = (int64_t)json_integer_value(json_object_get(cp, "seq"));
+            if (cseq >= seq)
+                break;
+            /* a checkpoint whose event is gone: the gap itself is reported first */
+            audit_verifier_event(v, ev);
+            audit_verifier_fail(v, cseq, "checkpoint at seq %lld refers to a missing event",
+                                (long long)cseq);
+        }
+        if (!audit_verifier_event(v, ev))
+            break;
+        for (; ci < nc; ci++) {
+            json_t *cp = json_array_get(cps, ci);
+            if ((int64_t)json_integer_value(json_object_get(cp, "seq")) != seq)
+                break;
+            audit_verifier_checkpoint(v, cp);
+        }
+    }
+    json_decref(cps);
+    return e;
+}
+
+enum dcms_err dcms_audit_verify(struct dcms_audit *a, struct dcms_audit_report *report,
+                                struct dcms_errinfo *ei)
+{
+    struct audit_verifier v;
+    audit_verifier_init(&v, dcms_sign_key_public(a->key), true, report);
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(a->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    int64_t from = 1;
+    while (!e && !v.failed) {
+        json_t *events = json_array();
+        if (!events) {
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+            break;
+        }
+        e = audit_store_events_range(tx, from, INT64_MAX, VERIFY_BATCH, events, ei);
+        size_t n = json_array_size(events);
+        if (!e && n) {
+            int64_t last =
+                (int64_t)json_integer_value(json_object_get(json_array_get(events, n - 1), "seq"));
+            e = verify_batch(tx, &v, events, from, last, ei);
+            from = last + 1;
+        }
+        json_decref(events);
+        if (n < VERIFY_BATCH)
+            break;
+    }
+    int64_t head_seq = 0, orphan = 0;
+    char head_hash[65];
+    json_t *rest = json_array();
+    if (!e && !v.failed && rest)
+        e = audit_store_checkpoints_range(tx, v.last_seq + 1, INT64_MAX, 1, rest, ei);
+    if (!e && !v.failed && json_array_size(rest)) {
+        orphan = (int64_t)json_integer_value(json_object_get(json_array_get(rest, 0), "seq"));
+        audit_verifier_fail(&v, v.last_seq + 1,
+                            "events after seq %lld are missing (a checkpoint covers seq %lld)",
+                            (long long)v.last_seq, (long long)orphan);
+    }
+    json_decref(rest);
+    if (!e && !v.failed && !(e = audit_store_head(tx, &head_seq, head_hash, ei)) &&
+        (head_seq != v.last_seq || strcmp(head_hash, v.last_hash) != 0))
+        audit_verifier_fail(&v, v.last_seq + 1,
+                            "the chain head (seq %lld) does not match the last event (seq %lld)",
+                            (long long)head_seq, (long long)v.last_seq);
+    dcms_store_rollback(tx);
+    audit_verifier_finish(&v);
+    return e;
+}

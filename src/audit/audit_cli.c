@@ -1,0 +1,147 @@
+/*
+ * `dcmsd audit verify FILE --public-key K`: verifies an export from
+ * GET /api/v1/audit/export with nothing but the audit public key. K is the
+ * base64 key, or a file holding it (or the JSON of /api/v1/audit/public-key).
+ * Prints the report as JSON; exit status 0 when the export verifies, 1 when
+ * it does not, 2 on bad usage or unreadable input.
+ */
+#include <getopt.h>
+
+#include "audit/audit.h"
+#include "audit/audit_int.h"
+#include "dcms/json.h"
+
+#define CLI_LINE_MAX (16u << 20)
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: dcmsd audit verify FILE --public-key KEY\n"
+                    "  FILE  an export (JSON Lines) from GET /api/v1/audit/export; - for stdin\n"
+                    "  KEY   the base64 Ed25519 key from GET /api/v1/audit/public-key, or a file\n"
+                    "        holding it (or that endpoint's JSON)\n");
+    return 2;
+}
+
+static bool load_key(const char *arg, unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
+{
+    char text[4096];
+    size_t len = 0;
+    FILE *f = fopen(arg, "r");
+    if (f) {
+        len = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+    } else {
+        len = strlen(arg);
+        if (len >= sizeof(text))
+            return false;
+        memcpy(text, arg, len);
+    }
+    text[len] = '\0';
+    const char *b64 = text;
+    json_t *j = json_loads(text, 0, NULL);
+    if (j && json_is_string(json_object_get(j, "public_key")))
+        b64 = json_string_value(json_object_get(j, "public_key"));
+    size_t blen = strlen(b64);
+    while (blen && (b64[blen - 1] == '\n' || b64[blen - 1] == ' ' || b64[blen - 1] == '\r'))
+        blen--;
+    size_t got = 0;
+    bool ok = dcms_b64_decode(pk, DCMS_SIGN_PUBLIC_LEN, b64, blen, &got) == DCMS_OK &&
+              got == DCMS_SIGN_PUBLIC_LEN;
+    json_decref(j);
+    return ok;
+}
+
+static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
+{
+    struct dcms_audit_report r;
+    struct audit_verifier v;
+    audit_verifier_init(&v, pk, false, &r);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    bool header = false;
+    while ((n = getline(&line, &cap, in)) > 0 && !v.failed) {
+        lineno++;
+        if ((size_t)n > CLI_LINE_MAX) {
+            audit_verifier_fail(&v, v.last_seq + 1, "line %ld is too long", lineno);
+            break;
+        }
+        json_t *obj = NULL;
+        if (dcms_json_parse((struct dcms_str){line, (size_t)n}, JSON_DECODE_INT_AS_REAL, &obj,
+                            NULL) ||
+            !json_is_object(obj) || json_object_size(obj) != 1) {
+            json_decref(obj);
+            audit_verifier_fail(&v, v.last_seq + 1, "line %ld is not an export record", lineno);
+            break;
+        }
+        json_t *ev = json_object_get(obj, "event"), *cp = json_object_get(obj, "checkpoint");
+        if (ev) {
+            /* seq was read as a real: give the verifier the integer it expects */
+            json_t *seq = json_object_get(ev, "seq");
+            if (json_is_real(seq))
+                json_object_set_new(ev, "seq", json_integer((json_int_t)json_real_value(seq)));
+            audit_verifier_event(&v, ev);
+        } else if (cp) {
+            json_t *seq = json_object_get(cp, "seq");
+            if (json_is_real(seq))
+                json_object_set_new(cp, "seq", json_integer((json_int_t)json_real_value(seq)));
+            audit_verifier_checkpoint(&v, cp);
+        } else if (json_object_get(obj, "export") && lineno == 1) {
+            header = true;
+        } else {
+            audit_verifier_fail(&v, v.last_seq + 1, "line %ld is not an export record", lineno);
+        }
+        json_decref(obj);
+    }
+    free(line);
+    if (!header && !v.failed)
+        audit_verifier_fail(&v, 0, "not an audit export (no header line)");
+    audit_verifier_finish(&v);
+    json_t *rep = dcms_audit_report_json(&r);
+    if (rep) {
+        json_object_set_new(rep, "first_seq",
+                            json_integer(v.started ? (v.last_seq - r.events_checked + 1) : 0));
+        char *s = json_dumps(rep, JSON_INDENT(2));
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        json_decref(rep);
+    }
+    return r.ok ? 0 : 1;
+}
+
+int dcms_audit_cli(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "verify") != 0)
+        return usage();
+    static const struct option opts[] = {{"public-key", required_argument, NULL, 'k'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *key = NULL;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc - 1, argv + 1, "k:h", opts, NULL)) != -1) {
+        if (ch == 'k')
+            key = optarg;
+        else
+            return usage();
+    }
+    if (!key || optind != argc - 2)
+        return usage();
+    const char *path = argv[1 + optind];
+    unsigned char pk[DCMS_SIGN_PUBLIC_LEN];
+    if (!load_key(key, pk)) {
+        fprintf(stderr, "dcmsd audit verify: --public-key is not a base64 Ed25519 public key\n");
+        return 2;
+    }
+    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!in) {
+        fprintf(stderr, "dcmsd audit verify: cannot open %s\n", path);
+        return 2;
+    }
+    int status = verify_file(in, pk);
+    if (in != stdin)
+        fclose(in);
+    return status;
+}

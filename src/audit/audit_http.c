@@ -1,0 +1,217 @@
+/*
+ * Audit routes: list events with filters and a cursor, verify the whole
+ * chain, export a range as JSON Lines for offline verification, and publish
+ * the checkpoint public key.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+
+#include "audit/audit.h"
+#include "audit/audit_int.h"
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "dcms/clock.h"
+#include "dcms/json.h"
+#include "dcms/store.h"
+
+#define LIST_DEFAULT 50
+#define LIST_MAX 500
+#define EXPORT_MAX_EVENTS 100000
+#define EXPORT_MAX_BYTES (512u << 20)
+
+static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, json_t *v)
+{
+    return dcms_http_resp_json(resp, 200, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
+                                             : DCMS_OK;
+}
+
+/* A positive decimal integer query parameter; absent leaves *out unchanged. */
+static void query_int(struct dcms_http_req *req, const char *name, int64_t min, int64_t max,
+                      int64_t *out)
+{
+    const char *s = dcms_http_req_query(req, name);
+    if (!s)
+        return;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!isdigit((unsigned char)*s) || *end || errno || v < min || v > max)
+        dcms_err_field(req->ei, name, "must be an integer from %lld to %lld", (long long)min,
+                       (long long)max);
+    else
+        *out = v;
+}
+
+/* An RFC 3339 query parameter, normalized so stored timestamps compare as text. */
+static const char *query_time(struct dcms_http_req *req, const char *name)
+{
+    const char *s = dcms_http_req_query(req, name);
+    int64_t us;
+    if (!s)
+        return NULL;
+    if (dcms_time_parse(s, &us)) {
+        dcms_err_field(req->ei, name, "must be an RFC 3339 timestamp such as 2026-11-23T20:14:19Z");
+        return NULL;
+    }
+    char *out = dcms_arena_alloc(req->arena, DCMS_TIME_STRLEN);
+    if (out)
+        dcms_time_format(us, out);
+    return out;
+}
+
+static const char *query_text(struct dcms_http_req *req, const char *name, size_t max_len)
+{
+    const char *s = dcms_http_req_query(req, name);
+    if (s && (strlen(s) == 0 || strlen(s) > max_len)) {
+        dcms_err_field(req->ei, name, "must be 1 to %zu characters", max_len);
+        return NULL;
+    }
+    return s;
+}
+
+enum dcms_err dcms_audit_http_events(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct audit_filter f = {.limit = LIST_DEFAULT};
+    f.actor = query_text(req, "actor", 255);
+    f.action_prefix = query_text(req, "action", 255);
+    f.resource_type = query_text(req, "resource_type", 255);
+    f.resource_id = query_text(req, "resource_id", 255);
+    f.outcome = query_text(req, "outcome", 16);
+    if (f.outcome && strcmp(f.outcome, "success") && strcmp(f.outcome, "denied") &&
+        strcmp(f.outcome, "error"))
+        dcms_err_field(req->ei, "outcome", "must be success, denied or error");
+    f.since = query_time(req, "since");
+    f.until = query_time(req, "until");
+    query_int(req, "limit", 1, LIST_MAX, &f.limit);
+    query_int(req, "cursor", 1, INT64_MAX, &f.before_seq);
+    if (req->ei->code)
+        return req->ei->code;
+
+    json_t *events = json_array();
+    if (!events)
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(req->app->store, DCMS_TX_READ, &tx, req->ei);
+    if (!e) {
+        e = audit_store_list(tx, &f, events, req->ei);
+        dcms_store_rollback(tx);
+    }
+    if (e) {
+        json_decref(events);
+        return e;
+    }
+    size_t n = json_array_size(events);
+    json_t *next = json_null();
+    if (n == (size_t)f.limit) {
+        json_int_t last = json_integer_value(json_object_get(json_array_get(events, n - 1), "seq"));
+        next = json_sprintf("%lld", (long long)last);
+    }
+    return reply(req, resp, json_pack("{s:o, s:o}", "events", events, "next_cursor", next));
+}
+
+enum dcms_err dcms_audit_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct dcms_audit_report r;
+    enum dcms_err e = dcms_audit_verify(req->app->audit, &r, req->ei);
+    if (e)
+        return e;
+    json_t *v = dcms_audit_report_json(&r);
+    if (v)
+        json_object_set_new(v, "key_id",
+                            json_string(dcms_sign_key_id(dcms_audit_key(req->app->audit))));
+    return reply(req, resp, v);
+}
+
+static enum dcms_err append_line(struct dcms_buf *b, const char *wrap, json_t *v)
+{
+    json_t *line = json_pack("{s:O}", wrap, v);
+    char *s = line ? dcms_json_dump(line, NULL) : NULL;
+    json_decref(line);
+    if (!s)
+        return DCMS_ERR_NOMEM;
+    enum dcms_err e = dcms_buf_appends(b, s);
+    free(s);
+    return e ? e : dcms_buf_append(b, "\n", 1);
+}
+
+enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    int64_t from = 1, to = INT64_MAX;
+    query_int(req, "from_seq", 1, INT64_MAX, &from);
+    query_int(req, "to_seq", 1, INT64_MAX, &to);
+    if (!req->ei->code && to < from)
+        dcms_err_field(req->ei, "to_seq", "must not be below from_seq");
+    if (!req->ei->code && to != INT64_MAX && to - from >= EXPORT_MAX_EVENTS)
+        dcms_err_field(req->ei, "to_seq", "an export covers at most %d events; page with from_seq",
+                       EXPORT_MAX_EVENTS);
+    if (req->ei->code)
+        return req->ei->code;
+    if (to == INT64_MAX)
+        to = from + EXPORT_MAX_EVENTS - 1;
+
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(req->app->store, DCMS_TX_READ, &tx, req->ei);
+    if (e)
+        return e;
+    json_t *events = json_array(), *cps = json_array();
+    struct dcms_buf b;
+    dcms_buf_init(&b, EXPORT_MAX_BYTES);
+    if (!events || !cps)
+        e = dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    if (!e)
+        e = audit_store_events_range(tx, from, to, EXPORT_MAX_EVENTS, events, req->ei);
+    if (!e)
+        e = audit_store_checkpoints_range(tx, from, to, EXPORT_MAX_EVENTS, cps, req->ei);
+    dcms_store_rollback(tx);
+    if (!e) {
+        char now[DCMS_TIME_STRLEN];
+        dcms_time_format(dcms_clock_now_us(), now);
+        size_t n = json_array_size(events);
+        int64_t last =
+            n ? (int64_t)json_integer_value(json_object_get(json_array_get(events, n - 1), "seq"))
+              : from - 1;
+        json_t *hdr = json_pack(
+            "{s:s, s:I, s:I, s:I, s:s, s:s}", "format", "dcms-audit-export/1", "from_seq",
+            (json_int_t)from, "to_seq", (json_int_t)last, "events", (json_int_t)n, "key_id",
+            dcms_sign_key_id(dcms_audit_key(req->app->audit)), "exported_at", now);
+        e = hdr ? append_line(&b, "export", hdr) : DCMS_ERR_NOMEM;
+        json_decref(hdr);
+        size_t ci = 0;
+        for (size_t i = 0; !e && i < n; i++) {
+            json_t *ev = json_array_get(events, i);
+            json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+            e = append_line(&b, "event", ev);
+            for (; !e && ci < json_array_size(cps); ci++) {
+                json_t *cp = json_array_get(cps, ci);
+                if (json_integer_value(json_object_get(cp, "seq")) > seq)
+                    break;
+                e = append_line(&b, "checkpoint", cp);
+            }
+        }
+        if (e)
+            e = dcms_err_set(req->ei, e == DCMS_ERR_TOO_LARGE ? DCMS_ERR_TOO_LARGE : DCMS_ERR_NOMEM,
+                             "the export is too large; request a smaller range");
+    }
+    json_decref(events);
+    json_decref(cps);
+    if (e) {
+        dcms_buf_release(&b);
+        return e;
+    }
+    resp->status = 200;
+    resp->content_type = "application/x-ndjson";
+    resp->body = dcms_buf_detach(&b, &resp->body_len);
+    resp->body_owned = true;
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_audit_http_public_key(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    const struct dcms_sign_key *k = dcms_audit_key(req->app->audit);
+    char pk64[64];
+    dcms_b64_encode(pk64, dcms_sign_key_public(k), DCMS_SIGN_PUBLIC_LEN);
+    return reply(req, resp,
+                 json_pack("{s:s, s:s, s:s}", "algorithm", "Ed25519", "key_id", dcms_sign_key_id(k),
+                           "public_key", pk64));
+}

@@ -1,0 +1,19 @@
+-- dcms schema version 2 (SQLite): the audit chain head and signed checkpoints.
+-- audit_head holds the last appended (seq, hash); appends advance it with a
+-- compare-and-set, so two writers can never fork the chain.
+
+CREATE TABLE audit_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT NOT NULL
+) STRICT;
+INSERT INTO audit_head (id, seq, hash)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+
+CREATE TABLE audit_checkpoints (
+    seq       INTEGER PRIMARY KEY CHECK (seq > 0),
+    hash      TEXT NOT NULL,
+    time      TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    signature TEXT NOT NULL
+) STRICT;

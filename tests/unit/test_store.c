@@ -1,0 +1,1074 @@
+/*
+ * The store (src/store/): every case runs against SQLite (a fresh file in a
+ * fresh directory) and, as its own ctest entry ending in _pg, against
+ * PostgreSQL in a fresh database made for the case on the server named by
+ * DCMS_TEST_PG_URL (an admin URL such as
+ * postgres://dcms:pw@127.0.0.1:PORT/postgres) and dropped afterwards.
+ * Without DCMS_TEST_PG_URL the _pg entries are skipped, except under CI=true,
+ * where they fail: CI must test both backends.
+ *
+ * Covered: migrations at open (and none on reopen), value round trips
+ * (text, int, NULL, timestamps in the one RFC 3339 form), affected rows,
+ * rollback, conflicts (unique, foreign key, check), per-backend SQL, pool
+ * exhaustion, concurrent writers, a schema newer than the binary, bad URLs
+ * and an unreachable server.
+ */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "dcms/clock.h"
+#include "dcms/store.h"
+#include "dcms/uuid.h"
+#include "store/store_int.h"
+
+enum backend { BK_SQLITE, BK_PG };
+
+struct fixture {
+    enum backend bk;
+    bool unavailable; /* PostgreSQL not configured: skip (or fail under CI) */
+    char url[1024];   /* what the store opens */
+    char admin[1024]; /* PostgreSQL: the server's admin URL */
+    char dbname[64];  /* PostgreSQL: the database made for this case */
+    char dir[64];     /* SQLite: the directory made for this case */
+    struct dcms_store *store;
+};
+
+/* ---- fixtures ---- */
+
+static bool ci_mode(void)
+{
+    const char *ci = getenv("CI");
+    return ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0);
+}
+
+static void quiet_notices(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* Runs one statement on the admin connection; false (with the reason printed) on failure. */
+static bool admin_exec(const char *admin_url, const char *sql)
+{
+    PGconn *c = PQconnectdb(admin_url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        print_error("cannot connect to DCMS_TEST_PG_URL: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return false;
+    }
+    PQsetNoticeProcessor(c, quiet_notices, NULL);
+    PGresult *res = PQexec(c, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        print_error("%s: %s", sql, PQerrorMessage(c));
+    PQclear(res);
+    PQfinish(c);
+    return ok;
+}
+
+/* `admin` with its database name replaced by `db` (any ?query is kept). */
+static bool url_with_db(const char *admin, const char *db, char *out, size_t cap)
+{
+    const char *scheme = strstr(admin, "://");
+    if (!scheme)
+        return false;
+    const char *host = scheme + 3;
+    const char *query = strchr(host, '?');
+    if (!query)
+        query = host + strlen(host);
+    const char *slash = memchr(host, '/', (size_t)(query - host));
+    size_t prefix = slash ? (size_t)(slash - admin) : (size_t)(query - admin);
+    int n = snprintf(out, cap, "%.*s/%s%s", (int)prefix, admin, db, query);
+    return n > 0 && (size_t)n < cap;
+}
+
+static int setup_sqlite(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->bk = BK_SQLITE;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/dcms-store-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    /* A subdirectory the store must create itself. */
+    snprintf(f->url, sizeof(f->url), "sqlite:%s/db/x.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int setup_pg(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->bk = BK_PG;
+    *state = f;
+    const char *admin = getenv("DCMS_TEST_PG_URL");
+    if (!admin || !*admin) {
+        f->unavailable = true;
+        return 0;
+    }
+    snprintf(f->admin, sizeof(f->admin), "%s", admin);
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    size_t o = (size_t)snprintf(f->dbname, sizeof(f->dbname), "dcms_u_");
+    for (const char *p = id; *p; p++)
+        if (*p != '-')
+            f->dbname[o++] = *p;
+    f->dbname[o] = '\0';
+    if (!url_with_db(f->admin, f->dbname, f->url, sizeof(f->url))) {
+        print_error("cannot make a URL from DCMS_TEST_PG_URL");
+        return -1;
+    }
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
+    if (!admin_exec(f->admin, sql)) {
+        f->dbname[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            char sub[512];
+            snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+            struct stat st;
+            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                remove_tree(sub);
+            else
+                unlink(sub);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    dcms_store_close(f->store);
+    if (f->bk == BK_SQLITE && f->dir[0])
+        remove_tree(f->dir);
+    if (f->bk == BK_PG && f->dbname[0]) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
+        (void)admin_exec(f->admin, sql);
+    }
+    free(f);
+    return 0;
+}
+
+/* Each case body gets a ready fixture; the wrappers handle a missing PostgreSQL. */
+static struct fixture *fixture_of(void **state)
+{
+    struct fixture *f = *state;
+    if (f->unavailable) {
+        if (ci_mode())
+            fail_msg("CI=true but DCMS_TEST_PG_URL is not set: the PostgreSQL backend must be "
+                     "tested in CI (scripts/pg-cluster.sh start DIR prints a URL)");
+        skip();
+    }
+    return f;
+}
+
+#define STORE_CASE(name)                                                                           \
+    static void name##_sqlite(void **state)                                                        \
+    {                                                                                              \
+        name(fixture_of(state));                                                                   \
+    }                                                                                              \
+    static void name##_pg(void **state)                                                            \
+    {                                                                                              \
+        name(fixture_of(state));                                                                   \
+    }
+
+/* ---- helpers ---- */
+
+#define CHECK(call, ei)                                                                            \
+    do {                                                                                           \
+        enum dcms_err e_ = (call);                                                                 \
+        if (e_)                                                                                    \
+            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
+    } while (0)
+
+static struct dcms_store *open_store(struct fixture *f, unsigned pool_size, unsigned timeout_ms)
+{
+    struct dcms_store_opts opts = {pool_size, timeout_ms};
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    dcms_store_close(f->store);
+    f->store = NULL;
+    CHECK(dcms_store_open(f->url, &opts, &f->store, &ei), ei);
+    assert_non_null(f->store);
+    assert_int_equal(dcms_store_backend(f->store),
+                     f->bk == BK_PG ? DCMS_STORE_PG : DCMS_STORE_SQLITE);
+    return f->store;
+}
+
+static struct dcms_store_tx *begin(struct dcms_store *s, enum dcms_tx_mode mode)
+{
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_begin(s, mode, &tx, &ei), ei);
+    return tx;
+}
+
+static void commit(struct dcms_store_tx *tx)
+{
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_commit(tx, &ei), ei);
+}
+
+/* Runs `q`, which must succeed; returns the rows (when `want_rows`) and the affected count. */
+static struct dcms_store_rows *run(struct dcms_store_tx *tx, struct dcms_query *q,
+                                   const struct dcms_store_val *p, size_t n, bool want_rows,
+                                   uint64_t *affected)
+{
+    struct dcms_store_rows *rows = NULL;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    enum dcms_err e = dcms_store_exec(tx, q, p, n, want_rows ? &rows : NULL, affected, &ei);
+    if (e)
+        fail_msg("query %s: %s (%s)", q->name, dcms_err_slug(e), ei.message);
+    if (want_rows)
+        assert_non_null(rows);
+    return rows;
+}
+
+/* Runs `q`, which must fail; returns the error and leaves the message in `ei`. */
+static enum dcms_err run_err(struct dcms_store_tx *tx, struct dcms_query *q,
+                             const struct dcms_store_val *p, size_t n, struct dcms_errinfo *ei)
+{
+    struct dcms_store_rows *rows = (struct dcms_store_rows *)ei; /* must come back NULL */
+    dcms_errinfo_init(ei, NULL);
+    enum dcms_err e = dcms_store_exec(tx, q, p, n, &rows, NULL, ei);
+    if (!e)
+        fail_msg("query %s succeeded", q->name);
+    assert_null(rows);
+    assert_int_equal(ei->code, e);
+    return e;
+}
+
+static struct dcms_query q_ins_identity = DCMS_QUERY(
+    "t_ins_identity", "INSERT INTO identities (id, kind, name, email, created_at, updated_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6)");
+static struct dcms_query q_count_identities =
+    DCMS_QUERY("t_count_identities", "SELECT COUNT(*) FROM identities");
+
+#define TS1 "2026-11-23T20:14:19.123456Z"
+
+/* Inserts an identity (email may be NULL); the new id goes to `id` when set. */
+static void insert_identity(struct dcms_store_tx *tx, const char *kind, const char *email,
+                            char *id_out)
+{
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),    DCMS_VAL_TEXT(kind),
+                                 DCMS_VAL_TEXT("Ada"), email ? DCMS_VAL_TEXT(email) : DCMS_VAL_NULL,
+                                 DCMS_VAL_TEXT(TS1),   DCMS_VAL_TEXT(TS1)};
+    uint64_t affected = 0;
+    run(tx, &q_ins_identity, p, 6, false, &affected);
+    assert_int_equal(affected, 1);
+    if (id_out)
+        memcpy(id_out, id, DCMS_UUID_STRLEN);
+}
+
+static int64_t count_identities(struct dcms_store *s)
+{
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *rows = run(tx, &q_count_identities, NULL, 0, true, NULL);
+    assert_int_equal(dcms_store_rows_count(rows), 1);
+    int64_t n = dcms_store_rows_int(rows, 0, 0);
+    dcms_store_rows_free(rows);
+    commit(tx);
+    return n;
+}
+
+/* ---- cases ---- */
+
+static struct dcms_query q_migrations = DCMS_QUERY(
+    "t_migrations", "SELECT version, name, applied_at FROM schema_migrations ORDER BY version");
+static struct dcms_query q_tables = DCMS_QUERY2(
+    "t_tables",
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+    "('identities', 'contracts', 'enclaves', 'audit_events') ORDER BY name",
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND "
+    "table_name IN ('identities', 'contracts', 'enclaves', 'audit_events') ORDER BY table_name");
+
+static size_t known_migrations(enum backend bk)
+{
+    size_t n = 0;
+    for (const struct dcms_migration *m = bk == BK_PG ? dcms_migrations_pg : dcms_migrations_sqlite;
+         m->sql; m++)
+        n++;
+    return n;
+}
+
+static void open_migrates(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 2, 0);
+    assert_string_equal(dcms_store_backend_name(s), f->bk == BK_PG ? "postgres" : "sqlite");
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_ping(s, &ei), ei);
+    if (f->bk == BK_SQLITE) {
+        /* The store made the database's directory, private to its owner. */
+        char dir[128];
+        struct stat st;
+        snprintf(dir, sizeof(dir), "%s/db", f->dir);
+        assert_int_equal(stat(dir, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+    }
+
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *rows = run(tx, &q_migrations, NULL, 0, true, NULL);
+    assert_int_equal(dcms_store_rows_columns(rows), 3);
+    assert_int_equal(dcms_store_rows_count(rows), known_migrations(f->bk));
+    assert_int_equal(dcms_store_rows_int(rows, 0, 0), 1);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 1), "init");
+    char applied[64];
+    snprintf(applied, sizeof(applied), "%s", dcms_store_rows_text(rows, 0, 2));
+    int64_t applied_us;
+    if (dcms_time_parse(applied, &applied_us))
+        fail_msg("applied_at \"%s\" is not RFC 3339", applied);
+    assert_int_equal(strlen(applied), DCMS_TIME_STRLEN - 1);
+    dcms_store_rows_free(rows);
+
+    rows = run(tx, &q_tables, NULL, 0, true, NULL);
+    assert_int_equal(dcms_store_rows_count(rows), 4);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 0), "audit_events");
+    assert_string_equal(dcms_store_rows_text(rows, 1, 0), "contracts");
+    assert_string_equal(dcms_store_rows_text(rows, 2, 0), "enclaves");
+    assert_string_equal(dcms_store_rows_text(rows, 3, 0), "identities");
+    dcms_store_rows_free(rows);
+    commit(tx);
+
+    /* Reopening applies nothing: the same rows, the same time. */
+    s = open_store(f, 2, 0);
+    tx = begin(s, DCMS_TX_READ);
+    rows = run(tx, &q_migrations, NULL, 0, true, NULL);
+    assert_int_equal(dcms_store_rows_count(rows), known_migrations(f->bk));
+    assert_string_equal(dcms_store_rows_text(rows, 0, 2), applied);
+    dcms_store_rows_free(rows);
+    commit(tx);
+}
+STORE_CASE(open_migrates)
+
+static struct dcms_query q_get_identity =
+    DCMS_QUERY("t_get_identity", "SELECT id, kind, name, email, created_at, updated_at, version, "
+                                 "verified_at, roles FROM identities WHERE id = $1");
+static struct dcms_query q_set_version = DCMS_QUERY(
+    "t_set_version", "UPDATE identities SET version = $1, verified_at = $2, verified_by = $3 "
+                     "WHERE id = $4");
+static struct dcms_query q_get_version = DCMS_QUERY(
+    "t_get_version", "SELECT version, verified_at, verified_by FROM identities WHERE id = $1");
+
+static void round_trip(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 2, 0);
+    const char *name = "O'Brien \"Bob\" \\ caf\xc3\xa9 \xe2\x82\xac; DROP TABLE identities; --";
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),
+                                 DCMS_VAL_TEXT("organization"),
+                                 DCMS_VAL_TEXT(name),
+                                 DCMS_VAL_NULL,
+                                 DCMS_VAL_TEXT("2026-11-23T20:14:19.123456Z"),
+                                 DCMS_VAL_TEXT("2026-11-23T20:14:19.000000Z")};
+    run(tx, &q_ins_identity, p, 6, false, NULL);
+    commit(tx);
+
+    tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *rows = run(tx, &q_get_identity, &DCMS_VAL_TEXT(id), 1, true, NULL);
+    assert_int_equal(dcms_store_rows_count(rows), 1);
+    assert_int_equal(dcms_store_rows_columns(rows), 9);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 0), id);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 1), "organization");
+    assert_string_equal(dcms_store_rows_text(rows, 0, 2), name);
+    assert_true(dcms_store_rows_is_null(rows, 0, 3));
+    assert_null(dcms_store_rows_text(rows, 0, 3));
+    assert_int_equal(dcms_store_rows_int(rows, 0, 3), 0);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 4), "2026-11-23T20:14:19.123456Z");
+    assert_string_equal(dcms_store_rows_text(rows, 0, 5), "2026-11-23T20:14:19.000000Z");
+    assert_int_equal(dcms_store_rows_int(rows, 0, 6), 1); /* the column default */
+    assert_string_equal(dcms_store_rows_text(rows, 0, 6), "1");
+    assert_true(dcms_store_rows_is_null(rows, 0, 7));
+    assert_string_equal(dcms_store_rows_text(rows, 0, 8), "[]");
+    assert_false(dcms_store_rows_is_null(rows, 0, 0));
+    /* Out of range reads are NULL, not a crash. */
+    assert_null(dcms_store_rows_text(rows, 1, 0));
+    assert_null(dcms_store_rows_text(rows, 0, 9));
+    dcms_store_rows_free(rows);
+
+    /* No rows is an empty result, not NULL. */
+    char other[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(other);
+    rows = run(tx, &q_get_identity, &DCMS_VAL_TEXT(other), 1, true, NULL);
+    assert_int_equal(dcms_store_rows_count(rows), 0);
+    assert_int_equal(dcms_store_rows_columns(rows), 9);
+    dcms_store_rows_free(rows);
+    commit(tx);
+
+    /* Integers (to the edge of INTEGER), and more timestamps, including a short fraction. */
+    static const struct {
+        int64_t v;
+        const char *ts;
+    } cases[] = {
+        {2147483647, "2026-11-23T20:14:19.120000Z"},
+        {-2147483647 - 1, "1970-01-01T00:00:00.000000Z"},
+        {0, "1999-12-31T23:59:59.999999Z"},
+        {42, "2026-11-23T20:14:19.000001Z"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tx = begin(s, DCMS_TX_WRITE);
+        struct dcms_store_val up[] = {DCMS_VAL_INT(cases[i].v), DCMS_VAL_TEXT(cases[i].ts),
+                                      DCMS_VAL_NULL, DCMS_VAL_TEXT(id)};
+        uint64_t affected = 0;
+        run(tx, &q_set_version, up, 4, false, &affected);
+        assert_int_equal(affected, 1);
+        commit(tx);
+
+        tx = begin(s, DCMS_TX_READ);
+        rows = run(tx, &q_get_version, &DCMS_VAL_TEXT(id), 1, true, NULL);
+        assert_int_equal(dcms_store_rows_int(rows, 0, 0), cases[i].v);
+        assert_string_equal(dcms_store_rows_text(rows, 0, 1), cases[i].ts);
+        assert_true(dcms_store_rows_is_null(rows, 0, 2));
+        dcms_store_rows_free(rows);
+        commit(tx);
+    }
+
+    /* A timestamp made now comes back exactly as formatted. */
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+    tx = begin(s, DCMS_TX_WRITE);
+    struct dcms_store_val up[] = {DCMS_VAL_INT(7), DCMS_VAL_TEXT(now), DCMS_VAL_TEXT("admin"),
+                                  DCMS_VAL_TEXT(id)};
+    run(tx, &q_set_version, up, 4, false, NULL);
+    commit(tx);
+    tx = begin(s, DCMS_TX_READ);
+    rows = run(tx, &q_get_version, &DCMS_VAL_TEXT(id), 1, true, NULL);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 1), now);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 2), "admin");
+    dcms_store_rows_free(rows);
+    commit(tx);
+}
+STORE_CASE(round_trip)
+
+static struct dcms_query q_get_name =
+    DCMS_QUERY("t_get_name", "SELECT name, email FROM identities WHERE id = $1");
+
+/* DCMS_VAL_TEXTN binds exactly `n` bytes, whatever follows them in memory. */
+static void text_length_respected(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    const char *buf = "Alice-and-more";
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),      DCMS_VAL_TEXT("user"),
+                                 DCMS_VAL_TEXTN(buf, 5), DCMS_VAL_TEXTN("a@x.org,b@y.org", 7),
+                                 DCMS_VAL_TEXT(TS1),     DCMS_VAL_TEXT(TS1)};
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_ins_identity, p, 6, false, NULL);
+    commit(tx);
+    tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *rows = run(tx, &q_get_name, &DCMS_VAL_TEXT(id), 1, true, NULL);
+    char name[64], email[64];
+    snprintf(name, sizeof(name), "%s", dcms_store_rows_text(rows, 0, 0));
+    snprintf(email, sizeof(email), "%s", dcms_store_rows_text(rows, 0, 1));
+    dcms_store_rows_free(rows);
+    commit(tx);
+    assert_string_equal(name, "Alice");
+    assert_string_equal(email, "a@x.org");
+}
+STORE_CASE(text_length_respected)
+
+static struct dcms_query q_rename_kind =
+    DCMS_QUERY("t_rename_kind", "UPDATE identities SET name = $1 WHERE kind = $2");
+static struct dcms_query q_delete_identity =
+    DCMS_QUERY("t_delete_identity", "DELETE FROM identities WHERE id = $1");
+
+static void affected_rows(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 2, 0);
+    char id[DCMS_UUID_STRLEN];
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "u1@x.org", id);
+    insert_identity(tx, "user", "u2@x.org", NULL);
+    insert_identity(tx, "service", NULL, NULL);
+    commit(tx);
+
+    uint64_t affected = 99;
+    tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_rename_kind, (struct dcms_store_val[]){DCMS_VAL_TEXT("B"), DCMS_VAL_TEXT("user")}, 2,
+        false, &affected);
+    assert_int_equal(affected, 2);
+    run(tx, &q_rename_kind,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT("C"), DCMS_VAL_TEXT("organization")}, 2, false,
+        &affected);
+    assert_int_equal(affected, 0);
+    run(tx, &q_delete_identity, &DCMS_VAL_TEXT(id), 1, false, &affected);
+    assert_int_equal(affected, 1);
+    run(tx, &q_delete_identity, &DCMS_VAL_TEXT(id), 1, false, &affected);
+    assert_int_equal(affected, 0);
+    commit(tx);
+    assert_int_equal(count_identities(s), 2);
+}
+STORE_CASE(affected_rows)
+
+static void rollback_discards(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "r1@x.org", NULL);
+    insert_identity(tx, "user", "r2@x.org", NULL);
+    dcms_store_rollback(tx);
+    assert_int_equal(count_identities(s), 0);
+
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "r1@x.org", NULL);
+    commit(tx);
+    assert_int_equal(count_identities(s), 1);
+
+    /* After a failed statement, rolling back leaves the connection usable. */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "r3@x.org", NULL);
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),    DCMS_VAL_TEXT("user"),
+                                 DCMS_VAL_TEXT("Ada"), DCMS_VAL_TEXT("R1@X.ORG"),
+                                 DCMS_VAL_TEXT(TS1),   DCMS_VAL_TEXT(TS1)};
+    struct dcms_errinfo ei;
+    assert_int_equal(run_err(tx, &q_ins_identity, p, 6, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+    assert_int_equal(count_identities(s), 1); /* r3 went with the rollback */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "r3@x.org", NULL);
+    commit(tx);
+    assert_int_equal(count_identities(s), 2);
+
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+    dcms_store_rollback(NULL); /* a no-op */
+}
+STORE_CASE(rollback_discards)
+
+static void unique_conflict(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char id[DCMS_UUID_STRLEN];
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "A@x.org", id);
+    commit(tx);
+
+    /* The email index is on lower(email). */
+    char id2[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id2);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id2),   DCMS_VAL_TEXT("user"),
+                                 DCMS_VAL_TEXT("Ada"), DCMS_VAL_TEXT("a@x.org"),
+                                 DCMS_VAL_TEXT(TS1),   DCMS_VAL_TEXT(TS1)};
+    struct dcms_errinfo ei;
+    tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(run_err(tx, &q_ins_identity, p, 6, &ei), DCMS_ERR_CONFLICT);
+    /* The client sees no native text. */
+    assert_null(strstr(ei.message, "identities"));
+    assert_null(strstr(ei.message, "UNIQUE"));
+    dcms_store_rollback(tx);
+
+    /* The same primary key. */
+    struct dcms_store_val p2[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("user"), DCMS_VAL_TEXT("Ada"),
+                                  DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),    DCMS_VAL_TEXT(TS1)};
+    tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(run_err(tx, &q_ins_identity, p2, 6, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+
+    /* Many NULL emails are fine (the index is partial). */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "service", NULL, NULL);
+    insert_identity(tx, "service", NULL, NULL);
+    commit(tx);
+    assert_int_equal(count_identities(s), 3);
+}
+STORE_CASE(unique_conflict)
+
+static struct dcms_query q_ins_contract =
+    DCMS_QUERY("t_ins_contract",
+               "INSERT INTO contracts (id, title, provider_id, consumer_id, terms, "
+               "terms_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+
+static enum dcms_err insert_contract(struct dcms_store_tx *tx, const char *title,
+                                     const char *provider, const char *consumer,
+                                     struct dcms_errinfo *ei)
+{
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {
+        DCMS_VAL_TEXT(id),   DCMS_VAL_TEXT(title), DCMS_VAL_TEXT(provider), DCMS_VAL_TEXT(consumer),
+        DCMS_VAL_TEXT("{}"), DCMS_VAL_TEXT("00"),  DCMS_VAL_TEXT(TS1),      DCMS_VAL_TEXT(TS1)};
+    dcms_errinfo_init(ei, NULL);
+    return dcms_store_exec(tx, &q_ins_contract, p, 8, NULL, NULL, ei);
+}
+
+static void foreign_key_conflict(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char a[DCMS_UUID_STRLEN], b[DCMS_UUID_STRLEN], unknown[DCMS_UUID_STRLEN];
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "organization", NULL, a);
+    insert_identity(tx, "organization", NULL, b);
+    commit(tx);
+    dcms_uuid_v7(unknown);
+
+    struct dcms_errinfo ei;
+    tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(insert_contract(tx, "t", unknown, b, &ei), DCMS_ERR_CONFLICT);
+    assert_int_equal(ei.code, DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(insert_contract(tx, "t", a, b, &ei), ei);
+    commit(tx);
+}
+STORE_CASE(foreign_key_conflict)
+
+static void check_conflict(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char id[DCMS_UUID_STRLEN], a[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_errinfo ei;
+
+    /* kind must be organization, user or service. */
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("robot"), DCMS_VAL_TEXT("Ada"),
+                                 DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),     DCMS_VAL_TEXT(TS1)};
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(run_err(tx, &q_ins_identity, p, 6, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+
+    /* name must not be empty. */
+    struct dcms_store_val p2[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("user"), DCMS_VAL_TEXT(""),
+                                  DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),    DCMS_VAL_TEXT(TS1)};
+    tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(run_err(tx, &q_ins_identity, p2, 6, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+
+    /* NOT NULL. */
+    struct dcms_store_val p3[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("user"), DCMS_VAL_NULL,
+                                  DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),    DCMS_VAL_TEXT(TS1)};
+    tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(run_err(tx, &q_ins_identity, p3, 6, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+
+    /* A table-level check: a contract's provider and consumer differ. */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "organization", NULL, a);
+    commit(tx);
+    tx = begin(s, DCMS_TX_WRITE);
+    assert_int_equal(insert_contract(tx, "t", a, a, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+    assert_int_equal(count_identities(s), 1);
+}
+STORE_CASE(check_conflict)
+
+static struct dcms_query q_which =
+    DCMS_QUERY2("t_which", "SELECT 'sqlite' AS b", "SELECT 'postgres' AS b");
+static struct dcms_query q_pg_override = {"t_pg_override", "SELECT 'common'", NULL,
+                                          "SELECT 'pg-only'", 0};
+static struct dcms_query q_only_sqlite = DCMS_QUERY2("t_only_sqlite", "SELECT 1", NULL);
+static struct dcms_query q_only_pg = DCMS_QUERY2("t_only_pg", NULL, "SELECT 1");
+
+static void per_backend_sql(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *rows = run(tx, &q_which, NULL, 0, true, NULL);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 0), dcms_store_backend_name(s));
+    dcms_store_rows_free(rows);
+    rows = run(tx, &q_pg_override, NULL, 0, true, NULL);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 0), f->bk == BK_PG ? "pg-only" : "common");
+    dcms_store_rows_free(rows);
+    /* A query without SQL for this backend is an internal error, not a crash. */
+    struct dcms_errinfo ei;
+    assert_int_equal(run_err(tx, f->bk == BK_PG ? &q_only_sqlite : &q_only_pg, NULL, 0, &ei),
+                     DCMS_ERR_INTERNAL);
+    dcms_store_rollback(tx);
+
+    /* The queries keep their slots across transactions and connections. */
+    int slot = q_which.slot;
+    assert_true(slot > 0);
+    tx = begin(s, DCMS_TX_READ);
+    rows = run(tx, &q_which, NULL, 0, true, NULL);
+    dcms_store_rows_free(rows);
+    commit(tx);
+    assert_int_equal(q_which.slot, slot);
+}
+STORE_CASE(per_backend_sql)
+
+static void pool_timeout(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 200);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.pool_size, 1);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.timeouts_total, 0);
+
+    struct dcms_store_tx *held = begin(s, DCMS_TX_WRITE);
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    int64_t t0 = dcms_clock_mono_us();
+    assert_int_equal(dcms_store_begin(s, DCMS_TX_READ, &tx, &ei), DCMS_ERR_UNAVAILABLE);
+    int64_t waited_ms = (dcms_clock_mono_us() - t0) / 1000;
+    assert_int_equal(ei.code, DCMS_ERR_UNAVAILABLE);
+    if (waited_ms < 190 || waited_ms > 2000)
+        fail_msg("begin gave up after %lld ms, expected about 200", (long long)waited_ms);
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.timeouts_total, 1);
+    assert_int_equal(st.in_use, 1);
+
+    /* Once the holder finishes, the connection is lent again at once. */
+    dcms_store_rollback(held);
+    t0 = dcms_clock_mono_us();
+    tx = begin(s, DCMS_TX_READ);
+    assert_true(dcms_clock_mono_us() - t0 < 150000);
+    commit(tx);
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.timeouts_total, 1);
+}
+STORE_CASE(pool_timeout)
+
+/* A holder that lets go while another thread waits: the waiter gets it. */
+struct waiter {
+    struct dcms_store *s;
+    enum dcms_err e;
+};
+
+static void *wait_for_connection(void *arg)
+{
+    struct waiter *w = arg;
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    w->e = dcms_store_begin(w->s, DCMS_TX_READ, &tx, &ei);
+    if (!w->e)
+        w->e = dcms_store_commit(tx, &ei);
+    return NULL;
+}
+
+static void pool_wait_succeeds(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 5000);
+    struct dcms_store_tx *held = begin(s, DCMS_TX_WRITE);
+    struct waiter w = {s, DCMS_ERR_INTERNAL};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_for_connection, &w), 0);
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    dcms_store_rollback(held);
+    pthread_join(t, NULL);
+    assert_int_equal(w.e, DCMS_OK);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.wait_total, 1);
+    assert_int_equal(st.timeouts_total, 0);
+    assert_int_equal(st.in_use, 0);
+}
+STORE_CASE(pool_wait_succeeds)
+
+#define WRITERS 8
+#define WRITES_PER_THREAD 200
+
+struct writer {
+    struct dcms_store *s;
+    int n;
+    int done, retries;
+    enum dcms_err failed;
+    char message[256];
+};
+
+static struct dcms_query q_ins_writer = DCMS_QUERY(
+    "t_ins_writer", "INSERT INTO identities (id, kind, name, email, created_at, updated_at) "
+                    "VALUES ($1, 'user', $2, $3, $4, $4)");
+
+static enum dcms_err write_one(struct writer *w, int i, struct dcms_errinfo *ei)
+{
+    char id[DCMS_UUID_STRLEN], email[64], now[DCMS_TIME_STRLEN];
+    dcms_uuid_v7(id);
+    snprintf(email, sizeof(email), "w%d-%d@X.org", w->n, i);
+    dcms_time_format(dcms_clock_now_us(), now);
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(w->s, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(email), DCMS_VAL_TEXT(email),
+                                 DCMS_VAL_TEXT(now)};
+    uint64_t affected = 0;
+    e = dcms_store_exec(tx, &q_ins_writer, p, 4, NULL, &affected, ei);
+    if (!e && affected != 1)
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "affected %llu rows", (unsigned long long)affected);
+    if (e) {
+        dcms_store_rollback(tx);
+        return e;
+    }
+    return dcms_store_commit(tx, ei);
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (int i = 0; i < WRITES_PER_THREAD; i++) {
+        for (int attempt = 0;; attempt++) {
+            struct dcms_errinfo ei;
+            dcms_errinfo_init(&ei, NULL);
+            enum dcms_err e = write_one(w, i, &ei);
+            if (!e) {
+                w->done++;
+                break;
+            }
+            if (e == DCMS_ERR_RETRY && attempt < 100) {
+                w->retries++;
+                continue;
+            }
+            w->failed = e;
+            snprintf(w->message, sizeof(w->message), "%s", ei.message);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void concurrent_writers(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 4, 0);
+    struct writer w[WRITERS];
+    pthread_t t[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (struct writer){.s = s, .n = i};
+        assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(t[i], NULL);
+    int retries = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        if (w[i].failed)
+            fail_msg("writer %d failed after %d writes: %s (%s)", i, w[i].done,
+                     dcms_err_slug(w[i].failed), w[i].message);
+        assert_int_equal(w[i].done, WRITES_PER_THREAD);
+        retries += w[i].retries;
+    }
+    assert_int_equal(count_identities(s), WRITERS * WRITES_PER_THREAD);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.pool_size, 4);
+    assert_true(st.acquired_total >= (uint64_t)(WRITERS * WRITES_PER_THREAD));
+    assert_int_equal(st.timeouts_total, 0);
+    print_message("%d retries\n", retries);
+}
+STORE_CASE(concurrent_writers)
+
+static struct dcms_query q_future = DCMS_QUERY(
+    "t_future", "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)");
+
+static void newer_schema_refused(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_future,
+        (struct dcms_store_val[]){DCMS_VAL_INT(999), DCMS_VAL_TEXT("future"), DCMS_VAL_TEXT(TS1)},
+        3, false, NULL);
+    commit(tx);
+    dcms_store_close(s);
+    f->store = NULL;
+
+    struct dcms_store_opts opts = {1, 0};
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store *s2 = (struct dcms_store *)&ei;
+    assert_int_equal(dcms_store_open(f->url, &opts, &s2, &ei), DCMS_ERR_CONFIG);
+    assert_null(s2);
+    assert_int_equal(ei.code, DCMS_ERR_CONFIG);
+    if (!strstr(ei.message, "999"))
+        fail_msg("message does not name the version: %s", ei.message);
+}
+STORE_CASE(newer_schema_refused)
+
+/* DCMS_TX_READ is a read-only snapshot on both backends: writes in it fail. */
+static void read_tx_is_read_only(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("user"), DCMS_VAL_TEXT("Ada"),
+                                 DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),    DCMS_VAL_TEXT(TS1)};
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    enum dcms_err e = dcms_store_exec(tx, &q_ins_identity, p, 6, NULL, NULL, &ei);
+    if (e)
+        dcms_store_rollback(tx);
+    else
+        e = dcms_store_commit(tx, &ei);
+    int64_t n = count_identities(s);
+    if (e == DCMS_OK || n != 0)
+        fail_msg("an INSERT in a DCMS_TX_READ transaction was accepted (%lld rows)", (long long)n);
+}
+STORE_CASE(read_tx_is_read_only)
+
+/* Ends every server session of the case's database but the admin's own. */
+static void kill_sessions(struct fixture *f)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' "
+             "AND pid <> pg_backend_pid()",
+             f->dbname);
+    assert_true(admin_exec(f->admin, sql));
+    /* pg_terminate_backend only signals; wait until the sessions are gone. */
+    PGconn *c = PQconnectdb(f->admin);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'",
+             f->dbname);
+    for (int i = 0; i < 100; i++) {
+        PGresult *res = PQexec(c, sql);
+        bool gone =
+            PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+        PQclear(res);
+        if (gone)
+            break;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    PQfinish(c);
+}
+
+/* A server that drops the connection: the next begin reconnects; a tx in flight fails. */
+static void reconnect_pg(void **state)
+{
+    struct fixture *f = fixture_of(state);
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "k1@x.org", NULL);
+    commit(tx);
+
+    kill_sessions(f);
+    assert_int_equal(count_identities(s), 1); /* begin repaired the connection */
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.reconnects_total, 1);
+
+    /* Prepared statements are made again on the new session. */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "k2@x.org", NULL);
+    commit(tx);
+
+    /* Lost in the middle of a transaction: the statement fails as unavailable. */
+    tx = begin(s, DCMS_TX_WRITE);
+    kill_sessions(f);
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("user"), DCMS_VAL_TEXT("Ada"),
+                                 DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),    DCMS_VAL_TEXT(TS1)};
+    struct dcms_errinfo ei;
+    assert_int_equal(run_err(tx, &q_ins_identity, p, 6, &ei), DCMS_ERR_UNAVAILABLE);
+    dcms_store_rollback(tx);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_ping(s, &ei), ei);
+    assert_int_equal(count_identities(s), 2);
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.reconnects_total, 2);
+    assert_int_equal(st.in_use, 0);
+}
+
+/* ---- cases that need no database ---- */
+
+static void bad_url_refused(void **state)
+{
+    (void)state;
+    static const char *const urls[] = {
+        "mysql://x",     "", "sqlite:", "sqlite://", "postgres:/x", "SQLITE:/tmp/x.db",
+        "file:/tmp/x.db"};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        struct dcms_store *s = (struct dcms_store *)urls;
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        enum dcms_err e = dcms_store_open(urls[i], NULL, &s, &ei);
+        if (e != DCMS_ERR_CONFIG)
+            fail_msg("\"%s\": got %s, want config_error", urls[i], dcms_err_slug(e));
+        assert_null(s);
+        assert_int_equal(ei.code, DCMS_ERR_CONFIG);
+    }
+}
+
+static void pg_unreachable(void **state)
+{
+    (void)state;
+    struct dcms_store *s = (struct dcms_store *)state;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    int64_t t0 = dcms_clock_mono_us();
+    assert_int_equal(dcms_store_open("postgres://dcms@127.0.0.1:1/x", NULL, &s, &ei),
+                     DCMS_ERR_UNAVAILABLE);
+    assert_null(s);
+    assert_int_equal(ei.code, DCMS_ERR_UNAVAILABLE);
+    /* The client-facing message carries no connection details. */
+    assert_null(strstr(ei.message, "127.0.0.1"));
+    assert_true(dcms_clock_mono_us() - t0 < 15 * 1000000);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(open_migrates_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(open_migrates_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(round_trip_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(round_trip_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(text_length_respected_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(text_length_respected_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(affected_rows_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(affected_rows_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(rollback_discards_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(rollback_discards_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(unique_conflict_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(unique_conflict_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(foreign_key_conflict_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(foreign_key_conflict_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(check_conflict_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(check_conflict_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(per_backend_sql_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(per_backend_sql_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(pool_timeout_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(pool_timeout_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(pool_wait_succeeds_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(pool_wait_succeeds_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(concurrent_writers_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(concurrent_writers_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(newer_schema_refused_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(newer_schema_refused_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(read_tx_is_read_only_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(read_tx_is_read_only_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(reconnect_pg, setup_pg, teardown),
+    cmocka_unit_test(bad_url_refused),
+    cmocka_unit_test(pg_unreachable),
+};
+
+DCMS_TEST_MAIN(tests)
