@@ -17,8 +17,9 @@ int64_t dcms_clock_mono_us(void);
 void dcms_time_format(int64_t us, char out[DCMS_TIME_STRLEN]);
 
 /*
- * Parses RFC 3339 ("2026-11-23T20:14:19Z", optional fraction of up to 6
- * digits, "Z" or a numeric offset) into microseconds since the epoch.
+ * Parses RFC 3339 ("2026-11-23T20:14:19Z", an optional fraction of 1 to 9
+ * digits of which the first 6 count, "Z" or a numeric offset) into
+ * microseconds since the epoch.
  * DCMS_ERR_BAD_REQUEST on anything else.
  */
 enum dcms_err dcms_time_parse(const char *s, int64_t *us_out) DCMS_MUST_CHECK;

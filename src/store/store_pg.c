@@ -220,7 +220,7 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
         PQclear(res);
         return r;
     }
-    if (affected) {
+    if (affected && strncmp(PQcmdStatus(res), "SELECT", 6) != 0) { /* SELECT changes nothing */
         const char *t = PQcmdTuples(res);
         *affected = t && *t ? strtoull(t, NULL, 10) : 0;
     }

@@ -200,8 +200,8 @@ static enum dcms_err sq_exec(void *conn, bool read_only, struct dcms_query *q, c
                 r = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         }
     }
-    if (!r && affected)
-        *affected = (uint64_t)sqlite3_changes64(c->db);
+    if (!r && affected) /* sqlite3_changes64 keeps the last write's count across SELECTs */
+        *affected = sqlite3_stmt_readonly(st) ? 0 : (uint64_t)sqlite3_changes64(c->db);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (r) {
