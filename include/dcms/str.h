@@ -51,6 +51,17 @@ enum dcms_err dcms_buf_append(struct dcms_buf *b, const void *p, size_t n) DCMS_
 enum dcms_err dcms_buf_appends(struct dcms_buf *b, const char *s) DCMS_MUST_CHECK;
 enum dcms_err dcms_buf_appendf(struct dcms_buf *b, const char *fmt, ...)
     DCMS_PRINTF(2, 3) DCMS_MUST_CHECK;
+typedef enum dcms_err dcms_emit_fn(void *ctx, const char *p, size_t n);
+
+/*
+ * Writes `s` as the body of a JSON string (no quotes) through `emit`: the
+ * minimal escapes of RFC 8259 and RFC 8785 (\" \\ \b \f \n \r \t, other
+ * control characters as \u00xx in lowercase), everything else as is.
+ * Stops at, and returns, the first error `emit` returns.
+ */
+enum dcms_err dcms_json_escape(const char *s, size_t n, dcms_emit_fn *emit,
+                               void *ctx) DCMS_MUST_CHECK;
+
 /* Appends `s` as the body of a JSON string (no quotes), escaping as RFC 8259 requires. */
 enum dcms_err dcms_buf_append_json_escaped(struct dcms_buf *b, const char *s,
                                            size_t n) DCMS_MUST_CHECK;

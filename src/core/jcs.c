@@ -171,51 +171,17 @@ static enum dcms_err emit_number(struct sink *s, double d)
 
 /* ---- strings ------------------------------------------------------------ */
 
+static enum dcms_err sink_emit(void *ctx, const char *p, size_t n)
+{
+    return emit(ctx, p, n);
+}
+
+/* RFC 8785 strings use exactly the minimal escapes of dcms_json_escape. */
 static enum dcms_err emit_string(struct sink *s, const char *str, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     enum dcms_err e = emit_char(s, '"');
-    size_t start = 0;
-    for (size_t i = 0; i < len && !e; i++) {
-        unsigned char c = (unsigned char)str[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        char esc[6] = {'\\', 0};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-        }
-        if (!(e = emit(s, str + start, i - start)))
-            e = emit(s, esc, n);
-        start = i + 1;
-    }
     if (!e)
-        e = emit(s, str + start, len - start);
+        e = dcms_json_escape(str, len, sink_emit, s);
     return e ? e : emit_char(s, '"');
 }
 

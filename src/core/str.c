@@ -107,7 +107,7 @@ enum dcms_err dcms_buf_appendf(struct dcms_buf *b, const char *fmt, ...)
     return DCMS_OK;
 }
 
-enum dcms_err dcms_buf_append_json_escaped(struct dcms_buf *b, const char *s, size_t n)
+enum dcms_err dcms_json_escape(const char *s, size_t n, dcms_emit_fn *emit, void *ctx)
 {
     static const char hex[] = "0123456789abcdef";
     size_t start = 0;
@@ -115,7 +115,7 @@ enum dcms_err dcms_buf_append_json_escaped(struct dcms_buf *b, const char *s, si
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        enum dcms_err e = dcms_buf_append(b, s + start, i - start);
+        enum dcms_err e = emit(ctx, s + start, i - start);
         if (e)
             return e;
         char esc[7] = {'\\', 0};
@@ -148,11 +148,21 @@ enum dcms_err dcms_buf_append_json_escaped(struct dcms_buf *b, const char *s, si
             esc[5] = hex[c & 15];
             len = 6;
         }
-        if ((e = dcms_buf_append(b, esc, len)))
+        if ((e = emit(ctx, esc, len)))
             return e;
         start = i + 1;
     }
-    return dcms_buf_append(b, s + start, n - start);
+    return emit(ctx, s + start, n - start);
+}
+
+static enum dcms_err buf_emit(void *ctx, const char *p, size_t n)
+{
+    return dcms_buf_append(ctx, p, n);
+}
+
+enum dcms_err dcms_buf_append_json_escaped(struct dcms_buf *b, const char *s, size_t n)
+{
+    return dcms_json_escape(s, n, buf_emit, b);
 }
 
 void dcms_hex_encode(char *out, const unsigned char *p, size_t n)
