@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "attestation/attestation.h"
 #include "audit/audit.h"
 #include "dcms/app.h"
+#include "dcms/attest.h"
 #include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
@@ -29,6 +31,7 @@ static const struct {
 } tools[] = {
     {"audit", dcms_audit_cli,
      "verify an audit export offline (dcmsd audit verify FILE --public-key K)"},
+    {"attestation", dcms_attest_cli, "verify attestation documents offline"},
     {NULL, NULL, NULL},
 };
 
@@ -151,6 +154,12 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the audit log: %s", ei.message);
         goto out;
     }
+    char attest_dir[DCMS_CONFIG_STR_MAX + 16];
+    snprintf(attest_dir, sizeof(attest_dir), "%s/attestation", cfg.data_dir);
+    if (dcms_attest_ctx_new(cfg.attest_aws_root, attest_dir, &app.attest, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot set up attestation: %s", ei.message);
+        goto out;
+    }
     if (record_system_event(&app, "system.start", &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot write to the audit log: %s", ei.message);
         goto out;
@@ -185,6 +194,7 @@ out:
     dcms_audit_close(app.audit);
     dcms_store_close(app.store);
     dcms_metrics_free(app.metrics);
+    dcms_attest_ctx_free(app.attest);
     if (status == 0)
         DCMS_LOG(DCMS_LOG_INFO, "main", "stopped");
     return status;

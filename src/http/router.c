@@ -5,6 +5,7 @@
  */
 #include "dcms/arena.h"
 #include "http/http_int.h"
+#include "attestation/attestation.h"
 #include "audit/audit.h"
 #include "sys/sys.h"
 
