@@ -128,26 +128,52 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
+/*
+ * Finds (or claims) the limiter slot of `client`: open addressing over
+ * AUDIT_LIMIT_PROBES slots from its hash, so two addresses never share an
+ * allowance. A slot is free when empty or when its minute has passed. With
+ * every probed slot busy the request is not recorded: a flood from many
+ * addresses cannot turn into a flood of audit writes. Caller holds a->mu.
+ */
+static struct audit_limit_slot *limit_slot(struct dcms_audit *a, const char *client, int64_t now_s)
+{
+    uint64_t h = fnv1a(client);
+    struct audit_limit_slot *spare = NULL;
+    for (unsigned i = 0; i < AUDIT_LIMIT_PROBES; i++) {
+        struct audit_limit_slot *s = &a->slots[(h + i) % AUDIT_LIMIT_SLOTS];
+        if (strcmp(s->client, client) == 0 && s->client[0])
+            return s;
+        if (!spare && (!s->client[0] || now_s - s->window_start_s >= 60))
+            spare = s;
+    }
+    if (spare) {
+        snprintf(spare->client, sizeof(spare->client), "%s", client);
+        spare->window_start_s = now_s;
+        spare->count = spare->suppressed = 0;
+    }
+    return spare;
+}
+
 void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev)
 {
-    uint64_t key = fnv1a(ev->client_ip);
+    const char *client = ev->client_ip && ev->client_ip[0] ? ev->client_ip : "unknown";
     int64_t now_s = dcms_clock_mono_us() / 1000000;
     unsigned suppressed = 0;
-    bool record;
+    bool record = false;
     pthread_mutex_lock(&a->mu);
-    struct audit_limit_slot *s = &a->slots[key % AUDIT_LIMIT_SLOTS];
-    if (s->key != key || now_s - s->window_start_s >= 60) {
-        suppressed = s->key == key ? s->suppressed : 0;
-        s->key = key;
-        s->window_start_s = now_s;
-        s->count = 0;
-        s->suppressed = 0;
+    struct audit_limit_slot *s = limit_slot(a, client, now_s);
+    if (s) {
+        if (now_s - s->window_start_s >= 60) { /* a new minute: report what the last one dropped */
+            suppressed = s->suppressed;
+            s->window_start_s = now_s;
+            s->count = s->suppressed = 0;
+        }
+        record = s->count < a->denied_per_minute;
+        if (record)
+            s->count++;
+        else
+            s->suppressed++;
     }
-    record = s->count < a->denied_per_minute;
-    if (record)
-        s->count++;
-    else
-        s->suppressed++;
     pthread_mutex_unlock(&a->mu);
     if (!record)
         return;

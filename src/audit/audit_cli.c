@@ -61,6 +61,7 @@ static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
     ssize_t n;
     long lineno = 0;
     bool header = false;
+    int64_t hdr_from = 0, hdr_to = 0, hdr_events = -1, last_checkpoint = 0;
     while ((n = getline(&line, &cap, in)) > 0 && !v.failed) {
         lineno++;
         if ((size_t)n > CLI_LINE_MAX) {
@@ -86,9 +87,15 @@ static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
             json_t *seq = json_object_get(cp, "seq");
             if (json_is_real(seq))
                 json_object_set_new(cp, "seq", json_integer((json_int_t)json_real_value(seq)));
-            audit_verifier_checkpoint(&v, cp);
+            if (audit_verifier_checkpoint(&v, cp))
+                last_checkpoint = v.last_seq;
         } else if (json_object_get(obj, "export") && lineno == 1) {
+            json_t *h = json_object_get(obj, "export");
             header = true;
+            hdr_from = (int64_t)json_number_value(json_object_get(h, "from_seq"));
+            hdr_to = (int64_t)json_number_value(json_object_get(h, "to_seq"));
+            if (json_is_number(json_object_get(h, "events")))
+                hdr_events = (int64_t)json_number_value(json_object_get(h, "events"));
         } else {
             audit_verifier_fail(&v, v.last_seq + 1, "line %ld is not an export record", lineno);
         }
@@ -97,11 +104,24 @@ static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
     free(line);
     if (!header && !v.failed)
         audit_verifier_fail(&v, 0, "not an audit export (no header line)");
+    /* The header says what the export holds: a file cut short, or grown, is refused. */
+    int64_t first = r.events_checked ? v.last_seq - r.events_checked + 1 : 0;
+    if (!v.failed && (hdr_events != r.events_checked || (r.events_checked && hdr_from != first) ||
+                      (r.events_checked && hdr_to != v.last_seq)))
+        audit_verifier_fail(&v, v.last_seq + 1,
+                            "the export declares %lld events (seq %lld..%lld) but holds %lld",
+                            (long long)hdr_events, (long long)hdr_from, (long long)hdr_to,
+                            (long long)r.events_checked);
+    /* Only a signature ties the events to the key: every event must be covered by a
+     * checkpoint, so the last one must carry one. */
+    if (!v.failed && r.events_checked && last_checkpoint != v.last_seq)
+        audit_verifier_fail(&v, last_checkpoint + 1,
+                            "events after seq %lld are not covered by a signed checkpoint",
+                            (long long)last_checkpoint);
     audit_verifier_finish(&v);
     json_t *rep = dcms_audit_report_json(&r);
     if (rep) {
-        json_object_set_new(rep, "first_seq",
-                            json_integer(v.started ? (v.last_seq - r.events_checked + 1) : 0));
+        json_object_set_new(rep, "first_seq", json_integer(first));
         char *s = json_dumps(rep, JSON_INDENT(2));
         if (s)
             printf("%s\n", s);

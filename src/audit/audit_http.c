@@ -147,20 +147,29 @@ enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http
                        EXPORT_MAX_EVENTS);
     if (req->ei->code)
         return req->ei->code;
-    if (to == INT64_MAX)
+    if (to == INT64_MAX && from <= INT64_MAX - EXPORT_MAX_EVENTS)
         to = from + EXPORT_MAX_EVENTS - 1;
 
-    struct dcms_store_tx *tx;
-    enum dcms_err e = dcms_store_begin(req->app->store, DCMS_TX_READ, &tx, req->ei);
+    /* An export verifies offline only as far as a signature reaches, so sign the head
+     * now if it moved, and extend the range to the first checkpoint at or after to_seq:
+     * then every exported event is covered by a checkpoint in the export. */
+    enum dcms_err e = dcms_audit_checkpoint(req->app->audit, req->ei);
     if (e)
         return e;
-    json_t *events = json_array(), *cps = json_array();
+    struct dcms_store_tx *tx;
+    if ((e = dcms_store_begin(req->app->store, DCMS_TX_READ, &tx, req->ei)))
+        return e;
+    json_t *events = json_array(), *cps = json_array(), *next_cp = json_array();
+    if (next_cp && !(e = audit_store_checkpoints_range(tx, to, INT64_MAX, 1, next_cp, req->ei)) &&
+        json_array_size(next_cp))
+        to = (int64_t)json_integer_value(json_object_get(json_array_get(next_cp, 0), "seq"));
+    json_decref(next_cp);
     struct dcms_buf b;
     dcms_buf_init(&b, EXPORT_MAX_BYTES);
-    if (!events || !cps)
+    if (!e && (!events || !cps))
         e = dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
     if (!e)
-        e = audit_store_events_range(tx, from, to, EXPORT_MAX_EVENTS, events, req->ei);
+        e = audit_store_events_range(tx, from, to, to - from + 1, events, req->ei);
     if (!e)
         e = audit_store_checkpoints_range(tx, from, to, EXPORT_MAX_EVENTS, cps, req->ei);
     dcms_store_rollback(tx);

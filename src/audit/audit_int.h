@@ -14,8 +14,11 @@
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define AUDIT_LIMIT_SLOTS 512
 
+#define AUDIT_LIMIT_PROBES 8
+
+/* One client address's allowance for the current minute. */
 struct audit_limit_slot {
-    uint64_t key;
+    char client[48]; /* the address ("" when free) */
     int64_t window_start_s;
     unsigned count, suppressed;
 };

@@ -59,7 +59,7 @@ static struct dcms_query q_checkpoints_range = DCMS_QUERY(
     "(CAST($5 AS TEXT) IS NULL OR outcome = CAST($5 AS TEXT)) AND "                                \
     "(CAST($6 AS TEXT) IS NULL OR time >= " time_cast_open "$6" time_cast_close ") AND "           \
     "(CAST($7 AS TEXT) IS NULL OR time < " time_cast_open "$7" time_cast_close ") AND "            \
-    "($8 = 0 OR seq < $8) ORDER BY seq DESC LIMIT $9"
+    "(CAST($8 AS BIGINT) = 0 OR seq < CAST($8 AS BIGINT)) ORDER BY seq DESC LIMIT $9"
 
 static struct dcms_query q_list =
     DCMS_QUERY2("audit_list", LIST_WHERE("", ""), LIST_WHERE("CAST(", " AS TIMESTAMPTZ)"));

@@ -1,0 +1,266 @@
+/*
+ * bench_audit: what the audit chain costs a write.
+ *
+ *     bench_audit STORE_URL KEY_FILE SECONDS THREADS...
+ *
+ * For each thread count, measures for SECONDS each (a) a plain insert of one
+ * row with the columns of audit_events into a scratch table with no
+ * constraints or indexes, and (b) dcms_audit_append (checkpoint every 1000,
+ * no timer); every operation in a write transaction of its own, retried on
+ * DCMS_ERR_RETRY. Prints one line per thread count:
+ *
+ *     threads=N plain_per_s=X audit_per_s=Y retries=R
+ *
+ * then verifies the chain and exits 1 on any failure. bench/bench-audit.sh
+ * runs it on SQLite and PostgreSQL and prints the table.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dcms/audit.h"
+#include "dcms/clock.h"
+#include "dcms/crypto.h"
+#include "dcms/json.h"
+#include "dcms/log.h"
+#include "dcms/store.h"
+#include "dcms/uuid.h"
+
+#define MAX_THREADS 64
+#define MAX_ATTEMPTS 10000
+
+static struct dcms_query q_create_plain = DCMS_QUERY2(
+    "bench_create_plain",
+    "CREATE TABLE IF NOT EXISTS bench_plain (seq INTEGER, id TEXT, time TEXT, actor TEXT, "
+    "action TEXT, resource_type TEXT, resource_id TEXT, outcome TEXT, details TEXT, "
+    "client_ip TEXT, request_id TEXT, prev_hash TEXT, hash TEXT)",
+    "CREATE TABLE IF NOT EXISTS bench_plain (seq BIGINT, id UUID, time TIMESTAMPTZ, actor TEXT, "
+    "action TEXT, resource_type TEXT, resource_id TEXT, outcome TEXT, details JSONB, "
+    "client_ip TEXT, request_id TEXT, prev_hash TEXT, hash TEXT)");
+
+/* The same values an append binds, with the same casts on PostgreSQL. */
+static struct dcms_query q_insert_plain = DCMS_QUERY2(
+    "bench_insert_plain",
+    "INSERT INTO bench_plain (seq, id, time, actor, action, resource_type, resource_id, outcome, "
+    "details, client_ip, request_id, prev_hash, hash) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    "INSERT INTO bench_plain (seq, id, time, actor, action, resource_type, resource_id, outcome, "
+    "details, client_ip, request_id, prev_hash, hash) "
+    "VALUES ($1, CAST($2 AS UUID), CAST($3 AS TIMESTAMPTZ), $4, $5, $6, $7, $8, "
+    "CAST($9 AS JSONB), $10, $11, $12, $13)");
+
+#define FAKE_HASH "5f1e3a0c9b7d2e4f6a8c0e2d4b6f8a0c1e3d5f7a9b1c3e5d7f9a1b3c5d7e9f0a"
+
+enum op { OP_PLAIN, OP_AUDIT };
+
+struct worker {
+    struct dcms_store *store;
+    struct dcms_audit *audit;
+    enum op op;
+    int n;
+    int64_t deadline_us;
+    uint64_t done, retries;
+    enum dcms_err failed;
+    char message[256];
+};
+
+static enum dcms_err plain_once(struct worker *w, uint64_t i, struct dcms_errinfo *ei)
+{
+    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN], details[64], rid[32];
+    dcms_uuid_v7(id);
+    dcms_time_format(dcms_clock_now_us(), now);
+    snprintf(details, sizeof(details), "{\"i\":%" PRIu64 ",\"w\":%d}", i, w->n);
+    snprintf(rid, sizeof(rid), "bench-%d-%" PRIu64, w->n, i);
+    struct dcms_store_val p[] = {
+        DCMS_VAL_INT((int64_t)i),     DCMS_VAL_TEXT(id),
+        DCMS_VAL_TEXT(now),           DCMS_VAL_TEXT("bench"),
+        DCMS_VAL_TEXT("bench.write"), DCMS_VAL_TEXT("thing"),
+        DCMS_VAL_TEXT(rid),           DCMS_VAL_TEXT("success"),
+        DCMS_VAL_TEXT(details),       DCMS_VAL_TEXT("192.0.2.1"),
+        DCMS_VAL_TEXT(rid),           DCMS_VAL_TEXT(FAKE_HASH),
+        DCMS_VAL_TEXT(FAKE_HASH),
+    };
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(w->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    if ((e = dcms_store_exec(tx, &q_insert_plain, p, 13, NULL, NULL, ei))) {
+        dcms_store_rollback(tx);
+        return e;
+    }
+    return dcms_store_commit(tx, ei);
+}
+
+static enum dcms_err audit_once(struct worker *w, uint64_t i, struct dcms_errinfo *ei)
+{
+    char rid[32];
+    snprintf(rid, sizeof(rid), "bench-%d-%" PRIu64, w->n, i);
+    json_t *d = json_pack("{s:I, s:i}", "i", (json_int_t)i, "w", w->n);
+    if (!d)
+        return DCMS_ERR_NOMEM;
+    struct dcms_audit_event ev = {.actor = "bench",
+                                  .action = "bench.write",
+                                  .resource_type = "thing",
+                                  .resource_id = rid,
+                                  .outcome = DCMS_AUDIT_SUCCESS,
+                                  .details = d,
+                                  .client_ip = "192.0.2.1",
+                                  .request_id = rid};
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(w->store, DCMS_TX_WRITE, &tx, ei);
+    if (!e) {
+        if ((e = dcms_audit_append(w->audit, tx, &ev, NULL, ei)))
+            dcms_store_rollback(tx);
+        else
+            e = dcms_store_commit(tx, ei);
+    }
+    json_decref(d);
+    return e;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (uint64_t i = 0; dcms_clock_mono_us() < w->deadline_us; i++) {
+        for (int attempt = 0;; attempt++) {
+            struct dcms_errinfo ei;
+            dcms_errinfo_init(&ei, NULL);
+            enum dcms_err e = w->op == OP_PLAIN ? plain_once(w, i, &ei) : audit_once(w, i, &ei);
+            if (!e) {
+                w->done++;
+                break;
+            }
+            if (e == DCMS_ERR_RETRY && attempt < MAX_ATTEMPTS) {
+                w->retries++;
+                continue;
+            }
+            w->failed = e;
+            snprintf(w->message, sizeof(w->message), "%s", ei.message);
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Runs `threads` workers of `op` for `seconds`; returns operations per second, or -1. */
+static double measure(struct dcms_store *s, struct dcms_audit *a, enum op op, int threads,
+                      int seconds, uint64_t *retries)
+{
+    struct worker w[MAX_THREADS];
+    pthread_t t[MAX_THREADS];
+    int64_t start = dcms_clock_mono_us();
+    int started = 0;
+    for (int i = 0; i < threads; i++) {
+        w[i] = (struct worker){.store = s,
+                               .audit = a,
+                               .op = op,
+                               .n = i,
+                               .deadline_us = start + (int64_t)seconds * 1000000};
+        if (pthread_create(&t[i], NULL, worker_main, &w[i]) != 0) {
+            fprintf(stderr, "bench_audit: cannot start a thread\n");
+            break;
+        }
+        started++;
+    }
+    uint64_t done = 0;
+    bool ok = started == threads;
+    for (int i = 0; i < started; i++) {
+        pthread_join(t[i], NULL);
+        done += w[i].done;
+        *retries += w[i].retries;
+        if (w[i].failed) {
+            fprintf(stderr, "bench_audit: %s worker %d failed: %s (%s)\n",
+                    op == OP_PLAIN ? "plain" : "audit", i, dcms_err_slug(w[i].failed),
+                    w[i].message);
+            ok = false;
+        }
+    }
+    double elapsed_s = (double)(dcms_clock_mono_us() - start) / 1e6;
+    return ok ? (double)done / elapsed_s : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: bench_audit STORE_URL KEY_FILE SECONDS THREADS...\n");
+        return 2;
+    }
+    int seconds = (int)strtol(argv[3], NULL, 10);
+    if (seconds < 1 || seconds > 3600) {
+        fprintf(stderr, "bench_audit: SECONDS must be 1 to 3600\n");
+        return 2;
+    }
+    int max_threads = 1;
+    for (int i = 4; i < argc; i++) {
+        int n = (int)strtol(argv[i], NULL, 10);
+        if (n < 1 || n > MAX_THREADS) {
+            fprintf(stderr, "bench_audit: THREADS must be 1 to %d\n", MAX_THREADS);
+            return 2;
+        }
+        if (n > max_threads)
+            max_threads = n;
+    }
+    dcms_log_set_level(DCMS_LOG_WARN); /* no migration chatter between the figures */
+    if (dcms_crypto_init()) {
+        fprintf(stderr, "bench_audit: cannot initialize libsodium\n");
+        return 1;
+    }
+
+    int status = 1;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store *s = NULL;
+    struct dcms_audit *a = NULL;
+    struct dcms_store_opts sopts = {(unsigned)max_threads, 30000};
+    if (dcms_store_open(argv[1], &sopts, &s, &ei)) {
+        fprintf(stderr, "bench_audit: cannot open the store: %s\n", ei.message);
+        goto out;
+    }
+    struct dcms_audit_opts aopts = {.key_path = argv[2], .checkpoint_every = 1000};
+    if (dcms_audit_open(s, &aopts, &a, &ei)) {
+        fprintf(stderr, "bench_audit: cannot open the audit log: %s\n", ei.message);
+        goto out;
+    }
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(s, DCMS_TX_WRITE, &tx, &ei);
+    if (!e) {
+        if ((e = dcms_store_exec(tx, &q_create_plain, NULL, 0, NULL, NULL, &ei)))
+            dcms_store_rollback(tx);
+        else
+            e = dcms_store_commit(tx, &ei);
+    }
+    if (e) {
+        fprintf(stderr, "bench_audit: cannot create the scratch table: %s\n", ei.message);
+        goto out;
+    }
+
+    for (int i = 4; i < argc; i++) {
+        int n = (int)strtol(argv[i], NULL, 10);
+        uint64_t retries = 0;
+        double plain = measure(s, a, OP_PLAIN, n, seconds, &retries);
+        double audit = plain < 0 ? -1 : measure(s, a, OP_AUDIT, n, seconds, &retries);
+        if (plain < 0 || audit < 0)
+            goto out;
+        printf("threads=%d plain_per_s=%.0f audit_per_s=%.0f retries=%" PRIu64 "\n", n, plain,
+               audit, retries);
+        fflush(stdout);
+    }
+
+    struct dcms_audit_report r;
+    if (dcms_audit_verify(a, &r, &ei)) {
+        fprintf(stderr, "bench_audit: cannot verify: %s\n", ei.message);
+        goto out;
+    }
+    printf("verify ok=%s events=%" PRId64 " checkpoints=%" PRId64 "\n", r.ok ? "true" : "false",
+           r.events_checked, r.checkpoints_checked);
+    status = r.ok ? 0 : 1;
+    if (!r.ok)
+        fprintf(stderr, "bench_audit: the chain does not verify at seq %" PRId64 ": %s\n",
+                r.first_bad_seq, r.reason);
+out:
+    dcms_audit_close(a);
+    dcms_store_close(s);
+    return status;
+}
