@@ -4,10 +4,13 @@
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
+#   5. every libFuzzer target for a bounded time (ASan + UBSan; 60 s for the
+#      attestation parser, DCMS_TEST_FUZZ_SECONDS, default 15, for the others)
 # It ends with one line "N passed, N failed" and exits non-zero on any failure.
 #   scripts/test.sh          everything
 #   scripts/test.sh --san    only the sanitizer build (make san)
 #   scripts/test.sh --quick  only the release build (no sanitizers)
+#   scripts/test.sh --fuzz   only the bounded fuzzing
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -107,11 +110,35 @@ suite() {
     [ -n "${DCMS_TEST_PG_URL:-}" ] && run_api "$label" "$dir/dcmsd" postgres
 }
 
-start_pg
+run_fuzz() {
+    note "fuzzing (libFuzzer, ASan + UBSan, bounded)"
+    build fuzz build-fuzz || return
+    local secs=${DCMS_TEST_FUZZ_SECONDS:-15} t bin n
+    for dir in tests/fuzz/*/; do
+        t=$(basename "$dir")
+        bin=build-fuzz/tests/fuzz/fuzz_$t
+        [ -x "$bin" ] || continue
+        n=$secs
+        [ "$t" = attest ] && n=60
+        rm -rf "$logdir/fuzz-$t" && mkdir -p "$logdir/fuzz-$t"
+        if "$bin" -max_total_time="$n" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+            -print_final_stats=1 -artifact_prefix="$logdir/fuzz-$t/" "$logdir/fuzz-$t" "$dir/corpus" \
+            >"$logdir/fuzz-$t.log" 2>&1; then
+            passed=$((passed + 1))
+            echo "fuzz $t: $(grep -oE 'stat::number_of_executed_units: [0-9]+' "$logdir/fuzz-$t.log" | awk '{print $2}') runs in ${n}s, no finding"
+        else
+            grep -E '==ERROR|SUMMARY|Test unit written' "$logdir/fuzz-$t.log" | head -5
+            failed=$((failed + 1)); failures+=("fuzz $t found a crash (see above)")
+        fi
+    done
+}
+
+[ "$mode" = --fuzz ] || start_pg
 case "$mode" in
 --san) suite san dev build-dev ;;
 --quick) format_check; suite release release build ;;
-*) format_check; suite release release build; suite san dev build-dev ;;
+--fuzz) run_fuzz ;;
+*) format_check; suite release release build; suite san dev build-dev; run_fuzz ;;
 esac
 
 echo
