@@ -11,12 +11,14 @@ struct dcms_config;
 struct dcms_store;
 struct dcms_metrics;
 struct dcms_audit;
+struct dcms_iam;
 
 struct dcms_app {
     const struct dcms_config *cfg;
     struct dcms_store *store;
     struct dcms_metrics *metrics;
     struct dcms_audit *audit;
+    struct dcms_iam *iam;
     int64_t started_us;
 };
 

@@ -6,6 +6,7 @@
 #include "dcms/arena.h"
 #include "http/http_int.h"
 #include "audit/audit.h"
+#include "iam/iam_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT
