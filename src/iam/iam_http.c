@@ -110,12 +110,12 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
         dcms_err_field(req->ei, "name", "is required");
     json_t *out = NULL;
     struct iam_call c = call_of(req);
-    if (!req->ei->code)
-        e = iam_identity_create(&c, &in, &out);
-    if (!e && req->ei->code)
-        e = req->ei->code;
-    if (e)
-        return e;
+    /* The service adds its own problems to those found here, so all come back at once. */
+    e = iam_identity_create(&c, &in, &out);
+    if (e || req->ei->code) {
+        json_decref(out);
+        return e ? e : req->ei->code;
+    }
     const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/identities/%s",
                                          json_string_value(json_object_get(out, "id")));
     if (!loc || dcms_http_resp_header(resp, "Location", loc)) {

@@ -155,12 +155,12 @@ static enum dcms_err record_failure(const struct iam_call *c, const char *acct_k
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(keys[k]), DCMS_VAL_TEXT(until)},
                             2, NULL, NULL, &tei);
         if (!e)
-            e = iam_audit(
-                c->iam, tx, identity_id ? identity_id : "anonymous", "auth.lockout",
-                k == 0 ? "account" : "client_ip", k == 0 ? identity_id : c->client_ip, true,
-                json_pack("{s:s, s:I, s:I, s:s}", "scope", k == 0 ? "account" : "ip",
-                          (json_int_t)failures, (json_int_t)failures, "locked_until", until),
-                c->client_ip, c->request_id, &tei);
+            e = iam_audit(c->iam, tx, identity_id ? identity_id : "anonymous", "auth.lockout",
+                          k == 0 ? "account" : "client_ip", k == 0 ? identity_id : c->client_ip,
+                          true,
+                          json_pack("{s:s, s:I, s:s}", "scope", k == 0 ? "account" : "ip",
+                                    "failures", (json_int_t)failures, "locked_until", until),
+                          c->client_ip, c->request_id, &tei);
     }
     if (!e)
         e = iam_audit(c->iam, tx, identity_id ? identity_id : "anonymous", "auth.login_failed",

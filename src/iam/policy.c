@@ -299,7 +299,7 @@ enum dcms_err iam_policy_from_json(const json_t *doc, struct iam_policy *p, stru
             p->roles |= r;
         }
         free_list(rl, nr);
-        if (p->nidentities == 0 && nr == 0 && !ei->ndetails)
+        if (p->nidentities == 0 && nr == 0)
             dcms_err_field(ei, "attach", "must name at least one identity or role");
     }
     return ei->code ? ei->code : DCMS_OK;
