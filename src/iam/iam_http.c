@@ -44,7 +44,7 @@ static enum dcms_err body_object(struct dcms_http_req *req, const char *const *a
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = strcmp(*a, key) == 0;
         if (!ok)
-            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, 200),
+            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
                            "is not a known field");
     }
     *out = v;
