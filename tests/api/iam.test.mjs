@@ -43,6 +43,17 @@ async function auditEvents(query)
     return r.json.events;
 }
 
+// Refusals are audited when the request completes, just after the answer is
+// sent: poll briefly for the event.
+async function waitForAudit(query, pred) {
+  for (let i = 0; i < 40; i++) {
+    const ev = await auditEvents(query);
+    if (ev.some(pred)) return ev;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`no audit event matching ${query}`);
+}
+
 let n = 0;
 const email = (p) => `${p}-${++n}-${Date.now()}@example.com`;
 
@@ -97,8 +108,7 @@ describe('bootstrap, tokens and JWKS', () => {
     test('a bootstrap admin exists once; no token → 401 on protected routes, audited', async () => {
         const r = await call('GET', '/api/v1/identities');
         assert.equal(r.status, 401);
-        const ev = await auditEvents(`action=request.denied&actor=anonymous&limit=5`);
-        assert.ok(ev.some((e) => e.request_id === r.headers.get('x-request-id')));
+        await waitForAudit(`action=request.denied&actor=anonymous&limit=5`, (e) => e.request_id === r.headers.get('x-request-id'));
     });
 });
 
@@ -345,9 +355,8 @@ describe('sessions', () => {
         const no =
             await call('POST', '/api/v1/admin/keys/rotate', {headers : bearer(t2.access_token)});
         assert.equal(no.status, 403);
-        const ev = await auditEvents(`action=request.denied&actor=${me}`);
-        assert.ok(ev.some((x) => x.request_id === no.headers.get('x-request-id') &&
-                                 x.details.permission === 'KEYS_ROTATE'));
+        await waitForAudit(`action=request.denied&actor=${me}`, (x) => x.request_id === no.headers.get('x-request-id') &&
+                                 x.details.permission === 'KEYS_ROTATE');
         // The admin's token signed by the old key still works too.
         admin = (await login(server, ADMIN_EMAIL, ADMIN_PASSWORD)).access_token;
     });
@@ -398,9 +407,8 @@ describe('organizations, scoping, roles and policies', () => {
                                  '/api/v1/identities/{id}'))
                          .status,
                      403);
-        const ev = await auditEvents(`action=request.denied&actor=${a.id}`);
-        assert.ok(ev.some((x) => x.request_id === r.headers.get('x-request-id') &&
-                                 x.outcome === 'denied'));
+        await waitForAudit(`action=request.denied&actor=${a.id}`, (x) => x.request_id === r.headers.get('x-request-id') &&
+                                 x.outcome === 'denied');
         const list = await call('GET', '/api/v1/identities', {headers : bearer(aTok)});
         assert.equal(list.status, 200);
         assert.deepEqual(new Set(list.json.identities.map((i) => i.id)),
