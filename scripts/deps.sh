@@ -17,7 +17,7 @@ PACKAGES=(
     clang libclang-rt-14-dev clang-format
     git curl ca-certificates
     libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libpq-dev
-    libssl-dev libsodium-dev libcmocka-dev libcbor-dev
+    libssl-dev libsodium-dev libcmocka-dev libcbor-dev libcurl4-openssl-dev
     postgresql postgresql-client
     wrk nginx-light
 )

@@ -3,6 +3,8 @@
  * server, wait for SIGTERM or SIGINT, drain, stop, close the store.
  */
 #include <getopt.h>
+#include <sodium.h>
+#include <curl/curl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
+#include "dcms/iam.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
 #include "dcms/server.h"
@@ -121,7 +124,7 @@ int main(int argc, char **argv)
         return 2;
     }
     dcms_log_set_level(cfg.log_level);
-    if (dcms_crypto_init()) {
+    if (dcms_crypto_init() || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot initialise libsodium");
         return 1;
     }
@@ -154,14 +157,23 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the audit log: %s", ei.message);
         goto out;
     }
+    /* The start comes first in the log: what the services do while starting follows it. */
+    if (record_system_event(&app, "system.start", &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot write to the audit log: %s", ei.message);
+        goto out;
+    }
     char attest_dir[DCMS_CONFIG_STR_MAX + 16];
     snprintf(attest_dir, sizeof(attest_dir), "%s/attestation", cfg.data_dir);
     if (dcms_attest_ctx_new(cfg.attest_aws_root, attest_dir, &app.attest, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot set up attestation: %s", ei.message);
         goto out;
     }
-    if (record_system_event(&app, "system.start", &ei)) {
-        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot write to the audit log: %s", ei.message);
+    enum dcms_err iam_e = dcms_iam_open(&app, &app.iam, &ei);
+    /* The bootstrap password is not needed any more: keep it out of core dumps. */
+    sodium_memzero(cfg.admin_password, sizeof(cfg.admin_password));
+    if (iam_e) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start identity and access management: %s",
+                 ei.message);
         goto out;
     }
     if (!(app.metrics = dcms_metrics_new())) {
@@ -191,6 +203,7 @@ out:
     dcms_http_server_stop(srv);
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
+    dcms_iam_close(app.iam);
     dcms_audit_close(app.audit);
     dcms_store_close(app.store);
     dcms_metrics_free(app.metrics);

@@ -12,6 +12,7 @@ struct dcms_store;
 struct dcms_metrics;
 struct dcms_audit;
 struct dcms_attest_ctx;
+struct dcms_iam;
 
 struct dcms_app {
     const struct dcms_config *cfg;
@@ -19,6 +20,7 @@ struct dcms_app {
     struct dcms_metrics *metrics;
     struct dcms_audit *audit;
     struct dcms_attest_ctx *attest; /* attestation verifiers and the local module */
+    struct dcms_iam *iam;
     int64_t started_us;
 };
 

@@ -20,6 +20,7 @@
 
 struct dcms_arena;
 struct dcms_app;
+struct dcms_principal;
 
 #define DCMS_HTTP_MAX_PARAMS 4
 #define DCMS_HTTP_MAX_HEADERS 6
@@ -38,6 +39,8 @@ struct dcms_http_req {
     const char *request_id;
     const char *client_ip;
     struct dcms_str body; /* empty unless the route accepts one */
+    /* The authenticated caller (in req->arena), or NULL when anonymous. Set by the router. */
+    const struct dcms_principal *principal;
     struct dcms_http_param params[DCMS_HTTP_MAX_PARAMS];
     size_t nparams;
     /* Header and query lookups, provided by the server (or a test). */

@@ -183,6 +183,28 @@ enum dcms_err dcms_config_load(struct dcms_config *cfg, const char *path, struct
         if (n < 0 || (size_t)n >= sizeof(cfg->audit_key_file))
             return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATA_DIR is too long");
     }
+    if (cfg->iam_kek_file[0] == '\0') {
+        int n =
+            snprintf(cfg->iam_kek_file, sizeof(cfg->iam_kek_file), "%s/iam/kek.key", cfg->data_dir);
+        if (n < 0 || (size_t)n >= sizeof(cfg->iam_kek_file))
+            return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATA_DIR is too long");
+    }
+    if (cfg->jwt_ttl_s < 60 || cfg->jwt_ttl_s > 86400)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_JWT_TTL_S must be 60..86400");
+    if (cfg->refresh_ttl_s < 300)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_REFRESH_TTL_S must be at least 300");
+    if (cfg->pwhash_memlimit_kib < 8 || cfg->pwhash_memlimit_kib > (4ul << 20))
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_PWHASH_MEMLIMIT_KIB must be 8..4194304");
+    if (cfg->pwhash_opslimit < 1 || cfg->pwhash_opslimit > 100)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_PWHASH_OPSLIMIT must be 1..100");
+    if (cfg->login_max_failures < 1 || cfg->login_max_failures_per_ip < 1)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LOGIN_MAX_FAILURES* must be at least 1");
+    if (!cfg->jwt_issuer[0] || !cfg->jwt_audience[0])
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_JWT_ISSUER and DCMS_JWT_AUDIENCE must be set");
+    if (!cfg->admin_email[0] != !cfg->admin_password[0])
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_ADMIN_EMAIL and DCMS_ADMIN_PASSWORD go together");
     if (cfg->audit_checkpoint_every < 1 || cfg->audit_checkpoint_every > 1000000)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_AUDIT_CHECKPOINT_EVERY must be 1..1000000");
     if (cfg->audit_refusals_per_minute < 1)

@@ -7,6 +7,7 @@
 #include "http/http_int.h"
 #include "attestation/attestation.h"
 #include "audit/audit.h"
+#include "iam/iam_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT

@@ -23,6 +23,7 @@
 #include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
+#include "dcms/iam.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
 #include "dcms/server.h"
@@ -334,11 +335,13 @@ static void audit_refusal(struct reqctx *c, unsigned status)
                     strcmp(rt->permission, "PUBLIC") != 0 && changes_state(rt->method);
     if (!denied && !rejected)
         return;
-    json_t *details =
-        json_pack("{s:s, s:s, s:i, s:s}", "method", c->req.method, "route", rt ? rt->path : "",
-                  "status", (int)status, "code", dcms_err_slug(c->ei.code));
+    json_t *details = json_pack("{s:s, s:s, s:i, s:s, s:s}", "method", c->req.method, "route",
+                                rt ? rt->path : "", "status", (int)status, "code",
+                                dcms_err_slug(c->ei.code), "permission", rt ? rt->permission : "");
+    if (details && status == 403 && c->ei.code == DCMS_ERR_FORBIDDEN && c->ei.message[0])
+        json_object_set_new(details, "reason", json_string(c->ei.message));
     struct dcms_audit_event ev = {
-        .actor = "anonymous",
+        .actor = c->req.principal ? c->req.principal->id : "anonymous",
         .action = denied ? "request.denied" : "request.rejected",
         .resource_type = "route",
         .resource_id = rt ? rt->path : NULL,

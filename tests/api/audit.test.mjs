@@ -205,8 +205,9 @@ describe('audit: a fresh server with open access', () => {
     const r = await req(c, '/api/v1/audit/events');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.next_cursor, null);
-    assert.equal(r.json.events.length, 1, r.text);
-    const ev = r.json.events[0];
+    // system.start, then what the services record while starting (the first JWT key).
+    assert.deepEqual(r.json.events.map((e) => e.action).reverse(), ['system.start', 'iam.key_create'], r.text);
+    const ev = r.json.events.at(-1);
     assert.equal(ev.seq, 1);
     assert.equal(ev.actor, 'system');
     assert.equal(ev.action, 'system.start');
@@ -220,9 +221,9 @@ describe('audit: a fresh server with open access', () => {
     const r = await req(c, '/api/v1/audit/verify');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.ok, true, r.text);
-    assert.equal(r.json.events_checked, 1);
+    assert.equal(r.json.events_checked, 2);
     assert.equal(r.json.first_bad_seq, null);
-    assert.equal(r.json.last_seq, 1);
+    assert.equal(r.json.last_seq, 2);
   });
 
   test('GET /api/v1/audit/public-key: the Ed25519 key that verify uses', async () => {
@@ -267,10 +268,10 @@ describe('audit: a fresh server with open access', () => {
   });
 
   test('a cursor past every event lists from the newest (any 64-bit seq is a cursor)', async () => {
-    for (const cursor of ['2', '2147483648', '9999999999', '9223372036854775807']) {
+    for (const cursor of ['3', '2147483648', '9999999999', '9223372036854775807']) {
       const r = await req(c, `/api/v1/audit/events?cursor=${cursor}`, { template: '/api/v1/audit/events' });
       assert.equal(r.status, 200, `cursor=${cursor}: ${r.text}`);
-      assert.equal(r.json.events.length, 1, `cursor=${cursor}: ${r.text}`);
+      assert.equal(r.json.events.length, 2, `cursor=${cursor}: ${r.text}`);
     }
   });
 });
@@ -316,7 +317,8 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
 
   test('the history: start, the refusals, stop, start', () => {
     assert.deepEqual(all.map((e) => e.action).reverse(),
-      ['system.start', ...denied.map(() => 'request.denied'), 'system.stop', 'system.start']);
+      ['system.start', 'iam.key_create', ...denied.map(() => 'request.denied'), 'system.stop',
+        'system.start']);
     assert.deepEqual(all.map((e) => e.seq), all.map((_, i) => all.length - i), 'seq gap-free, newest first');
     for (const [i, ev] of all.entries()) {
       assert.equal(ev.hash, eventHash(ev), `event ${ev.seq} hash`);
@@ -349,7 +351,7 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
       assert.deepEqual(got.map((e) => e.seq), all.filter(pred).map((e) => e.seq), `filter ${query}`);
       return got;
     };
-    assert.equal((await check('actor=system', (e) => e.actor === 'system')).length, 3);
+    assert.equal((await check('actor=system', (e) => e.actor === 'system')).length, 4);
     assert.equal((await check('actor=anonymous', (e) => e.actor === 'anonymous')).length, denied.length);
     assert.equal((await check('actor=nobody', () => false)).length, 0);
     await check('action=system.', (e) => e.action.startsWith('system.'));

@@ -15,9 +15,9 @@
  * the change it records, the refused-request rate limit, the key file, and
  * details that must survive each backend's JSON storage unchanged.
  */
+#include "testdb.h"
 #include "testutil.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -34,147 +34,47 @@
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 
-enum backend { BK_SQLITE, BK_PG };
-
 struct fixture {
-    enum backend bk;
-    bool unavailable;   /* PostgreSQL not configured: skip (or fail under CI) */
-    char url[1024];     /* what the stores open */
-    char admin[1024];   /* PostgreSQL: the server's admin URL */
-    char dbname[64];    /* PostgreSQL: the database made for this case */
-    char dir[64];       /* the directory made for this case (key files; SQLite: the database) */
-    char key_path[128]; /* the audit key of the case */
+    struct dcms_testdb db; /* first: see testdb.h; db.dir also holds the key files */
+    char key_path[128];    /* the audit key of the case */
     struct dcms_store *store, *store2;
     struct dcms_audit *audit, *audit2;
 };
 
 /* ---- fixtures ---- */
 
-static bool ci_mode(void)
-{
-    const char *ci = getenv("CI");
-    return ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0);
-}
-
-static void quiet_notices(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-/* Runs one statement on the admin connection; false (with the reason printed) on failure. */
-static bool admin_exec(const char *admin_url, const char *sql)
-{
-    PGconn *c = PQconnectdb(admin_url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        print_error("cannot connect to DCMS_TEST_PG_URL: %s", PQerrorMessage(c));
-        PQfinish(c);
-        return false;
-    }
-    PQsetNoticeProcessor(c, quiet_notices, NULL);
-    PGresult *res = PQexec(c, sql);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
-        print_error("%s: %s", sql, PQerrorMessage(c));
-    PQclear(res);
-    PQfinish(c);
-    return ok;
-}
-
-/* `admin` with its database name replaced by `db` (any ?query is kept). */
-static bool url_with_db(const char *admin, const char *db, char *out, size_t cap)
-{
-    const char *scheme = strstr(admin, "://");
-    if (!scheme)
-        return false;
-    const char *host = scheme + 3;
-    const char *query = strchr(host, '?');
-    if (!query)
-        query = host + strlen(host);
-    const char *slash = memchr(host, '/', (size_t)(query - host));
-    size_t prefix = slash ? (size_t)(slash - admin) : (size_t)(query - admin);
-    int n = snprintf(out, cap, "%.*s/%s%s", (int)prefix, admin, db, query);
-    return n > 0 && (size_t)n < cap;
-}
-
-static struct fixture *new_fixture(enum backend bk)
+static struct fixture *new_fixture(void)
 {
     if (dcms_crypto_init())
         return NULL;
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
-    f->bk = bk;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/dcms-audit-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (!dcms_testdb_make_dir(&f->db, "/tmp/dcms-audit-XXXXXX")) {
         free(f);
         return NULL;
     }
-    snprintf(f->key_path, sizeof(f->key_path), "%s/keys/audit.key", f->dir);
+    snprintf(f->key_path, sizeof(f->key_path), "%s/keys/audit.key", f->db.dir);
     return f;
 }
 
 static int setup_sqlite(void **state)
 {
-    struct fixture *f = new_fixture(BK_SQLITE);
+    struct fixture *f = new_fixture();
     if (!f)
         return -1;
-    snprintf(f->url, sizeof(f->url), "sqlite:%s/db/x.db", f->dir);
+    dcms_testdb_use_sqlite(&f->db);
     *state = f;
     return 0;
 }
 
 static int setup_pg(void **state)
 {
-    struct fixture *f = new_fixture(BK_PG);
+    struct fixture *f = new_fixture();
     if (!f)
         return -1;
     *state = f;
-    const char *admin = getenv("DCMS_TEST_PG_URL");
-    if (!admin || !*admin) {
-        f->unavailable = true;
-        return 0;
-    }
-    snprintf(f->admin, sizeof(f->admin), "%s", admin);
-    char id[DCMS_UUID_STRLEN];
-    dcms_uuid_v7(id);
-    size_t o = (size_t)snprintf(f->dbname, sizeof(f->dbname), "dcms_a_");
-    for (const char *p = id; *p; p++)
-        if (*p != '-')
-            f->dbname[o++] = *p;
-    f->dbname[o] = '\0';
-    if (!url_with_db(f->admin, f->dbname, f->url, sizeof(f->url))) {
-        print_error("cannot make a URL from DCMS_TEST_PG_URL");
-        return -1;
-    }
-    char sql[128];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
-    if (!admin_exec(f->admin, sql)) {
-        f->dbname[0] = '\0';
-        return -1;
-    }
-    return 0;
-}
-
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-            struct stat st;
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-                remove_tree(sub);
-            else
-                unlink(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
+    return dcms_testdb_use_pg(&f->db, "dcms_a_");
 }
 
 static int teardown(void **state)
@@ -184,39 +84,12 @@ static int teardown(void **state)
     dcms_audit_close(f->audit2);
     dcms_store_close(f->store);
     dcms_store_close(f->store2);
-    if (f->dir[0])
-        remove_tree(f->dir);
-    if (f->bk == BK_PG && f->dbname[0]) {
-        char sql[128];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-        (void)admin_exec(f->admin, sql);
-    }
+    dcms_testdb_cleanup(&f->db);
     free(f);
     return 0;
 }
 
-/* Each case body gets a ready fixture; the wrappers handle a missing PostgreSQL. */
-static struct fixture *fixture_of(void **state)
-{
-    struct fixture *f = *state;
-    if (f->unavailable) {
-        if (ci_mode())
-            fail_msg("CI=true but DCMS_TEST_PG_URL is not set: the PostgreSQL backend must be "
-                     "tested in CI (scripts/pg-cluster.sh start DIR prints a URL)");
-        skip();
-    }
-    return f;
-}
-
-#define AUDIT_CASE(name)                                                                           \
-    static void name##_sqlite(void **state)                                                        \
-    {                                                                                              \
-        name(fixture_of(state));                                                                   \
-    }                                                                                              \
-    static void name##_pg(void **state)                                                            \
-    {                                                                                              \
-        name(fixture_of(state));                                                                   \
-    }
+#define AUDIT_CASE(name) DCMS_TESTDB_CASE(name)
 
 /* ---- helpers ---- */
 
@@ -233,7 +106,7 @@ static struct dcms_store *open_store(struct fixture *f, unsigned pool_size)
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store *s = NULL;
-    CHECK(dcms_store_open(f->url, &opts, &s, &ei), ei);
+    CHECK(dcms_store_open(f->db.url, &opts, &s, &ei), ei);
     assert_non_null(s);
     return s;
 }
@@ -354,11 +227,11 @@ static void assert_caught(struct dcms_audit *a, int64_t seq, const char *word)
 /* Runs `sql` (one or more statements, no parameters) on a connection of its own. */
 static void sql_exec(struct fixture *f, const char *sql)
 {
-    if (f->bk == BK_PG) {
-        PGconn *c = PQconnectdb(f->url);
+    if (f->db.bk == BK_PG) {
+        PGconn *c = PQconnectdb(f->db.url);
         if (PQstatus(c) != CONNECTION_OK)
             fail_msg("cannot connect: %s", PQerrorMessage(c));
-        PQsetNoticeProcessor(c, quiet_notices, NULL);
+        PQsetNoticeProcessor(c, dcms_testdb_quiet_notices, NULL);
         PGresult *res = PQexec(c, sql);
         bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
         char msg[512];
@@ -370,8 +243,9 @@ static void sql_exec(struct fixture *f, const char *sql)
         return;
     }
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(f->url + strlen("sqlite:"), &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-        fail_msg("cannot open %s", f->url);
+    if (sqlite3_open_v2(f->db.url + strlen("sqlite:"), &db, SQLITE_OPEN_READWRITE, NULL) !=
+        SQLITE_OK)
+        fail_msg("cannot open %s", f->db.url);
     sqlite3_busy_timeout(db, 30000);
     char *err = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
@@ -387,8 +261,8 @@ static void sql_exec(struct fixture *f, const char *sql)
 static int64_t sql_int(struct fixture *f, const char *sql)
 {
     int64_t v = 0;
-    if (f->bk == BK_PG) {
-        PGconn *c = PQconnectdb(f->url);
+    if (f->db.bk == BK_PG) {
+        PGconn *c = PQconnectdb(f->db.url);
         if (PQstatus(c) != CONNECTION_OK)
             fail_msg("cannot connect: %s", PQerrorMessage(c));
         PGresult *res = PQexec(c, sql);
@@ -405,8 +279,9 @@ static int64_t sql_int(struct fixture *f, const char *sql)
     }
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_open_v2(f->url + strlen("sqlite:"), &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        fail_msg("cannot open %s", f->url);
+    if (sqlite3_open_v2(f->db.url + strlen("sqlite:"), &db, SQLITE_OPEN_READONLY, NULL) !=
+        SQLITE_OK)
+        fail_msg("cannot open %s", f->db.url);
     sqlite3_busy_timeout(db, 30000);
     bool ok =
         sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
@@ -814,7 +689,7 @@ static void tamper_checkpoint(struct fixture *f)
 {
     open_both(f, 50, 0, 0);
     append_n(f, TAMPER_EVENTS);
-    sql_exec(f, f->bk == BK_PG
+    sql_exec(f, f->db.bk == BK_PG
                     ? "UPDATE audit_checkpoints SET time = time + interval '1 second' "
                       "WHERE seq = 100"
                     : "UPDATE audit_checkpoints SET time = '2000-01-01T00:00:00.000000Z' "
@@ -870,7 +745,7 @@ static void write_failure_fails_change(struct fixture *f)
 {
     open_both(f, 1000, 0, 0);
     append_n(f, 2);
-    if (f->bk == BK_PG)
+    if (f->db.bk == BK_PG)
         sql_exec(f, "CREATE FUNCTION t_fail() RETURNS trigger LANGUAGE plpgsql AS "
                     "$$ BEGIN RAISE EXCEPTION 'injected'; END $$; "
                     "CREATE TRIGGER t BEFORE INSERT ON audit_events "
@@ -922,7 +797,7 @@ static void write_failure_fails_change(struct fixture *f)
     assert_int_equal(count_events(f), 2);
 
     /* Once the store accepts writes again, the chain continues where it was. */
-    sql_exec(f, f->bk == BK_PG ? "DROP TRIGGER t ON audit_events" : "DROP TRIGGER t");
+    sql_exec(f, f->db.bk == BK_PG ? "DROP TRIGGER t ON audit_events" : "DROP TRIGGER t");
     assert_int_equal(append_one(f->audit, f->store, 3, "after"), 3);
     assert_verifies(f->audit, 3, 0);
     assert_gap_free(f, 3);
@@ -1075,7 +950,7 @@ static void key_file(struct fixture *f)
     assert_int_equal(stat(f->key_path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     char dir[160];
-    snprintf(dir, sizeof(dir), "%s/keys", f->dir);
+    snprintf(dir, sizeof(dir), "%s/keys", f->db.dir);
     assert_int_equal(stat(dir, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
     char id[17];

@@ -13,9 +13,9 @@
  * exhaustion, concurrent writers, a schema newer than the binary, bad URLs
  * and an unreachable server.
  */
+#include "testdb.h"
 #include "testutil.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,80 +27,23 @@
 #include "dcms/uuid.h"
 #include "store/store_int.h"
 
-enum backend { BK_SQLITE, BK_PG };
-
 struct fixture {
-    enum backend bk;
-    bool unavailable; /* PostgreSQL not configured: skip (or fail under CI) */
-    char url[1024];   /* what the store opens */
-    char admin[1024]; /* PostgreSQL: the server's admin URL */
-    char dbname[64];  /* PostgreSQL: the database made for this case */
-    char dir[64];     /* SQLite: the directory made for this case */
+    struct dcms_testdb db; /* first: see testdb.h */
     struct dcms_store *store;
 };
 
 /* ---- fixtures ---- */
-
-static bool ci_mode(void)
-{
-    const char *ci = getenv("CI");
-    return ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0);
-}
-
-static void quiet_notices(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-/* Runs one statement on the admin connection; false (with the reason printed) on failure. */
-static bool admin_exec(const char *admin_url, const char *sql)
-{
-    PGconn *c = PQconnectdb(admin_url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        print_error("cannot connect to DCMS_TEST_PG_URL: %s", PQerrorMessage(c));
-        PQfinish(c);
-        return false;
-    }
-    PQsetNoticeProcessor(c, quiet_notices, NULL);
-    PGresult *res = PQexec(c, sql);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
-        print_error("%s: %s", sql, PQerrorMessage(c));
-    PQclear(res);
-    PQfinish(c);
-    return ok;
-}
-
-/* `admin` with its database name replaced by `db` (any ?query is kept). */
-static bool url_with_db(const char *admin, const char *db, char *out, size_t cap)
-{
-    const char *scheme = strstr(admin, "://");
-    if (!scheme)
-        return false;
-    const char *host = scheme + 3;
-    const char *query = strchr(host, '?');
-    if (!query)
-        query = host + strlen(host);
-    const char *slash = memchr(host, '/', (size_t)(query - host));
-    size_t prefix = slash ? (size_t)(slash - admin) : (size_t)(query - admin);
-    int n = snprintf(out, cap, "%.*s/%s%s", (int)prefix, admin, db, query);
-    return n > 0 && (size_t)n < cap;
-}
 
 static int setup_sqlite(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->bk = BK_SQLITE;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/dcms-store-XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (!dcms_testdb_make_dir(&f->db, "/tmp/dcms-store-XXXXXX")) {
         free(f);
         return -1;
     }
-    /* A subdirectory the store must create itself. */
-    snprintf(f->url, sizeof(f->url), "sqlite:%s/db/x.db", f->dir);
+    dcms_testdb_use_sqlite(&f->db);
     *state = f;
     return 0;
 }
@@ -110,92 +53,20 @@ static int setup_pg(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->bk = BK_PG;
     *state = f;
-    const char *admin = getenv("DCMS_TEST_PG_URL");
-    if (!admin || !*admin) {
-        f->unavailable = true;
-        return 0;
-    }
-    snprintf(f->admin, sizeof(f->admin), "%s", admin);
-    char id[DCMS_UUID_STRLEN];
-    dcms_uuid_v7(id);
-    size_t o = (size_t)snprintf(f->dbname, sizeof(f->dbname), "dcms_u_");
-    for (const char *p = id; *p; p++)
-        if (*p != '-')
-            f->dbname[o++] = *p;
-    f->dbname[o] = '\0';
-    if (!url_with_db(f->admin, f->dbname, f->url, sizeof(f->url))) {
-        print_error("cannot make a URL from DCMS_TEST_PG_URL");
-        return -1;
-    }
-    char sql[128];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->dbname);
-    if (!admin_exec(f->admin, sql)) {
-        f->dbname[0] = '\0';
-        return -1;
-    }
-    return 0;
-}
-
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-            struct stat st;
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-                remove_tree(sub);
-            else
-                unlink(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
+    return dcms_testdb_use_pg(&f->db, "dcms_u_");
 }
 
 static int teardown(void **state)
 {
     struct fixture *f = *state;
     dcms_store_close(f->store);
-    if (f->bk == BK_SQLITE && f->dir[0])
-        remove_tree(f->dir);
-    if (f->bk == BK_PG && f->dbname[0]) {
-        char sql[128];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
-        (void)admin_exec(f->admin, sql);
-    }
+    dcms_testdb_cleanup(&f->db); /* SQLite: the directory; PostgreSQL: the database */
     free(f);
     return 0;
 }
 
-/* Each case body gets a ready fixture; the wrappers handle a missing PostgreSQL. */
-static struct fixture *fixture_of(void **state)
-{
-    struct fixture *f = *state;
-    if (f->unavailable) {
-        if (ci_mode())
-            fail_msg("CI=true but DCMS_TEST_PG_URL is not set: the PostgreSQL backend must be "
-                     "tested in CI (scripts/pg-cluster.sh start DIR prints a URL)");
-        skip();
-    }
-    return f;
-}
-
-#define STORE_CASE(name)                                                                           \
-    static void name##_sqlite(void **state)                                                        \
-    {                                                                                              \
-        name(fixture_of(state));                                                                   \
-    }                                                                                              \
-    static void name##_pg(void **state)                                                            \
-    {                                                                                              \
-        name(fixture_of(state));                                                                   \
-    }
+#define STORE_CASE(name) DCMS_TESTDB_CASE(name)
 
 /* ---- helpers ---- */
 
@@ -213,10 +84,10 @@ static struct dcms_store *open_store(struct fixture *f, unsigned pool_size, unsi
     dcms_errinfo_init(&ei, NULL);
     dcms_store_close(f->store);
     f->store = NULL;
-    CHECK(dcms_store_open(f->url, &opts, &f->store, &ei), ei);
+    CHECK(dcms_store_open(f->db.url, &opts, &f->store, &ei), ei);
     assert_non_null(f->store);
     assert_int_equal(dcms_store_backend(f->store),
-                     f->bk == BK_PG ? DCMS_STORE_PG : DCMS_STORE_SQLITE);
+                     f->db.bk == BK_PG ? DCMS_STORE_PG : DCMS_STORE_SQLITE);
     return f->store;
 }
 
@@ -312,7 +183,7 @@ static struct dcms_query q_tables = DCMS_QUERY2(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND "
     "table_name IN ('identities', 'contracts', 'enclaves', 'audit_events') ORDER BY table_name");
 
-static size_t known_migrations(enum backend bk)
+static size_t known_migrations(enum dcms_testdb_backend bk)
 {
     size_t n = 0;
     for (const struct dcms_migration *m = bk == BK_PG ? dcms_migrations_pg : dcms_migrations_sqlite;
@@ -324,15 +195,15 @@ static size_t known_migrations(enum backend bk)
 static void open_migrates(struct fixture *f)
 {
     struct dcms_store *s = open_store(f, 2, 0);
-    assert_string_equal(dcms_store_backend_name(s), f->bk == BK_PG ? "postgres" : "sqlite");
+    assert_string_equal(dcms_store_backend_name(s), f->db.bk == BK_PG ? "postgres" : "sqlite");
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     CHECK(dcms_store_ping(s, &ei), ei);
-    if (f->bk == BK_SQLITE) {
+    if (f->db.bk == BK_SQLITE) {
         /* The store made the database's directory, private to its owner. */
         char dir[128];
         struct stat st;
-        snprintf(dir, sizeof(dir), "%s/db", f->dir);
+        snprintf(dir, sizeof(dir), "%s/db", f->db.dir);
         assert_int_equal(stat(dir, &st), 0);
         assert_int_equal(st.st_mode & 0777, 0700);
     }
@@ -340,7 +211,7 @@ static void open_migrates(struct fixture *f)
     struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
     struct dcms_store_rows *rows = run(tx, &q_migrations, NULL, 0, true, NULL);
     assert_int_equal(dcms_store_rows_columns(rows), 3);
-    assert_int_equal(dcms_store_rows_count(rows), known_migrations(f->bk));
+    assert_int_equal(dcms_store_rows_count(rows), known_migrations(f->db.bk));
     assert_int_equal(dcms_store_rows_int(rows, 0, 0), 1);
     assert_string_equal(dcms_store_rows_text(rows, 0, 1), "init");
     char applied[64];
@@ -364,7 +235,7 @@ static void open_migrates(struct fixture *f)
     s = open_store(f, 2, 0);
     tx = begin(s, DCMS_TX_READ);
     rows = run(tx, &q_migrations, NULL, 0, true, NULL);
-    assert_int_equal(dcms_store_rows_count(rows), known_migrations(f->bk));
+    assert_int_equal(dcms_store_rows_count(rows), known_migrations(f->db.bk));
     assert_string_equal(dcms_store_rows_text(rows, 0, 2), applied);
     dcms_store_rows_free(rows);
     commit(tx);
@@ -704,11 +575,11 @@ static void per_backend_sql(struct fixture *f)
     assert_string_equal(dcms_store_rows_text(rows, 0, 0), dcms_store_backend_name(s));
     dcms_store_rows_free(rows);
     rows = run(tx, &q_pg_override, NULL, 0, true, NULL);
-    assert_string_equal(dcms_store_rows_text(rows, 0, 0), f->bk == BK_PG ? "pg-only" : "common");
+    assert_string_equal(dcms_store_rows_text(rows, 0, 0), f->db.bk == BK_PG ? "pg-only" : "common");
     dcms_store_rows_free(rows);
     /* A query without SQL for this backend is an internal error, not a crash. */
     struct dcms_errinfo ei;
-    assert_int_equal(run_err(tx, f->bk == BK_PG ? &q_only_sqlite : &q_only_pg, NULL, 0, &ei),
+    assert_int_equal(run_err(tx, f->db.bk == BK_PG ? &q_only_sqlite : &q_only_pg, NULL, 0, &ei),
                      DCMS_ERR_INTERNAL);
     dcms_store_rollback(tx);
 
@@ -906,7 +777,7 @@ static void newer_schema_refused(struct fixture *f)
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store *s2 = (struct dcms_store *)&ei;
-    assert_int_equal(dcms_store_open(f->url, &opts, &s2, &ei), DCMS_ERR_CONFIG);
+    assert_int_equal(dcms_store_open(f->db.url, &opts, &s2, &ei), DCMS_ERR_CONFIG);
     assert_null(s2);
     assert_int_equal(ei.code, DCMS_ERR_CONFIG);
     if (!strstr(ei.message, "999"))
@@ -943,13 +814,13 @@ static void kill_sessions(struct fixture *f)
     snprintf(sql, sizeof(sql),
              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' "
              "AND pid <> pg_backend_pid()",
-             f->dbname);
-    assert_true(admin_exec(f->admin, sql));
+             f->db.dbname);
+    assert_true(dcms_testdb_admin_exec(f->db.admin, sql));
     /* pg_terminate_backend only signals; wait until the sessions are gone. */
-    PGconn *c = PQconnectdb(f->admin);
+    PGconn *c = PQconnectdb(f->db.admin);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'",
-             f->dbname);
+             f->db.dbname);
     for (int i = 0; i < 100; i++) {
         PGresult *res = PQexec(c, sql);
         bool gone =
@@ -966,7 +837,7 @@ static void kill_sessions(struct fixture *f)
 /* A server that drops the connection: the next begin reconnects; a tx in flight fails. */
 static void reconnect_pg(void **state)
 {
-    struct fixture *f = fixture_of(state);
+    struct fixture *f = dcms_testdb_fixture(state);
     struct dcms_store *s = open_store(f, 1, 0);
     struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
     insert_identity(tx, "user", "k1@x.org", NULL);

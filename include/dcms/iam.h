@@ -1,0 +1,111 @@
+/*
+ * Identity and access management: who is calling (the principal, from a
+ * verified ES256 access token) and what they may do (roles, JSON policies
+ * and resource-level rules).
+ *
+ * The HTTP layer authenticates every request into a struct dcms_principal
+ * and authorizes the route's action (src/http/authz.c); services call
+ * dcms_iam_authorize() again for decisions that depend on the resource
+ * ("may this principal read this identity / this contract?"). A refused
+ * decision returns DCMS_ERR_FORBIDDEN; the HTTP layer audits every 401 and
+ * 403 it sends.
+ *
+ * Thread-safety: struct dcms_iam is shared by all threads; principals are
+ * read-only values.
+ */
+#ifndef DCMS_IAM_H
+#define DCMS_IAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dcms/err.h"
+#include "dcms/uuid.h"
+
+struct dcms_app;
+struct dcms_iam;
+
+/* Roles, as a bit set in struct dcms_principal. */
+enum {
+    DCMS_ROLE_ADMIN = 1u << 0,
+    DCMS_ROLE_PROVIDER = 1u << 1,
+    DCMS_ROLE_CONSUMER = 1u << 2,
+    DCMS_ROLE_AUDITOR = 1u << 3,
+    DCMS_ROLE_OPERATOR = 1u << 4,
+};
+
+/* Authentication methods (the amr claim): password, one-time code, hardware key. */
+enum { DCMS_AMR_PWD = 1u << 0, DCMS_AMR_OTP = 1u << 1, DCMS_AMR_HWK = 1u << 2 };
+
+/* An authenticated caller, as the access token says. */
+struct dcms_principal {
+    char id[DCMS_UUID_STRLEN];  /* identity id (sub) */
+    char org[DCMS_UUID_STRLEN]; /* organization id, "" when none */
+    char sid[DCMS_UUID_STRLEN]; /* session family the token belongs to */
+    char jti[DCMS_UUID_STRLEN];
+    unsigned roles; /* DCMS_ROLE_* */
+    unsigned amr;   /* DCMS_AMR_* */
+    int64_t iat_s, exp_s;
+};
+
+/*
+ * What a decision is about. type is "identity", "contract", ...; id NULL
+ * means the collection. A `scoped` resource may only be touched by
+ * principals related to it (itself, its owner, its organization or a
+ * party) unless they are admin (or auditor, for reads) or a policy allows
+ * it explicitly. All strings borrowed.
+ */
+struct dcms_iam_resource {
+    const char *type;
+    const char *id;
+    const char *owner_id;
+    const char *org_id;
+    const char *const *parties; /* identity or organization ids (contract parties) */
+    size_t nparties;
+    bool scoped;
+};
+
+/* The request around a decision (for policy conditions such as ip_range). */
+struct dcms_iam_ctx {
+    struct dcms_iam *iam; /* policies come from here; NULL: roles only */
+    const char *client_ip;
+};
+
+/*
+ * Decides whether `p` may perform `action` ("contracts:read") on `res`
+ * (NULL: no particular resource). Explicit deny policies win; then role
+ * permissions (subject to resource scope), then allow policies; otherwise
+ * deny. DCMS_OK or DCMS_ERR_FORBIDDEN (recorded in `ei`, may be NULL).
+ */
+enum dcms_err dcms_iam_authorize(const struct dcms_principal *p, const char *action,
+                                 const struct dcms_iam_resource *res,
+                                 const struct dcms_iam_ctx *ctx,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* "admin" ... for a single DCMS_ROLE_* bit; NULL otherwise. */
+const char *dcms_iam_role_name(unsigned role);
+/* The DCMS_ROLE_* bit for a name, 0 when unknown. */
+unsigned dcms_iam_role_parse(const char *name);
+
+/*
+ * Starts the service: loads (or creates) the JWT signing keys, the
+ * policies, and creates the bootstrap admin when the store has no
+ * identity and DCMS_ADMIN_EMAIL / DCMS_ADMIN_PASSWORD are set.
+ * `app` must have cfg, store and audit set and outlive the service.
+ */
+enum dcms_err dcms_iam_open(struct dcms_app *app, struct dcms_iam **out,
+                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void dcms_iam_close(struct dcms_iam *iam);
+
+/*
+ * Verifies a bearer access token (ES256, known kid, issuer, audience,
+ * times) and that its session is not revoked; verified tokens are cached
+ * by their SHA-256 and re-checked against the store at most every
+ * DCMS_IAM_REVALIDATE_MS, at once after a local revocation.
+ * DCMS_ERR_UNAUTHENTICATED on any problem.
+ */
+enum dcms_err dcms_iam_authenticate(struct dcms_iam *iam, const char *token, size_t len,
+                                    struct dcms_principal *out,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+#endif

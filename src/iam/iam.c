@@ -1,0 +1,707 @@
+/*
+ * The IAM service core: the key-encryption key, the JWT signing keys in the
+ * store (sealed), the policy snapshot, bounded password hashing, issuing
+ * access tokens and authenticating them with a cache that honours
+ * revocation. See README.md for the design.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dcms/app.h"
+#include "dcms/audit.h"
+#include "dcms/clock.h"
+#include "dcms/config.h"
+#include "dcms/crypto.h"
+#include "dcms/json.h"
+#include "dcms/log.h"
+#include "dcms/store.h"
+#include "iam/iam_int.h"
+
+#define KEYS_MAX_AGE_US (30 * 1000000LL)
+#define KEYS_RELOAD_MIN_US (1000000LL)
+#define POLICIES_MAX_AGE_US (2 * 1000000LL)
+#define POLICIES_MAX 1000
+#define LEEWAY_S 30
+#define HASH_WAIT_S 10
+
+/* ---- small helpers ---- */
+
+unsigned iam_roles_from_json_text(const char *text)
+{
+    unsigned r = 0;
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    size_t i;
+    json_t *s;
+    json_array_foreach(v, i, s) if (json_is_string(s)) r |=
+        dcms_iam_role_parse(json_string_value(s));
+    json_decref(v);
+    return r;
+}
+
+json_t *iam_roles_to_json(unsigned roles)
+{
+    json_t *a = json_array();
+    for (unsigned bit = 1; a && bit <= DCMS_ROLE_OPERATOR; bit <<= 1)
+        if (roles & bit)
+            json_array_append_new(a, json_string(dcms_iam_role_name(bit)));
+    return a;
+}
+
+enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const char *actor,
+                        const char *action, const char *rtype, const char *rid, bool denied,
+                        json_t *details, const char *client_ip, const char *request_id,
+                        struct dcms_errinfo *ei)
+{
+    struct dcms_audit_event ev = {
+        .actor = actor ? actor : "anonymous",
+        .action = action,
+        .resource_type = rtype,
+        .resource_id = rid,
+        .outcome = denied ? DCMS_AUDIT_DENIED : DCMS_AUDIT_SUCCESS,
+        .details = details,
+        .client_ip = client_ip && *client_ip ? client_ip : NULL,
+        .request_id = request_id,
+    };
+    enum dcms_err e = dcms_audit_append(iam->app->audit, tx, &ev, NULL, ei);
+    json_decref(details);
+    return e;
+}
+
+/* ---- the key-encryption key ---- */
+
+static enum dcms_err mkdir_parent(const char *path, struct dcms_errinfo *ei)
+{
+    char dir[DCMS_CONFIG_STR_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return DCMS_OK;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create %s", dir);
+        *p = '/';
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create %s", dir);
+    return DCMS_OK;
+}
+
+static enum dcms_err kek_load(struct dcms_iam *iam, const char *path, struct dcms_errinfo *ei)
+{
+    iam->kek = sodium_malloc(crypto_secretbox_KEYBYTES);
+    if (!iam->kek)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    char text[128];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        enum dcms_err e = mkdir_parent(path, ei);
+        if (e)
+            return e;
+        crypto_secretbox_keygen(iam->kek);
+        dcms_b64_encode(text, iam->kek, crypto_secretbox_KEYBYTES);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            size_t n = strlen(text);
+            text[n++] = '\n';
+            bool ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
+            close(fd);
+            sodium_memzero(text, sizeof(text));
+            if (!ok)
+                return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot write %s", path);
+            DCMS_LOG(DCMS_LOG_INFO, "iam", "created the key-encryption key %s", path);
+            return DCMS_OK;
+        }
+        if (errno != EEXIST)
+            return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create %s", path);
+        fd = open(path, O_RDONLY | O_CLOEXEC); /* another process created it first */
+    }
+    if (fd < 0)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot read %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {
+        close(fd);
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "%s must not be readable by group or others",
+                            path);
+    }
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    size_t len = n > 0 ? (size_t)n : 0;
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    size_t got = 0;
+    enum dcms_err e = dcms_b64_decode(iam->kek, crypto_secretbox_KEYBYTES, text, len, &got);
+    sodium_memzero(text, sizeof(text));
+    if (e || got != crypto_secretbox_KEYBYTES)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "%s does not hold a base64 32-byte key", path);
+    return DCMS_OK;
+}
+
+/* nonce || secretbox(pem), base64; malloc'd. */
+static char *seal(struct dcms_iam *iam, const char *pem, size_t len)
+{
+    size_t clen = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + len;
+    unsigned char *c = malloc(clen);
+    char *out = c ? malloc(dcms_b64_encoded_len(clen)) : NULL;
+    if (out) {
+        randombytes_buf(c, crypto_secretbox_NONCEBYTES);
+        crypto_secretbox_easy(c + crypto_secretbox_NONCEBYTES, (const unsigned char *)pem, len, c,
+                              iam->kek);
+        dcms_b64_encode(out, c, clen);
+    }
+    free(c);
+    return out;
+}
+
+static enum dcms_err unseal_key(struct dcms_iam *iam, const char *sealed, struct iam_key *k)
+{
+    size_t slen = strlen(sealed), clen = 0;
+    unsigned char *c = malloc(slen);
+    if (!c)
+        return DCMS_ERR_NOMEM;
+    enum dcms_err e = dcms_b64_decode(c, slen, sealed, slen, &clen);
+    if (e || clen < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) {
+        free(c);
+        return DCMS_ERR_CRYPTO;
+    }
+    size_t mlen = clen - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+    char *pem = sodium_malloc(mlen + 1);
+    e = DCMS_ERR_CRYPTO;
+    if (pem && crypto_secretbox_open_easy((unsigned char *)pem, c + crypto_secretbox_NONCEBYTES,
+                                          clen - crypto_secretbox_NONCEBYTES, c, iam->kek) == 0)
+        e = iam_key_from_pem(k, pem, mlen);
+    if (pem)
+        sodium_free(pem);
+    free(c);
+    return e;
+}
+
+/* ---- signing keys ---- */
+
+static struct dcms_query q_keys_load =
+    DCMS_QUERY("iam_keys_load", "SELECT kid, private_sealed, status, retire_at FROM jwt_keys "
+                                "WHERE status IN ('current', 'previous') ORDER BY created_at DESC "
+                                "LIMIT 16");
+static struct dcms_query q_key_insert = DCMS_QUERY(
+    "iam_key_insert", "INSERT INTO jwt_keys (kid, alg, public_x, public_y, private_sealed, status, "
+                      "created_at) VALUES ($1, 'ES256', $2, $3, $4, 'current', $5)");
+static struct dcms_query q_keys_retire = DCMS_QUERY(
+    "iam_keys_retire",
+    "UPDATE jwt_keys SET status = 'retired' WHERE status = 'previous' AND retire_at <= $1");
+static struct dcms_query q_key_demote =
+    DCMS_QUERY("iam_key_demote",
+               "UPDATE jwt_keys SET status = 'previous', retire_at = $1 WHERE status = 'current'");
+
+struct iam_keyset *iam_keys_get(struct dcms_iam *iam)
+{
+    pthread_mutex_lock(&iam->keys_mu);
+    struct iam_keyset *ks = iam->keys;
+    if (ks)
+        atomic_fetch_add(&ks->refs, 1);
+    pthread_mutex_unlock(&iam->keys_mu);
+    return ks;
+}
+
+void iam_keys_put(struct iam_keyset *ks)
+{
+    if (!ks || atomic_fetch_sub(&ks->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < ks->n; i++)
+        iam_key_release(&ks->keys[i]);
+    free(ks);
+}
+
+static enum dcms_err keys_load_tx(struct dcms_iam *iam, struct dcms_store_tx *tx,
+                                  struct iam_keyset **out, struct dcms_errinfo *ei)
+{
+    struct dcms_store_rows *rows;
+    enum dcms_err e = dcms_store_exec(tx, &q_keys_load, NULL, 0, &rows, NULL, ei);
+    if (e)
+        return e;
+    struct iam_keyset *ks = calloc(1, sizeof(*ks));
+    if (!ks) {
+        dcms_store_rows_free(rows);
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    atomic_init(&ks->refs, 1);
+    ks->loaded_us = dcms_clock_mono_us();
+    int64_t now = dcms_clock_now_us();
+    for (size_t i = 0; i < dcms_store_rows_count(rows) && ks->n < 16; i++) {
+        struct iam_key *k = &ks->keys[ks->n];
+        const char *retire = dcms_store_rows_text(rows, i, 3);
+        int64_t retire_us = 0;
+        if (retire && dcms_time_parse(retire, &retire_us) == DCMS_OK && retire_us <= now)
+            continue; /* its tokens have all expired */
+        if (unseal_key(iam, dcms_store_rows_text(rows, i, 1), k) ||
+            strcmp(k->kid, dcms_store_rows_text(rows, i, 0)) != 0) {
+            iam_key_release(k);
+            DCMS_LOG(DCMS_LOG_ERROR, "iam",
+                     "cannot unseal JWT key %s: is DCMS_IAM_KEK_FILE the one this store was "
+                     "created with?",
+                     dcms_store_rows_text(rows, i, 0));
+            continue;
+        }
+        k->current = strcmp(dcms_store_rows_text(rows, i, 2), "current") == 0;
+        k->retire_us = retire_us;
+        ks->n++;
+    }
+    dcms_store_rows_free(rows);
+    *out = ks;
+    return DCMS_OK;
+}
+
+static void keys_swap(struct dcms_iam *iam, struct iam_keyset *ks)
+{
+    pthread_mutex_lock(&iam->keys_mu);
+    struct iam_keyset *old = iam->keys;
+    iam->keys = ks;
+    pthread_mutex_unlock(&iam->keys_mu);
+    iam_keys_put(old);
+}
+
+enum dcms_err iam_keys_reload(struct dcms_iam *iam, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct iam_keyset *ks = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = keys_load_tx(iam, tx, &ks, ei);
+    dcms_store_rollback(tx);
+    if (!e)
+        keys_swap(iam, ks);
+    return e;
+}
+
+/* Inserts a new current key inside tx; *kid_out receives its kid. */
+static enum dcms_err key_insert(struct dcms_iam *iam, struct dcms_store_tx *tx, char kid_out[48],
+                                struct dcms_errinfo *ei)
+{
+    struct iam_key k;
+    if (iam_key_generate(&k))
+        return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
+    char *pem = NULL;
+    size_t pemlen = 0;
+    enum dcms_err e = iam_key_to_pem(&k, &pem, &pemlen);
+    char *sealed = e ? NULL : seal(iam, pem, pemlen);
+    if (pem)
+        sodium_free(pem);
+    if (!sealed) {
+        iam_key_release(&k);
+        return dcms_err_set(ei, e ? e : DCMS_ERR_NOMEM, NULL);
+    }
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+    e = dcms_store_exec(tx, &q_key_insert,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(k.kid), DCMS_VAL_TEXT(k.x),
+                                                  DCMS_VAL_TEXT(k.y), DCMS_VAL_TEXT(sealed),
+                                                  DCMS_VAL_TEXT(now)},
+                        5, NULL, NULL, ei);
+    memcpy(kid_out, k.kid, sizeof(k.kid));
+    free(sealed);
+    iam_key_release(&k);
+    return e;
+}
+
+static enum dcms_err keys_ensure(struct dcms_iam *iam, struct dcms_errinfo *ei)
+{
+    enum dcms_err e = iam_keys_reload(iam, ei);
+    if (e)
+        return e;
+    struct iam_keyset *ks = iam_keys_get(iam);
+    bool have = false;
+    for (size_t i = 0; i < ks->n; i++)
+        have |= ks->keys[i].current;
+    iam_keys_put(ks);
+    if (have)
+        return DCMS_OK;
+    struct dcms_store_tx *tx;
+    if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei)))
+        return e;
+    char kid[48];
+    e = key_insert(iam, tx, kid, ei);
+    if (!e)
+        e = iam_audit(iam, tx, "system", "iam.key_create", "jwt_key", kid, false, NULL, NULL, NULL,
+                      ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    if (e == DCMS_ERR_CONFLICT) /* another node created it first */
+        dcms_errinfo_init(ei, NULL), e = DCMS_OK;
+    return e ? e : iam_keys_reload(iam, ei);
+}
+
+enum dcms_err iam_keys_rotate(struct dcms_iam *iam, const struct dcms_principal *by,
+                              const char *client_ip, const char *request_id, json_t **out,
+                              struct dcms_errinfo *ei)
+{
+    int64_t now = dcms_clock_now_us();
+    char now_s[DCMS_TIME_STRLEN], retire_s[DCMS_TIME_STRLEN];
+    dcms_time_format(now, now_s);
+    /* Tokens signed by the old key live at most the token lifetime (plus leeway). */
+    dcms_time_format(now + ((int64_t)iam->cfg->jwt_ttl_s + LEEWAY_S) * 1000000, retire_s);
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    char kid[48];
+    e = dcms_store_exec(tx, &q_keys_retire, (struct dcms_store_val[]){DCMS_VAL_TEXT(now_s)}, 1,
+                        NULL, NULL, ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_key_demote, (struct dcms_store_val[]){DCMS_VAL_TEXT(retire_s)},
+                            1, NULL, NULL, ei);
+    if (!e)
+        e = key_insert(iam, tx, kid, ei);
+    if (!e)
+        e = iam_audit(iam, tx, by->id, "iam.key_rotate", "jwt_key", kid, false,
+                      json_pack("{s:s}", "previous_retire_at", retire_s), client_ip, request_id,
+                      ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    if (e)
+        return e;
+    if ((e = iam_keys_reload(iam, ei)))
+        return e;
+    json_t *jwks = iam_keys_jwks(iam);
+    *out = json_pack("{s:s, s:o}", "kid", kid, "keys", json_incref(json_object_get(jwks, "keys")));
+    json_decref(jwks);
+    return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+}
+
+json_t *iam_keys_jwks(struct dcms_iam *iam)
+{
+    struct iam_keyset *ks = iam_keys_get(iam);
+    json_t *keys = json_array();
+    int64_t now = dcms_clock_now_us();
+    for (size_t i = 0; ks && i < ks->n; i++)
+        if (ks->keys[i].current || ks->keys[i].retire_us > now)
+            json_array_append_new(keys, iam_key_jwk(&ks->keys[i]));
+    iam_keys_put(ks);
+    return json_pack("{s:o}", "keys", keys);
+}
+
+/* ---- policies ---- */
+
+static struct dcms_query q_policies_load = DCMS_QUERY(
+    "iam_policies_load", "SELECT id, document FROM policies ORDER BY created_at LIMIT 1000");
+
+enum dcms_err iam_policies_reload(struct dcms_iam *iam, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_policies_load, NULL, 0, &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    if (e)
+        return e;
+    struct iam_policyset *ps = calloc(1, sizeof(*ps));
+    size_t n = dcms_store_rows_count(rows);
+    if (ps)
+        ps->p = calloc(n ? n : 1, sizeof(*ps->p));
+    if (!ps || !ps->p) {
+        free(ps);
+        dcms_store_rows_free(rows);
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    atomic_init(&ps->refs, 1);
+    ps->loaded_us = dcms_clock_mono_us();
+    for (size_t i = 0; i < n; i++) {
+        json_t *doc = json_loads(dcms_store_rows_text(rows, i, 1), 0, NULL);
+        struct dcms_errinfo pei;
+        dcms_errinfo_init(&pei, NULL);
+        struct iam_policy *p = &ps->p[ps->n];
+        if (iam_policy_from_json(doc, p, &pei) == DCMS_OK) {
+            snprintf(p->id, sizeof(p->id), "%s", dcms_store_rows_text(rows, i, 0));
+            ps->n++;
+        } else {
+            iam_policy_release(p);
+        }
+        json_decref(doc);
+    }
+    dcms_store_rows_free(rows);
+    pthread_mutex_lock(&iam->pol_mu);
+    struct iam_policyset *old = iam->pols;
+    iam->pols = ps;
+    pthread_mutex_unlock(&iam->pol_mu);
+    iam_policyset_put(old);
+    return DCMS_OK;
+}
+
+/* Policies created on other nodes show up within POLICIES_MAX_AGE_US. */
+static void policies_refresh(struct dcms_iam *iam)
+{
+    pthread_mutex_lock(&iam->pol_mu);
+    bool stale = !iam->pols || dcms_clock_mono_us() - iam->pols->loaded_us > POLICIES_MAX_AGE_US;
+    if (stale && iam->pols)
+        iam->pols->loaded_us = dcms_clock_mono_us(); /* one refresher at a time */
+    pthread_mutex_unlock(&iam->pol_mu);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (stale && iam_policies_reload(iam, &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "iam", "cannot reload policies: %s", ei.message);
+}
+
+/* ---- passwords with a bound on concurrent hashes ---- */
+
+static enum dcms_err hash_slot(struct dcms_iam *iam, struct dcms_errinfo *ei)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += HASH_WAIT_S;
+    while (sem_timedwait(&iam->hash_slots, &ts) != 0) {
+        if (errno != EINTR)
+            return dcms_err_set(ei, DCMS_ERR_RATE_LIMITED, "too many logins in progress; retry");
+    }
+    return DCMS_OK;
+}
+
+enum dcms_err iam_hash_password(struct dcms_iam *iam, const char *pw,
+                                char out[crypto_pwhash_STRBYTES], struct dcms_errinfo *ei)
+{
+    enum dcms_err e = hash_slot(iam, ei);
+    if (e)
+        return e;
+    e = iam_password_hash(pw, iam->cfg->pwhash_opslimit,
+                          (size_t)iam->cfg->pwhash_memlimit_kib * 1024, out);
+    sem_post(&iam->hash_slots);
+    return e ? dcms_err_set(ei, e, "cannot hash the password") : DCMS_OK;
+}
+
+enum dcms_err iam_verify_password(struct dcms_iam *iam, const char *hash, const char *pw, bool *ok,
+                                  struct dcms_errinfo *ei)
+{
+    enum dcms_err e = hash_slot(iam, ei);
+    if (e)
+        return e;
+    /* Unknown accounts are checked against a dummy hash, so timing does not tell them apart. */
+    *ok = iam_password_verify(hash ? hash : iam->dummy_hash, pw) && hash != NULL;
+    sem_post(&iam->hash_slots);
+    return DCMS_OK;
+}
+
+/* ---- access tokens ---- */
+
+enum dcms_err iam_issue_access(struct dcms_iam *iam, const char *sub, const char *org,
+                               unsigned roles, unsigned amr, const char *sid, char **token,
+                               struct dcms_errinfo *ei)
+{
+    struct iam_keyset *ks = iam_keys_get(iam);
+    if (ks && dcms_clock_mono_us() - ks->loaded_us > KEYS_MAX_AGE_US) {
+        /* Another node may have rotated; pick up its current key. */
+        iam_keys_put(ks);
+        struct dcms_errinfo rei;
+        dcms_errinfo_init(&rei, NULL);
+        if (iam_keys_reload(iam, &rei))
+            DCMS_LOG(DCMS_LOG_WARN, "iam", "cannot reload JWT keys: %s", rei.message);
+        ks = iam_keys_get(iam);
+    }
+    const struct iam_key *k = NULL;
+    for (size_t i = 0; ks && i < ks->n && !k; i++)
+        if (ks->keys[i].current)
+            k = &ks->keys[i];
+    if (!k) {
+        iam_keys_put(ks);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, "no current signing key");
+    }
+    char jti[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(jti);
+    json_int_t now = dcms_clock_now_us() / 1000000;
+    json_t *amrs = json_array();
+    if (amr & DCMS_AMR_PWD)
+        json_array_append_new(amrs, json_string("pwd"));
+    if (amr & DCMS_AMR_OTP)
+        json_array_append_new(amrs, json_string("otp"));
+    if (amr & DCMS_AMR_HWK)
+        json_array_append_new(amrs, json_string("hwk"));
+    json_t *c =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:s, s:o, s:s}", "iss", iam->cfg->jwt_issuer,
+                  "aud", iam->cfg->jwt_audience, "sub", sub, "roles", iam_roles_to_json(roles),
+                  "org", org && *org ? json_string(org) : json_null(), "iat", now, "exp",
+                  now + (json_int_t)iam->cfg->jwt_ttl_s, "jti", jti, "amr", amrs, "sid", sid);
+    enum dcms_err e = c ? iam_jwt_sign(k, c, token) : DCMS_ERR_NOMEM;
+    json_decref(c);
+    iam_keys_put(ks);
+    return e ? dcms_err_set(ei, e, NULL) : DCMS_OK;
+}
+
+struct lookup_ctx {
+    struct iam_keyset *ks;
+    bool missing;
+};
+
+static const struct iam_key *lookup_kid(void *ctx, const char *kid)
+{
+    struct lookup_ctx *l = ctx;
+    for (size_t i = 0; l->ks && i < l->ks->n; i++)
+        if (strcmp(l->ks->keys[i].kid, kid) == 0)
+            return &l->ks->keys[i];
+    l->missing = true;
+    return NULL;
+}
+
+static struct dcms_query q_session_check = DCMS_QUERY(
+    "iam_session_check", "SELECT f.revoked_at, f.expires_at, i.status FROM session_families f "
+                         "JOIN identities i ON i.id = f.identity_id "
+                         "WHERE f.id = $1 AND f.identity_id = $2");
+
+static enum dcms_err session_check(struct dcms_iam *iam, const struct dcms_principal *p,
+                                   struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_session_check,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(p->sid), DCMS_VAL_TEXT(p->id)}, 2,
+                        &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    if (e)
+        return e;
+    bool ok = dcms_store_rows_count(rows) == 1 && dcms_store_rows_is_null(rows, 0, 0) &&
+              strcmp(dcms_store_rows_text(rows, 0, 2), "active") == 0;
+    dcms_store_rows_free(rows);
+    return ok ? DCMS_OK
+              : dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED,
+                             "invalid access token: session revoked or identity not active");
+}
+
+void iam_revocation_bump(struct dcms_iam *iam)
+{
+    atomic_fetch_add(&iam->epoch, 1);
+}
+
+enum dcms_err dcms_iam_authenticate(struct dcms_iam *iam, const char *token, size_t len,
+                                    struct dcms_principal *out, struct dcms_errinfo *ei)
+{
+    unsigned char h[32];
+    if (len == 0 || len > 8192 || dcms_digest_sha256(token, len, h))
+        return dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid access token: bad length");
+    size_t slot = ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16) % IAM_CACHE_SLOTS;
+    pthread_mutex_t *mu = &iam->cache_mu[slot % IAM_CACHE_STRIPES];
+    int64_t now_us = dcms_clock_now_us(), mono = dcms_clock_mono_us();
+    uint64_t epoch = atomic_load(&iam->epoch);
+    int64_t revalidate_us = (int64_t)iam->cfg->iam_revalidate_ms * 1000;
+    pthread_mutex_lock(mu);
+    struct iam_cache_entry *c = &iam->cache[slot];
+    if (c->used && sodium_memcmp(c->hash, h, 32) == 0 && c->epoch == epoch &&
+        c->p.exp_s + LEEWAY_S > now_us / 1000000 && mono - c->checked_us < revalidate_us) {
+        *out = c->p;
+        pthread_mutex_unlock(mu);
+        return DCMS_OK;
+    }
+    pthread_mutex_unlock(mu);
+
+    struct iam_jwt_expect x = {iam->cfg->jwt_issuer, iam->cfg->jwt_audience, now_us / 1000000,
+                               LEEWAY_S};
+    struct lookup_ctx l = {iam_keys_get(iam), false};
+    json_t *claims = NULL;
+    enum dcms_err e = iam_jwt_verify(token, len, lookup_kid, &l, &x, &claims, ei);
+    if (e && l.missing) {
+        /* Maybe another node rotated: reload at most once a second, then retry. */
+        bool reload = false;
+        pthread_mutex_lock(&iam->keys_mu);
+        if (mono - iam->keys_reload_us > KEYS_RELOAD_MIN_US) {
+            iam->keys_reload_us = mono;
+            reload = true;
+        }
+        pthread_mutex_unlock(&iam->keys_mu);
+        struct dcms_errinfo rei;
+        dcms_errinfo_init(&rei, NULL);
+        if (reload && iam_keys_reload(iam, &rei) == DCMS_OK) {
+            iam_keys_put(l.ks);
+            l.ks = iam_keys_get(iam);
+            l.missing = false;
+            dcms_errinfo_init(ei, ei->arena);
+            e = iam_jwt_verify(token, len, lookup_kid, &l, &x, &claims, ei);
+        }
+    }
+    iam_keys_put(l.ks);
+    if (e)
+        return e;
+    struct dcms_principal p;
+    e = iam_claims_principal(claims, &p, ei);
+    json_decref(claims);
+    if (e)
+        return e;
+    if ((e = session_check(iam, &p, ei)))
+        return e;
+    pthread_mutex_lock(mu);
+    memcpy(c->hash, h, 32);
+    c->p = p;
+    c->checked_us = mono;
+    c->epoch = epoch;
+    c->used = true;
+    pthread_mutex_unlock(mu);
+    *out = p;
+    policies_refresh(iam);
+    return DCMS_OK;
+}
+
+/* ---- lifecycle ---- */
+
+enum dcms_err dcms_iam_open(struct dcms_app *app, struct dcms_iam **out, struct dcms_errinfo *ei)
+{
+    struct dcms_iam *iam = calloc(1, sizeof(*iam));
+    if (!iam)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    iam->app = app;
+    iam->cfg = app->cfg;
+    pthread_mutex_init(&iam->keys_mu, NULL);
+    pthread_mutex_init(&iam->pol_mu, NULL);
+    for (size_t i = 0; i < IAM_CACHE_STRIPES; i++)
+        pthread_mutex_init(&iam->cache_mu[i], NULL);
+    atomic_init(&iam->epoch, 1);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned slots = iam->cfg->pwhash_max_concurrent ? (unsigned)iam->cfg->pwhash_max_concurrent
+                                                     : (unsigned)(cpus > 0 ? cpus : 1);
+    sem_init(&iam->hash_slots, 0, slots);
+    iam->cache = calloc(IAM_CACHE_SLOTS, sizeof(*iam->cache));
+    enum dcms_err e = iam->cache ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if (!e)
+        e = kek_load(iam, iam->cfg->iam_kek_file, ei);
+    if (!e) {
+        unsigned char junk[16];
+        char pw[40];
+        randombytes_buf(junk, sizeof(junk));
+        dcms_hex_encode(pw, junk, sizeof(junk));
+        e = iam_hash_password(iam, pw, iam->dummy_hash, ei);
+    }
+    if (!e)
+        e = keys_ensure(iam, ei);
+    if (!e)
+        e = iam_policies_reload(iam, ei);
+    if (!e)
+        e = iam_bootstrap(iam, ei);
+    if (e) {
+        dcms_iam_close(iam);
+        return e;
+    }
+    *out = iam;
+    return DCMS_OK;
+}
+
+void dcms_iam_close(struct dcms_iam *iam)
+{
+    if (!iam)
+        return;
+    iam_keys_put(iam->keys);
+    iam_policyset_put(iam->pols);
+    if (iam->kek)
+        sodium_free(iam->kek);
+    if (iam->cache) {
+        sodium_memzero(iam->cache, IAM_CACHE_SLOTS * sizeof(*iam->cache));
+        free(iam->cache);
+    }
+    sem_destroy(&iam->hash_slots);
+    pthread_mutex_destroy(&iam->keys_mu);
+    pthread_mutex_destroy(&iam->pol_mu);
+    for (size_t i = 0; i < IAM_CACHE_STRIPES; i++)
+        pthread_mutex_destroy(&iam->cache_mu[i]);
+    free(iam);
+}

@@ -1,0 +1,355 @@
+/*
+ * IAM handlers: decode (strict JSON, unknown keys refused, every problem
+ * reported at once), call the service, encode. Authentication and the
+ * route's permission were checked by the HTTP layer (authz.c).
+ */
+#include <ctype.h>
+#include <errno.h>
+
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "iam/iam_http.h"
+#include "iam/iam_int.h"
+
+static struct iam_call call_of(struct dcms_http_req *req)
+{
+    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
+                             req->ei};
+}
+
+static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
+                           json_t *v)
+{
+    if (!v)
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
+                                                : DCMS_OK;
+}
+
+/* The body as a JSON object whose keys are all in `allowed`. */
+static enum dcms_err body_object(struct dcms_http_req *req, const char *const *allowed,
+                                 json_t **out)
+{
+    json_t *v;
+    enum dcms_err e = dcms_http_req_json(req, 0, &v);
+    if (e)
+        return e;
+    if (!json_is_object(v))
+        return dcms_err_field(req->ei, "", "must be a JSON object");
+    const char *key;
+    json_t *m;
+    json_object_foreach(v, key, m)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, key) == 0;
+        if (!ok)
+            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
+                           "is not a known field");
+    }
+    *out = v;
+    return DCMS_OK;
+}
+
+/* An optional string member (NULL when absent); a wrong type is a field problem. */
+static const char *opt_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
+                           bool *present)
+{
+    json_t *v = json_object_get(o, key);
+    if (present)
+        *present = v != NULL;
+    if (!v || (present && json_is_null(v)))
+        return NULL;
+    if (!json_is_string(v) || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        dcms_err_field(req->ei, key, "must be a string of at most %zu characters%s", max,
+                       present ? " or null" : "");
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static unsigned roles_of(struct dcms_http_req *req, json_t *o, bool *present)
+{
+    json_t *v = json_object_get(o, "roles");
+    *present = v != NULL;
+    if (!v)
+        return 0;
+    unsigned roles = 0;
+    if (!json_is_array(v))
+        dcms_err_field(req->ei, "roles", "must be an array of role names");
+    size_t i;
+    json_t *s;
+    json_array_foreach(v, i, s)
+    {
+        unsigned r = json_is_string(s) ? dcms_iam_role_parse(json_string_value(s)) : 0;
+        if (!r)
+            dcms_err_field(req->ei, dcms_arena_sprintf(req->arena, "roles[%zu]", i),
+                           "must be admin, provider, consumer, auditor or operator");
+        roles |= r;
+    }
+    return roles;
+}
+
+enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"kind",  "name", "email", "password", "organization_id",
+                                       "roles", NULL};
+    json_t *b;
+    enum dcms_err e = body_object(req, keys, &b);
+    if (e)
+        return e;
+    struct iam_identity_in in = {0};
+    in.kind = opt_str(req, b, "kind", 32, NULL);
+    in.name = opt_str(req, b, "name", 1000, NULL);
+    in.email = opt_str(req, b, "email", 1000, NULL);
+    in.password = opt_str(req, b, "password", 4096, NULL);
+    in.organization_id = opt_str(req, b, "organization_id", 64, NULL);
+    in.roles = roles_of(req, b, &in.has_roles);
+    if (!json_object_get(b, "name"))
+        dcms_err_field(req->ei, "name", "is required");
+    json_t *out = NULL;
+    struct iam_call c = call_of(req);
+    /* The service adds its own problems to those found here, so all come back at once. */
+    e = iam_identity_create(&c, &in, &out);
+    if (e || req->ei->code) {
+        json_decref(out);
+        return e ? e : req->ei->code;
+    }
+    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/identities/%s",
+                                         json_string_value(json_object_get(out, "id")));
+    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
+        json_decref(out);
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    }
+    return reply(req, resp, 201, out);
+}
+
+static void query_limit(struct dcms_http_req *req, int64_t *out)
+{
+    const char *s = dcms_http_req_query(req, "limit");
+    if (!s)
+        return;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!isdigit((unsigned char)*s) || *end || errno || v < 1 || v > 500)
+        dcms_err_field(req->ei, "limit", "must be an integer from 1 to 500");
+    else
+        *out = v;
+}
+
+enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct iam_list_in in = {.limit = 50};
+    in.kind = dcms_http_req_query(req, "kind");
+    in.status = dcms_http_req_query(req, "status");
+    in.cursor = dcms_http_req_query(req, "cursor");
+    if (in.kind && strcmp(in.kind, "user") && strcmp(in.kind, "organization") &&
+        strcmp(in.kind, "service"))
+        dcms_err_field(req->ei, "kind", "must be organization, user or service");
+    if (in.status && strcmp(in.status, "pending_verification") && strcmp(in.status, "active") &&
+        strcmp(in.status, "suspended"))
+        dcms_err_field(req->ei, "status", "must be pending_verification, active or suspended");
+    if (in.cursor && !dcms_uuid_valid(in.cursor))
+        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
+    query_limit(req, &in.limit);
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *out;
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_identity_list(&c, &in, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+static enum dcms_err with_etag(struct dcms_http_req *req, struct dcms_http_resp *resp, json_t *v)
+{
+    const char *etag = dcms_arena_sprintf(
+        req->arena, "\"%lld\"", (long long)json_integer_value(json_object_get(v, "version")));
+    if (!etag || dcms_http_resp_header(resp, "ETag", etag)) {
+        json_decref(v);
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    }
+    return reply(req, resp, 200, v);
+}
+
+enum dcms_err dcms_iam_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_identity_get(&c, dcms_http_req_param(req, "id"), &out);
+    return e ? e : with_etag(req, resp, out);
+}
+
+enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"name", "email", "organization_id", "roles", NULL};
+    json_t *b;
+    enum dcms_err e = body_object(req, keys, &b);
+    if (e)
+        return e;
+    struct iam_identity_in in = {0};
+    in.name = opt_str(req, b, "name", 1000, NULL);
+    if (json_is_null(json_object_get(b, "name")))
+        dcms_err_field(req->ei, "name", "must not be null");
+    in.email = opt_str(req, b, "email", 1000, &in.has_email);
+    in.organization_id = opt_str(req, b, "organization_id", 64, &in.has_org);
+    in.roles = roles_of(req, b, &in.has_roles);
+    in.if_match = dcms_http_req_header(req, "If-Match");
+    if (json_object_size(b) == 0)
+        dcms_err_field(req->ei, "", "name, email, organization_id or roles is required");
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *out;
+    struct iam_call c = call_of(req);
+    e = iam_identity_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
+    return e ? e : with_etag(req, resp, out);
+}
+
+static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                const char *op)
+{
+    static const char *const keys[] = {"note", NULL};
+    const char *note = NULL;
+    if (req->body.len) {
+        json_t *b;
+        enum dcms_err e = body_object(req, keys, &b);
+        if (e)
+            return e;
+        note = opt_str(req, b, "note", 1000, NULL);
+        if (req->ei->code)
+            return req->ei->code;
+    }
+    json_t *out;
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_identity_transition(&c, dcms_http_req_param(req, "id"), op, note, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    return transition(req, resp, "verify");
+}
+
+enum dcms_err dcms_iam_http_suspend(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    return transition(req, resp, "suspend");
+}
+
+enum dcms_err dcms_iam_http_reactivate(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    return transition(req, resp, "reactivate");
+}
+
+/* A required string member; records a problem when it is missing or not a string. */
+static const char *req_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max)
+{
+    const char *s = opt_str(req, o, key, max, NULL);
+    if (!s && !json_object_get(o, key))
+        dcms_err_field(req->ei, key, "is required");
+    return s;
+}
+
+enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"email", "password", "totp", NULL};
+    json_t *b;
+    enum dcms_err e = body_object(req, keys, &b);
+    if (e)
+        return e;
+    const char *email = req_str(req, b, "email", 254);
+    const char *password = req_str(req, b, "password", 4096);
+    const char *totp = opt_str(req, b, "totp", 16, NULL);
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *out;
+    int64_t retry = 0;
+    struct iam_call c = call_of(req);
+    e = iam_login(&c, email, password, totp, &out, &retry);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"refresh_token", NULL};
+    json_t *b;
+    enum dcms_err e = body_object(req, keys, &b);
+    if (e)
+        return e;
+    const char *token = req_str(req, b, "refresh_token", 256);
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *out;
+    struct iam_call c = call_of(req);
+    e = iam_refresh(&c, token, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"refresh_token", NULL};
+    const char *token = NULL;
+    if (req->body.len) {
+        json_t *b;
+        enum dcms_err e = body_object(req, keys, &b);
+        if (e)
+            return e;
+        token = opt_str(req, b, "refresh_token", 256, NULL);
+        if (req->ei->code)
+            return req->ei->code;
+    }
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_logout(&c, token);
+    if (e)
+        return e;
+    dcms_http_resp_static(resp, 204, NULL, "", 0);
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"token", NULL};
+    json_t *b;
+    enum dcms_err e = body_object(req, keys, &b);
+    if (e)
+        return e;
+    const char *token = req_str(req, b, "token", 256);
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *out;
+    struct iam_call c = call_of(req);
+    e = iam_email_verify(&c, token, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_jwks(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    return reply(req, resp, 200, iam_keys_jwks(req->app->iam));
+}
+
+enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    enum dcms_err e = iam_keys_rotate(req->app->iam, req->principal, req->client_ip,
+                                      req->request_id, &out, req->ei);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *b, *out;
+    enum dcms_err e = dcms_http_req_json(req, 0, &b);
+    if (e)
+        return e;
+    struct iam_call c = call_of(req);
+    e = iam_policy_create(&c, b, &out);
+    return e ? e : reply(req, resp, 201, out);
+}
+
+enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_policy_list(&c, &out);
+    return e ? e : reply(req, resp, 200, out);
+}

@@ -1,0 +1,287 @@
+/*
+ * Inside IAM: passwords (password.c), ES256 JWTs and signing keys (jwt.c),
+ * policies and the decision function (policy.c), the service (iam.c,
+ * iam_session.c, iam_identity.c) and its handlers (iam_http.c). The pure
+ * parts (password rules, JWT, policy evaluation) never touch the store, so
+ * the unit tests exercise them directly.
+ */
+#ifndef DCMS_IAM_INT_H
+#define DCMS_IAM_INT_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+
+#include "dcms/http.h"
+#include "dcms/iam.h"
+
+struct dcms_store_tx;
+
+/* ---- passwords (password.c) ---- */
+
+#define IAM_PASSWORD_MIN_CHARS 12
+#define IAM_PASSWORD_MAX_BYTES 1024
+
+/* True when `pw` (any case) is on the shipped list of common passwords. */
+bool iam_password_is_common(const char *pw);
+/* Adds a problem for `field` when `pw` breaks the rules (length, common, equals the email). */
+void iam_password_check(const char *pw, const char *email, const char *field,
+                        struct dcms_errinfo *ei);
+/* argon2id string (with its parameters) into out[crypto_pwhash_STRBYTES]. */
+enum dcms_err iam_password_hash(const char *pw, unsigned long long opslimit, size_t memlimit,
+                                char out[crypto_pwhash_STRBYTES]) DCMS_MUST_CHECK;
+/* Constant-time verification inside libsodium. */
+bool iam_password_verify(const char *hash, const char *pw);
+bool iam_password_needs_rehash(const char *hash, unsigned long long opslimit, size_t memlimit);
+
+/* ---- base64url and ES256 JWTs (jwt.c) ---- */
+
+/* Encoded length (no padding) plus NUL. */
+size_t iam_b64url_len(size_t n);
+void iam_b64url_encode(char *out, const void *p, size_t n);
+/* Strict: only the URL alphabet, no padding, no trailing bits. */
+bool iam_b64url_decode(unsigned char *out, size_t cap, const char *s, size_t len, size_t *out_len);
+
+struct iam_key {
+    char kid[48];
+    EVP_PKEY *pkey;
+    char x[48], y[48]; /* base64url coordinates (JWK) */
+    bool current;
+    int64_t retire_us; /* 0: not scheduled */
+};
+
+/* A fresh P-256 key; kid is its RFC 7638 thumbprint. */
+enum dcms_err iam_key_generate(struct iam_key *k) DCMS_MUST_CHECK;
+/* Private key from PKCS#8 PEM (also fills kid, x, y). */
+enum dcms_err iam_key_from_pem(struct iam_key *k, const char *pem, size_t len) DCMS_MUST_CHECK;
+/* PKCS#8 PEM of the private key in sodium_malloc'd memory; free with sodium_free. */
+enum dcms_err iam_key_to_pem(const struct iam_key *k, char **pem, size_t *len) DCMS_MUST_CHECK;
+void iam_key_release(struct iam_key *k);
+/* {"kty":"EC","crv":"P-256","x","y","kid","alg":"ES256","use":"sig"} */
+json_t *iam_key_jwk(const struct iam_key *k);
+
+/* Signs `claims` as a compact JWS (header alg ES256, typ JWT, kid). *out is malloc'd. */
+enum dcms_err iam_jwt_sign(const struct iam_key *k, const json_t *claims,
+                           char **out) DCMS_MUST_CHECK;
+
+typedef const struct iam_key *iam_key_lookup_fn(void *ctx, const char *kid);
+
+struct iam_jwt_expect {
+    const char *iss, *aud;
+    int64_t now_s;
+    int64_t leeway_s;
+};
+
+/*
+ * Verifies a compact JWS strictly: three base64url parts, header exactly
+ * {alg: ES256, typ: JWT, kid} (nothing else), a kid `lookup` knows, a
+ * valid signature, iss and aud as expected, exp in the future and
+ * nbf/iat not in the future (both within leeway). *claims is the payload
+ * (caller owns it). DCMS_ERR_UNAUTHENTICATED with the reason otherwise.
+ */
+enum dcms_err iam_jwt_verify(const char *tok, size_t len, iam_key_lookup_fn *lookup, void *ctx,
+                             const struct iam_jwt_expect *x, json_t **claims,
+                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* The principal the claims describe (sub, org, sid, jti, roles, amr, iat, exp). */
+enum dcms_err iam_claims_principal(const json_t *claims, struct dcms_principal *p,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- policies (policy.c) ---- */
+
+struct iam_ipnet {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned prefix;
+};
+
+struct iam_policy {
+    char id[DCMS_UUID_STRLEN];
+    bool deny;
+    char **actions, **resources, **identities;
+    size_t nactions, nresources, nidentities;
+    unsigned roles; /* attached to these roles */
+    bool c_party, c_mfa, c_self, c_same_org;
+    struct iam_ipnet *nets;
+    size_t nnets;
+};
+
+/* Glob match: '*' matches any run of characters (also ':'), everything else is literal. */
+bool iam_glob(const char *pat, const char *s);
+/* Whether the role permission table grants `action` to any role in `roles`. */
+bool iam_role_allows(unsigned roles, const char *action);
+/* Whether `ip` (text) lies in `net`. */
+bool iam_ipnet_contains(const struct iam_ipnet *net, const char *ip);
+
+/*
+ * Parses and validates a policy document (every problem at once, field
+ * paths from the root). Members are malloc'd; release with
+ * iam_policy_release (also after a failure).
+ */
+enum dcms_err iam_policy_from_json(const json_t *doc, struct iam_policy *out,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void iam_policy_release(struct iam_policy *p);
+
+enum iam_decision {
+    IAM_DENY_DEFAULT,
+    IAM_DENY_POLICY,
+    IAM_DENY_AUDITOR,
+    IAM_DENY_SCOPE,
+    IAM_ALLOW_ROLE,
+    IAM_ALLOW_POLICY,
+};
+
+static inline bool iam_allowed(enum iam_decision d)
+{
+    return d == IAM_ALLOW_ROLE || d == IAM_ALLOW_POLICY;
+}
+
+/* The pure decision (see dcms_iam_authorize). */
+enum iam_decision iam_decide(const struct iam_policy *pol, size_t npol,
+                             const struct dcms_principal *p, const char *action,
+                             const struct dcms_iam_resource *res, const char *client_ip);
+
+/* ---- the service (iam.c) ---- */
+
+struct iam_keyset {
+    atomic_int refs;
+    size_t n;
+    struct iam_key keys[16];
+    int64_t loaded_us;
+};
+
+struct iam_policyset {
+    atomic_int refs;
+    size_t n;
+    struct iam_policy *p;
+    int64_t loaded_us;
+};
+
+#define IAM_CACHE_SLOTS 4096
+#define IAM_CACHE_STRIPES 64
+
+struct iam_cache_entry {
+    unsigned char hash[32];
+    struct dcms_principal p;
+    int64_t checked_us;
+    uint64_t epoch;
+    bool used;
+};
+
+struct dcms_iam {
+    struct dcms_app *app;
+    const struct dcms_config *cfg;
+    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES */
+    pthread_mutex_t keys_mu;
+    struct iam_keyset *keys;
+    int64_t keys_reload_us; /* last reload attempt for an unknown kid */
+    pthread_mutex_t pol_mu;
+    struct iam_policyset *pols;
+    sem_t hash_slots;
+    char dummy_hash[crypto_pwhash_STRBYTES];
+    atomic_uint_fast64_t epoch; /* bumped on every local revocation */
+    pthread_mutex_t cache_mu[IAM_CACHE_STRIPES];
+    struct iam_cache_entry *cache;
+};
+
+struct iam_keyset *iam_keys_get(struct dcms_iam *iam);
+void iam_keys_put(struct iam_keyset *ks);
+/* Reloads keys from the store (after a rotation here or elsewhere). */
+enum dcms_err iam_keys_reload(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Rotates the signing key: current → previous (valid until its tokens expire). */
+enum dcms_err iam_keys_rotate(struct dcms_iam *iam, const struct dcms_principal *by,
+                              const char *client_ip, const char *request_id, json_t **out,
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The JWKS document: current and not yet retired previous keys. */
+json_t *iam_keys_jwks(struct dcms_iam *iam);
+
+/* Drops a reference to a policy snapshot (frees it with the last one). NULL is a no-op. */
+void iam_policyset_put(struct iam_policyset *ps);
+enum dcms_err iam_policies_reload(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Hashing with the concurrency bound (DCMS_PWHASH_MAX_CONCURRENT). */
+enum dcms_err iam_hash_password(struct dcms_iam *iam, const char *pw,
+                                char out[crypto_pwhash_STRBYTES],
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err iam_verify_password(struct dcms_iam *iam, const char *hash, const char *pw, bool *ok,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Drops every cached token verification (after a revocation). */
+void iam_revocation_bump(struct dcms_iam *iam);
+
+/* Signs an access token for the given identity/session. *token malloc'd. */
+enum dcms_err iam_issue_access(struct dcms_iam *iam, const char *sub, const char *org,
+                               unsigned roles, unsigned amr, const char *sid, char **token,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* roles JSON array text → bit set (unknown names ignored). */
+unsigned iam_roles_from_json_text(const char *text);
+json_t *iam_roles_to_json(unsigned roles);
+
+/* Common audit helper: appends an event inside tx. */
+enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const char *actor,
+                        const char *action, const char *rtype, const char *rid, bool denied,
+                        json_t *details /* stolen */, const char *client_ip, const char *request_id,
+                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Who is calling a service function, and where errors go. */
+struct iam_call {
+    struct dcms_iam *iam;
+    const struct dcms_principal *p; /* NULL: anonymous */
+    const char *client_ip, *request_id;
+    struct dcms_errinfo *ei;
+};
+
+struct iam_identity_in {
+    const char *kind, *name, *email, *password, *organization_id;
+    unsigned roles;
+    bool has_roles, has_email, has_org; /* PATCH: which members were given */
+    const char *if_match;               /* PATCH: the version the client saw, or NULL */
+};
+
+struct iam_list_in {
+    const char *kind, *status, *cursor;
+    int64_t limit;
+};
+
+/* Identities (iam_identity.c). Results are JSON objects the caller owns. */
+enum dcms_err iam_identity_create(const struct iam_call *c, const struct iam_identity_in *in,
+                                  json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_identity_get(const struct iam_call *c, const char *id,
+                               json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_identity_list(const struct iam_call *c, const struct iam_list_in *in,
+                                json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
+                                 const struct iam_identity_in *in, json_t **out) DCMS_MUST_CHECK;
+/* op: "verify" (note = evidence, required), "suspend" (note = reason), "reactivate". */
+enum dcms_err iam_identity_transition(const struct iam_call *c, const char *id, const char *op,
+                                      const char *note, json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_email_verify(const struct iam_call *c, const char *token,
+                               json_t **out) DCMS_MUST_CHECK;
+
+/* Sessions (iam_session.c). */
+enum dcms_err iam_login(const struct iam_call *c, const char *email, const char *password,
+                        const char *totp, json_t **out, int64_t *retry_after_s) DCMS_MUST_CHECK;
+enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token,
+                          json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token) DCMS_MUST_CHECK;
+
+/* Policies (iam_session.c). */
+enum dcms_err iam_policy_create(const struct iam_call *c, const json_t *doc,
+                                json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_policy_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
+
+/* Mail (iam_mail.c): sends pending outbox rows through DCMS_SMTP_URL; logs in dev mode. */
+void iam_mail_flush(struct dcms_iam *iam);
+/* One message through libcurl; DCMS_ERR_UNAVAILABLE when the server refuses it. */
+enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, const char *subject,
+                            const char *body, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Creates the bootstrap admin when the store has no identity (iam_identity.c). */
+enum dcms_err iam_bootstrap(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,547 @@
+// Identity and access management through the API: bootstrap, registration,
+// verification, login, throttling, refresh rotation and reuse detection,
+// logout, key rotation, JWT attacks, organization scoping, policies and
+// the audit of every denial. Every response is checked against
+// api/openapi.yaml. Runs on the backend chosen by DCMS_TEST_BACKEND.
+
+import assert from 'node:assert/strict';
+import {createPrivateKey, createSign, generateKeyPairSync, createHmac} from 'node:crypto';
+import {before, describe, test} from 'node:test';
+import * as jose from 'jose';
+import {checkResponse} from './lib/openapi.mjs';
+import {client} from './lib/http.mjs';
+import {startServer} from './lib/server.mjs';
+import {ADMIN_EMAIL, ADMIN_PASSWORD, adminEnv, adminToken, bearer, login} from './lib/iam.mjs';
+
+const PW = 'correct horse battery staple';
+let server, api, admin;
+
+async function call(method, path, opts = {}, template)
+{
+    const r = await api.call(method, path, opts);
+    checkResponse(method, template ?? path, r.res, r.json ?? r.text);
+    return r;
+}
+
+const b64u = (v) =>
+    Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+const parts = (t) =>
+    t.split('.').map((p, i) => (i < 2 ? JSON.parse(Buffer.from(p, 'base64url')) : p));
+
+async function createIdentity(token, body)
+{
+    const r = await call('POST', '/api/v1/identities',
+                         {headers : token ? bearer(token) : {}, json : body});
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    return r.json;
+}
+
+async function auditEvents(query)
+{
+    const r = await call('GET', `/api/v1/audit/events?${query}`, {headers : bearer(admin)});
+    assert.equal(r.status, 200);
+    return r.json.events;
+}
+
+// Refusals are audited when the request completes, just after the answer is
+// sent: poll briefly for the event.
+async function waitForAudit(query, pred) {
+  for (let i = 0; i < 40; i++) {
+    const ev = await auditEvents(query);
+    if (ev.some(pred)) return ev;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`no audit event matching ${query}`);
+}
+
+let n = 0;
+const email = (p) => `${p}-${++n}-${Date.now()}@example.com`;
+
+before(async () => {
+    server = await startServer({
+        env : {
+            ...adminEnv,
+            DCMS_DEV_MODE : 'true',
+            DCMS_AUDIT_REFUSALS_PER_MINUTE : '100000',
+            DCMS_LOGIN_MAX_FAILURES_PER_IP : '1000',
+            DCMS_LOGIN_LOCKOUT_S : '60'
+        },
+    });
+    api = client(server);
+    admin = await adminToken(server);
+});
+
+describe('bootstrap, tokens and JWKS', () => {
+    test('the bootstrap admin logs in and gets an ES256 token with the documented claims',
+         async () => {
+             const r = await call('POST', '/api/v1/auth/login',
+                                  {json : {email : ADMIN_EMAIL, password : ADMIN_PASSWORD}});
+             assert.equal(r.status, 200);
+             assert.equal(r.json.token_type, 'Bearer');
+             assert.equal(r.json.expires_in, 900);
+             const [hdr, claims] = parts(r.json.access_token);
+             assert.deepEqual(Object.keys(hdr).sort(), [ 'alg', 'kid', 'typ' ]);
+             assert.equal(hdr.alg, 'ES256');
+             for (const c of ['sub', 'roles', 'org', 'iat', 'exp', 'jti', 'amr', 'iss', 'aud'])
+                 assert.ok(c in claims, c);
+             assert.deepEqual(claims.roles, [ 'admin' ]);
+             assert.deepEqual(claims.amr, [ 'pwd' ]);
+             assert.equal(claims.exp - claims.iat, 900);
+         });
+
+    test('a dcmsd token verifies with jose against the JWKS endpoint', async () => {
+        const r = await call('GET', '/.well-known/jwks.json');
+        assert.equal(r.status, 200);
+        const jwks = jose.createLocalJWKSet(r.json);
+        const {payload, protectedHeader} = await jose.jwtVerify(admin, jwks, {
+            issuer : 'dcms',
+            audience : 'dcms-api',
+            algorithms : [ 'ES256' ],
+        });
+        assert.equal(protectedHeader.alg, 'ES256');
+        assert.ok(payload.sub);
+        // The kid is the RFC 7638 thumbprint of the key.
+        const jwk = r.json.keys.find((k) => k.kid === protectedHeader.kid);
+        assert.equal(await jose.calculateJwkThumbprint(jwk), jwk.kid);
+    });
+
+    test('a bootstrap admin exists once; no token → 401 on protected routes, audited', async () => {
+        const r = await call('GET', '/api/v1/identities');
+        assert.equal(r.status, 401);
+        await waitForAudit(`action=request.denied&actor=anonymous&limit=5`, (e) => e.request_id === r.headers.get('x-request-id'));
+    });
+});
+
+describe('JWT attacks are refused with 401', () => {
+    let claims;
+    before(() => { claims = parts(admin)[1]; });
+    const probe = async (token, why) => {
+        const r = await call('GET', '/api/v1/identities', {headers : bearer(token)});
+        assert.equal(r.status, 401, why);
+        assert.equal(r.json.error.code, 'unauthenticated');
+    };
+    test('alg none', async () => {
+        const [h] = admin.split('.');
+        const hdr = {...JSON.parse(Buffer.from(h, 'base64url')), alg : 'none'};
+        await probe(`${b64u(hdr)}.${b64u(claims)}.`, 'alg none');
+        await probe(`${b64u({alg : 'none', typ : 'JWT'})}.${b64u(claims)}.`,
+                    'alg none without kid');
+    });
+    test('HS256 signed with the public key', async () => {
+        const jwks = (await call('GET', '/.well-known/jwks.json')).json;
+        const key = jwks.keys[0];
+        const pem = (await import('node:crypto')).createPublicKey({key, format : 'jwk'}).export({
+            type : 'spki',
+            format : 'pem'
+        });
+        const hdr = b64u({alg : 'HS256', typ : 'JWT', kid : key.kid});
+        const body = b64u(claims);
+        const sig = createHmac('sha256', pem).update(`${hdr}.${body}`).digest('base64url');
+        await probe(`${hdr}.${body}.${sig}`, 'HS256 with the public key as secret');
+        const sig2 =
+            createHmac('sha256', JSON.stringify(key)).update(`${hdr}.${body}`).digest('base64url');
+        await probe(`${hdr}.${body}.${sig2}`, 'HS256 with the JWK as secret');
+    });
+    test('unknown kid and a foreign key', async () => {
+        const {privateKey} = generateKeyPairSync('ec', {namedCurve : 'P-256'});
+        const token = await new jose.SignJWT(claims)
+                          .setProtectedHeader({alg : 'ES256', typ : 'JWT', kid : 'unknown-kid'})
+                          .sign(privateKey);
+        await probe(token, 'unknown kid');
+        const kid = parts(admin)[0].kid;
+        const forged = await new jose.SignJWT(claims)
+                           .setProtectedHeader({alg : 'ES256', typ : 'JWT', kid})
+                           .sign(privateKey);
+        await probe(forged, 'known kid, wrong key');
+    });
+    test('expired, wrong audience and issuer (claims changed, so the signature breaks too)',
+         async () => {
+             const [h, , s] = admin.split('.');
+             await probe(`${h}.${b64u({...claims, exp : claims.iat - 3600})}.${s}`, 'expired');
+             await probe(`${h}.${b64u({...claims, aud : 'other'})}.${s}`, 'audience');
+             await probe(`${h}.${b64u({...claims, iss : 'evil'})}.${s}`, 'issuer');
+         });
+    test('garbage and other schemes', async () => {
+        await probe('not.a.jwt', 'garbage');
+        const r =
+            await call('GET', '/api/v1/identities', {headers : {Authorization : 'Basic YTpi'}});
+        assert.equal(r.status, 401);
+        // A bad token is refused on public routes too.
+        const p = await call('GET', '/.well-known/jwks.json', {headers : bearer('x.y.z')});
+        assert.equal(p.status, 401);
+    });
+});
+
+describe('registration, verification and login', () => {
+    test('self-registration validates every field at once and refuses unknown keys', async () => {
+        const r = await call('POST', '/api/v1/identities', {
+            json : {
+                name : '',
+                email : 'nope',
+                password : 'password1234',
+                roles : [ 'admin' ],
+                colour : 'red'
+            },
+        });
+        assert.equal(r.status, 422);
+        const fields = r.json.error.details.map((d) => d.field).sort();
+        assert.deepEqual(fields, [ 'colour', 'email', 'name', 'password', 'roles' ]);
+        const common =
+            await call('POST', '/api/v1/identities',
+                       {json : {name : 'x', email : email('c'), password : 'QWERTYUIOPASDFGHJKL'}});
+        assert.equal(common.status, 422);
+        assert.match(common.json.error.details[0].problem, /common/);
+    });
+
+    test('pending until an admin verifies; e-mail verification with the one-time token',
+         async () => {
+             const e = email('reg');
+             const id = await createIdentity(
+                 null, {name : 'Reg', email : e, password : PW, roles : [ 'consumer' ]});
+             assert.equal(id.status, 'pending_verification');
+             assert.equal(id.email_verified, false);
+             const denied =
+                 await call('POST', '/api/v1/auth/login', {json : {email : e, password : PW}});
+             assert.equal(denied.status, 403);
+             // dev mode logs the token (and only in dev mode).
+             await new Promise((r) => setTimeout(r, 50));
+             const line = server.logs().find((l) => l.verification_token && l.to === e);
+             assert.ok(line, 'verification token logged in development mode');
+             const v = await call('POST', '/api/v1/auth/verify-email',
+                                  {json : {token : line.verification_token}});
+             assert.equal(v.status, 200);
+             assert.equal(v.json.identity_id, id.id);
+             const again = await call('POST', '/api/v1/auth/verify-email',
+                                      {json : {token : line.verification_token}});
+             assert.equal(again.status, 422, 'the token works once');
+             const ver = await call('POST', `/api/v1/identities/${id.id}/verify`,
+                                    {headers : bearer(admin), json : {note : 'passport checked'}},
+                                    '/api/v1/identities/{id}/verify');
+             assert.equal(ver.status, 200);
+             assert.equal(ver.json.status, 'active');
+             assert.equal(ver.json.verification_note, 'passport checked');
+             assert.equal(ver.json.verified_by, parts(admin)[1].sub);
+             assert.equal(ver.json.email_verified, true);
+             const ok = await call('POST', '/api/v1/auth/login',
+                                   {json : {email : e.toUpperCase(), password : PW}});
+             assert.equal(ok.status, 200);
+         });
+
+    test('verify needs the evidence note and an admin', async () => {
+        const id = await createIdentity(null, {name : 'N', email : email('n'), password : PW});
+        const r =
+            await call('POST', `/api/v1/identities/${id.id}/verify`,
+                       {headers : bearer(admin), json : {}}, '/api/v1/identities/{id}/verify');
+        assert.equal(r.status, 422);
+        assert.equal(r.json.error.details[0].field, 'note');
+    });
+
+    test('wrong password → 401 with the same message as an unknown email', async () => {
+        const a = await call('POST', '/api/v1/auth/login',
+                             {json : {email : ADMIN_EMAIL, password : 'wrong password here'}});
+        const b =
+            await call('POST', '/api/v1/auth/login',
+                       {json : {email : 'nobody@example.com', password : 'wrong password here'}});
+        assert.equal(a.status, 401);
+        assert.equal(b.status, 401);
+        assert.equal(a.json.error.message, b.json.error.message);
+    });
+
+    test(
+        'throttling: after 5 failures the account is locked (429, even with the right password), audited',
+        async () => {
+            const e = email('thr');
+            const id = await createIdentity(admin, {name : 'T', email : e, password : PW});
+            for (let i = 0; i < 5; i++) {
+                const r = await call('POST', '/api/v1/auth/login',
+                                     {json : {email : e, password : `wrong password ${i}`}});
+                assert.equal(r.status, 401);
+            }
+            const locked =
+                await call('POST', '/api/v1/auth/login', {json : {email : e, password : PW}});
+            assert.equal(locked.status, 429);
+            assert.match(locked.json.error.message, /try again in \d+ seconds/);
+            const ev = await auditEvents(`action=auth.lockout&actor=${id.id}`);
+            assert.equal(ev.length, 1);
+            assert.equal(ev[0].outcome, 'denied');
+            const failed = await auditEvents(`action=auth.login_failed&actor=${id.id}`);
+            assert.equal(failed.length, 5);
+            assert.ok(!JSON.stringify(failed).includes('wrong password'),
+                      'passwords never audited');
+        });
+});
+
+describe('sessions', () => {
+    let e, tokens;
+    before(async () => {
+        e = email('sess');
+        await createIdentity(admin, {name : 'S', email : e, password : PW, roles : [ 'provider' ]});
+        tokens = await login(server, e, PW);
+    });
+
+    test('refresh rotates; reusing a rotated token revokes the whole family', async () => {
+        const r1 = await call('POST', '/api/v1/auth/refresh',
+                              {json : {refresh_token : tokens.refresh_token}});
+        assert.equal(r1.status, 200);
+        assert.notEqual(r1.json.refresh_token, tokens.refresh_token);
+        const me = parts(r1.json.access_token)[1].sub;
+        const read =
+            await call('GET', `/api/v1/identities/${me}`, {headers : bearer(r1.json.access_token)},
+                       '/api/v1/identities/{id}');
+        assert.equal(read.status, 200);
+        assert.equal(read.headers.get('etag'), `"${read.json.version}"`);
+        // The first token again: reuse.
+        const reuse = await call('POST', '/api/v1/auth/refresh',
+                                 {json : {refresh_token : tokens.refresh_token}});
+        assert.equal(reuse.status, 401);
+        assert.match(reuse.json.error.message, /reused/);
+        // Every token of the family is dead now, the newest refresh token and the access tokens
+        // too.
+        const r2 = await call('POST', '/api/v1/auth/refresh',
+                              {json : {refresh_token : r1.json.refresh_token}});
+        assert.equal(r2.status, 401);
+        const after =
+            await call('GET', `/api/v1/identities/${me}`, {headers : bearer(r1.json.access_token)},
+                       '/api/v1/identities/{id}');
+        assert.equal(after.status, 401);
+        const ev = await auditEvents(`action=auth.refresh_reuse&actor=${me}`);
+        assert.equal(ev.length, 1);
+    });
+
+    test('logout revokes the session (refresh token or bearer token)', async () => {
+        const t = await login(server, e, PW);
+        const me = parts(t.access_token)[1].sub;
+        const out =
+            await call('POST', '/api/v1/auth/logout', {json : {refresh_token : t.refresh_token}});
+        assert.equal(out.status, 204);
+        assert.equal((await call('POST', '/api/v1/auth/refresh', {
+                         json : {refresh_token : t.refresh_token}
+                     })).status,
+                     401);
+        assert.equal((await call('GET', `/api/v1/identities/${me}`,
+                                 {headers : bearer(t.access_token)}, '/api/v1/identities/{id}'))
+                         .status,
+                     401);
+        const t2 = await login(server, e, PW);
+        assert.equal(
+            (await call('POST', '/api/v1/auth/logout', {headers : bearer(t2.access_token)})).status,
+            204);
+        assert.equal((await call('GET', `/api/v1/identities/${me}`,
+                                 {headers : bearer(t2.access_token)}, '/api/v1/identities/{id}'))
+                         .status,
+                     401);
+    });
+
+    test('key rotation: old tokens stay valid until they expire; JWKS has both keys', async () => {
+        const t = await login(server, e, PW);
+        const oldKid = parts(t.access_token)[0].kid;
+        const rot = await call('POST', '/api/v1/admin/keys/rotate', {headers : bearer(admin)});
+        assert.equal(rot.status, 200);
+        assert.notEqual(rot.json.kid, oldKid);
+        const jwks = (await call('GET', '/.well-known/jwks.json')).json;
+        assert.deepEqual(new Set(jwks.keys.map((k) => k.kid)), new Set([ oldKid, rot.json.kid ]));
+        const me = parts(t.access_token)[1].sub;
+        assert.equal((await call('GET', `/api/v1/identities/${me}`,
+                                 {headers : bearer(t.access_token)}, '/api/v1/identities/{id}'))
+                         .status,
+                     200);
+        const t2 = await login(server, e, PW);
+        assert.equal(parts(t2.access_token)[0].kid, rot.json.kid);
+        await jose.jwtVerify(t.access_token, jose.createLocalJWKSet(jwks),
+                             {issuer : 'dcms', audience : 'dcms-api'});
+        await jose.jwtVerify(t2.access_token, jose.createLocalJWKSet(jwks),
+                             {issuer : 'dcms', audience : 'dcms-api'});
+        // Only admins rotate; the refusal is audited with the caller as actor.
+        const no =
+            await call('POST', '/api/v1/admin/keys/rotate', {headers : bearer(t2.access_token)});
+        assert.equal(no.status, 403);
+        await waitForAudit(`action=request.denied&actor=${me}`, (x) => x.request_id === no.headers.get('x-request-id') &&
+                                 x.details.permission === 'KEYS_ROTATE');
+        // The admin's token signed by the old key still works too.
+        admin = (await login(server, ADMIN_EMAIL, ADMIN_PASSWORD)).access_token;
+    });
+});
+
+describe('organizations, scoping, roles and policies', () => {
+    let orgA, orgB, a, b, aTok, bTok, auditorTok;
+    before(async () => {
+        orgA = await createIdentity(
+            admin, {kind : 'organization', name : 'Org A', roles : [ 'provider' ]});
+        orgB = await createIdentity(admin, {kind : 'organization', name : 'Org B'});
+        const ea = email('a'), eb = email('b'), eu = email('aud');
+        a = await createIdentity(admin, {
+            name : 'A',
+            email : ea,
+            password : PW,
+            organization_id : orgA.id,
+            roles : [ 'provider' ]
+        });
+        b = await createIdentity(admin, {
+            name : 'B',
+            email : eb,
+            password : PW,
+            organization_id : orgB.id,
+            roles : [ 'consumer' ]
+        });
+        await createIdentity(admin,
+                             {name : 'Aud', email : eu, password : PW, roles : [ 'auditor' ]});
+        aTok = (await login(server, ea, PW)).access_token;
+        bTok = (await login(server, eb, PW)).access_token;
+        auditorTok = (await login(server, eu, PW)).access_token;
+        assert.equal(parts(aTok)[1].org, orgA.id);
+    });
+
+    test("a user of one organization cannot read another's identity (403, audited)", async () => {
+        assert.equal((await call('GET', `/api/v1/identities/${a.id}`, {headers : bearer(aTok)},
+                                 '/api/v1/identities/{id}'))
+                         .status,
+                     200);
+        assert.equal((await call('GET', `/api/v1/identities/${orgA.id}`, {headers : bearer(aTok)},
+                                 '/api/v1/identities/{id}'))
+                         .status,
+                     200);
+        const r = await call('GET', `/api/v1/identities/${b.id}`, {headers : bearer(aTok)},
+                             '/api/v1/identities/{id}');
+        assert.equal(r.status, 403);
+        assert.equal((await call('GET', `/api/v1/identities/${orgB.id}`, {headers : bearer(aTok)},
+                                 '/api/v1/identities/{id}'))
+                         .status,
+                     403);
+        await waitForAudit(`action=request.denied&actor=${a.id}`, (x) => x.request_id === r.headers.get('x-request-id') &&
+                                 x.outcome === 'denied');
+        const list = await call('GET', '/api/v1/identities', {headers : bearer(aTok)});
+        assert.equal(list.status, 200);
+        assert.deepEqual(new Set(list.json.identities.map((i) => i.id)),
+                         new Set([ a.id, orgA.id ]));
+    });
+
+    test('an auditor reads everything and changes nothing', async () => {
+        const list =
+            await call('GET', '/api/v1/identities?limit=500', {headers : bearer(auditorTok)});
+        assert.equal(list.status, 200);
+        assert.ok(list.json.identities.length >= 5);
+        assert.equal((await call('GET', `/api/v1/identities/${b.id}`,
+                                 {headers : bearer(auditorTok)}, '/api/v1/identities/{id}'))
+                         .status,
+                     200);
+        assert.equal((await call('GET', '/api/v1/audit/events?limit=1', {
+                         headers : bearer(auditorTok)
+                     })).status,
+                     200);
+        const c =
+            await call('POST', '/api/v1/identities',
+                       {headers : bearer(auditorTok), json : {name : 'x', kind : 'organization'}});
+        assert.equal(c.status, 403);
+        const s = await call('POST', `/api/v1/identities/${b.id}/suspend`,
+                             {headers : bearer(auditorTok)}, '/api/v1/identities/{id}/suspend');
+        assert.equal(s.status, 403);
+        const p = await call('PATCH', `/api/v1/identities/${b.id}`,
+                             {headers : bearer(auditorTok), json : {name : 'y'}},
+                             '/api/v1/identities/{id}');
+        assert.equal(p.status, 403);
+    });
+
+    test('PATCH: self-rename allowed, role changes need an admin, If-Match honoured', async () => {
+        const r = await call('PATCH', `/api/v1/identities/${a.id}`,
+                             {headers : bearer(aTok), json : {name : 'A renamed'}},
+                             '/api/v1/identities/{id}');
+        assert.equal(r.status, 200);
+        assert.equal(r.json.name, 'A renamed');
+        const roles = await call('PATCH', `/api/v1/identities/${a.id}`,
+                                 {headers : bearer(aTok), json : {roles : [ 'admin' ]}},
+                                 '/api/v1/identities/{id}');
+        assert.equal(roles.status, 403);
+        const stale =
+            await call('PATCH', `/api/v1/identities/${a.id}`,
+                       {headers : {...bearer(admin), 'If-Match' : '"1"'}, json : {name : 'x'}},
+                       '/api/v1/identities/{id}');
+        assert.equal(stale.status, 412);
+        const bad = await call('PATCH', `/api/v1/identities/${a.id}`,
+                               {headers : bearer(admin), json : {nickname : 'x'}},
+                               '/api/v1/identities/{id}');
+        assert.equal(bad.status, 422);
+    });
+
+    test('policies: an allow policy grants a cross-organization read; an explicit deny wins',
+         async () => {
+             const allow = await call('POST', '/api/v1/policies', {
+                 headers : bearer(admin),
+                 json : {
+                     name : `allow-b-reads-a-${n++}`,
+                     effect : 'allow',
+                     actions : [ 'identities:read' ],
+                     resources : [ `identity:${a.id}` ],
+                     attach : {identities : [ b.id ]}
+                 },
+             });
+             assert.equal(allow.status, 201, JSON.stringify(allow.json));
+             assert.equal((await call('GET', `/api/v1/identities/${a.id}`, {headers : bearer(bTok)},
+                                      '/api/v1/identities/{id}'))
+                              .status,
+                          200);
+             const deny = await call('POST', '/api/v1/policies', {
+                 headers : bearer(admin),
+                 json : {
+                     name : `deny-consumers-${n++}`,
+                     effect : 'deny',
+                     actions : [ 'identities:*' ],
+                     resources : [ '*' ],
+                     conditions : {ip_range : [ '127.0.0.0/8' ]},
+                     attach : {roles : [ 'consumer' ]}
+                 },
+             });
+             assert.equal(deny.status, 201);
+             const r = await call('GET', `/api/v1/identities/${b.id}`, {headers : bearer(bTok)},
+                                  '/api/v1/identities/{id}');
+             assert.equal(r.status, 403);
+             assert.match(r.json.error.message, /policy denies/);
+             const list = await call('GET', '/api/v1/policies', {headers : bearer(auditorTok)});
+             assert.equal(list.status, 200);
+             assert.ok(list.json.policies.length >= 2);
+             const invalid = await call('POST', '/api/v1/policies', {
+                 headers : bearer(admin),
+                 json : {
+                     name : 'bad',
+                     effect : 'maybe',
+                     actions : [],
+                     resources : [ '*' ],
+                     conditions : {ip_range : [ '999.1.1.1/40' ]},
+                     attach : {}
+                 },
+             });
+             assert.equal(invalid.status, 422);
+             const f = invalid.json.error.details.map((d) => d.field);
+             for (const want of ['effect', 'actions', 'conditions.ip_range[0]', 'attach'])
+                 assert.ok(f.includes(want), `${want} in ${f}`);
+         });
+
+    test('suspending an identity revokes its sessions at once; reactivate restores login',
+         async () => {
+             const e = email('susp');
+             const s = await createIdentity(admin, {name : 'Susp', email : e, password : PW});
+             const t = await login(server, e, PW);
+             const r = await call('POST', `/api/v1/identities/${s.id}/suspend`,
+                                  {headers : bearer(admin), json : {note : 'fraud report'}},
+                                  '/api/v1/identities/{id}/suspend');
+             assert.equal(r.status, 200);
+             assert.equal(r.json.status, 'suspended');
+             assert.equal(
+                 (await call('GET', `/api/v1/identities/${s.id}`,
+                             {headers : bearer(t.access_token)}, '/api/v1/identities/{id}'))
+                     .status,
+                 401);
+             assert.equal((await call('POST', '/api/v1/auth/login', {
+                              json : {email : e, password : PW}
+                          })).status,
+                          403);
+             const re = await call('POST', `/api/v1/identities/${s.id}/reactivate`,
+                                   {headers : bearer(admin)}, '/api/v1/identities/{id}/reactivate');
+             assert.equal(re.status, 200);
+             assert.equal(re.json.status, 'active');
+             await login(server, e, PW);
+             const ev = await auditEvents(`resource_id=${s.id}&resource_type=identity`);
+             assert.deepEqual(
+                 ev.map((x) => x.action).filter((x) => x.startsWith('identity.')).reverse(),
+                 [ 'identity.create', 'identity.suspend', 'identity.reactivate' ]);
+         });
+});
