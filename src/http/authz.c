@@ -8,17 +8,15 @@
  * ones included. Then the route's permission decides: PUBLIC passes,
  * AUTHENTICATED needs a principal, anything else is an action
  * (AUDIT_READ → "audit:read") that dcms_iam_authorize must grant (403
- * otherwise). The HTTP layer audits every 401 and 403.
- *
- * DCMS_INSECURE_OPEN_ACCESS=true (tests only) still serves protected routes
- * to requests without a token, as before IAM existed.
+ * otherwise). A request without a token on any route that is not PUBLIC
+ * is 401: there is no way around authentication. The HTTP layer audits
+ * every 401 and 403.
  */
 #include <ctype.h>
 #include <strings.h>
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
-#include "dcms/config.h"
 #include "dcms/iam.h"
 #include "dcms/log.h"
 #include "http/server_int.h"
@@ -63,12 +61,9 @@ enum dcms_err dcms_http_authorize(const struct dcms_route *route, struct dcms_ht
     }
     if (strcmp(route->permission, "PUBLIC") == 0)
         return DCMS_OK;
-    if (!req->principal) {
-        if (req->app->cfg->insecure_open_access)
-            return DCMS_OK;
+    if (!req->principal)
         return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED, "authentication required for %s %s",
                             route->method, route->path);
-    }
     if (strcmp(route->permission, "AUTHENTICATED") == 0)
         return DCMS_OK;
     char action[96];

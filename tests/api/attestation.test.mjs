@@ -3,7 +3,9 @@
 // their own time (max_age_seconds null) and fail freshness under the default
 // policy; debug-mode documents, PCR and nonce mismatches, the local root and
 // garbage give their distinct failure codes; bad requests answer 422 with a
-// detail per field; without DCMS_INSECURE_OPEN_ACCESS the route answers 401.
+// detail per field; the route is called as an operator (a role holding
+// attestation:verify, created by the bootstrap admin), and without a token it
+// answers 401.
 // Every response is checked against api/openapi.yaml.
 //
 // Runs on the backend chosen by DCMS_TEST_BACKEND (see lib/server.mjs).
@@ -17,6 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { checkResponse } from './lib/openapi.mjs';
 import { client } from './lib/http.mjs';
 import { dcmsBin, repoRoot, startServer } from './lib/server.mjs';
+import { adminEnv, adminToken, bearer, login } from './lib/iam.mjs';
 
 const ROUTE = '/api/v1/attestation/verify';
 const vectorsDir = process.env.DCMS_VECTORS_DIR
@@ -40,9 +43,10 @@ function failedCheck(report) {
 describe('attestation verify API', () => {
   let srv;
   let c;
+  let token; // an operator's
 
   async function verify(body) {
-    const r = await c.call('POST', ROUTE, { json: body });
+    const r = await c.call('POST', ROUTE, { headers: bearer(token), json: body });
     checkResponse('POST', ROUTE, r.res, r.text);
     return r;
   }
@@ -55,8 +59,16 @@ describe('attestation verify API', () => {
   }
 
   before(async () => {
-    srv = await startServer({ env: { DCMS_INSECURE_OPEN_ACCESS: 'true' } });
+    srv = await startServer({ env: adminEnv });
     c = client(srv);
+    const email = 'operator@dcms.test';
+    const password = 'operator test passphrase 42';
+    const r = await c.call('POST', '/api/v1/identities', {
+      headers: bearer(await adminToken(srv)),
+      json: { name: 'Operator', email, password, roles: ['operator'] },
+    });
+    assert.equal(r.status, 201, r.text);
+    token = (await login(srv, email, password)).access_token;
   });
 
   after(async () => {
@@ -168,7 +180,7 @@ describe('attestation verify API', () => {
   });
 });
 
-describe('attestation verify API without open access', () => {
+describe('attestation verify API without a token', () => {
   let srv;
   before(async () => {
     srv = await startServer();

@@ -4,12 +4,15 @@
 // their rate limit), and two dcmsd processes appending to one PostgreSQL
 // chain. Every JSON response is checked against api/openapi.yaml.
 //
-// Refused requests only happen without DCMS_INSECURE_OPEN_ACCESS, and the
-// audit routes only answer with it, so several tests run a server without
-// the flag, stop it, and read what it recorded through a second server
-// started with the flag on the same data (the same DCMS_DATA_DIR for SQLite,
-// the same DCMS_DATABASE_URL for PostgreSQL), which these tests create and
-// remove themselves.
+// The audit routes are read with real credentials: every server starts with
+// the bootstrap admin (adminEnv), which creates an auditor through the API;
+// the auditor's token reads the log. Refusals are requests without a token.
+// Refusals are audited just after the answer is sent, so several tests send
+// them to one server, stop it, and read what it recorded through a second
+// server on the same data (the same DCMS_DATA_DIR for SQLite, the same
+// DCMS_DATABASE_URL for PostgreSQL), which these tests create and remove
+// themselves. The bootstrap, the logins and the auditor's creation are
+// audited too, so the expected histories include them.
 //
 // Runs on the backend chosen by DCMS_TEST_BACKEND (sqlite by default; see
 // lib/server.mjs for postgres).
@@ -24,8 +27,9 @@ import { after, before, describe, test } from 'node:test';
 import { checkResponse } from './lib/openapi.mjs';
 import { client } from './lib/http.mjs';
 import { backend, dcmsBin, psqlAdmin, startServer } from './lib/server.mjs';
+import { adminEnv, adminToken, bearer, login } from './lib/iam.mjs';
 
-const OPEN = { DCMS_INSECURE_OPEN_ACCESS: 'true' };
+const AUDITOR_PASSWORD = 'auditor test passphrase 42';
 const GENESIS = '0'.repeat(64);
 const WAIT_MS = 10000;
 const CLI_TIMEOUT_MS = 60000;
@@ -65,6 +69,37 @@ after(() => {
 });
 
 // ---- helpers ----
+
+/** The subject (identity id) of an access token. */
+const subjectOf = (token) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url')).sub;
+
+/**
+ * Reading as an auditor of `srv` (started with adminEnv): the bootstrap admin logs in and
+ * creates an auditor, which logs in. Audited in this order: auth.login (admin),
+ * identity.create (by the admin), auth.login (auditor). Resolves {c, adminId, auditorId}:
+ * c is a client that sends the auditor's token with every request.
+ */
+async function asAuditor(srv) {
+  const admin = await adminToken(srv);
+  const email = `auditor-${randomBytes(4).toString('hex')}@dcms.test`;
+  const r = await client(srv).call('POST', '/api/v1/identities', {
+    headers: bearer(admin),
+    json: { name: 'Auditor', email, password: AUDITOR_PASSWORD, roles: ['auditor'] },
+  });
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.status, 'active', 'created by an admin: active at once');
+  const token = (await login(srv, email, AUDITOR_PASSWORD)).access_token;
+  const c = client(srv);
+  const call = (method, p, opts = {}) => c.call(method, p, { ...opts, headers: { ...bearer(token), ...opts.headers } });
+  return { c: { ...c, call }, adminId: subjectOf(admin), auditorId: r.json.id };
+}
+
+/** The events asAuditor() records, as [action, actor]. */
+const readerSetup = (adminId, auditorId) =>
+  [['auth.login', adminId], ['identity.create', adminId], ['auth.login', auditorId]];
+
+/** What a first start with adminEnv records, as [action, actor]. */
+const FIRST_START = [['system.start', 'system'], ['iam.key_create', 'system'], ['identity.bootstrap_admin', 'system']];
 
 /** call() plus the openapi.yaml check of every response (bodies of JSON responses included). */
 async function req(c, p, { headers, template } = {}) {
@@ -188,13 +223,16 @@ async function hammer(c, p, total, inflight) {
 
 // ---- a fresh server ----
 
-describe('audit: a fresh server with open access', () => {
+describe('audit: a fresh server, read by an auditor', () => {
   let srv;
   let c;
+  let expected; // the history, oldest first, as [action, actor]
 
   before(async () => {
-    srv = await startServer({ env: OPEN });
-    c = client(srv);
+    srv = await startServer({ env: adminEnv });
+    const reader = await asAuditor(srv);
+    c = reader.c;
+    expected = [...FIRST_START, ...readerSetup(reader.adminId, reader.auditorId)];
   });
 
   after(async () => {
@@ -205,8 +243,15 @@ describe('audit: a fresh server with open access', () => {
     const r = await req(c, '/api/v1/audit/events');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.next_cursor, null);
-    // system.start, then what the services record while starting (the first JWT key).
-    assert.deepEqual(r.json.events.map((e) => e.action).reverse(), ['system.start', 'iam.key_create'], r.text);
+    // system.start, then what the services record while starting (the first JWT key, the
+    // bootstrap admin), then the admin's login, the auditor's creation and its login.
+    assert.deepEqual(r.json.events.map((e) => [e.action, e.actor]).reverse(), expected, r.text);
+    assert.deepEqual(r.json.events.map((e) => e.seq), expected.map((_, i) => expected.length - i), 'seq gap-free');
+    for (const [i, e] of r.json.events.entries()) {
+      assert.equal(e.hash, eventHash(e), `event ${e.seq} hash`);
+      assert.equal(e.prev_hash, i + 1 < r.json.events.length ? r.json.events[i + 1].hash : GENESIS,
+        `event ${e.seq} prev_hash`);
+    }
     const ev = r.json.events.at(-1);
     assert.equal(ev.seq, 1);
     assert.equal(ev.actor, 'system');
@@ -221,9 +266,9 @@ describe('audit: a fresh server with open access', () => {
     const r = await req(c, '/api/v1/audit/verify');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.ok, true, r.text);
-    assert.equal(r.json.events_checked, 2);
+    assert.equal(r.json.events_checked, expected.length);
     assert.equal(r.json.first_bad_seq, null);
-    assert.equal(r.json.last_seq, 2);
+    assert.equal(r.json.last_seq, expected.length);
   });
 
   test('GET /api/v1/audit/public-key: the Ed25519 key that verify uses', async () => {
@@ -268,10 +313,10 @@ describe('audit: a fresh server with open access', () => {
   });
 
   test('a cursor past every event lists from the newest (any 64-bit seq is a cursor)', async () => {
-    for (const cursor of ['3', '2147483648', '9999999999', '9223372036854775807']) {
+    for (const cursor of [String(expected.length + 1), '2147483648', '9999999999', '9223372036854775807']) {
       const r = await req(c, `/api/v1/audit/events?cursor=${cursor}`, { template: '/api/v1/audit/events' });
       assert.equal(r.status, 200, `cursor=${cursor}: ${r.text}`);
-      assert.equal(r.json.events.length, 2, `cursor=${cursor}: ${r.text}`);
+      assert.equal(r.json.events.length, expected.length, `cursor=${cursor}: ${r.text}`);
     }
   });
 });
@@ -283,12 +328,13 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
   let srv;
   let c;
   let all; // every event, newest first
+  let expected; // the history, oldest first, as [action, actor]
   const denied = []; // {path, requestId} of the refused requests
 
   before(async () => {
     data = sharedData();
-    const env = { ...data, DCMS_AUDIT_CHECKPOINT_EVERY: '2' };
-    // Without the flag: every audit read is refused, and each refusal is recorded.
+    const env = { ...data, ...adminEnv, DCMS_AUDIT_CHECKPOINT_EVERY: '2' };
+    // Without a token: every audit read is refused, and each refusal is recorded.
     const closed = await startServer({ env });
     const cc = client(closed);
     const paths = ['/api/v1/audit/events', '/api/v1/audit/verify', '/api/v1/audit/export?from_seq=1',
@@ -305,20 +351,21 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
     assert.equal(pk.status, 200, pk.text);
     assert.equal(await closed.stop(), 0);
 
-    // The same data with the flag: the history is readable.
-    srv = await startServer({ env: { ...env, ...OPEN } });
-    c = client(srv);
+    // The same data, read by an auditor the admin creates.
+    srv = await startServer({ env });
+    const reader = await asAuditor(srv);
+    c = reader.c;
     all = await listAll(c);
+    expected = [...FIRST_START, ...denied.map(() => ['request.denied', 'anonymous']), ['system.stop', 'system'],
+      ['system.start', 'system'], ...readerSetup(reader.adminId, reader.auditorId)];
   });
 
   after(async () => {
     if (srv) await srv.stop();
   });
 
-  test('the history: start, the refusals, stop, start', () => {
-    assert.deepEqual(all.map((e) => e.action).reverse(),
-      ['system.start', 'iam.key_create', ...denied.map(() => 'request.denied'), 'system.stop',
-        'system.start']);
+  test('the history: start, the refusals, stop, start, the reader\'s logins', () => {
+    assert.deepEqual(all.map((e) => [e.action, e.actor]).reverse(), expected);
     assert.deepEqual(all.map((e) => e.seq), all.map((_, i) => all.length - i), 'seq gap-free, newest first');
     for (const [i, ev] of all.entries()) {
       assert.equal(ev.hash, eventHash(ev), `event ${ev.seq} hash`);
@@ -351,7 +398,8 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
       assert.deepEqual(got.map((e) => e.seq), all.filter(pred).map((e) => e.seq), `filter ${query}`);
       return got;
     };
-    assert.equal((await check('actor=system', (e) => e.actor === 'system')).length, 4);
+    assert.equal((await check('actor=system', (e) => e.actor === 'system')).length,
+      expected.filter(([, actor]) => actor === 'system').length);
     assert.equal((await check('actor=anonymous', (e) => e.actor === 'anonymous')).length, denied.length);
     assert.equal((await check('actor=nobody', () => false)).length, 0);
     await check('action=system.', (e) => e.action.startsWith('system.'));
@@ -556,15 +604,15 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
 
 describe('audit: refused requests are rate limited per client', () => {
   test('DCMS_AUDIT_REFUSALS_PER_MINUTE=5: 20 refusals, 5 events', async () => {
-    const data = sharedData();
+    const data = { ...sharedData(), ...adminEnv };
     const closed = await startServer({ env: { ...data, DCMS_AUDIT_REFUSALS_PER_MINUTE: '5' } });
     const counts = await hammer(client(closed), '/api/v1/audit/events', 20, 1);
     assert.deepEqual(counts, { 401: 20 });
     assert.equal(await closed.stop(), 0);
 
-    const srv = await startServer({ env: { ...data, ...OPEN } });
+    const srv = await startServer({ env: data });
     try {
-      const c = client(srv);
+      const { c } = await asAuditor(srv);
       const evs = await listAll(c, 'action=request.denied');
       assert.equal(evs.length, 5, `5 of 20 refusals recorded: ${JSON.stringify(evs.map((e) => e.request_id))}`);
       const v = await req(c, '/api/v1/audit/verify');
@@ -585,12 +633,14 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
     const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-audit-key-'));
     sharedDirs.push(keyDir);
     const env = {
+      ...adminEnv,
       DCMS_DATABASE_URL: data.DCMS_DATABASE_URL,
       DCMS_AUDIT_KEY_FILE: path.join(keyDir, 'audit', 'ed25519.key'),
+      DCMS_IAM_KEK_FILE: path.join(keyDir, 'iam', 'kek.key'),
       DCMS_AUDIT_REFUSALS_PER_MINUTE: '100000',
       DCMS_AUDIT_CHECKPOINT_EVERY: '50',
     };
-    // One after the other: the first creates the shared key.
+    // One after the other: the first creates the shared keys and the bootstrap admin.
     const a = await startServer({ env });
     const b = await startServer({ env });
     const [ca, cb] = [client(a), client(b)];
@@ -608,9 +658,9 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
     assert.equal(await a.stop(), 0);
     assert.equal(await b.stop(), 0);
 
-    const srv = await startServer({ env: { ...env, ...OPEN } });
+    const srv = await startServer({ env });
     try {
-      const c = client(srv);
+      const { c } = await asAuditor(srv);
       const v = await req(c, '/api/v1/audit/verify');
       assert.equal(v.status, 200, v.text);
       assert.equal(v.json.ok, true, v.text);
@@ -637,9 +687,9 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
 
 describe('audit: export at the end of the seq range', () => {
   test('from_seq = 2^63-1 answers an empty export (no overflow)', async () => {
-    const srv = await startServer({ env: OPEN });
+    const srv = await startServer({ env: adminEnv });
     try {
-      const c = client(srv);
+      const { c } = await asAuditor(srv);
       const r = await req(c, '/api/v1/audit/export?from_seq=9223372036854775807', { template: '/api/v1/audit/export' });
       assert.equal(r.status, 200, r.text);
       const ls = parseExport(r.text);

@@ -1,6 +1,5 @@
-// Helpers for tests that need real identities and tokens instead of
-// DCMS_INSECURE_OPEN_ACCESS: start the server with adminEnv, then
-// adminToken(server) / login(server, email, password).
+// Helpers for tests that need real identities and tokens: start the server
+// with adminEnv, then adminToken(server) / login(server, email, password).
 
 export const ADMIN_EMAIL = 'admin@dcms.test';
 export const ADMIN_PASSWORD = 'test-admin-passphrase-42';
