@@ -254,6 +254,18 @@ static const char *leaf_problem(X509 *c)
     return NULL;
 }
 
+/* The leaf's key, algorithm and usage, reported as the "leaf" check; false when it fails. */
+static bool leaf_checked(struct dcms_attest_report *rep, X509 *leaf)
+{
+    const char *why = leaf_problem(leaf);
+    if (why) {
+        FAIL_CHAIN(rep, "leaf", "leaf certificate %s", why);
+        return false;
+    }
+    PASS(rep, "leaf", "P-384 key, ecdsa-with-SHA384, end entity with digitalSignature");
+    return true;
+}
+
 static X509 *parse_der(struct dcms_attest_bytes b)
 {
     const unsigned char *q = b.ptr;
@@ -397,14 +409,11 @@ static enum dcms_err chain_full(struct dcms_attest_verifier *v, const struct dcm
     }
     PASS(rep, "chain_order", "root, %zu intermediates, leaf, each issued by the one before", n - 1);
 
-    const char *why = leaf_problem(leaf);
-    if (why) {
-        FAIL_CHAIN(rep, "leaf", "leaf certificate %s", why);
+    if (!leaf_checked(rep, leaf))
         goto out;
-    }
-    PASS(rep, "leaf", "P-384 key, ecdsa-with-SHA384, end entity with digitalSignature");
 
     bool name_constraints = false;
+    const char *why;
     for (size_t i = 0; i < n; i++) {
         if ((why = ca_problem(certs[i]))) {
             FAIL_CHAIN(rep, "chain", "cabundle[%zu] %s", i, why);
@@ -505,12 +514,8 @@ static enum dcms_err chain_leaf(struct dcms_attest_verifier *v, const struct dcm
         goto out;
     }
     PASS(rep, "chain_order", "root, %zu intermediates, leaf, each issued by the one before", n - 1);
-    const char *why = leaf_problem(leaf);
-    if (why) {
-        FAIL_CHAIN(rep, "leaf", "leaf certificate %s", why);
+    if (!leaf_checked(rep, leaf))
         goto out;
-    }
-    PASS(rep, "leaf", "P-384 key, ecdsa-with-SHA384, end entity with digitalSignature");
     int depth = -1, chain_len = 0;
     int err = verify_with(partial, leaf, NULL, true, &depth, &chain_len);
     if (err == X509_V_ERR_OUT_OF_MEM) {
