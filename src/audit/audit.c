@@ -214,7 +214,7 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&a->timer_mu);
     while (!a->stopping) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until); /* the condvar waits on the monotonic clock */
         until.tv_sec += a->interval_s;
         while (!a->stopping &&
                pthread_cond_timedwait(&a->timer_cv, &a->timer_mu, &until) != ETIMEDOUT)
@@ -250,7 +250,11 @@ enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_
     a->hint_seq = -1; /* unknown: the first append reads it */
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->timer_mu, NULL);
-    pthread_cond_init(&a->timer_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wall-clock jumps do not move the timer */
+    pthread_cond_init(&a->timer_cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (a->interval_s) {
         if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
             dcms_audit_close(a);

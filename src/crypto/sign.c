@@ -76,14 +76,27 @@ static enum dcms_err read_seed(int fd, const char *path, unsigned char seed[32],
     return e;
 }
 
-static enum dcms_err write_seed(const char *path, unsigned char seed[32], struct dcms_errinfo *ei)
+/*
+ * Creates the key file atomically: the seed is written to a private temporary
+ * file, synced, then linked into place. When several processes start at once
+ * on one new key path, exactly one link wins and the others load its key
+ * (*lost set), so they all end up with the same key and none sees a partial
+ * file.
+ */
+static enum dcms_err write_seed(const char *path, unsigned char seed[32], bool *lost,
+                                struct dcms_errinfo *ei)
 {
+    *lost = false;
     enum dcms_err e = make_dirs(path, ei);
     if (e)
         return e;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    char tmp[4096 + 32];
+    int n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "key path is too long");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create key file %s: %s", path,
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create key file %s: %s", tmp,
                             strerror(errno));
     randombytes_buf(seed, 32);
     char text[64];
@@ -94,9 +107,19 @@ static enum dcms_err write_seed(const char *path, unsigned char seed[32], struct
     sodium_memzero(text, sizeof(text));
     close(fd);
     if (!ok) {
-        unlink(path);
+        unlink(tmp);
         return dcms_err_set(ei, DCMS_ERR_IO, "cannot write key file %s", path);
     }
+    int rc = link(tmp, path);
+    int link_errno = errno;
+    unlink(tmp);
+    if (rc != 0 && link_errno == EEXIST) {
+        *lost = true; /* another process created it first: use theirs */
+        return DCMS_OK;
+    }
+    if (rc != 0)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create key file %s: %s", path,
+                            strerror(link_errno));
     DCMS_LOG(DCMS_LOG_INFO, "crypto", "created signing key %s", path);
     return DCMS_OK;
 }
@@ -111,7 +134,17 @@ enum dcms_err dcms_sign_key_load_or_create(const char *path, struct dcms_sign_ke
         e = read_seed(fd, path, seed, ei);
         close(fd);
     } else if (errno == ENOENT) {
-        e = write_seed(path, seed, ei);
+        bool lost;
+        e = write_seed(path, seed, &lost, ei);
+        if (!e && lost) {
+            if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+                e = dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot open key file %s: %s", path,
+                                 strerror(errno));
+            } else {
+                e = read_seed(fd, path, seed, ei);
+                close(fd);
+            }
+        }
     } else {
         e = dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot open key file %s: %s", path, strerror(errno));
     }
