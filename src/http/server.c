@@ -163,14 +163,24 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
     return res;
 }
 
-static enum MHD_Result queue_error(struct reqctx *c, struct MHD_Connection *conn, enum dcms_err e)
+/* The error body for `e`, with the headers a failing handler set (Retry-After, say). */
+static enum MHD_Result queue_error_with(struct reqctx *c, struct MHD_Connection *conn,
+                                        enum dcms_err e, const struct dcms_http_resp *handler)
 {
     struct dcms_http_resp resp = {0};
     dcms_http_render_error(&resp, e, &c->ei, c->request_id);
     if (e == DCMS_ERR_METHOD_NOT_ALLOWED && c->allow[0] &&
         dcms_http_resp_header(&resp, "Allow", c->allow))
         return MHD_NO;
+    for (size_t i = 0; handler && i < handler->nheaders; i++)
+        if (dcms_http_resp_header(&resp, handler->headers[i].name, handler->headers[i].value))
+            return MHD_NO;
     return queue(c, conn, &resp);
+}
+
+static enum MHD_Result queue_error(struct reqctx *c, struct MHD_Connection *conn, enum dcms_err e)
+{
+    return queue_error_with(c, conn, e, NULL);
 }
 
 /* First call: everything that can be decided from the request line and headers. */
@@ -265,7 +275,7 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
         if (resp.body_owned)
             free((void *)resp.body);
         dcms_log_set_request_id(NULL);
-        return queue_error(c, conn, e);
+        return queue_error_with(c, conn, e, &resp);
     }
     dcms_log_set_request_id(NULL);
     return queue(c, conn, &resp);

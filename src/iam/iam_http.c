@@ -266,6 +266,12 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     int64_t retry = 0;
     struct iam_call c = call_of(req);
     e = iam_login(&c, email, password, totp, &out, &retry);
+    if (e == DCMS_ERR_RATE_LIMITED && retry > 0) {
+        /* Tell the client when the lockout ends (RFC 9110 Retry-After, in seconds). */
+        const char *after = dcms_arena_sprintf(req->arena, "%lld", (long long)retry);
+        if (after && dcms_http_resp_header(resp, "Retry-After", after))
+            return dcms_err_set(req->ei, DCMS_ERR_INTERNAL, NULL);
+    }
     return e ? e : reply(req, resp, 200, out);
 }
 

@@ -261,6 +261,9 @@ describe('registration, verification and login', () => {
                 await call('POST', '/api/v1/auth/login', {json : {email : e, password : PW}});
             assert.equal(locked.status, 429);
             assert.match(locked.json.error.message, /try again in \d+ seconds/);
+            const after = Number(locked.headers.get('retry-after'));
+            assert.ok(Number.isInteger(after) && after >= 1 && after <= 900,
+                      `Retry-After: ${locked.headers.get('retry-after')}`);
             const ev = await auditEvents(`action=auth.lockout&actor=${id.id}`);
             assert.equal(ev.length, 1);
             assert.equal(ev[0].outcome, 'denied');
