@@ -30,6 +30,21 @@ void dcms_b64_encode(char *out, const void *p, size_t n);
 enum dcms_err dcms_b64_decode(unsigned char *out, size_t cap, const char *s, size_t len,
                               size_t *out_len) DCMS_MUST_CHECK;
 
+/* ---- secrets kept in files ---- */
+
+/*
+ * Reads `len` (1..64) secret bytes kept base64 in `path`, or, when the file
+ * does not exist, fills `out` with fresh random bytes and creates it
+ * atomically (mode 0600, parent directories 0700; when several processes
+ * race, all end up with the one that was linked first). `what` names the
+ * secret in messages ("signing key"). A file that group or others can read,
+ * or one that does not hold exactly `len` bytes, is DCMS_ERR_CONFIG. `out`
+ * should be guarded memory (sodium_malloc); it is wiped on failure.
+ */
+enum dcms_err dcms_secret_file_load_or_create(const char *path, unsigned char *out, size_t len,
+                                              const char *what,
+                                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- Ed25519 signatures ---- */
 
 #define DCMS_SIGN_PUBLIC_LEN 32

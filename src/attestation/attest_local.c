@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "attestation/attest_int.h"
+#include "dcms/fs.h"
 #include "dcms/clock.h"
 
 #define LEAF_LIFETIME_S (3 * 3600)
@@ -198,24 +199,6 @@ out:
     return e;
 }
 
-/* mkdir -p with mode 0700. */
-static enum dcms_err make_dirs(const char *dir, struct dcms_errinfo *ei)
-{
-    char path[PATH_MAX_LEN];
-    snprintf(path, sizeof(path), "%s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return dcms_err_set(ei, DCMS_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-        if (!c)
-            return DCMS_OK;
-        *p = c;
-    }
-}
-
 enum dcms_err dcms_attest_local_open(const char *dir, struct dcms_attest_local **out,
                                      struct dcms_errinfo *ei)
 {
@@ -227,7 +210,7 @@ enum dcms_err dcms_attest_local_open(const char *dir, struct dcms_attest_local *
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     enum dcms_err e = DCMS_OK;
     BIO *b = NULL;
-    if ((e = make_dirs(dir, ei)))
+    if ((e = dcms_fs_mkdirs(dir, ei)))
         goto out;
     char probe[PATH_MAX_LEN];
     snprintf(probe, sizeof(probe), "%s/intermediate.crt", dir);

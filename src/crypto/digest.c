@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include "dcms/crypto.h"
+#include "dcms/str.h"
 
 enum dcms_err dcms_digest_sha256(const void *p, size_t len, unsigned char out[DCMS_SHA256_LEN])
 {
@@ -19,12 +20,7 @@ enum dcms_err dcms_digest_sha256_hex(const void *p, size_t len, char out[65])
     unsigned char d[DCMS_SHA256_LEN];
     if (dcms_digest_sha256(p, len, d))
         return DCMS_ERR_CRYPTO;
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(d); i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[64] = '\0';
+    dcms_hex_encode(out, d, sizeof(d));
     return DCMS_OK;
 }
 

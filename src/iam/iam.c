@@ -72,75 +72,14 @@ enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const ch
 
 /* ---- the key-encryption key ---- */
 
-static enum dcms_err mkdir_parent(const char *path, struct dcms_errinfo *ei)
-{
-    char dir[DCMS_CONFIG_STR_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return DCMS_OK;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create %s", dir);
-        *p = '/';
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create %s", dir);
-    return DCMS_OK;
-}
-
+/* The key sealing the JWT signing keys in the store (shared by every node on one store). */
 static enum dcms_err kek_load(struct dcms_iam *iam, const char *path, struct dcms_errinfo *ei)
 {
     iam->kek = sodium_malloc(crypto_secretbox_KEYBYTES);
     if (!iam->kek)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    char text[128];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        enum dcms_err e = mkdir_parent(path, ei);
-        if (e)
-            return e;
-        crypto_secretbox_keygen(iam->kek);
-        dcms_b64_encode(text, iam->kek, crypto_secretbox_KEYBYTES);
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            size_t n = strlen(text);
-            text[n++] = '\n';
-            bool ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
-            close(fd);
-            sodium_memzero(text, sizeof(text));
-            if (!ok)
-                return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot write %s", path);
-            DCMS_LOG(DCMS_LOG_INFO, "iam", "created the key-encryption key %s", path);
-            return DCMS_OK;
-        }
-        if (errno != EEXIST)
-            return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create %s", path);
-        fd = open(path, O_RDONLY | O_CLOEXEC); /* another process created it first */
-    }
-    if (fd < 0)
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot read %s", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {
-        close(fd);
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "%s must not be readable by group or others",
-                            path);
-    }
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    size_t len = n > 0 ? (size_t)n : 0;
-    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-        len--;
-    size_t got = 0;
-    enum dcms_err e = dcms_b64_decode(iam->kek, crypto_secretbox_KEYBYTES, text, len, &got);
-    sodium_memzero(text, sizeof(text));
-    if (e || got != crypto_secretbox_KEYBYTES)
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "%s does not hold a base64 32-byte key", path);
-    return DCMS_OK;
+    return dcms_secret_file_load_or_create(path, iam->kek, crypto_secretbox_KEYBYTES,
+                                           "key-encryption key", ei);
 }
 
 /* nonce || secretbox(pem), base64; malloc'd. */

@@ -8,6 +8,7 @@
 
 #include <sqlite3.h>
 
+#include "dcms/fs.h"
 #include "dcms/log.h"
 #include "store/store_int.h"
 
@@ -42,36 +43,9 @@ static enum dcms_err map_error(sqlite3 *db, int rc, const char *what, struct dcm
     }
 }
 
-static enum dcms_err make_parent_dir(const char *path, struct dcms_errinfo *ei)
-{
-    char dir[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof(dir))
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "sqlite path is too long");
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return DCMS_OK;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            goto fail;
-        *p = '/';
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        goto fail;
-    return DCMS_OK;
-fail:
-    DCMS_LOG(DCMS_LOG_ERROR, "store", "cannot create directory %s: %s", dir, strerror(errno));
-    return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot create the database directory");
-}
-
 static enum dcms_err sq_connect(struct dcms_store *s, void **out, struct dcms_errinfo *ei)
 {
-    enum dcms_err r = make_parent_dir(s->target, ei);
+    enum dcms_err r = dcms_fs_mkdirs_for(s->target, ei);
     if (r)
         return r;
     struct sq_conn *c = calloc(1, sizeof(*c));
