@@ -146,6 +146,29 @@ static enum dcms_err load(struct dcms_store_tx *tx, const char *id, struct dcms_
     return DCMS_OK;
 }
 
+/*
+ * The common end of an identity change: audit it in the same transaction
+ * (`details` is consumed; nothing is written when `e` is already an error),
+ * then read the row back for the answer. `*rows` is replaced by the new read.
+ */
+static enum dcms_err audit_and_reload(const struct iam_call *c, struct dcms_store_tx *tx,
+                                      const char *id, const char *action, json_t *details,
+                                      enum dcms_err e, struct dcms_store_rows **rows, json_t **out,
+                                      struct dcms_errinfo *ei)
+{
+    if (!e)
+        e = iam_audit(c->iam, tx, c->p->id, action, "identity", id, false, details, c->client_ip,
+                      c->request_id, ei);
+    else
+        json_decref(details);
+    dcms_store_rows_free(*rows);
+    *rows = NULL;
+    struct row r;
+    if (!e && !(e = load(tx, id, rows, &r, ei)))
+        *out = row_json(&r);
+    return e;
+}
+
 static struct dcms_iam_resource resource_of(const struct row *r)
 {
     return (struct dcms_iam_resource){
@@ -453,15 +476,7 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
     if (in->has_roles)
         json_object_set(changes, "roles_before", json_object_get(before, "roles"));
     json_decref(before);
-    if (!e)
-        e = iam_audit(c->iam, tx, c->p->id, "identity.update", "identity", id, false, changes,
-                      c->client_ip, c->request_id, ei);
-    else
-        json_decref(changes);
-    dcms_store_rows_free(rows);
-    rows = NULL;
-    if (!e && !(e = load(tx, id, &rows, &r, ei)))
-        *out = row_json(&r);
+    e = audit_and_reload(c, tx, id, "identity.update", changes, e, &rows, out, ei);
 out:
     dcms_store_rows_free(rows);
     dcms_store_rows_free(orows);
@@ -530,15 +545,7 @@ enum dcms_err iam_identity_transition(const struct iam_call *c, const char *id, 
     json_t *d = json_pack("{s:s, s:s}", "from", from, "to", r.v[C_STATUS]);
     if (d && note)
         json_object_set_new(d, verify ? "evidence" : "reason", json_string(note));
-    if (!e)
-        e = iam_audit(c->iam, tx, c->p->id, action, "identity", id, false, d, c->client_ip,
-                      c->request_id, ei);
-    else
-        json_decref(d);
-    dcms_store_rows_free(rows);
-    rows = NULL;
-    if (!e && !(e = load(tx, id, &rows, &r, ei)))
-        *out = row_json(&r);
+    e = audit_and_reload(c, tx, id, action, d, e, &rows, out, ei);
 out:
     dcms_store_rows_free(rows);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
