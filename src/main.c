@@ -176,6 +176,14 @@ int main(int argc, char **argv)
                  ei.message);
         goto out;
     }
+    /* ---- contracts: open ---- */
+
+    /* ---- end contracts: open ---- */
+
+    /* ---- enclaves: open ---- */
+
+    /* ---- end enclaves: open ---- */
+
     if (!(app.metrics = dcms_metrics_new())) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "out of memory");
         goto out;
@@ -203,6 +211,14 @@ out:
     dcms_http_server_stop(srv);
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
+    /* ---- enclaves: close ---- */
+
+    /* ---- end enclaves: close ---- */
+
+    /* ---- contracts: close ---- */
+
+    /* ---- end contracts: close ---- */
+
     dcms_iam_close(app.iam);
     dcms_audit_close(app.audit);
     dcms_store_close(app.store);

@@ -13,6 +13,8 @@ struct dcms_metrics;
 struct dcms_audit;
 struct dcms_attest_ctx;
 struct dcms_iam;
+struct dcms_contracts;
+struct dcms_enclaves;
 
 struct dcms_app {
     const struct dcms_config *cfg;
@@ -21,6 +23,8 @@ struct dcms_app {
     struct dcms_audit *audit;
     struct dcms_attest_ctx *attest; /* attestation verifiers and the local module */
     struct dcms_iam *iam;
+    struct dcms_contracts *contracts; /* src/contracts */
+    struct dcms_enclaves *enclaves;   /* src/enclaves */
     int64_t started_us;
 };
 

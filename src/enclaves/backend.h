@@ -1,0 +1,114 @@
+/*
+ * Enclave backends: where a workload actually runs. The enclave service
+ * (enclaves.c) keeps the model, the state machine and the store; a backend
+ * only starts, inspects, pauses and stops workloads and fetches their
+ * attestation documents. Two implementations:
+ *
+ *   local  a child process in new user, pid, net (no interfaces), mount,
+ *          ipc and uts namespaces under a seccomp allow-list, rlimits (and
+ *          cgroup v2 where writable), a private scratch directory, and a
+ *          socketpair as its only channel to dcmsd (the vsock stand-in).
+ *          Attestation documents come from the local attestation module,
+ *          requested by the workload over that channel; PCR0 is the SHA-384
+ *          of the exact bytes executed.
+ *   nitro  nitro-cli run-enclave / describe-enclaves / terminate-enclave and
+ *          vsock, on a real AWS Nitro host.
+ *
+ * A workload is named by `ref`, an opaque printable string the backend
+ * returns from start() and the service stores (local: "local:<pid>:<start
+ * time>", nitro: the EnclaveID). Every operation takes the ref, so the
+ * service never holds backend pointers across calls.
+ *
+ * Thread-safety: every operation may be called from any thread; a backend
+ * serializes what it must internally.
+ */
+#ifndef DCMS_ENCLAVES_BACKEND_H
+#define DCMS_ENCLAVES_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dcms/err.h"
+
+struct dcms_attest_local;
+
+#define DCMS_ENCLAVE_REF_MAX 128
+
+/* What to run. Strings are borrowed for the duration of start(). */
+struct dcms_enclave_spec {
+    const char *enclave_id; /* UUID, for names and logs */
+    const char *image_path; /* local: the workload executable; nitro: the EIF file */
+    unsigned cpu_cores;     /* local: CPU time share; nitro: --cpu-count */
+    unsigned memory_mb;     /* hard limit */
+    unsigned storage_gb;    /* local: scratch directory quota */
+    bool debug_mode;        /* local: zero PCRs; nitro: --debug-mode */
+};
+
+enum dcms_enclave_run_state {
+    DCMS_ENCLAVE_RUN_RUNNING,
+    DCMS_ENCLAVE_RUN_SUSPENDED,
+    DCMS_ENCLAVE_RUN_EXITED,  /* the workload ended or was killed; reason says how */
+    DCMS_ENCLAVE_RUN_UNKNOWN, /* the backend has no such workload (dcmsd restarted, ...) */
+};
+
+/* One look at a workload: its state and its resource use. */
+struct dcms_enclave_probe {
+    enum dcms_enclave_run_state state;
+    char reason[192];     /* for EXITED: "killed by signal 9", "exceeded its memory limit" */
+    int64_t pid;          /* host pid of the workload's init (local), -1 when none */
+    uint64_t cpu_time_ms; /* user + system */
+    uint64_t rss_bytes;   /* now */
+    uint64_t peak_rss_bytes;
+    uint64_t uptime_ms;
+    uint64_t channel_bytes_in,
+        channel_bytes_out; /* over the socketpair / vsock, as seen by dcmsd */
+};
+
+struct dcms_enclave_backend {
+    const char *name; /* "local", "nitro" */
+    void *impl;
+
+    /* Starts the workload; on success `ref` (DCMS_ENCLAVE_REF_MAX bytes) names it. */
+    enum dcms_err (*start)(struct dcms_enclave_backend *b, const struct dcms_enclave_spec *spec,
+                           char *ref, struct dcms_errinfo *ei);
+    /*
+     * Asks the workload for an attestation document binding `nonce` (1..64
+     * bytes); *doc is malloc'd. Times out (DCMS_ERR_UNAVAILABLE) when the
+     * workload does not answer within a few seconds or is suspended.
+     */
+    enum dcms_err (*attest)(struct dcms_enclave_backend *b, const char *ref,
+                            const unsigned char *nonce, size_t nonce_len, unsigned char **doc,
+                            size_t *doc_len, struct dcms_errinfo *ei);
+    enum dcms_err (*suspend)(struct dcms_enclave_backend *b, const char *ref,
+                             struct dcms_errinfo *ei);
+    enum dcms_err (*resume)(struct dcms_enclave_backend *b, const char *ref,
+                            struct dcms_errinfo *ei);
+    /* Stops the workload and everything it started; DCMS_OK when already gone. */
+    enum dcms_err (*terminate)(struct dcms_enclave_backend *b, const char *ref,
+                               struct dcms_errinfo *ei);
+    enum dcms_err (*probe)(struct dcms_enclave_backend *b, const char *ref,
+                           struct dcms_enclave_probe *out, struct dcms_errinfo *ei);
+    /* Terminates every workload this backend started, then frees it. NULL-safe via the helper. */
+    void (*destroy)(struct dcms_enclave_backend *b);
+};
+
+void dcms_enclave_backend_free(struct dcms_enclave_backend *b);
+
+struct dcms_enclave_local_opts {
+    const char *scratch_root;         /* scratch directories are made under it (0700) */
+    struct dcms_attest_local *module; /* issues the documents; borrowed */
+};
+enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opts *opts,
+                                             struct dcms_enclave_backend **out,
+                                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+struct dcms_enclave_nitro_opts {
+    const char *nitro_cli; /* program to run; "nitro-cli" is looked up on PATH */
+    unsigned vsock_port;   /* where the enclave's attestation agent listens */
+};
+enum dcms_err dcms_enclave_backend_nitro_new(const struct dcms_enclave_nitro_opts *opts,
+                                             struct dcms_enclave_backend **out,
+                                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+#endif
