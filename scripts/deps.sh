@@ -18,6 +18,7 @@ PACKAGES=(
     git curl ca-certificates
     libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libpq-dev
     libssl-dev libsodium-dev libcmocka-dev libcbor-dev libcurl4-openssl-dev
+    liboath-dev oathtool libseccomp-dev
     postgresql postgresql-client
     wrk nginx-light
 )
