@@ -1,0 +1,40 @@
+/*
+ * Contracts as other services see them. The contract service itself lives
+ * in src/contracts/; this header is what the enclave and training services
+ * may call.
+ *
+ * Contract status values, as the API writes them: "draft",
+ * "pending_signature", "active", "suspended", "terminated", "expired".
+ */
+#ifndef DCMS_CONTRACTS_H
+#define DCMS_CONTRACTS_H
+
+#include <stdbool.h>
+
+#include "dcms/err.h"
+#include "dcms/security_level.h"
+#include "dcms/uuid.h"
+
+struct dcms_app;
+
+/* The security-relevant part of a contract (terms.security and the parties). */
+struct dcms_contract_security {
+    char id[DCMS_UUID_STRLEN];
+    char provider_id[DCMS_UUID_STRLEN];
+    char consumer_id[DCMS_UUID_STRLEN];
+    char status[24]; /* as above; an Active contract past expires_at reads "expired" */
+    enum dcms_security_level level; /* terms.security.encryption_level */
+    bool network_isolation;         /* terms.security.network_isolation */
+    bool audit_logging;             /* terms.security.audit_logging */
+};
+
+/*
+ * Reads the security requirements of contract `id` (no authorization: the
+ * caller decides who may learn what). DCMS_ERR_NOT_FOUND when there is no
+ * such contract.
+ */
+enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
+                                         struct dcms_contract_security *out,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+#endif
