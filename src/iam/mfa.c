@@ -346,6 +346,8 @@ enum dcms_err iam_factor_verify(const struct iam_call *c, const char *identity_i
 
 enum dcms_err iam_mfa_status(const struct iam_call *c, json_t **out)
 {
+    if (c->p->api_key[0])
+        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys have no second factors");
     struct enrolled en;
     unsigned mask = 0;
     enum dcms_err e = enrolled_read(c->iam, c->p->id, &en, c->ei);
