@@ -545,6 +545,9 @@ enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token)
             fam = dcms_store_rows_text(rows, 0, 0);
             id = dcms_store_rows_text(rows, 0, 4);
         }
+    } else if (c->p && c->p->api_key[0]) {
+        /* A key has no session: revoke it instead (DELETE /api/v1/api-keys/{id}). */
+        e = dcms_err_field(ei, "", "an API key has no session to log out of; revoke the key");
     } else if (c->p) {
         fam = c->p->sid;
         id = c->p->id;
