@@ -625,6 +625,7 @@ void dcms_iam_close(struct dcms_iam *iam)
         return;
     iam_keys_put(iam->keys);
     iam_policyset_put(iam->pols);
+    iam_apikey_cache_free(atomic_load(&iam->apikey_cache));
     if (iam->kek)
         sodium_free(iam->kek);
     if (iam->cache) {

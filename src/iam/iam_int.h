@@ -20,6 +20,7 @@
 #include "dcms/iam.h"
 
 struct dcms_store_tx;
+struct iam_apikey_cache;
 
 /* ---- passwords (password.c) ---- */
 
@@ -186,6 +187,7 @@ struct dcms_iam {
     atomic_uint_fast64_t epoch; /* bumped on every local revocation */
     pthread_mutex_t cache_mu[IAM_CACHE_STRIPES];
     struct iam_cache_entry *cache;
+    _Atomic(struct iam_apikey_cache *) apikey_cache; /* apikey.c; made on first use */
 };
 
 struct iam_keyset *iam_keys_get(struct dcms_iam *iam);

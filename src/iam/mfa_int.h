@@ -200,5 +200,7 @@ enum dcms_err iam_apikey_create(const struct iam_call *c, const struct iam_apike
                                 json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_apikey_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
+/* Frees the verified-key cache (dcms_iam_close). NULL is a no-op. */
+void iam_apikey_cache_free(struct iam_apikey_cache *c);
 
 #endif
