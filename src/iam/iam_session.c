@@ -355,8 +355,10 @@ static enum dcms_err login_ticket(const struct iam_call *c, const struct iam_log
         goto out;
     }
     unsigned enrolled = 0, amr = DCMS_AMR_PWD;
+    struct iam_factor_in f = in->factor;
+    f.mfa_ticket = in->mfa_ticket;
     if (!(e = iam_mfa_enrolled(c->iam, w.id, &enrolled, c->ei)))
-        e = second_factor(c, &w, enrolled, &in->factor, &amr);
+        e = second_factor(c, &w, enrolled, &f, &amr);
     if (!e)
         e = login_finish(c, &w, amr, "", hash, out);
 out:
@@ -413,6 +415,11 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
         if (!e) {
             *out = json_pack("{s:s, s:o, s:i}", "mfa_ticket", ticket, "factors",
                              iam_factors_json(enrolled), "expires_in", IAM_MFA_TICKET_TTL_S);
+            json_t *ch = iam_factor_challenges(c, w.id, enrolled, ticket);
+            if (ch && *out)
+                json_object_set_new(*out, "challenges", ch);
+            else
+                json_decref(ch);
             e = *out ? dcms_err_set(ei, DCMS_ERR_MFA_REQUIRED,
                                     "a second factor is required: complete the login with "
                                     "mfa_ticket and one of the factors")
