@@ -184,21 +184,30 @@ static enum dcms_err unauth(struct dcms_errinfo *ei, const char *why)
     return dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid API key: %s", why);
 }
 
-/* The permissions JSON array → arena strings. */
-static bool scope_of(struct dcms_arena *a, const char *text, struct dcms_principal *p)
+/*
+ * The permissions JSON array → p->scope in the arena. DCMS_ERR_NOMEM, or
+ * DCMS_ERR_UNAUTHENTICATED for a row without a scope (never written so).
+ */
+static enum dcms_err scope_of(struct dcms_arena *a, const char *text, struct dcms_principal *p,
+                              struct dcms_errinfo *ei)
 {
     json_t *v = text ? json_loads(text, 0, NULL) : NULL;
     size_t n = json_is_array(v) ? json_array_size(v) : 0;
     const char **s = n ? dcms_arena_calloc(a, n, sizeof(*s)) : NULL;
-    bool ok = n > 0 && s;
-    for (size_t i = 0; ok && i < n; i++) {
+    enum dcms_err e = n == 0 ? unauth(ei, "the key has no scope")
+                      : !s   ? dcms_err_set(ei, DCMS_ERR_NOMEM, NULL)
+                             : DCMS_OK;
+    for (size_t i = 0; !e && i < n; i++) {
         const char *t = json_string_value(json_array_get(v, i));
-        ok = t && (s[i] = dcms_arena_strdup(a, t));
+        if (!t)
+            e = unauth(ei, "the key has no scope");
+        else if (!(s[i] = dcms_arena_strdup(a, t)))
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     }
     json_decref(v);
-    p->scope = s;
-    p->nscope = ok ? n : 0;
-    return ok;
+    p->scope = e ? NULL : s;
+    p->nscope = e ? 0 : n;
+    return e;
 }
 
 enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *key, size_t len,
@@ -216,6 +225,7 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
     unsigned char whole[32];
     if (dcms_digest_sha256(key, len, whole))
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
+    iam_policies_refresh(iam);
     if (cache_lookup(iam, whole, arena, out))
         return DCMS_OK;
     if (dcms_digest_sha256_hex(secret, SECRET_CHARS, hash))
@@ -257,9 +267,7 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
         p.amr = 0; /* a key proves no authentication method of a person */
         p.iat_s = now_us / 1000000;
         p.exp_s = exp_us / 1000000;
-        if (!scope_of(arena, dcms_store_rows_text(rows, 0, 2), &p)) {
-            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        } else {
+        if (!(e = scope_of(arena, dcms_store_rows_text(rows, 0, 2), &p, ei))) {
             cache_store(iam, whole, epoch, &p);
             *out = p;
         }

@@ -204,6 +204,8 @@ json_t *iam_keys_jwks(struct dcms_iam *iam);
 /* Drops a reference to a policy snapshot (frees it with the last one). NULL is a no-op. */
 void iam_policyset_put(struct iam_policyset *ps);
 enum dcms_err iam_policies_reload(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Reloads the policies when the snapshot is older than 2 s (changes made on other nodes). */
+void iam_policies_refresh(struct dcms_iam *iam);
 
 /* Hashing with the concurrency bound (DCMS_PWHASH_MAX_CONCURRENT). */
 enum dcms_err iam_hash_password(struct dcms_iam *iam, const char *pw,
