@@ -14,8 +14,9 @@
  * (a revocation on another node).
  *
  * Only identities of kind "service" hold keys: people log in (and can add
- * a second factor), services cannot. Admins (apikeys:manage) create keys;
- * a key's identity, or an admin, revokes it.
+ * a second factor); services, made by admins and normally without a
+ * password, use keys. Admins (apikeys:manage) create keys; a key's
+ * identity, or an admin, revokes it.
  */
 #include <ctype.h>
 #include <pthread.h>
