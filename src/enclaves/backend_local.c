@@ -50,6 +50,7 @@
 #include "dcms/log.h"
 #include "enclaves/backend.h"
 #include "enclaves/channel.h"
+#include "enclaves/channel_io.h"
 #include "enclaves/sandbox.h"
 
 #ifndef MFD_EXEC
@@ -260,7 +261,6 @@ static int64_t now_ms(void)
 {
     return dcms_clock_mono_us() / 1000;
 }
-
 /* Copies the image into a sealed, executable memfd. */
 static enum dcms_err load_image(const char *path, int *fd_out, struct dcms_errinfo *ei)
 {
@@ -851,79 +851,28 @@ out:
 
 /* ---- the channel ---- */
 
+/* One frame each way through channel_io.c, counting the bytes for probe(). */
 static enum dcms_err chan_write(struct local *l, struct lentry *en, uint8_t type,
                                 const uint8_t *body, size_t len, int64_t deadline,
                                 struct dcms_errinfo *ei)
 {
-    uint8_t hdr[DCMS_CHAN_HDR];
-    dcms_chan_header(hdr, type, len);
-    const uint8_t *parts[2] = {hdr, body};
-    size_t lens[2] = {sizeof(hdr), len};
-    for (int i = 0; i < 2; i++) {
-        size_t off = 0;
-        while (off < lens[i]) {
-            ssize_t w = send(en->chan, parts[i] + off, lens[i] - off, MSG_NOSIGNAL);
-            if (w > 0) {
-                off += (size_t)w;
-                pthread_mutex_lock(&l->mu);
-                en->bytes_out += (uint64_t)w;
-                pthread_mutex_unlock(&l->mu);
-                continue;
-            }
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0 && errno == EAGAIN) {
-                int64_t left = deadline - now_ms();
-                struct pollfd p = {.fd = en->chan, .events = POLLOUT};
-                if (left > 0 && poll(&p, 1, (int)left) >= 0)
-                    continue;
-                return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                                    "the workload does not read its channel");
-            }
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
-        }
-    }
-    return DCMS_OK;
+    uint64_t n = 0;
+    enum dcms_err e = chan_io_send(en->chan, type, body, len, deadline, &n, ei);
+    pthread_mutex_lock(&l->mu);
+    en->bytes_out += n;
+    pthread_mutex_unlock(&l->mu);
+    return e;
 }
 
-/* Reads one frame into buf[cap]; a workload that sends garbage or nothing gets an error. */
-static enum dcms_err chan_read(struct local *l, struct lentry *en, uint8_t *buf, size_t cap,
+static enum dcms_err chan_read(struct local *l, struct lentry *en, uint8_t *buf,
                                struct dcms_chan_frame *f, int64_t deadline, struct dcms_errinfo *ei)
 {
-    size_t have = 0;
-    for (;;) {
-        enum dcms_chan_status st = dcms_chan_parse(buf, have, f);
-        if (st == DCMS_CHAN_OK)
-            return DCMS_OK;
-        if (st == DCMS_CHAN_BAD)
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                                "the workload broke the channel protocol (bad frame)");
-        size_t want = DCMS_CHAN_HDR > have ? DCMS_CHAN_HDR - have : 0;
-        if (!want)
-            want = ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]) +
-                   4 - have;
-        if (have + want > cap)
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload sent an oversized frame");
-        ssize_t r = recv(en->chan, buf + have, want, 0);
-        if (r > 0) {
-            have += (size_t)r;
-            pthread_mutex_lock(&l->mu);
-            en->bytes_in += (uint64_t)r;
-            pthread_mutex_unlock(&l->mu);
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && errno == EAGAIN) {
-            int64_t left = deadline - now_ms();
-            struct pollfd p = {.fd = en->chan, .events = POLLIN};
-            if (left > 0 && poll(&p, 1, (int)left) > 0)
-                continue;
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                                "the workload did not answer the attestation request in time");
-        }
-        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
-    }
+    uint64_t n = 0;
+    enum dcms_err e = chan_io_recv(en->chan, buf, f, deadline, &n, ei);
+    pthread_mutex_lock(&l->mu);
+    en->bytes_in += n;
+    pthread_mutex_unlock(&l->mu);
+    return e;
 }
 
 /* The NSM: issues a document for the workload's request, measured from its sealed image. */
@@ -998,7 +947,7 @@ static enum dcms_err local_attest(struct dcms_enclave_backend *b, const char *re
         e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload is suspended");
         goto out;
     }
-    if (!(buf = malloc(DCMS_CHAN_MAX_FRAME + 4))) {
+    if (!(buf = malloc(CHAN_IO_BUF))) {
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
@@ -1014,7 +963,7 @@ static enum dcms_err local_attest(struct dcms_enclave_backend *b, const char *re
         goto out;
     for (int nsm = 0;;) {
         struct dcms_chan_frame f;
-        if ((e = chan_read(l, en, buf, DCMS_CHAN_MAX_FRAME + 4, &f, deadline, ei)))
+        if ((e = chan_read(l, en, buf, &f, deadline, ei)))
             goto out;
         if (f.type == DCMS_CHAN_NSM_REQ) {
             if (++nsm > ATTEST_MAX_NSM_REQUESTS) {
