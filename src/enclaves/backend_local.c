@@ -69,7 +69,8 @@
 #define ATTEST_TIMEOUT_MS 5000
 #define TERMINATE_TIMEOUT_MS 5000
 #define ATTEST_MAX_NSM_REQUESTS 4
-#define SCAN_MAX_PROCS 4096
+#define SCAN_MAX_PROCS 65536
+#define SNAPSHOT_MAX_AGE_US 250000 /* probes within this window share one /proc pass */
 
 /* Fixed fds in the child before exec. */
 #define CHILD_CHAN_FD 3
@@ -100,7 +101,19 @@ struct lentry {
     pthread_mutex_t chan_mu; /* one exchange on the channel at a time */
 };
 
+/* Processes, CPU ticks and RSS of one pid namespace, from one pass over /proc. */
+struct ns_usage {
+    dev_t dev;
+    ino_t ino;
+    uint32_t nprocs;
+    uint64_t ticks, rss;
+};
+
 struct local {
+    pthread_mutex_t snap_mu; /* the shared /proc snapshot probe() reads */
+    struct ns_usage *snap;
+    size_t nsnap;
+    int64_t snap_us;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* an entry exited */
     pthread_mutex_t start_mu;
@@ -1098,18 +1111,78 @@ static enum dcms_err local_terminate(struct dcms_enclave_backend *b, const char 
     return DCMS_OK;
 }
 
-struct usage {
-    uint64_t ticks, rss;
-};
-
-static void add_usage(pid_t pid, void *arg)
+static int cmp_ns(const void *a, const void *b)
 {
-    struct usage *u = arg;
-    uint64_t ticks = 0, rss = 0, hwm = 0;
-    if (read_stat(pid, NULL, &ticks, NULL))
-        u->ticks += ticks;
-    read_rss(pid, &rss, &hwm);
-    u->rss += rss;
+    const struct ns_usage *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/*
+ * One pass over /proc for every running workload, so that sampling N
+ * workloads costs one pass, not N. Called with snap_mu held.
+ */
+static void snapshot_take(struct local *l)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t n = 0;
+    for (struct lentry *en = l->list; en; en = en->next)
+        n += !en->exited;
+    struct ns_usage *rows = calloc(n ? n : 1, sizeof(*rows));
+    size_t k = 0;
+    for (struct lentry *en = l->list; rows && en; en = en->next)
+        if (!en->exited)
+            rows[k++] = (struct ns_usage){.dev = en->pidns_dev, .ino = en->pidns_ino};
+    pthread_mutex_unlock(&l->mu);
+    if (!rows)
+        return;
+    qsort(rows, k, sizeof(*rows), cmp_ns);
+    DIR *d = k ? opendir("/proc") : NULL;
+    struct dirent *de;
+    unsigned seen = 0;
+    while (d && (de = readdir(d)) && seen++ < SCAN_MAX_PROCS) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%.32s/ns/pid", de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        struct ns_usage key = {.dev = st.st_dev, .ino = st.st_ino};
+        struct ns_usage *row = bsearch(&key, rows, k, sizeof(*rows), cmp_ns);
+        if (!row)
+            continue;
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+        uint64_t ticks = 0, rss = 0, hwm = 0;
+        row->nprocs++;
+        if (read_stat(pid, NULL, &ticks, NULL))
+            row->ticks += ticks;
+        read_rss(pid, &rss, &hwm);
+        row->rss += rss;
+    }
+    if (d)
+        closedir(d);
+    free(l->snap);
+    l->snap = rows;
+    l->nsnap = k;
+    l->snap_us = dcms_clock_mono_us();
+}
+
+/* The usage of one pid namespace from a snapshot at most SNAPSHOT_MAX_AGE_US old. */
+static void snapshot_get(struct local *l, dev_t dev, ino_t ino, struct ns_usage *out)
+{
+    struct ns_usage key = {.dev = dev, .ino = ino};
+    pthread_mutex_lock(&l->snap_mu);
+    struct ns_usage *row = NULL;
+    if (l->snap && dcms_clock_mono_us() - l->snap_us < SNAPSHOT_MAX_AGE_US)
+        row = bsearch(&key, l->snap, l->nsnap, sizeof(*l->snap), cmp_ns);
+    if (!row) {
+        snapshot_take(l);
+        row = l->snap ? bsearch(&key, l->snap, l->nsnap, sizeof(*l->snap), cmp_ns) : NULL;
+    }
+    *out = row ? *row : key;
+    pthread_mutex_unlock(&l->snap_mu);
 }
 
 static enum dcms_err local_probe(struct dcms_enclave_backend *b, const char *ref,
@@ -1143,8 +1216,9 @@ static enum dcms_err local_probe(struct dcms_enclave_backend *b, const char *ref
     out->channel_bytes_out = en->bytes_out;
     pthread_mutex_unlock(&l->mu);
     if (!exited) {
-        struct usage u = {0, 0};
-        out->nprocs = scan_pidns(en->pidns_dev, en->pidns_ino, add_usage, &u);
+        struct ns_usage u;
+        snapshot_get(l, en->pidns_dev, en->pidns_ino, &u);
+        out->nprocs = u.nprocs;
         uint64_t rss = 0, hwm = 0;
         read_rss(en->pid, &rss, &hwm);
         long hz = sysconf(_SC_CLK_TCK);
@@ -1199,6 +1273,8 @@ static void local_destroy(struct dcms_enclave_backend *b)
     if (l->launcher_fd >= 0)
         close(l->launcher_fd);
     free(l->prog.filter);
+    free(l->snap);
+    pthread_mutex_destroy(&l->snap_mu);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->start_mu);
     pthread_cond_destroy(&l->cv);
@@ -1267,6 +1343,7 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
     b->destroy = local_destroy;
     l->launcher_fd = l->epfd = l->evfd = -1;
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->snap_mu, NULL);
     pthread_mutex_init(&l->start_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
