@@ -274,6 +274,71 @@ static void test_exit_status(void **state)
     terminate(x, ref);
 }
 
+/* Debug mode: every PCR zero, as on Nitro. A signing certificate: PCR8 is its SHA-384. */
+static void test_debug_and_signing_cert(void **state)
+{
+    struct fx *x = *state;
+    char img[PATH_MAX], cert[128];
+    image(x, "dcms-workload", img, sizeof(img));
+    snprintf(cert, sizeof(cert), "%s/signer.pem", x->dir);
+    FILE *f = fopen(cert, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    for (int debug = 0; debug < 2; debug++) {
+        struct dcms_enclave_spec sp = {.enclave_id = debug ? "debug" : "signed",
+                                       .image_path = img,
+                                       .cpu_cores = 1,
+                                       .memory_mb = 64,
+                                       .storage_gb = 1,
+                                       .debug_mode = debug,
+                                       .signing_cert_path = cert};
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        char ref[DCMS_ENCLAVE_REF_MAX];
+        assert_int_equal(x->b->start(x->b, &sp, ref, &ei), DCMS_OK);
+        unsigned char nonce[4] = {4, 3, 2, 1}, *doc = NULL;
+        size_t doc_len = 0;
+        assert_int_equal(x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei),
+                         DCMS_OK);
+        struct dcms_attest_policy pol;
+        dcms_attest_policy_init(&pol);
+        pol.allow_debug = true;
+        struct dcms_attest_report rep;
+        assert_int_equal(dcms_attest_verify(x->verifier, doc, doc_len, &pol, &rep), DCMS_OK);
+        assert_true(rep.valid);
+        static const unsigned char zero[DCMS_ATTEST_SHA384_LEN];
+        unsigned char md[DCMS_ATTEST_SHA384_LEN];
+        assert_int_equal(dcms_attest_measure_file(cert, md, &ei), DCMS_OK);
+        if (debug) {
+            for (int i = 0; i < 16; i++)
+                assert_memory_equal(rep.doc->pcrs[i].ptr, zero, sizeof(zero));
+        } else {
+            assert_memory_equal(rep.doc->pcrs[8].ptr, md, sizeof(md));
+        }
+        dcms_attest_report_release(&rep);
+        free(doc);
+        terminate(x, ref);
+    }
+    /* An unreadable certificate is refused before anything starts. */
+    struct dcms_enclave_spec bad = {.enclave_id = "bad",
+                                    .image_path = img,
+                                    .cpu_cores = 1,
+                                    .memory_mb = 64,
+                                    .storage_gb = 1,
+                                    .signing_cert_path = "/nonexistent.pem"};
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+    bad.signing_cert_path = NULL;
+    bad.enclave_id = "../escape";
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+    bad.enclave_id = "ok";
+    bad.image_path = "/nonexistent";
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+}
+
 static void test_socket_refused(void **state)
 {
     struct fx *x = *state;
@@ -443,6 +508,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_from_outside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_debug_and_signing_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_files_invisible, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
