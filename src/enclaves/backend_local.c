@@ -527,7 +527,8 @@ static void drain_log(struct lentry *en)
     }
 }
 
-static void reap(struct local *l, struct lentry *en)
+/* Records how the workload ended, if it has; true when it was reaped. */
+static bool reap(struct local *l, struct lentry *en)
 {
     int status = 0;
     struct rusage ru;
@@ -537,7 +538,7 @@ static void reap(struct local *l, struct lentry *en)
         r = wait4(en->pid, &status, WNOHANG | __WALL, &ru);
     while (r < 0 && errno == EINTR);
     if (r == 0)
-        return; /* not yet */
+        return false; /* not yet */
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->pidfd, NULL);
     if (en->log_in >= 0) {
         drain_log(en);
@@ -564,41 +565,48 @@ static void reap(struct local *l, struct lentry *en)
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
     DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s %s", en->ref, en->reason);
+    return true;
 }
 
+static void entry_put(struct local *l, struct lentry *en);
+
+/*
+ * The reaper holds a reference on each running entry; it drops it after the
+ * batch in which the entry was reaped, so a later event of the same batch
+ * never touches a freed entry.
+ */
 static void *reaper_main(void *arg)
 {
     struct local *l = arg;
     struct epoll_event evs[32];
-    for (;;) {
+    for (bool stop = false; !stop;) {
         int n = epoll_wait(l->epfd, evs, 32, -1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             break;
+        struct lentry *done[32];
+        int ndone = 0;
         for (int i = 0; i < n; i++) {
             uintptr_t tag = (uintptr_t)evs[i].data.u64;
             if (tag == 0) {
                 uint64_t v;
                 (void)!read(l->evfd, &v, sizeof(v));
                 pthread_mutex_lock(&l->mu);
-                bool stop = l->stop;
+                stop = l->stop;
                 pthread_mutex_unlock(&l->mu);
-                if (stop)
-                    return NULL;
                 continue;
             }
             struct lentry *en = (struct lentry *)(tag & ~(uintptr_t)TAG_LOG);
             if (tag & TAG_LOG) {
-                if (en->log_in >= 0) {
-                    drain_log(en);
-                    if (en->log_in < 0)
-                        epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->log_in, NULL);
-                }
-            } else {
-                reap(l, en);
+                if (en->log_in >= 0)
+                    drain_log(en); /* at EOF it closes the pipe, which leaves the epoll set */
+            } else if (reap(l, en)) {
+                done[ndone++] = en;
             }
         }
+        for (int i = 0; i < ndone; i++)
+            entry_put(l, done[i]);
     }
     return NULL;
 }
@@ -832,7 +840,7 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
     pthread_mutex_lock(&l->mu);
     en->next = l->list;
     l->list = en;
-    en->refs = 0;
+    en->refs = 1; /* the reaper's, dropped when it has reaped the workload */
     pthread_mutex_unlock(&l->mu);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uintptr_t)en};
     struct epoll_event evl = {.events = EPOLLIN, .data.u64 = (uintptr_t)en | TAG_LOG};
