@@ -250,6 +250,18 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
         syscall(SYS_capset, &hdr, data) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
 
+    /* dcmsd's ignored signals (SIGPIPE) and the calling thread's mask would survive exec. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_LIMITS);
+
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, a->prog) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_SECCOMP);
     syscall(SYS_execveat, CHILD_IMAGE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);

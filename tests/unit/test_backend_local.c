@@ -170,6 +170,8 @@ static void assert_sandboxed(pid_t pid)
     assert_non_null(strstr(st, "\nCapBnd:\t0000000000000000\n"));
     assert_non_null(strstr(st, "\nNoNewPrivs:\t1\n"));
     assert_non_null(strstr(st, "\nSeccomp:\t2\n"));
+    assert_non_null(strstr(st, "\nSigBlk:\t0000000000000000\n"));
+    assert_non_null(strstr(st, "\nSigIgn:\t0000000000000000\n"));
     assert_non_null(strstr(st, "\nNSpid:\t"));
     assert_non_null(strstr(st, "\t1\nNSpgid")); /* pid 1 of its namespace */
     static const char *const ns[] = {"user", "pid", "net", "mnt", "ipc", "uts"};
@@ -189,7 +191,17 @@ static void test_lifecycle(void **state)
 {
     struct fx *x = *state;
     char ref[DCMS_ENCLAVE_REF_MAX];
+    /* As in dcmsd: SIGPIPE ignored, and a thread with blocked signals; the workload gets neither.
+     */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &old);
     start(x, "dcms-workload", 64, ref);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    signal(SIGPIPE, SIG_DFL);
 
     struct dcms_enclave_probe p;
     probe(x, ref, &p);
