@@ -108,10 +108,11 @@ static void probe(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
     assert_int_equal(x->b->probe(x->b, ref, p, &ei), DCMS_OK);
 }
 
-/* Probes until the workload has exited (at most 5 s); returns the last probe. */
-static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
+/* Probes until the workload has exited (at most `seconds`); returns the last probe. */
+static void wait_exited_for(struct fx *x, const char *ref, struct dcms_enclave_probe *p,
+                            int seconds)
 {
-    int64_t until = dcms_clock_mono_us() + 5000000;
+    int64_t until = dcms_clock_mono_us() + (int64_t)seconds * 1000000;
     do {
         probe(x, ref, p);
         if (p->state == DCMS_ENCLAVE_RUN_EXITED)
@@ -119,6 +120,11 @@ static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe
         usleep(10000);
     } while (dcms_clock_mono_us() < until);
     fail_msg("the workload did not exit in time (state %d)", p->state);
+}
+
+static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
+{
+    wait_exited_for(x, ref, p, 5);
 }
 
 static void terminate(struct fx *x, const char *ref)
@@ -387,6 +393,21 @@ static void test_memory_limit(void **state)
     terminate(x, ref);
 }
 
+static void test_storage_quota(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_diskhog", 64, ref);
+    struct dcms_enclave_probe p;
+    wait_exited_for(x, ref, &p, 30); /* writes 1 GiB */
+    print_message("wl_diskhog: %s\n", p.reason);
+    /* The 1 GB tmpfs refused the write (ENOSPC), or RLIMIT_FSIZE stopped it first. */
+    if (strcmp(p.reason, "exited with status 0") != 0 &&
+        !strstr(p.reason, "exceeded its storage quota"))
+        fail_msg("unexpected end: %s", p.reason);
+    terminate(x, ref);
+}
+
 static void count_ns(const char *nslink, unsigned *n)
 {
     /* Every host process whose pid namespace is `nslink`. */
@@ -524,6 +545,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_files_invisible, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_bomb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_channel, setup, teardown),
