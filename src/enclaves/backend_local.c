@@ -89,6 +89,7 @@ struct lentry {
     char signing_cert[LOCAL_PATH_MAX];
     uint64_t memory_limit, peak_rss;
     unsigned nproc_limit;
+    char cgroup[512]; /* its cgroup v2 directory, "" when none */
     dev_t pidns_dev;
     ino_t pidns_ino;
     int64_t started_us, ended_us;
@@ -127,6 +128,8 @@ struct local {
     pthread_t reaper;
     bool reaper_started, stop;
     bool as_root;
+    struct sandbox_cgroup cg;
+    bool use_cgroup;
     uid_t host_uid;
     gid_t host_gid;
     cpu_set_t cpus;
@@ -485,7 +488,7 @@ static const char *signal_name(int sig)
 }
 
 /* Says how a workload ended, from its wait status and peak memory. */
-static void describe_exit(struct lentry *en, int status, uint64_t peak)
+static void describe_exit(struct lentry *en, int status, uint64_t peak, bool oom_killed)
 {
     char how[80];
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -502,6 +505,11 @@ static void describe_exit(struct lentry *en, int status, uint64_t peak)
         snprintf(en->reason, sizeof(en->reason),
                  "seccomp violation: a forbidden system call (network, namespaces, mounts, "
                  "ptrace, ...) killed it (SIGSYS)");
+    else if (oom_killed && sig == SIGKILL)
+        snprintf(en->reason, sizeof(en->reason),
+                 "exceeded its memory limit (killed by the OOM killer of its cgroup at %" PRIu64
+                 " MiB)",
+                 en->memory_limit >> 20);
     else if (sig == SIGXFSZ)
         snprintf(en->reason, sizeof(en->reason), "exceeded its storage quota (SIGXFSZ)");
     else if (memory)
@@ -561,6 +569,7 @@ static bool reap(struct local *l, struct lentry *en)
         }
     }
     uint64_t peak = (uint64_t)ru.ru_maxrss * 1024;
+    bool oom = en->cgroup[0] && sandbox_cgroup_oom_kills(en->cgroup) > 0;
     pthread_mutex_lock(&l->mu);
     if (peak > en->peak_rss)
         en->peak_rss = peak;
@@ -570,8 +579,11 @@ static bool reap(struct local *l, struct lentry *en)
         snprintf(en->reason, sizeof(en->reason), "ended (its status was lost: %s)",
                  strerror(errno));
     else
-        describe_exit(en, status, en->peak_rss);
+        describe_exit(en, status, en->peak_rss, oom);
     en->ended_us = dcms_clock_mono_us();
+    /* Every process of the namespace is gone once its init is reaped: the cgroup is empty. */
+    sandbox_cgroup_remove(en->cgroup);
+    en->cgroup[0] = '\0';
     en->exited = true;
     en->suspended = false;
     pthread_cond_broadcast(&l->cv);
@@ -813,6 +825,9 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
         snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getgid());
         mapped = mapped && write_proc(pid, "gid_map", map);
     }
+    if (mapped && l->use_cgroup)
+        (void)sandbox_cgroup_attach(&l->cg, sp->enclave_id, pid, en->memory_limit, l->max_processes,
+                                    want, en->cgroup, sizeof(en->cgroup));
     if (!mapped || write(sync[0], "g", 1) != 1) {
         e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot map the workload's user namespace");
         goto out;
@@ -868,6 +883,7 @@ out:
         syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
         while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
+        sandbox_cgroup_remove(en->cgroup);
     }
     int fds[] = {chan[0], chan[1], sync[0], sync[1], logp[0], logp[1], null_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
@@ -1048,12 +1064,17 @@ static enum dcms_err signal_all(struct local *l, const char *ref, int sig, bool 
     enum dcms_err e = DCMS_OK;
     pthread_mutex_lock(&l->mu);
     bool exited = en->exited;
+    char cgroup[sizeof(en->cgroup)];
+    memcpy(cgroup, en->cgroup, sizeof(cgroup));
     pthread_mutex_unlock(&l->mu);
     if (exited) {
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the workload has ended: %s", en->reason);
         goto out;
     }
-    /* Every process of the pid namespace; repeated so that one forked meanwhile is caught. */
+    /* The cgroup freezer stops the whole cgroup at once, unseen by the workload. */
+    if (sandbox_cgroup_freeze(cgroup, suspended))
+        goto done;
+    /* Otherwise every process of the pid namespace; repeated to catch one forked meanwhile. */
     syscall(SYS_pidfd_send_signal, en->pidfd, sig, NULL, 0);
     unsigned prev = 0;
     for (int pass = 0; pass < 5; pass++) {
@@ -1062,6 +1083,7 @@ static enum dcms_err signal_all(struct local *l, const char *ref, int sig, bool 
             break;
         prev = n;
     }
+done:
     pthread_mutex_lock(&l->mu);
     en->suspended = suspended;
     pthread_mutex_unlock(&l->mu);
@@ -1286,6 +1308,8 @@ static void local_destroy(struct dcms_enclave_backend *b)
         remove_dir(en->dir);
         entry_free(en);
     }
+    if (l->use_cgroup)
+        sandbox_cgroup_fini(&l->cg);
     if (l->epfd >= 0)
         close(l->epfd);
     if (l->evfd >= 0)
@@ -1380,6 +1404,8 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
         CPU_SET(0, &l->cpus);
     }
     l->ncpus = (unsigned)CPU_COUNT(&l->cpus);
+    l->use_cgroup =
+        sandbox_cgroup_init(&l->cg, opts->cgroup_root ? opts->cgroup_root : "/sys/fs/cgroup");
 
     enum dcms_err e;
     if ((e = dcms_fs_mkdirs(l->scratch_root, ei)) || (e = sandbox_seccomp_build(&l->prog, ei)) ||
