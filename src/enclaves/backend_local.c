@@ -778,12 +778,13 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
     /* CPU share: cpu_cores of the CPUs dcmsd may use, taken round-robin. */
     CPU_ZERO(&a->cpus);
     unsigned want = sp->cpu_cores < l->ncpus ? sp->cpu_cores : l->ncpus;
-    for (unsigned got = 0, i = 0; got < want && i < CPU_SETSIZE * 2u; i++) {
-        unsigned c = (l->next_cpu + i) % CPU_SETSIZE;
-        if (CPU_ISSET(c, &l->cpus) && !CPU_ISSET(c, &a->cpus)) {
+    unsigned first = l->next_cpu;
+    for (unsigned got = 0, i = 0; got < want && i < CPU_SETSIZE; i++) {
+        unsigned c = (first + i) % CPU_SETSIZE;
+        if (CPU_ISSET(c, &l->cpus)) {
             CPU_SET(c, &a->cpus);
             got++;
-            l->next_cpu = c + 1;
+            l->next_cpu = (c + 1) % CPU_SETSIZE;
         }
     }
     int pidfd = -1;
