@@ -253,16 +253,22 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
         syscall(SYS_capset, &hdr, data) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
 
-    /* dcmsd's ignored signals (SIGPIPE) and the calling thread's mask would survive exec. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
+    /*
+     * dcmsd's ignored signals (SIGPIPE, and whatever its parent ignored, even
+     * the real-time signals libc keeps for itself) and the calling thread's
+     * mask would survive exec: reset them with the raw system call.
+     */
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } dfl = {SIG_DFL, 0, NULL, 0};
+    for (int sig = 1; sig <= 64; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            (void)sigaction(sig, &dfl, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+            (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+    uint64_t none = 0;
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none)) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_LIMITS);
 
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, a->prog) != 0)
