@@ -43,6 +43,8 @@ struct dcms_enclave_spec {
     unsigned memory_mb;     /* hard limit */
     unsigned storage_gb;    /* local: scratch directory quota */
     bool debug_mode;        /* local: zero PCRs; nitro: --debug-mode */
+    /* Added after the first version (zero/NULL keeps the old behaviour): */
+    const char *signing_cert_path; /* local: PEM measured as PCR8; NULL: unsigned image */
 };
 
 enum dcms_enclave_run_state {
@@ -63,6 +65,11 @@ struct dcms_enclave_probe {
     uint64_t uptime_ms;
     uint64_t channel_bytes_in,
         channel_bytes_out; /* over the socketpair / vsock, as seen by dcmsd */
+    /* Added after the first version; zero when a backend does not measure them: */
+    uint32_t nprocs;             /* processes in the workload (local: its pid namespace) */
+    uint32_t nprocs_limit;       /* the process limit, 0 when none is known */
+    uint64_t memory_limit_bytes; /* the memory limit, 0 when none is known */
+    char notice[192]; /* RUNNING: a limit being hit ("process limit reached (64 of 64)"), or "" */
 };
 
 struct dcms_enclave_backend {
@@ -98,14 +105,30 @@ void dcms_enclave_backend_free(struct dcms_enclave_backend *b);
 struct dcms_enclave_local_opts {
     const char *scratch_root;         /* scratch directories are made under it (0700) */
     struct dcms_attest_local *module; /* issues the documents; borrowed */
+    /* Added after the first version (0 = the default): */
+    unsigned max_processes;  /* RLIMIT_NPROC per workload (default 64) */
+    unsigned host_uid;       /* host uid/gid the workload runs as when dcmsd is root */
+    unsigned host_gid;       /* (default 65534, nobody); otherwise dcmsd's own ids */
+    const char *cgroup_root; /* cgroup2 mount used when writable; NULL: /sys/fs/cgroup, "": none */
 };
 enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opts *opts,
                                              struct dcms_enclave_backend **out,
                                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * Opens a stream socket to port `port` of enclave `cid` and returns its fd
+ * (the backend closes it), or -1 with errno set. The default is AF_VSOCK;
+ * tests substitute a unix socketpair.
+ */
+typedef int dcms_enclave_vsock_connect_fn(void *ctx, unsigned cid, unsigned port);
+
 struct dcms_enclave_nitro_opts {
     const char *nitro_cli; /* program to run; "nitro-cli" is looked up on PATH */
     unsigned vsock_port;   /* where the enclave's attestation agent listens */
+    /* Added after the first version (0/NULL = the default): */
+    unsigned timeout_ms;                    /* per nitro-cli run (default 120000) */
+    dcms_enclave_vsock_connect_fn *connect; /* NULL: AF_VSOCK */
+    void *connect_ctx;
 };
 enum dcms_err dcms_enclave_backend_nitro_new(const struct dcms_enclave_nitro_opts *opts,
                                              struct dcms_enclave_backend **out,
