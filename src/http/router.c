@@ -8,6 +8,7 @@
 #include "attestation/attestation.h"
 #include "audit/audit.h"
 #include "iam/iam_http.h"
+#include "iam/mfa_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT
