@@ -104,6 +104,9 @@ enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const
                             const char *client_ip, const char *request_id,
                             struct dcms_webauthn_result *out,
                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Whether `identity_id` has a passkey (the login step-up offers "webauthn" then). */
+enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
 

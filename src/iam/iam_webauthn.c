@@ -15,6 +15,7 @@
 #include "dcms/store.h"
 #include "iam/iam_cred.h"
 #include "iam/iam_cred_http.h"
+#include "iam/mfa_int.h"
 #include "iam/webauthn.h"
 
 #define CRED_COLS                                                                                  \
@@ -633,6 +634,22 @@ enum dcms_err dcms_iam_webauthn_verify_assertion(struct dcms_iam *iam, const cha
 
 /* ---- list and removal ---- */
 
+enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
+                              struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_cred_count, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)}, 1,
+                        &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    *yes = !e && dcms_store_rows_int(rows, 0, 0) > 0;
+    dcms_store_rows_free(rows);
+    return e;
+}
+
 enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out)
 {
     struct dcms_store_tx *tx;
@@ -764,17 +781,28 @@ enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
 enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp)
 {
-    static const char *const keys[] = {"user_verification", NULL};
+    static const char *const keys[] = {"user_verification", "mfa_ticket", NULL};
     json_t *b, *out = NULL;
     const char *uv;
     enum dcms_err e = options_body(req, keys, &b, &uv);
     if (e)
         return e;
-    if (!req->principal)
+    /* During a step-up login the mfa_ticket names the identity; otherwise the bearer token. */
+    json_t *t = json_object_get(b, "mfa_ticket");
+    char id[DCMS_UUID_STRLEN], hash[65];
+    if (t) {
+        if (!json_is_string(t) || json_string_length(t) > 128)
+            return dcms_err_field(req->ei, "mfa_ticket", "must be the mfa_ticket of a login");
+        if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
+            return e;
+    } else if (req->principal) {
+        snprintf(id, sizeof(id), "%s", req->principal->id);
+    } else {
         return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
-                            "a bearer token is required for passkey assertion options");
+                            "a bearer token or an mfa_ticket is required");
+    }
     struct iam_call c = call_of(req);
-    e = iam_wa_assert_options(&c, req->principal->id, uv, &out);
+    e = iam_wa_assert_options(&c, id, uv, &out);
     return e ? e : reply(req, resp, 200, out);
 }
 

@@ -319,3 +319,63 @@ describe('assertion', () => {
     assert.equal(r.status, 409);
   });
 });
+
+describe('passkey as the second factor of a login', () => {
+  const claims = (t) => JSON.parse(Buffer.from(t.split('.')[1], 'base64url'));
+
+  test('mfa_required lists webauthn; the ticket gets assertion options; the assertion completes the login', async () => {
+    const u = await newUser();
+    const a = new Authenticator();
+    assert.equal((await register(u, a)).status, 201);
+    let r = await call('POST', '/api/v1/auth/login', {json: {email: u.email, password: PW}});
+    assert.equal(r.status, 401);
+    assert.equal(r.json.error.code, 'mfa_required');
+    assert.deepEqual(r.json.factors, ['webauthn']);
+    const ticket = r.json.mfa_ticket;
+
+    // Options for the ticket's identity, without a bearer token; a bad ticket is refused.
+    let o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: 'x'.repeat(43)}});
+    assert.equal(o.status, 401);
+    o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    assert.equal(o.status, 200, JSON.stringify(o.json));
+    assert.deepEqual(o.json.allowCredentials.map((c) => c.id), [b64u(a.credId)]);
+
+    // A tampered assertion is a failed login; the ticket stays, the challenge is gone.
+    const bad = a.get(o.json);
+    const sig = Buffer.from(bad.response.signature, 'base64url');
+    sig[sig.length - 1] ^= 1;
+    bad.response.signature = b64u(sig);
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: bad}});
+    assert.equal(r.status, 401);
+    const failed = await auditEvents(`action=auth.login_failed&actor=${u.id}`);
+    assert.ok(failed.length >= 1);
+
+    o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    assert.equal(o.status, 200);
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: a.get(o.json)}});
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual([...claims(r.json.access_token).amr].sort(), ['hwk', 'mfa', 'pwd', 'user']);
+    // The ticket worked once.
+    o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    assert.equal(o.status, 401);
+    const ok = await auditEvents(`action=webauthn.login&actor=${u.id}`);
+    assert.ok(ok.some((e) => e.outcome === 'success'));
+    assert.ok(ok.some((e) => e.outcome === 'denied'));
+  });
+
+  test('without UV the amr has no "user"; a login body with two factors or a non-object is refused', async () => {
+    const u = await newUser();
+    const a = new Authenticator(-8);
+    assert.equal((await register(u, a, {uv: false})).status, 201);
+    let r = await call('POST', '/api/v1/auth/login', {json: {email: u.email, password: PW}});
+    const ticket = r.json.mfa_ticket;
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: 'nope'}});
+    assert.equal(r.status, 422);
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, totp: '123456', webauthn: {}}});
+    assert.equal(r.status, 422);
+    const o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: a.get(o.json, {uv: false})}});
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual([...claims(r.json.access_token).amr].sort(), ['hwk', 'mfa', 'pwd']);
+  });
+});
