@@ -17,7 +17,8 @@
 #define KEY_COLS                                                                                   \
     "id, CAST(identity_id AS TEXT), alg, public_key, name, created_at, revoked_at, "               \
     "revoked_reason, replaced_by"
-#define KEYS_MAX 100 /* active and past keys listed per identity */
+#define KEYS_LIST_MAX 1000 /* active and past keys listed per identity */
+#define KEYS_ACTIVE_MAX 20 /* active keys per identity */
 
 static struct dcms_query q_insert = DCMS_QUERY(
     "signkey_insert", "INSERT INTO signing_keys (id, identity_id, alg, public_key, name, "
@@ -27,6 +28,9 @@ static struct dcms_query q_get = DCMS_QUERY(
 static struct dcms_query q_list =
     DCMS_QUERY("signkey_list", "SELECT " KEY_COLS " FROM signing_keys WHERE identity_id = $1 "
                                "ORDER BY created_at, id LIMIT $2");
+static struct dcms_query q_active =
+    DCMS_QUERY("signkey_active",
+               "SELECT COUNT(*) FROM signing_keys WHERE identity_id = $1 AND revoked_at IS NULL");
 static struct dcms_query q_revoke = DCMS_QUERY(
     "signkey_revoke", "UPDATE signing_keys SET revoked_at = $3, revoked_by = $4, "
                       "revoked_reason = $5, replaced_by = $6 WHERE id = $1 AND identity_id = $2 "
@@ -199,6 +203,16 @@ enum dcms_err iam_signkey_register(const struct iam_call *c, const char *identit
             e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the key was revoked meanwhile");
     }
     if (!e) {
+        e = dcms_store_exec(tx, &q_active, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)}, 1,
+                            &rows, NULL, ei);
+        if (!e && dcms_store_rows_int(rows, 0, 0) >= KEYS_ACTIVE_MAX)
+            e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
+                             "at most %d active signing keys per identity: revoke one first",
+                             KEYS_ACTIVE_MAX);
+        dcms_store_rows_free(rows);
+        rows = NULL;
+    }
+    if (!e) {
         e = dcms_store_exec(
             tx, &q_insert,
             (struct dcms_store_val[]){
@@ -241,8 +255,8 @@ enum dcms_err iam_signkey_list(const struct iam_call *c, const char *identity_id
     if (!e)
         e = dcms_store_exec(
             tx, &q_list,
-            (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id), DCMS_VAL_INT(KEYS_MAX)}, 2, &rows,
-            NULL, c->ei);
+            (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id), DCMS_VAL_INT(KEYS_LIST_MAX)}, 2,
+            &rows, NULL, c->ei);
     dcms_store_rollback(tx);
     if (e)
         return e;
