@@ -123,7 +123,7 @@ enum dcms_err iam_mfa_status(const struct iam_call *c, json_t **out) DCMS_MUST_C
 struct iam_factor_in {
     const char *totp;
     const char *recovery_code;
-    const json_t *webauthn; /* reserved for passkeys; NULL */
+    const json_t *webauthn; /* a passkey assertion (PublicKeyCredential JSON) */
     /* Set by login: the ticket of a second step (NULL in one shot), e.g. to derive a challenge. */
     const char *mfa_ticket;
 };
@@ -139,8 +139,9 @@ enum dcms_err iam_mfa_enrolled(struct dcms_iam *iam, const char *identity_id, un
 json_t *iam_factors_json(unsigned mask);
 /*
  * {factor name: what the client needs to answer it} for the enrolled
- * factors that have a challenge (none yet; a passkey's would be its
- * assertion options), put under `challenges` in the mfa_required answer.
+ * factors that have a challenge (passkeys: their assertion options, a
+ * fresh single-use challenge), put under `challenges` in the mfa_required
+ * answer.
  * NULL when there is none.
  */
 json_t *iam_factor_challenges(const struct iam_call *c, const char *identity_id, unsigned enrolled,
