@@ -75,8 +75,7 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
         else
             in.limit = v;
     }
-    if (req->ei->code)
-        return req->ei->code;
+    /* The service adds its own problems, so every bad parameter is named at once. */
     json_t *out;
     struct ct_call c = call_of(req);
     enum dcms_err e = ct_list(&c, &in, &out);
