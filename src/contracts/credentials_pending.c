@@ -6,13 +6,6 @@
  */
 #include "dcms/credentials.h"
 
-enum dcms_err dcms_iam_totp_check(struct dcms_iam *iam, const char *identity_id, const char *code,
-                                  struct dcms_errinfo *ei)
-{
-    (void)iam, (void)identity_id, (void)code;
-    return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "TOTP checks are not available yet");
-}
-
 enum dcms_err dcms_iam_webauthn_verify_assertion(struct dcms_iam *iam, const char *identity_id,
                                                  const unsigned char *challenge,
                                                  size_t challenge_len, const json_t *assertion,

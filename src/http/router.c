@@ -9,6 +9,7 @@
 #include "audit/audit.h"
 #include "contracts/contracts_http.h"
 #include "iam/iam_http.h"
+#include "iam/mfa_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT

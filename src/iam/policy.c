@@ -419,6 +419,13 @@ enum dcms_err dcms_iam_authorize(const struct dcms_principal *p, const char *act
 {
     if (!p)
         return dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "authentication required");
+    /* An API key can do no more than its scope, whatever its identity may do. */
+    bool in_scope = !p->api_key[0];
+    for (size_t i = 0; !in_scope && i < p->nscope; i++)
+        in_scope = iam_glob(p->scope[i], action);
+    if (!in_scope)
+        return dcms_err_set(ei, DCMS_ERR_FORBIDDEN,
+                            "%s is not allowed: outside the API key's scope", action);
     struct iam_policyset *ps = NULL;
     if (ctx && ctx->iam) {
         pthread_mutex_lock(&ctx->iam->pol_mu);
