@@ -66,30 +66,49 @@ static struct dcms_query q_due = DCMS_QUERY2(
     "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
     "'suspended') AND expires_at <= CAST($1 AS TIMESTAMPTZ) ORDER BY expires_at LIMIT $2");
 
-/* Newest first by id (UUIDv7); every filter optional (NULL). */
+/*
+ * Lists are newest first by id (UUIDv7). Every filter is optional (NULL).
+ * The same conditions serve three queries: over the primary key (admins and
+ * auditors without a party), and along (provider_id, id) or (consumer_id,
+ * id) for one party id ($15), so a party's page is an index range scan
+ * however large the table is; ct_list merges the branches.
+ */
+#define LIST_WHERE_SQLITE                                                                          \
+    " WHERE ($1 = 1 OR provider_id IN ($2, $3) OR consumer_id IN ($2, $3)) "                       \
+    "AND (CAST($4 AS TEXT) IS NULL OR provider_id IN ($4, $5)) "                                   \
+    "AND (CAST($6 AS TEXT) IS NULL OR consumer_id IN ($6, $7)) "                                   \
+    "AND (CAST($8 AS TEXT) IS NULL OR provider_id IN ($8, $9) OR consumer_id IN ($8, $9)) "        \
+    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "          \
+    "expires_at <= $14 THEN 'expired' ELSE status END) = $10) "                                    \
+    "AND (CAST($11 AS TEXT) IS NULL OR title LIKE $11 ESCAPE '\\') "                               \
+    "AND (CAST($12 AS TEXT) IS NULL OR id < $12) "
+#define LIST_WHERE_PG                                                                              \
+    " WHERE (CAST($1 AS INTEGER) = 1 OR provider_id IN (CAST($2 AS UUID), CAST($3 AS UUID)) "      \
+    "OR consumer_id IN (CAST($2 AS UUID), CAST($3 AS UUID))) "                                     \
+    "AND (CAST($4 AS UUID) IS NULL OR provider_id IN (CAST($4 AS UUID), CAST($5 AS UUID))) "       \
+    "AND (CAST($6 AS UUID) IS NULL OR consumer_id IN (CAST($6 AS UUID), CAST($7 AS UUID))) "       \
+    "AND (CAST($8 AS UUID) IS NULL OR provider_id IN (CAST($8 AS UUID), CAST($9 AS UUID)) "        \
+    "OR consumer_id IN (CAST($8 AS UUID), CAST($9 AS UUID))) "                                     \
+    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "          \
+    "expires_at <= CAST($14 AS TIMESTAMPTZ) THEN 'expired' ELSE status END) = CAST($10 AS TEXT)) " \
+    "AND (CAST($11 AS TEXT) IS NULL OR title ILIKE CAST($11 AS TEXT) ESCAPE '\\') "                \
+    "AND (CAST($12 AS UUID) IS NULL OR id < CAST($12 AS UUID)) "
+
 static struct dcms_query q_list = DCMS_QUERY2(
-    "ct_list",
-    "SELECT " COLS " FROM contracts WHERE "
-    "($1 = 1 OR provider_id IN ($2, $3) OR consumer_id IN ($2, $3)) "
-    "AND (CAST($4 AS TEXT) IS NULL OR provider_id IN ($4, $5)) "
-    "AND (CAST($6 AS TEXT) IS NULL OR consumer_id IN ($6, $7)) "
-    "AND (CAST($8 AS TEXT) IS NULL OR provider_id IN ($8, $9) OR consumer_id IN ($8, $9)) "
-    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "
-    "expires_at <= $14 THEN 'expired' ELSE status END) = $10) "
-    "AND (CAST($11 AS TEXT) IS NULL OR title LIKE $11 ESCAPE '\\') "
-    "AND (CAST($12 AS TEXT) IS NULL OR id < $12) ORDER BY id DESC LIMIT $13",
-    "SELECT " COLS " FROM contracts WHERE "
-    "(CAST($1 AS INTEGER) = 1 OR provider_id IN (CAST($2 AS UUID), CAST($3 AS UUID)) "
-    "OR consumer_id IN (CAST($2 AS UUID), CAST($3 AS UUID))) "
-    "AND (CAST($4 AS UUID) IS NULL OR provider_id IN (CAST($4 AS UUID), CAST($5 AS UUID))) "
-    "AND (CAST($6 AS UUID) IS NULL OR consumer_id IN (CAST($6 AS UUID), CAST($7 AS UUID))) "
-    "AND (CAST($8 AS UUID) IS NULL OR provider_id IN (CAST($8 AS UUID), CAST($9 AS UUID)) "
-    "OR consumer_id IN (CAST($8 AS UUID), CAST($9 AS UUID))) "
-    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "
-    "expires_at <= CAST($14 AS TIMESTAMPTZ) THEN 'expired' ELSE status END) = CAST($10 AS TEXT)) "
-    "AND (CAST($11 AS TEXT) IS NULL OR title ILIKE CAST($11 AS TEXT) ESCAPE '\\') "
-    "AND (CAST($12 AS UUID) IS NULL OR id < CAST($12 AS UUID)) ORDER BY id DESC "
-    "LIMIT CAST($13 AS INTEGER)");
+    "ct_list", "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE "ORDER BY id DESC LIMIT $13",
+    "SELECT " COLS " FROM contracts" LIST_WHERE_PG "ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
+static struct dcms_query q_list_provider =
+    DCMS_QUERY2("ct_list_provider",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE
+                "AND provider_id = $15 ORDER BY id DESC LIMIT $13",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_PG
+                "AND provider_id = CAST($15 AS UUID) ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
+static struct dcms_query q_list_consumer =
+    DCMS_QUERY2("ct_list_consumer",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE
+                "AND consumer_id = $15 ORDER BY id DESC LIMIT $13",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_PG
+                "AND consumer_id = CAST($15 AS UUID) ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
 
 static int64_t parse_i64(const char *s)
 {
@@ -574,32 +593,75 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, json
                                       OPT(pattern),
                                       in->cursor ? DCMS_VAL_TEXT(cursor) : DCMS_VAL_NULL,
                                       DCMS_VAL_INT(in->limit + 1),
-                                      DCMS_VAL_TEXT(now)};
+                                      DCMS_VAL_TEXT(now),
+                                      DCMS_VAL_NULL};
 #undef OPT
-    struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
+    /* The party ids whose index ranges hold the page, and on which sides. */
+    const char *ids[2] = {NULL, NULL};
+    if (in->party)
+        ids[0] = in->party;
+    else if (!all || in->role)
+        ids[0] = me, ids[1] = strcmp(org, me) ? org : NULL;
+    bool prov_side = !in->role || strcmp(in->role, "provider") == 0;
+    bool cons_side = !in->role || strcmp(in->role, "consumer") == 0;
+    struct dcms_store_rows *branch[4] = {NULL, NULL, NULL, NULL};
+    size_t nb = 0;
+    struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
-    if (!e) {
-        e = dcms_store_exec(tx, &q_list, params, sizeof(params) / sizeof(params[0]), &rows, NULL,
-                            ei);
-        dcms_store_rollback(tx);
+    if (!e && !ids[0]) {
+        e = dcms_store_exec(tx, &q_list, params, 14, &branch[nb++], NULL, ei);
+    } else {
+        for (size_t i = 0; !e && i < 2 && ids[i]; i++) {
+            params[14] = DCMS_VAL_TEXT(ids[i]);
+            if (prov_side && !e)
+                e = dcms_store_exec(tx, &q_list_provider, params, 15, &branch[nb++], NULL, ei);
+            if (cons_side && !e)
+                e = dcms_store_exec(tx, &q_list_consumer, params, 15, &branch[nb++], NULL, ei);
+        }
     }
+    if (tx)
+        dcms_store_rollback(tx);
     free(pattern);
-    if (e)
-        return e;
-    size_t n = dcms_store_rows_count(rows);
+    /* Merge the branches (each newest first) into one page, each contract once. */
+    size_t pos[4] = {0, 0, 0, 0}, n = 0;
+    const struct dcms_store_rows *pick_rows[201];
+    size_t pick_idx[201];
+    while (!e && n < (size_t)in->limit + 1) {
+        int best = -1;
+        for (size_t b = 0; b < nb; b++) {
+            if (pos[b] >= dcms_store_rows_count(branch[b]))
+                continue;
+            const char *id = dcms_store_rows_text(branch[b], pos[b], 0);
+            if (best < 0 || strcmp(id, dcms_store_rows_text(branch[best], pos[best], 0)) > 0)
+                best = (int)b;
+        }
+        if (best < 0)
+            break;
+        const char *id = dcms_store_rows_text(branch[best], pos[best], 0);
+        for (size_t b = 0; b < nb; b++) /* skip the same contract in the other branches */
+            if ((int)b != best && pos[b] < dcms_store_rows_count(branch[b]) &&
+                strcmp(dcms_store_rows_text(branch[b], pos[b], 0), id) == 0)
+                pos[b]++;
+        pick_rows[n] = branch[best];
+        pick_idx[n++] = pos[best]++;
+    }
     bool more = n > (size_t)in->limit;
     if (more)
         n = (size_t)in->limit;
-    json_t *items = json_array();
+    json_t *items = e ? NULL : json_array();
     int64_t now_us = dcms_clock_now_us();
     for (size_t i = 0; items && i < n; i++) {
         struct ct_row r;
-        row_from(rows, i, &r, now_us);
+        row_from(pick_rows[i], pick_idx[i], &r, now_us);
         json_array_append_new(items, ct_row_json(&r));
     }
-    char *next = more && n ? cursor_encode(dcms_store_rows_text(rows, n - 1, 0)) : NULL;
-    dcms_store_rows_free(rows);
+    char *next = more && n
+                     ? cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0))
+                     : NULL;
+    for (size_t b = 0; b < nb; b++)
+        dcms_store_rows_free(branch[b]);
+    if (e)
+        return e;
     *out = json_pack("{s:o, s:o}", "contracts", items, "next_cursor", str_or_null(next));
     free(next);
     return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
