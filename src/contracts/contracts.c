@@ -190,6 +190,59 @@ json_t *ct_row_json(const struct ct_row *r)
                      "created_at", r->created_at, "updated_at", r->updated_at);
 }
 
+/* Appends `s` as a JSON string (quoted), or null. */
+static enum dcms_err put_str(struct dcms_buf *b, const char *s)
+{
+    if (!s)
+        return dcms_buf_appends(b, "null");
+    enum dcms_err e = dcms_buf_append(b, "\"", 1);
+    if (!e)
+        e = dcms_buf_append_json_escaped(b, s, strlen(s));
+    return e ? e : dcms_buf_append(b, "\"", 1);
+}
+
+enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b)
+{
+    /* Same members, same order as ct_row_json(); the stored terms (canonical
+     * JSON) and signatures (compact JSON written by this service) are copied
+     * as they are instead of being parsed and printed again. */
+    enum dcms_err e = dcms_buf_appends(b, "{\"id\":");
+#define STR(k, v)                                                                                  \
+    if (!e)                                                                                        \
+        e = dcms_buf_appends(b, k);                                                                \
+    if (!e)                                                                                        \
+    e = put_str(b, v)
+    if (!e)
+        e = put_str(b, r->id);
+    STR(",\"title\":", r->title);
+    STR(",\"description\":", r->description);
+    STR(",\"provider_id\":", r->provider_id);
+    STR(",\"consumer_id\":", r->consumer_id);
+    STR(",\"status\":", ct_status_name(r->status));
+    STR(",\"status_reason\":", r->status_reason);
+#undef STR
+    if (!e)
+        e = dcms_buf_appendf(b, ",\"terms\":%s,\"signatures\":%s,\"terms_hash\":",
+                             r->terms && *r->terms ? r->terms : "null",
+                             r->signatures && *r->signatures ? r->signatures : "[]");
+    if (!e)
+        e = put_str(b, r->terms_hash);
+    if (!e)
+        e = dcms_buf_appendf(b, ",\"version\":%lld,\"terms_version\":%lld,\"created_by\":",
+                             (long long)r->version, (long long)r->terms_version);
+    if (!e)
+        e = put_str(b, r->created_by);
+    if (!e)
+        e = dcms_buf_appends(b, ",\"created_at\":");
+    if (!e)
+        e = put_str(b, r->created_at);
+    if (!e)
+        e = dcms_buf_appends(b, ",\"updated_at\":");
+    if (!e)
+        e = put_str(b, r->updated_at);
+    return e ? e : dcms_buf_append(b, "}", 1);
+}
+
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role)
 {
     if (!p || !party_id || !(p->roles & role))
@@ -476,7 +529,7 @@ out:
     return e;
 }
 
-enum dcms_err ct_get(const struct ct_call *c, const char *id, json_t **out)
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
@@ -484,12 +537,21 @@ enum dcms_err ct_get(const struct ct_call *c, const char *id, json_t **out)
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read")) &&
-        !(*out = ct_row_json(&r)))
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX);
+    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read"))) {
+        if ((e = ct_row_render(&r, &b)))
+            e = dcms_err_set(c->ei, e, NULL);
+        out->version = r.version;
+    }
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
-    return e;
+    if (e) {
+        dcms_buf_release(&b);
+        return e;
+    }
+    out->body = dcms_buf_detach(&b, &out->len);
+    return DCMS_OK;
 }
 
 static char *cursor_encode(const char *id)
@@ -531,7 +593,7 @@ static bool cursor_decode(const char *s, char out[DCMS_UUID_STRLEN])
     return dcms_uuid_valid(out);
 }
 
-enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, json_t **out)
+enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_text *out)
 {
     struct dcms_errinfo *ei = c->ei;
     enum ct_status st;
@@ -648,23 +710,37 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, json
     bool more = n > (size_t)in->limit;
     if (more)
         n = (size_t)in->limit;
-    json_t *items = e ? NULL : json_array();
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX * 201);
+    if (!e)
+        e = dcms_buf_appends(&b, "{\"contracts\":[");
     int64_t now_us = dcms_clock_now_us();
-    for (size_t i = 0; items && i < n; i++) {
+    for (size_t i = 0; !e && i < n; i++) {
         struct ct_row r;
         row_from(pick_rows[i], pick_idx[i], &r, now_us);
-        json_array_append_new(items, ct_row_json(&r));
+        if (i)
+            e = dcms_buf_append(&b, ",", 1);
+        if (!e)
+            e = ct_row_render(&r, &b);
     }
-    char *next = more && n
-                     ? cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0))
-                     : NULL;
-    for (size_t b = 0; b < nb; b++)
-        dcms_store_rows_free(branch[b]);
-    if (e)
-        return e;
-    *out = json_pack("{s:o, s:o}", "contracts", items, "next_cursor", str_or_null(next));
-    free(next);
-    return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if (!e)
+        e = dcms_buf_appends(&b, "],\"next_cursor\":");
+    if (!e && more && n) {
+        char *next = cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0));
+        e = next ? dcms_buf_appendf(&b, "\"%s\"}", next) : DCMS_ERR_NOMEM;
+        free(next);
+    } else if (!e) {
+        e = dcms_buf_appends(&b, "null}");
+    }
+    for (size_t i = 0; i < nb; i++)
+        dcms_store_rows_free(branch[i]);
+    if (e) {
+        dcms_buf_release(&b);
+        return ei->code ? ei->code : dcms_err_set(ei, e, NULL);
+    }
+    out->body = dcms_buf_detach(&b, &out->len);
+    out->version = 0;
+    return DCMS_OK;
 }
 
 /* ---- changes ---- */
