@@ -97,13 +97,12 @@ int main(int argc, char **argv)
     json_t *terms = json_pack(
         "{s:{s:[s], s:[s, s]}, s:{s:[s], s:[s], s:i, s:b}, s:{s:i, s:s}, "
         "s:{s:s, s:b, s:b, s:[]}, s:{s:[s], s:[s]}, s:{s:s, s:I, s:s}, s:s, s:s}",
-        "data_access", "datasets", "s3://seed/records", "permissions", "train", "evaluate",
-        "usage", "purposes", "benchmark", "allowed_model_types", "gradient_boosting",
-        "max_training_runs", 10, "raw_data_export", 0, "retention", "days", 30, "deletion",
-        "delete", "security", "encryption_level", "high", "network_isolation", 1, "audit_logging",
-        1, "custom_policies", "compliance", "frameworks", "GDPR", "data_residency", "DE",
-        "pricing", "model", "fixed", "amount", (json_int_t)150000, "currency", "EUR",
-        "effective_from", from, "expires_at", to);
+        "data_access", "datasets", "s3://seed/records", "permissions", "train", "evaluate", "usage",
+        "purposes", "benchmark", "allowed_model_types", "gradient_boosting", "max_training_runs",
+        10, "raw_data_export", 0, "retention", "days", 30, "deletion", "delete", "security",
+        "encryption_level", "high", "network_isolation", 1, "audit_logging", 1, "custom_policies",
+        "compliance", "frameworks", "GDPR", "data_residency", "DE", "pricing", "model", "fixed",
+        "amount", (json_int_t)150000, "currency", "EUR", "effective_from", from, "expires_at", to);
     struct dcms_buf tb;
     dcms_buf_init(&tb, 1 << 20);
     if (!terms || dcms_jcs_canonicalize(terms, &tb, &ei))
@@ -123,8 +122,7 @@ int main(int argc, char **argv)
             const char *prov = ours ? argv[2] : pairs[(rnd >> 4) % PAIRS][0];
             const char *cons = ours ? argv[3] : pairs[(rnd >> 4) % PAIRS][1];
             snprintf(title, sizeof(title), "Seeded agreement %ld", done);
-            json_t *content =
-                ct_signed_content(id, prov, cons, title, "bench contract", terms, 1);
+            json_t *content = ct_signed_content(id, prov, cons, title, "bench contract", terms, 1);
             unsigned char raw[32];
             struct dcms_buf cb;
             dcms_buf_init(&cb, 1 << 20);
@@ -137,12 +135,11 @@ int main(int argc, char **argv)
             const char *status = (done % 2) ? "active" : "draft";
             enum dcms_err e = dcms_store_exec(
                 tx, &q_contract,
-                (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(title),
-                                          DCMS_VAL_TEXT("bench contract"), DCMS_VAL_TEXT(prov),
-                                          DCMS_VAL_TEXT(cons), DCMS_VAL_TEXT(status),
-                                          DCMS_VAL_TEXT(tb.ptr), DCMS_VAL_TEXT(hex),
-                                          DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(from),
-                                          DCMS_VAL_TEXT(to)},
+                (struct dcms_store_val[]){
+                    DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(title), DCMS_VAL_TEXT("bench contract"),
+                    DCMS_VAL_TEXT(prov), DCMS_VAL_TEXT(cons), DCMS_VAL_TEXT(status),
+                    DCMS_VAL_TEXT(tb.ptr), DCMS_VAL_TEXT(hex), DCMS_VAL_TEXT(now),
+                    DCMS_VAL_TEXT(from), DCMS_VAL_TEXT(to)},
                 11, NULL, NULL, &ei);
             if (!e)
                 e = dcms_store_exec(tx, &q_version,

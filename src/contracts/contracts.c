@@ -311,6 +311,8 @@ enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r, cons
     struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
     /* Someone who may not read a contract must not learn that it exists. */
     if (dcms_iam_authorize(c->p, "contracts:read", &res, &ctx, c->ei)) {
+        if (c->hidden)
+            *c->hidden = true;
         dcms_errinfo_init(c->ei, c->ei->arena);
         return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "contract not found");
     }
@@ -401,7 +403,8 @@ static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errin
         for (const char *const *k = keys; *k && !ok; k++)
             ok = strcmp(*k, key) == 0;
         if (!ok)
-            dcms_err_field(ei, ei->arena ? dcms_arena_strndup(ei->arena, key, 64) : "",
+            dcms_err_field(ei,
+                           ei->arena ? dcms_arena_strndup(ei->arena, key, strnlen(key, 64)) : "",
                            "is not a known field");
     }
     in->title = req_string(b, "title", ei, true);
@@ -1048,7 +1051,7 @@ out:
 enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_errinfo *ei)
 {
     *count = 0;
-    struct ct_call c = {app, NULL, NULL, NULL, ei};
+    struct ct_call c = {app, NULL, NULL, NULL, ei, NULL};
     for (int batch = 0; batch < 50; batch++) {
         char now[DCMS_TIME_STRLEN];
         dcms_time_format(dcms_clock_now_us(), now);

@@ -9,12 +9,42 @@
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/audit.h"
 #include "contracts/contracts_http.h"
 #include "contracts/contracts_int.h"
 
 static struct ct_call call_of(struct dcms_http_req *req)
 {
-    return (struct ct_call){req->app, req->principal, req->client_ip, req->request_id, req->ei};
+    bool *hidden = dcms_arena_calloc(req->arena, 1, sizeof(bool));
+    return (struct ct_call){req->app,        req->principal, req->client_ip,
+                            req->request_id, req->ei,        hidden};
+}
+
+/*
+ * A contract hidden from a caller is answered 404, which the HTTP layer
+ * does not audit; record the refusal here, after the service's transaction
+ * has ended (rate-limited per client address like every refusal).
+ */
+static enum dcms_err done(struct dcms_http_req *req, const struct ct_call *c, enum dcms_err e)
+{
+    if (e != DCMS_ERR_NOT_FOUND || !c->hidden || !*c->hidden || !req->app->audit)
+        return e;
+    json_t *details = json_pack("{s:s, s:s, s:i, s:s}", "method", req->method, "path", req->path,
+                                "status", 404, "reason", "not a party to the contract");
+    struct dcms_audit_event ev = {
+        .actor = req->principal ? req->principal->id : "anonymous",
+        .action = "contract.hidden",
+        .resource_type = "contract",
+        .resource_id = dcms_http_req_param(req, "id"),
+        .outcome = DCMS_AUDIT_DENIED,
+        .details = details,
+        .client_ip = req->client_ip && *req->client_ip ? req->client_ip : NULL,
+        .request_id = req->request_id,
+    };
+    if (details)
+        dcms_audit_refusal(req->app->audit, &ev);
+    json_decref(details);
+    return e;
 }
 
 static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
@@ -107,7 +137,7 @@ enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_htt
 {
     struct ct_text out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_get(&c, dcms_http_req_param(req, "id"), &out);
+    enum dcms_err e = done(req, &c, ct_get(&c, dcms_http_req_param(req, "id"), &out));
     return e ? e : reply_text(req, resp, &out, true);
 }
 
@@ -119,14 +149,14 @@ enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_htt
     if (e)
         return e;
     struct ct_call c = call_of(req);
-    e = ct_update(&c, dcms_http_req_param(req, "id"), b, if_match, &out);
+    e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), b, if_match, &out));
     return e ? e : reply_contract(req, resp, 200, out);
 }
 
 enum dcms_err dcms_contracts_http_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_delete(&c, dcms_http_req_param(req, "id"));
+    enum dcms_err e = done(req, &c, ct_delete(&c, dcms_http_req_param(req, "id")));
     if (e)
         return e;
     dcms_http_resp_static(resp, 204, NULL, "", 0);
@@ -150,7 +180,7 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
         json_object_foreach(b, key, v)
         {
             if (strcmp(key, "reason") != 0)
-                dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, 64),
+                dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 64)),
                                "is not a known field");
         }
         json_t *r = json_object_get(b, "reason");
@@ -166,7 +196,8 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
         return req->ei->code;
     json_t *out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_transition(&c, dcms_http_req_param(req, "id"), op, reason, &out);
+    enum dcms_err e =
+        done(req, &c, ct_transition(&c, dcms_http_req_param(req, "id"), op, reason, &out));
     return e ? e : reply_contract(req, resp, 200, out);
 }
 
@@ -202,7 +233,7 @@ enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_ht
     if (e)
         return e;
     struct ct_call c = call_of(req);
-    e = ct_sign(&c, dcms_http_req_param(req, "id"), b, &out);
+    e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), b, &out));
     return e ? e : reply_contract(req, resp, 200, out);
 }
 
@@ -210,7 +241,7 @@ enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcm
 {
     json_t *out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_versions(&c, dcms_http_req_param(req, "id"), &out);
+    enum dcms_err e = done(req, &c, ct_versions(&c, dcms_http_req_param(req, "id"), &out));
     return e ? e : reply(req, resp, 200, out);
 }
 
@@ -218,6 +249,6 @@ enum dcms_err dcms_contracts_http_verify(struct dcms_http_req *req, struct dcms_
 {
     json_t *out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_verify(&c, dcms_http_req_param(req, "id"), &out);
+    enum dcms_err e = done(req, &c, ct_verify(&c, dcms_http_req_param(req, "id"), &out));
     return e ? e : reply(req, resp, 200, out);
 }

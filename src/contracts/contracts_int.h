@@ -129,6 +129,8 @@ struct ct_call {
     const struct dcms_principal *p;
     const char *client_ip, *request_id;
     struct dcms_errinfo *ei;
+    /* Set when a contract was hidden from the caller (answered 404); may be NULL. */
+    bool *hidden;
 };
 
 /* One contract row as read (strings valid while `rows` lives). */

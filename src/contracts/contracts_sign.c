@@ -5,8 +5,9 @@
  * plus a fresh TOTP code) and "biometric" (a WebAuthn assertion with the
  * user-verified flag whose challenge is the hash). Evidence is checked by
  * IAM (dcms/credentials.h) outside the contract's write transaction, whose
- * own checks are then repeated under the write lock, so a contract edited
- * meanwhile is never signed. /verify re-checks every stored signature.
+ * own checks (state, current hash, side not yet signed) are then repeated
+ * under the write lock, so a contract edited meanwhile is never signed. /verify re-checks every
+ * stored signature.
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
@@ -195,7 +196,8 @@ static void decode_sign(const json_t *b, struct sign_in *in, struct dcms_errinfo
         for (const char *const *k = keys; *k && !ok; k++)
             ok = strcmp(*k, key) == 0;
         if (!ok)
-            dcms_err_field(ei, ei->arena ? dcms_arena_strndup(ei->arena, key, 64) : "",
+            dcms_err_field(ei,
+                           ei->arena ? dcms_arena_strndup(ei->arena, key, strnlen(key, 64)) : "",
                            "is not a known field");
     }
     in->type = opt_string(b, "type", 16, ei);
@@ -377,7 +379,6 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
     if (e)
         return e;
     e = precheck(c, tx, id, &in, &r, &rows, &side);
-    int64_t seen_version = e ? 0 : r.version;
     dcms_store_rows_free(rows);
     rows = NULL;
     dcms_store_rollback(tx);
@@ -386,16 +387,14 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
         goto out;
     if ((e = check_evidence(c, &in, &evidence, key_id, sizeof(key_id), alg, sizeof(alg))))
         goto out;
-    /* Then under the write lock: nothing moved, or nothing is signed. */
+    /* Then under the write lock, the same checks again: the contract is still
+     * PendingSignature, its hash is still the one signed (an edit changes it),
+     * and this side has not signed meanwhile. The other side signing in
+     * between is fine. */
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
     if ((e = precheck(c, tx, id, &in, &r, &rows, &side)))
         goto out;
-    if (r.version != seen_version) {
-        e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT,
-                         "the contract changed while the signature was checked; sign again");
-        goto out;
-    }
     char sid[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
     dcms_uuid_v7(sid);
     dcms_time_format(dcms_clock_now_us(), now);

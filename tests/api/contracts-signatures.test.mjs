@@ -157,6 +157,22 @@ describe('digital signatures', () => {
     assert.equal(r2.json.error.details[0].field, 'type');
   });
 
+  test('both sides may sign at the same time', async () => {
+    const c = await t.inState(p, 'pending_signature');
+    const [a, b] = await Promise.all([t.signDigital(p.provider, c), t.signDigital(p.consumer, c)]);
+    assert.equal(a.status, 200, JSON.stringify(a.json));
+    assert.equal(b.status, 200, JSON.stringify(b.json));
+    const g = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(p.provider.token)});
+    assert.equal(g.json.signatures.length, 2);
+    assert.equal(g.json.version, c.version + 2);
+  });
+
+  test('a side signs once, even when it signs twice at the same time', async () => {
+    const r = await t.inState(p, 'pending_signature');
+    const both = await Promise.all([t.signDigital(p.provider, r), t.signDigital(p.provider, r)]);
+    assert.deepEqual(both.map((x) => x.status).sort(), [200, 409]);
+  });
+
   test('a side signs once', async () => {
     const c = await t.inState(p, 'pending_signature');
     assert.equal((await t.signDigital(p.provider, c)).status, 200);

@@ -159,6 +159,14 @@ describe('who sees and does what', () => {
     assert.ok(mine.json.contracts.some((x) => x.id === c.id));
     const bogus = await t.call('GET', '/api/v1/contracts/not-a-uuid', {headers: h});
     assert.equal(bogus.status, 404);
+    let ev = [];
+    for (let i = 0; i < 40 && ev.length < 9; i++) {
+      ev = (await t.auditEvents(`action=contract.hidden&resource_id=${c.id}&limit=100`))
+               .filter((e) => e.actor === stranger.id);
+      if (ev.length < 9) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(ev.length, 9, 'every hidden answer is audited as a denial');
+    assert.ok(ev.every((e) => e.outcome === 'denied'));
   });
 
   test('members of a party organization holding the role act for it', async () => {

@@ -316,7 +316,7 @@ static void security_view_and_expiry(struct fixture *f)
     json_t *body = json_pack("{s:s, s:s, s:s, s:o}", "title", "T", "provider_id", f->prov.id,
                              "consumer_id", f->cons.id, "terms", json_loads(good_terms, 0, NULL));
     json_t *out = NULL;
-    struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei};
+    struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei, NULL};
     CHECK(ct_create(&c, body, &out), ei);
     char id[DCMS_UUID_STRLEN];
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
@@ -387,7 +387,7 @@ static void security_view_and_expiry(struct fixture *f)
     /* A non-party learns nothing: not found. */
     struct dcms_principal stranger;
     user(f, DCMS_ROLE_PROVIDER, &stranger);
-    struct ct_call sc = {&f->app, &stranger, "127.0.0.1", "test", &ei};
+    struct ct_call sc = {&f->app, &stranger, "127.0.0.1", "test", &ei, NULL};
     dcms_errinfo_init(&ei, f->arena);
     assert_int_equal(ct_get(&sc, id, &txt), DCMS_ERR_NOT_FOUND);
 }
