@@ -31,6 +31,11 @@
 
 static struct dcms_query q_get =
     DCMS_QUERY("ct_get", "SELECT " COLS " FROM contracts WHERE id = $1");
+/* Write paths lock the row first, so concurrent changes queue instead of failing late
+ * (SQLite's BEGIN IMMEDIATE already serializes writers). */
+static struct dcms_query q_get_lock =
+    DCMS_QUERY2("ct_get_lock", "SELECT " COLS " FROM contracts WHERE id = $1",
+                "SELECT " COLS " FROM contracts WHERE id = $1 FOR UPDATE");
 static struct dcms_query q_insert = DCMS_QUERY(
     "ct_insert",
     "INSERT INTO contracts (id, title, description, provider_id, consumer_id, status, terms, "
@@ -193,14 +198,15 @@ static void row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row
     }
 }
 
-enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
-                      struct ct_row *r, struct dcms_errinfo *ei)
+static enum dcms_err load_with(struct dcms_query *q, struct dcms_store_tx *tx, const char *id,
+                               struct dcms_store_rows **rows, struct ct_row *r,
+                               struct dcms_errinfo *ei)
 {
     *rows = NULL;
     if (!id || !dcms_uuid_valid(id))
         return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
-    enum dcms_err e = dcms_store_exec(tx, &q_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
-                                      rows, NULL, ei);
+    enum dcms_err e =
+        dcms_store_exec(tx, q, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, rows, NULL, ei);
     if (e)
         return e;
     if (dcms_store_rows_count(*rows) != 1) {
@@ -210,6 +216,19 @@ enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_stor
     }
     row_from(*rows, 0, r, dcms_clock_now_us());
     return DCMS_OK;
+}
+
+enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
+                      struct ct_row *r, struct dcms_errinfo *ei)
+{
+    return load_with(&q_get, tx, id, rows, r, ei);
+}
+
+enum dcms_err ct_load_locked(struct dcms_store_tx *tx, const char *id,
+                             struct dcms_store_rows **rows, struct ct_row *r,
+                             struct dcms_errinfo *ei)
+{
+    return load_with(&q_get_lock, tx, id, rows, r, ei);
 }
 
 static json_t *parse_stored(const char *text)
@@ -841,7 +860,8 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
     struct ct_row r;
-    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:update")) ||
+    if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
+        (e = ct_authorize(c, &r, "contracts:update")) ||
         (e = check_who(c, &r, ct_transition_of(CT_OP_EDIT))) ||
         (e = check_if_match(c, &r, if_match)) ||
         (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
@@ -928,7 +948,8 @@ enum dcms_err ct_delete(const struct ct_call *c, const char *id)
     if (e)
         return e;
     struct ct_row r;
-    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:delete")) ||
+    if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
+        (e = ct_authorize(c, &r, "contracts:delete")) ||
         (e = check_who(c, &r, ct_transition_of(CT_OP_DELETE))) ||
         (e = ct_transition_check(CT_OP_DELETE, r.status, c->ei)))
         goto out;
@@ -961,8 +982,9 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
     if (e)
         return e;
     struct ct_row r;
-    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, t->permission)) ||
-        (e = check_who(c, &r, t)) || (e = ct_transition_check(op, r.status, c->ei)))
+    if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
+        (e = ct_authorize(c, &r, t->permission)) || (e = check_who(c, &r, t)) ||
+        (e = ct_transition_check(op, r.status, c->ei)))
         goto out;
     int64_t now_us = dcms_clock_now_us();
     char now[DCMS_TIME_STRLEN];

@@ -177,6 +177,10 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *n,
 /* Helpers shared with contracts_sign.c. */
 enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
                       struct ct_row *r, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The same, locking the row for the rest of the write transaction (PostgreSQL FOR UPDATE). */
+enum dcms_err ct_load_locked(struct dcms_store_tx *tx, const char *id,
+                             struct dcms_store_rows **rows, struct ct_row *r,
+                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Read access (404 when the caller may not see it), then `action` (403). */
 enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r,
                            const char *action) DCMS_MUST_CHECK;

@@ -254,11 +254,12 @@ static void decode_sign(const json_t *b, struct sign_in *in, struct dcms_errinfo
 
 /* Checks done before and again under the write lock: state, hash, side, not yet signed. */
 static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                              const struct sign_in *in, struct ct_row *r,
+                              const struct sign_in *in, bool lock, struct ct_row *r,
                               struct dcms_store_rows **rows, const char **side)
 {
-    enum dcms_err e;
-    if ((e = ct_load(tx, id, rows, r, c->ei)) || (e = ct_authorize(c, r, "contracts:sign")))
+    enum dcms_err e =
+        lock ? ct_load_locked(tx, id, rows, r, c->ei) : ct_load(tx, id, rows, r, c->ei);
+    if (e || (e = ct_authorize(c, r, "contracts:sign")))
         return e;
     if (c->p->roles & DCMS_ROLE_ADMIN)
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
@@ -378,7 +379,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    e = precheck(c, tx, id, &in, &r, &rows, &side);
+    e = precheck(c, tx, id, &in, false, &r, &rows, &side);
     dcms_store_rows_free(rows);
     rows = NULL;
     dcms_store_rollback(tx);
@@ -393,7 +394,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
      * between is fine. */
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
-    if ((e = precheck(c, tx, id, &in, &r, &rows, &side)))
+    if ((e = precheck(c, tx, id, &in, true, &r, &rows, &side)))
         goto out;
     char sid[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
     dcms_uuid_v7(sid);
