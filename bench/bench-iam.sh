@@ -7,7 +7,8 @@
 #      token is verified on every request, public routes included, through
 #      the verified-token cache): the goal is < 10% throughput loss;
 #   3. wrk on GET /api/v1/identities/{own id} with the token (a protected,
-#      store-backed read) for scale.
+#      store-backed read) for scale;
+#   4. the same two with an API key of a service identity instead of a JWT.
 # Environment: DCMS_BIN, DCMS_BENCH_SECONDS (default 5), DCMS_BENCH_CONNECTIONS (32).
 # Only 127.0.0.1; every wait is bounded; dcmsd and the temp dir are cleaned up.
 set -euo pipefail
@@ -64,11 +65,21 @@ rps() { # url [header]
 plain=$(rps "$B/healthz")
 authd=$(rps "$B/healthz" "Authorization: Bearer $token")
 ident=$(rps "$B/api/v1/identities/$sub" "Authorization: Bearer $token")
+# An API key of a service identity, scoped to identities:read (verified through its own cache).
+post() { curl -sf --max-time 10 "$B$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2"; }
+jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+svc=$(post /api/v1/identities '{"kind":"service","name":"bench","roles":["auditor"]}' | jget id)
+exp=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+key=$(post /api/v1/api-keys "{\"name\":\"bench\",\"identity_id\":\"$svc\",\"permissions\":[\"identities:read\"],\"expires_at\":\"$exp\"}" | jget key)
+keyd=$(rps "$B/healthz" "Authorization: Bearer $key")
+kident=$(rps "$B/api/v1/identities/$svc" "Authorization: Bearer $key")
 loss=$(python3 -c "print(round(100*(1-$authd/$plain),1))")
 echo "bench-iam: argon2id opslimit=${DCMS_PWHASH_OPSLIMIT:-2} memlimit=${DCMS_PWHASH_MEMLIMIT_KIB:-19456} KiB, max concurrent = CPUs ($(nproc))"
 printf '  %-52s %10s\n' "POST /api/v1/auth/login (4 clients)" "$lps/s (errors $lerr)"
 printf '  %-52s %10s\n' "GET /healthz, no token" "$plain/s"
 printf '  %-52s %10s\n' "GET /healthz, Bearer JWT (verified, cached)" "$authd/s"
 printf '  %-52s %10s\n' "GET /api/v1/identities/{own id}, Bearer JWT" "$ident/s"
+printf '  %-52s %10s\n' "GET /healthz, Bearer API key (verified, cached)" "$keyd/s"
+printf '  %-52s %10s\n' "GET /api/v1/identities/{own id}, Bearer API key" "$kident/s"
 echo "bench-iam: authenticating costs ${loss}% of /healthz throughput (goal < 10%)"
 kill "$pid"; wait "$pid" || true; pid=

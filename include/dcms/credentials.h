@@ -60,6 +60,9 @@ enum dcms_err dcms_iam_signing_key_verify(struct dcms_iam *iam, const char *iden
  * the rest of its validity window (no replay). DCMS_OK; DCMS_ERR_CONFLICT
  * when the identity has no confirmed TOTP; DCMS_ERR_VALIDATION for a wrong
  * or replayed code. Failures count towards the login throttle.
+ * DCMS_ERR_RATE_LIMITED while the identity's account is locked by failed
+ * logins (no code is checked then); DCMS_ERR_NOT_FOUND for an unknown
+ * identity. Implemented in src/iam/totp.c.
  */
 enum dcms_err dcms_iam_totp_check(struct dcms_iam *iam, const char *identity_id, const char *code,
                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;

@@ -133,8 +133,9 @@ struct dcms_arena;
  * match (SHA-256, compared in constant time), be unrevoked and unexpired,
  * and belong to an active identity. The principal has the identity's
  * current roles, amr empty (an API key is never a second factor) and the
- * key's scope (allocated in `arena`). Nothing is cached, so a revocation
- * or suspension takes effect at once on every node.
+ * key's scope (allocated in `arena`). Verified keys are cached like access
+ * tokens: a revocation, suspension or role change on this node takes effect
+ * at once, one on another node within DCMS_IAM_REVALIDATE_MS.
  * DCMS_ERR_UNAUTHENTICATED on any problem.
  */
 enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *key, size_t len,

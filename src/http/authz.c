@@ -4,13 +4,16 @@
  *
  * A request with `Authorization: Bearer <JWT>` is authenticated into a
  * principal (dcms_iam_authenticate: ES256, known kid, issuer, audience,
- * times, session not revoked), and so is `Bearer dcms_...`, an API key
- * (dcms_iam_authenticate_api_key: its scope then bounds every decision);
- * a bad token is 401 on every route, public ones included. Then the route's permission decides:
- * PUBLIC passes, AUTHENTICATED needs a principal, anything else is an action (AUDIT_READ →
- * "audit:read") that dcms_iam_authorize must grant (403 otherwise). A request without a token on
- * any route that is not PUBLIC is 401: there is no way around authentication. The HTTP layer audits
+ * times, session not revoked); a bad token is 401 on every route, public
+ * ones included. Then the route's permission decides: PUBLIC passes,
+ * AUTHENTICATED needs a principal, anything else is an action
+ * (AUDIT_READ → "audit:read") that dcms_iam_authorize must grant (403
+ * otherwise). A request without a token on any route that is not PUBLIC
+ * is 401: there is no way around authentication. The HTTP layer audits
  * every 401 and 403.
+ *
+ * `Bearer dcms_...` is an API key instead (dcms_iam_authenticate_api_key):
+ * the principal then carries the key's scope, which bounds every decision.
  */
 #include <ctype.h>
 #include <strings.h>

@@ -7,19 +7,24 @@
  * needs the identity's current roles and policies to allow the action and
  * the scope to cover it (dcms_iam_authorize checks both), so a role removed
  * later also leaves the key. Keys expire (at most a year out) and can be
- * revoked; nothing is cached, so revocation, expiry and suspension of the
- * identity take effect at once on every node, at the cost of one indexed
- * read per request (the JWT path's cache miss costs the same).
+ * revoked. Verified keys are cached like access tokens: a hit is used only
+ * while the key has not expired, the node's revocation epoch has not moved
+ * (a revocation, suspension or role change here bumps it: at once) and the
+ * entry was checked against the store less than DCMS_IAM_REVALIDATE_MS ago
+ * (a revocation on another node).
  *
  * Only identities of kind "service" hold keys: people log in (and can add
- * a second factor), services cannot. Admins (apikeys:manage) create keys;
- * a key's identity, or an admin, revokes it.
+ * a second factor); services, made by admins and normally without a
+ * password, use keys. Admins (apikeys:manage) create keys; a key's
+ * identity, or an admin, revokes it.
  */
 #include <ctype.h>
+#include <pthread.h>
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/clock.h"
+#include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/store.h"
 #include "iam/mfa_int.h"
@@ -53,6 +58,123 @@ static struct dcms_query q_key_revoke = DCMS_QUERY(
     "apikey_revoke", "UPDATE api_keys SET revoked_at = $2, revoked_by = $3 WHERE id = $1 AND "
                      "revoked_at IS NULL");
 
+/* ---- the verified-key cache ---- */
+
+#define CACHE_SLOTS 256
+#define CACHE_STRIPES 16
+#define SCOPE_TEXT_MAX (IAM_APIKEY_MAX_PERMS * 65)
+
+struct cache_entry {
+    unsigned char hash[32];     /* SHA-256 of the whole key */
+    struct dcms_principal p;    /* scope pointers unset */
+    char scope[SCOPE_TEXT_MAX]; /* the actions, each NUL-terminated */
+    size_t nscope, scope_len;
+    int64_t checked_us;
+    uint64_t epoch;
+    bool used;
+};
+
+struct iam_apikey_cache {
+    pthread_mutex_t mu[CACHE_STRIPES];
+    struct cache_entry slots[CACHE_SLOTS];
+};
+
+static struct iam_apikey_cache *cache_get(struct dcms_iam *iam)
+{
+    struct iam_apikey_cache *c = atomic_load(&iam->apikey_cache);
+    if (c)
+        return c;
+    struct iam_apikey_cache *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh)
+        return NULL;
+    for (size_t i = 0; i < CACHE_STRIPES; i++)
+        pthread_mutex_init(&fresh->mu[i], NULL);
+    if (atomic_compare_exchange_strong(&iam->apikey_cache, &c, fresh))
+        return fresh;
+    iam_apikey_cache_free(fresh); /* another thread was first */
+    return c;
+}
+
+void iam_apikey_cache_free(struct iam_apikey_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < CACHE_STRIPES; i++)
+        pthread_mutex_destroy(&c->mu[i]);
+    sodium_memzero(c->slots, sizeof(c->slots));
+    free(c);
+}
+
+/* The scope of a cache entry as arena pointers into a copy of its text. */
+static bool scope_from_entry(struct dcms_arena *a, const struct cache_entry *ce,
+                             struct dcms_principal *p)
+{
+    char *text = dcms_arena_alloc(a, ce->scope_len ? ce->scope_len : 1);
+    const char **v = dcms_arena_calloc(a, ce->nscope ? ce->nscope : 1, sizeof(*v));
+    if (!text || !v)
+        return false;
+    memcpy(text, ce->scope, ce->scope_len);
+    for (size_t i = 0, off = 0; i < ce->nscope; i++) {
+        v[i] = text + off;
+        off += strlen(text + off) + 1;
+    }
+    p->scope = v;
+    p->nscope = ce->nscope;
+    return true;
+}
+
+static bool cache_lookup(struct dcms_iam *iam, const unsigned char h[32], struct dcms_arena *a,
+                         struct dcms_principal *out)
+{
+    struct iam_apikey_cache *c = cache_get(iam);
+    if (!c)
+        return false;
+    size_t slot = ((size_t)h[0] | (size_t)h[1] << 8) % CACHE_SLOTS;
+    pthread_mutex_t *mu = &c->mu[slot % CACHE_STRIPES];
+    int64_t mono = dcms_clock_mono_us(), now_s = dcms_clock_now_us() / 1000000;
+    bool hit = false;
+    pthread_mutex_lock(mu);
+    const struct cache_entry *ce = &c->slots[slot];
+    if (ce->used && sodium_memcmp(ce->hash, h, 32) == 0 && ce->epoch == atomic_load(&iam->epoch) &&
+        ce->p.exp_s > now_s &&
+        mono - ce->checked_us < (int64_t)iam->cfg->iam_revalidate_ms * 1000) {
+        *out = ce->p;
+        hit = scope_from_entry(a, ce, out);
+    }
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+static void cache_store(struct dcms_iam *iam, const unsigned char h[32], uint64_t epoch,
+                        const struct dcms_principal *p)
+{
+    struct iam_apikey_cache *c = cache_get(iam);
+    size_t len = 0;
+    for (size_t i = 0; i < p->nscope; i++)
+        len += strlen(p->scope[i]) + 1;
+    if (!c || len > SCOPE_TEXT_MAX)
+        return;
+    size_t slot = ((size_t)h[0] | (size_t)h[1] << 8) % CACHE_SLOTS;
+    pthread_mutex_t *mu = &c->mu[slot % CACHE_STRIPES];
+    pthread_mutex_lock(mu);
+    struct cache_entry *ce = &c->slots[slot];
+    memcpy(ce->hash, h, 32);
+    ce->p = *p;
+    ce->p.scope = NULL;
+    ce->p.nscope = 0;
+    ce->scope_len = 0;
+    for (size_t i = 0; i < p->nscope; i++) {
+        size_t n = strlen(p->scope[i]) + 1;
+        memcpy(ce->scope + ce->scope_len, p->scope[i], n);
+        ce->scope_len += n;
+    }
+    ce->nscope = p->nscope;
+    ce->checked_us = dcms_clock_mono_us();
+    ce->epoch = epoch;
+    ce->used = true;
+    pthread_mutex_unlock(mu);
+}
+
 bool dcms_iam_is_api_key(const char *bearer)
 {
     return strncmp(bearer, KEY_PREFIX, KEY_PREFIX_LEN) == 0;
@@ -63,21 +185,30 @@ static enum dcms_err unauth(struct dcms_errinfo *ei, const char *why)
     return dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid API key: %s", why);
 }
 
-/* The permissions JSON array → arena strings. */
-static bool scope_of(struct dcms_arena *a, const char *text, struct dcms_principal *p)
+/*
+ * The permissions JSON array → p->scope in the arena. DCMS_ERR_NOMEM, or
+ * DCMS_ERR_UNAUTHENTICATED for a row without a scope (never written so).
+ */
+static enum dcms_err scope_of(struct dcms_arena *a, const char *text, struct dcms_principal *p,
+                              struct dcms_errinfo *ei)
 {
     json_t *v = text ? json_loads(text, 0, NULL) : NULL;
     size_t n = json_is_array(v) ? json_array_size(v) : 0;
     const char **s = n ? dcms_arena_calloc(a, n, sizeof(*s)) : NULL;
-    bool ok = n > 0 && s;
-    for (size_t i = 0; ok && i < n; i++) {
+    enum dcms_err e = n == 0 ? unauth(ei, "the key has no scope")
+                      : !s   ? dcms_err_set(ei, DCMS_ERR_NOMEM, NULL)
+                             : DCMS_OK;
+    for (size_t i = 0; !e && i < n; i++) {
         const char *t = json_string_value(json_array_get(v, i));
-        ok = t && (s[i] = dcms_arena_strdup(a, t));
+        if (!t)
+            e = unauth(ei, "the key has no scope");
+        else if (!(s[i] = dcms_arena_strdup(a, t)))
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     }
     json_decref(v);
-    p->scope = s;
-    p->nscope = ok ? n : 0;
-    return ok;
+    p->scope = e ? NULL : s;
+    p->nscope = e ? 0 : n;
+    return e;
 }
 
 enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *key, size_t len,
@@ -92,8 +223,16 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
     if (!dcms_uuid_valid(id))
         return unauth(ei, "malformed");
     const char *secret = key + KEY_PREFIX_LEN + 37;
+    unsigned char whole[32];
+    if (dcms_digest_sha256(key, len, whole))
+        return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
+    if (cache_lookup(iam, whole, arena, out))
+        return DCMS_OK;
+    iam_policies_refresh(iam); /* as the token path: on a miss, at least once a second */
     if (dcms_digest_sha256_hex(secret, SECRET_CHARS, hash))
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
+    /* Read before the store, so a revocation committed meanwhile is not cached as valid. */
+    uint64_t epoch = atomic_load(&iam->epoch);
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
     enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
@@ -129,10 +268,10 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
         p.amr = 0; /* a key proves no authentication method of a person */
         p.iat_s = now_us / 1000000;
         p.exp_s = exp_us / 1000000;
-        if (!scope_of(arena, dcms_store_rows_text(rows, 0, 2), &p))
-            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        else
+        if (!(e = scope_of(arena, dcms_store_rows_text(rows, 0, 2), &p, ei))) {
+            cache_store(iam, whole, epoch, &p);
             *out = p;
+        }
     }
     dcms_store_rows_free(rows);
     return e;
@@ -350,5 +489,8 @@ enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id)
         e = iam_audit(c->iam, tx, c->p->id, "api_key.revoke", "api_key", id, false,
                       json_pack("{s:s}", "identity_id", owner), c->client_ip, c->request_id, c->ei);
     dcms_store_rows_free(rows);
-    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    if (!e && n == 1)
+        iam_revocation_bump(c->iam); /* drop cached verifications: refused from now on */
+    return e;
 }

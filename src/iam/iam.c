@@ -372,7 +372,7 @@ enum dcms_err iam_policies_reload(struct dcms_iam *iam, struct dcms_errinfo *ei)
 }
 
 /* Policies created on other nodes show up within POLICIES_MAX_AGE_US. */
-static void policies_refresh(struct dcms_iam *iam)
+void iam_policies_refresh(struct dcms_iam *iam)
 {
     pthread_mutex_lock(&iam->pol_mu);
     bool stale = !iam->pols || dcms_clock_mono_us() - iam->pols->loaded_us > POLICIES_MAX_AGE_US;
@@ -572,7 +572,7 @@ enum dcms_err dcms_iam_authenticate(struct dcms_iam *iam, const char *token, siz
     c->used = true;
     pthread_mutex_unlock(mu);
     *out = p;
-    policies_refresh(iam);
+    iam_policies_refresh(iam);
     return DCMS_OK;
 }
 
@@ -625,6 +625,7 @@ void dcms_iam_close(struct dcms_iam *iam)
         return;
     iam_keys_put(iam->keys);
     iam_policyset_put(iam->pols);
+    iam_apikey_cache_free(atomic_load(&iam->apikey_cache));
     if (iam->kek)
         sodium_free(iam->kek);
     if (iam->cache) {

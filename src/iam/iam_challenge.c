@@ -138,7 +138,10 @@ enum dcms_err iam_cred_authorize(const struct iam_call *c, struct dcms_store_tx 
     enum dcms_err e = iam_cred_identity(tx, identity_id, org, c->ei);
     if (e)
         return e;
-    if (c->p && strcmp(c->p->id, identity_id) == 0)
+    /* Credentials are registered in an interactive session, never with an API key. */
+    if (self_only && c->p && c->p->api_key[0])
+        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot register credentials");
+    if (c->p && strcmp(c->p->id, identity_id) == 0 && !c->p->api_key[0])
         return DCMS_OK;
     if (self_only || !c->p)
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,

@@ -261,8 +261,10 @@ static enum dcms_err reply_mfa_required(struct dcms_http_req *req, struct dcms_h
     json_t *err = json_pack("{s:s, s:s}", "code", dcms_err_slug(DCMS_ERR_MFA_REQUIRED), "message",
                             req->ei->message);
     if (!err || json_object_set_new(v, "error", err) ||
-        json_object_set_new(v, "request_id", json_string(req->request_id ? req->request_id : "")))
+        json_object_set_new(v, "request_id", json_string(req->request_id ? req->request_id : ""))) {
+        json_decref(v);
         return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    }
     return reply(req, resp, 401, v);
 }
 

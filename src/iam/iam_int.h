@@ -20,6 +20,7 @@
 #include "dcms/iam.h"
 
 struct dcms_store_tx;
+struct iam_apikey_cache;
 
 /* ---- passwords (password.c) ---- */
 
@@ -186,6 +187,7 @@ struct dcms_iam {
     atomic_uint_fast64_t epoch; /* bumped on every local revocation */
     pthread_mutex_t cache_mu[IAM_CACHE_STRIPES];
     struct iam_cache_entry *cache;
+    _Atomic(struct iam_apikey_cache *) apikey_cache; /* apikey.c; made on first use */
 };
 
 struct iam_keyset *iam_keys_get(struct dcms_iam *iam);
@@ -202,6 +204,8 @@ json_t *iam_keys_jwks(struct dcms_iam *iam);
 /* Drops a reference to a policy snapshot (frees it with the last one). NULL is a no-op. */
 void iam_policyset_put(struct iam_policyset *ps);
 enum dcms_err iam_policies_reload(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Reloads the policies when the snapshot is older than 2 s (changes made on other nodes). */
+void iam_policies_refresh(struct dcms_iam *iam);
 
 /* Hashing with the concurrency bound (DCMS_PWHASH_MAX_CONCURRENT). */
 enum dcms_err iam_hash_password(struct dcms_iam *iam, const char *pw,

@@ -271,8 +271,12 @@ static enum dcms_err second_factor(const struct iam_call *c, const struct login_
 
 /* Ends a successful login: a session family, a refresh token, the access token. */
 static enum dcms_err login_finish(const struct iam_call *c, const struct login_who *w, unsigned amr,
-                                  const char *newhash, const char *ticket_hash, json_t **out)
+                                  const char *newhash, const char *ticket_hash,
+                                  const struct iam_factor_in *f, json_t **out)
 {
+    const char *factor = NULL;
+    if (!f || !iam_factor_given(f, &factor))
+        factor = NULL;
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
     char now_s[DCMS_TIME_STRLEN];
@@ -317,8 +321,8 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
                             4, NULL, NULL, ei);
     if (!e)
         e = iam_audit(iam, tx, w->id, "auth.login", "session", fam, false,
-                      json_pack("{s:O, s:b, s:b}", "amr", amrs, "rehashed", newhash[0] != 0,
-                                "mfa_ticket", ticket_hash != NULL),
+                      json_pack("{s:O, s:b, s:b, s:s?}", "amr", amrs, "rehashed", newhash[0] != 0,
+                                "mfa_ticket", ticket_hash != NULL, "factor", factor),
                       c->client_ip, c->request_id, ei);
     json_decref(amrs);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
@@ -355,10 +359,12 @@ static enum dcms_err login_ticket(const struct iam_call *c, const struct iam_log
         goto out;
     }
     unsigned enrolled = 0, amr = DCMS_AMR_PWD;
+    struct iam_factor_in f = in->factor;
+    f.mfa_ticket = in->mfa_ticket;
     if (!(e = iam_mfa_enrolled(c->iam, w.id, &enrolled, c->ei)))
-        e = second_factor(c, &w, enrolled, &in->factor, &amr);
+        e = second_factor(c, &w, enrolled, &f, &amr);
     if (!e)
-        e = login_finish(c, &w, amr, "", hash, out);
+        e = login_finish(c, &w, amr, "", hash, &f, out);
 out:
     dcms_store_rows_free(w.rows);
     return e;
@@ -413,6 +419,11 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
         if (!e) {
             *out = json_pack("{s:s, s:o, s:i}", "mfa_ticket", ticket, "factors",
                              iam_factors_json(enrolled), "expires_in", IAM_MFA_TICKET_TTL_S);
+            json_t *ch = iam_factor_challenges(c, w.id, enrolled, ticket);
+            if (ch && *out)
+                json_object_set_new(*out, "challenges", ch);
+            else
+                json_decref(ch);
             e = *out ? dcms_err_set(ei, DCMS_ERR_MFA_REQUIRED,
                                     "a second factor is required: complete the login with "
                                     "mfa_ticket and one of the factors")
@@ -420,7 +431,7 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
         }
         sodium_memzero(ticket, sizeof(ticket));
     } else if (!enrolled || !(e = second_factor(c, &w, enrolled, &in->factor, &amr))) {
-        e = login_finish(c, &w, amr, newhash, NULL, out);
+        e = login_finish(c, &w, amr, newhash, NULL, enrolled ? &in->factor : NULL, out);
     }
     sodium_memzero(newhash, sizeof(newhash));
 out:
@@ -545,6 +556,9 @@ enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token)
             fam = dcms_store_rows_text(rows, 0, 0);
             id = dcms_store_rows_text(rows, 0, 4);
         }
+    } else if (c->p && c->p->api_key[0]) {
+        /* A key has no session: revoke it instead (DELETE /api/v1/api-keys/{id}). */
+        e = dcms_err_field(ei, "", "an API key has no session to log out of; revoke the key");
     } else if (c->p) {
         fam = c->p->sid;
         id = c->p->id;

@@ -290,9 +290,19 @@ static enum dcms_err list_rows(struct dcms_store_tx *tx, const char *identity_id
         NULL, ei);
 }
 
+/* Passkeys are managed and used in interactive sessions, never with an API key. */
+static enum dcms_err no_api_key(const struct iam_call *c)
+{
+    return c->p && c->p->api_key[0]
+               ? dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot manage or use passkeys")
+               : DCMS_OK;
+}
+
 enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv, json_t **out)
 {
     struct dcms_errinfo *ei = c->ei;
+    if (no_api_key(c))
+        return ei->code;
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL, *ident = NULL;
     struct iam_challenge ch;
@@ -385,6 +395,8 @@ enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *cre
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
     struct wa_cred_in in;
+    if (no_api_key(c))
+        return ei->code;
     if (name && (strlen(name) < 1 || strlen(name) > 100))
         dcms_err_field(ei, "name", "must be 1 to 100 characters");
     enum dcms_err e = cred_in_parse(credential, true, &in, ei);
@@ -671,6 +683,8 @@ enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out)
 
 enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
 {
+    if (no_api_key(c))
+        return c->ei->code;
     if (!id || !dcms_uuid_valid(id))
         return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");
     struct dcms_store_tx *tx;
@@ -796,6 +810,9 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
         if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
             return e;
     } else if (req->principal) {
+        struct iam_call c = call_of(req);
+        if (no_api_key(&c))
+            return req->ei->code;
         snprintf(id, sizeof(id), "%s", req->principal->id);
     } else {
         return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
@@ -812,6 +829,9 @@ enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct d
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    struct iam_call c = call_of(req);
+    if (no_api_key(&c))
+        return req->ei->code;
     struct dcms_webauthn_result r;
     e = iam_wa_assert(req->app->iam, req->principal->id, b, false, req->principal->id,
                       "webauthn.assert", req->client_ip, req->request_id, &r, req->ei);

@@ -283,6 +283,21 @@ static enum dcms_err webauthn_verify(const struct iam_call *c, const char *ident
     return e;
 }
 
+/* The assertion options for the mfa_required answer (the same as assert/options with the ticket).
+ */
+static json_t *webauthn_challenge(const struct iam_call *c, const char *identity_id,
+                                  const char *ticket)
+{
+    (void)ticket;
+    struct dcms_errinfo tei;
+    dcms_errinfo_init(&tei, NULL);
+    struct iam_call cc = {c->iam, NULL, c->client_ip, c->request_id, &tei};
+    json_t *out = NULL;
+    if (iam_wa_assert_options(&cc, identity_id, "preferred", &out))
+        return NULL; /* the client can still ask assert/options with the ticket */
+    return out;
+}
+
 static const char *in_webauthn(const struct iam_factor_in *f)
 {
     return f->webauthn ? "webauthn" : NULL;
@@ -306,12 +321,14 @@ static const struct factor {
     enum dcms_err (*verify)(const struct iam_call *, const char *, const struct iam_factor_in *,
                             unsigned *);
     const char *fail_reason; /* for the throttle's audit event */
+    /* Optional: what the client needs to answer this factor (a WebAuthn challenge), or NULL. */
+    json_t *(*challenge)(const struct iam_call *, const char *identity_id, const char *ticket);
 } factors[] = {
-    {IAM_FACTOR_TOTP, "totp", in_totp, totp_enrolled, totp_verify, "bad_totp"},
+    {IAM_FACTOR_TOTP, "totp", in_totp, totp_enrolled, totp_verify, "bad_totp", NULL},
     {IAM_FACTOR_RECOVERY, "recovery_code", in_recovery, recovery_enrolled, recovery_verify,
-     "bad_recovery_code"},
-    {IAM_FACTOR_WEBAUTHN, "webauthn", in_webauthn, iam_wa_enrolled, webauthn_verify,
-     "bad_webauthn"},
+     "bad_recovery_code", NULL},
+    {IAM_FACTOR_WEBAUTHN, "webauthn", in_webauthn, iam_wa_enrolled, webauthn_verify, "bad_webauthn",
+     webauthn_challenge},
 };
 #define NFACTORS (sizeof(factors) / sizeof(factors[0]))
 
@@ -348,6 +365,22 @@ json_t *iam_factors_json(unsigned mask)
         if (mask & factors[i].bit)
             json_array_append_new(a, json_string(factors[i].name));
     return a;
+}
+
+json_t *iam_factor_challenges(const struct iam_call *c, const char *identity_id, unsigned enrolled,
+                              const char *ticket)
+{
+    json_t *o = NULL;
+    for (size_t i = 0; i < NFACTORS; i++) {
+        json_t *v = (enrolled & factors[i].bit) && factors[i].challenge
+                        ? factors[i].challenge(c, identity_id, ticket)
+                        : NULL;
+        if (v && !o)
+            o = json_object();
+        if (v)
+            json_object_set_new(o, factors[i].name, v);
+    }
+    return o;
 }
 
 enum dcms_err iam_factor_verify(const struct iam_call *c, const char *identity_id,

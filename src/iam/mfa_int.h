@@ -111,16 +111,21 @@ enum dcms_err iam_mfa_status(const struct iam_call *c, json_t **out) DCMS_MUST_C
  * factor (struct iam_factor_in). Each factor is a row of the table in
  * mfa.c: its name (as listed in `factors` of the mfa_required answer), the
  * request member that carries it, whether an identity has it enrolled,
- * and how to verify it (adding DCMS_AMR_* bits). A passkey assertion is
- * added as a row named "webauthn" with a `webauthn` member here, an
- * enrolled check on the passkeys table and a verify function that checks
- * the assertion against the ticket's challenge; login itself
+ * how to verify it (adding DCMS_AMR_* bits), the throttle's failure reason
+ * and, optionally, a challenge for the mfa_required answer. A passkey
+ * assertion is added as a row named "webauthn" with a `webauthn` member
+ * here (and in the login handler's allowed keys), an enrolled check on the
+ * passkeys table, a challenge function answering the assertion options
+ * for the ticket, and a verify function that checks the assertion against
+ * that challenge (f->mfa_ticket is set in a second step); login itself
  * (iam_session.c) does not change.
  */
 struct iam_factor_in {
     const char *totp;
     const char *recovery_code;
     const json_t *webauthn; /* a passkey assertion (PublicKeyCredential JSON) */
+    /* Set by login: the ticket of a second step (NULL in one shot), e.g. to derive a challenge. */
+    const char *mfa_ticket;
 };
 
 enum { IAM_FACTOR_TOTP = 1u << 0, IAM_FACTOR_RECOVERY = 1u << 1, IAM_FACTOR_WEBAUTHN = 1u << 2 };
@@ -132,6 +137,15 @@ enum dcms_err iam_mfa_enrolled(struct dcms_iam *iam, const char *identity_id, un
                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Names of the IAM_FACTOR_* bits, as a JSON array. */
 json_t *iam_factors_json(unsigned mask);
+/*
+ * {factor name: what the client needs to answer it} for the enrolled
+ * factors that have a challenge (passkeys: their assertion options, a
+ * fresh single-use challenge), put under `challenges` in the mfa_required
+ * answer.
+ * NULL when there is none.
+ */
+json_t *iam_factor_challenges(const struct iam_call *c, const char *identity_id, unsigned enrolled,
+                              const char *ticket);
 /*
  * Verifies the one factor in `f` for `identity_id` (which has `enrolled`);
  * on success ORs the amr bits it proves into *amr. DCMS_ERR_VALIDATION
@@ -200,5 +214,7 @@ enum dcms_err iam_apikey_create(const struct iam_call *c, const struct iam_apike
                                 json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_apikey_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
+/* Frees the verified-key cache (dcms_iam_close). NULL is a no-op. */
+void iam_apikey_cache_free(struct iam_apikey_cache *c);
 
 #endif

@@ -193,8 +193,9 @@ static EVP_PKEY *pkey_from_params(const char *type, OSSL_PARAM_BLD *bld)
         pkey = NULL;
     EVP_PKEY_CTX_free(ctx);
     OSSL_PARAM_free(params);
-    if (pkey) {
-        /* Points must lie on the curve; RSA moduli must be sane. */
+    if (pkey && strcmp(type, "EC") == 0) {
+        /* Points must lie on the curve. (RSA: OpenSSL's public check tests the modulus for
+         * primality, milliseconds per key; wa_cose_key_decode bounds its size instead.) */
         EVP_PKEY_CTX *chk = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
         int ok = chk ? EVP_PKEY_public_check(chk) : 0;
         EVP_PKEY_CTX_free(chk);
@@ -293,8 +294,9 @@ const char *wa_cose_key_decode(const unsigned char *p, size_t n, int *alg, EVP_P
             return "an EdDSA key must be Ed25519 with a 32-byte x";
         *pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, b2, 32);
     } else if (kty == 3 && calg == WA_ALG_RS256) {
-        if (!b1 || l1 < 256 || l1 > 1024 || b1[0] == 0 || !b2 || l2 < 1 || l2 > 8)
-            return "an RS256 key needs a 2048- to 8192-bit modulus and a short exponent";
+        if (!b1 || l1 < 256 || l1 > 1024 || b1[0] == 0 || !(b1[l1 - 1] & 1) || !b2 || l2 < 1 ||
+            l2 > 8 || b2[0] == 0 || !(b2[l2 - 1] & 1) || (l2 == 1 && b2[0] < 3))
+            return "an RS256 key needs an odd 2048- to 8192-bit modulus and an odd exponent >= 3";
         *pkey = rsa_key(b1, l1, b2, l2);
     } else {
         return "the COSE key is not ES256 (-7), EdDSA (-8) or RS256 (-257)";

@@ -161,6 +161,8 @@ describe('using API keys', () => {
     assert.equal(out.status, 403);
     assert.match(out.json.error.message, /scope/);
     await waitForAudit(`action=request.denied&actor=${svc.id}&limit=20`, deniedFor(out));
+    // Keys have no session to log out of.
+    assert.equal((await call('POST', '/api/v1/auth/logout', { headers: bearer(k.key) })).status, 422);
     // Second factors are for people.
     assert.equal((await call('GET', '/api/v1/mfa', { headers: bearer(k.key) })).status, 403);
     assert.equal((await call('POST', '/api/v1/mfa/totp/enroll', { headers: bearer(k.key) })).status, 403);

@@ -288,6 +288,7 @@ describe('recovery codes', () => {
     assert.equal(fresh.status, 200);
     const events = await auditEvents(`actor=${u.id}&limit=50`);
     assert.ok(events.some((e) => e.action === 'mfa.recovery_regenerate'));
+    assert.ok(events.some((e) => e.action === 'auth.login' && e.details?.factor === 'recovery_code'));
     assert.ok(events.some((e) => e.action === 'auth.login_failed' && e.details?.reason === 'bad_recovery_code'));
   });
 });

@@ -263,3 +263,25 @@ describe('rotation and revocation', () => {
     assert.equal(r.json.status, 'revoked');
   });
 });
+
+describe('API keys', () => {
+  test('an API key can neither register signing keys nor manage or use passkeys', async () => {
+    const svc = await call('POST', '/api/v1/identities', {
+      headers: bearer(admin), json: {kind: 'service', name: `svc-${++n}`, roles: ['consumer']},
+    });
+    assert.equal(svc.status, 201);
+    const k = await call('POST', '/api/v1/api-keys', {
+      headers: bearer(admin),
+      json: {name: `k-${n}`, identity_id: svc.json.id, permissions: ['identities:read', 'contracts:read'],
+             expires_at: new Date(Date.now() + 86400e3).toISOString()},
+    });
+    assert.equal(k.status, 201, JSON.stringify(k.json));
+    const h = {headers: bearer(k.json.key)};
+    let r = await call('POST', `/api/v1/identities/${svc.json.id}/keys/challenge`, h, '/api/v1/identities/{id}/keys/challenge');
+    assert.equal(r.status, 403);
+    r = await call('POST', '/api/v1/webauthn/register/options', h);
+    assert.equal(r.status, 403);
+    r = await call('POST', '/api/v1/webauthn/assert/options', h);
+    assert.equal(r.status, 403);
+  });
+});

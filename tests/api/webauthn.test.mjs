@@ -332,6 +332,9 @@ describe('passkey as the second factor of a login', () => {
     assert.equal(r.json.error.code, 'mfa_required');
     assert.deepEqual(r.json.factors, ['webauthn']);
     const ticket = r.json.mfa_ticket;
+    // The answer already carries assertion options for the passkeys.
+    assert.deepEqual(r.json.challenges.webauthn.allowCredentials.map((c) => c.id), [b64u(a.credId)]);
+    const first = r.json.challenges.webauthn;
 
     // Options for the ticket's identity, without a bearer token; a bad ticket is refused.
     let o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: 'x'.repeat(43)}});
@@ -346,6 +349,11 @@ describe('passkey as the second factor of a login', () => {
     sig[sig.length - 1] ^= 1;
     bad.response.signature = b64u(sig);
     r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: bad}});
+    assert.equal(r.status, 401);
+    // The challenge of the mfa_required answer works too (once); it is spent on a wrong key here.
+    const wrong = new Authenticator();
+    wrong.credId = a.credId;
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: wrong.get(first)}});
     assert.equal(r.status, 401);
     const failed = await auditEvents(`action=auth.login_failed&actor=${u.id}`);
     assert.ok(failed.length >= 1);

@@ -13,6 +13,9 @@
 #include <dirent.h>
 
 #include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
 
 #include "dcms/crypto.h"
 #include "iam/iam_int.h"
@@ -327,6 +330,199 @@ static void hostile_cbor(void **state)
                                  (const unsigned char *)"y", 1));
 }
 
+/* ---- packed x5c attestation made here: the leaf certificate rules of WebAuthn §8.2.1 ---- */
+
+struct wbuf {
+    unsigned char b[8192];
+    size_t n;
+};
+
+static void put(struct wbuf *w, const void *p, size_t n)
+{
+    assert_true(w->n + n <= sizeof(w->b));
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static void cb_head(struct wbuf *w, unsigned major, uint64_t v)
+{
+    unsigned char h[3];
+    if (v < 24) {
+        h[0] = (unsigned char)(major << 5 | v);
+        put(w, h, 1);
+    } else if (v < 256) {
+        h[0] = (unsigned char)(major << 5 | 24);
+        h[1] = (unsigned char)v;
+        put(w, h, 2);
+    } else {
+        h[0] = (unsigned char)(major << 5 | 25);
+        h[1] = (unsigned char)(v >> 8);
+        h[2] = (unsigned char)v;
+        put(w, h, 3);
+    }
+}
+
+static void cb_text(struct wbuf *w, const char *s)
+{
+    cb_head(w, 3, strlen(s));
+    put(w, s, strlen(s));
+}
+
+static void cb_bytes(struct wbuf *w, const void *p, size_t n)
+{
+    cb_head(w, 2, n);
+    put(w, p, n);
+}
+
+enum leaf_flaw { LEAF_OK, LEAF_NO_OU, LEAF_CA, LEAF_AAGUID, LEAF_V1 };
+
+/* A self-signed attestation certificate for `k` with the given flaw. */
+static X509 *leaf_cert(EVP_PKEY *k, enum leaf_flaw flaw, const unsigned char aaguid[16])
+{
+    X509 *x = X509_new();
+    assert_non_null(x);
+    assert_int_equal(X509_set_version(x, flaw == LEAF_V1 ? 0 : 2), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME *nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "C", MBSTRING_ASC, (const unsigned char *)"SE", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_ASC, (const unsigned char *)"dcms test", -1, -1,
+                               0);
+    X509_NAME_add_entry_by_txt(nm, "OU", MBSTRING_ASC,
+                               (const unsigned char *)(flaw == LEAF_NO_OU
+                                                           ? "Something Else"
+                                                           : "Authenticator Attestation"),
+                               -1, -1, 0);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"dcms key", -1, -1,
+                               0);
+    X509_set_issuer_name(x, nm);
+    X509_set_pubkey(x, k);
+    if (flaw != LEAF_V1) {
+        X509V3_CTX ctx;
+        X509V3_set_ctx_nodb(&ctx);
+        X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+        X509_EXTENSION *bc =
+            X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+                                flaw == LEAF_CA ? "critical,CA:TRUE" : "critical,CA:FALSE");
+        assert_non_null(bc);
+        X509_add_ext(x, bc, -1);
+        X509_EXTENSION_free(bc);
+        unsigned char val[18] = {0x04, 16};
+        memcpy(val + 2, aaguid, 16);
+        if (flaw == LEAF_AAGUID)
+            val[5] ^= 1;
+        ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+        ASN1_OCTET_STRING_set(os, val, sizeof(val));
+        ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.4.1.45724.1.1.4", 1);
+        X509_EXTENSION *ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 0, os);
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+        ASN1_OBJECT_free(oid);
+        ASN1_OCTET_STRING_free(os);
+    }
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    return x;
+}
+
+/* Registers a fresh ES256 credential with a packed x5c statement whose leaf has `flaw`. */
+static enum dcms_err packed_x5c(enum leaf_flaw flaw, bool break_sig)
+{
+    static const char cdj[] = "{\"type\":\"webauthn.create\",\"challenge\":\"Y2hhbGxlbmdl\","
+                              "\"origin\":\"https://dcms.example\"}";
+    EVP_PKEY *cred = EVP_EC_gen("P-256"), *att = EVP_EC_gen("P-256");
+    assert_non_null(cred);
+    assert_non_null(att);
+    unsigned char pub[65], aaguid[16], cred_id[16];
+    size_t publen = 0;
+    assert_int_equal(EVP_PKEY_get_octet_string_param(cred, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub,
+                                                     sizeof(pub), &publen),
+                     1);
+    randombytes_buf(aaguid, sizeof(aaguid));
+    randombytes_buf(cred_id, sizeof(cred_id));
+    struct wbuf ad = {.n = 0}, cose = {.n = 0}, att_obj = {.n = 0};
+    /* COSE key {1: 2, 3: -7, -1: 1, -2: x, -3: y}. */
+    cb_head(&cose, 5, 5);
+    cb_head(&cose, 0, 1);
+    cb_head(&cose, 0, 2);
+    cb_head(&cose, 0, 3);
+    cb_head(&cose, 1, 6);
+    cb_head(&cose, 1, 0);
+    cb_head(&cose, 0, 1);
+    cb_head(&cose, 1, 1);
+    cb_bytes(&cose, pub + 1, 32);
+    cb_head(&cose, 1, 2);
+    cb_bytes(&cose, pub + 33, 32);
+    unsigned char h[32];
+    assert_int_equal(dcms_digest_sha256("dcms.example", 12, h), DCMS_OK);
+    put(&ad, h, 32);
+    const unsigned char flags_count[5] = {WA_FLAG_UP | WA_FLAG_UV | WA_FLAG_AT, 0, 0, 0, 9};
+    put(&ad, flags_count, 5);
+    put(&ad, aaguid, 16);
+    const unsigned char idlen[2] = {0, 16};
+    put(&ad, idlen, 2);
+    put(&ad, cred_id, 16);
+    put(&ad, cose.b, cose.n);
+    /* The attestation signature over authData || SHA-256(clientDataJSON). */
+    struct wbuf tbs = {.n = 0};
+    put(&tbs, ad.b, ad.n);
+    assert_int_equal(dcms_digest_sha256(cdj, strlen(cdj), h), DCMS_OK);
+    put(&tbs, h, 32);
+    unsigned char sig[128];
+    size_t siglen = sizeof(sig);
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(mctx, NULL, EVP_sha256(), NULL, att), 1);
+    assert_int_equal(EVP_DigestSign(mctx, sig, &siglen, tbs.b, tbs.n), 1);
+    EVP_MD_CTX_free(mctx);
+    if (break_sig)
+        sig[siglen - 2] ^= 1;
+    X509 *leaf = leaf_cert(att, flaw, aaguid);
+    unsigned char *der = NULL;
+    int derlen = i2d_X509(leaf, &der);
+    assert_true(derlen > 0);
+    cb_head(&att_obj, 5, 3);
+    cb_text(&att_obj, "fmt");
+    cb_text(&att_obj, "packed");
+    cb_text(&att_obj, "attStmt");
+    cb_head(&att_obj, 5, 3);
+    cb_text(&att_obj, "alg");
+    cb_head(&att_obj, 1, 6);
+    cb_text(&att_obj, "sig");
+    cb_bytes(&att_obj, sig, siglen);
+    cb_text(&att_obj, "x5c");
+    cb_head(&att_obj, 4, 1);
+    cb_bytes(&att_obj, der, (size_t)derlen);
+    cb_text(&att_obj, "authData");
+    cb_bytes(&att_obj, ad.b, ad.n);
+    OPENSSL_free(der);
+    X509_free(leaf);
+    struct wa_rp rp = {"dcms.example", "https://dcms.example"};
+    struct wa_registration reg;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    enum dcms_err e = wa_verify_registration(att_obj.b, att_obj.n, (const unsigned char *)cdj,
+                                             strlen(cdj), "Y2hhbGxlbmdl", &rp, true, &reg, &ei);
+    if (!e) {
+        assert_string_equal(reg.att_type, "basic");
+        assert_int_equal(reg.ad.sign_count, 9);
+        assert_true(reg.user_verified);
+    }
+    EVP_PKEY_free(cred);
+    EVP_PKEY_free(att);
+    return e;
+}
+
+static void packed_leaf_rules(void **state)
+{
+    (void)state;
+    assert_int_equal(packed_x5c(LEAF_OK, false), DCMS_OK);
+    assert_int_equal(packed_x5c(LEAF_OK, true), DCMS_ERR_VALIDATION);
+    assert_int_equal(packed_x5c(LEAF_NO_OU, false), DCMS_ERR_VALIDATION);
+    assert_int_equal(packed_x5c(LEAF_CA, false), DCMS_ERR_VALIDATION);
+    assert_int_equal(packed_x5c(LEAF_AAGUID, false), DCMS_ERR_VALIDATION);
+    assert_int_equal(packed_x5c(LEAF_V1, false), DCMS_ERR_VALIDATION);
+}
+
 static int init(void **state)
 {
     (void)state;
@@ -339,6 +535,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(counter_rule),
     cmocka_unit_test_setup(hostile_attestation_objects, init),
     cmocka_unit_test_setup(hostile_cbor, init),
+    cmocka_unit_test_setup(packed_leaf_rules, init),
 };
 
 DCMS_TEST_MAIN(tests)
