@@ -7,6 +7,7 @@
 #include "http/http_int.h"
 #include "attestation/attestation.h"
 #include "audit/audit.h"
+#include "enclaves/enclaves_http.h"
 #include "iam/iam_http.h"
 #include "sys/sys.h"
 
