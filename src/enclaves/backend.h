@@ -43,6 +43,8 @@ struct dcms_enclave_spec {
     unsigned memory_mb;     /* hard limit */
     unsigned storage_gb;    /* local: scratch directory quota */
     bool debug_mode;        /* local: zero PCRs; nitro: --debug-mode */
+    /* Added after the first version (zero/NULL keeps the old behaviour): */
+    const char *signing_cert_path; /* local: PEM measured as PCR8; NULL: unsigned image */
 };
 
 enum dcms_enclave_run_state {
@@ -63,6 +65,11 @@ struct dcms_enclave_probe {
     uint64_t uptime_ms;
     uint64_t channel_bytes_in,
         channel_bytes_out; /* over the socketpair / vsock, as seen by dcmsd */
+    /* Added after the first version; zero when a backend does not measure them: */
+    uint32_t nprocs;             /* processes in the workload (local: its pid namespace) */
+    uint32_t nprocs_limit;       /* the process limit, 0 when none is known */
+    uint64_t memory_limit_bytes; /* the memory limit, 0 when none is known */
+    char notice[192]; /* RUNNING: a limit being hit ("process limit reached (64 of 64)"), or "" */
 };
 
 struct dcms_enclave_backend {
@@ -98,6 +105,10 @@ void dcms_enclave_backend_free(struct dcms_enclave_backend *b);
 struct dcms_enclave_local_opts {
     const char *scratch_root;         /* scratch directories are made under it (0700) */
     struct dcms_attest_local *module; /* issues the documents; borrowed */
+    /* Added after the first version (0 = the default): */
+    unsigned max_processes; /* RLIMIT_NPROC per workload (default 64) */
+    unsigned host_uid;      /* host uid/gid the workload runs as when dcmsd is root */
+    unsigned host_gid;      /* (default 65534, nobody); otherwise dcmsd's own ids */
 };
 enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opts *opts,
                                              struct dcms_enclave_backend **out,

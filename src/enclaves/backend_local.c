@@ -1,0 +1,1371 @@
+/*
+ * The local enclave backend (backend.h): each workload is a child of dcmsd
+ * in new user, pid, net, mount, ipc and uts namespaces, its root a tmpfs
+ * sized by storage_gb, mapped to an unprivileged host uid, with no
+ * capabilities, no_new_privs, a seccomp allow-list (seccomp.c) and rlimits.
+ * Its only channel to dcmsd is a socketpair (fd 3). The image is copied
+ * into a sealed memfd and executed from it, so the bytes measured for PCR0
+ * are the bytes that run.
+ *
+ * Threads: callers start, probe and stop workloads from any thread; one
+ * reaper thread per backend waits on the workloads' pidfds (epoll), records
+ * how each ended (wait4 status and rusage) and copies their stdout/stderr
+ * into the enclave directory. See docs/enclaves.md "Backends".
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <linux/securebits.h>
+
+#include <openssl/evp.h>
+
+#include "dcms/attest.h"
+#include "dcms/clock.h"
+#include "dcms/fs.h"
+#include "dcms/log.h"
+#include "enclaves/backend.h"
+#include "enclaves/channel.h"
+#include "enclaves/sandbox.h"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+#define LOCAL_PATH_MAX 512
+#define IMAGE_MAX_BYTES (256u << 20)
+#define LOG_MAX_BYTES (1u << 20)
+#define DEFAULT_MAX_PROCESSES 64u
+#define CHILD_NOFILE 64u
+#define START_TIMEOUT_MS 5000
+#define ATTEST_TIMEOUT_MS 5000
+#define TERMINATE_TIMEOUT_MS 5000
+#define ATTEST_MAX_NSM_REQUESTS 4
+#define SCAN_MAX_PROCS 4096
+
+/* Fixed fds in the child before exec. */
+#define CHILD_CHAN_FD 3
+#define CHILD_IMAGE_FD 4
+#define CHILD_SYNC_FD 5
+
+struct lentry {
+    struct lentry *next;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    char dir[LOCAL_PATH_MAX + 80];
+    char config_path[LOCAL_PATH_MAX + 100];
+    pid_t pid;
+    int pidfd, chan, image_fd, log_in, log_out;
+    size_t log_written;
+    bool debug;
+    char signing_cert[LOCAL_PATH_MAX];
+    uint64_t memory_limit, peak_rss;
+    unsigned nproc_limit;
+    dev_t pidns_dev;
+    ino_t pidns_ino;
+    int64_t started_us, ended_us;
+    bool exited, suspended, terminating;
+    char reason[192];
+    uint64_t final_cpu_ms;
+    uint64_t bytes_in, bytes_out; /* as seen by dcmsd: in = from the workload */
+    unsigned refs;                /* lookups in flight; freed when unlinked and 0 */
+    bool unlinked;
+    pthread_mutex_t chan_mu; /* one exchange on the channel at a time */
+};
+
+struct local {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* an entry exited */
+    pthread_mutex_t start_mu;
+    struct lentry *list;
+    char scratch_root[LOCAL_PATH_MAX];
+    char launcher_path[64];
+    struct dcms_attest_local *module;
+    unsigned max_processes;
+    struct sock_fprog prog;
+    int launcher_fd, epfd, evfd;
+    pthread_t reaper;
+    bool reaper_started, stop;
+    bool as_root;
+    uid_t host_uid;
+    gid_t host_gid;
+    cpu_set_t cpus;
+    unsigned ncpus, next_cpu;
+};
+
+/* Everything the child needs, prepared before clone: the child only makes system calls. */
+struct child_args {
+    int sync_fd, chan_fd, image_fd, null_fd, log_fd;
+    bool as_root;
+    char root_dir[LOCAL_PATH_MAX + 100];
+    char tmpfs_opts[96];
+    struct rlimit lim_as, lim_nproc, lim_nofile, lim_fsize;
+    cpu_set_t cpus;
+    const struct sock_fprog *prog;
+    char *argv[2];
+    char *envp[3];
+    char env_id[80];
+};
+
+/* Steps the child reports on failure (sync socket: {step, errno}). */
+enum child_step {
+    STEP_SYNC = 1,
+    STEP_MOUNT_PRIVATE,
+    STEP_MOUNT_TMPFS,
+    STEP_PIVOT,
+    STEP_IDS,
+    STEP_FDS,
+    STEP_LIMITS,
+    STEP_CAPS,
+    STEP_SECCOMP,
+    STEP_EXEC,
+};
+
+static const char *const step_names[] = {"",
+                                         "waiting for the id maps",
+                                         "making mounts private",
+                                         "mounting the scratch tmpfs",
+                                         "pivoting to the scratch root",
+                                         "switching to the unprivileged ids",
+                                         "arranging the fds",
+                                         "setting the limits",
+                                         "dropping capabilities",
+                                         "loading the seccomp filter",
+                                         "executing"};
+
+static struct local *L(struct dcms_enclave_backend *b)
+{
+    return b->impl;
+}
+
+/* ---- the child (after clone3; async-signal-safe system calls only) ---- */
+
+/* Reports the failed step on the sync socket (where it is now: `fd`) and exits. */
+static __attribute__((noreturn)) void child_fail_fd(int fd, int step)
+{
+    int msg[2] = {step, errno};
+    (void)!write(fd, msg, sizeof(msg));
+    _exit(127);
+}
+
+static __attribute__((noreturn)) void child_main(const struct child_args *a)
+{
+    char go;
+    if (read(a->sync_fd, &go, 1) != 1)
+        child_fail_fd(a->sync_fd, STEP_SYNC);
+
+    /* Nothing of the host filesystem: a private tmpfs becomes "/". */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        child_fail_fd(a->sync_fd, STEP_MOUNT_PRIVATE);
+    if (mount("dcms-enclave", a->root_dir, "tmpfs", MS_NOSUID | MS_NODEV, a->tmpfs_opts) != 0)
+        child_fail_fd(a->sync_fd, STEP_MOUNT_TMPFS);
+    if (chdir(a->root_dir) != 0 || syscall(SYS_pivot_root, ".", ".") != 0 ||
+        umount2(".", MNT_DETACH) != 0 || chdir("/") != 0)
+        child_fail_fd(a->sync_fd, STEP_PIVOT);
+    (void)syscall(SYS_sethostname, "enclave", 7);
+
+    /* uid/gid 0 inside is the unprivileged host id; drop the host's supplementary groups. */
+    if ((a->as_root && syscall(SYS_setgroups, 0, NULL) != 0) ||
+        syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)
+        child_fail_fd(a->sync_fd, STEP_IDS);
+
+    /* fd 0 /dev/null, 1-2 the log pipe, 3 the channel; the image and sync fds close at exec. */
+    int src[5] = {a->null_fd, a->log_fd, a->log_fd, a->chan_fd, a->image_fd};
+    int tmp[5];
+    for (int i = 0; i < 5; i++)
+        if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 16)) < 0)
+            child_fail_fd(a->sync_fd, STEP_FDS);
+    int sync_tmp = fcntl(a->sync_fd, F_DUPFD_CLOEXEC, 16);
+    if (sync_tmp < 0 || dup3(sync_tmp, CHILD_SYNC_FD, O_CLOEXEC) < 0)
+        child_fail_fd(a->sync_fd, STEP_FDS);
+    /* From here the sync socket is CHILD_SYNC_FD. */
+    for (int i = 0; i < 4; i++)
+        if (dup3(tmp[i], i, 0) < 0)
+            child_fail_fd(CHILD_SYNC_FD, STEP_FDS);
+    if (dup3(tmp[4], CHILD_IMAGE_FD, O_CLOEXEC) < 0 ||
+        syscall(SYS_close_range, CHILD_SYNC_FD + 1, ~0u, 0) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_FDS);
+
+    struct rlimit zero = {0, 0};
+    if (setrlimit(RLIMIT_AS, &a->lim_as) != 0 || setrlimit(RLIMIT_NPROC, &a->lim_nproc) != 0 ||
+        setrlimit(RLIMIT_NOFILE, &a->lim_nofile) != 0 ||
+        setrlimit(RLIMIT_FSIZE, &a->lim_fsize) != 0 || setrlimit(RLIMIT_CORE, &zero) != 0 ||
+        setrlimit(RLIMIT_MEMLOCK, &zero) != 0 || setrlimit(RLIMIT_MSGQUEUE, &zero) != 0 ||
+        sched_setaffinity(0, sizeof(a->cpus), &a->cpus) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_LIMITS);
+
+    /* No capability survives exec: securebits, empty bounding and ambient sets, empty sets. */
+    if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                                     SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
+        syscall(SYS_capset, &hdr, data) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
+
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, a->prog) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_SECCOMP);
+    syscall(SYS_execveat, CHILD_IMAGE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);
+    child_fail_fd(CHILD_SYNC_FD, STEP_EXEC);
+}
+
+/* ---- helpers ---- */
+
+static bool id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+static int64_t now_ms(void)
+{
+    return dcms_clock_mono_us() / 1000;
+}
+
+/* Copies the image into a sealed, executable memfd. */
+static enum dcms_err load_image(const char *path, int *fd_out, struct dcms_errinfo *ei)
+{
+    *fd_out = -1;
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "cannot open the workload image %s: %s", path,
+                            strerror(errno));
+    struct stat st;
+    enum dcms_err e = DCMS_OK;
+    int fd = -1;
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        (uint64_t)st.st_size > IMAGE_MAX_BYTES) {
+        e = dcms_err_set(ei, DCMS_ERR_VALIDATION,
+                         "the workload image %s is not a regular file of 1 byte to 256 MiB", path);
+        goto out;
+    }
+    fd = memfd_create("dcms-workload", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create("dcms-workload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        e = dcms_err_set(ei, DCMS_ERR_IO, "memfd_create: %s", strerror(errno));
+        goto out;
+    }
+    off_t left = st.st_size;
+    while (left > 0) {
+        ssize_t n = sendfile(fd, in, NULL, (size_t)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            e = dcms_err_set(ei, DCMS_ERR_IO, "cannot copy the workload image %s", path);
+            goto out;
+        }
+        left -= n;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot seal the workload image: %s", strerror(errno));
+        goto out;
+    }
+    /* exec refuses a file that is open for writing: keep a read-only descriptor only. */
+    char path_ro[64];
+    snprintf(path_ro, sizeof(path_ro), "/proc/self/fd/%d", fd);
+    int ro = open(path_ro, O_RDONLY | O_CLOEXEC);
+    if (ro < 0) {
+        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot reopen the workload image: %s", strerror(errno));
+        goto out;
+    }
+    close(fd);
+    fd = ro;
+out:
+    close(in);
+    if (e && fd >= 0)
+        close(fd);
+    else
+        *fd_out = fd;
+    return e;
+}
+
+static enum dcms_err write_file(const char *path, const char *text, struct dcms_errinfo *ei)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    size_t n = strlen(text);
+    bool ok = fd >= 0 && write(fd, text, n) == (ssize_t)n;
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
+    return ok ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_IO, "cannot write %s", path);
+}
+
+static bool write_proc(pid_t pid, const char *name, const char *text)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t n = strlen(text);
+    bool ok = fd >= 0 && write(fd, text, n) == (ssize_t)n;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks) and fields 14-15 (utime, stime). */
+static bool read_stat(pid_t pid, uint64_t *start, uint64_t *cpu_ticks, char *state)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may contain spaces and parentheses */
+    if (!p || p[1] != ' ')
+        return false;
+    p += 2;
+    if (state)
+        *state = *p;
+    uint64_t utime = 0, stime = 0, st = 0;
+    for (int field = 3; field <= 22 && *p; field++) {
+        char *end;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (field == 14)
+            utime = v;
+        else if (field == 15)
+            stime = v;
+        else if (field == 22)
+            st = v;
+        p = strchr(p, ' ');
+        if (!p)
+            break;
+        p++;
+    }
+    if (start)
+        *start = st;
+    if (cpu_ticks)
+        *cpu_ticks = utime + stime;
+    return true;
+}
+
+/* VmRSS and VmHWM of /proc/<pid>/status, in bytes. */
+static void read_rss(pid_t pid, uint64_t *rss, uint64_t *hwm)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    *rss = *hwm = 0;
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    const char *p;
+    if ((p = strstr(buf, "VmRSS:")))
+        *rss = strtoull(p + 6, NULL, 10) * 1024;
+    if ((p = strstr(buf, "VmHWM:")))
+        *hwm = strtoull(p + 6, NULL, 10) * 1024;
+}
+
+/* Calls fn for every host process in the pid namespace (dev, ino); returns how many. */
+static unsigned scan_pidns(dev_t dev, ino_t ino, void (*fn)(pid_t, void *), void *arg)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    unsigned n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < SCAN_MAX_PROCS) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%.32s/ns/pid", de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || st.st_ino != ino || st.st_dev != dev)
+            continue;
+        n++;
+        if (fn)
+            fn((pid_t)strtol(de->d_name, NULL, 10), arg);
+    }
+    closedir(d);
+    return n;
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGKILL:
+        return "SIGKILL";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGSYS:
+        return "SIGSYS";
+    case SIGXFSZ:
+        return "SIGXFSZ";
+    case SIGXCPU:
+        return "SIGXCPU";
+    case SIGINT:
+        return "SIGINT";
+    case SIGHUP:
+        return "SIGHUP";
+    case SIGILL:
+        return "SIGILL";
+    case SIGFPE:
+        return "SIGFPE";
+    default:
+        return "signal";
+    }
+}
+
+/* Says how a workload ended, from its wait status and peak memory. */
+static void describe_exit(struct lentry *en, int status, uint64_t peak)
+{
+    char how[80];
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    if (sig)
+        snprintf(how, sizeof(how), "killed by signal %d (%s)", sig, signal_name(sig));
+    else
+        snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+    bool abnormal = sig || WEXITSTATUS(status) != 0;
+    /* RLIMIT_AS makes allocations fail; a program that then dies had reached the limit. */
+    bool memory = abnormal && sig != SIGSYS && en->memory_limit && peak * 2 >= en->memory_limit;
+    if (en->terminating && sig == SIGKILL)
+        snprintf(en->reason, sizeof(en->reason), "terminated");
+    else if (sig == SIGSYS)
+        snprintf(en->reason, sizeof(en->reason),
+                 "seccomp violation: a forbidden system call (network, namespaces, mounts, "
+                 "ptrace, ...) killed it (SIGSYS)");
+    else if (sig == SIGXFSZ)
+        snprintf(en->reason, sizeof(en->reason), "exceeded its storage quota (SIGXFSZ)");
+    else if (memory)
+        snprintf(en->reason, sizeof(en->reason),
+                 "exceeded its memory limit (peak RSS %" PRIu64 " MiB of %" PRIu64 " MiB; %s)",
+                 peak >> 20, en->memory_limit >> 20, how);
+    else
+        snprintf(en->reason, sizeof(en->reason), "%s", how);
+}
+
+/* ---- the reaper thread ---- */
+
+#define TAG_LOG 1u
+
+static void drain_log(struct lentry *en)
+{
+    char buf[8192];
+    for (;;) {
+        ssize_t n = read(en->log_in, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || errno != EAGAIN) {
+                close(en->log_in);
+                en->log_in = -1;
+            }
+            return;
+        }
+        if (en->log_out >= 0 && en->log_written < LOG_MAX_BYTES) {
+            size_t room = LOG_MAX_BYTES - en->log_written;
+            size_t w = (size_t)n < room ? (size_t)n : room;
+            if (write(en->log_out, buf, w) == (ssize_t)w)
+                en->log_written += w;
+        }
+    }
+}
+
+static void reap(struct local *l, struct lentry *en)
+{
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    pid_t r;
+    do
+        r = wait4(en->pid, &status, WNOHANG | __WALL, &ru);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return; /* not yet */
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->pidfd, NULL);
+    if (en->log_in >= 0) {
+        drain_log(en);
+        if (en->log_in >= 0) {
+            epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->log_in, NULL);
+            close(en->log_in);
+            en->log_in = -1;
+        }
+    }
+    uint64_t peak = (uint64_t)ru.ru_maxrss * 1024;
+    pthread_mutex_lock(&l->mu);
+    if (peak > en->peak_rss)
+        en->peak_rss = peak;
+    en->final_cpu_ms = (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000 +
+                       (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
+    if (r < 0)
+        snprintf(en->reason, sizeof(en->reason), "ended (its status was lost: %s)",
+                 strerror(errno));
+    else
+        describe_exit(en, status, en->peak_rss);
+    en->ended_us = dcms_clock_mono_us();
+    en->exited = true;
+    en->suspended = false;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s %s", en->ref, en->reason);
+}
+
+static void *reaper_main(void *arg)
+{
+    struct local *l = arg;
+    struct epoll_event evs[32];
+    for (;;) {
+        int n = epoll_wait(l->epfd, evs, 32, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            uintptr_t tag = (uintptr_t)evs[i].data.u64;
+            if (tag == 0) {
+                uint64_t v;
+                (void)!read(l->evfd, &v, sizeof(v));
+                pthread_mutex_lock(&l->mu);
+                bool stop = l->stop;
+                pthread_mutex_unlock(&l->mu);
+                if (stop)
+                    return NULL;
+                continue;
+            }
+            struct lentry *en = (struct lentry *)(tag & ~(uintptr_t)TAG_LOG);
+            if (tag & TAG_LOG) {
+                if (en->log_in >= 0) {
+                    drain_log(en);
+                    if (en->log_in < 0)
+                        epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->log_in, NULL);
+                }
+            } else {
+                reap(l, en);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- entries ---- */
+
+static void entry_free(struct lentry *en)
+{
+    int fds[] = {en->pidfd, en->chan, en->image_fd, en->log_in, en->log_out};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    pthread_mutex_destroy(&en->chan_mu);
+    free(en);
+}
+
+/* Finds a live entry and takes a reference; NULL when the backend has no such workload. */
+static struct lentry *entry_get(struct local *l, const char *ref)
+{
+    pthread_mutex_lock(&l->mu);
+    struct lentry *en = l->list;
+    while (en && strcmp(en->ref, ref) != 0)
+        en = en->next;
+    if (en)
+        en->refs++;
+    pthread_mutex_unlock(&l->mu);
+    return en;
+}
+
+static void entry_put(struct local *l, struct lentry *en)
+{
+    pthread_mutex_lock(&l->mu);
+    bool last = --en->refs == 0 && en->unlinked;
+    pthread_mutex_unlock(&l->mu);
+    if (last)
+        entry_free(en);
+}
+
+static void remove_dir(const char *dir)
+{
+    char path[LOCAL_PATH_MAX + 120];
+    static const char *const names[] = {"workload.log", "config.json"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/root", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
+/* ---- operations ---- */
+
+static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dcms_enclave_spec *sp,
+                                 char *ref, struct dcms_errinfo *ei)
+{
+    struct local *l = L(b);
+    ref[0] = '\0';
+    if (!id_ok(sp->enclave_id))
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION,
+                            "enclave id must be 1 to 64 letters, digits, '-' or '_'");
+    if (!sp->image_path || sp->cpu_cores == 0 || sp->memory_mb < 8 || sp->storage_gb == 0 ||
+        sp->memory_mb > (1u << 20) || sp->storage_gb > 1024)
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION,
+                            "an image, at least 1 cpu, 8 MiB of memory and 1 GB of storage are "
+                            "needed");
+    struct lentry *en = calloc(1, sizeof(*en));
+    if (!en)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    en->pidfd = en->chan = en->image_fd = en->log_in = en->log_out = -1;
+    pthread_mutex_init(&en->chan_mu, NULL);
+    en->debug = sp->debug_mode;
+    en->memory_limit = (uint64_t)sp->memory_mb << 20;
+    en->nproc_limit = l->max_processes;
+    if (sp->signing_cert_path) {
+        if (strlen(sp->signing_cert_path) >= sizeof(en->signing_cert) ||
+            access(sp->signing_cert_path, R_OK) != 0) {
+            entry_free(en);
+            return dcms_err_set(ei, DCMS_ERR_VALIDATION, "cannot read the signing certificate %s",
+                                sp->signing_cert_path);
+        }
+        snprintf(en->signing_cert, sizeof(en->signing_cert), "%s", sp->signing_cert_path);
+    }
+
+    enum dcms_err e = DCMS_OK;
+    int chan[2] = {-1, -1}, sync[2] = {-1, -1}, logp[2] = {-1, -1}, null_fd = -1;
+    bool dir_made = false;
+    pid_t pid = -1;
+    struct child_args *a = calloc(1, sizeof(*a));
+    if (!a) {
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    if ((e = load_image(sp->image_path, &en->image_fd, ei)))
+        goto out;
+
+    snprintf(en->dir, sizeof(en->dir), "%s/%s", l->scratch_root, sp->enclave_id);
+    snprintf(a->root_dir, sizeof(a->root_dir), "%s/root", en->dir);
+    if ((mkdir(en->dir, 0700) != 0 && errno != EEXIST) ||
+        (mkdir(a->root_dir, 0700) != 0 && errno != EEXIST)) {
+        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot create the enclave directory %s", en->dir);
+        goto out;
+    }
+    dir_made = true;
+    /* PCR2: the configuration in canonical form (JCS: sorted keys, no spaces). */
+    char config[160];
+    snprintf(config, sizeof(config),
+             "{\"cpu_cores\":%u,\"debug_mode\":%s,\"memory_mb\":%u,\"storage_gb\":%u}",
+             sp->cpu_cores, sp->debug_mode ? "true" : "false", sp->memory_mb, sp->storage_gb);
+    snprintf(en->config_path, sizeof(en->config_path), "%s/config.json", en->dir);
+    if ((e = write_file(en->config_path, config, ei)))
+        goto out;
+    char log_path[LOCAL_PATH_MAX + 100];
+    snprintf(log_path, sizeof(log_path), "%s/workload.log", en->dir);
+    en->log_out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (en->log_out < 0 || null_fd < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) != 0 ||
+        pipe2(logp, O_CLOEXEC) != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot set up the workload's descriptors: %s",
+                         strerror(errno));
+        goto out;
+    }
+
+    a->sync_fd = sync[1];
+    a->chan_fd = chan[1];
+    a->image_fd = en->image_fd;
+    a->null_fd = null_fd;
+    a->log_fd = logp[1];
+    a->as_root = l->as_root;
+    snprintf(a->tmpfs_opts, sizeof(a->tmpfs_opts), "size=%uG,nr_inodes=65536,mode=0755,uid=0,gid=0",
+             sp->storage_gb);
+    a->lim_as.rlim_cur = a->lim_as.rlim_max = en->memory_limit;
+    a->lim_nproc.rlim_cur = a->lim_nproc.rlim_max = l->max_processes;
+    a->lim_nofile.rlim_cur = a->lim_nofile.rlim_max = CHILD_NOFILE;
+    a->lim_fsize.rlim_cur = a->lim_fsize.rlim_max = (rlim_t)sp->storage_gb << 30;
+    a->prog = &l->prog;
+    a->argv[0] = "dcms-workload";
+    snprintf(a->env_id, sizeof(a->env_id), "DCMS_ENCLAVE_ID=%s", sp->enclave_id);
+    a->envp[0] = "PATH=/";
+    a->envp[1] = a->env_id;
+
+    pthread_mutex_lock(&l->start_mu);
+    /* CPU share: cpu_cores of the CPUs dcmsd may use, taken round-robin. */
+    CPU_ZERO(&a->cpus);
+    unsigned want = sp->cpu_cores < l->ncpus ? sp->cpu_cores : l->ncpus;
+    for (unsigned got = 0, i = 0; got < want && i < CPU_SETSIZE * 2u; i++) {
+        unsigned c = (l->next_cpu + i) % CPU_SETSIZE;
+        if (CPU_ISSET(c, &l->cpus) && !CPU_ISSET(c, &a->cpus)) {
+            CPU_SET(c, &a->cpus);
+            got++;
+            l->next_cpu = c + 1;
+        }
+    }
+    int pidfd = -1;
+    struct clone_args ca;
+    memset(&ca, 0, sizeof(ca));
+    ca.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
+               CLONE_NEWUTS | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    long r = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (r == 0)
+        child_main(a);
+    pthread_mutex_unlock(&l->start_mu);
+    if (r < 0) {
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot create the sandbox (clone3): %s",
+                         strerror(errno));
+        goto out;
+    }
+    pid = (pid_t)r;
+    en->pid = pid;
+    en->pidfd = pidfd;
+    close(sync[1]);
+    sync[1] = -1;
+    close(chan[1]);
+    chan[1] = -1;
+    close(logp[1]);
+    logp[1] = -1;
+
+    char map[64];
+    bool mapped;
+    if (l->as_root) {
+        snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)l->host_uid);
+        mapped = write_proc(pid, "uid_map", map);
+        snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)l->host_gid);
+        mapped = mapped && write_proc(pid, "gid_map", map);
+    } else {
+        snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getuid());
+        mapped = write_proc(pid, "setgroups", "deny") && write_proc(pid, "uid_map", map);
+        snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getgid());
+        mapped = mapped && write_proc(pid, "gid_map", map);
+    }
+    if (!mapped || write(sync[0], "g", 1) != 1) {
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot map the workload's user namespace");
+        goto out;
+    }
+    /* The child's end closes at exec: EOF means the workload runs; a message says what failed. */
+    struct pollfd pfd = {.fd = sync[0], .events = POLLIN};
+    int pr = poll(&pfd, 1, START_TIMEOUT_MS);
+    int msg[2] = {0, 0};
+    ssize_t got = pr > 0 ? recv(sync[0], msg, sizeof(msg), 0) : -1;
+    if (got != 0) {
+        int step = got == (ssize_t)sizeof(msg) && msg[0] > 0 && msg[0] <= STEP_EXEC ? msg[0] : 0;
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the sandbox failed %s: %s",
+                         step ? step_names[step] : "to start in time",
+                         step ? strerror(msg[1]) : "no answer");
+        goto out;
+    }
+
+    uint64_t start_ticks = 0;
+    char nspath[64];
+    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/pid", (int)pid);
+    struct stat nsst;
+    if (!read_stat(pid, &start_ticks, NULL, NULL) || stat(nspath, &nsst) != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload ended at once");
+        goto out;
+    }
+    en->pidns_dev = nsst.st_dev;
+    en->pidns_ino = nsst.st_ino;
+    snprintf(en->ref, sizeof(en->ref), "local:%d:%" PRIu64, (int)pid, start_ticks);
+    en->chan = chan[0];
+    chan[0] = -1;
+    en->log_in = logp[0];
+    logp[0] = -1;
+    fcntl(en->chan, F_SETFL, O_NONBLOCK);
+    fcntl(en->log_in, F_SETFL, O_NONBLOCK);
+    en->started_us = dcms_clock_mono_us();
+
+    pthread_mutex_lock(&l->mu);
+    en->next = l->list;
+    l->list = en;
+    en->refs = 0;
+    pthread_mutex_unlock(&l->mu);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uintptr_t)en};
+    struct epoll_event evl = {.events = EPOLLIN, .data.u64 = (uintptr_t)en | TAG_LOG};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, en->log_in, &evl) != 0 ||
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, en->pidfd, &ev) != 0)
+        DCMS_LOG(DCMS_LOG_ERROR, "enclaves", "epoll_ctl for %s: %s", en->ref, strerror(errno));
+    snprintf(ref, DCMS_ENCLAVE_REF_MAX, "%s", en->ref);
+    DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s started for enclave %s", en->ref,
+             sp->enclave_id);
+    en = NULL;
+out:
+    if (e && pid > 0) {
+        syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
+        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+    }
+    int fds[] = {chan[0], chan[1], sync[0], sync[1], logp[0], logp[1], null_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(a);
+    if (en) {
+        if (dir_made)
+            remove_dir(en->dir);
+        entry_free(en);
+    }
+    return e;
+}
+
+/* ---- the channel ---- */
+
+static enum dcms_err chan_write(struct local *l, struct lentry *en, uint8_t type,
+                                const uint8_t *body, size_t len, int64_t deadline,
+                                struct dcms_errinfo *ei)
+{
+    uint8_t hdr[DCMS_CHAN_HDR];
+    dcms_chan_header(hdr, type, len);
+    const uint8_t *parts[2] = {hdr, body};
+    size_t lens[2] = {sizeof(hdr), len};
+    for (int i = 0; i < 2; i++) {
+        size_t off = 0;
+        while (off < lens[i]) {
+            ssize_t w = send(en->chan, parts[i] + off, lens[i] - off, MSG_NOSIGNAL);
+            if (w > 0) {
+                off += (size_t)w;
+                pthread_mutex_lock(&l->mu);
+                en->bytes_out += (uint64_t)w;
+                pthread_mutex_unlock(&l->mu);
+                continue;
+            }
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && errno == EAGAIN) {
+                int64_t left = deadline - now_ms();
+                struct pollfd p = {.fd = en->chan, .events = POLLOUT};
+                if (left > 0 && poll(&p, 1, (int)left) >= 0)
+                    continue;
+                return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                                    "the workload does not read its channel");
+            }
+            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
+        }
+    }
+    return DCMS_OK;
+}
+
+/* Reads one frame into buf[cap]; a workload that sends garbage or nothing gets an error. */
+static enum dcms_err chan_read(struct local *l, struct lentry *en, uint8_t *buf, size_t cap,
+                               struct dcms_chan_frame *f, int64_t deadline, struct dcms_errinfo *ei)
+{
+    size_t have = 0;
+    for (;;) {
+        enum dcms_chan_status st = dcms_chan_parse(buf, have, f);
+        if (st == DCMS_CHAN_OK)
+            return DCMS_OK;
+        if (st == DCMS_CHAN_BAD)
+            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                                "the workload broke the channel protocol (bad frame)");
+        size_t want = DCMS_CHAN_HDR > have ? DCMS_CHAN_HDR - have : 0;
+        if (!want)
+            want = ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]) +
+                   4 - have;
+        if (have + want > cap)
+            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload sent an oversized frame");
+        ssize_t r = recv(en->chan, buf + have, want, 0);
+        if (r > 0) {
+            have += (size_t)r;
+            pthread_mutex_lock(&l->mu);
+            en->bytes_in += (uint64_t)r;
+            pthread_mutex_unlock(&l->mu);
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN) {
+            int64_t left = deadline - now_ms();
+            struct pollfd p = {.fd = en->chan, .events = POLLIN};
+            if (left > 0 && poll(&p, 1, (int)left) > 0)
+                continue;
+            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                                "the workload did not answer the attestation request in time");
+        }
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
+    }
+}
+
+/* The NSM: issues a document for the workload's request, measured from its sealed image. */
+static enum dcms_err serve_nsm(struct local *l, struct lentry *en, const struct dcms_chan_frame *f,
+                               int64_t deadline, struct dcms_errinfo *ei)
+{
+    struct dcms_chan_nsm_req q;
+    uint8_t *doc = NULL;
+    size_t doc_len = 0;
+    enum dcms_err e;
+    char image_path[64];
+    snprintf(image_path, sizeof(image_path), "/proc/self/fd/%d", en->image_fd);
+    if (dcms_chan_nsm_req_parse(f->body, f->body_len, &q) != DCMS_CHAN_OK) {
+        static const uint8_t err[] = "\001malformed NSM request";
+        return chan_write(l, en, DCMS_CHAN_NSM_RESP, err, sizeof(err) - 1, deadline, ei);
+    }
+    struct dcms_attest_workload w = {.image_path = image_path,
+                                     .launcher_path = l->launcher_path,
+                                     .config_path = en->config_path,
+                                     .signing_cert_path =
+                                         en->signing_cert[0] ? en->signing_cert : NULL,
+                                     .debug = en->debug,
+                                     .nonce = q.nonce,
+                                     .nonce_len = q.nonce_len,
+                                     .user_data = q.user_data,
+                                     .user_data_len = q.user_data_len,
+                                     .public_key = q.public_key,
+                                     .public_key_len = q.public_key_len};
+    struct dcms_errinfo iei;
+    dcms_errinfo_init(&iei, NULL);
+    if (dcms_attest_local_issue(l->module, &w, &doc, &doc_len, &iei) != DCMS_OK) {
+        DCMS_LOG(DCMS_LOG_ERROR, "enclaves", "NSM for %s: %s", en->ref, iei.message);
+        static const uint8_t err[] = "\001the NSM cannot issue a document";
+        return chan_write(l, en, DCMS_CHAN_NSM_RESP, err, sizeof(err) - 1, deadline, ei);
+    }
+    uint8_t *body = malloc(doc_len + 1);
+    if (!body) {
+        free(doc);
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    body[0] = 0;
+    memcpy(body + 1, doc, doc_len);
+    e = chan_write(l, en, DCMS_CHAN_NSM_RESP, body, doc_len + 1, deadline, ei);
+    free(body);
+    free(doc);
+    return e;
+}
+
+static enum dcms_err local_attest(struct dcms_enclave_backend *b, const char *ref,
+                                  const unsigned char *nonce, size_t nonce_len, unsigned char **doc,
+                                  size_t *doc_len, struct dcms_errinfo *ei)
+{
+    struct local *l = L(b);
+    *doc = NULL;
+    *doc_len = 0;
+    if (!nonce || nonce_len == 0 || nonce_len > DCMS_CHAN_MAX_NONCE)
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the nonce must be 1 to 64 bytes");
+    struct lentry *en = entry_get(l, ref);
+    if (!en)
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no local workload %s", ref);
+    enum dcms_err e = DCMS_OK;
+    uint8_t *buf = NULL;
+    pthread_mutex_lock(&en->chan_mu);
+    pthread_mutex_lock(&l->mu);
+    bool exited = en->exited, suspended = en->suspended;
+    pthread_mutex_unlock(&l->mu);
+    if (exited) {
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the workload has ended: %s", en->reason);
+        goto out;
+    }
+    if (suspended) {
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload is suspended");
+        goto out;
+    }
+    if (!(buf = malloc(DCMS_CHAN_MAX_FRAME + 4))) {
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    /* Whatever the workload sent unasked is dropped before the exchange. */
+    ssize_t junk;
+    while ((junk = recv(en->chan, buf, DCMS_CHAN_MAX_FRAME, MSG_DONTWAIT)) > 0) {
+        pthread_mutex_lock(&l->mu);
+        en->bytes_in += (uint64_t)junk;
+        pthread_mutex_unlock(&l->mu);
+    }
+    int64_t deadline = now_ms() + ATTEST_TIMEOUT_MS;
+    if ((e = chan_write(l, en, DCMS_CHAN_ATTEST_REQ, nonce, nonce_len, deadline, ei)))
+        goto out;
+    for (int nsm = 0;;) {
+        struct dcms_chan_frame f;
+        if ((e = chan_read(l, en, buf, DCMS_CHAN_MAX_FRAME + 4, &f, deadline, ei)))
+            goto out;
+        if (f.type == DCMS_CHAN_NSM_REQ) {
+            if (++nsm > ATTEST_MAX_NSM_REQUESTS) {
+                e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                                 "the workload asked the NSM too many times");
+                goto out;
+            }
+            if ((e = serve_nsm(l, en, &f, deadline, ei)))
+                goto out;
+            continue;
+        }
+        if (f.type != DCMS_CHAN_ATTEST_RESP || f.body_len < 2) {
+            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                             "the workload broke the channel protocol (unexpected frame)");
+            goto out;
+        }
+        if (f.body[0] != 0) {
+            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload could not attest");
+            goto out;
+        }
+        if (f.body_len - 1 > DCMS_ATTEST_MAX_DOC_BYTES || !(*doc = malloc(f.body_len - 1))) {
+            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload's document is too large");
+            goto out;
+        }
+        memcpy(*doc, f.body + 1, f.body_len - 1);
+        *doc_len = f.body_len - 1;
+        break;
+    }
+out:
+    pthread_mutex_unlock(&en->chan_mu);
+    free(buf);
+    entry_put(l, en);
+    return e;
+}
+
+/* ---- suspend, resume, terminate, probe ---- */
+
+static void send_stop(pid_t pid, void *arg)
+{
+    kill(pid, *(int *)arg);
+}
+
+static enum dcms_err signal_all(struct local *l, const char *ref, int sig, bool suspended,
+                                struct dcms_errinfo *ei)
+{
+    struct lentry *en = entry_get(l, ref);
+    if (!en)
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no local workload %s", ref);
+    enum dcms_err e = DCMS_OK;
+    pthread_mutex_lock(&l->mu);
+    bool exited = en->exited;
+    pthread_mutex_unlock(&l->mu);
+    if (exited) {
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the workload has ended: %s", en->reason);
+        goto out;
+    }
+    /* Every process of the pid namespace; repeated so that one forked meanwhile is caught. */
+    syscall(SYS_pidfd_send_signal, en->pidfd, sig, NULL, 0);
+    unsigned prev = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        unsigned n = scan_pidns(en->pidns_dev, en->pidns_ino, send_stop, &sig);
+        if (pass > 0 && n == prev)
+            break;
+        prev = n;
+    }
+    pthread_mutex_lock(&l->mu);
+    en->suspended = suspended;
+    pthread_mutex_unlock(&l->mu);
+out:
+    entry_put(l, en);
+    return e;
+}
+
+static enum dcms_err local_suspend(struct dcms_enclave_backend *b, const char *ref,
+                                   struct dcms_errinfo *ei)
+{
+    return signal_all(L(b), ref, SIGSTOP, true, ei);
+}
+
+static enum dcms_err local_resume(struct dcms_enclave_backend *b, const char *ref,
+                                  struct dcms_errinfo *ei)
+{
+    return signal_all(L(b), ref, SIGCONT, false, ei);
+}
+
+/* Kills the namespace's init (the kernel then kills the rest) and waits until it is reaped. */
+static bool kill_and_wait(struct local *l, struct lentry *en, int timeout_ms)
+{
+    pthread_mutex_lock(&l->mu);
+    if (!en->exited) {
+        en->terminating = true;
+        syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!en->exited && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0)
+        ;
+    bool done = en->exited;
+    pthread_mutex_unlock(&l->mu);
+    return done;
+}
+
+static enum dcms_err local_terminate(struct dcms_enclave_backend *b, const char *ref,
+                                     struct dcms_errinfo *ei)
+{
+    struct local *l = L(b);
+    struct lentry *en = entry_get(l, ref);
+    if (!en)
+        return DCMS_OK;
+    if (!kill_and_wait(l, en, TERMINATE_TIMEOUT_MS)) {
+        entry_put(l, en);
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload %s did not stop in time", ref);
+    }
+    pthread_mutex_lock(&l->mu);
+    struct lentry **pp = &l->list;
+    while (*pp && *pp != en)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = en->next;
+        en->unlinked = true;
+    }
+    pthread_mutex_unlock(&l->mu);
+    remove_dir(en->dir);
+    DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s terminated", ref);
+    entry_put(l, en);
+    return DCMS_OK;
+}
+
+struct usage {
+    uint64_t ticks, rss;
+};
+
+static void add_usage(pid_t pid, void *arg)
+{
+    struct usage *u = arg;
+    uint64_t ticks = 0, rss = 0, hwm = 0;
+    if (read_stat(pid, NULL, &ticks, NULL))
+        u->ticks += ticks;
+    read_rss(pid, &rss, &hwm);
+    u->rss += rss;
+}
+
+static enum dcms_err local_probe(struct dcms_enclave_backend *b, const char *ref,
+                                 struct dcms_enclave_probe *out, struct dcms_errinfo *ei)
+{
+    struct local *l = L(b);
+    memset(out, 0, sizeof(*out));
+    out->pid = -1;
+    struct lentry *en = entry_get(l, ref);
+    if (!en) {
+        out->state = DCMS_ENCLAVE_RUN_UNKNOWN;
+        snprintf(out->reason, sizeof(out->reason), "this backend runs no workload %s", ref);
+        return DCMS_OK;
+    }
+    out->nprocs_limit = en->nproc_limit;
+    out->memory_limit_bytes = en->memory_limit;
+    pthread_mutex_lock(&l->mu);
+    bool exited = en->exited;
+    if (exited) {
+        out->state = DCMS_ENCLAVE_RUN_EXITED;
+        snprintf(out->reason, sizeof(out->reason), "%s", en->reason);
+        out->cpu_time_ms = en->final_cpu_ms;
+        out->peak_rss_bytes = en->peak_rss;
+        out->uptime_ms = (uint64_t)(en->ended_us - en->started_us) / 1000;
+    } else {
+        out->state = en->suspended ? DCMS_ENCLAVE_RUN_SUSPENDED : DCMS_ENCLAVE_RUN_RUNNING;
+        out->pid = en->pid;
+        out->uptime_ms = (uint64_t)(dcms_clock_mono_us() - en->started_us) / 1000;
+    }
+    out->channel_bytes_in = en->bytes_in;
+    out->channel_bytes_out = en->bytes_out;
+    pthread_mutex_unlock(&l->mu);
+    if (!exited) {
+        struct usage u = {0, 0};
+        out->nprocs = scan_pidns(en->pidns_dev, en->pidns_ino, add_usage, &u);
+        uint64_t rss = 0, hwm = 0;
+        read_rss(en->pid, &rss, &hwm);
+        long hz = sysconf(_SC_CLK_TCK);
+        out->cpu_time_ms = hz > 0 ? u.ticks * 1000 / (uint64_t)hz : 0;
+        out->rss_bytes = u.rss;
+        pthread_mutex_lock(&l->mu);
+        if (hwm > en->peak_rss)
+            en->peak_rss = hwm;
+        if (u.rss > en->peak_rss)
+            en->peak_rss = u.rss;
+        out->peak_rss_bytes = en->peak_rss;
+        pthread_mutex_unlock(&l->mu);
+        if (out->nprocs >= en->nproc_limit)
+            snprintf(out->notice, sizeof(out->notice), "process limit reached (%u of %u)",
+                     out->nprocs, en->nproc_limit);
+        else if (out->peak_rss_bytes * 10 >= en->memory_limit * 9)
+            snprintf(out->notice, sizeof(out->notice),
+                     "memory near its limit (peak RSS %" PRIu64 " MiB of %" PRIu64 " MiB)",
+                     out->peak_rss_bytes >> 20, en->memory_limit >> 20);
+    }
+    entry_put(l, en);
+    (void)ei;
+    return DCMS_OK;
+}
+
+/* ---- construction ---- */
+
+static void local_destroy(struct dcms_enclave_backend *b)
+{
+    struct local *l = L(b);
+    if (l->reaper_started) {
+        for (struct lentry *en = l->list; en; en = en->next)
+            if (!kill_and_wait(l, en, TERMINATE_TIMEOUT_MS))
+                DCMS_LOG(DCMS_LOG_ERROR, "enclaves", "local workload %s did not stop", en->ref);
+        pthread_mutex_lock(&l->mu);
+        l->stop = true;
+        pthread_mutex_unlock(&l->mu);
+        uint64_t one = 1;
+        (void)!write(l->evfd, &one, sizeof(one));
+        pthread_join(l->reaper, NULL);
+    }
+    while (l->list) {
+        struct lentry *en = l->list;
+        l->list = en->next;
+        remove_dir(en->dir);
+        entry_free(en);
+    }
+    if (l->epfd >= 0)
+        close(l->epfd);
+    if (l->evfd >= 0)
+        close(l->evfd);
+    if (l->launcher_fd >= 0)
+        close(l->launcher_fd);
+    free(l->prog.filter);
+    pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->start_mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+    free(b);
+}
+
+/* PCR1: what the launcher does, in text; any change to the sandbox changes the measurement. */
+static enum dcms_err make_launcher(struct local *l, struct dcms_errinfo *ei)
+{
+    unsigned char md[48];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(l->prog.filter, l->prog.len * sizeof(struct sock_filter), md, &mdlen,
+                   EVP_sha384(), NULL) != 1)
+        return dcms_err_set(ei, DCMS_ERR_CRYPTO, "cannot hash the seccomp filter");
+    char hex[97];
+    for (unsigned i = 0; i < mdlen && i < 48; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    char text[2048];
+    int n = snprintf(text, sizeof(text),
+                     "dcms local enclave launcher 1\n"
+                     "dcms %s\n"
+                     "namespaces user pid net mnt ipc uts\n"
+                     "root tmpfs pivot\n"
+                     "ids unprivileged no-new-privs no-capabilities\n"
+                     "limits as nproc=%u nofile=%u fsize core=0 memlock=0 affinity\n"
+                     "seccomp-bpf-sha384 %s\n"
+                     "seccomp-kill %s\n",
+                     DCMS_VERSION, l->max_processes, CHILD_NOFILE, hex, sandbox_seccomp_killed);
+    l->launcher_fd = memfd_create("dcms-launcher", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (l->launcher_fd < 0 || n <= 0 || (size_t)n >= sizeof(text) ||
+        write(l->launcher_fd, text, (size_t)n) != n ||
+        fcntl(l->launcher_fd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+        return dcms_err_set(ei, DCMS_ERR_IO, "cannot write the launcher description");
+    snprintf(l->launcher_path, sizeof(l->launcher_path), "/proc/self/fd/%d", l->launcher_fd);
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opts *opts,
+                                             struct dcms_enclave_backend **out,
+                                             struct dcms_errinfo *ei)
+{
+    *out = NULL;
+    if (!opts || !opts->scratch_root || !opts->module)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "the local enclave backend needs a scratch root and an attestation "
+                            "module");
+    if (strlen(opts->scratch_root) > LOCAL_PATH_MAX - 100)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "the enclave scratch root path is too long");
+    struct dcms_enclave_backend *b = calloc(1, sizeof(*b));
+    struct local *l = calloc(1, sizeof(*l));
+    if (!b || !l) {
+        free(b);
+        free(l);
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    b->impl = l;
+    b->name = "local";
+    b->start = local_start;
+    b->attest = local_attest;
+    b->suspend = local_suspend;
+    b->resume = local_resume;
+    b->terminate = local_terminate;
+    b->probe = local_probe;
+    b->destroy = local_destroy;
+    l->launcher_fd = l->epfd = l->evfd = -1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->start_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    snprintf(l->scratch_root, sizeof(l->scratch_root), "%s", opts->scratch_root);
+    l->module = opts->module;
+    l->max_processes = opts->max_processes ? opts->max_processes : DEFAULT_MAX_PROCESSES;
+    l->as_root = geteuid() == 0;
+    l->host_uid = opts->host_uid ? opts->host_uid : 65534;
+    l->host_gid = opts->host_gid ? opts->host_gid : 65534;
+    if (sched_getaffinity(0, sizeof(l->cpus), &l->cpus) != 0) {
+        CPU_ZERO(&l->cpus);
+        CPU_SET(0, &l->cpus);
+    }
+    l->ncpus = (unsigned)CPU_COUNT(&l->cpus);
+
+    enum dcms_err e;
+    if ((e = dcms_fs_mkdirs(l->scratch_root, ei)) || (e = sandbox_seccomp_build(&l->prog, ei)) ||
+        (e = make_launcher(l, ei)))
+        goto fail;
+    /* Each workload holds five descriptors in dcmsd: use the whole hard limit. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if (l->epfd < 0 || l->evfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot create the reaper's epoll set");
+        goto fail;
+    }
+    if (pthread_create(&l->reaper, NULL, reaper_main, l) != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the reaper thread");
+        goto fail;
+    }
+    l->reaper_started = true;
+    *out = b;
+    return DCMS_OK;
+fail:
+    local_destroy(b);
+    return e;
+}
+
+void dcms_enclave_backend_free(struct dcms_enclave_backend *b)
+{
+    if (b && b->destroy)
+        b->destroy(b);
+}

@@ -1,0 +1,80 @@
+/*
+ * The enclave channel: length-prefixed frames between dcmsd and a workload,
+ * over the socketpair of the local backend (fd 3 in the workload) or vsock
+ * on a Nitro host. Shared by dcmsd and the workload program, so it depends
+ * on nothing but libc.
+ *
+ * A frame is
+ *
+ *   u32 length (big-endian, 1..DCMS_CHAN_MAX_FRAME) | u8 type | body[length-1]
+ *
+ * and one attestation is four frames:
+ *
+ *   dcmsd    -> workload  ATTEST_REQ   body: nonce (1..64 bytes)
+ *   workload -> dcmsd     NSM_REQ      body: three fields, each u16 length (BE) + bytes
+ *                                      (<= 1024): nonce, user_data, public_key;
+ *                                      length 0 means absent
+ *   dcmsd    -> workload  NSM_RESP     body: u8 status (0 ok) + the document, or
+ *                                      u8 status (1) + a message
+ *   workload -> dcmsd     ATTEST_RESP  body: u8 status (0 ok) + the document, or
+ *                                      u8 status (1) + a message
+ *
+ * The NSM side (dcmsd) issues a document for whatever NSM_REQ asks; the
+ * relying party checks the nonce. Every parser here is bounded and total:
+ * any byte string is either a frame, "need more", or refused.
+ */
+#ifndef DCMS_ENCLAVES_CHANNEL_H
+#define DCMS_ENCLAVES_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DCMS_CHAN_MAX_FRAME 20480u /* type + body; a document is at most 17408 bytes */
+#define DCMS_CHAN_MAX_FIELD 1024u
+#define DCMS_CHAN_MAX_NONCE 64u
+#define DCMS_CHAN_HDR 5u
+
+enum dcms_chan_type {
+    DCMS_CHAN_ATTEST_REQ = 1,
+    DCMS_CHAN_NSM_REQ = 2,
+    DCMS_CHAN_NSM_RESP = 3,
+    DCMS_CHAN_ATTEST_RESP = 4,
+};
+
+enum dcms_chan_status {
+    DCMS_CHAN_OK = 0,
+    DCMS_CHAN_NEED_MORE = 1, /* buffer holds a prefix of a frame */
+    DCMS_CHAN_BAD = 2,       /* not a frame: length 0 or above the maximum, unknown type */
+};
+
+/* One parsed frame; body points into the caller's buffer. */
+struct dcms_chan_frame {
+    uint8_t type;
+    const uint8_t *body;
+    size_t body_len;
+    size_t frame_len; /* bytes consumed from the buffer, header included */
+};
+
+/* Parses the frame at the start of buf[0..len). Never reads outside it. */
+enum dcms_chan_status dcms_chan_parse(const uint8_t *buf, size_t len, struct dcms_chan_frame *out);
+
+/* Writes the 5-byte header for a frame of `type` with `body_len` bytes of body. */
+void dcms_chan_header(uint8_t hdr[DCMS_CHAN_HDR], uint8_t type, size_t body_len);
+
+/* The three fields of an NSM request; views into the frame body. */
+struct dcms_chan_nsm_req {
+    const uint8_t *nonce, *user_data, *public_key; /* NULL when absent */
+    size_t nonce_len, user_data_len, public_key_len;
+};
+
+/* Decodes an NSM_REQ body; DCMS_CHAN_BAD unless it is exactly three fields of <= 1024 bytes. */
+enum dcms_chan_status dcms_chan_nsm_req_parse(const uint8_t *body, size_t len,
+                                              struct dcms_chan_nsm_req *out);
+
+/*
+ * Encodes an NSM_REQ body into out[cap]; returns its length, or 0 if a field
+ * is longer than 1024 bytes or `cap` is too small.
+ */
+size_t dcms_chan_nsm_req_encode(const struct dcms_chan_nsm_req *r, uint8_t *out, size_t cap);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * The local enclave backend: a workload runs in its sandbox, attests
+ * through the channel with a document the local verifier accepts (nonce
+ * bound, PCR0 = SHA-384 of the image), suspends, resumes and terminates
+ * without leaving a process; misbehaving workloads are contained and
+ * reported. Needs user namespaces (the CI machine has them).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#include "dcms/attest.h"
+#include "dcms/clock.h"
+#include "enclaves/backend.h"
+
+struct fx {
+    char dir[64];
+    char bindir[1024]; /* the build directory */
+    struct dcms_attest_local *module;
+    struct dcms_attest_verifier *verifier;
+    struct dcms_enclave_backend *b;
+};
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    struct fx *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    snprintf(x->dir, sizeof(x->dir), "/tmp/dcms-bl-XXXXXX");
+    assert_non_null(mkdtemp(x->dir));
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    /* build/tests/unit/test_backend_local -> build */
+    snprintf(x->bindir, sizeof(x->bindir), "%s/../..", dirname(exe));
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/attest", x->dir);
+    assert_int_equal(dcms_attest_local_open(path, &x->module, &ei), DCMS_OK);
+    size_t pem_len;
+    const char *pem = dcms_attest_local_root_pem(x->module, &pem_len);
+    assert_int_equal(dcms_attest_verifier_new(pem, pem_len, &x->verifier, &ei), DCMS_OK);
+    snprintf(path, sizeof(path), "%s/scratch", x->dir);
+    struct dcms_enclave_local_opts o = {.scratch_root = path, .module = x->module};
+    assert_int_equal(dcms_enclave_backend_local_new(&o, &x->b, &ei), DCMS_OK);
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *x = *state;
+    dcms_enclave_backend_free(x->b);
+    dcms_attest_verifier_free(x->verifier);
+    dcms_attest_local_free(x->module);
+    nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(x);
+    return 0;
+}
+
+static void image(const struct fx *x, const char *name, char *out, size_t cap)
+{
+    if (strcmp(name, "dcms-workload") == 0)
+        snprintf(out, cap, "%s/workload/dcms-workload", x->bindir);
+    else
+        snprintf(out, cap, "%s/tests/workloads/%s", x->bindir, name);
+}
+
+static void start(struct fx *x, const char *name, unsigned memory_mb, char *ref)
+{
+    char img[PATH_MAX];
+    image(x, name, img, sizeof(img));
+    struct dcms_enclave_spec sp = {.enclave_id = "11111111-2222-3333-4444-555555555555",
+                                   .image_path = img,
+                                   .cpu_cores = 1,
+                                   .memory_mb = memory_mb,
+                                   .storage_gb = 1};
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    enum dcms_err e = x->b->start(x->b, &sp, ref, &ei);
+    if (e)
+        fail_msg("start %s: %s", name, ei.message);
+    assert_true(strncmp(ref, "local:", 6) == 0);
+}
+
+static void probe(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
+{
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(x->b->probe(x->b, ref, p, &ei), DCMS_OK);
+}
+
+/* Probes until the workload has exited (at most 5 s); returns the last probe. */
+static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
+{
+    int64_t until = dcms_clock_mono_us() + 5000000;
+    do {
+        probe(x, ref, p);
+        if (p->state == DCMS_ENCLAVE_RUN_EXITED)
+            return;
+        usleep(10000);
+    } while (dcms_clock_mono_us() < until);
+    fail_msg("the workload did not exit in time (state %d)", p->state);
+}
+
+static void terminate(struct fx *x, const char *ref)
+{
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(x->b->terminate(x->b, ref, &ei), DCMS_OK);
+}
+
+/* Attests with a fresh nonce and verifies the document; returns it in *rep (release it). */
+static void attest_verified(struct fx *x, const char *ref, struct dcms_attest_report *rep)
+{
+    unsigned char nonce[32], *doc = NULL;
+    size_t doc_len = 0;
+    for (size_t i = 0; i < sizeof(nonce); i++)
+        nonce[i] = (unsigned char)rand();
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    enum dcms_err e = x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei);
+    if (e)
+        fail_msg("attest: %s", ei.message);
+    struct dcms_attest_policy pol;
+    dcms_attest_policy_init(&pol);
+    pol.nonce = nonce;
+    pol.nonce_len = sizeof(nonce);
+    assert_int_equal(dcms_attest_verify(x->verifier, doc, doc_len, &pol, rep), DCMS_OK);
+    free(doc);
+    if (!rep->valid)
+        fail_msg("document refused: %s", dcms_attest_failure_code(rep->failure));
+    assert_true(rep->doc->has_public_key);
+    assert_int_equal(rep->doc->public_key.len, 32);
+}
+
+/* The workload runs unprivileged, without capabilities, under seccomp, in its own namespaces. */
+static void assert_sandboxed(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char st[8192];
+    size_t n = fread(st, 1, sizeof(st) - 1, f);
+    fclose(f);
+    st[n] = '\0';
+    if (geteuid() == 0)
+        assert_non_null(strstr(st, "\nUid:\t65534\t65534\t65534\t65534\n"));
+    assert_non_null(strstr(st, "\nCapEff:\t0000000000000000\n"));
+    assert_non_null(strstr(st, "\nCapPrm:\t0000000000000000\n"));
+    assert_non_null(strstr(st, "\nCapBnd:\t0000000000000000\n"));
+    assert_non_null(strstr(st, "\nNoNewPrivs:\t1\n"));
+    assert_non_null(strstr(st, "\nSeccomp:\t2\n"));
+    assert_non_null(strstr(st, "\nNSpid:\t"));
+    assert_non_null(strstr(st, "\t1\nNSpgid")); /* pid 1 of its namespace */
+    static const char *const ns[] = {"user", "pid", "net", "mnt", "ipc", "uts"};
+    for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+        char mine[64], theirs[64], a[128], b[128];
+        snprintf(mine, sizeof(mine), "/proc/self/ns/%s", ns[i]);
+        snprintf(theirs, sizeof(theirs), "/proc/%d/ns/%s", (int)pid, ns[i]);
+        ssize_t na = readlink(mine, a, sizeof(a) - 1), nb = readlink(theirs, b, sizeof(b) - 1);
+        assert_true(na > 0 && nb > 0);
+        a[na] = b[nb] = '\0';
+        if (strcmp(a, b) == 0)
+            fail_msg("the workload shares the %s namespace", ns[i]);
+    }
+}
+
+static void test_lifecycle(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "dcms-workload", 64, ref);
+
+    struct dcms_enclave_probe p;
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_RUNNING);
+    assert_true(p.pid > 1);
+    assert_int_equal(p.nprocs, 1);
+    assert_int_equal(p.memory_limit_bytes, 64u << 20);
+    pid_t pid = (pid_t)p.pid;
+    assert_sandboxed(pid);
+
+    struct dcms_attest_report rep;
+    attest_verified(x, ref, &rep);
+    /* PCR0 is the SHA-384 of the image file. */
+    char img[PATH_MAX];
+    image(x, "dcms-workload", img, sizeof(img));
+    unsigned char md[DCMS_ATTEST_SHA384_LEN];
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_attest_measure_file(img, md, &ei), DCMS_OK);
+    assert_int_equal(rep.doc->pcrs[0].len, DCMS_ATTEST_SHA384_LEN);
+    assert_memory_equal(rep.doc->pcrs[0].ptr, md, DCMS_ATTEST_SHA384_LEN);
+    /* PCR1 (launcher) and PCR2 (configuration) are measured too. */
+    static const unsigned char zero[DCMS_ATTEST_SHA384_LEN];
+    assert_memory_not_equal(rep.doc->pcrs[1].ptr, zero, DCMS_ATTEST_SHA384_LEN);
+    assert_memory_not_equal(rep.doc->pcrs[2].ptr, zero, DCMS_ATTEST_SHA384_LEN);
+    dcms_attest_report_release(&rep);
+
+    probe(x, ref, &p);
+    assert_true(p.channel_bytes_in > 1000);
+    assert_true(p.channel_bytes_out > 1000);
+    assert_true(p.rss_bytes > 0);
+
+    assert_int_equal(x->b->suspend(x->b, ref, &ei), DCMS_OK);
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_SUSPENDED);
+    unsigned char nonce[8] = {1, 2, 3, 4, 5, 6, 7, 8}, *doc = NULL;
+    size_t doc_len;
+    assert_int_equal(x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei),
+                     DCMS_ERR_UNAVAILABLE);
+    assert_int_equal(x->b->resume(x->b, ref, &ei), DCMS_OK);
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_RUNNING);
+    attest_verified(x, ref, &rep);
+    dcms_attest_report_release(&rep);
+
+    terminate(x, ref);
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_UNKNOWN);
+    terminate(x, ref); /* already gone: still OK */
+}
+
+static void test_killed_from_outside(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "dcms-workload", 64, ref);
+    struct dcms_enclave_probe p;
+    probe(x, ref, &p);
+    assert_int_equal(kill((pid_t)p.pid, SIGKILL), 0);
+    wait_exited(x, ref, &p);
+    assert_string_equal(p.reason, "killed by signal 9 (SIGKILL)");
+    assert_int_equal(p.pid, -1);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    unsigned char nonce[8] = {0}, *doc = NULL;
+    size_t doc_len;
+    assert_int_equal(x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei),
+                     DCMS_ERR_CONFLICT);
+    terminate(x, ref);
+}
+
+static void test_exit_status(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_exit3", 64, ref);
+    struct dcms_enclave_probe p;
+    wait_exited(x, ref, &p);
+    assert_string_equal(p.reason, "exited with status 3");
+    terminate(x, ref);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_from_outside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
