@@ -16,6 +16,7 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
+#include "dcms/enclaves.h"
 #include "dcms/iam.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
@@ -181,6 +182,10 @@ int main(int argc, char **argv)
     /* ---- end contracts: open ---- */
 
     /* ---- enclaves: open ---- */
+    if (dcms_enclaves_start(&app, &app.enclaves, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the enclave service: %s", ei.message);
+        goto out;
+    }
 
     /* ---- end enclaves: open ---- */
 
@@ -212,6 +217,7 @@ out:
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
     /* ---- enclaves: close ---- */
+    dcms_enclaves_close(app.enclaves);
 
     /* ---- end enclaves: close ---- */
 

@@ -40,6 +40,14 @@ enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclave
                                  struct dcms_enclaves **out,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * dcmsd's way in: the backend, directories and limits from app->cfg
+ * (DCMS_ENCLAVE_*), then dcms_enclaves_open(). DCMS_ERR_CONFIG names the
+ * variable at fault.
+ */
+enum dcms_err dcms_enclaves_start(struct dcms_app *app, struct dcms_enclaves **out,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* Stops the thread, terminates the backend's workloads (the backend's destroy), frees. */
 void dcms_enclaves_close(struct dcms_enclaves *en);
 

@@ -10,6 +10,7 @@
  */
 #include <sodium.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "dcms/app.h"
 #include "dcms/audit.h"
@@ -80,15 +81,22 @@ static struct dcms_query q_list =
                "AND (CAST($8 AS TEXT) IS NULL OR CAST(e.id AS TEXT) > $8) ORDER BY e.id LIMIT $9");
 static struct dcms_query q_contract = DCMS_QUERY(
     "enclave_contract", "SELECT provider_id, consumer_id, status FROM contracts WHERE id = $1");
-static struct dcms_query q_samples = DCMS_QUERY(
-    "enclave_samples",
-    "SELECT at, cpu_time_ms, rss_bytes, peak_rss_bytes, uptime_ms, channel_bytes_in, "
-    "channel_bytes_out FROM enclave_metric_samples WHERE enclave_id = $1 ORDER BY at DESC LIMIT "
-    "60");
+static struct dcms_query q_image_pin = DCMS_QUERY(
+    "enclave_image_pin", "INSERT INTO enclave_images (name, sha384, registered_at, registered_by) "
+                         "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING");
+static struct dcms_query q_image_get =
+    DCMS_QUERY("enclave_image_get", "SELECT sha384 FROM enclave_images WHERE name = $1");
+static struct dcms_query q_samples =
+    DCMS_QUERY("enclave_samples",
+               "SELECT at, cpu_time_ms, rss_bytes, peak_rss_bytes, uptime_ms, channel_bytes_in, "
+               "channel_bytes_out, nprocs, notice FROM enclave_metric_samples WHERE enclave_id = "
+               "$1 ORDER BY at DESC LIMIT "
+               "60");
 static struct dcms_query q_sample_insert = DCMS_QUERY(
     "enclave_sample_insert",
     "INSERT INTO enclave_metric_samples (enclave_id, at, cpu_time_ms, rss_bytes, peak_rss_bytes, "
-    "uptime_ms, channel_bytes_in, channel_bytes_out) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+    "uptime_ms, channel_bytes_in, channel_bytes_out, nprocs, notice) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
 static struct dcms_query q_sample_prune = DCMS_QUERY(
     "enclave_sample_prune", "DELETE FROM enclave_metric_samples WHERE enclave_id = $1 AND at < "
                             "(SELECT at FROM enclave_metric_samples WHERE enclave_id = $1 "
@@ -305,6 +313,7 @@ static enum dcms_err check_transition(const struct enclave_call *c, const struct
 
 struct verdict {
     bool verified;
+    bool report_valid_syntax; /* a document came back (verified or not) */
     char reason[256];
     json_t *attestation; /* {verified, reason, verified_at, nonce, backend, report} */
 };
@@ -370,6 +379,7 @@ static enum dcms_err attest_now(struct dcms_enclaves *en, const struct row *r, s
         } else {
             json_decref(report);
             report = dcms_attest_report_to_json(&rep);
+            v->report_valid_syntax = true;
             if (!rep.valid) {
                 const char *why = "";
                 for (size_t i = 0; i < rep.nchecks && !*why; i++)
@@ -538,13 +548,34 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
     } else {
         json_decref(details);
         const char *ref = ch.ref ? ch.ref : r->v[C_REF];
+        /* A workload that died (or hit a limit) says more than the missing document. */
+        struct dcms_enclave_probe pr;
+        memset(&pr, 0, sizeof(pr));
+        struct dcms_errinfo pei;
+        dcms_errinfo_init(&pei, NULL);
+        bool probed = ref && !c->en->backend->probe(c->en->backend, ref, &pr, &pei);
+        /* No document at all: the workload may be dying; give it a moment to be reaped. */
+        for (int i = 0;
+             probed && !v->report_valid_syntax && pr.state == DCMS_ENCLAVE_RUN_RUNNING && i < 10;
+             i++) {
+            struct timespec ts = {0, 25 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            probed = !c->en->backend->probe(c->en->backend, ref, &pr, &pei);
+        }
+        char reason[700];
+        if (probed && pr.state == DCMS_ENCLAVE_RUN_EXITED)
+            snprintf(reason, sizeof(reason), "workload exited: %s",
+                     pr.reason[0] ? pr.reason : "no reason given");
+        else if (probed && pr.notice[0])
+            snprintf(reason, sizeof(reason), "attestation failed: %s (workload: %s)", v->reason,
+                     pr.notice);
+        else
+            snprintf(reason, sizeof(reason), "attestation failed: %s", v->reason);
         struct dcms_errinfo tei;
         dcms_errinfo_init(&tei, NULL);
         if (ref && c->en->backend->terminate(c->en->backend, ref, &tei))
             DCMS_LOG(DCMS_LOG_WARN, "enclaves",
                      "cannot terminate %s after a failed attestation: %s", r->v[C_ID], tei.message);
-        char reason[300];
-        snprintf(reason, sizeof(reason), "attestation failed: %s", v->reason);
         ch.reason = reason;
         ch.set_reason = true;
         struct enclave_call sys = *c;
@@ -669,7 +700,8 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
 {
     struct dcms_errinfo *ei = c->ei;
     struct dcms_enclaves *en = c->en;
-    if (!in->name || strlen(in->name) < 1 || strlen(in->name) > 255)
+    /* A missing or mistyped name was reported by the decoder. */
+    if (in->name && (strlen(in->name) < 1 || strlen(in->name) > 255))
         dcms_err_field(ei, "name", "must be 1 to 255 characters");
     if (in->contract_id && !dcms_uuid_valid(in->contract_id))
         dcms_err_field(ei, "contract_id", "must be the id of a contract");
@@ -692,12 +724,6 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
     }
     if (ei->code)
         return ei->code;
-    /* A debug-mode workload reports all-zero PCRs (as on Nitro). */
-    if (cfg.sec.debug_mode)
-        memset(pcr0_hex, '0', 2 * DCMS_ATTEST_SHA384_LEN), pcr0_hex[2 * DCMS_ATTEST_SHA384_LEN] = 0;
-    else
-        memcpy(pcr0_hex, sha_hex, sizeof(pcr0_hex));
-
     const char *provider = provider_of(c->p);
     struct dcms_iam_resource res = {
         .type = "enclave", .owner_id = provider, .org_id = provider, .scoped = true};
@@ -721,6 +747,35 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
         check_contract(c, tx, in->contract_id, provider);
     if ((e = ei->code))
         goto out;
+    /*
+     * The expected PCR0 is the image's pinned measurement (taken when its
+     * name was first used), so a file changed in place fails attestation;
+     * a debug-mode workload reports all-zero PCRs, as on Nitro.
+     */
+    struct dcms_store_rows *prow = NULL;
+    e = dcms_store_exec(tx, &q_image_pin,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(cfg.image), DCMS_VAL_TEXT(sha_hex),
+                                                  DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id)},
+                        4, NULL, NULL, ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_image_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(cfg.image)},
+                            1, &prow, NULL, ei);
+    if (!e && dcms_store_rows_count(prow) == 1)
+        snprintf(pcr0_hex, sizeof(pcr0_hex), "%s", dcms_store_rows_text(prow, 0, 0));
+    else if (!e)
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "the image measurement was not recorded");
+    dcms_store_rows_free(prow);
+    if (e)
+        goto out;
+    bool changed = strcmp(pcr0_hex, sha_hex) != 0;
+    if (changed)
+        DCMS_LOG(DCMS_LOG_WARN, "enclaves",
+                 "workload image %s changed since it was registered: its attestation will fail",
+                 cfg.image);
+    if (cfg.sec.debug_mode) {
+        memset(pcr0_hex, '0', 2 * DCMS_ATTEST_SHA384_LEN);
+        pcr0_hex[2 * DCMS_ATTEST_SHA384_LEN] = '\0';
+    }
     e = dcms_store_exec(tx, &q_insert,
                         (struct dcms_store_val[]){
                             DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in->name), DCMS_VAL_TEXT(provider),
@@ -730,10 +785,12 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
                         9, NULL, NULL, ei);
     if (!e)
         e = audit(c, tx, "enclave.create", id, DCMS_AUDIT_SUCCESS,
-                  json_pack("{s:s, s:s, s:o, s:s, s:s, s:i, s:i, s:b}", "name", in->name, "backend",
-                            en->backend->name, "contract_id", str_or_null(in->contract_id), "image",
-                            cfg.image, "image_sha384", sha_hex, "cpu_cores", (int)cfg.cpu_cores,
-                            "memory_mb", (int)cfg.memory_mb, "debug_mode", cfg.sec.debug_mode),
+                  json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:b, s:i, s:i, s:b}", "name", in->name,
+                            "backend", en->backend->name, "contract_id",
+                            str_or_null(in->contract_id), "image", cfg.image, "image_sha384",
+                            sha_hex, "expected_pcr0", pcr0_hex, "image_changed", changed,
+                            "cpu_cores", (int)cfg.cpu_cores, "memory_mb", (int)cfg.memory_mb,
+                            "debug_mode", cfg.sec.debug_mode),
                   ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
     tx = NULL;
@@ -1033,10 +1090,11 @@ out:
 json_t *enclave_probe_json(const struct dcms_enclave_probe *pr, const char *at)
 {
     return json_pack(
-        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "at", at, "cpu_time_ms", (json_int_t)pr->cpu_time_ms,
-        "rss_bytes", (json_int_t)pr->rss_bytes, "peak_rss_bytes", (json_int_t)pr->peak_rss_bytes,
-        "uptime_ms", (json_int_t)pr->uptime_ms, "channel_bytes_in",
-        (json_int_t)pr->channel_bytes_in, "channel_bytes_out", (json_int_t)pr->channel_bytes_out);
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:o}", "at", at, "cpu_time_ms",
+        (json_int_t)pr->cpu_time_ms, "rss_bytes", (json_int_t)pr->rss_bytes, "peak_rss_bytes",
+        (json_int_t)pr->peak_rss_bytes, "uptime_ms", (json_int_t)pr->uptime_ms, "channel_bytes_in",
+        (json_int_t)pr->channel_bytes_in, "channel_bytes_out", (json_int_t)pr->channel_bytes_out,
+        "nprocs", (int)pr->nprocs, "notice", pr->notice[0] ? json_string(pr->notice) : json_null());
 }
 
 enum dcms_err enclave_store_sample(struct dcms_enclaves *en, const char *id,
@@ -1071,8 +1129,9 @@ enum dcms_err enclave_store_sample(struct dcms_enclaves *en, const char *id,
                                       DCMS_VAL_INT(pr->cpu_time_ms), DCMS_VAL_INT(pr->rss_bytes),
                                       DCMS_VAL_INT(pr->peak_rss_bytes), DCMS_VAL_INT(pr->uptime_ms),
                                       DCMS_VAL_INT(pr->channel_bytes_in),
-                                      DCMS_VAL_INT(pr->channel_bytes_out)},
-            8, NULL, NULL, ei);
+                                      DCMS_VAL_INT(pr->channel_bytes_out), DCMS_VAL_INT(pr->nprocs),
+                                      pr->notice[0] ? DCMS_VAL_TEXT(pr->notice) : DCMS_VAL_NULL},
+            10, NULL, NULL, ei);
     if (!e && n == 1)
         e = dcms_store_exec(tx, &q_sample_prune, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
                             NULL, NULL, ei);
@@ -1104,7 +1163,11 @@ enum dcms_err enclave_metrics(const struct enclave_call *c, const char *id, json
             .uptime_ms = (uint64_t)dcms_store_rows_int(srows, i, 4),
             .channel_bytes_in = (uint64_t)dcms_store_rows_int(srows, i, 5),
             .channel_bytes_out = (uint64_t)dcms_store_rows_int(srows, i, 6),
+            .nprocs = (uint32_t)dcms_store_rows_int(srows, i, 7),
         };
+        const char *notice = dcms_store_rows_text(srows, i, 8);
+        if (notice)
+            snprintf(pr.notice, sizeof(pr.notice), "%s", notice);
         json_array_append_new(hist, enclave_probe_json(&pr, dcms_store_rows_text(srows, i, 0)));
     }
     json_t *latest = json_text(r.v[C_METRICS]);

@@ -23,5 +23,17 @@ CREATE TABLE enclave_metric_samples (
     uptime_ms         BIGINT NOT NULL,
     channel_bytes_in  BIGINT NOT NULL,
     channel_bytes_out BIGINT NOT NULL,
+    nprocs            INTEGER NOT NULL,
+    notice            TEXT,
     PRIMARY KEY (enclave_id, at)
+);
+
+-- Workload images are pinned by name when first used: the SHA-384 measured
+-- then is the PCR0 every later enclave of that name must show, so a file
+-- changed in place fails attestation. A new version takes a new name.
+CREATE TABLE enclave_images (
+    name          TEXT PRIMARY KEY,
+    sha384        TEXT NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL,
+    registered_by TEXT NOT NULL
 );

@@ -23,5 +23,17 @@ CREATE TABLE enclave_metric_samples (
     uptime_ms         INTEGER NOT NULL,
     channel_bytes_in  INTEGER NOT NULL,
     channel_bytes_out INTEGER NOT NULL,
+    nprocs            INTEGER NOT NULL,
+    notice            TEXT,
     PRIMARY KEY (enclave_id, at)
+) STRICT;
+
+-- Workload images are pinned by name when first used: the SHA-384 measured
+-- then is the PCR0 every later enclave of that name must show, so a file
+-- changed in place fails attestation. A new version takes a new name.
+CREATE TABLE enclave_images (
+    name          TEXT PRIMARY KEY,
+    sha384        TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    registered_by TEXT NOT NULL
 ) STRICT;
