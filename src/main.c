@@ -15,6 +15,7 @@
 #include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
+#include "dcms/contracts.h"
 #include "dcms/crypto.h"
 #include "dcms/enclaves.h"
 #include "dcms/iam.h"
@@ -178,6 +179,10 @@ int main(int argc, char **argv)
         goto out;
     }
     /* ---- contracts: open ---- */
+    if (dcms_contracts_open(&app, &app.contracts, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the contract service: %s", ei.message);
+        goto out;
+    }
 
     /* ---- end contracts: open ---- */
 
@@ -222,6 +227,7 @@ out:
     /* ---- end enclaves: close ---- */
 
     /* ---- contracts: close ---- */
+    dcms_contracts_close(app.contracts);
 
     /* ---- end contracts: close ---- */
 

@@ -16,6 +16,7 @@
 #include "dcms/uuid.h"
 
 struct dcms_app;
+struct dcms_contracts;
 
 /* The security-relevant part of a contract (terms.security and the parties). */
 struct dcms_contract_security {
@@ -36,5 +37,16 @@ struct dcms_contract_security {
 enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
                                          struct dcms_contract_security *out,
                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Starts the contract service (src/contracts/) and its expiry job, which
+ * every DCMS_CONTRACT_EXPIRY_INTERVAL_S seconds moves contracts past
+ * terms.expires_at to "expired" (reads already show them expired). `app`
+ * must have cfg, store, audit and iam set and outlive the service.
+ */
+enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **out,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Stops the expiry job and frees. NULL is a no-op. */
+void dcms_contracts_close(struct dcms_contracts *ct);
 
 #endif

@@ -34,8 +34,17 @@ enum {
     DCMS_ROLE_OPERATOR = 1u << 4,
 };
 
-/* Authentication methods (the amr claim): password, one-time code, hardware key. */
-enum { DCMS_AMR_PWD = 1u << 0, DCMS_AMR_OTP = 1u << 1, DCMS_AMR_HWK = 1u << 2 };
+/*
+ * Authentication methods (the amr claim, RFC 8176 values): password,
+ * one-time code, hardware key, multiple factors, user presence/verification.
+ */
+enum {
+    DCMS_AMR_PWD = 1u << 0,
+    DCMS_AMR_OTP = 1u << 1,
+    DCMS_AMR_HWK = 1u << 2,
+    DCMS_AMR_MFA = 1u << 3,
+    DCMS_AMR_USER = 1u << 4,
+};
 
 /* An authenticated caller, as the access token says. */
 struct dcms_principal {
@@ -46,6 +55,15 @@ struct dcms_principal {
     unsigned roles; /* DCMS_ROLE_* */
     unsigned amr;   /* DCMS_AMR_* */
     int64_t iat_s, exp_s;
+    /*
+     * Callers authenticated by an API key: the key's id, and its scope (the
+     * actions it may perform, '*' wildcards) in the request arena. Every
+     * authorization also needs the scope to cover the action. api_key is ""
+     * (and nscope 0) for access tokens.
+     */
+    char api_key[DCMS_UUID_STRLEN];
+    const char *const *scope;
+    size_t nscope;
 };
 
 /*
@@ -107,5 +125,23 @@ void dcms_iam_close(struct dcms_iam *iam);
 enum dcms_err dcms_iam_authenticate(struct dcms_iam *iam, const char *token, size_t len,
                                     struct dcms_principal *out,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+struct dcms_arena;
+
+/*
+ * Authenticates an API key (`dcms_<key id>_<secret>`): the key must exist,
+ * match (SHA-256, compared in constant time), be unrevoked and unexpired,
+ * and belong to an active identity. The principal has the identity's
+ * current roles, amr empty (an API key is never a second factor) and the
+ * key's scope (allocated in `arena`). Nothing is cached, so a revocation
+ * or suspension takes effect at once on every node.
+ * DCMS_ERR_UNAUTHENTICATED on any problem.
+ */
+enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *key, size_t len,
+                                            struct dcms_arena *arena, struct dcms_principal *out,
+                                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* True when a bearer credential looks like an API key ("dcms_" prefix). */
+bool dcms_iam_is_api_key(const char *bearer);
 
 #endif

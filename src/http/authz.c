@@ -4,12 +4,12 @@
  *
  * A request with `Authorization: Bearer <JWT>` is authenticated into a
  * principal (dcms_iam_authenticate: ES256, known kid, issuer, audience,
- * times, session not revoked); a bad token is 401 on every route, public
- * ones included. Then the route's permission decides: PUBLIC passes,
- * AUTHENTICATED needs a principal, anything else is an action
- * (AUDIT_READ → "audit:read") that dcms_iam_authorize must grant (403
- * otherwise). A request without a token on any route that is not PUBLIC
- * is 401: there is no way around authentication. The HTTP layer audits
+ * times, session not revoked), and so is `Bearer dcms_...`, an API key
+ * (dcms_iam_authenticate_api_key: its scope then bounds every decision);
+ * a bad token is 401 on every route, public ones included. Then the route's permission decides:
+ * PUBLIC passes, AUTHENTICATED needs a principal, anything else is an action (AUDIT_READ →
+ * "audit:read") that dcms_iam_authorize must grant (403 otherwise). A request without a token on
+ * any route that is not PUBLIC is 401: there is no way around authentication. The HTTP layer audits
  * every 401 and 403.
  */
 #include <ctype.h>
@@ -54,7 +54,10 @@ enum dcms_err dcms_http_authorize(const struct dcms_route *route, struct dcms_ht
             return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
         if (!req->app->iam)
             return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED, "authentication unavailable");
-        enum dcms_err e = dcms_iam_authenticate(req->app->iam, tok, strlen(tok), p, req->ei);
+        enum dcms_err e = dcms_iam_is_api_key(tok)
+                              ? dcms_iam_authenticate_api_key(req->app->iam, tok, strlen(tok),
+                                                              req->arena, p, req->ei)
+                              : dcms_iam_authenticate(req->app->iam, tok, strlen(tok), p, req->ei);
         if (e)
             return e;
         req->principal = p;

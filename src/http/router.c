@@ -7,8 +7,10 @@
 #include "http/http_int.h"
 #include "attestation/attestation.h"
 #include "audit/audit.h"
+#include "contracts/contracts_http.h"
 #include "enclaves/enclaves_http.h"
 #include "iam/iam_http.h"
+#include "iam/mfa_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT

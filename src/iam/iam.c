@@ -18,7 +18,7 @@
 #include "dcms/json.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
-#include "iam/iam_int.h"
+#include "iam/mfa_int.h"
 
 #define KEYS_MAX_AGE_US (30 * 1000000LL)
 #define KEYS_RELOAD_MIN_US (1000000LL)
@@ -450,13 +450,7 @@ enum dcms_err iam_issue_access(struct dcms_iam *iam, const char *sub, const char
     char jti[DCMS_UUID_STRLEN];
     dcms_uuid_v7(jti);
     json_int_t now = dcms_clock_now_us() / 1000000;
-    json_t *amrs = json_array();
-    if (amr & DCMS_AMR_PWD)
-        json_array_append_new(amrs, json_string("pwd"));
-    if (amr & DCMS_AMR_OTP)
-        json_array_append_new(amrs, json_string("otp"));
-    if (amr & DCMS_AMR_HWK)
-        json_array_append_new(amrs, json_string("hwk"));
+    json_t *amrs = iam_amr_json(amr);
     json_t *c =
         json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:s, s:o, s:s}", "iss", iam->cfg->jwt_issuer,
                   "aud", iam->cfg->jwt_audience, "sub", sub, "roles", iam_roles_to_json(roles),

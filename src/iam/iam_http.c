@@ -9,7 +9,7 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "iam/iam_http.h"
-#include "iam/iam_int.h"
+#include "iam/mfa_int.h"
 
 static struct iam_call call_of(struct dcms_http_req *req)
 {
@@ -250,22 +250,60 @@ static const char *req_str(struct dcms_http_req *req, json_t *o, const char *key
     return s;
 }
 
+/*
+ * 401 mfa_required: the error shape plus the ticket and the enrolled factors
+ * (`v`, stolen). The error stays recorded in req->ei, so the refusal is
+ * audited like any other 401.
+ */
+static enum dcms_err reply_mfa_required(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                        json_t *v)
+{
+    json_t *err = json_pack("{s:s, s:s}", "code", dcms_err_slug(DCMS_ERR_MFA_REQUIRED), "message",
+                            req->ei->message);
+    if (!err || json_object_set_new(v, "error", err) ||
+        json_object_set_new(v, "request_id", json_string(req->request_id ? req->request_id : "")))
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return reply(req, resp, 401, v);
+}
+
 enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    static const char *const keys[] = {"email", "password", "totp", NULL};
+    /* The factors a login may carry; see struct iam_factor_in (mfa_int.h). */
+    static const char *const keys[] = {"email", "password",      "mfa_ticket",
+                                       "totp",  "recovery_code", NULL};
     json_t *b;
     enum dcms_err e = body_object(req, keys, &b);
     if (e)
         return e;
-    const char *email = req_str(req, b, "email", 254);
-    const char *password = req_str(req, b, "password", 4096);
-    const char *totp = opt_str(req, b, "totp", 16, NULL);
+    struct iam_login_in in = {0};
+    in.mfa_ticket = opt_str(req, b, "mfa_ticket", 128, NULL);
+    if (json_object_get(b, "mfa_ticket")) {
+        /* Second step: the ticket stands for the password already checked. */
+        if (json_object_get(b, "email"))
+            dcms_err_field(req->ei, "email", "is not allowed with mfa_ticket");
+        if (json_object_get(b, "password"))
+            dcms_err_field(req->ei, "password", "is not allowed with mfa_ticket");
+    } else {
+        in.email = req_str(req, b, "email", 254);
+        in.password = req_str(req, b, "password", 4096);
+    }
+    in.factor.totp = opt_str(req, b, "totp", 16, NULL);
+    in.factor.recovery_code = opt_str(req, b, "recovery_code", 64, NULL);
+    if (in.factor.totp && in.factor.recovery_code)
+        dcms_err_field(req->ei, "recovery_code", "give one second factor only");
+    if (json_object_get(b, "mfa_ticket") && !iam_factor_given(&in.factor, NULL) && !req->ei->code)
+        dcms_err_field(req->ei, "",
+                       "a second factor (totp or recovery_code) is required with "
+                       "mfa_ticket");
     if (req->ei->code)
         return req->ei->code;
-    json_t *out;
+    json_t *out = NULL;
     int64_t retry = 0;
     struct iam_call c = call_of(req);
-    e = iam_login(&c, email, password, totp, &out, &retry);
+    e = iam_login(&c, &in, &out, &retry);
+    if (e == DCMS_ERR_MFA_REQUIRED && out)
+        return reply_mfa_required(req, resp, out);
+    json_decref(e ? out : NULL);
     if (e == DCMS_ERR_RATE_LIMITED && retry > 0) {
         /* Tell the client when the lockout ends (RFC 9110 Retry-After, in seconds). */
         const char *after = dcms_arena_sprintf(req->arena, "%lld", (long long)retry);

@@ -3,6 +3,7 @@
 #define DCMS_IAM_HTTP_H
 
 #include "dcms/http.h"
+#include "iam/iam_cred_http.h" /* credentials: signing keys, passkeys */
 
 enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp);
 enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp);

@@ -264,8 +264,6 @@ enum dcms_err iam_email_verify(const struct iam_call *c, const char *token,
                                json_t **out) DCMS_MUST_CHECK;
 
 /* Sessions (iam_session.c). */
-enum dcms_err iam_login(const struct iam_call *c, const char *email, const char *password,
-                        const char *totp, json_t **out, int64_t *retry_after_s) DCMS_MUST_CHECK;
 enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token,
                           json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token) DCMS_MUST_CHECK;

@@ -4,7 +4,9 @@
  * (argon2id, upgraded when the configured cost rose), starts a session
  * family and hands out an access token and a refresh token. Refresh
  * rotates the token; presenting a rotated token again revokes the whole
- * family. Logout revokes the family.
+ * family. Logout revokes the family. An identity with a second factor
+ * (mfa_int.h) gets a login ticket instead of tokens after its password and
+ * completes with the ticket and the factor (step-up).
  */
 #include "dcms/app.h"
 #include "dcms/clock.h"
@@ -12,15 +14,19 @@
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
-#include "iam/iam_int.h"
+#include "iam/mfa_int.h"
 
 #define LOCKOUT_MAX_S 900
 #define THROTTLE_FORGET_S 900
 
 static struct dcms_query q_by_email = DCMS_QUERY(
     "iam_login_lookup",
-    "SELECT i.id, i.status, i.roles, i.organization_id, c.password_hash FROM identities i "
+    "SELECT i.id, i.status, i.roles, i.organization_id, c.password_hash, i.email FROM identities i "
     "LEFT JOIN credentials c ON c.identity_id = i.id WHERE lower(i.email) = lower($1)");
+static struct dcms_query q_by_id = DCMS_QUERY(
+    "iam_login_by_id",
+    "SELECT i.id, i.status, i.roles, i.organization_id, c.password_hash, i.email FROM identities i "
+    "LEFT JOIN credentials c ON c.identity_id = i.id WHERE i.id = $1");
 static struct dcms_query q_throttle_get = DCMS_QUERY(
     "iam_throttle_get", "SELECT key, locked_until FROM login_throttle WHERE key IN ($1, $2)");
 static struct dcms_query q_throttle_fail = DCMS_QUERY(
@@ -68,6 +74,22 @@ static void fmt_time(int64_t us, char out[DCMS_TIME_STRLEN])
     dcms_time_format(us, out);
 }
 
+/* Stores a password hash recomputed with the configured cost. */
+static enum dcms_err rehash_only(const struct iam_call *c, const char *id, const char *newhash)
+{
+    char now_s[DCMS_TIME_STRLEN];
+    fmt_time(dcms_clock_now_us(), now_s);
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, c->ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(
+        tx, &q_rehash,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(newhash), DCMS_VAL_TEXT(now_s)},
+        3, NULL, NULL, c->ei);
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+}
+
 /* A random opaque token (shown once) and its SHA-256 hex (stored). */
 static enum dcms_err new_token(char token[48], char hash[65])
 {
@@ -86,40 +108,61 @@ static json_t *token_response(const struct dcms_iam *iam, char *access, const ch
     return v;
 }
 
-static json_t *amr_json(unsigned amr)
-{
-    json_t *a = json_array();
-    if (amr & DCMS_AMR_PWD)
-        json_array_append_new(a, json_string("pwd"));
-    if (amr & DCMS_AMR_OTP)
-        json_array_append_new(a, json_string("otp"));
-    if (amr & DCMS_AMR_HWK)
-        json_array_append_new(a, json_string("hwk"));
-    return a;
-}
-
 static unsigned amr_from_text(const char *text)
 {
     unsigned amr = 0;
     json_t *v = text ? json_loads(text, 0, NULL) : NULL;
     size_t i;
     json_t *s;
-    json_array_foreach(v, i, s)
-    {
-        const char *t = json_is_string(s) ? json_string_value(s) : "";
-        amr |= strcmp(t, "pwd") == 0   ? DCMS_AMR_PWD
-               : strcmp(t, "otp") == 0 ? DCMS_AMR_OTP
-               : strcmp(t, "hwk") == 0 ? DCMS_AMR_HWK
-                                       : 0;
-    }
+    json_array_foreach(v, i, s) amr |= json_is_string(s) ? iam_amr_parse(json_string_value(s)) : 0;
     json_decref(v);
     return amr;
 }
 
+void iam_throttle_keys(const char *account, const char *client_ip, char acct[300], char ip[80])
+{
+    memcpy(acct, "acct:", 5);
+    size_t el = strlen(account);
+    for (size_t i = 0; i < el && i < 254; i++)
+        acct[5 + i] =
+            (char)((account[i] >= 'A' && account[i] <= 'Z') ? account[i] + 32 : account[i]);
+    acct[5 + (el < 254 ? el : 254)] = '\0';
+    snprintf(ip, 80, "ip:%s", client_ip ? client_ip : "");
+}
+
+enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,
+                                 int64_t *retry_after_s, struct dcms_errinfo *ei)
+{
+    int64_t now = dcms_clock_now_us();
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_throttle_get,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(acct), DCMS_VAL_TEXT(ip)}, 2, &rows,
+                        NULL, ei);
+    dcms_store_rollback(tx);
+    int64_t locked_until = 0;
+    for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
+        const char *u = dcms_store_rows_text(rows, i, 1);
+        int64_t t;
+        if (u && dcms_time_parse(u, &t) == DCMS_OK && t > now && t > locked_until)
+            locked_until = t;
+    }
+    dcms_store_rows_free(rows);
+    if (e || !locked_until)
+        return e;
+    *retry_after_s = (locked_until - now) / 1000000 + 1;
+    return dcms_err_set(ei, DCMS_ERR_RATE_LIMITED,
+                        "too many failed logins; try again in %lld seconds",
+                        (long long)*retry_after_s);
+}
+
 /* Records a failed login: counts it for the account and the address, locks either past its limit.
  */
-static enum dcms_err record_failure(const struct iam_call *c, const char *acct_key,
-                                    const char *ip_key, const char *identity_id, const char *why)
+enum dcms_err iam_throttle_fail(const struct iam_call *c, const char *acct_key, const char *ip_key,
+                                const char *identity_id, const char *why)
 {
     struct dcms_errinfo tei;
     dcms_errinfo_init(&tei, NULL);
@@ -172,99 +215,97 @@ static enum dcms_err record_failure(const struct iam_call *c, const char *acct_k
     return e;
 }
 
-enum dcms_err iam_login(const struct iam_call *c, const char *email, const char *password,
-                        const char *totp, json_t **out, int64_t *retry_after_s)
+/* The identity a login is about (columns of q_by_email / q_by_id) and its throttle keys. */
+struct login_who {
+    struct dcms_store_rows *rows;
+    const char *id, *status, *roles, *org, *hash;
+    char acct[300], ip[80];
+};
+
+static void who_fill(const struct iam_call *c, struct login_who *w, const char *account)
+{
+    bool found = dcms_store_rows_count(w->rows) == 1;
+    w->id = found ? dcms_store_rows_text(w->rows, 0, 0) : NULL;
+    w->status = found ? dcms_store_rows_text(w->rows, 0, 1) : NULL;
+    w->roles = found ? dcms_store_rows_text(w->rows, 0, 2) : NULL;
+    w->org = found ? dcms_store_rows_text(w->rows, 0, 3) : NULL;
+    w->hash = found ? dcms_store_rows_text(w->rows, 0, 4) : NULL;
+    if (found && !account)
+        account =
+            dcms_store_rows_is_null(w->rows, 0, 5) ? w->id : dcms_store_rows_text(w->rows, 0, 5);
+    iam_throttle_keys(account ? account : "", c->client_ip, w->acct, w->ip);
+}
+
+static enum dcms_err who_load(const struct iam_call *c, struct dcms_query *q, const char *key,
+                              struct login_who *w)
+{
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, q, (struct dcms_store_val[]){DCMS_VAL_TEXT(key)}, 1, &w->rows, NULL,
+                        c->ei);
+    dcms_store_rollback(tx);
+    return e;
+}
+
+/*
+ * Verifies the second factor of a login; a wrong one counts as a failed
+ * login and answers 401 naming what was wrong.
+ */
+static enum dcms_err second_factor(const struct iam_call *c, const struct login_who *w,
+                                   unsigned enrolled, const struct iam_factor_in *f, unsigned *amr)
+{
+    const char *why = "bad_second_factor";
+    enum dcms_err e = iam_factor_verify(c, w->id, enrolled, f, amr, &why);
+    if (e != DCMS_ERR_VALIDATION)
+        return e;
+    (void)iam_throttle_fail(c, w->acct, w->ip, w->id, why);
+    char msg[200];
+    snprintf(msg, sizeof(msg), "invalid second factor: %s %s",
+             c->ei->ndetails ? c->ei->details[0].field : "",
+             c->ei->ndetails ? c->ei->details[0].problem : "");
+    dcms_errinfo_init(c->ei, c->ei->arena);
+    return dcms_err_set(c->ei, DCMS_ERR_UNAUTHENTICATED, "%s", msg);
+}
+
+/* Ends a successful login: a session family, a refresh token, the access token. */
+static enum dcms_err login_finish(const struct iam_call *c, const struct login_who *w, unsigned amr,
+                                  const char *newhash, const char *ticket_hash, json_t **out)
 {
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
-    char acct_key[300], ip_key[80];
-    snprintf(acct_key, sizeof(acct_key), "acct:");
-    size_t el = strlen(email);
-    for (size_t i = 0; i < el && i < 254; i++)
-        acct_key[5 + i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
-    acct_key[5 + (el < 254 ? el : 254)] = '\0';
-    snprintf(ip_key, sizeof(ip_key), "ip:%s", c->client_ip ? c->client_ip : "");
     char now_s[DCMS_TIME_STRLEN];
     int64_t now = dcms_clock_now_us();
     fmt_time(now, now_s);
-
-    struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL, *ident = NULL;
-    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
-    if (e)
-        return e;
-    e = dcms_store_exec(tx, &q_throttle_get,
-                        (struct dcms_store_val[]){DCMS_VAL_TEXT(acct_key), DCMS_VAL_TEXT(ip_key)},
-                        2, &rows, NULL, ei);
-    if (!e)
-        e = dcms_store_exec(tx, &q_by_email, (struct dcms_store_val[]){DCMS_VAL_TEXT(email)}, 1,
-                            &ident, NULL, ei);
-    dcms_store_rollback(tx);
-    int64_t locked_until = 0;
-    for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
-        const char *u = dcms_store_rows_text(rows, i, 1);
-        int64_t t;
-        if (u && dcms_time_parse(u, &t) == DCMS_OK && t > now && t > locked_until)
-            locked_until = t;
-    }
-    dcms_store_rows_free(rows);
-    if (e)
-        goto out;
-    if (locked_until) {
-        *retry_after_s = (locked_until - now) / 1000000 + 1;
-        e = dcms_err_set(ei, DCMS_ERR_RATE_LIMITED,
-                         "too many failed logins; try again in %lld seconds",
-                         (long long)*retry_after_s);
-        goto out;
-    }
-    bool found = dcms_store_rows_count(ident) == 1;
-    const char *id = found ? dcms_store_rows_text(ident, 0, 0) : NULL;
-    const char *hash = found ? dcms_store_rows_text(ident, 0, 4) : NULL;
-    bool ok = false;
-    if ((e = iam_verify_password(iam, hash, password, &ok, ei)))
-        goto out;
-    if (!ok) {
-        (void)record_failure(c, acct_key, ip_key, id, found ? "bad_password" : "unknown_email");
-        e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid email or password");
-        goto out;
-    }
-    const char *status = dcms_store_rows_text(ident, 0, 1);
-    if (strcmp(status, "active") != 0) {
-        e = dcms_err_set(ei, DCMS_ERR_FORBIDDEN, "the identity is %s", status);
-        goto out;
-    }
-    if (totp) {
-        e = dcms_err_field(ei, "totp", "no second factor is enrolled for this identity");
-        goto out;
-    }
-    char newhash[crypto_pwhash_STRBYTES] = "";
-    if (iam_password_needs_rehash(hash, iam->cfg->pwhash_opslimit,
-                                  (size_t)iam->cfg->pwhash_memlimit_kib * 1024) &&
-        (e = iam_hash_password(iam, password, newhash, ei)))
-        goto out;
-
     char fam[DCMS_UUID_STRLEN], token[48], thash[65], exp_s[DCMS_TIME_STRLEN];
     dcms_uuid_v7(fam);
     fmt_time(now + (int64_t)iam->cfg->refresh_ttl_s * 1000000, exp_s);
-    if ((e = new_token(token, thash)))
-        goto out;
-    json_t *amr = amr_json(DCMS_AMR_PWD);
-    char *amr_text = json_dumps(amr, JSON_COMPACT);
-    json_decref(amr);
+    enum dcms_err e = new_token(token, thash);
+    if (e)
+        return e;
+    json_t *amrs = iam_amr_json(amr);
+    char *amr_text = json_dumps(amrs, JSON_COMPACT);
+    struct dcms_store_tx *tx;
     if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei))) {
         free(amr_text);
-        goto out;
+        json_decref(amrs);
+        return e;
     }
-    e = dcms_store_exec(tx, &q_throttle_clear, (struct dcms_store_val[]){DCMS_VAL_TEXT(acct_key)},
-                        1, NULL, NULL, ei);
+    /* The ticket is used up in the transaction that starts the session: it works once. */
+    if (ticket_hash)
+        e = iam_mfa_ticket_use_tx(tx, ticket_hash, ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_throttle_clear,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(w->acct)}, 1, NULL, NULL, ei);
     if (!e && newhash[0])
         e = dcms_store_exec(tx, &q_rehash,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(newhash),
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(w->id), DCMS_VAL_TEXT(newhash),
                                                       DCMS_VAL_TEXT(now_s)},
                             3, NULL, NULL, ei);
     if (!e)
         e = dcms_store_exec(tx, &q_family_insert,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(fam), DCMS_VAL_TEXT(id),
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(fam), DCMS_VAL_TEXT(w->id),
                                                       DCMS_VAL_TEXT(amr_text ? amr_text : "[]"),
                                                       DCMS_VAL_TEXT(now_s), DCMS_VAL_TEXT(exp_s)},
                             5, NULL, NULL, ei);
@@ -275,21 +316,115 @@ enum dcms_err iam_login(const struct iam_call *c, const char *email, const char 
                                                       DCMS_VAL_TEXT(now_s), DCMS_VAL_TEXT(exp_s)},
                             4, NULL, NULL, ei);
     if (!e)
-        e = iam_audit(iam, tx, id, "auth.login", "session", fam, false,
-                      json_pack("{s:[s], s:b}", "amr", "pwd", "rehashed", newhash[0] != 0),
+        e = iam_audit(iam, tx, w->id, "auth.login", "session", fam, false,
+                      json_pack("{s:O, s:b, s:b}", "amr", amrs, "rehashed", newhash[0] != 0,
+                                "mfa_ticket", ticket_hash != NULL),
                       c->client_ip, c->request_id, ei);
-    sodium_memzero(newhash, sizeof(newhash));
+    json_decref(amrs);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
     char *access = NULL;
     if (!e)
-        e = iam_issue_access(iam, id, dcms_store_rows_text(ident, 0, 3),
-                             iam_roles_from_json_text(dcms_store_rows_text(ident, 0, 2)),
-                             DCMS_AMR_PWD, fam, &access, ei);
+        e = iam_issue_access(iam, w->id, w->org, iam_roles_from_json_text(w->roles), amr, fam,
+                             &access, ei);
     if (!e && !(*out = token_response(iam, access, token)))
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     sodium_memzero(token, sizeof(token));
+    return e;
+}
+
+/* Second step of a step-up login: {mfa_ticket, <factor>}. */
+static enum dcms_err login_ticket(const struct iam_call *c, const struct iam_login_in *in,
+                                  json_t **out, int64_t *retry_after_s)
+{
+    char id[DCMS_UUID_STRLEN], hash[65];
+    enum dcms_err e = iam_mfa_ticket_lookup(c->iam, in->mfa_ticket, id, hash, c->ei);
+    if (e)
+        return e;
+    struct login_who w = {0};
+    if ((e = who_load(c, &q_by_id, id, &w)))
+        goto out;
+    who_fill(c, &w, NULL);
+    if (!w.id) {
+        e = dcms_err_set(c->ei, DCMS_ERR_UNAUTHENTICATED, "invalid mfa_ticket");
+        goto out;
+    }
+    if ((e = iam_throttle_check(c->iam, w.acct, w.ip, retry_after_s, c->ei)))
+        goto out;
+    if (strcmp(w.status, "active") != 0) {
+        e = dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "the identity is %s", w.status);
+        goto out;
+    }
+    unsigned enrolled = 0, amr = DCMS_AMR_PWD;
+    if (!(e = iam_mfa_enrolled(c->iam, w.id, &enrolled, c->ei)))
+        e = second_factor(c, &w, enrolled, &in->factor, &amr);
+    if (!e)
+        e = login_finish(c, &w, amr, "", hash, out);
 out:
-    dcms_store_rows_free(ident);
+    dcms_store_rows_free(w.rows);
+    return e;
+}
+
+enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in, json_t **out,
+                        int64_t *retry_after_s)
+{
+    if (in->mfa_ticket)
+        return login_ticket(c, in, out, retry_after_s);
+    struct dcms_errinfo *ei = c->ei;
+    struct dcms_iam *iam = c->iam;
+    struct login_who w = {0};
+    enum dcms_err e = who_load(c, &q_by_email, in->email, &w);
+    if (e)
+        return e;
+    who_fill(c, &w, in->email);
+    if ((e = iam_throttle_check(iam, w.acct, w.ip, retry_after_s, ei)))
+        goto out;
+    bool ok = false;
+    if ((e = iam_verify_password(iam, w.hash, in->password, &ok, ei)))
+        goto out;
+    if (!ok) {
+        (void)iam_throttle_fail(c, w.acct, w.ip, w.id, w.id ? "bad_password" : "unknown_email");
+        e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid email or password");
+        goto out;
+    }
+    if (strcmp(w.status, "active") != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_FORBIDDEN, "the identity is %s", w.status);
+        goto out;
+    }
+    unsigned enrolled = 0, amr = DCMS_AMR_PWD;
+    if ((e = iam_mfa_enrolled(iam, w.id, &enrolled, ei)))
+        goto out;
+    const char *fname = NULL;
+    bool given = iam_factor_given(&in->factor, &fname);
+    if (given && !enrolled) {
+        e = dcms_err_field(ei, fname, "no second factor is enrolled for this identity");
+        goto out;
+    }
+    char newhash[crypto_pwhash_STRBYTES] = "";
+    if (iam_password_needs_rehash(w.hash, iam->cfg->pwhash_opslimit,
+                                  (size_t)iam->cfg->pwhash_memlimit_kib * 1024) &&
+        (e = iam_hash_password(iam, in->password, newhash, ei)))
+        goto out;
+    if (enrolled && !given) {
+        /* Step-up: the password was right; the client completes with the ticket and a factor. */
+        char ticket[48];
+        e = iam_mfa_ticket_issue(iam, w.id, ticket, ei);
+        if (!e && newhash[0])
+            e = rehash_only(c, w.id, newhash);
+        if (!e) {
+            *out = json_pack("{s:s, s:o, s:i}", "mfa_ticket", ticket, "factors",
+                             iam_factors_json(enrolled), "expires_in", IAM_MFA_TICKET_TTL_S);
+            e = *out ? dcms_err_set(ei, DCMS_ERR_MFA_REQUIRED,
+                                    "a second factor is required: complete the login with "
+                                    "mfa_ticket and one of the factors")
+                     : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        }
+        sodium_memzero(ticket, sizeof(ticket));
+    } else if (!enrolled || !(e = second_factor(c, &w, enrolled, &in->factor, &amr))) {
+        e = login_finish(c, &w, amr, newhash, NULL, out);
+    }
+    sodium_memzero(newhash, sizeof(newhash));
+out:
+    dcms_store_rows_free(w.rows);
     return e;
 }
 

@@ -9,7 +9,7 @@
 
 #include "dcms/crypto.h"
 #include "dcms/json.h"
-#include "iam/iam_int.h"
+#include "iam/mfa_int.h"
 
 #define JWT_MAX_BYTES 8192
 
@@ -400,15 +400,10 @@ enum dcms_err iam_claims_principal(const json_t *c, struct dcms_principal *p,
     }
     json_array_foreach(amr, i, v)
     {
-        const char *s = json_is_string(v) ? json_string_value(v) : "";
-        if (strcmp(s, "pwd") == 0)
-            p->amr |= DCMS_AMR_PWD;
-        else if (strcmp(s, "otp") == 0)
-            p->amr |= DCMS_AMR_OTP;
-        else if (strcmp(s, "hwk") == 0)
-            p->amr |= DCMS_AMR_HWK;
-        else
+        unsigned bit = json_is_string(v) ? iam_amr_parse(json_string_value(v)) : 0;
+        if (!bit)
             return unauth(ei, "unknown amr");
+        p->amr |= bit;
     }
     p->iat_s = json_integer_value(json_object_get(c, "iat"));
     p->exp_s = json_integer_value(json_object_get(c, "exp"));

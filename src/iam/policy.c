@@ -19,12 +19,14 @@ static const struct {
     {DCMS_ROLE_ADMIN, "admin", (const char *const[]){"*", NULL}},
     {DCMS_ROLE_PROVIDER, "provider",
      (const char *const[]){"contracts:create", "contracts:read", "contracts:update",
-                           "contracts:sign", "contracts:delete", "enclaves:create",
+                           "contracts:sign", "contracts:delete", "contracts:activate",
+                           "contracts:suspend", "contracts:terminate", "enclaves:create",
                            "enclaves:manage", "enclaves:read", "enclaves:attest", "datasets:manage",
                            "datasets:read", "training:read", "identities:read", NULL}},
     {DCMS_ROLE_CONSUMER, "consumer",
      (const char *const[]){"contracts:create", "contracts:read", "contracts:update",
-                           "contracts:sign", "training:run", "training:read", "datasets:read",
+                           "contracts:sign", "contracts:delete", "contracts:activate",
+                           "contracts:terminate", "training:run", "training:read", "datasets:read",
                            "enclaves:read", "identities:read", NULL}},
     {DCMS_ROLE_AUDITOR, "auditor",
      (const char *const[]){"audit:read", "contracts:read", "enclaves:read", "identities:read",
@@ -417,6 +419,13 @@ enum dcms_err dcms_iam_authorize(const struct dcms_principal *p, const char *act
 {
     if (!p)
         return dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "authentication required");
+    /* An API key can do no more than its scope, whatever its identity may do. */
+    bool in_scope = !p->api_key[0];
+    for (size_t i = 0; !in_scope && i < p->nscope; i++)
+        in_scope = iam_glob(p->scope[i], action);
+    if (!in_scope)
+        return dcms_err_set(ei, DCMS_ERR_FORBIDDEN,
+                            "%s is not allowed: outside the API key's scope", action);
     struct iam_policyset *ps = NULL;
     if (ctx && ctx->iam) {
         pthread_mutex_lock(&ctx->iam->pol_mu);

@@ -1,0 +1,1011 @@
+/*
+ * The contract service: create, read, list (keyset pages), replace (with
+ * If-Match), delete, the lifecycle transitions, the terms versions, the
+ * expiry job, and the security view the enclave service reads. Every
+ * change runs in one write transaction with its audit event; every
+ * decision goes through dcms_iam_authorize() with the contract's parties,
+ * and a caller who may not read a contract learns nothing of it (404).
+ */
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "dcms/audit.h"
+#include "dcms/clock.h"
+#include "dcms/config.h"
+#include "dcms/crypto.h"
+#include "dcms/jcs.h"
+#include "dcms/log.h"
+#include "dcms/store.h"
+#include "dcms/uuid.h"
+#include "contracts/contracts_int.h"
+
+#include <errno.h>
+#include <time.h>
+
+#define COLS                                                                                       \
+    "id, title, description, provider_id, consumer_id, status, terms, signatures, terms_hash, "    \
+    "version, created_at, updated_at, terms_version, created_by, status_reason, effective_from, "  \
+    "expires_at"
+#define EXPIRY_BATCH 200
+
+static struct dcms_query q_get =
+    DCMS_QUERY("ct_get", "SELECT " COLS " FROM contracts WHERE id = $1");
+static struct dcms_query q_insert = DCMS_QUERY(
+    "ct_insert",
+    "INSERT INTO contracts (id, title, description, provider_id, consumer_id, status, terms, "
+    "signatures, terms_hash, version, created_at, updated_at, terms_version, created_by, "
+    "effective_from, expires_at) VALUES ($1, $2, $3, $4, $5, 'draft', $6, '[]', $7, 1, $8, $8, 1, "
+    "$9, $10, $11)");
+static struct dcms_query q_version_insert = DCMS_QUERY(
+    "ct_version_insert",
+    "INSERT INTO contract_versions (contract_id, terms_version, terms_hash, content, created_at, "
+    "created_by) VALUES ($1, $2, $3, $4, $5, $6)");
+static struct dcms_query q_update_content = DCMS_QUERY(
+    "ct_update_content",
+    "UPDATE contracts SET title = $2, description = $3, provider_id = $4, consumer_id = $5, "
+    "terms = $6, terms_hash = $7, terms_version = $8, status = 'draft', status_reason = NULL, "
+    "effective_from = $9, expires_at = $10, updated_at = $11, version = version + 1 "
+    "WHERE id = $1 AND version = $12");
+static struct dcms_query q_update_status = DCMS_QUERY(
+    "ct_update_status", "UPDATE contracts SET status = $2, status_reason = $3, updated_at = $4, "
+                        "version = version + 1 WHERE id = $1 AND version = $5");
+static struct dcms_query q_delete_sigs =
+    DCMS_QUERY("ct_delete_sigs", "DELETE FROM contract_signatures WHERE contract_id = $1");
+static struct dcms_query q_delete_versions =
+    DCMS_QUERY("ct_delete_versions", "DELETE FROM contract_versions WHERE contract_id = $1");
+static struct dcms_query q_delete =
+    DCMS_QUERY("ct_delete", "DELETE FROM contracts WHERE id = $1 AND version = $2");
+static struct dcms_query q_identity =
+    DCMS_QUERY("ct_identity", "SELECT kind, roles, status FROM identities WHERE id = $1");
+static struct dcms_query q_versions = DCMS_QUERY(
+    "ct_versions", "SELECT terms_version, terms_hash, content, created_at, created_by FROM "
+                   "contract_versions WHERE contract_id = $1 ORDER BY terms_version");
+static struct dcms_query q_due = DCMS_QUERY2(
+    "ct_due",
+    "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
+    "'suspended') AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+    "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
+    "'suspended') AND expires_at <= CAST($1 AS TIMESTAMPTZ) ORDER BY expires_at LIMIT $2");
+
+/* Newest first by id (UUIDv7); every filter optional (NULL). */
+static struct dcms_query q_list = DCMS_QUERY2(
+    "ct_list",
+    "SELECT " COLS " FROM contracts WHERE "
+    "($1 = 1 OR provider_id IN ($2, $3) OR consumer_id IN ($2, $3)) "
+    "AND (CAST($4 AS TEXT) IS NULL OR provider_id IN ($4, $5)) "
+    "AND (CAST($6 AS TEXT) IS NULL OR consumer_id IN ($6, $7)) "
+    "AND (CAST($8 AS TEXT) IS NULL OR provider_id IN ($8, $9) OR consumer_id IN ($8, $9)) "
+    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "
+    "expires_at <= $14 THEN 'expired' ELSE status END) = $10) "
+    "AND (CAST($11 AS TEXT) IS NULL OR title LIKE $11 ESCAPE '\\') "
+    "AND (CAST($12 AS TEXT) IS NULL OR id < $12) ORDER BY id DESC LIMIT $13",
+    "SELECT " COLS " FROM contracts WHERE "
+    "(CAST($1 AS INTEGER) = 1 OR provider_id IN (CAST($2 AS UUID), CAST($3 AS UUID)) "
+    "OR consumer_id IN (CAST($2 AS UUID), CAST($3 AS UUID))) "
+    "AND (CAST($4 AS UUID) IS NULL OR provider_id IN (CAST($4 AS UUID), CAST($5 AS UUID))) "
+    "AND (CAST($6 AS UUID) IS NULL OR consumer_id IN (CAST($6 AS UUID), CAST($7 AS UUID))) "
+    "AND (CAST($8 AS UUID) IS NULL OR provider_id IN (CAST($8 AS UUID), CAST($9 AS UUID)) "
+    "OR consumer_id IN (CAST($8 AS UUID), CAST($9 AS UUID))) "
+    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "
+    "expires_at <= CAST($14 AS TIMESTAMPTZ) THEN 'expired' ELSE status END) = CAST($10 AS TEXT)) "
+    "AND (CAST($11 AS TEXT) IS NULL OR title ILIKE CAST($11 AS TEXT) ESCAPE '\\') "
+    "AND (CAST($12 AS UUID) IS NULL OR id < CAST($12 AS UUID)) ORDER BY id DESC "
+    "LIMIT CAST($13 AS INTEGER)");
+
+static int64_t parse_i64(const char *s)
+{
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+static void row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r, int64_t now_us)
+{
+#define T(c) dcms_store_rows_text(rows, i, c)
+    memset(r, 0, sizeof(*r));
+    r->id = T(0);
+    r->title = T(1);
+    r->description = T(2);
+    r->provider_id = T(3);
+    r->consumer_id = T(4);
+    r->status_text = T(5);
+    r->terms = T(6);
+    r->signatures = T(7);
+    r->terms_hash = T(8);
+    r->version = parse_i64(T(9));
+    r->created_at = T(10);
+    r->updated_at = T(11);
+    r->terms_version = parse_i64(T(12));
+    r->created_by = T(13);
+    r->status_reason = T(14);
+    r->effective_from = T(15) ? T(15) : "";
+    r->expires_at = T(16) ? T(16) : "";
+#undef T
+    if (!ct_status_parse(r->status_text, &r->status))
+        r->status = CT_TERMINATED; /* cannot happen: the schema checks the value */
+    int64_t exp;
+    if ((r->status == CT_ACTIVE || r->status == CT_SUSPENDED) && *r->expires_at &&
+        !dcms_time_parse(r->expires_at, &exp) && exp <= now_us) {
+        r->status = CT_EXPIRED;
+        r->due_expiry = true;
+    }
+}
+
+enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
+                      struct ct_row *r, struct dcms_errinfo *ei)
+{
+    *rows = NULL;
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    enum dcms_err e = dcms_store_exec(tx, &q_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                                      rows, NULL, ei);
+    if (e)
+        return e;
+    if (dcms_store_rows_count(*rows) != 1) {
+        dcms_store_rows_free(*rows);
+        *rows = NULL;
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    }
+    row_from(*rows, 0, r, dcms_clock_now_us());
+    return DCMS_OK;
+}
+
+static json_t *parse_stored(const char *text)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *ct_row_json(const struct ct_row *r)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:s, s:s, "
+                     "s:s}",
+                     "id", r->id, "title", r->title, "description", r->description, "provider_id",
+                     r->provider_id, "consumer_id", r->consumer_id, "status",
+                     ct_status_name(r->status), "status_reason", str_or_null(r->status_reason),
+                     "terms", parse_stored(r->terms), "signatures", parse_stored(r->signatures),
+                     "terms_hash", r->terms_hash, "version", (json_int_t)r->version,
+                     "terms_version", (json_int_t)r->terms_version, "created_by", r->created_by,
+                     "created_at", r->created_at, "updated_at", r->updated_at);
+}
+
+bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role)
+{
+    if (!p || !party_id || !(p->roles & role))
+        return false;
+    return strcmp(p->id, party_id) == 0 || (p->org[0] && strcmp(p->org, party_id) == 0);
+}
+
+static struct dcms_iam_resource resource_of(const struct ct_row *r, const char *parties[2])
+{
+    parties[0] = r->provider_id;
+    parties[1] = r->consumer_id;
+    return (struct dcms_iam_resource){
+        .type = "contract", .id = r->id, .parties = parties, .nparties = 2, .scoped = true};
+}
+
+enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r, const char *action)
+{
+    const char *parties[2];
+    struct dcms_iam_resource res = resource_of(r, parties);
+    struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
+    /* Someone who may not read a contract must not learn that it exists. */
+    if (dcms_iam_authorize(c->p, "contracts:read", &res, &ctx, c->ei)) {
+        dcms_errinfo_init(c->ei, c->ei->arena);
+        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    }
+    if (strcmp(action, "contracts:read") == 0)
+        return DCMS_OK;
+    return dcms_iam_authorize(c->p, action, &res, &ctx, c->ei);
+}
+
+/* The "who" column of the state machine, after the role permission passed. */
+static enum dcms_err check_who(const struct ct_call *c, const struct ct_row *r,
+                               const struct ct_transition *t)
+{
+    bool admin = (c->p->roles & DCMS_ROLE_ADMIN) != 0;
+    bool prov = ct_member_of(c->p, r->provider_id, DCMS_ROLE_PROVIDER);
+    bool cons = ct_member_of(c->p, r->consumer_id, DCMS_ROLE_CONSUMER);
+    if ((t->who & CT_BY_ADMIN) && admin)
+        return DCMS_OK;
+    if ((t->who & CT_BY_PARTY) && (prov || cons))
+        return DCMS_OK;
+    if ((t->who & CT_BY_PROVIDER) && prov)
+        return DCMS_OK;
+    const char *who = (t->who & CT_BY_PROVIDER) ? "the provider side or an administrator"
+                      : (t->who & CT_BY_ADMIN)  ? "an authorised member of a party or an "
+                                                  "administrator"
+                                                : "an authorised member of a party";
+    return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "only %s may %s this contract", who,
+                        ct_op_name(t->op));
+}
+
+enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
+                       const char *id, json_t *details)
+{
+    struct dcms_audit_event ev = {
+        .actor = c->p ? c->p->id : "system",
+        .action = action,
+        .resource_type = "contract",
+        .resource_id = id,
+        .outcome = DCMS_AUDIT_SUCCESS,
+        .details = details,
+        .client_ip = c->client_ip && *c->client_ip ? c->client_ip : NULL,
+        .request_id = c->request_id,
+    };
+    enum dcms_err e = details ? dcms_audit_append(c->app->audit, tx, &ev, NULL, c->ei)
+                              : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    json_decref(details);
+    return e;
+}
+
+/* ---- input ---- */
+
+struct ct_input {
+    const char *title, *description, *provider_id, *consumer_id;
+    json_t *terms; /* normalized, owned */
+    int64_t from_us, to_us;
+};
+
+static const char *req_string(const json_t *b, const char *key, struct dcms_errinfo *ei,
+                              bool required)
+{
+    const json_t *v = json_object_get(b, key);
+    if (!v) {
+        if (required)
+            dcms_err_field(ei, key, "is required");
+        return NULL;
+    }
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        dcms_err_field(ei, key, "must be a string");
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* Checks the body of POST and PUT; every problem is added to ei. */
+static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errinfo *ei)
+{
+    static const char *const keys[] = {"title",       "description", "provider_id",
+                                       "consumer_id", "terms",       NULL};
+    memset(in, 0, sizeof(*in));
+    if (!json_is_object(b)) {
+        dcms_err_field(ei, "", "must be a JSON object");
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)b, key, v)
+    {
+        bool ok = false;
+        for (const char *const *k = keys; *k && !ok; k++)
+            ok = strcmp(*k, key) == 0;
+        if (!ok)
+            dcms_err_field(ei, ei->arena ? dcms_arena_strndup(ei->arena, key, 64) : "",
+                           "is not a known field");
+    }
+    in->title = req_string(b, "title", ei, true);
+    if (in->title && !ct_title_valid(in->title)) {
+        dcms_err_field(ei, "title", "must be 1 to 255 characters without control characters");
+        in->title = NULL;
+    }
+    in->description = req_string(b, "description", ei, false);
+    if (in->description && strlen(in->description) > CT_DESCRIPTION_MAX)
+        dcms_err_field(ei, "description", "must be at most %d bytes", CT_DESCRIPTION_MAX);
+    if (!in->description)
+        in->description = "";
+    in->provider_id = req_string(b, "provider_id", ei, true);
+    if (in->provider_id && !dcms_uuid_valid(in->provider_id)) {
+        dcms_err_field(ei, "provider_id", "must be an identity id (UUID)");
+        in->provider_id = NULL;
+    }
+    in->consumer_id = req_string(b, "consumer_id", ei, true);
+    if (in->consumer_id && !dcms_uuid_valid(in->consumer_id)) {
+        dcms_err_field(ei, "consumer_id", "must be an identity id (UUID)");
+        in->consumer_id = NULL;
+    }
+    if (in->provider_id && in->consumer_id && strcasecmp(in->provider_id, in->consumer_id) == 0)
+        dcms_err_field(ei, "consumer_id", "must differ from provider_id");
+    const json_t *terms = json_object_get(b, "terms");
+    if (!terms)
+        dcms_err_field(ei, "terms", "is required");
+    else
+        ct_terms_validate(terms, dcms_clock_now_us(), &in->terms, &in->from_us, &in->to_us, ei);
+}
+
+/* Both parties exist, are active and hold the role of their side. */
+static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx *tx,
+                                   const struct ct_input *in)
+{
+    const struct {
+        const char *field, *id, *role_name;
+        unsigned role;
+    } sides[] = {{"provider_id", in->provider_id, "provider", DCMS_ROLE_PROVIDER},
+                 {"consumer_id", in->consumer_id, "consumer", DCMS_ROLE_CONSUMER}};
+    for (size_t i = 0; i < 2; i++) {
+        if (!sides[i].id)
+            continue;
+        struct dcms_store_rows *rows = NULL;
+        enum dcms_err e =
+            dcms_store_exec(tx, &q_identity, (struct dcms_store_val[]){DCMS_VAL_TEXT(sides[i].id)},
+                            1, &rows, NULL, c->ei);
+        if (e)
+            return e;
+        if (dcms_store_rows_count(rows) != 1) {
+            dcms_err_field(c->ei, sides[i].field, "is not a known identity");
+        } else {
+            const char *roles = dcms_store_rows_text(rows, 0, 1);
+            const char *status = dcms_store_rows_text(rows, 0, 2);
+            char want[32];
+            snprintf(want, sizeof(want), "\"%s\"", sides[i].role_name);
+            if (strcmp(status, "active") != 0)
+                dcms_err_field(c->ei, sides[i].field, "is not an active identity (it is %s)",
+                               status);
+            else if (!roles || !strstr(roles, want))
+                dcms_err_field(c->ei, sides[i].field, "must hold the %s role", sides[i].role_name);
+        }
+        dcms_store_rows_free(rows);
+    }
+    return c->ei->code;
+}
+
+static enum dcms_err content_of(const struct ct_call *c, const char *id, const struct ct_input *in,
+                                int64_t terms_version, char hex[65], char **canon_terms,
+                                char **canon_content)
+{
+    json_t *content = ct_signed_content(id, in->provider_id, in->consumer_id, in->title,
+                                        in->description, in->terms, terms_version);
+    unsigned char raw[32];
+    enum dcms_err e = ct_content_hash(content, raw, hex, c->ei);
+    struct dcms_buf b1, b2;
+    dcms_buf_init(&b1, 1u << 24);
+    dcms_buf_init(&b2, 1u << 24);
+    if (!e)
+        e = dcms_jcs_canonicalize(in->terms, &b1, c->ei);
+    if (!e)
+        e = dcms_jcs_canonicalize(content, &b2, c->ei);
+    json_decref(content);
+    if (e) {
+        dcms_buf_release(&b1);
+        dcms_buf_release(&b2);
+        return e;
+    }
+    *canon_terms = dcms_buf_detach(&b1, NULL);
+    *canon_content = dcms_buf_detach(&b2, NULL);
+    return DCMS_OK;
+}
+
+static enum dcms_err reread(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
+                            json_t **out)
+{
+    struct dcms_store_rows *rows;
+    struct ct_row r;
+    enum dcms_err e = ct_load(tx, id, &rows, &r, c->ei);
+    if (!e && !(*out = ct_row_json(&r)))
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    dcms_store_rows_free(rows);
+    return e;
+}
+
+/* ---- create / read / list ---- */
+
+enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **out)
+{
+    struct ct_input in;
+    decode_input(body, &in, c->ei);
+    enum dcms_err e = DCMS_OK;
+    struct dcms_store_tx *tx = NULL;
+    char *canon_terms = NULL, *canon_content = NULL;
+    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN], from[DCMS_TIME_STRLEN], to[DCMS_TIME_STRLEN],
+        hex[65];
+    /* Only parties (or administrators) create a contract between them. */
+    if (in.provider_id && in.consumer_id) {
+        const char *parties[2] = {in.provider_id, in.consumer_id};
+        struct dcms_iam_resource res = {
+            .type = "contract", .parties = parties, .nparties = 2, .scoped = true};
+        struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
+        struct dcms_errinfo tmp;
+        dcms_errinfo_init(&tmp, c->ei->arena);
+        if (dcms_iam_authorize(c->p, "contracts:create", &res, &ctx, &tmp)) {
+            e = dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
+                             "contracts:create is not allowed: you may only create contracts "
+                             "your identity or organization is a party to");
+            goto out;
+        }
+    }
+    if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
+        goto out;
+    if ((e = check_parties(c, tx, &in)) || (e = c->ei->code))
+        goto out;
+    dcms_uuid_v7(id);
+    dcms_time_format(dcms_clock_now_us(), now);
+    dcms_time_format(in.from_us, from);
+    dcms_time_format(in.to_us, to);
+    if ((e = content_of(c, id, &in, 1, hex, &canon_terms, &canon_content)))
+        goto out;
+    e = dcms_store_exec(
+        tx, &q_insert,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in.title),
+                                  DCMS_VAL_TEXT(in.description), DCMS_VAL_TEXT(in.provider_id),
+                                  DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
+                                  DCMS_VAL_TEXT(hex), DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id),
+                                  DCMS_VAL_TEXT(from), DCMS_VAL_TEXT(to)},
+        11, NULL, NULL, c->ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_version_insert,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(1),
+                                                      DCMS_VAL_TEXT(hex),
+                                                      DCMS_VAL_TEXT(canon_content),
+                                                      DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id)},
+                            6, NULL, NULL, c->ei);
+    if (!e)
+        e = ct_audit(c, tx, "contract.create", id,
+                     json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "provider_id", in.provider_id,
+                               "consumer_id", in.consumer_id, "status", "draft", "version",
+                               (json_int_t)1, "terms_version", (json_int_t)1, "terms_hash", hex));
+    if (!e)
+        e = reread(c, tx, id, out);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    tx = NULL;
+out:
+    dcms_store_rollback(tx);
+    free(canon_terms);
+    free(canon_content);
+    json_decref(in.terms);
+    return e;
+}
+
+enum dcms_err ct_get(const struct ct_call *c, const char *id, json_t **out)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    struct ct_row r;
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
+    if (e)
+        return e;
+    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read")) &&
+        !(*out = ct_row_json(&r)))
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    return e;
+}
+
+static char *cursor_encode(const char *id)
+{
+    size_t n = strlen(id);
+    char *b = malloc(dcms_b64_encoded_len(n));
+    if (!b)
+        return NULL;
+    dcms_b64_encode(b, id, n);
+    for (char *p = b; *p; p++) {
+        if (*p == '+')
+            *p = '-';
+        else if (*p == '/')
+            *p = '_';
+        else if (*p == '=')
+            *p = '\0';
+    }
+    return b;
+}
+
+static bool cursor_decode(const char *s, char out[DCMS_UUID_STRLEN])
+{
+    char tmp[64];
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof(tmp))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '+' || ch == '/' || ch == '=')
+            return false;
+        tmp[i] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+    }
+    unsigned char raw[48];
+    size_t len = 0;
+    if (dcms_b64_decode(raw, sizeof(raw) - 1, tmp, n, &len) || len != DCMS_UUID_STRLEN - 1)
+        return false;
+    memcpy(out, raw, len);
+    out[len] = '\0';
+    return dcms_uuid_valid(out);
+}
+
+enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, json_t **out)
+{
+    struct dcms_errinfo *ei = c->ei;
+    enum ct_status st;
+    if (in->status && !ct_status_parse(in->status, &st))
+        dcms_err_field(ei, "status",
+                       "must be draft, pending_signature, active, suspended, terminated or "
+                       "expired");
+    if (in->party && !dcms_uuid_valid(in->party))
+        dcms_err_field(ei, "party", "must be an identity id (UUID)");
+    if (in->role && strcmp(in->role, "provider") && strcmp(in->role, "consumer"))
+        dcms_err_field(ei, "role", "must be provider or consumer");
+    if (in->q && (strlen(in->q) < 1 || strlen(in->q) > 255))
+        dcms_err_field(ei, "q", "must be 1 to 255 characters");
+    char cursor[DCMS_UUID_STRLEN];
+    if (in->cursor && !cursor_decode(in->cursor, cursor))
+        dcms_err_field(ei, "cursor", "must be the next_cursor of the previous page");
+    if (ei->code)
+        return ei->code;
+    bool all = (c->p->roles & (DCMS_ROLE_ADMIN | DCMS_ROLE_AUDITOR)) != 0;
+    const char *me = c->p->id, *org = c->p->org[0] ? c->p->org : c->p->id;
+    /* role: the party (or, without one, the caller) is on that side; party alone: either side. */
+    const char *pa = NULL, *pb = NULL, *ca = NULL, *cb = NULL, *aa = NULL, *ab = NULL;
+    const char *who_a = in->party ? in->party : me, *who_b = in->party ? in->party : org;
+    if (in->role && strcmp(in->role, "provider") == 0)
+        pa = who_a, pb = who_b;
+    else if (in->role)
+        ca = who_a, cb = who_b;
+    else if (in->party)
+        aa = in->party, ab = in->party;
+    char *pattern = NULL;
+    if (in->q) {
+        size_t n = strlen(in->q);
+        pattern = malloc(2 * n + 3);
+        if (!pattern)
+            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        char *w = pattern;
+        *w++ = '%';
+        for (size_t i = 0; i < n; i++) {
+            if (in->q[i] == '%' || in->q[i] == '_' || in->q[i] == '\\')
+                *w++ = '\\';
+            *w++ = in->q[i];
+        }
+        *w++ = '%';
+        *w = '\0';
+    }
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+#define OPT(s) ((s) ? DCMS_VAL_TEXT(s) : DCMS_VAL_NULL)
+    struct dcms_store_val params[] = {DCMS_VAL_INT(all ? 1 : 0),
+                                      DCMS_VAL_TEXT(me),
+                                      DCMS_VAL_TEXT(org),
+                                      OPT(pa),
+                                      OPT(pb),
+                                      OPT(ca),
+                                      OPT(cb),
+                                      OPT(aa),
+                                      OPT(ab),
+                                      OPT(in->status),
+                                      OPT(pattern),
+                                      in->cursor ? DCMS_VAL_TEXT(cursor) : DCMS_VAL_NULL,
+                                      DCMS_VAL_INT(in->limit + 1),
+                                      DCMS_VAL_TEXT(now)};
+#undef OPT
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
+    if (!e) {
+        e = dcms_store_exec(tx, &q_list, params, sizeof(params) / sizeof(params[0]), &rows, NULL,
+                            ei);
+        dcms_store_rollback(tx);
+    }
+    free(pattern);
+    if (e)
+        return e;
+    size_t n = dcms_store_rows_count(rows);
+    bool more = n > (size_t)in->limit;
+    if (more)
+        n = (size_t)in->limit;
+    json_t *items = json_array();
+    int64_t now_us = dcms_clock_now_us();
+    for (size_t i = 0; items && i < n; i++) {
+        struct ct_row r;
+        row_from(rows, i, &r, now_us);
+        json_array_append_new(items, ct_row_json(&r));
+    }
+    char *next = more && n ? cursor_encode(dcms_store_rows_text(rows, n - 1, 0)) : NULL;
+    dcms_store_rows_free(rows);
+    *out = json_pack("{s:o, s:o}", "contracts", items, "next_cursor", str_or_null(next));
+    free(next);
+    return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+}
+
+/* ---- changes ---- */
+
+static enum dcms_err check_if_match(const struct ct_call *c, const struct ct_row *r,
+                                    const char *if_match)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "\"%lld\"", (long long)r->version);
+    if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, want) != 0)
+        return dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED,
+                            "If-Match %s does not match the current version %s", if_match, want);
+    return DCMS_OK;
+}
+
+/* Writes the new status with the row-version check; 412 when the row moved meanwhile. */
+static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx *tx,
+                                  const struct ct_row *r, enum ct_status to, const char *reason,
+                                  const char *now)
+{
+    uint64_t n = 0;
+    enum dcms_err e = dcms_store_exec(
+        tx, &q_update_status,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(r->id), DCMS_VAL_TEXT(ct_status_name(to)),
+                                  reason ? DCMS_VAL_TEXT(reason) : DCMS_VAL_NULL,
+                                  DCMS_VAL_TEXT(now), DCMS_VAL_INT(r->version)},
+        5, NULL, &n, c->ei);
+    if (!e && n != 1)
+        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED, "the contract changed meanwhile");
+    return e;
+}
+
+enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *body,
+                        const char *if_match, json_t **out)
+{
+    struct ct_input in;
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_store_rows *rows = NULL;
+    char *canon_terms = NULL, *canon_content = NULL;
+    enum dcms_err e;
+    if (!if_match) {
+        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED,
+                         "If-Match is required: send the ETag of the version you edit");
+        memset(&in, 0, sizeof(in));
+        goto out;
+    }
+    decode_input(body, &in, c->ei);
+    if ((e = c->ei->code))
+        goto out;
+    if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
+        goto out;
+    struct ct_row r;
+    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:update")) ||
+        (e = check_who(c, &r, ct_transition_of(CT_OP_EDIT))) ||
+        (e = check_if_match(c, &r, if_match)) ||
+        (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
+        goto out;
+    /* The caller must stay a party of what it writes (administrators excepted). */
+    const char *parties[2] = {in.provider_id, in.consumer_id};
+    struct dcms_iam_resource res = {
+        .type = "contract", .id = id, .parties = parties, .nparties = 2, .scoped = true};
+    struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
+    if (dcms_iam_authorize(c->p, "contracts:update", &res, &ctx, c->ei)) {
+        e = dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
+                         "contracts:update is not allowed: the new parties must include you");
+        goto out;
+    }
+    if ((e = check_parties(c, tx, &in)))
+        goto out;
+    char hex[65], now[DCMS_TIME_STRLEN], from[DCMS_TIME_STRLEN], to[DCMS_TIME_STRLEN];
+    int64_t tv = r.terms_version + 1;
+    if ((e = content_of(c, id, &in, r.terms_version, hex, &canon_terms, &canon_content)))
+        goto out;
+    if (strcmp(hex, r.terms_hash) == 0) {
+        /* Nothing the parties sign changed: nothing to void, nothing to write. */
+        *out = ct_row_json(&r);
+        e = *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    free(canon_terms);
+    free(canon_content);
+    canon_terms = canon_content = NULL;
+    if ((e = content_of(c, id, &in, tv, hex, &canon_terms, &canon_content)))
+        goto out;
+    dcms_time_format(dcms_clock_now_us(), now);
+    dcms_time_format(in.from_us, from);
+    dcms_time_format(in.to_us, to);
+    uint64_t n = 0, voided = 0;
+    e = dcms_store_exec(
+        tx, &q_update_content,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in.title),
+                                  DCMS_VAL_TEXT(in.description), DCMS_VAL_TEXT(in.provider_id),
+                                  DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
+                                  DCMS_VAL_TEXT(hex), DCMS_VAL_INT(tv), DCMS_VAL_TEXT(from),
+                                  DCMS_VAL_TEXT(to), DCMS_VAL_TEXT(now), DCMS_VAL_INT(r.version)},
+        12, NULL, &n, c->ei);
+    if (!e && n != 1)
+        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED, "the contract changed meanwhile");
+    char reason[64];
+    snprintf(reason, sizeof(reason), "terms edited (version %lld)", (long long)tv);
+    if (!e)
+        e = ct_signatures_void(tx, id, now, reason, &voided, c->ei);
+    if (!e)
+        e = ct_signatures_refresh(tx, id, now, c->ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_version_insert,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(tv),
+                                                      DCMS_VAL_TEXT(hex),
+                                                      DCMS_VAL_TEXT(canon_content),
+                                                      DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id)},
+                            6, NULL, NULL, c->ei);
+    if (!e)
+        e = ct_audit(c, tx, "contract.update", id,
+                     json_pack("{s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:I}", "from_version",
+                               (json_int_t)r.version, "to_version", (json_int_t)r.version + 1,
+                               "from_terms_version", (json_int_t)r.terms_version,
+                               "to_terms_version", (json_int_t)tv, "from_terms_hash", r.terms_hash,
+                               "to_terms_hash", hex, "from_status", ct_status_name(r.status),
+                               "to_status", "draft", "signatures_voided", (json_int_t)voided));
+    if (!e)
+        e = reread(c, tx, id, out);
+out:
+    dcms_store_rows_free(rows);
+    free(canon_terms);
+    free(canon_content);
+    json_decref(in.terms);
+    if (tx)
+        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    return e;
+}
+
+enum dcms_err ct_delete(const struct ct_call *c, const char *id)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei);
+    if (e)
+        return e;
+    struct ct_row r;
+    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:delete")) ||
+        (e = check_who(c, &r, ct_transition_of(CT_OP_DELETE))) ||
+        (e = ct_transition_check(CT_OP_DELETE, r.status, c->ei)))
+        goto out;
+    uint64_t n = 0;
+    struct dcms_store_val idv[] = {DCMS_VAL_TEXT(id)};
+    if (!(e = dcms_store_exec(tx, &q_delete_sigs, idv, 1, NULL, NULL, c->ei)) &&
+        !(e = dcms_store_exec(tx, &q_delete_versions, idv, 1, NULL, NULL, c->ei)))
+        e = dcms_store_exec(tx, &q_delete,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.version)},
+                            2, NULL, &n, c->ei);
+    if (!e && n != 1)
+        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED, "the contract changed meanwhile");
+    if (!e)
+        e = ct_audit(c, tx, "contract.delete", id,
+                     json_pack("{s:I, s:s, s:s, s:I}", "from_version", (json_int_t)r.version,
+                               "from_status", ct_status_name(r.status), "terms_hash", r.terms_hash,
+                               "terms_version", (json_int_t)r.terms_version));
+out:
+    dcms_store_rows_free(rows);
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+}
+
+enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op op,
+                            const char *reason, json_t **out)
+{
+    const struct ct_transition *t = ct_transition_of(op);
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei);
+    if (e)
+        return e;
+    struct ct_row r;
+    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, t->permission)) ||
+        (e = check_who(c, &r, t)) || (e = ct_transition_check(op, r.status, c->ei)))
+        goto out;
+    int64_t now_us = dcms_clock_now_us();
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(now_us, now);
+    int64_t from_us = 0, to_us = 0;
+    if (dcms_time_parse(r.effective_from, &from_us) || dcms_time_parse(r.expires_at, &to_us)) {
+        e = dcms_err_set(c->ei, DCMS_ERR_INTERNAL, NULL);
+        goto out;
+    }
+    if (op == CT_OP_SUBMIT && to_us <= now_us) {
+        e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT,
+                         "terms.expires_at (%s) has passed; edit the contract first", r.expires_at);
+        goto out;
+    }
+    if (op == CT_OP_ACTIVATE) {
+        bool prov = false, cons = false;
+        if ((e = ct_signatures_complete(tx, id, r.terms_hash, &prov, &cons, c->ei)))
+            goto out;
+        if (!prov || !cons) {
+            e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT,
+                             "activation needs valid signatures of both sides over the current "
+                             "terms; missing: %s",
+                             !prov && !cons ? "provider and consumer"
+                             : !prov        ? "provider"
+                                            : "consumer");
+            goto out;
+        }
+        if (from_us > now_us) {
+            e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT,
+                             "terms.effective_from (%s) has not been reached", r.effective_from);
+            goto out;
+        }
+    }
+    if ((e = write_status(c, tx, &r, t->to, reason, now)))
+        goto out;
+    char action[48];
+    snprintf(action, sizeof(action), "contract.%s", ct_op_name(op));
+    json_t *d = json_pack("{s:s, s:s, s:I, s:I, s:s}", "from_status", ct_status_name(r.status),
+                          "to_status", ct_status_name(t->to), "from_version", (json_int_t)r.version,
+                          "to_version", (json_int_t)r.version + 1, "terms_hash", r.terms_hash);
+    if (d && reason)
+        json_object_set_new(d, "reason", json_string(reason));
+    if (!(e = ct_audit(c, tx, action, id, d)))
+        e = reread(c, tx, id, out);
+out:
+    dcms_store_rows_free(rows);
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+}
+
+enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL, *vrows = NULL;
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
+    if (e)
+        return e;
+    struct ct_row r;
+    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:read")))
+        goto out;
+    if ((e = dcms_store_exec(tx, &q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                             &vrows, NULL, c->ei)))
+        goto out;
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < dcms_store_rows_count(vrows); i++) {
+        json_array_append_new(items,
+                              json_pack("{s:I, s:s, s:o, s:s, s:s, s:b}", "terms_version",
+                                        (json_int_t)dcms_store_rows_int(vrows, i, 0), "terms_hash",
+                                        dcms_store_rows_text(vrows, i, 1), "content",
+                                        parse_stored(dcms_store_rows_text(vrows, i, 2)),
+                                        "created_at", dcms_store_rows_text(vrows, i, 3),
+                                        "created_by", dcms_store_rows_text(vrows, i, 4), "current",
+                                        dcms_store_rows_int(vrows, i, 0) == r.terms_version));
+    }
+    *out = json_pack("{s:s, s:o}", "contract_id", r.id, "versions", items);
+    if (!*out)
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+out:
+    dcms_store_rows_free(vrows);
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    return e;
+}
+
+/* ---- expiry ---- */
+
+enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_errinfo *ei)
+{
+    *count = 0;
+    struct ct_call c = {app, NULL, NULL, NULL, ei};
+    for (int batch = 0; batch < 50; batch++) {
+        char now[DCMS_TIME_STRLEN];
+        dcms_time_format(dcms_clock_now_us(), now);
+        struct dcms_store_tx *tx;
+        struct dcms_store_rows *rows = NULL;
+        enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_WRITE, &tx, ei);
+        if (e)
+            return e;
+        e = dcms_store_exec(
+            tx, &q_due, (struct dcms_store_val[]){DCMS_VAL_TEXT(now), DCMS_VAL_INT(EXPIRY_BATCH)},
+            2, &rows, NULL, ei);
+        size_t n = e ? 0 : dcms_store_rows_count(rows);
+        for (size_t i = 0; !e && i < n; i++) {
+            struct ct_row r = {.id = dcms_store_rows_text(rows, i, 0),
+                               .version = dcms_store_rows_int(rows, i, 1)};
+            const char *from = dcms_store_rows_text(rows, i, 2);
+            uint64_t changed = 0;
+            e = dcms_store_exec(
+                tx, &q_update_status,
+                (struct dcms_store_val[]){DCMS_VAL_TEXT(r.id), DCMS_VAL_TEXT("expired"),
+                                          DCMS_VAL_TEXT("expires_at reached"), DCMS_VAL_TEXT(now),
+                                          DCMS_VAL_INT(r.version)},
+                5, NULL, &changed, ei);
+            if (!e && changed == 1)
+                e = ct_audit(&c, tx, "contract.expire", r.id,
+                             json_pack("{s:s, s:s, s:I, s:I, s:s}", "from_status", from,
+                                       "to_status", "expired", "from_version",
+                                       (json_int_t)r.version, "to_version",
+                                       (json_int_t)r.version + 1, "expires_at",
+                                       dcms_store_rows_text(rows, i, 3)));
+            if (!e && changed == 1)
+                (*count)++;
+        }
+        dcms_store_rows_free(rows);
+        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+        if (e)
+            return e;
+        if (n < EXPIRY_BATCH)
+            break;
+    }
+    return DCMS_OK;
+}
+
+static void *expiry_job(void *arg)
+{
+    struct dcms_contracts *ct = arg;
+    pthread_mutex_lock(&ct->mu);
+    while (!ct->stopping) {
+        pthread_mutex_unlock(&ct->mu);
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        unsigned n = 0;
+        if (ct_expire_due(ct->app, &n, &ei))
+            DCMS_LOG(DCMS_LOG_WARN, "contracts", "expiry job: %s", ei.message);
+        else if (n)
+            DCMS_LOG(DCMS_LOG_INFO, "contracts", "expired %u contracts", n);
+        pthread_mutex_lock(&ct->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ct->expiry_interval_s;
+        while (!ct->stopping && pthread_cond_timedwait(&ct->cv, &ct->mu, &until) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&ct->mu);
+    return NULL;
+}
+
+enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **out,
+                                  struct dcms_errinfo *ei)
+{
+    struct dcms_contracts *ct = calloc(1, sizeof(*ct));
+    if (!ct)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    ct->app = app;
+    ct->expiry_interval_s = (unsigned)app->cfg->contract_expiry_interval_s;
+    pthread_mutex_init(&ct->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ct->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (ct->expiry_interval_s) {
+        if (pthread_create(&ct->job, NULL, expiry_job, ct) != 0) {
+            dcms_contracts_close(ct);
+            return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the contract expiry job");
+        }
+        ct->job_started = true;
+    }
+    *out = ct;
+    return DCMS_OK;
+}
+
+void dcms_contracts_close(struct dcms_contracts *ct)
+{
+    if (!ct)
+        return;
+    if (ct->job_started) {
+        pthread_mutex_lock(&ct->mu);
+        ct->stopping = true;
+        pthread_cond_broadcast(&ct->cv);
+        pthread_mutex_unlock(&ct->mu);
+        pthread_join(ct->job, NULL);
+    }
+    pthread_cond_destroy(&ct->cv);
+    pthread_mutex_destroy(&ct->mu);
+    free(ct);
+}
+
+/* ---- what the enclave service reads ---- */
+
+enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
+                                         struct dcms_contract_security *out,
+                                         struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    struct ct_row r;
+    enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    if ((e = ct_load(tx, id, &rows, &r, ei)))
+        goto out;
+    memset(out, 0, sizeof(*out));
+    snprintf(out->id, sizeof(out->id), "%s", r.id);
+    snprintf(out->provider_id, sizeof(out->provider_id), "%s", r.provider_id);
+    snprintf(out->consumer_id, sizeof(out->consumer_id), "%s", r.consumer_id);
+    snprintf(out->status, sizeof(out->status), "%s", ct_status_name(r.status));
+    json_t *terms = json_loads(r.terms, 0, NULL);
+    json_t *sec = json_object_get(terms, "security");
+    if (!sec || !dcms_security_level_parse(
+                    json_string_value(json_object_get(sec, "encryption_level")), &out->level)) {
+        json_decref(terms);
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "contract %s has unreadable terms", id);
+        goto out;
+    }
+    out->network_isolation = json_is_true(json_object_get(sec, "network_isolation"));
+    out->audit_logging = json_is_true(json_object_get(sec, "audit_logging"));
+    json_decref(terms);
+out:
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    return e;
+}

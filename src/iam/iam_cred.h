@@ -1,0 +1,107 @@
+/*
+ * Inside IAM, the credentials contract signatures rest on: single-use
+ * challenges (iam_challenge.c), Ed25519 signing keys registered with a proof
+ * of possession (iam_signkey.c) and passkeys (iam_webauthn.c, over the pure
+ * verification in webauthn.c). The public entry points are in
+ * include/dcms/credentials.h; the handlers in iam_cred_http.h.
+ */
+#ifndef DCMS_IAM_CRED_H
+#define DCMS_IAM_CRED_H
+
+#include <jansson.h>
+
+#include "dcms/clock.h"
+#include "dcms/credentials.h"
+#include "dcms/uuid.h"
+#include "iam/iam_int.h"
+
+/* ---- challenges (iam_challenge.c) ---- */
+
+#define IAM_CHALLENGE_BYTES 32
+#define IAM_CHALLENGE_TTL_S 300
+#define IAM_CHALLENGE_B64_LEN 44 /* 43 base64url characters and the NUL */
+
+/* What a challenge is for; a challenge issued for one purpose is refused for another. */
+#define IAM_PURPOSE_SIGNING_KEY "signing_key"
+#define IAM_PURPOSE_WA_REGISTER "webauthn.register"
+#define IAM_PURPOSE_WA_ASSERT "webauthn.assert"
+
+struct iam_challenge {
+    char id[DCMS_UUID_STRLEN];
+    char b64[IAM_CHALLENGE_B64_LEN]; /* base64url of the 32 random bytes */
+    unsigned char raw[IAM_CHALLENGE_BYTES];
+    char expires_at[DCMS_TIME_STRLEN];
+};
+
+/*
+ * Issues a fresh challenge for `identity_id` and `purpose` inside `tx` (a
+ * write transaction; expired challenges of the identity are dropped on the
+ * way).
+ */
+enum dcms_err iam_challenge_issue(struct dcms_store_tx *tx, const char *identity_id,
+                                  const char *purpose, struct iam_challenge *out,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Consumes a challenge in a transaction of its own, found by id (`id`) or
+ * by its base64url text (`b64`; exactly one of the two is non-NULL). It
+ * must belong to `identity_id`, have been issued for `purpose`, be unused
+ * and unexpired; it is used up whatever the caller's verification then
+ * finds. DCMS_ERR_VALIDATION naming `field` otherwise.
+ */
+enum dcms_err iam_challenge_consume(struct dcms_iam *iam, const char *identity_id,
+                                    const char *purpose, const char *id, const char *b64,
+                                    const char *field, struct iam_challenge *out,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- signing keys (iam_signkey.c) ---- */
+
+/* The domain-separation prefix of the proof-of-possession message. */
+#define IAM_SIGNKEY_POP_PREFIX "dcms-signing-key-pop:"
+
+struct iam_signkey_in {
+    const char *public_key;   /* base64url, raw 32-byte Ed25519 */
+    const char *challenge_id; /* from the challenge route */
+    const char *signature;    /* base64url, Ed25519 over the PoP message */
+    const char *name;         /* optional label */
+    unsigned invalid;         /* bit i: member i (in the order above) was given but not a string */
+};
+
+/* The PoP message: prefix || challenge (32 bytes) || public key (32 bytes). */
+void iam_signkey_pop_message(const unsigned char challenge[IAM_CHALLENGE_BYTES],
+                             const unsigned char pk[32], unsigned char *out, size_t *len);
+#define IAM_SIGNKEY_POP_LEN (sizeof(IAM_SIGNKEY_POP_PREFIX) - 1 + IAM_CHALLENGE_BYTES + 32)
+
+enum dcms_err iam_signkey_challenge(const struct iam_call *c, const char *identity_id,
+                                    json_t **out) DCMS_MUST_CHECK;
+/* Registers a key; with `replace_key_id`, also revokes that key (rotation) atomically. */
+enum dcms_err iam_signkey_register(const struct iam_call *c, const char *identity_id,
+                                   const char *replace_key_id, const struct iam_signkey_in *in,
+                                   json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_signkey_list(const struct iam_call *c, const char *identity_id,
+                               json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_signkey_revoke(const struct iam_call *c, const char *identity_id,
+                                 const char *key_id, json_t **out) DCMS_MUST_CHECK;
+
+/* ---- shared by the credential services ---- */
+
+/* The identity's organization (may be "") into org; DCMS_ERR_NOT_FOUND when absent. */
+enum dcms_err iam_cred_identity(struct dcms_store_tx *tx, const char *identity_id,
+                                char org[DCMS_UUID_STRLEN],
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * May the caller act on `identity_id`'s credentials? `self_only`: only the
+ * identity itself (registering); otherwise the identity itself, or whoever
+ * `action` on that identity is granted to (admins: "identities:manage").
+ */
+enum dcms_err iam_cred_authorize(const struct iam_call *c, struct dcms_store_tx *tx,
+                                 const char *identity_id, bool self_only,
+                                 const char *action) DCMS_MUST_CHECK;
+
+/* Records a refused credential operation (outcome denied) in a transaction of its own. */
+void iam_cred_audit_denied(struct dcms_iam *iam, const char *actor, const char *action,
+                           const char *rtype, const char *rid, const char *reason,
+                           const char *client_ip, const char *request_id);
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * Contracts: the terms validator (every problem with its path), ISO 4217
+ * codes, titles, the lifecycle table (every operation from every state),
+ * the signed-content hash, and, on both store backends, the security view
+ * the enclave service reads (dcms_contracts_security_of) and the expiry job.
+ */
+#include "testdb.h"
+
+#include "contracts/contracts_int.h"
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "dcms/audit.h"
+#include "dcms/clock.h"
+#include "dcms/config.h"
+#include "dcms/crypto.h"
+#include "dcms/jcs.h"
+#include "dcms/store.h"
+#include "iam/iam_int.h"
+
+#define CHECK(call, ei)                                                                            \
+    do {                                                                                           \
+        enum dcms_err e_ = (call);                                                                 \
+        if (e_)                                                                                    \
+            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
+    } while (0)
+
+static const char *const good_terms =
+    "{\"data_access\":{\"datasets\":[\"ds\"],\"permissions\":[\"train\"]},"
+    "\"usage\":{\"purposes\":[\"research\"],\"allowed_model_types\":[\"cnn\"],"
+    "\"max_training_runs\":3,\"raw_data_export\":false},"
+    "\"retention\":{\"days\":30,\"deletion\":\"delete\"},"
+    "\"security\":{\"encryption_level\":\"military\",\"network_isolation\":true,"
+    "\"audit_logging\":false},"
+    "\"compliance\":{\"frameworks\":[\"GDPR\"],\"data_residency\":[\"DE\"]},"
+    "\"pricing\":{\"model\":\"fixed\",\"amount\":100,\"currency\":\"JPY\"},"
+    "\"effective_from\":\"2026-01-01T00:00:00Z\",\"expires_at\":\"2099-01-01T00:00:00+02:00\"}";
+
+static bool has_field(const struct dcms_errinfo *ei, const char *field)
+{
+    for (size_t i = 0; i < ei->ndetails; i++)
+        if (strcmp(ei->details[i].field, field) == 0)
+            return true;
+    return false;
+}
+
+/* ---- pure parts ---- */
+
+static void terms_accepted_and_normalized(void **state)
+{
+    (void)state;
+    struct dcms_arena *a = dcms_arena_new(1 << 20);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, a);
+    json_t *t = json_loads(good_terms, 0, NULL), *norm = NULL;
+    int64_t from = 0, to = 0;
+    assert_true(ct_terms_validate(t, dcms_clock_now_us(), &norm, &from, &to, &ei));
+    assert_int_equal(ei.ndetails, 0);
+    assert_string_equal(json_string_value(json_object_get(norm, "expires_at")),
+                        "2098-12-31T22:00:00.000000Z");
+    assert_true(to > from);
+    /* Optional arrays are written out, so the hash does not depend on their absence. */
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(norm, "security"), "custom_policies")), 0);
+    json_decref(norm);
+    json_decref(t);
+    dcms_arena_free(a);
+}
+
+static void terms_every_problem_with_its_path(void **state)
+{
+    (void)state;
+    struct dcms_arena *a = dcms_arena_new(1 << 20);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, a);
+    json_t *t = json_loads(good_terms, 0, NULL), *norm = NULL;
+    json_object_set_new(json_object_get(t, "retention"), "days", json_integer(0));
+    json_object_set_new(json_object_get(t, "usage"), "raw_data_export", json_true());
+    json_object_set_new(json_object_get(t, "pricing"), "amount", json_real(1.5));
+    json_object_set_new(json_object_get(t, "pricing"), "currency", json_string("ABC"));
+    json_object_set_new(json_object_get(t, "security"), "extra", json_null());
+    json_object_set_new(json_object_get(t, "compliance"), "data_residency",
+                        json_pack("[s, s]", "DE", "DE"));
+    json_object_set_new(t, "expires_at", json_string("2025-01-01T00:00:00Z"));
+    json_object_del(t, "usage");
+    int64_t from, to;
+    assert_false(ct_terms_validate(t, dcms_clock_now_us(), &norm, &from, &to, &ei));
+    assert_null(norm);
+    assert_int_equal(ei.code, DCMS_ERR_VALIDATION);
+    const char *want[] = {
+        "terms.retention.days", "terms.pricing.amount", "terms.pricing.currency",
+        "terms.security.extra", "terms.usage",          "terms.compliance.data_residency[1]",
+        "terms.expires_at"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!has_field(&ei, want[i]))
+            fail_msg("no problem reported for %s", want[i]);
+    json_decref(t);
+    dcms_arena_free(a);
+}
+
+static void currencies_and_titles(void **state)
+{
+    (void)state;
+    assert_true(ct_currency_valid("EUR"));
+    assert_true(ct_currency_valid("USD"));
+    assert_true(ct_currency_valid("JPY"));
+    assert_true(ct_currency_valid("ZWG"));
+    assert_false(ct_currency_valid("eur"));
+    assert_false(ct_currency_valid("XXX"));
+    assert_false(ct_currency_valid("EU"));
+    assert_false(ct_currency_valid("EURO"));
+    assert_false(ct_currency_valid(""));
+    assert_true(ct_title_valid("Données d'entraînement"));
+    assert_false(ct_title_valid(""));
+    assert_false(ct_title_valid("tab\there"));
+    assert_false(ct_title_valid("\xff"));
+    char t[2 * 256 + 1];
+    for (int i = 0; i < 255; i++)
+        memcpy(t + 2 * i, "\xc3\xa9", 2); /* 255 two-byte characters: allowed */
+    t[510] = '\0';
+    assert_true(ct_title_valid(t));
+    memcpy(t + 510, "\xc3\xa9", 3);
+    assert_false(ct_title_valid(t));
+}
+
+static void lifecycle_table(void **state)
+{
+    (void)state;
+    /* Which operations each state allows: the documented table. */
+    static const struct {
+        enum ct_status from;
+        const char *ops; /* space-separated */
+    } legal[] = {
+        {CT_DRAFT, "submit edit delete"},
+        {CT_PENDING_SIGNATURE, "sign activate edit"},
+        {CT_ACTIVE, "suspend terminate expire"},
+        {CT_SUSPENDED, "resume terminate expire"},
+        {CT_TERMINATED, ""},
+        {CT_EXPIRED, ""},
+    };
+    for (size_t i = 0; i < sizeof(legal) / sizeof(legal[0]); i++) {
+        for (unsigned op = 0; op < CT_OP_COUNT; op++) {
+            struct dcms_errinfo ei;
+            dcms_errinfo_init(&ei, NULL);
+            char name[24];
+            snprintf(name, sizeof(name), " %s ", ct_op_name((enum ct_op)op));
+            char ops[64];
+            snprintf(ops, sizeof(ops), " %s ", legal[i].ops);
+            bool want = strstr(ops, name) != NULL;
+            enum dcms_err e = ct_transition_check((enum ct_op)op, legal[i].from, &ei);
+            if (want != (e == DCMS_OK))
+                fail_msg("%s from %s: got %s", ct_op_name((enum ct_op)op),
+                         ct_status_name(legal[i].from), dcms_err_slug(e));
+            if (e) {
+                assert_int_equal(e, DCMS_ERR_CONFLICT);
+                assert_non_null(strstr(ei.message, ct_status_name(legal[i].from)));
+                assert_non_null(strstr(ei.message, "allowed: "));
+            }
+        }
+    }
+    assert_int_equal(ct_transition_of(CT_OP_SUBMIT)->to, CT_PENDING_SIGNATURE);
+    assert_int_equal(ct_transition_of(CT_OP_ACTIVATE)->to, CT_ACTIVE);
+    assert_int_equal(ct_transition_of(CT_OP_EDIT)->to, CT_DRAFT);
+    assert_int_equal(ct_transition_of(CT_OP_EXPIRE)->who, CT_BY_SYSTEM);
+    assert_false(ct_transition_of(CT_OP_SIGN)->who & CT_BY_ADMIN); /* admins never sign */
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(ct_transition_check(CT_OP_RESUME, CT_TERMINATED, &ei), DCMS_ERR_CONFLICT);
+    assert_non_null(strstr(ei.message, "nothing (final state)"));
+}
+
+static void content_hash_is_canonical(void **state)
+{
+    (void)state;
+    json_t *t1 = json_loads("{\"b\":1,\"a\":[true,\"\\u00e9\"]}", 0, NULL);
+    json_t *t2 = json_loads("{\"a\":[true,\"\xc3\xa9\"],\"b\":1.0}", JSON_DECODE_ANY, NULL);
+    json_t *c1 = ct_signed_content("i", "p", "c", "t", "d", t1, 1);
+    json_t *c2 = ct_signed_content("i", "p", "c", "t", "d", t2, 1);
+    json_t *c3 = ct_signed_content("i", "p", "c", "t", "d", t1, 2);
+    unsigned char r1[32], r2[32], r3[32];
+    char h1[65], h2[65], h3[65];
+    assert_int_equal(ct_content_hash(c1, r1, h1, NULL), DCMS_OK);
+    assert_int_equal(ct_content_hash(c2, r2, h2, NULL), DCMS_OK);
+    assert_int_equal(ct_content_hash(c3, r3, h3, NULL), DCMS_OK);
+    assert_string_equal(h1, h2);     /* key order and number spelling do not matter */
+    assert_string_not_equal(h1, h3); /* the version is signed */
+    struct dcms_buf b;
+    dcms_buf_init(&b, 4096);
+    assert_int_equal(dcms_jcs_canonicalize(c1, &b, NULL), DCMS_OK);
+    assert_string_equal(b.ptr, "{\"consumer_id\":\"c\",\"description\":\"d\",\"id\":\"i\","
+                               "\"provider_id\":\"p\",\"terms\":{\"a\":[true,\"\xc3\xa9\"],"
+                               "\"b\":1},\"title\":\"t\",\"version\":1}");
+    unsigned char d[32];
+    assert_int_equal(dcms_digest_sha256(b.ptr, b.len, d), DCMS_OK);
+    assert_memory_equal(d, r1, 32);
+    dcms_buf_release(&b);
+    json_decref(c1);
+    json_decref(c2);
+    json_decref(c3);
+    json_decref(t1);
+    json_decref(t2);
+}
+
+/* ---- on both backends ---- */
+
+struct fixture {
+    struct dcms_testdb db; /* first: see testdb.h */
+    struct dcms_config cfg;
+    struct dcms_app app;
+    struct dcms_arena *arena;
+    struct dcms_principal admin, prov, cons;
+};
+
+static struct fixture *new_fixture(void)
+{
+    if (dcms_crypto_init())
+        return NULL;
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f || !dcms_testdb_make_dir(&f->db, "/tmp/dcms-contracts-XXXXXX")) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+static int setup_sqlite(void **state)
+{
+    struct fixture *f = new_fixture();
+    if (!f)
+        return -1;
+    dcms_testdb_use_sqlite(&f->db);
+    *state = f;
+    return 0;
+}
+
+static int setup_pg(void **state)
+{
+    struct fixture *f = new_fixture();
+    if (!f)
+        return -1;
+    *state = f;
+    return dcms_testdb_use_pg(&f->db, "dcms_ct_");
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    dcms_iam_close(f->app.iam);
+    dcms_audit_close(f->app.audit);
+    dcms_store_close(f->app.store);
+    dcms_arena_free(f->arena);
+    dcms_testdb_cleanup(&f->db);
+    free(f);
+    return 0;
+}
+
+static void user(struct fixture *f, unsigned role, struct dcms_principal *p)
+{
+    static int n;
+    char email[96];
+    snprintf(email, sizeof(email), "ct-%d-%lld@example.com", ++n, (long long)dcms_clock_now_us());
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, f->arena);
+    struct iam_call c = {f->app.iam, &f->admin, "127.0.0.1", "test", &ei};
+    struct iam_identity_in in = {
+        .kind = "user", .name = "U", .email = email, .roles = role, .has_roles = true};
+    json_t *out = NULL;
+    CHECK(iam_identity_create(&c, &in, &out), ei);
+    memset(p, 0, sizeof(*p));
+    snprintf(p->id, sizeof(p->id), "%s", json_string_value(json_object_get(out, "id")));
+    p->roles = role;
+    json_decref(out);
+}
+
+static void open_all(struct fixture *f)
+{
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_config_load(&f->cfg, NULL, &ei), ei);
+    snprintf(f->cfg.data_dir, sizeof(f->cfg.data_dir), "%s", f->db.dir);
+    snprintf(f->cfg.iam_kek_file, sizeof(f->cfg.iam_kek_file), "%s/kek.key", f->db.dir);
+    f->cfg.pwhash_max_concurrent = 1;
+    struct dcms_store_opts so = {4, 30000};
+    CHECK(dcms_store_open(f->db.url, &so, &f->app.store, &ei), ei);
+    char key_path[128];
+    snprintf(key_path, sizeof(key_path), "%s/audit.key", f->db.dir);
+    struct dcms_audit_opts ao = {key_path, 1000, 0, 0};
+    CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
+    f->app.cfg = &f->cfg;
+    CHECK(dcms_iam_open(&f->app, &f->app.iam, &ei), ei);
+    f->arena = dcms_arena_new(1 << 20);
+    assert_non_null(f->arena);
+    dcms_uuid_v7(f->admin.id);
+    f->admin.roles = DCMS_ROLE_ADMIN;
+    user(f, DCMS_ROLE_PROVIDER, &f->prov);
+    user(f, DCMS_ROLE_CONSUMER, &f->cons);
+}
+
+static void exec_sql(struct fixture *f, const char *sql, const char *id)
+{
+    struct dcms_query q = DCMS_QUERY("test_ct_sql", NULL);
+    q.sql = sql;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store_tx *tx;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_WRITE, &tx, &ei), ei);
+    CHECK(dcms_store_exec(tx, &q, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, NULL, NULL, &ei),
+          ei);
+    CHECK(dcms_store_commit(tx, &ei), ei);
+}
+
+static void security_view_and_expiry(struct fixture *f)
+{
+    open_all(f);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, f->arena);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:o}", "title", "T", "provider_id", f->prov.id,
+                             "consumer_id", f->cons.id, "terms", json_loads(good_terms, 0, NULL));
+    json_t *out = NULL;
+    struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei};
+    CHECK(ct_create(&c, body, &out), ei);
+    char id[DCMS_UUID_STRLEN];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    json_decref(body);
+
+    struct dcms_contract_security sec;
+    CHECK(dcms_contracts_security_of(&f->app, id, &sec, &ei), ei);
+    assert_string_equal(sec.id, id);
+    assert_string_equal(sec.provider_id, f->prov.id);
+    assert_string_equal(sec.consumer_id, f->cons.id);
+    assert_string_equal(sec.status, "draft");
+    assert_int_equal(sec.level, DCMS_SECURITY_MILITARY);
+    assert_true(sec.network_isolation);
+    assert_false(sec.audit_logging);
+    char other[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(other);
+    assert_int_equal(dcms_contracts_security_of(&f->app, other, &sec, &ei), DCMS_ERR_NOT_FOUND);
+    assert_int_equal(dcms_contracts_security_of(&f->app, "nope", &sec, &ei), DCMS_ERR_NOT_FOUND);
+
+    /* An Active contract past expires_at reads "expired" before the job runs ... */
+    exec_sql(f,
+             f->db.bk == BK_PG ? "UPDATE contracts SET status = 'active', expires_at = "
+                                 "'2026-01-02T00:00:00Z' WHERE id = CAST($1 AS UUID)"
+                               : "UPDATE contracts SET status = 'active', expires_at = "
+                                 "'2026-01-02T00:00:00.000000Z' WHERE id = $1",
+             id);
+    dcms_errinfo_init(&ei, f->arena);
+    CHECK(dcms_contracts_security_of(&f->app, id, &sec, &ei), ei);
+    assert_string_equal(sec.status, "expired");
+    /* ... and the job writes it, once, with an audit event. */
+    unsigned n = 0;
+    CHECK(ct_expire_due(&f->app, &n, &ei), ei);
+    assert_int_equal(n, 1);
+    CHECK(ct_expire_due(&f->app, &n, &ei), ei);
+    assert_int_equal(n, 0);
+    json_t *g = NULL;
+    CHECK(ct_get(&c, id, &g), ei);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "expired");
+    assert_int_equal(json_integer_value(json_object_get(g, "version")), 2);
+    json_decref(g);
+
+    /* A non-party learns nothing: not found. */
+    struct dcms_principal stranger;
+    user(f, DCMS_ROLE_PROVIDER, &stranger);
+    struct ct_call sc = {&f->app, &stranger, "127.0.0.1", "test", &ei};
+    dcms_errinfo_init(&ei, f->arena);
+    assert_int_equal(ct_get(&sc, id, &g), DCMS_ERR_NOT_FOUND);
+}
+DCMS_TESTDB_CASE(security_view_and_expiry)
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(terms_accepted_and_normalized),
+    cmocka_unit_test(terms_every_problem_with_its_path),
+    cmocka_unit_test(currencies_and_titles),
+    cmocka_unit_test(lifecycle_table),
+    cmocka_unit_test(content_hash_is_canonical),
+    cmocka_unit_test_setup_teardown(security_view_and_expiry_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(security_view_and_expiry_pg, setup_pg, teardown),
+};
+
+DCMS_TEST_MAIN(tests)

@@ -1,0 +1,425 @@
+/*
+ * TOTP (src/iam/totp.c, mfa.c): every RFC 6238 vector of
+ * shared/vectors/totp through the code generator, base32, the drift
+ * window, and on both store backends enrolment, confirmation, one use per
+ * code (replay and older steps refused, also between two threads), the
+ * sealed secret, recovery codes used once, and dcms_iam_totp_check.
+ */
+#include "testdb.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "dcms/audit.h"
+#include "dcms/clock.h"
+#include "dcms/config.h"
+#include "dcms/credentials.h"
+#include "dcms/crypto.h"
+#include "dcms/store.h"
+#include "iam/mfa_int.h"
+
+/* ---- pure ---- */
+
+static size_t hex_decode(const char *hex, unsigned char *out, size_t cap)
+{
+    size_t n = strlen(hex) / 2;
+    assert_true(n <= cap);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        out[i] = (unsigned char)v;
+    }
+    return n;
+}
+
+static void rfc6238_vectors(void **state)
+{
+    (void)state;
+    char *text = dcms_test_read_file(DCMS_VECTORS_DIR "/totp/rfc6238.tsv", NULL);
+    size_t rows = 0;
+    for (char *line = text, *end; line && *line; line = end ? end + 1 : NULL) {
+        end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        char *f[9] = {0};
+        size_t nf = 0;
+        for (char *t = line; t && nf < 9;) {
+            f[nf++] = t;
+            t = strchr(t, '\t');
+            if (t)
+                *t++ = '\0';
+        }
+        assert_int_equal(nf, 9);
+        long long t = strtoll(f[0], NULL, 10);
+        enum iam_totp_alg alg = strcmp(f[4], "SHA256") == 0   ? IAM_TOTP_SHA256
+                                : strcmp(f[4], "SHA512") == 0 ? IAM_TOTP_SHA512
+                                                              : IAM_TOTP_SHA1;
+        unsigned char key[64];
+        size_t klen = hex_decode(f[5], key, sizeof(key));
+        unsigned step = (unsigned)strtoul(f[6], NULL, 10);
+        unsigned digits = (unsigned)strtoul(f[8], NULL, 10);
+        assert_int_equal(strtoll(f[7], NULL, 10), 0);
+        assert_int_equal(strtoll(f[2], NULL, 16), t / step); /* T as the vectors say */
+        char code[10];
+        assert_int_equal(iam_totp_generate(key, klen, t, step, digits, alg, code), DCMS_OK);
+        if (strcmp(code, f[3]) != 0)
+            fail_msg("t=%lld %s: got %s, want %s", t, f[4], code, f[3]);
+        rows++;
+    }
+    assert_int_equal(rows, 18);
+    free(text);
+}
+
+static void base32(void **state)
+{
+    (void)state;
+    /* RFC 4648 section 10, without padding. */
+    static const char *const want[] = {"",        "MY",       "MZXQ",      "MZXW6",
+                                       "MZXW6YQ", "MZXW6YTB", "MZXW6YTBOI"};
+    for (size_t n = 0; n <= 6; n++) {
+        char out[16];
+        iam_base32_encode(out, (const unsigned char *)"foobar", n);
+        assert_string_equal(out, want[n]);
+    }
+}
+
+static void window(void **state)
+{
+    (void)state;
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    randombytes_buf(key, sizeof(key));
+    const int64_t t = 1800000015; /* inside step 60000000 */
+    char code[8];
+    uint64_t step = 0;
+    for (int d = -1; d <= 1; d++) {
+        assert_int_equal(
+            iam_totp_generate(key, sizeof(key), t + d * 30, 30, 6, IAM_TOTP_SHA1, code), DCMS_OK);
+        assert_int_equal(iam_totp_match(key, sizeof(key), t, code, &step), DCMS_OK);
+        assert_int_equal(step, (uint64_t)(60000000 + d));
+    }
+    for (int d = -3; d <= 3; d += 6) {
+        assert_int_equal(
+            iam_totp_generate(key, sizeof(key), t + d * 30, 30, 6, IAM_TOTP_SHA1, code), DCMS_OK);
+        assert_int_equal(iam_totp_match(key, sizeof(key), t, code, &step), DCMS_ERR_VALIDATION);
+    }
+    assert_int_equal(iam_totp_match(key, sizeof(key), t, "12345", &step), DCMS_ERR_VALIDATION);
+    assert_int_equal(iam_totp_match(key, sizeof(key), t, "12345a", &step), DCMS_ERR_VALIDATION);
+    assert_int_equal(iam_totp_match(key, sizeof(key), t, "1234567", &step), DCMS_ERR_VALIDATION);
+    assert_int_equal(iam_totp_match(key, sizeof(key), t, NULL, &step), DCMS_ERR_VALIDATION);
+}
+
+/* ---- on the store ---- */
+
+struct fixture {
+    struct dcms_testdb db; /* first: see testdb.h */
+    struct dcms_config cfg;
+    struct dcms_app app;
+    struct dcms_iam *iam;
+    char admin_id[DCMS_UUID_STRLEN];
+};
+
+static struct fixture *new_fixture(void)
+{
+    if (dcms_crypto_init())
+        return NULL;
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (f && !dcms_testdb_make_dir(&f->db, "/tmp/dcms-totp-XXXXXX")) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+static int setup_sqlite(void **state)
+{
+    struct fixture *f = new_fixture();
+    if (!f)
+        return -1;
+    dcms_testdb_use_sqlite(&f->db);
+    *state = f;
+    return 0;
+}
+
+static int setup_pg(void **state)
+{
+    struct fixture *f = new_fixture();
+    if (!f)
+        return -1;
+    *state = f;
+    return dcms_testdb_use_pg(&f->db, "dcms_totp_");
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    dcms_iam_close(f->iam);
+    dcms_audit_close(f->app.audit);
+    dcms_store_close(f->app.store);
+    dcms_testdb_cleanup(&f->db);
+    free(f);
+    return 0;
+}
+
+#define CHECK(call, ei)                                                                            \
+    do {                                                                                           \
+        enum dcms_err e_ = (call);                                                                 \
+        if (e_)                                                                                    \
+            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
+    } while (0)
+
+static struct dcms_query q_admin = DCMS_QUERY("t_admin", "SELECT id FROM identities LIMIT 1");
+static struct dcms_query q_sealed =
+    DCMS_QUERY("t_sealed", "SELECT secret_sealed FROM totp_credentials WHERE identity_id = $1");
+
+/* Store, audit and IAM with a bootstrap admin, the way dcmsd starts them. */
+static void open_all(struct fixture *f)
+{
+    setenv("DCMS_DATA_DIR", f->db.dir, 1);
+    setenv("DCMS_DATABASE_URL", f->db.url, 1);
+    setenv("DCMS_ADMIN_EMAIL", "admin@totp.test", 1);
+    setenv("DCMS_ADMIN_PASSWORD", "totp-admin-passphrase-42", 1);
+    setenv("DCMS_PWHASH_MEMLIMIT_KIB", "8192", 1);
+    setenv("DCMS_PWHASH_OPSLIMIT", "1", 1);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_config_load(&f->cfg, NULL, &ei), ei);
+    f->app.cfg = &f->cfg;
+    struct dcms_store_opts so = {4, 30000};
+    CHECK(dcms_store_open(f->cfg.database_url, &so, &f->app.store, &ei), ei);
+    struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000};
+    CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
+    CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
+    f->app.iam = f->iam;
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    CHECK(dcms_store_exec(tx, &q_admin, NULL, 0, &rows, NULL, &ei), ei);
+    snprintf(f->admin_id, sizeof(f->admin_id), "%s", dcms_store_rows_text(rows, 0, 0));
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+}
+
+static size_t base32_decode(const char *s, unsigned char *out)
+{
+    size_t n = 0;
+    unsigned acc = 0, bits = 0;
+    for (; *s; s++) {
+        const char *abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const char *p = strchr(abc, *s);
+        assert_non_null(p);
+        acc = (acc << 5) | (unsigned)(p - abc);
+        bits += 5;
+        if (bits >= 8) {
+            out[n++] = (unsigned char)(acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    return n;
+}
+
+/* Enrols and confirms TOTP for the admin; key[] receives the secret, *confirmed_s the time. */
+static json_t *enrol(struct fixture *f, unsigned char key[IAM_TOTP_SECRET_BYTES],
+                     int64_t *confirmed_s)
+{
+    struct dcms_principal p = {0};
+    snprintf(p.id, sizeof(p.id), "%s", f->admin_id);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct iam_call c = {f->iam, &p, NULL, NULL, &ei};
+    json_t *en = NULL, *conf = NULL;
+    CHECK(iam_totp_enroll(&c, &en), ei);
+    const char *secret = json_string_value(json_object_get(en, "secret"));
+    assert_int_equal(strlen(secret), 32);
+    assert_non_null(strstr(json_string_value(json_object_get(en, "otpauth_uri")), secret));
+    assert_int_equal(base32_decode(secret, key), IAM_TOTP_SECRET_BYTES);
+
+    /* The store holds the secret sealed, bound to the identity. */
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    CHECK(dcms_store_exec(tx, &q_sealed, (struct dcms_store_val[]){DCMS_VAL_TEXT(f->admin_id)}, 1,
+                          &rows, NULL, &ei),
+          ei);
+    const char *sealed = dcms_store_rows_text(rows, 0, 0);
+    assert_null(strstr(sealed, secret));
+    unsigned char out[64];
+    size_t olen = 0;
+    assert_int_equal(iam_unseal(f->iam, sealed, f->admin_id, out, sizeof(out), &olen), DCMS_OK);
+    assert_int_equal(olen, IAM_TOTP_SECRET_BYTES);
+    assert_memory_equal(out, key, olen);
+    assert_int_equal(
+        iam_unseal(f->iam, sealed, "01a20a81-0000-7000-8000-000000000000", out, sizeof(out), &olen),
+        DCMS_ERR_CRYPTO);
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+
+    char code[8], wrong[8];
+    *confirmed_s = dcms_clock_now_us() / 1000000;
+    assert_int_equal(
+        iam_totp_generate(key, IAM_TOTP_SECRET_BYTES, *confirmed_s, 30, 6, IAM_TOTP_SHA1, code),
+        DCMS_OK);
+    /* A wrong first code leaves it pending. */
+    snprintf(wrong, sizeof(wrong), "%06ld", (strtol(code, NULL, 10) + 500000) % 1000000);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(iam_totp_confirm(&c, wrong, &conf), DCMS_ERR_VALIDATION);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(iam_totp_confirm(&c, code, &conf), ei);
+    assert_int_equal(json_array_size(json_object_get(conf, "recovery_codes")), 10);
+    /* Confirmed: enrolling again is refused. */
+    json_t *again = NULL;
+    assert_int_equal(iam_totp_enroll(&c, &again), DCMS_ERR_CONFLICT);
+    json_decref(en);
+    return conf;
+}
+
+static void totp_once(struct fixture *f)
+{
+    open_all(f);
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    int64_t t0;
+    json_t *conf = enrol(f, key, &t0);
+    struct dcms_errinfo ei;
+    char code[8];
+    /* The confirming code is used up: the same code again is a replay. */
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0, 30, 6, IAM_TOTP_SHA1, code), DCMS_OK);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(iam_totp_consume(f->iam, f->admin_id, code, t0, "totp", &ei),
+                     DCMS_ERR_VALIDATION);
+    /* The next step's code works once; after it, older steps are refused too. */
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0 + 30, 30, 6, IAM_TOTP_SHA1, code),
+                     DCMS_OK);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(iam_totp_consume(f->iam, f->admin_id, code, t0 + 30, "totp", &ei), ei);
+    struct dcms_arena *a = dcms_arena_new(0);
+    dcms_errinfo_init(&ei, a);
+    assert_int_equal(iam_totp_consume(f->iam, f->admin_id, code, t0 + 30, "totp", &ei),
+                     DCMS_ERR_VALIDATION);
+    assert_int_equal(ei.ndetails, 1);
+    assert_string_equal(ei.details[0].field, "totp");
+    dcms_arena_free(a);
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0, 30, 6, IAM_TOTP_SHA1, code), DCMS_OK);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(iam_totp_consume(f->iam, f->admin_id, code, t0 + 30, "totp", &ei),
+                     DCMS_ERR_VALIDATION);
+    /* A code from the future step, inside the window, is accepted (drift). */
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0 + 90, 30, 6, IAM_TOTP_SHA1, code),
+                     DCMS_OK);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(iam_totp_consume(f->iam, f->admin_id, code, t0 + 60, "totp", &ei), ei);
+
+    /* Recovery codes: each works once, with or without dashes, any case. */
+    const char *rc = json_string_value(json_array_get(json_object_get(conf, "recovery_codes"), 3));
+    char upper[32];
+    size_t n = 0;
+    for (const char *s = rc; *s; s++)
+        if (*s != '-')
+            upper[n++] = (char)toupper((unsigned char)*s);
+    upper[n] = '\0';
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(iam_recovery_consume(f->iam, f->admin_id, upper, "recovery_code", &ei), ei);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(iam_recovery_consume(f->iam, f->admin_id, rc, "recovery_code", &ei),
+                     DCMS_ERR_VALIDATION);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(
+        iam_recovery_consume(f->iam, f->admin_id, "aaaa-aaaa-aaaa-aaaa", "recovery_code", &ei),
+        DCMS_ERR_VALIDATION);
+    unsigned mask = 0;
+    CHECK(iam_mfa_enrolled(f->iam, f->admin_id, &mask, &ei), ei);
+    assert_int_equal(mask, IAM_FACTOR_TOTP | IAM_FACTOR_RECOVERY);
+    json_decref(conf);
+}
+DCMS_TESTDB_CASE(totp_once)
+
+static void totp_check(struct fixture *f)
+{
+    open_all(f);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    /* No confirmed TOTP: conflict. */
+    assert_int_equal(dcms_iam_totp_check(f->iam, f->admin_id, "123456", &ei), DCMS_ERR_CONFLICT);
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    int64_t t0;
+    json_decref(enrol(f, key, &t0));
+    char code[8];
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0 + 30, 30, 6, IAM_TOTP_SHA1, code),
+                     DCMS_OK);
+    /* t0 + 30 is within the window of now (the test takes well under 30 s). */
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_iam_totp_check(f->iam, f->admin_id, code, &ei), ei);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_totp_check(f->iam, f->admin_id, code, &ei), DCMS_ERR_VALIDATION);
+    /* Wrong codes count towards the login throttle: the account locks. */
+    enum dcms_err e = DCMS_OK;
+    for (int i = 0; i < 10 && e != DCMS_ERR_RATE_LIMITED; i++) {
+        dcms_errinfo_init(&ei, NULL);
+        e = dcms_iam_totp_check(f->iam, f->admin_id, "000000", &ei);
+    }
+    assert_int_equal(e, DCMS_ERR_RATE_LIMITED);
+}
+DCMS_TESTDB_CASE(totp_check)
+
+struct race {
+    struct fixture *f;
+    char code[8];
+    int64_t t;
+    enum dcms_err e;
+};
+
+static void *race_one(void *arg)
+{
+    struct race *r = arg;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    r->e = iam_totp_consume(r->f->iam, r->f->admin_id, r->code, r->t, "totp", &ei);
+    return NULL;
+}
+
+static void totp_race(struct fixture *f)
+{
+    open_all(f);
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    int64_t t0;
+    json_decref(enrol(f, key, &t0));
+    /* Eight threads present the same fresh code at once: exactly one wins. */
+    for (int round = 1; round <= 3; round++) {
+        struct race r[8];
+        pthread_t th[8];
+        for (int i = 0; i < 8; i++) {
+            r[i] = (struct race){f, "", t0 + round * 30, DCMS_OK};
+            assert_int_equal(
+                iam_totp_generate(key, sizeof(key), r[i].t, 30, 6, IAM_TOTP_SHA1, r[i].code),
+                DCMS_OK);
+        }
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, race_one, &r[i]), 0);
+        int ok = 0;
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+            ok += r[i].e == DCMS_OK;
+            if (r[i].e != DCMS_OK && r[i].e != DCMS_ERR_VALIDATION && r[i].e != DCMS_ERR_RETRY)
+                fail_msg("unexpected %s", dcms_err_slug(r[i].e));
+        }
+        assert_int_equal(ok, 1);
+    }
+}
+DCMS_TESTDB_CASE(totp_race)
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(rfc6238_vectors),
+    cmocka_unit_test(base32),
+    cmocka_unit_test(window),
+    cmocka_unit_test_setup_teardown(totp_once_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(totp_once_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(totp_check_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(totp_check_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(totp_race_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(totp_race_pg, setup_pg, teardown),
+};
+
+DCMS_TEST_MAIN(tests)
