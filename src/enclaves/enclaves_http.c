@@ -252,3 +252,16 @@ enum dcms_err dcms_enclaves_http_metrics(struct dcms_http_req *req, struct dcms_
     e = enclave_metrics(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : reply(req, resp, 200, out);
 }
+
+enum dcms_err dcms_enclaves_http_compatibility(struct dcms_http_req *req,
+                                               struct dcms_http_resp *resp)
+{
+    struct enclave_call c;
+    enum dcms_err e = call_of(req, &c);
+    if (e)
+        return e;
+    json_t *out = NULL;
+    e = enclave_compatibility(&c, dcms_http_req_param(req, "id"),
+                              dcms_http_req_query(req, "contract_id"), &out);
+    return e ? e : reply(req, resp, 200, out);
+}

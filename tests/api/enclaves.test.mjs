@@ -18,6 +18,7 @@ import {checkResponse} from './lib/openapi.mjs';
 import {client} from './lib/http.mjs';
 import {backend, dcmsBin, psqlAdmin, startServer} from './lib/server.mjs';
 import {adminEnv, adminToken, bearer, login} from './lib/iam.mjs';
+import {validTerms} from './lib/contracts.mjs';
 
 const PW = 'correct horse battery staple';
 const RECONCILE_MS = 300;
@@ -25,7 +26,7 @@ const buildDir = path.dirname(dcmsBin);
 const workload = path.join(buildDir, 'workload', 'dcms-workload');
 const testWorkloads = path.join(buildDir, 'tests', 'workloads');
 
-let server, api, admin, provider, provider2, consumer, auditor, providerId, imagesDir;
+let server, api, admin, provider, provider2, consumer, consumer2, auditor, providerId, consumerId, imagesDir;
 
 async function call(method, p, opts = {}, template) {
   const r = await api.call(method, p, opts);
@@ -130,7 +131,10 @@ before(async () => {
   provider = p.token;
   providerId = p.id;
   provider2 = (await user(['provider'])).token;
-  consumer = (await user(['consumer'])).token;
+  const cu = await user(['consumer']);
+  consumer = cu.token;
+  consumerId = cu.id;
+  consumer2 = (await user(['consumer'])).token;
   auditor = (await user(['auditor'])).token;
 });
 
@@ -450,6 +454,100 @@ describe('authorization', () => {
   test('unauthenticated requests are refused', async () => {
     const r = await call('GET', '/api/v1/enclaves');
     assert.equal(r.status, 401);
+  });
+});
+
+describe('contracts served and compatibility', () => {
+  async function contract(security) {
+    const r = await call('POST', '/api/v1/contracts', {
+      headers: bearer(provider),
+      json: {title: `Contract ${++n}`, description: 'training on the records', provider_id: providerId,
+             consumer_id: consumerId, terms: validTerms({security: {audit_logging: true, custom_policies: [], ...security}})},
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    return r.json;
+  }
+  const compat = (token, id, contractId) =>
+    call('GET', `/api/v1/enclaves/${id}/compatibility${contractId ? `?contract_id=${contractId}` : ''}`,
+         {headers: bearer(token)}, '/api/v1/enclaves/{id}/compatibility');
+  const req = (r, name) => r.json.requirements.find((q) => q.name === name);
+
+  let standard, military, enc;
+  before(async () => {
+    standard = await contract({encryption_level: 'standard', network_isolation: false});
+    military = await contract({encryption_level: 'military', network_isolation: true});
+    enc = await create(provider, {...body(), contract_id: standard.id});
+    assertRunning(enc);
+    assert.equal(enc.contract_id, standard.id);
+  });
+
+  test('the consumer of the contract sees the enclave serving it; another consumer does not', async () => {
+    assert.equal((await get(consumer, enc.id)).status, 200);
+    const l = await call('GET', `/api/v1/enclaves?contract_id=${standard.id}`, {headers: bearer(consumer)},
+                         '/api/v1/enclaves');
+    assert.deepEqual(l.json.enclaves.map((e) => e.id), [enc.id]);
+    assert.equal((await get(consumer2, enc.id)).status, 404);
+    assert.equal((await act(consumer, enc.id, 'suspend')).status, 403);
+  });
+
+  test('a standard contract: every requirement met, each explained', async () => {
+    const r = await compat(consumer, enc.id, standard.id);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.encryption_level, 'standard');
+    assert.equal(r.json.compatible, true, JSON.stringify(r.json.requirements.filter((q) => !q.ok)));
+    assert.deepEqual(r.json.requirements.map((q) => q.name), [
+      'contract_status', 'enclave_status', 'encryption_required', 'min_tls_version', 'debug_mode',
+      'allowed_signers', 'secure_boot', 'measured_boot', 'egress', 'network_isolation',
+      'attestation_freshness', 'dedicated']);
+    assert.deepEqual(req(r, 'min_tls_version'), {name: 'min_tls_version', required: '1.2', actual: '1.3', ok: true,
+      reason: 'standard needs TLS 1.2 or later; the network policy allows TLS 1.3'});
+    assert.ok(req(r, 'attestation_freshness').actual <= 5);
+    assert.equal(req(r, 'attestation_freshness').required, 86400);
+  });
+
+  test('a military contract with network isolation: what fails and why', async () => {
+    const other = await create(provider, body('dcms-workload', {
+      network_policy: {egress: [{protocol: 'tcp', port: 443, cidr: '0.0.0.0/0'}], min_tls_version: '1.2'},
+    }));
+    const r = await compat(provider, other.id, military.id);
+    assert.equal(r.status, 200);
+    assert.equal(r.json.compatible, false);
+    assert.equal(r.json.network_isolation, true);
+    const failed = r.json.requirements.filter((q) => !q.ok).map((q) => q.name).sort();
+    assert.deepEqual(failed, ['allowed_signers', 'dedicated', 'egress', 'min_tls_version', 'network_isolation']);
+    assert.deepEqual(req(r, 'egress'), {name: 'egress', required: 0, actual: 1, ok: false,
+      reason: 'military allows no egress; the policy has 1 egress rule'});
+    assert.equal(req(r, 'dedicated').actual, null);
+    assert.equal(req(r, 'attestation_freshness').required, 300);
+    // Once terminated the enclave may serve nothing.
+    await act(provider, other.id, 'terminate');
+    const t = await compat(provider, other.id, military.id);
+    assert.equal(req(t, 'enclave_status').ok, false);
+    assert.equal(req(t, 'attestation_freshness').ok, true); // its last verified attestation is still fresh
+  });
+
+  test('binding and the contract parameter are checked', async () => {
+    let r = await compat(provider, enc.id);
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['contract_id']);
+    r = await compat(provider, enc.id, '00000000-0000-7000-8000-000000000000');
+    assert.equal(r.status, 422);
+    r = await compat(provider2, enc.id, standard.id);
+    assert.equal(r.status, 404);
+    // Another provider's enclave may not be bound to this contract.
+    r = await call('POST', '/api/v1/enclaves', {headers: bearer(provider2), json: {...body(), contract_id: standard.id}});
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['contract_id']);
+    // Rebinding is a policy change: only while suspended.
+    r = await call('PATCH', `/api/v1/enclaves/${enc.id}`, {headers: bearer(provider), json: {contract_id: military.id}},
+                   '/api/v1/enclaves/{id}');
+    assert.equal(r.status, 409);
+    await act(provider, enc.id, 'suspend');
+    r = await call('PATCH', `/api/v1/enclaves/${enc.id}`, {headers: bearer(provider), json: {contract_id: military.id}},
+                   '/api/v1/enclaves/{id}');
+    assert.equal(r.status, 200);
+    assert.equal(r.json.contract_id, military.id);
+    assert.equal(req(await compat(provider, enc.id, military.id), 'dedicated').ok, true);
   });
 });
 
