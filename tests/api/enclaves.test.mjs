@@ -52,7 +52,7 @@ const sha384 = (file) => createHash('sha384').update(fs.readFileSync(file)).dige
 function body(image = 'dcms-workload', extra = {}) {
   return {
     name: `enclave ${++n}`,
-    configuration: {image, cpu_cores: 1, memory_mb: 64, storage_gb: 1, ...extra},
+    configuration: {image, cpu_cores: 1, memory_mb: 256, storage_gb: 1, ...extra},
   };
 }
 
