@@ -114,9 +114,20 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
                                              struct dcms_enclave_backend **out,
                                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * Opens a stream socket to port `port` of enclave `cid` and returns its fd
+ * (the backend closes it), or -1 with errno set. The default is AF_VSOCK;
+ * tests substitute a unix socketpair.
+ */
+typedef int dcms_enclave_vsock_connect_fn(void *ctx, unsigned cid, unsigned port);
+
 struct dcms_enclave_nitro_opts {
     const char *nitro_cli; /* program to run; "nitro-cli" is looked up on PATH */
     unsigned vsock_port;   /* where the enclave's attestation agent listens */
+    /* Added after the first version (0/NULL = the default): */
+    unsigned timeout_ms;                    /* per nitro-cli run (default 120000) */
+    dcms_enclave_vsock_connect_fn *connect; /* NULL: AF_VSOCK */
+    void *connect_ctx;
 };
 enum dcms_err dcms_enclave_backend_nitro_new(const struct dcms_enclave_nitro_opts *opts,
                                              struct dcms_enclave_backend **out,

@@ -50,6 +50,7 @@
 #include "dcms/log.h"
 #include "enclaves/backend.h"
 #include "enclaves/channel.h"
+#include "enclaves/channel_io.h"
 #include "enclaves/sandbox.h"
 
 #ifndef MFD_EXEC
@@ -68,7 +69,8 @@
 #define ATTEST_TIMEOUT_MS 5000
 #define TERMINATE_TIMEOUT_MS 5000
 #define ATTEST_MAX_NSM_REQUESTS 4
-#define SCAN_MAX_PROCS 4096
+#define SCAN_MAX_PROCS 65536
+#define SNAPSHOT_MAX_AGE_US 250000 /* probes within this window share one /proc pass */
 
 /* Fixed fds in the child before exec. */
 #define CHILD_CHAN_FD 3
@@ -99,7 +101,19 @@ struct lentry {
     pthread_mutex_t chan_mu; /* one exchange on the channel at a time */
 };
 
+/* Processes, CPU ticks and RSS of one pid namespace, from one pass over /proc. */
+struct ns_usage {
+    dev_t dev;
+    ino_t ino;
+    uint32_t nprocs;
+    uint64_t ticks, rss;
+};
+
 struct local {
+    pthread_mutex_t snap_mu; /* the shared /proc snapshot probe() reads */
+    struct ns_usage *snap;
+    size_t nsnap;
+    int64_t snap_us;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* an entry exited */
     pthread_mutex_t start_mu;
@@ -260,7 +274,6 @@ static int64_t now_ms(void)
 {
     return dcms_clock_mono_us() / 1000;
 }
-
 /* Copies the image into a sealed, executable memfd. */
 static enum dcms_err load_image(const char *path, int *fd_out, struct dcms_errinfo *ei)
 {
@@ -851,79 +864,28 @@ out:
 
 /* ---- the channel ---- */
 
+/* One frame each way through channel_io.c, counting the bytes for probe(). */
 static enum dcms_err chan_write(struct local *l, struct lentry *en, uint8_t type,
                                 const uint8_t *body, size_t len, int64_t deadline,
                                 struct dcms_errinfo *ei)
 {
-    uint8_t hdr[DCMS_CHAN_HDR];
-    dcms_chan_header(hdr, type, len);
-    const uint8_t *parts[2] = {hdr, body};
-    size_t lens[2] = {sizeof(hdr), len};
-    for (int i = 0; i < 2; i++) {
-        size_t off = 0;
-        while (off < lens[i]) {
-            ssize_t w = send(en->chan, parts[i] + off, lens[i] - off, MSG_NOSIGNAL);
-            if (w > 0) {
-                off += (size_t)w;
-                pthread_mutex_lock(&l->mu);
-                en->bytes_out += (uint64_t)w;
-                pthread_mutex_unlock(&l->mu);
-                continue;
-            }
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0 && errno == EAGAIN) {
-                int64_t left = deadline - now_ms();
-                struct pollfd p = {.fd = en->chan, .events = POLLOUT};
-                if (left > 0 && poll(&p, 1, (int)left) >= 0)
-                    continue;
-                return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                                    "the workload does not read its channel");
-            }
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
-        }
-    }
-    return DCMS_OK;
+    uint64_t n = 0;
+    enum dcms_err e = chan_io_send(en->chan, type, body, len, deadline, &n, ei);
+    pthread_mutex_lock(&l->mu);
+    en->bytes_out += n;
+    pthread_mutex_unlock(&l->mu);
+    return e;
 }
 
-/* Reads one frame into buf[cap]; a workload that sends garbage or nothing gets an error. */
-static enum dcms_err chan_read(struct local *l, struct lentry *en, uint8_t *buf, size_t cap,
+static enum dcms_err chan_read(struct local *l, struct lentry *en, uint8_t *buf,
                                struct dcms_chan_frame *f, int64_t deadline, struct dcms_errinfo *ei)
 {
-    size_t have = 0;
-    for (;;) {
-        enum dcms_chan_status st = dcms_chan_parse(buf, have, f);
-        if (st == DCMS_CHAN_OK)
-            return DCMS_OK;
-        if (st == DCMS_CHAN_BAD)
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                                "the workload broke the channel protocol (bad frame)");
-        size_t want = DCMS_CHAN_HDR > have ? DCMS_CHAN_HDR - have : 0;
-        if (!want)
-            want = ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]) +
-                   4 - have;
-        if (have + want > cap)
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload sent an oversized frame");
-        ssize_t r = recv(en->chan, buf + have, want, 0);
-        if (r > 0) {
-            have += (size_t)r;
-            pthread_mutex_lock(&l->mu);
-            en->bytes_in += (uint64_t)r;
-            pthread_mutex_unlock(&l->mu);
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && errno == EAGAIN) {
-            int64_t left = deadline - now_ms();
-            struct pollfd p = {.fd = en->chan, .events = POLLIN};
-            if (left > 0 && poll(&p, 1, (int)left) > 0)
-                continue;
-            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                                "the workload did not answer the attestation request in time");
-        }
-        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
-    }
+    uint64_t n = 0;
+    enum dcms_err e = chan_io_recv(en->chan, buf, f, deadline, &n, ei);
+    pthread_mutex_lock(&l->mu);
+    en->bytes_in += n;
+    pthread_mutex_unlock(&l->mu);
+    return e;
 }
 
 /* The NSM: issues a document for the workload's request, measured from its sealed image. */
@@ -998,7 +960,7 @@ static enum dcms_err local_attest(struct dcms_enclave_backend *b, const char *re
         e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload is suspended");
         goto out;
     }
-    if (!(buf = malloc(DCMS_CHAN_MAX_FRAME + 4))) {
+    if (!(buf = malloc(CHAN_IO_BUF))) {
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
@@ -1014,7 +976,7 @@ static enum dcms_err local_attest(struct dcms_enclave_backend *b, const char *re
         goto out;
     for (int nsm = 0;;) {
         struct dcms_chan_frame f;
-        if ((e = chan_read(l, en, buf, DCMS_CHAN_MAX_FRAME + 4, &f, deadline, ei)))
+        if ((e = chan_read(l, en, buf, &f, deadline, ei)))
             goto out;
         if (f.type == DCMS_CHAN_NSM_REQ) {
             if (++nsm > ATTEST_MAX_NSM_REQUESTS) {
@@ -1149,18 +1111,78 @@ static enum dcms_err local_terminate(struct dcms_enclave_backend *b, const char 
     return DCMS_OK;
 }
 
-struct usage {
-    uint64_t ticks, rss;
-};
-
-static void add_usage(pid_t pid, void *arg)
+static int cmp_ns(const void *a, const void *b)
 {
-    struct usage *u = arg;
-    uint64_t ticks = 0, rss = 0, hwm = 0;
-    if (read_stat(pid, NULL, &ticks, NULL))
-        u->ticks += ticks;
-    read_rss(pid, &rss, &hwm);
-    u->rss += rss;
+    const struct ns_usage *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/*
+ * One pass over /proc for every running workload, so that sampling N
+ * workloads costs one pass, not N. Called with snap_mu held.
+ */
+static void snapshot_take(struct local *l)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t n = 0;
+    for (struct lentry *en = l->list; en; en = en->next)
+        n += !en->exited;
+    struct ns_usage *rows = calloc(n ? n : 1, sizeof(*rows));
+    size_t k = 0;
+    for (struct lentry *en = l->list; rows && en; en = en->next)
+        if (!en->exited)
+            rows[k++] = (struct ns_usage){.dev = en->pidns_dev, .ino = en->pidns_ino};
+    pthread_mutex_unlock(&l->mu);
+    if (!rows)
+        return;
+    qsort(rows, k, sizeof(*rows), cmp_ns);
+    DIR *d = k ? opendir("/proc") : NULL;
+    struct dirent *de;
+    unsigned seen = 0;
+    while (d && (de = readdir(d)) && seen++ < SCAN_MAX_PROCS) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf(path, sizeof(path), "/proc/%.32s/ns/pid", de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        struct ns_usage key = {.dev = st.st_dev, .ino = st.st_ino};
+        struct ns_usage *row = bsearch(&key, rows, k, sizeof(*rows), cmp_ns);
+        if (!row)
+            continue;
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+        uint64_t ticks = 0, rss = 0, hwm = 0;
+        row->nprocs++;
+        if (read_stat(pid, NULL, &ticks, NULL))
+            row->ticks += ticks;
+        read_rss(pid, &rss, &hwm);
+        row->rss += rss;
+    }
+    if (d)
+        closedir(d);
+    free(l->snap);
+    l->snap = rows;
+    l->nsnap = k;
+    l->snap_us = dcms_clock_mono_us();
+}
+
+/* The usage of one pid namespace from a snapshot at most SNAPSHOT_MAX_AGE_US old. */
+static void snapshot_get(struct local *l, dev_t dev, ino_t ino, struct ns_usage *out)
+{
+    struct ns_usage key = {.dev = dev, .ino = ino};
+    pthread_mutex_lock(&l->snap_mu);
+    struct ns_usage *row = NULL;
+    if (l->snap && dcms_clock_mono_us() - l->snap_us < SNAPSHOT_MAX_AGE_US)
+        row = bsearch(&key, l->snap, l->nsnap, sizeof(*l->snap), cmp_ns);
+    if (!row) {
+        snapshot_take(l);
+        row = l->snap ? bsearch(&key, l->snap, l->nsnap, sizeof(*l->snap), cmp_ns) : NULL;
+    }
+    *out = row ? *row : key;
+    pthread_mutex_unlock(&l->snap_mu);
 }
 
 static enum dcms_err local_probe(struct dcms_enclave_backend *b, const char *ref,
@@ -1194,8 +1216,9 @@ static enum dcms_err local_probe(struct dcms_enclave_backend *b, const char *ref
     out->channel_bytes_out = en->bytes_out;
     pthread_mutex_unlock(&l->mu);
     if (!exited) {
-        struct usage u = {0, 0};
-        out->nprocs = scan_pidns(en->pidns_dev, en->pidns_ino, add_usage, &u);
+        struct ns_usage u;
+        snapshot_get(l, en->pidns_dev, en->pidns_ino, &u);
+        out->nprocs = u.nprocs;
         uint64_t rss = 0, hwm = 0;
         read_rss(en->pid, &rss, &hwm);
         long hz = sysconf(_SC_CLK_TCK);
@@ -1250,6 +1273,8 @@ static void local_destroy(struct dcms_enclave_backend *b)
     if (l->launcher_fd >= 0)
         close(l->launcher_fd);
     free(l->prog.filter);
+    free(l->snap);
+    pthread_mutex_destroy(&l->snap_mu);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->start_mu);
     pthread_cond_destroy(&l->cv);
@@ -1318,6 +1343,7 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
     b->destroy = local_destroy;
     l->launcher_fd = l->epfd = l->evfd = -1;
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->snap_mu, NULL);
     pthread_mutex_init(&l->start_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -5,6 +5,7 @@
  * without leaving a process; misbehaving workloads are contained and
  * reported. Needs user namespaces (the CI machine has them).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -273,12 +274,247 @@ static void test_exit_status(void **state)
     terminate(x, ref);
 }
 
+/* Debug mode: every PCR zero, as on Nitro. A signing certificate: PCR8 is its SHA-384. */
+static void test_debug_and_signing_cert(void **state)
+{
+    struct fx *x = *state;
+    char img[PATH_MAX], cert[128];
+    image(x, "dcms-workload", img, sizeof(img));
+    snprintf(cert, sizeof(cert), "%s/signer.pem", x->dir);
+    FILE *f = fopen(cert, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    for (int debug = 0; debug < 2; debug++) {
+        struct dcms_enclave_spec sp = {.enclave_id = debug ? "debug" : "signed",
+                                       .image_path = img,
+                                       .cpu_cores = 1,
+                                       .memory_mb = 64,
+                                       .storage_gb = 1,
+                                       .debug_mode = debug,
+                                       .signing_cert_path = cert};
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        char ref[DCMS_ENCLAVE_REF_MAX];
+        assert_int_equal(x->b->start(x->b, &sp, ref, &ei), DCMS_OK);
+        unsigned char nonce[4] = {4, 3, 2, 1}, *doc = NULL;
+        size_t doc_len = 0;
+        assert_int_equal(x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei),
+                         DCMS_OK);
+        struct dcms_attest_policy pol;
+        dcms_attest_policy_init(&pol);
+        pol.allow_debug = true;
+        struct dcms_attest_report rep;
+        assert_int_equal(dcms_attest_verify(x->verifier, doc, doc_len, &pol, &rep), DCMS_OK);
+        assert_true(rep.valid);
+        static const unsigned char zero[DCMS_ATTEST_SHA384_LEN];
+        unsigned char md[DCMS_ATTEST_SHA384_LEN];
+        assert_int_equal(dcms_attest_measure_file(cert, md, &ei), DCMS_OK);
+        if (debug) {
+            for (int i = 0; i < 16; i++)
+                assert_memory_equal(rep.doc->pcrs[i].ptr, zero, sizeof(zero));
+        } else {
+            assert_memory_equal(rep.doc->pcrs[8].ptr, md, sizeof(md));
+        }
+        dcms_attest_report_release(&rep);
+        free(doc);
+        terminate(x, ref);
+    }
+    /* An unreadable certificate is refused before anything starts. */
+    struct dcms_enclave_spec bad = {.enclave_id = "bad",
+                                    .image_path = img,
+                                    .cpu_cores = 1,
+                                    .memory_mb = 64,
+                                    .storage_gb = 1,
+                                    .signing_cert_path = "/nonexistent.pem"};
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+    bad.signing_cert_path = NULL;
+    bad.enclave_id = "../escape";
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+    bad.enclave_id = "ok";
+    bad.image_path = "/nonexistent";
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+}
+
+static void test_socket_refused(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_socket", 64, ref);
+    struct dcms_enclave_probe p;
+    wait_exited(x, ref, &p);
+    assert_non_null(strstr(p.reason, "seccomp violation"));
+    terminate(x, ref);
+}
+
+static void test_host_files_invisible(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_escape", 64, ref);
+    struct dcms_enclave_probe p;
+    wait_exited(x, ref, &p);
+    /* 0: every read outside the scratch root failed and the scratch root was writable. */
+    assert_string_equal(p.reason, "exited with status 0");
+    terminate(x, ref);
+}
+
+static void test_memory_limit(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_memhog", 32, ref);
+    struct dcms_enclave_probe p;
+    wait_exited(x, ref, &p);
+    assert_non_null(strstr(p.reason, "exceeded its memory limit"));
+    assert_true(p.peak_rss_bytes <= 32u << 20);
+    assert_true(p.peak_rss_bytes >= 16u << 20);
+    terminate(x, ref);
+}
+
+static void count_ns(const char *nslink, unsigned *n)
+{
+    /* Every host process whose pid namespace is `nslink`. */
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *de;
+    *n = 0;
+    while ((de = readdir(d))) {
+        char path[300], target[128];
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%.32s/ns/pid", de->d_name);
+        ssize_t k = readlink(path, target, sizeof(target) - 1);
+        if (k <= 0)
+            continue;
+        target[k] = '\0';
+        if (strcmp(target, nslink) == 0)
+            (*n)++;
+    }
+    closedir(d);
+}
+
+static void test_fork_bomb(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_forkbomb", 64, ref);
+    struct dcms_enclave_probe p;
+    probe(x, ref, &p);
+    char path[64], nslink[128];
+    snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)p.pid);
+    ssize_t k = readlink(path, nslink, sizeof(nslink) - 1);
+    assert_true(k > 0);
+    nslink[k] = '\0';
+    int64_t until = dcms_clock_mono_us() + 5000000;
+    do {
+        probe(x, ref, &p);
+        if (p.nprocs >= p.nprocs_limit)
+            break;
+        usleep(20000);
+    } while (dcms_clock_mono_us() < until);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_RUNNING);
+    assert_int_equal(p.nprocs, p.nprocs_limit);
+    assert_non_null(strstr(p.notice, "process limit reached"));
+    unsigned n;
+    count_ns(nslink, &n);
+    assert_int_equal(n, p.nprocs_limit);
+    /* Suspend stops all of them; terminate leaves none. */
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(x->b->suspend(x->b, ref, &ei), DCMS_OK);
+    assert_int_equal(x->b->resume(x->b, ref, &ei), DCMS_OK);
+    terminate(x, ref);
+    count_ns(nslink, &n);
+    assert_int_equal(n, 0);
+}
+
+static void test_tampered_image(void **state)
+{
+    struct fx *x = *state;
+    char orig[PATH_MAX], copy[PATH_MAX];
+    image(x, "dcms-workload", orig, sizeof(orig));
+    snprintf(copy, sizeof(copy), "%s/tampered", x->dir);
+    size_t len;
+    char *bytes = dcms_test_read_file(orig, &len);
+    /* A byte in the middle of the image: still runs, or not; either way its PCR0 differs. */
+    bytes[len / 2] ^= 0x01;
+    FILE *f = fopen(copy, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    chmod(copy, 0755);
+    free(bytes);
+
+    unsigned char want[DCMS_ATTEST_SHA384_LEN], got[DCMS_ATTEST_SHA384_LEN];
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_attest_measure_file(orig, want, &ei), DCMS_OK);
+
+    struct dcms_enclave_spec sp = {.enclave_id = "tampered",
+                                   .image_path = copy,
+                                   .cpu_cores = 1,
+                                   .memory_mb = 64,
+                                   .storage_gb = 1};
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    assert_int_equal(x->b->start(x->b, &sp, ref, &ei), DCMS_OK);
+    unsigned char nonce[16] = {9}, *doc = NULL;
+    size_t doc_len = 0;
+    if (x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei) == DCMS_OK) {
+        /* It ran and attested: the document carries the tampered measurement. */
+        struct dcms_attest_policy pol;
+        dcms_attest_policy_init(&pol);
+        assert_int_equal(dcms_attest_policy_expect_pcr(&pol, 0, want, sizeof(want)), DCMS_OK);
+        struct dcms_attest_report rep;
+        assert_int_equal(dcms_attest_verify(x->verifier, doc, doc_len, &pol, &rep), DCMS_OK);
+        assert_false(rep.valid);
+        assert_int_equal(rep.failure, DCMS_ATTEST_FAIL_PCR);
+        dcms_attest_report_release(&rep);
+        free(doc);
+    }
+    assert_int_equal(dcms_attest_measure_file(copy, got, &ei), DCMS_OK);
+    assert_memory_not_equal(got, want, sizeof(want));
+    terminate(x, ref);
+}
+
+static void test_hostile_channel(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_garbage", 64, ref);
+    for (int i = 0; i < 4; i++) {
+        unsigned char nonce[8] = {1}, *doc = NULL;
+        size_t doc_len = 0;
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        assert_int_equal(x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei),
+                         DCMS_ERR_UNAVAILABLE);
+        assert_null(doc);
+        assert_non_null(strstr(ei.message, "the workload"));
+    }
+    struct dcms_enclave_probe p;
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_RUNNING);
+    assert_true(p.channel_bytes_in >= 4 * 5);
+    terminate(x, ref);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_from_outside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_debug_and_signing_cert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_files_invisible, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_bomb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_image, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_channel, setup, teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
