@@ -62,8 +62,12 @@ enum dcms_err dcms_enclaves_start(struct dcms_app *app, struct dcms_enclaves **o
                                              .module = app->attest->module};
         e = dcms_enclave_backend_local_new(&lo, &b, ei);
     } else if (strcmp(cfg->enclave_backend, "nitro") == 0) {
-        e = dcms_err_set(ei, DCMS_ERR_CONFIG,
-                         "DCMS_ENCLAVE_BACKEND=nitro: the nitro backend is not in this build");
+        if (!cfg->nitro_vsock_port || cfg->nitro_vsock_port > 4294967294ul)
+            return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                                "DCMS_NITRO_VSOCK_PORT must be from 1 to 4294967294");
+        struct dcms_enclave_nitro_opts no = {.nitro_cli = cfg->nitro_cli,
+                                             .vsock_port = (unsigned)cfg->nitro_vsock_port};
+        e = dcms_enclave_backend_nitro_new(&no, &b, ei);
     } else {
         e = dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_ENCLAVE_BACKEND must be local or nitro");
     }
