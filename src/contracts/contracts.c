@@ -66,30 +66,49 @@ static struct dcms_query q_due = DCMS_QUERY2(
     "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
     "'suspended') AND expires_at <= CAST($1 AS TIMESTAMPTZ) ORDER BY expires_at LIMIT $2");
 
-/* Newest first by id (UUIDv7); every filter optional (NULL). */
+/*
+ * Lists are newest first by id (UUIDv7). Every filter is optional (NULL).
+ * The same conditions serve three queries: over the primary key (admins and
+ * auditors without a party), and along (provider_id, id) or (consumer_id,
+ * id) for one party id ($15), so a party's page is an index range scan
+ * however large the table is; ct_list merges the branches.
+ */
+#define LIST_WHERE_SQLITE                                                                          \
+    " WHERE ($1 = 1 OR provider_id IN ($2, $3) OR consumer_id IN ($2, $3)) "                       \
+    "AND (CAST($4 AS TEXT) IS NULL OR provider_id IN ($4, $5)) "                                   \
+    "AND (CAST($6 AS TEXT) IS NULL OR consumer_id IN ($6, $7)) "                                   \
+    "AND (CAST($8 AS TEXT) IS NULL OR provider_id IN ($8, $9) OR consumer_id IN ($8, $9)) "        \
+    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "          \
+    "expires_at <= $14 THEN 'expired' ELSE status END) = $10) "                                    \
+    "AND (CAST($11 AS TEXT) IS NULL OR title LIKE $11 ESCAPE '\\') "                               \
+    "AND (CAST($12 AS TEXT) IS NULL OR id < $12) "
+#define LIST_WHERE_PG                                                                              \
+    " WHERE (CAST($1 AS INTEGER) = 1 OR provider_id IN (CAST($2 AS UUID), CAST($3 AS UUID)) "      \
+    "OR consumer_id IN (CAST($2 AS UUID), CAST($3 AS UUID))) "                                     \
+    "AND (CAST($4 AS UUID) IS NULL OR provider_id IN (CAST($4 AS UUID), CAST($5 AS UUID))) "       \
+    "AND (CAST($6 AS UUID) IS NULL OR consumer_id IN (CAST($6 AS UUID), CAST($7 AS UUID))) "       \
+    "AND (CAST($8 AS UUID) IS NULL OR provider_id IN (CAST($8 AS UUID), CAST($9 AS UUID)) "        \
+    "OR consumer_id IN (CAST($8 AS UUID), CAST($9 AS UUID))) "                                     \
+    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "          \
+    "expires_at <= CAST($14 AS TIMESTAMPTZ) THEN 'expired' ELSE status END) = CAST($10 AS TEXT)) " \
+    "AND (CAST($11 AS TEXT) IS NULL OR title ILIKE CAST($11 AS TEXT) ESCAPE '\\') "                \
+    "AND (CAST($12 AS UUID) IS NULL OR id < CAST($12 AS UUID)) "
+
 static struct dcms_query q_list = DCMS_QUERY2(
-    "ct_list",
-    "SELECT " COLS " FROM contracts WHERE "
-    "($1 = 1 OR provider_id IN ($2, $3) OR consumer_id IN ($2, $3)) "
-    "AND (CAST($4 AS TEXT) IS NULL OR provider_id IN ($4, $5)) "
-    "AND (CAST($6 AS TEXT) IS NULL OR consumer_id IN ($6, $7)) "
-    "AND (CAST($8 AS TEXT) IS NULL OR provider_id IN ($8, $9) OR consumer_id IN ($8, $9)) "
-    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "
-    "expires_at <= $14 THEN 'expired' ELSE status END) = $10) "
-    "AND (CAST($11 AS TEXT) IS NULL OR title LIKE $11 ESCAPE '\\') "
-    "AND (CAST($12 AS TEXT) IS NULL OR id < $12) ORDER BY id DESC LIMIT $13",
-    "SELECT " COLS " FROM contracts WHERE "
-    "(CAST($1 AS INTEGER) = 1 OR provider_id IN (CAST($2 AS UUID), CAST($3 AS UUID)) "
-    "OR consumer_id IN (CAST($2 AS UUID), CAST($3 AS UUID))) "
-    "AND (CAST($4 AS UUID) IS NULL OR provider_id IN (CAST($4 AS UUID), CAST($5 AS UUID))) "
-    "AND (CAST($6 AS UUID) IS NULL OR consumer_id IN (CAST($6 AS UUID), CAST($7 AS UUID))) "
-    "AND (CAST($8 AS UUID) IS NULL OR provider_id IN (CAST($8 AS UUID), CAST($9 AS UUID)) "
-    "OR consumer_id IN (CAST($8 AS UUID), CAST($9 AS UUID))) "
-    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "
-    "expires_at <= CAST($14 AS TIMESTAMPTZ) THEN 'expired' ELSE status END) = CAST($10 AS TEXT)) "
-    "AND (CAST($11 AS TEXT) IS NULL OR title ILIKE CAST($11 AS TEXT) ESCAPE '\\') "
-    "AND (CAST($12 AS UUID) IS NULL OR id < CAST($12 AS UUID)) ORDER BY id DESC "
-    "LIMIT CAST($13 AS INTEGER)");
+    "ct_list", "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE "ORDER BY id DESC LIMIT $13",
+    "SELECT " COLS " FROM contracts" LIST_WHERE_PG "ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
+static struct dcms_query q_list_provider =
+    DCMS_QUERY2("ct_list_provider",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE
+                "AND provider_id = $15 ORDER BY id DESC LIMIT $13",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_PG
+                "AND provider_id = CAST($15 AS UUID) ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
+static struct dcms_query q_list_consumer =
+    DCMS_QUERY2("ct_list_consumer",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE
+                "AND consumer_id = $15 ORDER BY id DESC LIMIT $13",
+                "SELECT " COLS " FROM contracts" LIST_WHERE_PG
+                "AND consumer_id = CAST($15 AS UUID) ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
 
 static int64_t parse_i64(const char *s)
 {
@@ -169,6 +188,59 @@ json_t *ct_row_json(const struct ct_row *r)
                      "terms_hash", r->terms_hash, "version", (json_int_t)r->version,
                      "terms_version", (json_int_t)r->terms_version, "created_by", r->created_by,
                      "created_at", r->created_at, "updated_at", r->updated_at);
+}
+
+/* Appends `s` as a JSON string (quoted), or null. */
+static enum dcms_err put_str(struct dcms_buf *b, const char *s)
+{
+    if (!s)
+        return dcms_buf_appends(b, "null");
+    enum dcms_err e = dcms_buf_append(b, "\"", 1);
+    if (!e)
+        e = dcms_buf_append_json_escaped(b, s, strlen(s));
+    return e ? e : dcms_buf_append(b, "\"", 1);
+}
+
+enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b)
+{
+    /* Same members, same order as ct_row_json(); the stored terms (canonical
+     * JSON) and signatures (compact JSON written by this service) are copied
+     * as they are instead of being parsed and printed again. */
+    enum dcms_err e = dcms_buf_appends(b, "{\"id\":");
+#define STR(k, v)                                                                                  \
+    if (!e)                                                                                        \
+        e = dcms_buf_appends(b, k);                                                                \
+    if (!e)                                                                                        \
+    e = put_str(b, v)
+    if (!e)
+        e = put_str(b, r->id);
+    STR(",\"title\":", r->title);
+    STR(",\"description\":", r->description);
+    STR(",\"provider_id\":", r->provider_id);
+    STR(",\"consumer_id\":", r->consumer_id);
+    STR(",\"status\":", ct_status_name(r->status));
+    STR(",\"status_reason\":", r->status_reason);
+#undef STR
+    if (!e)
+        e = dcms_buf_appendf(b, ",\"terms\":%s,\"signatures\":%s,\"terms_hash\":",
+                             r->terms && *r->terms ? r->terms : "null",
+                             r->signatures && *r->signatures ? r->signatures : "[]");
+    if (!e)
+        e = put_str(b, r->terms_hash);
+    if (!e)
+        e = dcms_buf_appendf(b, ",\"version\":%lld,\"terms_version\":%lld,\"created_by\":",
+                             (long long)r->version, (long long)r->terms_version);
+    if (!e)
+        e = put_str(b, r->created_by);
+    if (!e)
+        e = dcms_buf_appends(b, ",\"created_at\":");
+    if (!e)
+        e = put_str(b, r->created_at);
+    if (!e)
+        e = dcms_buf_appends(b, ",\"updated_at\":");
+    if (!e)
+        e = put_str(b, r->updated_at);
+    return e ? e : dcms_buf_append(b, "}", 1);
 }
 
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role)
@@ -457,7 +529,7 @@ out:
     return e;
 }
 
-enum dcms_err ct_get(const struct ct_call *c, const char *id, json_t **out)
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
@@ -465,12 +537,21 @@ enum dcms_err ct_get(const struct ct_call *c, const char *id, json_t **out)
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read")) &&
-        !(*out = ct_row_json(&r)))
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX);
+    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read"))) {
+        if ((e = ct_row_render(&r, &b)))
+            e = dcms_err_set(c->ei, e, NULL);
+        out->version = r.version;
+    }
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
-    return e;
+    if (e) {
+        dcms_buf_release(&b);
+        return e;
+    }
+    out->body = dcms_buf_detach(&b, &out->len);
+    return DCMS_OK;
 }
 
 static char *cursor_encode(const char *id)
@@ -512,7 +593,7 @@ static bool cursor_decode(const char *s, char out[DCMS_UUID_STRLEN])
     return dcms_uuid_valid(out);
 }
 
-enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, json_t **out)
+enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_text *out)
 {
     struct dcms_errinfo *ei = c->ei;
     enum ct_status st;
@@ -574,35 +655,92 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, json
                                       OPT(pattern),
                                       in->cursor ? DCMS_VAL_TEXT(cursor) : DCMS_VAL_NULL,
                                       DCMS_VAL_INT(in->limit + 1),
-                                      DCMS_VAL_TEXT(now)};
+                                      DCMS_VAL_TEXT(now),
+                                      DCMS_VAL_NULL};
 #undef OPT
-    struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
+    /* The party ids whose index ranges hold the page, and on which sides. */
+    const char *ids[2] = {NULL, NULL};
+    if (in->party)
+        ids[0] = in->party;
+    else if (!all || in->role)
+        ids[0] = me, ids[1] = strcmp(org, me) ? org : NULL;
+    bool prov_side = !in->role || strcmp(in->role, "provider") == 0;
+    bool cons_side = !in->role || strcmp(in->role, "consumer") == 0;
+    struct dcms_store_rows *branch[4] = {NULL, NULL, NULL, NULL};
+    size_t nb = 0;
+    struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
-    if (!e) {
-        e = dcms_store_exec(tx, &q_list, params, sizeof(params) / sizeof(params[0]), &rows, NULL,
-                            ei);
-        dcms_store_rollback(tx);
+    if (!e && !ids[0]) {
+        e = dcms_store_exec(tx, &q_list, params, 14, &branch[nb++], NULL, ei);
+    } else {
+        for (size_t i = 0; !e && i < 2 && ids[i]; i++) {
+            params[14] = DCMS_VAL_TEXT(ids[i]);
+            if (prov_side && !e)
+                e = dcms_store_exec(tx, &q_list_provider, params, 15, &branch[nb++], NULL, ei);
+            if (cons_side && !e)
+                e = dcms_store_exec(tx, &q_list_consumer, params, 15, &branch[nb++], NULL, ei);
+        }
     }
+    if (tx)
+        dcms_store_rollback(tx);
     free(pattern);
-    if (e)
-        return e;
-    size_t n = dcms_store_rows_count(rows);
+    /* Merge the branches (each newest first) into one page, each contract once. */
+    size_t pos[4] = {0, 0, 0, 0}, n = 0;
+    const struct dcms_store_rows *pick_rows[201];
+    size_t pick_idx[201];
+    while (!e && n < (size_t)in->limit + 1) {
+        int best = -1;
+        for (size_t b = 0; b < nb; b++) {
+            if (pos[b] >= dcms_store_rows_count(branch[b]))
+                continue;
+            const char *id = dcms_store_rows_text(branch[b], pos[b], 0);
+            if (best < 0 || strcmp(id, dcms_store_rows_text(branch[best], pos[best], 0)) > 0)
+                best = (int)b;
+        }
+        if (best < 0)
+            break;
+        const char *id = dcms_store_rows_text(branch[best], pos[best], 0);
+        for (size_t b = 0; b < nb; b++) /* skip the same contract in the other branches */
+            if ((int)b != best && pos[b] < dcms_store_rows_count(branch[b]) &&
+                strcmp(dcms_store_rows_text(branch[b], pos[b], 0), id) == 0)
+                pos[b]++;
+        pick_rows[n] = branch[best];
+        pick_idx[n++] = pos[best]++;
+    }
     bool more = n > (size_t)in->limit;
     if (more)
         n = (size_t)in->limit;
-    json_t *items = json_array();
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX * 201);
+    if (!e)
+        e = dcms_buf_appends(&b, "{\"contracts\":[");
     int64_t now_us = dcms_clock_now_us();
-    for (size_t i = 0; items && i < n; i++) {
+    for (size_t i = 0; !e && i < n; i++) {
         struct ct_row r;
-        row_from(rows, i, &r, now_us);
-        json_array_append_new(items, ct_row_json(&r));
+        row_from(pick_rows[i], pick_idx[i], &r, now_us);
+        if (i)
+            e = dcms_buf_append(&b, ",", 1);
+        if (!e)
+            e = ct_row_render(&r, &b);
     }
-    char *next = more && n ? cursor_encode(dcms_store_rows_text(rows, n - 1, 0)) : NULL;
-    dcms_store_rows_free(rows);
-    *out = json_pack("{s:o, s:o}", "contracts", items, "next_cursor", str_or_null(next));
-    free(next);
-    return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if (!e)
+        e = dcms_buf_appends(&b, "],\"next_cursor\":");
+    if (!e && more && n) {
+        char *next = cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0));
+        e = next ? dcms_buf_appendf(&b, "\"%s\"}", next) : DCMS_ERR_NOMEM;
+        free(next);
+    } else if (!e) {
+        e = dcms_buf_appends(&b, "null}");
+    }
+    for (size_t i = 0; i < nb; i++)
+        dcms_store_rows_free(branch[i]);
+    if (e) {
+        dcms_buf_release(&b);
+        return ei->code ? ei->code : dcms_err_set(ei, e, NULL);
+    }
+    out->body = dcms_buf_detach(&b, &out->len);
+    out->version = 0;
+    return DCMS_OK;
 }
 
 /* ---- changes ---- */

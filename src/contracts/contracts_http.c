@@ -39,6 +39,27 @@ static enum dcms_err reply_contract(struct dcms_http_req *req, struct dcms_http_
     return reply(req, resp, status, v);
 }
 
+/* A pre-rendered JSON answer (ownership of t->body passes to the response). */
+static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                struct ct_text *t, bool etag)
+{
+    if (etag) {
+        const char *v = dcms_arena_sprintf(req->arena, "\"%lld\"", (long long)t->version);
+        if (!v || dcms_http_resp_header(resp, "ETag", v)) {
+            free(t->body);
+            return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+        }
+    }
+    if (resp->body_owned)
+        free((void *)resp->body);
+    resp->status = 200;
+    resp->content_type = "application/json; charset=utf-8";
+    resp->body = t->body;
+    resp->body_len = t->len;
+    resp->body_owned = true;
+    return DCMS_OK;
+}
+
 enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *b, *out = NULL;
@@ -76,18 +97,18 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
             in.limit = v;
     }
     /* The service adds its own problems, so every bad parameter is named at once. */
-    json_t *out;
+    struct ct_text out;
     struct ct_call c = call_of(req);
     enum dcms_err e = ct_list(&c, &in, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : reply_text(req, resp, &out, false);
 }
 
 enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *out;
+    struct ct_text out;
     struct ct_call c = call_of(req);
     enum dcms_err e = ct_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : reply_contract(req, resp, 200, out);
+    return e ? e : reply_text(req, resp, &out, true);
 }
 
 enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -17,6 +17,7 @@
 
 #include "dcms/contracts.h"
 #include "dcms/iam.h"
+#include "dcms/str.h"
 
 struct dcms_store_tx;
 struct dcms_store_rows;
@@ -146,9 +147,19 @@ struct ct_list_in {
 };
 
 enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **out) DCMS_MUST_CHECK;
-enum dcms_err ct_get(const struct ct_call *c, const char *id, json_t **out) DCMS_MUST_CHECK;
+/* A rendered answer: JSON text (malloc'd; the caller frees it) and the row version. */
+struct ct_text {
+    char *body;
+    size_t len;
+    int64_t version;
+};
+
+/* The most one rendered contract may take (terms and signatures are bounded far below). */
+#define CT_RENDER_MAX (4u << 20)
+
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out) DCMS_MUST_CHECK;
 enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in,
-                      json_t **out) DCMS_MUST_CHECK;
+                      struct ct_text *out) DCMS_MUST_CHECK;
 enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *body,
                         const char *if_match, json_t **out) DCMS_MUST_CHECK;
 enum dcms_err ct_delete(const struct ct_call *c, const char *id) DCMS_MUST_CHECK;
@@ -170,6 +181,8 @@ enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r,
 /* Which side(s) the caller may act for: CT_BY_PROVIDER and/or a consumer bit. */
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role);
 json_t *ct_row_json(const struct ct_row *r);
+/* The same object as ct_row_json(), appended to `b` as JSON text without re-parsing. */
+enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
                        const char *id, json_t *details /* stolen */) DCMS_MUST_CHECK;
 

@@ -83,6 +83,33 @@ enum dcms_err iam_signkey_list(const struct iam_call *c, const char *identity_id
 enum dcms_err iam_signkey_revoke(const struct iam_call *c, const char *identity_id,
                                  const char *key_id, json_t **out) DCMS_MUST_CHECK;
 
+/* ---- passkeys (iam_webauthn.c) ---- */
+
+/* PublicKeyCredentialCreationOptions for the caller (uv: required / preferred / discouraged). */
+enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv,
+                                      json_t **out) DCMS_MUST_CHECK;
+/* Verifies navigator.credentials.create()'s result and stores the passkey. */
+enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *credential,
+                                     const char *name, json_t **out) DCMS_MUST_CHECK;
+/* PublicKeyCredentialRequestOptions for `identity_id`'s passkeys (409 when it has none). */
+enum dcms_err iam_wa_assert_options(const struct iam_call *c, const char *identity_id,
+                                    const char *uv, json_t **out) DCMS_MUST_CHECK;
+/*
+ * Verifies an assertion over a challenge issued by iam_wa_assert_options
+ * for `identity_id` (consumed), stores the new counter, audits `action`
+ * (success or denied) as `actor`.
+ */
+enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const json_t *assertion,
+                            bool require_uv, const char *actor, const char *action,
+                            const char *client_ip, const char *request_id,
+                            struct dcms_webauthn_result *out,
+                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Whether `identity_id` has a passkey (the login step-up offers "webauthn" then). */
+enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
+
 /* ---- shared by the credential services ---- */
 
 /* The identity's organization (may be "") into org; DCMS_ERR_NOT_FOUND when absent. */

@@ -269,8 +269,8 @@ static enum dcms_err reply_mfa_required(struct dcms_http_req *req, struct dcms_h
 enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     /* The factors a login may carry; see struct iam_factor_in (mfa_int.h). */
-    static const char *const keys[] = {"email", "password",      "mfa_ticket",
-                                       "totp",  "recovery_code", NULL};
+    static const char *const keys[] = {"email",         "password", "mfa_ticket", "totp",
+                                       "recovery_code", "webauthn", NULL};
     json_t *b;
     enum dcms_err e = body_object(req, keys, &b);
     if (e)
@@ -289,11 +289,17 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     }
     in.factor.totp = opt_str(req, b, "totp", 16, NULL);
     in.factor.recovery_code = opt_str(req, b, "recovery_code", 64, NULL);
-    if (in.factor.totp && in.factor.recovery_code)
-        dcms_err_field(req->ei, "recovery_code", "give one second factor only");
+    in.factor.webauthn = json_object_get(b, "webauthn");
+    if (in.factor.webauthn && !json_is_object(in.factor.webauthn))
+        dcms_err_field(req->ei, "webauthn", "must be a PublicKeyCredential (passkey assertion)");
+    if ((in.factor.totp != NULL) + (in.factor.recovery_code != NULL) +
+            (in.factor.webauthn != NULL) >
+        1)
+        dcms_err_field(req->ei, in.factor.webauthn ? "webauthn" : "recovery_code",
+                       "give one second factor only");
     if (json_object_get(b, "mfa_ticket") && !iam_factor_given(&in.factor, NULL) && !req->ei->code)
         dcms_err_field(req->ei, "",
-                       "a second factor (totp or recovery_code) is required with "
+                       "a second factor (totp, recovery_code or webauthn) is required with "
                        "mfa_ticket");
     if (req->ei->code)
         return req->ei->code;

@@ -13,6 +13,7 @@
 #include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/store.h"
+#include "iam/iam_cred.h"
 #include "iam/mfa_int.h"
 
 #define RECOVERY_RAW_BYTES 10 /* 80 bits: 16 base32 characters */
@@ -266,6 +267,27 @@ static enum dcms_err recovery_verify(const struct iam_call *c, const char *ident
     return e;
 }
 
+/* Passkeys: an assertion over a challenge from /api/v1/webauthn/assert/options (iam_webauthn.c). */
+static enum dcms_err webauthn_verify(const struct iam_call *c, const char *identity_id,
+                                     const struct iam_factor_in *f, unsigned *amr)
+{
+    struct dcms_webauthn_result r;
+    enum dcms_err e = iam_wa_assert(c->iam, identity_id, f->webauthn, false, identity_id,
+                                    "webauthn.login", c->client_ip, c->request_id, &r, c->ei);
+    if (e == DCMS_ERR_NOT_FOUND) {
+        dcms_errinfo_init(c->ei, c->ei->arena);
+        e = dcms_err_field(c->ei, "webauthn.id", "is not a passkey of this identity");
+    }
+    if (!e)
+        *amr |= DCMS_AMR_HWK | DCMS_AMR_MFA | (r.user_verified ? DCMS_AMR_USER : 0u);
+    return e;
+}
+
+static const char *in_webauthn(const struct iam_factor_in *f)
+{
+    return f->webauthn ? "webauthn" : NULL;
+}
+
 static const char *in_totp(const struct iam_factor_in *f)
 {
     return f->totp;
@@ -288,7 +310,8 @@ static const struct factor {
     {IAM_FACTOR_TOTP, "totp", in_totp, totp_enrolled, totp_verify, "bad_totp"},
     {IAM_FACTOR_RECOVERY, "recovery_code", in_recovery, recovery_enrolled, recovery_verify,
      "bad_recovery_code"},
-    /* passkeys: {IAM_FACTOR_WEBAUTHN, "webauthn", ...} */
+    {IAM_FACTOR_WEBAUTHN, "webauthn", in_webauthn, iam_wa_enrolled, webauthn_verify,
+     "bad_webauthn"},
 };
 #define NFACTORS (sizeof(factors) / sizeof(factors[0]))
 
@@ -346,6 +369,8 @@ enum dcms_err iam_factor_verify(const struct iam_call *c, const char *identity_i
 
 enum dcms_err iam_mfa_status(const struct iam_call *c, json_t **out)
 {
+    if (c->p->api_key[0])
+        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys have no second factors");
     struct enrolled en;
     unsigned mask = 0;
     enum dcms_err e = enrolled_read(c->iam, c->p->id, &en, c->ei);

@@ -120,7 +120,7 @@ enum dcms_err iam_mfa_status(const struct iam_call *c, json_t **out) DCMS_MUST_C
 struct iam_factor_in {
     const char *totp;
     const char *recovery_code;
-    const json_t *webauthn; /* reserved for passkeys; NULL */
+    const json_t *webauthn; /* a passkey assertion (PublicKeyCredential JSON) */
 };
 
 enum { IAM_FACTOR_TOTP = 1u << 0, IAM_FACTOR_RECOVERY = 1u << 1, IAM_FACTOR_WEBAUTHN = 1u << 2 };

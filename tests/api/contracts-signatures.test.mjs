@@ -1,11 +1,12 @@
-// Contract signatures through the API: the digital and mfa types (each with
-// bad evidence refused), a signature over an old version refused, tampering
+// Contract signatures through the API: the digital, mfa and biometric types
+// (each with bad evidence refused; biometric with a software WebAuthn
+// authenticator), a signature over an old version refused, tampering
 // with stored terms and signatures detected by /verify, and expiry (at read
 // time and by the background job). Every response is checked against
 // api/openapi.yaml. Runs on the backend chosen by DCMS_TEST_BACKEND.
 
 import assert from 'node:assert/strict';
-import {createHmac, sign} from 'node:crypto';
+import {createHash, createHmac, generateKeyPairSync, randomBytes, sign} from 'node:crypto';
 import {before, describe, test} from 'node:test';
 import {bearer, contractsContext, validTerms} from './lib/contracts.mjs';
 
@@ -45,6 +46,82 @@ async function enrolTotp(user) {
                          {headers: bearer(user.token), json: {code: totp(e.json.secret, s)}});
   assert.equal(c.status, 200, JSON.stringify(c.json));
   return {secret: e.json.secret, used: s};
+}
+
+// ---- a software WebAuthn authenticator (ES256, "none" attestation) ----
+
+const RP_ID = 'localhost';
+const ORIGIN = 'http://localhost:8080'; // dcmsd's default DCMS_WEBAUTHN_ORIGINS
+const sha256 = (b) => createHash('sha256').update(b).digest();
+const b64u = (b) => Buffer.from(b).toString('base64url');
+
+function cborHead(major, v) {
+  if (v < 24) return Buffer.from([(major << 5) | v]);
+  if (v < 0x100) return Buffer.from([(major << 5) | 24, v]);
+  const b = Buffer.alloc(3);
+  b[0] = (major << 5) | 25;
+  b.writeUInt16BE(v, 1);
+  return b;
+}
+
+function cbor(v) {
+  if (typeof v === 'number') return v >= 0 ? cborHead(0, v) : cborHead(1, -1 - v);
+  if (Buffer.isBuffer(v)) return Buffer.concat([cborHead(2, v.length), v]);
+  if (typeof v === 'string') return Buffer.concat([cborHead(3, Buffer.byteLength(v)), Buffer.from(v)]);
+  const entries = v instanceof Map ? [...v.entries()] : Object.entries(v);
+  return Buffer.concat([cborHead(5, entries.length), ...entries.flatMap(([k, x]) => [cbor(k), cbor(x)])]);
+}
+
+class Authenticator {
+  constructor() {
+    this.credId = randomBytes(32);
+    this.counter = 0;
+    const {publicKey, privateKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'});
+    const jwk = publicKey.export({format: 'jwk'});
+    this.key = privateKey;
+    this.cose = cbor(new Map([[1, 2], [3, -7], [-1, 1], [-2, Buffer.from(jwk.x, 'base64url')],
+                              [-3, Buffer.from(jwk.y, 'base64url')]]));
+  }
+
+  authData(flags, withCred) {
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(this.counter);
+    const parts = [sha256(Buffer.from(RP_ID)), Buffer.from([flags]), c];
+    if (withCred) {
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(this.credId.length);
+      parts.push(Buffer.alloc(16), len, this.credId, this.cose);
+    }
+    return Buffer.concat(parts);
+  }
+
+  create(challenge) {
+    const cdj = Buffer.from(JSON.stringify({type: 'webauthn.create', challenge, origin: ORIGIN, crossOrigin: false}));
+    const att = cbor({fmt: 'none', attStmt: {}, authData: this.authData(0x45, true)});
+    return {id: b64u(this.credId), rawId: b64u(this.credId), type: 'public-key', clientExtensionResults: {},
+            response: {clientDataJSON: b64u(cdj), attestationObject: b64u(att), transports: ['internal']}};
+  }
+
+  /** An assertion over `challenge` (base64url), as navigator.credentials.get() serializes it. */
+  get(challenge, {uv = true, tamper = false} = {}) {
+    this.counter += 1;
+    const cdj = Buffer.from(JSON.stringify({type: 'webauthn.get', challenge, origin: ORIGIN, crossOrigin: false}));
+    const ad = this.authData(0x01 | (uv ? 0x04 : 0), false);
+    const sig = sign('sha256', Buffer.concat([ad, sha256(cdj)]), this.key);
+    if (tamper) sig[sig.length - 1] ^= 1;
+    return {id: b64u(this.credId), rawId: b64u(this.credId), type: 'public-key', clientExtensionResults: {},
+            response: {clientDataJSON: b64u(cdj), authenticatorData: b64u(ad), signature: b64u(sig)}};
+  }
+}
+
+async function registerPasskey(user) {
+  const a = new Authenticator();
+  const o = await t.call('POST', '/api/v1/webauthn/register/options', {headers: bearer(user.token)});
+  assert.equal(o.status, 200, JSON.stringify(o.json));
+  const r = await t.call('POST', '/api/v1/webauthn/register/verify',
+                         {headers: bearer(user.token), json: a.create(o.json.challenge)});
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  return a;
 }
 
 function signHash(who, hash) {
@@ -140,6 +217,55 @@ describe('mfa signatures', () => {
     assert.equal(s.evidence.totp_code, undefined, 'the code itself is not kept');
     const v = await t.call('GET', `/api/v1/contracts/${c.id}/verify`, {headers: bearer(q.consumer.token)});
     assert.equal(v.json.signatures[0].valid, true);
+  });
+});
+
+describe('biometric signatures', () => {
+  test('a user-verified WebAuthn assertion whose challenge is the terms hash signs', async () => {
+    const q = await t.parties();
+    const c = await t.inState(q, 'pending_signature');
+    const auth = await registerPasskey(q.consumer);
+    const challenge = b64u(Buffer.from(c.terms_hash, 'hex'));
+    const r = await t.op(q.consumer, c, 'sign', {type: 'biometric', terms_hash: c.terms_hash,
+                                                 assertion: auth.get(challenge)});
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const s = r.json.signatures[0];
+    assert.equal(s.type, 'biometric');
+    assert.equal(s.side, 'consumer');
+    assert.equal(s.algorithm, 'ES256');
+    assert.equal(s.key_id, b64u(auth.credId));
+    assert.equal(s.evidence.user_verified, true);
+    const v = await t.call('GET', `/api/v1/contracts/${c.id}/verify`, {headers: bearer(q.provider.token)});
+    assert.equal(v.json.signatures[0].valid, true, JSON.stringify(v.json));
+    assert.equal((await t.signDigital(q.provider, c)).status, 200);
+    assert.equal((await t.op(q.provider, c, 'activate')).status, 200, 'biometric and digital together activate');
+  });
+
+  test('bad assertions are refused: no UV flag, another challenge, a bad signature, a stranger\'s passkey', async () => {
+    const q = await t.parties();
+    const c = await t.inState(q, 'pending_signature');
+    const auth = await registerPasskey(q.consumer);
+    const challenge = b64u(Buffer.from(c.terms_hash, 'hex'));
+    const body = (assertion) => ({type: 'biometric', terms_hash: c.terms_hash, assertion});
+    const cases = [
+      ['without the user-verified flag', auth.get(challenge, {uv: false})],
+      ['over another challenge', auth.get(b64u(randomBytes(32)))],
+      ['with a tampered signature', auth.get(challenge, {tamper: true})],
+      ['with an unregistered passkey', new Authenticator().get(challenge)],
+    ];
+    for (const [what, assertion] of cases) {
+      const r = await t.op(q.consumer, c, 'sign', body(assertion));
+      assert.equal(r.status, 422, `${what}: ${JSON.stringify(r.json)}`);
+      assert.equal(r.json.error.details[0].field, 'assertion', what);
+    }
+    const other = await registerPasskey(q.provider);
+    const r = await t.op(q.consumer, c, 'sign', body(other.get(challenge)));
+    assert.equal(r.status, 422, 'another identity\'s passkey');
+    const missing = await t.op(q.consumer, c, 'sign', {type: 'biometric', terms_hash: c.terms_hash});
+    assert.equal(missing.status, 422);
+    assert.equal(missing.json.error.details[0].field, 'assertion');
+    const g = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(q.consumer.token)});
+    assert.deepEqual(g.json.signatures, []);
   });
 });
 

@@ -432,6 +432,21 @@ describe('lists', () => {
     assert.deepEqual(seen, made.map((c) => c.id).reverse(), 'newest first, each once');
   });
 
+  test('a caller on both sides (itself and through its organization) sees each contract once', async () => {
+    const org = await t.identity({kind: 'organization', roles: ['provider']});
+    const me = await t.identity({roles: ['provider', 'consumer'], org: org.id});
+    const q = {provider: {id: org.id, token: me.token}, consumer: {id: me.id, token: me.token}};
+    const a = await t.create(q, {by: me});
+    const b = await t.create(q, {by: me});
+    const r = await t.call('GET', '/api/v1/contracts?limit=1', {headers: bearer(me.token)});
+    assert.deepEqual(r.json.contracts.map((c) => c.id), [b.id]);
+    const r2 = await t.call('GET', `/api/v1/contracts?limit=5&cursor=${r.json.next_cursor}`, {headers: bearer(me.token)});
+    assert.deepEqual(r2.json.contracts.map((c) => c.id), [a.id]);
+    assert.equal(r2.json.next_cursor, null);
+    const r3 = await t.call('GET', '/api/v1/contracts?role=consumer', {headers: bearer(me.token)});
+    assert.equal(r3.json.contracts.length, 2);
+  });
+
   test('bad filters are 422 with the parameter named', async () => {
     const r = await t.call('GET', '/api/v1/contracts?status=open&role=x&limit=0&cursor=zzz&party=1',
                            {headers: bearer(p.provider.token)});

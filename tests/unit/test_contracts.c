@@ -353,18 +353,43 @@ static void security_view_and_expiry(struct fixture *f)
     assert_int_equal(n, 1);
     CHECK(ct_expire_due(&f->app, &n, &ei), ei);
     assert_int_equal(n, 0);
-    json_t *g = NULL;
-    CHECK(ct_get(&c, id, &g), ei);
+    struct ct_text txt;
+    CHECK(ct_get(&c, id, &txt), ei);
+    json_t *g = json_loadb(txt.body, txt.len, 0, NULL);
+    free(txt.body);
+    assert_non_null(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "expired");
     assert_int_equal(json_integer_value(json_object_get(g, "version")), 2);
+    assert_int_equal(txt.version, 2);
     json_decref(g);
+
+    /* The text renderer writes exactly the object ct_row_json() builds. */
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows;
+    struct ct_row row;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    CHECK(ct_load(tx, id, &rows, &row, &ei), ei);
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX);
+    assert_int_equal(ct_row_render(&row, &b), DCMS_OK);
+    json_t *j1 = ct_row_json(&row), *j2 = json_loadb(b.ptr, b.len, 0, NULL);
+    assert_non_null(j2);
+    assert_true(json_equal(j1, j2));
+    char *d1 = json_dumps(j1, JSON_COMPACT);
+    assert_string_equal(d1, b.ptr); /* same member order too */
+    free(d1);
+    json_decref(j1);
+    json_decref(j2);
+    dcms_buf_release(&b);
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
 
     /* A non-party learns nothing: not found. */
     struct dcms_principal stranger;
     user(f, DCMS_ROLE_PROVIDER, &stranger);
     struct ct_call sc = {&f->app, &stranger, "127.0.0.1", "test", &ei};
     dcms_errinfo_init(&ei, f->arena);
-    assert_int_equal(ct_get(&sc, id, &g), DCMS_ERR_NOT_FOUND);
+    assert_int_equal(ct_get(&sc, id, &txt), DCMS_ERR_NOT_FOUND);
 }
 DCMS_TESTDB_CASE(security_view_and_expiry)
 

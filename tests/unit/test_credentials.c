@@ -21,6 +21,8 @@
 #include "dcms/store.h"
 #include "iam/iam_cred.h"
 
+#include <dirent.h>
+
 struct fixture {
     struct dcms_testdb db; /* first: see testdb.h */
     struct dcms_config cfg;
@@ -376,9 +378,179 @@ static void signing_key_revoked(struct fixture *f)
                      DCMS_ERR_BAD_REQUEST);
 }
 
+/* ---- passkeys ---- */
+
+static json_t *load_vector(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/webauthn/%s", DCMS_VECTORS_DIR, name);
+    json_error_t err;
+    json_t *v = json_load_file(path, 0, &err);
+    if (!v)
+        fail_msg("%s: %s", path, err.text);
+    return v;
+}
+
+/* Stores the vector's credential for `identity_id` with its stored counter (derived vectors
+ * share their credential with the one they come from: the earlier copy goes). */
+static void store_credential(struct fixture *f, const char *identity_id, const json_t *v)
+{
+    static struct dcms_query qd =
+        DCMS_QUERY("test_wa_delete", "DELETE FROM webauthn_credentials WHERE credential_id = $1");
+    static struct dcms_query q = DCMS_QUERY(
+        "test_wa_insert",
+        "INSERT INTO webauthn_credentials (id, identity_id, credential_id, public_key_cose, alg, "
+        "sign_count, user_verified, transports, attestation_fmt, aaguid, created_at) VALUES ($1, "
+        "$2, $3, $4, $5, $6, 1, '[]', 'none', '00000000-0000-0000-0000-000000000000', $7)");
+    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
+    dcms_uuid_v7(id);
+    dcms_time_format(dcms_clock_now_us(), now);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store_tx *tx;
+    CHECK(dcms_store_begin(f->store, DCMS_TX_WRITE, &tx, &ei), ei);
+    const char *cid = json_string_value(json_object_get(v, "credential_id"));
+    CHECK(
+        dcms_store_exec(tx, &qd, (struct dcms_store_val[]){DCMS_VAL_TEXT(cid)}, 1, NULL, NULL, &ei),
+        ei);
+    CHECK(
+        dcms_store_exec(
+            tx, &q,
+            (struct dcms_store_val[]){
+                DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(identity_id),
+                DCMS_VAL_TEXT(json_string_value(json_object_get(v, "credential_id"))),
+                DCMS_VAL_TEXT(json_string_value(json_object_get(v, "credential_public_key_cose"))),
+                DCMS_VAL_INT(json_integer_value(json_object_get(v, "credential_alg"))),
+                DCMS_VAL_INT(json_integer_value(json_object_get(v, "stored_sign_count"))),
+                DCMS_VAL_TEXT(now)},
+            7, NULL, NULL, &ei),
+        ei);
+    CHECK(dcms_store_commit(tx, &ei), ei);
+}
+
+/* The PublicKeyCredential JSON a browser would send for the vector (no userHandle). */
+static json_t *assertion_of(const json_t *v)
+{
+    return json_pack(
+        "{s:O, s:O, s:s, s:{s:O, s:O, s:O}}", "id", json_object_get(v, "credential_id"), "rawId",
+        json_object_get(v, "credential_id"), "type", "public-key", "response", "clientDataJSON",
+        json_object_get(v, "client_data_json"), "authenticatorData",
+        json_object_get(v, "authenticator_data"), "signature", json_object_get(v, "signature"));
+}
+
+static enum dcms_err verify_vector(struct fixture *f, const char *identity_id, const json_t *v,
+                                   struct dcms_webauthn_result *r, struct dcms_errinfo *ei)
+{
+    snprintf(f->cfg.webauthn_rp_id, sizeof(f->cfg.webauthn_rp_id), "%s",
+             json_string_value(json_object_get(v, "rp_id")));
+    snprintf(f->cfg.webauthn_origins, sizeof(f->cfg.webauthn_origins), "https://a.example,%s",
+             json_string_value(json_object_get(v, "origin")));
+    const char *ch = json_string_value(json_object_get(v, "challenge"));
+    unsigned char raw[256];
+    size_t n = 0;
+    assert_true(iam_b64url_decode(raw, sizeof(raw), ch, strlen(ch), &n));
+    json_t *a = assertion_of(v);
+    bool uv =
+        json_is_true(json_object_get(json_object_get(v, "policy"), "require_user_verification"));
+    dcms_errinfo_init(ei, f->arena);
+    enum dcms_err e = dcms_iam_webauthn_verify_assertion(f->iam, identity_id, raw, n, a, uv, r, ei);
+    json_decref(a);
+    return e;
+}
+
+/* Every assertion vector through dcms_iam_webauthn_verify_assertion and the store. */
+static void webauthn_vectors(struct fixture *f)
+{
+    open_all(f, NULL, NULL);
+    DIR *d = opendir(DCMS_VECTORS_DIR "/webauthn");
+    assert_non_null(d);
+    int ok = 0, refused = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "auth_", 5) != 0)
+            continue;
+        json_t *v = load_vector(de->d_name);
+        const json_t *x = json_object_get(v, "expected");
+        bool want = strcmp(json_string_value(json_object_get(x, "outcome")), "success") == 0;
+        struct dcms_principal p;
+        new_user(f, &p);
+        store_credential(f, p.id, v);
+        struct dcms_webauthn_result r;
+        struct dcms_errinfo ei;
+        enum dcms_err e = verify_vector(f, p.id, v, &r, &ei);
+        if ((e == DCMS_OK) != want)
+            fail_msg("%s: expected %s, got %s (%s)", de->d_name, want ? "success" : "failure",
+                     dcms_err_slug(e), ei.message);
+        if (want) {
+            assert_int_equal(r.sign_count, json_integer_value(json_object_get(x, "sign_count")));
+            assert_int_equal(r.user_verified, json_is_true(json_object_get(x, "user_verified")));
+            assert_int_equal(r.cose_alg, json_integer_value(json_object_get(v, "credential_alg")));
+            assert_string_equal(r.credential_id,
+                                json_string_value(json_object_get(v, "credential_id")));
+            /* The same assertion again: the counter did not move, so it is a replay. */
+            assert_int_equal(verify_vector(f, p.id, v, &r, &ei), DCMS_ERR_VALIDATION);
+            assert_non_null(strstr(ei.details[0].problem, "counter"));
+            /* Another identity does not own the credential. */
+            struct dcms_principal q;
+            new_user(f, &q);
+            assert_int_equal(verify_vector(f, q.id, v, &r, &ei), DCMS_ERR_NOT_FOUND);
+            ok++;
+        } else {
+            assert_int_equal(e, DCMS_ERR_VALIDATION);
+            refused++;
+        }
+        json_decref(v);
+    }
+    closedir(d);
+    assert_int_equal(ok, 6);
+    assert_int_equal(refused, 5);
+    assert_int_equal(count_audit(f, "webauthn.sign", "success"), 6);
+    assert_int_equal(count_audit(f, "webauthn.counter_regression", "denied"), 6);
+    assert_true(count_audit(f, "webauthn.sign", "denied") >= 5 + 6);
+}
+
+/* "biometric" signatures ask for UV; the challenge must be the one given. */
+static void webauthn_uv_and_challenge(struct fixture *f)
+{
+    open_all(f, NULL, NULL);
+    json_t *v = load_vector("auth_es256_uv0_pywebauthn.json");
+    struct dcms_principal p;
+    new_user(f, &p);
+    store_credential(f, p.id, v);
+    json_object_set_new(json_object_get(v, "policy"), "require_user_verification", json_true());
+    struct dcms_webauthn_result r;
+    struct dcms_errinfo ei;
+    assert_int_equal(verify_vector(f, p.id, v, &r, &ei), DCMS_ERR_VALIDATION);
+    assert_string_equal(ei.details[0].field, "response.authenticatorData");
+    json_object_set_new(json_object_get(v, "policy"), "require_user_verification", json_false());
+    /* Another challenge than the one in clientDataJSON. */
+    unsigned char other[32] = {1};
+    json_t *a = assertion_of(v);
+    dcms_errinfo_init(&ei, f->arena);
+    assert_int_equal(
+        dcms_iam_webauthn_verify_assertion(f->iam, p.id, other, sizeof(other), a, false, &r, &ei),
+        DCMS_ERR_VALIDATION);
+    assert_string_equal(ei.details[0].field, "response.clientDataJSON");
+    /* Malformed input is a validation problem, not a crash. */
+    json_object_set_new(json_object_get(a, "response"), "signature", json_integer(5));
+    dcms_errinfo_init(&ei, f->arena);
+    assert_int_equal(
+        dcms_iam_webauthn_verify_assertion(f->iam, p.id, other, sizeof(other), a, false, &r, &ei),
+        DCMS_ERR_VALIDATION);
+    json_decref(a);
+    assert_int_equal(
+        dcms_iam_webauthn_verify_assertion(f->iam, p.id, other, 3, NULL, false, &r, &ei),
+        DCMS_ERR_BAD_REQUEST);
+    /* Still accepted afterwards with the right challenge (nothing was consumed). */
+    assert_int_equal(verify_vector(f, p.id, v, &r, &ei), DCMS_OK);
+    json_decref(v);
+}
+
 DCMS_TESTDB_CASE(signing_key_rfc8032)
 DCMS_TESTDB_CASE(signing_key_pop_refused)
 DCMS_TESTDB_CASE(signing_key_revoked)
+DCMS_TESTDB_CASE(webauthn_vectors)
+DCMS_TESTDB_CASE(webauthn_uv_and_challenge)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(signing_key_rfc8032_sqlite, setup_sqlite, teardown),
@@ -387,6 +559,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(signing_key_pop_refused_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(signing_key_revoked_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(signing_key_revoked_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(webauthn_vectors_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(webauthn_vectors_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(webauthn_uv_and_challenge_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(webauthn_uv_and_challenge_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# bench/bench-contracts.sh — contract throughput on SQLite and PostgreSQL, at
+# 10,000 and at 100,000 contracts in the store.
+#
+# Usage: bench/bench-contracts.sh   (`make bench` runs every bench/bench-*.sh)
+#
+# Environment:
+#   DCMS_BIN               dcmsd (default build/dcmsd)
+#   DCMS_BUILD_DIR         build directory holding bench/bench_contracts_seed (default build)
+#   DCMS_BENCH_SECONDS     seconds per measurement (default 5)
+#   DCMS_BENCH_CONNECTIONS wrk connections (default 32)
+#   DCMS_BENCH_SIZES       store sizes (default "10000 100000")
+#
+# For each backend (SQLite in a temporary directory, PostgreSQL in a
+# throwaway cluster from scripts/pg-cluster.sh) it starts dcmsd, makes a
+# provider and a consumer with registered Ed25519 keys, seeds contracts
+# straight through the store (bench_contracts_seed, 2% of them between the
+# two bench users) and at each size measures:
+#   - full lifecycles/s through the API (create → submit → sign ×2 →
+#     activate), 4 concurrent clients (node);
+#   - GET /api/v1/contracts/{id} requests/s with a Bearer JWT (wrk);
+#   - list pages (GET /api/v1/contracts?limit=50, the provider's own
+#     contracts, 50 per page) requests/s and p99 latency with one client
+#     (wrk -c1 --latency: the page's own latency, no queueing).
+# Then prints a table and one verdict line per backend on the goals: GET
+# throughput falls by at most 10% from the smallest to the largest size;
+# list pages stay under 5 ms p99. Goals are reported, not enforced. Only
+# 127.0.0.1; every wait is bounded; dcmsd, the cluster and the temporary
+# files are always removed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DCMS_BIN=${DCMS_BIN:-$ROOT/build/dcmsd}
+BUILD=${DCMS_BUILD_DIR:-$ROOT/build}
+SEED=$BUILD/bench/bench_contracts_seed
+DURATION=${DCMS_BENCH_SECONDS:-5}
+CONNS=${DCMS_BENCH_CONNECTIONS:-32}
+SIZES=${DCMS_BENCH_SIZES:-"10000 100000"}
+
+die() {
+    echo "bench-contracts: $*" >&2
+    exit 1
+}
+
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DCMS_BENCH_SECONDS must be a positive integer"
+[[ -x $DCMS_BIN ]] || die "no $DCMS_BIN (build first)"
+[[ -x $SEED ]] || die "no $SEED (build first)"
+command -v wrk >/dev/null || die "wrk is not installed"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/dcms-bench-contracts.XXXXXX")
+PGDIR=""
+pid=""
+cleanup() {
+    if [[ -n $pid ]]; then
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    fi
+    if [[ -n $PGDIR ]]; then
+        "$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The API driver: "setup" makes the users and keys, "lifecycles" runs the loop.
+cat >"$TMP/driver.mjs" <<'JS'
+import {generateKeyPairSync, sign} from 'node:crypto';
+const [mode, base, arg] = process.argv.slice(2);
+const PW = 'bench-user-passphrase-42';
+async function call(method, path, token, json, extra = {}) {
+  const r = await fetch(base + path, {method, headers: {...(token ? {Authorization: `Bearer ${token}`} : {}),
+    ...(json ? {'Content-Type': 'application/json'} : {}), ...extra}, body: json ? JSON.stringify(json) : undefined,
+    signal: AbortSignal.timeout(15000)});
+  const text = await r.text();
+  return {status: r.status, json: text ? JSON.parse(text) : null};
+}
+async function login(email, password) {
+  const r = await call('POST', '/api/v1/auth/login', null, {email, password});
+  if (r.status !== 200) throw new Error(`login ${email}: ${r.status}`);
+  return r.json.access_token;
+}
+if (mode === 'setup') {
+  const admin = await login(process.env.DCMS_ADMIN_EMAIL, process.env.DCMS_ADMIN_PASSWORD);
+  const out = {};
+  for (const role of ['provider', 'consumer']) {
+    const email = `bench-${role}@dcms.local`;
+    const r = await call('POST', '/api/v1/identities', admin, {kind: 'user', name: role, email, password: PW, roles: [role]});
+    if (r.status !== 201) throw new Error(`create ${role}: ${JSON.stringify(r.json)}`);
+    const token = await login(email, PW);
+    const {publicKey, privateKey} = generateKeyPairSync('ed25519');
+    const raw = Buffer.from(publicKey.export({format: 'jwk'}).x, 'base64url');
+    const ch = await call('POST', `/api/v1/identities/${r.json.id}/keys/challenge`, token);
+    const msg = Buffer.concat([Buffer.from('dcms-signing-key-pop:'), Buffer.from(ch.json.challenge, 'base64url'), raw]);
+    const k = await call('POST', `/api/v1/identities/${r.json.id}/keys`, token, {public_key: raw.toString('base64url'),
+      challenge_id: ch.json.challenge_id, signature: sign(null, msg, privateKey).toString('base64url')});
+    if (k.status !== 201) throw new Error(`key ${role}: ${JSON.stringify(k.json)}`);
+    out[role] = {id: r.json.id, token, key_id: k.json.key_id,
+                 pem: privateKey.export({format: 'pem', type: 'pkcs8'})};
+  }
+  console.log(JSON.stringify(out));
+} else {
+  const {createPrivateKey} = await import('node:crypto');
+  const u = JSON.parse(process.env.BENCH_USERS);
+  for (const s of ['provider', 'consumer']) u[s].key = createPrivateKey(u[s].pem);
+  const now = Date.now();
+  const terms = {data_access: {datasets: ['s3://bench/records'], permissions: ['train']},
+    usage: {purposes: ['benchmark'], allowed_model_types: ['gbm'], max_training_runs: 3, raw_data_export: false},
+    retention: {days: 30, deletion: 'delete'},
+    security: {encryption_level: 'high', network_isolation: true, audit_logging: true},
+    compliance: {frameworks: ['GDPR'], data_residency: ['DE']},
+    effective_from: new Date(now - 3600e3).toISOString(), expires_at: new Date(now + 400 * 86400e3).toISOString()};
+  const end = Date.now() + Number(arg) * 1000;
+  let done = 0, bad = 0;
+  async function worker() {
+    while (Date.now() < end) {
+      const c = await call('POST', '/api/v1/contracts', u.provider.token,
+                           {title: 'bench lifecycle', provider_id: u.provider.id, consumer_id: u.consumer.id, terms});
+      let ok = c.status === 201;
+      if (ok) ok = (await call('POST', `/api/v1/contracts/${c.json.id}/submit`, u.provider.token)).status === 200;
+      for (const s of ['provider', 'consumer']) {
+        if (!ok) break;
+        const sig = sign(null, Buffer.from(c.json.terms_hash, 'hex'), u[s].key).toString('base64');
+        ok = (await call('POST', `/api/v1/contracts/${c.json.id}/sign`, u[s].token,
+                         {type: 'digital', terms_hash: c.json.terms_hash, key_id: u[s].key_id, signature: sig})).status === 200;
+      }
+      if (ok) ok = (await call('POST', `/api/v1/contracts/${c.json.id}/activate`, u.consumer.token)).status === 200;
+      if (ok) done++; else bad++;
+    }
+  }
+  const t0 = Date.now();
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  console.log(JSON.stringify({per_s: done / ((Date.now() - t0) / 1000), errors: bad}));
+}
+JS
+
+# wrk_run URL [CONNECTIONS]: prints "requests/s p99_ms"; fails on non-2xx answers.
+wrk_run() {
+    local out c=${2:-$CONNS}
+    out=$(timeout $((DURATION + 30)) wrk -t"$((c < 2 ? 1 : 2))" -c"$c" -d"${DURATION}s" --latency \
+        -H "Authorization: Bearer $TOKEN" "$1") || die "wrk failed on $1"
+    if grep -q "Non-2xx" <<<"$out"; then
+        echo "$out" >&2
+        die "non-2xx answers for $1"
+    fi
+    local rps p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.2f", v}' <<<"$out")
+    echo "$rps $p99"
+}
+
+results=()
+
+# run_backend NAME DATABASE_URL
+run_backend() {
+    local name=$1 url=$2 dir=$TMP/$1
+    mkdir -p "$dir"
+    DCMS_ADMIN_EMAIL=bench@dcms.local DCMS_ADMIN_PASSWORD=bench-admin-passphrase \
+        DCMS_LISTEN=127.0.0.1:0 DCMS_DATA_DIR="$dir" DCMS_DATABASE_URL="$url" DCMS_ACCESS_LOG=false \
+        DCMS_LOGIN_MAX_FAILURES_PER_IP=100000 "$DCMS_BIN" 2>"$dir/log" &
+    pid=$!
+    local port=""
+    for _ in $(seq 1 200); do
+        port=$(grep -o '"msg":"listening".*"port":[0-9]*' "$dir/log" 2>/dev/null | grep -o '"port":[0-9]*' | cut -d: -f2 || true)
+        [[ -n $port ]] && break
+        sleep 0.1
+    done
+    [[ -n $port ]] || { cat "$dir/log" >&2; die "dcmsd did not start on $name"; }
+    local B=http://127.0.0.1:$port
+    local users
+    users=$(DCMS_ADMIN_EMAIL=bench@dcms.local DCMS_ADMIN_PASSWORD=bench-admin-passphrase \
+        timeout 60 node "$TMP/driver.mjs" setup "$B") || die "setup failed on $name"
+    local prov cons
+    prov=$(jq -r .provider.id <<<"$users")
+    cons=$(jq -r .consumer.id <<<"$users")
+    TOKEN=$(jq -r .provider.token <<<"$users")
+    local have=0 target cid="" line
+    for target in $SIZES; do
+        line=$(timeout 600 "$SEED" "$url" "$prov" "$cons" $((target - have))) || die "seeding failed on $name"
+        have=$target
+        local last=${line##*last_party_contract=}
+        [[ -n $last ]] && cid=$last
+        local lc get list
+        lc=$(BENCH_USERS="$users" timeout $((DURATION + 60)) node "$TMP/driver.mjs" lifecycles "$B" "$DURATION") \
+            || die "lifecycles failed on $name"
+        [[ $(jq -r .errors <<<"$lc") == 0 ]] || die "lifecycle errors on $name: $lc"
+        get=$(wrk_run "$B/api/v1/contracts/$cid")
+        # Page latency on its own (one client), so queueing behind other clients does not count.
+        list=$(wrk_run "$B/api/v1/contracts?limit=50" 1)
+        results+=("$name $target $(jq -r '.per_s | floor' <<<"$lc") $get $list")
+        echo "bench-contracts: $name at $target contracts done" >&2
+    done
+    kill "$pid"
+    wait "$pid" || true
+    pid=""
+}
+
+run_backend sqlite "sqlite:$TMP/sqlite.db"
+
+PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/dcms-bench-contracts-pg.XXXXXX")
+PGURL=$("$ROOT/scripts/pg-cluster.sh" start "$PGDIR" 2>"$TMP/pg-cluster.log") || {
+    cat "$TMP/pg-cluster.log" >&2
+    die "cannot start a PostgreSQL cluster"
+}
+DBURL=${PGURL%/*}/dcms_bench_contracts
+psql "$PGURL" -X -q -c "CREATE DATABASE dcms_bench_contracts" >/dev/null || die "cannot create the database"
+run_backend postgres "$DBURL"
+"$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" >/dev/null 2>&1 || die "cannot stop the PostgreSQL cluster"
+PGDIR=""
+
+printf '\n%-9s %10s %13s %14s %11s %14s %13s\n' backend contracts "lifecycles/s" "GET by id/s" "GET p99 ms" "list pages/s" "list p99 ms"
+for r in "${results[@]}"; do
+    read -r b n lc grps gp99 lrps lp99 <<<"$r"
+    printf '%-9s %10s %13s %14s %11s %14s %13s\n' "$b" "$n" "$lc" "$grps" "$gp99" "$lrps" "$lp99"
+done
+echo
+for b in sqlite postgres; do
+    first="" last="" worst=0
+    for r in "${results[@]}"; do
+        read -r rb n lc grps gp99 lrps lp99 <<<"$r"
+        [[ $rb == "$b" ]] || continue
+        [[ -z $first ]] && first=$grps
+        last=$grps
+        worst=$(awk -v w="$worst" -v p="$lp99" 'BEGIN { print ((p + 0 > w + 0) ? p : w) }')
+    done
+    drop=$(awk -v a="$first" -v z="$last" 'BEGIN { printf "%.1f", (a > 0) ? (a - z) * 100 / a : 0 }')
+    v1=$(awk -v d="$drop" 'BEGIN { print (d + 0 <= 10) ? "meets" : "misses" }')
+    v2=$(awk -v w="$worst" 'BEGIN { print (w + 0 < 5) ? "meets" : "misses" }')
+    echo "bench: contracts $b GET by id falls ${drop}% from the smallest to the largest store ($v1 the <= 10% goal); list p99 at most ${worst} ms ($v2 the < 5 ms goal)"
+done

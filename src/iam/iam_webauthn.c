@@ -1,0 +1,844 @@
+/*
+ * Passkeys (WebAuthn): registration and assertion ceremonies over stored
+ * single-use challenges, the credential list, removal, and
+ * dcms_iam_webauthn_verify_assertion() for "biometric" contract signatures.
+ * The cryptographic checks are webauthn.c's; this file adds the store: the
+ * challenge (consumed before verification), the credential (its public key,
+ * counter and UV flag at registration) and the counter rule, with every
+ * success and every refusal audited.
+ */
+#include "dcms/app.h"
+#include "dcms/arena.h"
+#include "dcms/config.h"
+#include "dcms/crypto.h"
+#include "dcms/log.h"
+#include "dcms/store.h"
+#include "iam/iam_cred.h"
+#include "iam/iam_cred_http.h"
+#include "iam/mfa_int.h"
+#include "iam/webauthn.h"
+
+#define CRED_COLS                                                                                  \
+    "CAST(id AS TEXT), credential_id, alg, sign_count, user_verified, transports, "                \
+    "attestation_fmt, aaguid, name, created_at, last_used_at, public_key_cose"
+#define CREDS_MAX 20 /* passkeys per identity */
+#define CRED_ID_B64_MAX 1400
+
+static struct dcms_query q_cred_insert = DCMS_QUERY(
+    "wa_cred_insert",
+    "INSERT INTO webauthn_credentials (id, identity_id, credential_id, public_key_cose, alg, "
+    "sign_count, user_verified, transports, attestation_fmt, aaguid, name, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+static struct dcms_query q_cred_list =
+    DCMS_QUERY("wa_cred_list", "SELECT " CRED_COLS " FROM webauthn_credentials "
+                               "WHERE identity_id = $1 ORDER BY created_at, id LIMIT $2");
+static struct dcms_query q_cred_by_cid =
+    DCMS_QUERY("wa_cred_by_cid", "SELECT " CRED_COLS " FROM webauthn_credentials "
+                                 "WHERE credential_id = $1 AND identity_id = $2");
+static struct dcms_query q_cred_by_id =
+    DCMS_QUERY("wa_cred_by_id", "SELECT " CRED_COLS " FROM webauthn_credentials "
+                                "WHERE CAST(id AS TEXT) = $1 AND identity_id = $2");
+static struct dcms_query q_cred_count =
+    DCMS_QUERY("wa_cred_count", "SELECT COUNT(*) FROM webauthn_credentials WHERE identity_id = $1");
+static struct dcms_query q_cred_use = DCMS_QUERY(
+    "wa_cred_use", "UPDATE webauthn_credentials SET sign_count = $3, last_used_at = $4 "
+                   "WHERE CAST(id AS TEXT) = $1 AND identity_id = $2 AND sign_count = $5");
+static struct dcms_query q_cred_delete =
+    DCMS_QUERY("wa_cred_delete", "DELETE FROM webauthn_credentials WHERE CAST(id AS TEXT) = $1 "
+                                 "AND identity_id = $2");
+static struct dcms_query q_ident =
+    DCMS_QUERY("wa_identity", "SELECT name, email FROM identities WHERE id = $1");
+
+enum {
+    W_ID,
+    W_CID,
+    W_ALG,
+    W_COUNT,
+    W_UV,
+    W_TRANSPORTS,
+    W_FMT,
+    W_AAGUID,
+    W_NAME,
+    W_CREATED,
+    W_USED,
+    W_COSE
+};
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *cred_json(const struct dcms_store_rows *r, size_t i)
+{
+    json_t *tr = json_loads(dcms_store_rows_text(r, i, W_TRANSPORTS), 0, NULL);
+    if (!json_is_array(tr)) {
+        json_decref(tr);
+        tr = json_array();
+    }
+    return json_pack(
+        "{s:s, s:s, s:I, s:I, s:b, s:o, s:s, s:s, s:o, s:s, s:o}", "id",
+        dcms_store_rows_text(r, i, W_ID), "credential_id", dcms_store_rows_text(r, i, W_CID), "alg",
+        (json_int_t)dcms_store_rows_int(r, i, W_ALG), "sign_count",
+        (json_int_t)dcms_store_rows_int(r, i, W_COUNT), "user_verified",
+        dcms_store_rows_int(r, i, W_UV) != 0, "transports", tr, "attestation_fmt",
+        dcms_store_rows_text(r, i, W_FMT), "aaguid", dcms_store_rows_text(r, i, W_AAGUID), "name",
+        str_or_null(dcms_store_rows_text(r, i, W_NAME)), "created_at",
+        dcms_store_rows_text(r, i, W_CREATED), "last_used_at",
+        str_or_null(dcms_store_rows_text(r, i, W_USED)));
+}
+
+static struct wa_rp rp_of(const struct dcms_iam *iam)
+{
+    return (struct wa_rp){iam->cfg->webauthn_rp_id, iam->cfg->webauthn_origins};
+}
+
+/* The WebAuthn user handle of an identity: the 16 bytes of its UUID. */
+static void user_handle(const char *uuid, unsigned char out[16])
+{
+    size_t o = 0;
+    for (const char *p = uuid; *p && p[1] && o < 16; p++) {
+        if (*p == '-')
+            continue;
+        unsigned hi = (unsigned)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
+        unsigned lo = (unsigned)(p[1] <= '9' ? p[1] - '0' : (p[1] | 0x20) - 'a' + 10);
+        out[o++] = (unsigned char)(hi << 4 | lo);
+        p++;
+    }
+}
+
+/* The first problem recorded, for an audit reason. */
+static const char *reason_of(const struct dcms_errinfo *ei)
+{
+    return ei->ndetails ? ei->details[0].problem : ei->message;
+}
+
+/* ---- decoding a PublicKeyCredential ---- */
+
+struct bin {
+    unsigned char *p;
+    size_t n;
+};
+
+struct wa_cred_in {
+    const char *id; /* base64url credential id, canonical (re-encoded) */
+    struct bin cdj; /* response.clientDataJSON */
+    struct bin att; /* response.attestationObject (registration) */
+    struct bin ad;  /* response.authenticatorData (assertion) */
+    struct bin sig; /* response.signature (assertion) */
+    struct bin uh;  /* response.userHandle (assertion, optional) */
+    json_t *transports;
+    char challenge[200];
+};
+
+static void cred_in_free(struct wa_cred_in *in)
+{
+    free(in->cdj.p);
+    free(in->att.p);
+    free(in->ad.p);
+    free(in->sig.p);
+    free(in->uh.p);
+    json_decref(in->transports);
+    free((char *)in->id);
+    memset(in, 0, sizeof(*in));
+}
+
+static bool known(const char *key, const char *const *allowed)
+{
+    for (; *allowed; allowed++)
+        if (strcmp(*allowed, key) == 0)
+            return true;
+    return false;
+}
+
+static void unknown_keys(const json_t *o, const char *const *allowed, const char *prefix,
+                         struct dcms_errinfo *ei)
+{
+    const char *key;
+    json_t *m;
+    json_object_foreach((json_t *)o, key, m)
+    {
+        if (!known(key, allowed)) {
+            char path[96];
+            snprintf(path, sizeof(path), "%s%.60s", prefix, key);
+            dcms_err_field(ei, path, "is not a known field");
+        }
+    }
+}
+
+/* A base64url member of `o` (path `path`), at most `max` decoded bytes; absent allowed if opt. */
+static void b64_member(const json_t *o, const char *key, const char *path, size_t max, bool opt,
+                       struct bin *out, struct dcms_errinfo *ei)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || (opt && json_is_null(v))) {
+        if (!opt)
+            dcms_err_field(ei, path, "is required");
+        return;
+    }
+    size_t len = json_string_length(v);
+    if (!json_is_string(v) || len == 0 || len > (max * 4 + 2) / 3 + 4) {
+        dcms_err_field(ei, path, "must be base64url of at most %zu bytes", max);
+        return;
+    }
+    /* Browsers send unpadded base64url; tolerate padding some libraries add. */
+    const char *s = json_string_value(v);
+    while (len && s[len - 1] == '=')
+        len--;
+    out->p = malloc(max + 1);
+    if (!out->p || !iam_b64url_decode(out->p, max, s, len, &out->n) || out->n == 0) {
+        free(out->p);
+        out->p = NULL;
+        out->n = 0;
+        dcms_err_field(ei, path, "must be base64url of at most %zu bytes", max);
+    }
+}
+
+/* Decodes {id, rawId, type, response: {...}, ...}; `registration` picks the response shape. */
+static enum dcms_err cred_in_parse(const json_t *c, bool registration, struct wa_cred_in *in,
+                                   struct dcms_errinfo *ei)
+{
+    static const char *const top[] = {
+        "id", "rawId", "type", "response", "authenticatorAttachment", "clientExtensionResults",
+        NULL};
+    static const char *const reg[] = {
+        "clientDataJSON", "attestationObject", "transports", "publicKeyAlgorithm",
+        "publicKey",      "authenticatorData", NULL};
+    static const char *const get[] = {"clientDataJSON", "authenticatorData", "signature",
+                                      "userHandle", NULL};
+    memset(in, 0, sizeof(*in));
+    if (!json_is_object(c))
+        return dcms_err_field(ei, "credential", "must be a PublicKeyCredential object");
+    unknown_keys(c, top, "", ei);
+    json_t *type = json_object_get(c, "type");
+    if (!json_is_string(type) || strcmp(json_string_value(type), "public-key") != 0)
+        dcms_err_field(ei, "type", "must be \"public-key\"");
+    json_t *id = json_object_get(c, "id"), *raw = json_object_get(c, "rawId");
+    struct bin idb = {0};
+    b64_member(c, "id", "id", WA_CRED_ID_MAX, false, &idb, ei);
+    if (raw && (!json_is_string(raw) || !json_equal(raw, id)))
+        dcms_err_field(ei, "rawId", "must equal id");
+    if (idb.p) {
+        char *canon = malloc(iam_b64url_len(idb.n));
+        if (canon)
+            iam_b64url_encode(canon, idb.p, idb.n);
+        in->id = canon;
+        free(idb.p);
+    }
+    json_t *r = json_object_get(c, "response");
+    if (!json_is_object(r)) {
+        dcms_err_field(ei, "response", "must be an object");
+        return ei->code;
+    }
+    unknown_keys(r, registration ? reg : get, "response.", ei);
+    b64_member(r, "clientDataJSON", "response.clientDataJSON", WA_CLIENT_DATA_MAX, false, &in->cdj,
+               ei);
+    if (registration) {
+        b64_member(r, "attestationObject", "response.attestationObject", WA_ATT_OBJECT_MAX, false,
+                   &in->att, ei);
+        json_t *tr = json_object_get(r, "transports");
+        static const char *const ok[] = {"usb",    "nfc",        "ble", "internal",
+                                         "hybrid", "smart-card", NULL};
+        if (tr && (!json_is_array(tr) || json_array_size(tr) > 8))
+            dcms_err_field(ei, "response.transports", "must be an array of at most 8 transports");
+        size_t i;
+        json_t *t;
+        json_array_foreach(tr, i, t)
+        {
+            if (!json_is_string(t) || !known(json_string_value(t), ok)) {
+                char path[48];
+                snprintf(path, sizeof(path), "response.transports[%zu]", i);
+                dcms_err_field(ei, path, "must be usb, nfc, ble, internal, hybrid or smart-card");
+            }
+        }
+        in->transports = json_is_array(tr) ? json_incref(tr) : json_array();
+    } else {
+        b64_member(r, "authenticatorData", "response.authenticatorData", WA_AUTH_DATA_MAX, false,
+                   &in->ad, ei);
+        b64_member(r, "signature", "response.signature", WA_SIGNATURE_MAX, false, &in->sig, ei);
+        b64_member(r, "userHandle", "response.userHandle", 64, true, &in->uh, ei);
+    }
+    if (in->cdj.p &&
+        !wa_client_data_challenge(in->cdj.p, in->cdj.n, in->challenge, sizeof(in->challenge)))
+        dcms_err_field(ei, "response.clientDataJSON", "must be JSON with a challenge");
+    return ei->code;
+}
+
+/* ---- options ---- */
+
+static json_t *cred_descriptors(const struct dcms_store_rows *rows)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < dcms_store_rows_count(rows); i++) {
+        json_t *tr = json_loads(dcms_store_rows_text(rows, i, W_TRANSPORTS), 0, NULL);
+        json_t *d = json_pack("{s:s, s:s}", "type", "public-key", "id",
+                              dcms_store_rows_text(rows, i, W_CID));
+        if (d && json_is_array(tr) && json_array_size(tr))
+            json_object_set(d, "transports", tr);
+        json_decref(tr);
+        json_array_append_new(a, d);
+    }
+    return a;
+}
+
+static enum dcms_err list_rows(struct dcms_store_tx *tx, const char *identity_id,
+                               struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    return dcms_store_exec(
+        tx, &q_cred_list,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id), DCMS_VAL_INT(CREDS_MAX)}, 2, rows,
+        NULL, ei);
+}
+
+enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv, json_t **out)
+{
+    struct dcms_errinfo *ei = c->ei;
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL, *ident = NULL;
+    struct iam_challenge ch;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_ident, (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)}, 1, &ident,
+                        NULL, ei);
+    if (!e && dcms_store_rows_count(ident) != 1)
+        e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "identity not found");
+    if (!e)
+        e = list_rows(tx, c->p->id, &rows, ei);
+    if (!e && dcms_store_rows_count(rows) >= CREDS_MAX)
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "at most %d passkeys per identity", CREDS_MAX);
+    if (!e)
+        e = iam_challenge_issue(tx, c->p->id, IAM_PURPOSE_WA_REGISTER, &ch, ei);
+    if (!e)
+        e = iam_audit(c->iam, tx, c->p->id, "webauthn.register_options", "identity", c->p->id,
+                      false, json_pack("{s:s}", "challenge_id", ch.id), c->client_ip, c->request_id,
+                      ei);
+    if (!e) {
+        unsigned char uh[16];
+        char uh64[32];
+        user_handle(c->p->id, uh);
+        iam_b64url_encode(uh64, uh, sizeof(uh));
+        const char *name = dcms_store_rows_text(ident, 0, 0);
+        const char *email = dcms_store_rows_text(ident, 0, 1);
+        *out = json_pack(
+            "{s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s}, s:[{s:s, s:i}, {s:s, s:i}, {s:s, s:i}], s:i, "
+            "s:o, s:{s:s, s:b, s:s}, s:s}",
+            "challenge", ch.b64, "rp", "id", c->iam->cfg->webauthn_rp_id, "name", "dcms", "user",
+            "id", uh64, "name", email ? email : name, "displayName", name, "pubKeyCredParams",
+            "type", "public-key", "alg", WA_ALG_ES256, "type", "public-key", "alg", WA_ALG_EDDSA,
+            "type", "public-key", "alg", WA_ALG_RS256, "timeout", IAM_CHALLENGE_TTL_S * 1000,
+            "excludeCredentials", cred_descriptors(rows), "authenticatorSelection", "residentKey",
+            "preferred", "requireResidentKey", 0, "userVerification", uv, "attestation", "direct");
+        if (!*out)
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    dcms_store_rows_free(rows);
+    dcms_store_rows_free(ident);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    if (e) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return e;
+}
+
+enum dcms_err iam_wa_assert_options(const struct iam_call *c, const char *identity_id,
+                                    const char *uv, json_t **out)
+{
+    struct dcms_errinfo *ei = c->ei;
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    struct iam_challenge ch;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    e = list_rows(tx, identity_id, &rows, ei);
+    if (!e && dcms_store_rows_count(rows) == 0)
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "no passkey is registered for this identity");
+    if (!e)
+        e = iam_challenge_issue(tx, identity_id, IAM_PURPOSE_WA_ASSERT, &ch, ei);
+    if (!e)
+        e = iam_audit(c->iam, tx, c->p ? c->p->id : identity_id, "webauthn.assert_options",
+                      "identity", identity_id, false, json_pack("{s:s}", "challenge_id", ch.id),
+                      c->client_ip, c->request_id, ei);
+    if (!e) {
+        *out = json_pack("{s:s, s:s, s:o, s:s, s:i}", "challenge", ch.b64, "rpId",
+                         c->iam->cfg->webauthn_rp_id, "allowCredentials", cred_descriptors(rows),
+                         "userVerification", uv, "timeout", IAM_CHALLENGE_TTL_S * 1000);
+        if (!*out)
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    dcms_store_rows_free(rows);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    if (e) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return e;
+}
+
+/* ---- registration ---- */
+
+enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *credential,
+                                     const char *name, json_t **out)
+{
+    struct dcms_errinfo *ei = c->ei;
+    struct dcms_iam *iam = c->iam;
+    struct wa_cred_in in;
+    if (name && (strlen(name) < 1 || strlen(name) > 100))
+        dcms_err_field(ei, "name", "must be 1 to 100 characters");
+    enum dcms_err e = cred_in_parse(credential, true, &in, ei);
+    if (e) {
+        cred_in_free(&in);
+        return e;
+    }
+    struct iam_challenge ch;
+    e = iam_challenge_consume(iam, c->p->id, IAM_PURPOSE_WA_REGISTER, NULL, in.challenge,
+                              "response.clientDataJSON", &ch, ei);
+    struct wa_registration reg;
+    struct wa_rp rp = rp_of(iam);
+    if (!e)
+        e = wa_verify_registration(in.att.p, in.att.n, in.cdj.p, in.cdj.n, ch.b64, &rp, false, &reg,
+                                   ei);
+    char *cid = NULL;
+    if (!e) {
+        cid = malloc(iam_b64url_len(reg.ad.cred_id_len));
+        if (!cid)
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        else
+            iam_b64url_encode(cid, reg.ad.cred_id, reg.ad.cred_id_len);
+        if (!e && strcmp(cid, in.id) != 0)
+            e = dcms_err_field(ei, "id", "is not the credential id in the attestation");
+    }
+    if (e) {
+        if (e == DCMS_ERR_VALIDATION)
+            iam_cred_audit_denied(iam, c->p->id, "webauthn.register", "identity", c->p->id,
+                                  reason_of(ei), c->client_ip, c->request_id);
+        free(cid);
+        cred_in_free(&in);
+        return e;
+    }
+    char *cose = malloc(iam_b64url_len(reg.ad.cose_key_len));
+    char *transports = json_dumps(in.transports, JSON_COMPACT);
+    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
+    dcms_uuid_v7(id);
+    dcms_time_format(dcms_clock_now_us(), now);
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_store_rows *rows = NULL;
+    if (!cose || !transports) {
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    iam_b64url_encode(cose, reg.ad.cose_key, reg.ad.cose_key_len);
+    if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei)))
+        goto out;
+    e = dcms_store_exec(tx, &q_cred_count, (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)}, 1,
+                        &rows, NULL, ei);
+    if (!e && dcms_store_rows_int(rows, 0, 0) >= CREDS_MAX)
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "at most %d passkeys per identity", CREDS_MAX);
+    dcms_store_rows_free(rows);
+    rows = NULL;
+    if (!e) {
+        char fmt[40];
+        snprintf(fmt, sizeof(fmt), "%s", reg.fmt);
+        e = dcms_store_exec(tx, &q_cred_insert,
+                            (struct dcms_store_val[]){
+                                DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id), DCMS_VAL_TEXT(cid),
+                                DCMS_VAL_TEXT(cose), DCMS_VAL_INT(reg.alg),
+                                DCMS_VAL_INT(reg.ad.sign_count),
+                                DCMS_VAL_INT(reg.user_verified ? 1 : 0), DCMS_VAL_TEXT(transports),
+                                DCMS_VAL_TEXT(fmt), DCMS_VAL_TEXT(reg.aaguid),
+                                name ? DCMS_VAL_TEXT(name) : DCMS_VAL_NULL, DCMS_VAL_TEXT(now)},
+                            12, NULL, NULL, ei);
+        if (e == DCMS_ERR_CONFLICT) {
+            dcms_errinfo_init(ei, ei->arena);
+            e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "this passkey is already registered");
+        }
+    }
+    if (!e)
+        e = iam_audit(iam, tx, c->p->id, "webauthn.register", "webauthn_credential", id, false,
+                      json_pack("{s:s, s:i, s:s, s:s, s:s, s:b}", "credential_id", cid, "alg",
+                                reg.alg, "attestation_fmt", reg.fmt, "attestation_type",
+                                reg.att_type, "aaguid", reg.aaguid, "user_verified",
+                                reg.user_verified),
+                      c->client_ip, c->request_id, ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_cred_by_id,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id)},
+                            2, &rows, NULL, ei);
+    if (!e && dcms_store_rows_count(rows) == 1)
+        *out = cred_json(rows, 0);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    tx = NULL;
+    if (!e && !*out)
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+out:
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    free(cose);
+    free(transports);
+    free(cid);
+    cred_in_free(&in);
+    return e;
+}
+
+/* ---- assertions ---- */
+
+/*
+ * The assertion core shared by the route, the login factor and contract
+ * signatures: the credential must be `identity_id`'s; the assertion is
+ * checked against `challenge` (base64url) by webauthn.c, then the counter
+ * rule, then the new counter is stored (compare-and-set, so two uses of one
+ * assertion cannot both pass). Refusals are audited as `action` (denied).
+ */
+static enum dcms_err assert_core(struct dcms_iam *iam, const char *identity_id,
+                                 const struct wa_cred_in *in, const char *challenge,
+                                 bool require_uv, const char *actor, const char *action,
+                                 const char *client_ip, const char *request_id,
+                                 struct dcms_webauthn_result *out, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(
+        tx, &q_cred_by_cid,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(in->id), DCMS_VAL_TEXT(identity_id)}, 2, &rows,
+        NULL, ei);
+    dcms_store_rollback(tx);
+    if (!e && dcms_store_rows_count(rows) != 1)
+        e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no such passkey is registered to the identity");
+    if (e) {
+        if (e == DCMS_ERR_NOT_FOUND)
+            iam_cred_audit_denied(iam, actor, action, "identity", identity_id, "unknown credential",
+                                  client_ip, request_id);
+        dcms_store_rows_free(rows);
+        return e;
+    }
+    char row_id[DCMS_UUID_STRLEN];
+    snprintf(row_id, sizeof(row_id), "%s", dcms_store_rows_text(rows, 0, W_ID));
+    uint32_t stored = (uint32_t)dcms_store_rows_int(rows, 0, W_COUNT);
+    int alg = (int)dcms_store_rows_int(rows, 0, W_ALG);
+    const char *cose64 = dcms_store_rows_text(rows, 0, W_COSE);
+    size_t cose_cap = strlen(cose64), cose_len = 0;
+    unsigned char *cose = malloc(cose_cap + 1);
+    if (!cose || !iam_b64url_decode(cose, cose_cap, cose64, strlen(cose64), &cose_len))
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "a stored passkey is malformed");
+    dcms_store_rows_free(rows);
+    rows = NULL;
+    struct wa_assertion as;
+    struct wa_rp rp = rp_of(iam);
+    if (!e) {
+        struct wa_assertion_in ai = {in->ad.p, in->cdj.p, in->sig.p, cose,
+                                     in->ad.n, in->cdj.n, in->sig.n, cose_len};
+        e = wa_verify_assertion(&ai, challenge, &rp, require_uv, &as, ei);
+    }
+    free(cose);
+    if (!e && in->uh.p) {
+        unsigned char uh[16];
+        user_handle(identity_id, uh);
+        if (in->uh.n != 16 || memcmp(in->uh.p, uh, 16) != 0)
+            e = dcms_err_field(ei, "response.userHandle", "is not this identity's user handle");
+    }
+    bool cloned = false;
+    if (!e && !wa_counter_ok(stored, as.sign_count)) {
+        cloned = true;
+        e = dcms_err_field(ei, "response.authenticatorData",
+                           "the signature counter did not increase (%lu after %lu): a replayed "
+                           "assertion or a cloned authenticator",
+                           (unsigned long)as.sign_count, (unsigned long)stored);
+    }
+    if (!e) {
+        char now[DCMS_TIME_STRLEN];
+        dcms_time_format(dcms_clock_now_us(), now);
+        if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei)))
+            return e;
+        uint64_t n = 0;
+        e = dcms_store_exec(tx, &q_cred_use,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(row_id),
+                                                      DCMS_VAL_TEXT(identity_id),
+                                                      DCMS_VAL_INT(as.sign_count),
+                                                      DCMS_VAL_TEXT(now), DCMS_VAL_INT(stored)},
+                            5, NULL, &n, ei);
+        if (!e && n != 1) {
+            cloned = true;
+            e = dcms_err_field(ei, "response.authenticatorData",
+                               "the signature counter moved meanwhile: a replayed assertion");
+        }
+        if (!e)
+            e = iam_audit(iam, tx, actor, action, "webauthn_credential", row_id, false,
+                          json_pack("{s:s, s:I, s:b}", "identity_id", identity_id, "sign_count",
+                                    (json_int_t)as.sign_count, "user_verified", as.user_verified),
+                          client_ip, request_id, ei);
+        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    }
+    if (e == DCMS_ERR_VALIDATION)
+        iam_cred_audit_denied(iam, actor, cloned ? "webauthn.counter_regression" : action,
+                              "webauthn_credential", row_id, reason_of(ei), client_ip, request_id);
+    if (!e && out) {
+        memset(out, 0, sizeof(*out));
+        snprintf(out->credential_id, sizeof(out->credential_id), "%s", in->id);
+        out->cose_alg = alg;
+        out->user_present = as.user_present;
+        out->user_verified = as.user_verified;
+        out->sign_count = as.sign_count;
+    }
+    return e;
+}
+
+enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const json_t *assertion,
+                            bool require_uv, const char *actor, const char *action,
+                            const char *client_ip, const char *request_id,
+                            struct dcms_webauthn_result *out, struct dcms_errinfo *ei)
+{
+    struct wa_cred_in in;
+    enum dcms_err e = cred_in_parse(assertion, false, &in, ei);
+    struct iam_challenge ch;
+    if (!e)
+        e = iam_challenge_consume(iam, identity_id, IAM_PURPOSE_WA_ASSERT, NULL, in.challenge,
+                                  "response.clientDataJSON", &ch, ei);
+    if (e == DCMS_ERR_VALIDATION)
+        iam_cred_audit_denied(iam, actor, action, "identity", identity_id, reason_of(ei), client_ip,
+                              request_id);
+    if (!e)
+        e = assert_core(iam, identity_id, &in, ch.b64, require_uv, actor, action, client_ip,
+                        request_id, out, ei);
+    cred_in_free(&in);
+    return e;
+}
+
+enum dcms_err dcms_iam_webauthn_verify_assertion(struct dcms_iam *iam, const char *identity_id,
+                                                 const unsigned char *challenge,
+                                                 size_t challenge_len, const json_t *assertion,
+                                                 bool require_uv, struct dcms_webauthn_result *out,
+                                                 struct dcms_errinfo *ei)
+{
+    if (!identity_id || !dcms_uuid_valid(identity_id))
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "identity not found");
+    if (!challenge || challenge_len < 16 || challenge_len > 96)
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "the challenge must be 16 to 96 bytes");
+    char b64[130];
+    iam_b64url_encode(b64, challenge, challenge_len);
+    struct wa_cred_in in;
+    enum dcms_err e = cred_in_parse(assertion, false, &in, ei);
+    if (!e)
+        e = assert_core(iam, identity_id, &in, b64, require_uv, identity_id, "webauthn.sign", NULL,
+                        NULL, out, ei);
+    else if (e == DCMS_ERR_VALIDATION)
+        iam_cred_audit_denied(iam, identity_id, "webauthn.sign", "identity", identity_id,
+                              reason_of(ei), NULL, NULL);
+    cred_in_free(&in);
+    return e;
+}
+
+/* ---- list and removal ---- */
+
+enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
+                              struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_cred_count, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)}, 1,
+                        &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    *yes = !e && dcms_store_rows_int(rows, 0, 0) > 0;
+    dcms_store_rows_free(rows);
+    return e;
+}
+
+enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
+    if (e)
+        return e;
+    e = list_rows(tx, c->p->id, &rows, c->ei);
+    dcms_store_rollback(tx);
+    if (e)
+        return e;
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < dcms_store_rows_count(rows); i++)
+        json_array_append_new(a, cred_json(rows, i));
+    dcms_store_rows_free(rows);
+    *out = json_pack("{s:o}", "credentials", a);
+    return *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+}
+
+enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
+{
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, c->ei);
+    if (e)
+        return e;
+    uint64_t n = 0;
+    e = dcms_store_exec(tx, &q_cred_delete,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id)}, 2,
+                        NULL, &n, c->ei);
+    if (!e && n != 1)
+        e = dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");
+    if (!e)
+        e = iam_audit(c->iam, tx, c->p->id, "webauthn.delete", "webauthn_credential", id, false,
+                      NULL, c->client_ip, c->request_id, c->ei);
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+}
+
+/* ---- handlers ---- */
+
+static struct iam_call call_of(struct dcms_http_req *req)
+{
+    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
+                             req->ei};
+}
+
+static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
+                           json_t *v)
+{
+    if (!v)
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
+                                                : DCMS_OK;
+}
+
+/* An optional body {user_verification?} (plus `extra` keys); *uv defaults to "preferred". */
+static enum dcms_err options_body(struct dcms_http_req *req, const char *const *keys, json_t **body,
+                                  const char **uv)
+{
+    *uv = "preferred";
+    *body = NULL;
+    if (!req->body.len)
+        return DCMS_OK;
+    enum dcms_err e = dcms_http_req_json(req, 0, body);
+    if (e)
+        return e;
+    if (!json_is_object(*body))
+        return dcms_err_field(req->ei, "", "must be a JSON object");
+    unknown_keys(*body, keys, "", req->ei);
+    json_t *v = json_object_get(*body, "user_verification");
+    if (v) {
+        const char *s = json_is_string(v) ? json_string_value(v) : "";
+        if (strcmp(s, "required") && strcmp(s, "preferred") && strcmp(s, "discouraged"))
+            dcms_err_field(req->ei, "user_verification",
+                           "must be required, preferred or discouraged");
+        else
+            *uv = s;
+    }
+    return req->ei->code;
+}
+
+enum dcms_err dcms_iam_http_wa_register_options(struct dcms_http_req *req,
+                                                struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"user_verification", NULL};
+    json_t *b, *out = NULL;
+    const char *uv;
+    enum dcms_err e = options_body(req, keys, &b, &uv);
+    if (e)
+        return e;
+    struct iam_call c = call_of(req);
+    e = iam_wa_register_options(&c, uv, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
+                                               struct dcms_http_resp *resp)
+{
+    json_t *b, *out = NULL;
+    enum dcms_err e = dcms_http_req_json(req, 0, &b);
+    if (e)
+        return e;
+    if (!json_is_object(b))
+        return dcms_err_field(req->ei, "", "must be a JSON object");
+    /* The PublicKeyCredential, plus an optional label for the list. */
+    json_t *cred = json_deep_copy(b);
+    const char *name = NULL;
+    json_t *nm = json_object_get(b, "name");
+    if (nm && (!json_is_string(nm) || strlen(json_string_value(nm)) != json_string_length(nm)))
+        dcms_err_field(req->ei, "name", "must be a string");
+    else if (nm)
+        name = json_string_value(nm);
+    json_object_del(cred, "name");
+    struct iam_call c = call_of(req);
+    e = iam_wa_register_verify(&c, cred, name, &out);
+    json_decref(cred);
+    if (e)
+        return e;
+    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/webauthn/credentials/%s",
+                                         json_string_value(json_object_get(out, "id")));
+    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
+        json_decref(out);
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    }
+    return reply(req, resp, 201, out);
+}
+
+enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
+                                              struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"user_verification", "mfa_ticket", NULL};
+    json_t *b, *out = NULL;
+    const char *uv;
+    enum dcms_err e = options_body(req, keys, &b, &uv);
+    if (e)
+        return e;
+    /* During a step-up login the mfa_ticket names the identity; otherwise the bearer token. */
+    json_t *t = json_object_get(b, "mfa_ticket");
+    char id[DCMS_UUID_STRLEN], hash[65];
+    if (t) {
+        if (!json_is_string(t) || json_string_length(t) > 128)
+            return dcms_err_field(req->ei, "mfa_ticket", "must be the mfa_ticket of a login");
+        if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
+            return e;
+    } else if (req->principal) {
+        snprintf(id, sizeof(id), "%s", req->principal->id);
+    } else {
+        return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
+                            "a bearer token or an mfa_ticket is required");
+    }
+    struct iam_call c = call_of(req);
+    e = iam_wa_assert_options(&c, id, uv, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *b;
+    enum dcms_err e = dcms_http_req_json(req, 0, &b);
+    if (e)
+        return e;
+    struct dcms_webauthn_result r;
+    e = iam_wa_assert(req->app->iam, req->principal->id, b, false, req->principal->id,
+                      "webauthn.assert", req->client_ip, req->request_id, &r, req->ei);
+    if (e)
+        return e;
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+    return reply(req, resp, 200,
+                 json_pack("{s:s, s:b, s:b, s:I, s:s}", "credential_id", r.credential_id,
+                           "user_present", r.user_present, "user_verified", r.user_verified,
+                           "sign_count", (json_int_t)r.sign_count, "verified_at", now));
+}
+
+enum dcms_err dcms_iam_http_wa_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_wa_list(&c, &out);
+    return e ? e : reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_wa_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct iam_call c = call_of(req);
+    enum dcms_err e = iam_wa_delete(&c, dcms_http_req_param(req, "id"));
+    if (e)
+        return e;
+    dcms_http_resp_static(resp, 204, NULL, "", 0);
+    return DCMS_OK;
+}

@@ -1,0 +1,381 @@
+// Passkeys through the API with a software authenticator written here
+// (node:crypto keys, a tiny CBOR encoder): registration ("none" and "packed"
+// self attestation, ES256 and EdDSA), assertion, the list and removal, and the
+// refusals: a tampered signature, a replayed counter, a reused challenge, a
+// wrong origin, another identity's passkey. Every response is checked against
+// api/openapi.yaml. Runs on the backend chosen by DCMS_TEST_BACKEND.
+
+import assert from 'node:assert/strict';
+import {createHash, generateKeyPairSync, randomBytes, sign} from 'node:crypto';
+import {before, describe, test} from 'node:test';
+import {checkResponse} from './lib/openapi.mjs';
+import {client} from './lib/http.mjs';
+import {startServer} from './lib/server.mjs';
+import {adminEnv, adminToken, bearer, login} from './lib/iam.mjs';
+
+const PW = 'correct horse battery staple';
+const RP_ID = 'localhost';
+const ORIGIN = 'http://localhost:8080';
+let server, api, admin;
+let n = 0;
+
+// ---- a minimal CBOR encoder (what WebAuthn needs) ----
+
+function head(major, v) {
+  if (v < 24) return Buffer.from([(major << 5) | v]);
+  if (v < 0x100) return Buffer.from([(major << 5) | 24, v]);
+  if (v < 0x10000) { const b = Buffer.alloc(3); b[0] = (major << 5) | 25; b.writeUInt16BE(v, 1); return b; }
+  const b = Buffer.alloc(5); b[0] = (major << 5) | 26; b.writeUInt32BE(v, 1); return b;
+}
+
+function cbor(v) {
+  if (typeof v === 'number') return v >= 0 ? head(0, v) : head(1, -1 - v);
+  if (Buffer.isBuffer(v)) return Buffer.concat([head(2, v.length), v]);
+  if (typeof v === 'string') { const b = Buffer.from(v); return Buffer.concat([head(3, b.length), b]); }
+  if (Array.isArray(v)) return Buffer.concat([head(4, v.length), ...v.map(cbor)]);
+  const entries = v instanceof Map ? [...v.entries()] : Object.entries(v);
+  return Buffer.concat([head(5, entries.length), ...entries.flatMap(([k, x]) => [cbor(k), cbor(x)])]);
+}
+
+const sha256 = (b) => createHash('sha256').update(b).digest();
+const b64u = (b) => Buffer.from(b).toString('base64url');
+
+// ---- the software authenticator ----
+
+class Authenticator {
+  constructor(alg = -7) {
+    this.alg = alg;
+    this.credId = randomBytes(32);
+    this.counter = 0;
+    if (alg === -7) {
+      const {publicKey, privateKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'});
+      const jwk = publicKey.export({format: 'jwk'});
+      this.key = privateKey;
+      this.cose = cbor(new Map([[1, 2], [3, -7], [-1, 1], [-2, Buffer.from(jwk.x, 'base64url')],
+                                [-3, Buffer.from(jwk.y, 'base64url')]]));
+    } else {
+      const {publicKey, privateKey} = generateKeyPairSync('ed25519');
+      this.key = privateKey;
+      this.cose = cbor(new Map([[1, 1], [3, -8], [-1, 6], [-2, Buffer.from(publicKey.export({format: 'jwk'}).x, 'base64url')]]));
+    }
+  }
+
+  sig(data) {
+    return sign(this.alg === -7 ? 'sha256' : null, data, this.key);
+  }
+
+  authData(flags, withCred) {
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(this.counter);
+    const parts = [sha256(Buffer.from(RP_ID)), Buffer.from([flags]), c];
+    if (withCred) {
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(this.credId.length);
+      parts.push(Buffer.alloc(16), len, this.credId, this.cose);
+    }
+    return Buffer.concat(parts);
+  }
+
+  create(options, {fmt = 'none', origin = ORIGIN, uv = true} = {}) {
+    const cdj = Buffer.from(JSON.stringify({type: 'webauthn.create', challenge: options.challenge, origin, crossOrigin: false}));
+    const ad = this.authData(0x41 | (uv ? 0x04 : 0), true);
+    const attStmt = fmt === 'packed' ? {alg: this.alg, sig: this.sig(Buffer.concat([ad, sha256(cdj)]))} : {};
+    const att = cbor({fmt, attStmt, authData: ad});
+    return {
+      id: b64u(this.credId), rawId: b64u(this.credId), type: 'public-key', clientExtensionResults: {},
+      response: {clientDataJSON: b64u(cdj), attestationObject: b64u(att), transports: ['internal']},
+    };
+  }
+
+  get(options, {origin = ORIGIN, uv = true, bump = 1} = {}) {
+    this.counter += bump;
+    const cdj = Buffer.from(JSON.stringify({type: 'webauthn.get', challenge: options.challenge, origin, crossOrigin: false}));
+    const ad = this.authData(0x01 | (uv ? 0x04 : 0), false);
+    return {
+      id: b64u(this.credId), rawId: b64u(this.credId), type: 'public-key', clientExtensionResults: {},
+      response: {clientDataJSON: b64u(cdj), authenticatorData: b64u(ad), signature: b64u(this.sig(Buffer.concat([ad, sha256(cdj)])))},
+    };
+  }
+}
+
+// ---- helpers ----
+
+async function call(method, path, opts = {}, template) {
+  const r = await api.call(method, path, opts);
+  checkResponse(method, template ?? path, r.res, r.json ?? r.text);
+  return r;
+}
+
+async function newUser() {
+  const email = `passkey-${++n}-${Date.now()}@example.com`;
+  const r = await call('POST', '/api/v1/identities', {
+    headers: bearer(admin), json: {kind: 'user', name: `Passkey ${n}`, email, password: PW, roles: ['consumer']},
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.json));
+  return {id: r.json.id, email, token: (await login(server, email, PW)).access_token};
+}
+
+const post = (path, token, json) => call('POST', path, {headers: bearer(token), ...(json === undefined ? {} : {json})});
+
+async function register(u, auth, opts) {
+  const o = await post('/api/v1/webauthn/register/options', u.token);
+  assert.equal(o.status, 200, JSON.stringify(o.json));
+  return post('/api/v1/webauthn/register/verify', u.token, auth.create(o.json, opts));
+}
+
+async function assertOptions(u) {
+  const o = await post('/api/v1/webauthn/assert/options', u.token);
+  assert.equal(o.status, 200, JSON.stringify(o.json));
+  return o.json;
+}
+
+// Events of exactly `action` (the audit filter also matches longer actions).
+async function auditEvents(query) {
+  const r = await call('GET', `/api/v1/audit/events?${query}`, {headers: bearer(admin)});
+  assert.equal(r.status, 200);
+  const action = new URLSearchParams(query).get('action');
+  return r.json.events.filter((e) => !action || e.action === action);
+}
+
+before(async () => {
+  server = await startServer({
+    env: {...adminEnv, DCMS_AUDIT_REFUSALS_PER_MINUTE: '100000', DCMS_WEBAUTHN_RP_ID: RP_ID, DCMS_WEBAUTHN_ORIGINS: `https://other.example, ${ORIGIN}`},
+  });
+  api = client(server);
+  admin = await adminToken(server);
+});
+
+describe('registration', () => {
+  test('creation options follow the WebAuthn JSON shape', async () => {
+    const u = await newUser();
+    const o = await post('/api/v1/webauthn/register/options', u.token, {user_verification: 'required'});
+    assert.equal(o.status, 200);
+    assert.equal(o.json.rp.id, RP_ID);
+    assert.deepEqual(o.json.pubKeyCredParams.map((p) => p.alg), [-7, -8, -257]);
+    assert.equal(Buffer.from(o.json.user.id, 'base64url').toString('hex'), u.id.replaceAll('-', ''));
+    assert.equal(o.json.user.name, u.email);
+    assert.equal(Buffer.from(o.json.challenge, 'base64url').length, 32);
+    assert.equal(o.json.authenticatorSelection.userVerification, 'required');
+    assert.deepEqual(o.json.excludeCredentials, []);
+    const bad = await post('/api/v1/webauthn/register/options', u.token, {user_verification: 'always', x: 1});
+    assert.equal(bad.status, 422);
+    assert.deepEqual(bad.json.error.details.map((d) => d.field).sort(), ['user_verification', 'x']);
+    const anon = await call('POST', '/api/v1/webauthn/register/options', {});
+    assert.equal(anon.status, 401);
+  });
+
+  test('"none" (ES256) and "packed" self (EdDSA) registrations are stored and listed', async () => {
+    const u = await newUser();
+    const a = new Authenticator(-7), b = new Authenticator(-8);
+    const r1 = await register(u, a);
+    assert.equal(r1.status, 201, JSON.stringify(r1.json));
+    assert.equal(r1.json.credential_id, b64u(a.credId));
+    assert.equal(r1.json.alg, -7);
+    assert.equal(r1.json.attestation_fmt, 'none');
+    assert.equal(r1.json.user_verified, true);
+    assert.deepEqual(r1.json.transports, ['internal']);
+    assert.equal(r1.json.aaguid, '00000000-0000-0000-0000-000000000000');
+    assert.equal(r1.headers.get('location'), `/api/v1/webauthn/credentials/${r1.json.id}`);
+    const r2 = await register(u, b, {fmt: 'packed', uv: false});
+    assert.equal(r2.status, 201, JSON.stringify(r2.json));
+    assert.equal(r2.json.alg, -8);
+    assert.equal(r2.json.attestation_fmt, 'packed');
+    assert.equal(r2.json.user_verified, false);
+    const l = await call('GET', '/api/v1/webauthn/credentials', {headers: bearer(u.token)});
+    assert.deepEqual(l.json.credentials.map((c) => c.id), [r1.json.id, r2.json.id]);
+    // Registered passkeys are excluded from the next registration, and cannot be registered twice.
+    const o = await post('/api/v1/webauthn/register/options', u.token);
+    assert.deepEqual(o.json.excludeCredentials.map((c) => c.id).sort(), [b64u(a.credId), b64u(b.credId)].sort());
+    const again = await post('/api/v1/webauthn/register/verify', u.token, a.create(o.json));
+    assert.equal(again.status, 409);
+    const ev = await auditEvents(`action=webauthn.register&actor=${u.id}`);
+    assert.equal(ev.filter((e) => e.outcome === 'success').length, 2);
+  });
+
+  test('refusals: wrong origin, reused or foreign challenge, broken attestation, unknown fields', async () => {
+    const u = await newUser(), v = await newUser();
+    const a = new Authenticator();
+    let o = await post('/api/v1/webauthn/register/options', u.token);
+    let r = await post('/api/v1/webauthn/register/verify', u.token, a.create(o.json, {origin: 'https://evil.example'}));
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['response.clientDataJSON']);
+    // The challenge was used up by the refused attempt.
+    r = await post('/api/v1/webauthn/register/verify', u.token, a.create(o.json));
+    assert.equal(r.status, 422);
+    assert.match(r.json.error.details[0].problem, /already used/);
+    // Another identity's challenge.
+    o = await post('/api/v1/webauthn/register/options', v.token);
+    r = await post('/api/v1/webauthn/register/verify', u.token, a.create(o.json));
+    assert.equal(r.status, 422);
+    // A packed self attestation whose signature is broken.
+    o = await post('/api/v1/webauthn/register/options', u.token);
+    const cred = a.create(o.json, {fmt: 'packed'});
+    const att = Buffer.from(cred.response.attestationObject, 'base64url');
+    const i = att.indexOf(Buffer.from('sig')) + 6;
+    att[i] ^= 0x01;
+    cred.response.attestationObject = b64u(att);
+    r = await post('/api/v1/webauthn/register/verify', u.token, cred);
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['response.attestationObject']);
+    // Garbage and unknown members.
+    r = await post('/api/v1/webauthn/register/verify', u.token, {id: '!!', type: 'x', response: {clientDataJSON: 7, extra: 1}, more: true});
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field).sort(),
+                     ['id', 'more', 'response.attestationObject', 'response.clientDataJSON', 'response.extra', 'type']);
+    const l = await call('GET', '/api/v1/webauthn/credentials', {headers: bearer(u.token)});
+    assert.deepEqual(l.json.credentials, []);
+    const ev = await auditEvents(`action=webauthn.register&actor=${u.id}`);
+    assert.ok(ev.filter((e) => e.outcome === 'denied').length >= 4);
+  });
+});
+
+describe('assertion', () => {
+  test('register, assert, then a tampered signature and a replayed counter are refused', async () => {
+    const u = await newUser();
+    const a = new Authenticator();
+    const reg = await register(u, a);
+    assert.equal(reg.status, 201);
+    let o = await assertOptions(u);
+    assert.equal(o.rpId, RP_ID);
+    assert.deepEqual(o.allowCredentials.map((c) => c.id), [b64u(a.credId)]);
+    let r = await post('/api/v1/webauthn/assert/verify', u.token, a.get(o));
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.user_verified, true);
+    assert.equal(r.json.sign_count, 1);
+
+    // Tampered signature.
+    o = await assertOptions(u);
+    const t = a.get(o);
+    const sig = Buffer.from(t.response.signature, 'base64url');
+    sig[sig.length - 3] ^= 0x40;
+    t.response.signature = b64u(sig);
+    r = await post('/api/v1/webauthn/assert/verify', u.token, t);
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['response.signature']);
+
+    // The same counter again (a cloned authenticator or a replay) on a fresh challenge.
+    o = await assertOptions(u);
+    a.counter = 1;
+    r = await post('/api/v1/webauthn/assert/verify', u.token, a.get(o, {bump: 0}));
+    assert.equal(r.status, 422);
+    assert.match(r.json.error.details[0].problem, /counter/);
+    const ev = await auditEvents(`action=webauthn.counter_regression&actor=${u.id}`);
+    assert.equal(ev.length, 1);
+    assert.equal(ev[0].outcome, 'denied');
+
+    // Replaying the whole accepted assertion: its challenge is gone.
+    o = await assertOptions(u);
+    const ok = a.get(o, {bump: 5});
+    r = await post('/api/v1/webauthn/assert/verify', u.token, ok);
+    assert.equal(r.status, 200);
+    assert.equal(r.json.sign_count, 6);
+    r = await post('/api/v1/webauthn/assert/verify', u.token, ok);
+    assert.equal(r.status, 422);
+    assert.match(r.json.error.details[0].problem, /already used/);
+
+    const l = await call('GET', '/api/v1/webauthn/credentials', {headers: bearer(u.token)});
+    assert.equal(l.json.credentials[0].sign_count, 6);
+    assert.ok(l.json.credentials[0].last_used_at);
+    const denied = await auditEvents(`action=webauthn.assert&actor=${u.id}`);
+    assert.ok(denied.some((e) => e.outcome === 'denied'));
+    assert.equal(denied.filter((e) => e.outcome === 'success').length, 2);
+  });
+
+  test('an authenticator that keeps its counter at zero is accepted; UV is reported as sent', async () => {
+    const u = await newUser();
+    const a = new Authenticator(-8);
+    assert.equal((await register(u, a, {uv: false})).status, 201);
+    for (let i = 0; i < 2; i++) {
+      const r = await post('/api/v1/webauthn/assert/verify', u.token, a.get(await assertOptions(u), {bump: 0, uv: i === 1}));
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      assert.equal(r.json.sign_count, 0);
+      assert.equal(r.json.user_verified, i === 1);
+    }
+  });
+
+  test('another identity\'s passkey, a missing passkey, and removal', async () => {
+    const u = await newUser(), v = await newUser();
+    const a = new Authenticator();
+    const reg = await register(u, a);
+    let r = await post('/api/v1/webauthn/assert/options', v.token);
+    assert.equal(r.status, 409);
+    r = await post('/api/v1/webauthn/assert/options', undefined);
+    assert.equal(r.status, 401);
+    const av = new Authenticator();
+    assert.equal((await register(v, av)).status, 201);
+    // v asserts with u's credential on v's challenge: not v's passkey.
+    r = await post('/api/v1/webauthn/assert/verify', v.token, a.get(await assertOptions(v)));
+    assert.equal(r.status, 404);
+    // v cannot remove u's passkey; u can.
+    r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(v.token)}, '/api/v1/webauthn/credentials/{id}');
+    assert.equal(r.status, 404);
+    r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
+    assert.equal(r.status, 204);
+    r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
+    assert.equal(r.status, 404);
+    const ev = await auditEvents(`action=webauthn.delete&actor=${u.id}`);
+    assert.equal(ev.length, 1);
+    r = await post('/api/v1/webauthn/assert/options', u.token);
+    assert.equal(r.status, 409);
+  });
+});
+
+describe('passkey as the second factor of a login', () => {
+  const claims = (t) => JSON.parse(Buffer.from(t.split('.')[1], 'base64url'));
+
+  test('mfa_required lists webauthn; the ticket gets assertion options; the assertion completes the login', async () => {
+    const u = await newUser();
+    const a = new Authenticator();
+    assert.equal((await register(u, a)).status, 201);
+    let r = await call('POST', '/api/v1/auth/login', {json: {email: u.email, password: PW}});
+    assert.equal(r.status, 401);
+    assert.equal(r.json.error.code, 'mfa_required');
+    assert.deepEqual(r.json.factors, ['webauthn']);
+    const ticket = r.json.mfa_ticket;
+
+    // Options for the ticket's identity, without a bearer token; a bad ticket is refused.
+    let o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: 'x'.repeat(43)}});
+    assert.equal(o.status, 401);
+    o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    assert.equal(o.status, 200, JSON.stringify(o.json));
+    assert.deepEqual(o.json.allowCredentials.map((c) => c.id), [b64u(a.credId)]);
+
+    // A tampered assertion is a failed login; the ticket stays, the challenge is gone.
+    const bad = a.get(o.json);
+    const sig = Buffer.from(bad.response.signature, 'base64url');
+    sig[sig.length - 1] ^= 1;
+    bad.response.signature = b64u(sig);
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: bad}});
+    assert.equal(r.status, 401);
+    const failed = await auditEvents(`action=auth.login_failed&actor=${u.id}`);
+    assert.ok(failed.length >= 1);
+
+    o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    assert.equal(o.status, 200);
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: a.get(o.json)}});
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual([...claims(r.json.access_token).amr].sort(), ['hwk', 'mfa', 'pwd', 'user']);
+    // The ticket worked once.
+    o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    assert.equal(o.status, 401);
+    const ok = await auditEvents(`action=webauthn.login&actor=${u.id}`);
+    assert.ok(ok.some((e) => e.outcome === 'success'));
+    assert.ok(ok.some((e) => e.outcome === 'denied'));
+  });
+
+  test('without UV the amr has no "user"; a login body with two factors or a non-object is refused', async () => {
+    const u = await newUser();
+    const a = new Authenticator(-8);
+    assert.equal((await register(u, a, {uv: false})).status, 201);
+    let r = await call('POST', '/api/v1/auth/login', {json: {email: u.email, password: PW}});
+    const ticket = r.json.mfa_ticket;
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: 'nope'}});
+    assert.equal(r.status, 422);
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, totp: '123456', webauthn: {}}});
+    assert.equal(r.status, 422);
+    const o = await call('POST', '/api/v1/webauthn/assert/options', {json: {mfa_ticket: ticket}});
+    r = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: ticket, webauthn: a.get(o.json, {uv: false})}});
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual([...claims(r.json.access_token).amr].sort(), ['hwk', 'mfa', 'pwd']);
+  });
+});
