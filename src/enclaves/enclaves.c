@@ -642,10 +642,26 @@ static enum dcms_err start_and_attest(const struct enclave_call *c, const char *
     struct verdict v;
     e = attest_now(c->en, &r, &v, c->ei);
     if (e) {
+        /* No verdict (out of memory, a crypto failure): it cannot run unverified. */
         struct dcms_errinfo tei;
         dcms_errinfo_init(&tei, NULL);
         if (c->en->backend->terminate(c->en->backend, ref, &tei))
             DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cannot terminate %s: %s", id, tei.message);
+        char reason[320];
+        snprintf(reason, sizeof(reason), "the attestation could not be checked: %s",
+                 c->ei->message);
+        struct change ch = {.reason = reason,
+                            .set_reason = true,
+                            .ref = ref,
+                            .pid = pid[0] ? pid : NULL,
+                            .started_at = started};
+        struct dcms_errinfo fei;
+        dcms_errinfo_init(&fei, NULL);
+        sys.ei = &fei;
+        if (commit_transition(&sys, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch, "enclave.fail",
+                              DCMS_AUDIT_SUCCESS, json_pack("{s:s}", "reason", reason), NULL, NULL))
+            DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cannot record the failure of %s: %s", id,
+                     fei.message);
         dcms_store_rows_free(rows);
         return e;
     }
