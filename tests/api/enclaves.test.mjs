@@ -319,8 +319,8 @@ describe('failures are detected and reported', () => {
   const cases = [
     ['wl_socket', /^workload exited: seccomp violation: .*\(SIGSYS\)$/, 'a socket is refused by the seccomp filter'],
     ['wl_escape', /^workload exited: exited with status 0$/, 'reads outside the scratch directory are refused (status 0 = contained)'],
-    ['wl_memhog', /memory/, 'memory beyond the limit is refused'],
-    ['wl_forkbomb', /process limit/, 'a fork bomb is held at the process limit'],
+    ['wl_memhog', /^workload exited: exceeded its memory limit/, 'memory beyond the limit is refused'],
+    ['wl_forkbomb', /^attestation failed: .*\(workload: process limit reached \([0-9]+ of [0-9]+\)\)$/, 'a fork bomb is held at the process limit'],
   ];
   for (const [image, reason, what] of cases) {
     test(`${image}: ${what}, reported as failed, nothing left behind`, async () => {
