@@ -106,9 +106,10 @@ struct dcms_enclave_local_opts {
     const char *scratch_root;         /* scratch directories are made under it (0700) */
     struct dcms_attest_local *module; /* issues the documents; borrowed */
     /* Added after the first version (0 = the default): */
-    unsigned max_processes; /* RLIMIT_NPROC per workload (default 64) */
-    unsigned host_uid;      /* host uid/gid the workload runs as when dcmsd is root */
-    unsigned host_gid;      /* (default 65534, nobody); otherwise dcmsd's own ids */
+    unsigned max_processes;  /* RLIMIT_NPROC per workload (default 64) */
+    unsigned host_uid;       /* host uid/gid the workload runs as when dcmsd is root */
+    unsigned host_gid;       /* (default 65534, nobody); otherwise dcmsd's own ids */
+    const char *cgroup_root; /* cgroup2 mount used when writable; NULL: /sys/fs/cgroup, "": none */
 };
 enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opts *opts,
                                              struct dcms_enclave_backend **out,

@@ -89,6 +89,7 @@ struct lentry {
     char signing_cert[LOCAL_PATH_MAX];
     uint64_t memory_limit, peak_rss;
     unsigned nproc_limit;
+    char cgroup[512]; /* its cgroup v2 directory, "" when none */
     dev_t pidns_dev;
     ino_t pidns_ino;
     int64_t started_us, ended_us;
@@ -127,6 +128,8 @@ struct local {
     pthread_t reaper;
     bool reaper_started, stop;
     bool as_root;
+    struct sandbox_cgroup cg;
+    bool use_cgroup;
     uid_t host_uid;
     gid_t host_gid;
     cpu_set_t cpus;
@@ -249,6 +252,18 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
         syscall(SYS_capset, &hdr, data) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
+
+    /* dcmsd's ignored signals (SIGPIPE) and the calling thread's mask would survive exec. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+        child_fail_fd(CHILD_SYNC_FD, STEP_LIMITS);
 
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, a->prog) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_SECCOMP);
@@ -473,7 +488,7 @@ static const char *signal_name(int sig)
 }
 
 /* Says how a workload ended, from its wait status and peak memory. */
-static void describe_exit(struct lentry *en, int status, uint64_t peak)
+static void describe_exit(struct lentry *en, int status, uint64_t peak, bool oom_killed)
 {
     char how[80];
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -490,6 +505,11 @@ static void describe_exit(struct lentry *en, int status, uint64_t peak)
         snprintf(en->reason, sizeof(en->reason),
                  "seccomp violation: a forbidden system call (network, namespaces, mounts, "
                  "ptrace, ...) killed it (SIGSYS)");
+    else if (oom_killed && sig == SIGKILL)
+        snprintf(en->reason, sizeof(en->reason),
+                 "exceeded its memory limit (killed by the OOM killer of its cgroup at %" PRIu64
+                 " MiB)",
+                 en->memory_limit >> 20);
     else if (sig == SIGXFSZ)
         snprintf(en->reason, sizeof(en->reason), "exceeded its storage quota (SIGXFSZ)");
     else if (memory)
@@ -527,7 +547,8 @@ static void drain_log(struct lentry *en)
     }
 }
 
-static void reap(struct local *l, struct lentry *en)
+/* Records how the workload ended, if it has; true when it was reaped. */
+static bool reap(struct local *l, struct lentry *en)
 {
     int status = 0;
     struct rusage ru;
@@ -537,7 +558,7 @@ static void reap(struct local *l, struct lentry *en)
         r = wait4(en->pid, &status, WNOHANG | __WALL, &ru);
     while (r < 0 && errno == EINTR);
     if (r == 0)
-        return; /* not yet */
+        return false; /* not yet */
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->pidfd, NULL);
     if (en->log_in >= 0) {
         drain_log(en);
@@ -548,6 +569,7 @@ static void reap(struct local *l, struct lentry *en)
         }
     }
     uint64_t peak = (uint64_t)ru.ru_maxrss * 1024;
+    bool oom = en->cgroup[0] && sandbox_cgroup_oom_kills(en->cgroup) > 0;
     pthread_mutex_lock(&l->mu);
     if (peak > en->peak_rss)
         en->peak_rss = peak;
@@ -557,48 +579,58 @@ static void reap(struct local *l, struct lentry *en)
         snprintf(en->reason, sizeof(en->reason), "ended (its status was lost: %s)",
                  strerror(errno));
     else
-        describe_exit(en, status, en->peak_rss);
+        describe_exit(en, status, en->peak_rss, oom);
     en->ended_us = dcms_clock_mono_us();
+    /* Every process of the namespace is gone once its init is reaped: the cgroup is empty. */
+    sandbox_cgroup_remove(en->cgroup);
+    en->cgroup[0] = '\0';
     en->exited = true;
     en->suspended = false;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
     DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s %s", en->ref, en->reason);
+    return true;
 }
 
+static void entry_put(struct local *l, struct lentry *en);
+
+/*
+ * The reaper holds a reference on each running entry; it drops it after the
+ * batch in which the entry was reaped, so a later event of the same batch
+ * never touches a freed entry.
+ */
 static void *reaper_main(void *arg)
 {
     struct local *l = arg;
     struct epoll_event evs[32];
-    for (;;) {
+    for (bool stop = false; !stop;) {
         int n = epoll_wait(l->epfd, evs, 32, -1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             break;
+        struct lentry *done[32];
+        int ndone = 0;
         for (int i = 0; i < n; i++) {
             uintptr_t tag = (uintptr_t)evs[i].data.u64;
             if (tag == 0) {
                 uint64_t v;
                 (void)!read(l->evfd, &v, sizeof(v));
                 pthread_mutex_lock(&l->mu);
-                bool stop = l->stop;
+                stop = l->stop;
                 pthread_mutex_unlock(&l->mu);
-                if (stop)
-                    return NULL;
                 continue;
             }
             struct lentry *en = (struct lentry *)(tag & ~(uintptr_t)TAG_LOG);
             if (tag & TAG_LOG) {
-                if (en->log_in >= 0) {
-                    drain_log(en);
-                    if (en->log_in < 0)
-                        epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->log_in, NULL);
-                }
-            } else {
-                reap(l, en);
+                if (en->log_in >= 0)
+                    drain_log(en); /* at EOF it closes the pipe, which leaves the epoll set */
+            } else if (reap(l, en)) {
+                done[ndone++] = en;
             }
         }
+        for (int i = 0; i < ndone; i++)
+            entry_put(l, done[i]);
     }
     return NULL;
 }
@@ -793,6 +825,9 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
         snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getgid());
         mapped = mapped && write_proc(pid, "gid_map", map);
     }
+    if (mapped && l->use_cgroup)
+        (void)sandbox_cgroup_attach(&l->cg, sp->enclave_id, pid, en->memory_limit, l->max_processes,
+                                    want, en->cgroup, sizeof(en->cgroup));
     if (!mapped || write(sync[0], "g", 1) != 1) {
         e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot map the workload's user namespace");
         goto out;
@@ -832,7 +867,7 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
     pthread_mutex_lock(&l->mu);
     en->next = l->list;
     l->list = en;
-    en->refs = 0;
+    en->refs = 1; /* the reaper's, dropped when it has reaped the workload */
     pthread_mutex_unlock(&l->mu);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uintptr_t)en};
     struct epoll_event evl = {.events = EPOLLIN, .data.u64 = (uintptr_t)en | TAG_LOG};
@@ -848,6 +883,7 @@ out:
         syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
         while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
+        sandbox_cgroup_remove(en->cgroup);
     }
     int fds[] = {chan[0], chan[1], sync[0], sync[1], logp[0], logp[1], null_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
@@ -1028,12 +1064,17 @@ static enum dcms_err signal_all(struct local *l, const char *ref, int sig, bool 
     enum dcms_err e = DCMS_OK;
     pthread_mutex_lock(&l->mu);
     bool exited = en->exited;
+    char cgroup[sizeof(en->cgroup)];
+    memcpy(cgroup, en->cgroup, sizeof(cgroup));
     pthread_mutex_unlock(&l->mu);
     if (exited) {
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the workload has ended: %s", en->reason);
         goto out;
     }
-    /* Every process of the pid namespace; repeated so that one forked meanwhile is caught. */
+    /* The cgroup freezer stops the whole cgroup at once, unseen by the workload. */
+    if (sandbox_cgroup_freeze(cgroup, suspended))
+        goto done;
+    /* Otherwise every process of the pid namespace; repeated to catch one forked meanwhile. */
     syscall(SYS_pidfd_send_signal, en->pidfd, sig, NULL, 0);
     unsigned prev = 0;
     for (int pass = 0; pass < 5; pass++) {
@@ -1042,6 +1083,7 @@ static enum dcms_err signal_all(struct local *l, const char *ref, int sig, bool 
             break;
         prev = n;
     }
+done:
     pthread_mutex_lock(&l->mu);
     en->suspended = suspended;
     pthread_mutex_unlock(&l->mu);
@@ -1266,6 +1308,8 @@ static void local_destroy(struct dcms_enclave_backend *b)
         remove_dir(en->dir);
         entry_free(en);
     }
+    if (l->use_cgroup)
+        sandbox_cgroup_fini(&l->cg);
     if (l->epfd >= 0)
         close(l->epfd);
     if (l->evfd >= 0)
@@ -1360,6 +1404,8 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
         CPU_SET(0, &l->cpus);
     }
     l->ncpus = (unsigned)CPU_COUNT(&l->cpus);
+    l->use_cgroup =
+        sandbox_cgroup_init(&l->cg, opts->cgroup_root ? opts->cgroup_root : "/sys/fs/cgroup");
 
     enum dcms_err e;
     if ((e = dcms_fs_mkdirs(l->scratch_root, ei)) || (e = sandbox_seccomp_build(&l->prog, ei)) ||

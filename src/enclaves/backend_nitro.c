@@ -472,8 +472,19 @@ static enum dcms_err nitro_attest(struct dcms_enclave_backend *b, const char *re
     struct nentry *en = find(n, ref);
     unsigned cid = en ? en->cid : 0;
     pthread_mutex_unlock(&n->mu);
-    if (!en)
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no nitro enclave %s started here", ref);
+    if (!cid) {
+        /* Started before dcmsd restarted: nitro-cli still knows its CID. */
+        json_t *all, *mine;
+        enum dcms_err de = describe(n, ref, &all, &mine, ei);
+        if (de)
+            return de;
+        json_t *c = mine ? json_object_get(mine, "EnclaveCID") : NULL;
+        if (json_is_integer(c) && json_integer_value(c) >= 3 && json_integer_value(c) <= UINT32_MAX)
+            cid = (unsigned)json_integer_value(c);
+        json_decref(all);
+        if (!cid)
+            return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no nitro enclave %s", ref);
+    }
 
     int fd = n->connect(n->connect_ctx, cid, n->port);
     if (fd < 0)

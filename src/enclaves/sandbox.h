@@ -6,8 +6,10 @@
 #ifndef DCMS_ENCLAVES_SANDBOX_H
 #define DCMS_ENCLAVES_SANDBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <linux/filter.h>
 
@@ -27,5 +29,35 @@ enum dcms_err sandbox_seccomp_build(struct sock_fprog *prog_out,
 
 /* The names of the system calls that kill the workload, comma-separated (docs, PCR1). */
 extern const char sandbox_seccomp_killed[];
+
+/*
+ * cgroup v2, used when the host has a writable cgroup2 hierarchy: one
+ * cgroup per workload under <root>/dcms-enclaves-<dcmsd pid>, with
+ * memory.max, memory.swap.max, pids.max and cpu.max where those
+ * controllers can be enabled, and cgroup.freeze. Everything here is best
+ * effort: on any failure the workload runs under its rlimits alone.
+ */
+struct sandbox_cgroup {
+    char base[320];
+    bool memory, pids, cpu;
+};
+
+/* Detects a writable cgroup2 mount at `root` and prepares the base cgroup; false when none. */
+bool sandbox_cgroup_init(struct sandbox_cgroup *cg, const char *root);
+/* Removes the base cgroup (it must be empty). */
+void sandbox_cgroup_fini(struct sandbox_cgroup *cg);
+/*
+ * Creates <base>/<name> with the limits and moves `pid` into it. Writes the
+ * cgroup's path to path_out; false (and path_out "") when it cannot.
+ */
+bool sandbox_cgroup_attach(const struct sandbox_cgroup *cg, const char *name, pid_t pid,
+                           uint64_t memory_bytes, unsigned max_pids, unsigned cpus, char *path_out,
+                           size_t cap);
+/* The oom_kill count of memory.events, 0 when unknown. */
+uint64_t sandbox_cgroup_oom_kills(const char *path);
+/* Writes cgroup.freeze (1 or 0); false when the cgroup cannot be frozen. */
+bool sandbox_cgroup_freeze(const char *path, bool frozen);
+/* Removes a workload's cgroup once its processes are gone. */
+void sandbox_cgroup_remove(const char *path);
 
 #endif

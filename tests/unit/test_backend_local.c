@@ -11,7 +11,9 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,10 +110,11 @@ static void probe(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
     assert_int_equal(x->b->probe(x->b, ref, p, &ei), DCMS_OK);
 }
 
-/* Probes until the workload has exited (at most 5 s); returns the last probe. */
-static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
+/* Probes until the workload has exited (at most `seconds`); returns the last probe. */
+static void wait_exited_for(struct fx *x, const char *ref, struct dcms_enclave_probe *p,
+                            int seconds)
 {
-    int64_t until = dcms_clock_mono_us() + 5000000;
+    int64_t until = dcms_clock_mono_us() + (int64_t)seconds * 1000000;
     do {
         probe(x, ref, p);
         if (p->state == DCMS_ENCLAVE_RUN_EXITED)
@@ -119,6 +122,11 @@ static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe
         usleep(10000);
     } while (dcms_clock_mono_us() < until);
     fail_msg("the workload did not exit in time (state %d)", p->state);
+}
+
+static void wait_exited(struct fx *x, const char *ref, struct dcms_enclave_probe *p)
+{
+    wait_exited_for(x, ref, p, 5);
 }
 
 static void terminate(struct fx *x, const char *ref)
@@ -170,6 +178,8 @@ static void assert_sandboxed(pid_t pid)
     assert_non_null(strstr(st, "\nCapBnd:\t0000000000000000\n"));
     assert_non_null(strstr(st, "\nNoNewPrivs:\t1\n"));
     assert_non_null(strstr(st, "\nSeccomp:\t2\n"));
+    assert_non_null(strstr(st, "\nSigBlk:\t0000000000000000\n"));
+    assert_non_null(strstr(st, "\nSigIgn:\t0000000000000000\n"));
     assert_non_null(strstr(st, "\nNSpid:\t"));
     assert_non_null(strstr(st, "\t1\nNSpgid")); /* pid 1 of its namespace */
     static const char *const ns[] = {"user", "pid", "net", "mnt", "ipc", "uts"};
@@ -189,7 +199,17 @@ static void test_lifecycle(void **state)
 {
     struct fx *x = *state;
     char ref[DCMS_ENCLAVE_REF_MAX];
+    /* As in dcmsd: SIGPIPE ignored, and a thread with blocked signals; the workload gets neither.
+     */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &old);
     start(x, "dcms-workload", 64, ref);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    signal(SIGPIPE, SIG_DFL);
 
     struct dcms_enclave_probe p;
     probe(x, ref, &p);
@@ -339,6 +359,82 @@ static void test_debug_and_signing_cert(void **state)
     assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
 }
 
+static bool file_has(const char *path, const char *text)
+{
+    char buf[4096];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
+/*
+ * cgroup v2: this machine has cgroup v1, so a cgroup2 hierarchy is mounted
+ * in a private mount namespace of this thread (root only) and given to a
+ * second backend. Controllers bound to v1 cannot be enabled there; the
+ * cgroup itself, the freezer and the clean-up are exercised.
+ */
+static void test_cgroup_v2(void **state)
+{
+    struct fx *x = *state;
+    if (geteuid() != 0)
+        skip();
+    char cg[128];
+    snprintf(cg, sizeof(cg), "%s/cgroup2", x->dir);
+    assert_int_equal(mkdir(cg, 0755), 0);
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("none", cg, "cgroup2", 0, NULL) != 0)
+        skip();
+    char scratch[128];
+    snprintf(scratch, sizeof(scratch), "%s/scratch2", x->dir);
+    struct dcms_enclave_local_opts o = {
+        .scratch_root = scratch, .module = x->module, .cgroup_root = cg};
+    struct dcms_enclave_backend *b;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_enclave_backend_local_new(&o, &b, &ei), DCMS_OK);
+    struct dcms_enclave_backend *saved = x->b;
+    x->b = b;
+
+    char ref[DCMS_ENCLAVE_REF_MAX], path[320], want[128], dir[256];
+    start(x, "dcms-workload", 64, ref);
+    struct dcms_enclave_probe p;
+    probe(x, ref, &p);
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)p.pid);
+    snprintf(want, sizeof(want), "0::/dcms-enclaves-%d/11111111-", (int)getpid());
+    assert_true(file_has(path, want));
+    snprintf(dir, sizeof(dir), "%s/dcms-enclaves-%d/11111111-2222-3333-4444-555555555555", cg,
+             (int)getpid());
+    snprintf(path, sizeof(path), "%s/cgroup.events", dir);
+
+    assert_int_equal(b->suspend(b, ref, &ei), DCMS_OK);
+    int64_t until = dcms_clock_mono_us() + 5000000;
+    while (!file_has(path, "frozen 1") && dcms_clock_mono_us() < until)
+        usleep(10000);
+    assert_true(file_has(path, "frozen 1"));
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_SUSPENDED);
+    assert_int_equal(b->resume(b, ref, &ei), DCMS_OK);
+    assert_true(file_has(path, "frozen 0"));
+    struct dcms_attest_report rep;
+    attest_verified(x, ref, &rep);
+    dcms_attest_report_release(&rep);
+
+    pid_t pid = (pid_t)p.pid;
+    terminate(x, ref);
+    assert_int_equal(kill(pid, 0), -1);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), -1); /* the workload's cgroup is gone */
+    dcms_enclave_backend_free(b);
+    snprintf(dir, sizeof(dir), "%s/dcms-enclaves-%d", cg, (int)getpid());
+    assert_int_equal(stat(dir, &st), -1); /* and the backend's */
+    x->b = saved;
+    assert_int_equal(umount2(cg, MNT_DETACH), 0);
+}
+
 static void test_socket_refused(void **state)
 {
     struct fx *x = *state;
@@ -372,6 +468,21 @@ static void test_memory_limit(void **state)
     assert_non_null(strstr(p.reason, "exceeded its memory limit"));
     assert_true(p.peak_rss_bytes <= 32u << 20);
     assert_true(p.peak_rss_bytes >= 16u << 20);
+    terminate(x, ref);
+}
+
+static void test_storage_quota(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "wl_diskhog", 64, ref);
+    struct dcms_enclave_probe p;
+    wait_exited_for(x, ref, &p, 30); /* writes 1 GiB */
+    print_message("wl_diskhog: %s\n", p.reason);
+    /* The 1 GB tmpfs refused the write (ENOSPC), or RLIMIT_FSIZE stopped it first. */
+    if (strcmp(p.reason, "exited with status 0") != 0 &&
+        !strstr(p.reason, "exceeded its storage quota"))
+        fail_msg("unexpected end: %s", p.reason);
     terminate(x, ref);
 }
 
@@ -509,9 +620,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_killed_from_outside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_and_signing_cert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_files_invisible, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_bomb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_channel, setup, teardown),

@@ -408,6 +408,37 @@ static void test_attest_errors(void **state)
                      DCMS_ERR_NOT_FOUND);
 }
 
+/* After a dcmsd restart: a new backend finds a running enclave's CID through describe-enclaves. */
+static void test_attest_after_restart(void **state)
+{
+    struct fx *x = *state;
+    struct dcms_enclave_nitro_opts o = {.nitro_cli = x->cli,
+                                        .vsock_port = 5006,
+                                        .timeout_ms = 2000,
+                                        .connect = fake_connect,
+                                        .connect_ctx = x};
+    struct dcms_enclave_backend *b;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_enclave_backend_nitro_new(&o, &b, &ei), DCMS_OK);
+    struct dcms_enclave_probe p;
+    assert_int_equal(b->probe(b, "i-abc-enc123", &p, &ei), DCMS_OK);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_RUNNING);
+    unsigned char nonce[4] = {1, 2, 3, 4}, *doc = NULL;
+    size_t doc_len = 0;
+    assert_int_equal(b->attest(b, "i-abc-enc123", nonce, sizeof(nonce), &doc, &doc_len, &ei),
+                     DCMS_OK);
+    assert_int_equal(x->cid, 16);
+    assert_int_equal(x->port, 5006);
+    free(doc);
+    pthread_join(x->thread, NULL);
+    x->thread_started = false;
+    dcms_enclave_backend_free(b); /* it started nothing: terminates nothing */
+    char *c = calls(x);
+    assert_null(strstr(c, "terminate-enclave"));
+    free(c);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -419,6 +450,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_terminate_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_suspend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attest_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attest_after_restart, setup, teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
