@@ -7,7 +7,8 @@
 # Environment:
 #   DCMS_BIN               dcmsd (default build/dcmsd)
 #   DCMS_BUILD_DIR         build directory holding bench/bench_contracts_seed (default build)
-#   DCMS_BENCH_SECONDS     seconds per measurement (default 5)
+#   DCMS_BENCH_SECONDS     seconds per measurement (default 3)
+#   DCMS_BENCH_RUNS        wrk runs per figure; the best is kept (default 3)
 #   DCMS_BENCH_CONNECTIONS wrk connections (default 32)
 #   DCMS_BENCH_SIZES       store sizes (default "10000 100000")
 #
@@ -33,7 +34,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DCMS_BIN=${DCMS_BIN:-$ROOT/build/dcmsd}
 BUILD=${DCMS_BUILD_DIR:-$ROOT/build}
 SEED=$BUILD/bench/bench_contracts_seed
-DURATION=${DCMS_BENCH_SECONDS:-5}
+DURATION=${DCMS_BENCH_SECONDS:-3}
+RUNS=${DCMS_BENCH_RUNS:-3}
 CONNS=${DCMS_BENCH_CONNECTIONS:-32}
 SIZES=${DCMS_BENCH_SIZES:-"10000 100000"}
 
@@ -133,19 +135,31 @@ if (mode === 'setup') {
 }
 JS
 
-# wrk_run URL [CONNECTIONS]: prints "requests/s p99_ms"; fails on non-2xx answers.
-wrk_run() {
-    local out c=${2:-$CONNS}
+# wrk_once URL CONNECTIONS: prints "requests/s p50_ms p99_ms"; fails on non-2xx answers.
+wrk_once() {
+    local out c=$2
     out=$(timeout $((DURATION + 30)) wrk -t"$((c < 2 ? 1 : 2))" -c"$c" -d"${DURATION}s" --latency \
         -H "Authorization: Bearer $TOKEN" "$1") || die "wrk failed on $1"
     if grep -q "Non-2xx" <<<"$out"; then
         echo "$out" >&2
         die "non-2xx answers for $1"
     fi
-    local rps p99
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.2f", v}' <<<"$out")
-    echo "$rps $p99"
+    local ms='{v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.2f", v}'
+    echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1 == "50%" '"$ms" <<<"$out") $(awk '$1 == "99%" '"$ms" <<<"$out")"
+}
+
+# wrk_run URL [CONNECTIONS]: the best of DCMS_BENCH_RUNS runs (highest requests/s, lowest
+# latencies): on a shared machine other work only ever makes a run slower.
+wrk_run() {
+    local best_r=0 best_50=999999 best_99=999999 r p50 p99 res
+    for _ in $(seq 1 "$RUNS"); do
+        res=$(wrk_once "$1" "${2:-$CONNS}") || exit 1
+        read -r r p50 p99 <<<"$res"
+        best_r=$(awk -v a="$best_r" -v b="$r" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+        best_50=$(awk -v a="$best_50" -v b="$p50" 'BEGIN { print (b + 0 < a + 0) ? b : a }')
+        best_99=$(awk -v a="$best_99" -v b="$p99" 'BEGIN { print (b + 0 < a + 0) ? b : a }')
+    done
+    echo "$best_r $best_50 $best_99"
 }
 
 results=()
@@ -183,9 +197,9 @@ run_backend() {
         lc=$(BENCH_USERS="$users" timeout $((DURATION + 60)) node "$TMP/driver.mjs" lifecycles "$B" "$DURATION") \
             || die "lifecycles failed on $name"
         [[ $(jq -r .errors <<<"$lc") == 0 ]] || die "lifecycle errors on $name: $lc"
-        get=$(wrk_run "$B/api/v1/contracts/$cid")
+        get=$(wrk_run "$B/api/v1/contracts/$cid") || exit 1
         # Page latency on its own (one client), so queueing behind other clients does not count.
-        list=$(wrk_run "$B/api/v1/contracts?limit=50" 1)
+        list=$(wrk_run "$B/api/v1/contracts?limit=50" 1) || exit 1
         results+=("$name $target $(jq -r '.per_s | floor' <<<"$lc") $get $list")
         echo "bench-contracts: $name at $target contracts done" >&2
     done
@@ -207,16 +221,16 @@ run_backend postgres "$DBURL"
 "$ROOT/scripts/pg-cluster.sh" stop "$PGDIR" >/dev/null 2>&1 || die "cannot stop the PostgreSQL cluster"
 PGDIR=""
 
-printf '\n%-9s %10s %13s %14s %11s %14s %13s\n' backend contracts "lifecycles/s" "GET by id/s" "GET p99 ms" "list pages/s" "list p99 ms"
+printf '\n%-9s %9s %12s %12s %8s %8s %11s %8s %8s\n' backend contracts "lifecycles/s" "GET by id/s" "p50 ms" "p99 ms" "list/s (1)" "p50 ms" "p99 ms"
 for r in "${results[@]}"; do
-    read -r b n lc grps gp99 lrps lp99 <<<"$r"
-    printf '%-9s %10s %13s %14s %11s %14s %13s\n' "$b" "$n" "$lc" "$grps" "$gp99" "$lrps" "$lp99"
+    read -r b n lc grps gp50 gp99 lrps lp50 lp99 <<<"$r"
+    printf '%-9s %9s %12s %12s %8s %8s %11s %8s %8s\n' "$b" "$n" "$lc" "$grps" "$gp50" "$gp99" "$lrps" "$lp50" "$lp99"
 done
 echo
 for b in sqlite postgres; do
     first="" last="" worst=0
     for r in "${results[@]}"; do
-        read -r rb n lc grps gp99 lrps lp99 <<<"$r"
+        read -r rb n lc grps gp50 gp99 lrps lp50 lp99 <<<"$r"
         [[ $rb == "$b" ]] || continue
         [[ -z $first ]] && first=$grps
         last=$grps

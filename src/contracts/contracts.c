@@ -19,6 +19,8 @@
 #include "contracts/contracts_int.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <time.h>
 
 #define COLS                                                                                       \
@@ -67,48 +69,92 @@ static struct dcms_query q_due = DCMS_QUERY2(
     "'suspended') AND expires_at <= CAST($1 AS TIMESTAMPTZ) ORDER BY expires_at LIMIT $2");
 
 /*
- * Lists are newest first by id (UUIDv7). Every filter is optional (NULL).
- * The same conditions serve three queries: over the primary key (admins and
- * auditors without a party), and along (provider_id, id) or (consumer_id,
- * id) for one party id ($15), so a party's page is an index range scan
- * however large the table is; ct_list merges the branches.
+ * Lists are newest first by id (UUIDv7). A page is read either over the
+ * primary key (admins and auditors without a party or side) or along
+ * (provider_id, id) / (consumer_id, id) for one party id at a time, so a
+ * party's page is an index range scan however large the table is; ct_list
+ * merges the branches. Each combination of filters has its own statement
+ * (built once), holding only the conditions it needs: optional filters
+ * written as "$n IS NULL OR ..." would hide the index from PostgreSQL's
+ * generic plans and cost planning time on every call.
  */
-#define LIST_WHERE_SQLITE                                                                          \
-    " WHERE ($1 = 1 OR provider_id IN ($2, $3) OR consumer_id IN ($2, $3)) "                       \
-    "AND (CAST($4 AS TEXT) IS NULL OR provider_id IN ($4, $5)) "                                   \
-    "AND (CAST($6 AS TEXT) IS NULL OR consumer_id IN ($6, $7)) "                                   \
-    "AND (CAST($8 AS TEXT) IS NULL OR provider_id IN ($8, $9) OR consumer_id IN ($8, $9)) "        \
-    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "          \
-    "expires_at <= $14 THEN 'expired' ELSE status END) = $10) "                                    \
-    "AND (CAST($11 AS TEXT) IS NULL OR title LIKE $11 ESCAPE '\\') "                               \
-    "AND (CAST($12 AS TEXT) IS NULL OR id < $12) "
-#define LIST_WHERE_PG                                                                              \
-    " WHERE (CAST($1 AS INTEGER) = 1 OR provider_id IN (CAST($2 AS UUID), CAST($3 AS UUID)) "      \
-    "OR consumer_id IN (CAST($2 AS UUID), CAST($3 AS UUID))) "                                     \
-    "AND (CAST($4 AS UUID) IS NULL OR provider_id IN (CAST($4 AS UUID), CAST($5 AS UUID))) "       \
-    "AND (CAST($6 AS UUID) IS NULL OR consumer_id IN (CAST($6 AS UUID), CAST($7 AS UUID))) "       \
-    "AND (CAST($8 AS UUID) IS NULL OR provider_id IN (CAST($8 AS UUID), CAST($9 AS UUID)) "        \
-    "OR consumer_id IN (CAST($8 AS UUID), CAST($9 AS UUID))) "                                     \
-    "AND (CAST($10 AS TEXT) IS NULL OR (CASE WHEN status IN ('active', 'suspended') AND "          \
-    "expires_at <= CAST($14 AS TIMESTAMPTZ) THEN 'expired' ELSE status END) = CAST($10 AS TEXT)) " \
-    "AND (CAST($11 AS TEXT) IS NULL OR title ILIKE CAST($11 AS TEXT) ESCAPE '\\') "                \
-    "AND (CAST($12 AS UUID) IS NULL OR id < CAST($12 AS UUID)) "
+enum { LB_ALL, LB_PROVIDER, LB_CONSUMER, LB_COUNT };
+enum { LF_VIS = 1, LF_STATUS = 2, LF_Q = 4, LF_CURSOR = 8, LF_COUNT = 16 };
 
-static struct dcms_query q_list = DCMS_QUERY2(
-    "ct_list", "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE "ORDER BY id DESC LIMIT $13",
-    "SELECT " COLS " FROM contracts" LIST_WHERE_PG "ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
-static struct dcms_query q_list_provider =
-    DCMS_QUERY2("ct_list_provider",
-                "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE
-                "AND provider_id = $15 ORDER BY id DESC LIMIT $13",
-                "SELECT " COLS " FROM contracts" LIST_WHERE_PG
-                "AND provider_id = CAST($15 AS UUID) ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
-static struct dcms_query q_list_consumer =
-    DCMS_QUERY2("ct_list_consumer",
-                "SELECT " COLS " FROM contracts" LIST_WHERE_SQLITE
-                "AND consumer_id = $15 ORDER BY id DESC LIMIT $13",
-                "SELECT " COLS " FROM contracts" LIST_WHERE_PG
-                "AND consumer_id = CAST($15 AS UUID) ORDER BY id DESC LIMIT CAST($13 AS INTEGER)");
+static struct dcms_query list_q[LB_COUNT][LF_COUNT];
+static char list_sql[LB_COUNT][LF_COUNT][2][1024];
+static pthread_once_t list_once = PTHREAD_ONCE_INIT;
+
+/* Appends to a statement; the sizes above hold the longest combination. */
+static void sql_add(char *sql, const char *fmt, ...) DCMS_PRINTF(2, 3);
+static void sql_add(char *sql, const char *fmt, ...)
+{
+    size_t n = strlen(sql);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql + n, 1024 - n, fmt, ap);
+    va_end(ap);
+}
+
+/* "$n" (SQLite) or "CAST($n AS UUID)" (PostgreSQL). */
+static void id_param(char *out, size_t cap, bool pg, int n)
+{
+    if (pg)
+        snprintf(out, cap, "CAST($%d AS UUID)", n);
+    else
+        snprintf(out, cap, "$%d", n);
+}
+
+/* Parameters, in this order when present: vis (me, org), party, status (status, now), q, cursor,
+ * limit. */
+static void list_build(int branch, int flags, bool pg, char *sql)
+{
+    char u1[32], u2[32];
+    int n = 0;
+    snprintf(sql, 1024, "SELECT " COLS " FROM contracts WHERE 1 = 1");
+    if (flags & LF_VIS) {
+        id_param(u1, sizeof(u1), pg, n + 1);
+        id_param(u2, sizeof(u2), pg, n + 2);
+        sql_add(sql, " AND (provider_id IN (%s, %s) OR consumer_id IN (%s, %s))", u1, u2, u1, u2);
+        n += 2;
+    }
+    if (branch != LB_ALL) {
+        id_param(u1, sizeof(u1), pg, ++n);
+        sql_add(sql, " AND %s = %s", branch == LB_PROVIDER ? "provider_id" : "consumer_id", u1);
+    }
+    if (flags & LF_STATUS) {
+        sql_add(sql,
+                " AND (CASE WHEN status IN ('active', 'suspended') AND expires_at <= %s$%d%s "
+                "THEN 'expired' ELSE status END) = %s$%d%s",
+                pg ? "CAST(" : "", n + 2, pg ? " AS TIMESTAMPTZ)" : "", pg ? "CAST(" : "", n + 1,
+                pg ? " AS TEXT)" : "");
+        n += 2;
+    }
+    if (flags & LF_Q)
+        sql_add(sql, " AND title %s %s$%d%s ESCAPE '\\'", pg ? "ILIKE" : "LIKE", pg ? "CAST(" : "",
+                ++n, pg ? " AS TEXT)" : "");
+    if (flags & LF_CURSOR) {
+        id_param(u1, sizeof(u1), pg, ++n);
+        sql_add(sql, " AND id < %s", u1);
+    }
+    sql_add(sql, " ORDER BY id DESC LIMIT %s$%d%s", pg ? "CAST(" : "", n + 1,
+            pg ? " AS INTEGER)" : "");
+}
+
+static void list_init(void)
+{
+    static const char *const names[LB_COUNT] = {"ct_list", "ct_list_provider", "ct_list_consumer"};
+    static char qnames[LB_COUNT][LF_COUNT][32];
+    for (int b = 0; b < LB_COUNT; b++) {
+        for (int f = 0; f < LF_COUNT; f++) {
+            snprintf(qnames[b][f], sizeof(qnames[b][f]), "%s_%d", names[b], f);
+            list_build(b, f, false, list_sql[b][f][0]);
+            list_build(b, f, true, list_sql[b][f][1]);
+            list_q[b][f] =
+                (struct dcms_query)DCMS_QUERY2(qnames[b][f], list_sql[b][f][0], list_sql[b][f][1]);
+        }
+    }
+}
 
 static int64_t parse_i64(const char *s)
 {
@@ -614,15 +660,6 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
         return ei->code;
     bool all = (c->p->roles & (DCMS_ROLE_ADMIN | DCMS_ROLE_AUDITOR)) != 0;
     const char *me = c->p->id, *org = c->p->org[0] ? c->p->org : c->p->id;
-    /* role: the party (or, without one, the caller) is on that side; party alone: either side. */
-    const char *pa = NULL, *pb = NULL, *ca = NULL, *cb = NULL, *aa = NULL, *ab = NULL;
-    const char *who_a = in->party ? in->party : me, *who_b = in->party ? in->party : org;
-    if (in->role && strcmp(in->role, "provider") == 0)
-        pa = who_a, pb = who_b;
-    else if (in->role)
-        ca = who_a, cb = who_b;
-    else if (in->party)
-        aa = in->party, ab = in->party;
     char *pattern = NULL;
     if (in->q) {
         size_t n = strlen(in->q);
@@ -641,24 +678,14 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     }
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
-#define OPT(s) ((s) ? DCMS_VAL_TEXT(s) : DCMS_VAL_NULL)
-    struct dcms_store_val params[] = {DCMS_VAL_INT(all ? 1 : 0),
-                                      DCMS_VAL_TEXT(me),
-                                      DCMS_VAL_TEXT(org),
-                                      OPT(pa),
-                                      OPT(pb),
-                                      OPT(ca),
-                                      OPT(cb),
-                                      OPT(aa),
-                                      OPT(ab),
-                                      OPT(in->status),
-                                      OPT(pattern),
-                                      in->cursor ? DCMS_VAL_TEXT(cursor) : DCMS_VAL_NULL,
-                                      DCMS_VAL_INT(in->limit + 1),
-                                      DCMS_VAL_TEXT(now),
-                                      DCMS_VAL_NULL};
-#undef OPT
-    /* The party ids whose index ranges hold the page, and on which sides. */
+    pthread_once(&list_once, list_init);
+    /*
+     * The party ids whose index ranges hold the page, and on which sides:
+     * `party` (or, without it, the caller's identity and organization), on
+     * the side `role` names or on both. Without a party a non-privileged
+     * caller's ids are the visibility rule itself; with one, visibility is
+     * checked on top (LF_VIS).
+     */
     const char *ids[2] = {NULL, NULL};
     if (in->party)
         ids[0] = in->party;
@@ -666,19 +693,37 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
         ids[0] = me, ids[1] = strcmp(org, me) ? org : NULL;
     bool prov_side = !in->role || strcmp(in->role, "provider") == 0;
     bool cons_side = !in->role || strcmp(in->role, "consumer") == 0;
+    int flags = (in->party && !all ? LF_VIS : 0) | (in->status ? LF_STATUS : 0) |
+                (pattern ? LF_Q : 0) | (in->cursor ? LF_CURSOR : 0);
     struct dcms_store_rows *branch[4] = {NULL, NULL, NULL, NULL};
     size_t nb = 0;
     struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
-    if (!e && !ids[0]) {
-        e = dcms_store_exec(tx, &q_list, params, 14, &branch[nb++], NULL, ei);
-    } else {
-        for (size_t i = 0; !e && i < 2 && ids[i]; i++) {
-            params[14] = DCMS_VAL_TEXT(ids[i]);
-            if (prov_side && !e)
-                e = dcms_store_exec(tx, &q_list_provider, params, 15, &branch[nb++], NULL, ei);
-            if (cons_side && !e)
-                e = dcms_store_exec(tx, &q_list_consumer, params, 15, &branch[nb++], NULL, ei);
+    for (int side = LB_ALL; !e && side < LB_COUNT; side++) {
+        if ((side == LB_ALL) != !ids[0] || (side == LB_PROVIDER && !prov_side) ||
+            (side == LB_CONSUMER && !cons_side))
+            continue;
+        for (size_t i = 0; !e && i < (side == LB_ALL ? 1 : 2); i++) {
+            if (side != LB_ALL && !ids[i])
+                continue;
+            struct dcms_store_val params[8];
+            size_t np = 0;
+            if (flags & LF_VIS) {
+                params[np++] = DCMS_VAL_TEXT(me);
+                params[np++] = DCMS_VAL_TEXT(org);
+            }
+            if (side != LB_ALL)
+                params[np++] = DCMS_VAL_TEXT(ids[i]);
+            if (flags & LF_STATUS) {
+                params[np++] = DCMS_VAL_TEXT(in->status);
+                params[np++] = DCMS_VAL_TEXT(now);
+            }
+            if (flags & LF_Q)
+                params[np++] = DCMS_VAL_TEXT(pattern);
+            if (flags & LF_CURSOR)
+                params[np++] = DCMS_VAL_TEXT(cursor);
+            params[np++] = DCMS_VAL_INT(in->limit + 1);
+            e = dcms_store_exec(tx, &list_q[side][flags], params, np, &branch[nb++], NULL, ei);
         }
     }
     if (tx)

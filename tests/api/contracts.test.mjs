@@ -152,6 +152,11 @@ describe('who sees and does what', () => {
     assert.equal(put.status, 404);
     const list = await t.call('GET', '/api/v1/contracts', {headers: h});
     assert.equal(list.json.contracts.length, 0);
+    const byParty = await t.call('GET', `/api/v1/contracts?party=${p.provider.id}&status=pending_signature`, {headers: h});
+    assert.equal(byParty.json.contracts.length, 0, 'naming a party does not widen what one sees');
+    const mine = await t.call('GET', `/api/v1/contracts?party=${p.provider.id}&status=pending_signature&limit=200`,
+                              {headers: bearer(p.consumer.token)});
+    assert.ok(mine.json.contracts.some((x) => x.id === c.id));
     const bogus = await t.call('GET', '/api/v1/contracts/not-a-uuid', {headers: h});
     assert.equal(bogus.status, 404);
   });
