@@ -17,6 +17,7 @@
 #include "dcms/config.h"
 #include "dcms/contracts.h"
 #include "dcms/crypto.h"
+#include "dcms/enclaves.h"
 #include "dcms/iam.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
@@ -186,6 +187,10 @@ int main(int argc, char **argv)
     /* ---- end contracts: open ---- */
 
     /* ---- enclaves: open ---- */
+    if (dcms_enclaves_start(&app, &app.enclaves, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the enclave service: %s", ei.message);
+        goto out;
+    }
 
     /* ---- end enclaves: open ---- */
 
@@ -217,6 +222,7 @@ out:
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
     /* ---- enclaves: close ---- */
+    dcms_enclaves_close(app.enclaves);
 
     /* ---- end enclaves: close ---- */
 

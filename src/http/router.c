@@ -8,6 +8,7 @@
 #include "attestation/attestation.h"
 #include "audit/audit.h"
 #include "contracts/contracts_http.h"
+#include "enclaves/enclaves_http.h"
 #include "iam/iam_http.h"
 #include "iam/mfa_http.h"
 #include "sys/sys.h"

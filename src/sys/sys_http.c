@@ -10,6 +10,7 @@
 #include "dcms/clock.h"
 #include "dcms/crypto.h"
 #include "dcms/jcs.h"
+#include "dcms/enclaves.h"
 #include "dcms/metrics.h"
 #include "dcms/store.h"
 #include "sys/sys.h"
@@ -44,6 +45,8 @@ enum dcms_err dcms_sys_metrics(struct dcms_http_req *req, struct dcms_http_resp 
     struct dcms_buf b;
     dcms_buf_init(&b, 4u << 20);
     enum dcms_err e = dcms_metrics_render(req->app->metrics, req->app->store, &b);
+    if (!e)
+        e = dcms_enclaves_metrics_render(req->app->enclaves, &b);
     if (e) {
         dcms_buf_release(&b);
         return dcms_err_set(req->ei, e, NULL);
