@@ -10,7 +10,7 @@ help:
 	@echo "make run      build and run dcmsd on 127.0.0.1:8080 with SQLite in ./data"
 	@echo "make test     unit, API (SQLite and PostgreSQL) and sanitizer suites"
 	@echo "make san      the whole suite under AddressSanitizer + UBSan only"
-	@echo "make bench    wrk against dcmsd and nginx; prints requests/s and p99"
+	@echo "make bench    wrk against dcmsd and nginx, then the module benches (bench/bench-*.sh)"
 	@echo "make fuzz     build the libFuzzer targets and run each for DCMS_FUZZ_SECONDS"
 	@echo "make fmt      clang-format every C file"
 
