@@ -849,7 +849,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     char *canon_terms = NULL, *canon_content = NULL;
     enum dcms_err e;
     if (!if_match) {
-        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED,
+        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_REQUIRED,
                          "If-Match is required: send the ETag of the version you edit");
         memset(&in, 0, sizeof(in));
         goto out;

@@ -327,11 +327,12 @@ describe('replacement with If-Match', () => {
   const body = (title, terms = validTerms()) =>
       ({title, provider_id: p.provider.id, consumer_id: p.consumer.id, terms});
 
-  test('PUT needs If-Match, refuses a stale one, and bumps the versions', async () => {
+  test('PUT needs If-Match (428 without), refuses a stale one (412), and bumps the versions', async () => {
     const c = await t.create(p);
     const h = bearer(p.provider.token);
     let r = await t.call('PUT', `/api/v1/contracts/${c.id}`, {headers: h, json: body('a')});
-    assert.equal(r.status, 412);
+    assert.equal(r.status, 428);
+    assert.equal(r.json.error.code, 'precondition_required');
     assert.match(r.json.error.message, /If-Match is required/);
     r = await t.call('PUT', `/api/v1/contracts/${c.id}`, {headers: {...h, 'If-Match': '"7"'}, json: body('a')});
     assert.equal(r.status, 412);
