@@ -88,6 +88,82 @@ void dcms_http_resp_static(struct dcms_http_resp *resp, unsigned status, const c
 enum dcms_err dcms_http_resp_header(struct dcms_http_resp *resp, const char *name,
                                     const char *value) DCMS_MUST_CHECK;
 
+/*
+ * Handler helpers. Each records its failure in `req->ei` and returns that
+ * code, so a handler can end with `return dcms_http_reply(...)`.
+ */
+
+/*
+ * Decimal integer query parameter `name` within [min, max]. Absent leaves
+ * *out unchanged and returns true; anything else that is not such an
+ * integer records a field problem ("must be an integer from MIN to MAX")
+ * naming `name` and returns false, so several parameters can be checked
+ * before the handler looks at req->ei->code.
+ */
+bool dcms_http_query_int(struct dcms_http_req *req, const char *name, int64_t min, int64_t max,
+                         int64_t *out);
+
+/*
+ * The body as a JSON object whose members are all named in `allowed`
+ * (NULL-terminated). Returns the parse error, or a problem on "" when the
+ * body is not an object; otherwise DCMS_OK with *out set (arena-owned),
+ * every unknown member recorded as a field problem ("is not a known
+ * field"), so the handler can add its own problems before returning
+ * req->ei->code.
+ */
+enum dcms_err dcms_http_body_object(struct dcms_http_req *req, const char *const *allowed,
+                                    json_t **out) DCMS_MUST_CHECK;
+
+/*
+ * String member `key` of the object `o`, at most `max` bytes and without a
+ * NUL inside: its value, or NULL when absent (or JSON null when
+ * `nullable`). Anything else records a field problem on `key` ("must be a
+ * string of at most MAX characters", plus " or null" when `nullable`) and
+ * returns NULL. The value lives as long as `o`.
+ */
+const char *dcms_http_str_member(struct dcms_http_req *req, const json_t *o, const char *key,
+                                 size_t max, bool nullable);
+
+/*
+ * Answers `status` with the JSON body `v` (reference stolen). NULL `v`
+ * (a failed json_pack) or a failed encoding is DCMS_ERR_NOMEM.
+ */
+enum dcms_err dcms_http_reply(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                              unsigned status, json_t *v) DCMS_MUST_CHECK;
+
+/* Adds `ETag: "<version>"`, the strong validator If-Match is compared with. */
+enum dcms_err dcms_http_resp_etag(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                  int64_t version) DCMS_MUST_CHECK;
+
+/*
+ * dcms_http_reply with an ETag taken from the integer member "version" of
+ * `v` (a versioned resource: identity, contract, enclave).
+ */
+enum dcms_err dcms_http_reply_etag(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                   unsigned status, json_t *v) DCMS_MUST_CHECK;
+
+/*
+ * 201 Created for the new resource `v` (reference stolen): `Location:
+ * <location_prefix><v.id_member>`, plus an ETag as dcms_http_reply_etag
+ * when `with_etag`. Example: ("/api/v1/contracts/", "id", true, v).
+ */
+enum dcms_err dcms_http_reply_created(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                      const char *location_prefix, const char *id_member,
+                                      bool with_etag, json_t *v) DCMS_MUST_CHECK;
+
+/* 204 No Content; always DCMS_OK. */
+enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp);
+
+/*
+ * Compares an If-Match header with the current row version (decimal text):
+ * DCMS_OK when `if_match` is NULL (the check is optional) or equals
+ * the ETag "<version>" (quotes included); otherwise DCMS_ERR_PRECONDITION_FAILED (412) recorded
+ * in `ei`. Routes that require If-Match refuse its absence themselves with
+ * DCMS_ERR_PRECONDITION_REQUIRED (428).
+ */
+enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 typedef enum dcms_err (*dcms_http_handler_fn)(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp);
 

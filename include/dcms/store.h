@@ -34,6 +34,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "dcms/err.h"
 
 struct dcms_store;
@@ -141,5 +143,17 @@ const char *dcms_store_rows_text(const struct dcms_store_rows *r, size_t row, si
 int64_t dcms_store_rows_int(const struct dcms_store_rows *r, size_t row, size_t col);
 bool dcms_store_rows_is_null(const struct dcms_store_rows *r, size_t row, size_t col);
 void dcms_store_rows_free(struct dcms_store_rows *r);
+
+/*
+ * One page of a keyset-paginated list, the shape every list route answers:
+ * {"<key>": [item(rows, 0), ...], "next_cursor": c}, where c is the text of
+ * column `cursor_col` of the last row when the page is full (as many rows
+ * as `limit`, so there may be more), null otherwise. `item` returns a new
+ * reference (NULL is skipped). Returns a new reference, NULL when out of
+ * memory; `rows` stays the caller's.
+ */
+json_t *dcms_store_rows_page(const struct dcms_store_rows *rows, int64_t limit, size_t cursor_col,
+                             const char *key,
+                             json_t *(*item)(const struct dcms_store_rows *rows, size_t i));
 
 #endif

@@ -3,8 +3,6 @@
  * chain, export a range as JSON Lines for offline verification, and publish
  * the checkpoint public key.
  */
-#include <ctype.h>
-#include <errno.h>
 #include <limits.h>
 
 #include "audit/audit.h"
@@ -19,29 +17,6 @@
 #define LIST_MAX 500
 #define EXPORT_MAX_EVENTS 100000
 #define EXPORT_MAX_BYTES (512u << 20)
-
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, json_t *v)
-{
-    return dcms_http_resp_json(resp, 200, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                             : DCMS_OK;
-}
-
-/* A positive decimal integer query parameter; absent leaves *out unchanged. */
-static void query_int(struct dcms_http_req *req, const char *name, int64_t min, int64_t max,
-                      int64_t *out)
-{
-    const char *s = dcms_http_req_query(req, name);
-    if (!s)
-        return;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!isdigit((unsigned char)*s) || *end || errno || v < min || v > max)
-        dcms_err_field(req->ei, name, "must be an integer from %lld to %lld", (long long)min,
-                       (long long)max);
-    else
-        *out = v;
-}
 
 /* An RFC 3339 query parameter, normalized so stored timestamps compare as text. */
 static const char *query_time(struct dcms_http_req *req, const char *name)
@@ -83,8 +58,8 @@ enum dcms_err dcms_audit_http_events(struct dcms_http_req *req, struct dcms_http
         dcms_err_field(req->ei, "outcome", "must be success, denied or error");
     f.since = query_time(req, "since");
     f.until = query_time(req, "until");
-    query_int(req, "limit", 1, LIST_MAX, &f.limit);
-    query_int(req, "cursor", 1, INT64_MAX, &f.before_seq);
+    dcms_http_query_int(req, "limit", 1, LIST_MAX, &f.limit);
+    dcms_http_query_int(req, "cursor", 1, INT64_MAX, &f.before_seq);
     if (req->ei->code)
         return req->ei->code;
 
@@ -107,7 +82,8 @@ enum dcms_err dcms_audit_http_events(struct dcms_http_req *req, struct dcms_http
         json_int_t last = json_integer_value(json_object_get(json_array_get(events, n - 1), "seq"));
         next = json_sprintf("%lld", (long long)last);
     }
-    return reply(req, resp, json_pack("{s:o, s:o}", "events", events, "next_cursor", next));
+    return dcms_http_reply(req, resp, 200,
+                           json_pack("{s:o, s:o}", "events", events, "next_cursor", next));
 }
 
 enum dcms_err dcms_audit_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -120,7 +96,7 @@ enum dcms_err dcms_audit_http_verify(struct dcms_http_req *req, struct dcms_http
     if (v)
         json_object_set_new(v, "key_id",
                             json_string(dcms_sign_key_id(dcms_audit_key(req->app->audit))));
-    return reply(req, resp, v);
+    return dcms_http_reply(req, resp, 200, v);
 }
 
 static enum dcms_err append_line(struct dcms_buf *b, const char *wrap, json_t *v)
@@ -138,8 +114,8 @@ static enum dcms_err append_line(struct dcms_buf *b, const char *wrap, json_t *v
 enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     int64_t from = 1, to = INT64_MAX;
-    query_int(req, "from_seq", 1, INT64_MAX, &from);
-    query_int(req, "to_seq", 1, INT64_MAX, &to);
+    dcms_http_query_int(req, "from_seq", 1, INT64_MAX, &from);
+    dcms_http_query_int(req, "to_seq", 1, INT64_MAX, &to);
     if (!req->ei->code && to < from)
         dcms_err_field(req->ei, "to_seq", "must not be below from_seq");
     if (!req->ei->code && to != INT64_MAX && to - from >= EXPORT_MAX_EVENTS)
@@ -220,7 +196,7 @@ enum dcms_err dcms_audit_http_public_key(struct dcms_http_req *req, struct dcms_
     const struct dcms_sign_key *k = dcms_audit_key(req->app->audit);
     char pk64[64];
     dcms_b64_encode(pk64, dcms_sign_key_public(k), DCMS_SIGN_PUBLIC_LEN);
-    return reply(req, resp,
-                 json_pack("{s:s, s:s, s:s}", "algorithm", "Ed25519", "key_id", dcms_sign_key_id(k),
-                           "public_key", pk64));
+    return dcms_http_reply(req, resp, 200,
+                           json_pack("{s:s, s:s, s:s}", "algorithm", "Ed25519", "key_id",
+                                     dcms_sign_key_id(k), "public_key", pk64));
 }

@@ -4,9 +4,6 @@
  * carries a contract. Authentication and the route permission were
  * checked by the HTTP layer; the service decides on the contract itself.
  */
-#include <ctype.h>
-#include <errno.h>
-
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
@@ -47,38 +44,13 @@ static enum dcms_err done(struct dcms_http_req *req, const struct ct_call *c, en
     return e;
 }
 
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
-                           json_t *v)
-{
-    if (!v)
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                                : DCMS_OK;
-}
-
-/* A contract answer with its ETag (the row version). */
-static enum dcms_err reply_contract(struct dcms_http_req *req, struct dcms_http_resp *resp,
-                                    unsigned status, json_t *v)
-{
-    const char *etag = dcms_arena_sprintf(
-        req->arena, "\"%lld\"", (long long)json_integer_value(json_object_get(v, "version")));
-    if (!etag || dcms_http_resp_header(resp, "ETag", etag)) {
-        json_decref(v);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return reply(req, resp, status, v);
-}
-
 /* A pre-rendered JSON answer (ownership of t->body passes to the response). */
 static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp *resp,
                                 struct ct_text *t, bool etag)
 {
-    if (etag) {
-        const char *v = dcms_arena_sprintf(req->arena, "\"%lld\"", (long long)t->version);
-        if (!v || dcms_http_resp_header(resp, "ETag", v)) {
-            free(t->body);
-            return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-        }
+    if (etag && dcms_http_resp_etag(req, resp, t->version)) {
+        free(t->body);
+        return req->ei->code;
     }
     if (resp->body_owned)
         free((void *)resp->body);
@@ -99,13 +71,7 @@ enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_
     struct ct_call c = call_of(req);
     if ((e = ct_create(&c, b, &out)))
         return e;
-    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/contracts/%s",
-                                         json_string_value(json_object_get(out, "id")));
-    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
-        json_decref(out);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return reply_contract(req, resp, 201, out);
+    return dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, out);
 }
 
 enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -116,16 +82,7 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
     in.role = dcms_http_req_query(req, "role");
     in.q = dcms_http_req_query(req, "q");
     in.cursor = dcms_http_req_query(req, "cursor");
-    const char *s = dcms_http_req_query(req, "limit");
-    if (s) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (!isdigit((unsigned char)*s) || *end || errno || v < 1 || v > 200)
-            dcms_err_field(req->ei, "limit", "must be an integer from 1 to 200");
-        else
-            in.limit = v;
-    }
+    dcms_http_query_int(req, "limit", 1, 200, &in.limit);
     /* The service adds its own problems, so every bad parameter is named at once. */
     struct ct_text out;
     struct ct_call c = call_of(req);
@@ -150,17 +107,14 @@ enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_htt
         return e;
     struct ct_call c = call_of(req);
     e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), b, if_match, &out));
-    return e ? e : reply_contract(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 enum dcms_err dcms_contracts_http_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_delete(&c, dcms_http_req_param(req, "id")));
-    if (e)
-        return e;
-    dcms_http_resp_static(resp, 204, NULL, "", 0);
-    return DCMS_OK;
+    return e ? e : dcms_http_reply_no_content(resp);
 }
 
 /* A transition whose optional body is {"reason": "..."}; `need_reason` makes it required. */
@@ -169,20 +123,11 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
 {
     const char *reason = NULL;
     if (req->body.len) {
+        static const char *const keys[] = {"reason", NULL};
         json_t *b;
-        enum dcms_err e = dcms_http_req_json(req, 0, &b);
+        enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
-        if (!json_is_object(b))
-            return dcms_err_field(req->ei, "", "must be a JSON object");
-        const char *key;
-        json_t *v;
-        json_object_foreach(b, key, v)
-        {
-            if (strcmp(key, "reason") != 0)
-                dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 64)),
-                               "is not a known field");
-        }
         json_t *r = json_object_get(b, "reason");
         if (r && (!json_is_string(r) || json_string_length(r) < 1 || json_string_length(r) > 1000 ||
                   strlen(json_string_value(r)) != json_string_length(r)))
@@ -198,7 +143,7 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
     struct ct_call c = call_of(req);
     enum dcms_err e =
         done(req, &c, ct_transition(&c, dcms_http_req_param(req, "id"), op, reason, &out));
-    return e ? e : reply_contract(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 enum dcms_err dcms_contracts_http_submit(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -234,7 +179,7 @@ enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_ht
         return e;
     struct ct_call c = call_of(req);
     e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), b, &out));
-    return e ? e : reply_contract(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -242,7 +187,7 @@ enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcm
     json_t *out;
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_versions(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_contracts_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -250,5 +195,5 @@ enum dcms_err dcms_contracts_http_verify(struct dcms_http_req *req, struct dcms_
     json_t *out;
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_verify(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }

@@ -839,6 +839,14 @@ enum dcms_err enclave_get(const struct enclave_call *c, const char *id, json_t *
     return e;
 }
 
+/* One row of a list page (see dcms_store_rows_page). */
+static json_t *page_item(const struct dcms_store_rows *rows, size_t i)
+{
+    struct row r;
+    row_from(rows, i, &r);
+    return row_json(&r);
+}
+
 enum dcms_err enclave_list(const struct enclave_call *c, const struct enclave_list_in *in,
                            json_t **out)
 {
@@ -860,17 +868,8 @@ enum dcms_err enclave_list(const struct enclave_call *c, const struct enclave_li
     dcms_store_rollback(tx);
     if (e)
         return e;
-    json_t *items = json_array();
-    size_t n = dcms_store_rows_count(rows);
-    for (size_t i = 0; items && i < n; i++) {
-        struct row r;
-        row_from(rows, i, &r);
-        json_array_append_new(items, row_json(&r));
-    }
-    json_t *next = n == (size_t)in->limit && n ? json_string(dcms_store_rows_text(rows, n - 1, 0))
-                                               : json_null();
+    *out = dcms_store_rows_page(rows, in->limit, 0, "enclaves", page_item);
     dcms_store_rows_free(rows);
-    *out = json_pack("{s:o, s:o}", "enclaves", items, "next_cursor", next);
     return *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
 }
 
@@ -903,15 +902,8 @@ enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
         goto out;
     if ((e = load(tx, id, &rows, &r, ei)) || (e = authorize(c, &r, "enclaves:manage")))
         goto out;
-    if (in->if_match) {
-        char want[32];
-        snprintf(want, sizeof(want), "\"%s\"", r.v[C_VERSION]);
-        if (strcmp(in->if_match, want) != 0) {
-            e = dcms_err_set(ei, DCMS_ERR_PRECONDITION_FAILED, "If-Match does not match version %s",
-                             r.v[C_VERSION]);
-            goto out;
-        }
-    }
+    if ((e = dcms_http_check_if_match(in->if_match, r.v[C_VERSION], ei)))
+        goto out;
     enum enclave_status to;
     if ((e = check_transition(c, &r, ENCLAVE_EV_UPDATE, ENCLAVE_BY_OWNER, &to)))
         goto out;

@@ -4,9 +4,6 @@
  * Authentication and the route's permission were checked by the HTTP
  * layer; the service makes the resource-level decisions.
  */
-#include <ctype.h>
-#include <errno.h>
-
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "enclaves/enclaves_http.h"
@@ -21,68 +18,6 @@ static enum dcms_err call_of(struct dcms_http_req *req, struct enclave_call *c)
     return DCMS_OK;
 }
 
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
-                           json_t *v)
-{
-    if (!v)
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                                : DCMS_OK;
-}
-
-static enum dcms_err with_etag(struct dcms_http_req *req, struct dcms_http_resp *resp,
-                               unsigned status, json_t *v)
-{
-    const char *etag = dcms_arena_sprintf(
-        req->arena, "\"%lld\"", (long long)json_integer_value(json_object_get(v, "version")));
-    if (!etag || dcms_http_resp_header(resp, "ETag", etag)) {
-        json_decref(v);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return reply(req, resp, status, v);
-}
-
-/* The body as a JSON object whose keys are all in `allowed`. */
-static enum dcms_err body_object(struct dcms_http_req *req, const char *const *allowed,
-                                 json_t **out)
-{
-    json_t *v;
-    enum dcms_err e = dcms_http_req_json(req, 0, &v);
-    if (e)
-        return e;
-    if (!json_is_object(v))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    const char *key;
-    json_t *m;
-    json_object_foreach(v, key, m)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
-                           "is not a known field");
-    }
-    *out = v;
-    return DCMS_OK;
-}
-
-/* A string member (NULL when absent or null with `nullable`); a wrong type is a field problem. */
-static const char *str_member(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
-                              bool nullable)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v || (nullable && json_is_null(v)))
-        return NULL;
-    if (!json_is_string(v) || json_string_length(v) > max ||
-        strlen(json_string_value(v)) != json_string_length(v)) {
-        dcms_err_field(req->ei, key, "must be a string of at most %zu characters%s", max,
-                       nullable ? " or null" : "");
-        return NULL;
-    }
-    return json_string_value(v);
-}
-
 enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     struct enclave_call c;
@@ -91,13 +26,13 @@ enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_h
         return e;
     static const char *const keys[] = {"name", "contract_id", "configuration", NULL};
     json_t *b;
-    if ((e = body_object(req, keys, &b)))
+    if ((e = dcms_http_body_object(req, keys, &b)))
         return e;
     struct enclave_create_in in = {0};
-    in.name = str_member(req, b, "name", 1000, false);
+    in.name = dcms_http_str_member(req, b, "name", 1000, false);
     if (!json_object_get(b, "name"))
         dcms_err_field(req->ei, "name", "is required");
-    in.contract_id = str_member(req, b, "contract_id", 64, true);
+    in.contract_id = dcms_http_str_member(req, b, "contract_id", 64, true);
     in.configuration = json_object_get(b, "configuration");
     json_t *out = NULL;
     /* The service adds its own problems to these, so all come back at once. */
@@ -106,27 +41,7 @@ enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_h
         json_decref(out);
         return e ? e : req->ei->code;
     }
-    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/enclaves/%s",
-                                         json_string_value(json_object_get(out, "id")));
-    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
-        json_decref(out);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return with_etag(req, resp, 201, out);
-}
-
-static void query_limit(struct dcms_http_req *req, int64_t *out)
-{
-    const char *s = dcms_http_req_query(req, "limit");
-    if (!s)
-        return;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!isdigit((unsigned char)*s) || *end || errno || v < 1 || v > 500)
-        dcms_err_field(req->ei, "limit", "must be an integer from 1 to 500");
-    else
-        *out = v;
+    return dcms_http_reply_created(req, resp, "/api/v1/enclaves/", "id", true, out);
 }
 
 enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -153,12 +68,12 @@ enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_htt
         dcms_err_field(req->ei, "backend", "must be local or nitro");
     if (in.cursor && !dcms_uuid_valid(in.cursor))
         dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
-    query_limit(req, &in.limit);
+    dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
     e = enclave_list(&c, &in, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_enclaves_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -169,7 +84,7 @@ enum dcms_err dcms_enclaves_http_get(struct dcms_http_req *req, struct dcms_http
         return e;
     json_t *out = NULL;
     e = enclave_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : with_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -181,12 +96,12 @@ enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_ht
     static const char *const keys[] = {"name", "contract_id", "network_policy", "security_policy",
                                        NULL};
     json_t *b;
-    if ((e = body_object(req, keys, &b)))
+    if ((e = dcms_http_body_object(req, keys, &b)))
         return e;
     struct enclave_patch_in in = {0};
-    in.name = str_member(req, b, "name", 1000, false);
+    in.name = dcms_http_str_member(req, b, "name", 1000, false);
     in.has_contract = json_object_get(b, "contract_id") != NULL;
-    in.contract_id = str_member(req, b, "contract_id", 64, true);
+    in.contract_id = dcms_http_str_member(req, b, "contract_id", 64, true);
     in.network_policy = json_object_get(b, "network_policy");
     in.security_policy = json_object_get(b, "security_policy");
     in.if_match = dcms_http_req_header(req, "If-Match");
@@ -197,7 +112,7 @@ enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_ht
         return req->ei->code;
     json_t *out = NULL;
     e = enclave_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
-    return e ? e : with_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
@@ -211,15 +126,15 @@ static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
     if (req->body.len) {
         static const char *const keys[] = {"reason", NULL};
         json_t *b;
-        if ((e = body_object(req, keys, &b)))
+        if ((e = dcms_http_body_object(req, keys, &b)))
             return e;
-        reason = str_member(req, b, "reason", 1000, false);
+        reason = dcms_http_str_member(req, b, "reason", 1000, false);
         if (req->ei->code)
             return req->ei->code;
     }
     json_t *out = NULL;
     e = enclave_act(&c, dcms_http_req_param(req, "id"), ev, reason, &out);
-    return e ? e : with_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 enum dcms_err dcms_enclaves_http_suspend(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -250,7 +165,7 @@ enum dcms_err dcms_enclaves_http_metrics(struct dcms_http_req *req, struct dcms_
         return e;
     json_t *out = NULL;
     e = enclave_metrics(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_enclaves_http_compatibility(struct dcms_http_req *req,
@@ -263,5 +178,5 @@ enum dcms_err dcms_enclaves_http_compatibility(struct dcms_http_req *req,
     json_t *out = NULL;
     e = enclave_compatibility(&c, dcms_http_req_param(req, "id"),
                               dcms_http_req_query(req, "contract_id"), &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }

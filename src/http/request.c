@@ -3,6 +3,9 @@
  * the one adapter that turns an error record into the JSON error shape of
  * DESIGN.md. Nothing here knows about libmicrohttpd.
  */
+#include <ctype.h>
+#include <errno.h>
+
 #include "dcms/arena.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
@@ -75,6 +78,122 @@ enum dcms_err dcms_http_resp_header(struct dcms_http_resp *resp, const char *nam
     resp->headers[resp->nheaders].name = name;
     resp->headers[resp->nheaders].value = value;
     resp->nheaders++;
+    return DCMS_OK;
+}
+
+bool dcms_http_query_int(struct dcms_http_req *req, const char *name, int64_t min, int64_t max,
+                         int64_t *out)
+{
+    const char *s = dcms_http_req_query(req, name);
+    if (!s)
+        return true;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!isdigit((unsigned char)*s) || *end || errno || v < min || v > max) {
+        dcms_err_field(req->ei, name, "must be an integer from %lld to %lld", (long long)min,
+                       (long long)max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+enum dcms_err dcms_http_body_object(struct dcms_http_req *req, const char *const *allowed,
+                                    json_t **out)
+{
+    json_t *v;
+    enum dcms_err e = dcms_http_req_json(req, 0, &v);
+    if (e)
+        return e;
+    if (!json_is_object(v))
+        return dcms_err_field(req->ei, "", "must be a JSON object");
+    const char *key;
+    json_t *m;
+    json_object_foreach(v, key, m)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, key) == 0;
+        if (!ok)
+            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
+                           "is not a known field");
+    }
+    *out = v;
+    return DCMS_OK;
+}
+
+const char *dcms_http_str_member(struct dcms_http_req *req, const json_t *o, const char *key,
+                                 size_t max, bool nullable)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || (nullable && json_is_null(v)))
+        return NULL;
+    if (!json_is_string(v) || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        dcms_err_field(req->ei, key, "must be a string of at most %zu characters%s", max,
+                       nullable ? " or null" : "");
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+enum dcms_err dcms_http_reply(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                              unsigned status, json_t *v)
+{
+    if (!v || dcms_http_resp_json(resp, status, v))
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_http_resp_etag(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                  int64_t version)
+{
+    const char *etag = dcms_arena_sprintf(req->arena, "\"%lld\"", (long long)version);
+    if (!etag || dcms_http_resp_header(resp, "ETag", etag))
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_http_reply_etag(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                   unsigned status, json_t *v)
+{
+    if (dcms_http_resp_etag(req, resp, json_integer_value(json_object_get(v, "version")))) {
+        json_decref(v);
+        return req->ei->code;
+    }
+    return dcms_http_reply(req, resp, status, v);
+}
+
+enum dcms_err dcms_http_reply_created(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                      const char *location_prefix, const char *id_member,
+                                      bool with_etag, json_t *v)
+{
+    const char *loc = dcms_arena_sprintf(req->arena, "%s%s", location_prefix,
+                                         json_string_value(json_object_get(v, id_member)));
+    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
+        json_decref(v);
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    }
+    return with_etag ? dcms_http_reply_etag(req, resp, 201, v) : dcms_http_reply(req, resp, 201, v);
+}
+
+enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp)
+{
+    dcms_http_resp_static(resp, 204, NULL, "", 0);
+    return DCMS_OK;
+}
+
+enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
+                                       struct dcms_errinfo *ei)
+{
+    if (!if_match)
+        return DCMS_OK;
+    char want[32];
+    snprintf(want, sizeof(want), "\"%s\"", version);
+    if (strcmp(if_match, want) != 0)
+        return dcms_err_set(ei, DCMS_ERR_PRECONDITION_FAILED, "If-Match does not match version %s",
+                            version);
     return DCMS_OK;
 }
 

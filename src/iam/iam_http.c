@@ -3,70 +3,24 @@
  * reported at once), call the service, encode. Authentication and the
  * route's permission were checked by the HTTP layer (authz.c).
  */
-#include <ctype.h>
-#include <errno.h>
-
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "iam/iam_http.h"
 #include "iam/mfa_int.h"
 
-static struct iam_call call_of(struct dcms_http_req *req)
+struct iam_call iam_call_of(const struct dcms_http_req *req)
 {
     return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
                              req->ei};
 }
 
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
-                           json_t *v)
-{
-    if (!v)
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                                : DCMS_OK;
-}
-
-/* The body as a JSON object whose keys are all in `allowed`. */
-static enum dcms_err body_object(struct dcms_http_req *req, const char *const *allowed,
-                                 json_t **out)
-{
-    json_t *v;
-    enum dcms_err e = dcms_http_req_json(req, 0, &v);
-    if (e)
-        return e;
-    if (!json_is_object(v))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    const char *key;
-    json_t *m;
-    json_object_foreach(v, key, m)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
-                           "is not a known field");
-    }
-    *out = v;
-    return DCMS_OK;
-}
-
-/* An optional string member (NULL when absent); a wrong type is a field problem. */
+/* An optional string member (NULL when absent; also JSON null when `present` is given). */
 static const char *opt_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
                            bool *present)
 {
-    json_t *v = json_object_get(o, key);
     if (present)
-        *present = v != NULL;
-    if (!v || (present && json_is_null(v)))
-        return NULL;
-    if (!json_is_string(v) || json_string_length(v) > max ||
-        strlen(json_string_value(v)) != json_string_length(v)) {
-        dcms_err_field(req->ei, key, "must be a string of at most %zu characters%s", max,
-                       present ? " or null" : "");
-        return NULL;
-    }
-    return json_string_value(v);
+        *present = json_object_get(o, key) != NULL;
+    return dcms_http_str_member(req, o, key, max, present != NULL);
 }
 
 static unsigned roles_of(struct dcms_http_req *req, json_t *o, bool *present)
@@ -96,7 +50,7 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     static const char *const keys[] = {"kind",  "name", "email", "password", "organization_id",
                                        "roles", NULL};
     json_t *b;
-    enum dcms_err e = body_object(req, keys, &b);
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
     struct iam_identity_in in = {0};
@@ -109,34 +63,14 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     if (!json_object_get(b, "name"))
         dcms_err_field(req->ei, "name", "is required");
     json_t *out = NULL;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     /* The service adds its own problems to those found here, so all come back at once. */
     e = iam_identity_create(&c, &in, &out);
     if (e || req->ei->code) {
         json_decref(out);
         return e ? e : req->ei->code;
     }
-    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/identities/%s",
-                                         json_string_value(json_object_get(out, "id")));
-    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
-        json_decref(out);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return reply(req, resp, 201, out);
-}
-
-static void query_limit(struct dcms_http_req *req, int64_t *out)
-{
-    const char *s = dcms_http_req_query(req, "limit");
-    if (!s)
-        return;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!isdigit((unsigned char)*s) || *end || errno || v < 1 || v > 500)
-        dcms_err_field(req->ei, "limit", "must be an integer from 1 to 500");
-    else
-        *out = v;
+    return dcms_http_reply_created(req, resp, "/api/v1/identities/", "id", false, out);
 }
 
 enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -153,39 +87,28 @@ enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_res
         dcms_err_field(req->ei, "status", "must be pending_verification, active or suspended");
     if (in.cursor && !dcms_uuid_valid(in.cursor))
         dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
-    query_limit(req, &in.limit);
+    dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_identity_list(&c, &in, &out);
-    return e ? e : reply(req, resp, 200, out);
-}
-
-static enum dcms_err with_etag(struct dcms_http_req *req, struct dcms_http_resp *resp, json_t *v)
-{
-    const char *etag = dcms_arena_sprintf(
-        req->arena, "\"%lld\"", (long long)json_integer_value(json_object_get(v, "version")));
-    if (!etag || dcms_http_resp_header(resp, "ETag", etag)) {
-        json_decref(v);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return reply(req, resp, 200, v);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_identity_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : with_etag(req, resp, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     static const char *const keys[] = {"name", "email", "organization_id", "roles", NULL};
     json_t *b;
-    enum dcms_err e = body_object(req, keys, &b);
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
     struct iam_identity_in in = {0};
@@ -201,9 +124,9 @@ enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_re
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_identity_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
-    return e ? e : with_etag(req, resp, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
 static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp *resp,
@@ -213,7 +136,7 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
     const char *note = NULL;
     if (req->body.len) {
         json_t *b;
-        enum dcms_err e = body_object(req, keys, &b);
+        enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
         note = opt_str(req, b, "note", 1000, NULL);
@@ -221,9 +144,9 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
             return req->ei->code;
     }
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_identity_transition(&c, dcms_http_req_param(req, "id"), op, note, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -265,7 +188,7 @@ static enum dcms_err reply_mfa_required(struct dcms_http_req *req, struct dcms_h
         json_decref(v);
         return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
     }
-    return reply(req, resp, 401, v);
+    return dcms_http_reply(req, resp, 401, v);
 }
 
 enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -274,7 +197,7 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     static const char *const keys[] = {"email",         "password", "mfa_ticket", "totp",
                                        "recovery_code", "webauthn", NULL};
     json_t *b;
-    enum dcms_err e = body_object(req, keys, &b);
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
     struct iam_login_in in = {0};
@@ -307,7 +230,7 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
         return req->ei->code;
     json_t *out = NULL;
     int64_t retry = 0;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_login(&c, &in, &out, &retry);
     if (e == DCMS_ERR_MFA_REQUIRED && out)
         return reply_mfa_required(req, resp, out);
@@ -318,23 +241,23 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
         if (after && dcms_http_resp_header(resp, "Retry-After", after))
             return dcms_err_set(req->ei, DCMS_ERR_INTERNAL, NULL);
     }
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     static const char *const keys[] = {"refresh_token", NULL};
     json_t *b;
-    enum dcms_err e = body_object(req, keys, &b);
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
     const char *token = req_str(req, b, "refresh_token", 256);
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_refresh(&c, token, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -343,40 +266,37 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
     const char *token = NULL;
     if (req->body.len) {
         json_t *b;
-        enum dcms_err e = body_object(req, keys, &b);
+        enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
         token = opt_str(req, b, "refresh_token", 256, NULL);
         if (req->ei->code)
             return req->ei->code;
     }
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_logout(&c, token);
-    if (e)
-        return e;
-    dcms_http_resp_static(resp, 204, NULL, "", 0);
-    return DCMS_OK;
+    return e ? e : dcms_http_reply_no_content(resp);
 }
 
 enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     static const char *const keys[] = {"token", NULL};
     json_t *b;
-    enum dcms_err e = body_object(req, keys, &b);
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
     const char *token = req_str(req, b, "token", 256);
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_email_verify(&c, token, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_jwks(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    return reply(req, resp, 200, iam_keys_jwks(req->app->iam));
+    return dcms_http_reply(req, resp, 200, iam_keys_jwks(req->app->iam));
 }
 
 enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -384,7 +304,7 @@ enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_r
     json_t *out;
     enum dcms_err e = iam_keys_rotate(req->app->iam, req->principal, req->client_ip,
                                       req->request_id, &out, req->ei);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -393,15 +313,15 @@ enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_policy_create(&c, b, &out);
-    return e ? e : reply(req, resp, 201, out);
+    return e ? e : dcms_http_reply(req, resp, 201, out);
 }
 
 enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_policy_list(&c, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }

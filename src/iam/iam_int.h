@@ -240,6 +240,9 @@ struct iam_call {
     struct dcms_errinfo *ei;
 };
 
+/* The call context of a request (defined in iam_http.c, shared by every IAM handler file). */
+struct iam_call iam_call_of(const struct dcms_http_req *req);
+
 struct iam_identity_in {
     const char *kind, *name, *email, *password, *organization_id;
     unsigned roles;

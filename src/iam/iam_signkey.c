@@ -379,45 +379,23 @@ enum dcms_err dcms_iam_signing_key_verify(struct dcms_iam *iam, const char *iden
 
 /* ---- handlers ---- */
 
-static struct iam_call call_of(struct dcms_http_req *req)
-{
-    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
-                             req->ei};
-}
-
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
-                           json_t *v)
-{
-    if (!v)
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                                : DCMS_OK;
-}
-
 /* The body as an object of string members whose keys are all in `allowed`; bit i of
  * *invalid is set when member i is there but not an acceptable string. */
 static enum dcms_err body_strings(struct dcms_http_req *req, const char *const *allowed,
                                   const char **vals, size_t max_len, unsigned *invalid)
 {
     json_t *v;
-    enum dcms_err e = dcms_http_req_json(req, 0, &v);
+    enum dcms_err e = dcms_http_body_object(req, allowed, &v);
     if (e)
         return e;
-    if (!json_is_object(v))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    const char *key;
-    json_t *m;
-    json_object_foreach(v, key, m)
-    {
-        size_t i = 0;
-        while (allowed[i] && strcmp(allowed[i], key) != 0)
-            i++;
-        const char *path = dcms_arena_strndup(req->arena, key, strnlen(key, 200));
-        if (!allowed[i])
-            dcms_err_field(req->ei, path, "is not a known field");
-        else if (!json_is_string(m) || json_string_length(m) > max_len ||
-                 strlen(json_string_value(m)) != json_string_length(m)) {
-            dcms_err_field(req->ei, path, "must be a string of at most %zu characters", max_len);
+    for (size_t i = 0; allowed[i]; i++) {
+        json_t *m = json_object_get(v, allowed[i]);
+        if (!m)
+            continue;
+        if (!json_is_string(m) || json_string_length(m) > max_len ||
+            strlen(json_string_value(m)) != json_string_length(m)) {
+            dcms_err_field(req->ei, allowed[i], "must be a string of at most %zu characters",
+                           max_len);
             *invalid |= 1u << i;
         } else
             vals[i] = json_string_value(m);
@@ -429,9 +407,9 @@ enum dcms_err dcms_iam_http_signkey_challenge(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_signkey_challenge(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : reply(req, resp, 201, out);
+    return e ? e : dcms_http_reply(req, resp, 201, out);
 }
 
 static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_resp *resp,
@@ -445,7 +423,7 @@ static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_re
         return e;
     struct iam_signkey_in in = {v[0], v[1], v[2], v[3], invalid};
     json_t *out = NULL;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     const char *id = dcms_http_req_param(req, "id");
     /* The service adds its own problems to those found here, so all come back at once. */
     e = iam_signkey_register(&c, id, replace, &in, &out);
@@ -453,13 +431,12 @@ static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_re
         json_decref(out);
         return e ? e : req->ei->code;
     }
-    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/identities/%s/keys/%s", id,
-                                         json_string_value(json_object_get(out, "key_id")));
-    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
+    const char *prefix = dcms_arena_sprintf(req->arena, "/api/v1/identities/%s/keys/", id);
+    if (!prefix) {
         json_decref(out);
         return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
     }
-    return reply(req, resp, 201, out);
+    return dcms_http_reply_created(req, resp, prefix, "key_id", false, out);
 }
 
 enum dcms_err dcms_iam_http_signkey_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -475,16 +452,16 @@ enum dcms_err dcms_iam_http_signkey_rotate(struct dcms_http_req *req, struct dcm
 enum dcms_err dcms_iam_http_signkey_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_signkey_list(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_signkey_revoke(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out = NULL;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_signkey_revoke(&c, dcms_http_req_param(req, "id"),
                                          dcms_http_req_param(req, "key_id"), &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }

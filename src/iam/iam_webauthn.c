@@ -705,21 +705,6 @@ enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
 
 /* ---- handlers ---- */
 
-static struct iam_call call_of(struct dcms_http_req *req)
-{
-    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
-                             req->ei};
-}
-
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
-                           json_t *v)
-{
-    if (!v)
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                                : DCMS_OK;
-}
-
 /* An optional body {user_verification?} (plus `extra` keys); *uv defaults to "preferred". */
 static enum dcms_err options_body(struct dcms_http_req *req, const char *const *keys, json_t **body,
                                   const char **uv)
@@ -755,9 +740,9 @@ enum dcms_err dcms_iam_http_wa_register_options(struct dcms_http_req *req,
     enum dcms_err e = options_body(req, keys, &b, &uv);
     if (e)
         return e;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_wa_register_options(&c, uv, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
@@ -778,18 +763,12 @@ enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
     else if (nm)
         name = json_string_value(nm);
     json_object_del(cred, "name");
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_wa_register_verify(&c, cred, name, &out);
     json_decref(cred);
     if (e)
         return e;
-    const char *loc = dcms_arena_sprintf(req->arena, "/api/v1/webauthn/credentials/%s",
-                                         json_string_value(json_object_get(out, "id")));
-    if (!loc || dcms_http_resp_header(resp, "Location", loc)) {
-        json_decref(out);
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    return reply(req, resp, 201, out);
+    return dcms_http_reply_created(req, resp, "/api/v1/webauthn/credentials/", "id", false, out);
 }
 
 enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
@@ -810,7 +789,7 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
         if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
             return e;
     } else if (req->principal) {
-        struct iam_call c = call_of(req);
+        struct iam_call c = iam_call_of(req);
         if (no_api_key(&c))
             return req->ei->code;
         snprintf(id, sizeof(id), "%s", req->principal->id);
@@ -818,9 +797,9 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
         return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
                             "a bearer token or an mfa_ticket is required");
     }
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     e = iam_wa_assert_options(&c, id, uv, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -829,7 +808,7 @@ enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct d
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     if (no_api_key(&c))
         return req->ei->code;
     struct dcms_webauthn_result r;
@@ -839,26 +818,24 @@ enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct d
         return e;
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
-    return reply(req, resp, 200,
-                 json_pack("{s:s, s:b, s:b, s:I, s:s}", "credential_id", r.credential_id,
-                           "user_present", r.user_present, "user_verified", r.user_verified,
-                           "sign_count", (json_int_t)r.sign_count, "verified_at", now));
+    return dcms_http_reply(req, resp, 200,
+                           json_pack("{s:s, s:b, s:b, s:I, s:s}", "credential_id", r.credential_id,
+                                     "user_present", r.user_present, "user_verified",
+                                     r.user_verified, "sign_count", (json_int_t)r.sign_count,
+                                     "verified_at", now));
 }
 
 enum dcms_err dcms_iam_http_wa_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_wa_list(&c, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_wa_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_wa_delete(&c, dcms_http_req_param(req, "id"));
-    if (e)
-        return e;
-    dcms_http_resp_static(resp, 204, NULL, "", 0);
-    return DCMS_OK;
+    return e ? e : dcms_http_reply_no_content(resp);
 }

@@ -9,85 +9,39 @@
 #include "iam/mfa_http.h"
 #include "iam/mfa_int.h"
 
-static struct iam_call call_of(struct dcms_http_req *req)
-{
-    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
-                             req->ei};
-}
-
-static enum dcms_err reply(struct dcms_http_req *req, struct dcms_http_resp *resp, unsigned status,
-                           json_t *v)
-{
-    if (!v)
-        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_http_resp_json(resp, status, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
-                                                : DCMS_OK;
-}
-
-/* The body as an object whose members are all in `allowed` (problems recorded in req->ei). */
-static json_t *body_object(struct dcms_http_req *req, const char *const *allowed)
-{
-    json_t *v;
-    if (dcms_http_req_json(req, 0, &v))
-        return NULL;
-    if (!json_is_object(v)) {
-        dcms_err_field(req->ei, "", "must be a JSON object");
-        return NULL;
-    }
-    const char *key;
-    json_t *m;
-    json_object_foreach(v, key, m)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
-                           "is not a known field");
-    }
-    return v;
-}
-
 /* A string member of at most `max` bytes; NULL (and a problem when `required`) otherwise. */
 static const char *str_member(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
                               bool required)
 {
-    json_t *v = json_object_get(o, key);
-    if (!v) {
-        if (required)
-            dcms_err_field(req->ei, key, "is required");
+    if (required && !json_object_get(o, key)) {
+        dcms_err_field(req->ei, key, "is required");
         return NULL;
     }
-    if (!json_is_string(v) || json_string_length(v) > max ||
-        strlen(json_string_value(v)) != json_string_length(v)) {
-        dcms_err_field(req->ei, key, "must be a string of at most %zu characters", max);
-        return NULL;
-    }
-    return json_string_value(v);
+    return dcms_http_str_member(req, o, key, max, false);
 }
 
 /* {code} (a current TOTP code), the body of the routes that need one. */
 static const char *code_of(struct dcms_http_req *req)
 {
     static const char *const keys[] = {"code", NULL};
-    json_t *b = body_object(req, keys);
-    return b ? str_member(req, b, "code", 16, true) : NULL;
+    json_t *b;
+    return dcms_http_body_object(req, keys, &b) ? NULL : str_member(req, b, "code", 16, true);
 }
 
 enum dcms_err dcms_mfa_http_status(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_mfa_status(&c, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_mfa_http_totp_enroll(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_totp_enroll(&c, &out);
-    return e ? e : reply(req, resp, 201, out);
+    return e ? e : dcms_http_reply(req, resp, 201, out);
 }
 
 enum dcms_err dcms_mfa_http_totp_confirm(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -96,9 +50,9 @@ enum dcms_err dcms_mfa_http_totp_confirm(struct dcms_http_req *req, struct dcms_
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_totp_confirm(&c, code, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_mfa_http_totp_disable(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -106,12 +60,9 @@ enum dcms_err dcms_mfa_http_totp_disable(struct dcms_http_req *req, struct dcms_
     const char *code = code_of(req);
     if (req->ei->code)
         return req->ei->code;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_totp_disable(&c, code);
-    if (e)
-        return e;
-    dcms_http_resp_static(resp, 204, NULL, "", 0);
-    return DCMS_OK;
+    return e ? e : dcms_http_reply_no_content(resp);
 }
 
 enum dcms_err dcms_mfa_http_recovery_codes(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -120,17 +71,18 @@ enum dcms_err dcms_mfa_http_recovery_codes(struct dcms_http_req *req, struct dcm
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_recovery_regenerate(&c, code, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_apikey_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     static const char *const keys[] = {"name", "permissions", "expires_at", "identity_id", NULL};
-    json_t *b = body_object(req, keys);
-    if (!b)
-        return req->ei->code;
+    json_t *b;
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
+    if (e)
+        return e;
     struct iam_apikey_in in = {0};
     in.name = str_member(req, b, "name", 255, true);
     if (in.name && !in.name[0])
@@ -157,25 +109,22 @@ enum dcms_err dcms_apikey_http_create(struct dcms_http_req *req, struct dcms_htt
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = call_of(req);
-    enum dcms_err e = iam_apikey_create(&c, &in, &out);
-    return e ? e : reply(req, resp, 201, out);
+    struct iam_call c = iam_call_of(req);
+    e = iam_apikey_create(&c, &in, &out);
+    return e ? e : dcms_http_reply(req, resp, 201, out);
 }
 
 enum dcms_err dcms_apikey_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_apikey_list(&c, &out);
-    return e ? e : reply(req, resp, 200, out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_apikey_http_revoke(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    struct iam_call c = call_of(req);
+    struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_apikey_revoke(&c, dcms_http_req_param(req, "id"));
-    if (e)
-        return e;
-    dcms_http_resp_static(resp, 204, NULL, "", 0);
-    return DCMS_OK;
+    return e ? e : dcms_http_reply_no_content(resp);
 }

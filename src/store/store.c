@@ -439,3 +439,17 @@ const char *dcms_store_backend_name(const struct dcms_store *s)
 {
     return s->be->name;
 }
+
+json_t *dcms_store_rows_page(const struct dcms_store_rows *rows, int64_t limit, size_t cursor_col,
+                             const char *key,
+                             json_t *(*item)(const struct dcms_store_rows *rows, size_t i))
+{
+    json_t *items = json_array();
+    size_t n = dcms_store_rows_count(rows);
+    for (size_t i = 0; items && i < n; i++)
+        json_array_append_new(items, item(rows, i));
+    json_t *next = n && n == (size_t)limit
+                       ? json_string(dcms_store_rows_text(rows, n - 1, cursor_col))
+                       : json_null();
+    return json_pack("{s:o, s:o}", key, items, "next_cursor", next);
+}
