@@ -154,7 +154,7 @@ static int setup(void **state)
     chmod(x->cli, 0755);
     struct dcms_enclave_nitro_opts o = {.nitro_cli = x->cli,
                                         .vsock_port = 5005,
-                                        .timeout_ms = 2000,
+                                        .timeout_ms = 5000,
                                         .connect = fake_connect,
                                         .connect_ctx = x};
     struct dcms_errinfo ei;
@@ -272,7 +272,7 @@ static void test_run_enclave_errors(void **state)
     expect_start_error(x, "run-enclave=nocid", "no valid EnclaveCID");
     expect_start_error(x, "run-enclave=signal", "was killed by signal 9");
     int64_t t0 = (int64_t)time(NULL);
-    expect_start_error(x, "run-enclave=slow", "did not finish within 2000 ms");
+    expect_start_error(x, "run-enclave=slow", "did not finish within 5000 ms");
     assert_true((int64_t)time(NULL) - t0 < 8);
 }
 
@@ -414,7 +414,7 @@ static void test_attest_after_restart(void **state)
     struct fx *x = *state;
     struct dcms_enclave_nitro_opts o = {.nitro_cli = x->cli,
                                         .vsock_port = 5006,
-                                        .timeout_ms = 2000,
+                                        .timeout_ms = 5000,
                                         .connect = fake_connect,
                                         .connect_ctx = x};
     struct dcms_enclave_backend *b;
