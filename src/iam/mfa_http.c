@@ -106,8 +106,8 @@ enum dcms_err dcms_apikey_http_create(struct dcms_http_req *req, struct dcms_htt
                 in.perms[in.nperms++] = json_string_value(p);
         }
     }
-    if (req->ei->code)
-        return req->ei->code;
+    /* iam_apikey_create adds its own syntax checks to these and stops before
+     * the store when any failed, so every problem is reported at once. */
     json_t *out;
     struct iam_call c = iam_call_of(req);
     e = iam_apikey_create(&c, &in, &out);

@@ -98,6 +98,10 @@ describe('creating API keys', () => {
     r = await createKey({ name: 'x', identity_id: svc.id, permissions: ['identities:read', 'nope', 'a:b:c'], expires_at: inDays(400) });
     assert.equal(r.status, 422);
     assert.deepEqual(r.json.error.details.map((d) => d.field), ['expires_at', 'permissions[1]', 'permissions[2]']);
+    // Problems of the body's shape and of its values come in one answer.
+    r = await createKey({ name: '', identity_id: svc.id, permissions: ['nope'], expires_at: inDays(400) });
+    assert.equal(r.status, 422);
+    assert.deepEqual(r.json.error.details.map((d) => d.field).sort(), ['expires_at', 'name', 'permissions[0]']);
     r = await createKey({ name: 'x', identity_id: svc.id, permissions: ['identities:read'], expires_at: inDays(-1) });
     assert.equal(r.status, 422);
     r = await createKey({ name: 'x', identity_id: svc.id, permissions: ['identities:read'], expires_at: 'tomorrow' });

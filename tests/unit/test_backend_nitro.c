@@ -71,12 +71,36 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
     return remove(p);
 }
 
+/* One whole request frame: the backend may send its header and body apart, and
+ * an agent that answered (and closed) after the header alone would make the
+ * backend's send of the body fail instead of exercising the answer. */
+static ssize_t read_frame(int fd, uint8_t *buf, size_t cap)
+{
+    size_t have = 0;
+    for (;;) {
+        size_t need =
+            have < 4
+                ? 4
+                : 4 + ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]);
+        if (have >= need)
+            return (ssize_t)have;
+        if (need > cap)
+            return -1;
+        ssize_t r = read(fd, buf + have, need - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return have ? (ssize_t)have : r;
+        have += (size_t)r;
+    }
+}
+
 /* The enclave's agent: one request, one answer, per mode. */
 static void *agent_main(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     uint8_t buf[256];
-    ssize_t n = read(fd, buf, sizeof(buf));
+    ssize_t n = read_frame(fd, buf, sizeof(buf));
     if (n > 5) {
         uint8_t out[300];
         size_t len = (size_t)n - 5; /* the nonce */
@@ -94,7 +118,7 @@ static void *agent_bad_main(void *arg)
     int fd = (int)(intptr_t)arg & 0xffff;
     enum agent_mode mode = (enum agent_mode)((intptr_t)arg >> 16);
     uint8_t buf[256];
-    if (read(fd, buf, sizeof(buf)) > 0) {
+    if (read_frame(fd, buf, sizeof(buf)) > 0) {
         static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 1};
         static const uint8_t nsm[] = {0, 0, 0, 7, DCMS_CHAN_NSM_REQ, 0, 0, 0, 0, 0, 0};
         static const uint8_t err[] = {0, 0, 0, 3, DCMS_CHAN_ATTEST_RESP, 1, 'x'};
