@@ -15,8 +15,8 @@
  *
  * Only identities of kind "service" hold keys: people log in (and can add
  * a second factor); services, made by admins and normally without a
- * password, use keys. Admins (apikeys:manage) create keys; a key's
- * identity, or an admin, revokes it.
+ * password, use keys. Admins (apikeys:manage) create keys; a key
+ * itself, or a holder of apikeys:manage, revokes it.
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -471,8 +471,14 @@ enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id)
     if (!e && dcms_store_rows_count(rows) != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "API key not found");
     const char *owner = e ? NULL : dcms_store_rows_text(rows, 0, 0);
-    /* The key's own identity may always give up its keys; anyone else needs apikeys:manage. */
-    if (!e && strcmp(owner, c->p->id) != 0) {
+    /*
+     * A key may always give itself up, and a person its identity's keys; any
+     * other revocation (another key of the same service included) needs
+     * apikeys:manage, within the calling key's scope.
+     */
+    bool self =
+        !e && (c->p->api_key[0] ? strcmp(id, c->p->api_key) == 0 : strcmp(owner, c->p->id) == 0);
+    if (!e && !self) {
         struct dcms_iam_ctx ctx = {c->iam, c->client_ip};
         struct dcms_iam_resource res = {
             .type = "identity", .id = owner, .owner_id = owner, .scoped = true};

@@ -127,7 +127,11 @@ void iam_throttle_keys(const char *account, const char *client_ip, char acct[300
         acct[5 + i] =
             (char)((account[i] >= 'A' && account[i] <= 'Z') ? account[i] + 32 : account[i]);
     acct[5 + (el < 254 ? el : 254)] = '\0';
-    snprintf(ip, 80, "ip:%s", client_ip ? client_ip : "");
+    /* No address (a check from inside dcmsd): no address key, which all such checks would share. */
+    if (client_ip && *client_ip)
+        snprintf(ip, 80, "ip:%s", client_ip);
+    else
+        ip[0] = '\0';
 }
 
 enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,
@@ -178,6 +182,8 @@ enum dcms_err iam_throttle_fail(const struct iam_call *c, const char *acct_key, 
     unsigned long limits[2] = {c->iam->cfg->login_max_failures,
                                c->iam->cfg->login_max_failures_per_ip};
     for (size_t k = 0; !e && k < 2; k++) {
+        if (!keys[k][0])
+            continue;
         struct dcms_store_rows *rows = NULL;
         e = dcms_store_exec(tx, &q_throttle_fail,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(keys[k]), DCMS_VAL_TEXT(now_s),

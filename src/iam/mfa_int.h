@@ -185,7 +185,7 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
 
 /* ---- the login throttle, shared with iam_session.c ---- */
 
-/* "acct:<lowercased email or id>" and "ip:<addr>". */
+/* "acct:<lowercased email or id>" and "ip:<addr>" (empty without an address: no address key). */
 void iam_throttle_keys(const char *account, const char *client_ip, char acct[300], char ip[80]);
 /* DCMS_ERR_RATE_LIMITED (and *retry_after_s) while either key is locked. */
 enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,

@@ -240,4 +240,17 @@ describe('using API keys', () => {
     assert.equal(self.status, 204);
     assert.equal((await call('GET', '/api/v1/api-keys', { headers: bearer(ka.key) })).status, 401);
   });
+
+  test('a key outside apikeys:manage cannot revoke the other keys of its own service', async () => {
+    const a = await service(['auditor']);
+    const k1 = await newKey(a, ['identities:read']);
+    const k2 = await newKey(a, ['identities:read']);
+    const r = await call('DELETE', `/api/v1/api-keys/${k2.id}`, { headers: bearer(k1.key) }, '/api/v1/api-keys/{id}');
+    assert.equal(r.status, 403);
+    assert.match(r.json.error.message, /scope/);
+    const list = await call('GET', '/api/v1/api-keys', { headers: bearer(k2.key) });
+    assert.equal(list.status, 200);
+    assert.equal(list.json.api_keys.find((x) => x.id === k2.id).status, 'active');
+    assert.equal((await call('DELETE', `/api/v1/api-keys/${k1.id}`, { headers: bearer(k1.key) }, '/api/v1/api-keys/{id}')).status, 204);
+  });
 });

@@ -364,6 +364,48 @@ static void totp_check(struct fixture *f)
 }
 DCMS_TESTDB_CASE(totp_check)
 
+static struct dcms_query q_ip_rows =
+    DCMS_QUERY("t_ip_rows", "SELECT COUNT(*) FROM login_throttle WHERE key LIKE 'ip:%'");
+
+/*
+ * dcms_iam_totp_check knows no client address: its failures must not count
+ * against one address key shared by every such check (a user failing its
+ * own codes would lock everyone's contract signatures out).
+ */
+static void totp_check_no_shared_ip(struct fixture *f)
+{
+    setenv("DCMS_LOGIN_MAX_FAILURES", "20", 1);
+    setenv("DCMS_LOGIN_MAX_FAILURES_PER_IP", "2", 1);
+    open_all(f);
+    unsetenv("DCMS_LOGIN_MAX_FAILURES");
+    unsetenv("DCMS_LOGIN_MAX_FAILURES_PER_IP");
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    int64_t t0;
+    json_decref(enrol(f, key, &t0));
+    struct dcms_errinfo ei;
+    char code[8];
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0, 30, 6, IAM_TOTP_SHA1, code), DCMS_OK);
+    const char *wrong = strcmp(code, "000000") ? "000000" : "111111";
+    for (int i = 0; i < 3; i++) {
+        dcms_errinfo_init(&ei, NULL);
+        assert_int_equal(dcms_iam_totp_check(f->iam, f->admin_id, wrong, &ei), DCMS_ERR_VALIDATION);
+    }
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    CHECK(dcms_store_exec(tx, &q_ip_rows, NULL, 0, &rows, NULL, &ei), ei);
+    assert_int_equal(dcms_store_rows_int(rows, 0, 0), 0);
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    /* Three failures are below the account's limit: a right code still works. */
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0 + 30, 30, 6, IAM_TOTP_SHA1, code),
+                     DCMS_OK);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_iam_totp_check(f->iam, f->admin_id, code, &ei), ei);
+}
+DCMS_TESTDB_CASE(totp_check_no_shared_ip)
+
 struct race {
     struct fixture *f;
     char code[8];
@@ -418,6 +460,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(totp_once_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(totp_check_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(totp_check_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(totp_check_no_shared_ip_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(totp_check_no_shared_ip_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(totp_race_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(totp_race_pg, setup_pg, teardown),
 };
