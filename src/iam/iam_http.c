@@ -75,6 +75,8 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
 
 enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    static const char *const params[] = {"kind", "status", "cursor", "limit", NULL};
+    dcms_http_query_only(req, params);
     struct iam_list_in in = {.limit = 50};
     in.kind = dcms_http_req_query(req, "kind");
     in.status = dcms_http_req_query(req, "status");

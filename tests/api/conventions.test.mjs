@@ -1,7 +1,9 @@
 // API conventions across modules: policies can be read and deleted (and
 // the deletion takes effect at once here, and on another node within the
-// refresh period) and GET /auth/me tells the caller who it is. Every response is checked against
-// api/openapi.yaml. Runs on the backend chosen by DCMS_TEST_BACKEND.
+// refresh period), GET /auth/me tells the caller who it is, and unknown
+// or repeated query parameters are refused everywhere except on the
+// probes. Every response is checked against api/openapi.yaml. Runs on the
+// backend chosen by DCMS_TEST_BACKEND.
 
 import assert from 'node:assert/strict';
 import {randomUUID} from 'node:crypto';
@@ -183,5 +185,59 @@ describe('GET /auth/me', () => {
   test('anonymous: 401', async () => {
     assert.equal((await call('GET', '/api/v1/auth/me')).status, 401);
     assert.equal((await call('GET', '/api/v1/auth/me', {headers: bearer('x.y.z')})).status, 401);
+  });
+});
+
+describe('query parameters', () => {
+  const problems = (r) => r.json.error.details.map((d) => `${d.field}: ${d.problem}`).sort();
+
+  test('a misspelt parameter is refused by every route that takes some (422, named)', async () => {
+    const id = randomUUID();
+    const cases = [
+      ['/api/v1/identities?stauts=active', '/api/v1/identities'],
+      ['/api/v1/contracts?stauts=active', '/api/v1/contracts'],
+      ['/api/v1/enclaves?stauts=running', '/api/v1/enclaves'],
+      [`/api/v1/enclaves/${id}/compatibility?contract=x&stauts=1`, '/api/v1/enclaves/{id}/compatibility'],
+      ['/api/v1/audit/events?stauts=x', '/api/v1/audit/events'],
+      ['/api/v1/audit/export?stauts=x', '/api/v1/audit/export'],
+    ];
+    for (const [url, tmpl] of cases) {
+      const r = await call('GET', url, {headers: bearer(admin)}, tmpl);
+      assert.equal(r.status, 422, url);
+      assert.equal(r.json.error.code, 'validation_failed');
+      assert.ok(problems(r).includes('stauts: unknown query parameter'), `${url}: ${problems(r)}`);
+    }
+  });
+
+  test('unknown and value problems come back together; a repeated parameter is refused', async () => {
+    let r = await call('GET', '/api/v1/identities?stauts=active&limit=0&kind=robot', {headers: bearer(admin)});
+    assert.equal(r.status, 422);
+    assert.deepEqual(problems(r), [
+      'kind: must be organization, user or service', 'limit: must be an integer from 1 to 500',
+      'stauts: unknown query parameter']);
+    r = await call('GET', '/api/v1/identities?status=active&status=suspended', {headers: bearer(admin)});
+    assert.equal(r.status, 422);
+    assert.deepEqual(problems(r), ['status: is given more than once']);
+    r = await call('GET', '/api/v1/identities?status=active&limit=5', {headers: bearer(admin)});
+    assert.equal(r.status, 200);
+  });
+
+  test('routes that take none refuse any; the probes ignore them', async () => {
+    for (const [url, tmpl] of [
+      ['/api/v1/api-keys?all=1', '/api/v1/api-keys'],
+      ['/api/v1/policies?name=x', '/api/v1/policies'],
+      ['/api/v1/auth/me?x=1', '/api/v1/auth/me'],
+      [`/api/v1/identities/${randomUUID()}?expand=1`, '/api/v1/identities/{id}'],
+    ]) {
+      const r = await call('GET', url, {headers: bearer(admin)}, tmpl);
+      assert.equal(r.status, 422, url);
+      assert.deepEqual(problems(r), [`${new URL(url, 'http://x').searchParams.keys().next().value}: unknown query parameter`]);
+    }
+    // Authentication comes first: an anonymous caller learns nothing about parameters.
+    assert.equal((await call('GET', '/api/v1/api-keys?all=1', {}, '/api/v1/api-keys')).status, 401);
+    for (const p of ['/healthz', '/readyz', '/metrics']) {
+      const r = await call('GET', `${p}?_=${Date.now()}`, {}, p);
+      assert.equal(r.status, 200, p);
+    }
   });
 });
