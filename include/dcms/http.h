@@ -45,6 +45,8 @@ struct dcms_http_req {
     size_t nparams;
     /* Header and query lookups, provided by the server (or a test). */
     const char *(*lookup)(void *conn, int kind, const char *name);
+    /* Calls fn for every query argument name, in order, repeats included (NULL: none). */
+    void (*each_query)(void *conn, void (*fn)(void *ctx, const char *name), void *ctx);
     void *conn;
 };
 
@@ -102,6 +104,17 @@ enum dcms_err dcms_http_resp_header(struct dcms_http_resp *resp, const char *nam
  */
 bool dcms_http_query_int(struct dcms_http_req *req, const char *name, int64_t min, int64_t max,
                          int64_t *out);
+
+/*
+ * Refuses query arguments not named in `allowed` (NULL-terminated; NULL
+ * or empty: none allowed): each unknown name is recorded as a field
+ * problem ("unknown query parameter"), each name given more than once as
+ * "is given more than once". Returns true when there was no problem, so a
+ * handler calls it first and adds its value checks before looking at
+ * req->ei->code. Routes whose handler does not own its query (router.c)
+ * get this check with no name allowed before the handler runs.
+ */
+bool dcms_http_query_only(struct dcms_http_req *req, const char *const allowed[]);
 
 /*
  * The body as a JSON object whose members are all named in `allowed`

@@ -47,6 +47,10 @@ static const char *query_text(struct dcms_http_req *req, const char *name, size_
 
 enum dcms_err dcms_audit_http_events(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    static const char *const params[] = {"actor",   "action", "resource_type", "resource_id",
+                                         "outcome", "since",  "until",         "limit",
+                                         "cursor",  NULL};
+    dcms_http_query_only(req, params);
     struct audit_filter f = {.limit = LIST_DEFAULT};
     f.actor = query_text(req, "actor", 255);
     f.action_prefix = query_text(req, "action", 255);
@@ -113,6 +117,8 @@ static enum dcms_err append_line(struct dcms_buf *b, const char *wrap, json_t *v
 
 enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    static const char *const params[] = {"from_seq", "to_seq", NULL};
+    dcms_http_query_only(req, params);
     int64_t from = 1, to = INT64_MAX;
     dcms_http_query_int(req, "from_seq", 1, INT64_MAX, &from);
     dcms_http_query_int(req, "to_seq", 1, INT64_MAX, &to);

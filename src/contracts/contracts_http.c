@@ -76,6 +76,8 @@ enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_
 
 enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    static const char *const params[] = {"status", "party", "role", "q", "cursor", "limit", NULL};
+    dcms_http_query_only(req, params);
     struct ct_list_in in = {.limit = 50};
     in.status = dcms_http_req_query(req, "status");
     in.party = dcms_http_req_query(req, "party");

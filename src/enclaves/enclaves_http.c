@@ -50,6 +50,9 @@ enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_htt
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
+    static const char *const params[] = {"status", "contract_id", "provider_id", "backend",
+                                         "cursor", "limit",       NULL};
+    dcms_http_query_only(req, params);
     struct enclave_list_in in = {.limit = 50};
     in.status = dcms_http_req_query(req, "status");
     in.contract_id = dcms_http_req_query(req, "contract_id");
@@ -175,6 +178,9 @@ enum dcms_err dcms_enclaves_http_compatibility(struct dcms_http_req *req,
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
+    static const char *const params[] = {"contract_id", NULL};
+    if (!dcms_http_query_only(req, params))
+        return req->ei->code;
     json_t *out = NULL;
     e = enclave_compatibility(&c, dcms_http_req_param(req, "id"),
                               dcms_http_req_query(req, "contract_id"), &out);

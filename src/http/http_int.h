@@ -5,6 +5,7 @@
 #ifndef DCMS_HTTP_INT_H
 #define DCMS_HTTP_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,13 @@ struct dcms_route {
 
 extern const struct dcms_route dcms_routes[];
 extern const size_t dcms_routes_count;
+
+/*
+ * Whether the route's handler reads (and checks, with dcms_http_query_only)
+ * its own query string. For every other route the server refuses any query
+ * argument before the handler runs.
+ */
+bool dcms_route_owns_query(const struct dcms_route *r);
 
 enum route_match { ROUTE_FOUND, ROUTE_NO_PATH, ROUTE_BAD_METHOD };
 

@@ -99,6 +99,44 @@ bool dcms_http_query_int(struct dcms_http_req *req, const char *name, int64_t mi
     return true;
 }
 
+struct query_check {
+    struct dcms_http_req *req;
+    const char *const *allowed;
+    const char *seen[32];
+    size_t nseen;
+    bool ok;
+};
+
+static void query_check_one(void *ctx, const char *name)
+{
+    struct query_check *q = ctx;
+    const char *field = dcms_arena_strndup(q->req->arena, name, strnlen(name, 200));
+    bool known = false;
+    for (const char *const *a = q->allowed; a && *a && !known; a++)
+        known = strcmp(*a, name) == 0;
+    if (!known) {
+        dcms_err_field(q->req->ei, field, "unknown query parameter");
+        q->ok = false;
+        return;
+    }
+    for (size_t i = 0; i < q->nseen; i++)
+        if (strcmp(q->seen[i], name) == 0) {
+            dcms_err_field(q->req->ei, field, "is given more than once");
+            q->ok = false;
+            return;
+        }
+    if (q->nseen < sizeof(q->seen) / sizeof(q->seen[0]))
+        q->seen[q->nseen++] = field;
+}
+
+bool dcms_http_query_only(struct dcms_http_req *req, const char *const allowed[])
+{
+    struct query_check q = {.req = req, .allowed = allowed, .ok = true};
+    if (req->each_query)
+        req->each_query(req->conn, query_check_one, &q);
+    return q.ok;
+}
+
 enum dcms_err dcms_http_body_object(struct dcms_http_req *req, const char *const *allowed,
                                     json_t **out)
 {

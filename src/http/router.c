@@ -23,6 +23,27 @@ const struct dcms_route dcms_routes[] = {
 
 const size_t dcms_routes_count = sizeof(dcms_routes) / sizeof(dcms_routes[0]);
 
+/*
+ * The handlers that take query arguments and check them themselves
+ * (dcms_http_query_only). The probes and /metrics are here too: they ignore
+ * their query, so monitoring tools may add cache-busting arguments. A
+ * handler that starts reading a query argument is added here; until then
+ * the server refuses the argument with 400.
+ */
+static const dcms_http_handler_fn query_owners[] = {
+    dcms_sys_healthz,         dcms_sys_readyz,         dcms_sys_metrics,
+    dcms_audit_http_events,   dcms_audit_http_export,  dcms_iam_http_list,
+    dcms_contracts_http_list, dcms_enclaves_http_list, dcms_enclaves_http_compatibility,
+};
+
+bool dcms_route_owns_query(const struct dcms_route *r)
+{
+    for (size_t i = 0; i < sizeof(query_owners) / sizeof(query_owners[0]); i++)
+        if (query_owners[i] == r->handler)
+            return true;
+    return false;
+}
+
 /* Compares one path against one template; fills params when `req` is set. */
 static bool path_matches(const char *tmpl, const char *path, struct dcms_http_req *req)
 {

@@ -70,6 +70,27 @@ static const char *mhd_lookup(void *conn, int kind, const char *name)
         conn, kind == DCMS_HTTP_QUERY ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND, name);
 }
 
+struct query_walk {
+    void (*fn)(void *ctx, const char *name);
+    void *ctx;
+};
+
+static enum MHD_Result query_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct query_walk *w = cls;
+    w->fn(w->ctx, key ? key : "");
+    return MHD_YES;
+}
+
+static void mhd_each_query(void *conn, void (*fn)(void *ctx, const char *name), void *ctx)
+{
+    struct query_walk w = {fn, ctx};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_walk_one, &w);
+}
+
 static bool request_id_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -217,6 +238,7 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
     req->request_id = c->request_id;
     req->client_ip = c->client_ip;
     req->lookup = mhd_lookup;
+    req->each_query = mhd_each_query;
     req->conn = conn;
 
     switch (dcms_router_match(method, url, req, &c->route, c->allow, sizeof(c->allow))) {
@@ -233,6 +255,11 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
     const struct dcms_route *rt = &dcms_routes[c->route];
     if ((c->early = dcms_http_authorize(rt, req)))
         return c;
+    /* A route whose handler does not read the query string refuses any argument. */
+    if (!dcms_route_owns_query(rt) && !dcms_http_query_only(req, NULL)) {
+        c->early = c->ei.code;
+        return c;
+    }
     c->max_body =
         rt->max_body == DCMS_ROUTE_BODY_DEFAULT ? srv->app->cfg->max_body_bytes : rt->max_body;
     dcms_buf_init(&c->body, c->max_body);

@@ -75,6 +75,8 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
 
 enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    static const char *const params[] = {"kind", "status", "cursor", "limit", NULL};
+    dcms_http_query_only(req, params);
     struct iam_list_in in = {.limit = 50};
     in.kind = dcms_http_req_query(req, "kind");
     in.status = dcms_http_req_query(req, "status");
@@ -316,6 +318,29 @@ enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms
     struct iam_call c = iam_call_of(req);
     e = iam_policy_create(&c, b, &out);
     return e ? e : dcms_http_reply(req, resp, 201, out);
+}
+
+enum dcms_err dcms_iam_http_policy_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = iam_call_of(req);
+    enum dcms_err e = iam_policy_get(&c, dcms_http_req_param(req, "id"), &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_policy_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct iam_call c = iam_call_of(req);
+    enum dcms_err e = iam_policy_delete(&c, dcms_http_req_param(req, "id"));
+    return e ? e : dcms_http_reply_no_content(resp);
+}
+
+enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = iam_call_of(req);
+    enum dcms_err e = iam_identity_me(&c, &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -20,5 +20,8 @@ enum dcms_err dcms_iam_http_jwks(struct dcms_http_req *req, struct dcms_http_res
 enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_resp *resp);
 enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms_http_resp *resp);
 enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_http_resp *resp);
+enum dcms_err dcms_iam_http_policy_get(struct dcms_http_req *req, struct dcms_http_resp *resp);
+enum dcms_err dcms_iam_http_policy_delete(struct dcms_http_req *req, struct dcms_http_resp *resp);
+enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp);
 
 #endif

@@ -10,7 +10,7 @@
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
-#include "iam/iam_int.h"
+#include "iam/mfa_int.h"
 
 #define COLS                                                                                       \
     "id, kind, name, email, roles, status, organization_id, verified_at, verified_by, "            \
@@ -324,7 +324,9 @@ out:
     return e;
 }
 
-enum dcms_err iam_identity_get(const struct iam_call *c, const char *id, json_t **out)
+/* Identity `id` as its answer, after deciding `action` on it (NULL: no decision). */
+static enum dcms_err read_identity(const struct iam_call *c, const char *id, const char *action,
+                                   json_t **out)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
@@ -333,15 +335,52 @@ enum dcms_err iam_identity_get(const struct iam_call *c, const char *id, json_t 
     if (e)
         return e;
     e = load(tx, id, &rows, &r, c->ei);
-    if (!e) {
+    if (!e && action) {
         struct dcms_iam_resource res = resource_of(&r);
-        e = authorize(c, "identities:read", &res);
+        e = authorize(c, action, &res);
     }
     if (!e)
         *out = row_json(&r);
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
     return e;
+}
+
+enum dcms_err iam_identity_get(const struct iam_call *c, const char *id, json_t **out)
+{
+    return read_identity(c, id, "identities:read", out);
+}
+
+/* What the caller's token (or API key) says, beyond the identity. */
+static json_t *token_facts(const struct dcms_principal *p)
+{
+    json_t *roles = json_array();
+    for (unsigned bit = 1; roles && bit <= DCMS_ROLE_OPERATOR; bit <<= 1)
+        if (p->roles & bit)
+            json_array_append_new(roles, json_string(dcms_iam_role_name(bit)));
+    json_t *key = json_null();
+    if (p->api_key[0]) {
+        json_t *scope = json_array();
+        for (size_t i = 0; scope && i < p->nscope; i++)
+            json_array_append_new(scope, json_string(p->scope[i]));
+        key = json_pack("{s:s, s:o}", "id", p->api_key, "scope", scope);
+    }
+    char exp[DCMS_TIME_STRLEN];
+    dcms_time_format(p->exp_s * 1000000, exp);
+    return json_pack("{s:o, s:o, s:o, s:o, s:s}", "roles", roles, "amr", iam_amr_json(p->amr),
+                     "session_id", p->sid[0] ? json_string(p->sid) : json_null(), "api_key", key,
+                     "expires_at", exp);
+}
+
+enum dcms_err iam_identity_me(const struct iam_call *c, json_t **out)
+{
+    json_t *identity;
+    /* Anyone may read who they are: no identities:read decision here. */
+    enum dcms_err e = read_identity(c, c->p->id, NULL, &identity);
+    if (e)
+        return e;
+    *out = json_pack("{s:o, s:o}", "identity", identity, "token", token_facts(c->p));
+    return *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
 }
 
 /* One row of a list page (see dcms_store_rows_page). */

@@ -279,6 +279,21 @@ enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token) DC
 enum dcms_err iam_policy_create(const struct iam_call *c, const json_t *doc,
                                 json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_policy_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
+/*
+ * GET /auth/me: {identity: the caller's identity as GET /identities/{id}
+ * shows it, token: {roles, amr, session_id, api_key: {id, scope} or null,
+ * expires_at}}. Needs no permission beyond being authenticated.
+ */
+enum dcms_err iam_identity_me(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
+/* One policy as the list shows it; DCMS_ERR_NOT_FOUND when absent. */
+enum dcms_err iam_policy_get(const struct iam_call *c, const char *id,
+                             json_t **out) DCMS_MUST_CHECK;
+/*
+ * Deletes a policy and its attachments, audited ("policy.delete", the
+ * document in the details) in the same transaction, and reloads this
+ * node's policy snapshot; other nodes drop it at their next refresh.
+ */
+enum dcms_err iam_policy_delete(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
 
 /* Mail (iam_mail.c): sends pending outbox rows through DCMS_SMTP_URL; logs in dev mode. */
 void iam_mail_flush(struct dcms_iam *iam);

@@ -50,7 +50,7 @@ static json_t *key_json(const struct dcms_store_rows *r, size_t i)
                          : reason && strcmp(reason, "rotated") == 0 ? "rotated"
                                                                     : "revoked";
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:o}", "key_id", dcms_store_rows_text(r, i, K_ID),
+        "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:o}", "id", dcms_store_rows_text(r, i, K_ID),
         "identity_id", dcms_store_rows_text(r, i, K_IDENTITY), "alg",
         dcms_store_rows_text(r, i, K_ALG), "public_key", dcms_store_rows_text(r, i, K_PK), "name",
         str_or_null(dcms_store_rows_text(r, i, K_NAME)), "status", status, "created_at",
@@ -436,7 +436,7 @@ static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_re
         json_decref(out);
         return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
     }
-    return dcms_http_reply_created(req, resp, prefix, "key_id", false, out);
+    return dcms_http_reply_created(req, resp, prefix, "id", false, out);
 }
 
 enum dcms_err dcms_iam_http_signkey_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -463,5 +463,7 @@ enum dcms_err dcms_iam_http_signkey_revoke(struct dcms_http_req *req, struct dcm
     struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_signkey_revoke(&c, dcms_http_req_param(req, "id"),
                                          dcms_http_req_param(req, "key_id"), &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    /* A revoke answers 204 like every DELETE; the key stays listed as revoked. */
+    json_decref(out);
+    return e ? e : dcms_http_reply_no_content(resp);
 }

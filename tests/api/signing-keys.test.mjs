@@ -94,14 +94,14 @@ describe('registration with a proof of possession', () => {
     assert.equal(r.json.alg, 'Ed25519');
     assert.equal(r.json.name, 'laptop');
     assert.equal(r.json.revoked_at, null);
-    assert.equal(r.headers.get('location'), `/api/v1/identities/${u.id}/keys/${r.json.key_id}`);
+    assert.equal(r.headers.get('location'), `/api/v1/identities/${u.id}/keys/${r.json.id}`);
     const l = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(u.token)},
                          '/api/v1/identities/{id}/keys');
     assert.equal(l.status, 200);
-    assert.deepEqual(l.json.keys.map((x) => x.key_id), [r.json.key_id]);
+    assert.deepEqual(l.json.keys.map((x) => x.id), [r.json.id]);
     const ev = await auditEvents(`action=signing_key.register&actor=${u.id}`);
     assert.equal(ev.length, 1);
-    assert.equal(ev[0].resource_id, r.json.key_id);
+    assert.equal(ev[0].resource_id, r.json.id);
   });
 
   test('a signature by another key, over another challenge or a tampered one is refused (422 signature) and audited', async () => {
@@ -204,38 +204,40 @@ describe('rotation and revocation', () => {
     const k1 = newKey(), k2 = newKey(), k3 = newKey();
     const r1 = await register(u, k1);
     assert.equal(r1.status, 201);
-    const r2 = await register(u, k2, {path: `/api/v1/identities/${u.id}/keys/${r1.json.key_id}/rotate`});
+    const r2 = await register(u, k2, {path: `/api/v1/identities/${u.id}/keys/${r1.json.id}/rotate`});
     assert.equal(r2.status, 201, JSON.stringify(r2.json));
     assert.equal(r2.json.public_key, k2.b64);
     let l = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(u.token)},
                        '/api/v1/identities/{id}/keys');
-    const old = l.json.keys.find((x) => x.key_id === r1.json.key_id);
+    const old = l.json.keys.find((x) => x.id === r1.json.id);
     assert.equal(old.status, 'rotated');
-    assert.equal(old.replaced_by, r2.json.key_id);
+    assert.equal(old.replaced_by, r2.json.id);
     assert.ok(old.revoked_at >= old.created_at);
     // A rotated key cannot be rotated again.
-    let r = await register(u, k3, {path: `/api/v1/identities/${u.id}/keys/${r1.json.key_id}/rotate`});
+    let r = await register(u, k3, {path: `/api/v1/identities/${u.id}/keys/${r1.json.id}/rotate`});
     assert.equal(r.status, 409);
     // A rotation without a valid proof leaves the old key active.
     const ch = await challenge(u);
-    r = await call('POST', `/api/v1/identities/${u.id}/keys/${r2.json.key_id}/rotate`, {
+    r = await call('POST', `/api/v1/identities/${u.id}/keys/${r2.json.id}/rotate`, {
       headers: bearer(u.token),
       json: {public_key: k3.b64, challenge_id: ch.challenge_id, signature: pop(ch, k3, k2)},
     }, '/api/v1/identities/{id}/keys/{key_id}/rotate');
     assert.equal(r.status, 422);
     // Revoke (the identity itself).
-    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r2.json.key_id}`, {headers: bearer(u.token)},
+    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r2.json.id}`, {headers: bearer(u.token)},
                    '/api/v1/identities/{id}/keys/{key_id}');
-    assert.equal(r.status, 200);
-    assert.equal(r.json.status, 'revoked');
-    assert.ok(r.json.revoked_at);
-    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r2.json.key_id}`, {headers: bearer(u.token)},
+    assert.equal(r.status, 204);
+    l = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(u.token)}, '/api/v1/identities/{id}/keys');
+    const gone = l.json.keys.find((x) => x.id === r2.json.id);
+    assert.equal(gone.status, 'revoked');
+    assert.ok(gone.revoked_at);
+    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r2.json.id}`, {headers: bearer(u.token)},
                    '/api/v1/identities/{id}/keys/{key_id}');
     assert.equal(r.status, 409);
     l = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(admin)}, '/api/v1/identities/{id}/keys');
     assert.deepEqual(l.json.keys.map((x) => x.status), ['rotated', 'revoked']);
     const ev = await auditEvents(`action=signing_key.rotate&actor=${u.id}`);
-    assert.ok(ev.some((e) => e.outcome === 'success' && e.resource_id === r2.json.key_id));
+    assert.ok(ev.some((e) => e.outcome === 'success' && e.resource_id === r2.json.id));
     assert.ok(ev.some((e) => e.outcome === 'denied'));
     assert.equal((await auditEvents(`action=signing_key.revoke&actor=${u.id}`)).length, 1);
     // The revoked public key may be registered again (as a new key).
@@ -251,16 +253,17 @@ describe('rotation and revocation', () => {
     const r1 = await register(u, newKey());
     let r = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(v.token)}, '/api/v1/identities/{id}/keys');
     assert.equal(r.status, 403);
-    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r1.json.key_id}`, {headers: bearer(v.token)},
+    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r1.json.id}`, {headers: bearer(v.token)},
                    '/api/v1/identities/{id}/keys/{key_id}');
     assert.equal(r.status, 403);
-    r = await call('DELETE', `/api/v1/identities/${v.id}/keys/${r1.json.key_id}`, {headers: bearer(v.token)},
+    r = await call('DELETE', `/api/v1/identities/${v.id}/keys/${r1.json.id}`, {headers: bearer(v.token)},
                    '/api/v1/identities/{id}/keys/{key_id}');
     assert.equal(r.status, 404);
-    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r1.json.key_id}`, {headers: bearer(admin)},
+    r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r1.json.id}`, {headers: bearer(admin)},
                    '/api/v1/identities/{id}/keys/{key_id}');
-    assert.equal(r.status, 200);
-    assert.equal(r.json.status, 'revoked');
+    assert.equal(r.status, 204);
+    const l = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(admin)}, '/api/v1/identities/{id}/keys');
+    assert.equal(l.json.keys.find((x) => x.id === r1.json.id).status, 'revoked');
   });
 });
 

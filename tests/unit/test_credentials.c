@@ -185,7 +185,7 @@ static enum dcms_err register_seed(struct fixture *f, const struct dcms_principa
     enum dcms_err e = iam_signkey_register(&c, p->id, replace, &in, &out);
     if (!e)
         snprintf(key_id, DCMS_SIGNING_KEY_ID_MAX + 1, "%s",
-                 json_string_value(json_object_get(out, "key_id")));
+                 json_string_value(json_object_get(out, "id")));
     json_decref(out);
     json_decref(ch);
     return e;

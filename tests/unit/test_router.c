@@ -1,7 +1,8 @@
 /*
  * The router (src/http/router.c): matching the real route table (exact
  * paths, HEAD as GET, unknown paths, wrong methods and the Allow list), and
- * the template matcher path_matches() with parameters. The table has no
+ * the template matcher path_matches() with parameters, and the query-string
+ * check (dcms_http_query_only, dcms_route_owns_query). The table has no
  * parameterised route yet, so this file includes router.c to reach the
  * static matcher; the library's copy of router.o is then never linked.
  */
@@ -233,7 +234,71 @@ static void param_out_of_memory(void **state)
     dcms_arena_free(a);
 }
 
+/* A query string for dcms_http_query_only: the names, NULL-terminated. */
+static void fake_each_query(void *conn, void (*fn)(void *ctx, const char *name), void *ctx)
+{
+    for (const char *const *n = conn; *n; n++)
+        fn(ctx, *n);
+}
+
+static bool has_problem(const struct dcms_errinfo *ei, const char *field, const char *problem)
+{
+    for (size_t i = 0; i < ei->ndetails; i++)
+        if (strcmp(ei->details[i].field, field) == 0 &&
+            strcmp(ei->details[i].problem, problem) == 0)
+            return true;
+    return false;
+}
+
+static void query_only(void **state)
+{
+    struct fixture *f = *state;
+    struct dcms_errinfo ei;
+    static const char *const allowed[] = {"status", "limit", NULL};
+    static const char *const good[] = {"status", "limit", NULL};
+    static const char *const bad[] = {"stauts", "status", "status", "", NULL};
+    f->req.ei = &ei;
+    f->req.each_query = fake_each_query;
+
+    dcms_errinfo_init(&ei, f->arena);
+    f->req.conn = (void *)good;
+    assert_true(dcms_http_query_only(&f->req, allowed));
+    assert_int_equal(ei.code, DCMS_OK);
+
+    dcms_errinfo_init(&ei, f->arena);
+    f->req.conn = (void *)bad;
+    assert_false(dcms_http_query_only(&f->req, allowed));
+    assert_int_equal(ei.code, DCMS_ERR_VALIDATION);
+    assert_int_equal(ei.ndetails, 3);
+    assert_true(has_problem(&ei, "stauts", "unknown query parameter"));
+    assert_true(has_problem(&ei, "status", "is given more than once"));
+    assert_true(has_problem(&ei, "", "unknown query parameter"));
+
+    /* NULL allowed: nothing is; no query at all is fine. */
+    dcms_errinfo_init(&ei, f->arena);
+    f->req.conn = (void *)good;
+    assert_false(dcms_http_query_only(&f->req, NULL));
+    assert_int_equal(ei.ndetails, 2);
+    dcms_errinfo_init(&ei, f->arena);
+    f->req.each_query = NULL;
+    assert_true(dcms_http_query_only(&f->req, NULL));
+}
+
+static void query_owners_listed(void **state)
+{
+    (void)state;
+    assert_true(dcms_route_owns_query(&dcms_routes[route_index("GET", "/healthz")]));
+    assert_true(dcms_route_owns_query(&dcms_routes[route_index("GET", "/api/v1/identities")]));
+    assert_true(dcms_route_owns_query(&dcms_routes[route_index("GET", "/api/v1/audit/events")]));
+    assert_false(dcms_route_owns_query(&dcms_routes[route_index("GET", "/api/v1/api-keys")]));
+    assert_false(dcms_route_owns_query(&dcms_routes[route_index("GET", "/api/v1/auth/me")]));
+    assert_false(
+        dcms_route_owns_query(&dcms_routes[route_index("DELETE", "/api/v1/policies/{id}")]));
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(query_only, setup, teardown),
+    cmocka_unit_test(query_owners_listed),
     cmocka_unit_test_setup_teardown(exact_match, setup, teardown),
     cmocka_unit_test_setup_teardown(head_matches_get, setup, teardown),
     cmocka_unit_test_setup_teardown(unknown_path, setup, teardown),

@@ -62,7 +62,7 @@ export async function contractsContext(env = {}) {
              signature: sign(null, msg, privateKey).toString('base64url')},
     }, '/api/v1/identities/{id}/keys');
     assert.equal(r.status, 201, JSON.stringify(r.json));
-    return {key_id: r.json.key_id, privateKey};
+    return {key_id: r.json.id, privateKey};
   }
 
   /** A provider user and a consumer user, each with a registered signing key. */
