@@ -55,6 +55,8 @@ struct dcms_principal {
     unsigned roles; /* DCMS_ROLE_* */
     unsigned amr;   /* DCMS_AMR_* */
     int64_t iat_s, exp_s;
+    /* When the session's login happened (auth_time; refreshes keep it); 0 when unknown. */
+    int64_t auth_time_s;
     /*
      * Callers authenticated by an API key: the key's id, and its scope (the
      * actions it may perform, '*' wildcards) in the request arena. Every

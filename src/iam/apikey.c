@@ -318,6 +318,8 @@ enum dcms_err iam_apikey_create(const struct iam_call *c, const struct iam_apike
                                 json_t **out)
 {
     struct dcms_errinfo *ei = c->ei;
+    if (iam_require_recent_auth(c, "creating an API key"))
+        return ei->code;
     const char *target = in->identity_id ? in->identity_id : c->p->id;
     int64_t now_us = dcms_clock_now_us(), exp_us = 0;
     if (in->identity_id && !dcms_uuid_valid(in->identity_id))

@@ -426,8 +426,8 @@ enum dcms_err iam_verify_password(struct dcms_iam *iam, const char *hash, const 
 /* ---- access tokens ---- */
 
 enum dcms_err iam_issue_access(struct dcms_iam *iam, const char *sub, const char *org,
-                               unsigned roles, unsigned amr, const char *sid, char **token,
-                               struct dcms_errinfo *ei)
+                               unsigned roles, unsigned amr, const char *sid, int64_t auth_time_s,
+                               char **token, struct dcms_errinfo *ei)
 {
     struct iam_keyset *ks = iam_keys_get(iam);
     if (ks && dcms_clock_mono_us() - ks->loaded_us > KEYS_MAX_AGE_US) {
@@ -452,10 +452,11 @@ enum dcms_err iam_issue_access(struct dcms_iam *iam, const char *sub, const char
     json_int_t now = dcms_clock_now_us() / 1000000;
     json_t *amrs = iam_amr_json(amr);
     json_t *c =
-        json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:s, s:o, s:s}", "iss", iam->cfg->jwt_issuer,
-                  "aud", iam->cfg->jwt_audience, "sub", sub, "roles", iam_roles_to_json(roles),
-                  "org", org && *org ? json_string(org) : json_null(), "iat", now, "exp",
-                  now + (json_int_t)iam->cfg->jwt_ttl_s, "jti", jti, "amr", amrs, "sid", sid);
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:s, s:o, s:s, s:I}", "iss",
+                  iam->cfg->jwt_issuer, "aud", iam->cfg->jwt_audience, "sub", sub, "roles",
+                  iam_roles_to_json(roles), "org", org && *org ? json_string(org) : json_null(),
+                  "iat", now, "exp", now + (json_int_t)iam->cfg->jwt_ttl_s, "jti", jti, "amr", amrs,
+                  "sid", sid, "auth_time", (json_int_t)auth_time_s);
     enum dcms_err e = c ? iam_jwt_sign(k, c, token) : DCMS_ERR_NOMEM;
     json_decref(c);
     iam_keys_put(ks);

@@ -217,10 +217,14 @@ enum dcms_err iam_verify_password(struct dcms_iam *iam, const char *hash, const 
 /* Drops every cached token verification (after a revocation). */
 void iam_revocation_bump(struct dcms_iam *iam);
 
-/* Signs an access token for the given identity/session. *token malloc'd. */
+/*
+ * Signs an access token for the given identity/session. auth_time_s is when
+ * the session's login happened (a refresh passes the family's creation
+ * time). *token malloc'd.
+ */
 enum dcms_err iam_issue_access(struct dcms_iam *iam, const char *sub, const char *org,
-                               unsigned roles, unsigned amr, const char *sid, char **token,
-                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+                               unsigned roles, unsigned amr, const char *sid, int64_t auth_time_s,
+                               char **token, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* roles JSON array text → bit set (unknown names ignored). */
 unsigned iam_roles_from_json_text(const char *text);
@@ -242,6 +246,20 @@ struct iam_call {
 
 /* The call context of a request (defined in iam_http.c, shared by every IAM handler file). */
 struct iam_call iam_call_of(const struct dcms_http_req *req);
+
+/*
+ * The step-up rule for every change to the credentials that protect an
+ * account or that signatures rest on (iam_stepup.c). The caller must be a
+ * person's session (not an API key) whose login, not a refresh, happened
+ * at most DCMS_IAM_STEPUP_MAX_AGE_S ago (the token's auth_time), and, when
+ * the caller has a second factor enrolled (confirmed TOTP or a passkey),
+ * that login must have used it (amr "mfa"). Otherwise 403
+ * reauthentication_required (DCMS_ERR_REAUTH_REQUIRED; the HTTP layer
+ * audits it as a denial) with a message naming `purpose` ("registering a
+ * signing key") and what to do. Call it before opening a transaction.
+ */
+enum dcms_err iam_require_recent_auth(const struct iam_call *c,
+                                      const char *purpose) DCMS_MUST_CHECK;
 
 struct iam_identity_in {
     const char *kind, *name, *email, *password, *organization_id;

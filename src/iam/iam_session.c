@@ -50,7 +50,7 @@ static struct dcms_query q_rt_insert = DCMS_QUERY(
 static struct dcms_query q_rt_get = DCMS_QUERY(
     "iam_refresh_get",
     "SELECT r.family_id, r.used_at, r.expires_at, f.revoked_at, f.identity_id, f.amr, "
-    "f.expires_at, i.status, i.roles, i.organization_id FROM refresh_tokens r "
+    "f.expires_at, i.status, i.roles, i.organization_id, f.created_at FROM refresh_tokens r "
     "JOIN session_families f ON f.id = r.family_id JOIN identities i ON i.id = f.identity_id "
     "WHERE r.token_hash = $1");
 static struct dcms_query q_rt_use =
@@ -341,7 +341,7 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
     char *access = NULL;
     if (!e)
         e = iam_issue_access(iam, w->id, w->org, iam_roles_from_json_text(w->roles), amr, fam,
-                             &access, ei);
+                             now / 1000000, &access, ei);
     if (!e && !(*out = token_response(iam, access, token)))
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     sodium_memzero(token, sizeof(token));
@@ -531,9 +531,14 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
         return e;
     }
     char *access = NULL;
+    /* The new token keeps the login's time: a refresh is not a fresh authentication. */
+    int64_t auth_us = 0;
+    if (dcms_time_parse(dcms_store_rows_text(rows, 0, 10), &auth_us))
+        auth_us = 0;
     e = iam_issue_access(iam, id, dcms_store_rows_text(rows, 0, 9),
                          iam_roles_from_json_text(dcms_store_rows_text(rows, 0, 8)),
-                         amr_from_text(dcms_store_rows_text(rows, 0, 5)), fam, &access, ei);
+                         amr_from_text(dcms_store_rows_text(rows, 0, 5)), fam, auth_us / 1000000,
+                         &access, ei);
     if (!e && !(*out = token_response(iam, access, token)))
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     sodium_memzero(token, sizeof(token));

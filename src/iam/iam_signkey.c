@@ -88,6 +88,8 @@ void iam_signkey_pop_message(const unsigned char challenge[IAM_CHALLENGE_BYTES],
 
 enum dcms_err iam_signkey_challenge(const struct iam_call *c, const char *identity_id, json_t **out)
 {
+    if (iam_require_recent_auth(c, "registering a signing key"))
+        return c->ei->code;
     struct dcms_store_tx *tx;
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, c->ei);
     if (e)
@@ -141,6 +143,9 @@ enum dcms_err iam_signkey_register(const struct iam_call *c, const char *identit
                                    json_t **out)
 {
     struct dcms_errinfo *ei = c->ei;
+    if (iam_require_recent_auth(c, replace_key_id ? "rotating a signing key"
+                                                  : "registering a signing key"))
+        return ei->code;
     unsigned char pk[32], sig[64];
     check_input(in, pk, sig, ei);
     if (ei->code)
@@ -276,6 +281,8 @@ enum dcms_err iam_signkey_revoke(const struct iam_call *c, const char *identity_
     struct dcms_store_rows *rows = NULL;
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
+    if (iam_require_recent_auth(c, "revoking a signing key"))
+        return ei->code;
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei);
     if (e)
         return e;

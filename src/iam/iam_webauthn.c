@@ -301,7 +301,7 @@ static enum dcms_err no_api_key(const struct iam_call *c)
 enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv, json_t **out)
 {
     struct dcms_errinfo *ei = c->ei;
-    if (no_api_key(c))
+    if (no_api_key(c) || iam_require_recent_auth(c, "registering a passkey"))
         return ei->code;
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL, *ident = NULL;
@@ -395,7 +395,7 @@ enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *cre
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
     struct wa_cred_in in;
-    if (no_api_key(c))
+    if (no_api_key(c) || iam_require_recent_auth(c, "registering a passkey"))
         return ei->code;
     if (name && (strlen(name) < 1 || strlen(name) > 100))
         dcms_err_field(ei, "name", "must be 1 to 100 characters");
@@ -683,7 +683,7 @@ enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out)
 
 enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
 {
-    if (no_api_key(c))
+    if (no_api_key(c) || iam_require_recent_auth(c, "deleting a passkey"))
         return c->ei->code;
     if (!id || !dcms_uuid_valid(id))
         return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");

@@ -407,5 +407,10 @@ enum dcms_err iam_claims_principal(const json_t *c, struct dcms_principal *p,
     }
     p->iat_s = json_integer_value(json_object_get(c, "iat"));
     p->exp_s = json_integer_value(json_object_get(c, "exp"));
+    /* auth_time (OIDC): the login this session started with; tokens without it count as old. */
+    const json_t *at = json_object_get(c, "auth_time");
+    if (at && (!json_is_integer(at) || json_integer_value(at) < 0))
+        return unauth(ei, "bad auth_time");
+    p->auth_time_s = at ? json_integer_value(at) : 0;
     return DCMS_OK;
 }

@@ -173,6 +173,8 @@ enum dcms_err iam_recovery_regenerate(const struct iam_call *c, const char *totp
 {
     if (c->p->api_key[0])
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot manage second factors");
+    if (iam_require_recent_auth(c, "replacing recovery codes"))
+        return c->ei->code;
     enum dcms_err e = iam_totp_check_throttled(c, c->p->id, totp, "code");
     if (e == DCMS_ERR_CONFLICT) {
         dcms_errinfo_init(c->ei, c->ei->arena);

@@ -327,6 +327,8 @@ enum dcms_err iam_totp_enroll(const struct iam_call *c, json_t **out)
 {
     if (is_api_key(c))
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot manage second factors");
+    if (iam_require_recent_auth(c, "enrolling TOTP"))
+        return c->ei->code;
     struct totp_row r;
     enum dcms_err e = totp_read(c->iam, c->p->id, &r, c->ei);
     if (e)
@@ -381,6 +383,8 @@ enum dcms_err iam_totp_confirm(const struct iam_call *c, const char *code, json_
 {
     if (is_api_key(c))
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot manage second factors");
+    if (iam_require_recent_auth(c, "confirming TOTP"))
+        return c->ei->code;
     struct totp_row r;
     enum dcms_err e = totp_read(c->iam, c->p->id, &r, c->ei);
     if (e)
@@ -431,6 +435,8 @@ enum dcms_err iam_totp_disable(const struct iam_call *c, const char *code)
 {
     if (is_api_key(c))
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot manage second factors");
+    if (iam_require_recent_auth(c, "disabling TOTP"))
+        return c->ei->code;
     enum dcms_err e = iam_totp_check_throttled(c, c->p->id, code, "code");
     if (e)
         return e;

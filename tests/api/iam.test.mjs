@@ -82,7 +82,7 @@ describe('bootstrap, tokens and JWKS', () => {
              const [hdr, claims] = parts(r.json.access_token);
              assert.deepEqual(Object.keys(hdr).sort(), [ 'alg', 'kid', 'typ' ]);
              assert.equal(hdr.alg, 'ES256');
-             for (const c of ['sub', 'roles', 'org', 'iat', 'exp', 'jti', 'amr', 'iss', 'aud'])
+             for (const c of ['sub', 'roles', 'org', 'iat', 'exp', 'jti', 'amr', 'iss', 'aud', 'auth_time'])
                  assert.ok(c in claims, c);
              assert.deepEqual(claims.roles, [ 'admin' ]);
              assert.deepEqual(claims.amr, [ 'pwd' ]);

@@ -150,8 +150,15 @@ describe('TOTP enrolment', () => {
       recovery_codes_remaining: 10,
       factors: ['totp', 'recovery_code'],
     });
+    // The password-only session predates the factor: it can no longer change credentials.
+    const stale = await call('POST', '/api/v1/mfa/totp/enroll', { headers: bearer(token) });
+    assert.equal(stale.status, 403);
+    assert.equal(stale.json.error.code, 'reauthentication_required');
+    assert.match(stale.json.error.message, /log in again with your second factor within the last 10 minutes/);
     // The secret is never returned again: enrolling while confirmed is refused.
-    const again = await call('POST', '/api/v1/mfa/totp/enroll', { headers: bearer(token) });
+    const mfa = await login({ email: u.email, password: PW, totp: totp(secret, 1) });
+    assert.equal(mfa.status, 200, JSON.stringify(mfa.json));
+    const again = await call('POST', '/api/v1/mfa/totp/enroll', { headers: bearer(mfa.json.access_token) });
     assert.equal(again.status, 409);
     assert.ok(!again.text.includes(secret));
     const events = await auditEvents(`actor=${u.id}&limit=50`);
@@ -271,10 +278,18 @@ describe('recovery codes', () => {
     let st = await call('GET', '/api/v1/mfa', { headers: bearer(token) });
     assert.equal(st.json.recovery_codes_remaining, 9);
 
-    const bad = await call('POST', '/api/v1/mfa/recovery-codes', { headers: bearer(token), json: { code: '000000' } });
+    // Regenerating needs a session started with the second factor (the recovery code login is one).
+    const stale = await call('POST', '/api/v1/mfa/recovery-codes', {
+      headers: bearer(token),
+      json: { code: totp(secret, 1) },
+    });
+    assert.equal(stale.status, 403);
+    assert.equal(stale.json.error.code, 'reauthentication_required');
+    const mfaToken = ok.json.access_token;
+    const bad = await call('POST', '/api/v1/mfa/recovery-codes', { headers: bearer(mfaToken), json: { code: '000000' } });
     assert.ok([422, 429].includes(bad.status));
     const regen = await call('POST', '/api/v1/mfa/recovery-codes', {
-      headers: bearer(token),
+      headers: bearer(mfaToken),
       json: { code: totp(secret, 1) },
     });
     assert.equal(regen.status, 200, JSON.stringify(regen.json));
@@ -296,9 +311,16 @@ describe('recovery codes', () => {
 describe('disabling TOTP', () => {
   test('needs a current code; afterwards login asks for the password only', async () => {
     const u = await newUser('disable');
-    const { secret, token } = await enrol(u);
+    const { secret, recovery, token: pwdOnly } = await enrol(u);
     const right = totp(secret, 1);
     const wrong = String((Number(right) + 500000) % 1000000).padStart(6, '0');
+    // A session without the second factor cannot remove it, even with a right code (not used up).
+    const stale = await call('POST', '/api/v1/mfa/totp/disable', { headers: bearer(pwdOnly), json: { code: right } });
+    assert.equal(stale.status, 403);
+    assert.equal(stale.json.error.code, 'reauthentication_required');
+    const rc = await login({ email: u.email, password: PW, recovery_code: recovery[0] });
+    assert.equal(rc.status, 200, JSON.stringify(rc.json));
+    const token = rc.json.access_token;
     const bad = await call('POST', '/api/v1/mfa/totp/disable', { headers: bearer(token), json: { code: wrong } });
     assert.equal(bad.status, 422);
     assert.equal(bad.json.error.details[0].field, 'code');

@@ -123,6 +123,18 @@ async function register(u, auth, opts) {
   return post('/api/v1/webauthn/register/verify', u.token, auth.create(o.json, opts));
 }
 
+/**
+ * Logs `u` in again with the password and `auth`'s passkey, as changing credentials needs
+ * once a passkey is registered (docs/iam.md); u.token becomes that session's token.
+ */
+async function passkeyLogin(u, auth) {
+  const r = await call('POST', '/api/v1/auth/login', {json: {email: u.email, password: PW}});
+  assert.equal(r.status, 401, JSON.stringify(r.json));
+  const ok = await call('POST', '/api/v1/auth/login', {json: {mfa_ticket: r.json.mfa_ticket, webauthn: auth.get(r.json.challenges.webauthn)}});
+  assert.equal(ok.status, 200, JSON.stringify(ok.json));
+  u.token = ok.json.access_token;
+}
+
 async function assertOptions(u) {
   const o = await post('/api/v1/webauthn/assert/options', u.token);
   assert.equal(o.status, 200, JSON.stringify(o.json));
@@ -176,6 +188,11 @@ describe('registration', () => {
     assert.deepEqual(r1.json.transports, ['internal']);
     assert.equal(r1.json.aaguid, '00000000-0000-0000-0000-000000000000');
     assert.equal(r1.headers.get('location'), `/api/v1/webauthn/credentials/${r1.json.id}`);
+    // The password-only session no longer suffices to add a second passkey: log in with the first.
+    const refused = await post('/api/v1/webauthn/register/options', u.token);
+    assert.equal(refused.status, 403);
+    assert.equal(refused.json.error.code, 'reauthentication_required');
+    await passkeyLogin(u, a);
     const r2 = await register(u, b, {fmt: 'packed', uv: false});
     assert.equal(r2.status, 201, JSON.stringify(r2.json));
     assert.equal(r2.json.alg, -8);
@@ -306,9 +323,14 @@ describe('assertion', () => {
     // v asserts with u's credential on v's challenge: not v's passkey.
     r = await post('/api/v1/webauthn/assert/verify', v.token, a.get(await assertOptions(v)));
     assert.equal(r.status, 404);
-    // v cannot remove u's passkey; u can.
+    // v cannot remove u's passkey; u can, from a session started with it.
+    await passkeyLogin(v, av);
     r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(v.token)}, '/api/v1/webauthn/credentials/{id}');
     assert.equal(r.status, 404);
+    r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
+    assert.equal(r.status, 403, 'the password-only session predates the passkey');
+    assert.equal(r.json.error.code, 'reauthentication_required');
+    await passkeyLogin(u, a);
     r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
     assert.equal(r.status, 204);
     r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');

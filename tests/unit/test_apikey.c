@@ -140,6 +140,7 @@ static void open_all(struct fixture *f)
     snprintf(f->admin.id, sizeof(f->admin.id), "%s", dcms_store_rows_text(rows, 0, 0));
     f->admin.roles = DCMS_ROLE_ADMIN;
     f->admin.amr = DCMS_AMR_PWD;
+    f->admin.auth_time_s = dcms_clock_now_us() / 1000000; /* a fresh login (step-up) */
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
     f->arena = dcms_arena_new(0);
@@ -263,7 +264,8 @@ static void key_rules(struct fixture *f)
     assert_int_equal(iam_apikey_create(&c, &in, &k), DCMS_ERR_VALIDATION);
     assert_string_equal(ei.details[0].field, "identity_id");
     /* By a non-admin: refused. */
-    struct dcms_principal other = {.roles = DCMS_ROLE_PROVIDER};
+    struct dcms_principal other = {.roles = DCMS_ROLE_PROVIDER,
+                                   .auth_time_s = dcms_clock_now_us() / 1000000};
     snprintf(other.id, sizeof(other.id), "%s", svc_id);
     in.identity_id = svc_id;
     c = call(f, &other, &ei);

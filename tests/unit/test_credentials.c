@@ -112,6 +112,8 @@ static void open_all(struct fixture *f, const char *rp_id, const char *origins)
     assert_non_null(f->arena);
     dcms_uuid_v7(f->admin.id);
     f->admin.roles = DCMS_ROLE_ADMIN;
+    f->admin.amr = DCMS_AMR_PWD;
+    f->admin.auth_time_s = dcms_clock_now_us() / 1000000; /* a fresh login (step-up) */
 }
 
 /* A fresh active user (created by an administrator); its principal into *p. */
@@ -129,6 +131,8 @@ static void new_user(struct fixture *f, struct dcms_principal *p)
     memset(p, 0, sizeof(*p));
     snprintf(p->id, sizeof(p->id), "%s", json_string_value(json_object_get(out, "id")));
     p->roles = DCMS_ROLE_CONSUMER;
+    p->amr = DCMS_AMR_PWD;
+    p->auth_time_s = dcms_clock_now_us() / 1000000;
     json_decref(out);
 }
 
@@ -546,6 +550,41 @@ static void webauthn_uv_and_challenge(struct fixture *f)
     json_decref(v);
 }
 
+/* The step-up rule (iam_stepup.c): a recent login passes, an old or unknown one does not. */
+static void stepup_rule(struct fixture *f)
+{
+    open_all(f, NULL, NULL);
+    struct dcms_principal p;
+    new_user(f, &p);
+    struct dcms_errinfo ei;
+    struct iam_call c = {f->iam, &p, "127.0.0.1", "test", &ei};
+    json_t *out = NULL;
+    int64_t now = dcms_clock_now_us() / 1000000;
+    const int64_t ages[] = {0, 590, 601, 86400};
+    for (size_t i = 0; i < sizeof(ages) / sizeof(ages[0]); i++) {
+        p.auth_time_s = now - ages[i];
+        dcms_errinfo_init(&ei, f->arena);
+        enum dcms_err e = iam_signkey_challenge(&c, p.id, &out);
+        assert_int_equal(e, ages[i] <= 590 ? DCMS_OK : DCMS_ERR_REAUTH_REQUIRED);
+        if (e)
+            assert_non_null(strstr(ei.message, "within the last 10 minutes"));
+        json_decref(out);
+        out = NULL;
+    }
+    /* A token without auth_time counts as an old login. */
+    p.auth_time_s = 0;
+    dcms_errinfo_init(&ei, f->arena);
+    assert_int_equal(iam_signkey_challenge(&c, p.id, &out), DCMS_ERR_REAUTH_REQUIRED);
+    assert_int_equal(dcms_err_http(DCMS_ERR_REAUTH_REQUIRED), 403);
+    assert_string_equal(dcms_err_slug(DCMS_ERR_REAUTH_REQUIRED), "reauthentication_required");
+    /* An API key is refused as before, whatever its age. */
+    p.auth_time_s = now;
+    snprintf(p.api_key, sizeof(p.api_key), "%s", p.id);
+    dcms_errinfo_init(&ei, f->arena);
+    assert_int_equal(iam_signkey_challenge(&c, p.id, &out), DCMS_ERR_FORBIDDEN);
+}
+
+DCMS_TESTDB_CASE(stepup_rule)
 DCMS_TESTDB_CASE(signing_key_rfc8032)
 DCMS_TESTDB_CASE(signing_key_pop_refused)
 DCMS_TESTDB_CASE(signing_key_revoked)
@@ -553,6 +592,8 @@ DCMS_TESTDB_CASE(webauthn_vectors)
 DCMS_TESTDB_CASE(webauthn_uv_and_challenge)
 
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(stepup_rule_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(stepup_rule_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(signing_key_rfc8032_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(signing_key_rfc8032_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(signing_key_pop_refused_sqlite, setup_sqlite, teardown),

@@ -228,6 +228,8 @@ static json_t *enrol(struct fixture *f, unsigned char key[IAM_TOTP_SECRET_BYTES]
 {
     struct dcms_principal p = {0};
     snprintf(p.id, sizeof(p.id), "%s", f->admin_id);
+    p.amr = DCMS_AMR_PWD;
+    p.auth_time_s = dcms_clock_now_us() / 1000000; /* a fresh login (step-up) */
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct iam_call c = {f->iam, &p, NULL, NULL, &ei};
@@ -270,8 +272,13 @@ static json_t *enrol(struct fixture *f, unsigned char key[IAM_TOTP_SECRET_BYTES]
     dcms_errinfo_init(&ei, NULL);
     CHECK(iam_totp_confirm(&c, code, &conf), ei);
     assert_int_equal(json_array_size(json_object_get(conf, "recovery_codes")), 10);
-    /* Confirmed: enrolling again is refused. */
+    /* Confirmed: the password-only session may no longer change credentials (step-up) ... */
     json_t *again = NULL;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(iam_totp_enroll(&c, &again), DCMS_ERR_REAUTH_REQUIRED);
+    /* ... and for a session started with the code, enrolling again is refused. */
+    p.amr |= DCMS_AMR_OTP | DCMS_AMR_MFA;
+    dcms_errinfo_init(&ei, NULL);
     assert_int_equal(iam_totp_enroll(&c, &again), DCMS_ERR_CONFLICT);
     json_decref(en);
     return conf;
