@@ -96,7 +96,7 @@ if (mode === 'setup') {
     const k = await call('POST', `/api/v1/identities/${r.json.id}/keys`, token, {public_key: raw.toString('base64url'),
       challenge_id: ch.json.challenge_id, signature: sign(null, msg, privateKey).toString('base64url')});
     if (k.status !== 201) throw new Error(`key ${role}: ${JSON.stringify(k.json)}`);
-    out[role] = {id: r.json.id, token, key_id: k.json.key_id,
+    out[role] = {id: r.json.id, token, key_id: k.json.id,
                  pem: privateKey.export({format: 'pem', type: 'pkcs8'})};
   }
   console.log(JSON.stringify(out));
