@@ -123,36 +123,7 @@ struct fixture {
     char admin_id[DCMS_UUID_STRLEN];
 };
 
-static struct fixture *new_fixture(void)
-{
-    if (dcms_crypto_init())
-        return NULL;
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (f && !dcms_testdb_make_dir(&f->db, "/tmp/dcms-totp-XXXXXX")) {
-        free(f);
-        return NULL;
-    }
-    return f;
-}
-
-static int setup_sqlite(void **state)
-{
-    struct fixture *f = new_fixture();
-    if (!f)
-        return -1;
-    dcms_testdb_use_sqlite(&f->db);
-    *state = f;
-    return 0;
-}
-
-static int setup_pg(void **state)
-{
-    struct fixture *f = new_fixture();
-    if (!f)
-        return -1;
-    *state = f;
-    return dcms_testdb_use_pg(&f->db, "dcms_totp_");
-}
+DCMS_TESTDB_SETUPS("/tmp/dcms-totp-XXXXXX", "dcms_totp_")
 
 static int teardown(void **state)
 {

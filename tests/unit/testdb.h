@@ -1,7 +1,7 @@
 /*
  * Shared by the unit tests that run each case against both store backends
- * (test_store.c, test_audit.c): a fresh SQLite file in a fresh directory, or
- * a fresh PostgreSQL database made for the case on the server named by
+ * (test_store.c, test_audit.c, test_totp.c, ...): a fresh SQLite file in a
+ * fresh directory, or a fresh PostgreSQL database made for the case on the server named by
  * DCMS_TEST_PG_URL (an admin URL such as
  * postgres://dcms:pw@127.0.0.1:PORT/postgres) and dropped afterwards.
  * Without DCMS_TEST_PG_URL the PostgreSQL cases are skipped, except under
@@ -23,6 +23,7 @@
 
 #include <libpq-fe.h>
 
+#include "dcms/crypto.h"
 #include "dcms/uuid.h"
 
 enum dcms_testdb_backend { BK_SQLITE, BK_PG };
@@ -169,6 +170,43 @@ static inline void dcms_testdb_cleanup(struct dcms_testdb *db)
         (void)dcms_testdb_admin_exec(db->admin, sql);
     }
 }
+
+/*
+ * The usual setup: a zeroed fixture of `size` bytes (its first member a
+ * struct dcms_testdb) with a fresh directory made from `tmpl`, on SQLite
+ * (pg_prefix NULL) or on a fresh PostgreSQL database whose name starts with
+ * pg_prefix.
+ * Also initialises the crypto libraries (dcms_crypto_init). The fixture is in *state; -1 on
+ * failure.
+ */
+static inline int dcms_testdb_setup(void **state, size_t size, const char *tmpl,
+                                    const char *pg_prefix)
+{
+    if (dcms_crypto_init())
+        return -1;
+    struct dcms_testdb *db = calloc(1, size);
+    if (!db || !dcms_testdb_make_dir(db, tmpl)) {
+        free(db);
+        return -1;
+    }
+    *state = db;
+    if (!pg_prefix) {
+        dcms_testdb_use_sqlite(db);
+        return 0;
+    }
+    return dcms_testdb_use_pg(db, pg_prefix);
+}
+
+/* Defines setup_sqlite and setup_pg for the test file's struct fixture. */
+#define DCMS_TESTDB_SETUPS(tmpl, pg_prefix)                                                        \
+    static int setup_sqlite(void **state)                                                          \
+    {                                                                                              \
+        return dcms_testdb_setup(state, sizeof(struct fixture), tmpl, NULL);                       \
+    }                                                                                              \
+    static int setup_pg(void **state)                                                              \
+    {                                                                                              \
+        return dcms_testdb_setup(state, sizeof(struct fixture), tmpl, pg_prefix);                  \
+    }
 
 /* The case's fixture (*state, whose first member is its struct dcms_testdb), ready for the case
  * body; skips the case when PostgreSQL is not configured, or fails it under CI. */
