@@ -234,6 +234,16 @@ static enum dcms_err fail(struct attest_parse_err *pe, const char *check, const 
 }
 
 /* A definite byte string as a view. */
+/*
+ * CBOR null. libcbor's cbor_is_null() asserts that a float-or-simple item
+ * is a simple value (width 0): on a half, single or double float it aborts
+ * the process. Check the width first.
+ */
+static bool is_null(const cbor_item_t *it)
+{
+    return cbor_isa_float_ctrl(it) && cbor_float_get_width(it) == CBOR_FLOAT_0 && cbor_is_null(it);
+}
+
 static bool bstr(const cbor_item_t *it, struct dcms_attest_bytes *out)
 {
     if (!cbor_isa_bytestring(it) || cbor_bytestring_is_indefinite(it))
@@ -313,7 +323,7 @@ out:
 static enum dcms_err opt_bytes(const cbor_item_t *v, const char *name, bool *has,
                                struct dcms_attest_bytes *out, struct attest_parse_err *pe)
 {
-    if (cbor_is_null(v)) {
+    if (is_null(v)) {
         *has = false;
         return DCMS_OK;
     }
@@ -519,7 +529,7 @@ static enum dcms_err parse_envelope(struct dcms_attest_doc *d, const unsigned ch
         return fail(pe, "cose_sign1", "protected header is not a byte string");
     if (!cbor_isa_map(el[1]))
         return fail(pe, "cose_sign1", "unprotected header is not a map");
-    if (cbor_is_null(el[2]))
+    if (is_null(el[2]))
         return fail(pe, "cose_sign1", "payload is nil (detached payloads are not accepted)");
     if (!bstr(el[2], &d->payload))
         return fail(pe, "cose_sign1", "payload is not a byte string");

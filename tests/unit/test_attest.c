@@ -434,6 +434,23 @@ static struct edited edit_payload(size_t at, size_t cut, const unsigned char *in
     return e;
 }
 
+/*
+ * A COSE_Sign1 whose payload (or an optional field) is a float, not null:
+ * libcbor's cbor_is_null() asserts on floats and aborted the process (found
+ * by fuzzing). The parser must refuse it with a reason.
+ */
+static void test_float_where_null_allowed(void **state)
+{
+    (void)state;
+    static const unsigned char doc[] = {0x84, 0x40, 0xa0, 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x40};
+    struct dcms_attest_doc *d = NULL;
+    enum dcms_attest_failure f;
+    char why[DCMS_ATTEST_REASON_MAX];
+    assert_int_not_equal(dcms_attest_parse(doc, sizeof(doc), &d, &f, why, sizeof(why)), DCMS_OK);
+    assert_null(d);
+    assert_non_null(strstr(why, "payload is not a byte string"));
+}
+
 /* Where `pat` starts in vectors[0]'s payload. */
 static size_t payload_find(const unsigned char *pat, size_t n)
 {
@@ -858,6 +875,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vectors_verify_at_document_time),
         cmocka_unit_test(test_vectors_fail_now_on_expired_leaf),
         cmocka_unit_test(test_corrupt_signature),
+        cmocka_unit_test(test_float_where_null_allowed),
         cmocka_unit_test(test_corrupt_pcr),
         cmocka_unit_test(test_corrupt_timestamp),
         cmocka_unit_test(test_corrupt_certificate),
