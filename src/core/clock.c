@@ -1,4 +1,5 @@
 /* Clocks, the RFC 3339 timestamp format, and UUIDv7 identifiers. */
+#include <stdatomic.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -137,14 +138,31 @@ static void id_random(unsigned char *out, size_t n)
     left -= n;
 }
 
+/*
+ * The last identifier's time: milliseconds << 12 | a 12-bit sub-millisecond
+ * step (RFC 9562 section 6.2, method 3). Each new id takes the clock or,
+ * when that is not later, the last value plus one, so ids made in this
+ * process are strictly increasing even within a millisecond and across
+ * threads: "newest first" by id is creation order.
+ */
+static _Atomic uint64_t uuid_last;
+
 void dcms_uuid_v7(char out[DCMS_UUID_STRLEN])
 {
     unsigned char b[16];
-    uint64_t ms = (uint64_t)(dcms_clock_now_us() / 1000);
+    uint64_t us = (uint64_t)dcms_clock_now_us();
+    uint64_t want = (us / 1000) << 12 | ((us % 1000) * 4096 / 1000);
+    uint64_t prev = atomic_load_explicit(&uuid_last, memory_order_relaxed), next;
+    do
+        next = want > prev ? want : prev + 1;
+    while (!atomic_compare_exchange_weak_explicit(&uuid_last, &prev, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
+    uint64_t ms = next >> 12;
     for (int i = 0; i < 6; i++)
         b[i] = (unsigned char)(ms >> (40 - 8 * i));
-    id_random(b + 6, 10);
-    b[6] = (unsigned char)(0x70 | (b[6] & 0x0f));
+    b[6] = (unsigned char)(0x70 | ((next >> 8) & 0x0f));
+    b[7] = (unsigned char)(next & 0xff);
+    id_random(b + 8, 8);
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;

@@ -250,6 +250,22 @@ static void uuid_v7_time_ordered(void **state)
     }
 }
 
+/* Within one millisecond too: ids made one after another sort in that order. */
+static void uuid_v7_strictly_increasing(void **state)
+{
+    (void)state;
+    char prev[DCMS_UUID_STRLEN], next[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(prev);
+    for (int i = 0; i < 20000; i++) {
+        dcms_uuid_v7(next);
+        assert_true(dcms_uuid_valid(next));
+        assert_int_equal(next[14], '7');
+        if (strcmp(prev, next) >= 0)
+            fail_msg("%s made after %s sorts before it", next, prev);
+        memcpy(prev, next, sizeof(prev));
+    }
+}
+
 static void uuid_valid(void **state)
 {
     (void)state;
@@ -273,7 +289,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(parse_round_trip),     cmocka_unit_test(parse_offsets),
     cmocka_unit_test(parse_fractions),      cmocka_unit_test(parse_refusals),
     cmocka_unit_test(uuid_v7_format),       cmocka_unit_test(uuid_v7_unique),
-    cmocka_unit_test(uuid_v7_time_ordered), cmocka_unit_test(uuid_valid),
+    cmocka_unit_test(uuid_v7_time_ordered), cmocka_unit_test(uuid_v7_strictly_increasing),
+    cmocka_unit_test(uuid_valid),
 };
 
 DCMS_TEST_MAIN(tests)
