@@ -7,7 +7,7 @@
 # Environment:
 #   DCMS_BUILD_DIR           build directory holding bench/bench_attest (default: build)
 #   DCMS_BENCH_ATTEST_DOC    document to verify (default: a real AWS document
-#                            from ../shared/vectors/nitro)
+#                            from tests/vectors/nitro)
 #   DCMS_BENCH_SECONDS       seconds per measurement (default 3)
 #
 # Runs bench_attest (single thread, verification at the document's own time,
@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD=${DCMS_BUILD_DIR:-$ROOT/build}
 BIN=$BUILD/bench/bench_attest
-DOC=${DCMS_BENCH_ATTEST_DOC:-$ROOT/../shared/vectors/nitro/capejs_attestation_20220915.cbor}
+DOC=${DCMS_BENCH_ATTEST_DOC:-$ROOT/tests/vectors/nitro/capejs_attestation_20220915.cbor}
 SECONDS_EACH=${DCMS_BENCH_SECONDS:-3}
 
 die() {

@@ -1,5 +1,5 @@
 // POST /api/v1/attestation/verify and `dcmsd attestation verify`: real AWS
-// Nitro documents from the shared vectors verify against the AWS root at
+// Nitro documents from tests/vectors/nitro verify against the AWS root at
 // their own time (max_age_seconds null) and fail freshness under the default
 // policy; debug-mode documents, PCR and nonce mismatches, the local root and
 // garbage give their distinct failure codes; bad requests answer 422 with a
@@ -24,7 +24,7 @@ import { adminEnv, adminToken, bearer, login } from './lib/iam.mjs';
 const ROUTE = '/api/v1/attestation/verify';
 const vectorsDir = process.env.DCMS_VECTORS_DIR
   ? path.join(process.env.DCMS_VECTORS_DIR, 'nitro')
-  : path.join(repoRoot, '..', 'shared', 'vectors', 'nitro');
+  : path.join(repoRoot, 'tests', 'vectors', 'nitro');
 
 function vector(name) {
   return {

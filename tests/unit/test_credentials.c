@@ -4,7 +4,7 @@
  * revocation, dcms_iam_signing_key_verify with and without at_time, the
  * RFC 8032 vectors through that verify path) and passkeys
  * (dcms_iam_webauthn_verify_assertion with the real assertions in
- * ../shared/vectors/webauthn, the counter rule and the refusals). Every
+ * tests/vectors/webauthn, the counter rule and the refusals). Every
  * case runs on SQLite and, as its _pg twin, on PostgreSQL (see testdb.h).
  */
 #include "testdb.h"

@@ -1,6 +1,6 @@
 /*
  * WebAuthn verification (src/iam/webauthn.c) with the real registrations and
- * assertions in ../shared/vectors/webauthn: every positive vector is accepted
+ * assertions in tests/vectors/webauthn: every positive vector is accepted
  * with the values upstream asserts (credential id, COSE key, algorithm,
  * AAGUID, counter, flags), every negative one is refused, by the same
  * functions the routes call. Then hostile input: truncations, every single
