@@ -22,6 +22,7 @@
 #include "dcms/log.h"
 #include "dcms/metrics.h"
 #include "dcms/server.h"
+#include "dcms/privacy.h"
 #include "dcms/store.h"
 
 /*
@@ -37,6 +38,8 @@ static const struct {
     {"audit", dcms_audit_cli,
      "verify an audit export offline (dcmsd audit verify FILE --public-key K)"},
     {"attestation", dcms_attest_cli, "verify attestation documents offline"},
+    {"privacy", dcms_privacy_cli,
+     "the DP-SGD privacy accountant (dcmsd privacy epsilon --q Q --sigma S --steps T --delta D)"},
     {NULL, NULL, NULL},
 };
 
