@@ -73,7 +73,11 @@ enum dcms_err dcms_sign_detached(const struct dcms_sign_key *k, const void *msg,
 bool dcms_sign_verify(const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], const void *msg, size_t len,
                       const unsigned char sig[DCMS_SIGN_BYTES]);
 
-/* Initializes libsodium; call once at start. DCMS_ERR_CRYPTO on failure. */
+/*
+ * Initializes libsodium and makes jansson wipe every block it frees (a JSON
+ * tree may hold a password from a login body or an issued token); call once
+ * at start, before other threads use jansson. DCMS_ERR_CRYPTO on failure.
+ */
 enum dcms_err dcms_crypto_init(void) DCMS_MUST_CHECK;
 
 #endif

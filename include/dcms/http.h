@@ -75,7 +75,7 @@ struct dcms_http_resp {
     const char *content_type;
     const char *body; /* see body_owned */
     size_t body_len;
-    bool body_owned; /* true: malloc'd, freed by the HTTP layer; false: static or arena */
+    bool body_owned; /* true: malloc'd, wiped and freed by the HTTP layer; false: static or arena */
     struct dcms_http_header headers[DCMS_HTTP_MAX_HEADERS];
     size_t nheaders;
 };

@@ -49,7 +49,7 @@ enum dcms_err dcms_http_resp_json(struct dcms_http_resp *resp, unsigned status, 
     if (!s)
         return DCMS_ERR_NOMEM;
     if (resp->body_owned)
-        free((void *)resp->body);
+        dcms_free_wiped((void *)resp->body);
     resp->status = status;
     resp->content_type = DCMS_HTTP_JSON;
     resp->body = s;
@@ -62,7 +62,7 @@ void dcms_http_resp_static(struct dcms_http_resp *resp, unsigned status, const c
                            const char *body, size_t len)
 {
     if (resp->body_owned)
-        free((void *)resp->body);
+        dcms_free_wiped((void *)resp->body);
     resp->status = status;
     resp->content_type = content_type;
     resp->body = body;

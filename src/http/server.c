@@ -8,6 +8,12 @@
  * the first, keeps keep-alive connections open. An error decided before the
  * body arrives is queued at once, which makes libmicrohttpd skip the body
  * and close the connection, so an oversized upload is never buffered.
+ *
+ * A body may carry a password or a refresh token and a response an issued
+ * token, so both are wiped before their memory is released, on every path:
+ * the body buffer (a secret dcms_buf: each copy it leaves behind while
+ * growing, and itself on release), owned response bodies by dcms_free_wiped,
+ * which is also the free callback handed to libmicrohttpd.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,6 +40,7 @@
 #define REQUEST_ID_MAX 128
 #define ROUTE_UNMATCHED ((size_t)-1)
 #define DISCARD_BUDGET (64u << 20)
+#define BODY_RESERVE_MAX (64u << 10)
 
 static const char csp_api[] =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
@@ -150,13 +157,13 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
     struct MHD_Response *r;
     if (resp->body_owned)
         r = MHD_create_response_from_buffer_with_free_callback(resp->body_len, (void *)resp->body,
-                                                               free);
+                                                               dcms_free_wiped);
     else
         r = MHD_create_response_from_buffer(resp->body_len, (void *)resp->body,
                                             MHD_RESPMEM_PERSISTENT);
     if (!r) {
         if (resp->body_owned)
-            free((void *)resp->body);
+            dcms_free_wiped((void *)resp->body);
         return MHD_NO;
     }
     resp->body_owned = false; /* the response owns it now */
@@ -262,7 +269,7 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
     }
     c->max_body =
         rt->max_body == DCMS_ROUTE_BODY_DEFAULT ? srv->app->cfg->max_body_bytes : rt->max_body;
-    dcms_buf_init(&c->body, c->max_body);
+    dcms_buf_init_secret(&c->body, c->max_body);
 
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
@@ -275,6 +282,13 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
                                               declared, c->max_body)
                                : dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
                                               "this route takes no request body");
+        return c;
+    }
+    /* A declared length up to BODY_RESERVE_MAX arrives into one block, never copied by growth;
+     * past it the buffer grows with what arrives, so a declared length alone reserves little. */
+    if (declared &&
+        dcms_buf_reserve(&c->body, declared < BODY_RESERVE_MAX ? declared : BODY_RESERVE_MAX)) {
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_NOMEM, NULL);
         return c;
     }
     if (has_body) {
@@ -300,7 +314,7 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
             DCMS_LOG(DCMS_LOG_ERROR, "http", "%s %s failed: %s", rt->method, rt->path,
                      dcms_err_slug(e));
         if (resp.body_owned)
-            free((void *)resp.body);
+            dcms_free_wiped((void *)resp.body);
         dcms_log_set_request_id(NULL);
         return queue_error_with(c, conn, e, &resp);
     }
