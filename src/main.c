@@ -178,21 +178,14 @@ int main(int argc, char **argv)
                  ei.message);
         goto out;
     }
-    /* ---- contracts: open ---- */
     if (dcms_contracts_open(&app, &app.contracts, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the contract service: %s", ei.message);
         goto out;
     }
-
-    /* ---- end contracts: open ---- */
-
-    /* ---- enclaves: open ---- */
     if (dcms_enclaves_start(&app, &app.enclaves, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the enclave service: %s", ei.message);
         goto out;
     }
-
-    /* ---- end enclaves: open ---- */
 
     if (!(app.metrics = dcms_metrics_new())) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "out of memory");
@@ -221,16 +214,8 @@ out:
     dcms_http_server_stop(srv);
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
-    /* ---- enclaves: close ---- */
     dcms_enclaves_close(app.enclaves);
-
-    /* ---- end enclaves: close ---- */
-
-    /* ---- contracts: close ---- */
     dcms_contracts_close(app.contracts);
-
-    /* ---- end contracts: close ---- */
-
     dcms_iam_close(app.iam);
     dcms_audit_close(app.audit);
     dcms_store_close(app.store);

@@ -235,7 +235,8 @@ static json_t *post(struct fixture *f, const char *path, const char *const *chun
     static char answer[65536];
     size_t len = 0;
     ssize_t r;
-    while (len < sizeof(answer) - 1 && (r = recv(fd, answer + len, sizeof(answer) - 1 - len, 0)) > 0)
+    while (len < sizeof(answer) - 1 &&
+           (r = recv(fd, answer + len, sizeof(answer) - 1 - len, 0)) > 0)
         len += (size_t)r;
     answer[len] = '\0';
     close(fd);
