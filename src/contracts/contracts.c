@@ -517,12 +517,13 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
     return DCMS_OK;
 }
 
-static enum dcms_err reread(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                            json_t **out)
+enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
+                               json_t **out)
 {
-    struct dcms_store_rows *rows;
+    struct dcms_store_rows *rows = NULL;
     struct ct_row r;
     enum dcms_err e = ct_load(tx, id, &rows, &r, c->ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
     if (!e && !(*out = ct_row_json(&r)))
         e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
     dcms_store_rows_free(rows);
@@ -585,10 +586,10 @@ enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **ou
                      json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "provider_id", in.provider_id,
                                "consumer_id", in.consumer_id, "status", "draft", "version",
                                (json_int_t)1, "terms_version", (json_int_t)1, "terms_hash", hex));
-    if (!e)
-        e = reread(c, tx, id, out);
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    tx = NULL;
+    if (!e) {
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
+    }
 out:
     dcms_store_rollback(tx);
     free(canon_terms);
@@ -884,8 +885,8 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
         goto out;
     if (strcmp(hex, r.terms_hash) == 0) {
         /* Nothing the parties sign changed: nothing to void, nothing to write. */
-        *out = ct_row_json(&r);
-        e = *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
         goto out;
     }
     free(canon_terms);
@@ -928,15 +929,16 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
                                "to_terms_version", (json_int_t)tv, "from_terms_hash", r.terms_hash,
                                "to_terms_hash", hex, "from_status", ct_status_name(r.status),
                                "to_status", "draft", "signatures_voided", (json_int_t)voided));
-    if (!e)
-        e = reread(c, tx, id, out);
+    if (!e) {
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
+    }
 out:
     dcms_store_rows_free(rows);
     free(canon_terms);
     free(canon_content);
     json_decref(in.terms);
-    if (tx)
-        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    dcms_store_rollback(tx);
     return e;
 }
 
@@ -1027,11 +1029,14 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
                           "to_version", (json_int_t)r.version + 1, "terms_hash", r.terms_hash);
     if (d && reason)
         json_object_set_new(d, "reason", json_string(reason));
-    if (!(e = ct_audit(c, tx, action, id, d)))
-        e = reread(c, tx, id, out);
+    if (!(e = ct_audit(c, tx, action, id, d))) {
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
+    }
 out:
     dcms_store_rows_free(rows);
-    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    dcms_store_rollback(tx);
+    return e;
 }
 
 enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)

@@ -187,6 +187,14 @@ enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r,
 /* Which side(s) the caller may act for: CT_BY_PROVIDER and/or a consumer bit. */
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role);
 json_t *ct_row_json(const struct ct_row *r);
+/*
+ * Ends a write: reads contract `id` back inside `tx`, commits, and only then
+ * builds the answer, so a failed commit leaves nothing for the caller to free.
+ * `tx` is ended (committed or rolled back) whatever happens; *out is set (and
+ * owned by the caller) only on DCMS_OK.
+ */
+enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
+                               json_t **out) DCMS_MUST_CHECK;
 /* The same object as ct_row_json(), appended to `b` as JSON text without re-parsing. */
 enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,

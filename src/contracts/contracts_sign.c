@@ -435,13 +435,9 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
                                "from_version", (json_int_t)r.version, "to_version",
                                (json_int_t)r.version + 1));
     if (!e) {
-        dcms_store_rows_free(rows);
-        rows = NULL;
-        if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(*out = ct_row_json(&r)))
-            e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
     }
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    tx = NULL;
 out:
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
