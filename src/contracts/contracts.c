@@ -12,6 +12,8 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
+#include "dcms/etag.h"
+#include "dcms/json.h"
 #include "dcms/jcs.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
@@ -414,18 +416,7 @@ static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errin
         dcms_err_field(ei, "", "must be a JSON object");
         return;
     }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)b, key, v)
-    {
-        bool ok = false;
-        for (const char *const *k = keys; *k && !ok; k++)
-            ok = strcmp(*k, key) == 0;
-        if (!ok)
-            dcms_err_field(ei,
-                           ei->arena ? dcms_arena_strndup(ei->arena, key, strnlen(key, 64)) : "",
-                           "is not a known field");
-    }
+    dcms_json_only_members(b, "", keys, ei);
     in->title = req_string(b, "title", ei, true);
     if (in->title && !ct_title_valid(in->title)) {
         dcms_err_field(ei, "title", "must be 1 to 255 characters without control characters");
@@ -813,15 +804,13 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
 
 /* ---- changes ---- */
 
-static enum dcms_err check_if_match(const struct ct_call *c, const struct ct_row *r,
-                                    const char *if_match)
+/* The one If-Match meaning (dcms/etag.h): `*` or the current ETag. */
+static enum dcms_err if_match_ok(const struct ct_call *c, const struct ct_row *r,
+                                 const char *if_match)
 {
-    char want[32];
-    snprintf(want, sizeof(want), "\"%lld\"", (long long)r->version);
-    if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, want) != 0)
-        return dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED,
-                            "If-Match %s does not match the current version %s", if_match, want);
-    return DCMS_OK;
+    char version[24];
+    snprintf(version, sizeof(version), "%lld", (long long)r->version);
+    return dcms_etag_check(if_match, version, c->ei);
 }
 
 /* Writes the new status with the row-version check; 412 when the row moved meanwhile. */
@@ -864,7 +853,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, "contracts:update")) ||
         (e = check_who(c, &r, ct_transition_of(CT_OP_EDIT))) ||
-        (e = check_if_match(c, &r, if_match)) ||
+        (e = if_match_ok(c, &r, if_match)) ||
         (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
         goto out;
     /* The caller must stay a party of what it writes (administrators excepted). */
