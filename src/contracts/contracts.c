@@ -16,11 +16,13 @@
 #include "dcms/json.h"
 #include "dcms/jcs.h"
 #include "dcms/log.h"
+#include "dcms/periodic.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -1111,30 +1113,6 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
     return DCMS_OK;
 }
 
-static void *expiry_job(void *arg)
-{
-    struct dcms_contracts *ct = arg;
-    pthread_mutex_lock(&ct->mu);
-    while (!ct->stopping) {
-        pthread_mutex_unlock(&ct->mu);
-        struct dcms_errinfo ei;
-        dcms_errinfo_init(&ei, NULL);
-        unsigned n = 0;
-        if (ct_expire_due(ct->app, &n, &ei))
-            DCMS_LOG(DCMS_LOG_WARN, "contracts", "expiry job: %s", ei.message);
-        else if (n)
-            DCMS_LOG(DCMS_LOG_INFO, "contracts", "expired %u contracts", n);
-        pthread_mutex_lock(&ct->mu);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ct->expiry_interval_s;
-        while (!ct->stopping && pthread_cond_timedwait(&ct->cv, &ct->mu, &until) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&ct->mu);
-    return NULL;
-}
-
 enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **out,
                                   struct dcms_errinfo *ei)
 {
@@ -1143,18 +1121,10 @@ enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     ct->app = app;
     ct->expiry_interval_s = (unsigned)app->cfg->contract_expiry_interval_s;
-    pthread_mutex_init(&ct->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ct->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (ct->expiry_interval_s) {
-        if (pthread_create(&ct->job, NULL, expiry_job, ct) != 0) {
-            dcms_contracts_close(ct);
-            return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the contract expiry job");
-        }
-        ct->job_started = true;
+    enum dcms_err e = ct_expiry_start(ct, ei);
+    if (e) {
+        dcms_contracts_close(ct);
+        return e;
     }
     *out = ct;
     return DCMS_OK;
@@ -1164,15 +1134,7 @@ void dcms_contracts_close(struct dcms_contracts *ct)
 {
     if (!ct)
         return;
-    if (ct->job_started) {
-        pthread_mutex_lock(&ct->mu);
-        ct->stopping = true;
-        pthread_cond_broadcast(&ct->cv);
-        pthread_mutex_unlock(&ct->mu);
-        pthread_join(ct->job, NULL);
-    }
-    pthread_cond_destroy(&ct->cv);
-    pthread_mutex_destroy(&ct->mu);
+    dcms_periodic_stop(ct->expiry);
     free(ct);
 }
 

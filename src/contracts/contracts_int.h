@@ -9,7 +9,6 @@
 #ifndef DCMS_CONTRACTS_INT_H
 #define DCMS_CONTRACTS_INT_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -116,12 +115,15 @@ enum dcms_err ct_transition_check(enum ct_op op, enum ct_status from,
 struct dcms_contracts {
     struct dcms_app *app;
     unsigned expiry_interval_s;
-    pthread_t job;
-    bool job_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping;
+    struct dcms_periodic *expiry; /* the expiry job (contracts_expiry.c), or NULL */
 };
+
+/*
+ * Starts the expiry job when expiry_interval_s > 0: a dcms_periodic job that
+ * runs ct_expire_due at once and then every interval. Stopped by
+ * dcms_periodic_stop(ct->expiry) in dcms_contracts_close.
+ */
+enum dcms_err ct_expiry_start(struct dcms_contracts *ct, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* Who calls, and where errors go. */
 struct ct_call {
