@@ -65,8 +65,6 @@ static struct dcms_query q_delete_versions =
     DCMS_QUERY("ct_delete_versions", "DELETE FROM contract_versions WHERE contract_id = $1");
 static struct dcms_query q_delete =
     DCMS_QUERY("ct_delete", "DELETE FROM contracts WHERE id = $1 AND version = $2");
-static struct dcms_query q_identity =
-    DCMS_QUERY("ct_identity", "SELECT kind, roles, status FROM identities WHERE id = $1");
 static struct dcms_query q_versions = DCMS_QUERY(
     "ct_versions", "SELECT terms_version, terms_hash, content, created_at, created_by FROM "
                    "contract_versions WHERE contract_id = $1 ORDER BY terms_version");
@@ -460,26 +458,17 @@ static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx
     for (size_t i = 0; i < 2; i++) {
         if (!sides[i].id)
             continue;
-        struct dcms_store_rows *rows = NULL;
-        enum dcms_err e =
-            dcms_store_exec(tx, &q_identity, (struct dcms_store_val[]){DCMS_VAL_TEXT(sides[i].id)},
-                            1, &rows, NULL, c->ei);
-        if (e)
-            return e;
-        if (dcms_store_rows_count(rows) != 1) {
+        struct dcms_iam_party party;
+        enum dcms_err e = dcms_iam_party_get(tx, sides[i].id, &party, c->ei);
+        if (e == DCMS_ERR_NOT_FOUND)
             dcms_err_field(c->ei, sides[i].field, "is not a known identity");
-        } else {
-            const char *roles = dcms_store_rows_text(rows, 0, 1);
-            const char *status = dcms_store_rows_text(rows, 0, 2);
-            char want[32];
-            snprintf(want, sizeof(want), "\"%s\"", sides[i].role_name);
-            if (strcmp(status, "active") != 0)
-                dcms_err_field(c->ei, sides[i].field, "is not an active identity (it is %s)",
-                               status);
-            else if (!roles || !strstr(roles, want))
-                dcms_err_field(c->ei, sides[i].field, "must hold the %s role", sides[i].role_name);
-        }
-        dcms_store_rows_free(rows);
+        else if (e)
+            return e;
+        else if (strcmp(party.status, "active") != 0)
+            dcms_err_field(c->ei, sides[i].field, "is not an active identity (it is %s)",
+                           party.status);
+        else if (!(party.roles & sides[i].role))
+            dcms_err_field(c->ei, sides[i].field, "must hold the %s role", sides[i].role_name);
     }
     return c->ei->code;
 }
