@@ -36,8 +36,8 @@ enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
     if (!id || !dcms_uuid_valid(id))
         return DCMS_ERR_NOT_FOUND;
     struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_exec(tx, &q_party, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)},
-                                      1, &rows, NULL, ei);
+    enum dcms_err e = dcms_store_exec(tx, &q_party, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                                      &rows, NULL, ei);
     if (e)
         return e;
     if (dcms_store_rows_count(rows) != 1) {

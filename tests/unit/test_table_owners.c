@@ -145,8 +145,7 @@ static int scan(const char *rel, const char *module, const char *sql)
                 continue;
             const char *own = owner_of(name);
             if (own && strcmp(own, module) != 0 && !allowed(rel, name)) {
-                print_error("%s (module %s) names table %s of module %s\n", rel, module, name,
-                            own);
+                print_error("%s (module %s) names table %s of module %s\n", rel, module, name, own);
                 bad++;
             }
         }
@@ -173,8 +172,8 @@ static void no_module_names_another_modules_table(void **state)
         struct dirent *f;
         while ((f = readdir(d))) {
             size_t n = strlen(f->d_name);
-            if (n < 3 || (strcmp(f->d_name + n - 2, ".c") != 0 &&
-                          strcmp(f->d_name + n - 2, ".h") != 0))
+            if (n < 3 ||
+                (strcmp(f->d_name + n - 2, ".c") != 0 && strcmp(f->d_name + n - 2, ".h") != 0))
                 continue;
             char rel[512], full[1536];
             snprintf(rel, sizeof(rel), "src/%s/%s", m->d_name, f->d_name);
