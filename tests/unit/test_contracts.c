@@ -391,8 +391,9 @@ static long rss_bytes(void)
  * built only after the commit. 10,000 failing creates, as the handler calls
  * them (on an error it owns no answer), leave RSS within 5 MB of where it
  * started; the old code built the answer before committing and leaked ~8 KB
- * per request. Under ASan the freed-memory quarantine grows RSS by itself,
- * so fewer rounds run there and LeakSanitizer does the counting.
+ * per request. Under ASan the freed-memory quarantine grows RSS by itself
+ * (hundreds of MB), so fewer rounds run there, RSS is only printed, and
+ * LeakSanitizer does the counting.
  */
 static void failed_commit_leaks_nothing(struct fixture *f)
 {
@@ -445,7 +446,9 @@ static void failed_commit_leaks_nothing(struct fixture *f)
     f->app.store->fail_commit = DCMS_OK;
     print_message("RSS before %ld KiB, after %d failing writes %ld KiB\n", before / 1024, rounds,
                   after / 1024);
+#ifndef CT_UNDER_ASAN
     assert_true(after - before < 5L * 1024 * 1024);
+#endif
     /* Nothing was written: the contract is still the draft of version 1. */
     dcms_errinfo_init(&ei, f->arena);
     struct ct_text txt;

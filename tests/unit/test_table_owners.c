@@ -175,7 +175,7 @@ static void no_module_names_another_modules_table(void **state)
             if (n < 3 ||
                 (strcmp(f->d_name + n - 2, ".c") != 0 && strcmp(f->d_name + n - 2, ".h") != 0))
                 continue;
-            char rel[512], full[1536];
+            char rel[600], full[2048];
             snprintf(rel, sizeof(rel), "src/%s/%s", m->d_name, f->d_name);
             snprintf(full, sizeof(full), "%s/%s", DCMS_SOURCE_DIR, rel);
             size_t len;
@@ -207,7 +207,7 @@ static void every_table_has_an_owner(void **state)
         while ((f = readdir(d))) {
             if (!strstr(f->d_name, ".sql"))
                 continue;
-            char full[1536];
+            char full[2048];
             snprintf(full, sizeof(full), "%s/%s", path, f->d_name);
             size_t len;
             char *sql = slurp(full, &len);
