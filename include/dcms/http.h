@@ -168,11 +168,9 @@ enum dcms_err dcms_http_reply_created(struct dcms_http_req *req, struct dcms_htt
 enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp);
 
 /*
- * Compares an If-Match header with the current row version (decimal text):
- * DCMS_OK when `if_match` is NULL (the check is optional) or equals
- * the ETag "<version>" (quotes included); otherwise DCMS_ERR_PRECONDITION_FAILED (412) recorded
- * in `ei`. Routes that require If-Match refuse its absence themselves with
- * DCMS_ERR_PRECONDITION_REQUIRED (428).
+ * Kept while services still call it: the same as dcms_etag_check
+ * (include/dcms/etag.h), the one meaning of If-Match (`*` = any current
+ * version). New code calls dcms_etag_check; this goes once its callers moved.
  */
 enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;

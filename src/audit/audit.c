@@ -10,13 +10,12 @@
  * rebuilt. The hint saves a round trip per append in the common case and
  * is never trusted for correctness.
  */
-#include <errno.h>
-#include <time.h>
 
 #include "audit/audit_int.h"
 #include "dcms/clock.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
+#include "dcms/periodic.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 
@@ -208,28 +207,14 @@ enum dcms_err dcms_audit_checkpoint(struct dcms_audit *a, struct dcms_errinfo *e
     return dcms_store_commit(tx, ei);
 }
 
-static void *timer_main(void *arg)
+/* One run of the checkpoint timer (dcms_periodic). */
+static void timer_run(void *arg)
 {
     struct dcms_audit *a = arg;
-    pthread_mutex_lock(&a->timer_mu);
-    while (!a->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until); /* the condvar waits on the monotonic clock */
-        until.tv_sec += a->interval_s;
-        while (!a->stopping &&
-               pthread_cond_timedwait(&a->timer_cv, &a->timer_mu, &until) != ETIMEDOUT)
-            ;
-        if (a->stopping)
-            break;
-        pthread_mutex_unlock(&a->timer_mu);
-        struct dcms_errinfo ei;
-        dcms_errinfo_init(&ei, NULL);
-        if (dcms_audit_checkpoint(a, &ei))
-            DCMS_LOG(DCMS_LOG_WARN, "audit", "periodic checkpoint failed: %s", ei.message);
-        pthread_mutex_lock(&a->timer_mu);
-    }
-    pthread_mutex_unlock(&a->timer_mu);
-    return NULL;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (dcms_audit_checkpoint(a, &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "audit", "periodic checkpoint failed: %s", ei.message);
 }
 
 enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_opts *opts,
@@ -249,18 +234,11 @@ enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_
     a->denied_per_minute = opts->denied_per_minute ? opts->denied_per_minute : 60;
     a->hint_seq = -1; /* unknown: the first append reads it */
     pthread_mutex_init(&a->mu, NULL);
-    pthread_mutex_init(&a->timer_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wall-clock jumps do not move the timer */
-    pthread_cond_init(&a->timer_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (a->interval_s) {
-        if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
-            dcms_audit_close(a);
-            return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-        }
-        a->timer_running = true;
+    if (a->interval_s &&
+        (e = dcms_periodic_start("audit checkpoint", (uint64_t)a->interval_s * 1000, timer_run, a,
+                                 &a->timer, ei))) {
+        dcms_audit_close(a);
+        return e;
     }
     *out = a;
     return DCMS_OK;
@@ -270,21 +248,13 @@ void dcms_audit_close(struct dcms_audit *a)
 {
     if (!a)
         return;
-    if (a->timer_running) {
-        pthread_mutex_lock(&a->timer_mu);
-        a->stopping = true;
-        pthread_cond_signal(&a->timer_cv);
-        pthread_mutex_unlock(&a->timer_mu);
-        pthread_join(a->timer, NULL);
-    }
+    dcms_periodic_stop(a->timer);
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     if (a->key && dcms_audit_checkpoint(a, &ei))
         DCMS_LOG(DCMS_LOG_WARN, "audit", "final checkpoint failed: %s", ei.message);
     dcms_sign_key_free(a->key);
     pthread_mutex_destroy(&a->mu);
-    pthread_mutex_destroy(&a->timer_mu);
-    pthread_cond_destroy(&a->timer_cv);
     free(a);
 }
 

@@ -33,10 +33,7 @@ struct dcms_audit {
     char hint_hash[65];
     struct audit_limit_slot slots[AUDIT_LIMIT_SLOTS];
 
-    pthread_mutex_t timer_mu;
-    pthread_cond_t timer_cv;
-    pthread_t timer;
-    bool timer_running, stopping;
+    struct dcms_periodic *timer; /* the checkpoint timer (dcms/periodic.h), or NULL */
 };
 
 /* The hashed form of an event: every field but `hash`. Returns a new object or NULL. */
