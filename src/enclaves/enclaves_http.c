@@ -1,6 +1,7 @@
 /*
- * Enclave handlers: decode (strict JSON, unknown keys refused, every
- * problem reported at once with its path), call the service, encode.
+ * Enclave handlers: decode (enclaves_json.c: strict JSON, unknown keys
+ * refused, every problem reported at once with its path), call the
+ * service, encode.
  * Authentication and the route's permission were checked by the HTTP
  * layer; the service makes the resource-level decisions.
  */
@@ -24,16 +25,11 @@ enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_h
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
-    static const char *const keys[] = {"name", "contract_id", "configuration", NULL};
     json_t *b;
-    if ((e = dcms_http_body_object(req, keys, &b)))
+    if ((e = dcms_http_req_json(req, 0, &b)))
         return e;
-    struct enclave_create_in in = {0};
-    in.name = dcms_http_str_member(req, b, "name", 1000, false);
-    if (!json_object_get(b, "name"))
-        dcms_err_field(req->ei, "name", "is required");
-    in.contract_id = dcms_http_str_member(req, b, "contract_id", 64, true);
-    in.configuration = json_object_get(b, "configuration");
+    struct enclave_create_in in;
+    enclave_create_in_from_json(b, &c.en->limits, &in, req->ei);
     json_t *out = NULL;
     /* The service adds its own problems to these, so all come back at once. */
     e = enclave_create(&c, &in, &out);
@@ -59,18 +55,7 @@ enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_htt
     in.provider_id = dcms_http_req_query(req, "provider_id");
     in.backend = dcms_http_req_query(req, "backend");
     in.cursor = dcms_http_req_query(req, "cursor");
-    enum enclave_status st;
-    if (in.status && !enclave_status_parse(in.status, &st))
-        dcms_err_field(req->ei, "status",
-                       "must be initializing, running, suspended, failed or terminated");
-    if (in.contract_id && !dcms_uuid_valid(in.contract_id))
-        dcms_err_field(req->ei, "contract_id", "must be a contract id");
-    if (in.provider_id && !dcms_uuid_valid(in.provider_id))
-        dcms_err_field(req->ei, "provider_id", "must be an identity id");
-    if (in.backend && strcmp(in.backend, "local") != 0 && strcmp(in.backend, "nitro") != 0)
-        dcms_err_field(req->ei, "backend", "must be local or nitro");
-    if (in.cursor && !dcms_uuid_valid(in.cursor))
-        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
+    enclave_list_in_check(&in, req->ei);
     dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
@@ -96,21 +81,12 @@ enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_ht
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
-    static const char *const keys[] = {"name", "contract_id", "network_policy", "security_policy",
-                                       NULL};
     json_t *b;
-    if ((e = dcms_http_body_object(req, keys, &b)))
+    if ((e = dcms_http_req_json(req, 0, &b)))
         return e;
-    struct enclave_patch_in in = {0};
-    in.name = dcms_http_str_member(req, b, "name", 1000, false);
-    in.has_contract = json_object_get(b, "contract_id") != NULL;
-    in.contract_id = dcms_http_str_member(req, b, "contract_id", 64, true);
-    in.network_policy = json_object_get(b, "network_policy");
-    in.security_policy = json_object_get(b, "security_policy");
+    struct enclave_patch_in in;
+    enclave_patch_in_from_json(b, &in, req->ei);
     in.if_match = dcms_http_req_header(req, "If-Match");
-    if (json_object_size(b) == 0)
-        dcms_err_field(req->ei, "",
-                       "name, contract_id, network_policy or security_policy is required");
     if (req->ei->code)
         return req->ei->code;
     json_t *out = NULL;
@@ -127,11 +103,10 @@ static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
         return e;
     const char *reason = NULL;
     if (req->body.len) {
-        static const char *const keys[] = {"reason", NULL};
         json_t *b;
-        if ((e = dcms_http_body_object(req, keys, &b)))
+        if ((e = dcms_http_req_json(req, 0, &b)))
             return e;
-        reason = dcms_http_str_member(req, b, "reason", 1000, false);
+        enclave_reason_from_json(b, &reason, req->ei);
         if (req->ei->code)
             return req->ei->code;
     }

@@ -430,7 +430,8 @@ static json_t *create(struct fixture *f, const char *image)
              "{\"image\":\"%s\",\"cpu_cores\":1,\"memory_mb\":64,\"storage_gb\":1}", image);
     json_t *cj = json_loads(cfg, 0, NULL);
     struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-1", &ei};
-    struct enclave_create_in in = {.name = "e", .configuration = cj};
+    struct enclave_create_in in = {.name = "e"};
+    enclave_config_from_json(cj, "configuration.", &f->en->limits, &in.config, &ei);
     json_t *out = NULL;
     CHECK(enclave_create(&c, &in, &out), ei);
     json_decref(cj);
