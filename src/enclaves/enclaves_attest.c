@@ -42,8 +42,8 @@ static bool hex_decode(const char *s, unsigned char *out, size_t cap, size_t *n)
  * policy says so, freshness, and PCR8 among the allowed signers when the
  * policy lists any. The nonce is used once and wiped.
  */
-enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_row *r, struct enclave_verdict *v,
-                                struct dcms_errinfo *ei)
+enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_row *r,
+                                 struct enclave_verdict *v, struct dcms_errinfo *ei)
 {
     memset(v, 0, sizeof(*v));
     struct enclave_config cfg;
@@ -149,7 +149,6 @@ json_t *enclave_attest_audit_details(const struct enclave_verdict *v, const stru
                      json_object_get(rep, "failure") ? json_object_get(rep, "failure")
                                                      : json_null(),
                      "nonce", json_object_get(v->attestation, "nonce"), "pcr0",
-                     enclave_str_or_null(json_string_value(json_object_get(pcrs, "0"))), "expected_pcr0",
-                     r->v[C_PCR0] ? r->v[C_PCR0] : "");
+                     enclave_str_or_null(json_string_value(json_object_get(pcrs, "0"))),
+                     "expected_pcr0", r->v[C_PCR0] ? r->v[C_PCR0] : "");
 }
-

@@ -24,7 +24,6 @@ static void fieldf(struct dcms_errinfo *ei, const char *problem, const char *fmt
     dcms_err_field(ei, path, "%s", problem);
 }
 
-
 /* An integer member in [lo, hi]; `required` says whether absence is a problem. */
 static unsigned uint_member(const json_t *o, const char *prefix, const char *key, unsigned lo,
                             unsigned hi, bool required, const char *why_hi, struct dcms_errinfo *ei)
@@ -62,7 +61,6 @@ static bool bool_member(const json_t *o, const char *prefix, const char *key, bo
     }
     return json_is_true(v);
 }
-
 
 static void rules_from_json(const json_t *a, const char *prefix, const char *key,
                             struct enclave_rule *out, size_t *n, struct dcms_errinfo *ei)
@@ -161,7 +159,6 @@ void enclave_netpol_from_json(const json_t *o, const char *prefix, struct enclav
             fieldf(ei, "must be \"1.2\" or \"1.3\"", "%smin_tls_version", prefix);
     }
 }
-
 
 void enclave_secpol_from_json(const json_t *o, const char *prefix, struct enclave_secpol *out,
                               struct dcms_errinfo *ei)
@@ -324,9 +321,10 @@ json_t *enclave_row_to_json(const struct enclave_row *r)
         "s:s}",
         "id", r->v[C_ID], "name", r->v[C_NAME], "provider_id", r->v[C_PROVIDER], "contract_id",
         enclave_str_or_null(r->v[C_CONTRACT]), "backend", r->v[C_BACKEND], "status", r->v[C_STATUS],
-        "status_reason", enclave_str_or_null(r->v[C_REASON]), "configuration", enclave_json_text(r->v[C_CONFIG]),
-        "measurement", "image_sha384", enclave_str_or_null(r->v[C_IMAGE_SHA]), "expected_pcr0",
-        enclave_str_or_null(r->v[C_PCR0]), "attestation", enclave_json_text(r->v[C_ATTEST]), "attested_at",
+        "status_reason", enclave_str_or_null(r->v[C_REASON]), "configuration",
+        enclave_json_text(r->v[C_CONFIG]), "measurement", "image_sha384",
+        enclave_str_or_null(r->v[C_IMAGE_SHA]), "expected_pcr0", enclave_str_or_null(r->v[C_PCR0]),
+        "attestation", enclave_json_text(r->v[C_ATTEST]), "attested_at",
         enclave_str_or_null(r->v[C_ATTESTED]), "metrics", metrics, "runtime", runtime, "version",
         (json_int_t)strtoll(r->v[C_VERSION], NULL, 10), "created_at", r->v[C_CREATED], "updated_at",
         r->v[C_UPDATED]);
@@ -341,7 +339,6 @@ json_t *enclave_probe_json(const struct dcms_enclave_probe *pr, const char *at)
         (json_int_t)pr->channel_bytes_in, "channel_bytes_out", (json_int_t)pr->channel_bytes_out,
         "nprocs", (int)pr->nprocs, "notice", pr->notice[0] ? json_string(pr->notice) : json_null());
 }
-
 
 /* ---- request bodies ---- */
 
@@ -428,7 +425,8 @@ void enclave_list_in_check(const struct enclave_list_in *in, struct dcms_errinfo
 {
     enum enclave_status st;
     if (in->status && !enclave_status_parse(in->status, &st))
-        dcms_err_field(ei, "status", "must be initializing, running, suspended, failed or terminated");
+        dcms_err_field(ei, "status",
+                       "must be initializing, running, suspended, failed or terminated");
     if (in->contract_id && !dcms_uuid_valid(in->contract_id))
         dcms_err_field(ei, "contract_id", "must be a contract id");
     if (in->provider_id && !dcms_uuid_valid(in->provider_id))

@@ -48,7 +48,8 @@ enum dcms_err enclave_metrics(const struct enclave_call *c, const char *id, json
     enum dcms_err e = dcms_store_begin(c->en->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    if ((e = enclave_store_load(tx, id, &rows, &r, c->ei)) || (e = enclave_authorize(c, &r, "enclaves:read")))
+    if ((e = enclave_store_load(tx, id, &rows, &r, c->ei)) ||
+        (e = enclave_authorize(c, &r, "enclaves:read")))
         goto out;
     if ((e = enclave_store_samples(tx, id, &srows, c->ei)))
         goto out;

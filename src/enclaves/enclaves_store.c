@@ -25,16 +25,15 @@ static struct dcms_query q_update = DCMS_QUERY(
     "attestation = $6, configuration = $7, runtime_ref = $8, runtime_pid = $9, started_at = $10, "
     "attested_at = $11, updated_at = $12, consumer_id = $14, version = version + 1 "
     "WHERE id = $1 AND version = $13");
-static struct dcms_query q_list =
-    DCMS_QUERY("enclave_list",
-               "SELECT " COLS " FROM enclaves "
-               "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
-               "AND (CAST($2 AS TEXT) IS NULL OR CAST(contract_id AS TEXT) = $2) "
-               "AND (CAST($3 AS TEXT) IS NULL OR CAST(provider_id AS TEXT) = $3) "
-               "AND (CAST($4 AS TEXT) IS NULL OR backend = $4) "
-               "AND ($5 = 1 OR CAST(provider_id AS TEXT) IN ($6, $7) "
-               "OR CAST(consumer_id AS TEXT) IN ($6, $7)) "
-               "AND (CAST($8 AS TEXT) IS NULL OR CAST(id AS TEXT) > $8) ORDER BY id LIMIT $9");
+static struct dcms_query q_list = DCMS_QUERY(
+    "enclave_list", "SELECT " COLS " FROM enclaves "
+                    "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
+                    "AND (CAST($2 AS TEXT) IS NULL OR CAST(contract_id AS TEXT) = $2) "
+                    "AND (CAST($3 AS TEXT) IS NULL OR CAST(provider_id AS TEXT) = $3) "
+                    "AND (CAST($4 AS TEXT) IS NULL OR backend = $4) "
+                    "AND ($5 = 1 OR CAST(provider_id AS TEXT) IN ($6, $7) "
+                    "OR CAST(consumer_id AS TEXT) IN ($6, $7)) "
+                    "AND (CAST($8 AS TEXT) IS NULL OR CAST(id AS TEXT) > $8) ORDER BY id LIMIT $9");
 static struct dcms_query q_image_pin = DCMS_QUERY(
     "enclave_image_pin", "INSERT INTO enclave_images (name, sha384, registered_at, registered_by) "
                          "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING");
@@ -126,12 +125,12 @@ enum dcms_err enclave_store_list(struct dcms_store_tx *tx, const struct enclave_
                                  struct dcms_store_rows **rows, struct dcms_errinfo *ei)
 {
 #define OPT(s) ((s) ? DCMS_VAL_TEXT(s) : DCMS_VAL_NULL)
-    return dcms_store_exec(tx, &q_list,
-                           (struct dcms_store_val[]){
-                               OPT(in->status), OPT(in->contract_id), OPT(in->provider_id),
-                               OPT(in->backend), DCMS_VAL_INT(all ? 1 : 0), DCMS_VAL_TEXT(who),
-                               DCMS_VAL_TEXT(org), OPT(in->cursor), DCMS_VAL_INT(in->limit)},
-                           9, rows, NULL, ei);
+    return dcms_store_exec(
+        tx, &q_list,
+        (struct dcms_store_val[]){OPT(in->status), OPT(in->contract_id), OPT(in->provider_id),
+                                  OPT(in->backend), DCMS_VAL_INT(all ? 1 : 0), DCMS_VAL_TEXT(who),
+                                  DCMS_VAL_TEXT(org), OPT(in->cursor), DCMS_VAL_INT(in->limit)},
+        9, rows, NULL, ei);
 #undef OPT
 }
 
@@ -140,12 +139,11 @@ enum dcms_err enclave_store_pin_image(struct dcms_store_tx *tx, const char *name
                                       char *pinned, size_t cap, struct dcms_errinfo *ei)
 {
     struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_exec(tx, &q_image_pin,
-                                      (struct dcms_store_val[]){DCMS_VAL_TEXT(name),
-                                                                DCMS_VAL_TEXT(sha_hex),
-                                                                DCMS_VAL_TEXT(now),
-                                                                DCMS_VAL_TEXT(by)},
-                                      4, NULL, NULL, ei);
+    enum dcms_err e =
+        dcms_store_exec(tx, &q_image_pin,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(name), DCMS_VAL_TEXT(sha_hex),
+                                                  DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(by)},
+                        4, NULL, NULL, ei);
     if (!e)
         e = dcms_store_exec(tx, &q_image_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(name)}, 1,
                             &rows, NULL, ei);
@@ -164,22 +162,21 @@ enum dcms_err enclave_store_put_sample(struct dcms_store_tx *tx, const char *id,
 {
     uint64_t n = 0;
     *stored = false;
-    enum dcms_err e = dcms_store_exec(tx, &q_metrics_set,
-                                      (struct dcms_store_val[]){DCMS_VAL_TEXT(id),
-                                                                DCMS_VAL_TEXT(latest_json),
-                                                                DCMS_VAL_TEXT(ref)},
-                                      3, NULL, &n, ei);
+    enum dcms_err e =
+        dcms_store_exec(tx, &q_metrics_set,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(latest_json),
+                                                  DCMS_VAL_TEXT(ref)},
+                        3, NULL, &n, ei);
     if (e || n != 1)
         return e;
-    e = dcms_store_exec(
-        tx, &q_sample_insert,
-        (struct dcms_store_val[]){
-            DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(now), DCMS_VAL_INT(pr->cpu_time_ms),
-            DCMS_VAL_INT(pr->rss_bytes), DCMS_VAL_INT(pr->peak_rss_bytes),
-            DCMS_VAL_INT(pr->uptime_ms), DCMS_VAL_INT(pr->channel_bytes_in),
-            DCMS_VAL_INT(pr->channel_bytes_out), DCMS_VAL_INT(pr->nprocs),
-            pr->notice[0] ? DCMS_VAL_TEXT(pr->notice) : DCMS_VAL_NULL},
-        10, NULL, NULL, ei);
+    e = dcms_store_exec(tx, &q_sample_insert,
+                        (struct dcms_store_val[]){
+                            DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(now), DCMS_VAL_INT(pr->cpu_time_ms),
+                            DCMS_VAL_INT(pr->rss_bytes), DCMS_VAL_INT(pr->peak_rss_bytes),
+                            DCMS_VAL_INT(pr->uptime_ms), DCMS_VAL_INT(pr->channel_bytes_in),
+                            DCMS_VAL_INT(pr->channel_bytes_out), DCMS_VAL_INT(pr->nprocs),
+                            pr->notice[0] ? DCMS_VAL_TEXT(pr->notice) : DCMS_VAL_NULL},
+                        10, NULL, NULL, ei);
     if (!e)
         e = dcms_store_exec(tx, &q_sample_prune, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
                             NULL, NULL, ei);
@@ -198,7 +195,6 @@ enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend
                                    struct dcms_store_rows **rows, struct dcms_errinfo *ei)
 {
     return dcms_store_exec(
-        tx, &q_active,
-        (struct dcms_store_val[]){DCMS_VAL_TEXT(backend), DCMS_VAL_INT(all ? 1 : 0)}, 2, rows,
-        NULL, ei);
+        tx, &q_active, (struct dcms_store_val[]){DCMS_VAL_TEXT(backend), DCMS_VAL_INT(all ? 1 : 0)},
+        2, rows, NULL, ei);
 }
