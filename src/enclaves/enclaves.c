@@ -400,9 +400,30 @@ static void check_contract(const struct enclave_call *c, const struct dcms_contr
         dcms_err_field(c->ei, "contract_id", "the contract is %s", cs->status);
 }
 
+/* ---- workload images: which files count, in one place ---- */
+
 void enclave_image_path(const struct dcms_enclaves *en, const char *image, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/%s", en->images_dir, image);
+}
+
+/*
+ * True when `image` names a workload image (a regular file under
+ * DCMS_ENCLAVE_IMAGES_DIR), with its SHA-384 in `sha_hex` (lowercase hex).
+ */
+static bool image_measure(const struct dcms_enclaves *en, const char *image,
+                          char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1])
+{
+    char path[2048];
+    struct stat st;
+    unsigned char sha[DCMS_ATTEST_SHA384_LEN];
+    struct dcms_errinfo mei;
+    dcms_errinfo_init(&mei, NULL);
+    enclave_image_path(en, image, path, sizeof(path));
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || dcms_attest_measure_file(path, sha, &mei))
+        return false;
+    dcms_hex_encode(sha_hex, sha, sizeof(sha));
+    return true;
 }
 
 enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_create_in *in,
@@ -416,21 +437,10 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
     if (in->contract_id && !dcms_uuid_valid(in->contract_id))
         dcms_err_field(ei, "contract_id", "must be the id of a contract");
     const struct enclave_config *cfg = &in->config;
-    unsigned char sha[DCMS_ATTEST_SHA384_LEN];
     char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1] = "", pcr0_hex[2 * DCMS_ATTEST_SHA384_LEN + 1];
-    if (cfg->image[0]) {
-        char path[2048];
-        struct stat st;
-        enclave_image_path(en, cfg->image, path, sizeof(path));
-        struct dcms_errinfo mei;
-        dcms_errinfo_init(&mei, NULL);
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-            dcms_attest_measure_file(path, sha, &mei))
-            dcms_err_field(ei, "configuration.image",
-                           "no workload image of this name (see DCMS_ENCLAVE_IMAGES_DIR)");
-        else
-            dcms_hex_encode(sha_hex, sha, sizeof(sha));
-    }
+    if (cfg->image[0] && !image_measure(en, cfg->image, sha_hex))
+        dcms_err_field(ei, "configuration.image",
+                       "no workload image of this name (see DCMS_ENCLAVE_IMAGES_DIR)");
     if (ei->code)
         return ei->code;
     const char *provider = provider_of(c->p);
