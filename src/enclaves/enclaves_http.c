@@ -7,6 +7,7 @@
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/http.h"
 #include "enclaves/enclaves_http.h"
 #include "enclaves/enclaves_int.h"
 

@@ -4,7 +4,7 @@
  * queries and the row codec (enclaves_store.c), the service
  * (enclaves.c), the attestation step (enclaves_attest.c), metrics
  * (enclaves_metrics.c), the background jobs (enclaves_reconcile.c) and
- * the handlers (enclaves_http.c, the only file that sees dcms/http.h).
+ * the handlers (enclaves_http.c, the only file that sees the HTTP layer).
  */
 #ifndef DCMS_ENCLAVES_INT_H
 #define DCMS_ENCLAVES_INT_H
