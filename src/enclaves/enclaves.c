@@ -145,7 +145,8 @@ struct change {
 static enum dcms_err commit_transition(const struct enclave_call *c, const char *id,
                                        enum enclave_event ev, unsigned who, const struct change *ch,
                                        const char *action, enum dcms_audit_outcome outcome,
-                                       json_t *details, json_t *attest_details, json_t **out)
+                                       json_t *details, json_t *attest_details,
+                                       struct enclave_rec *out)
 {
     struct dcms_errinfo *ei = c->ei;
     struct dcms_store_tx *tx = NULL;
@@ -192,7 +193,7 @@ static enum dcms_err commit_transition(const struct enclave_call *c, const char 
     dcms_store_rows_free(rows);
     rows = NULL;
     if (!e && out && !(e = enclave_store_load(tx, id, &rows, &r, ei)))
-        *out = enclave_row_to_json(&r);
+        enclave_rec_take(out, &rows, &r);
 out:
     json_decref(details);
     json_decref(attest_details);
@@ -210,7 +211,8 @@ out:
 static enum dcms_err settle_attestation(const struct enclave_call *c, const struct enclave_row *r,
                                         enum enclave_event ev, unsigned who,
                                         struct enclave_verdict *v, const struct change *base,
-                                        const char *action, json_t *details, json_t **out)
+                                        const char *action, json_t *details,
+                                        struct enclave_rec *out)
 {
     char *text = dcms_json_dump(v->attestation, NULL);
     json_t *ad = enclave_attest_audit_details(v, r);
@@ -273,7 +275,8 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
 }
 
 /* Starts the workload of a new (Initializing) enclave and attests it; the lock is held. */
-static enum dcms_err start_and_attest(const struct enclave_call *c, const char *id, json_t **out)
+static enum dcms_err start_and_attest(const struct enclave_call *c, const char *id,
+                                      struct enclave_rec *out)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
@@ -427,8 +430,9 @@ static bool image_measure(const struct dcms_enclaves *en, const char *image,
 }
 
 enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_create_in *in,
-                             json_t **out)
+                             struct enclave_rec *out)
 {
+    *out = (struct enclave_rec){0};
     struct dcms_errinfo *ei = c->ei;
     struct dcms_enclaves *en = c->en;
     /* A missing or mistyped name was reported by the decoder. */
@@ -518,53 +522,41 @@ out:
     return e;
 }
 
-enum dcms_err enclave_get(const struct enclave_call *c, const char *id, json_t **out)
+enum dcms_err enclave_get(const struct enclave_call *c, const char *id, struct enclave_rec *out)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
     struct enclave_row r;
+    *out = (struct enclave_rec){0};
     enum dcms_err e = dcms_store_begin(c->en->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
     if (!(e = enclave_store_load(tx, id, &rows, &r, c->ei)) &&
         !(e = enclave_authorize(c, &r, "enclaves:read")))
-        *out = enclave_row_to_json(&r);
+        enclave_rec_take(out, &rows, &r);
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
-    if (!e && !*out)
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
     return e;
 }
 
-/* One row of a list page (see dcms_store_rows_page). */
-static json_t *page_item(const struct dcms_store_rows *rows, size_t i)
-{
-    struct enclave_row r;
-    enclave_row_from(rows, i, &r);
-    return enclave_row_to_json(&r);
-}
-
 enum dcms_err enclave_list(const struct enclave_call *c, const struct enclave_list_in *in,
-                           json_t **out)
+                           struct dcms_store_rows **out)
 {
     bool all = (c->p->roles & (DCMS_ROLE_ADMIN | DCMS_ROLE_AUDITOR)) != 0;
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
+    *out = NULL;
     enum dcms_err e = dcms_store_begin(c->en->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    e = enclave_store_list(tx, in, all, c->p->id, provider_of(c->p), &rows, c->ei);
+    e = enclave_store_list(tx, in, all, c->p->id, provider_of(c->p), out, c->ei);
     dcms_store_rollback(tx);
-    if (e)
-        return e;
-    *out = dcms_store_rows_page(rows, in->limit, 0, "enclaves", page_item);
-    dcms_store_rows_free(rows);
-    return *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    return e;
 }
 
 enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
-                            const struct enclave_patch_in *in, json_t **out)
+                            const struct enclave_patch_in *in, struct enclave_rec *out)
 {
+    *out = (struct enclave_rec){0};
     struct dcms_errinfo *ei = c->ei;
     if (in->name && (strlen(in->name) < 1 || strlen(in->name) > 255))
         dcms_err_field(ei, "name", "must be 1 to 255 characters");
@@ -646,7 +638,7 @@ enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
     dcms_store_rows_free(rows);
     rows = NULL;
     if (!e && !(e = enclave_store_load(tx, id, &rows, &r, ei)))
-        *out = enclave_row_to_json(&r);
+        enclave_rec_take(out, &rows, &r);
 out:
     dcms_store_rows_free(rows);
     if (tx)
@@ -658,7 +650,7 @@ out:
 
 /* suspend / resume / attest / terminate, with the lock held. */
 static enum dcms_err act_locked(const struct enclave_call *c, const char *id, enum enclave_event ev,
-                                const char *note, json_t **out)
+                                const char *note, struct enclave_rec *out)
 {
     struct dcms_enclaves *en = c->en;
     struct dcms_store_tx *tx;
@@ -739,8 +731,9 @@ out:
 }
 
 enum dcms_err enclave_act(const struct enclave_call *c, const char *id, enum enclave_event ev,
-                          const char *reason, json_t **out)
+                          const char *reason, struct enclave_rec *out)
 {
+    *out = (struct enclave_rec){0};
     if (!id || !dcms_uuid_valid(id))
         return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "enclave not found");
     pthread_mutex_t *mu = enclave_lock_of(c->en, id);

@@ -117,11 +117,11 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
 {
     struct dcms_errinfo *ei = c->ei;
     /* First: may the caller see the enclave at all (404 otherwise)? */
-    json_t *enc = NULL;
+    struct enclave_rec enc;
     enum dcms_err e = enclave_get(c, id, &enc);
     if (e)
         return e;
-    json_decref(enc);
+    enclave_rec_release(&enc);
     if (!contract_id)
         return dcms_err_field(ei, "contract_id", "is required");
     struct dcms_contract_security cs;

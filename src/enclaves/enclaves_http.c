@@ -20,6 +20,14 @@ static enum dcms_err call_of(struct dcms_http_req *req, struct enclave_call *c)
     return DCMS_OK;
 }
 
+/* The enclave a service call returned, as response JSON (NULL on OOM); releases `rec`. */
+static json_t *encode(struct enclave_rec *rec)
+{
+    json_t *j = enclave_row_to_json(&rec->r);
+    enclave_rec_release(rec);
+    return j;
+}
+
 enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     struct enclave_call c;
@@ -31,14 +39,17 @@ enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_h
         return e;
     struct enclave_create_in in;
     enclave_create_in_from_json(b, &c.en->limits, &in, req->ei);
-    json_t *out = NULL;
+    struct enclave_rec out;
     /* The service adds its own problems to these, so all come back at once. */
     e = enclave_create(&c, &in, &out);
     if (e || req->ei->code) {
-        json_decref(out);
+        enclave_rec_release(&out);
         return e ? e : req->ei->code;
     }
-    return dcms_http_reply_created(req, resp, "/api/v1/enclaves/", "id", true, out);
+    json_t *j = encode(&out);
+    if (!j)
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return dcms_http_reply_created(req, resp, "/api/v1/enclaves/", "id", true, j);
 }
 
 enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -60,9 +71,10 @@ enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_htt
     dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
-    json_t *out;
-    e = enclave_list(&c, &in, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    struct dcms_store_rows *rows;
+    if ((e = enclave_list(&c, &in, &rows)))
+        return e;
+    return dcms_http_reply(req, resp, 200, enclave_list_to_json(rows, in.limit));
 }
 
 enum dcms_err dcms_enclaves_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -71,9 +83,9 @@ enum dcms_err dcms_enclaves_http_get(struct dcms_http_req *req, struct dcms_http
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
-    json_t *out = NULL;
+    struct enclave_rec out;
     e = enclave_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
 enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -90,9 +102,9 @@ enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_ht
     in.if_match = dcms_http_req_header(req, "If-Match");
     if (req->ei->code)
         return req->ei->code;
-    json_t *out = NULL;
+    struct enclave_rec out;
     e = enclave_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
 static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
@@ -111,9 +123,9 @@ static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
         if (req->ei->code)
             return req->ei->code;
     }
-    json_t *out = NULL;
+    struct enclave_rec out;
     e = enclave_act(&c, dcms_http_req_param(req, "id"), ev, reason, &out);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
 enum dcms_err dcms_enclaves_http_suspend(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -131,6 +131,103 @@ bool enclave_transition(enum enclave_status from, enum enclave_event ev, unsigne
 /* "resume, terminate, update": the events `who` may trigger in `from` ("none" if none). */
 void enclave_allowed_events(enum enclave_status from, unsigned who, char *out, size_t cap);
 
+/* ---- the store (enclaves_store.c): every query of the enclaves tables ---- */
+
+struct enclave_list_in;
+
+enum enclave_col {
+    C_ID,
+    C_NAME,
+    C_PROVIDER,
+    C_CONTRACT,
+    C_BACKEND,
+    C_STATUS,
+    C_REASON,
+    C_ATTEST,
+    C_CONFIG,
+    C_METRICS,
+    C_VERSION,
+    C_CREATED,
+    C_UPDATED,
+    C_IMAGE_SHA,
+    C_PCR0,
+    C_REF,
+    C_PID,
+    C_STARTED,
+    C_ATTESTED,
+    C_CONSUMER, /* the bound contract's consumer, copied at bind time (migration 0008) */
+    C__COUNT
+};
+
+/* One enclave row as text (NULL where SQL NULL); pointers into rows or caller strings. */
+struct enclave_row {
+    const char *v[C__COUNT];
+};
+
+/*
+ * One enclave as the service returns it: `r` points into `rows`, which the
+ * caller releases with enclave_rec_release (enclaves_store.c) after
+ * encoding it (enclave_row_to_json). Zeroed by the service on entry; empty
+ * on error.
+ */
+struct enclave_rec {
+    struct dcms_store_rows *rows;
+    struct enclave_row r;
+};
+
+/* Row `i` of an enclave query result. */
+void enclave_row_from(const struct dcms_store_rows *rows, size_t i, struct enclave_row *out);
+/* Enclave `id` (*rows owns the text; free it). DCMS_ERR_NOT_FOUND when absent. */
+enum dcms_err enclave_store_load(struct dcms_store_tx *tx, const char *id,
+                                 struct dcms_store_rows **rows, struct enclave_row *r,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Moves *rows and *r into `out` (*rows becomes NULL). */
+void enclave_rec_take(struct enclave_rec *out, struct dcms_store_rows **rows,
+                      const struct enclave_row *r);
+/* Frees what `rec` owns and empties it. */
+void enclave_rec_release(struct enclave_rec *rec);
+/* Writes `r` back with a new version; 412 when it moved since it was read. */
+enum dcms_err enclave_store_update(struct dcms_store_tx *tx, const struct enclave_row *r,
+                                   const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* A new Initializing enclave from the members of `r` (id, name, provider, contract, consumer,
+ * backend, config, sha, pcr0). */
+enum dcms_err enclave_store_insert(struct dcms_store_tx *tx, const struct enclave_row *r,
+                                   const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * A page of enclaves matching `in`; `all` lists every enclave, otherwise
+ * only those where `who` or `org` is the provider or the consumer.
+ */
+enum dcms_err enclave_store_list(struct dcms_store_tx *tx, const struct enclave_list_in *in,
+                                 bool all, const char *who, const char *org,
+                                 struct dcms_store_rows **rows,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Pins image `name` to `sha_hex` unless it is pinned already, and gives the
+ * pinned measurement in `pinned` (hex, 2 * 48 + 1 bytes).
+ */
+enum dcms_err enclave_store_pin_image(struct dcms_store_tx *tx, const char *name,
+                                      const char *sha_hex, const char *now, const char *by,
+                                      char *pinned, size_t cap,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Stores one metrics sample of the workload `ref` of enclave `id`: the
+ * latest in the row (`latest_json`) and a history row, pruned to the last
+ * ENCLAVE_HISTORY_MAX. *stored false when the row no longer names `ref`.
+ */
+enum dcms_err enclave_store_put_sample(struct dcms_store_tx *tx, const char *id, const char *ref,
+                                       const char *now, const char *latest_json,
+                                       const struct dcms_enclave_probe *pr, bool *stored,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The history of enclave `id`, newest first: at, then the probe's counters, then notice. */
+enum dcms_err enclave_store_samples(struct dcms_store_tx *tx, const char *id,
+                                    struct dcms_store_rows **rows,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* id, status, runtime_ref of the running / suspended (and with `all`, initializing) enclaves of
+ * `backend`. */
+enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, bool all,
+                                   struct dcms_store_rows **rows,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- the service (enclaves.c) ---- */
 
 #define ENCLAVE_LOCK_STRIPES 64
@@ -192,18 +289,21 @@ struct enclave_list_in {
     int64_t limit;
 };
 
-/* Results are JSON objects the caller owns. */
 enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_create_in *in,
-                             json_t **out) DCMS_MUST_CHECK;
+                             struct enclave_rec *out) DCMS_MUST_CHECK;
 enum dcms_err enclave_get(const struct enclave_call *c, const char *id,
-                          json_t **out) DCMS_MUST_CHECK;
+                          struct enclave_rec *out) DCMS_MUST_CHECK;
+/* A page of the enclaves the caller may see (limit + 1 rows: see dcms_store_rows_page). */
 enum dcms_err enclave_list(const struct enclave_call *c, const struct enclave_list_in *in,
-                           json_t **out) DCMS_MUST_CHECK;
+                           struct dcms_store_rows **out) DCMS_MUST_CHECK;
 enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
-                            const struct enclave_patch_in *in, json_t **out) DCMS_MUST_CHECK;
+                            const struct enclave_patch_in *in,
+                            struct enclave_rec *out) DCMS_MUST_CHECK;
 /* suspend, resume, terminate, attest (reason: optional note for the audit and status). */
 enum dcms_err enclave_act(const struct enclave_call *c, const char *id, enum enclave_event ev,
-                          const char *reason, json_t **out) DCMS_MUST_CHECK;
+                          const char *reason, struct enclave_rec *out) DCMS_MUST_CHECK;
+/* Results that are reports rather than the enclave (metrics, compatibility) are JSON the caller
+ * owns. */
 enum dcms_err enclave_metrics(const struct enclave_call *c, const char *id,
                               json_t **out) DCMS_MUST_CHECK;
 enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id,
@@ -234,88 +334,11 @@ enum dcms_err enclave_authorize(const struct enclave_call *c, const struct encla
  */
 void enclave_image_path(const struct dcms_enclaves *en, const char *image, char *out, size_t cap);
 
-/* ---- the store (enclaves_store.c): every query of the enclaves tables ---- */
-
-enum enclave_col {
-    C_ID,
-    C_NAME,
-    C_PROVIDER,
-    C_CONTRACT,
-    C_BACKEND,
-    C_STATUS,
-    C_REASON,
-    C_ATTEST,
-    C_CONFIG,
-    C_METRICS,
-    C_VERSION,
-    C_CREATED,
-    C_UPDATED,
-    C_IMAGE_SHA,
-    C_PCR0,
-    C_REF,
-    C_PID,
-    C_STARTED,
-    C_ATTESTED,
-    C_CONSUMER, /* the bound contract's consumer, copied at bind time (migration 0008) */
-    C__COUNT
-};
-
-/* One enclave row as text (NULL where SQL NULL); pointers into rows or caller strings. */
-struct enclave_row {
-    const char *v[C__COUNT];
-};
-
-/* Row `i` of an enclave query result. */
-void enclave_row_from(const struct dcms_store_rows *rows, size_t i, struct enclave_row *out);
-/* Enclave `id` (*rows owns the text; free it). DCMS_ERR_NOT_FOUND when absent. */
-enum dcms_err enclave_store_load(struct dcms_store_tx *tx, const char *id,
-                                 struct dcms_store_rows **rows, struct enclave_row *r,
-                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Writes `r` back with a new version; 412 when it moved since it was read. */
-enum dcms_err enclave_store_update(struct dcms_store_tx *tx, const struct enclave_row *r,
-                                   const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* A new Initializing enclave from the members of `r` (id, name, provider, contract, consumer,
- * backend, config, sha, pcr0). */
-enum dcms_err enclave_store_insert(struct dcms_store_tx *tx, const struct enclave_row *r,
-                                   const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/*
- * A page of enclaves matching `in`; `all` lists every enclave, otherwise
- * only those where `who` or `org` is the provider or the consumer.
- */
-enum dcms_err enclave_store_list(struct dcms_store_tx *tx, const struct enclave_list_in *in,
-                                 bool all, const char *who, const char *org,
-                                 struct dcms_store_rows **rows,
-                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/*
- * Pins image `name` to `sha_hex` unless it is pinned already, and gives the
- * pinned measurement in `pinned` (hex, 2 * 48 + 1 bytes).
- */
-enum dcms_err enclave_store_pin_image(struct dcms_store_tx *tx, const char *name,
-                                      const char *sha_hex, const char *now, const char *by,
-                                      char *pinned, size_t cap,
-                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/*
- * Stores one metrics sample of the workload `ref` of enclave `id`: the
- * latest in the row (`latest_json`) and a history row, pruned to the last
- * ENCLAVE_HISTORY_MAX. *stored false when the row no longer names `ref`.
- */
-enum dcms_err enclave_store_put_sample(struct dcms_store_tx *tx, const char *id, const char *ref,
-                                       const char *now, const char *latest_json,
-                                       const struct dcms_enclave_probe *pr, bool *stored,
-                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* The history of enclave `id`, newest first: at, then the probe's counters, then notice. */
-enum dcms_err enclave_store_samples(struct dcms_store_tx *tx, const char *id,
-                                    struct dcms_store_rows **rows,
-                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* id, status, runtime_ref of the running / suspended (and with `all`, initializing) enclaves of
- * `backend`. */
-enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, bool all,
-                                   struct dcms_store_rows **rows,
-                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-
 /* ---- response and request codecs (enclaves_json.c) ---- */
 
 json_t *enclave_row_to_json(const struct enclave_row *r);
+/* A list page ({enclaves, next_cursor}) of enclave_list's rows, which it frees. NULL on OOM. */
+json_t *enclave_list_to_json(struct dcms_store_rows *rows, int64_t limit);
 /* Stored JSON text back to a value; JSON null when absent or unreadable. */
 json_t *enclave_json_text(const char *s);
 /* A string, or JSON null for NULL. */

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 
 #include "dcms/json.h"
+#include "dcms/store.h"
 #include "enclaves/enclaves_int.h"
 
 static void fieldf(struct dcms_errinfo *ei, const char *problem, const char *fmt, ...)
@@ -293,6 +294,20 @@ json_t *enclave_config_to_json(const struct enclave_config *c)
 json_t *enclave_str_or_null(const char *s)
 {
     return s ? json_string(s) : json_null();
+}
+
+static json_t *page_item(const struct dcms_store_rows *rows, size_t i)
+{
+    struct enclave_row r;
+    enclave_row_from(rows, i, &r);
+    return enclave_row_to_json(&r);
+}
+
+json_t *enclave_list_to_json(struct dcms_store_rows *rows, int64_t limit)
+{
+    json_t *page = dcms_store_rows_page(rows, limit, 0, "enclaves", page_item);
+    dcms_store_rows_free(rows);
+    return page;
 }
 
 json_t *enclave_json_text(const char *s)

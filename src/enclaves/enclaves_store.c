@@ -70,6 +70,20 @@ void enclave_row_from(const struct dcms_store_rows *rows, size_t i, struct encla
         out->v[j] = dcms_store_rows_text(rows, i, j);
 }
 
+void enclave_rec_take(struct enclave_rec *out, struct dcms_store_rows **rows,
+                      const struct enclave_row *r)
+{
+    out->rows = *rows;
+    out->r = *r;
+    *rows = NULL;
+}
+
+void enclave_rec_release(struct enclave_rec *rec)
+{
+    dcms_store_rows_free(rec->rows);
+    *rec = (struct enclave_rec){0};
+}
+
 enum dcms_err enclave_store_load(struct dcms_store_tx *tx, const char *id,
                                  struct dcms_store_rows **rows, struct enclave_row *r,
                                  struct dcms_errinfo *ei)
