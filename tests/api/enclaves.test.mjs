@@ -549,6 +549,26 @@ describe('contracts served and compatibility', () => {
     assert.equal(r.json.contract_id, military.id);
     assert.equal(req(await compat(provider, enc.id, military.id), 'dedicated').ok, true);
   });
+
+  test('the consumer follows the binding: unbound, it no longer sees the enclave; bound again, it does', async () => {
+    const patch = (contractId) => call('PATCH', `/api/v1/enclaves/${enc.id}`,
+                                       {headers: bearer(provider), json: {contract_id: contractId}},
+                                       '/api/v1/enclaves/{id}');
+    const listed = async () => (await call('GET', '/api/v1/enclaves', {headers: bearer(consumer)}, '/api/v1/enclaves'))
+      .json.enclaves.map((e) => e.id).includes(enc.id);
+    assert.equal((await get(consumer, enc.id)).status, 200);
+    assert.equal(await listed(), true);
+    let r = await patch(null);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.contract_id, null);
+    assert.equal((await get(consumer, enc.id)).status, 404);
+    assert.equal(await listed(), false);
+    r = await patch(military.id);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal((await get(consumer, enc.id)).status, 200);
+    assert.equal(await listed(), true);
+    assert.equal((await get(consumer2, enc.id)).status, 404);
+  });
 });
 
 describe('restart', () => {
