@@ -3,10 +3,14 @@
  * reported at once), call the service, encode. Authentication and the
  * route's permission were checked by the HTTP layer (authz.c).
  */
+#include <sodium.h>
+
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "iam/iam_http.h"
-#include "iam/mfa_int.h"
+#include "iam/iam_http_int.h"
+#include "iam/iam_identity.h"
+#include "iam/iam_session.h"
 
 struct iam_call iam_call_of(const struct dcms_http_req *req)
 {
@@ -15,6 +19,18 @@ struct iam_call iam_call_of(const struct dcms_http_req *req)
 }
 
 /* An optional string member (NULL when absent; also JSON null when `present` is given). */
+/*
+ * Wipes a secret string member of a request body (a password, a refresh or
+ * e-mail token) once the service is done with it, so the decoded copy is
+ * not left in freed memory. The body buffer itself is the HTTP layer's.
+ */
+static void wipe_member(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v))
+        sodium_memzero((char *)json_string_value(v), json_string_length(v));
+}
+
 static const char *opt_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
                            bool *present)
 {
@@ -66,6 +82,7 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     struct iam_call c = iam_call_of(req);
     /* The service adds its own problems to those found here, so all come back at once. */
     e = iam_identity_create(&c, &in, &out);
+    wipe_member(b, "password");
     if (e || req->ei->code) {
         json_decref(out);
         return e ? e : req->ei->code;
@@ -228,12 +245,15 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
         dcms_err_field(req->ei, "",
                        "a second factor (totp, recovery_code or webauthn) is required with "
                        "mfa_ticket");
-    if (req->ei->code)
+    if (req->ei->code) {
+        wipe_member(b, "password");
         return req->ei->code;
+    }
     json_t *out = NULL;
     int64_t retry = 0;
     struct iam_call c = iam_call_of(req);
     e = iam_login(&c, &in, &out, &retry);
+    wipe_member(b, "password");
     if (e == DCMS_ERR_MFA_REQUIRED && out)
         return reply_mfa_required(req, resp, out);
     json_decref(e ? out : NULL);
@@ -254,11 +274,14 @@ enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_
     if (e)
         return e;
     const char *token = req_str(req, b, "refresh_token", 256);
-    if (req->ei->code)
+    if (req->ei->code) {
+        wipe_member(b, "refresh_token");
         return req->ei->code;
+    }
     json_t *out;
     struct iam_call c = iam_call_of(req);
     e = iam_refresh(&c, token, &out);
+    wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
@@ -266,8 +289,8 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
 {
     static const char *const keys[] = {"refresh_token", NULL};
     const char *token = NULL;
+    json_t *b = NULL;
     if (req->body.len) {
-        json_t *b;
         enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
@@ -277,6 +300,7 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
     }
     struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_logout(&c, token);
+    wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply_no_content(resp);
 }
 
@@ -293,6 +317,7 @@ enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_
     json_t *out;
     struct iam_call c = iam_call_of(req);
     e = iam_email_verify(&c, token, &out);
+    wipe_member(b, "token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
@@ -309,44 +334,10 @@ enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_r
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
-enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *b, *out;
-    enum dcms_err e = dcms_http_req_json(req, 0, &b);
-    if (e)
-        return e;
-    struct iam_call c = iam_call_of(req);
-    e = iam_policy_create(&c, b, &out);
-    return e ? e : dcms_http_reply(req, resp, 201, out);
-}
-
-enum dcms_err dcms_iam_http_policy_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *out;
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_policy_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_policy_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_policy_delete(&c, dcms_http_req_param(req, "id"));
-    return e ? e : dcms_http_reply_no_content(resp);
-}
-
 enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
     struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_identity_me(&c, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *out;
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_policy_list(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
