@@ -9,7 +9,6 @@
 
 #include "iam/iam_core.h"
 
-
 enum dcms_err iam_policy_create(const struct iam_call *c, const json_t *doc,
                                 json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_policy_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;

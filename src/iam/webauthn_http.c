@@ -11,7 +11,6 @@
 #include "iam/mfa_int.h"
 #include "iam/webauthn_json.h"
 
-
 /* An optional JSON body (*body NULL without one) and its user_verification. */
 static enum dcms_err options_body(struct dcms_http_req *req, const char *const *keys, json_t **body,
                                   const char **uv)

@@ -15,7 +15,6 @@ static bool known(const char *key, const char *const *allowed)
     return false;
 }
 
-
 void iam_wa_cred_in_free(struct iam_wa_cred_in *in)
 {
     free(in->cdj.p);
@@ -58,7 +57,7 @@ static void b64_member(const json_t *o, const char *key, const char *path, size_
 
 /* Decodes {id, rawId, type, response: {...}, ...}; `registration` picks the response shape. */
 enum dcms_err iam_wa_cred_from_json(const json_t *c, bool registration, struct iam_wa_cred_in *in,
-                                   struct dcms_errinfo *ei)
+                                    struct dcms_errinfo *ei)
 {
     static const char *const top[] = {
         "id", "rawId", "type", "response", "authenticatorAttachment", "clientExtensionResults",
