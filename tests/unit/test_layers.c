@@ -83,7 +83,8 @@ static void scan_lines(struct tree *t, struct src_file *sf, const char *prefix)
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
         char inc[128];
         if (sscanf(p, "#include \"%127[^\"]\"", inc) == 1) {
-            const char *base = strncmp(inc, prefix, strlen(prefix)) == 0 ? inc + strlen(prefix) : inc;
+            const char *base =
+                strncmp(inc, prefix, strlen(prefix)) == 0 ? inc + strlen(prefix) : inc;
             int h = find_file(t, base);
             if (h >= 0 && t->f[h].header && sf->nincludes < MAX_FILES)
                 sf->includes[sf->nincludes++] = h;
@@ -251,8 +252,7 @@ static void test_cycle_check_finds_circle(void **state)
     char cycle[512] = "";
     assert_false(find_cycle(dir, "m/", cycle, sizeof(cycle)));
     /* low.c (implementing low.h) reaches up to high.h, which includes low.h. */
-    write_file(dir, "low.c",
-               "#include \"m/high.h\"\nint low_fn(void)\n{\n    return 1;\n}\n");
+    write_file(dir, "low.c", "#include \"m/high.h\"\nint low_fn(void)\n{\n    return 1;\n}\n");
     assert_true(find_cycle(dir, "m/", cycle, sizeof(cycle)));
     assert_non_null(strstr(cycle, "high.h"));
     assert_non_null(strstr(cycle, "low.h"));
