@@ -95,8 +95,7 @@ enum dcms_err iam_identity_patch_from_json(const json_t *b, struct iam_identity_
     return ei->code;
 }
 
-enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in,
-                                  struct dcms_errinfo *ei)
+enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in, struct dcms_errinfo *ei)
 {
     memset(in, 0, sizeof(*in));
     in->mfa_ticket = str_member(b, "mfa_ticket", 128, NULL, ei);

@@ -26,7 +26,7 @@
 #define MAX_NAMES 512
 
 struct src_file {
-    char name[96];
+    char name[256];
     bool header;
     char *text;
     char *names[MAX_NAMES]; /* declared (header) or defined (.c) functions */
@@ -117,7 +117,7 @@ static void tree_load(struct tree *t, const char *dir, const char *prefix)
         struct src_file *sf = &t->f[t->n++];
         snprintf(sf->name, sizeof(sf->name), "%s", de->d_name);
         sf->header = ends_with(de->d_name, ".h");
-        char path[512];
+        char path[1024];
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         sf->text = dcms_test_read_file(path, NULL);
     }
@@ -230,7 +230,7 @@ static void test_iam_services_without_http(void **state)
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -258,7 +258,7 @@ static void test_cycle_check_finds_circle(void **state)
     assert_non_null(strstr(cycle, "low.h"));
     const char *names[] = {"low.h", "low.c", "high.h", "high.c"};
     for (size_t i = 0; i < 4; i++) {
-        char path[512];
+        char path[1024];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         unlink(path);
     }
