@@ -7,7 +7,7 @@
  * access tokens, roles, amr and the audit helper (iam_core.c), the login
  * throttle (iam_throttle.c) and the step-up rule (iam_stepup.c). The pure
  * parts never touch the store, so the unit tests exercise them directly.
- * Nothing here includes dcms/http.h or another IAM header.
+ * Nothing here includes the HTTP header or another IAM header.
  */
 #ifndef DCMS_IAM_CORE_H
 #define DCMS_IAM_CORE_H
