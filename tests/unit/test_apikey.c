@@ -16,6 +16,8 @@
 #include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/store.h"
+#include "iam/apikey_int.h"
+#include "iam/iam_identity.h"
 #include "iam/mfa_int.h"
 
 /* ---- without a store ---- */

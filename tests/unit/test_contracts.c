@@ -15,7 +15,8 @@
 #include "dcms/crypto.h"
 #include "dcms/jcs.h"
 #include "dcms/store.h"
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
+#include "iam/iam_identity.h"
 #include "store/store_int.h"
 
 #include <unistd.h>

@@ -20,6 +20,7 @@
 #include "dcms/crypto.h"
 #include "dcms/store.h"
 #include "iam/iam_cred.h"
+#include "iam/iam_identity.h"
 
 #include <dirent.h>
 
