@@ -177,4 +177,3 @@ void dcms_conn_guard_remove(struct dcms_conn_guard *g, struct dcms_conn_slot *s)
     pthread_mutex_unlock(&g->lock);
     free(s);
 }
-
