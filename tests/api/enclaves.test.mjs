@@ -246,13 +246,26 @@ describe('lifecycle with the local backend', () => {
     assert.ok(m.latest.peak_rss_bytes >= m.latest.rss_bytes);
     assert.ok(m.latest.channel_bytes_in > 0, 'attestations went over the channel');
     assert.ok(m.history[0].at < m.history[m.history.length - 1].at);
+    // Per-enclave series only for a caller granted system:read (the admin here).
     const rss = new RegExp(`dcms_enclave_memory_rss_bytes\\{enclave="${enc.id}",status="running"\\} [1-9]`);
     const text = await waitFor('the gauges of the running enclave', async () => {
-      const t = await (await fetch(`${server.url}/metrics`)).text();
+      const t = await (await fetch(`${server.url}/metrics`, {headers: bearer(admin)})).text();
       return rss.test(t) && t;
     }, 3000);
     assert.match(text, new RegExp(`dcms_enclave_channel_bytes_total\\{enclave="${enc.id}",direction="in"\\} [1-9]`));
     assert.match(text, /dcms_enclave_reconcile_runs_total [1-9]/);
+    // Anonymous and a provider without system:read: sums by status, no enclave named.
+    for (const headers of [{}, bearer(provider)]) {
+      const r = await fetch(`${server.url}/metrics`, {headers});
+      assert.equal(r.status, 200);
+      const t = await r.text();
+      assert.doesNotMatch(t, /enclave="/, 'a per-enclave label reached a caller without system:read');
+      assert.ok(!t.includes(enc.id), 'an enclave id reached a caller without system:read');
+      assert.match(t, /^dcms_enclaves\{status="running"\} [1-9]\d*$/m);
+      assert.match(t, /^dcms_enclave_memory_rss_bytes\{status="running"\} [1-9]/m);
+      assert.match(t, /^dcms_enclave_channel_bytes_total\{direction="in"\} [1-9]/m);
+      assert.match(t, /^# TYPE dcms_enclave_cpu_seconds_total counter$/m);
+    }
   });
 
   test('terminate: no process left behind, final', async () => {
