@@ -16,6 +16,7 @@
 #include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
+#include "dcms/fs.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
@@ -732,6 +733,7 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
         struct dcms_errinfo mei;
         dcms_errinfo_init(&mei, NULL);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+            !dcms_fs_is_workload_image(path, strcmp(en->backend->name, "nitro") == 0) ||
             dcms_attest_measure_file(path, sha, &mei))
             dcms_err_field(ei, "configuration.image",
                            "no workload image of this name (see DCMS_ENCLAVE_IMAGES_DIR)");

@@ -400,6 +400,24 @@ describe('validation', () => {
     assert.deepEqual(r.json.error.details.map((d) => d.field), ['configuration.image']);
   });
 
+  test('only executable ELF programs in the images directory are images', async () => {
+    // A build leftover, a script with an execute bit, and the workload without one.
+    fs.writeFileSync(path.join(imagesDir, 'cmake_install.cmake'), 'set(CMAKE_INSTALL_PREFIX "/usr")\n');
+    fs.writeFileSync(path.join(imagesDir, 'run.sh'), '#!/bin/sh\nexit 0\n', {mode: 0o755});
+    fs.copyFileSync(workload, path.join(imagesDir, 'noexec'));
+    fs.chmodSync(path.join(imagesDir, 'noexec'), 0o644);
+    fs.symlinkSync(path.join(imagesDir, 'dcms-workload'), path.join(imagesDir, 'link'));
+    for (const image of ['cmake_install.cmake', 'run.sh', 'noexec', 'link']) {
+      const r = await call('POST', '/api/v1/enclaves', {headers: bearer(provider), json: body(image)});
+      assert.equal(r.status, 422, `${image}: ${r.text}`);
+      assert.deepEqual(r.json.error.details.map((d) => d.field), ['configuration.image'], image);
+    }
+  });
+
+  test('the default images directory of a build holds only the workload', () => {
+    assert.deepEqual(fs.readdirSync(path.dirname(workload)), ['dcms-workload']);
+  });
+
   test('missing members and a body that is not an object', async () => {
     let r = await call('POST', '/api/v1/enclaves', {headers: bearer(provider), json: {}});
     assert.equal(r.status, 422);
