@@ -254,6 +254,19 @@ describe('lifecycle with the local backend', () => {
     }, 3000);
     assert.match(text, new RegExp(`dcms_enclave_channel_bytes_total\\{enclave="${enc.id}",direction="in"\\} [1-9]`));
     assert.match(text, /dcms_enclave_reconcile_runs_total [1-9]/);
+    // The metrics token: an API key scoped to system:read, of an operator service.
+    const svc = await call('POST', '/api/v1/identities', {
+      headers: bearer(admin), json: {kind: 'service', name: 'prometheus', roles: ['operator']},
+    });
+    assert.equal(svc.status, 201, svc.text);
+    const key = await call('POST', '/api/v1/api-keys', {
+      headers: bearer(admin),
+      json: {name: 'metrics', identity_id: svc.json.id, permissions: ['system:read'],
+             expires_at: new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z')},
+    });
+    assert.equal(key.status, 201, key.text);
+    const scraped = await (await fetch(`${server.url}/metrics`, {headers: bearer(key.json.key)})).text();
+    assert.match(scraped, new RegExp(`dcms_enclave_memory_rss_bytes\\{enclave="${enc.id}"`));
     // Anonymous and a provider without system:read: sums by status, no enclave named.
     for (const headers of [{}, bearer(provider)]) {
       const r = await fetch(`${server.url}/metrics`, {headers});
