@@ -159,6 +159,7 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the audit log: %s", ei.message);
         goto out;
     }
+    dcms_audit_set_refusal_window(app.audit, (unsigned)cfg.audit_refusal_window_s);
     /* The start comes first in the log: what the services do while starting follows it. */
     if (record_system_event(&app, "system.start", &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot write to the audit log: %s", ei.message);

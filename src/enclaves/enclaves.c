@@ -19,6 +19,7 @@
 #include "dcms/config.h"
 #include "dcms/contracts.h"
 #include "dcms/etag.h"
+#include "dcms/fs.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
@@ -423,7 +424,10 @@ static bool image_measure(const struct dcms_enclaves *en, const char *image,
     struct dcms_errinfo mei;
     dcms_errinfo_init(&mei, NULL);
     enclave_image_path(en, image, path, sizeof(path));
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || dcms_attest_measure_file(path, sha, &mei))
+    /* Only executable ELF images (EIFs for nitro) are images: nothing else in the folder runs. */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+        !dcms_fs_is_workload_image(path, strcmp(en->backend->name, "nitro") == 0) ||
+        dcms_attest_measure_file(path, sha, &mei))
         return false;
     dcms_hex_encode(sha_hex, sha, sizeof(sha));
     return true;

@@ -10,6 +10,8 @@
  * signer the policy does not allow. tests/api/enclaves.test.mjs runs the
  * real local backend.
  */
+#include <sys/stat.h>
+
 #include "testdb.h"
 #include "testutil.h"
 
@@ -372,14 +374,19 @@ static void exec_sql(struct fixture *f, const char *sql, const char *a1)
     CHECK(dcms_store_commit(tx, &ei), ei);
 }
 
+/* An image the service accepts: an executable file with an ELF header (ET_EXEC), then `content`. */
 static void write_image(struct fixture *f, const char *name, const char *content)
 {
+    static const unsigned char elf[18] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0,
+                                          0,    0,   0,   0,   0, 0, 0, 2, 0};
     char path[256];
     snprintf(path, sizeof(path), "%s/%s", f->images, name);
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
+    assert_int_equal(fwrite(elf, 1, sizeof(elf), fp), sizeof(elf));
     fputs(content, fp);
     fclose(fp);
+    assert_int_equal(chmod(path, 0755), 0);
 }
 
 static void open_service(struct fixture *f)
