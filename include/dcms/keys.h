@@ -193,9 +193,10 @@ enum dcms_err dcms_keys_retire(struct dcms_keys *k, const struct dcms_keys_actor
 
 /*
  * Command line: `dcmsd keys status|rotate|rewrap [--batch N]|retire VERSION`.
- * argv[0] is the verb. Prints JSON on stdout; returns the exit code.
+ * argv[0] is "keys". Reads the configuration as the server does (the
+ * environment and $DCMS_CONFIG), prints JSON on stdout and returns the exit
+ * status: 0 done, 1 refused or failed, 2 bad usage.
  */
-struct dcms_config;
-int dcms_keys_cli(const struct dcms_config *cfg, int argc, char **argv);
+int dcms_keys_cli(int argc, char **argv);
 
 #endif
