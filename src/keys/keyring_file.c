@@ -93,8 +93,7 @@ static enum dcms_err parse(struct ring *r, char *text, size_t len, struct dcms_e
             got != DCMS_DEK_LEN) {
             sodium_free(key);
             e = dcms_err_set(ei, DCMS_ERR_CONFIG,
-                             "keyring file %s: line %u must hold 32 base64 bytes", r->path,
-                             lineno);
+                             "keyring file %s: line %u must hold 32 base64 bytes", r->path, lineno);
             goto out;
         }
         r->keks[r->n].version = v;

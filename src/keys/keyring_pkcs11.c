@@ -146,8 +146,7 @@ static enum dcms_err find_slot(struct token *t, const char *label, CK_SLOT_ID *s
     return dcms_err_set(ei, DCMS_ERR_CONFIG, "no PKCS#11 token labelled \"%s\"", label);
 }
 
-static enum dcms_err p_open(const struct dcms_keys_opts *opts, void **ctx,
-                            struct dcms_errinfo *ei)
+static enum dcms_err p_open(const struct dcms_keys_opts *opts, void **ctx, struct dcms_errinfo *ei)
 {
     enum dcms_err e = DCMS_OK;
     char pin[256];
@@ -169,8 +168,7 @@ static enum dcms_err p_open(const struct dcms_keys_opts *opts, void **ctx,
              opts->pkcs11_key_label && *opts->pkcs11_key_label ? opts->pkcs11_key_label
                                                                : "dcms-kek");
     if (!(t->lib = dlopen(opts->pkcs11_module, RTLD_NOW | RTLD_LOCAL))) {
-        e = dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot load PKCS#11 module %s",
-                         opts->pkcs11_module);
+        e = dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot load PKCS#11 module %s", opts->pkcs11_module);
         goto out;
     }
     /* POSIX guarantees a dlsym result converts to a function pointer; ISO C does not. */
@@ -200,9 +198,8 @@ static enum dcms_err p_open(const struct dcms_keys_opts *opts, void **ctx,
         goto out;
     rv = t->f->C_Login(t->session, CKU_USER, (CK_UTF8CHAR_PTR)pin, pin_len);
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-        e = rv == CKR_PIN_INCORRECT
-                ? dcms_err_set(ei, DCMS_ERR_CONFIG, "the PKCS#11 PIN is wrong")
-                : ckr(ei, rv, "C_Login");
+        e = rv == CKR_PIN_INCORRECT ? dcms_err_set(ei, DCMS_ERR_CONFIG, "the PKCS#11 PIN is wrong")
+                                    : ckr(ei, rv, "C_Login");
         goto out;
     }
     t->logged_in = rv == CKR_OK;
@@ -236,12 +233,12 @@ static enum dcms_err p_create(void *ctx, int64_t version, struct dcms_errinfo *e
     CK_ULONG len = 32;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},      {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_VALUE_LEN, &len, sizeof(len)},  {CKA_TOKEN, &yes, sizeof(yes)},
-        {CKA_PRIVATE, &yes, sizeof(yes)},    {CKA_SENSITIVE, &yes, sizeof(yes)},
-        {CKA_EXTRACTABLE, &no, sizeof(no)},  {CKA_ENCRYPT, &yes, sizeof(yes)},
-        {CKA_DECRYPT, &yes, sizeof(yes)},    {CKA_WRAP, &no, sizeof(no)},
-        {CKA_UNWRAP, &no, sizeof(no)},       {CKA_LABEL, label, strlen(label)},
+        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},   {CKA_SENSITIVE, &yes, sizeof(yes)},
+        {CKA_EXTRACTABLE, &no, sizeof(no)}, {CKA_ENCRYPT, &yes, sizeof(yes)},
+        {CKA_DECRYPT, &yes, sizeof(yes)},   {CKA_WRAP, &no, sizeof(no)},
+        {CKA_UNWRAP, &no, sizeof(no)},      {CKA_LABEL, label, strlen(label)},
     };
     CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
     CK_OBJECT_HANDLE h;
@@ -249,8 +246,7 @@ static enum dcms_err p_create(void *ctx, int64_t version, struct dcms_errinfo *e
     if (find_key(t, version) != CK_INVALID_HANDLE) {
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the token already holds %s", label);
     } else {
-        CK_RV rv = t->f->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]),
-                                       &h);
+        CK_RV rv = t->f->C_GenerateKey(t->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
         if (rv != CKR_OK)
             e = ckr(ei, rv, "C_GenerateKey");
     }
@@ -274,9 +270,9 @@ static enum dcms_err p_destroy(void *ctx, int64_t version, struct dcms_errinfo *
 }
 
 static enum dcms_err token_crypt(struct token *t, bool enc, int64_t version, unsigned char *iv,
-                           const unsigned char *aad, size_t aad_len, const unsigned char *in,
-                           size_t in_len, unsigned char *out, size_t out_len,
-                           struct dcms_errinfo *ei)
+                                 const unsigned char *aad, size_t aad_len, const unsigned char *in,
+                                 size_t in_len, unsigned char *out, size_t out_len,
+                                 struct dcms_errinfo *ei)
 {
     enum dcms_err e = DCMS_OK;
     CK_GCM_PARAMS gp = {
@@ -289,6 +285,7 @@ static enum dcms_err token_crypt(struct token *t, bool enc, int64_t version, uns
     };
     CK_MECHANISM mech = {CKM_AES_GCM, &gp, sizeof(gp)};
     CK_ULONG got = out_len;
+    size_t want = enc ? out_len : DCMS_DEK_LEN;
     CK_RV rv;
     pthread_mutex_lock(&t->mu);
     CK_OBJECT_HANDLE h = find_key(t, version);
@@ -296,14 +293,17 @@ static enum dcms_err token_crypt(struct token *t, bool enc, int64_t version, uns
         e = dcms_err_set(ei, DCMS_ERR_CONFIG, "the token has no KEK version %" PRId64, version);
         goto out;
     }
-    rv = enc ? t->f->C_EncryptInit(t->session, &mech, h) : t->f->C_DecryptInit(t->session, &mech, h);
+    rv =
+        enc ? t->f->C_EncryptInit(t->session, &mech, h) : t->f->C_DecryptInit(t->session, &mech, h);
     if (rv != CKR_OK) {
         e = ckr(ei, rv, enc ? "C_EncryptInit" : "C_DecryptInit");
         goto out;
     }
     rv = enc ? t->f->C_Encrypt(t->session, (CK_BYTE_PTR)in, in_len, out, &got)
              : t->f->C_Decrypt(t->session, (CK_BYTE_PTR)in, in_len, out, &got);
-    if (rv != CKR_OK || got != out_len) {
+    if (rv != CKR_OK || got != want) {
+        if (!enc)
+            DCMS_LOG(DCMS_LOG_DEBUG, "keys", "pkcs11 C_Decrypt: CKR 0x%lx", (unsigned long)rv);
         e = enc ? ckr(ei, rv, "C_Encrypt")
                 : dcms_err_set(ei, DCMS_ERR_CRYPTO, "the wrapped data key does not authenticate");
         goto out;
@@ -318,18 +318,23 @@ static enum dcms_err p_wrap(void *ctx, int64_t version, const unsigned char *aad
                             unsigned char out[KEYS_WRAPPED_LEN], struct dcms_errinfo *ei)
 {
     randombytes_buf(out, KEYS_NONCE_LEN);
-    return token_crypt(ctx, true, version, out, aad, aad_len, dek, DCMS_DEK_LEN, out + KEYS_NONCE_LEN,
-                 KEYS_WRAPPED_LEN - KEYS_NONCE_LEN, ei);
+    return token_crypt(ctx, true, version, out, aad, aad_len, dek, DCMS_DEK_LEN,
+                       out + KEYS_NONCE_LEN, KEYS_WRAPPED_LEN - KEYS_NONCE_LEN, ei);
 }
 
-static enum dcms_err p_unwrap(void *ctx, int64_t version, const unsigned char *aad,
-                              size_t aad_len, const unsigned char in[KEYS_WRAPPED_LEN],
+static enum dcms_err p_unwrap(void *ctx, int64_t version, const unsigned char *aad, size_t aad_len,
+                              const unsigned char in[KEYS_WRAPPED_LEN],
                               unsigned char dek[DCMS_DEK_LEN], struct dcms_errinfo *ei)
 {
     unsigned char iv[KEYS_NONCE_LEN];
+    /* Some tokens (SoftHSM2) want room for the whole input before they know the tag's size. */
+    unsigned char buf[KEYS_WRAPPED_LEN];
     memcpy(iv, in, sizeof(iv));
     enum dcms_err e = token_crypt(ctx, false, version, iv, aad, aad_len, in + KEYS_NONCE_LEN,
-                            KEYS_WRAPPED_LEN - KEYS_NONCE_LEN, dek, DCMS_DEK_LEN, ei);
+                                  KEYS_WRAPPED_LEN - KEYS_NONCE_LEN, buf, sizeof(buf), ei);
+    if (!e)
+        memcpy(dek, buf, DCMS_DEK_LEN);
+    sodium_memzero(buf, sizeof(buf));
     if (e)
         sodium_memzero(dek, DCMS_DEK_LEN);
     return e;

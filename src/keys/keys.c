@@ -25,8 +25,8 @@ size_t keys_aad(unsigned char out[KEYS_AAD_MAX], const char *id, const char *pur
                 int64_t version)
 {
     /* NUL-separated fields: neither an id nor a purpose can hold a NUL. */
-    int n = snprintf((char *)out, KEYS_AAD_MAX, "dcms-dek-v1%c%s%c%s%c%" PRId64, 0, id, 0,
-                     purpose, 0, version);
+    int n = snprintf((char *)out, KEYS_AAD_MAX, "dcms-dek-v1%c%s%c%s%c%" PRId64, 0, id, 0, purpose,
+                     0, version);
     return n < 0 ? 0 : (size_t)n < KEYS_AAD_MAX ? (size_t)n : KEYS_AAD_MAX - 1;
 }
 
@@ -37,8 +37,7 @@ static bool purpose_valid(const char *p)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
             return false;
     }
     return true;
@@ -345,8 +344,8 @@ enum dcms_err dcms_keys_rotate(struct dcms_keys *k, const struct dcms_keys_actor
     char vs_text[24];
     snprintf(vs_text, sizeof(vs_text), "%" PRId64, v);
     e = audit_in(k, tx, who, "keys.rotate", vs_text,
-                 json_pack("{s:I, s:I, s:s}", "version", (json_int_t)v, "previous",
-                           (json_int_t)old, "backend", k->ops->name),
+                 json_pack("{s:I, s:I, s:s}", "version", (json_int_t)v, "previous", (json_int_t)old,
+                           "backend", k->ops->name),
                  ei);
 out:
     if (tx)
@@ -403,8 +402,7 @@ enum dcms_err dcms_keys_rewrap(struct dcms_keys *k, const struct dcms_keys_actor
             char vk[24];
             snprintf(vk, sizeof(vk), "%" PRId64, rows[i].version);
             json_t *c = json_object_get(from, vk);
-            json_object_set_new(from, vk,
-                                json_integer((c ? json_integer_value(c) : 0) + 1));
+            json_object_set_new(from, vk, json_integer((c ? json_integer_value(c) : 0) + 1));
             count++;
         }
         sodium_memzero(rows[i].wrapped, sizeof(rows[i].wrapped));
@@ -470,8 +468,8 @@ enum dcms_err dcms_keys_retire(struct dcms_keys *k, const struct dcms_keys_actor
     if (st == DCMS_KEK_RETIRED)
         goto out;
     if (st == DCMS_KEK_ACTIVE) {
-        e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
-                         "KEK version %" PRId64 " is active: rotate first", version);
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "KEK version %" PRId64 " is active: rotate first",
+                         version);
         goto out;
     }
     if ((e = keys_store_count(tx, version, false, &n, ei)))

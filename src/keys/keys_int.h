@@ -77,13 +77,13 @@ enum dcms_err keys_store_live_versions(struct dcms_store_tx *tx, int64_t *out, s
 enum dcms_err keys_store_max_version(struct dcms_store_tx *tx, int64_t *version,
                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Inserts `version` as active, demoting the former active one to previous. */
-enum dcms_err keys_store_add_version(struct dcms_store_tx *tx, int64_t version,
-                                     const char *backend, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err keys_store_add_version(struct dcms_store_tx *tx, int64_t version, const char *backend,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err keys_store_retire_version(struct dcms_store_tx *tx, int64_t version,
                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Live DEKs under `version` (all versions when version is 0), and not under it when `not`. */
-enum dcms_err keys_store_count(struct dcms_store_tx *tx, int64_t version, bool not,
-                               int64_t *n, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err keys_store_count(struct dcms_store_tx *tx, int64_t version, bool not, int64_t *n,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err keys_store_insert(struct dcms_store_tx *tx, const char *id, const char *purpose,
                                 const char *owner, int64_t version,
                                 const unsigned char wrapped[KEYS_WRAPPED_LEN],
@@ -95,9 +95,9 @@ enum dcms_err keys_store_get(struct dcms_store_tx *tx, const char *id, struct ke
 enum dcms_err keys_store_pending(struct dcms_store_tx *tx, int64_t active, struct keys_row *out,
                                  size_t cap, size_t *n, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Replaces the wrap of `id` if it is still under `from` (*changed says whether it was). */
-enum dcms_err keys_store_rewrap(struct dcms_store_tx *tx, const char *id, int64_t from,
-                                int64_t to, const unsigned char wrapped[KEYS_WRAPPED_LEN],
-                                bool *changed, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err keys_store_rewrap(struct dcms_store_tx *tx, const char *id, int64_t from, int64_t to,
+                                const unsigned char wrapped[KEYS_WRAPPED_LEN], bool *changed,
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err keys_store_destroy(struct dcms_store_tx *tx, const char *id,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err keys_store_status(struct dcms_store_tx *tx, struct dcms_keys_status *out,

@@ -10,8 +10,8 @@
 #include "dcms/store.h"
 #include "keys/keys_int.h"
 
-static struct dcms_query q_active = DCMS_QUERY(
-    "keys_active", "SELECT version FROM kek_versions WHERE state = 'active'");
+static struct dcms_query q_active =
+    DCMS_QUERY("keys_active", "SELECT version FROM kek_versions WHERE state = 'active'");
 static struct dcms_query q_state =
     DCMS_QUERY("keys_version_state", "SELECT state FROM kek_versions WHERE version = $1");
 static struct dcms_query q_live = DCMS_QUERY(
@@ -19,14 +19,14 @@ static struct dcms_query q_live = DCMS_QUERY(
     "SELECT version FROM kek_versions WHERE state <> 'retired' ORDER BY version LIMIT $1");
 static struct dcms_query q_max =
     DCMS_QUERY("keys_max_version", "SELECT COALESCE(MAX(version), 0) FROM kek_versions");
-static struct dcms_query q_demote = DCMS_QUERY(
-    "keys_demote", "UPDATE kek_versions SET state = 'previous' WHERE state = 'active'");
+static struct dcms_query q_demote =
+    DCMS_QUERY("keys_demote", "UPDATE kek_versions SET state = 'previous' WHERE state = 'active'");
 static struct dcms_query q_add_version =
     DCMS_QUERY("keys_add_version", "INSERT INTO kek_versions (version, state, backend, "
                                    "created_at) VALUES ($1, 'active', $2, $3)");
-static struct dcms_query q_retire = DCMS_QUERY(
-    "keys_retire", "UPDATE kek_versions SET state = 'retired', retired_at = $2 "
-                   "WHERE version = $1 AND state = 'previous'");
+static struct dcms_query q_retire =
+    DCMS_QUERY("keys_retire", "UPDATE kek_versions SET state = 'retired', retired_at = $2 "
+                              "WHERE version = $1 AND state = 'previous'");
 static struct dcms_query q_count_all =
     DCMS_QUERY("keys_count_all", "SELECT COUNT(*) FROM data_keys WHERE destroyed_at IS NULL");
 static struct dcms_query q_count_v =
@@ -38,18 +38,18 @@ static struct dcms_query q_count_not =
 static struct dcms_query q_insert = DCMS_QUERY(
     "keys_insert", "INSERT INTO data_keys (id, purpose, owner, kek_version, wrapped, created_at) "
                    "VALUES ($1, $2, $3, $4, $5, $6)");
-static struct dcms_query q_get = DCMS_QUERY(
-    "keys_get", "SELECT id, purpose, kek_version, wrapped, destroyed_at FROM data_keys "
-                "WHERE id = $1");
+static struct dcms_query q_get =
+    DCMS_QUERY("keys_get", "SELECT id, purpose, kek_version, wrapped, destroyed_at FROM data_keys "
+                           "WHERE id = $1");
 static struct dcms_query q_pending = DCMS_QUERY(
     "keys_pending", "SELECT id, purpose, kek_version, wrapped, destroyed_at FROM data_keys "
                     "WHERE destroyed_at IS NULL AND kek_version <> $1 ORDER BY id LIMIT $2");
 static struct dcms_query q_rewrap = DCMS_QUERY(
     "keys_rewrap", "UPDATE data_keys SET kek_version = $3, wrapped = $4, rewrapped_at = $5 "
                    "WHERE id = $1 AND kek_version = $2 AND destroyed_at IS NULL");
-static struct dcms_query q_destroy = DCMS_QUERY(
-    "keys_destroy", "UPDATE data_keys SET wrapped = NULL, destroyed_at = $2 "
-                    "WHERE id = $1 AND destroyed_at IS NULL");
+static struct dcms_query q_destroy =
+    DCMS_QUERY("keys_destroy", "UPDATE data_keys SET wrapped = NULL, destroyed_at = $2 "
+                               "WHERE id = $1 AND destroyed_at IS NULL");
 static struct dcms_query q_versions = DCMS_QUERY(
     "keys_versions",
     "SELECT v.version, v.state, v.created_at, v.retired_at, "
@@ -75,12 +75,10 @@ static enum dcms_err one_int(struct dcms_store_tx *tx, struct dcms_query *q,
     return e;
 }
 
-enum dcms_err keys_store_active(struct dcms_store_tx *tx, int64_t *version,
-                                struct dcms_errinfo *ei)
+enum dcms_err keys_store_active(struct dcms_store_tx *tx, int64_t *version, struct dcms_errinfo *ei)
 {
     enum dcms_err e = one_int(tx, &q_active, NULL, 0, version, ei);
-    return e == DCMS_ERR_NOT_FOUND ? dcms_err_set(ei, DCMS_ERR_CONFIG, "no active KEK version")
-                                   : e;
+    return e == DCMS_ERR_NOT_FOUND ? dcms_err_set(ei, DCMS_ERR_CONFIG, "no active KEK version") : e;
 }
 
 static enum dcms_kek_state parse_state(const char *s)
@@ -125,8 +123,8 @@ enum dcms_err keys_store_max_version(struct dcms_store_tx *tx, int64_t *version,
     return one_int(tx, &q_max, NULL, 0, version, ei);
 }
 
-enum dcms_err keys_store_add_version(struct dcms_store_tx *tx, int64_t version,
-                                     const char *backend, struct dcms_errinfo *ei)
+enum dcms_err keys_store_add_version(struct dcms_store_tx *tx, int64_t version, const char *backend,
+                                     struct dcms_errinfo *ei)
 {
     char now[DCMS_TIME_STRLEN];
     now_text(now);
@@ -167,12 +165,9 @@ enum dcms_err keys_store_insert(struct dcms_store_tx *tx, const char *id, const 
     char b64[128];
     now_text(now);
     dcms_b64_encode(b64, wrapped, KEYS_WRAPPED_LEN);
-    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),
-                                 DCMS_VAL_TEXT(purpose),
-                                 owner ? DCMS_VAL_TEXT(owner) : DCMS_VAL_NULL,
-                                 DCMS_VAL_INT(version),
-                                 DCMS_VAL_TEXT(b64),
-                                 DCMS_VAL_TEXT(now)};
+    struct dcms_store_val p[] = {
+        DCMS_VAL_TEXT(id),     DCMS_VAL_TEXT(purpose), owner ? DCMS_VAL_TEXT(owner) : DCMS_VAL_NULL,
+        DCMS_VAL_INT(version), DCMS_VAL_TEXT(b64),     DCMS_VAL_TEXT(now)};
     return dcms_store_exec(tx, &q_insert, p, 6, NULL, NULL, ei);
 }
 
@@ -238,8 +233,7 @@ enum dcms_err keys_store_rewrap(struct dcms_store_tx *tx, const char *id, int64_
     return e;
 }
 
-enum dcms_err keys_store_destroy(struct dcms_store_tx *tx, const char *id,
-                                 struct dcms_errinfo *ei)
+enum dcms_err keys_store_destroy(struct dcms_store_tx *tx, const char *id, struct dcms_errinfo *ei)
 {
     char now[DCMS_TIME_STRLEN];
     now_text(now);
