@@ -50,22 +50,6 @@ static void print_json(json_t *j)
     json_decref(j);
 }
 
-static json_t *status_json(const struct dcms_keys_status *st)
-{
-    json_t *vs = json_array();
-    for (size_t i = 0; i < st->n_versions; i++) {
-        const struct dcms_kek_version *v = &st->versions[i];
-        json_array_append_new(
-            vs, json_pack("{s:I, s:s, s:s, s:s?, s:I}", "version", (json_int_t)v->version, "state",
-                          dcms_kek_state_name(v->state), "created_at", v->created_at,
-                          "retired_at", v->retired_at[0] ? v->retired_at : NULL, "data_keys",
-                          (json_int_t)v->dek_count));
-    }
-    return json_pack("{s:s, s:I, s:I, s:I, s:o}", "backend", st->backend, "active_version",
-                     (json_int_t)st->active_version, "data_keys", (json_int_t)st->deks_total,
-                     "pending_rewrap", (json_int_t)st->deks_pending, "versions", vs);
-}
-
 int dcms_keys_cli(int argc, char **argv)
 {
     static struct dcms_config cfg;
@@ -137,13 +121,13 @@ int dcms_keys_cli(int argc, char **argv)
     } else {
         struct dcms_keys_status st;
         if (!(e = dcms_keys_status(keys, &st, &ei)))
-            print_json(status_json(&st));
+            print_json(keys_status_to_json(&st));
     }
     status = e ? 1 : 0;
 out:
     if (e)
-        fprintf(stderr, "dcmsd keys %s: %s (%s)\n", verb, ei.message[0] ? ei.message : dcms_err_str(e),
-                dcms_err_slug(e));
+        fprintf(stderr, "dcmsd keys %s: %s (%s)\n", verb,
+                ei.message[0] ? ei.message : dcms_err_str(e), dcms_err_slug(e));
     dcms_keys_close(keys);
     dcms_audit_close(audit);
     dcms_store_close(store);

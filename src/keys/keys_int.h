@@ -55,6 +55,13 @@ struct dcms_dek {
 size_t keys_aad(unsigned char out[KEYS_AAD_MAX], const char *id, const char *purpose,
                 int64_t version);
 
+/* ---- keys_json.c ---- */
+
+#include <jansson.h>
+
+/* The status as GET /api/v1/admin/data-keys answers it (new reference; NULL without memory). */
+json_t *keys_status_to_json(const struct dcms_keys_status *st);
+
 /* ---- keys_store.c ---- */
 
 struct keys_row {
