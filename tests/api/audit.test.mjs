@@ -637,6 +637,7 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
       DCMS_DATABASE_URL: data.DCMS_DATABASE_URL,
       DCMS_AUDIT_KEY_FILE: path.join(keyDir, 'audit', 'ed25519.key'),
       DCMS_IAM_KEK_FILE: path.join(keyDir, 'iam', 'kek.key'),
+      DCMS_KEYS_FILE: path.join(keyDir, 'keys', 'keyring'),
       DCMS_AUDIT_REFUSALS_PER_MINUTE: '100000',
       DCMS_AUDIT_CHECKPOINT_EVERY: '50',
     };
