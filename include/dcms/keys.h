@@ -128,6 +128,18 @@ enum dcms_err dcms_keys_dek_open(struct dcms_keys *k, struct dcms_store_tx *tx, 
 enum dcms_err dcms_keys_dek_destroy(struct dcms_keys *k, struct dcms_store_tx *tx, const char *id,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * The one live DEK called `name` (unique among live DEKs), for a module that
+ * seals many small secrets under one data key (IAM: "iam.secrets"). When
+ * there is none: DCMS_ERR_NOT_FOUND unless `create`, which makes it inside
+ * `tx` (*created then true; `created` may be NULL). DCMS_ERR_CONFLICT when
+ * another node created it at the same moment: roll back and try again.
+ * Other errors as dcms_keys_dek_open.
+ */
+enum dcms_err dcms_keys_dek_named(struct dcms_keys *k, struct dcms_store_tx *tx, const char *name,
+                                  const char *purpose, bool create, struct dcms_dek **out,
+                                  bool *created, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- KEK versions and rotation (admin; each call audits in its own transaction) ---- */
 
 enum dcms_kek_state { DCMS_KEK_ACTIVE, DCMS_KEK_PREVIOUS, DCMS_KEK_RETIRED };

@@ -72,16 +72,6 @@ enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const ch
 
 /* ---- the key-encryption key ---- */
 
-/* The key sealing the JWT signing keys in the store (shared by every node on one store). */
-static enum dcms_err kek_load(struct dcms_iam *iam, const char *path, struct dcms_errinfo *ei)
-{
-    iam->kek = sodium_malloc(crypto_secretbox_KEYBYTES);
-    if (!iam->kek)
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_secret_file_load_or_create(path, iam->kek, crypto_secretbox_KEYBYTES,
-                                           "key-encryption key", ei);
-}
-
 /* nonce || secretbox(pem), base64; malloc'd. */
 static char *seal(struct dcms_iam *iam, const char *pem, size_t len)
 {
@@ -598,7 +588,7 @@ enum dcms_err dcms_iam_open(struct dcms_app *app, struct dcms_iam **out, struct 
     iam->cache = calloc(IAM_CACHE_SLOTS, sizeof(*iam->cache));
     enum dcms_err e = iam->cache ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     if (!e)
-        e = kek_load(iam, iam->cfg->iam_kek_file, ei);
+        e = iam_kek_open(iam, ei);
     if (!e) {
         unsigned char junk[16];
         char pw[40];

@@ -176,7 +176,7 @@ struct iam_cache_entry {
 struct dcms_iam {
     struct dcms_app *app;
     const struct dcms_config *cfg;
-    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES */
+    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES: the "iam.secrets" DEK */
     pthread_mutex_t keys_mu;
     struct iam_keyset *keys;
     int64_t keys_reload_us; /* last reload attempt for an unknown kid */
@@ -321,5 +321,13 @@ enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, c
 
 /* Creates the bootstrap admin when the store has no identity (iam_identity.c). */
 enum dcms_err iam_bootstrap(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Loads the key sealing IAM's secrets (iam_kek.c): the keyring's
+ * "iam.secrets" data key, made on first start, and, for a store from before
+ * the keys module, the secrets sealed under DCMS_IAM_KEK_FILE re-sealed
+ * under it once.
+ */
+enum dcms_err iam_kek_open(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

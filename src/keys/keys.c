@@ -300,6 +300,35 @@ enum dcms_err dcms_keys_dek_destroy(struct dcms_keys *k, struct dcms_store_tx *t
     return keys_store_destroy(tx, id, ei);
 }
 
+enum dcms_err dcms_keys_dek_named(struct dcms_keys *k, struct dcms_store_tx *tx, const char *name,
+                                  const char *purpose, bool create, struct dcms_dek **out,
+                                  bool *created, struct dcms_errinfo *ei)
+{
+    char id[40];
+    struct dcms_dek *d = NULL;
+    *out = NULL;
+    if (created)
+        *created = false;
+    enum dcms_err e = keys_store_named(tx, name, id, ei);
+    if (!e)
+        return dcms_keys_dek_open(k, tx, id, purpose, out, ei);
+    if (e != DCMS_ERR_NOT_FOUND)
+        return e;
+    if (!create)
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "data key %s not found", name);
+    if ((e = dcms_keys_dek_create(k, tx, purpose, NULL, &d, ei)))
+        return e;
+    /* A unique violation here (another node won) is DCMS_ERR_CONFLICT. */
+    if ((e = keys_store_set_name(tx, dcms_dek_id(d), name, ei))) {
+        dcms_dek_free(d);
+        return e;
+    }
+    if (created)
+        *created = true;
+    *out = d;
+    return DCMS_OK;
+}
+
 /* ---- versions ---- */
 
 enum dcms_err dcms_keys_status(struct dcms_keys *k, struct dcms_keys_status *out,

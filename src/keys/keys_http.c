@@ -81,9 +81,9 @@ enum dcms_err dcms_keys_http_rewrap(struct dcms_http_req *req, struct dcms_http_
         dcms_keys_rewrap(req->app->keys, &who, (unsigned)batch, &done, &left, req->ei);
     if (e)
         return e;
-    return dcms_http_reply(req, resp, 200,
-                           json_pack("{s:I, s:I}", "rewrapped", (json_int_t)done, "remaining",
-                                     (json_int_t)left));
+    return dcms_http_reply(
+        req, resp, 200,
+        json_pack("{s:I, s:I}", "rewrapped", (json_int_t)done, "remaining", (json_int_t)left));
 }
 
 enum dcms_err dcms_keys_http_retire(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -105,6 +105,11 @@ enum dcms_err keys_store_pending(struct dcms_store_tx *tx, int64_t active, struc
 enum dcms_err keys_store_rewrap(struct dcms_store_tx *tx, const char *id, int64_t from, int64_t to,
                                 const unsigned char wrapped[KEYS_WRAPPED_LEN], bool *changed,
                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The id of the live DEK named `name` into id (40 bytes); DCMS_ERR_NOT_FOUND when none. */
+enum dcms_err keys_store_named(struct dcms_store_tx *tx, const char *name, char id[40],
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err keys_store_set_name(struct dcms_store_tx *tx, const char *id, const char *name,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err keys_store_destroy(struct dcms_store_tx *tx, const char *id,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err keys_store_status(struct dcms_store_tx *tx, struct dcms_keys_status *out,

@@ -47,14 +47,19 @@ static struct dcms_query q_pending = DCMS_QUERY(
 static struct dcms_query q_rewrap = DCMS_QUERY(
     "keys_rewrap", "UPDATE data_keys SET kek_version = $3, wrapped = $4, rewrapped_at = $5 "
                    "WHERE id = $1 AND kek_version = $2 AND destroyed_at IS NULL");
-static struct dcms_query q_destroy =
-    DCMS_QUERY("keys_destroy", "UPDATE data_keys SET wrapped = NULL, destroyed_at = $2 "
-                               "WHERE id = $1 AND destroyed_at IS NULL");
+static struct dcms_query q_destroy = DCMS_QUERY(
+    "keys_destroy", "UPDATE data_keys SET wrapped = NULL, name = NULL, destroyed_at = $2 "
+                    "WHERE id = $1 AND destroyed_at IS NULL");
 static struct dcms_query q_versions = DCMS_QUERY(
     "keys_versions",
     "SELECT v.version, v.state, v.created_at, v.retired_at, "
     "(SELECT COUNT(*) FROM data_keys d WHERE d.kek_version = v.version AND d.destroyed_at IS "
     "NULL) FROM kek_versions v ORDER BY v.version DESC LIMIT $1");
+
+static struct dcms_query q_named =
+    DCMS_QUERY("keys_named", "SELECT id FROM data_keys WHERE name = $1 AND destroyed_at IS NULL");
+static struct dcms_query q_set_name =
+    DCMS_QUERY("keys_set_name", "UPDATE data_keys SET name = $2 WHERE id = $1");
 
 static void now_text(char out[DCMS_TIME_STRLEN])
 {
@@ -265,4 +270,25 @@ enum dcms_err keys_store_status(struct dcms_store_tx *tx, struct dcms_keys_statu
     }
     dcms_store_rows_free(rows);
     return DCMS_OK;
+}
+
+enum dcms_err keys_store_named(struct dcms_store_tx *tx, const char *name, char id[40],
+                               struct dcms_errinfo *ei)
+{
+    struct dcms_store_rows *rows = NULL;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(name)};
+    enum dcms_err e = dcms_store_exec(tx, &q_named, p, 1, &rows, NULL, ei);
+    if (!e && dcms_store_rows_count(rows) == 0)
+        e = DCMS_ERR_NOT_FOUND;
+    if (!e)
+        snprintf(id, 40, "%s", dcms_store_rows_text(rows, 0, 0));
+    dcms_store_rows_free(rows);
+    return e;
+}
+
+enum dcms_err keys_store_set_name(struct dcms_store_tx *tx, const char *id, const char *name,
+                                  struct dcms_errinfo *ei)
+{
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(name)};
+    return dcms_store_exec(tx, &q_set_name, p, 2, NULL, NULL, ei);
 }

@@ -17,6 +17,8 @@ CREATE TABLE data_keys (
     id           TEXT PRIMARY KEY,
     purpose      TEXT NOT NULL,
     owner        TEXT,
+    -- a unique name for a module's singleton key ("iam.secrets"); NULL for most
+    name         TEXT UNIQUE,
     kek_version  BIGINT NOT NULL REFERENCES kek_versions (version),
     wrapped      TEXT,
     created_at   TIMESTAMPTZ NOT NULL,
