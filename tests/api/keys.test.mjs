@@ -98,6 +98,10 @@ async function lifecycle(env, backendName) {
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.active_version, 2);
   assert.deepEqual(r.json.versions.map((v) => [v.version, v.state]), [[2, 'active'], [1, 'previous']]);
+  // IAM's sealing key is a data key too: it waits for the rewrap.
+  assert.ok(r.json.data_keys >= 1, r.text);
+  assert.equal(r.json.pending_rewrap, r.json.data_keys);
+  const pending = r.json.pending_rewrap;
 
   // Bad input names the field.
   r = await call('POST', '/api/v1/admin/data-keys/rewrap', { headers: A, json: { batch: 0 } });
@@ -121,11 +125,14 @@ async function lifecycle(env, backendName) {
   assert.equal(r.status, 404);
 
   // Rewrap until nothing remains, then retire the old version.
+  let rewrapped = 0;
   for (let i = 0; i < 100; i++) {
     r = await call('POST', '/api/v1/admin/data-keys/rewrap', { headers: A, json: { batch: 2 } });
     assert.equal(r.status, 200, r.text);
+    rewrapped += r.json.rewrapped;
     if (r.json.remaining === 0) break;
   }
+  assert.equal(rewrapped, pending);
   assert.equal(r.json.remaining, 0);
   r = await call('POST', '/api/v1/admin/data-keys/rewrap', { headers: A });
   assert.equal(r.status, 200, r.text);
@@ -156,6 +163,7 @@ async function lifecycle(env, backendName) {
   const actions = r.json.events.map((e) => `${e.action}:${e.actor}`);
   assert.ok(actions.includes('keys.kek_create:system'), actions.join());
   assert.equal(actions.filter((a) => a.startsWith('keys.rotate:')).length, 2, actions.join());
+  assert.ok(r.json.events.some((e) => e.action === 'keys.rewrap' && e.details.rewrapped >= 1), actions.join());
   assert.ok(r.json.events.some((e) => e.action === 'keys.retire' && e.actor !== 'system' && e.resource_id === '1'));
   return server;
 }
