@@ -50,8 +50,8 @@ static struct dcms_query q_totp_set = DCMS_QUERY(
 static enum dcms_err reseal(bool xchacha, const unsigned char *from, const unsigned char *to,
                             const char *sealed, const char *ad, char **out)
 {
-    size_t nonce = xchacha ? crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-                           : crypto_secretbox_NONCEBYTES;
+    size_t nonce =
+        xchacha ? crypto_aead_xchacha20poly1305_ietf_NPUBBYTES : crypto_secretbox_NONCEBYTES;
     size_t tag = xchacha ? crypto_aead_xchacha20poly1305_ietf_ABYTES : crypto_secretbox_MACBYTES;
     size_t slen = strlen(sealed), clen = 0;
     enum dcms_err e = DCMS_ERR_CRYPTO;
@@ -65,17 +65,15 @@ static enum dcms_err reseal(bool xchacha, const unsigned char *from, const unsig
         goto out;
     size_t mlen = clen - nonce - tag;
     unsigned long long got = 0;
-    if (xchacha ? crypto_aead_xchacha20poly1305_ietf_decrypt(m, &got, NULL, c + nonce,
-                                                             clen - nonce,
-                                                             (const unsigned char *)ad,
-                                                             strlen(ad), c, from) != 0
+    if (xchacha ? crypto_aead_xchacha20poly1305_ietf_decrypt(m, &got, NULL, c + nonce, clen - nonce,
+                                                             (const unsigned char *)ad, strlen(ad),
+                                                             c, from) != 0
                 : crypto_secretbox_open_easy(m, c + nonce, clen - nonce, c, from) != 0)
         goto out;
     randombytes_buf(c, nonce);
     if (xchacha)
-        crypto_aead_xchacha20poly1305_ietf_encrypt(c + nonce, NULL, m, mlen,
-                                                   (const unsigned char *)ad, strlen(ad), NULL, c,
-                                                   to);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(
+            c + nonce, NULL, m, mlen, (const unsigned char *)ad, strlen(ad), NULL, c, to);
     else
         crypto_secretbox_easy(c + nonce, m, mlen, c, to);
     if (!(*out = malloc(dcms_b64_encoded_len(clen)))) {
@@ -136,8 +134,7 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
     if (e != DCMS_ERR_NOT_FOUND)
         goto out;
     dcms_errinfo_init(ei, ei->arena);
-    if ((e = dcms_keys_dek_named(keys, tx, IAM_DEK_NAME, "iam.secrets", true, &dek, &created,
-                                 ei)))
+    if ((e = dcms_keys_dek_named(keys, tx, IAM_DEK_NAME, "iam.secrets", true, &dek, &created, ei)))
         goto out;
     /* A store from before the keys module: re-seal its secrets, read the old file once. */
     if (access(iam->cfg->iam_kek_file, F_OK) == 0) {
@@ -150,8 +147,8 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
                                                  "IAM key-encryption key", ei)) ||
             (e = reseal_table(tx, false, &q_jwt_all, &q_jwt_set, old, dcms_dek_bytes(dek), &njwt,
                               ei)) ||
-            (e = reseal_table(tx, true, &q_totp_all, &q_totp_set, old, dcms_dek_bytes(dek),
-                              &ntotp, ei)))
+            (e = reseal_table(tx, true, &q_totp_all, &q_totp_set, old, dcms_dek_bytes(dek), &ntotp,
+                              ei)))
             goto out;
         json_t *d = json_pack("{s:s, s:I, s:I}", "data_key", dcms_dek_id(dek), "jwt_keys",
                               (json_int_t)njwt, "totp_secrets", (json_int_t)ntotp);
