@@ -39,6 +39,10 @@ static struct dcms_query q_jwt_set =
 static struct dcms_query q_totp_all =
     DCMS_QUERY("iam_kek_totp_all", "SELECT identity_id, secret_sealed FROM totp_credentials "
                                    "WHERE secret_sealed IS NOT NULL ORDER BY identity_id LIMIT $1");
+static struct dcms_query q_any_sealed =
+    DCMS_QUERY("iam_kek_any_sealed",
+               "SELECT (SELECT COUNT(*) FROM jwt_keys WHERE private_sealed IS NOT NULL) + "
+               "(SELECT COUNT(*) FROM totp_credentials WHERE secret_sealed IS NOT NULL)");
 static struct dcms_query q_totp_set = DCMS_QUERY(
     "iam_kek_totp_set", "UPDATE totp_credentials SET secret_sealed = $2 WHERE identity_id = $1");
 
@@ -137,7 +141,22 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
     if ((e = dcms_keys_dek_named(keys, tx, IAM_DEK_NAME, "iam.secrets", true, &dek, &created, ei)))
         goto out;
     /* A store from before the keys module: re-seal its secrets, read the old file once. */
-    if (access(iam->cfg->iam_kek_file, F_OK) == 0) {
+    if (access(iam->cfg->iam_kek_file, F_OK) != 0) {
+        /* Without the old file, secrets already sealed could never be opened again: refuse
+         * (and make no data key) rather than lose them. */
+        struct dcms_store_rows *rows = NULL;
+        if ((e = dcms_store_exec(tx, &q_any_sealed, NULL, 0, &rows, NULL, ei)))
+            goto out;
+        int64_t n = dcms_store_rows_int(rows, 0, 0);
+        dcms_store_rows_free(rows);
+        if (n > 0) {
+            e = dcms_err_set(ei, DCMS_ERR_CONFIG,
+                             "%lld IAM secrets are sealed under the key of DCMS_IAM_KEK_FILE, "
+                             "which is missing (%s): restore it to move them under the keyring",
+                             (long long)n, iam->cfg->iam_kek_file);
+            goto out;
+        }
+    } else {
         if (!(old = sodium_malloc(crypto_secretbox_KEYBYTES))) {
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
             goto out;

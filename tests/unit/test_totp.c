@@ -511,6 +511,18 @@ static void legacy_kek_migrates(struct fixture *f)
     f->iam = f->app.iam = NULL;
     assert_int_equal(dcms_fs_mkdirs_for(f->cfg.iam_kek_file, &ei), DCMS_OK);
 
+    /* Without the old file the secrets could not be opened: refused, and no data key is made. */
+    unlink(f->cfg.iam_kek_file);
+    assert_int_equal(dcms_iam_open(&f->app, &f->iam, &ei), DCMS_ERR_CONFIG);
+    assert_non_null(strstr(ei.message, "DCMS_IAM_KEK_FILE"));
+    f->iam = NULL;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    assert_int_equal(
+        dcms_keys_dek_named(f->app.keys, tx, "iam.secrets", "iam.secrets", false, &d, NULL, &ei),
+        DCMS_ERR_NOT_FOUND);
+    dcms_store_rollback(tx);
+    dcms_errinfo_init(&ei, NULL);
+
     /* Another file's key does not open the old secrets: refused, nothing changes. */
     unsigned char wrong[32];
     randombytes_buf(wrong, sizeof(wrong));
