@@ -21,6 +21,7 @@ PACKAGES=(
     liboath-dev oathtool libseccomp-dev
     postgresql postgresql-client
     wrk nginx-light
+    softhsm2 libp11-kit-dev
 )
 # Added only when `node` or `npm` is not on PATH: a node installed from
 # elsewhere (e.g. NodeSource, which ships its own npm) must not be replaced.

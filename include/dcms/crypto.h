@@ -73,6 +73,35 @@ enum dcms_err dcms_sign_detached(const struct dcms_sign_key *k, const void *msg,
 bool dcms_sign_verify(const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], const void *msg, size_t len,
                       const unsigned char sig[DCMS_SIGN_BYTES]);
 
+/* ---- authenticated encryption: AES-256-GCM ---- */
+
+#define DCMS_AEAD_KEY_LEN 32
+#define DCMS_AEAD_NONCE_LEN 12
+#define DCMS_AEAD_TAG_LEN 16
+
+/*
+ * Encrypts `len` bytes of `pt` under `key` with `nonce` (never reuse a
+ * nonce under one key) and associated data `aad` (may be NULL with
+ * aad_len 0) into `out`, which receives len ciphertext bytes followed by
+ * the DCMS_AEAD_TAG_LEN-byte tag (out may equal pt). DCMS_ERR_CRYPTO if
+ * OpenSSL fails. Thread-safe.
+ */
+enum dcms_err dcms_aead_seal(const unsigned char key[DCMS_AEAD_KEY_LEN],
+                             const unsigned char nonce[DCMS_AEAD_NONCE_LEN], const void *aad,
+                             size_t aad_len, const void *pt, size_t len,
+                             unsigned char *out) DCMS_MUST_CHECK;
+
+/*
+ * Decrypts `len` bytes of `ct` (ciphertext followed by the tag, so len >=
+ * DCMS_AEAD_TAG_LEN) into `out` (len - DCMS_AEAD_TAG_LEN bytes; may equal
+ * ct). DCMS_ERR_CRYPTO when the tag, key, nonce or associated data do not
+ * match; `out` is wiped then. Thread-safe.
+ */
+enum dcms_err dcms_aead_open(const unsigned char key[DCMS_AEAD_KEY_LEN],
+                             const unsigned char nonce[DCMS_AEAD_NONCE_LEN], const void *aad,
+                             size_t aad_len, const void *ct, size_t len,
+                             unsigned char *out) DCMS_MUST_CHECK;
+
 /*
  * Initializes libsodium and makes jansson wipe every block it frees (a JSON
  * tree may hold a password from a login body or an issued token); call once

@@ -11,6 +11,7 @@
 #include "enclaves/enclaves_http.h"
 #include "iam/iam_http.h"
 #include "iam/mfa_http.h"
+#include "keys/keys_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT

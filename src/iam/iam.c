@@ -36,7 +36,7 @@ enum dcms_err dcms_iam_open(struct dcms_app *app, struct dcms_iam **out, struct 
     iam->cache = calloc(IAM_CACHE_SLOTS, sizeof(*iam->cache));
     enum dcms_err e = iam->cache ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     if (!e)
-        e = iam_kek_load(iam, iam->cfg->iam_kek_file, ei);
+        e = iam_kek_open(iam, ei);
     if (!e) {
         unsigned char junk[16];
         char pw[40];

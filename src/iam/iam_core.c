@@ -100,20 +100,11 @@ enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const ch
 
 /*
  * ---- the key-encryption key ----
- * Everything that touches iam->kek is in this section: loading it, sealing
+ * Everything that touches iam->kek is in this section (loading it is
+ * iam_kek.c's, from the keyring): sealing
  * the JWT signing keys (seal / unseal_key) and small secrets (iam_seal /
  * iam_unseal).
  */
-
-/* The key sealing the JWT signing keys in the store (shared by every node on one store). */
-enum dcms_err iam_kek_load(struct dcms_iam *iam, const char *path, struct dcms_errinfo *ei)
-{
-    iam->kek = sodium_malloc(crypto_secretbox_KEYBYTES);
-    if (!iam->kek)
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    return dcms_secret_file_load_or_create(path, iam->kek, crypto_secretbox_KEYBYTES,
-                                           "key-encryption key", ei);
-}
 
 /* nonce || secretbox(pem), base64; malloc'd. */
 static char *seal(struct dcms_iam *iam, const char *pem, size_t len)

@@ -179,7 +179,7 @@ struct iam_cache_entry {
 struct dcms_iam {
     struct dcms_app *app;
     const struct dcms_config *cfg;
-    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES */
+    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES: the "iam.secrets" DEK */
     pthread_mutex_t keys_mu;
     struct iam_keyset *keys;
     int64_t keys_reload_us; /* last reload attempt for an unknown kid */
@@ -196,12 +196,14 @@ struct dcms_iam {
 struct iam_keyset *iam_keys_get(struct dcms_iam *iam);
 void iam_keys_put(struct iam_keyset *ks);
 /*
- * ---- the key-encryption key (iam_core.c) ----
- * Loads (or creates) the KEK from `path` into iam->kek; it seals the JWT
- * signing keys in the store and, through iam_seal, small secrets (TOTP).
+ * ---- the key-encryption key (iam_kek.c) ----
+ * Loads the key sealing IAM's secrets into iam->kek: the keyring's
+ * "iam.secrets" data key, made on first start, and, for a store from before
+ * the keys module, the secrets sealed under DCMS_IAM_KEK_FILE re-sealed
+ * under it once. It seals the JWT signing keys in the store and, through
+ * iam_seal, small secrets (TOTP).
  */
-enum dcms_err iam_kek_load(struct dcms_iam *iam, const char *path,
-                           struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err iam_kek_open(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /*
  * XChaCha20-Poly1305 under the IAM key-encryption key, with `ad` (the
  * owning identity) as associated data, so a sealed value cannot be moved

@@ -99,7 +99,8 @@ const readerSetup = (adminId, auditorId) =>
   [['auth.login', adminId], ['identity.create', adminId], ['auth.login', auditorId]];
 
 /** What a first start with adminEnv records, as [action, actor]. */
-const FIRST_START = [['system.start', 'system'], ['iam.key_create', 'system'], ['identity.bootstrap_admin', 'system']];
+const FIRST_START = [['system.start', 'system'], ['keys.kek_create', 'system'], ['iam.key_create', 'system'],
+  ['identity.bootstrap_admin', 'system']];
 
 /** call() plus the openapi.yaml check of every response (bodies of JSON responses included). */
 async function req(c, p, { headers, template } = {}) {
@@ -243,8 +244,8 @@ describe('audit: a fresh server, read by an auditor', () => {
     const r = await req(c, '/api/v1/audit/events');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.next_cursor, null);
-    // system.start, then what the services record while starting (the first JWT key, the
-    // bootstrap admin), then the admin's login, the auditor's creation and its login.
+    // system.start, then what the services record while starting (the first KEK version, the
+    // first JWT key, the bootstrap admin), then the admin's login, the auditor's creation and its login.
     assert.deepEqual(r.json.events.map((e) => [e.action, e.actor]).reverse(), expected, r.text);
     assert.deepEqual(r.json.events.map((e) => e.seq), expected.map((_, i) => expected.length - i), 'seq gap-free');
     for (const [i, e] of r.json.events.entries()) {
@@ -675,6 +676,7 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
       DCMS_DATABASE_URL: data.DCMS_DATABASE_URL,
       DCMS_AUDIT_KEY_FILE: path.join(keyDir, 'audit', 'ed25519.key'),
       DCMS_IAM_KEK_FILE: path.join(keyDir, 'iam', 'kek.key'),
+      DCMS_KEYS_FILE: path.join(keyDir, 'keys', 'keyring'),
       DCMS_AUDIT_REFUSALS_PER_MINUTE: '100000',
       DCMS_AUDIT_CHECKPOINT_EVERY: '50',
     };

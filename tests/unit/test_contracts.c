@@ -10,6 +10,7 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/keys.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
@@ -220,6 +221,8 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     dcms_iam_close(f->app.iam);
+    dcms_keys_close(f->app.keys);
+    f->app.keys = NULL;
     dcms_audit_close(f->app.audit);
     dcms_store_close(f->app.store);
     dcms_arena_free(f->arena);
@@ -261,6 +264,11 @@ static void open_all(struct fixture *f)
     struct dcms_audit_opts ao = {key_path, 1000, 0, 0};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
     f->app.cfg = &f->cfg;
+    /* IAM seals its secrets under a data key from the keyring. */
+    snprintf(f->cfg.keys_file, sizeof(f->cfg.keys_file), "%s/keys/keyring", f->db.dir);
+    struct dcms_keys_opts ko;
+    dcms_keys_opts_from_config(&f->cfg, &ko);
+    CHECK(dcms_keys_open(&ko, f->app.store, f->app.audit, &f->app.keys, &ei), ei);
     CHECK(dcms_iam_open(&f->app, &f->app.iam, &ei), ei);
     f->arena = dcms_arena_new(1 << 20);
     assert_non_null(f->arena);
