@@ -53,6 +53,8 @@ struct reqctx {
     size_t route;
     size_t max_body;
     struct dcms_buf body;
+    struct dcms_http_stream stream; /* streaming routes: set by the handler */
+    bool streaming;                 /* stream callbacks owed an on_end or on_abort */
     enum dcms_err early; /* decided on the first call, answered later (or at once with a body) */
     bool queued;
     size_t discarded; /* body bytes dropped after an early error */
@@ -204,6 +206,39 @@ static enum MHD_Result queue_error(struct reqctx *c, struct MHD_Connection *conn
     return queue_error_with(c, conn, e, NULL);
 }
 
+/*
+ * A streaming route: its handler decides from the headers (size, media
+ * type, offsets) and sets the callbacks; nothing of the body is buffered.
+ */
+static struct reqctx *begin_stream(struct reqctx *c, const struct dcms_route *rt)
+{
+    struct dcms_http_resp unused = {0};
+    c->req.stream = &c->stream;
+    dcms_log_set_request_id(c->request_id);
+    enum dcms_err e = rt->handler(&c->req, &unused);
+    dcms_log_set_request_id(NULL);
+    if (unused.body_owned)
+        free((void *)unused.body);
+    if (e) {
+        c->early = c->ei.code == e ? e : dcms_err_set(&c->ei, e, NULL);
+        return c;
+    }
+    c->streaming = c->stream.on_data && c->stream.on_end && c->stream.on_abort;
+    if (!c->streaming)
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_INTERNAL, NULL);
+    return c;
+}
+
+static void stream_abort(struct reqctx *c)
+{
+    if (!c->streaming)
+        return;
+    c->streaming = false;
+    dcms_log_set_request_id(c->request_id);
+    c->stream.on_abort(c->stream.ctx);
+    dcms_log_set_request_id(NULL);
+}
+
 /* First call: everything that can be decided from the request line and headers. */
 static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection *conn,
                             const char *url, const char *method)
@@ -260,6 +295,8 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
         c->early = c->ei.code;
         return c;
     }
+    if (rt->max_body == DCMS_ROUTE_BODY_STREAM)
+        return begin_stream(c, rt);
     c->max_body =
         rt->max_body == DCMS_ROUTE_BODY_DEFAULT ? srv->app->cfg->max_body_bytes : rt->max_body;
     dcms_buf_init(&c->body, c->max_body);
@@ -292,7 +329,13 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
     c->req.body = (struct dcms_str){c->body.ptr ? c->body.ptr : "", c->body.len};
     struct dcms_http_resp resp = {.status = 200};
     dcms_log_set_request_id(c->request_id);
-    enum dcms_err e = rt->handler(&c->req, &resp);
+    enum dcms_err e;
+    if (c->streaming) {
+        c->streaming = false;
+        e = c->stream.on_end(c->stream.ctx, &c->req, &resp);
+    } else {
+        e = rt->handler(&c->req, &resp);
+    }
     if (e) {
         if (c->ei.code != e)
             dcms_err_set(&c->ei, e, NULL);
@@ -338,6 +381,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             c->discarded += n;
             return c->discarded > DISCARD_BUDGET ? MHD_NO : MHD_YES;
         }
+        if (c->streaming) {
+            dcms_log_set_request_id(c->request_id);
+            enum dcms_err se = c->stream.on_data(c->stream.ctx, upload_data, n, &c->ei);
+            dcms_log_set_request_id(NULL);
+            if (se) {
+                c->early = c->ei.code == se ? se : dcms_err_set(&c->ei, se, NULL);
+                stream_abort(c);
+            }
+            return MHD_YES;
+        }
         enum dcms_err e = dcms_buf_append(&c->body, upload_data, n);
         if (e == DCMS_ERR_TOO_LARGE)
             c->early = dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
@@ -348,8 +401,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             dcms_buf_release(&c->body);
         return MHD_YES;
     }
-    if (c->early)
+    if (c->early) {
+        stream_abort(c);
         return queue_error(c, conn, c->early);
+    }
     return dispatch(c, conn);
 }
 
@@ -400,6 +455,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!c)
         return;
     *con_cls = NULL;
+    stream_abort(c); /* the client went away in the middle of a streamed body */
     int64_t dur = dcms_clock_mono_us() - c->start_us;
     unsigned status = c->queued ? c->status : 499; /* client went away before an answer */
     dcms_metrics_observe(srv->app->metrics, c->route, status, dur);
