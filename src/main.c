@@ -19,6 +19,7 @@
 #include "dcms/crypto.h"
 #include "dcms/enclaves.h"
 #include "dcms/iam.h"
+#include "dcms/keys.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
 #include "dcms/server.h"
@@ -37,6 +38,7 @@ static const struct {
     {"audit", dcms_audit_cli,
      "verify an audit export offline (dcmsd audit verify FILE --public-key K)"},
     {"attestation", dcms_attest_cli, "verify attestation documents offline"},
+    {"keys", dcms_keys_cli, "key-encryption keys: status, rotate, rewrap, retire (docs/keys.md)"},
     {NULL, NULL, NULL},
 };
 
@@ -170,6 +172,14 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot set up attestation: %s", ei.message);
         goto out;
     }
+    /* ---- keys: open ---- */
+    struct dcms_keys_opts kopts;
+    dcms_keys_opts_from_config(&cfg, &kopts);
+    if (dcms_keys_open(&kopts, app.store, app.audit, &app.keys, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the keyring: %s", ei.message);
+        goto out;
+    }
+    /* ---- end keys: open ---- */
     enum dcms_err iam_e = dcms_iam_open(&app, &app.iam, &ei);
     /* The bootstrap password is not needed any more: keep it out of core dumps. */
     sodium_memzero(cfg.admin_password, sizeof(cfg.admin_password));
@@ -232,6 +242,9 @@ out:
     /* ---- end contracts: close ---- */
 
     dcms_iam_close(app.iam);
+    /* ---- keys: close ---- */
+    dcms_keys_close(app.keys);
+    /* ---- end keys: close ---- */
     dcms_audit_close(app.audit);
     dcms_store_close(app.store);
     dcms_metrics_free(app.metrics);

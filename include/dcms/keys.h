@@ -74,6 +74,10 @@ struct dcms_keys_actor {
 enum dcms_err dcms_keys_open(const struct dcms_keys_opts *opts, struct dcms_store *store,
                              struct dcms_audit *audit, struct dcms_keys **out,
                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Fills `opts` from the configuration (strings borrowed from cfg). */
+struct dcms_config;
+void dcms_keys_opts_from_config(const struct dcms_config *cfg, struct dcms_keys_opts *opts);
+
 /* Logs out of the token, wipes every KEK held in memory, frees. NULL is a no-op. */
 void dcms_keys_close(struct dcms_keys *k);
 
