@@ -48,8 +48,8 @@ enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
  */
 enum dcms_err dcms_contracts_active_datasets(struct dcms_app *app, const char *consumer_id,
                                              const char *consumer_org, size_t max,
-                                             void (*fn)(void *ctx, const char *dataset),
-                                             void *ctx, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+                                             void (*fn)(void *ctx, const char *dataset), void *ctx,
+                                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /*
  * Starts the contract service (src/contracts/) and its expiry job, which

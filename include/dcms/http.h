@@ -62,7 +62,7 @@ struct dcms_http_req {
     const char *path;   /* decoded path, without the query */
     const char *request_id;
     const char *client_ip;
-    struct dcms_str body; /* empty unless the route accepts one */
+    struct dcms_str body;            /* empty unless the route accepts one */
     struct dcms_http_stream *stream; /* streaming routes only, see above; NULL otherwise */
     /* The authenticated caller (in req->arena), or NULL when anonymous. Set by the router. */
     const struct dcms_principal *principal;

@@ -20,8 +20,8 @@ static struct dcms_query q_active_datasets = DCMS_QUERY2(
 
 enum dcms_err dcms_contracts_active_datasets(struct dcms_app *app, const char *consumer_id,
                                              const char *consumer_org, size_t max,
-                                             void (*fn)(void *ctx, const char *dataset),
-                                             void *ctx, struct dcms_errinfo *ei)
+                                             void (*fn)(void *ctx, const char *dataset), void *ctx,
+                                             struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;

@@ -51,13 +51,14 @@ static struct dcms_query q_insert = DCMS_QUERY(
     "INSERT INTO datasets (id, provider_id, created_by, name, description, format, schema, "
     "expected_size, expected_sha256, status, upload_length, dek_id, created_at, updated_at) "
     "VALUES ($1, $2, $3, $4, $5, 'csv', $6, $7, $8, 'created', $9, $10, $11, $11)");
-static struct dcms_query q_get = DCMS_QUERY("ds_get", "SELECT " COLS " FROM datasets WHERE id = $1");
-static struct dcms_query q_list = DCMS_QUERY2(
-    "ds_list",
-    "SELECT " COLS " FROM datasets WHERE (provider_id IN ($1, $2) OR $3 = 1 OR id IN "
-    "(SELECT value FROM json_each($4))) AND id > $5 ORDER BY id LIMIT $6",
-    "SELECT " COLS " FROM datasets WHERE (provider_id IN ($1, $2) OR $3 = 1 OR id IN "
-    "(SELECT jsonb_array_elements_text($4::jsonb))) AND id > $5 ORDER BY id LIMIT $6");
+static struct dcms_query q_get =
+    DCMS_QUERY("ds_get", "SELECT " COLS " FROM datasets WHERE id = $1");
+static struct dcms_query q_list =
+    DCMS_QUERY2("ds_list",
+                "SELECT " COLS " FROM datasets WHERE (provider_id IN ($1, $2) OR $3 = 1 OR id IN "
+                "(SELECT value FROM json_each($4))) AND id > $5 ORDER BY id LIMIT $6",
+                "SELECT " COLS " FROM datasets WHERE (provider_id IN ($1, $2) OR $3 = 1 OR id IN "
+                "(SELECT jsonb_array_elements_text($4::jsonb))) AND id > $5 ORDER BY id LIMIT $6");
 static struct dcms_query q_delete =
     DCMS_QUERY("ds_delete", "DELETE FROM datasets WHERE id = $1 AND writer IS NULL");
 
@@ -78,9 +79,8 @@ json_t *ds_row_json(const struct dcms_store_rows *r, size_t i)
         dcms_store_rows_text(r, i, C_FORMAT), "schema", schema ? schema : json_null(), "status",
         dcms_store_rows_text(r, i, C_STATUS), "upload_offset",
         (json_int_t)dcms_store_rows_int(r, i, C_OFFSET), "upload_length",
-        dcms_store_rows_is_null(r, i, C_LENGTH)
-            ? json_null()
-            : json_integer(dcms_store_rows_int(r, i, C_LENGTH)),
+        dcms_store_rows_is_null(r, i, C_LENGTH) ? json_null()
+                                                : json_integer(dcms_store_rows_int(r, i, C_LENGTH)),
         "expected_size",
         dcms_store_rows_is_null(r, i, C_EXPECTED_SIZE)
             ? json_null()
@@ -230,8 +230,8 @@ enum dcms_err ds_create(const struct ds_call *c, const struct ds_create_in *in, 
     if ((e = dcms_store_exec(tx, &q_insert, p, 11, NULL, NULL, c->ei)))
         goto out;
     if ((e = ds_audit(c, tx, "dataset.create", id,
-                      json_pack("{s:s, s:s, s:s}", "provider_id", org, "name", in->name,
-                                "dek_id", dcms_dek_id(dek)))))
+                      json_pack("{s:s, s:s, s:s}", "provider_id", org, "name", in->name, "dek_id",
+                                dcms_dek_id(dek)))))
         goto out;
     if ((e = ds_load(tx, id, &rows, c->ei)))
         goto out;
@@ -279,8 +279,8 @@ enum dcms_err ds_list(const struct ds_call *c, const char *cursor, int64_t limit
     enum dcms_err e = n.ids ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
     if (e)
         goto out;
-    if ((e = dcms_contracts_active_datasets(c->app, c->p->id, c->p->org, 100000, collect_named,
-                                            &n, c->ei)))
+    if ((e = dcms_contracts_active_datasets(c->app, c->p->id, c->p->org, 100000, collect_named, &n,
+                                            c->ei)))
         goto out;
     named_text = json_dumps(n.ids, JSON_COMPACT);
     if (!named_text) {
@@ -290,9 +290,12 @@ enum dcms_err ds_list(const struct ds_call *c, const char *cursor, int64_t limit
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei)))
         goto out;
     struct dcms_store_val p[] = {
-        DCMS_VAL_TEXT(c->p->id),          DCMS_VAL_TEXT(ds_org_of(c->p)),
-        DCMS_VAL_INT(sees_all(c->p)),     DCMS_VAL_TEXT(named_text),
-        DCMS_VAL_TEXT(cursor ? cursor : ""), DCMS_VAL_INT(limit),
+        DCMS_VAL_TEXT(c->p->id),
+        DCMS_VAL_TEXT(ds_org_of(c->p)),
+        DCMS_VAL_INT(sees_all(c->p)),
+        DCMS_VAL_TEXT(named_text),
+        DCMS_VAL_TEXT(cursor ? cursor : ""),
+        DCMS_VAL_INT(limit),
     };
     if ((e = dcms_store_exec(tx, &q_list, p, 6, &rows, NULL, c->ei)))
         goto out;
@@ -448,8 +451,8 @@ static enum dcms_err open_one(void *ctx, const struct dcms_dataset_segment *s,
     struct reader *r = ctx;
     unsigned char aad[DCMS_DATASET_AAD_LEN];
     /* The final flag comes from the position the reader expects, not from the row. */
-    size_t alen = dcms_datasets_segment_aad(r->ref->id, s->index, s->index == r->ref->segments - 1,
-                                            aad);
+    size_t alen =
+        dcms_datasets_segment_aad(r->ref->id, s->index, s->index == r->ref->segments - 1, aad);
     if (s->ct_len < DCMS_AEAD_TAG_LEN || s->ct_len - DCMS_AEAD_TAG_LEN > DCMS_DATASET_SEGMENT_BYTES)
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, "segment %lld has a bad length",
                             (long long)s->index);
@@ -534,10 +537,11 @@ enum dcms_err ds_verify(const struct ds_call *c, const char *id, json_t **out)
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
     if (e)
         return e;
-    *out = json_pack("{s:s, s:b, s:s?, s:I, s:I, s:f}", "id", id, "ok", ok, "problem",
-                     ok ? NULL : rei.message, "segments", (json_int_t)ref.segments, "size",
-                     (json_int_t)ref.size, "seconds",
+    *out = json_pack("{s:s, s:b, s:I, s:I, s:f}", "id", id, "ok", ok, "segments",
+                     (json_int_t)ref.segments, "size", (json_int_t)ref.size, "seconds",
                      (double)(dcms_clock_mono_us() - t0) / 1e6);
+    if (*out && !ok)
+        json_object_set_new(*out, "problem", json_string(rei.message));
     return *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
 }
 

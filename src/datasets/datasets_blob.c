@@ -11,9 +11,9 @@
 #include "datasets/datasets_int.h"
 #include "dcms/store.h"
 
-static struct dcms_query q_put = DCMS_QUERY(
-    "ds_seg_put", "INSERT INTO dataset_segments (dataset_id, idx, final, nonce, ct) "
-                  "VALUES ($1, $2, $3, $4, $5)");
+static struct dcms_query q_put =
+    DCMS_QUERY("ds_seg_put", "INSERT INTO dataset_segments (dataset_id, idx, final, nonce, ct) "
+                             "VALUES ($1, $2, $3, $4, $5)");
 static struct dcms_query q_get =
     DCMS_QUERY2("ds_seg_get",
                 "SELECT final, hex(nonce), hex(ct) FROM dataset_segments "
@@ -23,8 +23,8 @@ static struct dcms_query q_get =
 static struct dcms_query q_count =
     DCMS_QUERY("ds_seg_count", "SELECT count(*), coalesce(max(idx), -1) FROM dataset_segments "
                                "WHERE dataset_id = $1");
-static struct dcms_query q_remove = DCMS_QUERY(
-    "ds_seg_remove", "DELETE FROM dataset_segments WHERE dataset_id = $1 AND idx >= $2");
+static struct dcms_query q_remove =
+    DCMS_QUERY("ds_seg_remove", "DELETE FROM dataset_segments WHERE dataset_id = $1 AND idx >= $2");
 
 static enum dcms_err seg_put(struct dcms_store_tx *tx, const char *id, int64_t index, bool final,
                              const unsigned char nonce[DCMS_AEAD_NONCE_LEN],
@@ -57,8 +57,9 @@ static enum dcms_err seg_get(struct dcms_store_tx *tx, const char *id, int64_t i
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
-    if (!nhex || sodium_hex2bin(out->nonce, sizeof(out->nonce), nhex, strlen(nhex), NULL, &nlen,
-                                NULL) != 0 ||
+    if (!nhex ||
+        sodium_hex2bin(out->nonce, sizeof(out->nonce), nhex, strlen(nhex), NULL, &nlen, NULL) !=
+            0 ||
         nlen != sizeof(out->nonce) ||
         sodium_hex2bin(ct, chex_len / 2 + 1, chex, chex_len, NULL, &clen, NULL) != 0) {
         e = dcms_err_set(ei, DCMS_ERR_CRYPTO, "segment %lld is malformed", (long long)index);

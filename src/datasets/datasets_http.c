@@ -19,8 +19,8 @@
 
 static struct ds_call call_of(struct dcms_http_req *req)
 {
-    return (struct ds_call){req->app, req->principal, req->ei, req->arena, req->request_id,
-                            req->client_ip};
+    return (struct ds_call){req->app,   req->principal,  req->ei,
+                            req->arena, req->request_id, req->client_ip};
 }
 
 /* A non-negative decimal header value; -1 when absent, -2 when malformed. */
@@ -195,9 +195,9 @@ enum dcms_err dcms_datasets_http_status(struct dcms_http_req *req, struct dcms_h
         return e;
     if ((e = status_headers(req, resp, &st)))
         return e;
-    json_t *o = json_pack("{s:I, s:o, s:s}", "upload_offset", (json_int_t)st.offset,
-                          "upload_length", st.length >= 0 ? json_integer(st.length) : json_null(),
-                          "status", st.status);
+    json_t *o =
+        json_pack("{s:I, s:o, s:s}", "upload_offset", (json_int_t)st.offset, "upload_length",
+                  st.length >= 0 ? json_integer(st.length) : json_null(), "status", st.status);
     return dcms_http_reply(req, resp, 200, o);
 }
 
@@ -254,7 +254,8 @@ static bool parse_checksum(struct dcms_http_req *req, struct ds_upload_in *in)
     }
     if (dcms_b64_decode(in->checksum, sizeof(in->checksum), v + 7, strlen(v + 7), &n) ||
         n != DCMS_SHA256_LEN) {
-        dcms_err_field(req->ei, "Upload-Checksum", "must be \"sha256 \" and the base64 of 32 bytes");
+        dcms_err_field(req->ei, "Upload-Checksum",
+                       "must be \"sha256 \" and the base64 of 32 bytes");
         return false;
     }
     in->has_checksum = true;
@@ -306,8 +307,8 @@ enum dcms_err dcms_datasets_http_patch(struct dcms_http_req *req, struct dcms_ht
 enum dcms_err dcms_datasets_http_put(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     const char *ct = dcms_http_req_header(req, "Content-Type");
-    if (!ct || (strncasecmp(ct, "text/csv", 8) != 0 &&
-                strcasecmp(ct, "application/octet-stream") != 0))
+    if (!ct ||
+        (strncasecmp(ct, "text/csv", 8) != 0 && strcasecmp(ct, "application/octet-stream") != 0))
         return dcms_err_set(req->ei, DCMS_ERR_UNSUPPORTED_MEDIA_TYPE,
                             "the body must be text/csv or application/octet-stream");
     struct ds_upload_in in = {.put = true, .offset = 0};

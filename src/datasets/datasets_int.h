@@ -116,10 +116,10 @@ struct ds_call {
 
 struct ds_create_in {
     const char *name, *description;
-    const char *schema_json; /* canonical JSON text of the decoded schema */
-    int64_t expected_size;   /* -1: unknown */
+    const char *schema_json;     /* canonical JSON text of the decoded schema */
+    int64_t expected_size;       /* -1: unknown */
     const char *expected_sha256; /* lowercase hex or NULL */
-    int64_t upload_length;   /* the tus Upload-Length given at creation, -1: none */
+    int64_t upload_length;       /* the tus Upload-Length given at creation, -1: none */
 };
 
 enum dcms_err ds_create(const struct ds_call *c, const struct ds_create_in *in, json_t **out);
@@ -147,15 +147,15 @@ enum dcms_err ds_upload_status(const struct ds_call *c, const char *id,
 /* One streamed upload request (PATCH or PUT). */
 struct ds_upload;
 struct ds_upload_in {
-    bool put;              /* PUT: the whole body from offset 0 */
-    int64_t offset;        /* PATCH: Upload-Offset */
-    int64_t length;        /* Upload-Length (PATCH) or Content-Length (PUT); -1: not sent */
-    int64_t body_length;   /* Content-Length of this request; -1: chunked */
-    bool has_checksum;     /* Upload-Checksum: sha256 <base64> */
+    bool put;            /* PUT: the whole body from offset 0 */
+    int64_t offset;      /* PATCH: Upload-Offset */
+    int64_t length;      /* Upload-Length (PATCH) or Content-Length (PUT); -1: not sent */
+    int64_t body_length; /* Content-Length of this request; -1: chunked */
+    bool has_checksum;   /* Upload-Checksum: sha256 <base64> */
     unsigned char checksum[DCMS_SHA256_LEN];
 };
-enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id, const struct ds_upload_in *in,
-                              struct ds_upload **out);
+enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
+                              const struct ds_upload_in *in, struct ds_upload **out);
 enum dcms_err ds_upload_data(struct ds_upload *u, const void *p, size_t n, struct dcms_errinfo *ei);
 /* Ends the request: stores what came, answers the new offset; frees `u`. */
 enum dcms_err ds_upload_end(struct ds_upload *u, struct dcms_errinfo *ei,

@@ -18,8 +18,8 @@ static bool str_ok(const json_t *v, size_t max)
 }
 
 /* An array of 1..DS_MAX_VALUES distinct strings of 1..255 bytes, copied into the arena. */
-static bool values_of(struct dcms_arena *a, const json_t *v, const char *path,
-                      const char ***out, size_t *n, struct dcms_errinfo *ei)
+static bool values_of(struct dcms_arena *a, const json_t *v, const char *path, const char ***out,
+                      size_t *n, struct dcms_errinfo *ei)
 {
     if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > DS_MAX_VALUES) {
         dcms_err_field(ei, path, "must be an array of 1 to %d strings", DS_MAX_VALUES);
@@ -69,8 +69,7 @@ enum dcms_err ds_schema_from_json(struct dcms_arena *a, const json_t *v, struct 
     const json_t *cols = json_object_get(v, "columns");
     if (!json_is_array(cols) || json_array_size(cols) < 1 ||
         json_array_size(cols) > DS_MAX_COLUMNS) {
-        dcms_err_field(ei, "schema.columns", "must be an array of 1 to %d columns",
-                       DS_MAX_COLUMNS);
+        dcms_err_field(ei, "schema.columns", "must be an array of 1 to %d columns", DS_MAX_COLUMNS);
     } else {
         out->ncols = json_array_size(cols);
         out->cols = dcms_arena_calloc(a, out->ncols, sizeof(*out->cols));
@@ -132,8 +131,7 @@ enum dcms_err ds_schema_from_json(struct dcms_arena *a, const json_t *v, struct 
                 out->label = i;
                 found = true;
                 if (out->cols[i].type == DS_TEXT || out->cols[i].type == DS_NUMBER)
-                    dcms_err_field(ei, "schema.label",
-                                   "must name a category or integer column");
+                    dcms_err_field(ei, "schema.label", "must name a category or integer column");
             }
         if (!found && out->ncols)
             dcms_err_field(ei, "schema.label", "must name one of the columns");

@@ -77,11 +77,11 @@ static struct dcms_query q_claim_load = DCMS_QUERY2(
     "SELECT provider_id, status, upload_length, upload_offset, segments, dek_id, schema, "
     "expected_size, expected_sha256, writer, writer_at, encode(upload_state, 'hex') "
     "FROM datasets WHERE id = $1 FOR UPDATE");
-static struct dcms_query q_claim = DCMS_QUERY(
-    "ds_up_claim", "UPDATE datasets SET writer = $2, writer_at = $3, upload_length = $4 "
-                   "WHERE id = $1");
-static struct dcms_query q_renew = DCMS_QUERY(
-    "ds_up_renew", "UPDATE datasets SET writer_at = $3 WHERE id = $1 AND writer = $2");
+static struct dcms_query q_claim =
+    DCMS_QUERY("ds_up_claim", "UPDATE datasets SET writer = $2, writer_at = $3, upload_length = $4 "
+                              "WHERE id = $1");
+static struct dcms_query q_renew =
+    DCMS_QUERY("ds_up_renew", "UPDATE datasets SET writer_at = $3 WHERE id = $1 AND writer = $2");
 static struct dcms_query q_save = DCMS_QUERY(
     "ds_up_save",
     "UPDATE datasets SET status = 'uploading', upload_offset = $3, segments = $4, "
@@ -90,11 +90,11 @@ static struct dcms_query q_save = DCMS_QUERY(
 static struct dcms_query q_release = DCMS_QUERY(
     "ds_up_release", "UPDATE datasets SET writer = NULL, writer_at = NULL WHERE id = $1 AND "
                      "writer = $2");
-static struct dcms_query q_complete = DCMS_QUERY(
-    "ds_up_complete",
-    "UPDATE datasets SET status = $3, upload_offset = $4, segments = $5, sha256 = $6, "
-    "row_count = $7, report = $8, upload_state = NULL, writer = NULL, writer_at = NULL, "
-    "updated_at = $9, version = version + 1 WHERE id = $1 AND writer = $2");
+static struct dcms_query q_complete =
+    DCMS_QUERY("ds_up_complete",
+               "UPDATE datasets SET status = $3, upload_offset = $4, segments = $5, sha256 = $6, "
+               "row_count = $7, report = $8, upload_state = NULL, writer = NULL, writer_at = NULL, "
+               "updated_at = $9, version = version + 1 WHERE id = $1 AND writer = $2");
 static struct dcms_query q_status = DCMS_QUERY(
     "ds_up_status", "SELECT provider_id, status, upload_offset, upload_length FROM datasets "
                     "WHERE id = $1");
@@ -109,8 +109,8 @@ static struct ds_call call_of(const struct ds_upload *u, struct dcms_errinfo *ei
 {
     memset(p, 0, sizeof(*p));
     snprintf(p->id, sizeof(p->id), "%s", u->actor);
-    return (struct ds_call){.app = u->app, .p = p, .ei = ei, .request_id = u->request_id,
-                            .client_ip = u->client_ip};
+    return (struct ds_call){
+        .app = u->app, .p = p, .ei = ei, .request_id = u->request_id, .client_ip = u->client_ip};
 }
 
 static size_t state_aad(const char *id, int64_t offset, unsigned char out[80])
@@ -207,8 +207,8 @@ out:
     return e;
 }
 
-enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id, const struct ds_upload_in *in,
-                              struct ds_upload **out)
+enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
+                              const struct ds_upload_in *in, struct ds_upload **out)
 {
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
@@ -315,8 +315,9 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id, const str
         e = dcms_err_set(c->ei, DCMS_ERR_INTERNAL, NULL);
         goto out;
     }
-    if (!dcms_store_rows_is_null(rows, 0, 11)) {
-        if ((e = open_state(u, dcms_store_rows_text(rows, 0, 11), c->ei)))
+    const char *state_hex = dcms_store_rows_text(rows, 0, 11); /* SQLite: hex(NULL) is '' */
+    if (state_hex && *state_hex) {
+        if ((e = open_state(u, state_hex, c->ei)))
             goto out;
     } else {
         u->st->magic = STATE_MAGIC;
@@ -395,7 +396,8 @@ enum dcms_err ds_upload_data(struct ds_upload *u, const void *data, size_t n,
     if (u->has_checksum)
         dcms_sha256_update(&u->body_sum, p, n);
     while (n) {
-        /* A full tail is flushed only when more bytes come, so the last segment is the final one. */
+        /* A full tail is flushed only when more bytes come, so the last segment is the final one.
+         */
         if (u->st->tail_len == SEG) {
             enum dcms_err e = flush_segment(u, ei);
             if (e)
@@ -450,8 +452,8 @@ static enum dcms_err save_partial(struct ds_upload *u, struct dcms_errinfo *ei)
     char now[DCMS_TIME_STRLEN];
     now_text(now);
     uint64_t affected = 0;
-    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id),        DCMS_VAL_TEXT(u->request_id),
-                                 DCMS_VAL_INT(u->offset),     DCMS_VAL_INT(u->segments),
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id),          DCMS_VAL_TEXT(u->request_id),
+                                 DCMS_VAL_INT(u->offset),       DCMS_VAL_INT(u->segments),
                                  DCMS_VAL_BLOB(blob, blob_len), DCMS_VAL_TEXT(now)};
     e = dcms_store_exec(tx, &q_save, p, 6, NULL, &affected, ei);
     if (!e && affected != 1)
@@ -470,8 +472,9 @@ static json_t *report_json(const struct ds_csv *v, json_t *extra)
 {
     json_t *probs = json_array();
     for (size_t i = 0; probs && i < v->nproblems; i++)
-        json_array_append_new(probs, json_pack("{s:I, s:s}", "line", (json_int_t)v->problems[i].line,
-                                               "problem", v->problems[i].message));
+        json_array_append_new(probs,
+                              json_pack("{s:I, s:s}", "line", (json_int_t)v->problems[i].line,
+                                        "problem", v->problems[i].message));
     size_t i;
     json_t *x;
     json_array_foreach(extra, i, x) json_array_append(probs, x);
@@ -499,9 +502,9 @@ static enum dcms_err complete(struct ds_upload *u, struct dcms_errinfo *ei, bool
     dcms_hex_encode(hex, d, sizeof(d));
     ds_csv_finish(&u->st->csv, &u->schema);
     if (u->expected_sha && strcmp(u->expected_sha, hex) != 0)
-        json_array_append_new(
-            extra, json_pack("{s:n, s:s}", "line", "problem",
-                             "the content's SHA-256 differs from expected_sha256"));
+        json_array_append_new(extra,
+                              json_pack("{s:n, s:s}", "line", "problem",
+                                        "the content's SHA-256 differs from expected_sha256"));
     report = report_json(&u->st->csv, extra);
     report_text = report ? json_dumps(report, JSON_COMPACT) : NULL;
     if (!report_text) {
@@ -517,10 +520,14 @@ static enum dcms_err complete(struct ds_upload *u, struct dcms_errinfo *ei, bool
     now_text(now);
     uint64_t affected = 0;
     struct dcms_store_val p[] = {
-        DCMS_VAL_TEXT(u->id),         DCMS_VAL_TEXT(u->request_id),
-        DCMS_VAL_TEXT(*valid ? "ready" : "invalid"), DCMS_VAL_INT(u->offset),
-        DCMS_VAL_INT(u->segments + 1), DCMS_VAL_TEXT(hex),
-        DCMS_VAL_INT(u->st->csv.rows), DCMS_VAL_TEXT(report_text),
+        DCMS_VAL_TEXT(u->id),
+        DCMS_VAL_TEXT(u->request_id),
+        DCMS_VAL_TEXT(*valid ? "ready" : "invalid"),
+        DCMS_VAL_INT(u->offset),
+        DCMS_VAL_INT(u->segments + 1),
+        DCMS_VAL_TEXT(hex),
+        DCMS_VAL_INT(u->st->csv.rows),
+        DCMS_VAL_TEXT(report_text),
         DCMS_VAL_TEXT(now),
     };
     if ((e = dcms_store_exec(tx, &q_complete, p, 9, NULL, &affected, ei)))
@@ -529,12 +536,12 @@ static enum dcms_err complete(struct ds_upload *u, struct dcms_errinfo *ei, bool
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
         goto out;
     }
-    e = ds_audit(&c, tx, *valid ? "dataset.ready" : "dataset.invalid", u->id,
-                 json_pack("{s:I, s:I, s:s, s:I, s:I}", "size", (json_int_t)u->offset, "segments",
-                           (json_int_t)(u->segments + 1), "sha256", hex, "rows",
-                           (json_int_t)u->st->csv.rows, "problems_total",
-                           (json_int_t)json_integer_value(
-                               json_object_get(report, "problems_total"))));
+    e = ds_audit(
+        &c, tx, *valid ? "dataset.ready" : "dataset.invalid", u->id,
+        json_pack("{s:I, s:I, s:s, s:I, s:I}", "size", (json_int_t)u->offset, "segments",
+                  (json_int_t)(u->segments + 1), "sha256", hex, "rows", (json_int_t)u->st->csv.rows,
+                  "problems_total",
+                  (json_int_t)json_integer_value(json_object_get(report, "problems_total"))));
 out:
     if (tx)
         e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);

@@ -57,8 +57,8 @@ static json_t *status_json(const struct dcms_keys_status *st)
         const struct dcms_kek_version *v = &st->versions[i];
         json_array_append_new(
             vs, json_pack("{s:I, s:s, s:s, s:s?, s:I}", "version", (json_int_t)v->version, "state",
-                          dcms_kek_state_name(v->state), "created_at", v->created_at,
-                          "retired_at", v->retired_at[0] ? v->retired_at : NULL, "data_keys",
+                          dcms_kek_state_name(v->state), "created_at", v->created_at, "retired_at",
+                          v->retired_at[0] ? v->retired_at : NULL, "data_keys",
                           (json_int_t)v->dek_count));
     }
     return json_pack("{s:s, s:I, s:I, s:I, s:o}", "backend", st->backend, "active_version",
@@ -142,8 +142,8 @@ int dcms_keys_cli(int argc, char **argv)
     status = e ? 1 : 0;
 out:
     if (e)
-        fprintf(stderr, "dcmsd keys %s: %s (%s)\n", verb, ei.message[0] ? ei.message : dcms_err_str(e),
-                dcms_err_slug(e));
+        fprintf(stderr, "dcmsd keys %s: %s (%s)\n", verb,
+                ei.message[0] ? ei.message : dcms_err_str(e), dcms_err_slug(e));
     dcms_keys_close(keys);
     dcms_audit_close(audit);
     dcms_store_close(store);

@@ -239,7 +239,8 @@ static void aad_binding(struct fixture *f)
     char c[40];
     unsigned char kc[DCMS_DEK_LEN];
     make_dek(f, "dataset", c, kc);
-    static struct dcms_query q_get = DCMS_QUERY("t_get", "SELECT wrapped FROM data_keys WHERE id = $1");
+    static struct dcms_query q_get =
+        DCMS_QUERY("t_get", "SELECT wrapped FROM data_keys WHERE id = $1");
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store_tx *tx;
@@ -359,15 +360,15 @@ static void destroy(struct fixture *f)
     CHECK(dcms_store_begin(f->store, DCMS_TX_WRITE, &tx, &ei), ei);
     CHECK(dcms_keys_dek_destroy(f->keys, tx, id, &ei), ei);
     CHECK(dcms_keys_dek_destroy(f->keys, tx, id, &ei), ei); /* idempotent */
-    assert_int_equal(dcms_keys_dek_destroy(f->keys, tx, "0190d1c4-0000-7000-8000-000000000000",
-                                           &ei),
-                     DCMS_ERR_NOT_FOUND);
+    assert_int_equal(
+        dcms_keys_dek_destroy(f->keys, tx, "0190d1c4-0000-7000-8000-000000000000", &ei),
+        DCMS_ERR_NOT_FOUND);
     CHECK(dcms_store_commit(tx, &ei), ei);
     assert_int_equal(open_dek(f, id, "dataset", got), DCMS_ERR_NOT_FOUND);
     assert_int_equal(open_dek(f, keep, "dataset", got), DCMS_OK);
-    static struct dcms_query q_w = DCMS_QUERY(
-        "t_w", "SELECT COUNT(*) FROM data_keys WHERE id = $1 AND wrapped IS NULL AND "
-               "destroyed_at IS NOT NULL");
+    static struct dcms_query q_w =
+        DCMS_QUERY("t_w", "SELECT COUNT(*) FROM data_keys WHERE id = $1 AND wrapped IS NULL AND "
+                          "destroyed_at IS NOT NULL");
     struct dcms_store_val p[] = {DCMS_VAL_TEXT(id)};
     assert_int_equal(count_sql(f, &q_w, p, 1), 1);
     /* A destroyed DEK neither counts nor blocks a retire. */
