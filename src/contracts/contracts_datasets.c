@@ -15,8 +15,8 @@ static struct dcms_query q_active_datasets = DCMS_QUERY2(
     "WHERE c.status = 'active' AND c.consumer_id IN ($1, $2) AND j.type = 'text' "
     "ORDER BY 1 LIMIT $3",
     "SELECT DISTINCT d FROM contracts c, "
-    "jsonb_array_elements_text(c.terms -> 'data_access' -> 'datasets') AS d "
-    "WHERE c.status = 'active' AND c.consumer_id IN ($1, $2) ORDER BY 1 LIMIT $3");
+    "jsonb_array_elements_text(c.terms::jsonb -> 'data_access' -> 'datasets') AS d "
+    "WHERE c.status = 'active' AND c.consumer_id::text IN ($1, $2) ORDER BY 1 LIMIT $3");
 
 enum dcms_err dcms_contracts_active_datasets(struct dcms_app *app, const char *consumer_id,
                                              const char *consumer_org, size_t max,
