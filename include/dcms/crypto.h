@@ -20,6 +20,19 @@ enum dcms_err dcms_digest_sha256(const void *p, size_t len,
 /* Lowercase hex of SHA-256(p) into out (65 bytes). */
 enum dcms_err dcms_digest_sha256_hex(const void *p, size_t len, char out[65]) DCMS_MUST_CHECK;
 
+/*
+ * An incremental SHA-256 whose state is plain bytes: it may be copied,
+ * stored and restored (an upload hashed across several requests). Caller
+ * storage; no release needed. Not thread-safe per object.
+ */
+struct dcms_sha256 {
+    _Alignas(8) unsigned char state[128];
+};
+void dcms_sha256_init(struct dcms_sha256 *s);
+void dcms_sha256_update(struct dcms_sha256 *s, const void *p, size_t n);
+/* The digest of everything fed so far; `s` stays usable. */
+void dcms_sha256_final(const struct dcms_sha256 *s, unsigned char out[DCMS_SHA256_LEN]);
+
 /* ---- base64 (standard alphabet, padded on output; padding optional on input) ---- */
 
 /* Encoded length including the NUL. */

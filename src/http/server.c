@@ -64,6 +64,8 @@ struct reqctx {
     size_t route;
     size_t max_body;
     struct dcms_buf body;
+    struct dcms_http_stream stream; /* streaming routes: set by the handler */
+    bool streaming;                 /* stream callbacks owed an on_end or on_abort */
     enum dcms_err early; /* decided on the first call, answered later (or at once with a body) */
     bool begun;          /* begin() ran; before it only the raw-URI verdict is set */
     bool bad_path;       /* the raw path holds an encoded separator, dot or control byte */
@@ -318,6 +320,39 @@ static enum dcms_err check_framing(struct reqctx *c, struct MHD_Connection *conn
     return DCMS_OK;
 }
 
+/*
+ * A streaming route: its handler decides from the headers (size, media
+ * type, offsets) and sets the callbacks; nothing of the body is buffered.
+ */
+static struct reqctx *begin_stream(struct reqctx *c, const struct dcms_route *rt)
+{
+    struct dcms_http_resp unused = {0};
+    c->req.stream = &c->stream;
+    dcms_log_set_request_id(c->request_id);
+    enum dcms_err e = rt->handler(&c->req, &unused);
+    dcms_log_set_request_id(NULL);
+    if (unused.body_owned)
+        dcms_free_wiped((void *)unused.body);
+    if (e) {
+        c->early = c->ei.code == e ? e : dcms_err_set(&c->ei, e, NULL);
+        return c;
+    }
+    c->streaming = c->stream.on_data && c->stream.on_end && c->stream.on_abort;
+    if (!c->streaming)
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_INTERNAL, NULL);
+    return c;
+}
+
+static void stream_abort(struct reqctx *c)
+{
+    if (!c->streaming)
+        return;
+    c->streaming = false;
+    dcms_log_set_request_id(c->request_id);
+    c->stream.on_abort(c->stream.ctx);
+    dcms_log_set_request_id(NULL);
+}
+
 /* First call: everything that can be decided from the request line and headers. */
 static struct reqctx *begin(struct dcms_http_server *srv, struct reqctx *c,
                             struct MHD_Connection *conn, const char *url, const char *method,
@@ -375,6 +410,8 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct reqctx *c,
         c->early = c->ei.code;
         return c;
     }
+    if (rt->max_body == DCMS_ROUTE_BODY_STREAM)
+        return begin_stream(c, rt);
     c->max_body =
         rt->max_body == DCMS_ROUTE_BODY_DEFAULT ? srv->app->cfg->max_body_bytes : rt->max_body;
     if (c->max_body == 0) {
@@ -445,7 +482,13 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
     }
     struct dcms_http_resp resp = {.status = 200};
     dcms_log_set_request_id(c->request_id);
-    enum dcms_err e = rt->handler(&c->req, &resp);
+    enum dcms_err e;
+    if (c->streaming) {
+        c->streaming = false;
+        e = c->stream.on_end(c->stream.ctx, &c->req, &resp);
+    } else {
+        e = rt->handler(&c->req, &resp);
+    }
     if (e) {
         if (c->ei.code != e)
             dcms_err_set(&c->ei, e, NULL);
@@ -503,6 +546,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             c->discarded += n;
             return c->discarded > DISCARD_BUDGET ? MHD_NO : MHD_YES;
         }
+        if (c->streaming) {
+            dcms_log_set_request_id(c->request_id);
+            enum dcms_err se = c->stream.on_data(c->stream.ctx, upload_data, n, &c->ei);
+            dcms_log_set_request_id(NULL);
+            if (se) {
+                c->early = c->ei.code == se ? se : dcms_err_set(&c->ei, se, NULL);
+                stream_abort(c);
+            }
+            return MHD_YES;
+        }
         enum dcms_err e = dcms_buf_append(&c->body, upload_data, n);
         if (e == DCMS_ERR_TOO_LARGE)
             c->early =
@@ -516,8 +569,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             dcms_buf_release(&c->body);
         return MHD_YES;
     }
-    if (c->early)
+    if (c->early) {
+        stream_abort(c);
         return queue_error(c, conn, c->early);
+    }
     return dispatch(c, conn);
 }
 
@@ -568,6 +623,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!c)
         return;
     *con_cls = NULL;
+    stream_abort(c); /* the client went away in the middle of a streamed body */
     if (srv->guard) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
