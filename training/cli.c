@@ -141,8 +141,8 @@ int main(int argc, char **argv)
     struct dcms_trainer_random rnd = {0};
     json_t *mj = NULL;
     if (read_file(cfg_path, &cfgtext, &cfg_len) || read_file(csv_path, &csv, &csv_len)) {
-        fprintf(stderr, "dcms-trainer-cli: cannot read %s: %s\n",
-                cfgtext ? csv_path : cfg_path, strerror(errno));
+        fprintf(stderr, "dcms-trainer-cli: cannot read %s: %s\n", cfgtext ? csv_path : cfg_path,
+                strerror(errno));
         rc = 2;
         goto out;
     }
@@ -191,8 +191,8 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    printf("done accuracy=%.6f loss=%.6f rows=%zu seconds=%.3f\n", met.accuracy, met.loss,
-           met.rows, secs);
+    printf("done accuracy=%.6f loss=%.6f rows=%zu seconds=%.3f\n", met.accuracy, met.loss, met.rows,
+           secs);
     rc = 0;
 out:
     json_decref(mj);

@@ -115,15 +115,15 @@ int dcms_st_encode(const struct dcms_trainer_model *m, const struct dcms_trainer
     uint8_t *buf = NULL;
     if (!kv)
         return -1;
-#define ADD(k, v)                                                                                 \
-    do {                                                                                          \
-        kv[nkv].key = strdup(k);                                                                  \
-        kv[nkv].value = (v);                                                                      \
-        if (!kv[nkv].key || !kv[nkv].value) {                                                     \
-            nkv++;                                                                                \
-            goto out;                                                                             \
-        }                                                                                         \
-        nkv++;                                                                                    \
+#define ADD(k, v)                                                                                  \
+    do {                                                                                           \
+        kv[nkv].key = strdup(k);                                                                   \
+        kv[nkv].value = (v);                                                                       \
+        if (!kv[nkv].key || !kv[nkv].value) {                                                      \
+            nkv++;                                                                                 \
+            goto out;                                                                              \
+        }                                                                                          \
+        nkv++;                                                                                     \
     } while (0)
     for (size_t i = 0; i < n_meta; i++) {
         if (!meta[i].key || !meta[i].value)
@@ -180,9 +180,11 @@ int dcms_st_encode(const struct dcms_trainer_model *m, const struct dcms_trainer
         b->data = p;
         p += b->shape[0];
     }
-    ts[nt] = (struct tensor){.name = "scaler.mean", .rank = 1, .shape = {m->features}, .data = m->mean};
+    ts[nt] =
+        (struct tensor){.name = "scaler.mean", .rank = 1, .shape = {m->features}, .data = m->mean};
     nt++;
-    ts[nt] = (struct tensor){.name = "scaler.std", .rank = 1, .shape = {m->features}, .data = m->std};
+    ts[nt] =
+        (struct tensor){.name = "scaler.std", .rank = 1, .shape = {m->features}, .data = m->std};
     nt++;
     qsort(ts, nt, sizeof(ts[0]), cmp_tensor);
 

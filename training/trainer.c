@@ -452,9 +452,8 @@ void dcms_trainer_predict(const struct dcms_trainer_model *m, const double *x, d
  * Gradient of one example's loss, added (times `scale`) into g. delta and
  * dprev are scratch of `stride`. Returns the example's loss.
  */
-static double backprop(const struct dcms_trainer_model *m, const double *x, uint32_t y,
-                       double *act, size_t stride, double *prob, double *delta, double *dprev,
-                       double *g)
+static double backprop(const struct dcms_trainer_model *m, const double *x, uint32_t y, double *act,
+                       size_t stride, double *prob, double *delta, double *dprev, double *g)
 {
     const double *z = forward(m, x, act, stride);
     double loss = output(m, z, prob, y);
@@ -620,8 +619,7 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
                                         struct dcms_trainer_data *d,
                                         const struct dcms_trainer_run *run,
                                         struct dcms_trainer_model *m,
-                                        struct dcms_trainer_metrics *met, char *err,
-                                        size_t errlen)
+                                        struct dcms_trainer_metrics *met, char *err, size_t errlen)
 {
     enum dcms_trainer_rc rc = check_config(cfg, err, errlen);
     size_t *tr = NULL, *te = NULL, ntr = 0, nte = 0;
@@ -647,8 +645,8 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
             tr[ntr++] = r;
     }
     if (ntr < 1 || nte < 1) {
-        rc = fail(err, errlen, "split: %zu training and %zu held-out rows (both must be > 0)",
-                  ntr, nte);
+        rc = fail(err, errlen, "split: %zu training and %zu held-out rows (both must be > 0)", ntr,
+                  nte);
         goto out;
     }
     /* Standardise with the training rows only: population std, 1 where it is 0. */

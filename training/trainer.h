@@ -40,8 +40,8 @@ enum dcms_trainer_split_method { DCMS_SPLIT_MODULO = 0, DCMS_SPLIT_RANDOM };
 
 struct dcms_trainer_config {
     /* data */
-    const char *label;                         /* label column name */
-    const struct dcms_trainer_column *schema;  /* NULL: every non-label column is a number */
+    const char *label;                        /* label column name */
+    const struct dcms_trainer_column *schema; /* NULL: every non-label column is a number */
     size_t schema_len;
     /* split */
     enum dcms_trainer_split_method split;
@@ -119,7 +119,7 @@ struct dcms_trainer_model {
     enum dcms_trainer_model_kind kind;
     size_t n_layers;
     size_t sizes[DCMS_TRAINER_MAX_HIDDEN + 2]; /* sizes[0] inputs .. sizes[n_layers] outputs */
-    double *params; /* per layer: weight [out][in] then bias [out] */
+    double *params;                            /* per layer: weight [out][in] then bias [out] */
     size_t n_params;
     double *mean, *std; /* features entries */
     size_t features, labels;
@@ -139,12 +139,10 @@ struct dcms_trainer_run {
  * Trains on d under cfg; fills model and the held-out metrics. d is
  * standardised in place with the training rows' mean and population std.
  */
-enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
-                                        struct dcms_trainer_data *d,
-                                        const struct dcms_trainer_run *run,
-                                        struct dcms_trainer_model *model,
-                                        struct dcms_trainer_metrics *metrics, char *err,
-                                        size_t errlen);
+enum dcms_trainer_rc
+dcms_trainer_train(const struct dcms_trainer_config *cfg, struct dcms_trainer_data *d,
+                   const struct dcms_trainer_run *run, struct dcms_trainer_model *model,
+                   struct dcms_trainer_metrics *metrics, char *err, size_t errlen);
 void dcms_trainer_model_free(struct dcms_trainer_model *m);
 void dcms_trainer_metrics_free(struct dcms_trainer_metrics *m);
 

@@ -23,7 +23,7 @@
 struct dataset {
     char id[DCMS_TRAIN_MAX_ID + 1];
     size_t id_len;
-    uint8_t *key; /* sodium_malloc'd DEK, NULL until TRAIN_KEY */
+    uint8_t *key;  /* sodium_malloc'd DEK, NULL until TRAIN_KEY */
     uint64_t next; /* next segment index */
     int done;
     size_t start; /* offset of its first byte in enc.data */
@@ -175,7 +175,8 @@ static int on_job(struct enc *e, const uint8_t *body, size_t len)
     }
     e->n_ds = json_array_size(ds);
     cfgtext = json_dumps(cfg, JSON_COMPACT);
-    if (!cfgtext || dcms_trainer_job_from_json(cfgtext, strlen(cfgtext), &e->job, err, sizeof(err))) {
+    if (!cfgtext ||
+        dcms_trainer_job_from_json(cfgtext, strlen(cfgtext), &e->job, err, sizeof(err))) {
         rc = job_error(e, "job.config: %s", cfgtext ? err : "out of memory");
         goto out;
     }
@@ -283,8 +284,7 @@ static int on_segment(struct enc *e, const uint8_t *body, size_t len)
     }
     dcms_train_segment_nonce(idx, final, nonce);
     size_t aad_len = dcms_train_segment_aad(id, n, aad, sizeof(aad));
-    if (gcm_open(d->key, nonce, aad, aad_len, body + pos, ct_len,
-                 (uint8_t *)e->data + e->data_len))
+    if (gcm_open(d->key, nonce, aad, aad_len, body + pos, ct_len, (uint8_t *)e->data + e->data_len))
         return job_error(e, "segment %llu: authentication failed", (unsigned long long)idx);
     e->data_len += pl;
     d->next++;
@@ -312,8 +312,8 @@ static int join_datasets(struct enc *e)
         if (i > 0) {
             size_t l = line_len(e->data + s, end - s);
             if (l != hdr || memcmp(e->data + s, e->data, hdr))
-                return job_error(e, "data: dataset %s has another header row than %s",
-                                 e->ds[i].id, e->ds[0].id);
+                return job_error(e, "data: dataset %s has another header row than %s", e->ds[i].id,
+                                 e->ds[0].id);
             s += l;
             while (s < end && (e->data[s] == '\r' || e->data[s] == '\n'))
                 s++;
@@ -388,8 +388,8 @@ static int train_and_send(struct enc *e)
         goto out;
     }
     struct dcms_trainer_run run = {on_epoch, &pg, dcms_trainer_random_bytes, &rnd};
-    enum dcms_trainer_rc trc = dcms_trainer_train(&e->job.cfg, &data, &run, &model, &met, err,
-                                                  sizeof(err));
+    enum dcms_trainer_rc trc =
+        dcms_trainer_train(&e->job.cfg, &data, &run, &model, &met, err, sizeof(err));
     dcms_trainer_random_release(&rnd);
     if (trc) {
         rc = pg.failed ? 2 : job_error(e, "training: %s", err);
@@ -397,8 +397,8 @@ static int train_and_send(struct enc *e)
     }
     mj = dcms_trainer_metrics_to_json(&met, &data, &model, &e->job.cfg);
     mjson = mj ? json_dumps(mj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (!mjson || dcms_st_encode(&model, &data, &e->job.cfg, e->job.meta, e->job.n_meta,
-                                 e->job.f64, &mbytes, &mlen)) {
+    if (!mjson || dcms_st_encode(&model, &data, &e->job.cfg, e->job.meta, e->job.n_meta, e->job.f64,
+                                 &mbytes, &mlen)) {
         rc = job_error(e, "cannot encode the result");
         goto out;
     }

@@ -10,10 +10,11 @@
  *   dcmsd -> trainer  TRAIN_JOB      JSON {"config":{..}, "datasets":[id..], "result_nonce":hex}
  *   dcmsd -> trainer  TRAIN_KEY      id | sealed DEK (crypto_box_seal of 32 bytes, 80 bytes)
  *   dcmsd -> trainer  TRAIN_SEGMENT  id | u64 index (BE) | u8 final | AES-256-GCM ct || tag
- *   trainer -> dcmsd  TRAIN_PROGRESS JSON {"epoch","loss","train_accuracy","val_loss","val_accuracy"}
- *   trainer -> dcmsd  TRAIN_RESULT   u8 part (0 model, 1 metrics) | bytes (parts in order)
- *   trainer -> dcmsd  TRAIN_RESULT_END u64 model_len | u64 metrics_len | SHA-384 of the result
- *   trainer -> dcmsd  TRAIN_ERROR    UTF-8 message
+ *   trainer -> dcmsd  TRAIN_PROGRESS JSON
+ * {"epoch","loss","train_accuracy","val_loss","val_accuracy"} trainer -> dcmsd  TRAIN_RESULT   u8
+ * part (0 model, 1 metrics) | bytes (parts in order) trainer -> dcmsd  TRAIN_RESULT_END u64
+ * model_len | u64 metrics_len | SHA-384 of the result trainer -> dcmsd  TRAIN_ERROR    UTF-8
+ * message
  *
  * where id is u16 length (BE, 1..64) + the dataset id bytes.
  */

@@ -31,8 +31,7 @@ static void problem(struct probs *p, const char *fmt, ...)
         p->len = p->len + (size_t)w < p->cap ? p->len + (size_t)w : p->cap - 1;
 }
 
-static int get_num(json_t *o, const char *key, double lo, double hi, double *out,
-                   struct probs *p)
+static int get_num(json_t *o, const char *key, double lo, double hi, double *out, struct probs *p)
 {
     json_t *v = json_object_get(o, key);
     if (!v)
@@ -59,14 +58,13 @@ static int get_uint(json_t *o, const char *path, const char *key, uint64_t hi, u
     return 1;
 }
 
-static const char *const top_keys[] = {"label",  "schema",        "split",   "model",
-                                        "hidden", "optimizer",     "momentum", "beta1",
-                                        "beta2",  "eps",           "epochs",  "batch_size",
-                                        "learning_rate", "l2",     "seed",    "dp",
-                                        "dtype",  "metadata",      "test_seed", NULL};
+static const char *const top_keys[] = {"label",         "schema",    "split",     "model",
+                                       "hidden",        "optimizer", "momentum",  "beta1",
+                                       "beta2",         "eps",       "epochs",    "batch_size",
+                                       "learning_rate", "l2",        "seed",      "dp",
+                                       "dtype",         "metadata",  "test_seed", NULL};
 
-static void unknown_keys(json_t *o, const char *path, const char *const *allowed,
-                         struct probs *p)
+static void unknown_keys(json_t *o, const char *path, const char *const *allowed, struct probs *p)
 {
     const char *k;
     json_t *v;
@@ -209,8 +207,8 @@ int dcms_trainer_job_from_json(const char *text, size_t len, struct dcms_trainer
     if (get_num(r, "momentum", 0, 0.999999, &c->momentum, &p) == 1 &&
         c->optimizer != DCMS_OPTIM_SGD)
         problem(&p, "momentum: only for optimizer sgd");
-    if (get_num(r, "beta1", 0, 0.999999, &c->beta1, &p) + get_num(r, "beta2", 0, 0.999999999,
-                                                                    &c->beta2, &p) +
+    if (get_num(r, "beta1", 0, 0.999999, &c->beta1, &p) +
+                get_num(r, "beta2", 0, 0.999999999, &c->beta2, &p) +
                 get_num(r, "eps", 1e-300, 1, &c->adam_eps, &p) >
             0 &&
         c->optimizer != DCMS_OPTIM_ADAM)
@@ -306,9 +304,10 @@ json_t *dcms_trainer_metrics_to_json(const struct dcms_trainer_metrics *m,
         for (size_t j = 0; j < K; j++)
             support += m->confusion[k * K + j];
         json_object_set_new(pc, d->label_names[k],
-                            json_pack("{s:o,s:o,s:o,s:I}", "precision", num_or_null(m->precision[k]),
-                                      "recall", num_or_null(m->recall[k]), "f1",
-                                      num_or_null(m->f1[k]), "support", (json_int_t)support));
+                            json_pack("{s:o,s:o,s:o,s:I}", "precision",
+                                      num_or_null(m->precision[k]), "recall",
+                                      num_or_null(m->recall[k]), "f1", num_or_null(m->f1[k]),
+                                      "support", (json_int_t)support));
         json_t *row = json_array();
         for (size_t j = 0; j < K; j++)
             json_array_append_new(row, json_integer((json_int_t)m->confusion[k * K + j]));

@@ -15,10 +15,10 @@ struct dcms_trainer_job {
     struct dcms_trainer_column *columns;
     struct dcms_st_kv *meta; /* "metadata" strings for the safetensors header */
     size_t n_meta;
-    int f64;              /* "dtype": "F64" (default) or "F32" */
-    int has_test_seed;    /* "test_seed": honoured only in a DCMS_TRAINER_TEST_SEED build */
+    int f64;           /* "dtype": "F64" (default) or "F32" */
+    int has_test_seed; /* "test_seed": honoured only in a DCMS_TRAINER_TEST_SEED build */
     uint64_t test_seed;
-    json_t *root;         /* owns the strings above */
+    json_t *root; /* owns the strings above */
 };
 
 /*

@@ -1,4 +1,5 @@
-/* The trainer core: accuracy on breast_cancer.csv, models, optimizers, splits, CSV, safetensors, DP-SGD. */
+/* The trainer core: accuracy on breast_cancer.csv, models, optimizers, splits, CSV, safetensors,
+ * DP-SGD. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -304,8 +305,8 @@ static void check_safetensors(const uint8_t *b, size_t n, const struct result *r
     json_t *h = json_loadb((const char *)b + 8, hl, JSON_REJECT_DUPLICATES, &je);
     assert_non_null(h);
     /* Keys in sorted order, as written. */
-    const char *order[] = {"__metadata__",  "layers.0.bias", "layers.0.weight",
-                           "layers.1.bias", "layers.1.weight", "scaler.mean", "scaler.std"};
+    const char *order[] = {"__metadata__",    "layers.0.bias", "layers.0.weight", "layers.1.bias",
+                           "layers.1.weight", "scaler.mean",   "scaler.std"};
     const char *prev = "";
     for (const char *p = (const char *)b + 8; p < (const char *)b + 8 + hl; p++) {
         for (size_t k = 0; k < 7; k++) {
@@ -603,9 +604,10 @@ static void test_config_json(void **state)
     const char *bad = "{\"split\":{\"method\":\"modulo\",\"folds\":5,\"holdout_fold\":5},"
                       "\"model\":\"svm\",\"epochs\":0,\"bogus\":1,\"dp\":{\"max_grad_norm\":1}}";
     assert_int_equal(dcms_trainer_job_from_json(bad, strlen(bad), &j, err, sizeof(err)), -1);
-    const char *want[] = {"label: required", "split.holdout_fold", "model: logistic_regression",
-                          "epochs: at least 1", "bogus: unknown field",
-                          "dp.noise_multiplier: required", "batch_size: DP-SGD"};
+    const char *want[] = {
+        "label: required",    "split.holdout_fold",   "model: logistic_regression",
+        "epochs: at least 1", "bogus: unknown field", "dp.noise_multiplier: required",
+        "batch_size: DP-SGD"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (!strstr(err, want[i]))
             fail_msg("\"%s\" lacks \"%s\"", err, want[i]);
