@@ -449,11 +449,13 @@ void dcms_trainer_predict(const struct dcms_trainer_model *m, const double *x, d
 }
 
 /*
- * Gradient of one example's loss, added (times `scale`) into g. delta and
- * dprev are scratch of `stride`. Returns the example's loss.
+ * Gradient of one example's loss, added into g (assign: written over g, so
+ * g needs no clearing). delta and dprev are scratch of `stride`. Returns
+ * the example's loss.
  */
 static double backprop(const struct dcms_trainer_model *m, const double *x, uint32_t y, double *act,
-                       size_t stride, double *prob, double *delta, double *dprev, double *g)
+                       size_t stride, double *prob, double *delta, double *dprev, double *g,
+                       int assign)
 {
     const double *z = forward(m, x, act, stride);
     double loss = output(m, z, prob, y);
@@ -472,9 +474,15 @@ static double backprop(const struct dcms_trainer_model *m, const double *x, uint
         const double *w = m->params + off;
         for (size_t o = 0; o < on; o++) {
             double d = delta[o];
+            double *row = gw + o * in;
+            if (assign) {
+                for (size_t i = 0; i < in; i++)
+                    row[i] = d * a[i];
+                gb[o] = d;
+                continue;
+            }
             if (d == 0)
                 continue;
-            double *row = gw + o * in;
             for (size_t i = 0; i < in; i++)
                 row[i] += d * a[i];
             gb[o] += d;
@@ -493,18 +501,15 @@ static double backprop(const struct dcms_trainer_model *m, const double *x, uint
     return loss;
 }
 
-/* Scales g[n] so its L2 norm is at most c; returns the norm before clipping. */
-static double clip(double *g, size_t n, double c)
+/* Adds gex[n], scaled so its L2 norm is at most c, into sum; returns the norm before clipping. */
+static double clip_add(const double *gex, double *sum, size_t n, double c)
 {
     double s = 0;
     for (size_t i = 0; i < n; i++)
-        s += g[i] * g[i];
-    double norm = sqrt(s);
-    if (norm > c) {
-        double f = c / norm;
-        for (size_t i = 0; i < n; i++)
-            g[i] *= f;
-    }
+        s += gex[i] * gex[i];
+    double norm = sqrt(s), f = norm > c ? c / norm : 1;
+    for (size_t i = 0; i < n; i++)
+        sum[i] += f * gex[i];
     return norm;
 }
 
@@ -734,7 +739,7 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
                 size_t lo = s * B, hi = lo + B < ntr ? lo + B : ntr;
                 for (size_t i = lo; i < hi; i++) {
                     size_t r = tr[i];
-                    backprop(m, d->x + r * F, d->y[r], act, stride, prob, delta, dprev, g);
+                    backprop(m, d->x + r * F, d->y[r], act, stride, prob, delta, dprev, g, 0);
                 }
                 denom = (double)(hi - lo);
             } else {
@@ -743,16 +748,18 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
                     if (q < 1 && !(rbuf_uniform(rb) < q))
                         continue;
                     size_t r = tr[i];
-                    memset(gex, 0, P * sizeof(double));
-                    backprop(m, d->x + r * F, d->y[r], act, stride, prob, delta, dprev, gex);
-                    clip(gex, P, cfg->max_grad_norm);
-                    for (size_t k = 0; k < P; k++)
-                        g[k] += gex[k];
+                    backprop(m, d->x + r * F, d->y[r], act, stride, prob, delta, dprev, gex, 1);
+                    clip_add(gex, g, P, cfg->max_grad_norm);
                 }
                 double sc = cfg->noise_multiplier * cfg->max_grad_norm;
                 if (sc > 0)
-                    for (size_t k = 0; k < P; k++)
-                        g[k] += sc * dcms_trainer_gauss(rbuf_next, rb);
+                    for (size_t k = 0; k < P; k += 2) {
+                        double z[2];
+                        dcms_trainer_gauss2(rbuf_next, rb, z);
+                        g[k] += sc * z[0];
+                        if (k + 1 < P)
+                            g[k + 1] += sc * z[1];
+                    }
                 if (rb->failed) {
                     rc = fail(err, errlen, "dp: the random source failed");
                     goto out;
@@ -760,6 +767,7 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
                 denom = q * (double)ntr;
             }
             t++;
+            double bc1 = 1 - pow(cfg->beta1, (double)t), bc2 = 1 - pow(cfg->beta2, (double)t);
             size_t off = 0;
             for (size_t l = 0; l < m->n_layers; l++) {
                 size_t nw = m->sizes[l + 1] * m->sizes[l], np = layer_params(m, l);
@@ -771,8 +779,7 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
                     } else {
                         v1[k] = cfg->beta1 * v1[k] + (1 - cfg->beta1) * gk;
                         v2[k] = cfg->beta2 * v2[k] + (1 - cfg->beta2) * gk * gk;
-                        double mh = v1[k] / (1 - pow(cfg->beta1, (double)t));
-                        double vh = v2[k] / (1 - pow(cfg->beta2, (double)t));
+                        double mh = v1[k] / bc1, vh = v2[k] / bc2;
                         m->params[k] -= cfg->learning_rate * mh / (sqrt(vh) + cfg->adam_eps);
                     }
                 }

@@ -13,4 +13,7 @@ typedef uint64_t (*dcms_trainer_u64_fn)(void *ctx);
 /* One standard normal deviate. */
 double dcms_trainer_gauss(dcms_trainer_u64_fn next, void *ctx);
 
+/* Two independent standard normal deviates from one pair of uniforms (cos and sin). */
+void dcms_trainer_gauss2(dcms_trainer_u64_fn next, void *ctx, double out[2]);
+
 #endif

@@ -8,7 +8,11 @@
 int dcms_trainer_random_init(struct dcms_trainer_random *r)
 {
     memset(r, 0, sizeof(*r));
-    return sodium_init() < 0 ? -1 : 0;
+    if (sodium_init() < 0)
+        return -1;
+    /* A fresh 256-bit key from the OS (getrandom through libsodium). */
+    randombytes_buf(r->key, sizeof(r->key));
+    return 0;
 }
 
 int dcms_trainer_random_init_seeded(struct dcms_trainer_random *r, uint64_t seed)
@@ -33,11 +37,13 @@ int dcms_trainer_random_init_seeded(struct dcms_trainer_random *r, uint64_t seed
 int dcms_trainer_random_bytes(void *ctx, uint8_t *buf, size_t len)
 {
     struct dcms_trainer_random *r = ctx;
-    if (!r->seeded) {
-        randombytes_buf(buf, len);
-        return 0;
-    }
-    /* Seeded (test builds only): ChaCha20 keystream, a fresh nonce per call. */
+    /*
+     * ChaCha20 keystream under the key, a fresh nonce per call (2^64 calls
+     * before one would repeat). Debian's libsodium answers randombytes_buf
+     * with one getrandom call per 256 bytes, which made DP-SGD spend most
+     * of its time in the kernel; a key from getrandom expanded by ChaCha20
+     * is what libsodium's own internal generator does.
+     */
     uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
     for (int i = 0; i < 8; i++)
         nonce[i] = (uint8_t)(r->counter >> (8 * i));

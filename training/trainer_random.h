@@ -1,6 +1,7 @@
 /*
- * The DP-SGD random source for dcms_trainer_run.random: libsodium's
- * randombytes_buf (ChaCha20 keyed from getrandom). A build with
+ * The DP-SGD random source for dcms_trainer_run.random: a ChaCha20
+ * keystream (libsodium crypto_stream_chacha20) under a 256-bit key drawn
+ * from the OS by randombytes_buf (getrandom) at init. A build with
  * DCMS_TRAINER_TEST_SEED also offers a seeded ChaCha20 stream so tests can
  * repeat a run; release builds have no way to fix the seed.
  */
