@@ -476,8 +476,11 @@ static double backprop(const struct dcms_trainer_model *m, const double *x, uint
             double d = delta[o];
             double *row = gw + o * in;
             if (assign) {
-                for (size_t i = 0; i < in; i++)
-                    row[i] = d * a[i];
+                if (d == 0)
+                    memset(row, 0, in * sizeof(double)); /* a dead ReLU unit */
+                else
+                    for (size_t i = 0; i < in; i++)
+                        row[i] = d * a[i];
                 gb[o] = d;
                 continue;
             }

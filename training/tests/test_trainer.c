@@ -515,6 +515,39 @@ static void test_dp_clipping(void **state)
     free(csv);
 }
 
+/*
+ * With sigma 0, a C no gradient reaches and q = 1, DP-SGD's per-example
+ * path must give full-batch gradient descent exactly (MLP, 3 epochs).
+ */
+static void test_dp_matches_plain_when_unclipped(void **state)
+{
+    size_t len;
+    char *csv = bc_csv(&len);
+    struct dcms_trainer_config c;
+    dp_config(&c, 0, 1e9);
+    c.model = DCMS_MODEL_MLP;
+    c.hidden[0] = 16;
+    c.hidden[1] = 8;
+    c.n_hidden = 2;
+    c.epochs = 3;
+    c.learning_rate = 0.1;
+    c.seed = 5;
+    struct dcms_trainer_random rnd;
+    assert_int_equal(dcms_trainer_random_init(&rnd), 0);
+    struct dcms_trainer_run run = {NULL, NULL, dcms_trainer_random_bytes, &rnd};
+    struct result a = {0}, b = {0};
+    train_csv(csv, len, &c, &run, &a);
+    c.dp = 0;
+    c.batch_size = 0;
+    train_csv(csv, len, &c, NULL, &b);
+    assert_int_equal(a.m.n_params, b.m.n_params);
+    for (size_t k = 0; k < a.m.n_params; k++)
+        assert_true(fabs(a.m.params[k] - b.m.params[k]) <= 1e-12);
+    result_free(&a);
+    result_free(&b);
+    free(csv);
+}
+
 /* Poisson sampling with the seeded test source: repeatable, and the seed matters. */
 static void test_dp_seeded(void **state)
 {
@@ -625,6 +658,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_safetensors_roundtrip),
         cmocka_unit_test(test_dp_noise_spread),
         cmocka_unit_test(test_dp_clipping),
+        cmocka_unit_test(test_dp_matches_plain_when_unclipped),
         cmocka_unit_test(test_dp_seeded),
         cmocka_unit_test(test_progress_and_cancel),
         cmocka_unit_test(test_config_json),
