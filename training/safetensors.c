@@ -85,7 +85,7 @@ static int cmp_kv(const void *a, const void *b)
 }
 
 struct tensor {
-    char name[32];
+    char name[48]; /* "layers.<size_t>.weight" fits whatever the index */
     size_t shape[2], rank;
     const double *data;
 };
