@@ -8,6 +8,8 @@
 #ifndef DCMS_JSON_H
 #define DCMS_JSON_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "dcms/err.h"
@@ -23,6 +25,17 @@ enum dcms_err dcms_json_parse(struct dcms_str text, size_t flags, json_t **out,
 
 /* Compact UTF-8 encoding (malloc'd, NUL-terminated) or NULL on OOM. */
 char *dcms_json_dump(const json_t *v, size_t *len_out);
+
+/*
+ * The one "only these members" check: records a validation problem "is not a
+ * known field" at `prefix` + member name (the name cut at 200 bytes) for every
+ * member of `obj` that is not in `allowed` (a NULL-terminated list). `prefix`
+ * is the JSON path of `obj` with its trailing dot ("terms.retention."), or ""
+ * for the top level. Returns true when at least one member was refused. The
+ * caller checks that `obj` is an object. Thread-safe; allocates from ei->arena.
+ */
+bool dcms_json_only_members(const json_t *obj, const char *prefix, const char *const *allowed,
+                            struct dcms_errinfo *ei);
 
 /* Deferred-cleanup adapter: json_decref for dcms_arena_defer(). */
 void dcms_json_decref_cb(void *v);

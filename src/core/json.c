@@ -1,5 +1,7 @@
 /* jansson wrappers: strict parsing with positioned errors, compact dumping. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dcms/json.h"
 
@@ -34,4 +36,25 @@ char *dcms_json_dump(const json_t *v, size_t *len_out)
 void dcms_json_decref_cb(void *v)
 {
     json_decref((json_t *)v);
+}
+
+bool dcms_json_only_members(const json_t *obj, const char *prefix, const char *const *allowed,
+                            struct dcms_errinfo *ei)
+{
+    const char *key;
+    json_t *v;
+    bool refused = false;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        bool known = false;
+        for (const char *const *a = allowed; *a && !known; a++)
+            known = strcmp(*a, key) == 0;
+        if (known)
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "%s%.200s", prefix ? prefix : "", key);
+        dcms_err_field(ei, path, "is not a known field");
+        refused = true;
+    }
+    return refused;
 }
