@@ -38,6 +38,7 @@
 #include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/iam.h"
+#include "dcms/keys.h"
 #include "dcms/metrics.h"
 #include "dcms/server.h"
 #include "dcms/store.h"
@@ -141,6 +142,7 @@ static int teardown(void **state)
     atomic_store(&recording, false);
     dcms_http_server_stop(f->srv);
     dcms_iam_close(f->app.iam);
+    dcms_keys_close(f->app.keys);
     dcms_audit_close(f->app.audit);
     dcms_store_close(f->app.store);
     dcms_metrics_free(f->app.metrics);
@@ -173,6 +175,9 @@ static void start_server(struct fixture *f)
     CHECK(dcms_store_open(f->cfg.database_url, &so, &f->app.store, &ei), ei);
     struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
+    struct dcms_keys_opts ko;
+    dcms_keys_opts_from_config(&f->cfg, &ko);
+    CHECK(dcms_keys_open(&ko, f->app.store, f->app.audit, &f->app.keys, &ei), ei);
     CHECK(dcms_iam_open(&f->app, &f->app.iam, &ei), ei);
     sodium_memzero(f->cfg.admin_password, sizeof(f->cfg.admin_password));
     unsetenv("DCMS_ADMIN_PASSWORD");

@@ -813,8 +813,15 @@ static struct dcms_query q_undo8_index =
     DCMS_QUERY("t_undo8_index", "DROP INDEX enclaves_consumer");
 static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
+/* The store applies only migrations above its latest, so the later ones are undone too. */
+static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo10_segments", "DROP TABLE dataset_segments"),
+    DCMS_QUERY("t_undo10_datasets", "DROP TABLE datasets"),
+    DCMS_QUERY("t_undo9_data_keys", "DROP TABLE data_keys"),
+    DCMS_QUERY("t_undo9_kek_versions", "DROP TABLE kek_versions"),
+};
 static struct dcms_query q_undo8_row =
-    DCMS_QUERY("t_undo8_row", "DELETE FROM schema_migrations WHERE version = 8");
+    DCMS_QUERY("t_undo8_row", "DELETE FROM schema_migrations WHERE version >= 8");
 static struct dcms_query q_ins8_contract =
     DCMS_QUERY("t_ins_contract",
                "INSERT INTO contracts (id, title, provider_id, consumer_id, terms, "
@@ -840,6 +847,8 @@ static void migration_0008_backfills_consumer(struct fixture *f)
     dcms_uuid_v7(bound);
     dcms_uuid_v7(unbound);
     struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    for (size_t i = 0; i < sizeof(q_undo_later) / sizeof(q_undo_later[0]); i++)
+        run(tx, &q_undo_later[i], NULL, 0, false, NULL);
     run(tx, &q_undo8_index, NULL, 0, false, NULL);
     run(tx, &q_undo8_column, NULL, 0, false, NULL);
     run(tx, &q_undo8_row, NULL, 0, false, NULL);
