@@ -195,6 +195,8 @@ start_dcmsd() {
         export DCMS_LISTEN=127.0.0.1:0 DCMS_DATA_DIR="$tmp/data"
         # nginx's access log is off too; keep the comparison fair.
         export DCMS_ACCESS_LOG="${DCMS_ACCESS_LOG:-false}"
+        # Every wrk connection comes from 127.0.0.1: no per-address cap.
+        export DCMS_MAX_CONNECTIONS_PER_IP="${DCMS_MAX_CONNECTIONS_PER_IP:-0}"
         exec "$DCMS_BIN"
     ) </dev/null >"$tmp/dcmsd.stdout" 2>"$log" &
     DCMSD_PID=$!

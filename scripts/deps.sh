@@ -21,6 +21,8 @@ PACKAGES=(
     liboath-dev oathtool libseccomp-dev
     postgresql postgresql-client
     wrk nginx-light
+    softhsm2 libp11-kit-dev
+    python3 # training/check_model.py in unit.trainer.check_model_py
 )
 # Added only when `node` or `npm` is not on PATH: a node installed from
 # elsewhere (e.g. NodeSource, which ships its own npm) must not be replaced.

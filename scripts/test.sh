@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it:
-#   1. release build: unit tests and fuzz-corpus replays (ctest), format check
+#   1. release build: unit tests and fuzz-corpus replays (ctest), format check,
+#      no banned call in src/ or workload/ (scripts/check-banned.sh)
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
@@ -102,6 +103,16 @@ format_check() {
     fi
 }
 
+banned_check() {
+    note "banned calls (scripts/check-banned.sh)"
+    if scripts/check-banned.sh >"$logdir/banned.log" 2>&1; then
+        passed=$((passed + 1)); cat "$logdir/banned.log"
+    else
+        head -40 "$logdir/banned.log"
+        failed=$((failed + 1)); failures+=("banned calls: see include/dcms/banned.h")
+    fi
+}
+
 suite() {
     local label=$1 preset=$2 dir=$3
     build "$preset" "$dir" || return
@@ -136,9 +147,9 @@ run_fuzz() {
 [ "$mode" = --fuzz ] || start_pg
 case "$mode" in
 --san) suite san dev build-dev ;;
---quick) format_check; suite release release build ;;
+--quick) format_check; banned_check; suite release release build ;;
 --fuzz) run_fuzz ;;
-*) format_check; suite release release build; suite san dev build-dev; run_fuzz ;;
+*) format_check; banned_check; suite release release build; suite san dev build-dev; run_fuzz ;;
 esac
 
 echo

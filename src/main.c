@@ -19,6 +19,7 @@
 #include "dcms/crypto.h"
 #include "dcms/enclaves.h"
 #include "dcms/iam.h"
+#include "dcms/keys.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
 #include "dcms/server.h"
@@ -40,6 +41,7 @@ static const struct {
     {"attestation", dcms_attest_cli, "verify attestation documents offline"},
     {"privacy", dcms_privacy_cli,
      "the DP-SGD privacy accountant (dcmsd privacy epsilon --q Q --sigma S --steps T --delta D)"},
+    {"keys", dcms_keys_cli, "key-encryption keys: status, rotate, rewrap, retire (docs/keys.md)"},
     {NULL, NULL, NULL},
 };
 
@@ -162,6 +164,7 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the audit log: %s", ei.message);
         goto out;
     }
+    dcms_audit_set_refusal_window(app.audit, (unsigned)cfg.audit_refusal_window_s);
     /* The start comes first in the log: what the services do while starting follows it. */
     if (record_system_event(&app, "system.start", &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot write to the audit log: %s", ei.message);
@@ -173,6 +176,14 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot set up attestation: %s", ei.message);
         goto out;
     }
+    /* ---- keys: open ---- */
+    struct dcms_keys_opts kopts;
+    dcms_keys_opts_from_config(&cfg, &kopts);
+    if (dcms_keys_open(&kopts, app.store, app.audit, &app.keys, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the keyring: %s", ei.message);
+        goto out;
+    }
+    /* ---- end keys: open ---- */
     enum dcms_err iam_e = dcms_iam_open(&app, &app.iam, &ei);
     /* The bootstrap password is not needed any more: keep it out of core dumps. */
     sodium_memzero(cfg.admin_password, sizeof(cfg.admin_password));
@@ -181,21 +192,14 @@ int main(int argc, char **argv)
                  ei.message);
         goto out;
     }
-    /* ---- contracts: open ---- */
     if (dcms_contracts_open(&app, &app.contracts, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the contract service: %s", ei.message);
         goto out;
     }
-
-    /* ---- end contracts: open ---- */
-
-    /* ---- enclaves: open ---- */
     if (dcms_enclaves_start(&app, &app.enclaves, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the enclave service: %s", ei.message);
         goto out;
     }
-
-    /* ---- end enclaves: open ---- */
 
     if (!(app.metrics = dcms_metrics_new())) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "out of memory");
@@ -224,17 +228,12 @@ out:
     dcms_http_server_stop(srv);
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
-    /* ---- enclaves: close ---- */
     dcms_enclaves_close(app.enclaves);
-
-    /* ---- end enclaves: close ---- */
-
-    /* ---- contracts: close ---- */
     dcms_contracts_close(app.contracts);
-
-    /* ---- end contracts: close ---- */
-
     dcms_iam_close(app.iam);
+    /* ---- keys: close ---- */
+    dcms_keys_close(app.keys);
+    /* ---- end keys: close ---- */
     dcms_audit_close(app.audit);
     dcms_store_close(app.store);
     dcms_metrics_free(app.metrics);

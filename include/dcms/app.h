@@ -15,6 +15,7 @@ struct dcms_attest_ctx;
 struct dcms_iam;
 struct dcms_contracts;
 struct dcms_enclaves;
+struct dcms_keys;
 
 struct dcms_app {
     const struct dcms_config *cfg;
@@ -25,6 +26,7 @@ struct dcms_app {
     struct dcms_iam *iam;
     struct dcms_contracts *contracts; /* src/contracts */
     struct dcms_enclaves *enclaves;   /* src/enclaves */
+    struct dcms_keys *keys;           /* src/keys: data keys under the keyring */
     int64_t started_us;
 };
 

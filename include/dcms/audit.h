@@ -52,6 +52,12 @@ struct dcms_audit_opts {
 /* Loads the key and starts the checkpoint timer. DCMS_ERR_CONFIG for a bad key file. */
 enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_opts *opts,
                               struct dcms_audit **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Sets the window of `denied_per_minute` to `seconds` (0: 60, the default).
+ * Call it right after dcms_audit_open, before any refusal is recorded.
+ */
+void dcms_audit_set_refusal_window(struct dcms_audit *a, unsigned seconds);
+
 /* Stops the timer, signs a last checkpoint if the head moved, frees. NULL is a no-op. */
 void dcms_audit_close(struct dcms_audit *a);
 

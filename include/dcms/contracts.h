@@ -39,6 +39,19 @@ enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /*
+ * Calls `fn` once for every distinct entry of terms.data_access.datasets
+ * in the contracts with status "active" whose consumer is `consumer_id`
+ * or `consumer_org` (either may be NULL), at most `max` entries. No
+ * authorization: the datasets service uses it to let a consumer see the
+ * metadata of what its Active contracts name. Implemented in
+ * src/contracts/contracts_datasets.c.
+ */
+enum dcms_err dcms_contracts_active_datasets(struct dcms_app *app, const char *consumer_id,
+                                             const char *consumer_org, size_t max,
+                                             void (*fn)(void *ctx, const char *dataset), void *ctx,
+                                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
  * Starts the contract service (src/contracts/) and its expiry job, which
  * every DCMS_CONTRACT_EXPIRY_INTERVAL_S seconds moves contracts past
  * terms.expires_at to "expired" (reads already show them expired). `app`

@@ -20,6 +20,19 @@ enum dcms_err dcms_digest_sha256(const void *p, size_t len,
 /* Lowercase hex of SHA-256(p) into out (65 bytes). */
 enum dcms_err dcms_digest_sha256_hex(const void *p, size_t len, char out[65]) DCMS_MUST_CHECK;
 
+/*
+ * An incremental SHA-256 whose state is plain bytes: it may be copied,
+ * stored and restored (an upload hashed across several requests). Caller
+ * storage; no release needed. Not thread-safe per object.
+ */
+struct dcms_sha256 {
+    _Alignas(8) unsigned char state[128];
+};
+void dcms_sha256_init(struct dcms_sha256 *s);
+void dcms_sha256_update(struct dcms_sha256 *s, const void *p, size_t n);
+/* The digest of everything fed so far; `s` stays usable. */
+void dcms_sha256_final(const struct dcms_sha256 *s, unsigned char out[DCMS_SHA256_LEN]);
+
 /* ---- base64 (standard alphabet, padded on output; padding optional on input) ---- */
 
 /* Encoded length including the NUL. */
@@ -73,7 +86,40 @@ enum dcms_err dcms_sign_detached(const struct dcms_sign_key *k, const void *msg,
 bool dcms_sign_verify(const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], const void *msg, size_t len,
                       const unsigned char sig[DCMS_SIGN_BYTES]);
 
-/* Initializes libsodium; call once at start. DCMS_ERR_CRYPTO on failure. */
+/* ---- authenticated encryption: AES-256-GCM ---- */
+
+#define DCMS_AEAD_KEY_LEN 32
+#define DCMS_AEAD_NONCE_LEN 12
+#define DCMS_AEAD_TAG_LEN 16
+
+/*
+ * Encrypts `len` bytes of `pt` under `key` with `nonce` (never reuse a
+ * nonce under one key) and associated data `aad` (may be NULL with
+ * aad_len 0) into `out`, which receives len ciphertext bytes followed by
+ * the DCMS_AEAD_TAG_LEN-byte tag (out may equal pt). DCMS_ERR_CRYPTO if
+ * OpenSSL fails. Thread-safe.
+ */
+enum dcms_err dcms_aead_seal(const unsigned char key[DCMS_AEAD_KEY_LEN],
+                             const unsigned char nonce[DCMS_AEAD_NONCE_LEN], const void *aad,
+                             size_t aad_len, const void *pt, size_t len,
+                             unsigned char *out) DCMS_MUST_CHECK;
+
+/*
+ * Decrypts `len` bytes of `ct` (ciphertext followed by the tag, so len >=
+ * DCMS_AEAD_TAG_LEN) into `out` (len - DCMS_AEAD_TAG_LEN bytes; may equal
+ * ct). DCMS_ERR_CRYPTO when the tag, key, nonce or associated data do not
+ * match; `out` is wiped then. Thread-safe.
+ */
+enum dcms_err dcms_aead_open(const unsigned char key[DCMS_AEAD_KEY_LEN],
+                             const unsigned char nonce[DCMS_AEAD_NONCE_LEN], const void *aad,
+                             size_t aad_len, const void *ct, size_t len,
+                             unsigned char *out) DCMS_MUST_CHECK;
+
+/*
+ * Initializes libsodium and makes jansson wipe every block it frees (a JSON
+ * tree may hold a password from a login body or an issued token); call once
+ * at start, before other threads use jansson. DCMS_ERR_CRYPTO on failure.
+ */
 enum dcms_err dcms_crypto_init(void) DCMS_MUST_CHECK;
 
 #endif

@@ -21,6 +21,8 @@
 struct dcms_arena;
 struct dcms_app;
 struct dcms_principal;
+struct dcms_http_req;
+struct dcms_http_resp;
 
 #define DCMS_HTTP_MAX_PARAMS 4
 #define DCMS_HTTP_MAX_HEADERS 6
@@ -28,6 +30,28 @@ struct dcms_principal;
 struct dcms_http_param {
     const char *name;
     const char *value;
+};
+
+/*
+ * A streamed request body (routes whose max body is STREAM in routes.def).
+ * The route's handler runs once before the first body byte, after
+ * authentication and authorization, with req->stream set: it refuses the
+ * request (an error return is answered at once and the body skipped) or
+ * fills `on_data`, `on_end`, `on_abort` and `ctx` and returns DCMS_OK
+ * without answering. The server then calls on_data for every chunk as it
+ * arrives (chunks are never buffered), and exactly one of:
+ *   - on_end at the end of the body, which answers like a handler;
+ *   - on_abort when the request ends otherwise (the client went away, or
+ *     on_data failed: its error is answered after the rest of the body is
+ *     read and dropped).
+ * Either one must release what ctx holds. Calls for one request are never
+ * concurrent.
+ */
+struct dcms_http_stream {
+    enum dcms_err (*on_data)(void *ctx, const void *p, size_t n, struct dcms_errinfo *ei);
+    enum dcms_err (*on_end)(void *ctx, struct dcms_http_req *req, struct dcms_http_resp *resp);
+    void (*on_abort)(void *ctx);
+    void *ctx;
 };
 
 struct dcms_http_req {
@@ -38,7 +62,8 @@ struct dcms_http_req {
     const char *path;   /* decoded path, without the query */
     const char *request_id;
     const char *client_ip;
-    struct dcms_str body; /* empty unless the route accepts one */
+    struct dcms_str body;            /* empty unless the route accepts one */
+    struct dcms_http_stream *stream; /* streaming routes only, see above; NULL otherwise */
     /* The authenticated caller (in req->arena), or NULL when anonymous. Set by the router. */
     const struct dcms_principal *principal;
     struct dcms_http_param params[DCMS_HTTP_MAX_PARAMS];
@@ -75,7 +100,7 @@ struct dcms_http_resp {
     const char *content_type;
     const char *body; /* see body_owned */
     size_t body_len;
-    bool body_owned; /* true: malloc'd, freed by the HTTP layer; false: static or arena */
+    bool body_owned; /* true: malloc'd, wiped and freed by the HTTP layer; false: static or arena */
     struct dcms_http_header headers[DCMS_HTTP_MAX_HEADERS];
     size_t nheaders;
 };
@@ -168,11 +193,9 @@ enum dcms_err dcms_http_reply_created(struct dcms_http_req *req, struct dcms_htt
 enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp);
 
 /*
- * Compares an If-Match header with the current row version (decimal text):
- * DCMS_OK when `if_match` is NULL (the check is optional) or equals
- * the ETag "<version>" (quotes included); otherwise DCMS_ERR_PRECONDITION_FAILED (412) recorded
- * in `ei`. Routes that require If-Match refuse its absence themselves with
- * DCMS_ERR_PRECONDITION_REQUIRED (428).
+ * Kept while services still call it: the same as dcms_etag_check
+ * (include/dcms/etag.h), the one meaning of If-Match (`*` = any current
+ * version). New code calls dcms_etag_check; this goes once its callers moved.
  */
 enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;

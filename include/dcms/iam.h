@@ -147,4 +147,25 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
 /* True when a bearer credential looks like an API key ("dcms_" prefix). */
 bool dcms_iam_is_api_key(const char *bearer);
 
+/* ---- parties: what other modules may know of an identity ---- */
+
+struct dcms_store_tx;
+
+/* An identity as a party to an agreement (contracts): no names, no secrets. */
+struct dcms_iam_party {
+    char kind[16];   /* "user", "organization", "service" */
+    char status[16]; /* "active", "suspended", "deleted", ... */
+    unsigned roles;  /* DCMS_ROLE_* bit set */
+};
+
+/*
+ * Reads identity `id` inside the caller's transaction `tx` (so a check and
+ * the write it guards see the same state). DCMS_ERR_NOT_FOUND (nothing
+ * recorded in `ei`) when no such identity exists or `id` is not a UUID;
+ * store errors otherwise. Thread-safe; *out is caller-owned storage.
+ */
+enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
+                                 struct dcms_iam_party *out,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 #endif

@@ -62,10 +62,12 @@ struct dcms_query {
         (name), NULL, (sqlite_sql), (pg_sql), 0                                                    \
     }
 
-enum dcms_val_type { DCMS_VT_NULL, DCMS_VT_TEXT, DCMS_VT_INT };
+enum dcms_val_type { DCMS_VT_NULL, DCMS_VT_TEXT, DCMS_VT_INT, DCMS_VT_BLOB };
 
-/* A bound parameter; text is borrowed for the duration of the call. Binary
- * data is stored as hex or base64 text, so both backends treat it alike. */
+/* A bound parameter; text is borrowed for the duration of the call. Small
+ * binary values are stored as hex or base64 text, so both backends treat
+ * them alike; bulk bytes (dataset segments) bind as DCMS_VT_BLOB into a
+ * BLOB / bytea column and are read back with hex(col) / encode(col, 'hex'). */
 struct dcms_store_val {
     enum dcms_val_type type;
     const void *ptr;
@@ -76,6 +78,7 @@ struct dcms_store_val {
 #define DCMS_VAL_NULL ((struct dcms_store_val){DCMS_VT_NULL, NULL, 0, 0})
 #define DCMS_VAL_TEXT(s) ((struct dcms_store_val){DCMS_VT_TEXT, (s), strlen(s), 0})
 #define DCMS_VAL_TEXTN(s, n) ((struct dcms_store_val){DCMS_VT_TEXT, (s), (n), 0})
+#define DCMS_VAL_BLOB(p, n) ((struct dcms_store_val){DCMS_VT_BLOB, (p), (n), 0})
 #define DCMS_VAL_INT(v) ((struct dcms_store_val){DCMS_VT_INT, NULL, 0, (int64_t)(v)})
 
 enum dcms_tx_mode {

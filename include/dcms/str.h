@@ -3,7 +3,10 @@
  *
  * A struct dcms_str is a borrowed view: it owns nothing and is not
  * necessarily NUL-terminated. A struct dcms_buf owns its bytes (malloc),
- * always keeps them NUL-terminated, and refuses to grow past `max`.
+ * always keeps them NUL-terminated, and refuses to grow past `max`. A
+ * secret buffer (dcms_buf_init_secret: a request body, which may carry a
+ * password or a token) wipes its bytes before malloc gets them back, on
+ * release and on every growth.
  */
 #ifndef DCMS_STR_H
 #define DCMS_STR_H
@@ -34,16 +37,36 @@ static inline bool dcms_str_eq(struct dcms_str a, struct dcms_str b)
 /* Case-insensitive ASCII comparison of a view with a C string. */
 bool dcms_str_ieq_cstr(struct dcms_str a, const char *b);
 
+/*
+ * Frees a malloc'd block after wiping all of it (sodium_memzero over
+ * malloc_usable_size): for memory that may have held a secret and whose
+ * length the caller no longer knows, such as a response body libmicrohttpd
+ * hands back or a node of a JSON tree. NULL does nothing. Thread-safe.
+ */
+void dcms_free_wiped(void *p);
+
 struct dcms_buf {
     char *ptr;
     size_t len, cap, max;
+    bool secret; /* wipe on release and growth; see dcms_buf_init_secret */
 };
 
 /* Empty buffer that will hold at most `max_bytes` (excluding the NUL). */
 void dcms_buf_init(struct dcms_buf *b, size_t max_bytes);
-/* Frees the bytes; the buffer may be reused after dcms_buf_init(). */
+/*
+ * The same for bytes that may be secret: growth allocates a new block,
+ * copies and wipes the old one (never realloc, which may leave a copy
+ * behind), and release wipes before freeing. Costs one copy per growth;
+ * dcms_buf_reserve avoids it when the final size is known.
+ */
+void dcms_buf_init_secret(struct dcms_buf *b, size_t max_bytes);
+/* Makes room for `n` bytes in all (at most the cap) so appends up to it do not grow the
+ * buffer. DCMS_ERR_NOMEM on allocation failure. */
+enum dcms_err dcms_buf_reserve(struct dcms_buf *b, size_t n) DCMS_MUST_CHECK;
+/* Frees the bytes (wiped first if secret); the buffer may be reused after dcms_buf_init(). */
 void dcms_buf_release(struct dcms_buf *b);
-/* Hands the bytes (NUL-terminated, malloc'd; never NULL) to the caller. */
+/* Hands the bytes (NUL-terminated, malloc'd; never NULL) to the caller, who frees them with
+ * dcms_free_wiped() if they may hold a secret. */
 char *dcms_buf_detach(struct dcms_buf *b, size_t *len_out);
 
 /* DCMS_ERR_TOO_LARGE past the cap, DCMS_ERR_NOMEM on allocation failure. */

@@ -10,13 +10,12 @@
  * rebuilt. The hint saves a round trip per append in the common case and
  * is never trusted for correctness.
  */
-#include <errno.h>
-#include <time.h>
 
 #include "audit/audit_int.h"
 #include "dcms/clock.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
+#include "dcms/periodic.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 
@@ -128,10 +127,111 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
+/* One address's suppressed refusals of a past window, taken out of its slot to be written. */
+struct refusal_summary {
+    char client[48];
+    int64_t window_s;
+    unsigned recorded, suppressed, ntargets;
+    bool targets_truncated;
+    char targets[AUDIT_SUMMARY_TARGETS][AUDIT_TARGET_MAX];
+};
+
+#define SUMMARIES_PER_SWEEP 4
+
+/*
+ * Takes out the summaries of windows that have ended with refusals left
+ * unrecorded (at most `cap`; the rest wait for the next sweep, their slots
+ * stay claimed meanwhile). Caller holds a->mu.
+ */
+static size_t take_summaries(struct dcms_audit *a, int64_t now_s, struct refusal_summary *out,
+                             size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < AUDIT_LIMIT_SLOTS && n < cap; i++) {
+        struct audit_limit_slot *s = &a->slots[i];
+        if (!s->client[0] || !s->suppressed || now_s - s->window_start_s < a->refusal_window_s)
+            continue;
+        struct refusal_summary *r = &out[n++];
+        memcpy(r->client, s->client, sizeof(r->client));
+        r->window_s = a->refusal_window_s;
+        r->recorded = s->count;
+        r->suppressed = s->suppressed;
+        r->ntargets = s->ntargets;
+        r->targets_truncated = s->targets_truncated;
+        memcpy(r->targets, s->targets, sizeof(r->targets));
+        s->suppressed = s->count = s->ntargets = 0;
+        s->targets_truncated = false;
+    }
+    return n;
+}
+
+/* Writes one `request.refusals_summarized` event per summary. Called without a->mu. */
+static void write_summaries(struct dcms_audit *a, const struct refusal_summary *sum, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct refusal_summary *r = &sum[i];
+        json_t *targets = json_array();
+        for (unsigned t = 0; targets && t < r->ntargets; t++)
+            json_array_append_new(targets, json_string(r->targets[t]));
+        json_t *details =
+            json_pack("{s:i, s:i, s:i, s:o*, s:b}", "window_s", (json_int_t)r->window_s, "recorded",
+                      (json_int_t)r->recorded, "suppressed", (json_int_t)r->suppressed, "targets",
+                      targets, "targets_truncated", r->targets_truncated);
+        struct dcms_audit_event ev = {
+            .actor = "system",
+            .action = "request.refusals_summarized",
+            .resource_type = "client",
+            .resource_id = r->client,
+            .outcome = DCMS_AUDIT_DENIED,
+            .details = details,
+            .client_ip = r->client,
+        };
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        if (!details || dcms_audit_record(a, &ev, &ei))
+            DCMS_LOG(DCMS_LOG_ERROR, "audit", "cannot record the refusal summary of %s: %s",
+                     r->client, details ? ei.message : "out of memory");
+        json_decref(details);
+    }
+}
+
+/* Writes the summaries of every ended window (all of them when `all`). Takes a->mu. */
+static void flush_summaries(struct dcms_audit *a, bool all)
+{
+    struct refusal_summary sum[SUMMARIES_PER_SWEEP];
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        /* At close every window counts as ended. */
+        int64_t now_s = all ? INT64_MAX / 2 : dcms_clock_mono_us() / 1000000;
+        size_t n = take_summaries(a, now_s, sum, SUMMARIES_PER_SWEEP);
+        pthread_mutex_unlock(&a->mu);
+        write_summaries(a, sum, n);
+        if (n < SUMMARIES_PER_SWEEP || !all)
+            return;
+    }
+}
+
+/* Remembers the target of a suppressed refusal in its slot, once. Caller holds a->mu. */
+static void note_target(struct audit_limit_slot *s, const struct dcms_audit_event *ev)
+{
+    const char *method = json_string_value(json_object_get(ev->details, "method"));
+    char t[AUDIT_TARGET_MAX];
+    snprintf(t, sizeof(t), "%s %s", method ? method : "?", ev->resource_id ? ev->resource_id : "");
+    for (unsigned i = 0; i < s->ntargets; i++)
+        if (strcmp(s->targets[i], t) == 0)
+            return;
+    if (s->ntargets == AUDIT_SUMMARY_TARGETS) {
+        s->targets_truncated = true;
+        return;
+    }
+    memcpy(s->targets[s->ntargets++], t, sizeof(t));
+}
+
 /*
  * Finds (or claims) the limiter slot of `client`: open addressing over
  * AUDIT_LIMIT_PROBES slots from its hash, so two addresses never share an
- * allowance. A slot is free when empty or when its minute has passed. With
+ * allowance. A slot is free when empty or when its window has passed with no
+summary left to write. With
  * every probed slot busy the request is not recorded: a flood from many
  * addresses cannot turn into a flood of audit writes. Caller holds a->mu.
  */
@@ -143,36 +243,47 @@ static struct audit_limit_slot *limit_slot(struct dcms_audit *a, const char *cli
         struct audit_limit_slot *s = &a->slots[(h + i) % AUDIT_LIMIT_SLOTS];
         if (strcmp(s->client, client) == 0 && s->client[0])
             return s;
-        if (!spare && (!s->client[0] || now_s - s->window_start_s >= 60))
+        if (!spare &&
+            (!s->client[0] || (now_s - s->window_start_s >= a->refusal_window_s && !s->suppressed)))
             spare = s;
     }
     if (spare) {
         snprintf(spare->client, sizeof(spare->client), "%s", client);
         spare->window_start_s = now_s;
-        spare->count = spare->suppressed = 0;
+        spare->count = spare->suppressed = spare->ntargets = 0;
+        spare->targets_truncated = false;
     }
     return spare;
 }
 
+/*
+ * Past the limit a refusal is not written on its own, but its address keeps
+ * a count and the distinct targets; when the window ends one
+ * `request.refusals_summarized` event carries them, so a probe always shows
+ * in the log. Ended windows are summarized at the next refusal (from any
+ * address), by the checkpoint timer, and at close.
+ */
 void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev)
 {
     const char *client = ev->client_ip && ev->client_ip[0] ? ev->client_ip : "unknown";
-    int64_t now_s = dcms_clock_mono_us() / 1000000;
-    unsigned suppressed = 0;
     bool record = false;
+    flush_summaries(a, false);
+    int64_t now_s = dcms_clock_mono_us() / 1000000;
     pthread_mutex_lock(&a->mu);
     struct audit_limit_slot *s = limit_slot(a, client, now_s);
     if (s) {
-        if (now_s - s->window_start_s >= 60) { /* a new minute: report what the last one dropped */
-            suppressed = s->suppressed;
+        if (now_s - s->window_start_s >= a->refusal_window_s) { /* a new window */
             s->window_start_s = now_s;
-            s->count = s->suppressed = 0;
+            s->count = s->suppressed = s->ntargets = 0;
+            s->targets_truncated = false;
         }
         record = s->count < a->denied_per_minute;
-        if (record)
+        if (record) {
             s->count++;
-        else
+        } else {
             s->suppressed++;
+            note_target(s, ev);
+        }
     }
     pthread_mutex_unlock(&a->mu);
     if (!record)
@@ -180,8 +291,6 @@ void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev)
 
     struct dcms_audit_event copy = *ev;
     json_t *details = ev->details ? json_deep_copy(ev->details) : json_object();
-    if (details && suppressed)
-        json_object_set_new(details, "suppressed_before", json_integer(suppressed));
     copy.details = details;
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
@@ -208,28 +317,15 @@ enum dcms_err dcms_audit_checkpoint(struct dcms_audit *a, struct dcms_errinfo *e
     return dcms_store_commit(tx, ei);
 }
 
-static void *timer_main(void *arg)
+/* One run of the checkpoint timer (dcms_periodic). */
+static void timer_run(void *arg)
 {
     struct dcms_audit *a = arg;
-    pthread_mutex_lock(&a->timer_mu);
-    while (!a->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until); /* the condvar waits on the monotonic clock */
-        until.tv_sec += a->interval_s;
-        while (!a->stopping &&
-               pthread_cond_timedwait(&a->timer_cv, &a->timer_mu, &until) != ETIMEDOUT)
-            ;
-        if (a->stopping)
-            break;
-        pthread_mutex_unlock(&a->timer_mu);
-        struct dcms_errinfo ei;
-        dcms_errinfo_init(&ei, NULL);
-        if (dcms_audit_checkpoint(a, &ei))
-            DCMS_LOG(DCMS_LOG_WARN, "audit", "periodic checkpoint failed: %s", ei.message);
-        pthread_mutex_lock(&a->timer_mu);
-    }
-    pthread_mutex_unlock(&a->timer_mu);
-    return NULL;
+    flush_summaries(a, false);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (dcms_audit_checkpoint(a, &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "audit", "periodic checkpoint failed: %s", ei.message);
 }
 
 enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_opts *opts,
@@ -247,44 +343,39 @@ enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_
     a->every = opts->checkpoint_every ? opts->checkpoint_every : 1000;
     a->interval_s = opts->checkpoint_interval_s;
     a->denied_per_minute = opts->denied_per_minute ? opts->denied_per_minute : 60;
+    a->refusal_window_s = 60;
     a->hint_seq = -1; /* unknown: the first append reads it */
     pthread_mutex_init(&a->mu, NULL);
-    pthread_mutex_init(&a->timer_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wall-clock jumps do not move the timer */
-    pthread_cond_init(&a->timer_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (a->interval_s) {
-        if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
-            dcms_audit_close(a);
-            return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-        }
-        a->timer_running = true;
+    if (a->interval_s &&
+        (e = dcms_periodic_start("audit checkpoint", (uint64_t)a->interval_s * 1000, timer_run, a,
+                                 &a->timer, ei))) {
+        dcms_audit_close(a);
+        return e;
     }
     *out = a;
     return DCMS_OK;
+}
+
+void dcms_audit_set_refusal_window(struct dcms_audit *a, unsigned seconds)
+{
+    pthread_mutex_lock(&a->mu);
+    a->refusal_window_s = seconds ? seconds : 60;
+    pthread_mutex_unlock(&a->mu);
 }
 
 void dcms_audit_close(struct dcms_audit *a)
 {
     if (!a)
         return;
-    if (a->timer_running) {
-        pthread_mutex_lock(&a->timer_mu);
-        a->stopping = true;
-        pthread_cond_signal(&a->timer_cv);
-        pthread_mutex_unlock(&a->timer_mu);
-        pthread_join(a->timer, NULL);
-    }
+    dcms_periodic_stop(a->timer);
+    if (a->key)
+        flush_summaries(a, true);
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     if (a->key && dcms_audit_checkpoint(a, &ei))
         DCMS_LOG(DCMS_LOG_WARN, "audit", "final checkpoint failed: %s", ei.message);
     dcms_sign_key_free(a->key);
     pthread_mutex_destroy(&a->mu);
-    pthread_mutex_destroy(&a->timer_mu);
-    pthread_cond_destroy(&a->timer_cv);
     free(a);
 }
 

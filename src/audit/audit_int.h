@@ -15,28 +15,31 @@
 #define AUDIT_LIMIT_SLOTS 512
 
 #define AUDIT_LIMIT_PROBES 8
+/* Distinct targets ("METHOD /route") named in one refusal summary, and their length. */
+#define AUDIT_SUMMARY_TARGETS 8
+#define AUDIT_TARGET_MAX 96
 
-/* One client address's allowance for the current minute. */
+/* One client address's allowance for the current window (a minute by default). */
 struct audit_limit_slot {
     char client[48]; /* the address ("" when free) */
     int64_t window_start_s;
     unsigned count, suppressed;
+    unsigned ntargets;      /* distinct targets of the suppressed refusals kept below */
+    bool targets_truncated; /* more distinct targets were refused than are kept */
+    char targets[AUDIT_SUMMARY_TARGETS][AUDIT_TARGET_MAX];
 };
 
 struct dcms_audit {
     struct dcms_store *store;
     struct dcms_sign_key *key;
-    unsigned every, interval_s, denied_per_minute;
+    unsigned every, interval_s, denied_per_minute, refusal_window_s;
 
     pthread_mutex_t mu; /* guards the head hint and the limiter */
     int64_t hint_seq;   /* last head this process saw; only a hint (see audit.c) */
     char hint_hash[65];
     struct audit_limit_slot slots[AUDIT_LIMIT_SLOTS];
 
-    pthread_mutex_t timer_mu;
-    pthread_cond_t timer_cv;
-    pthread_t timer;
-    bool timer_running, stopping;
+    struct dcms_periodic *timer; /* the checkpoint timer (dcms/periodic.h), or NULL */
 };
 
 /* The hashed form of an event: every field but `hash`. Returns a new object or NULL. */

@@ -12,13 +12,17 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
+#include "dcms/etag.h"
+#include "dcms/json.h"
 #include "dcms/jcs.h"
 #include "dcms/log.h"
+#include "dcms/periodic.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -61,8 +65,6 @@ static struct dcms_query q_delete_versions =
     DCMS_QUERY("ct_delete_versions", "DELETE FROM contract_versions WHERE contract_id = $1");
 static struct dcms_query q_delete =
     DCMS_QUERY("ct_delete", "DELETE FROM contracts WHERE id = $1 AND version = $2");
-static struct dcms_query q_identity =
-    DCMS_QUERY("ct_identity", "SELECT kind, roles, status FROM identities WHERE id = $1");
 static struct dcms_query q_versions = DCMS_QUERY(
     "ct_versions", "SELECT terms_version, terms_hash, content, created_at, created_by FROM "
                    "contract_versions WHERE contract_id = $1 ORDER BY terms_version");
@@ -414,18 +416,7 @@ static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errin
         dcms_err_field(ei, "", "must be a JSON object");
         return;
     }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)b, key, v)
-    {
-        bool ok = false;
-        for (const char *const *k = keys; *k && !ok; k++)
-            ok = strcmp(*k, key) == 0;
-        if (!ok)
-            dcms_err_field(ei,
-                           ei->arena ? dcms_arena_strndup(ei->arena, key, strnlen(key, 64)) : "",
-                           "is not a known field");
-    }
+    dcms_json_only_members(b, "", keys, ei);
     in->title = req_string(b, "title", ei, true);
     if (in->title && !ct_title_valid(in->title)) {
         dcms_err_field(ei, "title", "must be 1 to 255 characters without control characters");
@@ -467,26 +458,17 @@ static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx
     for (size_t i = 0; i < 2; i++) {
         if (!sides[i].id)
             continue;
-        struct dcms_store_rows *rows = NULL;
-        enum dcms_err e =
-            dcms_store_exec(tx, &q_identity, (struct dcms_store_val[]){DCMS_VAL_TEXT(sides[i].id)},
-                            1, &rows, NULL, c->ei);
-        if (e)
-            return e;
-        if (dcms_store_rows_count(rows) != 1) {
+        struct dcms_iam_party party;
+        enum dcms_err e = dcms_iam_party_get(tx, sides[i].id, &party, c->ei);
+        if (e == DCMS_ERR_NOT_FOUND)
             dcms_err_field(c->ei, sides[i].field, "is not a known identity");
-        } else {
-            const char *roles = dcms_store_rows_text(rows, 0, 1);
-            const char *status = dcms_store_rows_text(rows, 0, 2);
-            char want[32];
-            snprintf(want, sizeof(want), "\"%s\"", sides[i].role_name);
-            if (strcmp(status, "active") != 0)
-                dcms_err_field(c->ei, sides[i].field, "is not an active identity (it is %s)",
-                               status);
-            else if (!roles || !strstr(roles, want))
-                dcms_err_field(c->ei, sides[i].field, "must hold the %s role", sides[i].role_name);
-        }
-        dcms_store_rows_free(rows);
+        else if (e)
+            return e;
+        else if (strcmp(party.status, "active") != 0)
+            dcms_err_field(c->ei, sides[i].field, "is not an active identity (it is %s)",
+                           party.status);
+        else if (!(party.roles & sides[i].role))
+            dcms_err_field(c->ei, sides[i].field, "must hold the %s role", sides[i].role_name);
     }
     return c->ei->code;
 }
@@ -517,12 +499,13 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
     return DCMS_OK;
 }
 
-static enum dcms_err reread(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                            json_t **out)
+enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
+                               json_t **out)
 {
-    struct dcms_store_rows *rows;
+    struct dcms_store_rows *rows = NULL;
     struct ct_row r;
     enum dcms_err e = ct_load(tx, id, &rows, &r, c->ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
     if (!e && !(*out = ct_row_json(&r)))
         e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
     dcms_store_rows_free(rows);
@@ -585,10 +568,10 @@ enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **ou
                      json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "provider_id", in.provider_id,
                                "consumer_id", in.consumer_id, "status", "draft", "version",
                                (json_int_t)1, "terms_version", (json_int_t)1, "terms_hash", hex));
-    if (!e)
-        e = reread(c, tx, id, out);
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    tx = NULL;
+    if (!e) {
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
+    }
 out:
     dcms_store_rollback(tx);
     free(canon_terms);
@@ -812,15 +795,13 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
 
 /* ---- changes ---- */
 
-static enum dcms_err check_if_match(const struct ct_call *c, const struct ct_row *r,
-                                    const char *if_match)
+/* The one If-Match meaning (dcms/etag.h): `*` or the current ETag. */
+static enum dcms_err if_match_ok(const struct ct_call *c, const struct ct_row *r,
+                                 const char *if_match)
 {
-    char want[32];
-    snprintf(want, sizeof(want), "\"%lld\"", (long long)r->version);
-    if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, want) != 0)
-        return dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED,
-                            "If-Match %s does not match the current version %s", if_match, want);
-    return DCMS_OK;
+    char version[24];
+    snprintf(version, sizeof(version), "%lld", (long long)r->version);
+    return dcms_etag_check(if_match, version, c->ei);
 }
 
 /* Writes the new status with the row-version check; 412 when the row moved meanwhile. */
@@ -863,7 +844,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, "contracts:update")) ||
         (e = check_who(c, &r, ct_transition_of(CT_OP_EDIT))) ||
-        (e = check_if_match(c, &r, if_match)) ||
+        (e = if_match_ok(c, &r, if_match)) ||
         (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
         goto out;
     /* The caller must stay a party of what it writes (administrators excepted). */
@@ -884,8 +865,8 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
         goto out;
     if (strcmp(hex, r.terms_hash) == 0) {
         /* Nothing the parties sign changed: nothing to void, nothing to write. */
-        *out = ct_row_json(&r);
-        e = *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
         goto out;
     }
     free(canon_terms);
@@ -928,15 +909,16 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
                                "to_terms_version", (json_int_t)tv, "from_terms_hash", r.terms_hash,
                                "to_terms_hash", hex, "from_status", ct_status_name(r.status),
                                "to_status", "draft", "signatures_voided", (json_int_t)voided));
-    if (!e)
-        e = reread(c, tx, id, out);
+    if (!e) {
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
+    }
 out:
     dcms_store_rows_free(rows);
     free(canon_terms);
     free(canon_content);
     json_decref(in.terms);
-    if (tx)
-        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    dcms_store_rollback(tx);
     return e;
 }
 
@@ -1027,11 +1009,14 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
                           "to_version", (json_int_t)r.version + 1, "terms_hash", r.terms_hash);
     if (d && reason)
         json_object_set_new(d, "reason", json_string(reason));
-    if (!(e = ct_audit(c, tx, action, id, d)))
-        e = reread(c, tx, id, out);
+    if (!(e = ct_audit(c, tx, action, id, d))) {
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
+    }
 out:
     dcms_store_rows_free(rows);
-    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    dcms_store_rollback(tx);
+    return e;
 }
 
 enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
@@ -1117,30 +1102,6 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
     return DCMS_OK;
 }
 
-static void *expiry_job(void *arg)
-{
-    struct dcms_contracts *ct = arg;
-    pthread_mutex_lock(&ct->mu);
-    while (!ct->stopping) {
-        pthread_mutex_unlock(&ct->mu);
-        struct dcms_errinfo ei;
-        dcms_errinfo_init(&ei, NULL);
-        unsigned n = 0;
-        if (ct_expire_due(ct->app, &n, &ei))
-            DCMS_LOG(DCMS_LOG_WARN, "contracts", "expiry job: %s", ei.message);
-        else if (n)
-            DCMS_LOG(DCMS_LOG_INFO, "contracts", "expired %u contracts", n);
-        pthread_mutex_lock(&ct->mu);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ct->expiry_interval_s;
-        while (!ct->stopping && pthread_cond_timedwait(&ct->cv, &ct->mu, &until) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&ct->mu);
-    return NULL;
-}
-
 enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **out,
                                   struct dcms_errinfo *ei)
 {
@@ -1149,18 +1110,10 @@ enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     ct->app = app;
     ct->expiry_interval_s = (unsigned)app->cfg->contract_expiry_interval_s;
-    pthread_mutex_init(&ct->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ct->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (ct->expiry_interval_s) {
-        if (pthread_create(&ct->job, NULL, expiry_job, ct) != 0) {
-            dcms_contracts_close(ct);
-            return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the contract expiry job");
-        }
-        ct->job_started = true;
+    enum dcms_err e = ct_expiry_start(ct, ei);
+    if (e) {
+        dcms_contracts_close(ct);
+        return e;
     }
     *out = ct;
     return DCMS_OK;
@@ -1170,15 +1123,7 @@ void dcms_contracts_close(struct dcms_contracts *ct)
 {
     if (!ct)
         return;
-    if (ct->job_started) {
-        pthread_mutex_lock(&ct->mu);
-        ct->stopping = true;
-        pthread_cond_broadcast(&ct->cv);
-        pthread_mutex_unlock(&ct->mu);
-        pthread_join(ct->job, NULL);
-    }
-    pthread_cond_destroy(&ct->cv);
-    pthread_mutex_destroy(&ct->mu);
+    dcms_periodic_stop(ct->expiry);
     free(ct);
 }
 

@@ -9,7 +9,6 @@
 #ifndef DCMS_CONTRACTS_INT_H
 #define DCMS_CONTRACTS_INT_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -116,12 +115,15 @@ enum dcms_err ct_transition_check(enum ct_op op, enum ct_status from,
 struct dcms_contracts {
     struct dcms_app *app;
     unsigned expiry_interval_s;
-    pthread_t job;
-    bool job_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping;
+    struct dcms_periodic *expiry; /* the expiry job (contracts_expiry.c), or NULL */
 };
+
+/*
+ * Starts the expiry job when expiry_interval_s > 0: a dcms_periodic job that
+ * runs ct_expire_due at once and then every interval. Stopped by
+ * dcms_periodic_stop(ct->expiry) in dcms_contracts_close.
+ */
+enum dcms_err ct_expiry_start(struct dcms_contracts *ct, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* Who calls, and where errors go. */
 struct ct_call {
@@ -187,6 +189,14 @@ enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r,
 /* Which side(s) the caller may act for: CT_BY_PROVIDER and/or a consumer bit. */
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role);
 json_t *ct_row_json(const struct ct_row *r);
+/*
+ * Ends a write: reads contract `id` back inside `tx`, commits, and only then
+ * builds the answer, so a failed commit leaves nothing for the caller to free.
+ * `tx` is ended (committed or rolled back) whatever happens; *out is set (and
+ * owned by the caller) only on DCMS_OK.
+ */
+enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
+                               json_t **out) DCMS_MUST_CHECK;
 /* The same object as ct_row_json(), appended to `b` as JSON text without re-parsing. */
 enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,

@@ -14,6 +14,7 @@
 #include "dcms/clock.h"
 #include "dcms/credentials.h"
 #include "dcms/crypto.h"
+#include "dcms/json.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
@@ -188,18 +189,7 @@ static void decode_sign(const json_t *b, struct sign_in *in, struct dcms_errinfo
         dcms_err_field(ei, "", "must be a JSON object");
         return;
     }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)b, key, v)
-    {
-        bool ok = false;
-        for (const char *const *k = keys; *k && !ok; k++)
-            ok = strcmp(*k, key) == 0;
-        if (!ok)
-            dcms_err_field(ei,
-                           ei->arena ? dcms_arena_strndup(ei->arena, key, strnlen(key, 64)) : "",
-                           "is not a known field");
-    }
+    dcms_json_only_members(b, "", keys, ei);
     in->type = opt_string(b, "type", 16, ei);
     bool digital = in->type && strcmp(in->type, "digital") == 0;
     bool mfa = in->type && strcmp(in->type, "mfa") == 0;
@@ -435,13 +425,9 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
                                "from_version", (json_int_t)r.version, "to_version",
                                (json_int_t)r.version + 1));
     if (!e) {
-        dcms_store_rows_free(rows);
-        rows = NULL;
-        if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(*out = ct_row_json(&r)))
-            e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        e = ct_commit_answer(c, tx, id, out);
+        tx = NULL;
     }
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    tx = NULL;
 out:
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);

@@ -11,6 +11,7 @@
 #include "dcms/clock.h"
 #include "dcms/crypto.h"
 #include "dcms/jcs.h"
+#include "dcms/json.h"
 #include "dcms/security_level.h"
 #include "contracts/contracts_int.h"
 
@@ -184,6 +185,9 @@ static const char *path_of(struct dcms_errinfo *ei, const char *base, const char
     return p ? p : "terms";
 }
 
+/* The most members one object of the terms document declares. */
+#define TERMS_FIELDS_MAX 16
+
 static void walk(const json_t *obj, const struct field *spec, const char *path, json_t *norm,
                  struct dcms_errinfo *ei);
 
@@ -302,19 +306,14 @@ static void check_value(const json_t *v, const struct field *f, const char *path
 static void walk(const json_t *obj, const struct field *spec, const char *path, json_t *norm,
                  struct dcms_errinfo *ei)
 {
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        const struct field *f = spec;
-        while (f->name && strcmp(f->name, key) != 0)
-            f++;
-        if (!f->name) {
-            char k[80];
-            snprintf(k, sizeof(k), "%.64s", key);
-            dcms_err_field(ei, path_of(ei, path, k, -1), "is not a known field");
-        }
-    }
+    const char *names[TERMS_FIELDS_MAX + 1];
+    size_t n = 0;
+    for (const struct field *f = spec; f->name && n < TERMS_FIELDS_MAX; f++)
+        names[n++] = f->name;
+    names[n] = NULL;
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), "%s.", path);
+    dcms_json_only_members(obj, prefix, names, ei);
     for (const struct field *f = spec; f->name; f++) {
         const json_t *m = json_object_get(obj, f->name);
         const char *p = path_of(ei, path, f->name, -1);

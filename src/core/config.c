@@ -189,6 +189,15 @@ enum dcms_err dcms_config_load(struct dcms_config *cfg, const char *path, struct
         if (n < 0 || (size_t)n >= sizeof(cfg->iam_kek_file))
             return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATA_DIR is too long");
     }
+    /* ---- keys ---- */
+    if (cfg->keys_file[0] == '\0') {
+        int n = snprintf(cfg->keys_file, sizeof(cfg->keys_file), "%s/keys/keyring", cfg->data_dir);
+        if (n < 0 || (size_t)n >= sizeof(cfg->keys_file))
+            return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATA_DIR is too long");
+    }
+    if (strcmp(cfg->keys_backend, "file") != 0 && strcmp(cfg->keys_backend, "pkcs11") != 0)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_KEYS_BACKEND must be file or pkcs11");
+    /* ---- end keys ---- */
     if (cfg->jwt_ttl_s < 60 || cfg->jwt_ttl_s > 86400)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_JWT_TTL_S must be 60..86400");
     if (cfg->refresh_ttl_s < 300)

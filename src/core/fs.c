@@ -1,6 +1,10 @@
 /* mkdir -p with private permissions, for the data directory and key files. */
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dcms/fs.h"
 
@@ -39,4 +43,29 @@ enum dcms_err dcms_fs_mkdirs_for(const char *file, struct dcms_errinfo *ei)
         return DCMS_OK; /* the current directory or the root: nothing to create */
     *slash = '\0';
     return dcms_fs_mkdirs(dir, ei);
+}
+
+bool dcms_fs_is_workload_image(const char *path, bool eif)
+{
+    bool ok = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    unsigned char h[EI_NIDENT + 2];
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || read(fd, h, sizeof(h)) != (ssize_t)sizeof(h))
+        goto out;
+    if (eif && memcmp(h, ".eif", 4) == 0) {
+        ok = true;
+        goto out;
+    }
+    if (memcmp(h, ELFMAG, SELFMAG) != 0 || !(st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)))
+        goto out;
+    /* e_type follows e_ident, in the file's byte order. */
+    unsigned type = h[EI_DATA] == ELFDATA2MSB ? (unsigned)h[EI_NIDENT] << 8 | h[EI_NIDENT + 1]
+                                              : (unsigned)h[EI_NIDENT + 1] << 8 | h[EI_NIDENT];
+    ok = type == ET_EXEC || type == ET_DYN;
+out:
+    close(fd);
+    return ok;
 }

@@ -1,4 +1,7 @@
 /* Message digests and library start-up. */
+#include <stdlib.h>
+
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 
@@ -12,7 +15,11 @@ enum dcms_err dcms_digest_sha256(const void *p, size_t len, unsigned char out[DC
 
 enum dcms_err dcms_crypto_init(void)
 {
-    return sodium_init() < 0 ? DCMS_ERR_CRYPTO : DCMS_OK;
+    if (sodium_init() < 0)
+        return DCMS_ERR_CRYPTO;
+    /* Same allocator, wiping free: safe even for nodes allocated before this call. */
+    json_set_alloc_funcs(malloc, dcms_free_wiped);
+    return DCMS_OK;
 }
 
 enum dcms_err dcms_digest_sha256_hex(const void *p, size_t len, char out[65])

@@ -191,13 +191,9 @@ static __attribute__((noreturn)) void child_fail_fd(int fd, int step)
     _exit(127);
 }
 
-static __attribute__((noreturn)) void child_main(const struct child_args *a)
+/* Nothing of the host filesystem: a private tmpfs becomes "/". */
+static void child_setup_mounts(const struct child_args *a)
 {
-    char go;
-    if (read(a->sync_fd, &go, 1) != 1)
-        child_fail_fd(a->sync_fd, STEP_SYNC);
-
-    /* Nothing of the host filesystem: a private tmpfs becomes "/". */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         child_fail_fd(a->sync_fd, STEP_MOUNT_PRIVATE);
     if (mount("dcms-enclave", a->root_dir, "tmpfs", MS_NOSUID | MS_NODEV, a->tmpfs_opts) != 0)
@@ -206,13 +202,22 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
         umount2(".", MNT_DETACH) != 0 || chdir("/") != 0)
         child_fail_fd(a->sync_fd, STEP_PIVOT);
     (void)syscall(SYS_sethostname, "enclave", 7);
+}
 
-    /* uid/gid 0 inside is the unprivileged host id; drop the host's supplementary groups. */
+/* uid/gid 0 inside is the unprivileged host id; drop the host's supplementary groups. */
+static void child_setup_ids(const struct child_args *a)
+{
     if ((a->as_root && syscall(SYS_setgroups, 0, NULL) != 0) ||
         syscall(SYS_setresgid, 0, 0, 0) != 0 || syscall(SYS_setresuid, 0, 0, 0) != 0)
         child_fail_fd(a->sync_fd, STEP_IDS);
+}
 
-    /* fd 0 /dev/null, 1-2 the log pipe, 3 the channel; the image and sync fds close at exec. */
+/*
+ * fd 0 /dev/null, 1-2 the log pipe, 3 the channel; the image and sync fds
+ * close at exec. From here the sync socket is CHILD_SYNC_FD.
+ */
+static void child_setup_fds(const struct child_args *a)
+{
     int src[5] = {a->null_fd, a->log_fd, a->log_fd, a->chan_fd, a->image_fd};
     int tmp[5];
     for (int i = 0; i < 5; i++)
@@ -221,14 +226,16 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
     int sync_tmp = fcntl(a->sync_fd, F_DUPFD_CLOEXEC, 16);
     if (sync_tmp < 0 || dup3(sync_tmp, CHILD_SYNC_FD, O_CLOEXEC) < 0)
         child_fail_fd(a->sync_fd, STEP_FDS);
-    /* From here the sync socket is CHILD_SYNC_FD. */
     for (int i = 0; i < 4; i++)
         if (dup3(tmp[i], i, 0) < 0)
             child_fail_fd(CHILD_SYNC_FD, STEP_FDS);
     if (dup3(tmp[4], CHILD_IMAGE_FD, O_CLOEXEC) < 0 ||
         syscall(SYS_close_range, CHILD_SYNC_FD + 1, ~0u, 0) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_FDS);
+}
 
+static void child_setup_limits(const struct child_args *a)
+{
     struct rlimit zero = {0, 0};
     if (setrlimit(RLIMIT_AS, &a->lim_as) != 0 || setrlimit(RLIMIT_NPROC, &a->lim_nproc) != 0 ||
         setrlimit(RLIMIT_NOFILE, &a->lim_nofile) != 0 ||
@@ -236,8 +243,11 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
         setrlimit(RLIMIT_MEMLOCK, &zero) != 0 || setrlimit(RLIMIT_MSGQUEUE, &zero) != 0 ||
         sched_setaffinity(0, sizeof(a->cpus), &a->cpus) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_LIMITS);
+}
 
-    /* No capability survives exec: securebits, empty bounding and ambient sets, empty sets. */
+/* No capability survives exec: securebits, empty bounding and ambient sets, empty sets. */
+static void child_drop_caps(void)
+{
     if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                                      SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
                                      SECBIT_NO_CAP_AMBIENT_RAISE |
@@ -252,12 +262,15 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 ||
         syscall(SYS_capset, &hdr, data) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_CAPS);
+}
 
-    /*
-     * dcmsd's ignored signals (SIGPIPE, and whatever its parent ignored, even
-     * the real-time signals libc keeps for itself) and the calling thread's
-     * mask would survive exec: reset them with the raw system call.
-     */
+/*
+ * dcmsd's ignored signals (SIGPIPE, and whatever its parent ignored, even
+ * the real-time signals libc keeps for itself) and the calling thread's
+ * mask would survive exec: reset them with the raw system call.
+ */
+static void child_reset_signals(void)
+{
     struct {
         void (*handler)(int);
         unsigned long flags;
@@ -270,11 +283,30 @@ static __attribute__((noreturn)) void child_main(const struct child_args *a)
     uint64_t none = 0;
     if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none)) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_LIMITS);
+}
 
+/* The last steps: the seccomp filter, then the image (by fd: nothing to find on disk). */
+static __attribute__((noreturn)) void child_seccomp_exec(const struct child_args *a)
+{
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, a->prog) != 0)
         child_fail_fd(CHILD_SYNC_FD, STEP_SECCOMP);
     syscall(SYS_execveat, CHILD_IMAGE_FD, "", a->argv, a->envp, AT_EMPTY_PATH);
     child_fail_fd(CHILD_SYNC_FD, STEP_EXEC);
+}
+
+/* After clone3: wait for the id maps, then each step in order; a failed step reports and exits. */
+static __attribute__((noreturn)) void child_main(const struct child_args *a)
+{
+    char go;
+    if (read(a->sync_fd, &go, 1) != 1)
+        child_fail_fd(a->sync_fd, STEP_SYNC);
+    child_setup_mounts(a);
+    child_setup_ids(a);
+    child_setup_fds(a);
+    child_setup_limits(a);
+    child_drop_caps();
+    child_reset_signals();
+    child_seccomp_exec(a);
 }
 
 /* ---- helpers ---- */
@@ -690,11 +722,14 @@ static void remove_dir(const char *dir)
 
 /* ---- operations ---- */
 
-static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dcms_enclave_spec *sp,
-                                 char *ref, struct dcms_errinfo *ei)
+/* The descriptors a start sets up: [0] stays with dcmsd, [1] goes to the workload. */
+struct start_fds {
+    int chan[2], sync[2], logp[2], null_fd;
+};
+
+/* Step 1: is the spec something the sandbox can run? */
+static enum dcms_err check_spec(const struct dcms_enclave_spec *sp, struct dcms_errinfo *ei)
 {
-    struct local *l = L(b);
-    ref[0] = '\0';
     if (!id_ok(sp->enclave_id))
         return dcms_err_set(ei, DCMS_ERR_VALIDATION,
                             "enclave id must be 1 to 64 letters, digits, '-' or '_'");
@@ -703,6 +738,14 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
         return dcms_err_set(ei, DCMS_ERR_VALIDATION,
                             "an image, at least 1 cpu, 8 MiB of memory and 1 GB of storage are "
                             "needed");
+    return DCMS_OK;
+}
+
+/* Step 2: the entry that will track the workload (not yet listed). */
+static enum dcms_err new_entry(const struct local *l, const struct dcms_enclave_spec *sp,
+                               struct lentry **out, struct dcms_errinfo *ei)
+{
+    *out = NULL;
     struct lentry *en = calloc(1, sizeof(*en));
     if (!en)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
@@ -720,53 +763,56 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
         }
         snprintf(en->signing_cert, sizeof(en->signing_cert), "%s", sp->signing_cert_path);
     }
+    *out = en;
+    return DCMS_OK;
+}
 
-    enum dcms_err e = DCMS_OK;
-    int chan[2] = {-1, -1}, sync[2] = {-1, -1}, logp[2] = {-1, -1}, null_fd = -1;
-    bool dir_made = false;
-    pid_t pid = -1;
-    struct child_args *a = calloc(1, sizeof(*a));
-    if (!a) {
-        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        goto out;
-    }
-    if ((e = load_image(sp->image_path, &en->image_fd, ei)))
-        goto out;
-
+/* Step 3: the enclave's directory, its scratch root and config.json (what PCR2 measures). */
+static enum dcms_err make_dir(const struct local *l, const struct dcms_enclave_spec *sp,
+                              struct lentry *en, struct child_args *a, bool *made,
+                              struct dcms_errinfo *ei)
+{
     snprintf(en->dir, sizeof(en->dir), "%s/%s", l->scratch_root, sp->enclave_id);
     snprintf(a->root_dir, sizeof(a->root_dir), "%s/root", en->dir);
     if ((mkdir(en->dir, 0700) != 0 && errno != EEXIST) ||
-        (mkdir(a->root_dir, 0700) != 0 && errno != EEXIST)) {
-        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot create the enclave directory %s", en->dir);
-        goto out;
-    }
-    dir_made = true;
+        (mkdir(a->root_dir, 0700) != 0 && errno != EEXIST))
+        return dcms_err_set(ei, DCMS_ERR_IO, "cannot create the enclave directory %s", en->dir);
+    *made = true;
     /* PCR2: the configuration in canonical form (JCS: sorted keys, no spaces). */
     char config[160];
     snprintf(config, sizeof(config),
              "{\"cpu_cores\":%u,\"debug_mode\":%s,\"memory_mb\":%u,\"storage_gb\":%u}",
              sp->cpu_cores, sp->debug_mode ? "true" : "false", sp->memory_mb, sp->storage_gb);
     snprintf(en->config_path, sizeof(en->config_path), "%s/config.json", en->dir);
-    if ((e = write_file(en->config_path, config, ei)))
-        goto out;
+    return write_file(en->config_path, config, ei);
+}
+
+/* Step 4: the workload log file, /dev/null, the channel, the sync socket and the log pipe. */
+static enum dcms_err make_channel(struct lentry *en, struct start_fds *f, struct dcms_errinfo *ei)
+{
     char log_path[LOCAL_PATH_MAX + 100];
     snprintf(log_path, sizeof(log_path), "%s/workload.log", en->dir);
     en->log_out = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (en->log_out < 0 || null_fd < 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0 ||
-        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync) != 0 ||
-        pipe2(logp, O_CLOEXEC) != 0) {
-        e = dcms_err_set(ei, DCMS_ERR_IO, "cannot set up the workload's descriptors: %s",
-                         strerror(errno));
-        goto out;
-    }
+    f->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (en->log_out < 0 || f->null_fd < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->chan) != 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sync) != 0 ||
+        pipe2(f->logp, O_CLOEXEC) != 0)
+        return dcms_err_set(ei, DCMS_ERR_IO, "cannot set up the workload's descriptors: %s",
+                            strerror(errno));
+    return DCMS_OK;
+}
 
-    a->sync_fd = sync[1];
-    a->chan_fd = chan[1];
+/* Step 5: everything the child needs, so that after clone it only makes system calls. */
+static void child_args_fill(const struct local *l, const struct dcms_enclave_spec *sp,
+                            const struct lentry *en, const struct start_fds *f,
+                            struct child_args *a)
+{
+    a->sync_fd = f->sync[1];
+    a->chan_fd = f->chan[1];
     a->image_fd = en->image_fd;
-    a->null_fd = null_fd;
-    a->log_fd = logp[1];
+    a->null_fd = f->null_fd;
+    a->log_fd = f->logp[1];
     a->as_root = l->as_root;
     snprintf(a->tmpfs_opts, sizeof(a->tmpfs_opts), "size=%uG,nr_inodes=65536,mode=0755,uid=0,gid=0",
              sp->storage_gb);
@@ -779,9 +825,18 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
     snprintf(a->env_id, sizeof(a->env_id), "DCMS_ENCLAVE_ID=%s", sp->enclave_id);
     a->envp[0] = "PATH=/";
     a->envp[1] = a->env_id;
+}
 
+/*
+ * Step 6: the CPU share (cpu_cores of the CPUs dcmsd may use, taken
+ * round-robin; *ncpus gets how many) and the clone into new namespaces.
+ * The child runs child_main and never returns here.
+ */
+static enum dcms_err clone_sandbox(struct local *l, const struct dcms_enclave_spec *sp,
+                                   struct child_args *a, pid_t *pid, int *pidfd, unsigned *ncpus,
+                                   struct dcms_errinfo *ei)
+{
     pthread_mutex_lock(&l->start_mu);
-    /* CPU share: cpu_cores of the CPUs dcmsd may use, taken round-robin. */
     CPU_ZERO(&a->cpus);
     unsigned want = sp->cpu_cores < l->ncpus ? sp->cpu_cores : l->ncpus;
     unsigned first = l->next_cpu;
@@ -793,80 +848,89 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
             l->next_cpu = (c + 1) % CPU_SETSIZE;
         }
     }
-    int pidfd = -1;
+    *ncpus = want;
     struct clone_args ca;
     memset(&ca, 0, sizeof(ca));
     ca.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
                CLONE_NEWUTS | CLONE_PIDFD;
-    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
     ca.exit_signal = SIGCHLD;
     long r = syscall(SYS_clone3, &ca, sizeof(ca));
     if (r == 0)
         child_main(a);
     pthread_mutex_unlock(&l->start_mu);
-    if (r < 0) {
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot create the sandbox (clone3): %s",
-                         strerror(errno));
-        goto out;
-    }
-    pid = (pid_t)r;
-    en->pid = pid;
-    en->pidfd = pidfd;
-    close(sync[1]);
-    sync[1] = -1;
-    close(chan[1]);
-    chan[1] = -1;
-    close(logp[1]);
-    logp[1] = -1;
+    if (r < 0)
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot create the sandbox (clone3): %s",
+                            strerror(errno));
+    *pid = (pid_t)r;
+    return DCMS_OK;
+}
 
+/* Step 7: the child's uid/gid maps, its cgroup, then the go-ahead on the sync socket. */
+static enum dcms_err parent_release_child(struct local *l, const struct dcms_enclave_spec *sp,
+                                          struct lentry *en, int sync_fd, unsigned ncpus,
+                                          struct dcms_errinfo *ei)
+{
     char map[64];
     bool mapped;
     if (l->as_root) {
         snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)l->host_uid);
-        mapped = write_proc(pid, "uid_map", map);
+        mapped = write_proc(en->pid, "uid_map", map);
         snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)l->host_gid);
-        mapped = mapped && write_proc(pid, "gid_map", map);
+        mapped = mapped && write_proc(en->pid, "gid_map", map);
     } else {
         snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getuid());
-        mapped = write_proc(pid, "setgroups", "deny") && write_proc(pid, "uid_map", map);
+        mapped = write_proc(en->pid, "setgroups", "deny") && write_proc(en->pid, "uid_map", map);
         snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)getgid());
-        mapped = mapped && write_proc(pid, "gid_map", map);
+        mapped = mapped && write_proc(en->pid, "gid_map", map);
     }
     if (mapped && l->use_cgroup)
-        (void)sandbox_cgroup_attach(&l->cg, sp->enclave_id, pid, en->memory_limit, l->max_processes,
-                                    want, en->cgroup, sizeof(en->cgroup));
-    if (!mapped || write(sync[0], "g", 1) != 1) {
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot map the workload's user namespace");
-        goto out;
-    }
-    /* The child's end closes at exec: EOF means the workload runs; a message says what failed. */
-    struct pollfd pfd = {.fd = sync[0], .events = POLLIN};
+        (void)sandbox_cgroup_attach(&l->cg, sp->enclave_id, en->pid, en->memory_limit,
+                                    l->max_processes, ncpus, en->cgroup, sizeof(en->cgroup));
+    if (!mapped || write(sync_fd, "g", 1) != 1)
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot map the workload's user namespace");
+    return DCMS_OK;
+}
+
+/*
+ * Step 8: the child's end of the sync socket closes at exec, so EOF means
+ * the workload runs; a message says which step failed and why.
+ */
+static enum dcms_err parent_wait_ready(int sync_fd, struct dcms_errinfo *ei)
+{
+    struct pollfd pfd = {.fd = sync_fd, .events = POLLIN};
     int pr = poll(&pfd, 1, START_TIMEOUT_MS);
     int msg[2] = {0, 0};
-    ssize_t got = pr > 0 ? recv(sync[0], msg, sizeof(msg), 0) : -1;
-    if (got != 0) {
-        int step = got == (ssize_t)sizeof(msg) && msg[0] > 0 && msg[0] <= STEP_EXEC ? msg[0] : 0;
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the sandbox failed %s: %s",
-                         step ? step_names[step] : "to start in time",
-                         step ? strerror(msg[1]) : "no answer");
-        goto out;
-    }
+    ssize_t got = pr > 0 ? recv(sync_fd, msg, sizeof(msg), 0) : -1;
+    if (got == 0)
+        return DCMS_OK;
+    int step = got == (ssize_t)sizeof(msg) && msg[0] > 0 && msg[0] <= STEP_EXEC ? msg[0] : 0;
+    return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the sandbox failed %s: %s",
+                        step ? step_names[step] : "to start in time",
+                        step ? strerror(msg[1]) : "no answer");
+}
 
+/*
+ * Step 9: name the running workload (pid and start time, so a reused pid
+ * is never mistaken for it), take dcmsd's ends of the channel and the log,
+ * and hand the entry to the reaper.
+ */
+static enum dcms_err register_workload(struct local *l, struct lentry *en, struct start_fds *f,
+                                       struct dcms_errinfo *ei)
+{
     uint64_t start_ticks = 0;
     char nspath[64];
-    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/pid", (int)pid);
+    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/pid", (int)en->pid);
     struct stat nsst;
-    if (!read_stat(pid, &start_ticks, NULL, NULL) || stat(nspath, &nsst) != 0) {
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload ended at once");
-        goto out;
-    }
+    if (!read_stat(en->pid, &start_ticks, NULL, NULL) || stat(nspath, &nsst) != 0)
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload ended at once");
     en->pidns_dev = nsst.st_dev;
     en->pidns_ino = nsst.st_ino;
-    snprintf(en->ref, sizeof(en->ref), "local:%d:%" PRIu64, (int)pid, start_ticks);
-    en->chan = chan[0];
-    chan[0] = -1;
-    en->log_in = logp[0];
-    logp[0] = -1;
+    snprintf(en->ref, sizeof(en->ref), "local:%d:%" PRIu64, (int)en->pid, start_ticks);
+    en->chan = f->chan[0];
+    f->chan[0] = -1;
+    en->log_in = f->logp[0];
+    f->logp[0] = -1;
     fcntl(en->chan, F_SETFL, O_NONBLOCK);
     fcntl(en->log_in, F_SETFL, O_NONBLOCK);
     en->started_us = dcms_clock_mono_us();
@@ -881,27 +945,76 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, en->log_in, &evl) != 0 ||
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, en->pidfd, &ev) != 0)
         DCMS_LOG(DCMS_LOG_ERROR, "enclaves", "epoll_ctl for %s: %s", en->ref, strerror(errno));
-    snprintf(ref, DCMS_ENCLAVE_REF_MAX, "%s", en->ref);
-    DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s started for enclave %s", en->ref,
-             sp->enclave_id);
-    en = NULL;
-out:
-    if (e && pid > 0) {
+    return DCMS_OK;
+}
+
+/* Closes `f` (what is still open) and undoes a start that failed after clone or mkdir. */
+static void start_cleanup(struct lentry *en, struct start_fds *f, bool dir_made)
+{
+    if (en && en->pid > 0) {
         syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
-        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        while (waitpid(en->pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
         sandbox_cgroup_remove(en->cgroup);
     }
-    int fds[] = {chan[0], chan[1], sync[0], sync[1], logp[0], logp[1], null_fd};
+    int fds[] = {f->chan[0], f->chan[1], f->sync[0], f->sync[1],
+                 f->logp[0], f->logp[1], f->null_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    free(a);
     if (en) {
         if (dir_made)
             remove_dir(en->dir);
         entry_free(en);
     }
+}
+
+/* Closes the child's ends once it has them. */
+static void close_child_ends(struct start_fds *f)
+{
+    int *ends[] = {&f->sync[1], &f->chan[1], &f->logp[1]};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        close(*ends[i]);
+        *ends[i] = -1;
+    }
+}
+
+static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dcms_enclave_spec *sp,
+                                 char *ref, struct dcms_errinfo *ei)
+{
+    struct local *l = L(b);
+    ref[0] = '\0';
+    struct lentry *en = NULL;
+    enum dcms_err e = check_spec(sp, ei);
+    if (e || (e = new_entry(l, sp, &en, ei)))
+        return e;
+    struct start_fds f = {{-1, -1}, {-1, -1}, {-1, -1}, -1};
+    bool dir_made = false;
+    unsigned ncpus = 0;
+    struct child_args *a = calloc(1, sizeof(*a));
+    if (!a) {
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    if ((e = load_image(sp->image_path, &en->image_fd, ei)) ||
+        (e = make_dir(l, sp, en, a, &dir_made, ei)) || (e = make_channel(en, &f, ei)))
+        goto out;
+    child_args_fill(l, sp, en, &f, a);
+    int pidfd = -1;
+    if ((e = clone_sandbox(l, sp, a, &en->pid, &pidfd, &ncpus, ei)))
+        goto out;
+    en->pidfd = pidfd;
+    close_child_ends(&f);
+    if ((e = parent_release_child(l, sp, en, f.sync[0], ncpus, ei)) ||
+        (e = parent_wait_ready(f.sync[0], ei)) || (e = register_workload(l, en, &f, ei)))
+        goto out;
+    snprintf(ref, DCMS_ENCLAVE_REF_MAX, "%s", en->ref);
+    DCMS_LOG(DCMS_LOG_INFO, "enclaves", "local workload %s started for enclave %s", en->ref,
+             sp->enclave_id);
+    en = NULL;
+out:
+    start_cleanup(en, &f, dir_made);
+    free(a);
     return e;
 }
 
@@ -1031,21 +1144,7 @@ static enum dcms_err local_attest(struct dcms_enclave_backend *b, const char *re
                 goto out;
             continue;
         }
-        if (f.type != DCMS_CHAN_ATTEST_RESP || f.body_len < 2) {
-            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                             "the workload broke the channel protocol (unexpected frame)");
-            goto out;
-        }
-        if (f.body[0] != 0) {
-            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload could not attest");
-            goto out;
-        }
-        if (f.body_len - 1 > DCMS_ATTEST_MAX_DOC_BYTES || !(*doc = malloc(f.body_len - 1))) {
-            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload's document is too large");
-            goto out;
-        }
-        memcpy(*doc, f.body + 1, f.body_len - 1);
-        *doc_len = f.body_len - 1;
+        e = chan_io_attest_doc(&f, "workload", doc, doc_len, ei);
         break;
     }
 out:

@@ -503,21 +503,7 @@ static enum dcms_err nitro_attest(struct dcms_enclave_backend *b, const char *re
         (e = chan_io_recv(fd, buf, &f, deadline, &received, ei)))
         goto out;
     /* On Nitro the agent asks /dev/nsm itself: only ATTEST_RESP is expected from it. */
-    if (f.type != DCMS_CHAN_ATTEST_RESP || f.body_len < 2) {
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
-                         "the enclave broke the channel protocol (unexpected frame)");
-        goto out;
-    }
-    if (f.body[0] != 0) {
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the enclave could not attest");
-        goto out;
-    }
-    if (f.body_len - 1 > DCMS_ATTEST_MAX_DOC_BYTES || !(*doc = malloc(f.body_len - 1))) {
-        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the enclave's document is too large");
-        goto out;
-    }
-    memcpy(*doc, f.body + 1, f.body_len - 1);
-    *doc_len = f.body_len - 1;
+    e = chan_io_attest_doc(&f, "enclave", doc, doc_len, ei);
 out:
     close(fd);
     free(buf);

@@ -78,3 +78,17 @@ size_t dcms_chan_nsm_req_encode(const struct dcms_chan_nsm_req *r, uint8_t *out,
     }
     return pos;
 }
+
+enum dcms_chan_attest dcms_chan_attest_resp_parse(const struct dcms_chan_frame *f, size_t max_doc,
+                                                  const uint8_t **doc, size_t *doc_len)
+{
+    if (f->type != DCMS_CHAN_ATTEST_RESP || f->body_len < 2)
+        return DCMS_CHAN_ATTEST_UNEXPECTED;
+    if (f->body[0] != 0)
+        return DCMS_CHAN_ATTEST_REFUSED;
+    if (f->body_len - 1 > max_doc)
+        return DCMS_CHAN_ATTEST_TOO_LARGE;
+    *doc = f->body + 1;
+    *doc_len = f->body_len - 1;
+    return DCMS_CHAN_ATTEST_DOC;
+}

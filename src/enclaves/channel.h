@@ -77,4 +77,20 @@ enum dcms_chan_status dcms_chan_nsm_req_parse(const uint8_t *body, size_t len,
  */
 size_t dcms_chan_nsm_req_encode(const struct dcms_chan_nsm_req *r, uint8_t *out, size_t cap);
 
+/* What an ATTEST_RESP frame says. */
+enum dcms_chan_attest {
+    DCMS_CHAN_ATTEST_DOC = 0,        /* status 0 and a document of 1..max_doc bytes */
+    DCMS_CHAN_ATTEST_REFUSED = 1,    /* status not 0: the workload could not attest */
+    DCMS_CHAN_ATTEST_UNEXPECTED = 2, /* not an ATTEST_RESP, or no byte after the status */
+    DCMS_CHAN_ATTEST_TOO_LARGE = 3,  /* a document longer than max_doc */
+};
+
+/*
+ * Decodes the attestation response `f` (the one decoder both backends use).
+ * On DCMS_CHAN_ATTEST_DOC, *doc and *doc_len are a view of the document in
+ * the frame body; otherwise they are untouched.
+ */
+enum dcms_chan_attest dcms_chan_attest_resp_parse(const struct dcms_chan_frame *f, size_t max_doc,
+                                                  const uint8_t **doc, size_t *doc_len);
+
 #endif

@@ -5,9 +5,12 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include "dcms/attest.h"
 #include "dcms/clock.h"
 #include "enclaves/channel_io.h"
 
@@ -88,4 +91,27 @@ enum dcms_err chan_io_recv(int fd, uint8_t *buf, struct dcms_chan_frame *f, int6
             return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload closed its channel");
         }
     }
+}
+
+enum dcms_err chan_io_attest_doc(const struct dcms_chan_frame *f, const char *peer, uint8_t **doc,
+                                 size_t *doc_len, struct dcms_errinfo *ei)
+{
+    const uint8_t *d = NULL;
+    size_t n = 0;
+    switch (dcms_chan_attest_resp_parse(f, DCMS_ATTEST_MAX_DOC_BYTES, &d, &n)) {
+    case DCMS_CHAN_ATTEST_DOC:
+        break;
+    case DCMS_CHAN_ATTEST_REFUSED:
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the %s could not attest", peer);
+    case DCMS_CHAN_ATTEST_UNEXPECTED:
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                            "the %s broke the channel protocol (unexpected frame)", peer);
+    default:
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the %s's document is too large", peer);
+    }
+    if (!(*doc = malloc(n)))
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the %s's document is too large", peer);
+    memcpy(*doc, d, n);
+    *doc_len = n;
+    return DCMS_OK;
 }

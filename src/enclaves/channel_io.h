@@ -30,4 +30,13 @@ enum dcms_err chan_io_send(int fd, uint8_t type, const uint8_t *body, size_t len
 enum dcms_err chan_io_recv(int fd, uint8_t *buf, struct dcms_chan_frame *f, int64_t deadline_ms,
                            uint64_t *received, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * The document of the attestation response `f`, copied into *doc (malloc'd,
+ * the caller frees it). `peer` ("workload", "enclave") names the other side
+ * in messages. DCMS_ERR_UNAVAILABLE when `f` is not a response with a
+ * document of at most DCMS_ATTEST_MAX_DOC_BYTES, or on OOM.
+ */
+enum dcms_err chan_io_attest_doc(const struct dcms_chan_frame *f, const char *peer, uint8_t **doc,
+                                 size_t *doc_len, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 #endif

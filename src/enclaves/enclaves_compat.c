@@ -12,11 +12,6 @@
 #include "dcms/store.h"
 #include "enclaves/enclaves_int.h"
 
-static struct dcms_query q_row = DCMS_QUERY(
-    "enclave_compat_row", "SELECT e.status, e.configuration, e.attested_at, e.contract_id, "
-                          "e.provider_id, c.consumer_id, e.attestation FROM enclaves e "
-                          "LEFT JOIN contracts c ON c.id = e.contract_id WHERE e.id = $1");
-
 /* Appends {name, required, actual, ok, reason}; `required`/`actual` are stolen. */
 static bool add(json_t *reqs, const char *name, json_t *required, json_t *actual, bool ok,
                 const char *reason)
@@ -122,11 +117,11 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
 {
     struct dcms_errinfo *ei = c->ei;
     /* First: may the caller see the enclave at all (404 otherwise)? */
-    json_t *enc = NULL;
+    struct enclave_rec enc;
     enum dcms_err e = enclave_get(c, id, &enc);
     if (e)
         return e;
-    json_decref(enc);
+    enclave_rec_release(&enc);
     if (!contract_id)
         return dcms_err_field(ei, "contract_id", "is required");
     struct dcms_contract_security cs;
@@ -156,33 +151,26 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
 
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
+    struct enclave_row r;
     if ((e = dcms_store_begin(c->en->app->store, DCMS_TX_READ, &tx, ei)))
         return e;
-    e = dcms_store_exec(tx, &q_row, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL,
-                        ei);
+    e = enclave_store_load(tx, id, &rows, &r, ei);
     dcms_store_rollback(tx);
-    if (!e && dcms_store_rows_count(rows) != 1)
-        e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "enclave not found");
-    if (e) {
-        dcms_store_rows_free(rows);
+    if (e)
         return e;
-    }
     struct enclave_config cfg;
     struct dcms_errinfo pei;
     dcms_errinfo_init(&pei, NULL);
-    json_t *cj = json_loads(dcms_store_rows_text(rows, 0, 1), 0, NULL);
+    json_t *cj = enclave_json_text(r.v[C_CONFIG]);
     enclave_config_from_json(cj, "", NULL, &cfg, &pei);
     json_decref(cj);
-    json_t *att = dcms_store_rows_text(rows, 0, 6)
-                      ? json_loads(dcms_store_rows_text(rows, 0, 6), 0, NULL)
-                      : NULL;
+    json_t *att = enclave_json_text(r.v[C_ATTEST]);
     bool verified = json_is_true(json_object_get(att, "verified"));
     json_decref(att);
     bool compatible = false;
     json_t *reqs = pei.code ? NULL
-                            : evaluate(&cs, dcms_store_rows_text(rows, 0, 0), &cfg,
-                                       dcms_store_rows_text(rows, 0, 2), verified,
-                                       dcms_store_rows_text(rows, 0, 3), &compatible);
+                            : evaluate(&cs, r.v[C_STATUS], &cfg, r.v[C_ATTESTED], verified,
+                                       r.v[C_CONTRACT], &compatible);
     dcms_store_rows_free(rows);
     if (!reqs)
         return dcms_err_set(ei, pei.code ? DCMS_ERR_INTERNAL : DCMS_ERR_NOMEM, NULL);

@@ -1,11 +1,13 @@
 /*
- * Enclave handlers: decode (strict JSON, unknown keys refused, every
- * problem reported at once with its path), call the service, encode.
+ * Enclave handlers: decode (enclaves_json.c: strict JSON, unknown keys
+ * refused, every problem reported at once with its path), call the
+ * service, encode.
  * Authentication and the route's permission were checked by the HTTP
  * layer; the service makes the resource-level decisions.
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/http.h"
 #include "enclaves/enclaves_http.h"
 #include "enclaves/enclaves_int.h"
 
@@ -18,30 +20,36 @@ static enum dcms_err call_of(struct dcms_http_req *req, struct enclave_call *c)
     return DCMS_OK;
 }
 
+/* The enclave a service call returned, as response JSON (NULL on OOM); releases `rec`. */
+static json_t *encode(struct enclave_rec *rec)
+{
+    json_t *j = enclave_row_to_json(&rec->r);
+    enclave_rec_release(rec);
+    return j;
+}
+
 enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     struct enclave_call c;
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
-    static const char *const keys[] = {"name", "contract_id", "configuration", NULL};
     json_t *b;
-    if ((e = dcms_http_body_object(req, keys, &b)))
+    if ((e = dcms_http_req_json(req, 0, &b)))
         return e;
-    struct enclave_create_in in = {0};
-    in.name = dcms_http_str_member(req, b, "name", 1000, false);
-    if (!json_object_get(b, "name"))
-        dcms_err_field(req->ei, "name", "is required");
-    in.contract_id = dcms_http_str_member(req, b, "contract_id", 64, true);
-    in.configuration = json_object_get(b, "configuration");
-    json_t *out = NULL;
+    struct enclave_create_in in;
+    enclave_create_in_from_json(b, &c.en->limits, &in, req->ei);
+    struct enclave_rec out;
     /* The service adds its own problems to these, so all come back at once. */
     e = enclave_create(&c, &in, &out);
     if (e || req->ei->code) {
-        json_decref(out);
+        enclave_rec_release(&out);
         return e ? e : req->ei->code;
     }
-    return dcms_http_reply_created(req, resp, "/api/v1/enclaves/", "id", true, out);
+    json_t *j = encode(&out);
+    if (!j)
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return dcms_http_reply_created(req, resp, "/api/v1/enclaves/", "id", true, j);
 }
 
 enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -59,24 +67,14 @@ enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_htt
     in.provider_id = dcms_http_req_query(req, "provider_id");
     in.backend = dcms_http_req_query(req, "backend");
     in.cursor = dcms_http_req_query(req, "cursor");
-    enum enclave_status st;
-    if (in.status && !enclave_status_parse(in.status, &st))
-        dcms_err_field(req->ei, "status",
-                       "must be initializing, running, suspended, failed or terminated");
-    if (in.contract_id && !dcms_uuid_valid(in.contract_id))
-        dcms_err_field(req->ei, "contract_id", "must be a contract id");
-    if (in.provider_id && !dcms_uuid_valid(in.provider_id))
-        dcms_err_field(req->ei, "provider_id", "must be an identity id");
-    if (in.backend && strcmp(in.backend, "local") != 0 && strcmp(in.backend, "nitro") != 0)
-        dcms_err_field(req->ei, "backend", "must be local or nitro");
-    if (in.cursor && !dcms_uuid_valid(in.cursor))
-        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
+    enclave_list_in_check(&in, req->ei);
     dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
-    json_t *out;
-    e = enclave_list(&c, &in, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    struct dcms_store_rows *rows;
+    if ((e = enclave_list(&c, &in, &rows)))
+        return e;
+    return dcms_http_reply(req, resp, 200, enclave_list_to_json(rows, in.limit));
 }
 
 enum dcms_err dcms_enclaves_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -85,9 +83,9 @@ enum dcms_err dcms_enclaves_http_get(struct dcms_http_req *req, struct dcms_http
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
-    json_t *out = NULL;
+    struct enclave_rec out;
     e = enclave_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
 enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -96,26 +94,17 @@ enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_ht
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
-    static const char *const keys[] = {"name", "contract_id", "network_policy", "security_policy",
-                                       NULL};
     json_t *b;
-    if ((e = dcms_http_body_object(req, keys, &b)))
+    if ((e = dcms_http_req_json(req, 0, &b)))
         return e;
-    struct enclave_patch_in in = {0};
-    in.name = dcms_http_str_member(req, b, "name", 1000, false);
-    in.has_contract = json_object_get(b, "contract_id") != NULL;
-    in.contract_id = dcms_http_str_member(req, b, "contract_id", 64, true);
-    in.network_policy = json_object_get(b, "network_policy");
-    in.security_policy = json_object_get(b, "security_policy");
+    struct enclave_patch_in in;
+    enclave_patch_in_from_json(b, &in, req->ei);
     in.if_match = dcms_http_req_header(req, "If-Match");
-    if (json_object_size(b) == 0)
-        dcms_err_field(req->ei, "",
-                       "name, contract_id, network_policy or security_policy is required");
     if (req->ei->code)
         return req->ei->code;
-    json_t *out = NULL;
+    struct enclave_rec out;
     e = enclave_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
 static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
@@ -127,17 +116,16 @@ static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
         return e;
     const char *reason = NULL;
     if (req->body.len) {
-        static const char *const keys[] = {"reason", NULL};
         json_t *b;
-        if ((e = dcms_http_body_object(req, keys, &b)))
+        if ((e = dcms_http_req_json(req, 0, &b)))
             return e;
-        reason = dcms_http_str_member(req, b, "reason", 1000, false);
+        enclave_reason_from_json(b, &reason, req->ei);
         if (req->ei->code)
             return req->ei->code;
     }
-    json_t *out = NULL;
+    struct enclave_rec out;
     e = enclave_act(&c, dcms_http_req_param(req, "id"), ev, reason, &out);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
 enum dcms_err dcms_enclaves_http_suspend(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -2,7 +2,10 @@
 #ifndef DCMS_ENCLAVES_HTTP_H
 #define DCMS_ENCLAVES_HTTP_H
 
-#include "dcms/http.h"
+#include "dcms/err.h"
+
+struct dcms_http_req;
+struct dcms_http_resp;
 
 enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp);
 enum dcms_err dcms_enclaves_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp);

@@ -1,9 +1,10 @@
 /*
- * Inside the enclave service: the model and its validation
- * (enclaves_model.c, pure), the state machine (enclaves_model.c), the
- * service (enclaves.c), the store queries (enclaves_store.c), the handlers
- * (enclaves_http.c) and the reconcile / metrics thread
- * (enclaves_reconcile.c).
+ * Inside the enclave service: the model, its rules and the state machine
+ * (enclaves_model.c, pure), the JSON codecs (enclaves_json.c), the store
+ * queries and the row codec (enclaves_store.c), the service
+ * (enclaves.c), the attestation step (enclaves_attest.c), metrics
+ * (enclaves_metrics.c), the background jobs (enclaves_reconcile.c) and
+ * the handlers (enclaves_http.c, the only file that sees the HTTP layer).
  */
 #ifndef DCMS_ENCLAVES_INT_H
 #define DCMS_ENCLAVES_INT_H
@@ -16,12 +17,12 @@
 
 #include "dcms/attest.h"
 #include "dcms/enclaves.h"
-#include "dcms/http.h"
 #include "dcms/iam.h"
 #include "dcms/uuid.h"
 #include "enclaves/backend.h"
 
 struct dcms_store_tx;
+struct dcms_store_rows;
 
 /* ---- the model (enclaves_model.c) ---- */
 
@@ -64,6 +65,14 @@ struct enclave_limits {
 
 /* True for a workload image name: [A-Za-z0-9._-]{1,64}, not "." or "..". */
 bool enclave_image_name_ok(const char *s);
+/* True for an IPv4 or IPv6 address with an optional /prefix (host bits allowed). */
+bool enclave_cidr_ok(const char *s);
+/* True for an allowed signer: `len` lowercase hex digits of a SHA-384 (PCR8). */
+bool enclave_signer_ok(const char *s, size_t len);
+void enclave_netpol_default(struct enclave_netpol *n);
+void enclave_secpol_default(struct enclave_secpol *s);
+
+/* ---- the JSON codecs (enclaves_json.c) ---- */
 
 /*
  * Decodes and validates a configuration object. Problems go to `ei` with
@@ -78,8 +87,6 @@ void enclave_netpol_from_json(const json_t *o, const char *prefix, struct enclav
                               struct dcms_errinfo *ei);
 void enclave_secpol_from_json(const json_t *o, const char *prefix, struct enclave_secpol *out,
                               struct dcms_errinfo *ei);
-void enclave_netpol_default(struct enclave_netpol *n);
-void enclave_secpol_default(struct enclave_secpol *s);
 
 /* New references; NULL on OOM. */
 json_t *enclave_config_to_json(const struct enclave_config *c);
@@ -124,11 +131,110 @@ bool enclave_transition(enum enclave_status from, enum enclave_event ev, unsigne
 /* "resume, terminate, update": the events `who` may trigger in `from` ("none" if none). */
 void enclave_allowed_events(enum enclave_status from, unsigned who, char *out, size_t cap);
 
+/* ---- the store (enclaves_store.c): every query of the enclaves tables ---- */
+
+struct enclave_list_in;
+
+enum enclave_col {
+    C_ID,
+    C_NAME,
+    C_PROVIDER,
+    C_CONTRACT,
+    C_BACKEND,
+    C_STATUS,
+    C_REASON,
+    C_ATTEST,
+    C_CONFIG,
+    C_METRICS,
+    C_VERSION,
+    C_CREATED,
+    C_UPDATED,
+    C_IMAGE_SHA,
+    C_PCR0,
+    C_REF,
+    C_PID,
+    C_STARTED,
+    C_ATTESTED,
+    C_CONSUMER, /* the bound contract's consumer, copied at bind time (migration 0008) */
+    C__COUNT
+};
+
+/* One enclave row as text (NULL where SQL NULL); pointers into rows or caller strings. */
+struct enclave_row {
+    const char *v[C__COUNT];
+};
+
+/*
+ * One enclave as the service returns it: `r` points into `rows`, which the
+ * caller releases with enclave_rec_release (enclaves_store.c) after
+ * encoding it (enclave_row_to_json). Zeroed by the service on entry; empty
+ * on error.
+ */
+struct enclave_rec {
+    struct dcms_store_rows *rows;
+    struct enclave_row r;
+};
+
+/* Row `i` of an enclave query result. */
+void enclave_row_from(const struct dcms_store_rows *rows, size_t i, struct enclave_row *out);
+/* Enclave `id` (*rows owns the text; free it). DCMS_ERR_NOT_FOUND when absent. */
+enum dcms_err enclave_store_load(struct dcms_store_tx *tx, const char *id,
+                                 struct dcms_store_rows **rows, struct enclave_row *r,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Moves *rows and *r into `out` (*rows becomes NULL). */
+void enclave_rec_take(struct enclave_rec *out, struct dcms_store_rows **rows,
+                      const struct enclave_row *r);
+/* Frees what `rec` owns and empties it. */
+void enclave_rec_release(struct enclave_rec *rec);
+/* Writes `r` back with a new version; 412 when it moved since it was read. */
+enum dcms_err enclave_store_update(struct dcms_store_tx *tx, const struct enclave_row *r,
+                                   const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* A new Initializing enclave from the members of `r` (id, name, provider, contract, consumer,
+ * backend, config, sha, pcr0). */
+enum dcms_err enclave_store_insert(struct dcms_store_tx *tx, const struct enclave_row *r,
+                                   const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * A page of enclaves matching `in`; `all` lists every enclave, otherwise
+ * only those where `who` or `org` is the provider or the consumer.
+ */
+enum dcms_err enclave_store_list(struct dcms_store_tx *tx, const struct enclave_list_in *in,
+                                 bool all, const char *who, const char *org,
+                                 struct dcms_store_rows **rows,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Pins image `name` to `sha_hex` unless it is pinned already, and gives the
+ * pinned measurement in `pinned` (hex, 2 * 48 + 1 bytes).
+ */
+enum dcms_err enclave_store_pin_image(struct dcms_store_tx *tx, const char *name,
+                                      const char *sha_hex, const char *now, const char *by,
+                                      char *pinned, size_t cap,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Stores one metrics sample of the workload `ref` of enclave `id`: the
+ * latest in the row (`latest_json`) and a history row, pruned to the last
+ * ENCLAVE_HISTORY_MAX. *stored false when the row no longer names `ref`.
+ */
+enum dcms_err enclave_store_put_sample(struct dcms_store_tx *tx, const char *id, const char *ref,
+                                       const char *now, const char *latest_json,
+                                       const struct dcms_enclave_probe *pr, bool *stored,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The history of enclave `id`, newest first: at, then the probe's counters, then notice. */
+enum dcms_err enclave_store_samples(struct dcms_store_tx *tx, const char *id,
+                                    struct dcms_store_rows **rows,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* id, status, runtime_ref of the running / suspended (and with `all`, initializing) enclaves of
+ * `backend`. */
+enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, bool all,
+                                   struct dcms_store_rows **rows,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- the service (enclaves.c) ---- */
 
 #define ENCLAVE_LOCK_STRIPES 64
 #define ENCLAVE_HISTORY_MAX 60
 #define ENCLAVE_NONCE_LEN 32
+
+struct dcms_periodic;
 
 struct enclave_gauge {
     char id[DCMS_UUID_STRLEN];
@@ -144,11 +250,9 @@ struct dcms_enclaves {
     unsigned reconcile_ms, metrics_interval_ms;
     /* Operations on one enclave are serialized in this process (stripe by id). */
     pthread_mutex_t locks[ENCLAVE_LOCK_STRIPES];
-    /* The reconcile / metrics thread. */
-    pthread_t thread;
-    bool thread_started, stopping;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    /* The background jobs (enclaves_reconcile.c); NULL when their interval is 0. */
+    struct dcms_periodic *reconcile_job, *metrics_job;
+    pthread_mutex_t pass_mu; /* one reconcile / metrics pass at a time */
     /* Last sampled gauges, for /metrics (guarded by gauges_mu). */
     pthread_mutex_t gauges_mu;
     struct enclave_gauge *gauges;
@@ -165,18 +269,19 @@ struct enclave_call {
 };
 
 struct enclave_create_in {
-    const char *name;
+    const char *name;        /* NULL: missing (the decoder reported it) */
     const char *contract_id; /* NULL: none */
-    const json_t *configuration;
+    struct enclave_config config;
 };
 
 struct enclave_patch_in {
-    const char *name;             /* NULL: unchanged */
-    bool has_contract;            /* contract_id given (NULL value unbinds) */
-    const char *contract_id;      /* */
-    const json_t *network_policy; /* NULL: unchanged */
-    const json_t *security_policy;
-    const char *if_match; /* the ETag the client saw, or NULL */
+    const char *name;        /* NULL: unchanged */
+    bool has_contract;       /* contract_id given (NULL value unbinds) */
+    const char *contract_id; /* */
+    bool has_net, has_sec;   /* which policies are replaced */
+    struct enclave_netpol net;
+    struct enclave_secpol sec;
+    const char *if_match; /* the If-Match the client sent, or NULL (dcms/etag.h) */
 };
 
 struct enclave_list_in {
@@ -184,18 +289,21 @@ struct enclave_list_in {
     int64_t limit;
 };
 
-/* Results are JSON objects the caller owns. */
 enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_create_in *in,
-                             json_t **out) DCMS_MUST_CHECK;
+                             struct enclave_rec *out) DCMS_MUST_CHECK;
 enum dcms_err enclave_get(const struct enclave_call *c, const char *id,
-                          json_t **out) DCMS_MUST_CHECK;
+                          struct enclave_rec *out) DCMS_MUST_CHECK;
+/* A page of the enclaves the caller may see (limit + 1 rows: see dcms_store_rows_page). */
 enum dcms_err enclave_list(const struct enclave_call *c, const struct enclave_list_in *in,
-                           json_t **out) DCMS_MUST_CHECK;
+                           struct dcms_store_rows **out) DCMS_MUST_CHECK;
 enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
-                            const struct enclave_patch_in *in, json_t **out) DCMS_MUST_CHECK;
+                            const struct enclave_patch_in *in,
+                            struct enclave_rec *out) DCMS_MUST_CHECK;
 /* suspend, resume, terminate, attest (reason: optional note for the audit and status). */
 enum dcms_err enclave_act(const struct enclave_call *c, const char *id, enum enclave_event ev,
-                          const char *reason, json_t **out) DCMS_MUST_CHECK;
+                          const char *reason, struct enclave_rec *out) DCMS_MUST_CHECK;
+/* Results that are reports rather than the enclave (metrics, compatibility) are JSON the caller
+ * owns. */
 enum dcms_err enclave_metrics(const struct enclave_call *c, const char *id,
                               json_t **out) DCMS_MUST_CHECK;
 enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id,
@@ -208,17 +316,80 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
  */
 enum dcms_err enclave_fail_if(struct dcms_enclaves *en, const char *id, const char *expect_ref,
                               const char *reason, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+pthread_mutex_t *enclave_lock_of(struct dcms_enclaves *en, const char *id);
+
+struct enclave_row;
+/*
+ * The one resource-level decision for enclave `r` and `action`
+ * ("enclaves:read", "enclaves:manage", ...). A read refusal is answered
+ * 404 (and audited, rate-limited); the system (c->p NULL) may do anything.
+ */
+enum dcms_err enclave_authorize(const struct enclave_call *c, const struct enclave_row *r,
+                                const char *action) DCMS_MUST_CHECK;
+
+/*
+ * Where the workload image named `image` lives: DCMS_ENCLAVE_IMAGES_DIR
+ * joined with the name. The one place that decides which files are images.
+ */
+void enclave_image_path(const struct dcms_enclaves *en, const char *image, char *out, size_t cap);
+
+/* ---- response and request codecs (enclaves_json.c) ---- */
+
+json_t *enclave_row_to_json(const struct enclave_row *r);
+/* A list page ({enclaves, next_cursor}) of enclave_list's rows, which it frees. NULL on OOM. */
+json_t *enclave_list_to_json(struct dcms_store_rows *rows, int64_t limit);
+/* Stored JSON text back to a value; JSON null when absent or unreadable. */
+json_t *enclave_json_text(const char *s);
+/* A string, or JSON null for NULL. */
+json_t *enclave_str_or_null(const char *s);
+json_t *enclave_probe_json(const struct dcms_enclave_probe *pr, const char *at);
+/*
+ * Request bodies to the service's inputs. Every problem goes to `ei` with
+ * its path; the caller still calls the service, which adds its own, so all
+ * come back at once. The strings point into `body`.
+ */
+void enclave_create_in_from_json(const json_t *body, const struct enclave_limits *limits,
+                                 struct enclave_create_in *in, struct dcms_errinfo *ei);
+void enclave_patch_in_from_json(const json_t *body, struct enclave_patch_in *in,
+                                struct dcms_errinfo *ei);
+/* {"reason": "..."} of an action; NULL body: no reason. */
+void enclave_reason_from_json(const json_t *body, const char **reason, struct dcms_errinfo *ei);
+/* Checks the list filters (query parameters) of `in`. */
+void enclave_list_in_check(const struct enclave_list_in *in, struct dcms_errinfo *ei);
+
+/* ---- attestation (enclaves_attest.c) ---- */
+
+struct enclave_verdict {
+    bool verified;
+    bool report_valid_syntax; /* a document came back (verified or not) */
+    char reason[256];
+    json_t *attestation; /* {verified, reason, verified_at, nonce, verifier, report} */
+};
+
+/*
+ * Asks the workload of `r` for a document bound to a fresh nonce and
+ * verifies it against the enclave's expectations. *v gets the verdict
+ * (v->attestation owned by the caller) unless an error comes back (out of
+ * memory, a crypto failure): then there is no verdict.
+ */
+enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_row *r,
+                                 struct enclave_verdict *v,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* What the audit log keeps of an attestation (not the certificates). New reference. */
+json_t *enclave_attest_audit_details(const struct enclave_verdict *v, const struct enclave_row *r);
+
+/* ---- metrics (enclaves_metrics.c) ---- */
+
 /* Stores one metrics sample (latest in the row, bounded history). */
 enum dcms_err enclave_store_sample(struct dcms_enclaves *en, const char *id,
                                    const struct dcms_enclave_probe *pr,
                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
-json_t *enclave_probe_json(const struct dcms_enclave_probe *pr, const char *at);
+/* ---- background jobs (enclaves_reconcile.c) ---- */
 
-pthread_mutex_t *enclave_lock_of(struct dcms_enclaves *en, const char *id);
-
-/* The reconcile thread (enclaves_reconcile.c). */
-enum dcms_err enclave_thread_start(struct dcms_enclaves *en, struct dcms_errinfo *ei);
-void enclave_thread_stop(struct dcms_enclaves *en);
+/* Starts the reconcile and metrics jobs (those whose interval is not 0). */
+enum dcms_err enclave_jobs_start(struct dcms_enclaves *en, struct dcms_errinfo *ei);
+void enclave_jobs_stop(struct dcms_enclaves *en);
 
 #endif

@@ -1,27 +1,23 @@
 /*
- * The service's lifetime and its background work: open (with a full
- * reconcile, so enclaves whose workloads did not survive a dcmsd restart
- * show Failed at once), one thread that probes every running or suspended
- * enclave each DCMS_ENCLAVE_RECONCILE_MS (a workload that exited or that
- * the backend no longer knows moves to Failed, audited as the system) and
- * samples metrics each DCMS_ENCLAVE_METRICS_INTERVAL_MS, close, and the
- * per-enclave gauges of /metrics.
+ * The service's lifetime and its background work, as two jobs on the
+ * shared periodic loop (dcms/periodic.h):
+ * - "enclave-reconcile", every DCMS_ENCLAVE_RECONCILE_MS: probes every
+ *   running or suspended enclave; a workload that exited or that the
+ *   backend no longer knows moves to Failed, audited as the system;
+ * - "enclave-metrics", every DCMS_ENCLAVE_METRICS_INTERVAL_MS: the same
+ *   pass, which also stores a metrics sample per workload and refreshes
+ *   the gauges of /metrics.
+ * Two jobs rather than one so each keeps its own period (0 turns a job
+ * off); their passes take one mutex (pass_mu), so a workload that
+ * exited is failed and counted once even when both are due together. Open runs a full reconcile
+ * first (initializing enclaves included), so enclaves whose workloads did not survive a dcmsd
+ * restart show Failed at once.
  */
-#include <errno.h>
-#include <time.h>
-
 #include "dcms/app.h"
-#include "dcms/clock.h"
 #include "dcms/log.h"
+#include "dcms/periodic.h"
 #include "dcms/store.h"
 #include "enclaves/enclaves_int.h"
-
-#define RECONCILE_MAX 4096
-
-static struct dcms_query q_active = DCMS_QUERY(
-    "enclave_active", "SELECT id, status, runtime_ref FROM enclaves WHERE backend = $1 AND "
-                      "(status IN ('running', 'suspended') OR ($2 = 1 AND status = "
-                      "'initializing')) ORDER BY id LIMIT 4096");
 
 struct target {
     char id[DCMS_UUID_STRLEN];
@@ -31,17 +27,15 @@ struct target {
 };
 
 /* One pass: probe, fail what is gone, and (with `sample`) store metrics. */
-static enum dcms_err pass(struct dcms_enclaves *en, bool all, bool sample, struct dcms_errinfo *ei)
+static enum dcms_err pass_locked(struct dcms_enclaves *en, bool all, bool sample,
+                                 struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
     enum dcms_err e = dcms_store_begin(en->app->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
-    e = dcms_store_exec(
-        tx, &q_active,
-        (struct dcms_store_val[]){DCMS_VAL_TEXT(en->backend->name), DCMS_VAL_INT(all ? 1 : 0)}, 2,
-        &rows, NULL, ei);
+    e = enclave_store_active(tx, en->backend->name, all, &rows, ei);
     dcms_store_rollback(tx);
     if (e)
         return e;
@@ -128,79 +122,56 @@ static enum dcms_err pass(struct dcms_enclaves *en, bool all, bool sample, struc
     return DCMS_OK;
 }
 
+static enum dcms_err pass(struct dcms_enclaves *en, bool all, bool sample, struct dcms_errinfo *ei)
+{
+    pthread_mutex_lock(&en->pass_mu);
+    enum dcms_err e = pass_locked(en, all, sample, ei);
+    pthread_mutex_unlock(&en->pass_mu);
+    return e;
+}
+
 enum dcms_err dcms_enclaves_reconcile(struct dcms_enclaves *en, bool all, struct dcms_errinfo *ei)
 {
     return pass(en, all, false, ei);
 }
 
-static void *thread_main(void *arg)
+/* The reconcile job: probe, fail what is gone. */
+static void reconcile_run(void *ctx)
 {
-    struct dcms_enclaves *en = arg;
-    int64_t next_rec = dcms_clock_mono_us() + (int64_t)en->reconcile_ms * 1000;
-    int64_t next_met = en->metrics_interval_ms
-                           ? dcms_clock_mono_us() + (int64_t)en->metrics_interval_ms * 1000
-                           : INT64_MAX;
-    if (!en->reconcile_ms)
-        next_rec = INT64_MAX;
-    pthread_mutex_lock(&en->mu);
-    while (!en->stopping) {
-        int64_t now = dcms_clock_mono_us();
-        int64_t due = next_rec < next_met ? next_rec : next_met;
-        if (now < due) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t wait_us = due - now;
-            ts.tv_sec += (time_t)(wait_us / 1000000);
-            ts.tv_nsec += (long)(wait_us % 1000000) * 1000;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&en->cv, &en->mu, &ts);
-            continue;
-        }
-        bool sample = now >= next_met;
-        if (now >= next_rec)
-            next_rec = now + (int64_t)en->reconcile_ms * 1000;
-        if (sample)
-            next_met = now + (int64_t)en->metrics_interval_ms * 1000;
-        pthread_mutex_unlock(&en->mu);
-        struct dcms_errinfo ei;
-        dcms_errinfo_init(&ei, NULL);
-        if (pass(en, false, sample, &ei))
-            DCMS_LOG(DCMS_LOG_WARN, "enclaves", "reconcile: %s", ei.message);
-        pthread_mutex_lock(&en->mu);
-    }
-    pthread_mutex_unlock(&en->mu);
-    return NULL;
+    struct dcms_enclaves *en = ctx;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (pass(en, false, false, &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "enclaves", "reconcile: %s", ei.message);
 }
 
-enum dcms_err enclave_thread_start(struct dcms_enclaves *en, struct dcms_errinfo *ei)
+/* The metrics job: the same pass, also storing a sample per workload and refreshing the gauges. */
+static void metrics_run(void *ctx)
 {
-    if (!en->reconcile_ms && !en->metrics_interval_ms)
-        return DCMS_OK;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_destroy(&en->cv);
-    int rc = pthread_cond_init(&en->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc || pthread_create(&en->thread, NULL, thread_main, en))
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the enclave reconcile thread");
-    en->thread_started = true;
-    return DCMS_OK;
+    struct dcms_enclaves *en = ctx;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (pass(en, false, true, &ei))
+        DCMS_LOG(DCMS_LOG_WARN, "enclaves", "reconcile: %s", ei.message);
 }
 
-void enclave_thread_stop(struct dcms_enclaves *en)
+enum dcms_err enclave_jobs_start(struct dcms_enclaves *en, struct dcms_errinfo *ei)
 {
-    if (!en->thread_started)
-        return;
-    pthread_mutex_lock(&en->mu);
-    en->stopping = true;
-    pthread_cond_broadcast(&en->cv);
-    pthread_mutex_unlock(&en->mu);
-    pthread_join(en->thread, NULL);
-    en->thread_started = false;
+    enum dcms_err e = DCMS_OK;
+    if (en->reconcile_ms)
+        e = dcms_periodic_start("enclave-reconcile", en->reconcile_ms, reconcile_run, en,
+                                &en->reconcile_job, ei);
+    if (!e && en->metrics_interval_ms)
+        e = dcms_periodic_start("enclave-metrics", en->metrics_interval_ms, metrics_run, en,
+                                &en->metrics_job, ei);
+    return e;
+}
+
+void enclave_jobs_stop(struct dcms_enclaves *en)
+{
+    dcms_periodic_stop(en->reconcile_job);
+    dcms_periodic_stop(en->metrics_job);
+    en->reconcile_job = en->metrics_job = NULL;
 }
 
 enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclaves_opts *opts,
@@ -221,13 +192,12 @@ enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclave
     en->metrics_interval_ms = opts->metrics_interval_ms;
     for (size_t i = 0; i < ENCLAVE_LOCK_STRIPES; i++)
         pthread_mutex_init(&en->locks[i], NULL);
-    pthread_mutex_init(&en->mu, NULL);
-    pthread_cond_init(&en->cv, NULL);
     pthread_mutex_init(&en->gauges_mu, NULL);
+    pthread_mutex_init(&en->pass_mu, NULL);
     /* Whatever a previous dcmsd left running or starting is re-checked before serving. */
     enum dcms_err e = pass(en, true, false, ei);
     if (!e)
-        e = enclave_thread_start(en, ei);
+        e = enclave_jobs_start(en, ei);
     if (e) {
         dcms_enclaves_close(en);
         return e;
@@ -240,13 +210,12 @@ void dcms_enclaves_close(struct dcms_enclaves *en)
 {
     if (!en)
         return;
-    enclave_thread_stop(en);
+    enclave_jobs_stop(en);
     dcms_enclave_backend_free(en->backend);
     for (size_t i = 0; i < ENCLAVE_LOCK_STRIPES; i++)
         pthread_mutex_destroy(&en->locks[i]);
-    pthread_mutex_destroy(&en->mu);
-    pthread_cond_destroy(&en->cv);
     pthread_mutex_destroy(&en->gauges_mu);
+    pthread_mutex_destroy(&en->pass_mu);
     free(en->gauges);
     free(en);
 }

@@ -12,6 +12,7 @@
 #include "dcms/http.h"
 
 #define DCMS_ROUTE_BODY_DEFAULT SIZE_MAX
+#define DCMS_ROUTE_BODY_STREAM (SIZE_MAX - 1) /* streamed to the handler, never buffered */
 #define DCMS_ROUTE_MAX_SEGMENTS 12
 
 struct dcms_route {
@@ -19,7 +20,8 @@ struct dcms_route {
     const char *path;
     dcms_http_handler_fn handler;
     const char *permission;
-    size_t max_body; /* 0: no body; DCMS_ROUTE_BODY_DEFAULT: the configured limit */
+    size_t max_body; /* 0: no body; DCMS_ROUTE_BODY_DEFAULT: the configured limit;
+                        DCMS_ROUTE_BODY_STREAM: struct dcms_http_stream */
 };
 
 extern const struct dcms_route dcms_routes[];

@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include "dcms/arena.h"
+#include "dcms/etag.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
 #include "http/server_int.h"
@@ -49,7 +50,7 @@ enum dcms_err dcms_http_resp_json(struct dcms_http_resp *resp, unsigned status, 
     if (!s)
         return DCMS_ERR_NOMEM;
     if (resp->body_owned)
-        free((void *)resp->body);
+        dcms_free_wiped((void *)resp->body);
     resp->status = status;
     resp->content_type = DCMS_HTTP_JSON;
     resp->body = s;
@@ -62,7 +63,7 @@ void dcms_http_resp_static(struct dcms_http_resp *resp, unsigned status, const c
                            const char *body, size_t len)
 {
     if (resp->body_owned)
-        free((void *)resp->body);
+        dcms_free_wiped((void *)resp->body);
     resp->status = status;
     resp->content_type = content_type;
     resp->body = body;
@@ -146,17 +147,7 @@ enum dcms_err dcms_http_body_object(struct dcms_http_req *req, const char *const
         return e;
     if (!json_is_object(v))
         return dcms_err_field(req->ei, "", "must be a JSON object");
-    const char *key;
-    json_t *m;
-    json_object_foreach(v, key, m)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok)
-            dcms_err_field(req->ei, dcms_arena_strndup(req->arena, key, strnlen(key, 200)),
-                           "is not a known field");
-    }
+    dcms_json_only_members(v, "", allowed, req->ei);
     *out = v;
     return DCMS_OK;
 }
@@ -225,14 +216,7 @@ enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp)
 enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
                                        struct dcms_errinfo *ei)
 {
-    if (!if_match)
-        return DCMS_OK;
-    char want[32];
-    snprintf(want, sizeof(want), "\"%s\"", version);
-    if (strcmp(if_match, want) != 0)
-        return dcms_err_set(ei, DCMS_ERR_PRECONDITION_FAILED, "If-Match does not match version %s",
-                            version);
-    return DCMS_OK;
+    return dcms_etag_check(if_match, version, ei);
 }
 
 /* Errors whose message could carry internals are sent with the default text only. */

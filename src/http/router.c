@@ -8,12 +8,15 @@
 #include "attestation/attestation.h"
 #include "audit/audit.h"
 #include "contracts/contracts_http.h"
+#include "datasets/datasets_http.h"
 #include "enclaves/enclaves_http.h"
 #include "iam/iam_http.h"
 #include "iam/mfa_http.h"
+#include "keys/keys_http.h"
 #include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT
+#define STREAM DCMS_ROUTE_BODY_STREAM
 
 const struct dcms_route dcms_routes[] = {
 #define DCMS_ROUTE(method, path, handler, perm, max_body) {#method, path, handler, #perm, max_body},
@@ -34,6 +37,7 @@ static const dcms_http_handler_fn query_owners[] = {
     dcms_sys_healthz,         dcms_sys_readyz,         dcms_sys_metrics,
     dcms_audit_http_events,   dcms_audit_http_export,  dcms_iam_http_list,
     dcms_contracts_http_list, dcms_enclaves_http_list, dcms_enclaves_http_compatibility,
+    dcms_datasets_http_list,
 };
 
 bool dcms_route_owns_query(const struct dcms_route *r)

@@ -8,6 +8,12 @@
  * the first, keeps keep-alive connections open. An error decided before the
  * body arrives is queued at once, which makes libmicrohttpd skip the body
  * and close the connection, so an oversized upload is never buffered.
+ *
+ * A body may carry a password or a refresh token and a response an issued
+ * token, so both are wiped before their memory is released, on every path:
+ * the body buffer (a secret dcms_buf: each copy it leaves behind while
+ * growing, and itself on release), owned response bodies by dcms_free_wiped,
+ * which is also the free callback handed to libmicrohttpd.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,12 +34,16 @@
 #include "dcms/metrics.h"
 #include "dcms/server.h"
 #include "dcms/uuid.h"
+#include "http/conn_guard.h"
 #include "http/server_int.h"
 
 #define REQUEST_ARENA_MAX (8u << 20)
 #define REQUEST_ID_MAX 128
 #define ROUTE_UNMATCHED ((size_t)-1)
 #define DISCARD_BUDGET (64u << 20)
+#define BODY_RESERVE_MAX (64u << 10)
+/* A route that takes no body still accepts an empty JSON object, which many clients send. */
+#define EMPTY_BODY_MAX 64
 
 static const char csp_api[] =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
@@ -41,6 +51,7 @@ static const char csp_api[] =
 struct dcms_http_server {
     struct MHD_Daemon *daemon;
     struct dcms_app *app;
+    struct dcms_conn_guard *guard; /* request-head deadlines; NULL when turned off */
     atomic_bool draining;
     uint16_t port;
 };
@@ -53,7 +64,13 @@ struct reqctx {
     size_t route;
     size_t max_body;
     struct dcms_buf body;
+    struct dcms_http_stream stream; /* streaming routes: set by the handler */
+    bool streaming;                 /* stream callbacks owed an on_end or on_abort */
     enum dcms_err early; /* decided on the first call, answered later (or at once with a body) */
+    bool begun;          /* begin() ran; before it only the raw-URI verdict is set */
+    bool bad_path;       /* the raw path holds an encoded separator, dot or control byte */
+    bool close;          /* framing error: answer, then close the connection */
+    bool empty_only;     /* the route takes no body: only nothing or {} is accepted */
     bool queued;
     size_t discarded; /* body bytes dropped after an early error */
     unsigned status;
@@ -150,13 +167,13 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
     struct MHD_Response *r;
     if (resp->body_owned)
         r = MHD_create_response_from_buffer_with_free_callback(resp->body_len, (void *)resp->body,
-                                                               free);
+                                                               dcms_free_wiped);
     else
         r = MHD_create_response_from_buffer(resp->body_len, (void *)resp->body,
                                             MHD_RESPMEM_PERSISTENT);
     if (!r) {
         if (resp->body_owned)
-            free((void *)resp->body);
+            dcms_free_wiped((void *)resp->body);
         return MHD_NO;
     }
     resp->body_owned = false; /* the response owns it now */
@@ -174,7 +191,7 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
         ok &= MHD_add_response_header(r, std[i].name, std[i].value) == MHD_YES;
     for (size_t i = 0; i < resp->nheaders; i++)
         ok &= MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value) == MHD_YES;
-    if (atomic_load(&c->srv->draining))
+    if (atomic_load(&c->srv->draining) || c->close)
         ok &= MHD_add_response_header(r, "Connection", "close") == MHD_YES;
     c->status = resp->status;
     c->resp_bytes = resp->body_len;
@@ -204,18 +221,147 @@ static enum MHD_Result queue_error(struct reqctx *c, struct MHD_Connection *conn
     return queue_error_with(c, conn, e, NULL);
 }
 
-/* First call: everything that can be decided from the request line and headers. */
-static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection *conn,
-                            const char *url, const char *method)
+/*
+ * The raw request-target, before libmicrohttpd decodes it: a path holding an
+ * encoded '/', '\\', '.', NUL or other control byte is refused, so the path is
+ * decoded exactly once and a decoded byte never acts as a separator. The
+ * query string is not checked here (its values are data, decoded by the
+ * handlers' parameters). The context made here becomes the request's.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    (void)cls;
+    (void)conn;
     struct reqctx *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->arena = dcms_arena_new(REQUEST_ARENA_MAX);
-    if (!c->arena) {
-        free(c);
-        return NULL;
+    if (!c || !uri)
+        return c;
+    for (const char *p = uri; *p && *p != '?' && *p != '#'; p++) {
+        if (*p != '%')
+            continue;
+        unsigned v = 0;
+        int i;
+        for (i = 1; i <= 2; i++) {
+            char h = p[i];
+            unsigned d = h >= '0' && h <= '9'   ? (unsigned)(h - '0')
+                         : h >= 'a' && h <= 'f' ? (unsigned)(h - 'a' + 10)
+                         : h >= 'A' && h <= 'F' ? (unsigned)(h - 'A' + 10)
+                                                : 16u;
+            if (d == 16u)
+                break;
+            v = v * 16 + d;
+        }
+        if (i <= 2 || v < 0x20 || v == 0x7f || v == '/' || v == '\\' || v == '.' || v == '%') {
+            c->bad_path = true;
+            break;
+        }
     }
+    return c;
+}
+
+struct head_scan {
+    unsigned content_length, transfer_encoding, host;
+    const char *cl_first, *te;
+    bool cl_conflict, cl_bad;
+};
+
+static enum MHD_Result head_scan_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    struct head_scan *h = cls;
+    if (!key)
+        return MHD_YES;
+    value = value ? value : "";
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (!value[0] || strspn(value, "0123456789") != strlen(value))
+            h->cl_bad = true;
+        if (h->content_length++ == 0)
+            h->cl_first = value;
+        else if (strcmp(value, h->cl_first) != 0)
+            h->cl_conflict = true;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        h->transfer_encoding++;
+        h->te = value;
+    } else if (strcasecmp(key, "Host") == 0) {
+        h->host++;
+    }
+    return MHD_YES;
+}
+
+/*
+ * Message framing (RFC 9112 section 6): what a proxy in front of dcmsd could
+ * read differently from libmicrohttpd is refused, and the connection closed
+ * after the answer, so no second request can hide in a body.
+ */
+static enum dcms_err check_framing(struct reqctx *c, struct MHD_Connection *conn,
+                                   const char *version)
+{
+    struct head_scan h = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, head_scan_one, &h);
+    struct dcms_errinfo *ei = &c->ei;
+    if (c->bad_path)
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST,
+                            "request path holds an encoded separator, dot or control character");
+    if (h.cl_bad)
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "Content-Length is not a decimal number");
+    if (h.cl_conflict)
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "Content-Length headers disagree");
+    if (h.content_length && h.transfer_encoding)
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST,
+                            "Content-Length and Transfer-Encoding may not come together");
+    if (h.transfer_encoding > 1)
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "more than one Transfer-Encoding header");
+    if (h.transfer_encoding && strcasecmp(h.te, "chunked") != 0)
+        return dcms_err_set(ei, DCMS_ERR_NOT_IMPLEMENTED,
+                            "transfer coding %.40s is not supported; only chunked is", h.te);
+    if (h.host > 1 || (h.host == 0 && version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0))
+        return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST,
+                            "an HTTP/1.1 request needs exactly one Host header");
+    return DCMS_OK;
+}
+
+/*
+ * A streaming route: its handler decides from the headers (size, media
+ * type, offsets) and sets the callbacks; nothing of the body is buffered.
+ */
+static struct reqctx *begin_stream(struct reqctx *c, const struct dcms_route *rt)
+{
+    struct dcms_http_resp unused = {0};
+    c->req.stream = &c->stream;
+    dcms_log_set_request_id(c->request_id);
+    enum dcms_err e = rt->handler(&c->req, &unused);
+    dcms_log_set_request_id(NULL);
+    if (unused.body_owned)
+        dcms_free_wiped((void *)unused.body);
+    if (e) {
+        c->early = c->ei.code == e ? e : dcms_err_set(&c->ei, e, NULL);
+        return c;
+    }
+    c->streaming = c->stream.on_data && c->stream.on_end && c->stream.on_abort;
+    if (!c->streaming)
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_INTERNAL, NULL);
+    return c;
+}
+
+static void stream_abort(struct reqctx *c)
+{
+    if (!c->streaming)
+        return;
+    c->streaming = false;
+    dcms_log_set_request_id(c->request_id);
+    c->stream.on_abort(c->stream.ctx);
+    dcms_log_set_request_id(NULL);
+}
+
+/* First call: everything that can be decided from the request line and headers. */
+static struct reqctx *begin(struct dcms_http_server *srv, struct reqctx *c,
+                            struct MHD_Connection *conn, const char *url, const char *method,
+                            const char *version)
+{
+    c->arena = dcms_arena_new(REQUEST_ARENA_MAX);
+    if (!c->arena)
+        return NULL;
+    c->begun = true;
     c->srv = srv;
     c->start_us = dcms_clock_mono_us();
     c->route = ROUTE_UNMATCHED;
@@ -241,6 +387,10 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
     req->each_query = mhd_each_query;
     req->conn = conn;
 
+    if ((c->early = check_framing(c, conn, version))) {
+        c->close = true;
+        return c;
+    }
     switch (dcms_router_match(method, url, req, &c->route, c->allow, sizeof(c->allow))) {
     case ROUTE_NO_PATH:
         c->early = dcms_err_set(&c->ei, DCMS_ERR_NOT_FOUND, "no route for %s %.200s", method, url);
@@ -260,21 +410,34 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
         c->early = c->ei.code;
         return c;
     }
+    if (rt->max_body == DCMS_ROUTE_BODY_STREAM)
+        return begin_stream(c, rt);
     c->max_body =
         rt->max_body == DCMS_ROUTE_BODY_DEFAULT ? srv->app->cfg->max_body_bytes : rt->max_body;
-    dcms_buf_init(&c->body, c->max_body);
+    if (c->max_body == 0) {
+        c->empty_only = true;
+        c->max_body = EMPTY_BODY_MAX;
+    }
+    dcms_buf_init_secret(&c->body, c->max_body);
 
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
     bool has_body = declared > 0 || te != NULL;
     if (declared > c->max_body) {
-        c->early = c->max_body ? dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
-                                              "request body of %llu bytes exceeds the limit "
-                                              "of %zu bytes",
-                                              declared, c->max_body)
-                               : dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
-                                              "this route takes no request body");
+        c->early = !c->empty_only ? dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                                 "request body of %llu bytes exceeds the limit "
+                                                 "of %zu bytes",
+                                                 declared, c->max_body)
+                                  : dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                                 "this route takes no request body");
+        return c;
+    }
+    /* A declared length up to BODY_RESERVE_MAX arrives into one block, never copied by growth;
+     * past it the buffer grows with what arrives, so a declared length alone reserves little. */
+    if (declared &&
+        dcms_buf_reserve(&c->body, declared < BODY_RESERVE_MAX ? declared : BODY_RESERVE_MAX)) {
+        c->early = dcms_err_set(&c->ei, DCMS_ERR_NOMEM, NULL);
         return c;
     }
     if (has_body) {
@@ -286,13 +449,46 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct MHD_Connection 
     return c;
 }
 
+/* Nothing, or `{}` with optional whitespace: what a route without a body accepts. */
+static bool empty_object(struct dcms_str b)
+{
+    size_t i = 0;
+    while (i < b.len && strchr(" \t\r\n", b.ptr[i]))
+        i++;
+    if (i == b.len)
+        return true;
+    if (b.ptr[i++] != '{')
+        return false;
+    while (i < b.len && strchr(" \t\r\n", b.ptr[i]))
+        i++;
+    if (i == b.len || b.ptr[i++] != '}')
+        return false;
+    while (i < b.len && strchr(" \t\r\n", b.ptr[i]))
+        i++;
+    return i == b.len;
+}
+
 static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
 {
     const struct dcms_route *rt = &dcms_routes[c->route];
     c->req.body = (struct dcms_str){c->body.ptr ? c->body.ptr : "", c->body.len};
+    if (c->empty_only) {
+        if (!empty_object(c->req.body))
+            return queue_error(c, conn,
+                               dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                            "this route takes no request body (an empty JSON "
+                                            "object is accepted)"));
+        c->req.body = (struct dcms_str){"", 0};
+    }
     struct dcms_http_resp resp = {.status = 200};
     dcms_log_set_request_id(c->request_id);
-    enum dcms_err e = rt->handler(&c->req, &resp);
+    enum dcms_err e;
+    if (c->streaming) {
+        c->streaming = false;
+        e = c->stream.on_end(c->stream.ctx, &c->req, &resp);
+    } else {
+        e = rt->handler(&c->req, &resp);
+    }
     if (e) {
         if (c->ei.code != e)
             dcms_err_set(&c->ei, e, NULL);
@@ -300,7 +496,7 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
             DCMS_LOG(DCMS_LOG_ERROR, "http", "%s %s failed: %s", rt->method, rt->path,
                      dcms_err_slug(e));
         if (resp.body_owned)
-            free((void *)resp.body);
+            dcms_free_wiped((void *)resp.body);
         dcms_log_set_request_id(NULL);
         return queue_error_with(c, conn, e, &resp);
     }
@@ -312,12 +508,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
+    struct dcms_http_server *srv = cls;
     struct reqctx *c = *con_cls;
-    if (!c) {
-        c = begin(cls, conn, url, method);
-        if (!c)
+    if (!c || !c->begun) {
+        if (!c) {
+            c = calloc(1, sizeof(*c));
+            if (!c)
+                return MHD_NO;
+            *con_cls = c;
+        }
+        if (srv->guard) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+            dcms_conn_guard_head_done(srv->guard, ci ? ci->socket_context : NULL);
+        }
+        if (!begin(srv, c, conn, url, method, version))
             return MHD_NO;
-        *con_cls = c;
+        if (c->close)
+            return queue_error(c, conn, c->early);
         bool body_coming = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length") ||
                            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
         if (c->early && body_coming)
@@ -338,18 +546,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             c->discarded += n;
             return c->discarded > DISCARD_BUDGET ? MHD_NO : MHD_YES;
         }
+        if (c->streaming) {
+            dcms_log_set_request_id(c->request_id);
+            enum dcms_err se = c->stream.on_data(c->stream.ctx, upload_data, n, &c->ei);
+            dcms_log_set_request_id(NULL);
+            if (se) {
+                c->early = c->ei.code == se ? se : dcms_err_set(&c->ei, se, NULL);
+                stream_abort(c);
+            }
+            return MHD_YES;
+        }
         enum dcms_err e = dcms_buf_append(&c->body, upload_data, n);
         if (e == DCMS_ERR_TOO_LARGE)
-            c->early = dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
-                                    "request body exceeds the limit of %zu bytes", c->max_body);
+            c->early =
+                c->empty_only
+                    ? dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE, "this route takes no request body")
+                    : dcms_err_set(&c->ei, DCMS_ERR_TOO_LARGE,
+                                   "request body exceeds the limit of %zu bytes", c->max_body);
         else if (e)
             c->early = dcms_err_set(&c->ei, e, NULL);
         if (c->early)
             dcms_buf_release(&c->body);
         return MHD_YES;
     }
-    if (c->early)
+    if (c->early) {
+        stream_abort(c);
         return queue_error(c, conn, c->early);
+    }
     return dispatch(c, conn);
 }
 
@@ -400,6 +623,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!c)
         return;
     *con_cls = NULL;
+    stream_abort(c); /* the client went away in the middle of a streamed body */
+    if (srv->guard) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        dcms_conn_guard_head_wait(srv->guard, ci ? ci->socket_context : NULL);
+    }
+    if (!c->begun) {
+        free(c);
+        return;
+    }
     int64_t dur = dcms_clock_mono_us() - c->start_us;
     unsigned status = c->queued ? c->status : 499; /* client went away before an answer */
     dcms_metrics_observe(srv->app->metrics, c->route, status, dur);
@@ -440,6 +673,17 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     struct dcms_http_server *srv = cls;
     dcms_metrics_connections(srv->app->metrics, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+    if (!srv->guard)
+        return;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_ctx = ci ? dcms_conn_guard_add(srv->guard, ci->connect_fd) : NULL;
+    } else {
+        /* Called before libmicrohttpd closes the socket (see conn_guard.c). */
+        dcms_conn_guard_remove(srv->guard, *socket_ctx);
+        *socket_ctx = NULL;
+    }
 }
 
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -464,15 +708,25 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
     if (!s)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     s->app = app;
+    if (cfg->header_timeout_s) {
+        enum dcms_err e = dcms_conn_guard_new(cfg->header_timeout_s * 1000u, &s->guard);
+        if (e) {
+            free(s);
+            return dcms_err_set(ei, e, "cannot start the request-head deadline");
+        }
+    }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
     if (!s->daemon) {
+        dcms_conn_guard_free(s->guard);
         free(s);
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot listen on %s", cfg->listen);
     }
@@ -520,5 +774,6 @@ void dcms_http_server_stop(struct dcms_http_server *s)
     if (!s)
         return;
     MHD_stop_daemon(s->daemon);
+    dcms_conn_guard_free(s->guard);
     free(s);
 }

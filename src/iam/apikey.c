@@ -27,7 +27,7 @@
 #include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/store.h"
-#include "iam/mfa_int.h"
+#include "iam/apikey_int.h"
 
 #define KEY_PREFIX "dcms_"
 #define KEY_PREFIX_LEN 5

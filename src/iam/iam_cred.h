@@ -13,7 +13,7 @@
 #include "dcms/clock.h"
 #include "dcms/credentials.h"
 #include "dcms/uuid.h"
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 
 /* ---- challenges (iam_challenge.c) ---- */
 
@@ -104,6 +104,8 @@ enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const
                             const char *client_ip, const char *request_id,
                             struct dcms_webauthn_result *out,
                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Passkeys are managed and used in interactive sessions, never with an API key: 403 otherwise. */
+enum dcms_err iam_wa_no_api_key(const struct iam_call *c) DCMS_MUST_CHECK;
 /* Whether `identity_id` has a passkey (the login step-up offers "webauthn" then). */
 enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;

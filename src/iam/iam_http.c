@@ -3,10 +3,13 @@
  * reported at once), call the service, encode. Authentication and the
  * route's permission were checked by the HTTP layer (authz.c).
  */
+#include <sodium.h>
+
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "iam/iam_http.h"
-#include "iam/mfa_int.h"
+#include "iam/iam_http_int.h"
+#include "iam/iam_json.h"
 
 struct iam_call iam_call_of(const struct dcms_http_req *req)
 {
@@ -15,34 +18,24 @@ struct iam_call iam_call_of(const struct dcms_http_req *req)
 }
 
 /* An optional string member (NULL when absent; also JSON null when `present` is given). */
+/*
+ * Wipes a secret string member of a request body (a password, a refresh or
+ * e-mail token) once the service is done with it, so the decoded copy is
+ * not left in freed memory. The body buffer itself is the HTTP layer's.
+ */
+static void wipe_member(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v))
+        sodium_memzero((char *)json_string_value(v), json_string_length(v));
+}
+
 static const char *opt_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
                            bool *present)
 {
     if (present)
         *present = json_object_get(o, key) != NULL;
     return dcms_http_str_member(req, o, key, max, present != NULL);
-}
-
-static unsigned roles_of(struct dcms_http_req *req, json_t *o, bool *present)
-{
-    json_t *v = json_object_get(o, "roles");
-    *present = v != NULL;
-    if (!v)
-        return 0;
-    unsigned roles = 0;
-    if (!json_is_array(v))
-        dcms_err_field(req->ei, "roles", "must be an array of role names");
-    size_t i;
-    json_t *s;
-    json_array_foreach(v, i, s)
-    {
-        unsigned r = json_is_string(s) ? dcms_iam_role_parse(json_string_value(s)) : 0;
-        if (!r)
-            dcms_err_field(req->ei, dcms_arena_sprintf(req->arena, "roles[%zu]", i),
-                           "must be admin, provider, consumer, auditor or operator");
-        roles |= r;
-    }
-    return roles;
 }
 
 enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -53,19 +46,13 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    struct iam_identity_in in = {0};
-    in.kind = opt_str(req, b, "kind", 32, NULL);
-    in.name = opt_str(req, b, "name", 1000, NULL);
-    in.email = opt_str(req, b, "email", 1000, NULL);
-    in.password = opt_str(req, b, "password", 4096, NULL);
-    in.organization_id = opt_str(req, b, "organization_id", 64, NULL);
-    in.roles = roles_of(req, b, &in.has_roles);
-    if (!json_object_get(b, "name"))
-        dcms_err_field(req->ei, "name", "is required");
+    struct iam_identity_in in;
+    /* The service adds its own problems to those found here, so all come back at once. */
+    (void)iam_identity_create_from_json(b, &in, req->ei);
     json_t *out = NULL;
     struct iam_call c = iam_call_of(req);
-    /* The service adds its own problems to those found here, so all come back at once. */
     e = iam_identity_create(&c, &in, &out);
+    wipe_member(b, "password");
     if (e || req->ei->code) {
         json_decref(out);
         return e ? e : req->ei->code;
@@ -110,21 +97,11 @@ enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_re
 {
     static const char *const keys[] = {"name", "email", "organization_id", "roles", NULL};
     json_t *b;
+    struct iam_identity_in in;
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
-    if (e)
+    if (e || (e = iam_identity_patch_from_json(b, &in, req->ei)) || (e = req->ei->code))
         return e;
-    struct iam_identity_in in = {0};
-    in.name = opt_str(req, b, "name", 1000, NULL);
-    if (json_is_null(json_object_get(b, "name")))
-        dcms_err_field(req->ei, "name", "must not be null");
-    in.email = opt_str(req, b, "email", 1000, &in.has_email);
-    in.organization_id = opt_str(req, b, "organization_id", 64, &in.has_org);
-    in.roles = roles_of(req, b, &in.has_roles);
     in.if_match = dcms_http_req_header(req, "If-Match");
-    if (json_object_size(b) == 0)
-        dcms_err_field(req->ei, "", "name, email, organization_id or roles is required");
-    if (req->ei->code)
-        return req->ei->code;
     json_t *out;
     struct iam_call c = iam_call_of(req);
     e = iam_identity_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
@@ -202,38 +179,16 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    struct iam_login_in in = {0};
-    in.mfa_ticket = opt_str(req, b, "mfa_ticket", 128, NULL);
-    if (json_object_get(b, "mfa_ticket")) {
-        /* Second step: the ticket stands for the password already checked. */
-        if (json_object_get(b, "email"))
-            dcms_err_field(req->ei, "email", "is not allowed with mfa_ticket");
-        if (json_object_get(b, "password"))
-            dcms_err_field(req->ei, "password", "is not allowed with mfa_ticket");
-    } else {
-        in.email = req_str(req, b, "email", 254);
-        in.password = req_str(req, b, "password", 4096);
+    struct iam_login_in in;
+    if ((e = iam_login_from_json(b, &in, req->ei)) || (e = req->ei->code)) {
+        wipe_member(b, "password");
+        return e;
     }
-    in.factor.totp = opt_str(req, b, "totp", 16, NULL);
-    in.factor.recovery_code = opt_str(req, b, "recovery_code", 64, NULL);
-    in.factor.webauthn = json_object_get(b, "webauthn");
-    if (in.factor.webauthn && !json_is_object(in.factor.webauthn))
-        dcms_err_field(req->ei, "webauthn", "must be a PublicKeyCredential (passkey assertion)");
-    if ((in.factor.totp != NULL) + (in.factor.recovery_code != NULL) +
-            (in.factor.webauthn != NULL) >
-        1)
-        dcms_err_field(req->ei, in.factor.webauthn ? "webauthn" : "recovery_code",
-                       "give one second factor only");
-    if (json_object_get(b, "mfa_ticket") && !iam_factor_given(&in.factor, NULL) && !req->ei->code)
-        dcms_err_field(req->ei, "",
-                       "a second factor (totp, recovery_code or webauthn) is required with "
-                       "mfa_ticket");
-    if (req->ei->code)
-        return req->ei->code;
     json_t *out = NULL;
     int64_t retry = 0;
     struct iam_call c = iam_call_of(req);
     e = iam_login(&c, &in, &out, &retry);
+    wipe_member(b, "password");
     if (e == DCMS_ERR_MFA_REQUIRED && out)
         return reply_mfa_required(req, resp, out);
     json_decref(e ? out : NULL);
@@ -254,11 +209,14 @@ enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_
     if (e)
         return e;
     const char *token = req_str(req, b, "refresh_token", 256);
-    if (req->ei->code)
+    if (req->ei->code) {
+        wipe_member(b, "refresh_token");
         return req->ei->code;
+    }
     json_t *out;
     struct iam_call c = iam_call_of(req);
     e = iam_refresh(&c, token, &out);
+    wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
@@ -266,8 +224,8 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
 {
     static const char *const keys[] = {"refresh_token", NULL};
     const char *token = NULL;
+    json_t *b = NULL;
     if (req->body.len) {
-        json_t *b;
         enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
@@ -277,6 +235,7 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
     }
     struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_logout(&c, token);
+    wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply_no_content(resp);
 }
 
@@ -293,6 +252,7 @@ enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_
     json_t *out;
     struct iam_call c = iam_call_of(req);
     e = iam_email_verify(&c, token, &out);
+    wipe_member(b, "token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
@@ -309,44 +269,10 @@ enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_r
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
-enum dcms_err dcms_iam_http_policy_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *b, *out;
-    enum dcms_err e = dcms_http_req_json(req, 0, &b);
-    if (e)
-        return e;
-    struct iam_call c = iam_call_of(req);
-    e = iam_policy_create(&c, b, &out);
-    return e ? e : dcms_http_reply(req, resp, 201, out);
-}
-
-enum dcms_err dcms_iam_http_policy_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *out;
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_policy_get(&c, dcms_http_req_param(req, "id"), &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_policy_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_policy_delete(&c, dcms_http_req_param(req, "id"));
-    return e ? e : dcms_http_reply_no_content(resp);
-}
-
 enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
     struct iam_call c = iam_call_of(req);
     enum dcms_err e = iam_identity_me(&c, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *out;
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_policy_list(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }

@@ -10,7 +10,8 @@
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
-#include "iam/mfa_int.h"
+#include "dcms/etag.h"
+#include "iam/iam_identity.h"
 
 #define COLS                                                                                       \
     "id, kind, name, email, roles, status, organization_id, verified_at, verified_by, "            \
@@ -463,7 +464,7 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
         strcmp(c->p->id, id) == 0 && !in->has_roles && !in->has_email && !in->has_org;
     if (!self_rename && (e = authorize(c, "identities:update", &res)))
         goto out;
-    if ((e = dcms_http_check_if_match(in->if_match, r.v[C_VERSION], ei)))
+    if ((e = dcms_etag_check(in->if_match, r.v[C_VERSION], ei)))
         goto out;
     json_t *before = row_json(&r);
     if (in->name)

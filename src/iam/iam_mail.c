@@ -13,7 +13,8 @@
 #include "dcms/config.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
-#include "iam/iam_int.h"
+#include "dcms/str.h"
+#include "iam/iam_identity.h"
 
 static struct dcms_query q_pending = DCMS_QUERY(
     "iam_outbox_pending", "SELECT id, recipient, subject, body FROM email_outbox "

@@ -1,5 +1,5 @@
 /*
- * Sessions and policies. Login checks the throttle (per account and per
+ * Sessions. Login checks the throttle (per account and per
  * client IP, in the store so every node sees it), verifies the password
  * (argon2id, upgraded when the configured cost rose), starts a session
  * family and hands out an access token and a refresh token. Refresh
@@ -14,10 +14,7 @@
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
-#include "iam/mfa_int.h"
-
-#define LOCKOUT_MAX_S 900
-#define THROTTLE_FORGET_S 900
+#include "iam/iam_session.h"
 
 static struct dcms_query q_by_email = DCMS_QUERY(
     "iam_login_lookup",
@@ -27,15 +24,6 @@ static struct dcms_query q_by_id = DCMS_QUERY(
     "iam_login_by_id",
     "SELECT i.id, i.status, i.roles, i.organization_id, c.password_hash, i.email FROM identities i "
     "LEFT JOIN credentials c ON c.identity_id = i.id WHERE i.id = $1");
-static struct dcms_query q_throttle_get = DCMS_QUERY(
-    "iam_throttle_get", "SELECT key, locked_until FROM login_throttle WHERE key IN ($1, $2)");
-static struct dcms_query q_throttle_fail = DCMS_QUERY(
-    "iam_throttle_fail",
-    "INSERT INTO login_throttle (key, failures, locked_until, updated_at) VALUES ($1, 1, NULL, $2) "
-    "ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN login_throttle.updated_at < $3 THEN 1 "
-    "ELSE login_throttle.failures + 1 END, updated_at = $2 RETURNING failures");
-static struct dcms_query q_throttle_lock =
-    DCMS_QUERY("iam_throttle_lock", "UPDATE login_throttle SET locked_until = $2 WHERE key = $1");
 static struct dcms_query q_throttle_clear =
     DCMS_QUERY("iam_throttle_clear", "DELETE FROM login_throttle WHERE key = $1");
 static struct dcms_query q_rehash =
@@ -59,22 +47,6 @@ static struct dcms_query q_rt_use =
 static struct dcms_query q_family_revoke = DCMS_QUERY(
     "iam_family_revoke", "UPDATE session_families SET revoked_at = $2, revoked_reason = $3 "
                          "WHERE id = $1 AND revoked_at IS NULL");
-static struct dcms_query q_policy_insert = DCMS_QUERY(
-    "iam_policy_insert", "INSERT INTO policies (id, name, document, created_by, created_at) "
-                         "VALUES ($1, $2, $3, $4, $5)");
-static struct dcms_query q_attach_insert = DCMS_QUERY(
-    "iam_policy_attach", "INSERT INTO policy_attachments (policy_id, subject_kind, subject) "
-                         "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING");
-static struct dcms_query q_policy_list = DCMS_QUERY(
-    "iam_policy_list",
-    "SELECT id, document, created_by, created_at FROM policies ORDER BY created_at LIMIT 1000");
-static struct dcms_query q_policy_get = DCMS_QUERY(
-    "iam_policy_get", "SELECT id, document, created_by, created_at FROM policies WHERE id = $1");
-static struct dcms_query q_policy_detach =
-    DCMS_QUERY("iam_policy_detach", "DELETE FROM policy_attachments WHERE policy_id = $1");
-static struct dcms_query q_policy_delete =
-    DCMS_QUERY("iam_policy_delete", "DELETE FROM policies WHERE id = $1");
-
 static void fmt_time(int64_t us, char out[DCMS_TIME_STRLEN])
 {
     dcms_time_format(us, out);
@@ -106,11 +78,21 @@ static enum dcms_err new_token(char token[48], char hash[65])
     return dcms_digest_sha256_hex(token, strlen(token), hash);
 }
 
+/* Wipes and frees an issued access token (malloc'd by iam_issue_access); NULL is a no-op. */
+static void access_free(char *access)
+{
+    if (access) {
+        sodium_memzero(access, strlen(access));
+        free(access);
+    }
+}
+
+/* The token answer; `access` is wiped and freed here whatever happens. */
 static json_t *token_response(const struct dcms_iam *iam, char *access, const char *refresh)
 {
     json_t *v = json_pack("{s:s, s:s, s:I, s:s}", "access_token", access, "token_type", "Bearer",
                           "expires_in", (json_int_t)iam->cfg->jwt_ttl_s, "refresh_token", refresh);
-    free(access);
+    access_free(access);
     return v;
 }
 
@@ -123,108 +105,6 @@ static unsigned amr_from_text(const char *text)
     json_array_foreach(v, i, s) amr |= json_is_string(s) ? iam_amr_parse(json_string_value(s)) : 0;
     json_decref(v);
     return amr;
-}
-
-void iam_throttle_keys(const char *account, const char *client_ip, char acct[300], char ip[80])
-{
-    memcpy(acct, "acct:", 5);
-    size_t el = strlen(account);
-    for (size_t i = 0; i < el && i < 254; i++)
-        acct[5 + i] =
-            (char)((account[i] >= 'A' && account[i] <= 'Z') ? account[i] + 32 : account[i]);
-    acct[5 + (el < 254 ? el : 254)] = '\0';
-    /* No address (a check from inside dcmsd): no address key, which all such checks would share. */
-    if (client_ip && *client_ip)
-        snprintf(ip, 80, "ip:%s", client_ip);
-    else
-        ip[0] = '\0';
-}
-
-enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,
-                                 int64_t *retry_after_s, struct dcms_errinfo *ei)
-{
-    int64_t now = dcms_clock_now_us();
-    struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
-    if (e)
-        return e;
-    e = dcms_store_exec(tx, &q_throttle_get,
-                        (struct dcms_store_val[]){DCMS_VAL_TEXT(acct), DCMS_VAL_TEXT(ip)}, 2, &rows,
-                        NULL, ei);
-    dcms_store_rollback(tx);
-    int64_t locked_until = 0;
-    for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
-        const char *u = dcms_store_rows_text(rows, i, 1);
-        int64_t t;
-        if (u && dcms_time_parse(u, &t) == DCMS_OK && t > now && t > locked_until)
-            locked_until = t;
-    }
-    dcms_store_rows_free(rows);
-    if (e || !locked_until)
-        return e;
-    *retry_after_s = (locked_until - now) / 1000000 + 1;
-    return dcms_err_set(ei, DCMS_ERR_RATE_LIMITED,
-                        "too many failed logins; try again in %lld seconds",
-                        (long long)*retry_after_s);
-}
-
-/* Records a failed login: counts it for the account and the address, locks either past its limit.
- */
-enum dcms_err iam_throttle_fail(const struct iam_call *c, const char *acct_key, const char *ip_key,
-                                const char *identity_id, const char *why)
-{
-    struct dcms_errinfo tei;
-    dcms_errinfo_init(&tei, NULL);
-    int64_t now = dcms_clock_now_us();
-    char now_s[DCMS_TIME_STRLEN], forget_s[DCMS_TIME_STRLEN];
-    fmt_time(now, now_s);
-    fmt_time(now - (int64_t)THROTTLE_FORGET_S * 1000000, forget_s);
-    struct dcms_store_tx *tx;
-    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, &tei);
-    if (e)
-        return e;
-    const char *keys[2] = {acct_key, ip_key};
-    unsigned long limits[2] = {c->iam->cfg->login_max_failures,
-                               c->iam->cfg->login_max_failures_per_ip};
-    for (size_t k = 0; !e && k < 2; k++) {
-        if (!keys[k][0])
-            continue;
-        struct dcms_store_rows *rows = NULL;
-        e = dcms_store_exec(tx, &q_throttle_fail,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(keys[k]), DCMS_VAL_TEXT(now_s),
-                                                      DCMS_VAL_TEXT(forget_s)},
-                            3, &rows, NULL, &tei);
-        int64_t failures = e ? 0 : dcms_store_rows_int(rows, 0, 0);
-        dcms_store_rows_free(rows);
-        if (e || failures < (int64_t)limits[k])
-            continue;
-        /* Exponential back-off: base, 2x base, 4x base ... capped. */
-        int64_t over = failures - (int64_t)limits[k];
-        int64_t lock_s = (int64_t)c->iam->cfg->login_lockout_s << (over > 10 ? 10 : over);
-        if (lock_s > LOCKOUT_MAX_S)
-            lock_s = LOCKOUT_MAX_S;
-        char until[DCMS_TIME_STRLEN];
-        fmt_time(now + lock_s * 1000000, until);
-        e = dcms_store_exec(tx, &q_throttle_lock,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(keys[k]), DCMS_VAL_TEXT(until)},
-                            2, NULL, NULL, &tei);
-        if (!e)
-            e = iam_audit(c->iam, tx, identity_id ? identity_id : "anonymous", "auth.lockout",
-                          k == 0 ? "account" : "client_ip", k == 0 ? identity_id : c->client_ip,
-                          true,
-                          json_pack("{s:s, s:I, s:s}", "scope", k == 0 ? "account" : "ip",
-                                    "failures", (json_int_t)failures, "locked_until", until),
-                          c->client_ip, c->request_id, &tei);
-    }
-    if (!e)
-        e = iam_audit(c->iam, tx, identity_id ? identity_id : "anonymous", "auth.login_failed",
-                      "identity", identity_id, true, json_pack("{s:s}", "reason", why),
-                      c->client_ip, c->request_id, &tei);
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, &tei);
-    if (e)
-        DCMS_LOG(DCMS_LOG_ERROR, "iam", "cannot record a failed login: %s", tei.message);
-    return e;
 }
 
 /* The identity a login is about (columns of q_by_email / q_by_id) and its throttle keys. */
@@ -297,17 +177,16 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
     char fam[DCMS_UUID_STRLEN], token[48], thash[65], exp_s[DCMS_TIME_STRLEN];
     dcms_uuid_v7(fam);
     fmt_time(now + (int64_t)iam->cfg->refresh_ttl_s * 1000000, exp_s);
+    json_t *amrs = NULL;
+    char *amr_text = NULL, *access = NULL;
+    struct dcms_store_tx *tx;
     enum dcms_err e = new_token(token, thash);
     if (e)
-        return e;
-    json_t *amrs = iam_amr_json(amr);
-    char *amr_text = json_dumps(amrs, JSON_COMPACT);
-    struct dcms_store_tx *tx;
-    if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei))) {
-        free(amr_text);
-        json_decref(amrs);
-        return e;
-    }
+        goto out;
+    amrs = iam_amr_json(amr);
+    amr_text = json_dumps(amrs, JSON_COMPACT);
+    if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei)))
+        goto out;
     /* The ticket is used up in the transaction that starts the session: it works once. */
     if (ticket_hash)
         e = iam_mfa_ticket_use_tx(tx, ticket_hash, ei);
@@ -325,7 +204,6 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
                                                       DCMS_VAL_TEXT(amr_text ? amr_text : "[]"),
                                                       DCMS_VAL_TEXT(now_s), DCMS_VAL_TEXT(exp_s)},
                             5, NULL, NULL, ei);
-    free(amr_text);
     if (!e)
         e = dcms_store_exec(tx, &q_rt_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(thash), DCMS_VAL_TEXT(fam),
@@ -336,14 +214,20 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
                       json_pack("{s:O, s:b, s:b, s:s?}", "amr", amrs, "rehashed", newhash[0] != 0,
                                 "mfa_ticket", ticket_hash != NULL, "factor", factor),
                       c->client_ip, c->request_id, ei);
-    json_decref(amrs);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
-    char *access = NULL;
     if (!e)
         e = iam_issue_access(iam, w->id, w->org, iam_roles_from_json_text(w->roles), amr, fam,
                              now / 1000000, &access, ei);
-    if (!e && !(*out = token_response(iam, access, token)))
-        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if (!e) {
+        *out = token_response(iam, access, token);
+        access = NULL; /* wiped and freed by token_response */
+        if (!*out)
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+out:
+    access_free(access);
+    free(amr_text);
+    json_decref(amrs);
     sodium_memzero(token, sizeof(token));
     return e;
 }
@@ -390,9 +274,11 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
     struct login_who w = {0};
+    /* A rehash of the password: wiped at out, whichever way the login ends. */
+    char newhash[crypto_pwhash_STRBYTES] = "";
     enum dcms_err e = who_load(c, &q_by_email, in->email, &w);
     if (e)
-        return e;
+        goto out;
     who_fill(c, &w, in->email);
     if ((e = iam_throttle_check(iam, w.acct, w.ip, retry_after_s, ei)))
         goto out;
@@ -417,7 +303,6 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
         e = dcms_err_field(ei, fname, "no second factor is enrolled for this identity");
         goto out;
     }
-    char newhash[crypto_pwhash_STRBYTES] = "";
     if (iam_password_needs_rehash(w.hash, iam->cfg->pwhash_opslimit,
                                   (size_t)iam->cfg->pwhash_memlimit_kib * 1024) &&
         (e = iam_hash_password(iam, in->password, newhash, ei)))
@@ -445,8 +330,8 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
     } else if (!enrolled || !(e = second_factor(c, &w, enrolled, &in->factor, &amr))) {
         e = login_finish(c, &w, amr, newhash, NULL, enrolled ? &in->factor : NULL, out);
     }
-    sodium_memzero(newhash, sizeof(newhash));
 out:
+    sodium_memzero(newhash, sizeof(newhash));
     dcms_store_rows_free(w.rows);
     return e;
 }
@@ -456,28 +341,32 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
     char hash[65], now_s[DCMS_TIME_STRLEN];
+    /* The next refresh token (shown once) and the access token: wiped at out on every path. */
+    char token[48] = "", thash[65];
+    char *access = NULL;
     int64_t now = dcms_clock_now_us();
     fmt_time(now, now_s);
     if (dcms_digest_sha256_hex(refresh_token, strlen(refresh_token), hash))
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
-    struct dcms_store_tx *tx;
+    struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
+    bool reused = false;
     enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei);
     if (e)
         return e;
     e = dcms_store_exec(tx, &q_rt_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(hash)}, 1, &rows,
                         NULL, ei);
     if (e)
-        goto fail;
+        goto out;
     if (dcms_store_rows_count(rows) != 1) {
         e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid refresh token");
-        goto fail;
+        goto out;
     }
     const char *fam = dcms_store_rows_text(rows, 0, 0);
     const char *id = dcms_store_rows_text(rows, 0, 4);
     if (!dcms_store_rows_is_null(rows, 0, 3)) {
         e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "the session was revoked");
-        goto fail;
+        goto out;
     }
     uint64_t n = 0;
     if (dcms_store_rows_is_null(rows, 0, 1))
@@ -485,9 +374,10 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(hash), DCMS_VAL_TEXT(now_s)}, 2,
                             NULL, &n, ei);
     if (e)
-        goto fail;
+        goto out;
     if (n != 1) {
         /* A rotated token came back: someone holds a copy. Revoke the whole family. */
+        reused = true;
         e = dcms_store_exec(tx, &q_family_revoke,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(fam), DCMS_VAL_TEXT(now_s),
                                                       DCMS_VAL_TEXT("refresh_token_reuse")},
@@ -496,26 +386,19 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
             e = iam_audit(iam, tx, id, "auth.refresh_reuse", "session", fam, true,
                           json_pack("{s:s}", "effect", "session family revoked"), c->client_ip,
                           c->request_id, ei);
-        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
-        dcms_store_rows_free(rows);
-        if (e)
-            return e;
-        iam_revocation_bump(iam);
-        return dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED,
-                            "refresh token reused; the session has been revoked");
+        goto out;
     }
     if (strcmp(dcms_store_rows_text(rows, 0, 2), now_s) <= 0 ||
         strcmp(dcms_store_rows_text(rows, 0, 6), now_s) <= 0) {
         e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "the refresh token expired");
-        goto fail;
+        goto out;
     }
     if (strcmp(dcms_store_rows_text(rows, 0, 7), "active") != 0) {
         e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "the identity is not active");
-        goto fail;
+        goto out;
     }
-    char token[48], thash[65];
     if ((e = new_token(token, thash)))
-        goto fail;
+        goto out;
     e = dcms_store_exec(tx, &q_rt_insert,
                         (struct dcms_store_val[]){DCMS_VAL_TEXT(thash), DCMS_VAL_TEXT(fam),
                                                   DCMS_VAL_TEXT(now_s),
@@ -525,12 +408,11 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
         e = iam_audit(iam, tx, id, "auth.refresh", "session", fam, false, NULL, c->client_ip,
                       c->request_id, ei);
     if (e)
-        goto fail;
-    if ((e = dcms_store_commit(tx, ei))) {
-        dcms_store_rows_free(rows);
-        return e;
-    }
-    char *access = NULL;
+        goto out;
+    e = dcms_store_commit(tx, ei);
+    tx = NULL;
+    if (e)
+        goto out;
     /* The new token keeps the login's time: a refresh is not a fresh authentication. */
     int64_t auth_us = 0;
     if (dcms_time_parse(dcms_store_rows_text(rows, 0, 10), &auth_us))
@@ -539,14 +421,28 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
                          iam_roles_from_json_text(dcms_store_rows_text(rows, 0, 8)),
                          amr_from_text(dcms_store_rows_text(rows, 0, 5)), fam, auth_us / 1000000,
                          &access, ei);
-    if (!e && !(*out = token_response(iam, access, token)))
-        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if (!e) {
+        *out = token_response(iam, access, token);
+        access = NULL; /* wiped and freed by token_response */
+        if (!*out)
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+out:
+    if (tx && reused && !e) {
+        /* The revocation is kept; the caller is refused all the same. */
+        e = dcms_store_commit(tx, ei);
+        tx = NULL;
+        if (!e) {
+            iam_revocation_bump(iam);
+            e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED,
+                             "refresh token reused; the session has been revoked");
+        }
+    }
+    if (tx)
+        dcms_store_rollback(tx);
+    access_free(access);
     sodium_memzero(token, sizeof(token));
     dcms_store_rows_free(rows);
-    return e;
-fail:
-    dcms_store_rows_free(rows);
-    dcms_store_rollback(tx);
     return e;
 }
 
@@ -596,148 +492,4 @@ enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token)
     if (!e)
         iam_revocation_bump(c->iam);
     return e;
-}
-
-enum dcms_err iam_policy_create(const struct iam_call *c, const json_t *doc, json_t **out)
-{
-    struct iam_policy p;
-    enum dcms_err e = iam_policy_from_json(doc, &p, c->ei);
-    if (e) {
-        iam_policy_release(&p);
-        return e;
-    }
-    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
-    dcms_uuid_v7(id);
-    dcms_time_format(dcms_clock_now_us(), now);
-    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    struct dcms_store_tx *tx;
-    if (!text || (e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, c->ei))) {
-        free(text);
-        iam_policy_release(&p);
-        return e ? e : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    const char *name = json_string_value(json_object_get(doc, "name"));
-    e = dcms_store_exec(tx, &q_policy_insert,
-                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(name),
-                                                  DCMS_VAL_TEXT(text), DCMS_VAL_TEXT(c->p->id),
-                                                  DCMS_VAL_TEXT(now)},
-                        5, NULL, NULL, c->ei);
-    if (e == DCMS_ERR_CONFLICT) {
-        dcms_errinfo_init(c->ei, c->ei->arena);
-        e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "a policy with this name exists");
-    }
-    for (size_t i = 0; !e && i < p.nidentities; i++)
-        e = dcms_store_exec(tx, &q_attach_insert,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("identity"),
-                                                      DCMS_VAL_TEXT(p.identities[i])},
-                            3, NULL, NULL, c->ei);
-    for (unsigned bit = 1; !e && bit <= DCMS_ROLE_OPERATOR; bit <<= 1)
-        if (p.roles & bit)
-            e = dcms_store_exec(tx, &q_attach_insert,
-                                (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("role"),
-                                                          DCMS_VAL_TEXT(dcms_iam_role_name(bit))},
-                                3, NULL, NULL, c->ei);
-    if (!e)
-        e = iam_audit(c->iam, tx, c->p->id, "policy.create", "policy", id, false,
-                      json_pack("{s:O}", "document", doc), c->client_ip, c->request_id, c->ei);
-    iam_policy_release(&p);
-    free(text);
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    if (e)
-        return e;
-    if ((e = iam_policies_reload(c->iam, c->ei)))
-        return e;
-    json_t *v = json_deep_copy(doc);
-    json_object_set_new(v, "id", json_string(id));
-    json_object_set_new(v, "created_by", json_string(c->p->id));
-    json_object_set_new(v, "created_at", json_string(now));
-    *out = v;
-    return DCMS_OK;
-}
-
-/* Row i of a policy query (id, document, created_by, created_at) as its answer; NULL if unreadable.
- */
-static json_t *policy_json(const struct dcms_store_rows *rows, size_t i)
-{
-    json_t *v = json_loads(dcms_store_rows_text(rows, i, 1), 0, NULL);
-    if (!v)
-        return NULL;
-    json_object_set_new(v, "id", json_string(dcms_store_rows_text(rows, i, 0)));
-    json_object_set_new(v, "created_by", json_string(dcms_store_rows_text(rows, i, 2)));
-    json_object_set_new(v, "created_at", json_string(dcms_store_rows_text(rows, i, 3)));
-    return v;
-}
-
-/* Reads policy `id` inside tx as its answer (*out); DCMS_ERR_NOT_FOUND when absent. */
-static enum dcms_err policy_load(struct dcms_store_tx *tx, const char *id, json_t **out,
-                                 struct dcms_errinfo *ei)
-{
-    struct dcms_store_rows *rows;
-    if (!id || !dcms_uuid_valid(id))
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "policy not found");
-    enum dcms_err e = dcms_store_exec(
-        tx, &q_policy_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
-    if (e)
-        return e;
-    *out = dcms_store_rows_count(rows) ? policy_json(rows, 0) : NULL;
-    dcms_store_rows_free(rows);
-    return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "policy not found");
-}
-
-enum dcms_err iam_policy_get(const struct iam_call *c, const char *id, json_t **out)
-{
-    struct dcms_store_tx *tx;
-    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
-    if (e)
-        return e;
-    e = policy_load(tx, id, out, c->ei);
-    dcms_store_rollback(tx);
-    return e;
-}
-
-enum dcms_err iam_policy_delete(const struct iam_call *c, const char *id)
-{
-    struct dcms_store_tx *tx;
-    json_t *doc = NULL;
-    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, c->ei);
-    if (e)
-        return e;
-    e = policy_load(tx, id, &doc, c->ei);
-    struct dcms_store_val key[] = {DCMS_VAL_TEXT(id)};
-    if (!e)
-        e = dcms_store_exec(tx, &q_policy_detach, key, 1, NULL, NULL, c->ei);
-    if (!e)
-        e = dcms_store_exec(tx, &q_policy_delete, key, 1, NULL, NULL, c->ei);
-    if (!e) {
-        json_t *details = json_pack("{s:O}", "policy", doc);
-        e = details ? iam_audit(c->iam, tx, c->p->id, "policy.delete", "policy", id, false, details,
-                                c->client_ip, c->request_id, c->ei)
-                    : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-    }
-    json_decref(doc);
-    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    /* This node decides without the policy at once; the others within their refresh period. */
-    return e ? e : iam_policies_reload(c->iam, c->ei);
-}
-
-enum dcms_err iam_policy_list(const struct iam_call *c, json_t **out)
-{
-    struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows;
-    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
-    if (e)
-        return e;
-    e = dcms_store_exec(tx, &q_policy_list, NULL, 0, &rows, NULL, c->ei);
-    dcms_store_rollback(tx);
-    if (e)
-        return e;
-    json_t *items = json_array();
-    for (size_t i = 0; i < dcms_store_rows_count(rows); i++) {
-        json_t *v = policy_json(rows, i);
-        if (v)
-            json_array_append_new(items, v);
-    }
-    dcms_store_rows_free(rows);
-    *out = json_pack("{s:o}", "policies", items);
-    return DCMS_OK;
 }

@@ -3,7 +3,7 @@
  * by refreshes) must not be enough to add, replace or remove a password
  * factor, a passkey, a TOTP secret, recovery codes, a signing key or an API
  * key. The rule lives here only; every credential-changing service calls
- * iam_require_recent_auth() first (see iam_int.h).
+ * iam_require_recent_auth() first (see iam_core.h).
  *
  * The login time comes from the access token's auth_time claim (OIDC Core
  * 1.0, section 2): login sets it to the time the session family starts,
@@ -14,7 +14,34 @@
 #include "dcms/app.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
-#include "iam/mfa_int.h"
+#include "dcms/store.h"
+#include "iam/iam_core.h"
+
+/*
+ * Whether the identity has a factor that step-up asks for: a confirmed TOTP
+ * or a passkey (recovery codes exist only beside a confirmed TOTP). Read
+ * here rather than through the MFA layer, which sits above this one.
+ */
+static struct dcms_query q_second_factor =
+    DCMS_QUERY("iam_stepup_factors",
+               "SELECT (SELECT count(*) FROM totp_credentials WHERE identity_id = $1 AND status = "
+               "'confirmed') + (SELECT count(*) FROM webauthn_credentials WHERE identity_id = $1)");
+
+static enum dcms_err second_factor_enrolled(struct dcms_iam *iam, const char *identity_id,
+                                            bool *yes, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_second_factor, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)},
+                        1, &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    *yes = !e && dcms_store_rows_int(rows, 0, 0) > 0;
+    dcms_store_rows_free(rows);
+    return e;
+}
 
 /* "10 minutes", "90 seconds", "1 minute". */
 static void fmt_age(uint64_t s, char out[40])
@@ -39,13 +66,11 @@ enum dcms_err iam_require_recent_auth(const struct iam_call *c, const char *purp
     fmt_age(max_age, age);
     /* A token without auth_time (issued before dcms wrote it) counts as an old login. */
     bool recent = c->p->auth_time_s > 0 && now_s - c->p->auth_time_s <= (int64_t)max_age;
-    unsigned enrolled = 0;
+    bool enrolled = false;
     if (recent && !(c->p->amr & DCMS_AMR_MFA)) {
-        enum dcms_err e = iam_mfa_enrolled(c->iam, c->p->id, &enrolled, c->ei);
+        enum dcms_err e = second_factor_enrolled(c->iam, c->p->id, &enrolled, c->ei);
         if (e)
             return e;
-        /* Recovery codes exist only next to a confirmed TOTP, so TOTP or a passkey decides. */
-        enrolled &= IAM_FACTOR_TOTP | IAM_FACTOR_WEBAUTHN;
     }
     if (!recent)
         return dcms_err_set(c->ei, DCMS_ERR_REAUTH_REQUIRED,

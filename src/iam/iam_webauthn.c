@@ -14,9 +14,8 @@
 #include "dcms/log.h"
 #include "dcms/store.h"
 #include "iam/iam_cred.h"
-#include "iam/iam_cred_http.h"
-#include "iam/mfa_int.h"
 #include "iam/webauthn.h"
+#include "iam/webauthn_json.h"
 
 #define CRED_COLS                                                                                  \
     "CAST(id AS TEXT), credential_id, alg, sign_count, user_verified, transports, "                \
@@ -113,157 +112,6 @@ static const char *reason_of(const struct dcms_errinfo *ei)
     return ei->ndetails ? ei->details[0].problem : ei->message;
 }
 
-/* ---- decoding a PublicKeyCredential ---- */
-
-struct bin {
-    unsigned char *p;
-    size_t n;
-};
-
-struct wa_cred_in {
-    const char *id; /* base64url credential id, canonical (re-encoded) */
-    struct bin cdj; /* response.clientDataJSON */
-    struct bin att; /* response.attestationObject (registration) */
-    struct bin ad;  /* response.authenticatorData (assertion) */
-    struct bin sig; /* response.signature (assertion) */
-    struct bin uh;  /* response.userHandle (assertion, optional) */
-    json_t *transports;
-    char challenge[200];
-};
-
-static void cred_in_free(struct wa_cred_in *in)
-{
-    free(in->cdj.p);
-    free(in->att.p);
-    free(in->ad.p);
-    free(in->sig.p);
-    free(in->uh.p);
-    json_decref(in->transports);
-    free((char *)in->id);
-    memset(in, 0, sizeof(*in));
-}
-
-static bool known(const char *key, const char *const *allowed)
-{
-    for (; *allowed; allowed++)
-        if (strcmp(*allowed, key) == 0)
-            return true;
-    return false;
-}
-
-static void unknown_keys(const json_t *o, const char *const *allowed, const char *prefix,
-                         struct dcms_errinfo *ei)
-{
-    const char *key;
-    json_t *m;
-    json_object_foreach((json_t *)o, key, m)
-    {
-        if (!known(key, allowed)) {
-            char path[96];
-            snprintf(path, sizeof(path), "%s%.60s", prefix, key);
-            dcms_err_field(ei, path, "is not a known field");
-        }
-    }
-}
-
-/* A base64url member of `o` (path `path`), at most `max` decoded bytes; absent allowed if opt. */
-static void b64_member(const json_t *o, const char *key, const char *path, size_t max, bool opt,
-                       struct bin *out, struct dcms_errinfo *ei)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v || (opt && json_is_null(v))) {
-        if (!opt)
-            dcms_err_field(ei, path, "is required");
-        return;
-    }
-    size_t len = json_string_length(v);
-    if (!json_is_string(v) || len == 0 || len > (max * 4 + 2) / 3 + 4) {
-        dcms_err_field(ei, path, "must be base64url of at most %zu bytes", max);
-        return;
-    }
-    /* Browsers send unpadded base64url; tolerate padding some libraries add. */
-    const char *s = json_string_value(v);
-    while (len && s[len - 1] == '=')
-        len--;
-    out->p = malloc(max + 1);
-    if (!out->p || !iam_b64url_decode(out->p, max, s, len, &out->n) || out->n == 0) {
-        free(out->p);
-        out->p = NULL;
-        out->n = 0;
-        dcms_err_field(ei, path, "must be base64url of at most %zu bytes", max);
-    }
-}
-
-/* Decodes {id, rawId, type, response: {...}, ...}; `registration` picks the response shape. */
-static enum dcms_err cred_in_parse(const json_t *c, bool registration, struct wa_cred_in *in,
-                                   struct dcms_errinfo *ei)
-{
-    static const char *const top[] = {
-        "id", "rawId", "type", "response", "authenticatorAttachment", "clientExtensionResults",
-        NULL};
-    static const char *const reg[] = {
-        "clientDataJSON", "attestationObject", "transports", "publicKeyAlgorithm",
-        "publicKey",      "authenticatorData", NULL};
-    static const char *const get[] = {"clientDataJSON", "authenticatorData", "signature",
-                                      "userHandle", NULL};
-    memset(in, 0, sizeof(*in));
-    if (!json_is_object(c))
-        return dcms_err_field(ei, "credential", "must be a PublicKeyCredential object");
-    unknown_keys(c, top, "", ei);
-    json_t *type = json_object_get(c, "type");
-    if (!json_is_string(type) || strcmp(json_string_value(type), "public-key") != 0)
-        dcms_err_field(ei, "type", "must be \"public-key\"");
-    json_t *id = json_object_get(c, "id"), *raw = json_object_get(c, "rawId");
-    struct bin idb = {0};
-    b64_member(c, "id", "id", WA_CRED_ID_MAX, false, &idb, ei);
-    if (raw && (!json_is_string(raw) || !json_equal(raw, id)))
-        dcms_err_field(ei, "rawId", "must equal id");
-    if (idb.p) {
-        char *canon = malloc(iam_b64url_len(idb.n));
-        if (canon)
-            iam_b64url_encode(canon, idb.p, idb.n);
-        in->id = canon;
-        free(idb.p);
-    }
-    json_t *r = json_object_get(c, "response");
-    if (!json_is_object(r)) {
-        dcms_err_field(ei, "response", "must be an object");
-        return ei->code;
-    }
-    unknown_keys(r, registration ? reg : get, "response.", ei);
-    b64_member(r, "clientDataJSON", "response.clientDataJSON", WA_CLIENT_DATA_MAX, false, &in->cdj,
-               ei);
-    if (registration) {
-        b64_member(r, "attestationObject", "response.attestationObject", WA_ATT_OBJECT_MAX, false,
-                   &in->att, ei);
-        json_t *tr = json_object_get(r, "transports");
-        static const char *const ok[] = {"usb",    "nfc",        "ble", "internal",
-                                         "hybrid", "smart-card", NULL};
-        if (tr && (!json_is_array(tr) || json_array_size(tr) > 8))
-            dcms_err_field(ei, "response.transports", "must be an array of at most 8 transports");
-        size_t i;
-        json_t *t;
-        json_array_foreach(tr, i, t)
-        {
-            if (!json_is_string(t) || !known(json_string_value(t), ok)) {
-                char path[48];
-                snprintf(path, sizeof(path), "response.transports[%zu]", i);
-                dcms_err_field(ei, path, "must be usb, nfc, ble, internal, hybrid or smart-card");
-            }
-        }
-        in->transports = json_is_array(tr) ? json_incref(tr) : json_array();
-    } else {
-        b64_member(r, "authenticatorData", "response.authenticatorData", WA_AUTH_DATA_MAX, false,
-                   &in->ad, ei);
-        b64_member(r, "signature", "response.signature", WA_SIGNATURE_MAX, false, &in->sig, ei);
-        b64_member(r, "userHandle", "response.userHandle", 64, true, &in->uh, ei);
-    }
-    if (in->cdj.p &&
-        !wa_client_data_challenge(in->cdj.p, in->cdj.n, in->challenge, sizeof(in->challenge)))
-        dcms_err_field(ei, "response.clientDataJSON", "must be JSON with a challenge");
-    return ei->code;
-}
-
 /* ---- options ---- */
 
 static json_t *cred_descriptors(const struct dcms_store_rows *rows)
@@ -290,8 +138,7 @@ static enum dcms_err list_rows(struct dcms_store_tx *tx, const char *identity_id
         NULL, ei);
 }
 
-/* Passkeys are managed and used in interactive sessions, never with an API key. */
-static enum dcms_err no_api_key(const struct iam_call *c)
+enum dcms_err iam_wa_no_api_key(const struct iam_call *c)
 {
     return c->p && c->p->api_key[0]
                ? dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot manage or use passkeys")
@@ -301,7 +148,7 @@ static enum dcms_err no_api_key(const struct iam_call *c)
 enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv, json_t **out)
 {
     struct dcms_errinfo *ei = c->ei;
-    if (no_api_key(c) || iam_require_recent_auth(c, "registering a passkey"))
+    if (iam_wa_no_api_key(c) || iam_require_recent_auth(c, "registering a passkey"))
         return ei->code;
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL, *ident = NULL;
@@ -394,14 +241,14 @@ enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *cre
 {
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
-    struct wa_cred_in in;
-    if (no_api_key(c) || iam_require_recent_auth(c, "registering a passkey"))
+    struct iam_wa_cred_in in;
+    if (iam_wa_no_api_key(c) || iam_require_recent_auth(c, "registering a passkey"))
         return ei->code;
     if (name && (strlen(name) < 1 || strlen(name) > 100))
         dcms_err_field(ei, "name", "must be 1 to 100 characters");
-    enum dcms_err e = cred_in_parse(credential, true, &in, ei);
+    enum dcms_err e = iam_wa_cred_from_json(credential, true, &in, ei);
     if (e) {
-        cred_in_free(&in);
+        iam_wa_cred_in_free(&in);
         return e;
     }
     struct iam_challenge ch;
@@ -427,7 +274,7 @@ enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *cre
             iam_cred_audit_denied(iam, c->p->id, "webauthn.register", "identity", c->p->id,
                                   reason_of(ei), c->client_ip, c->request_id);
         free(cid);
-        cred_in_free(&in);
+        iam_wa_cred_in_free(&in);
         return e;
     }
     char *cose = malloc(iam_b64url_len(reg.ad.cose_key_len));
@@ -490,7 +337,7 @@ out:
     free(cose);
     free(transports);
     free(cid);
-    cred_in_free(&in);
+    iam_wa_cred_in_free(&in);
     return e;
 }
 
@@ -504,7 +351,7 @@ out:
  * assertion cannot both pass). Refusals are audited as `action` (denied).
  */
 static enum dcms_err assert_core(struct dcms_iam *iam, const char *identity_id,
-                                 const struct wa_cred_in *in, const char *challenge,
+                                 const struct iam_wa_cred_in *in, const char *challenge,
                                  bool require_uv, const char *actor, const char *action,
                                  const char *client_ip, const char *request_id,
                                  struct dcms_webauthn_result *out, struct dcms_errinfo *ei)
@@ -604,8 +451,8 @@ enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const
                             const char *client_ip, const char *request_id,
                             struct dcms_webauthn_result *out, struct dcms_errinfo *ei)
 {
-    struct wa_cred_in in;
-    enum dcms_err e = cred_in_parse(assertion, false, &in, ei);
+    struct iam_wa_cred_in in;
+    enum dcms_err e = iam_wa_cred_from_json(assertion, false, &in, ei);
     struct iam_challenge ch;
     if (!e)
         e = iam_challenge_consume(iam, identity_id, IAM_PURPOSE_WA_ASSERT, NULL, in.challenge,
@@ -616,7 +463,7 @@ enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const
     if (!e)
         e = assert_core(iam, identity_id, &in, ch.b64, require_uv, actor, action, client_ip,
                         request_id, out, ei);
-    cred_in_free(&in);
+    iam_wa_cred_in_free(&in);
     return e;
 }
 
@@ -632,15 +479,15 @@ enum dcms_err dcms_iam_webauthn_verify_assertion(struct dcms_iam *iam, const cha
         return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "the challenge must be 16 to 96 bytes");
     char b64[130];
     iam_b64url_encode(b64, challenge, challenge_len);
-    struct wa_cred_in in;
-    enum dcms_err e = cred_in_parse(assertion, false, &in, ei);
+    struct iam_wa_cred_in in;
+    enum dcms_err e = iam_wa_cred_from_json(assertion, false, &in, ei);
     if (!e)
         e = assert_core(iam, identity_id, &in, b64, require_uv, identity_id, "webauthn.sign", NULL,
                         NULL, out, ei);
     else if (e == DCMS_ERR_VALIDATION)
         iam_cred_audit_denied(iam, identity_id, "webauthn.sign", "identity", identity_id,
                               reason_of(ei), NULL, NULL);
-    cred_in_free(&in);
+    iam_wa_cred_in_free(&in);
     return e;
 }
 
@@ -683,7 +530,7 @@ enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out)
 
 enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
 {
-    if (no_api_key(c) || iam_require_recent_auth(c, "deleting a passkey"))
+    if (iam_wa_no_api_key(c) || iam_require_recent_auth(c, "deleting a passkey"))
         return c->ei->code;
     if (!id || !dcms_uuid_valid(id))
         return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");
@@ -701,141 +548,4 @@ enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
         e = iam_audit(c->iam, tx, c->p->id, "webauthn.delete", "webauthn_credential", id, false,
                       NULL, c->client_ip, c->request_id, c->ei);
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-}
-
-/* ---- handlers ---- */
-
-/* An optional body {user_verification?} (plus `extra` keys); *uv defaults to "preferred". */
-static enum dcms_err options_body(struct dcms_http_req *req, const char *const *keys, json_t **body,
-                                  const char **uv)
-{
-    *uv = "preferred";
-    *body = NULL;
-    if (!req->body.len)
-        return DCMS_OK;
-    enum dcms_err e = dcms_http_req_json(req, 0, body);
-    if (e)
-        return e;
-    if (!json_is_object(*body))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    unknown_keys(*body, keys, "", req->ei);
-    json_t *v = json_object_get(*body, "user_verification");
-    if (v) {
-        const char *s = json_is_string(v) ? json_string_value(v) : "";
-        if (strcmp(s, "required") && strcmp(s, "preferred") && strcmp(s, "discouraged"))
-            dcms_err_field(req->ei, "user_verification",
-                           "must be required, preferred or discouraged");
-        else
-            *uv = s;
-    }
-    return req->ei->code;
-}
-
-enum dcms_err dcms_iam_http_wa_register_options(struct dcms_http_req *req,
-                                                struct dcms_http_resp *resp)
-{
-    static const char *const keys[] = {"user_verification", NULL};
-    json_t *b, *out = NULL;
-    const char *uv;
-    enum dcms_err e = options_body(req, keys, &b, &uv);
-    if (e)
-        return e;
-    struct iam_call c = iam_call_of(req);
-    e = iam_wa_register_options(&c, uv, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
-                                               struct dcms_http_resp *resp)
-{
-    json_t *b, *out = NULL;
-    enum dcms_err e = dcms_http_req_json(req, 0, &b);
-    if (e)
-        return e;
-    if (!json_is_object(b))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    /* The PublicKeyCredential, plus an optional label for the list. */
-    json_t *cred = json_deep_copy(b);
-    const char *name = NULL;
-    json_t *nm = json_object_get(b, "name");
-    if (nm && (!json_is_string(nm) || strlen(json_string_value(nm)) != json_string_length(nm)))
-        dcms_err_field(req->ei, "name", "must be a string");
-    else if (nm)
-        name = json_string_value(nm);
-    json_object_del(cred, "name");
-    struct iam_call c = iam_call_of(req);
-    e = iam_wa_register_verify(&c, cred, name, &out);
-    json_decref(cred);
-    if (e)
-        return e;
-    return dcms_http_reply_created(req, resp, "/api/v1/webauthn/credentials/", "id", false, out);
-}
-
-enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
-                                              struct dcms_http_resp *resp)
-{
-    static const char *const keys[] = {"user_verification", "mfa_ticket", NULL};
-    json_t *b, *out = NULL;
-    const char *uv;
-    enum dcms_err e = options_body(req, keys, &b, &uv);
-    if (e)
-        return e;
-    /* During a step-up login the mfa_ticket names the identity; otherwise the bearer token. */
-    json_t *t = json_object_get(b, "mfa_ticket");
-    char id[DCMS_UUID_STRLEN], hash[65];
-    if (t) {
-        if (!json_is_string(t) || json_string_length(t) > 128)
-            return dcms_err_field(req->ei, "mfa_ticket", "must be the mfa_ticket of a login");
-        if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
-            return e;
-    } else if (req->principal) {
-        struct iam_call c = iam_call_of(req);
-        if (no_api_key(&c))
-            return req->ei->code;
-        snprintf(id, sizeof(id), "%s", req->principal->id);
-    } else {
-        return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
-                            "a bearer token or an mfa_ticket is required");
-    }
-    struct iam_call c = iam_call_of(req);
-    e = iam_wa_assert_options(&c, id, uv, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *b;
-    enum dcms_err e = dcms_http_req_json(req, 0, &b);
-    if (e)
-        return e;
-    struct iam_call c = iam_call_of(req);
-    if (no_api_key(&c))
-        return req->ei->code;
-    struct dcms_webauthn_result r;
-    e = iam_wa_assert(req->app->iam, req->principal->id, b, false, req->principal->id,
-                      "webauthn.assert", req->client_ip, req->request_id, &r, req->ei);
-    if (e)
-        return e;
-    char now[DCMS_TIME_STRLEN];
-    dcms_time_format(dcms_clock_now_us(), now);
-    return dcms_http_reply(req, resp, 200,
-                           json_pack("{s:s, s:b, s:b, s:I, s:s}", "credential_id", r.credential_id,
-                                     "user_present", r.user_present, "user_verified",
-                                     r.user_verified, "sign_count", (json_int_t)r.sign_count,
-                                     "verified_at", now));
-}
-
-enum dcms_err dcms_iam_http_wa_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    json_t *out;
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_wa_list(&c, &out);
-    return e ? e : dcms_http_reply(req, resp, 200, out);
-}
-
-enum dcms_err dcms_iam_http_wa_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    struct iam_call c = iam_call_of(req);
-    enum dcms_err e = iam_wa_delete(&c, dcms_http_req_param(req, "id"));
-    return e ? e : dcms_http_reply_no_content(resp);
 }

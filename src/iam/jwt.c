@@ -9,7 +9,7 @@
 
 #include "dcms/crypto.h"
 #include "dcms/json.h"
-#include "iam/mfa_int.h"
+#include "iam/iam_core.h"
 
 #define JWT_MAX_BYTES 8192
 

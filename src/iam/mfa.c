@@ -46,33 +46,6 @@ static struct dcms_query q_ticket_use =
     DCMS_QUERY("mfa_ticket_use", "UPDATE mfa_tickets SET used_at = $2 WHERE ticket_hash = $1 AND "
                                  "used_at IS NULL AND expires_at > $2");
 
-/* ---- amr ---- */
-
-static const struct {
-    unsigned bit;
-    const char *name;
-} amrs[] = {
-    {DCMS_AMR_PWD, "pwd"}, {DCMS_AMR_OTP, "otp"},   {DCMS_AMR_HWK, "hwk"},
-    {DCMS_AMR_MFA, "mfa"}, {DCMS_AMR_USER, "user"},
-};
-
-json_t *iam_amr_json(unsigned amr)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < sizeof(amrs) / sizeof(amrs[0]); i++)
-        if (amr & amrs[i].bit)
-            json_array_append_new(a, json_string(amrs[i].name));
-    return a;
-}
-
-unsigned iam_amr_parse(const char *name)
-{
-    for (size_t i = 0; name && i < sizeof(amrs) / sizeof(amrs[0]); i++)
-        if (strcmp(amrs[i].name, name) == 0)
-            return amrs[i].bit;
-    return 0;
-}
-
 /* ---- recovery codes ---- */
 
 /* Lowercase base32 without separators into out[RECOVERY_CHARS + 1]; false when malformed. */

@@ -7,6 +7,8 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "iam/mfa_http.h"
+#include "iam/apikey_int.h"
+#include "iam/iam_http_int.h"
 #include "iam/mfa_int.h"
 
 /* A string member of at most `max` bytes; NULL (and a problem when `required`) otherwise. */

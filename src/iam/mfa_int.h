@@ -1,7 +1,7 @@
 /*
- * Inside IAM, second factors and API keys: TOTP (totp.c), recovery codes,
- * login tickets and the factor dispatch of step-up login (mfa.c), API keys
- * (apikey.c) and their handlers (mfa_http.c). The pure TOTP functions never
+ * The MFA layer of IAM: TOTP (totp.c), recovery codes, login tickets and
+ * the factor dispatch of step-up login (mfa.c), which also dispatches to
+ * passkeys (iam_cred.h, the layer below). The pure TOTP functions never
  * touch the store; the unit tests run the RFC 6238 vectors through them.
  */
 #ifndef DCMS_IAM_MFA_INT_H
@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 
 struct dcms_store_tx;
 
@@ -44,18 +44,6 @@ enum dcms_err iam_totp_match(const unsigned char *key, size_t key_len, int64_t t
 
 /* RFC 4648 base32 without padding; out needs (n * 8 + 4) / 5 + 1 bytes. */
 void iam_base32_encode(char *out, const unsigned char *p, size_t n);
-
-/* ---- sealing small secrets under the key-encryption key (totp.c) ---- */
-
-/*
- * XChaCha20-Poly1305 under the IAM key-encryption key, with `ad` (the
- * owning identity) as associated data, so a sealed value cannot be moved
- * to another identity. base64(nonce || ciphertext), malloc'd; NULL on OOM.
- */
-char *iam_seal(struct dcms_iam *iam, const unsigned char *p, size_t n, const char *ad);
-/* Opens into out[cap]; DCMS_ERR_CRYPTO when it does not authenticate. */
-enum dcms_err iam_unseal(struct dcms_iam *iam, const char *sealed, const char *ad,
-                         unsigned char *out, size_t cap, size_t *out_len) DCMS_MUST_CHECK;
 
 /* ---- TOTP enrolment and checks (totp.c) ---- */
 
@@ -168,53 +156,5 @@ enum dcms_err iam_mfa_ticket_lookup(struct dcms_iam *iam, const char *ticket,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err iam_mfa_ticket_use_tx(struct dcms_store_tx *tx, const char *hash,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-
-/*
- * Login (iam_session.c): {email, password} alone, {email, password,
- * <factor>} in one shot, or {mfa_ticket, <factor>}. An identity with an
- * enrolled second factor that logs in with a password alone gets
- * DCMS_ERR_MFA_REQUIRED and *out = {mfa_ticket, factors, expires_in}
- * (the caller owns it). A wrong factor is 401 and counts as a failed login.
- */
-struct iam_login_in {
-    const char *email, *password, *mfa_ticket;
-    struct iam_factor_in factor;
-};
-enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in, json_t **out,
-                        int64_t *retry_after_s) DCMS_MUST_CHECK;
-
-/* ---- the login throttle, shared with iam_session.c ---- */
-
-/* "acct:<lowercased email or id>" and "ip:<addr>" (empty without an address: no address key). */
-void iam_throttle_keys(const char *account, const char *client_ip, char acct[300], char ip[80]);
-/* DCMS_ERR_RATE_LIMITED (and *retry_after_s) while either key is locked. */
-enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,
-                                 int64_t *retry_after_s, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Counts a failure for both keys, locks past the limits, audits auth.login_failed. */
-enum dcms_err iam_throttle_fail(const struct iam_call *c, const char *acct, const char *ip,
-                                const char *identity_id, const char *why);
-
-/* ---- amr (RFC 8176) ---- */
-
-json_t *iam_amr_json(unsigned amr);
-unsigned iam_amr_parse(const char *name); /* 0 when unknown */
-
-/* ---- API keys (apikey.c) ---- */
-
-#define IAM_APIKEY_MAX_PERMS 32
-#define IAM_APIKEY_MAX_TTL_S (366LL * 24 * 3600)
-
-struct iam_apikey_in {
-    const char *name, *identity_id, *expires_at;
-    const char *perms[IAM_APIKEY_MAX_PERMS];
-    size_t nperms;
-};
-
-enum dcms_err iam_apikey_create(const struct iam_call *c, const struct iam_apikey_in *in,
-                                json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_apikey_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
-/* Frees the verified-key cache (dcms_iam_close). NULL is a no-op. */
-void iam_apikey_cache_free(struct iam_apikey_cache *c);
 
 #endif

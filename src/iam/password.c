@@ -7,7 +7,7 @@
  */
 #include <ctype.h>
 
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 
 extern const char dcms_common_passwords[];
 extern const size_t dcms_common_passwords_len;
@@ -22,14 +22,16 @@ bool iam_password_is_common(const char *pw)
         low[i] = (char)tolower((unsigned char)pw[i]);
     low[n] = '\0';
     const char *p = dcms_common_passwords, *end = p + dcms_common_passwords_len;
-    while (p < end) {
+    bool found = false;
+    while (p < end && !found) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (len == n && memcmp(p, low, n) == 0)
-            return true;
+        found = len == n && memcmp(p, low, n) == 0;
         p += len + 1;
     }
-    return false;
+    /* The lowercased copy is the password too. */
+    sodium_memzero(low, sizeof(low));
+    return found;
 }
 
 /* Code points in a UTF-8 string (continuation bytes are not counted). */

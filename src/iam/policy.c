@@ -9,7 +9,8 @@
 #include <sys/socket.h>
 
 #include "dcms/app.h"
-#include "iam/iam_int.h"
+#include "dcms/json.h"
+#include "iam/iam_core.h"
 
 static const struct {
     unsigned role;
@@ -192,27 +193,6 @@ void iam_policy_release(struct iam_policy *p)
     memset(p, 0, sizeof(*p));
 }
 
-static bool unknown_keys(const json_t *obj, const char *prefix, const char *const *allowed,
-                         struct dcms_errinfo *ei)
-{
-    const char *key;
-    const json_t *v;
-    bool bad = false;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = strcmp(*a, key) == 0;
-        if (!ok) {
-            char f[300];
-            snprintf(f, sizeof(f), "%s%.255s", prefix, key);
-            dcms_err_field(ei, f, "is not a known field");
-            bad = true;
-        }
-    }
-    return bad;
-}
-
 static bool cond_bool(const json_t *conds, const char *name, struct dcms_errinfo *ei)
 {
     const json_t *v = json_object_get(conds, name);
@@ -233,7 +213,7 @@ enum dcms_err iam_policy_from_json(const json_t *doc, struct iam_policy *p, stru
         return dcms_err_field(ei, "", "must be a JSON object");
     static const char *const top[] = {"name",      "description", "effect", "actions",
                                       "resources", "conditions",  "attach", NULL};
-    unknown_keys(doc, "", top, ei);
+    dcms_json_only_members(doc, "", top, ei);
     const json_t *name = json_object_get(doc, "name"), *desc = json_object_get(doc, "description");
     if (!json_is_string(name) || json_string_length(name) < 1 || json_string_length(name) > 255)
         dcms_err_field(ei, "name", "must be a string of 1 to 255 characters");
@@ -253,7 +233,7 @@ enum dcms_err iam_policy_from_json(const json_t *doc, struct iam_policy *p, stru
     } else if (conds) {
         static const char *const ck[] = {"party_of_contract", "mfa_present", "self",
                                          "same_organization", "ip_range",    NULL};
-        unknown_keys(conds, "conditions.", ck, ei);
+        dcms_json_only_members(conds, "conditions.", ck, ei);
         p->c_party = cond_bool(conds, "party_of_contract", ei);
         p->c_mfa = cond_bool(conds, "mfa_present", ei);
         p->c_self = cond_bool(conds, "self", ei);
@@ -280,7 +260,7 @@ enum dcms_err iam_policy_from_json(const json_t *doc, struct iam_policy *p, stru
         dcms_err_field(ei, "attach", "must be an object with identities and/or roles");
     } else {
         static const char *const ak[] = {"identities", "roles", NULL};
-        unknown_keys(attach, "attach.", ak, ei);
+        dcms_json_only_members(attach, "attach.", ak, ei);
         p->identities = string_list(json_object_get(attach, "identities"), "attach.identities",
                                     &p->nidentities, false, ei);
         for (size_t i = 0; i < p->nidentities; i++)

@@ -19,6 +19,7 @@
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
+#include "dcms/str.h"
 #include "iam/mfa_int.h"
 
 /* ---- pure ---- */
@@ -90,43 +91,6 @@ void iam_base32_encode(char *out, const unsigned char *p, size_t n)
     if (bits)
         out[o++] = abc[(acc << (5 - bits)) & 31];
     out[o] = '\0';
-}
-
-/* ---- sealing ---- */
-
-#define SEAL_NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define SEAL_TAG crypto_aead_xchacha20poly1305_ietf_ABYTES
-
-char *iam_seal(struct dcms_iam *iam, const unsigned char *p, size_t n, const char *ad)
-{
-    size_t clen = SEAL_NONCE + n + SEAL_TAG;
-    unsigned char *c = malloc(clen);
-    char *out = c ? malloc(dcms_b64_encoded_len(clen)) : NULL;
-    if (out) {
-        randombytes_buf(c, SEAL_NONCE);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(
-            c + SEAL_NONCE, NULL, p, n, (const unsigned char *)ad, strlen(ad), NULL, c, iam->kek);
-        dcms_b64_encode(out, c, clen);
-    }
-    free(c);
-    return out;
-}
-
-enum dcms_err iam_unseal(struct dcms_iam *iam, const char *sealed, const char *ad,
-                         unsigned char *out, size_t cap, size_t *out_len)
-{
-    unsigned char c[512];
-    size_t clen = 0;
-    size_t slen = sealed ? strlen(sealed) : 0;
-    if (slen == 0 || dcms_b64_decode(c, sizeof(c), sealed, slen, &clen) ||
-        clen < SEAL_NONCE + SEAL_TAG || clen - SEAL_NONCE - SEAL_TAG > cap)
-        return DCMS_ERR_CRYPTO;
-    unsigned long long mlen = 0;
-    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
-        out, &mlen, NULL, c + SEAL_NONCE, clen - SEAL_NONCE, (const unsigned char *)ad, strlen(ad),
-        c, iam->kek);
-    *out_len = (size_t)mlen;
-    return rc == 0 ? DCMS_OK : DCMS_ERR_CRYPTO;
 }
 
 /* ---- the store ---- */

@@ -20,7 +20,7 @@
 #include <jansson.h>
 
 #include "dcms/crypto.h"
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 #include "iam/webauthn.h"
 
 /* ---- a bounded CBOR cursor ---- */

@@ -113,7 +113,8 @@ int dcms_privacy_cli(int argc, char **argv)
     struct args a;
     if (parse(argc - 1, argv + 1, &a))
         return 2;
-    if (!a.have_q || !a.have_steps || !a.have_delta || (want_sigma ? !a.have_epsilon : !a.have_sigma)) {
+    if (!a.have_q || !a.have_steps || !a.have_delta ||
+        (want_sigma ? !a.have_epsilon : !a.have_sigma)) {
         usage(stderr);
         return 2;
     }

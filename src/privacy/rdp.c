@@ -51,8 +51,8 @@ static double log_erfc(double x)
     if (x < 26.0)
         return log(erfc(x));
     double r = 1.0 / (x * x);
-    double series = 1.0 - r / 2.0 + 3.0 * r * r / 4.0 - 15.0 * r * r * r / 8.0 +
-                    105.0 * r * r * r * r / 16.0;
+    double series =
+        1.0 - r / 2.0 + 3.0 * r * r / 4.0 - 15.0 * r * r * r / 8.0 + 105.0 * r * r * r * r / 16.0;
     return -x * x - log(x) - 0.5 * log(M_PI) + log(series);
 }
 
@@ -154,7 +154,7 @@ enum dcms_err dcms_privacy_epsilon_of(const double *orders, const double *rdp, s
         if (!(a >= 1.0) || !(r >= 0.0))
             return dcms_err_field(ei, "orders", "orders must be >= 1 and RDP values >= 0");
         if (delta * delta + expm1(-r) > 0.0)
-            eps = 0.0; /* the KL bound δ >= sqrt(1 − e^−rdp) already holds */
+            eps = 0.0;     /* the KL bound δ >= sqrt(1 − e^−rdp) already holds */
         else if (a > 1.01) /* the bound is unstable as α → 1, and useless there anyway */
             eps = r + log1p(-1.0 / a) - log(delta * a) / (a - 1.0);
         else
@@ -215,7 +215,8 @@ enum dcms_err dcms_privacy_sigma_for(const struct dcms_privacy_curve *spent, dou
         return e;
     if (eps > target_eps)
         return dcms_err_field(ei, "epsilon",
-                              "no noise multiplier up to 10000 keeps epsilon at or below %g", target_eps);
+                              "no noise multiplier up to 10000 keeps epsilon at or below %g",
+                              target_eps);
     if ((e = dcms_privacy_epsilon_after(spent, q, lo, steps, delta, &eps, NULL, ei)))
         return e;
     if (eps <= target_eps) {

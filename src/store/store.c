@@ -250,7 +250,9 @@ enum dcms_err dcms_store_commit(struct dcms_store_tx *tx, struct dcms_errinfo *e
 {
     struct dcms_store *s = tx->store;
     struct pool_entry *e = tx->entry;
-    enum dcms_err r = s->be->exec_script(e->conn, "COMMIT", ei);
+    enum dcms_err r = s->fail_commit
+                          ? dcms_err_set(ei, s->fail_commit, "commit failed (injected fault)")
+                          : s->be->exec_script(e->conn, "COMMIT", ei);
     if (r && !s->be->broken(e->conn))
         (void)s->be->exec_script(e->conn, "ROLLBACK", NULL);
     pool_release(s, e);

@@ -72,6 +72,13 @@ struct dcms_store {
     struct pool_entry *pool;
     unsigned pool_size, in_use;
     uint64_t acquired_total, wait_total, timeouts_total, reconnects_total;
+    /*
+     * Fault injection for tests only (SQLite's I/O fault tests): when not
+     * DCMS_OK, every dcms_store_commit rolls back and fails with this error,
+     * as a full disk would. Tests include this header and set it between
+     * transactions; the daemon never sets it.
+     */
+    enum dcms_err fail_commit;
 };
 
 /* Gives `q` its slot number (1..STORE_MAX_QUERIES-1) on first use; 0 if full. */

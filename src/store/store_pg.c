@@ -4,6 +4,7 @@
  * pinned to UTC, and a reconnect (PQreset) when the server went away, after
  * which statements are prepared again.
  */
+#include <limits.h>
 #include <ctype.h>
 #include <inttypes.h>
 
@@ -178,6 +179,7 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
     }
     const char *values[PG_MAX_PARAMS];
     int lengths[PG_MAX_PARAMS];
+    int formats[PG_MAX_PARAMS];
     char ints[PG_MAX_PARAMS][24];
     /* Text parameters travel in text format, which libpq ends at the NUL, not at the
      * length: copy each one NUL-terminated, and refuse embedded NULs (PostgreSQL text
@@ -196,7 +198,17 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
     char *tp = texts;
     for (size_t i = 0; i < n; i++) {
         lengths[i] = 0;
+        formats[i] = 0;
         switch (params[i].type) {
+        case DCMS_VT_BLOB: /* binary format: bytea takes the bytes as they are */
+            if (params[i].len > INT_MAX) {
+                free(texts);
+                return dcms_err_set(ei, DCMS_ERR_TOO_LARGE, NULL);
+            }
+            values[i] = params[i].ptr ? params[i].ptr : "";
+            lengths[i] = (int)params[i].len;
+            formats[i] = 1;
+            break;
         case DCMS_VT_TEXT:
             memcpy(tp, params[i].ptr, params[i].len);
             tp[params[i].len] = '\0';
@@ -212,7 +224,7 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
             values[i] = NULL;
         }
     }
-    PGresult *res = PQexecPrepared(c->pg, stmt, (int)n, values, lengths, NULL, 0);
+    PGresult *res = PQexecPrepared(c->pg, stmt, (int)n, values, lengths, formats, 0);
     free(texts);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {

@@ -123,6 +123,9 @@ static enum dcms_err bind_params(sqlite3_stmt *st, const struct dcms_store_val *
         case DCMS_VT_INT:
             rc = sqlite3_bind_int64(st, i, v->i);
             break;
+        case DCMS_VT_BLOB:
+            rc = sqlite3_bind_blob64(st, i, v->ptr ? v->ptr : "", v->len, SQLITE_STATIC);
+            break;
         default:
             rc = sqlite3_bind_null(st, i);
         }

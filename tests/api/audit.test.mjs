@@ -99,7 +99,8 @@ const readerSetup = (adminId, auditorId) =>
   [['auth.login', adminId], ['identity.create', adminId], ['auth.login', auditorId]];
 
 /** What a first start with adminEnv records, as [action, actor]. */
-const FIRST_START = [['system.start', 'system'], ['iam.key_create', 'system'], ['identity.bootstrap_admin', 'system']];
+const FIRST_START = [['system.start', 'system'], ['keys.kek_create', 'system'], ['iam.key_create', 'system'],
+  ['identity.bootstrap_admin', 'system']];
 
 /** call() plus the openapi.yaml check of every response (bodies of JSON responses included). */
 async function req(c, p, { headers, template } = {}) {
@@ -243,8 +244,8 @@ describe('audit: a fresh server, read by an auditor', () => {
     const r = await req(c, '/api/v1/audit/events');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.next_cursor, null);
-    // system.start, then what the services record while starting (the first JWT key, the
-    // bootstrap admin), then the admin's login, the auditor's creation and its login.
+    // system.start, then what the services record while starting (the first KEK version, the
+    // first JWT key, the bootstrap admin), then the admin's login, the auditor's creation and its login.
     assert.deepEqual(r.json.events.map((e) => [e.action, e.actor]).reverse(), expected, r.text);
     assert.deepEqual(r.json.events.map((e) => e.seq), expected.map((_, i) => expected.length - i), 'seq gap-free');
     for (const [i, e] of r.json.events.entries()) {
@@ -623,6 +624,44 @@ describe('audit: refused requests are rate limited per client', () => {
   });
 });
 
+describe('audit: refusals past the limit are summarized, never invisible', () => {
+  test('3 per window: 12 refusals over 4 routes give 3 events and one summary naming all 4', async () => {
+    const srv = await startServer({
+      env: { ...adminEnv, DCMS_AUDIT_REFUSALS_PER_MINUTE: '3', DCMS_AUDIT_REFUSAL_WINDOW_S: '2' },
+    });
+    try {
+      const targets = ['/api/v1/audit/events', '/api/v1/identities', '/api/v1/policies', '/api/v1/contracts'];
+      const anon = client(srv);
+      for (let i = 0; i < 12; i++) {
+        const r = await anon.call('GET', targets[i % targets.length]);
+        assert.equal(r.status, 401, r.text);
+      }
+      await new Promise((r) => setTimeout(r, 2300));
+      // The window has ended: the next refusal (from any address) writes its summary.
+      assert.equal((await anon.call('GET', '/api/v1/enclaves')).status, 401);
+      const { c } = await asAuditor(srv);
+      const sums = await listAll(c, 'action=request.refusals_summarized');
+      assert.equal(sums.length, 1, JSON.stringify(sums));
+      const ev = sums[0];
+      assert.equal(ev.resource_type, 'client');
+      assert.equal(ev.resource_id, '127.0.0.1');
+      assert.equal(ev.client_ip, '127.0.0.1');
+      assert.equal(ev.outcome, 'denied');
+      assert.equal(ev.details.recorded, 3);
+      assert.equal(ev.details.suppressed, 9);
+      assert.equal(ev.details.window_s, 2);
+      assert.deepEqual([...ev.details.targets].sort(), targets.map((t) => `GET ${t}`).sort());
+      assert.equal(ev.details.targets_truncated, false);
+      const denied = await listAll(c, 'action=request.denied');
+      assert.equal(denied.length, 4, 'the 3 of the first window and the one after it');
+      const v = await req(c, '/api/v1/audit/verify');
+      assert.equal(v.json.ok, true, v.text);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
 // ---- two dcmsd processes on one PostgreSQL database ----
 
 describe('audit: two dcmsd processes on one PostgreSQL database', () => {
@@ -637,6 +676,7 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
       DCMS_DATABASE_URL: data.DCMS_DATABASE_URL,
       DCMS_AUDIT_KEY_FILE: path.join(keyDir, 'audit', 'ed25519.key'),
       DCMS_IAM_KEK_FILE: path.join(keyDir, 'iam', 'kek.key'),
+      DCMS_KEYS_FILE: path.join(keyDir, 'keys', 'keyring'),
       DCMS_AUDIT_REFUSALS_PER_MINUTE: '100000',
       DCMS_AUDIT_CHECKPOINT_EVERY: '50',
     };

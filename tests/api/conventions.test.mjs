@@ -108,6 +108,7 @@ describe('policies: read and delete', () => {
       DCMS_DATABASE_URL: u.toString(),
       DCMS_AUDIT_KEY_FILE: path.join(server.dataDir, 'audit', 'ed25519.key'),
       DCMS_IAM_KEK_FILE: path.join(server.dataDir, 'iam', 'kek.key'),
+      DCMS_KEYS_FILE: path.join(server.dataDir, 'keys', 'keyring'),
     }});
     try {
       const api2 = client(other);

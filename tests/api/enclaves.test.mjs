@@ -246,13 +246,39 @@ describe('lifecycle with the local backend', () => {
     assert.ok(m.latest.peak_rss_bytes >= m.latest.rss_bytes);
     assert.ok(m.latest.channel_bytes_in > 0, 'attestations went over the channel');
     assert.ok(m.history[0].at < m.history[m.history.length - 1].at);
+    // Per-enclave series only for a caller granted system:read (the admin here).
     const rss = new RegExp(`dcms_enclave_memory_rss_bytes\\{enclave="${enc.id}",status="running"\\} [1-9]`);
     const text = await waitFor('the gauges of the running enclave', async () => {
-      const t = await (await fetch(`${server.url}/metrics`)).text();
+      const t = await (await fetch(`${server.url}/metrics`, {headers: bearer(admin)})).text();
       return rss.test(t) && t;
     }, 3000);
     assert.match(text, new RegExp(`dcms_enclave_channel_bytes_total\\{enclave="${enc.id}",direction="in"\\} [1-9]`));
     assert.match(text, /dcms_enclave_reconcile_runs_total [1-9]/);
+    // The metrics token: an API key scoped to system:read, of an operator service.
+    const svc = await call('POST', '/api/v1/identities', {
+      headers: bearer(admin), json: {kind: 'service', name: 'prometheus', roles: ['operator']},
+    });
+    assert.equal(svc.status, 201, svc.text);
+    const key = await call('POST', '/api/v1/api-keys', {
+      headers: bearer(admin),
+      json: {name: 'metrics', identity_id: svc.json.id, permissions: ['system:read'],
+             expires_at: new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z')},
+    });
+    assert.equal(key.status, 201, key.text);
+    const scraped = await (await fetch(`${server.url}/metrics`, {headers: bearer(key.json.key)})).text();
+    assert.match(scraped, new RegExp(`dcms_enclave_memory_rss_bytes\\{enclave="${enc.id}"`));
+    // Anonymous and a provider without system:read: sums by status, no enclave named.
+    for (const headers of [{}, bearer(provider)]) {
+      const r = await fetch(`${server.url}/metrics`, {headers});
+      assert.equal(r.status, 200);
+      const t = await r.text();
+      assert.doesNotMatch(t, /enclave="/, 'a per-enclave label reached a caller without system:read');
+      assert.ok(!t.includes(enc.id), 'an enclave id reached a caller without system:read');
+      assert.match(t, /^dcms_enclaves\{status="running"\} [1-9]\d*$/m);
+      assert.match(t, /^dcms_enclave_memory_rss_bytes\{status="running"\} [1-9]/m);
+      assert.match(t, /^dcms_enclave_channel_bytes_total\{direction="in"\} [1-9]/m);
+      assert.match(t, /^# TYPE dcms_enclave_cpu_seconds_total counter$/m);
+    }
   });
 
   test('terminate: no process left behind, final', async () => {
@@ -385,6 +411,24 @@ describe('validation', () => {
     const r = await call('POST', '/api/v1/enclaves', {headers: bearer(provider), json: body('missing')});
     assert.equal(r.status, 422);
     assert.deepEqual(r.json.error.details.map((d) => d.field), ['configuration.image']);
+  });
+
+  test('only executable ELF programs in the images directory are images', async () => {
+    // A build leftover, a script with an execute bit, and the workload without one.
+    fs.writeFileSync(path.join(imagesDir, 'cmake_install.cmake'), 'set(CMAKE_INSTALL_PREFIX "/usr")\n');
+    fs.writeFileSync(path.join(imagesDir, 'run.sh'), '#!/bin/sh\nexit 0\n', {mode: 0o755});
+    fs.copyFileSync(workload, path.join(imagesDir, 'noexec'));
+    fs.chmodSync(path.join(imagesDir, 'noexec'), 0o644);
+    fs.symlinkSync(path.join(imagesDir, 'dcms-workload'), path.join(imagesDir, 'link'));
+    for (const image of ['cmake_install.cmake', 'run.sh', 'noexec', 'link']) {
+      const r = await call('POST', '/api/v1/enclaves', {headers: bearer(provider), json: body(image)});
+      assert.equal(r.status, 422, `${image}: ${r.text}`);
+      assert.deepEqual(r.json.error.details.map((d) => d.field), ['configuration.image'], image);
+    }
+  });
+
+  test('the default images directory of a build holds only the workload', () => {
+    assert.deepEqual(fs.readdirSync(path.dirname(workload)), ['dcms-workload']);
   });
 
   test('missing members and a body that is not an object', async () => {
@@ -548,6 +592,26 @@ describe('contracts served and compatibility', () => {
     assert.equal(r.status, 200);
     assert.equal(r.json.contract_id, military.id);
     assert.equal(req(await compat(provider, enc.id, military.id), 'dedicated').ok, true);
+  });
+
+  test('the consumer follows the binding: unbound, it no longer sees the enclave; bound again, it does', async () => {
+    const patch = (contractId) => call('PATCH', `/api/v1/enclaves/${enc.id}`,
+                                       {headers: bearer(provider), json: {contract_id: contractId}},
+                                       '/api/v1/enclaves/{id}');
+    const listed = async () => (await call('GET', '/api/v1/enclaves', {headers: bearer(consumer)}, '/api/v1/enclaves'))
+      .json.enclaves.map((e) => e.id).includes(enc.id);
+    assert.equal((await get(consumer, enc.id)).status, 200);
+    assert.equal(await listed(), true);
+    let r = await patch(null);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.contract_id, null);
+    assert.equal((await get(consumer, enc.id)).status, 404);
+    assert.equal(await listed(), false);
+    r = await patch(military.id);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal((await get(consumer, enc.id)).status, 200);
+    assert.equal(await listed(), true);
+    assert.equal((await get(consumer2, enc.id)).status, 404);
   });
 });
 

@@ -459,6 +459,13 @@ describe('organizations, scoping, roles and policies', () => {
                        {headers : {...bearer(admin), 'If-Match' : '"1"'}, json : {name : 'x'}},
                        '/api/v1/identities/{id}');
         assert.equal(stale.status, 412);
+        // One meaning of If-Match everywhere (dcms/etag.h): `*` is any current version.
+        const any =
+            await call('PATCH', `/api/v1/identities/${a.id}`,
+                       {headers : {...bearer(admin), 'If-Match' : '*'}, json : {name : 'A any'}},
+                       '/api/v1/identities/{id}');
+        assert.equal(any.status, 200);
+        assert.equal(any.json.name, 'A any');
         const bad = await call('PATCH', `/api/v1/identities/${a.id}`,
                                {headers : bearer(admin), json : {nickname : 'x'}},
                                '/api/v1/identities/{id}');

@@ -12,10 +12,13 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/keys.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/store.h"
+#include "iam/apikey_int.h"
+#include "iam/iam_identity.h"
 #include "iam/mfa_int.h"
 
 /* ---- without a store ---- */
@@ -70,6 +73,8 @@ static int teardown(void **state)
     struct fixture *f = *state;
     dcms_arena_free(f->arena);
     dcms_iam_close(f->iam);
+    dcms_keys_close(f->app.keys);
+    f->app.keys = NULL;
     dcms_audit_close(f->app.audit);
     dcms_store_close(f->app.store);
     dcms_testdb_cleanup(&f->db);
@@ -102,6 +107,11 @@ static void open_all(struct fixture *f)
     CHECK(dcms_store_open(f->cfg.database_url, &so, &f->app.store, &ei), ei);
     struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
+    /* IAM seals its secrets under a data key from the keyring. */
+    snprintf(f->cfg.keys_file, sizeof(f->cfg.keys_file), "%s/keys/keyring", f->db.dir);
+    struct dcms_keys_opts ko;
+    dcms_keys_opts_from_config(&f->cfg, &ko);
+    CHECK(dcms_keys_open(&ko, f->app.store, f->app.audit, &f->app.keys, &ei), ei);
     CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
     f->app.iam = f->iam;
     struct dcms_store_tx *tx;

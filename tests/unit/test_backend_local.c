@@ -83,6 +83,8 @@ static void image(const struct fx *x, const char *name, char *out, size_t cap)
 {
     if (strcmp(name, "dcms-workload") == 0)
         snprintf(out, cap, "%s/workload/dcms-workload", x->bindir);
+    else if (strcmp(name, "dcms-trainer") == 0)
+        snprintf(out, cap, "%s/training/enclave/dcms-trainer", x->bindir);
     else
         snprintf(out, cap, "%s/tests/workloads/%s", x->bindir, name);
 }
@@ -667,6 +669,25 @@ static void test_hostile_channel(void **state)
     terminate(x, ref);
 }
 
+/*
+ * The static trainer (training/) starts in the sandbox and answers an
+ * attestation request with its ephemeral X25519 key, as the training
+ * service will need before releasing a data key.
+ */
+static void test_trainer_image(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    start(x, "dcms-trainer", 64, ref);
+    struct dcms_attest_report rep;
+    attest_verified(x, ref, &rep);
+    struct dcms_enclave_probe p;
+    probe(x, ref, &p);
+    assert_int_equal(p.state, DCMS_ENCLAVE_RUN_RUNNING);
+    dcms_attest_report_release(&rep);
+    terminate(x, ref);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +704,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_fork_bomb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trainer_image, setup, teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -15,11 +15,13 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/keys.h"
 #include "dcms/config.h"
 #include "dcms/credentials.h"
 #include "dcms/crypto.h"
 #include "dcms/store.h"
 #include "iam/iam_cred.h"
+#include "iam/iam_identity.h"
 
 #include <dirent.h>
 
@@ -47,6 +49,8 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     dcms_iam_close(f->iam);
+    dcms_keys_close(f->app.keys);
+    f->app.keys = NULL;
     dcms_audit_close(f->audit);
     dcms_store_close(f->store);
     dcms_arena_free(f->arena);
@@ -77,6 +81,11 @@ static void open_all(struct fixture *f, const char *rp_id, const char *origins)
     f->app.cfg = &f->cfg;
     f->app.store = f->store;
     f->app.audit = f->audit;
+    /* IAM seals its secrets under a data key from the keyring. */
+    snprintf(f->cfg.keys_file, sizeof(f->cfg.keys_file), "%s/keys/keyring", f->db.dir);
+    struct dcms_keys_opts ko;
+    dcms_keys_opts_from_config(&f->cfg, &ko);
+    CHECK(dcms_keys_open(&ko, f->store, f->audit, &f->app.keys, &ei), ei);
     CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
     f->app.iam = f->iam;
     f->arena = dcms_arena_new(1 << 20);

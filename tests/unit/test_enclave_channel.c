@@ -75,9 +75,37 @@ static void test_nsm_request(void **state)
     assert_int_equal(dcms_chan_nsm_req_encode(&q, out, 10), 0);
 }
 
+/* The one attestation-response decoder both backends use. */
+static void test_attest_response(void **state)
+{
+    (void)state;
+    const uint8_t *doc = NULL;
+    size_t n = 0;
+    static const uint8_t ok[] = {0, 'd', 'o', 'c'};
+    struct dcms_chan_frame f = {DCMS_CHAN_ATTEST_RESP, ok, sizeof(ok), sizeof(ok) + 4};
+    assert_int_equal(dcms_chan_attest_resp_parse(&f, 3, &doc, &n), DCMS_CHAN_ATTEST_DOC);
+    assert_ptr_equal(doc, ok + 1);
+    assert_int_equal(n, 3);
+    /* One byte over the limit. */
+    doc = NULL;
+    assert_int_equal(dcms_chan_attest_resp_parse(&f, 2, &doc, &n), DCMS_CHAN_ATTEST_TOO_LARGE);
+    assert_null(doc);
+    /* A status other than 0 is a refusal, whatever follows. */
+    static const uint8_t refused[] = {1, 'n', 'o'};
+    f = (struct dcms_chan_frame){DCMS_CHAN_ATTEST_RESP, refused, sizeof(refused), 0};
+    assert_int_equal(dcms_chan_attest_resp_parse(&f, 100, &doc, &n), DCMS_CHAN_ATTEST_REFUSED);
+    /* No document after the status, or another frame type. */
+    f = (struct dcms_chan_frame){DCMS_CHAN_ATTEST_RESP, ok, 1, 0};
+    assert_int_equal(dcms_chan_attest_resp_parse(&f, 100, &doc, &n), DCMS_CHAN_ATTEST_UNEXPECTED);
+    f = (struct dcms_chan_frame){DCMS_CHAN_NSM_RESP, ok, sizeof(ok), 0};
+    assert_int_equal(dcms_chan_attest_resp_parse(&f, 100, &doc, &n), DCMS_CHAN_ATTEST_UNEXPECTED);
+    assert_null(doc);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_frames),
     cmocka_unit_test(test_nsm_request),
+    cmocka_unit_test(test_attest_response),
 };
 
 DCMS_TEST_MAIN(tests)

@@ -10,6 +10,8 @@
  * signer the policy does not allow. tests/api/enclaves.test.mjs runs the
  * real local backend.
  */
+#include <sys/stat.h>
+
 #include "testdb.h"
 #include "testutil.h"
 
@@ -372,14 +374,19 @@ static void exec_sql(struct fixture *f, const char *sql, const char *a1)
     CHECK(dcms_store_commit(tx, &ei), ei);
 }
 
+/* An image the service accepts: an executable file with an ELF header (ET_EXEC), then `content`. */
 static void write_image(struct fixture *f, const char *name, const char *content)
 {
+    static const unsigned char elf[18] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0,
+                                          0,    0,   0,   0,   0, 0, 0, 2, 0};
     char path[256];
     snprintf(path, sizeof(path), "%s/%s", f->images, name);
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
+    assert_int_equal(fwrite(elf, 1, sizeof(elf), fp), sizeof(elf));
     fputs(content, fp);
     fclose(fp);
+    assert_int_equal(chmod(path, 0755), 0);
 }
 
 static void open_service(struct fixture *f)
@@ -420,6 +427,34 @@ static void start(struct fixture *f)
     open_service(f);
 }
 
+/* The service's enclave results as the API encodes them. */
+static enum dcms_err encoded(enum dcms_err e, struct enclave_rec *rec, json_t **out)
+{
+    *out = e ? NULL : enclave_row_to_json(&rec->r);
+    enclave_rec_release(rec);
+    return e;
+}
+
+static enum dcms_err act_json(const struct enclave_call *c, const char *id, enum enclave_event ev,
+                              const char *reason, json_t **out)
+{
+    struct enclave_rec rec;
+    return encoded(enclave_act(c, id, ev, reason, &rec), &rec, out);
+}
+
+static enum dcms_err get_json(const struct enclave_call *c, const char *id, json_t **out)
+{
+    struct enclave_rec rec;
+    return encoded(enclave_get(c, id, &rec), &rec, out);
+}
+
+static enum dcms_err create_json(const struct enclave_call *c, const struct enclave_create_in *in,
+                                 json_t **out)
+{
+    struct enclave_rec rec;
+    return encoded(enclave_create(c, in, &rec), &rec, out);
+}
+
 static json_t *create(struct fixture *f, const char *image)
 {
     struct dcms_arena *a = dcms_arena_new(1 << 16);
@@ -430,9 +465,10 @@ static json_t *create(struct fixture *f, const char *image)
              "{\"image\":\"%s\",\"cpu_cores\":1,\"memory_mb\":64,\"storage_gb\":1}", image);
     json_t *cj = json_loads(cfg, 0, NULL);
     struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-1", &ei};
-    struct enclave_create_in in = {.name = "e", .configuration = cj};
+    struct enclave_create_in in = {.name = "e"};
+    enclave_config_from_json(cj, "configuration.", &f->en->limits, &in.config, &ei);
     json_t *out = NULL;
-    CHECK(enclave_create(&c, &in, &out), ei);
+    CHECK(create_json(&c, &in, &out), ei);
     json_decref(cj);
     dcms_arena_free(a);
     return out;
@@ -444,7 +480,7 @@ static json_t *get(struct fixture *f, const char *id)
     dcms_errinfo_init(&ei, NULL);
     struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-2", &ei};
     json_t *out = NULL;
-    CHECK(enclave_get(&c, id, &out), ei);
+    CHECK(get_json(&c, id, &out), ei);
     return out;
 }
 
@@ -475,19 +511,19 @@ static void service_lifecycle(struct fixture *f)
     dcms_errinfo_init(&ei, a);
     struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-3", &ei};
     json_t *out = NULL;
-    CHECK(enclave_act(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), ei);
+    CHECK(act_json(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), ei);
     json_decref(out);
-    CHECK(enclave_act(&c, id, ENCLAVE_EV_SUSPEND, "pause", &out), ei);
+    CHECK(act_json(&c, id, ENCLAVE_EV_SUSPEND, "pause", &out), ei);
     assert_string_equal(str(out, "status"), "suspended");
     json_decref(out);
     out = NULL;
-    assert_int_equal(enclave_act(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), DCMS_ERR_CONFLICT);
+    assert_int_equal(act_json(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), DCMS_ERR_CONFLICT);
     assert_null(out);
     assert_int_equal(ei.ndetails, 1);
     assert_string_equal(ei.details[0].field, "status");
     assert_string_equal(ei.details[0].problem, "is suspended; allowed: resume, update, terminate");
     dcms_errinfo_init(&ei, a);
-    CHECK(enclave_act(&c, id, ENCLAVE_EV_RESUME, NULL, &out), ei);
+    CHECK(act_json(&c, id, ENCLAVE_EV_RESUME, NULL, &out), ei);
     assert_string_equal(str(out, "status"), "running");
     json_decref(out);
 
@@ -496,13 +532,13 @@ static void service_lifecycle(struct fixture *f)
     dcms_uuid_v7(other.id);
     struct enclave_call oc = {f->en, &other, "127.0.0.1", "req-4", &ei};
     dcms_errinfo_init(&ei, a);
-    assert_int_equal(enclave_get(&oc, id, &out), DCMS_ERR_NOT_FOUND);
-    assert_int_equal(enclave_act(&oc, id, ENCLAVE_EV_TERMINATE, NULL, &out), DCMS_ERR_NOT_FOUND);
+    assert_int_equal(get_json(&oc, id, &out), DCMS_ERR_NOT_FOUND);
+    assert_int_equal(act_json(&oc, id, ENCLAVE_EV_TERMINATE, NULL, &out), DCMS_ERR_NOT_FOUND);
 
     /* The workload stops answering: the next attestation fails it and stops the workload. */
     f->fake->w[0].silent = true;
     dcms_errinfo_init(&ei, a);
-    CHECK(enclave_act(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), ei);
+    CHECK(act_json(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), ei);
     assert_string_equal(str(out, "status"), "failed");
     assert_string_equal(
         str(out, "status_reason"),
@@ -510,7 +546,7 @@ static void service_lifecycle(struct fixture *f)
     assert_false(f->fake->w[0].used);
     json_decref(out);
     dcms_errinfo_init(&ei, a);
-    CHECK(enclave_act(&c, id, ENCLAVE_EV_TERMINATE, NULL, &out), ei);
+    CHECK(act_json(&c, id, ENCLAVE_EV_TERMINATE, NULL, &out), ei);
     assert_string_equal(str(out, "status"), "terminated");
     json_decref(out);
     dcms_arena_free(a);
@@ -586,7 +622,7 @@ static void service_metrics_bounded(struct fixture *f)
     /* A finished workload's sample is dropped. */
     c.p = &f->p;
     json_t *out = NULL;
-    CHECK(enclave_act(&c, id, ENCLAVE_EV_TERMINATE, NULL, &out), ei);
+    CHECK(act_json(&c, id, ENCLAVE_EV_TERMINATE, NULL, &out), ei);
     json_decref(out);
     CHECK(enclave_store_sample(f->en, id, &pr, &ei), ei);
     CHECK(enclave_metrics(&c, id, &m), ei);

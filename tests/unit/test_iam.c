@@ -9,7 +9,7 @@
 #include <openssl/hmac.h>
 
 #include "dcms/crypto.h"
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 
 /* ---- passwords ---- */
 

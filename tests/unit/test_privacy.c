@@ -29,8 +29,8 @@ static void opacus_rdp_accountant(void **state)
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     double eps, order;
-    assert_int_equal(
-        dcms_privacy_epsilon_after(NULL, 0.04, 1.5, 2250, 1e-5, &eps, &order, &ei), DCMS_OK);
+    assert_int_equal(dcms_privacy_epsilon_after(NULL, 0.04, 1.5, 2250, 1e-5, &eps, &order, &ei),
+                     DCMS_OK);
     assert_rel(eps, 7.32911117143, 1e-10);
 }
 
@@ -61,8 +61,8 @@ static void opacus_noise_multiplier(void **state)
             DCMS_OK);
         assert_true(eps <= 8.0);
         assert_true(eps > 8.0 - 1e-3); /* the smallest such σ: ε is right at the target */
-        assert_int_equal(dcms_privacy_epsilon_after(NULL, 0.04, sigma * (1 - 1e-4),
-                                                    cases[i].steps, 1e-5, &eps, NULL, &ei),
+        assert_int_equal(dcms_privacy_epsilon_after(NULL, 0.04, sigma * (1 - 1e-4), cases[i].steps,
+                                                    1e-5, &eps, NULL, &ei),
                          DCMS_OK);
         assert_true(eps > 8.0); /* a slightly smaller σ misses it */
     }
@@ -212,12 +212,9 @@ static void composition_and_edges(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(opacus_rdp_accountant),
-    cmocka_unit_test(opacus_noise_multiplier),
-    cmocka_unit_test(dp_accounting_sequence),
-    cmocka_unit_test(fractional_orders_match_integral),
-    cmocka_unit_test(dp_accounting_pure_dp),
-    cmocka_unit_test(dp_accounting_gaussian),
+    cmocka_unit_test(opacus_rdp_accountant),  cmocka_unit_test(opacus_noise_multiplier),
+    cmocka_unit_test(dp_accounting_sequence), cmocka_unit_test(fractional_orders_match_integral),
+    cmocka_unit_test(dp_accounting_pure_dp),  cmocka_unit_test(dp_accounting_gaussian),
     cmocka_unit_test(composition_and_edges),
 };
 

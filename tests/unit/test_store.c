@@ -807,6 +807,84 @@ static void read_tx_is_read_only(struct fixture *f)
 }
 STORE_CASE(read_tx_is_read_only)
 
+/* ---- migration 0008: the enclave keeps its contract's consumer ---- */
+
+static struct dcms_query q_undo8_index =
+    DCMS_QUERY("t_undo8_index", "DROP INDEX enclaves_consumer");
+static struct dcms_query q_undo8_column =
+    DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
+/* The store applies only migrations above its latest, so the later ones are undone too. */
+static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo10_segments", "DROP TABLE dataset_segments"),
+    DCMS_QUERY("t_undo10_datasets", "DROP TABLE datasets"),
+    DCMS_QUERY("t_undo9_data_keys", "DROP TABLE data_keys"),
+    DCMS_QUERY("t_undo9_kek_versions", "DROP TABLE kek_versions"),
+};
+static struct dcms_query q_undo8_row =
+    DCMS_QUERY("t_undo8_row", "DELETE FROM schema_migrations WHERE version >= 8");
+static struct dcms_query q_ins8_contract =
+    DCMS_QUERY("t_ins_contract",
+               "INSERT INTO contracts (id, title, provider_id, consumer_id, terms, "
+               "terms_hash, created_at, updated_at) VALUES ($1, 'c', $2, $3, '{}', 'h', $4, $4)");
+static struct dcms_query q_ins_enclave = DCMS_QUERY(
+    "t_ins_enclave", "INSERT INTO enclaves (id, name, provider_id, contract_id, backend, "
+                     "configuration, created_at, updated_at) VALUES ($1, 'e', $2, $3, 'local', "
+                     "'{}', $4, $4)");
+static struct dcms_query q_enclave_consumer = DCMS_QUERY(
+    "t_enclave_consumer", "SELECT CAST(consumer_id AS TEXT) FROM enclaves WHERE id = $1");
+
+/*
+ * A store at schema 7 with a bound and an unbound enclave: migrating to 8
+ * copies the bound one's contract consumer onto it and leaves the other
+ * NULL (the service then reads the enclave row alone).
+ */
+static void migration_0008_backfills_consumer(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char provider[DCMS_UUID_STRLEN], consumer[DCMS_UUID_STRLEN], contract[DCMS_UUID_STRLEN];
+    char bound[DCMS_UUID_STRLEN], unbound[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(contract);
+    dcms_uuid_v7(bound);
+    dcms_uuid_v7(unbound);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    for (size_t i = 0; i < sizeof(q_undo_later) / sizeof(q_undo_later[0]); i++)
+        run(tx, &q_undo_later[i], NULL, 0, false, NULL);
+    run(tx, &q_undo8_index, NULL, 0, false, NULL);
+    run(tx, &q_undo8_column, NULL, 0, false, NULL);
+    run(tx, &q_undo8_row, NULL, 0, false, NULL);
+    insert_identity(tx, "user", NULL, provider);
+    insert_identity(tx, "user", NULL, consumer);
+    run(tx, &q_ins8_contract,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(contract), DCMS_VAL_TEXT(provider),
+                                  DCMS_VAL_TEXT(consumer), DCMS_VAL_TEXT(TS1)},
+        4, false, NULL);
+    run(tx, &q_ins_enclave,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(bound), DCMS_VAL_TEXT(provider),
+                                  DCMS_VAL_TEXT(contract), DCMS_VAL_TEXT(TS1)},
+        4, false, NULL);
+    run(tx, &q_ins_enclave,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(unbound), DCMS_VAL_TEXT(provider), DCMS_VAL_NULL,
+                                  DCMS_VAL_TEXT(TS1)},
+        4, false, NULL);
+    commit(tx);
+
+    s = open_store(f, 1, 0); /* applies 0008 again */
+    tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *r = run(tx, &q_enclave_consumer,
+                                    (struct dcms_store_val[]){DCMS_VAL_TEXT(bound)}, 1, true, NULL);
+    assert_int_equal(dcms_store_rows_count(r), 1);
+    assert_non_null(dcms_store_rows_text(r, 0, 0));
+    assert_string_equal(dcms_store_rows_text(r, 0, 0), consumer);
+    dcms_store_rows_free(r);
+    r = run(tx, &q_enclave_consumer, (struct dcms_store_val[]){DCMS_VAL_TEXT(unbound)}, 1, true,
+            NULL);
+    assert_int_equal(dcms_store_rows_count(r), 1);
+    assert_null(dcms_store_rows_text(r, 0, 0));
+    dcms_store_rows_free(r);
+    dcms_store_rollback(tx);
+}
+STORE_CASE(migration_0008_backfills_consumer)
+
 /* Ends every server session of the case's database but the admin's own. */
 static void kill_sessions(struct fixture *f)
 {
@@ -938,6 +1016,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(read_tx_is_read_only_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(read_tx_is_read_only_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(reconnect_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_sqlite, setup_sqlite,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_pg, setup_pg, teardown),
     cmocka_unit_test(bad_url_refused),
     cmocka_unit_test(pg_unreachable),
 };

@@ -50,6 +50,39 @@ static void buf_grows(void **state)
     dcms_buf_release(&b);
 }
 
+/* A secret buffer grows by copying and keeps every byte; a reserve makes room once, capped. */
+static void buf_secret_and_reserve(void **state)
+{
+    (void)state;
+    struct dcms_buf b;
+    dcms_buf_init_secret(&b, 5000);
+    for (int i = 0; i < 500; i++)
+        assert_int_equal(dcms_buf_appends(&b, "0123456789"), DCMS_OK);
+    assert_int_equal(strlen(b.ptr), 5000);
+    for (int i = 0; i < 500; i++)
+        assert_memory_equal(b.ptr + 10 * i, "0123456789", 10);
+    assert_int_equal(dcms_buf_appends(&b, "x"), DCMS_ERR_TOO_LARGE);
+    dcms_buf_release(&b);
+    assert_null(b.ptr);
+
+    dcms_buf_init_secret(&b, 100);
+    assert_int_equal(dcms_buf_reserve(&b, 1000), DCMS_OK); /* capped at max */
+    assert_int_equal(b.cap, 101);
+    const char *first = b.ptr;
+    assert_int_equal(dcms_buf_appends(&b, "abc"), DCMS_OK);
+    assert_int_equal(dcms_buf_reserve(&b, 50), DCMS_OK); /* already room: no move */
+    for (int i = 0; i < 97; i++)
+        assert_int_equal(dcms_buf_appends(&b, "d"), DCMS_OK);
+    assert_ptr_equal(b.ptr, first);
+    assert_int_equal(b.len, 100);
+    assert_memory_equal(b.ptr, "abcd", 4);
+    dcms_buf_release(&b);
+
+    dcms_buf_init(&b, SIZE_MAX);
+    assert_int_equal(dcms_buf_reserve(&b, SIZE_MAX), DCMS_ERR_NOMEM);
+    dcms_buf_release(&b);
+}
+
 /* SIZE_MAX as the cap means "no limit in practice"; it must not wrap the capacity. */
 static void buf_max_size_max(void **state)
 {
@@ -188,10 +221,15 @@ static void str_ieq(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(buf_cap_refuses), cmocka_unit_test(buf_grows),
-    cmocka_unit_test(buf_appendf),     cmocka_unit_test(buf_detach),
-    cmocka_unit_test(json_escaping),   cmocka_unit_test(hex_encode),
-    cmocka_unit_test(str_ieq),         cmocka_unit_test(buf_max_size_max),
+    cmocka_unit_test(buf_cap_refuses),
+    cmocka_unit_test(buf_grows),
+    cmocka_unit_test(buf_appendf),
+    cmocka_unit_test(buf_detach),
+    cmocka_unit_test(json_escaping),
+    cmocka_unit_test(hex_encode),
+    cmocka_unit_test(str_ieq),
+    cmocka_unit_test(buf_max_size_max),
+    cmocka_unit_test(buf_secret_and_reserve),
 };
 
 DCMS_TEST_MAIN(tests)

@@ -10,14 +10,20 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/keys.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/credentials.h"
 #include "dcms/crypto.h"
+#include "dcms/fs.h"
 #include "dcms/store.h"
 #include "iam/mfa_int.h"
 
@@ -129,6 +135,8 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     dcms_iam_close(f->iam);
+    dcms_keys_close(f->app.keys);
+    f->app.keys = NULL;
     dcms_audit_close(f->app.audit);
     dcms_store_close(f->app.store);
     dcms_testdb_cleanup(&f->db);
@@ -164,6 +172,11 @@ static void open_all(struct fixture *f)
     CHECK(dcms_store_open(f->cfg.database_url, &so, &f->app.store, &ei), ei);
     struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
+    /* IAM seals its secrets under a data key from the keyring. */
+    snprintf(f->cfg.keys_file, sizeof(f->cfg.keys_file), "%s/keys/keyring", f->db.dir);
+    struct dcms_keys_opts ko;
+    dcms_keys_opts_from_config(&f->cfg, &ko);
+    CHECK(dcms_keys_open(&ko, f->app.store, f->app.audit, &f->app.keys, &ei), ei);
     CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
     f->app.iam = f->iam;
     struct dcms_store_tx *tx;
@@ -430,7 +443,142 @@ static void totp_race(struct fixture *f)
 }
 DCMS_TESTDB_CASE(totp_race)
 
+/* ---- IAM secrets under the keyring ---- */
+
+static struct dcms_query q_jwt_sealed =
+    DCMS_QUERY("t_jwt_sealed", "SELECT private_sealed FROM jwt_keys ORDER BY kid LIMIT 1");
+static struct dcms_query q_migrated =
+    DCMS_QUERY("t_migrated", "SELECT COUNT(*) FROM audit_events WHERE action = $1");
+
+static char *one_text(struct fixture *f, struct dcms_query *q, const struct dcms_store_val *p,
+                      size_t n)
+{
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    CHECK(dcms_store_exec(tx, q, p, n, &rows, NULL, &ei), ei);
+    char *out = strdup(dcms_store_rows_text(rows, 0, 0));
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    return out;
+}
+
+static void write_kek_file(const char *path, const unsigned char *k)
+{
+    char b64[64];
+    dcms_b64_encode(b64, k, 32);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(chmod(path, 0600), 0);
+    fprintf(fp, "%s\n", b64);
+    fclose(fp);
+}
+
+/*
+ * A store from before the keys module sealed its JWT keys and TOTP secrets
+ * under the key in DCMS_IAM_KEK_FILE. The next start reads that file once,
+ * re-seals every secret under the keyring's "iam.secrets" data key (a wrong
+ * file is refused) and removes the file; later starts need only the keyring.
+ */
+static void legacy_kek_migrates(struct fixture *f)
+{
+    open_all(f);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    int64_t confirmed_s;
+    json_decref(enrol(f, key, &confirmed_s));
+
+    /* Make it an old store: the data key's bytes go to the old file, the data key goes. */
+    struct dcms_store_tx *tx;
+    struct dcms_dek *d = NULL;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_WRITE, &tx, &ei), ei);
+    CHECK(dcms_keys_dek_named(f->app.keys, tx, "iam.secrets", "iam.secrets", false, &d, NULL, &ei),
+          ei);
+    unsigned char old[32];
+    memcpy(old, dcms_dek_bytes(d), sizeof(old));
+    char old_id[40];
+    snprintf(old_id, sizeof(old_id), "%s", dcms_dek_id(d));
+    CHECK(dcms_keys_dek_destroy(f->app.keys, tx, old_id, &ei), ei);
+    CHECK(dcms_store_commit(tx, &ei), ei);
+    dcms_dek_free(d);
+    char *jwt_before = one_text(f, &q_jwt_sealed, NULL, 0);
+    struct dcms_store_val pa[] = {DCMS_VAL_TEXT(f->admin_id)};
+    char *totp_before = one_text(f, &q_sealed, pa, 1);
+    dcms_iam_close(f->iam);
+    f->iam = f->app.iam = NULL;
+    assert_int_equal(dcms_fs_mkdirs_for(f->cfg.iam_kek_file, &ei), DCMS_OK);
+
+    /* Without the old file the secrets could not be opened: refused, and no data key is made. */
+    unlink(f->cfg.iam_kek_file);
+    assert_int_equal(dcms_iam_open(&f->app, &f->iam, &ei), DCMS_ERR_CONFIG);
+    assert_non_null(strstr(ei.message, "DCMS_IAM_KEK_FILE"));
+    f->iam = NULL;
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    assert_int_equal(
+        dcms_keys_dek_named(f->app.keys, tx, "iam.secrets", "iam.secrets", false, &d, NULL, &ei),
+        DCMS_ERR_NOT_FOUND);
+    dcms_store_rollback(tx);
+    dcms_errinfo_init(&ei, NULL);
+
+    /* Another file's key does not open the old secrets: refused, nothing changes. */
+    unsigned char wrong[32];
+    randombytes_buf(wrong, sizeof(wrong));
+    write_kek_file(f->cfg.iam_kek_file, wrong);
+    assert_int_equal(dcms_iam_open(&f->app, &f->iam, &ei), DCMS_ERR_CONFIG);
+    f->iam = NULL;
+    char *jwt_same = one_text(f, &q_jwt_sealed, NULL, 0);
+    assert_string_equal(jwt_same, jwt_before);
+    free(jwt_same);
+
+    write_kek_file(f->cfg.iam_kek_file, old);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
+    f->app.iam = f->iam;
+    assert_int_not_equal(access(f->cfg.iam_kek_file, F_OK), 0); /* read once, then removed */
+    char *jwt_after = one_text(f, &q_jwt_sealed, NULL, 0);
+    char *totp_after = one_text(f, &q_sealed, pa, 1);
+    assert_string_not_equal(jwt_after, jwt_before);
+    assert_string_not_equal(totp_after, totp_before);
+    unsigned char out[64];
+    size_t olen = 0;
+    assert_int_equal(iam_unseal(f->iam, totp_after, f->admin_id, out, sizeof(out), &olen), DCMS_OK);
+    assert_memory_equal(out, key, IAM_TOTP_SECRET_BYTES);
+    struct dcms_store_val pm[] = {DCMS_VAL_TEXT("iam.secrets_migrate")};
+    char *n = one_text(f, &q_migrated, pm, 1);
+    assert_string_equal(n, "1");
+    free(n);
+
+    /* A new data key, wrapped by the keyring: rotation rewraps it, and IAM still starts. */
+    CHECK(dcms_store_begin(f->app.store, DCMS_TX_READ, &tx, &ei), ei);
+    CHECK(dcms_keys_dek_named(f->app.keys, tx, "iam.secrets", "iam.secrets", false, &d, NULL, &ei),
+          ei);
+    dcms_store_rollback(tx);
+    assert_string_not_equal(dcms_dek_id(d), old_id);
+    assert_memory_not_equal(dcms_dek_bytes(d), old, sizeof(old));
+    dcms_dek_free(d);
+    int64_t v = 0, done = 0;
+    CHECK(dcms_keys_rotate(f->app.keys, NULL, &v, &ei), ei);
+    CHECK(dcms_keys_rewrap_all(f->app.keys, NULL, 0, &done, &ei), ei);
+    assert_int_equal(done, 1);
+    CHECK(dcms_keys_retire(f->app.keys, NULL, 1, &ei), ei);
+    dcms_iam_close(f->iam);
+    f->iam = f->app.iam = NULL;
+    CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
+    f->app.iam = f->iam;
+    assert_int_equal(iam_unseal(f->iam, totp_after, f->admin_id, out, sizeof(out), &olen), DCMS_OK);
+    free(jwt_before);
+    free(totp_before);
+    free(jwt_after);
+    free(totp_after);
+}
+DCMS_TESTDB_CASE(legacy_kek_migrates)
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(legacy_kek_migrates_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(legacy_kek_migrates_pg, setup_pg, teardown),
     cmocka_unit_test(rfc6238_vectors),
     cmocka_unit_test(base32),
     cmocka_unit_test(window),

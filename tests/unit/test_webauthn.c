@@ -18,7 +18,7 @@
 #include <sodium.h>
 
 #include "dcms/crypto.h"
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 #include "iam/webauthn.h"
 
 #define VDIR DCMS_VECTORS_DIR "/webauthn"

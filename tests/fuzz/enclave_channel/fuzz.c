@@ -2,8 +2,8 @@
  * Fuzz target for the enclave channel codec (src/enclaves/channel.c): what
  * a hostile workload can send dcmsd. Every input is parsed frame by frame;
  * a parsed frame must lie inside the input, NSM requests must decode to
- * fields inside the body and re-encode to the same bytes. Anything else
- * aborts.
+ * fields inside the body and re-encode to the same bytes, an attestation
+ * response's document must lie inside its body. Anything else aborts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,6 +35,16 @@ static void check_nsm(const struct dcms_chan_frame *f)
     free(again);
 }
 
+static void check_attest_resp(const struct dcms_chan_frame *f)
+{
+    const uint8_t *doc = NULL;
+    size_t n = 0;
+    if (dcms_chan_attest_resp_parse(f, 17408, &doc, &n) != DCMS_CHAN_ATTEST_DOC)
+        return;
+    if (n == 0 || n > 17408 || doc != f->body + 1 || n != f->body_len - 1)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t pos = 0;
@@ -48,6 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (f.type == DCMS_CHAN_NSM_REQ)
             check_nsm(&f);
+        check_attest_resp(&f);
         pos += f.frame_len;
     }
     return 0;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "dcms/iam.h"
-#include "iam/iam_int.h"
+#include "iam/iam_core.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

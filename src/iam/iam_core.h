@@ -1,12 +1,16 @@
 /*
- * Inside IAM: passwords (password.c), ES256 JWTs and signing keys (jwt.c),
- * policies and the decision function (policy.c), the service (iam.c,
- * iam_session.c, iam_identity.c) and its handlers (iam_http.c). The pure
- * parts (password rules, JWT, policy evaluation) never touch the store, so
- * the unit tests exercise them directly.
+ * The bottom layer of IAM (see README.md, "Layers"): what every other part
+ * of the service uses and that uses nothing above it. Passwords
+ * (password.c), base64url and ES256 JWTs (jwt.c), the role table and the
+ * pure policy decision (policy.c), the service state with the key-encryption
+ * key, JWT signing keys, policy snapshot, bounded hashing, revocation epoch,
+ * access tokens, roles, amr and the audit helper (iam_core.c), the login
+ * throttle (iam_throttle.c) and the step-up rule (iam_stepup.c). The pure
+ * parts never touch the store, so the unit tests exercise them directly.
+ * Nothing here includes the HTTP header or another IAM header.
  */
-#ifndef DCMS_IAM_INT_H
-#define DCMS_IAM_INT_H
+#ifndef DCMS_IAM_CORE_H
+#define DCMS_IAM_CORE_H
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -16,7 +20,6 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
-#include "dcms/http.h"
 #include "dcms/iam.h"
 
 struct dcms_store_tx;
@@ -146,7 +149,7 @@ enum iam_decision iam_decide(const struct iam_policy *pol, size_t npol,
                              const struct dcms_principal *p, const char *action,
                              const struct dcms_iam_resource *res, const char *client_ip);
 
-/* ---- the service (iam.c) ---- */
+/* ---- the service state (iam_core.c) ---- */
 
 struct iam_keyset {
     atomic_int refs;
@@ -176,7 +179,7 @@ struct iam_cache_entry {
 struct dcms_iam {
     struct dcms_app *app;
     const struct dcms_config *cfg;
-    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES */
+    unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES: the "iam.secrets" DEK */
     pthread_mutex_t keys_mu;
     struct iam_keyset *keys;
     int64_t keys_reload_us; /* last reload attempt for an unknown kid */
@@ -192,6 +195,27 @@ struct dcms_iam {
 
 struct iam_keyset *iam_keys_get(struct dcms_iam *iam);
 void iam_keys_put(struct iam_keyset *ks);
+/*
+ * ---- the key-encryption key (iam_kek.c) ----
+ * Loads the key sealing IAM's secrets into iam->kek: the keyring's
+ * "iam.secrets" data key, made on first start, and, for a store from before
+ * the keys module, the secrets sealed under DCMS_IAM_KEK_FILE re-sealed
+ * under it once. It seals the JWT signing keys in the store and, through
+ * iam_seal, small secrets (TOTP).
+ */
+enum dcms_err iam_kek_open(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * XChaCha20-Poly1305 under the IAM key-encryption key, with `ad` (the
+ * owning identity) as associated data, so a sealed value cannot be moved
+ * to another identity. base64(nonce || ciphertext), malloc'd; NULL on OOM.
+ */
+char *iam_seal(struct dcms_iam *iam, const unsigned char *p, size_t n, const char *ad);
+/* Opens into out[cap]; DCMS_ERR_CRYPTO when it does not authenticate. */
+enum dcms_err iam_unseal(struct dcms_iam *iam, const char *sealed, const char *ad,
+                         unsigned char *out, size_t cap, size_t *out_len) DCMS_MUST_CHECK;
+
+/* Loads the signing keys, making the first one when the store has none (dcms_iam_open). */
+enum dcms_err iam_keys_ensure(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Reloads keys from the store (after a rotation here or elsewhere). */
 enum dcms_err iam_keys_reload(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Rotates the signing key: current → previous (valid until its tokens expire). */
@@ -244,8 +268,26 @@ struct iam_call {
     struct dcms_errinfo *ei;
 };
 
-/* The call context of a request (defined in iam_http.c, shared by every IAM handler file). */
-struct iam_call iam_call_of(const struct dcms_http_req *req);
+/* ---- amr (RFC 8176, iam_core.c) ---- */
+
+json_t *iam_amr_json(unsigned amr);
+unsigned iam_amr_parse(const char *name); /* 0 when unknown */
+
+/* ---- the login throttle (iam_throttle.c): logins, TOTP and MFA routes ---- */
+
+/* "acct:<lowercased email or id>" and "ip:<addr>" (empty without an address: no address key). */
+void iam_throttle_keys(const char *account, const char *client_ip, char acct[300], char ip[80]);
+/* DCMS_ERR_RATE_LIMITED (and *retry_after_s) while either key is locked. */
+enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,
+                                 int64_t *retry_after_s, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Counts a failure for both keys, locks past the limits, audits auth.login_failed. */
+enum dcms_err iam_throttle_fail(const struct iam_call *c, const char *acct, const char *ip,
+                                const char *identity_id, const char *why);
+
+/* ---- amr (RFC 8176) ---- */
+
+json_t *iam_amr_json(unsigned amr);
+unsigned iam_amr_parse(const char *name); /* 0 when unknown */
 
 /*
  * The step-up rule for every change to the credentials that protect an
@@ -260,66 +302,5 @@ struct iam_call iam_call_of(const struct dcms_http_req *req);
  */
 enum dcms_err iam_require_recent_auth(const struct iam_call *c,
                                       const char *purpose) DCMS_MUST_CHECK;
-
-struct iam_identity_in {
-    const char *kind, *name, *email, *password, *organization_id;
-    unsigned roles;
-    bool has_roles, has_email, has_org; /* PATCH: which members were given */
-    const char *if_match;               /* PATCH: the version the client saw, or NULL */
-};
-
-struct iam_list_in {
-    const char *kind, *status, *cursor;
-    int64_t limit;
-};
-
-/* Identities (iam_identity.c). Results are JSON objects the caller owns. */
-enum dcms_err iam_identity_create(const struct iam_call *c, const struct iam_identity_in *in,
-                                  json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_identity_get(const struct iam_call *c, const char *id,
-                               json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_identity_list(const struct iam_call *c, const struct iam_list_in *in,
-                                json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
-                                 const struct iam_identity_in *in, json_t **out) DCMS_MUST_CHECK;
-/* op: "verify" (note = evidence, required), "suspend" (note = reason), "reactivate". */
-enum dcms_err iam_identity_transition(const struct iam_call *c, const char *id, const char *op,
-                                      const char *note, json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_email_verify(const struct iam_call *c, const char *token,
-                               json_t **out) DCMS_MUST_CHECK;
-
-/* Sessions (iam_session.c). */
-enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token,
-                          json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token) DCMS_MUST_CHECK;
-
-/* Policies (iam_session.c). */
-enum dcms_err iam_policy_create(const struct iam_call *c, const json_t *doc,
-                                json_t **out) DCMS_MUST_CHECK;
-enum dcms_err iam_policy_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
-/*
- * GET /auth/me: {identity: the caller's identity as GET /identities/{id}
- * shows it, token: {roles, amr, session_id, api_key: {id, scope} or null,
- * expires_at}}. Needs no permission beyond being authenticated.
- */
-enum dcms_err iam_identity_me(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
-/* One policy as the list shows it; DCMS_ERR_NOT_FOUND when absent. */
-enum dcms_err iam_policy_get(const struct iam_call *c, const char *id,
-                             json_t **out) DCMS_MUST_CHECK;
-/*
- * Deletes a policy and its attachments, audited ("policy.delete", the
- * document in the details) in the same transaction, and reloads this
- * node's policy snapshot; other nodes drop it at their next refresh.
- */
-enum dcms_err iam_policy_delete(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
-
-/* Mail (iam_mail.c): sends pending outbox rows through DCMS_SMTP_URL; logs in dev mode. */
-void iam_mail_flush(struct dcms_iam *iam);
-/* One message through libcurl; DCMS_ERR_UNAVAILABLE when the server refuses it. */
-enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, const char *subject,
-                            const char *body, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-
-/* Creates the bootstrap admin when the store has no identity (iam_identity.c). */
-enum dcms_err iam_bootstrap(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

@@ -1,0 +1,54 @@
+/*
+ * Parties: the view of an identity that other modules may read (kind,
+ * status, roles), so that no module outside src/iam/ queries the identities
+ * table. The contract service checks with it that both sides of a contract
+ * exist, are active and hold the provider / consumer role.
+ */
+#include <jansson.h>
+#include <stdio.h>
+
+#include "dcms/iam.h"
+#include "dcms/store.h"
+#include "dcms/uuid.h"
+
+static struct dcms_query q_party =
+    DCMS_QUERY("iam_party_get", "SELECT kind, roles, status FROM identities WHERE id = $1");
+
+/* roles JSON array text (["provider", ...]) to a DCMS_ROLE_* bit set; unknown names ignored. */
+static unsigned roles_of(const char *text)
+{
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
+    unsigned roles = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (json_is_string(v))
+            roles |= dcms_iam_role_parse(json_string_value(v));
+    }
+    json_decref(a);
+    return roles;
+}
+
+enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
+                                 struct dcms_iam_party *out, struct dcms_errinfo *ei)
+{
+    if (!id || !dcms_uuid_valid(id))
+        return DCMS_ERR_NOT_FOUND;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_exec(tx, &q_party, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                                      &rows, NULL, ei);
+    if (e)
+        return e;
+    if (dcms_store_rows_count(rows) != 1) {
+        e = DCMS_ERR_NOT_FOUND;
+    } else {
+        const char *kind = dcms_store_rows_text(rows, 0, 0);
+        const char *status = dcms_store_rows_text(rows, 0, 2);
+        snprintf(out->kind, sizeof(out->kind), "%s", kind ? kind : "");
+        snprintf(out->status, sizeof(out->status), "%s", status ? status : "");
+        out->roles = roles_of(dcms_store_rows_text(rows, 0, 1));
+    }
+    dcms_store_rows_free(rows);
+    return e;
+}

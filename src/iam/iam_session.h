@@ -1,0 +1,28 @@
+/*
+ * Sessions (iam_session.c): login (with the step-up of mfa_int.h), refresh
+ * rotation with reuse detection, logout. Above the MFA layer.
+ */
+#ifndef DCMS_IAM_SESSION_H
+#define DCMS_IAM_SESSION_H
+
+#include "iam/mfa_int.h"
+
+/*
+ * Login (iam_session.c): {email, password} alone, {email, password,
+ * <factor>} in one shot, or {mfa_ticket, <factor>}. An identity with an
+ * enrolled second factor that logs in with a password alone gets
+ * DCMS_ERR_MFA_REQUIRED and *out = {mfa_ticket, factors, expires_in}
+ * (the caller owns it). A wrong factor is 401 and counts as a failed login.
+ */
+struct iam_login_in {
+    const char *email, *password, *mfa_ticket;
+    struct iam_factor_in factor;
+};
+enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in, json_t **out,
+                        int64_t *retry_after_s) DCMS_MUST_CHECK;
+
+enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token,
+                          json_t **out) DCMS_MUST_CHECK;
+enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token) DCMS_MUST_CHECK;
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * Handlers of the passkey routes (/api/v1/webauthn/...): read the body,
+ * decode (webauthn_json.c), call the passkey service (iam_webauthn.c),
+ * encode the answer.
+ */
+#include "dcms/app.h"
+#include "dcms/clock.h"
+#include "iam/iam_cred.h"
+#include "iam/iam_cred_http.h"
+#include "iam/iam_http_int.h"
+#include "iam/mfa_int.h"
+#include "iam/webauthn_json.h"
+
+/* An optional JSON body (*body NULL without one) and its user_verification. */
+static enum dcms_err options_body(struct dcms_http_req *req, const char *const *keys, json_t **body,
+                                  const char **uv)
+{
+    *body = NULL;
+    if (req->body.len) {
+        enum dcms_err e = dcms_http_req_json(req, 0, body);
+        if (e)
+            return e;
+    }
+    return iam_wa_options_from_json(*body, keys, uv, req->ei);
+}
+
+enum dcms_err dcms_iam_http_wa_register_options(struct dcms_http_req *req,
+                                                struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"user_verification", NULL};
+    json_t *b, *out = NULL;
+    const char *uv;
+    enum dcms_err e = options_body(req, keys, &b, &uv);
+    if (e)
+        return e;
+    struct iam_call c = iam_call_of(req);
+    e = iam_wa_register_options(&c, uv, &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
+                                               struct dcms_http_resp *resp)
+{
+    json_t *b, *out = NULL;
+    enum dcms_err e = dcms_http_req_json(req, 0, &b);
+    if (e)
+        return e;
+    if (!json_is_object(b))
+        return dcms_err_field(req->ei, "", "must be a JSON object");
+    /* The PublicKeyCredential, plus an optional label for the list. */
+    json_t *cred = json_deep_copy(b);
+    const char *name = NULL;
+    json_t *nm = json_object_get(b, "name");
+    if (nm && (!json_is_string(nm) || strlen(json_string_value(nm)) != json_string_length(nm)))
+        dcms_err_field(req->ei, "name", "must be a string");
+    else if (nm)
+        name = json_string_value(nm);
+    json_object_del(cred, "name");
+    struct iam_call c = iam_call_of(req);
+    e = iam_wa_register_verify(&c, cred, name, &out);
+    json_decref(cred);
+    if (e)
+        return e;
+    return dcms_http_reply_created(req, resp, "/api/v1/webauthn/credentials/", "id", false, out);
+}
+
+enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
+                                              struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {"user_verification", "mfa_ticket", NULL};
+    json_t *b, *out = NULL;
+    const char *uv;
+    enum dcms_err e = options_body(req, keys, &b, &uv);
+    if (e)
+        return e;
+    /* During a step-up login the mfa_ticket names the identity; otherwise the bearer token. */
+    json_t *t = json_object_get(b, "mfa_ticket");
+    char id[DCMS_UUID_STRLEN], hash[65];
+    if (t) {
+        if (!json_is_string(t) || json_string_length(t) > 128)
+            return dcms_err_field(req->ei, "mfa_ticket", "must be the mfa_ticket of a login");
+        if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
+            return e;
+    } else if (req->principal) {
+        struct iam_call c = iam_call_of(req);
+        if (iam_wa_no_api_key(&c))
+            return req->ei->code;
+        snprintf(id, sizeof(id), "%s", req->principal->id);
+    } else {
+        return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
+                            "a bearer token or an mfa_ticket is required");
+    }
+    struct iam_call c = iam_call_of(req);
+    e = iam_wa_assert_options(&c, id, uv, &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *b;
+    enum dcms_err e = dcms_http_req_json(req, 0, &b);
+    if (e)
+        return e;
+    struct iam_call c = iam_call_of(req);
+    if (iam_wa_no_api_key(&c))
+        return req->ei->code;
+    struct dcms_webauthn_result r;
+    e = iam_wa_assert(req->app->iam, req->principal->id, b, false, req->principal->id,
+                      "webauthn.assert", req->client_ip, req->request_id, &r, req->ei);
+    if (e)
+        return e;
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+    return dcms_http_reply(req, resp, 200,
+                           json_pack("{s:s, s:b, s:b, s:I, s:s}", "credential_id", r.credential_id,
+                                     "user_present", r.user_present, "user_verified",
+                                     r.user_verified, "sign_count", (json_int_t)r.sign_count,
+                                     "verified_at", now));
+}
+
+enum dcms_err dcms_iam_http_wa_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = iam_call_of(req);
+    enum dcms_err e = iam_wa_list(&c, &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_wa_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct iam_call c = iam_call_of(req);
+    enum dcms_err e = iam_wa_delete(&c, dcms_http_req_param(req, "id"));
+    return e ? e : dcms_http_reply_no_content(resp);
+}
