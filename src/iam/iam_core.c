@@ -540,11 +540,18 @@ static const struct iam_key *lookup_kid(void *ctx, const char *kid)
 }
 
 static struct dcms_query q_session_check = DCMS_QUERY(
-    "iam_session_check", "SELECT f.revoked_at, f.expires_at, i.status FROM session_families f "
-                         "JOIN identities i ON i.id = f.identity_id "
+    "iam_session_check", "SELECT f.revoked_at, f.expires_at, i.status, i.roles, i.organization_id "
+                         "FROM session_families f JOIN identities i ON i.id = f.identity_id "
                          "WHERE f.id = $1 AND f.identity_id = $2");
 
-static enum dcms_err session_check(struct dcms_iam *iam, const struct dcms_principal *p,
+/*
+ * The session must be live and its identity active. The identity's roles
+ * and organization are read here too and replace the token's claims, so a
+ * role or organization change made on any node reaches every token within
+ * one revalidation (DCMS_IAM_REVALIDATE_MS; at once on the node that made
+ * it, which bumps the epoch). The claims only say what held at issue time.
+ */
+static enum dcms_err session_check(struct dcms_iam *iam, struct dcms_principal *p,
                                    struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx;
@@ -560,6 +567,11 @@ static enum dcms_err session_check(struct dcms_iam *iam, const struct dcms_princ
         return e;
     bool ok = dcms_store_rows_count(rows) == 1 && dcms_store_rows_is_null(rows, 0, 0) &&
               strcmp(dcms_store_rows_text(rows, 0, 2), "active") == 0;
+    if (ok) {
+        const char *org = dcms_store_rows_text(rows, 0, 4);
+        p->roles = iam_roles_from_json_text(dcms_store_rows_text(rows, 0, 3));
+        snprintf(p->org, sizeof(p->org), "%s", org ? org : "");
+    }
     dcms_store_rows_free(rows);
     return ok ? DCMS_OK
               : dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED,

@@ -514,8 +514,8 @@ out:
     dcms_store_rows_free(orows);
     free(roles);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
-    if (!e && in->has_roles)
-        iam_revocation_bump(c->iam);
+    if (!e && (in->has_roles || in->has_org))
+        iam_revocation_bump(c->iam); /* cached tokens and keys pick up the change at once */
     return e;
 }
 
