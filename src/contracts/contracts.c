@@ -12,6 +12,7 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
+#include "dcms/datasets.h"
 #include "dcms/etag.h"
 #include "dcms/json.h"
 #include "dcms/jcs.h"
@@ -954,12 +955,36 @@ out:
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
 }
 
+/*
+ * Submit and activate: every UUID entry of terms.data_access.datasets must
+ * name a ready dataset of the provider (dcms_datasets_check_for_contract).
+ * The datasets service reads in a transaction of its own, so this runs with
+ * no transaction held; `terms` is the stored terms text.
+ */
+static enum dcms_err check_datasets(const struct ct_call *c, const char *provider_id, json_t *terms)
+{
+    json_t *list = json_object_get(json_object_get(terms, "data_access"), "datasets");
+    size_t n = json_array_size(list);
+    if (!n)
+        return DCMS_OK;
+    const char **entries = calloc(n, sizeof(*entries));
+    if (!entries)
+        return dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    for (size_t i = 0; i < n; i++)
+        entries[i] = json_string_value(json_array_get(list, i));
+    enum dcms_err e = dcms_datasets_check_for_contract(c->app, provider_id, entries, n, c->ei);
+    free(entries);
+    return e;
+}
+
 enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op op,
                             const char *reason, json_t **out)
 {
     const struct ct_transition *t = ct_transition_of(op);
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
+    bool datasets_checked = op != CT_OP_SUBMIT && op != CT_OP_ACTIVATE;
+again:;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei);
     if (e)
         return e;
@@ -999,6 +1024,23 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
                              "terms.effective_from (%s) has not been reached", r.effective_from);
             goto out;
         }
+    }
+    if (!datasets_checked) {
+        /* Checked with the write transaction released, then the transition is redone. */
+        char provider[DCMS_UUID_STRLEN];
+        snprintf(provider, sizeof(provider), "%s", r.provider_id);
+        json_t *terms = json_loads(r.terms, 0, NULL);
+        dcms_store_rows_free(rows);
+        rows = NULL;
+        dcms_store_rollback(tx);
+        tx = NULL;
+        e = terms ? check_datasets(c, provider, terms)
+                  : dcms_err_set(c->ei, DCMS_ERR_INTERNAL, NULL);
+        json_decref(terms);
+        if (e)
+            return e;
+        datasets_checked = true;
+        goto again;
     }
     if ((e = write_status(c, tx, &r, t->to, reason, now)))
         goto out;

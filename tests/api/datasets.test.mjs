@@ -332,4 +332,50 @@ describe('datasets', () => {
                            '/api/v1/datasets');
     assert.equal(c.status, 403);
   });
+
+  test('contracts: a UUID in terms.data_access.datasets must name a ready dataset of the provider', async () => {
+    const p = await t.parties();
+    const other = await t.identity({roles: ['provider']});
+    const ready = await createDataset(p.provider);
+    assert.equal((await putWhole(p.provider, ready.id, CSV)).json.status, 'ready');
+    const notReady = await createDataset(p.provider);
+    const foreign = await createDataset(other);
+    assert.equal((await putWhole(other, foreign.id, CSV)).json.status, 'ready');
+    const unknown = '00000000-0000-7000-8000-00000000abcd';
+    const submit = async (datasets) => {
+      const c = await t.create(p, {terms: validTerms({data_access: {datasets, permissions: ['train']}})});
+      return {c, r: await t.op(p.provider, c, 'submit')};
+    };
+    // a ready dataset of the provider, next to a free-form name, passes
+    let {r} = await submit(['s3://provider/records-2026', ready.id]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.status, 'pending_signature');
+    // each bad entry is named by its path; the contract stays a draft
+    let c;
+    ({c, r} = await submit([ready.id, unknown, foreign.id, notReady.id, 'free-form name']));
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.json.error.code, 'validation_failed');
+    const details = Object.fromEntries(r.json.error.details.map((d) => [d.field, d.problem ?? d.message]));
+    assert.deepEqual(Object.keys(details).sort(), ['terms.data_access.datasets[1]', 'terms.data_access.datasets[2]',
+                                                   'terms.data_access.datasets[3]']);
+    assert.match(details['terms.data_access.datasets[1]'], /dataset of the contract's provider/);
+    assert.match(details['terms.data_access.datasets[2]'], /dataset of the contract's provider/);
+    assert.match(details['terms.data_access.datasets[3]'], /created, not ready/);
+    const still = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(p.provider.token)});
+    assert.equal(still.json.status, 'draft');
+    // re-checked at activation: the dataset deleted after signing blocks it
+    const ds2 = await createDataset(p.provider);
+    assert.equal((await putWhole(p.provider, ds2.id, CSV)).json.status, 'ready');
+    const pending = await t.inState(p, 'pending_signature',
+                                    {terms: validTerms({data_access: {datasets: [ds2.id], permissions: ['train']}})});
+    assert.equal((await t.signDigital(p.provider, pending)).status, 200);
+    assert.equal((await t.signDigital(p.consumer, pending)).status, 200);
+    assert.equal((await t.call('DELETE', `/api/v1/datasets/${ds2.id}`, {headers: bearer(p.provider.token)},
+                               '/api/v1/datasets/{id}')).status, 204);
+    r = await t.op(p.consumer, pending, 'activate');
+    assert.equal(r.status, 422, r.text);
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['terms.data_access.datasets[0]']);
+    const after = await t.call('GET', `/api/v1/contracts/${pending.id}`, {headers: bearer(p.provider.token)});
+    assert.equal(after.json.status, 'pending_signature');
+  });
 });
