@@ -153,9 +153,11 @@ struct dcms_store_tx;
 
 /* An identity as a party to an agreement (contracts): no names, no secrets. */
 struct dcms_iam_party {
-    char kind[16];   /* "user", "organization", "service" */
-    char status[16]; /* "active", "suspended", "deleted", ... */
-    unsigned roles;  /* DCMS_ROLE_* bit set */
+    char kind[16];              /* "user", "organization", "service" */
+    char status[16];            /* "active", "suspended", "deleted", ... */
+    unsigned roles;             /* DCMS_ROLE_* bit set */
+    char org[DCMS_UUID_STRLEN]; /* organization it belongs to: its own id for an
+                                   organization, "" for an identity in none */
 };
 
 /*

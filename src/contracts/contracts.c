@@ -447,10 +447,15 @@ static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errin
         ct_terms_validate(terms, dcms_clock_now_us(), &in->terms, &in->from_us, &in->to_us, ei);
 }
 
-/* Both parties exist, are active and hold the role of their side. */
+/*
+ * Both parties exist, are active, hold the role of their side and belong to
+ * two different organizations (an organization belongs to itself; two
+ * identities in no organization are different parties).
+ */
 static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx *tx,
                                    const struct ct_input *in)
 {
+    char org[2][DCMS_UUID_STRLEN] = {"", ""};
     const struct {
         const char *field, *id, *role_name;
         unsigned role;
@@ -470,7 +475,14 @@ static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx
                            party.status);
         else if (!(party.roles & sides[i].role))
             dcms_err_field(c->ei, sides[i].field, "must hold the %s role", sides[i].role_name);
+        else
+            snprintf(org[i], sizeof(org[i]), "%s", party.org);
     }
+    if (org[0][0] && strcasecmp(org[0], org[1]) == 0)
+        dcms_err_field(c->ei, "consumer_id",
+                       "is in the provider's organization (%s): the two sides of a contract "
+                       "must be different organizations",
+                       org[0]);
     return c->ei->code;
 }
 
@@ -848,6 +860,15 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
         (e = if_match_ok(c, &r, if_match)) ||
         (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
         goto out;
+    /* The parties of a contract are fixed at creation: an edit changes the terms only. */
+    if (strcasecmp(in.provider_id, r.provider_id) != 0)
+        dcms_err_field(c->ei, "provider_id", "the parties of a contract are fixed at creation");
+    if (strcasecmp(in.consumer_id, r.consumer_id) != 0)
+        dcms_err_field(c->ei, "consumer_id", "the parties of a contract are fixed at creation");
+    if ((e = c->ei->code))
+        goto out;
+    in.provider_id = r.provider_id; /* the stored spelling: what the parties sign */
+    in.consumer_id = r.consumer_id;
     /* The caller must stay a party of what it writes (administrators excepted). */
     const char *parties[2] = {in.provider_id, in.consumer_id};
     struct dcms_iam_resource res = {

@@ -214,7 +214,8 @@ enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, co
 enum dcms_err ct_signatures_void(struct dcms_store_tx *tx, const char *id, const char *now,
                                  const char *reason, uint64_t *n,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Whether both sides hold a live signature over `hash` (for activation). */
+/* Whether both sides hold a live signature over `hash` (for activation);
+ * DCMS_ERR_CONFLICT when one signer or one key signed both sides. */
 enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, const char *hash,
                                      bool *provider, bool *consumer,
                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;

@@ -110,16 +110,61 @@ enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, c
                                       1, &rows, NULL, ei);
     if (e)
         return e;
+    const char *signer[2] = {NULL, NULL}, *key[2] = {NULL, NULL};
     for (size_t i = 0; i < dcms_store_rows_count(rows); i++) {
         if (strcmp(dcms_store_rows_text(rows, i, 6), hash) != 0)
             continue;
-        if (strcmp(dcms_store_rows_text(rows, i, 1), "provider") == 0)
-            *provider = true;
-        else
-            *consumer = true;
+        int s = strcmp(dcms_store_rows_text(rows, i, 1), "provider") == 0 ? 0 : 1;
+        *(s == 0 ? provider : consumer) = true;
+        signer[s] = dcms_store_rows_text(rows, i, 2);
+        key[s] = dcms_store_rows_text(rows, i, 4);
+    }
+    /* Separation of duties, re-checked at activation: two signers, two keys. */
+    if (signer[0] && signer[1] && strcmp(signer[0], signer[1]) == 0)
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
+                         "both sides were signed by the same signer (%s): a contract needs two "
+                         "different signers",
+                         signer[0]);
+    else if (key[0] && key[1] && strcmp(key[0], key[1]) == 0)
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
+                         "both sides were signed with the same key (%s): a contract needs two "
+                         "different signers",
+                         key[0]);
+    dcms_store_rows_free(rows);
+    return e;
+}
+
+/*
+ * Separation of duties when signing: whoever signed the other side over
+ * `hash` may not sign this one, nor may the key (or passkey) used there.
+ * `key_id` is NULL when not known yet.
+ */
+static enum dcms_err other_side_check(const struct ct_call *c, struct dcms_store_tx *tx,
+                                      const char *id, const char *hash, const char *side,
+                                      const char *key_id, const char *key_field)
+{
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_exec(tx, &q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)},
+                                      1, &rows, NULL, c->ei);
+    if (e)
+        return e;
+    for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
+        const char *other = dcms_store_rows_text(rows, i, 1);
+        if (strcmp(dcms_store_rows_text(rows, i, 6), hash) != 0 || strcmp(other, side) == 0)
+            continue;
+        if (strcmp(dcms_store_rows_text(rows, i, 2), c->p->id) == 0)
+            e = dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
+                             "you signed the %s side: the %s side needs a different signer "
+                             "(separation of duties)",
+                             other, side);
+        else if (key_id && strcmp(dcms_store_rows_text(rows, i, 4), key_id) == 0)
+            e = dcms_err_field(c->ei, key_field,
+                               "uses the key that signed the %s side: the %s side needs a "
+                               "different signer and key",
+                               other, side);
     }
     dcms_store_rows_free(rows);
-    return DCMS_OK;
+    return e;
 }
 
 /* ---- the request ---- */
@@ -244,8 +289,8 @@ static void decode_sign(const json_t *b, struct sign_in *in, struct dcms_errinfo
 
 /* Checks done before and again under the write lock: state, hash, side, not yet signed. */
 static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                              const struct sign_in *in, bool lock, struct ct_row *r,
-                              struct dcms_store_rows **rows, const char **side)
+                              const struct sign_in *in, const char *key_id, bool lock,
+                              struct ct_row *r, struct dcms_store_rows **rows, const char **side)
 {
     enum dcms_err e =
         lock ? ct_load_locked(tx, id, rows, r, c->ei) : ct_load(tx, id, rows, r, c->ei);
@@ -280,7 +325,8 @@ static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx,
         return e;
     if (strcmp(*side, "provider") == 0 ? ps : cs)
         return dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", *side);
-    return DCMS_OK;
+    return other_side_check(c, tx, id, r->terms_hash, *side, key_id,
+                            strcmp(in->type, "biometric") == 0 ? "assertion" : "key_id");
 }
 
 /* Evidence checks through IAM; problems become field details (422). */
@@ -372,7 +418,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    e = precheck(c, tx, id, &in, false, &r, &rows, &side);
+    e = precheck(c, tx, id, &in, in.key_id, false, &r, &rows, &side);
     dcms_store_rows_free(rows);
     rows = NULL;
     dcms_store_rollback(tx);
@@ -387,7 +433,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
      * between is fine. */
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
-    if ((e = precheck(c, tx, id, &in, true, &r, &rows, &side)))
+    if ((e = precheck(c, tx, id, &in, key_id, true, &r, &rows, &side)))
         goto out;
     char sid[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
     dcms_uuid_v7(sid);

@@ -2,17 +2,19 @@
  * Parties: the view of an identity that other modules may read (kind,
  * status, roles), so that no module outside src/iam/ queries the identities
  * table. The contract service checks with it that both sides of a contract
- * exist, are active and hold the provider / consumer role.
+ * exist, are active, hold the provider / consumer role and belong to two
+ * different organizations.
  */
 #include <jansson.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "dcms/iam.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 
-static struct dcms_query q_party =
-    DCMS_QUERY("iam_party_get", "SELECT kind, roles, status FROM identities WHERE id = $1");
+static struct dcms_query q_party = DCMS_QUERY(
+    "iam_party_get", "SELECT kind, roles, status, organization_id FROM identities WHERE id = $1");
 
 /* roles JSON array text (["provider", ...]) to a DCMS_ROLE_* bit set; unknown names ignored. */
 static unsigned roles_of(const char *text)
@@ -48,6 +50,9 @@ enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
         snprintf(out->kind, sizeof(out->kind), "%s", kind ? kind : "");
         snprintf(out->status, sizeof(out->status), "%s", status ? status : "");
         out->roles = roles_of(dcms_store_rows_text(rows, 0, 1));
+        const char *org =
+            strcmp(out->kind, "organization") == 0 ? id : dcms_store_rows_text(rows, 0, 3);
+        snprintf(out->org, sizeof(out->org), "%s", org ? org : "");
     }
     dcms_store_rows_free(rows);
     return e;

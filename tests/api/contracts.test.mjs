@@ -7,7 +7,8 @@
 
 import assert from 'node:assert/strict';
 import {before, describe, test} from 'node:test';
-import {bearer, contractsContext, jcs, sha256hex, validTerms} from './lib/contracts.mjs';
+import {bearer, contractsContext, jcs, PW, sha256hex, validTerms} from './lib/contracts.mjs';
+import {login} from './lib/iam.mjs';
 
 let t; // the context: server, admin, helpers
 let p; // a provider and a consumer with signing keys
@@ -447,11 +448,15 @@ describe('lists', () => {
   });
 
   test('a caller on both sides (itself and through its organization) sees each contract once', async () => {
+    // Made while `me` was in no organization (the two sides of a new contract are two
+    // organizations); `me` joins the provider organization afterwards.
     const org = await t.identity({kind: 'organization', roles: ['provider']});
-    const me = await t.identity({roles: ['provider', 'consumer'], org: org.id});
+    const me = await t.identity({roles: ['provider', 'consumer']});
     const q = {provider: {id: org.id, token: me.token}, consumer: {id: me.id, token: me.token}};
     const a = await t.create(q, {by: me});
     const b = await t.create(q, {by: me});
+    t.sql(`UPDATE identities SET organization_id = '${org.id}' WHERE id = '${me.id}'`);
+    me.token = (await login(t.server, me.email, PW)).access_token;
     const r = await t.call('GET', '/api/v1/contracts?limit=1', {headers: bearer(me.token)});
     assert.deepEqual(r.json.contracts.map((c) => c.id), [b.id]);
     const r2 = await t.call('GET', `/api/v1/contracts?limit=5&cursor=${r.json.next_cursor}`, {headers: bearer(me.token)});
