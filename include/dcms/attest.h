@@ -3,8 +3,9 @@
  * appraisal policy, report; and the local attestation module that issues
  * documents in the same format with a dev CA.
  *
- * The verifier follows /work/shared/ATTESTATION.md point by point; see
- * src/attestation/README.md for the design. Everything here is plain C: no
+ * The verifier follows the AWS Nitro Enclaves attestation-document
+ * checklist point by point; src/attestation/README.md numbers its steps and
+ * describes the design. Everything here is plain C: no
  * jansson except dcms_attest_report_to_json(), no HTTP.
  *
  *   struct dcms_attest_verifier *v;
@@ -61,8 +62,12 @@ struct dcms_attest_bytes {
 
 /*
  * A decoded document. Byte views point into memory owned by the document
- * (the decoded CBOR items), valid until dcms_attest_doc_free(). Fields are
- * only meaningful to callers after verification passed (ATTESTATION.md 17).
+ * (the decoded CBOR items, kept by the parser next to this struct, out of
+ * callers' sight), valid until dcms_attest_doc_free(). Only
+ * dcms_attest_parse() and dcms_attest_verify() make documents that
+ * dcms_attest_doc_free() accepts. Fields are
+ * only meaningful to callers after verification passed (checklist step 17, see
+ * src/attestation/README.md).
  */
 struct dcms_attest_doc {
     bool tagged; /* COSE tag 18 was present */
@@ -77,7 +82,6 @@ struct dcms_attest_doc {
     bool has_public_key, has_user_data, has_nonce; /* false when absent or null */
     struct dcms_attest_bytes public_key, user_data, nonce;
     bool payload_indefinite; /* the payload map used the indefinite-length form */
-    void *items_[2];         /* private: the decoded CBOR trees */
 };
 
 /*

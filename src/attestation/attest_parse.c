@@ -1,5 +1,5 @@
 /*
- * Decoding an AWS Nitro attestation document (ATTESTATION.md steps 1-9):
+ * Decoding an AWS Nitro attestation document (checklist steps 1-9, see README.md):
  * size cap, one well-formed CBOR item, the COSE_Sign1 envelope, the
  * protected header (ES384) and the payload map with its mandatory and
  * optional fields. No cryptography happens here.
@@ -19,6 +19,21 @@
 #define PAYLOAD_MAX_ENTRIES 64
 #define COSE_TAG_SIGN1 18
 #define COSE_ALG_ES384 (-35)
+
+/*
+ * A decoded document as the parser allocates it: the public struct first,
+ * then the decoded CBOR trees its byte views point into (the COSE_Sign1
+ * array and the payload map), released by dcms_attest_doc_free().
+ */
+struct attest_doc_impl {
+    struct dcms_attest_doc pub;
+    cbor_item_t *items[2];
+};
+
+static struct attest_doc_impl *doc_impl(struct dcms_attest_doc *d)
+{
+    return (struct attest_doc_impl *)((char *)d - offsetof(struct attest_doc_impl, pub));
+}
 
 const char *const attest_parse_checks[] = {"size", "cbor", "cose_sign1", "protected_header",
                                            "payload"};
@@ -454,7 +469,7 @@ static enum dcms_err parse_payload(struct dcms_attest_doc *d, struct attest_pars
     cbor_item_t *m = load(d->payload.ptr, d->payload.len, &why);
     if (!m)
         return fail(pe, "payload", "payload is not CBOR: %s", why);
-    d->items_[1] = m;
+    doc_impl(d)->items[1] = m;
     if (!cbor_isa_map(m))
         return fail(pe, "payload", "payload is not a map");
     d->payload_indefinite = cbor_map_is_indefinite(m);
@@ -520,7 +535,7 @@ static enum dcms_err parse_envelope(struct dcms_attest_doc *d, const unsigned ch
     cbor_item_t *root = load(p + pos, len - pos, &why);
     if (!root)
         return fail(pe, "cbor", "%s", why);
-    d->items_[0] = root;
+    doc_impl(d)->items[0] = root;
     const cbor_item_t *arr = root;
     if (!cbor_isa_array(arr) || cbor_array_size(arr) != 4)
         return fail(pe, "cose_sign1", "not a COSE_Sign1 array of 4 elements");
@@ -548,11 +563,12 @@ enum dcms_err attest_decode(const unsigned char *p, size_t len, struct dcms_atte
                             struct attest_parse_err *pe)
 {
     *out = NULL;
-    struct dcms_attest_doc *d = calloc(1, sizeof(*d));
-    if (!d) {
+    struct attest_doc_impl *impl = calloc(1, sizeof(*impl));
+    if (!impl) {
         fail(pe, "size", "out of memory");
         return DCMS_ERR_NOMEM;
     }
+    struct dcms_attest_doc *d = &impl->pub;
     enum dcms_err e = parse_envelope(d, p, len, pe);
     if (e) {
         dcms_attest_doc_free(d);
@@ -566,12 +582,13 @@ void dcms_attest_doc_free(struct dcms_attest_doc *d)
 {
     if (!d)
         return;
+    struct attest_doc_impl *impl = doc_impl(d);
     for (size_t i = 0; i < 2; i++) {
-        cbor_item_t *it = d->items_[i];
+        cbor_item_t *it = impl->items[i];
         if (it)
             cbor_decref(&it);
     }
-    free(d);
+    free(impl);
 }
 
 enum dcms_err dcms_attest_parse(const unsigned char *p, size_t len, struct dcms_attest_doc **out,

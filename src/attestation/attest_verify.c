@@ -1,5 +1,5 @@
 /*
- * Verifying a decoded attestation document (ATTESTATION.md steps 10-22):
+ * Verifying a decoded attestation document (checklist steps 10-22, see README.md):
  * certificates, root pin, chain order and profiles, the X.509 chain to the
  * configured root, the COSE ES384 signature, validity at the document's
  * time, then the appraisal policy. Every check lands in the report.

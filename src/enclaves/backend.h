@@ -37,13 +37,12 @@ struct dcms_attest_local;
 
 /* What to run. Strings are borrowed for the duration of start(). */
 struct dcms_enclave_spec {
-    const char *enclave_id; /* UUID, for names and logs */
-    const char *image_path; /* local: the workload executable; nitro: the EIF file */
-    unsigned cpu_cores;     /* local: CPU time share; nitro: --cpu-count */
-    unsigned memory_mb;     /* hard limit */
-    unsigned storage_gb;    /* local: scratch directory quota */
-    bool debug_mode;        /* local: zero PCRs; nitro: --debug-mode */
-    /* Added after the first version (zero/NULL keeps the old behaviour): */
+    const char *enclave_id;        /* UUID, for names and logs */
+    const char *image_path;        /* local: the workload executable; nitro: the EIF file */
+    unsigned cpu_cores;            /* local: CPU time share; nitro: --cpu-count */
+    unsigned memory_mb;            /* hard limit */
+    unsigned storage_gb;           /* local: scratch directory quota */
+    bool debug_mode;               /* local: zero PCRs; nitro: --debug-mode */
     const char *signing_cert_path; /* local: PEM measured as PCR8; NULL: unsigned image */
 };
 
@@ -60,12 +59,12 @@ struct dcms_enclave_probe {
     char reason[192];     /* for EXITED: "killed by signal 9", "exceeded its memory limit" */
     int64_t pid;          /* host pid of the workload's init (local), -1 when none */
     uint64_t cpu_time_ms; /* user + system */
-    uint64_t rss_bytes;   /* now */
+    uint64_t rss_bytes;   /* current resident set */
     uint64_t peak_rss_bytes;
     uint64_t uptime_ms;
     uint64_t channel_bytes_in,
         channel_bytes_out; /* over the socketpair / vsock, as seen by dcmsd */
-    /* Added after the first version; zero when a backend does not measure them: */
+    /* Processes and limits; zero (notice "") when a backend does not measure them: */
     uint32_t nprocs;             /* processes in the workload (local: its pid namespace) */
     uint32_t nprocs_limit;       /* the process limit, 0 when none is known */
     uint64_t memory_limit_bytes; /* the memory limit, 0 when none is known */
@@ -105,7 +104,7 @@ void dcms_enclave_backend_free(struct dcms_enclave_backend *b);
 struct dcms_enclave_local_opts {
     const char *scratch_root;         /* scratch directories are made under it (0700) */
     struct dcms_attest_local *module; /* issues the documents; borrowed */
-    /* Added after the first version (0 = the default): */
+    /* Optional (0 = the default): */
     unsigned max_processes;  /* RLIMIT_NPROC per workload (default 64) */
     unsigned host_uid;       /* host uid/gid the workload runs as when dcmsd is root */
     unsigned host_gid;       /* (default 65534, nobody); otherwise dcmsd's own ids */
@@ -125,7 +124,7 @@ typedef int dcms_enclave_vsock_connect_fn(void *ctx, unsigned cid, unsigned port
 struct dcms_enclave_nitro_opts {
     const char *nitro_cli; /* program to run; "nitro-cli" is looked up on PATH */
     unsigned vsock_port;   /* where the enclave's attestation agent listens */
-    /* Added after the first version (0/NULL = the default): */
+    /* Optional (0/NULL = the default): */
     unsigned timeout_ms;                    /* per nitro-cli run (default 120000) */
     dcms_enclave_vsock_connect_fn *connect; /* NULL: AF_VSOCK */
     void *connect_ctx;
