@@ -11,7 +11,8 @@
 #include "trainer.h"
 #include "trainer_noise.h"
 
-static enum dcms_trainer_rc fail(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static enum dcms_trainer_rc fail(char *err, size_t errlen,
+                                                                       const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;

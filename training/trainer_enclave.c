@@ -94,7 +94,7 @@ static int read_frame(struct enc *e, struct dcms_chan_frame *f)
     }
 }
 
-static int job_error(struct enc *e, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int job_error(struct enc *e, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;

@@ -13,7 +13,7 @@ struct probs {
     int n;
 };
 
-static void problem(struct probs *p, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void problem(struct probs *p, const char *fmt, ...)
 {
     p->n++;
     if (!p->err || p->len + 3 >= p->cap)

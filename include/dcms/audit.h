@@ -71,6 +71,24 @@ enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
                                 const struct dcms_audit_event *ev, int64_t *seq_out,
                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* Who caused a change: the acting identity and where the request came from. */
+struct dcms_audit_who {
+    const char *actor;      /* identity id; NULL: "system" */
+    const char *client_ip;  /* NULL or "": not recorded */
+    const char *request_id; /* may be NULL */
+};
+
+/*
+ * The one way services record a change they made: appends a success event
+ * for `who` acting on (resource_type, id) inside `tx`. Takes ownership of
+ * `details` (an object, decref'd here); a NULL `details` means the caller's
+ * json_pack failed, and answers DCMS_ERR_NOMEM.
+ */
+enum dcms_err dcms_audit_change(struct dcms_audit *a, struct dcms_store_tx *tx,
+                                const struct dcms_audit_who *who, const char *resource_type,
+                                const char *action, const char *id, json_t *details,
+                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* Appends `ev` in a transaction of its own (events with no other change). */
 enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_event *ev,
                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;

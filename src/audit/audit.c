@@ -118,6 +118,28 @@ enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_ev
     return dcms_store_commit(tx, ei);
 }
 
+enum dcms_err dcms_audit_change(struct dcms_audit *a, struct dcms_store_tx *tx,
+                                const struct dcms_audit_who *who, const char *resource_type,
+                                const char *action, const char *id, json_t *details,
+                                struct dcms_errinfo *ei)
+{
+    if (!details)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    struct dcms_audit_event ev = {
+        .actor = who && who->actor ? who->actor : "system",
+        .action = action,
+        .resource_type = resource_type,
+        .resource_id = id,
+        .outcome = DCMS_AUDIT_SUCCESS,
+        .details = details,
+        .client_ip = who && who->client_ip && *who->client_ip ? who->client_ip : NULL,
+        .request_id = who ? who->request_id : NULL,
+    };
+    enum dcms_err e = dcms_audit_append(a, tx, &ev, NULL, ei);
+    json_decref(details);
+    return e;
+}
+
 /* FNV-1a: spreads client addresses over the limiter's slots. */
 static uint64_t fnv1a(const char *s)
 {

@@ -367,20 +367,8 @@ static enum dcms_err check_who(const struct ct_call *c, const struct ct_row *r,
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
                        const char *id, json_t *details)
 {
-    struct dcms_audit_event ev = {
-        .actor = c->p ? c->p->id : "system",
-        .action = action,
-        .resource_type = "contract",
-        .resource_id = id,
-        .outcome = DCMS_AUDIT_SUCCESS,
-        .details = details,
-        .client_ip = c->client_ip && *c->client_ip ? c->client_ip : NULL,
-        .request_id = c->request_id,
-    };
-    enum dcms_err e = details ? dcms_audit_append(c->app->audit, tx, &ev, NULL, c->ei)
-                              : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-    json_decref(details);
-    return e;
+    struct dcms_audit_who who = {c->p ? c->p->id : NULL, c->client_ip, c->request_id};
+    return dcms_audit_change(c->app->audit, tx, &who, "contract", action, id, details, c->ei);
 }
 
 /* ---- input ---- */
