@@ -601,10 +601,12 @@ static void device_token(struct fixture *f)
         t[i] = t[i] == 'A' ? 'B' : 'A';
         assert_false(iam_device_verify(f->iam, t, f->admin_id, now, id));
     }
-    char cut[IAM_DEVICE_TOKEN_MAX], longer[IAM_DEVICE_TOKEN_MAX];
+    char cut[IAM_DEVICE_TOKEN_MAX], longer[IAM_DEVICE_TOKEN_MAX + 1];
     memcpy(cut, tok, n - 1);
     cut[n - 1] = '\0';
-    snprintf(longer, sizeof(longer), "%sA", tok);
+    memcpy(longer, tok, n);
+    longer[n] = 'A';
+    longer[n + 1] = '\0';
     assert_false(iam_device_verify(f->iam, cut, f->admin_id, now, id));
     assert_false(iam_device_verify(f->iam, longer, f->admin_id, now, id));
     assert_false(iam_device_verify(f->iam, NULL, f->admin_id, now, id));
