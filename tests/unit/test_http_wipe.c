@@ -151,13 +151,6 @@ static int teardown(void **state)
     return 0;
 }
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 static void start_server(struct fixture *f)
 {
     setenv("DCMS_DATA_DIR", f->db.dir, 1);

@@ -145,13 +145,6 @@ static int teardown(void **state)
     return 0;
 }
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 static struct dcms_query q_admin = DCMS_QUERY("t_admin", "SELECT id FROM identities LIMIT 1");
 static struct dcms_query q_sealed =
     DCMS_QUERY("t_sealed", "SELECT secret_sealed FROM totp_credentials WHERE identity_id = $1");
