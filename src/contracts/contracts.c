@@ -28,211 +28,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#define COLS                                                                                       \
-    "id, title, description, provider_id, consumer_id, status, terms, signatures, terms_hash, "    \
-    "version, created_at, updated_at, terms_version, created_by, status_reason, effective_from, "  \
-    "expires_at"
 #define EXPIRY_BATCH 200
-
-static struct dcms_query q_get =
-    DCMS_QUERY("ct_get", "SELECT " COLS " FROM contracts WHERE id = $1");
-/* Write paths lock the row first, so concurrent changes queue instead of failing late
- * (SQLite's BEGIN IMMEDIATE already serializes writers). */
-static struct dcms_query q_get_lock =
-    DCMS_QUERY2("ct_get_lock", "SELECT " COLS " FROM contracts WHERE id = $1",
-                "SELECT " COLS " FROM contracts WHERE id = $1 FOR UPDATE");
-static struct dcms_query q_insert = DCMS_QUERY(
-    "ct_insert",
-    "INSERT INTO contracts (id, title, description, provider_id, consumer_id, status, terms, "
-    "signatures, terms_hash, version, created_at, updated_at, terms_version, created_by, "
-    "effective_from, expires_at) VALUES ($1, $2, $3, $4, $5, 'draft', $6, '[]', $7, 1, $8, $8, 1, "
-    "$9, $10, $11)");
-static struct dcms_query q_version_insert = DCMS_QUERY(
-    "ct_version_insert",
-    "INSERT INTO contract_versions (contract_id, terms_version, terms_hash, content, created_at, "
-    "created_by) VALUES ($1, $2, $3, $4, $5, $6)");
-static struct dcms_query q_update_content = DCMS_QUERY(
-    "ct_update_content",
-    "UPDATE contracts SET title = $2, description = $3, provider_id = $4, consumer_id = $5, "
-    "terms = $6, terms_hash = $7, terms_version = $8, status = 'draft', status_reason = NULL, "
-    "effective_from = $9, expires_at = $10, updated_at = $11, version = version + 1 "
-    "WHERE id = $1 AND version = $12");
-static struct dcms_query q_update_status = DCMS_QUERY(
-    "ct_update_status", "UPDATE contracts SET status = $2, status_reason = $3, updated_at = $4, "
-                        "version = version + 1 WHERE id = $1 AND version = $5");
-static struct dcms_query q_delete_sigs =
-    DCMS_QUERY("ct_delete_sigs", "DELETE FROM contract_signatures WHERE contract_id = $1");
-static struct dcms_query q_delete_versions =
-    DCMS_QUERY("ct_delete_versions", "DELETE FROM contract_versions WHERE contract_id = $1");
-static struct dcms_query q_delete =
-    DCMS_QUERY("ct_delete", "DELETE FROM contracts WHERE id = $1 AND version = $2");
-static struct dcms_query q_versions = DCMS_QUERY(
-    "ct_versions", "SELECT terms_version, terms_hash, content, created_at, created_by FROM "
-                   "contract_versions WHERE contract_id = $1 ORDER BY terms_version");
-static struct dcms_query q_due = DCMS_QUERY2(
-    "ct_due",
-    "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
-    "'suspended') AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-    "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
-    "'suspended') AND expires_at <= CAST($1 AS TIMESTAMPTZ) ORDER BY expires_at LIMIT $2");
-
-/*
- * Lists are newest first by id (UUIDv7). A page is read either over the
- * primary key (admins and auditors without a party or side) or along
- * (provider_id, id) / (consumer_id, id) for one party id at a time, so a
- * party's page is an index range scan however large the table is; ct_list
- * merges the branches. Each combination of filters has its own statement
- * (built once), holding only the conditions it needs: optional filters
- * written as "$n IS NULL OR ..." would hide the index from PostgreSQL's
- * generic plans and cost planning time on every call.
- */
-enum { LB_ALL, LB_PROVIDER, LB_CONSUMER, LB_COUNT };
-enum { LF_VIS = 1, LF_STATUS = 2, LF_Q = 4, LF_CURSOR = 8, LF_COUNT = 16 };
-
-static struct dcms_query list_q[LB_COUNT][LF_COUNT];
-static char list_sql[LB_COUNT][LF_COUNT][2][1024];
-static pthread_once_t list_once = PTHREAD_ONCE_INIT;
-
-/* Appends to a statement; the sizes above hold the longest combination. */
-static void sql_add(char *sql, const char *fmt, ...) DCMS_PRINTF(2, 3);
-static void sql_add(char *sql, const char *fmt, ...)
-{
-    size_t n = strlen(sql);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql + n, 1024 - n, fmt, ap);
-    va_end(ap);
-}
-
-/* "$n" (SQLite) or "CAST($n AS UUID)" (PostgreSQL). */
-static void id_param(char *out, size_t cap, bool pg, int n)
-{
-    if (pg)
-        snprintf(out, cap, "CAST($%d AS UUID)", n);
-    else
-        snprintf(out, cap, "$%d", n);
-}
-
-/* Parameters, in this order when present: vis (me, org), party, status (status, now), q, cursor,
- * limit. */
-static void list_build(int branch, int flags, bool pg, char *sql)
-{
-    char u1[32], u2[32];
-    int n = 0;
-    snprintf(sql, 1024, "SELECT " COLS " FROM contracts WHERE 1 = 1");
-    if (flags & LF_VIS) {
-        id_param(u1, sizeof(u1), pg, n + 1);
-        id_param(u2, sizeof(u2), pg, n + 2);
-        sql_add(sql, " AND (provider_id IN (%s, %s) OR consumer_id IN (%s, %s))", u1, u2, u1, u2);
-        n += 2;
-    }
-    if (branch != LB_ALL) {
-        id_param(u1, sizeof(u1), pg, ++n);
-        sql_add(sql, " AND %s = %s", branch == LB_PROVIDER ? "provider_id" : "consumer_id", u1);
-    }
-    if (flags & LF_STATUS) {
-        sql_add(sql,
-                " AND (CASE WHEN status IN ('active', 'suspended') AND expires_at <= %s$%d%s "
-                "THEN 'expired' ELSE status END) = %s$%d%s",
-                pg ? "CAST(" : "", n + 2, pg ? " AS TIMESTAMPTZ)" : "", pg ? "CAST(" : "", n + 1,
-                pg ? " AS TEXT)" : "");
-        n += 2;
-    }
-    if (flags & LF_Q)
-        sql_add(sql, " AND title %s %s$%d%s ESCAPE '\\'", pg ? "ILIKE" : "LIKE", pg ? "CAST(" : "",
-                ++n, pg ? " AS TEXT)" : "");
-    if (flags & LF_CURSOR) {
-        id_param(u1, sizeof(u1), pg, ++n);
-        sql_add(sql, " AND id < %s", u1);
-    }
-    sql_add(sql, " ORDER BY id DESC LIMIT %s$%d%s", pg ? "CAST(" : "", n + 1,
-            pg ? " AS INTEGER)" : "");
-}
-
-static void list_init(void)
-{
-    static const char *const names[LB_COUNT] = {"ct_list", "ct_list_provider", "ct_list_consumer"};
-    static char qnames[LB_COUNT][LF_COUNT][32];
-    for (int b = 0; b < LB_COUNT; b++) {
-        for (int f = 0; f < LF_COUNT; f++) {
-            snprintf(qnames[b][f], sizeof(qnames[b][f]), "%s_%d", names[b], f);
-            list_build(b, f, false, list_sql[b][f][0]);
-            list_build(b, f, true, list_sql[b][f][1]);
-            list_q[b][f] =
-                (struct dcms_query)DCMS_QUERY2(qnames[b][f], list_sql[b][f][0], list_sql[b][f][1]);
-        }
-    }
-}
-
-static int64_t parse_i64(const char *s)
-{
-    return s ? strtoll(s, NULL, 10) : 0;
-}
-
-static void row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r, int64_t now_us)
-{
-#define T(c) dcms_store_rows_text(rows, i, c)
-    memset(r, 0, sizeof(*r));
-    r->id = T(0);
-    r->title = T(1);
-    r->description = T(2);
-    r->provider_id = T(3);
-    r->consumer_id = T(4);
-    r->status_text = T(5);
-    r->terms = T(6);
-    r->signatures = T(7);
-    r->terms_hash = T(8);
-    r->version = parse_i64(T(9));
-    r->created_at = T(10);
-    r->updated_at = T(11);
-    r->terms_version = parse_i64(T(12));
-    r->created_by = T(13);
-    r->status_reason = T(14);
-    r->effective_from = T(15) ? T(15) : "";
-    r->expires_at = T(16) ? T(16) : "";
-#undef T
-    if (!ct_status_parse(r->status_text, &r->status))
-        r->status = CT_TERMINATED; /* cannot happen: the schema checks the value */
-    int64_t exp;
-    if ((r->status == CT_ACTIVE || r->status == CT_SUSPENDED) && *r->expires_at &&
-        !dcms_time_parse(r->expires_at, &exp) && exp <= now_us) {
-        r->status = CT_EXPIRED;
-        r->due_expiry = true;
-    }
-}
-
-static enum dcms_err load_with(struct dcms_query *q, struct dcms_store_tx *tx, const char *id,
-                               struct dcms_store_rows **rows, struct ct_row *r,
-                               struct dcms_errinfo *ei)
-{
-    *rows = NULL;
-    if (!id || !dcms_uuid_valid(id))
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
-    enum dcms_err e =
-        dcms_store_exec(tx, q, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, rows, NULL, ei);
-    if (e)
-        return e;
-    if (dcms_store_rows_count(*rows) != 1) {
-        dcms_store_rows_free(*rows);
-        *rows = NULL;
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
-    }
-    row_from(*rows, 0, r, dcms_clock_now_us());
-    return DCMS_OK;
-}
-
-enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
-                      struct ct_row *r, struct dcms_errinfo *ei)
-{
-    return load_with(&q_get, tx, id, rows, r, ei);
-}
-
-enum dcms_err ct_load_locked(struct dcms_store_tx *tx, const char *id,
-                             struct dcms_store_rows **rows, struct ct_row *r,
-                             struct dcms_errinfo *ei)
-{
-    return load_with(&q_get_lock, tx, id, rows, r, ei);
-}
 
 static json_t *parse_stored(const char *text)
 {
@@ -550,7 +346,7 @@ enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **ou
     if ((e = content_of(c, id, &in, 1, hex, &canon_terms, &canon_content)))
         goto out;
     e = dcms_store_exec(
-        tx, &q_insert,
+        tx, &ct_q_insert,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in.title),
                                   DCMS_VAL_TEXT(in.description), DCMS_VAL_TEXT(in.provider_id),
                                   DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
@@ -558,7 +354,7 @@ enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **ou
                                   DCMS_VAL_TEXT(from), DCMS_VAL_TEXT(to)},
         11, NULL, NULL, c->ei);
     if (!e)
-        e = dcms_store_exec(tx, &q_version_insert,
+        e = dcms_store_exec(tx, &ct_q_version_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(1),
                                                       DCMS_VAL_TEXT(hex),
                                                       DCMS_VAL_TEXT(canon_content),
@@ -684,13 +480,12 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     }
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
-    pthread_once(&list_once, list_init);
     /*
      * The party ids whose index ranges hold the page, and on which sides:
      * `party` (or, without it, the caller's identity and organization), on
      * the side `role` names or on both. Without a party a non-privileged
      * caller's ids are the visibility rule itself; with one, visibility is
-     * checked on top (LF_VIS).
+     * checked on top (CT_LF_VIS).
      */
     const char *ids[2] = {NULL, NULL};
     if (in->party)
@@ -699,37 +494,38 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
         ids[0] = me, ids[1] = strcmp(org, me) ? org : NULL;
     bool prov_side = !in->role || strcmp(in->role, "provider") == 0;
     bool cons_side = !in->role || strcmp(in->role, "consumer") == 0;
-    int flags = (in->party && !all ? LF_VIS : 0) | (in->status ? LF_STATUS : 0) |
-                (pattern ? LF_Q : 0) | (in->cursor ? LF_CURSOR : 0);
+    int flags = (in->party && !all ? CT_LF_VIS : 0) | (in->status ? CT_LF_STATUS : 0) |
+                (pattern ? CT_LF_Q : 0) | (in->cursor ? CT_LF_CURSOR : 0);
     struct dcms_store_rows *branch[4] = {NULL, NULL, NULL, NULL};
     size_t nb = 0;
     struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
-    for (int side = LB_ALL; !e && side < LB_COUNT; side++) {
-        if ((side == LB_ALL) != !ids[0] || (side == LB_PROVIDER && !prov_side) ||
-            (side == LB_CONSUMER && !cons_side))
+    for (int side = CT_LB_ALL; !e && side < CT_LB_COUNT; side++) {
+        if ((side == CT_LB_ALL) != !ids[0] || (side == CT_LB_PROVIDER && !prov_side) ||
+            (side == CT_LB_CONSUMER && !cons_side))
             continue;
-        for (size_t i = 0; !e && i < (side == LB_ALL ? 1 : 2); i++) {
-            if (side != LB_ALL && !ids[i])
+        for (size_t i = 0; !e && i < (side == CT_LB_ALL ? 1 : 2); i++) {
+            if (side != CT_LB_ALL && !ids[i])
                 continue;
             struct dcms_store_val params[8];
             size_t np = 0;
-            if (flags & LF_VIS) {
+            if (flags & CT_LF_VIS) {
                 params[np++] = DCMS_VAL_TEXT(me);
                 params[np++] = DCMS_VAL_TEXT(org);
             }
-            if (side != LB_ALL)
+            if (side != CT_LB_ALL)
                 params[np++] = DCMS_VAL_TEXT(ids[i]);
-            if (flags & LF_STATUS) {
+            if (flags & CT_LF_STATUS) {
                 params[np++] = DCMS_VAL_TEXT(in->status);
                 params[np++] = DCMS_VAL_TEXT(now);
             }
-            if (flags & LF_Q)
+            if (flags & CT_LF_Q)
                 params[np++] = DCMS_VAL_TEXT(pattern);
-            if (flags & LF_CURSOR)
+            if (flags & CT_LF_CURSOR)
                 params[np++] = DCMS_VAL_TEXT(cursor);
             params[np++] = DCMS_VAL_INT(in->limit + 1);
-            e = dcms_store_exec(tx, &list_q[side][flags], params, np, &branch[nb++], NULL, ei);
+            e = dcms_store_exec(tx, ct_list_query(side, flags), params, np, &branch[nb++], NULL,
+                                ei);
         }
     }
     if (tx)
@@ -768,7 +564,7 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     int64_t now_us = dcms_clock_now_us();
     for (size_t i = 0; !e && i < n; i++) {
         struct ct_row r;
-        row_from(pick_rows[i], pick_idx[i], &r, now_us);
+        ct_row_from(pick_rows[i], pick_idx[i], &r, now_us);
         if (i)
             e = dcms_buf_append(&b, ",", 1);
         if (!e)
@@ -812,7 +608,7 @@ static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx 
 {
     uint64_t n = 0;
     enum dcms_err e = dcms_store_exec(
-        tx, &q_update_status,
+        tx, &ct_q_update_status,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(r->id), DCMS_VAL_TEXT(ct_status_name(to)),
                                   reason ? DCMS_VAL_TEXT(reason) : DCMS_VAL_NULL,
                                   DCMS_VAL_TEXT(now), DCMS_VAL_INT(r->version)},
@@ -889,7 +685,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     dcms_time_format(in.to_us, to);
     uint64_t n = 0, voided = 0;
     e = dcms_store_exec(
-        tx, &q_update_content,
+        tx, &ct_q_update_content,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in.title),
                                   DCMS_VAL_TEXT(in.description), DCMS_VAL_TEXT(in.provider_id),
                                   DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
@@ -905,7 +701,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     if (!e)
         e = ct_signatures_refresh(tx, id, now, c->ei);
     if (!e)
-        e = dcms_store_exec(tx, &q_version_insert,
+        e = dcms_store_exec(tx, &ct_q_version_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(tv),
                                                       DCMS_VAL_TEXT(hex),
                                                       DCMS_VAL_TEXT(canon_content),
@@ -947,9 +743,9 @@ enum dcms_err ct_delete(const struct ct_call *c, const char *id)
         goto out;
     uint64_t n = 0;
     struct dcms_store_val idv[] = {DCMS_VAL_TEXT(id)};
-    if (!(e = dcms_store_exec(tx, &q_delete_sigs, idv, 1, NULL, NULL, c->ei)) &&
-        !(e = dcms_store_exec(tx, &q_delete_versions, idv, 1, NULL, NULL, c->ei)))
-        e = dcms_store_exec(tx, &q_delete,
+    if (!(e = dcms_store_exec(tx, &ct_q_delete_sigs, idv, 1, NULL, NULL, c->ei)) &&
+        !(e = dcms_store_exec(tx, &ct_q_delete_versions, idv, 1, NULL, NULL, c->ei)))
+        e = dcms_store_exec(tx, &ct_q_delete,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.version)},
                             2, NULL, &n, c->ei);
     if (!e && n != 1)
@@ -1080,7 +876,7 @@ enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
     struct ct_row r;
     if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:read")))
         goto out;
-    if ((e = dcms_store_exec(tx, &q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+    if ((e = dcms_store_exec(tx, &ct_q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
                              &vrows, NULL, c->ei)))
         goto out;
     json_t *items = json_array();
@@ -1119,8 +915,9 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
         if (e)
             return e;
         e = dcms_store_exec(
-            tx, &q_due, (struct dcms_store_val[]){DCMS_VAL_TEXT(now), DCMS_VAL_INT(EXPIRY_BATCH)},
-            2, &rows, NULL, ei);
+            tx, &ct_q_due,
+            (struct dcms_store_val[]){DCMS_VAL_TEXT(now), DCMS_VAL_INT(EXPIRY_BATCH)}, 2, &rows,
+            NULL, ei);
         size_t n = e ? 0 : dcms_store_rows_count(rows);
         for (size_t i = 0; !e && i < n; i++) {
             struct ct_row r = {.id = dcms_store_rows_text(rows, i, 0),
@@ -1128,7 +925,7 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
             const char *from = dcms_store_rows_text(rows, i, 2);
             uint64_t changed = 0;
             e = dcms_store_exec(
-                tx, &q_update_status,
+                tx, &ct_q_update_status,
                 (struct dcms_store_val[]){DCMS_VAL_TEXT(r.id), DCMS_VAL_TEXT("expired"),
                                           DCMS_VAL_TEXT("expires_at reached"), DCMS_VAL_TEXT(now),
                                           DCMS_VAL_INT(r.version)},

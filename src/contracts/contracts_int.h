@@ -176,6 +176,24 @@ enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
 enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *n,
                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- the store (contracts_store.c): every query of the contract tables ---- */
+
+struct dcms_query;
+extern struct dcms_query ct_q_get, ct_q_get_lock, ct_q_insert, ct_q_version_insert,
+    ct_q_update_content, ct_q_update_status, ct_q_delete_sigs, ct_q_delete_versions, ct_q_delete,
+    ct_q_versions, ct_q_due, ct_q_sig_insert, ct_q_sig_live, ct_q_sig_all, ct_q_sig_void,
+    ct_q_sig_mirror, ct_q_touch, ct_q_version_hash;
+
+/* The list statements: one per branch (index range) and combination of filters. */
+enum { CT_LB_ALL, CT_LB_PROVIDER, CT_LB_CONSUMER, CT_LB_COUNT };
+enum { CT_LF_VIS = 1, CT_LF_STATUS = 2, CT_LF_Q = 4, CT_LF_CURSOR = 8, CT_LF_COUNT = 16 };
+/*
+ * The statement for `branch` (CT_LB_*) and `flags` (CT_LF_*), built once.
+ * Parameters, in this order when present: vis (me, org), party, status
+ * (status, now), q, cursor, limit. Thread-safe.
+ */
+struct dcms_query *ct_list_query(int branch, int flags);
+
 /* Helpers shared with contracts_sign.c. */
 enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
                       struct ct_row *r, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
@@ -188,6 +206,8 @@ enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r,
                            const char *action) DCMS_MUST_CHECK;
 /* Which side(s) the caller may act for: CT_BY_PROVIDER and/or a consumer bit. */
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role);
+/* Row `i` of a contract read (ct_load's columns); now_us applies expiry. */
+void ct_row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r, int64_t now_us);
 json_t *ct_row_json(const struct ct_row *r);
 /*
  * Ends a write: reads contract `id` back inside `tx`, commits, and only then

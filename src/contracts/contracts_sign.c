@@ -19,33 +19,6 @@
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
 
-#define SIG_COLS                                                                                   \
-    "id, side, signer_id, type, key_id, algorithm, signed_hash, terms_version, signed_at, "        \
-    "evidence, voided_at, void_reason"
-
-static struct dcms_query q_sig_insert = DCMS_QUERY(
-    "ct_sig_insert",
-    "INSERT INTO contract_signatures (id, contract_id, terms_version, side, signer_id, type, "
-    "key_id, algorithm, signed_hash, signed_at, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-    "$9, $10, $11)");
-static struct dcms_query q_sig_live =
-    DCMS_QUERY("ct_sig_live", "SELECT " SIG_COLS " FROM contract_signatures WHERE contract_id = $1 "
-                              "AND voided_at IS NULL ORDER BY signed_at, id");
-static struct dcms_query q_sig_all =
-    DCMS_QUERY("ct_sig_all", "SELECT " SIG_COLS " FROM contract_signatures WHERE contract_id = $1 "
-                             "ORDER BY signed_at, id");
-static struct dcms_query q_sig_void =
-    DCMS_QUERY("ct_sig_void", "UPDATE contract_signatures SET voided_at = $2, void_reason = $3 "
-                              "WHERE contract_id = $1 AND voided_at IS NULL");
-static struct dcms_query q_sig_mirror =
-    DCMS_QUERY("ct_sig_mirror", "UPDATE contracts SET signatures = $2 WHERE id = $1");
-static struct dcms_query q_touch =
-    DCMS_QUERY("ct_touch", "UPDATE contracts SET updated_at = $2, version = version + 1 "
-                           "WHERE id = $1 AND version = $3");
-static struct dcms_query q_version_hash =
-    DCMS_QUERY("ct_version_hash", "SELECT terms_version, terms_hash FROM contract_versions "
-                                  "WHERE contract_id = $1");
-
 static json_t *parse_text(const char *s)
 {
     json_t *v = s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
@@ -73,8 +46,8 @@ enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, co
 {
     (void)now;
     struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_exec(tx, &q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)},
-                                      1, &rows, NULL, ei);
+    enum dcms_err e = dcms_store_exec(
+        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
     if (e)
         return e;
     json_t *a = json_array();
@@ -85,7 +58,7 @@ enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, co
     json_decref(a);
     if (!text)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    e = dcms_store_exec(tx, &q_sig_mirror,
+    e = dcms_store_exec(tx, &ct_q_sig_mirror,
                         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(text)}, 2, NULL,
                         NULL, ei);
     free(text);
@@ -96,7 +69,7 @@ enum dcms_err ct_signatures_void(struct dcms_store_tx *tx, const char *id, const
                                  const char *reason, uint64_t *n, struct dcms_errinfo *ei)
 {
     return dcms_store_exec(
-        tx, &q_sig_void,
+        tx, &ct_q_sig_void,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(reason)}, 3,
         NULL, n, ei);
 }
@@ -106,8 +79,8 @@ enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, c
 {
     struct dcms_store_rows *rows = NULL;
     *provider = *consumer = false;
-    enum dcms_err e = dcms_store_exec(tx, &q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)},
-                                      1, &rows, NULL, ei);
+    enum dcms_err e = dcms_store_exec(
+        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
     if (e)
         return e;
     const char *signer[2] = {NULL, NULL}, *key[2] = {NULL, NULL};
@@ -144,8 +117,8 @@ static enum dcms_err other_side_check(const struct ct_call *c, struct dcms_store
                                       const char *key_id, const char *key_field)
 {
     struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_exec(tx, &q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)},
-                                      1, &rows, NULL, c->ei);
+    enum dcms_err e = dcms_store_exec(
+        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, c->ei);
     if (e)
         return e;
     for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
@@ -442,7 +415,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
         e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
-    e = dcms_store_exec(tx, &q_sig_insert,
+    e = dcms_store_exec(tx, &ct_q_sig_insert,
                         (struct dcms_store_val[]){
                             DCMS_VAL_TEXT(sid), DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.terms_version),
                             DCMS_VAL_TEXT(side), DCMS_VAL_TEXT(c->p->id), DCMS_VAL_TEXT(in.type),
@@ -455,7 +428,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *bod
     }
     uint64_t n = 0;
     if (!e)
-        e = dcms_store_exec(tx, &q_touch,
+        e = dcms_store_exec(tx, &ct_q_touch,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(now),
                                                       DCMS_VAL_INT(r.version)},
                             3, NULL, &n, c->ei);
@@ -545,8 +518,8 @@ enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out)
     if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:read")))
         goto out;
     struct dcms_store_val idv[] = {DCMS_VAL_TEXT(id)};
-    if ((e = dcms_store_exec(tx, &q_sig_all, idv, 1, &srows, NULL, c->ei)) ||
-        (e = dcms_store_exec(tx, &q_version_hash, idv, 1, &vrows, NULL, c->ei)))
+    if ((e = dcms_store_exec(tx, &ct_q_sig_all, idv, 1, &srows, NULL, c->ei)) ||
+        (e = dcms_store_exec(tx, &ct_q_version_hash, idv, 1, &vrows, NULL, c->ei)))
         goto out;
     dcms_store_rollback(tx);
     tx = NULL;
