@@ -30,83 +30,6 @@
 
 #define EXPIRY_BATCH 200
 
-static json_t *parse_stored(const char *text)
-{
-    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    return v ? v : json_null();
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-json_t *ct_row_json(const struct ct_row *r)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:s, s:s, "
-                     "s:s}",
-                     "id", r->id, "title", r->title, "description", r->description, "provider_id",
-                     r->provider_id, "consumer_id", r->consumer_id, "status",
-                     ct_status_name(r->status), "status_reason", str_or_null(r->status_reason),
-                     "terms", parse_stored(r->terms), "signatures", parse_stored(r->signatures),
-                     "terms_hash", r->terms_hash, "version", (json_int_t)r->version,
-                     "terms_version", (json_int_t)r->terms_version, "created_by", r->created_by,
-                     "created_at", r->created_at, "updated_at", r->updated_at);
-}
-
-/* Appends `s` as a JSON string (quoted), or null. */
-static enum dcms_err put_str(struct dcms_buf *b, const char *s)
-{
-    if (!s)
-        return dcms_buf_appends(b, "null");
-    enum dcms_err e = dcms_buf_append(b, "\"", 1);
-    if (!e)
-        e = dcms_buf_append_json_escaped(b, s, strlen(s));
-    return e ? e : dcms_buf_append(b, "\"", 1);
-}
-
-enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b)
-{
-    /* Same members, same order as ct_row_json(); the stored terms (canonical
-     * JSON) and signatures (compact JSON written by this service) are copied
-     * as they are instead of being parsed and printed again. */
-    enum dcms_err e = dcms_buf_appends(b, "{\"id\":");
-#define STR(k, v)                                                                                  \
-    if (!e)                                                                                        \
-        e = dcms_buf_appends(b, k);                                                                \
-    if (!e)                                                                                        \
-    e = put_str(b, v)
-    if (!e)
-        e = put_str(b, r->id);
-    STR(",\"title\":", r->title);
-    STR(",\"description\":", r->description);
-    STR(",\"provider_id\":", r->provider_id);
-    STR(",\"consumer_id\":", r->consumer_id);
-    STR(",\"status\":", ct_status_name(r->status));
-    STR(",\"status_reason\":", r->status_reason);
-#undef STR
-    if (!e)
-        e = dcms_buf_appendf(b, ",\"terms\":%s,\"signatures\":%s,\"terms_hash\":",
-                             r->terms && *r->terms ? r->terms : "null",
-                             r->signatures && *r->signatures ? r->signatures : "[]");
-    if (!e)
-        e = put_str(b, r->terms_hash);
-    if (!e)
-        e = dcms_buf_appendf(b, ",\"version\":%lld,\"terms_version\":%lld,\"created_by\":",
-                             (long long)r->version, (long long)r->terms_version);
-    if (!e)
-        e = put_str(b, r->created_by);
-    if (!e)
-        e = dcms_buf_appends(b, ",\"created_at\":");
-    if (!e)
-        e = put_str(b, r->created_at);
-    if (!e)
-        e = dcms_buf_appends(b, ",\"updated_at\":");
-    if (!e)
-        e = put_str(b, r->updated_at);
-    return e ? e : dcms_buf_append(b, "}", 1);
-}
-
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role)
 {
     if (!p || !party_id || !(p->roles & role))
@@ -165,70 +88,6 @@ enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const 
 {
     struct dcms_audit_who who = {c->p ? c->p->id : NULL, c->client_ip, c->request_id};
     return dcms_audit_change(c->app->audit, tx, &who, "contract", action, id, details, c->ei);
-}
-
-/* ---- input ---- */
-
-struct ct_input {
-    const char *title, *description, *provider_id, *consumer_id;
-    json_t *terms; /* normalized, owned */
-    int64_t from_us, to_us;
-};
-
-static const char *req_string(const json_t *b, const char *key, struct dcms_errinfo *ei,
-                              bool required)
-{
-    const json_t *v = json_object_get(b, key);
-    if (!v) {
-        if (required)
-            dcms_err_field(ei, key, "is required");
-        return NULL;
-    }
-    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
-        dcms_err_field(ei, key, "must be a string");
-        return NULL;
-    }
-    return json_string_value(v);
-}
-
-/* Checks the body of POST and PUT; every problem is added to ei. */
-static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errinfo *ei)
-{
-    static const char *const keys[] = {"title",       "description", "provider_id",
-                                       "consumer_id", "terms",       NULL};
-    memset(in, 0, sizeof(*in));
-    if (!json_is_object(b)) {
-        dcms_err_field(ei, "", "must be a JSON object");
-        return;
-    }
-    dcms_json_only_members(b, "", keys, ei);
-    in->title = req_string(b, "title", ei, true);
-    if (in->title && !ct_title_valid(in->title)) {
-        dcms_err_field(ei, "title", "must be 1 to 255 characters without control characters");
-        in->title = NULL;
-    }
-    in->description = req_string(b, "description", ei, false);
-    if (in->description && strlen(in->description) > CT_DESCRIPTION_MAX)
-        dcms_err_field(ei, "description", "must be at most %d bytes", CT_DESCRIPTION_MAX);
-    if (!in->description)
-        in->description = "";
-    in->provider_id = req_string(b, "provider_id", ei, true);
-    if (in->provider_id && !dcms_uuid_valid(in->provider_id)) {
-        dcms_err_field(ei, "provider_id", "must be an identity id (UUID)");
-        in->provider_id = NULL;
-    }
-    in->consumer_id = req_string(b, "consumer_id", ei, true);
-    if (in->consumer_id && !dcms_uuid_valid(in->consumer_id)) {
-        dcms_err_field(ei, "consumer_id", "must be an identity id (UUID)");
-        in->consumer_id = NULL;
-    }
-    if (in->provider_id && in->consumer_id && strcasecmp(in->provider_id, in->consumer_id) == 0)
-        dcms_err_field(ei, "consumer_id", "must differ from provider_id");
-    const json_t *terms = json_object_get(b, "terms");
-    if (!terms)
-        dcms_err_field(ei, "terms", "is required");
-    else
-        ct_terms_validate(terms, dcms_clock_now_us(), &in->terms, &in->from_us, &in->to_us, ei);
 }
 
 /*
@@ -311,10 +170,9 @@ enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx
 
 /* ---- create / read / list ---- */
 
-enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **out)
+enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, json_t **out)
 {
-    struct ct_input in;
-    decode_input(body, &in, c->ei);
+    const struct ct_input in = *inp;
     enum dcms_err e = DCMS_OK;
     struct dcms_store_tx *tx = NULL;
     char *canon_terms = NULL, *canon_content = NULL;
@@ -373,7 +231,6 @@ out:
     dcms_store_rollback(tx);
     free(canon_terms);
     free(canon_content);
-    json_decref(in.terms);
     return e;
 }
 
@@ -402,64 +259,9 @@ enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *ou
     return DCMS_OK;
 }
 
-static char *cursor_encode(const char *id)
-{
-    size_t n = strlen(id);
-    char *b = malloc(dcms_b64_encoded_len(n));
-    if (!b)
-        return NULL;
-    dcms_b64_encode(b, id, n);
-    for (char *p = b; *p; p++) {
-        if (*p == '+')
-            *p = '-';
-        else if (*p == '/')
-            *p = '_';
-        else if (*p == '=')
-            *p = '\0';
-    }
-    return b;
-}
-
-static bool cursor_decode(const char *s, char out[DCMS_UUID_STRLEN])
-{
-    char tmp[64];
-    size_t n = strlen(s);
-    if (n == 0 || n >= sizeof(tmp))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '+' || ch == '/' || ch == '=')
-            return false;
-        tmp[i] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
-    }
-    unsigned char raw[48];
-    size_t len = 0;
-    if (dcms_b64_decode(raw, sizeof(raw) - 1, tmp, n, &len) || len != DCMS_UUID_STRLEN - 1)
-        return false;
-    memcpy(out, raw, len);
-    out[len] = '\0';
-    return dcms_uuid_valid(out);
-}
-
 enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_text *out)
 {
     struct dcms_errinfo *ei = c->ei;
-    enum ct_status st;
-    if (in->status && !ct_status_parse(in->status, &st))
-        dcms_err_field(ei, "status",
-                       "must be draft, pending_signature, active, suspended, terminated or "
-                       "expired");
-    if (in->party && !dcms_uuid_valid(in->party))
-        dcms_err_field(ei, "party", "must be an identity id (UUID)");
-    if (in->role && strcmp(in->role, "provider") && strcmp(in->role, "consumer"))
-        dcms_err_field(ei, "role", "must be provider or consumer");
-    if (in->q && (strlen(in->q) < 1 || strlen(in->q) > 255))
-        dcms_err_field(ei, "q", "must be 1 to 255 characters");
-    char cursor[DCMS_UUID_STRLEN];
-    if (in->cursor && !cursor_decode(in->cursor, cursor))
-        dcms_err_field(ei, "cursor", "must be the next_cursor of the previous page");
-    if (ei->code)
-        return ei->code;
     bool all = (c->p->roles & (DCMS_ROLE_ADMIN | DCMS_ROLE_AUDITOR)) != 0;
     const char *me = c->p->id, *org = c->p->org[0] ? c->p->org : c->p->id;
     char *pattern = NULL;
@@ -522,7 +324,7 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
             if (flags & CT_LF_Q)
                 params[np++] = DCMS_VAL_TEXT(pattern);
             if (flags & CT_LF_CURSOR)
-                params[np++] = DCMS_VAL_TEXT(cursor);
+                params[np++] = DCMS_VAL_TEXT(in->cursor_id);
             params[np++] = DCMS_VAL_INT(in->limit + 1);
             e = dcms_store_exec(tx, ct_list_query(side, flags), params, np, &branch[nb++], NULL,
                                 ei);
@@ -573,7 +375,7 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     if (!e)
         e = dcms_buf_appends(&b, "],\"next_cursor\":");
     if (!e && more && n) {
-        char *next = cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0));
+        char *next = ct_cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0));
         e = next ? dcms_buf_appendf(&b, "\"%s\"}", next) : DCMS_ERR_NOMEM;
         free(next);
     } else if (!e) {
@@ -618,30 +420,21 @@ static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx 
     return e;
 }
 
-enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *body,
-                        const char *if_match, json_t **out)
+enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct_input *inp,
+                        json_t **out)
 {
-    struct ct_input in;
+    struct ct_input in = *inp;
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
     char *canon_terms = NULL, *canon_content = NULL;
     enum dcms_err e;
-    if (!if_match) {
-        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_REQUIRED,
-                         "If-Match is required: send the ETag of the version you edit");
-        memset(&in, 0, sizeof(in));
-        goto out;
-    }
-    decode_input(body, &in, c->ei);
-    if ((e = c->ei->code))
-        goto out;
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
     struct ct_row r;
     if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, "contracts:update")) ||
         (e = check_who(c, &r, ct_transition_of(CT_OP_EDIT))) ||
-        (e = if_match_ok(c, &r, if_match)) ||
+        (e = if_match_ok(c, &r, in.if_match)) ||
         (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
         goto out;
     /* The parties of a contract are fixed at creation: an edit changes the terms only. */
@@ -723,7 +516,6 @@ out:
     dcms_store_rows_free(rows);
     free(canon_terms);
     free(canon_content);
-    json_decref(in.terms);
     dcms_store_rollback(tx);
     return e;
 }
@@ -885,7 +677,7 @@ enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
                               json_pack("{s:I, s:s, s:o, s:s, s:s, s:b}", "terms_version",
                                         (json_int_t)dcms_store_rows_int(vrows, i, 0), "terms_hash",
                                         dcms_store_rows_text(vrows, i, 1), "content",
-                                        parse_stored(dcms_store_rows_text(vrows, i, 2)),
+                                        ct_stored_json(dcms_store_rows_text(vrows, i, 2)),
                                         "created_at", dcms_store_rows_text(vrows, i, 3),
                                         "created_by", dcms_store_rows_text(vrows, i, 4), "current",
                                         dcms_store_rows_int(vrows, i, 0) == r.terms_version));

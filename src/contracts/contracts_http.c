@@ -1,12 +1,13 @@
 /*
- * Contract handlers: parse (strict JSON, unknown keys refused, every
- * problem at once), call the service, encode; ETag on every answer that
- * carries a contract. Authentication and the route permission were
+ * Contract handlers: decode (contracts_json.c: strict JSON, unknown keys
+ * refused, every problem at once), call the service, encode; ETag on every
+ * answer that carries a contract. Authentication and the route permission were
  * checked by the HTTP layer; the service decides on the contract itself.
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/clock.h"
 #include "contracts/contracts_http.h"
 #include "contracts/contracts_int.h"
 
@@ -68,10 +69,14 @@ enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    /* The service adds the problems only the store can see (unknown or inactive
+     * parties) to the decoded ones, so every problem is answered at once. */
+    struct ct_input in;
+    ct_input_from_json(b, dcms_clock_now_us(), &in, req->ei);
     struct ct_call c = call_of(req);
-    if ((e = ct_create(&c, b, &out)))
-        return e;
-    return dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, out);
+    e = ct_create(&c, &in, &out);
+    ct_input_release(&in);
+    return e ? e : dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, out);
 }
 
 enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -85,7 +90,8 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
     in.q = dcms_http_req_query(req, "q");
     in.cursor = dcms_http_req_query(req, "cursor");
     dcms_http_query_int(req, "limit", 1, 200, &in.limit);
-    /* The service adds its own problems, so every bad parameter is named at once. */
+    if (!ct_list_decode(&in, req->ei) || req->ei->code)
+        return req->ei->code;
     struct ct_text out;
     struct ct_call c = call_of(req);
     enum dcms_err e = ct_list(&c, &in, &out);
@@ -103,12 +109,18 @@ enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_htt
 enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *b, *out;
-    const char *if_match = dcms_http_req_header(req, "If-Match");
+    struct ct_input in;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    if (!ct_update_from_json(b, dcms_http_req_header(req, "If-Match"), dcms_clock_now_us(), &in,
+                             req->ei)) {
+        ct_input_release(&in);
+        return req->ei->code;
+    }
     struct ct_call c = call_of(req);
-    e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), b, if_match, &out));
+    e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), &in, &out));
+    ct_input_release(&in);
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
@@ -124,22 +136,10 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
                                 enum ct_op op, bool need_reason)
 {
     const char *reason = NULL;
-    if (req->body.len) {
-        static const char *const keys[] = {"reason", NULL};
-        json_t *b;
-        enum dcms_err e = dcms_http_body_object(req, keys, &b);
-        if (e)
-            return e;
-        json_t *r = json_object_get(b, "reason");
-        if (r && (!json_is_string(r) || json_string_length(r) < 1 || json_string_length(r) > 1000 ||
-                  strlen(json_string_value(r)) != json_string_length(r)))
-            dcms_err_field(req->ei, "reason", "must be a string of 1 to 1000 characters");
-        else if (r)
-            reason = json_string_value(r);
-    }
-    if (need_reason && !reason && !req->ei->code)
-        dcms_err_field(req->ei, "reason", "is required");
-    if (req->ei->code)
+    json_t *b = NULL;
+    if (req->body.len && dcms_http_req_json(req, 0, &b))
+        return req->ei->code;
+    if (!ct_reason_from_json(b, need_reason, &reason, req->ei))
         return req->ei->code;
     json_t *out;
     struct ct_call c = call_of(req);
@@ -176,11 +176,14 @@ enum dcms_err dcms_contracts_http_terminate(struct dcms_http_req *req, struct dc
 enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *b, *out;
+    struct ct_sign_in in;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    if (!ct_sign_from_json(b, &in, req->ei))
+        return req->ei->code;
     struct ct_call c = call_of(req);
-    e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), b, &out));
+    e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), &in, &out));
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 

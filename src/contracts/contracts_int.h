@@ -17,9 +17,11 @@
 #include "dcms/contracts.h"
 #include "dcms/iam.h"
 #include "dcms/str.h"
+#include "dcms/uuid.h"
 
 struct dcms_store_tx;
 struct dcms_store_rows;
+struct ct_call;
 
 /* ---- terms and content (contracts_terms.c) ---- */
 
@@ -110,6 +112,104 @@ const struct ct_transition *ct_transition_of(enum ct_op op);
 enum dcms_err ct_transition_check(enum ct_op op, enum ct_status from,
                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- request and response codecs (contracts_json.c) ---- */
+
+/* The body of POST /contracts and PUT /contracts/{id}, decoded. */
+struct ct_input {
+    const char *title, *description, *provider_id, *consumer_id; /* live as long as the body */
+    json_t *terms; /* normalized copy, owned: ct_input_release */
+    int64_t from_us, to_us;
+    const char *if_match; /* PUT only: the If-Match header */
+};
+
+/*
+ * Decodes a create body into *in, recording every problem in `ei` with its
+ * JSON path (unknown members, types, bounds, the terms walker's problems
+ * under "terms."); `now_us` is the reference for expires_at. Returns true
+ * when there was none. Release *in with ct_input_release either way.
+ */
+bool ct_input_from_json(const json_t *body, int64_t now_us, struct ct_input *in,
+                        struct dcms_errinfo *ei);
+/* The same for an edit; a missing If-Match is 428 before the body is looked at. */
+bool ct_update_from_json(const json_t *body, const char *if_match, int64_t now_us,
+                         struct ct_input *in, struct dcms_errinfo *ei);
+void ct_input_release(struct ct_input *in);
+
+/*
+ * The optional body {"reason": "..."} of a transition (body NULL: none);
+ * `required` makes the reason required. *reason lives as long as `body`.
+ */
+bool ct_reason_from_json(const json_t *body, bool required, const char **reason,
+                         struct dcms_errinfo *ei);
+
+/* The list query: strings as received, then what ct_list_decode made of them. */
+struct ct_list_in {
+    const char *status, *party, *role, *q, *cursor;
+    int64_t limit;
+    char cursor_id[DCMS_UUID_STRLEN]; /* the decoded cursor, when `cursor` is set */
+};
+/* Checks the list parameters (each problem named by its parameter); true when none. */
+bool ct_list_decode(struct ct_list_in *in, struct dcms_errinfo *ei);
+/* The opaque next_cursor of a page ending at contract `id` (malloc'd). */
+char *ct_cursor_encode(const char *id);
+
+struct ct_sigtype;
+
+/* The body of POST /contracts/{id}/sign, decoded. */
+struct ct_sign_in {
+    const struct ct_sigtype *type; /* the row of contracts_sigtypes.c */
+    const char *type_name, *terms_hash, *key_id, *signature_b64, *totp_code, *side;
+    const json_t *assertion;
+    unsigned char sig[64];  /* the decoded signature (digital, mfa) */
+    unsigned char hash[32]; /* the decoded terms_hash */
+};
+/* Decodes a sign body: the common members here, the material by the type's row. */
+bool ct_sign_from_json(const json_t *body, struct ct_sign_in *in, struct dcms_errinfo *ei);
+
+/* base64 or base64url, padded or not, into at most `cap` bytes. */
+bool ct_b64_any_decode(const char *s, unsigned char *out, size_t cap, size_t *len);
+/* 64 lowercase hex digits into 32 bytes. */
+bool ct_hex_decode32(const char *s, unsigned char out[32]);
+/* A member that, when present, is a string of 1 to `max` bytes (else a problem on `key`). */
+const char *ct_opt_string(const json_t *b, const char *key, size_t max, struct dcms_errinfo *ei);
+
+/* One stored signature row (ct_q_sig_live / ct_q_sig_all columns) as JSON. */
+json_t *ct_sig_json(const struct dcms_store_rows *rows, size_t i);
+/* Stored JSON text parsed, or JSON null when absent or unreadable. */
+json_t *ct_stored_json(const char *text);
+
+/* ---- signature types (contracts_sigtypes.c): one row per type ---- */
+
+/* What a type's verification established, for the stored signature. */
+struct ct_evidence {
+    json_t *json; /* owned by the caller */
+    char key_id[200];
+    char alg[32];
+};
+
+struct ct_sigtype {
+    const char *name;
+    /* The member whose key signed, for separation-of-duties problems. */
+    const char *key_field;
+    /* Decodes and checks the type's own members of the sign body (problems to ei). */
+    void (*decode)(const json_t *body, struct ct_sign_in *in, struct dcms_errinfo *ei);
+    /* Checks the evidence through IAM; problems become field details (422). */
+    enum dcms_err (*verify)(const struct ct_call *c, const struct ct_sign_in *in,
+                            struct ct_evidence *out);
+    /*
+     * /verify: re-checks a stored signature of this type (its row `i` of
+     * `rows`, its evidence `ev`, the signed hash `h`). NULL when it holds,
+     * else the problem (static or in c->ei->arena).
+     */
+    const char *(*recheck)(const struct ct_call *c, const struct dcms_store_rows *rows, size_t i,
+                           const json_t *ev, const unsigned char h[32]);
+};
+
+/* The row named `name`, or NULL. */
+const struct ct_sigtype *ct_sigtype_find(const char *name);
+/* "digital, mfa or biometric": the names of the table, for problems. */
+void ct_sigtype_names(char *buf, size_t cap);
+
 /* ---- the service ---- */
 
 struct dcms_contracts {
@@ -145,12 +245,8 @@ struct ct_row {
     bool due_expiry;       /* stored active/suspended but past expires_at */
 };
 
-struct ct_list_in {
-    const char *status, *party, *role, *q, *cursor;
-    int64_t limit;
-};
-
-enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **out) DCMS_MUST_CHECK;
+enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *in,
+                        json_t **out) DCMS_MUST_CHECK;
 /* A rendered answer: JSON text (malloc'd; the caller frees it) and the row version. */
 struct ct_text {
     char *body;
@@ -164,8 +260,9 @@ struct ct_text {
 enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out) DCMS_MUST_CHECK;
 enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in,
                       struct ct_text *out) DCMS_MUST_CHECK;
-enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *body,
-                        const char *if_match, json_t **out) DCMS_MUST_CHECK;
+/* `in` as ct_update_from_json decoded it (in->if_match set). */
+enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct_input *in,
+                        json_t **out) DCMS_MUST_CHECK;
 enum dcms_err ct_delete(const struct ct_call *c, const char *id) DCMS_MUST_CHECK;
 /* submit, activate, suspend, resume, terminate (reason required for terminate). */
 enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op op,
@@ -224,7 +321,7 @@ enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const 
 
 /* ---- signatures (contracts_sign.c) ---- */
 
-enum dcms_err ct_sign(const struct ct_call *c, const char *id, const json_t *body,
+enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_sign_in *in,
                       json_t **out) DCMS_MUST_CHECK;
 enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out) DCMS_MUST_CHECK;
 /* The current signatures as the contract row mirrors them (new array). */
