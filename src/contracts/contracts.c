@@ -156,21 +156,30 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
 }
 
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               json_t **out)
+                               struct ct_rec *out)
 {
     struct dcms_store_rows *rows = NULL;
     struct ct_row r;
     enum dcms_err e = ct_load(tx, id, &rows, &r, c->ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    if (!e && !(*out = ct_row_json(&r)))
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-    dcms_store_rows_free(rows);
-    return e;
+    if (e) {
+        dcms_store_rows_free(rows);
+        return e;
+    }
+    out->rows = rows;
+    out->r = r;
+    return DCMS_OK;
+}
+
+void ct_rec_release(struct ct_rec *rec)
+{
+    dcms_store_rows_free(rec->rows);
+    rec->rows = NULL;
 }
 
 /* ---- create / read / list ---- */
 
-enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, json_t **out)
+enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, struct ct_rec *out)
 {
     const struct ct_input in = *inp;
     enum dcms_err e = DCMS_OK;
@@ -234,29 +243,19 @@ out:
     return e;
 }
 
-enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out)
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
-    struct ct_row r;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    struct dcms_buf b;
-    dcms_buf_init(&b, CT_RENDER_MAX);
-    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read"))) {
-        if ((e = ct_row_render(&r, &b)))
-            e = dcms_err_set(c->ei, e, NULL);
-        out->version = r.version;
-    }
-    dcms_store_rows_free(rows);
+    out->rows = NULL;
+    if (!(e = ct_load(tx, id, &out->rows, &out->r, c->ei)))
+        e = ct_authorize(c, &out->r, "contracts:read");
     dcms_store_rollback(tx);
-    if (e) {
-        dcms_buf_release(&b);
-        return e;
-    }
-    out->body = dcms_buf_detach(&b, &out->len);
-    return DCMS_OK;
+    if (e)
+        ct_rec_release(out);
+    return e;
 }
 
 enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_text *out)
@@ -421,7 +420,7 @@ static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx 
 }
 
 enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct_input *inp,
-                        json_t **out)
+                        struct ct_rec *out)
 {
     struct ct_input in = *inp;
     struct dcms_store_tx *tx = NULL;
@@ -575,7 +574,7 @@ static enum dcms_err check_datasets(const struct ct_call *c, const char *provide
 }
 
 enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op op,
-                            const char *reason, json_t **out)
+                            const char *reason, struct ct_rec *out)
 {
     const struct ct_transition *t = ct_transition_of(op);
     struct dcms_store_tx *tx;
@@ -658,38 +657,28 @@ out:
     return e;
 }
 
-enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
+enum dcms_err ct_versions(const struct ct_call *c, const char *id, struct ct_versions_out *out)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL, *vrows = NULL;
+    memset(out, 0, sizeof(*out));
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    struct ct_row r;
-    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:read")))
-        goto out;
-    if ((e = dcms_store_exec(tx, &ct_q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
-                             &vrows, NULL, c->ei)))
-        goto out;
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < dcms_store_rows_count(vrows); i++) {
-        json_array_append_new(items,
-                              json_pack("{s:I, s:s, s:o, s:s, s:s, s:b}", "terms_version",
-                                        (json_int_t)dcms_store_rows_int(vrows, i, 0), "terms_hash",
-                                        dcms_store_rows_text(vrows, i, 1), "content",
-                                        ct_stored_json(dcms_store_rows_text(vrows, i, 2)),
-                                        "created_at", dcms_store_rows_text(vrows, i, 3),
-                                        "created_by", dcms_store_rows_text(vrows, i, 4), "current",
-                                        dcms_store_rows_int(vrows, i, 0) == r.terms_version));
-    }
-    *out = json_pack("{s:s, s:o}", "contract_id", r.id, "versions", items);
-    if (!*out)
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-out:
-    dcms_store_rows_free(vrows);
-    dcms_store_rows_free(rows);
+    if (!(e = ct_load(tx, id, &out->rec.rows, &out->rec.r, c->ei)) &&
+        !(e = ct_authorize(c, &out->rec.r, "contracts:read")))
+        e = dcms_store_exec(tx, &ct_q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                            &out->versions, NULL, c->ei);
     dcms_store_rollback(tx);
+    if (e)
+        ct_versions_release(out);
     return e;
+}
+
+void ct_versions_release(struct ct_versions_out *v)
+{
+    dcms_store_rows_free(v->versions);
+    v->versions = NULL;
+    ct_rec_release(&v->rec);
 }
 
 /* ---- expiry ---- */

@@ -63,9 +63,19 @@ static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp
     return DCMS_OK;
 }
 
+/* A contract answer with its ETag; the record is released here. */
+static enum dcms_err reply_contract(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                    struct ct_rec *rec)
+{
+    json_t *o = ct_row_json(&rec->r);
+    ct_rec_release(rec);
+    return dcms_http_reply_etag(req, resp, 200, o);
+}
+
 enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *b, *out = NULL;
+    json_t *b;
+    struct ct_rec out;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
@@ -76,7 +86,11 @@ enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_
     struct ct_call c = call_of(req);
     e = ct_create(&c, &in, &out);
     ct_input_release(&in);
-    return e ? e : dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, out);
+    if (e)
+        return e;
+    json_t *o = ct_row_json(&out.r);
+    ct_rec_release(&out);
+    return dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, o);
 }
 
 enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -100,15 +114,21 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
 
 enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    struct ct_rec rec;
     struct ct_text out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = done(req, &c, ct_get(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : reply_text(req, resp, &out, true);
+    enum dcms_err e = done(req, &c, ct_get(&c, dcms_http_req_param(req, "id"), &rec));
+    if (e)
+        return e;
+    e = ct_rec_text(&rec, &out);
+    ct_rec_release(&rec);
+    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, &out, true);
 }
 
 enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *b, *out;
+    json_t *b;
+    struct ct_rec out;
     struct ct_input in;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
@@ -121,7 +141,7 @@ enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_htt
     struct ct_call c = call_of(req);
     e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), &in, &out));
     ct_input_release(&in);
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : reply_contract(req, resp, &out);
 }
 
 enum dcms_err dcms_contracts_http_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -141,11 +161,11 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
         return req->ei->code;
     if (!ct_reason_from_json(b, need_reason, &reason, req->ei))
         return req->ei->code;
-    json_t *out;
+    struct ct_rec out;
     struct ct_call c = call_of(req);
     enum dcms_err e =
         done(req, &c, ct_transition(&c, dcms_http_req_param(req, "id"), op, reason, &out));
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : reply_contract(req, resp, &out);
 }
 
 enum dcms_err dcms_contracts_http_submit(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -175,7 +195,8 @@ enum dcms_err dcms_contracts_http_terminate(struct dcms_http_req *req, struct dc
 
 enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *b, *out;
+    json_t *b;
+    struct ct_rec out;
     struct ct_sign_in in;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
@@ -184,15 +205,19 @@ enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_ht
         return req->ei->code;
     struct ct_call c = call_of(req);
     e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), &in, &out));
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : reply_contract(req, resp, &out);
 }
 
 enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *out;
+    struct ct_versions_out out;
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_versions(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    if (e)
+        return e;
+    json_t *o = ct_versions_json(&out);
+    ct_versions_release(&out);
+    return dcms_http_reply(req, resp, 200, o);
 }
 
 enum dcms_err dcms_contracts_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -245,8 +245,28 @@ struct ct_row {
     bool due_expiry;       /* stored active/suspended but past expires_at */
 };
 
+/*
+ * A contract as the service hands it back: the row and the store rows its
+ * strings point into. The caller encodes it (ct_row_json, ct_row_render)
+ * and releases it with ct_rec_release; a failed call leaves nothing to
+ * release.
+ */
+struct ct_rec {
+    struct dcms_store_rows *rows;
+    struct ct_row r;
+};
+void ct_rec_release(struct ct_rec *rec);
+
+/* The terms versions of a contract (ct_q_versions rows) with the contract. */
+struct ct_versions_out {
+    struct ct_rec rec;
+    struct dcms_store_rows *versions;
+};
+void ct_versions_release(struct ct_versions_out *v);
+
+/* Problems the decoder recorded in c->ei are answered together with the parties' (422). */
 enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *in,
-                        json_t **out) DCMS_MUST_CHECK;
+                        struct ct_rec *out) DCMS_MUST_CHECK;
 /* A rendered answer: JSON text (malloc'd; the caller frees it) and the row version. */
 struct ct_text {
     char *body;
@@ -257,17 +277,24 @@ struct ct_text {
 /* The most one rendered contract may take (terms and signatures are bounded far below). */
 #define CT_RENDER_MAX (4u << 20)
 
-enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out) DCMS_MUST_CHECK;
+/* Encoders of the service's answers (contracts_json.c). */
+/* The versions answer {contract_id, versions: [...]} (new object, NULL when out of memory). */
+json_t *ct_versions_json(const struct ct_versions_out *v);
+/* A contract as JSON text (ct_row_render) into *out, body malloc'd. */
+enum dcms_err ct_rec_text(const struct ct_rec *rec, struct ct_text *out) DCMS_MUST_CHECK;
+
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out) DCMS_MUST_CHECK;
 enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in,
                       struct ct_text *out) DCMS_MUST_CHECK;
 /* `in` as ct_update_from_json decoded it (in->if_match set). */
 enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct_input *in,
-                        json_t **out) DCMS_MUST_CHECK;
+                        struct ct_rec *out) DCMS_MUST_CHECK;
 enum dcms_err ct_delete(const struct ct_call *c, const char *id) DCMS_MUST_CHECK;
 /* submit, activate, suspend, resume, terminate (reason required for terminate). */
 enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op op,
-                            const char *reason, json_t **out) DCMS_MUST_CHECK;
-enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out) DCMS_MUST_CHECK;
+                            const char *reason, struct ct_rec *out) DCMS_MUST_CHECK;
+enum dcms_err ct_versions(const struct ct_call *c, const char *id,
+                          struct ct_versions_out *out) DCMS_MUST_CHECK;
 
 /* Expires every contract past expires_at; returns how many through *n. */
 enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *n,
@@ -313,7 +340,7 @@ json_t *ct_row_json(const struct ct_row *r);
  * owned by the caller) only on DCMS_OK.
  */
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               json_t **out) DCMS_MUST_CHECK;
+                               struct ct_rec *out) DCMS_MUST_CHECK;
 /* The same object as ct_row_json(), appended to `b` as JSON text without re-parsing. */
 enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
@@ -322,7 +349,7 @@ enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const 
 /* ---- signatures (contracts_sign.c) ---- */
 
 enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_sign_in *in,
-                      json_t **out) DCMS_MUST_CHECK;
+                      struct ct_rec *out) DCMS_MUST_CHECK;
 enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out) DCMS_MUST_CHECK;
 /* The current signatures as the contract row mirrors them (new array). */
 enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, const char *now,

@@ -349,3 +349,33 @@ json_t *ct_sig_json(const struct dcms_store_rows *rows, size_t i)
 #undef T
     return o;
 }
+
+json_t *ct_versions_json(const struct ct_versions_out *v)
+{
+    const struct dcms_store_rows *vr = v->versions;
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < dcms_store_rows_count(vr); i++)
+        json_array_append_new(items,
+                              json_pack("{s:I, s:s, s:o, s:s, s:s, s:b}", "terms_version",
+                                        (json_int_t)dcms_store_rows_int(vr, i, 0), "terms_hash",
+                                        dcms_store_rows_text(vr, i, 1), "content",
+                                        ct_stored_json(dcms_store_rows_text(vr, i, 2)),
+                                        "created_at", dcms_store_rows_text(vr, i, 3), "created_by",
+                                        dcms_store_rows_text(vr, i, 4), "current",
+                                        dcms_store_rows_int(vr, i, 0) == v->rec.r.terms_version));
+    return json_pack("{s:s, s:o}", "contract_id", v->rec.r.id, "versions", items);
+}
+
+enum dcms_err ct_rec_text(const struct ct_rec *rec, struct ct_text *out)
+{
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX);
+    enum dcms_err e = ct_row_render(&rec->r, &b);
+    if (e) {
+        dcms_buf_release(&b);
+        return e;
+    }
+    out->body = dcms_buf_detach(&b, &out->len);
+    out->version = rec->r.version;
+    return DCMS_OK;
+}

@@ -161,7 +161,7 @@ static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx,
 }
 
 enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_sign_in *in,
-                      json_t **out)
+                      struct ct_rec *out)
 {
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
