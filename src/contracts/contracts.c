@@ -258,7 +258,7 @@ enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out
     return e;
 }
 
-enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_text *out)
+enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_page *out)
 {
     struct dcms_errinfo *ei = c->ei;
     bool all = (c->p->roles & (DCMS_ROLE_ADMIN | DCMS_ROLE_AUDITOR)) != 0;
@@ -297,7 +297,8 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     bool cons_side = !in->role || strcmp(in->role, "consumer") == 0;
     int flags = (in->party && !all ? CT_LF_VIS : 0) | (in->status ? CT_LF_STATUS : 0) |
                 (pattern ? CT_LF_Q : 0) | (in->cursor ? CT_LF_CURSOR : 0);
-    struct dcms_store_rows *branch[4] = {NULL, NULL, NULL, NULL};
+    memset(out, 0, sizeof(*out));
+    struct dcms_store_rows **branch = out->branch;
     size_t nb = 0;
     struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
@@ -334,8 +335,8 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     free(pattern);
     /* Merge the branches (each newest first) into one page, each contract once. */
     size_t pos[4] = {0, 0, 0, 0}, n = 0;
-    const struct dcms_store_rows *pick_rows[201];
-    size_t pick_idx[201];
+    const struct dcms_store_rows **pick_rows = out->rows;
+    size_t *pick_idx = out->idx;
     while (!e && n < (size_t)in->limit + 1) {
         int best = -1;
         for (size_t b = 0; b < nb; b++) {
@@ -355,40 +356,22 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
         pick_rows[n] = branch[best];
         pick_idx[n++] = pos[best]++;
     }
-    bool more = n > (size_t)in->limit;
-    if (more)
-        n = (size_t)in->limit;
-    struct dcms_buf b;
-    dcms_buf_init(&b, CT_RENDER_MAX * 201);
-    if (!e)
-        e = dcms_buf_appends(&b, "{\"contracts\":[");
-    int64_t now_us = dcms_clock_now_us();
-    for (size_t i = 0; !e && i < n; i++) {
-        struct ct_row r;
-        ct_row_from(pick_rows[i], pick_idx[i], &r, now_us);
-        if (i)
-            e = dcms_buf_append(&b, ",", 1);
-        if (!e)
-            e = ct_row_render(&r, &b);
+    out->more = n > (size_t)in->limit;
+    out->n = out->more ? (size_t)in->limit : n;
+    out->nbranches = nb;
+    out->now_us = dcms_clock_now_us();
+    if (e)
+        ct_page_release(out);
+    return e;
+}
+
+void ct_page_release(struct ct_page *page)
+{
+    for (size_t i = 0; i < page->nbranches; i++) {
+        dcms_store_rows_free(page->branch[i]);
+        page->branch[i] = NULL;
     }
-    if (!e)
-        e = dcms_buf_appends(&b, "],\"next_cursor\":");
-    if (!e && more && n) {
-        char *next = ct_cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0));
-        e = next ? dcms_buf_appendf(&b, "\"%s\"}", next) : DCMS_ERR_NOMEM;
-        free(next);
-    } else if (!e) {
-        e = dcms_buf_appends(&b, "null}");
-    }
-    for (size_t i = 0; i < nb; i++)
-        dcms_store_rows_free(branch[i]);
-    if (e) {
-        dcms_buf_release(&b);
-        return ei->code ? ei->code : dcms_err_set(ei, e, NULL);
-    }
-    out->body = dcms_buf_detach(&b, &out->len);
-    out->version = 0;
-    return DCMS_OK;
+    page->nbranches = page->n = 0;
 }
 
 /* ---- changes ---- */

@@ -106,10 +106,15 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
     dcms_http_query_int(req, "limit", 1, 200, &in.limit);
     if (!ct_list_decode(&in, req->ei) || req->ei->code)
         return req->ei->code;
+    struct ct_page page;
     struct ct_text out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_list(&c, &in, &out);
-    return e ? e : reply_text(req, resp, &out, false);
+    enum dcms_err e = ct_list(&c, &in, &page);
+    if (e)
+        return e;
+    e = ct_page_text(&page, &out);
+    ct_page_release(&page);
+    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, &out, false);
 }
 
 enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)

@@ -277,15 +277,32 @@ struct ct_text {
 /* The most one rendered contract may take (terms and signatures are bounded far below). */
 #define CT_RENDER_MAX (4u << 20)
 
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out) DCMS_MUST_CHECK;
+/*
+ * A page of contracts: the store rows of each branch read (see ct_list)
+ * and, in page order, which row of which branch each contract is.
+ * Release with ct_page_release.
+ */
+struct ct_page {
+    struct dcms_store_rows *branch[4];
+    size_t nbranches;
+    const struct dcms_store_rows *rows[201];
+    size_t idx[201];
+    size_t n;       /* contracts on the page (at most the limit) */
+    bool more;      /* a next page exists: next_cursor is the last id */
+    int64_t now_us; /* the reference for expiry when encoding */
+};
+void ct_page_release(struct ct_page *page);
+enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in,
+                      struct ct_page *out) DCMS_MUST_CHECK;
+
 /* Encoders of the service's answers (contracts_json.c). */
 /* The versions answer {contract_id, versions: [...]} (new object, NULL when out of memory). */
 json_t *ct_versions_json(const struct ct_versions_out *v);
+/* A page as {"contracts": [...], "next_cursor": ...} text into *out, body malloc'd. */
+enum dcms_err ct_page_text(const struct ct_page *page, struct ct_text *out) DCMS_MUST_CHECK;
 /* A contract as JSON text (ct_row_render) into *out, body malloc'd. */
 enum dcms_err ct_rec_text(const struct ct_rec *rec, struct ct_text *out) DCMS_MUST_CHECK;
-
-enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out) DCMS_MUST_CHECK;
-enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in,
-                      struct ct_text *out) DCMS_MUST_CHECK;
 /* `in` as ct_update_from_json decoded it (in->if_match set). */
 enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct_input *in,
                         struct ct_rec *out) DCMS_MUST_CHECK;

@@ -379,3 +379,35 @@ enum dcms_err ct_rec_text(const struct ct_rec *rec, struct ct_text *out)
     out->version = rec->r.version;
     return DCMS_OK;
 }
+
+enum dcms_err ct_page_text(const struct ct_page *page, struct ct_text *out)
+{
+    struct dcms_buf b;
+    dcms_buf_init(&b, CT_RENDER_MAX * 201);
+    enum dcms_err e = dcms_buf_appends(&b, "{\"contracts\":[");
+    for (size_t i = 0; !e && i < page->n; i++) {
+        struct ct_row r;
+        ct_row_from(page->rows[i], page->idx[i], &r, page->now_us);
+        if (i)
+            e = dcms_buf_append(&b, ",", 1);
+        if (!e)
+            e = ct_row_render(&r, &b);
+    }
+    if (!e)
+        e = dcms_buf_appends(&b, "],\"next_cursor\":");
+    if (!e && page->more && page->n) {
+        size_t last = page->n - 1;
+        char *next = ct_cursor_encode(dcms_store_rows_text(page->rows[last], page->idx[last], 0));
+        e = next ? dcms_buf_appendf(&b, "\"%s\"}", next) : DCMS_ERR_NOMEM;
+        free(next);
+    } else if (!e) {
+        e = dcms_buf_appends(&b, "null}");
+    }
+    if (e) {
+        dcms_buf_release(&b);
+        return e;
+    }
+    out->body = dcms_buf_detach(&b, &out->len);
+    out->version = 0;
+    return DCMS_OK;
+}
