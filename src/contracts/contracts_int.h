@@ -1,10 +1,12 @@
 /*
- * Inside the contract service: the terms validator and the signed-content
- * hash (contracts_terms.c), the lifecycle state machine (contracts_state.c),
- * the service with its store queries and the expiry job (contracts.c),
- * signatures (contracts_sign.c) and the HTTP handlers (contracts_http.c).
- * The pure parts (terms, state machine, hash) never touch the store, so the
- * unit tests call them directly.
+ * Inside the contract service: the terms schema and the signed-content
+ * hash (contracts_terms.c), the lifecycle table (contracts_state.c), the
+ * signature-type table (contracts_sigtypes.c), the codecs
+ * (contracts_json.c), the queries and row codec (contracts_store.c), the
+ * service (contracts.c, contracts_sign.c), the expiry job
+ * (contracts_expiry.c) and the HTTP handlers (contracts_http.c). The pure
+ * parts (terms, tables, codecs, hash) never touch the store, so the unit
+ * tests call them directly.
  */
 #ifndef DCMS_CONTRACTS_INT_H
 #define DCMS_CONTRACTS_INT_H
