@@ -227,8 +227,12 @@ enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcm
 
 enum dcms_err dcms_contracts_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *out;
+    struct ct_verify_out out;
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_verify(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    if (e)
+        return e;
+    json_t *o = ct_verify_json(&out);
+    ct_verify_release(&out);
+    return dcms_http_reply(req, resp, 200, o);
 }

@@ -369,7 +369,24 @@ enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const 
 
 enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_sign_in *in,
                       struct ct_rec *out) DCMS_MUST_CHECK;
-enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out) DCMS_MUST_CHECK;
+/* What /verify found: the content hashed again, and each stored signature re-checked. */
+struct ct_sig_check {
+    bool valid, voided;
+    const char *problem; /* NULL when valid; static or in the caller's arena */
+};
+struct ct_verify_out {
+    struct ct_rec rec;
+    struct dcms_store_rows *sigs; /* every signature, voided ones too (ct_q_sig_all) */
+    struct ct_sig_check *checks;  /* one per row of `sigs` (malloc'd) */
+    char computed[65];            /* the hash of the stored content, "" when unreadable */
+    bool content_ok, history_ok;
+    bool valid; /* content, history and every live signature hold */
+};
+void ct_verify_release(struct ct_verify_out *v);
+enum dcms_err ct_verify(const struct ct_call *c, const char *id,
+                        struct ct_verify_out *out) DCMS_MUST_CHECK;
+/* The /verify answer (contracts_json.c; new object, NULL when out of memory). */
+json_t *ct_verify_json(const struct ct_verify_out *v);
 /* The current signatures as the contract row mirrors them (new array). */
 enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, const char *now,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;

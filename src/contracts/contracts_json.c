@@ -411,3 +411,22 @@ enum dcms_err ct_page_text(const struct ct_page *page, struct ct_text *out)
     out->version = 0;
     return DCMS_OK;
 }
+
+json_t *ct_verify_json(const struct ct_verify_out *v)
+{
+    const struct ct_row *r = &v->rec.r;
+    json_t *sigs = json_array();
+    for (size_t i = 0; sigs && i < dcms_store_rows_count(v->sigs); i++) {
+        json_t *s = ct_sig_json(v->sigs, i);
+        json_object_set_new(s, "valid", json_boolean(v->checks[i].valid));
+        json_object_set_new(s, "voided", json_boolean(v->checks[i].voided));
+        if (v->checks[i].problem)
+            json_object_set_new(s, "problem", json_string(v->checks[i].problem));
+        json_object_del(s, "evidence");
+        json_array_append_new(sigs, s);
+    }
+    return json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b, s:b}, s:o}", "contract_id", r->id, "status",
+                     ct_status_name(r->status), "valid", v->valid, "terms_hash", "stored",
+                     r->terms_hash, "computed", v->computed, "matches", v->content_ok,
+                     "recorded_in_history", v->history_ok, "signatures", sigs);
+}

@@ -240,43 +240,49 @@ out:
 
 /* ---- /verify ---- */
 
-enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out)
+enum dcms_err ct_verify(const struct ct_call *c, const char *id, struct ct_verify_out *out)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL, *srows = NULL, *vrows = NULL;
-    json_t *result = NULL, *sigs = NULL, *terms = NULL, *content = NULL;
+    struct dcms_store_rows *vrows = NULL;
+    json_t *terms = NULL, *content = NULL;
+    memset(out, 0, sizeof(*out));
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    struct ct_row r;
-    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:read")))
+    struct ct_row *r = &out->rec.r;
+    if ((e = ct_load(tx, id, &out->rec.rows, r, c->ei)) ||
+        (e = ct_authorize(c, r, "contracts:read")))
         goto out;
     struct dcms_store_val idv[] = {DCMS_VAL_TEXT(id)};
-    if ((e = dcms_store_exec(tx, &ct_q_sig_all, idv, 1, &srows, NULL, c->ei)) ||
+    if ((e = dcms_store_exec(tx, &ct_q_sig_all, idv, 1, &out->sigs, NULL, c->ei)) ||
         (e = dcms_store_exec(tx, &ct_q_version_hash, idv, 1, &vrows, NULL, c->ei)))
         goto out;
     dcms_store_rollback(tx);
     tx = NULL;
 
     /* The stored content, hashed again. */
-    char computed[65] = "";
     unsigned char raw[32];
-    terms = json_loads(r.terms, JSON_DECODE_ANY, NULL);
-    content = terms ? ct_signed_content(r.id, r.provider_id, r.consumer_id, r.title, r.description,
-                                        terms, r.terms_version)
+    terms = json_loads(r->terms, JSON_DECODE_ANY, NULL);
+    content = terms ? ct_signed_content(r->id, r->provider_id, r->consumer_id, r->title,
+                                        r->description, terms, r->terms_version)
                     : NULL;
-    bool content_ok = content && !ct_content_hash(content, raw, computed, NULL) &&
-                      strcmp(computed, r.terms_hash) == 0;
+    out->content_ok = content && !ct_content_hash(content, raw, out->computed, NULL) &&
+                      strcmp(out->computed, r->terms_hash) == 0;
     const char *version_hash = NULL;
     for (size_t i = 0; i < dcms_store_rows_count(vrows); i++)
-        if (dcms_store_rows_int(vrows, i, 0) == r.terms_version)
+        if (dcms_store_rows_int(vrows, i, 0) == r->terms_version)
             version_hash = dcms_store_rows_text(vrows, i, 1);
-    bool history_ok = version_hash && strcmp(version_hash, r.terms_hash) == 0;
+    out->history_ok = version_hash && strcmp(version_hash, r->terms_hash) == 0;
 
-    sigs = json_array();
-    bool all_ok = content_ok && history_ok;
-    size_t live = 0;
-    for (size_t i = 0; sigs && i < dcms_store_rows_count(srows); i++) {
+    const struct dcms_store_rows *srows = out->sigs;
+    size_t nsigs = dcms_store_rows_count(srows);
+    out->checks = calloc(nsigs ? nsigs : 1, sizeof(*out->checks));
+    if (!out->checks) {
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    out->valid = out->content_ok && out->history_ok;
+    for (size_t i = 0; i < nsigs; i++) {
         const char *type = dcms_store_rows_text(srows, i, 3);
         const char *signed_hash = dcms_store_rows_text(srows, i, 6);
         int64_t tv = dcms_store_rows_int(srows, i, 7);
@@ -290,7 +296,7 @@ enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out)
         if (!vh || strcmp(vh, signed_hash) != 0)
             problem = "the signed hash is not the recorded hash of its terms version";
         /* ... and, for a live one, the hash of the content as stored now. */
-        else if (!voided && (!content_ok || strcmp(signed_hash, computed) != 0))
+        else if (!voided && (!out->content_ok || strcmp(signed_hash, out->computed) != 0))
             problem = "the stored terms no longer hash to what was signed";
         unsigned char h[32];
         json_t *ev = ct_stored_json(dcms_store_rows_text(srows, i, 9));
@@ -302,35 +308,25 @@ enum dcms_err ct_verify(const struct ct_call *c, const char *id, json_t **out)
         if (!problem)
             problem = st->recheck(c, srows, i, ev, h);
         json_decref(ev);
-        json_t *s = ct_sig_json(srows, i);
-        json_object_set_new(s, "valid", json_boolean(problem == NULL));
-        json_object_set_new(s, "voided", json_boolean(voided));
-        if (problem)
-            json_object_set_new(s, "problem", json_string(problem));
-        json_object_del(s, "evidence");
-        json_array_append_new(sigs, s);
-        if (!voided) {
-            live++;
-            all_ok = all_ok && problem == NULL;
-        }
+        out->checks[i] = (struct ct_sig_check){problem == NULL, voided, problem};
+        if (!voided)
+            out->valid = out->valid && problem == NULL;
     }
-    result =
-        json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b, s:b}, s:o}", "contract_id", r.id, "status",
-                  ct_status_name(r.status), "valid", all_ok, "terms_hash", "stored", r.terms_hash,
-                  "computed", content_ok || computed[0] ? computed : "", "matches", content_ok,
-                  "recorded_in_history", history_ok, "signatures", sigs);
-    sigs = NULL;
-    (void)live;
-    if (!result)
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-    *out = result;
 out:
-    json_decref(sigs);
     json_decref(terms);
     json_decref(content);
-    dcms_store_rows_free(rows);
-    dcms_store_rows_free(srows);
     dcms_store_rows_free(vrows);
     dcms_store_rollback(tx);
+    if (e)
+        ct_verify_release(out);
     return e;
+}
+
+void ct_verify_release(struct ct_verify_out *v)
+{
+    free(v->checks);
+    v->checks = NULL;
+    dcms_store_rows_free(v->sigs);
+    v->sigs = NULL;
+    ct_rec_release(&v->rec);
 }
