@@ -23,8 +23,6 @@
 #include "contracts/contracts_int.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
