@@ -96,4 +96,22 @@ enum dcms_err dcms_iam_webauthn_verify_assertion(struct dcms_iam *iam, const cha
                                                  bool require_uv, struct dcms_webauthn_result *out,
                                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * Re-checks, without the store, a WebAuthn assertion kept as evidence of a
+ * past signature (a contract's /verify): `client_data_json` and
+ * `authenticator_data` are the base64url fields as the client sent them.
+ * The client data must be a "webauthn.get" whose challenge is `challenge`
+ * (raw bytes, at most 64), the authenticator data must parse, and carry the
+ * UV flag when `require_uv`. The signature and the counter were checked by
+ * dcms_iam_webauthn_verify_assertion when the assertion was made (the
+ * counter has moved on since, and the passkey may be gone), so they are not
+ * checked again. DCMS_OK, or DCMS_ERR_VALIDATION with a message saying what
+ * does not hold. Pure and thread-safe; implemented in src/iam/iam_webauthn.c.
+ */
+enum dcms_err dcms_iam_webauthn_recheck_assertion(const unsigned char *challenge,
+                                                  size_t challenge_len,
+                                                  const char *client_data_json,
+                                                  const char *authenticator_data, bool require_uv,
+                                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 #endif

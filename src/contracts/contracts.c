@@ -23,293 +23,10 @@
 #include "contracts/contracts_int.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
-#define COLS                                                                                       \
-    "id, title, description, provider_id, consumer_id, status, terms, signatures, terms_hash, "    \
-    "version, created_at, updated_at, terms_version, created_by, status_reason, effective_from, "  \
-    "expires_at"
 #define EXPIRY_BATCH 200
-
-static struct dcms_query q_get =
-    DCMS_QUERY("ct_get", "SELECT " COLS " FROM contracts WHERE id = $1");
-/* Write paths lock the row first, so concurrent changes queue instead of failing late
- * (SQLite's BEGIN IMMEDIATE already serializes writers). */
-static struct dcms_query q_get_lock =
-    DCMS_QUERY2("ct_get_lock", "SELECT " COLS " FROM contracts WHERE id = $1",
-                "SELECT " COLS " FROM contracts WHERE id = $1 FOR UPDATE");
-static struct dcms_query q_insert = DCMS_QUERY(
-    "ct_insert",
-    "INSERT INTO contracts (id, title, description, provider_id, consumer_id, status, terms, "
-    "signatures, terms_hash, version, created_at, updated_at, terms_version, created_by, "
-    "effective_from, expires_at) VALUES ($1, $2, $3, $4, $5, 'draft', $6, '[]', $7, 1, $8, $8, 1, "
-    "$9, $10, $11)");
-static struct dcms_query q_version_insert = DCMS_QUERY(
-    "ct_version_insert",
-    "INSERT INTO contract_versions (contract_id, terms_version, terms_hash, content, created_at, "
-    "created_by) VALUES ($1, $2, $3, $4, $5, $6)");
-static struct dcms_query q_update_content = DCMS_QUERY(
-    "ct_update_content",
-    "UPDATE contracts SET title = $2, description = $3, provider_id = $4, consumer_id = $5, "
-    "terms = $6, terms_hash = $7, terms_version = $8, status = 'draft', status_reason = NULL, "
-    "effective_from = $9, expires_at = $10, updated_at = $11, version = version + 1 "
-    "WHERE id = $1 AND version = $12");
-static struct dcms_query q_update_status = DCMS_QUERY(
-    "ct_update_status", "UPDATE contracts SET status = $2, status_reason = $3, updated_at = $4, "
-                        "version = version + 1 WHERE id = $1 AND version = $5");
-static struct dcms_query q_delete_sigs =
-    DCMS_QUERY("ct_delete_sigs", "DELETE FROM contract_signatures WHERE contract_id = $1");
-static struct dcms_query q_delete_versions =
-    DCMS_QUERY("ct_delete_versions", "DELETE FROM contract_versions WHERE contract_id = $1");
-static struct dcms_query q_delete =
-    DCMS_QUERY("ct_delete", "DELETE FROM contracts WHERE id = $1 AND version = $2");
-static struct dcms_query q_versions = DCMS_QUERY(
-    "ct_versions", "SELECT terms_version, terms_hash, content, created_at, created_by FROM "
-                   "contract_versions WHERE contract_id = $1 ORDER BY terms_version");
-static struct dcms_query q_due = DCMS_QUERY2(
-    "ct_due",
-    "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
-    "'suspended') AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-    "SELECT id, version, status, expires_at FROM contracts WHERE status IN ('active', "
-    "'suspended') AND expires_at <= CAST($1 AS TIMESTAMPTZ) ORDER BY expires_at LIMIT $2");
-
-/*
- * Lists are newest first by id (UUIDv7). A page is read either over the
- * primary key (admins and auditors without a party or side) or along
- * (provider_id, id) / (consumer_id, id) for one party id at a time, so a
- * party's page is an index range scan however large the table is; ct_list
- * merges the branches. Each combination of filters has its own statement
- * (built once), holding only the conditions it needs: optional filters
- * written as "$n IS NULL OR ..." would hide the index from PostgreSQL's
- * generic plans and cost planning time on every call.
- */
-enum { LB_ALL, LB_PROVIDER, LB_CONSUMER, LB_COUNT };
-enum { LF_VIS = 1, LF_STATUS = 2, LF_Q = 4, LF_CURSOR = 8, LF_COUNT = 16 };
-
-static struct dcms_query list_q[LB_COUNT][LF_COUNT];
-static char list_sql[LB_COUNT][LF_COUNT][2][1024];
-static pthread_once_t list_once = PTHREAD_ONCE_INIT;
-
-/* Appends to a statement; the sizes above hold the longest combination. */
-static void sql_add(char *sql, const char *fmt, ...) DCMS_PRINTF(2, 3);
-static void sql_add(char *sql, const char *fmt, ...)
-{
-    size_t n = strlen(sql);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql + n, 1024 - n, fmt, ap);
-    va_end(ap);
-}
-
-/* "$n" (SQLite) or "CAST($n AS UUID)" (PostgreSQL). */
-static void id_param(char *out, size_t cap, bool pg, int n)
-{
-    if (pg)
-        snprintf(out, cap, "CAST($%d AS UUID)", n);
-    else
-        snprintf(out, cap, "$%d", n);
-}
-
-/* Parameters, in this order when present: vis (me, org), party, status (status, now), q, cursor,
- * limit. */
-static void list_build(int branch, int flags, bool pg, char *sql)
-{
-    char u1[32], u2[32];
-    int n = 0;
-    snprintf(sql, 1024, "SELECT " COLS " FROM contracts WHERE 1 = 1");
-    if (flags & LF_VIS) {
-        id_param(u1, sizeof(u1), pg, n + 1);
-        id_param(u2, sizeof(u2), pg, n + 2);
-        sql_add(sql, " AND (provider_id IN (%s, %s) OR consumer_id IN (%s, %s))", u1, u2, u1, u2);
-        n += 2;
-    }
-    if (branch != LB_ALL) {
-        id_param(u1, sizeof(u1), pg, ++n);
-        sql_add(sql, " AND %s = %s", branch == LB_PROVIDER ? "provider_id" : "consumer_id", u1);
-    }
-    if (flags & LF_STATUS) {
-        sql_add(sql,
-                " AND (CASE WHEN status IN ('active', 'suspended') AND expires_at <= %s$%d%s "
-                "THEN 'expired' ELSE status END) = %s$%d%s",
-                pg ? "CAST(" : "", n + 2, pg ? " AS TIMESTAMPTZ)" : "", pg ? "CAST(" : "", n + 1,
-                pg ? " AS TEXT)" : "");
-        n += 2;
-    }
-    if (flags & LF_Q)
-        sql_add(sql, " AND title %s %s$%d%s ESCAPE '\\'", pg ? "ILIKE" : "LIKE", pg ? "CAST(" : "",
-                ++n, pg ? " AS TEXT)" : "");
-    if (flags & LF_CURSOR) {
-        id_param(u1, sizeof(u1), pg, ++n);
-        sql_add(sql, " AND id < %s", u1);
-    }
-    sql_add(sql, " ORDER BY id DESC LIMIT %s$%d%s", pg ? "CAST(" : "", n + 1,
-            pg ? " AS INTEGER)" : "");
-}
-
-static void list_init(void)
-{
-    static const char *const names[LB_COUNT] = {"ct_list", "ct_list_provider", "ct_list_consumer"};
-    static char qnames[LB_COUNT][LF_COUNT][32];
-    for (int b = 0; b < LB_COUNT; b++) {
-        for (int f = 0; f < LF_COUNT; f++) {
-            snprintf(qnames[b][f], sizeof(qnames[b][f]), "%s_%d", names[b], f);
-            list_build(b, f, false, list_sql[b][f][0]);
-            list_build(b, f, true, list_sql[b][f][1]);
-            list_q[b][f] =
-                (struct dcms_query)DCMS_QUERY2(qnames[b][f], list_sql[b][f][0], list_sql[b][f][1]);
-        }
-    }
-}
-
-static int64_t parse_i64(const char *s)
-{
-    return s ? strtoll(s, NULL, 10) : 0;
-}
-
-static void row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r, int64_t now_us)
-{
-#define T(c) dcms_store_rows_text(rows, i, c)
-    memset(r, 0, sizeof(*r));
-    r->id = T(0);
-    r->title = T(1);
-    r->description = T(2);
-    r->provider_id = T(3);
-    r->consumer_id = T(4);
-    r->status_text = T(5);
-    r->terms = T(6);
-    r->signatures = T(7);
-    r->terms_hash = T(8);
-    r->version = parse_i64(T(9));
-    r->created_at = T(10);
-    r->updated_at = T(11);
-    r->terms_version = parse_i64(T(12));
-    r->created_by = T(13);
-    r->status_reason = T(14);
-    r->effective_from = T(15) ? T(15) : "";
-    r->expires_at = T(16) ? T(16) : "";
-#undef T
-    if (!ct_status_parse(r->status_text, &r->status))
-        r->status = CT_TERMINATED; /* cannot happen: the schema checks the value */
-    int64_t exp;
-    if ((r->status == CT_ACTIVE || r->status == CT_SUSPENDED) && *r->expires_at &&
-        !dcms_time_parse(r->expires_at, &exp) && exp <= now_us) {
-        r->status = CT_EXPIRED;
-        r->due_expiry = true;
-    }
-}
-
-static enum dcms_err load_with(struct dcms_query *q, struct dcms_store_tx *tx, const char *id,
-                               struct dcms_store_rows **rows, struct ct_row *r,
-                               struct dcms_errinfo *ei)
-{
-    *rows = NULL;
-    if (!id || !dcms_uuid_valid(id))
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
-    enum dcms_err e =
-        dcms_store_exec(tx, q, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, rows, NULL, ei);
-    if (e)
-        return e;
-    if (dcms_store_rows_count(*rows) != 1) {
-        dcms_store_rows_free(*rows);
-        *rows = NULL;
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
-    }
-    row_from(*rows, 0, r, dcms_clock_now_us());
-    return DCMS_OK;
-}
-
-enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
-                      struct ct_row *r, struct dcms_errinfo *ei)
-{
-    return load_with(&q_get, tx, id, rows, r, ei);
-}
-
-enum dcms_err ct_load_locked(struct dcms_store_tx *tx, const char *id,
-                             struct dcms_store_rows **rows, struct ct_row *r,
-                             struct dcms_errinfo *ei)
-{
-    return load_with(&q_get_lock, tx, id, rows, r, ei);
-}
-
-static json_t *parse_stored(const char *text)
-{
-    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
-    return v ? v : json_null();
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-json_t *ct_row_json(const struct ct_row *r)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:s, s:s, "
-                     "s:s}",
-                     "id", r->id, "title", r->title, "description", r->description, "provider_id",
-                     r->provider_id, "consumer_id", r->consumer_id, "status",
-                     ct_status_name(r->status), "status_reason", str_or_null(r->status_reason),
-                     "terms", parse_stored(r->terms), "signatures", parse_stored(r->signatures),
-                     "terms_hash", r->terms_hash, "version", (json_int_t)r->version,
-                     "terms_version", (json_int_t)r->terms_version, "created_by", r->created_by,
-                     "created_at", r->created_at, "updated_at", r->updated_at);
-}
-
-/* Appends `s` as a JSON string (quoted), or null. */
-static enum dcms_err put_str(struct dcms_buf *b, const char *s)
-{
-    if (!s)
-        return dcms_buf_appends(b, "null");
-    enum dcms_err e = dcms_buf_append(b, "\"", 1);
-    if (!e)
-        e = dcms_buf_append_json_escaped(b, s, strlen(s));
-    return e ? e : dcms_buf_append(b, "\"", 1);
-}
-
-enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b)
-{
-    /* Same members, same order as ct_row_json(); the stored terms (canonical
-     * JSON) and signatures (compact JSON written by this service) are copied
-     * as they are instead of being parsed and printed again. */
-    enum dcms_err e = dcms_buf_appends(b, "{\"id\":");
-#define STR(k, v)                                                                                  \
-    if (!e)                                                                                        \
-        e = dcms_buf_appends(b, k);                                                                \
-    if (!e)                                                                                        \
-    e = put_str(b, v)
-    if (!e)
-        e = put_str(b, r->id);
-    STR(",\"title\":", r->title);
-    STR(",\"description\":", r->description);
-    STR(",\"provider_id\":", r->provider_id);
-    STR(",\"consumer_id\":", r->consumer_id);
-    STR(",\"status\":", ct_status_name(r->status));
-    STR(",\"status_reason\":", r->status_reason);
-#undef STR
-    if (!e)
-        e = dcms_buf_appendf(b, ",\"terms\":%s,\"signatures\":%s,\"terms_hash\":",
-                             r->terms && *r->terms ? r->terms : "null",
-                             r->signatures && *r->signatures ? r->signatures : "[]");
-    if (!e)
-        e = put_str(b, r->terms_hash);
-    if (!e)
-        e = dcms_buf_appendf(b, ",\"version\":%lld,\"terms_version\":%lld,\"created_by\":",
-                             (long long)r->version, (long long)r->terms_version);
-    if (!e)
-        e = put_str(b, r->created_by);
-    if (!e)
-        e = dcms_buf_appends(b, ",\"created_at\":");
-    if (!e)
-        e = put_str(b, r->created_at);
-    if (!e)
-        e = dcms_buf_appends(b, ",\"updated_at\":");
-    if (!e)
-        e = put_str(b, r->updated_at);
-    return e ? e : dcms_buf_append(b, "}", 1);
-}
 
 bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned role)
 {
@@ -369,70 +86,6 @@ enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const 
 {
     struct dcms_audit_who who = {c->p ? c->p->id : NULL, c->client_ip, c->request_id};
     return dcms_audit_change(c->app->audit, tx, &who, "contract", action, id, details, c->ei);
-}
-
-/* ---- input ---- */
-
-struct ct_input {
-    const char *title, *description, *provider_id, *consumer_id;
-    json_t *terms; /* normalized, owned */
-    int64_t from_us, to_us;
-};
-
-static const char *req_string(const json_t *b, const char *key, struct dcms_errinfo *ei,
-                              bool required)
-{
-    const json_t *v = json_object_get(b, key);
-    if (!v) {
-        if (required)
-            dcms_err_field(ei, key, "is required");
-        return NULL;
-    }
-    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
-        dcms_err_field(ei, key, "must be a string");
-        return NULL;
-    }
-    return json_string_value(v);
-}
-
-/* Checks the body of POST and PUT; every problem is added to ei. */
-static void decode_input(const json_t *b, struct ct_input *in, struct dcms_errinfo *ei)
-{
-    static const char *const keys[] = {"title",       "description", "provider_id",
-                                       "consumer_id", "terms",       NULL};
-    memset(in, 0, sizeof(*in));
-    if (!json_is_object(b)) {
-        dcms_err_field(ei, "", "must be a JSON object");
-        return;
-    }
-    dcms_json_only_members(b, "", keys, ei);
-    in->title = req_string(b, "title", ei, true);
-    if (in->title && !ct_title_valid(in->title)) {
-        dcms_err_field(ei, "title", "must be 1 to 255 characters without control characters");
-        in->title = NULL;
-    }
-    in->description = req_string(b, "description", ei, false);
-    if (in->description && strlen(in->description) > CT_DESCRIPTION_MAX)
-        dcms_err_field(ei, "description", "must be at most %d bytes", CT_DESCRIPTION_MAX);
-    if (!in->description)
-        in->description = "";
-    in->provider_id = req_string(b, "provider_id", ei, true);
-    if (in->provider_id && !dcms_uuid_valid(in->provider_id)) {
-        dcms_err_field(ei, "provider_id", "must be an identity id (UUID)");
-        in->provider_id = NULL;
-    }
-    in->consumer_id = req_string(b, "consumer_id", ei, true);
-    if (in->consumer_id && !dcms_uuid_valid(in->consumer_id)) {
-        dcms_err_field(ei, "consumer_id", "must be an identity id (UUID)");
-        in->consumer_id = NULL;
-    }
-    if (in->provider_id && in->consumer_id && strcasecmp(in->provider_id, in->consumer_id) == 0)
-        dcms_err_field(ei, "consumer_id", "must differ from provider_id");
-    const json_t *terms = json_object_get(b, "terms");
-    if (!terms)
-        dcms_err_field(ei, "terms", "is required");
-    else
-        ct_terms_validate(terms, dcms_clock_now_us(), &in->terms, &in->from_us, &in->to_us, ei);
 }
 
 /*
@@ -501,24 +154,32 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
 }
 
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               json_t **out)
+                               struct ct_rec *out)
 {
     struct dcms_store_rows *rows = NULL;
     struct ct_row r;
     enum dcms_err e = ct_load(tx, id, &rows, &r, c->ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
-    if (!e && !(*out = ct_row_json(&r)))
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-    dcms_store_rows_free(rows);
-    return e;
+    if (e) {
+        dcms_store_rows_free(rows);
+        return e;
+    }
+    out->rows = rows;
+    out->r = r;
+    return DCMS_OK;
+}
+
+void ct_rec_release(struct ct_rec *rec)
+{
+    dcms_store_rows_free(rec->rows);
+    rec->rows = NULL;
 }
 
 /* ---- create / read / list ---- */
 
-enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **out)
+enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, struct ct_rec *out)
 {
-    struct ct_input in;
-    decode_input(body, &in, c->ei);
+    const struct ct_input in = *inp;
     enum dcms_err e = DCMS_OK;
     struct dcms_store_tx *tx = NULL;
     char *canon_terms = NULL, *canon_content = NULL;
@@ -550,7 +211,7 @@ enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **ou
     if ((e = content_of(c, id, &in, 1, hex, &canon_terms, &canon_content)))
         goto out;
     e = dcms_store_exec(
-        tx, &q_insert,
+        tx, &ct_q_insert,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in.title),
                                   DCMS_VAL_TEXT(in.description), DCMS_VAL_TEXT(in.provider_id),
                                   DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
@@ -558,7 +219,7 @@ enum dcms_err ct_create(const struct ct_call *c, const json_t *body, json_t **ou
                                   DCMS_VAL_TEXT(from), DCMS_VAL_TEXT(to)},
         11, NULL, NULL, c->ei);
     if (!e)
-        e = dcms_store_exec(tx, &q_version_insert,
+        e = dcms_store_exec(tx, &ct_q_version_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(1),
                                                       DCMS_VAL_TEXT(hex),
                                                       DCMS_VAL_TEXT(canon_content),
@@ -577,93 +238,27 @@ out:
     dcms_store_rollback(tx);
     free(canon_terms);
     free(canon_content);
-    json_decref(in.terms);
     return e;
 }
 
-enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_text *out)
+enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
-    struct ct_row r;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    struct dcms_buf b;
-    dcms_buf_init(&b, CT_RENDER_MAX);
-    if (!(e = ct_load(tx, id, &rows, &r, c->ei)) && !(e = ct_authorize(c, &r, "contracts:read"))) {
-        if ((e = ct_row_render(&r, &b)))
-            e = dcms_err_set(c->ei, e, NULL);
-        out->version = r.version;
-    }
-    dcms_store_rows_free(rows);
+    out->rows = NULL;
+    if (!(e = ct_load(tx, id, &out->rows, &out->r, c->ei)))
+        e = ct_authorize(c, &out->r, "contracts:read");
     dcms_store_rollback(tx);
-    if (e) {
-        dcms_buf_release(&b);
-        return e;
-    }
-    out->body = dcms_buf_detach(&b, &out->len);
-    return DCMS_OK;
+    if (e)
+        ct_rec_release(out);
+    return e;
 }
 
-static char *cursor_encode(const char *id)
-{
-    size_t n = strlen(id);
-    char *b = malloc(dcms_b64_encoded_len(n));
-    if (!b)
-        return NULL;
-    dcms_b64_encode(b, id, n);
-    for (char *p = b; *p; p++) {
-        if (*p == '+')
-            *p = '-';
-        else if (*p == '/')
-            *p = '_';
-        else if (*p == '=')
-            *p = '\0';
-    }
-    return b;
-}
-
-static bool cursor_decode(const char *s, char out[DCMS_UUID_STRLEN])
-{
-    char tmp[64];
-    size_t n = strlen(s);
-    if (n == 0 || n >= sizeof(tmp))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '+' || ch == '/' || ch == '=')
-            return false;
-        tmp[i] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
-    }
-    unsigned char raw[48];
-    size_t len = 0;
-    if (dcms_b64_decode(raw, sizeof(raw) - 1, tmp, n, &len) || len != DCMS_UUID_STRLEN - 1)
-        return false;
-    memcpy(out, raw, len);
-    out[len] = '\0';
-    return dcms_uuid_valid(out);
-}
-
-enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_text *out)
+enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, struct ct_page *out)
 {
     struct dcms_errinfo *ei = c->ei;
-    enum ct_status st;
-    if (in->status && !ct_status_parse(in->status, &st))
-        dcms_err_field(ei, "status",
-                       "must be draft, pending_signature, active, suspended, terminated or "
-                       "expired");
-    if (in->party && !dcms_uuid_valid(in->party))
-        dcms_err_field(ei, "party", "must be an identity id (UUID)");
-    if (in->role && strcmp(in->role, "provider") && strcmp(in->role, "consumer"))
-        dcms_err_field(ei, "role", "must be provider or consumer");
-    if (in->q && (strlen(in->q) < 1 || strlen(in->q) > 255))
-        dcms_err_field(ei, "q", "must be 1 to 255 characters");
-    char cursor[DCMS_UUID_STRLEN];
-    if (in->cursor && !cursor_decode(in->cursor, cursor))
-        dcms_err_field(ei, "cursor", "must be the next_cursor of the previous page");
-    if (ei->code)
-        return ei->code;
     bool all = (c->p->roles & (DCMS_ROLE_ADMIN | DCMS_ROLE_AUDITOR)) != 0;
     const char *me = c->p->id, *org = c->p->org[0] ? c->p->org : c->p->id;
     char *pattern = NULL;
@@ -684,13 +279,12 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     }
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
-    pthread_once(&list_once, list_init);
     /*
      * The party ids whose index ranges hold the page, and on which sides:
      * `party` (or, without it, the caller's identity and organization), on
      * the side `role` names or on both. Without a party a non-privileged
      * caller's ids are the visibility rule itself; with one, visibility is
-     * checked on top (LF_VIS).
+     * checked on top (CT_LF_VIS).
      */
     const char *ids[2] = {NULL, NULL};
     if (in->party)
@@ -699,37 +293,39 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
         ids[0] = me, ids[1] = strcmp(org, me) ? org : NULL;
     bool prov_side = !in->role || strcmp(in->role, "provider") == 0;
     bool cons_side = !in->role || strcmp(in->role, "consumer") == 0;
-    int flags = (in->party && !all ? LF_VIS : 0) | (in->status ? LF_STATUS : 0) |
-                (pattern ? LF_Q : 0) | (in->cursor ? LF_CURSOR : 0);
-    struct dcms_store_rows *branch[4] = {NULL, NULL, NULL, NULL};
+    int flags = (in->party && !all ? CT_LF_VIS : 0) | (in->status ? CT_LF_STATUS : 0) |
+                (pattern ? CT_LF_Q : 0) | (in->cursor ? CT_LF_CURSOR : 0);
+    memset(out, 0, sizeof(*out));
+    struct dcms_store_rows **branch = out->branch;
     size_t nb = 0;
     struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, ei);
-    for (int side = LB_ALL; !e && side < LB_COUNT; side++) {
-        if ((side == LB_ALL) != !ids[0] || (side == LB_PROVIDER && !prov_side) ||
-            (side == LB_CONSUMER && !cons_side))
+    for (int side = CT_LB_ALL; !e && side < CT_LB_COUNT; side++) {
+        if ((side == CT_LB_ALL) != !ids[0] || (side == CT_LB_PROVIDER && !prov_side) ||
+            (side == CT_LB_CONSUMER && !cons_side))
             continue;
-        for (size_t i = 0; !e && i < (side == LB_ALL ? 1 : 2); i++) {
-            if (side != LB_ALL && !ids[i])
+        for (size_t i = 0; !e && i < (side == CT_LB_ALL ? 1 : 2); i++) {
+            if (side != CT_LB_ALL && !ids[i])
                 continue;
             struct dcms_store_val params[8];
             size_t np = 0;
-            if (flags & LF_VIS) {
+            if (flags & CT_LF_VIS) {
                 params[np++] = DCMS_VAL_TEXT(me);
                 params[np++] = DCMS_VAL_TEXT(org);
             }
-            if (side != LB_ALL)
+            if (side != CT_LB_ALL)
                 params[np++] = DCMS_VAL_TEXT(ids[i]);
-            if (flags & LF_STATUS) {
+            if (flags & CT_LF_STATUS) {
                 params[np++] = DCMS_VAL_TEXT(in->status);
                 params[np++] = DCMS_VAL_TEXT(now);
             }
-            if (flags & LF_Q)
+            if (flags & CT_LF_Q)
                 params[np++] = DCMS_VAL_TEXT(pattern);
-            if (flags & LF_CURSOR)
-                params[np++] = DCMS_VAL_TEXT(cursor);
+            if (flags & CT_LF_CURSOR)
+                params[np++] = DCMS_VAL_TEXT(in->cursor_id);
             params[np++] = DCMS_VAL_INT(in->limit + 1);
-            e = dcms_store_exec(tx, &list_q[side][flags], params, np, &branch[nb++], NULL, ei);
+            e = dcms_store_exec(tx, ct_list_query(side, flags), params, np, &branch[nb++], NULL,
+                                ei);
         }
     }
     if (tx)
@@ -737,8 +333,8 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     free(pattern);
     /* Merge the branches (each newest first) into one page, each contract once. */
     size_t pos[4] = {0, 0, 0, 0}, n = 0;
-    const struct dcms_store_rows *pick_rows[201];
-    size_t pick_idx[201];
+    const struct dcms_store_rows **pick_rows = out->rows;
+    size_t *pick_idx = out->idx;
     while (!e && n < (size_t)in->limit + 1) {
         int best = -1;
         for (size_t b = 0; b < nb; b++) {
@@ -758,40 +354,22 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
         pick_rows[n] = branch[best];
         pick_idx[n++] = pos[best]++;
     }
-    bool more = n > (size_t)in->limit;
-    if (more)
-        n = (size_t)in->limit;
-    struct dcms_buf b;
-    dcms_buf_init(&b, CT_RENDER_MAX * 201);
-    if (!e)
-        e = dcms_buf_appends(&b, "{\"contracts\":[");
-    int64_t now_us = dcms_clock_now_us();
-    for (size_t i = 0; !e && i < n; i++) {
-        struct ct_row r;
-        row_from(pick_rows[i], pick_idx[i], &r, now_us);
-        if (i)
-            e = dcms_buf_append(&b, ",", 1);
-        if (!e)
-            e = ct_row_render(&r, &b);
+    out->more = n > (size_t)in->limit;
+    out->n = out->more ? (size_t)in->limit : n;
+    out->nbranches = nb;
+    out->now_us = dcms_clock_now_us();
+    if (e)
+        ct_page_release(out);
+    return e;
+}
+
+void ct_page_release(struct ct_page *page)
+{
+    for (size_t i = 0; i < page->nbranches; i++) {
+        dcms_store_rows_free(page->branch[i]);
+        page->branch[i] = NULL;
     }
-    if (!e)
-        e = dcms_buf_appends(&b, "],\"next_cursor\":");
-    if (!e && more && n) {
-        char *next = cursor_encode(dcms_store_rows_text(pick_rows[n - 1], pick_idx[n - 1], 0));
-        e = next ? dcms_buf_appendf(&b, "\"%s\"}", next) : DCMS_ERR_NOMEM;
-        free(next);
-    } else if (!e) {
-        e = dcms_buf_appends(&b, "null}");
-    }
-    for (size_t i = 0; i < nb; i++)
-        dcms_store_rows_free(branch[i]);
-    if (e) {
-        dcms_buf_release(&b);
-        return ei->code ? ei->code : dcms_err_set(ei, e, NULL);
-    }
-    out->body = dcms_buf_detach(&b, &out->len);
-    out->version = 0;
-    return DCMS_OK;
+    page->nbranches = page->n = 0;
 }
 
 /* ---- changes ---- */
@@ -812,7 +390,7 @@ static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx 
 {
     uint64_t n = 0;
     enum dcms_err e = dcms_store_exec(
-        tx, &q_update_status,
+        tx, &ct_q_update_status,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(r->id), DCMS_VAL_TEXT(ct_status_name(to)),
                                   reason ? DCMS_VAL_TEXT(reason) : DCMS_VAL_NULL,
                                   DCMS_VAL_TEXT(now), DCMS_VAL_INT(r->version)},
@@ -822,30 +400,21 @@ static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx 
     return e;
 }
 
-enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *body,
-                        const char *if_match, json_t **out)
+enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct_input *inp,
+                        struct ct_rec *out)
 {
-    struct ct_input in;
+    struct ct_input in = *inp;
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
     char *canon_terms = NULL, *canon_content = NULL;
     enum dcms_err e;
-    if (!if_match) {
-        e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_REQUIRED,
-                         "If-Match is required: send the ETag of the version you edit");
-        memset(&in, 0, sizeof(in));
-        goto out;
-    }
-    decode_input(body, &in, c->ei);
-    if ((e = c->ei->code))
-        goto out;
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
     struct ct_row r;
     if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, "contracts:update")) ||
         (e = check_who(c, &r, ct_transition_of(CT_OP_EDIT))) ||
-        (e = if_match_ok(c, &r, if_match)) ||
+        (e = if_match_ok(c, &r, in.if_match)) ||
         (e = ct_transition_check(CT_OP_EDIT, r.status, c->ei)))
         goto out;
     /* The parties of a contract are fixed at creation: an edit changes the terms only. */
@@ -889,7 +458,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     dcms_time_format(in.to_us, to);
     uint64_t n = 0, voided = 0;
     e = dcms_store_exec(
-        tx, &q_update_content,
+        tx, &ct_q_update_content,
         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(in.title),
                                   DCMS_VAL_TEXT(in.description), DCMS_VAL_TEXT(in.provider_id),
                                   DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
@@ -905,7 +474,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const json_t *b
     if (!e)
         e = ct_signatures_refresh(tx, id, now, c->ei);
     if (!e)
-        e = dcms_store_exec(tx, &q_version_insert,
+        e = dcms_store_exec(tx, &ct_q_version_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(tv),
                                                       DCMS_VAL_TEXT(hex),
                                                       DCMS_VAL_TEXT(canon_content),
@@ -927,7 +496,6 @@ out:
     dcms_store_rows_free(rows);
     free(canon_terms);
     free(canon_content);
-    json_decref(in.terms);
     dcms_store_rollback(tx);
     return e;
 }
@@ -947,9 +515,9 @@ enum dcms_err ct_delete(const struct ct_call *c, const char *id)
         goto out;
     uint64_t n = 0;
     struct dcms_store_val idv[] = {DCMS_VAL_TEXT(id)};
-    if (!(e = dcms_store_exec(tx, &q_delete_sigs, idv, 1, NULL, NULL, c->ei)) &&
-        !(e = dcms_store_exec(tx, &q_delete_versions, idv, 1, NULL, NULL, c->ei)))
-        e = dcms_store_exec(tx, &q_delete,
+    if (!(e = dcms_store_exec(tx, &ct_q_delete_sigs, idv, 1, NULL, NULL, c->ei)) &&
+        !(e = dcms_store_exec(tx, &ct_q_delete_versions, idv, 1, NULL, NULL, c->ei)))
+        e = dcms_store_exec(tx, &ct_q_delete,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.version)},
                             2, NULL, &n, c->ei);
     if (!e && n != 1)
@@ -987,7 +555,7 @@ static enum dcms_err check_datasets(const struct ct_call *c, const char *provide
 }
 
 enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op op,
-                            const char *reason, json_t **out)
+                            const char *reason, struct ct_rec *out)
 {
     const struct ct_transition *t = ct_transition_of(op);
     struct dcms_store_tx *tx;
@@ -1070,38 +638,28 @@ out:
     return e;
 }
 
-enum dcms_err ct_versions(const struct ct_call *c, const char *id, json_t **out)
+enum dcms_err ct_versions(const struct ct_call *c, const char *id, struct ct_versions_out *out)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL, *vrows = NULL;
+    memset(out, 0, sizeof(*out));
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    struct ct_row r;
-    if ((e = ct_load(tx, id, &rows, &r, c->ei)) || (e = ct_authorize(c, &r, "contracts:read")))
-        goto out;
-    if ((e = dcms_store_exec(tx, &q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
-                             &vrows, NULL, c->ei)))
-        goto out;
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < dcms_store_rows_count(vrows); i++) {
-        json_array_append_new(items,
-                              json_pack("{s:I, s:s, s:o, s:s, s:s, s:b}", "terms_version",
-                                        (json_int_t)dcms_store_rows_int(vrows, i, 0), "terms_hash",
-                                        dcms_store_rows_text(vrows, i, 1), "content",
-                                        parse_stored(dcms_store_rows_text(vrows, i, 2)),
-                                        "created_at", dcms_store_rows_text(vrows, i, 3),
-                                        "created_by", dcms_store_rows_text(vrows, i, 4), "current",
-                                        dcms_store_rows_int(vrows, i, 0) == r.terms_version));
-    }
-    *out = json_pack("{s:s, s:o}", "contract_id", r.id, "versions", items);
-    if (!*out)
-        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
-out:
-    dcms_store_rows_free(vrows);
-    dcms_store_rows_free(rows);
+    if (!(e = ct_load(tx, id, &out->rec.rows, &out->rec.r, c->ei)) &&
+        !(e = ct_authorize(c, &out->rec.r, "contracts:read")))
+        e = dcms_store_exec(tx, &ct_q_versions, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                            &out->versions, NULL, c->ei);
     dcms_store_rollback(tx);
+    if (e)
+        ct_versions_release(out);
     return e;
+}
+
+void ct_versions_release(struct ct_versions_out *v)
+{
+    dcms_store_rows_free(v->versions);
+    v->versions = NULL;
+    ct_rec_release(&v->rec);
 }
 
 /* ---- expiry ---- */
@@ -1119,8 +677,9 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
         if (e)
             return e;
         e = dcms_store_exec(
-            tx, &q_due, (struct dcms_store_val[]){DCMS_VAL_TEXT(now), DCMS_VAL_INT(EXPIRY_BATCH)},
-            2, &rows, NULL, ei);
+            tx, &ct_q_due,
+            (struct dcms_store_val[]){DCMS_VAL_TEXT(now), DCMS_VAL_INT(EXPIRY_BATCH)}, 2, &rows,
+            NULL, ei);
         size_t n = e ? 0 : dcms_store_rows_count(rows);
         for (size_t i = 0; !e && i < n; i++) {
             struct ct_row r = {.id = dcms_store_rows_text(rows, i, 0),
@@ -1128,7 +687,7 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
             const char *from = dcms_store_rows_text(rows, i, 2);
             uint64_t changed = 0;
             e = dcms_store_exec(
-                tx, &q_update_status,
+                tx, &ct_q_update_status,
                 (struct dcms_store_val[]){DCMS_VAL_TEXT(r.id), DCMS_VAL_TEXT("expired"),
                                           DCMS_VAL_TEXT("expires_at reached"), DCMS_VAL_TEXT(now),
                                           DCMS_VAL_INT(r.version)},

@@ -1,12 +1,13 @@
 /*
- * Contract handlers: parse (strict JSON, unknown keys refused, every
- * problem at once), call the service, encode; ETag on every answer that
- * carries a contract. Authentication and the route permission were
+ * Contract handlers: decode (contracts_json.c: strict JSON, unknown keys
+ * refused, every problem at once), call the service, encode; ETag on every
+ * answer that carries a contract. Authentication and the route permission were
  * checked by the HTTP layer; the service decides on the contract itself.
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/clock.h"
 #include "contracts/contracts_http.h"
 #include "contracts/contracts_int.h"
 
@@ -62,16 +63,34 @@ static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp
     return DCMS_OK;
 }
 
+/* A contract answer with its ETag; the record is released here. */
+static enum dcms_err reply_contract(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                    struct ct_rec *rec)
+{
+    json_t *o = ct_row_json(&rec->r);
+    ct_rec_release(rec);
+    return dcms_http_reply_etag(req, resp, 200, o);
+}
+
 enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *b, *out = NULL;
+    json_t *b;
+    struct ct_rec out;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    /* The service adds the problems only the store can see (unknown or inactive
+     * parties) to the decoded ones, so every problem is answered at once. */
+    struct ct_input in;
+    ct_input_from_json(b, dcms_clock_now_us(), &in, req->ei);
     struct ct_call c = call_of(req);
-    if ((e = ct_create(&c, b, &out)))
+    e = ct_create(&c, &in, &out);
+    ct_input_release(&in);
+    if (e)
         return e;
-    return dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, out);
+    json_t *o = ct_row_json(&out.r);
+    ct_rec_release(&out);
+    return dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, o);
 }
 
 enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -85,31 +104,49 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
     in.q = dcms_http_req_query(req, "q");
     in.cursor = dcms_http_req_query(req, "cursor");
     dcms_http_query_int(req, "limit", 1, 200, &in.limit);
-    /* The service adds its own problems, so every bad parameter is named at once. */
+    if (!ct_list_decode(&in, req->ei) || req->ei->code)
+        return req->ei->code;
+    struct ct_page page;
     struct ct_text out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = ct_list(&c, &in, &out);
-    return e ? e : reply_text(req, resp, &out, false);
+    enum dcms_err e = ct_list(&c, &in, &page);
+    if (e)
+        return e;
+    e = ct_page_text(&page, &out);
+    ct_page_release(&page);
+    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, &out, false);
 }
 
 enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
+    struct ct_rec rec;
     struct ct_text out;
     struct ct_call c = call_of(req);
-    enum dcms_err e = done(req, &c, ct_get(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : reply_text(req, resp, &out, true);
+    enum dcms_err e = done(req, &c, ct_get(&c, dcms_http_req_param(req, "id"), &rec));
+    if (e)
+        return e;
+    e = ct_rec_text(&rec, &out);
+    ct_rec_release(&rec);
+    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, &out, true);
 }
 
 enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *b, *out;
-    const char *if_match = dcms_http_req_header(req, "If-Match");
+    json_t *b;
+    struct ct_rec out;
+    struct ct_input in;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    if (!ct_update_from_json(b, dcms_http_req_header(req, "If-Match"), dcms_clock_now_us(), &in,
+                             req->ei)) {
+        ct_input_release(&in);
+        return req->ei->code;
+    }
     struct ct_call c = call_of(req);
-    e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), b, if_match, &out));
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), &in, &out));
+    ct_input_release(&in);
+    return e ? e : reply_contract(req, resp, &out);
 }
 
 enum dcms_err dcms_contracts_http_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -124,28 +161,16 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
                                 enum ct_op op, bool need_reason)
 {
     const char *reason = NULL;
-    if (req->body.len) {
-        static const char *const keys[] = {"reason", NULL};
-        json_t *b;
-        enum dcms_err e = dcms_http_body_object(req, keys, &b);
-        if (e)
-            return e;
-        json_t *r = json_object_get(b, "reason");
-        if (r && (!json_is_string(r) || json_string_length(r) < 1 || json_string_length(r) > 1000 ||
-                  strlen(json_string_value(r)) != json_string_length(r)))
-            dcms_err_field(req->ei, "reason", "must be a string of 1 to 1000 characters");
-        else if (r)
-            reason = json_string_value(r);
-    }
-    if (need_reason && !reason && !req->ei->code)
-        dcms_err_field(req->ei, "reason", "is required");
-    if (req->ei->code)
+    json_t *b = NULL;
+    if (req->body.len && dcms_http_req_json(req, 0, &b))
         return req->ei->code;
-    json_t *out;
+    if (!ct_reason_from_json(b, need_reason, &reason, req->ei))
+        return req->ei->code;
+    struct ct_rec out;
     struct ct_call c = call_of(req);
     enum dcms_err e =
         done(req, &c, ct_transition(&c, dcms_http_req_param(req, "id"), op, reason, &out));
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    return e ? e : reply_contract(req, resp, &out);
 }
 
 enum dcms_err dcms_contracts_http_submit(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -175,27 +200,39 @@ enum dcms_err dcms_contracts_http_terminate(struct dcms_http_req *req, struct dc
 
 enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *b, *out;
+    json_t *b;
+    struct ct_rec out;
+    struct ct_sign_in in;
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
+    if (!ct_sign_from_json(b, &in, req->ei))
+        return req->ei->code;
     struct ct_call c = call_of(req);
-    e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), b, &out));
-    return e ? e : dcms_http_reply_etag(req, resp, 200, out);
+    e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), &in, &out));
+    return e ? e : reply_contract(req, resp, &out);
 }
 
 enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *out;
+    struct ct_versions_out out;
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_versions(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    if (e)
+        return e;
+    json_t *o = ct_versions_json(&out);
+    ct_versions_release(&out);
+    return dcms_http_reply(req, resp, 200, o);
 }
 
 enum dcms_err dcms_contracts_http_verify(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    json_t *out;
+    struct ct_verify_out out;
     struct ct_call c = call_of(req);
     enum dcms_err e = done(req, &c, ct_verify(&c, dcms_http_req_param(req, "id"), &out));
-    return e ? e : dcms_http_reply(req, resp, 200, out);
+    if (e)
+        return e;
+    json_t *o = ct_verify_json(&out);
+    ct_verify_release(&out);
+    return dcms_http_reply(req, resp, 200, o);
 }

@@ -549,3 +549,41 @@ enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
                       NULL, c->client_ip, c->request_id, c->ei);
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
 }
+
+/* ---- re-checking a stored assertion (dcms/credentials.h) ---- */
+
+enum dcms_err dcms_iam_webauthn_recheck_assertion(const unsigned char *challenge,
+                                                  size_t challenge_len,
+                                                  const char *client_data_json,
+                                                  const char *authenticator_data, bool require_uv,
+                                                  struct dcms_errinfo *ei)
+{
+    unsigned char
+        buf[WA_CLIENT_DATA_MAX > WA_AUTH_DATA_MAX ? WA_CLIENT_DATA_MAX : WA_AUTH_DATA_MAX];
+    size_t len = 0;
+    if (!client_data_json || !iam_b64url_decode(buf, WA_CLIENT_DATA_MAX, client_data_json,
+                                                strlen(client_data_json), &len))
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the stored clientDataJSON is unreadable");
+    json_t *cd = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *type = json_string_value(json_object_get(cd, "type"));
+    bool is_get = type && strcmp(type, "webauthn.get") == 0;
+    json_decref(cd);
+    char got[96], want[96];
+    if (challenge_len > 64)
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the challenge is too long");
+    iam_b64url_encode(want, challenge, challenge_len);
+    if (!wa_client_data_challenge(buf, len, got, sizeof(got)) || strcmp(got, want) != 0)
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION,
+                            "the assertion's challenge is not the signed challenge");
+    if (!is_get)
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the assertion is not a webauthn.get");
+    struct wa_authdata ad;
+    if (!authenticator_data ||
+        !iam_b64url_decode(buf, WA_AUTH_DATA_MAX, authenticator_data, strlen(authenticator_data),
+                           &len) ||
+        wa_authdata_parse(buf, len, &ad))
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the stored authenticatorData is unreadable");
+    if (require_uv && !(ad.flags & WA_FLAG_UV))
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the assertion lacks the user-verified flag");
+    return DCMS_OK;
+}

@@ -95,6 +95,175 @@ static void terms_every_problem_with_its_path(void **state)
     dcms_arena_free(a);
 }
 
+/* Every listed field has a problem, and no other field has one. */
+static void fields_exactly(const struct dcms_errinfo *ei, const char *const *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!has_field(ei, want[i]))
+            fail_msg("no problem reported for %s", want[i]);
+    for (size_t i = 0; i < ei->ndetails; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < n; j++)
+            listed = listed || strcmp(ei->details[i].field, want[j]) == 0;
+        if (!listed)
+            fail_msg("unexpected problem on %s: %s", ei->details[i].field, ei->details[i].problem);
+    }
+}
+
+/* contracts_json.c: a create body with problems everywhere names each one with its path. */
+static void json_create_every_problem_with_its_path(void **state)
+{
+    (void)state;
+    struct dcms_arena *a = dcms_arena_new(1 << 20);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, a);
+    json_t *terms = json_loads(good_terms, 0, NULL);
+    json_object_set_new(json_object_get(terms, "retention"), "days", json_integer(0));
+    json_t *b =
+        json_pack("{s:i, s:s, s:s, s:o, s:b}", "title", 7, "provider_id", "nope", "consumer_id",
+                  "0190b7a4-61f8-7b32-9c1e-4b8a2d1f0e01", "terms", terms, "extra", 1);
+    struct ct_input in;
+    assert_false(ct_input_from_json(b, dcms_clock_now_us(), &in, &ei));
+    assert_int_equal(ei.code, DCMS_ERR_VALIDATION);
+    const char *const want[] = {"extra", "title", "provider_id", "terms.retention.days"};
+    fields_exactly(&ei, want, 4);
+    assert_null(in.terms);
+    ct_input_release(&in);
+
+    /* Not an object at all: one problem on the body itself. */
+    dcms_errinfo_init(&ei, a);
+    json_t *arr = json_array();
+    assert_false(ct_input_from_json(arr, dcms_clock_now_us(), &in, &ei));
+    const char *const root[] = {""};
+    fields_exactly(&ei, root, 1);
+    ct_input_release(&in);
+    json_decref(arr);
+
+    /* An edit without If-Match is 428 before the body is looked at. */
+    dcms_errinfo_init(&ei, a);
+    assert_false(ct_update_from_json(b, NULL, dcms_clock_now_us(), &in, &ei));
+    assert_int_equal(ei.code, DCMS_ERR_PRECONDITION_REQUIRED);
+    assert_int_equal(ei.ndetails, 0);
+    ct_input_release(&in);
+
+    /* A good body decodes, with the normalized terms and the window. */
+    dcms_errinfo_init(&ei, a);
+    json_object_set_new(b, "title", json_string("T"));
+    json_object_set_new(b, "provider_id", json_string("0190b7a4-61f8-7b32-9c1e-4b8a2d1f0e02"));
+    json_object_del(b, "extra");
+    json_object_set_new(json_object_get(json_object_get(b, "terms"), "retention"), "days",
+                        json_integer(30));
+    assert_true(ct_update_from_json(b, "\"1\"", dcms_clock_now_us(), &in, &ei));
+    assert_string_equal(in.title, "T");
+    assert_string_equal(in.description, "");
+    assert_string_equal(in.if_match, "\"1\"");
+    assert_non_null(in.terms);
+    assert_true(in.to_us > in.from_us);
+    ct_input_release(&in);
+    json_decref(b);
+    dcms_arena_free(a);
+}
+
+/* 64 bytes of 0x01, base64. */
+#define SIG64                                                                                      \
+    "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ=="
+
+/* contracts_json.c with the signature-type table: common and per-type problems at once. */
+static void json_sign_every_problem_with_its_path(void **state)
+{
+    (void)state;
+    struct dcms_arena *a = dcms_arena_new(1 << 20);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, a);
+    struct ct_sign_in in;
+    json_t *b = json_pack("{s:s, s:s, s:s, s:i, s:s}", "type", "digital", "terms_hash", "abc",
+                          "signature", "!!", "extra", 1, "side", "both");
+    assert_false(ct_sign_from_json(b, &in, &ei));
+    const char *const want[] = {"extra", "terms_hash", "side", "key_id", "signature"};
+    fields_exactly(&ei, want, 5);
+    json_decref(b);
+
+    /* An unknown type lists the table's names. */
+    dcms_errinfo_init(&ei, a);
+    b = json_pack("{s:s, s:s}", "type", "stamp", "terms_hash", "00");
+    assert_false(ct_sign_from_json(b, &in, &ei));
+    const char *const want2[] = {"type", "terms_hash"};
+    fields_exactly(&ei, want2, 2);
+    assert_string_equal(ei.details[0].problem, "must be digital, mfa or biometric");
+    json_decref(b);
+
+    /* mfa: a bad code and a biometric member; biometric: members of the other types. */
+    char hash[65];
+    memset(hash, 'a', 64);
+    hash[64] = '\0';
+    dcms_errinfo_init(&ei, a);
+    b = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{}}", "type", "mfa", "terms_hash", hash, "key_id",
+                  "k1", "signature", SIG64, "totp_code", "12ab56", "assertion");
+    assert_false(ct_sign_from_json(b, &in, &ei));
+    const char *const want3[] = {"totp_code", "assertion"};
+    fields_exactly(&ei, want3, 2);
+    json_decref(b);
+    dcms_errinfo_init(&ei, a);
+    b = json_pack("{s:s, s:s, s:s}", "type", "biometric", "terms_hash", hash, "key_id", "k1");
+    assert_false(ct_sign_from_json(b, &in, &ei));
+    const char *const want4[] = {"assertion", "key_id"};
+    fields_exactly(&ei, want4, 2);
+    json_decref(b);
+
+    /* A good digital body: decoded hash and signature, the table row. */
+    dcms_errinfo_init(&ei, a);
+    b = json_pack("{s:s, s:s, s:s, s:s}", "type", "digital", "terms_hash", hash, "key_id", "k1",
+                  "signature", SIG64);
+    assert_true(ct_sign_from_json(b, &in, &ei));
+    assert_ptr_equal(in.type, ct_sigtype_find("digital"));
+    assert_string_equal(in.type->key_field, "key_id");
+    assert_int_equal(in.hash[0], 0xaa);
+    assert_int_equal(in.sig[63], 1);
+    json_decref(b);
+    dcms_arena_free(a);
+}
+
+/* contracts_json.c: transition reasons and list parameters. */
+static void json_reason_and_list(void **state)
+{
+    (void)state;
+    struct dcms_arena *a = dcms_arena_new(1 << 20);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, a);
+    const char *reason = "x";
+    json_t *b = json_pack("{s:i, s:i}", "reason", 5, "why", 1);
+    assert_false(ct_reason_from_json(b, true, &reason, &ei));
+    const char *const want[] = {"why", "reason"};
+    fields_exactly(&ei, want, 2);
+    assert_null(reason);
+    json_decref(b);
+    dcms_errinfo_init(&ei, a);
+    assert_false(ct_reason_from_json(NULL, true, &reason, &ei));
+    assert_string_equal(ei.details[0].field, "reason");
+    assert_string_equal(ei.details[0].problem, "is required");
+    dcms_errinfo_init(&ei, a);
+    assert_true(ct_reason_from_json(NULL, false, &reason, &ei));
+    assert_null(reason);
+
+    dcms_errinfo_init(&ei, a);
+    struct ct_list_in in = {
+        .status = "open", .party = "p", .role = "owner", .q = "", .cursor = "!!", .limit = 50};
+    assert_false(ct_list_decode(&in, &ei));
+    const char *const want2[] = {"status", "party", "role", "q", "cursor"};
+    fields_exactly(&ei, want2, 5);
+
+    /* A cursor decodes back to the id it was made from. */
+    const char *id = "0190b7a4-61f8-7b32-9c1e-4b8a2d1f0e01";
+    char *cur = ct_cursor_encode(id);
+    assert_non_null(cur);
+    dcms_errinfo_init(&ei, a);
+    struct ct_list_in ok = {.status = "active", .cursor = cur, .limit = 10};
+    assert_true(ct_list_decode(&ok, &ei));
+    assert_string_equal(ok.cursor_id, id);
+    free(cur);
+    dcms_arena_free(a);
+}
+
 static void currencies_and_titles(void **state)
 {
     (void)state;
@@ -284,6 +453,57 @@ static void exec_sql(struct fixture *f, const char *sql, const char *id)
     CHECK(dcms_store_commit(tx, &ei), ei);
 }
 
+/* What the create handler does: decode, then the service (which adds party problems). */
+static enum dcms_err create_json(const struct ct_call *c, const json_t *body, json_t **out)
+{
+    struct ct_input in;
+    struct ct_rec rec = {NULL, {0}};
+    ct_input_from_json(body, dcms_clock_now_us(), &in, c->ei);
+    enum dcms_err e = ct_create(c, &in, &rec);
+    ct_input_release(&in);
+    *out = NULL;
+    if (e) {
+        assert_null(rec.rows); /* a failed call hands nothing back */
+        return e;
+    }
+    *out = ct_row_json(&rec.r);
+    ct_rec_release(&rec);
+    return e;
+}
+
+/* What the PUT handler does: decode (If-Match first), then the service. */
+static enum dcms_err update_json(const struct ct_call *c, const char *id, const json_t *body,
+                                 const char *if_match, json_t **out)
+{
+    struct ct_input in;
+    struct ct_rec rec = {NULL, {0}};
+    enum dcms_err e = c->ei->code;
+    if (ct_update_from_json(body, if_match, dcms_clock_now_us(), &in, c->ei))
+        e = ct_update(c, id, &in, &rec);
+    else
+        e = c->ei->code;
+    ct_input_release(&in);
+    *out = NULL;
+    if (e) {
+        assert_null(rec.rows); /* a failed call hands nothing back */
+        return e;
+    }
+    *out = ct_row_json(&rec.r);
+    ct_rec_release(&rec);
+    return e;
+}
+
+/* What the GET handler does: the service, then the text encoder. */
+static enum dcms_err get_text(const struct ct_call *c, const char *id, struct ct_text *out)
+{
+    struct ct_rec rec = {NULL, {0}};
+    enum dcms_err e = ct_get(c, id, &rec);
+    if (!e)
+        e = ct_rec_text(&rec, out);
+    ct_rec_release(&rec);
+    return e;
+}
+
 static void security_view_and_expiry(struct fixture *f)
 {
     open_all(f);
@@ -293,7 +513,7 @@ static void security_view_and_expiry(struct fixture *f)
                              "consumer_id", f->cons.id, "terms", json_loads(good_terms, 0, NULL));
     json_t *out = NULL;
     struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei, NULL};
-    CHECK(ct_create(&c, body, &out), ei);
+    CHECK(create_json(&c, body, &out), ei);
     char id[DCMS_UUID_STRLEN];
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
     json_decref(out);
@@ -330,7 +550,7 @@ static void security_view_and_expiry(struct fixture *f)
     CHECK(ct_expire_due(&f->app, &n, &ei), ei);
     assert_int_equal(n, 0);
     struct ct_text txt;
-    CHECK(ct_get(&c, id, &txt), ei);
+    CHECK(get_text(&c, id, &txt), ei);
     json_t *g = json_loadb(txt.body, txt.len, 0, NULL);
     free(txt.body);
     assert_non_null(g);
@@ -365,7 +585,7 @@ static void security_view_and_expiry(struct fixture *f)
     user(f, DCMS_ROLE_PROVIDER, &stranger);
     struct ct_call sc = {&f->app, &stranger, "127.0.0.1", "test", &ei, NULL};
     dcms_errinfo_init(&ei, f->arena);
-    assert_int_equal(ct_get(&sc, id, &txt), DCMS_ERR_NOT_FOUND);
+    assert_int_equal(get_text(&sc, id, &txt), DCMS_ERR_NOT_FOUND);
 }
 DCMS_TESTDB_CASE(security_view_and_expiry)
 
@@ -414,7 +634,7 @@ static void failed_commit_leaks_nothing(struct fixture *f)
     dcms_errinfo_init(&ei, f->arena);
     struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei, NULL};
     json_t *out = NULL;
-    CHECK(ct_create(&c, body, &out), ei);
+    CHECK(create_json(&c, body, &out), ei);
     char id[DCMS_UUID_STRLEN];
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
     json_decref(out);
@@ -430,15 +650,18 @@ static void failed_commit_leaks_nothing(struct fixture *f)
         out = NULL;
         enum dcms_err e;
         if (i % 2 == 0) {
-            e = ct_create(&rc, body, &out);
+            e = create_json(&rc, body, &out);
         } else {
             /* Edits and transitions end the same way. */
             json_t *edit = json_deep_copy(body);
             json_object_set_new(edit, "title", json_string(i % 4 == 1 ? "T1" : "T2"));
-            e = ct_update(&rc, id, edit, "*", &out);
+            e = update_json(&rc, id, edit, "*", &out);
             json_decref(edit);
-            if (e == DCMS_ERR_UNAVAILABLE)
-                e = ct_transition(&rc, id, CT_OP_SUBMIT, NULL, &out);
+            if (e == DCMS_ERR_UNAVAILABLE) {
+                struct ct_rec rec = {NULL, {0}};
+                e = ct_transition(&rc, id, CT_OP_SUBMIT, NULL, &rec);
+                assert_null(rec.rows);
+            }
         }
         assert_int_equal(e, DCMS_ERR_UNAVAILABLE);
         assert_null(out); /* nothing for the caller to free */
@@ -454,7 +677,7 @@ static void failed_commit_leaks_nothing(struct fixture *f)
     /* Nothing was written: the contract is still the draft of version 1. */
     dcms_errinfo_init(&ei, f->arena);
     struct ct_text txt;
-    CHECK(ct_get(&c, id, &txt), ei);
+    CHECK(get_text(&c, id, &txt), ei);
     assert_int_equal(txt.version, 1);
     free(txt.body);
     json_decref(body);
@@ -464,6 +687,9 @@ DCMS_TESTDB_CASE(failed_commit_leaks_nothing)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(terms_accepted_and_normalized),
     cmocka_unit_test(terms_every_problem_with_its_path),
+    cmocka_unit_test(json_create_every_problem_with_its_path),
+    cmocka_unit_test(json_sign_every_problem_with_its_path),
+    cmocka_unit_test(json_reason_and_list),
     cmocka_unit_test(currencies_and_titles),
     cmocka_unit_test(lifecycle_table),
     cmocka_unit_test(content_hash_is_canonical),

@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
+#include "dcms/credentials.h"
 #include "dcms/crypto.h"
 #include "iam/iam_core.h"
 #include "iam/webauthn.h"
@@ -529,10 +530,80 @@ static int init(void **state)
     return dcms_crypto_init() ? -1 : 0;
 }
 
+/* Base64url of `n` bytes into a fresh string. */
+static char *b64u(const void *p, size_t n)
+{
+    char *s = malloc(iam_b64url_len(n));
+    assert_non_null(s);
+    iam_b64url_encode(s, p, n);
+    return s;
+}
+
+/*
+ * dcms_iam_webauthn_recheck_assertion: what /verify re-checks of a stored
+ * assertion. Each broken part is refused with what does not hold.
+ */
+static void recheck_stored_assertion(void **state)
+{
+    (void)state;
+    unsigned char hash[32], other[32], ad[37];
+    memset(hash, 0x11, sizeof(hash));
+    memset(other, 0x22, sizeof(other));
+    memset(ad, 0, sizeof(ad));
+    ad[32] = WA_FLAG_UP | WA_FLAG_UV;
+    char *chal = b64u(hash, 32), cdj[256];
+    snprintf(cdj, sizeof(cdj),
+             "{\"type\":\"webauthn.get\",\"challenge\":\"%s\",\"origin\":\"https://x\"}", chal);
+    char *cd = b64u(cdj, strlen(cdj)), *adb = b64u(ad, sizeof(ad));
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, cd, adb, true, &ei), DCMS_OK);
+
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(other, 32, cd, adb, true, &ei),
+                     DCMS_ERR_VALIDATION);
+    assert_non_null(strstr(ei.message, "challenge"));
+
+    ad[32] = WA_FLAG_UP;
+    char *no_uv = b64u(ad, sizeof(ad));
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, cd, no_uv, true, &ei),
+                     DCMS_ERR_VALIDATION);
+    assert_non_null(strstr(ei.message, "user-verified"));
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, cd, no_uv, false, &ei), DCMS_OK);
+
+    char *short_ad = b64u(ad, 20);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, cd, short_ad, true, &ei),
+                     DCMS_ERR_VALIDATION);
+    assert_non_null(strstr(ei.message, "authenticatorData"));
+
+    snprintf(cdj, sizeof(cdj), "{\"type\":\"webauthn.create\",\"challenge\":\"%s\"}", chal);
+    char *create = b64u(cdj, strlen(cdj));
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, create, adb, true, &ei),
+                     DCMS_ERR_VALIDATION);
+    assert_non_null(strstr(ei.message, "webauthn.get"));
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, "!!", adb, true, &ei),
+                     DCMS_ERR_VALIDATION);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_iam_webauthn_recheck_assertion(hash, 32, NULL, NULL, true, &ei),
+                     DCMS_ERR_VALIDATION);
+    free(chal);
+    free(cd);
+    free(adb);
+    free(no_uv);
+    free(short_ad);
+    free(create);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(all_vectors, init),
     cmocka_unit_test_setup(wrong_context_refused, init),
     cmocka_unit_test(counter_rule),
+    cmocka_unit_test(recheck_stored_assertion),
     cmocka_unit_test_setup(hostile_attestation_objects, init),
     cmocka_unit_test_setup(hostile_cbor, init),
     cmocka_unit_test_setup(packed_leaf_rules, init),
