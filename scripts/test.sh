@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it:
 #   1. release build: unit tests and fuzz-corpus replays (ctest), format check,
-#      no banned call in src/ or workload/ (scripts/check-banned.sh)
+#      no banned call in src/ or workload/ (scripts/check-banned.sh), dcms/http.h
+#      only in the HTTP layer and *_http.c files (scripts/check-boundaries.sh)
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
@@ -113,6 +114,16 @@ banned_check() {
     fi
 }
 
+boundaries_check() {
+    note "module boundaries (scripts/check-boundaries.sh)"
+    if scripts/check-boundaries.sh >"$logdir/boundaries.log" 2>&1; then
+        passed=$((passed + 1)); cat "$logdir/boundaries.log"
+    else
+        head -40 "$logdir/boundaries.log"
+        failed=$((failed + 1)); failures+=("module boundaries: see scripts/check-boundaries.sh")
+    fi
+}
+
 suite() {
     local label=$1 preset=$2 dir=$3
     build "$preset" "$dir" || return
@@ -147,9 +158,9 @@ run_fuzz() {
 [ "$mode" = --fuzz ] || start_pg
 case "$mode" in
 --san) suite san dev build-dev ;;
---quick) format_check; banned_check; suite release release build ;;
+--quick) format_check; banned_check; boundaries_check; suite release release build ;;
 --fuzz) run_fuzz ;;
-*) format_check; banned_check; suite release release build; suite san dev build-dev; run_fuzz ;;
+*) format_check; banned_check; boundaries_check; suite release release build; suite san dev build-dev; run_fuzz ;;
 esac
 
 echo

@@ -7,15 +7,9 @@
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
-#include "iam/iam_http.h"
-#include "iam/iam_http_int.h"
+#include "http/handlers.h"
+#include "iam/iam_core.h"
 #include "iam/iam_json.h"
-
-struct iam_call iam_call_of(const struct dcms_http_req *req)
-{
-    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
-                             req->ei};
-}
 
 /* An optional string member (NULL when absent; also JSON null when `present` is given). */
 /*
@@ -50,7 +44,7 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     /* The service adds its own problems to those found here, so all come back at once. */
     (void)iam_identity_create_from_json(b, &in, req->ei);
     json_t *out = NULL;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_identity_create(&c, &in, &out);
     wipe_member(b, "password");
     if (e || req->ei->code) {
@@ -80,7 +74,7 @@ enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_res
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_list(&c, &in, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -88,7 +82,7 @@ enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_res
 enum dcms_err dcms_iam_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_get(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
@@ -103,7 +97,7 @@ enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_re
         return e;
     in.if_match = dcms_http_req_header(req, "If-Match");
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_identity_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
@@ -123,7 +117,7 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
             return req->ei->code;
     }
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_transition(&c, dcms_http_req_param(req, "id"), op, note, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -186,7 +180,7 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     }
     json_t *out = NULL;
     int64_t retry = 0;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_login(&c, &in, &out, &retry);
     wipe_member(b, "password");
     if (e == DCMS_ERR_MFA_REQUIRED && out)
@@ -214,7 +208,7 @@ enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_
         return req->ei->code;
     }
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_refresh(&c, token, &out);
     wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
@@ -233,7 +227,7 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
         if (req->ei->code)
             return req->ei->code;
     }
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_logout(&c, token);
     wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply_no_content(resp);
@@ -250,7 +244,7 @@ enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_email_verify(&c, token, &out);
     wipe_member(b, "token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
@@ -272,7 +266,7 @@ enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_r
 enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_me(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }

@@ -6,9 +6,8 @@
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
-#include "iam/mfa_http.h"
+#include "http/handlers.h"
 #include "iam/apikey_int.h"
-#include "iam/iam_http_int.h"
 #include "iam/mfa_int.h"
 
 /* A string member of at most `max` bytes; NULL (and a problem when `required`) otherwise. */
@@ -33,7 +32,7 @@ static const char *code_of(struct dcms_http_req *req)
 enum dcms_err dcms_mfa_http_status(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_mfa_status(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -41,7 +40,7 @@ enum dcms_err dcms_mfa_http_status(struct dcms_http_req *req, struct dcms_http_r
 enum dcms_err dcms_mfa_http_totp_enroll(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_totp_enroll(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 201, out);
 }
@@ -52,7 +51,7 @@ enum dcms_err dcms_mfa_http_totp_confirm(struct dcms_http_req *req, struct dcms_
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_totp_confirm(&c, code, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -62,7 +61,7 @@ enum dcms_err dcms_mfa_http_totp_disable(struct dcms_http_req *req, struct dcms_
     const char *code = code_of(req);
     if (req->ei->code)
         return req->ei->code;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_totp_disable(&c, code);
     return e ? e : dcms_http_reply_no_content(resp);
 }
@@ -73,7 +72,7 @@ enum dcms_err dcms_mfa_http_recovery_codes(struct dcms_http_req *req, struct dcm
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_recovery_regenerate(&c, code, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -111,7 +110,7 @@ enum dcms_err dcms_apikey_http_create(struct dcms_http_req *req, struct dcms_htt
     /* iam_apikey_create adds its own syntax checks to these and stops before
      * the store when any failed, so every problem is reported at once. */
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_apikey_create(&c, &in, &out);
     return e ? e : dcms_http_reply(req, resp, 201, out);
 }
@@ -119,14 +118,14 @@ enum dcms_err dcms_apikey_http_create(struct dcms_http_req *req, struct dcms_htt
 enum dcms_err dcms_apikey_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_apikey_list(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_apikey_http_revoke(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_apikey_revoke(&c, dcms_http_req_param(req, "id"));
     return e ? e : dcms_http_reply_no_content(resp);
 }

@@ -5,9 +5,8 @@
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "http/handlers.h"
 #include "iam/iam_cred.h"
-#include "iam/iam_cred_http.h"
-#include "iam/iam_http_int.h"
 
 /* The body as an object of string members whose keys are all in `allowed`; bit i of
  * *invalid is set when member i is there but not an acceptable string. */
@@ -37,7 +36,7 @@ enum dcms_err dcms_iam_http_signkey_challenge(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_signkey_challenge(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply(req, resp, 201, out);
 }
@@ -53,7 +52,7 @@ static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_re
         return e;
     struct iam_signkey_in in = {v[0], v[1], v[2], v[3], invalid};
     json_t *out = NULL;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     const char *id = dcms_http_req_param(req, "id");
     /* The service adds its own problems to those found here, so all come back at once. */
     e = iam_signkey_register(&c, id, replace, &in, &out);
@@ -82,7 +81,7 @@ enum dcms_err dcms_iam_http_signkey_rotate(struct dcms_http_req *req, struct dcm
 enum dcms_err dcms_iam_http_signkey_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_signkey_list(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -90,7 +89,7 @@ enum dcms_err dcms_iam_http_signkey_list(struct dcms_http_req *req, struct dcms_
 enum dcms_err dcms_iam_http_signkey_revoke(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out = NULL;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_signkey_revoke(&c, dcms_http_req_param(req, "id"),
                                          dcms_http_req_param(req, "key_id"), &out);
     /* A revoke answers 204 like every DELETE; the key stays listed as revoked. */
