@@ -171,15 +171,8 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
             goto out;
         json_t *d = json_pack("{s:s, s:I, s:I}", "data_key", dcms_dek_id(dek), "jwt_keys",
                               (json_int_t)njwt, "totp_secrets", (json_int_t)ntotp);
-        struct dcms_audit_event ev = {.actor = "system",
-                                      .action = "iam.secrets_migrate",
-                                      .resource_type = "data_key",
-                                      .resource_id = dcms_dek_id(dek),
-                                      .outcome = DCMS_AUDIT_SUCCESS,
-                                      .details = d};
-        e = d ? dcms_audit_append(iam->app->audit, tx, &ev, NULL, ei)
-              : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        json_decref(d);
+        e = dcms_audit_change(iam->app->audit, tx, NULL, "data_key", "iam.secrets_migrate",
+                              dcms_dek_id(dek), d, ei);
         *migrated = !e;
     }
 out:
