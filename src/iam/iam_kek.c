@@ -144,11 +144,9 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
     if (access(iam->cfg->iam_kek_file, F_OK) != 0) {
         /* Without the old file, secrets already sealed could never be opened again: refuse
          * (and make no data key) rather than lose them. */
-        struct dcms_store_rows *rows = NULL;
-        if ((e = dcms_store_exec(tx, &q_any_sealed, NULL, 0, &rows, NULL, ei)))
+        int64_t n = 0;
+        if ((e = dcms_store_exec_int(tx, &q_any_sealed, NULL, 0, &n, ei)))
             goto out;
-        int64_t n = dcms_store_rows_int(rows, 0, 0);
-        dcms_store_rows_free(rows);
         if (n > 0) {
             e = dcms_err_set(ei, DCMS_ERR_CONFIG,
                              "%lld IAM secrets are sealed under the key of DCMS_IAM_KEK_FILE, "
