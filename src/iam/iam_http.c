@@ -11,7 +11,6 @@
 #include "iam/iam_core.h"
 #include "iam/iam_json.h"
 
-/* An optional string member (NULL when absent; also JSON null when `present` is given). */
 /*
  * Wipes a secret string member of a request body (a password, a refresh or
  * e-mail token) once the service is done with it, so the decoded copy is
@@ -22,14 +21,6 @@ static void wipe_member(json_t *o, const char *key)
     json_t *v = json_object_get(o, key);
     if (json_is_string(v))
         sodium_memzero((char *)json_string_value(v), json_string_length(v));
-}
-
-static const char *opt_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
-                           bool *present)
-{
-    if (present)
-        *present = json_object_get(o, key) != NULL;
-    return dcms_http_str_member(req, o, key, max, present != NULL);
 }
 
 enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -62,14 +53,7 @@ enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_res
     in.kind = dcms_http_req_query(req, "kind");
     in.status = dcms_http_req_query(req, "status");
     in.cursor = dcms_http_req_query(req, "cursor");
-    if (in.kind && strcmp(in.kind, "user") && strcmp(in.kind, "organization") &&
-        strcmp(in.kind, "service"))
-        dcms_err_field(req->ei, "kind", "must be organization, user or service");
-    if (in.status && strcmp(in.status, "pending_verification") && strcmp(in.status, "active") &&
-        strcmp(in.status, "suspended"))
-        dcms_err_field(req->ei, "status", "must be pending_verification, active or suspended");
-    if (in.cursor && !dcms_uuid_valid(in.cursor))
-        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
+    (void)iam_list_check(&in, req->ei);
     dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
@@ -112,9 +96,8 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
         enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
-        note = opt_str(req, b, "note", 1000, NULL);
-        if (req->ei->code)
-            return req->ei->code;
+        if ((e = iam_str_from_json(b, "note", 1000, false, &note, req->ei)))
+            return e;
     }
     json_t *out;
     struct iam_call c = IAM_CALL_OF(req);
@@ -135,15 +118,6 @@ enum dcms_err dcms_iam_http_suspend(struct dcms_http_req *req, struct dcms_http_
 enum dcms_err dcms_iam_http_reactivate(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     return transition(req, resp, "reactivate");
-}
-
-/* A required string member; records a problem when it is missing or not a string. */
-static const char *req_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max)
-{
-    const char *s = opt_str(req, o, key, max, NULL);
-    if (!s && !json_object_get(o, key))
-        dcms_err_field(req->ei, key, "is required");
-    return s;
 }
 
 /*
@@ -202,10 +176,10 @@ enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    const char *token = req_str(req, b, "refresh_token", 256);
-    if (req->ei->code) {
+    const char *token;
+    if ((e = iam_str_from_json(b, "refresh_token", 256, true, &token, req->ei))) {
         wipe_member(b, "refresh_token");
-        return req->ei->code;
+        return e;
     }
     json_t *out;
     struct iam_call c = IAM_CALL_OF(req);
@@ -223,9 +197,8 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
         enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
-        token = opt_str(req, b, "refresh_token", 256, NULL);
-        if (req->ei->code)
-            return req->ei->code;
+        if ((e = iam_str_from_json(b, "refresh_token", 256, false, &token, req->ei)))
+            return e;
     }
     struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_logout(&c, token);
@@ -240,9 +213,9 @@ enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    const char *token = req_str(req, b, "token", 256);
-    if (req->ei->code)
-        return req->ei->code;
+    const char *token;
+    if ((e = iam_str_from_json(b, "token", 256, true, &token, req->ei)))
+        return e;
     json_t *out;
     struct iam_call c = IAM_CALL_OF(req);
     e = iam_email_verify(&c, token, &out);

@@ -7,30 +7,7 @@
 #include "dcms/arena.h"
 #include "http/handlers.h"
 #include "iam/iam_cred.h"
-
-/* The body as an object of string members whose keys are all in `allowed`; bit i of
- * *invalid is set when member i is there but not an acceptable string. */
-static enum dcms_err body_strings(struct dcms_http_req *req, const char *const *allowed,
-                                  const char **vals, size_t max_len, unsigned *invalid)
-{
-    json_t *v;
-    enum dcms_err e = dcms_http_body_object(req, allowed, &v);
-    if (e)
-        return e;
-    for (size_t i = 0; allowed[i]; i++) {
-        json_t *m = json_object_get(v, allowed[i]);
-        if (!m)
-            continue;
-        if (!json_is_string(m) || json_string_length(m) > max_len ||
-            strlen(json_string_value(m)) != json_string_length(m)) {
-            dcms_err_field(req->ei, allowed[i], "must be a string of at most %zu characters",
-                           max_len);
-            *invalid |= 1u << i;
-        } else
-            vals[i] = json_string_value(m);
-    }
-    return DCMS_OK;
-}
+#include "iam/iam_json.h"
 
 enum dcms_err dcms_iam_http_signkey_challenge(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp)
@@ -45,12 +22,12 @@ static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_re
                                   const char *replace)
 {
     static const char *const keys[] = {"public_key", "challenge_id", "signature", "name", NULL};
-    const char *v[4] = {NULL};
-    unsigned invalid = 0;
-    enum dcms_err e = body_strings(req, keys, v, 200, &invalid);
+    json_t *b;
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    struct iam_signkey_in in = {v[0], v[1], v[2], v[3], invalid};
+    struct iam_signkey_in in;
+    (void)iam_signkey_from_json(b, &in, req->ei);
     json_t *out = NULL;
     struct iam_call c = IAM_CALL_OF(req);
     const char *id = dcms_http_req_param(req, "id");
