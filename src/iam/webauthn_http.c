@@ -44,17 +44,10 @@ enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
-    if (!json_is_object(b))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    /* The PublicKeyCredential, plus an optional label for the list. */
-    json_t *cred = json_deep_copy(b);
-    const char *name = NULL;
-    json_t *nm = json_object_get(b, "name");
-    if (nm && (!json_is_string(nm) || strlen(json_string_value(nm)) != json_string_length(nm)))
-        dcms_err_field(req->ei, "name", "must be a string");
-    else if (nm)
-        name = json_string_value(nm);
-    json_object_del(cred, "name");
+    json_t *cred;
+    const char *name;
+    if ((e = iam_wa_register_from_json(b, &cred, &name, req->ei)) && !cred)
+        return e;
     struct iam_call c = IAM_CALL_OF(req);
     e = iam_wa_register_verify(&c, cred, name, &out);
     json_decref(cred);
@@ -73,12 +66,12 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
     if (e)
         return e;
     /* During a step-up login the mfa_ticket names the identity; otherwise the bearer token. */
-    json_t *t = json_object_get(b, "mfa_ticket");
+    const char *ticket;
     char id[DCMS_UUID_STRLEN], hash[65];
-    if (t) {
-        if (!json_is_string(t) || json_string_length(t) > 128)
-            return dcms_err_field(req->ei, "mfa_ticket", "must be the mfa_ticket of a login");
-        if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
+    if ((e = iam_wa_ticket_from_json(b, &ticket, req->ei)))
+        return e;
+    if (ticket) {
+        if ((e = iam_mfa_ticket_lookup(req->app->iam, ticket, id, hash, req->ei)))
             return e;
     } else if (req->principal) {
         struct iam_call c = IAM_CALL_OF(req);
