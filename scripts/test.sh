@@ -104,24 +104,25 @@ format_check() {
     fi
 }
 
-banned_check() {
-    note "banned calls (scripts/check-banned.sh)"
-    if scripts/check-banned.sh >"$logdir/banned.log" 2>&1; then
-        passed=$((passed + 1)); cat "$logdir/banned.log"
+# A check script: passes when it exits 0 (its output shown), else fails with `hint`.
+script_check() {
+    local what=$1 script=$2 log=$logdir/$(basename "$2" .sh).log hint=$3
+    note "$what ($script)"
+    if "$script" >"$log" 2>&1; then
+        passed=$((passed + 1)); cat "$log"
     else
-        head -40 "$logdir/banned.log"
-        failed=$((failed + 1)); failures+=("banned calls: see include/dcms/banned.h")
+        head -40 "$log"
+        failed=$((failed + 1)); failures+=("$hint")
     fi
 }
 
+banned_check() {
+    script_check "banned calls" scripts/check-banned.sh "banned calls: see include/dcms/banned.h"
+}
+
 boundaries_check() {
-    note "module boundaries (scripts/check-boundaries.sh)"
-    if scripts/check-boundaries.sh >"$logdir/boundaries.log" 2>&1; then
-        passed=$((passed + 1)); cat "$logdir/boundaries.log"
-    else
-        head -40 "$logdir/boundaries.log"
-        failed=$((failed + 1)); failures+=("module boundaries: see scripts/check-boundaries.sh")
-    fi
+    script_check "module boundaries" scripts/check-boundaries.sh \
+        "module boundaries: dcms/http.h outside the HTTP layer (scripts/check-boundaries.sh)"
 }
 
 suite() {
