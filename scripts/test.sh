@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it:
 #   1. release build: unit tests and fuzz-corpus replays (ctest), format check,
-#      no banned call in src/ or workload/ (scripts/check-banned.sh)
+#      no banned call in src/ or workload/ (scripts/check-banned.sh), dcms/http.h
+#      only in the HTTP layer and *_http.c files (scripts/check-boundaries.sh)
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
@@ -103,14 +104,25 @@ format_check() {
     fi
 }
 
-banned_check() {
-    note "banned calls (scripts/check-banned.sh)"
-    if scripts/check-banned.sh >"$logdir/banned.log" 2>&1; then
-        passed=$((passed + 1)); cat "$logdir/banned.log"
+# A check script: passes when it exits 0 (its output shown), else fails with `hint`.
+script_check() {
+    local what=$1 script=$2 log=$logdir/$(basename "$2" .sh).log hint=$3
+    note "$what ($script)"
+    if "$script" >"$log" 2>&1; then
+        passed=$((passed + 1)); cat "$log"
     else
-        head -40 "$logdir/banned.log"
-        failed=$((failed + 1)); failures+=("banned calls: see include/dcms/banned.h")
+        head -40 "$log"
+        failed=$((failed + 1)); failures+=("$hint")
     fi
+}
+
+banned_check() {
+    script_check "banned calls" scripts/check-banned.sh "banned calls: see include/dcms/banned.h"
+}
+
+boundaries_check() {
+    script_check "module boundaries" scripts/check-boundaries.sh \
+        "module boundaries: dcms/http.h outside the HTTP layer (scripts/check-boundaries.sh)"
 }
 
 suite() {
@@ -147,9 +159,9 @@ run_fuzz() {
 [ "$mode" = --fuzz ] || start_pg
 case "$mode" in
 --san) suite san dev build-dev ;;
---quick) format_check; banned_check; suite release release build ;;
+--quick) format_check; banned_check; boundaries_check; suite release release build ;;
 --fuzz) run_fuzz ;;
-*) format_check; banned_check; suite release release build; suite san dev build-dev; run_fuzz ;;
+*) format_check; banned_check; boundaries_check; suite release release build; suite san dev build-dev; run_fuzz ;;
 esac
 
 echo

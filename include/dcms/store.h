@@ -138,6 +138,16 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
                               struct dcms_store_rows **rows, uint64_t *affected,
                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * Runs `q` (a COUNT, MAX or single-row lookup) and reads the first column
+ * of its first row as an integer into *out (0 for NULL). DCMS_ERR_NOT_FOUND,
+ * with nothing recorded in `ei`, when the query returns no row: the caller
+ * says what was missing. Other errors as dcms_store_exec.
+ */
+enum dcms_err dcms_store_exec_int(struct dcms_store_tx *tx, struct dcms_query *q,
+                                  const struct dcms_store_val *params, size_t n, int64_t *out,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 size_t dcms_store_rows_count(const struct dcms_store_rows *r);
 size_t dcms_store_rows_columns(const struct dcms_store_rows *r);
 /* NUL-terminated text of a cell, or NULL for SQL NULL. Valid until rows are freed. */

@@ -37,6 +37,16 @@ enum dcms_err attest_read_file(const char *path, size_t max, unsigned char **out
     return e;
 }
 
+void dcms_attest_ctx_free(struct dcms_attest_ctx *c)
+{
+    if (!c)
+        return;
+    dcms_attest_verifier_free(c->aws);
+    dcms_attest_verifier_free(c->local);
+    dcms_attest_local_free(c->module);
+    free(c);
+}
+
 enum dcms_err dcms_attest_ctx_new(const char *aws_root_path, const char *local_dir,
                                   struct dcms_attest_ctx **out, struct dcms_errinfo *ei)
 {
@@ -69,14 +79,4 @@ out:
     else
         *out = c;
     return e;
-}
-
-void dcms_attest_ctx_free(struct dcms_attest_ctx *c)
-{
-    if (!c)
-        return;
-    dcms_attest_verifier_free(c->aws);
-    dcms_attest_verifier_free(c->local);
-    dcms_attest_local_free(c->module);
-    free(c);
 }

@@ -8,9 +8,9 @@
  * fields must be hex of an allowed length.
  */
 #include "attestation/attest_int.h"
-#include "attestation/attestation.h"
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "http/handlers.h"
 
 #define DEFAULT_MAX_AGE_S 300
 #define MAX_AGE_LIMIT_S (100LL * 365 * 86400)

@@ -5,13 +5,13 @@
  */
 #include <limits.h>
 
-#include "audit/audit.h"
 #include "audit/audit_int.h"
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/clock.h"
 #include "dcms/json.h"
 #include "dcms/store.h"
+#include "http/handlers.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX 500

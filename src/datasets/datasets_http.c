@@ -8,12 +8,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "datasets/datasets_http.h"
 #include "datasets/datasets_int.h"
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
+#include "http/handlers.h"
 
 #define TUS_VERSION "1.0.0"
 

@@ -39,6 +39,10 @@ static enum dcms_err audit(const struct enclave_call *c, struct dcms_store_tx *t
                            const char *action, const char *id, enum dcms_audit_outcome outcome,
                            json_t *details /* stolen */, struct dcms_errinfo *ei)
 {
+    if (outcome == DCMS_AUDIT_SUCCESS) {
+        struct dcms_audit_who who = {c->p ? c->p->id : NULL, c->client_ip, c->request_id};
+        return dcms_audit_change(c->en->app->audit, tx, &who, "enclave", action, id, details, ei);
+    }
     struct dcms_audit_event ev = {
         .actor = c->p ? c->p->id : "system",
         .action = action,

@@ -7,8 +7,7 @@
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
-#include "dcms/http.h"
-#include "enclaves/enclaves_http.h"
+#include "http/handlers.h"
 #include "enclaves/enclaves_int.h"
 
 static enum dcms_err call_of(struct dcms_http_req *req, struct enclave_call *c)

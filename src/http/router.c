@@ -4,16 +4,8 @@
  * small and scanned linearly, which costs well under a microsecond.
  */
 #include "dcms/arena.h"
+#include "http/handlers.h"
 #include "http/http_int.h"
-#include "attestation/attestation.h"
-#include "audit/audit.h"
-#include "contracts/contracts_http.h"
-#include "datasets/datasets_http.h"
-#include "enclaves/enclaves_http.h"
-#include "iam/iam_http.h"
-#include "iam/mfa_http.h"
-#include "keys/keys_http.h"
-#include "sys/sys.h"
 
 #define BODY DCMS_ROUTE_BODY_DEFAULT
 #define STREAM DCMS_ROUTE_BODY_STREAM

@@ -83,12 +83,17 @@ enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const ch
                         json_t *details, const char *client_ip, const char *request_id,
                         struct dcms_errinfo *ei)
 {
+    if (!denied) {
+        struct dcms_audit_who who = {actor ? actor : "anonymous", client_ip, request_id};
+        return dcms_audit_change(iam->app->audit, tx, &who, rtype, action, rid,
+                                 details ? details : json_object(), ei);
+    }
     struct dcms_audit_event ev = {
         .actor = actor ? actor : "anonymous",
         .action = action,
         .resource_type = rtype,
         .resource_id = rid,
-        .outcome = denied ? DCMS_AUDIT_DENIED : DCMS_AUDIT_SUCCESS,
+        .outcome = DCMS_AUDIT_DENIED,
         .details = details,
         .client_ip = client_ip && *client_ip ? client_ip : NULL,
         .request_id = request_id,

@@ -270,6 +270,14 @@ struct iam_call {
     struct dcms_errinfo *ei;
 };
 
+/*
+ * The call context of a route's request (`req`: the handler's request
+ * argument), for the *_http.c files, which alone see its struct.
+ */
+#define IAM_CALL_OF(req)                                                                           \
+    ((struct iam_call){(req)->app->iam, (req)->principal, (req)->client_ip, (req)->request_id,     \
+                       (req)->ei})
+
 /* ---- amr (RFC 8176, iam_core.c) ---- */
 
 json_t *iam_amr_json(unsigned amr);

@@ -3,7 +3,7 @@
  * challenges (iam_challenge.c), Ed25519 signing keys registered with a proof
  * of possession (iam_signkey.c) and passkeys (iam_webauthn.c, over the pure
  * verification in webauthn.c). The public entry points are in
- * include/dcms/credentials.h; the handlers in iam_cred_http.h.
+ * include/dcms/credentials.h; the handlers in src/http/handlers.h.
  */
 #ifndef DCMS_IAM_CRED_H
 #define DCMS_IAM_CRED_H

@@ -8,17 +8,10 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/config.h"
-#include "iam/iam_http.h"
-#include "iam/iam_http_int.h"
+#include "http/handlers.h"
+#include "iam/iam_core.h"
 #include "iam/iam_json.h"
 
-struct iam_call iam_call_of(const struct dcms_http_req *req)
-{
-    return (struct iam_call){req->app->iam, req->principal, req->client_ip, req->request_id,
-                             req->ei};
-}
-
-/* An optional string member (NULL when absent; also JSON null when `present` is given). */
 /*
  * Wipes a secret string member of a request body (a password, a refresh or
  * e-mail token) once the service is done with it, so the decoded copy is
@@ -29,14 +22,6 @@ static void wipe_member(json_t *o, const char *key)
     json_t *v = json_object_get(o, key);
     if (json_is_string(v))
         sodium_memzero((char *)json_string_value(v), json_string_length(v));
-}
-
-static const char *opt_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max,
-                           bool *present)
-{
-    if (present)
-        *present = json_object_get(o, key) != NULL;
-    return dcms_http_str_member(req, o, key, max, present != NULL);
 }
 
 enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -51,7 +36,7 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     /* The service adds its own problems to those found here, so all come back at once. */
     (void)iam_identity_create_from_json(b, &in, req->ei);
     json_t *out = NULL;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_identity_create(&c, &in, &out);
     wipe_member(b, "password");
     if (e || req->ei->code) {
@@ -69,19 +54,12 @@ enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_res
     in.kind = dcms_http_req_query(req, "kind");
     in.status = dcms_http_req_query(req, "status");
     in.cursor = dcms_http_req_query(req, "cursor");
-    if (in.kind && strcmp(in.kind, "user") && strcmp(in.kind, "organization") &&
-        strcmp(in.kind, "service"))
-        dcms_err_field(req->ei, "kind", "must be organization, user or service");
-    if (in.status && strcmp(in.status, "pending_verification") && strcmp(in.status, "active") &&
-        strcmp(in.status, "suspended"))
-        dcms_err_field(req->ei, "status", "must be pending_verification, active or suspended");
-    if (in.cursor && !dcms_uuid_valid(in.cursor))
-        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
+    (void)iam_list_check(&in, req->ei);
     dcms_http_query_int(req, "limit", 1, 500, &in.limit);
     if (req->ei->code)
         return req->ei->code;
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_list(&c, &in, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -89,7 +67,7 @@ enum dcms_err dcms_iam_http_list(struct dcms_http_req *req, struct dcms_http_res
 enum dcms_err dcms_iam_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_get(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
@@ -104,7 +82,7 @@ enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_re
         return e;
     in.if_match = dcms_http_req_header(req, "If-Match");
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_identity_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
@@ -119,12 +97,11 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
         enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
-        note = opt_str(req, b, "note", 1000, NULL);
-        if (req->ei->code)
-            return req->ei->code;
+        if ((e = iam_str_from_json(b, "note", 1000, false, &note, req->ei)))
+            return e;
     }
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_transition(&c, dcms_http_req_param(req, "id"), op, note, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -142,15 +119,6 @@ enum dcms_err dcms_iam_http_suspend(struct dcms_http_req *req, struct dcms_http_
 enum dcms_err dcms_iam_http_reactivate(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     return transition(req, resp, "reactivate");
-}
-
-/* A required string member; records a problem when it is missing or not a string. */
-static const char *req_str(struct dcms_http_req *req, json_t *o, const char *key, size_t max)
-{
-    const char *s = opt_str(req, o, key, max, NULL);
-    if (!s && !json_object_get(o, key))
-        dcms_err_field(req->ei, key, "is required");
-    return s;
 }
 
 /*
@@ -219,7 +187,7 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
         in.device_token = cookie_tok;
     json_t *out = NULL;
     int64_t retry = 0;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_login(&c, &in, &out, &retry);
     wipe_member(b, "password");
     wipe_member(b, "device_token");
@@ -247,13 +215,13 @@ enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    const char *token = req_str(req, b, "refresh_token", 256);
-    if (req->ei->code) {
+    const char *token;
+    if ((e = iam_str_from_json(b, "refresh_token", 256, true, &token, req->ei))) {
         wipe_member(b, "refresh_token");
-        return req->ei->code;
+        return e;
     }
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_refresh(&c, token, &out);
     wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
@@ -268,11 +236,10 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
         enum dcms_err e = dcms_http_body_object(req, keys, &b);
         if (e)
             return e;
-        token = opt_str(req, b, "refresh_token", 256, NULL);
-        if (req->ei->code)
-            return req->ei->code;
+        if ((e = iam_str_from_json(b, "refresh_token", 256, false, &token, req->ei)))
+            return e;
     }
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_logout(&c, token);
     wipe_member(b, "refresh_token");
     return e ? e : dcms_http_reply_no_content(resp);
@@ -285,11 +252,11 @@ enum dcms_err dcms_iam_http_verify_email(struct dcms_http_req *req, struct dcms_
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    const char *token = req_str(req, b, "token", 256);
-    if (req->ei->code)
-        return req->ei->code;
+    const char *token;
+    if ((e = iam_str_from_json(b, "token", 256, true, &token, req->ei)))
+        return e;
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_email_verify(&c, token, &out);
     wipe_member(b, "token");
     return e ? e : dcms_http_reply(req, resp, 200, out);
@@ -311,7 +278,7 @@ enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_r
 enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_identity_me(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }

@@ -126,3 +126,78 @@ enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in, stru
                        "mfa_ticket");
     return ei->code;
 }
+
+enum dcms_err iam_str_from_json(const json_t *b, const char *key, size_t max, bool required,
+                                const char **out, struct dcms_errinfo *ei)
+{
+    *out = b ? str_member(b, key, max, NULL, ei) : NULL;
+    if (required && !json_object_get(b, key))
+        dcms_err_field(ei, key, "is required");
+    return ei->code;
+}
+
+enum dcms_err iam_list_check(const struct iam_list_in *in, struct dcms_errinfo *ei)
+{
+    if (in->kind && strcmp(in->kind, "user") && strcmp(in->kind, "organization") &&
+        strcmp(in->kind, "service"))
+        dcms_err_field(ei, "kind", "must be organization, user or service");
+    if (in->status && strcmp(in->status, "pending_verification") && strcmp(in->status, "active") &&
+        strcmp(in->status, "suspended"))
+        dcms_err_field(ei, "status", "must be pending_verification, active or suspended");
+    if (in->cursor && !dcms_uuid_valid(in->cursor))
+        dcms_err_field(ei, "cursor", "must be the next_cursor of the previous page");
+    return ei->code;
+}
+
+enum dcms_err iam_apikey_from_json(const json_t *b, struct iam_apikey_in *in,
+                                   struct dcms_errinfo *ei)
+{
+    memset(in, 0, sizeof(*in));
+    in->name = required_str(b, "name", 255, ei);
+    if (in->name && !in->name[0])
+        dcms_err_field(ei, "name", "must not be empty");
+    in->expires_at = required_str(b, "expires_at", 64, ei);
+    in->identity_id = str_member(b, "identity_id", 64, NULL, ei);
+    json_t *perms = json_object_get(b, "permissions");
+    if (!json_is_array(perms) || json_array_size(perms) == 0 ||
+        json_array_size(perms) > IAM_APIKEY_MAX_PERMS) {
+        dcms_err_field(ei, "permissions", "must be an array of 1 to %d actions",
+                       IAM_APIKEY_MAX_PERMS);
+        return ei->code;
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(perms, i, p)
+    {
+        if (!json_is_string(p) || json_string_length(p) > 64) {
+            char path[40];
+            snprintf(path, sizeof(path), "permissions[%zu]", i);
+            dcms_err_field(ei, path, "must be a string of at most 64 characters");
+        } else {
+            in->perms[in->nperms++] = json_string_value(p);
+        }
+    }
+    return ei->code;
+}
+
+enum dcms_err iam_signkey_from_json(const json_t *b, struct iam_signkey_in *in,
+                                    struct dcms_errinfo *ei)
+{
+    static const char *const keys[] = {"public_key", "challenge_id", "signature", "name"};
+    const char *v[4] = {NULL};
+    unsigned invalid = 0;
+    for (size_t i = 0; i < 4; i++) {
+        json_t *m = json_object_get(b, keys[i]);
+        if (!m)
+            continue;
+        if (!json_is_string(m) || json_string_length(m) > 200 ||
+            strlen(json_string_value(m)) != json_string_length(m)) {
+            dcms_err_field(ei, keys[i], "must be a string of at most %d characters", 200);
+            invalid |= 1u << i;
+        } else {
+            v[i] = json_string_value(m);
+        }
+    }
+    *in = (struct iam_signkey_in){v[0], v[1], v[2], v[3], invalid};
+    return ei->code;
+}

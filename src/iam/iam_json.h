@@ -11,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "iam/apikey_int.h"
+#include "iam/iam_cred.h"
 #include "iam/iam_identity.h"
 #include "iam/iam_session.h"
 
@@ -32,5 +34,23 @@ enum dcms_err iam_identity_patch_from_json(const json_t *b, struct iam_identity_
  */
 enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in,
                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * A body of one string member `key` of at most `max` bytes ({note},
+ * {refresh_token}, {token}, {code}): *out is its value, or NULL when it is
+ * absent (a problem when `required`). `b` may be NULL (no body).
+ */
+enum dcms_err iam_str_from_json(const json_t *b, const char *key, size_t max, bool required,
+                                const char **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* GET /identities: the query's kind, status and cursor (already in `in`) checked. */
+enum dcms_err iam_list_check(const struct iam_list_in *in, struct dcms_errinfo *ei);
+/* POST /api-keys: {name, permissions, expires_at, identity_id?}. The result may be ignored
+ * like iam_identity_create_from_json's: iam_apikey_create adds its own problems. */
+enum dcms_err iam_apikey_from_json(const json_t *b, struct iam_apikey_in *in,
+                                   struct dcms_errinfo *ei);
+/* POST /identities/{id}/keys (and .../rotate): {public_key, challenge_id, signature, name?};
+ * a member that is not a string is flagged in in->invalid. Result may be ignored (the service
+ * adds its own problems). */
+enum dcms_err iam_signkey_from_json(const json_t *b, struct iam_signkey_in *in,
+                                    struct dcms_errinfo *ei);
 
 #endif

@@ -144,11 +144,9 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
     if (access(iam->cfg->iam_kek_file, F_OK) != 0) {
         /* Without the old file, secrets already sealed could never be opened again: refuse
          * (and make no data key) rather than lose them. */
-        struct dcms_store_rows *rows = NULL;
-        if ((e = dcms_store_exec(tx, &q_any_sealed, NULL, 0, &rows, NULL, ei)))
+        int64_t n = 0;
+        if ((e = dcms_store_exec_int(tx, &q_any_sealed, NULL, 0, &n, ei)))
             goto out;
-        int64_t n = dcms_store_rows_int(rows, 0, 0);
-        dcms_store_rows_free(rows);
         if (n > 0) {
             e = dcms_err_set(ei, DCMS_ERR_CONFIG,
                              "%lld IAM secrets are sealed under the key of DCMS_IAM_KEK_FILE, "
@@ -171,15 +169,8 @@ static enum dcms_err open_once(struct dcms_iam *iam, bool *migrated, struct dcms
             goto out;
         json_t *d = json_pack("{s:s, s:I, s:I}", "data_key", dcms_dek_id(dek), "jwt_keys",
                               (json_int_t)njwt, "totp_secrets", (json_int_t)ntotp);
-        struct dcms_audit_event ev = {.actor = "system",
-                                      .action = "iam.secrets_migrate",
-                                      .resource_type = "data_key",
-                                      .resource_id = dcms_dek_id(dek),
-                                      .outcome = DCMS_AUDIT_SUCCESS,
-                                      .details = d};
-        e = d ? dcms_audit_append(iam->app->audit, tx, &ev, NULL, ei)
-              : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        json_decref(d);
+        e = dcms_audit_change(iam->app->audit, tx, NULL, "data_key", "iam.secrets_migrate",
+                              dcms_dek_id(dek), d, ei);
         *migrated = !e;
     }
 out:

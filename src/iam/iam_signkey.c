@@ -207,13 +207,13 @@ enum dcms_err iam_signkey_register(const struct iam_call *c, const char *identit
             e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the key was revoked meanwhile");
     }
     if (!e) {
-        e = dcms_store_exec(tx, &q_active, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)}, 1,
-                            &rows, NULL, ei);
-        if (!e && dcms_store_rows_int(rows, 0, 0) >= KEYS_ACTIVE_MAX)
+        int64_t active = 0;
+        e = dcms_store_exec_int(
+            tx, &q_active, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)}, 1, &active, ei);
+        if (!e && active >= KEYS_ACTIVE_MAX)
             e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
                              "at most %d active signing keys per identity: revoke one first",
                              KEYS_ACTIVE_MAX);
-        dcms_store_rows_free(rows);
         rows = NULL;
     }
     if (!e) {

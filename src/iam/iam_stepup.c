@@ -31,15 +31,14 @@ static enum dcms_err second_factor_enrolled(struct dcms_iam *iam, const char *id
                                             bool *yes, struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
+    int64_t n = 0;
     enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
-    e = dcms_store_exec(tx, &q_second_factor, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)},
-                        1, &rows, NULL, ei);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(identity_id)};
+    e = dcms_store_exec_int(tx, &q_second_factor, p, 1, &n, ei);
     dcms_store_rollback(tx);
-    *yes = !e && dcms_store_rows_int(rows, 0, 0) > 0;
-    dcms_store_rows_free(rows);
+    *yes = !e && n > 0;
     return e;
 }
 

@@ -291,12 +291,11 @@ enum dcms_err iam_wa_register_verify(const struct iam_call *c, const json_t *cre
     iam_b64url_encode(cose, reg.ad.cose_key, reg.ad.cose_key_len);
     if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei)))
         goto out;
-    e = dcms_store_exec(tx, &q_cred_count, (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)}, 1,
-                        &rows, NULL, ei);
-    if (!e && dcms_store_rows_int(rows, 0, 0) >= CREDS_MAX)
+    int64_t ncreds = 0;
+    e = dcms_store_exec_int(tx, &q_cred_count, (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)},
+                            1, &ncreds, ei);
+    if (!e && ncreds >= CREDS_MAX)
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "at most %d passkeys per identity", CREDS_MAX);
-    dcms_store_rows_free(rows);
-    rows = NULL;
     if (!e) {
         char fmt[40];
         snprintf(fmt, sizeof(fmt), "%s", reg.fmt);
@@ -497,15 +496,14 @@ enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, boo
                               struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
+    int64_t n = 0;
     enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
-    e = dcms_store_exec(tx, &q_cred_count, (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id)}, 1,
-                        &rows, NULL, ei);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(identity_id)};
+    e = dcms_store_exec_int(tx, &q_cred_count, p, 1, &n, ei);
     dcms_store_rollback(tx);
-    *yes = !e && dcms_store_rows_int(rows, 0, 0) > 0;
-    dcms_store_rows_free(rows);
+    *yes = !e && n > 0;
     return e;
 }
 

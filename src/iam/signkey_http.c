@@ -5,39 +5,15 @@
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "http/handlers.h"
 #include "iam/iam_cred.h"
-#include "iam/iam_cred_http.h"
-#include "iam/iam_http_int.h"
-
-/* The body as an object of string members whose keys are all in `allowed`; bit i of
- * *invalid is set when member i is there but not an acceptable string. */
-static enum dcms_err body_strings(struct dcms_http_req *req, const char *const *allowed,
-                                  const char **vals, size_t max_len, unsigned *invalid)
-{
-    json_t *v;
-    enum dcms_err e = dcms_http_body_object(req, allowed, &v);
-    if (e)
-        return e;
-    for (size_t i = 0; allowed[i]; i++) {
-        json_t *m = json_object_get(v, allowed[i]);
-        if (!m)
-            continue;
-        if (!json_is_string(m) || json_string_length(m) > max_len ||
-            strlen(json_string_value(m)) != json_string_length(m)) {
-            dcms_err_field(req->ei, allowed[i], "must be a string of at most %zu characters",
-                           max_len);
-            *invalid |= 1u << i;
-        } else
-            vals[i] = json_string_value(m);
-    }
-    return DCMS_OK;
-}
+#include "iam/iam_json.h"
 
 enum dcms_err dcms_iam_http_signkey_challenge(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_signkey_challenge(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply(req, resp, 201, out);
 }
@@ -46,14 +22,14 @@ static enum dcms_err register_key(struct dcms_http_req *req, struct dcms_http_re
                                   const char *replace)
 {
     static const char *const keys[] = {"public_key", "challenge_id", "signature", "name", NULL};
-    const char *v[4] = {NULL};
-    unsigned invalid = 0;
-    enum dcms_err e = body_strings(req, keys, v, 200, &invalid);
+    json_t *b;
+    enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
-    struct iam_signkey_in in = {v[0], v[1], v[2], v[3], invalid};
+    struct iam_signkey_in in;
+    (void)iam_signkey_from_json(b, &in, req->ei);
     json_t *out = NULL;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     const char *id = dcms_http_req_param(req, "id");
     /* The service adds its own problems to those found here, so all come back at once. */
     e = iam_signkey_register(&c, id, replace, &in, &out);
@@ -82,7 +58,7 @@ enum dcms_err dcms_iam_http_signkey_rotate(struct dcms_http_req *req, struct dcm
 enum dcms_err dcms_iam_http_signkey_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_signkey_list(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -90,7 +66,7 @@ enum dcms_err dcms_iam_http_signkey_list(struct dcms_http_req *req, struct dcms_
 enum dcms_err dcms_iam_http_signkey_revoke(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out = NULL;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_signkey_revoke(&c, dcms_http_req_param(req, "id"),
                                          dcms_http_req_param(req, "key_id"), &out);
     /* A revoke answers 204 like every DELETE; the key stays listed as revoked. */

@@ -5,9 +5,8 @@
  */
 #include "dcms/app.h"
 #include "dcms/clock.h"
+#include "http/handlers.h"
 #include "iam/iam_cred.h"
-#include "iam/iam_cred_http.h"
-#include "iam/iam_http_int.h"
 #include "iam/mfa_int.h"
 #include "iam/webauthn_json.h"
 
@@ -33,7 +32,7 @@ enum dcms_err dcms_iam_http_wa_register_options(struct dcms_http_req *req,
     enum dcms_err e = options_body(req, keys, &b, &uv);
     if (e)
         return e;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_wa_register_options(&c, uv, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -45,18 +44,11 @@ enum dcms_err dcms_iam_http_wa_register_verify(struct dcms_http_req *req,
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
-    if (!json_is_object(b))
-        return dcms_err_field(req->ei, "", "must be a JSON object");
-    /* The PublicKeyCredential, plus an optional label for the list. */
-    json_t *cred = json_deep_copy(b);
-    const char *name = NULL;
-    json_t *nm = json_object_get(b, "name");
-    if (nm && (!json_is_string(nm) || strlen(json_string_value(nm)) != json_string_length(nm)))
-        dcms_err_field(req->ei, "name", "must be a string");
-    else if (nm)
-        name = json_string_value(nm);
-    json_object_del(cred, "name");
-    struct iam_call c = iam_call_of(req);
+    json_t *cred;
+    const char *name;
+    if ((e = iam_wa_register_from_json(b, &cred, &name, req->ei)) && !cred)
+        return e;
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_wa_register_verify(&c, cred, name, &out);
     json_decref(cred);
     if (e)
@@ -74,15 +66,15 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
     if (e)
         return e;
     /* During a step-up login the mfa_ticket names the identity; otherwise the bearer token. */
-    json_t *t = json_object_get(b, "mfa_ticket");
+    const char *ticket;
     char id[DCMS_UUID_STRLEN], hash[65];
-    if (t) {
-        if (!json_is_string(t) || json_string_length(t) > 128)
-            return dcms_err_field(req->ei, "mfa_ticket", "must be the mfa_ticket of a login");
-        if ((e = iam_mfa_ticket_lookup(req->app->iam, json_string_value(t), id, hash, req->ei)))
+    if ((e = iam_wa_ticket_from_json(b, &ticket, req->ei)))
+        return e;
+    if (ticket) {
+        if ((e = iam_mfa_ticket_lookup(req->app->iam, ticket, id, hash, req->ei)))
             return e;
     } else if (req->principal) {
-        struct iam_call c = iam_call_of(req);
+        struct iam_call c = IAM_CALL_OF(req);
         if (iam_wa_no_api_key(&c))
             return req->ei->code;
         snprintf(id, sizeof(id), "%s", req->principal->id);
@@ -90,7 +82,7 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
         return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
                             "a bearer token or an mfa_ticket is required");
     }
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     e = iam_wa_assert_options(&c, id, uv, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
@@ -101,7 +93,7 @@ enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct d
     enum dcms_err e = dcms_http_req_json(req, 0, &b);
     if (e)
         return e;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     if (iam_wa_no_api_key(&c))
         return req->ei->code;
     struct dcms_webauthn_result r;
@@ -121,14 +113,14 @@ enum dcms_err dcms_iam_http_wa_assert_verify(struct dcms_http_req *req, struct d
 enum dcms_err dcms_iam_http_wa_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_wa_list(&c, &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
 enum dcms_err dcms_iam_http_wa_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    struct iam_call c = iam_call_of(req);
+    struct iam_call c = IAM_CALL_OF(req);
     enum dcms_err e = iam_wa_delete(&c, dcms_http_req_param(req, "id"));
     return e ? e : dcms_http_reply_no_content(resp);
 }

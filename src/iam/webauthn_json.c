@@ -146,3 +146,32 @@ enum dcms_err iam_wa_options_from_json(const json_t *body, const char *const *ke
     }
     return ei->code;
 }
+
+enum dcms_err iam_wa_register_from_json(const json_t *b, json_t **cred, const char **name,
+                                        struct dcms_errinfo *ei)
+{
+    *cred = NULL;
+    *name = NULL;
+    if (!json_is_object(b))
+        return dcms_err_field(ei, "", "must be a JSON object");
+    json_t *nm = json_object_get(b, "name");
+    if (nm && (!json_is_string(nm) || strlen(json_string_value(nm)) != json_string_length(nm)))
+        dcms_err_field(ei, "name", "must be a string");
+    else if (nm)
+        *name = json_string_value(nm);
+    *cred = json_deep_copy(b);
+    json_object_del(*cred, "name");
+    return ei->code;
+}
+
+enum dcms_err iam_wa_ticket_from_json(const json_t *b, const char **ticket, struct dcms_errinfo *ei)
+{
+    json_t *t = json_object_get(b, "mfa_ticket");
+    *ticket = NULL;
+    if (!t)
+        return DCMS_OK;
+    if (!json_is_string(t) || json_string_length(t) > 128)
+        return dcms_err_field(ei, "mfa_ticket", "must be the mfa_ticket of a login");
+    *ticket = json_string_value(t);
+    return DCMS_OK;
+}

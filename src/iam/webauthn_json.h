@@ -39,5 +39,17 @@ enum dcms_err iam_wa_cred_from_json(const json_t *c, bool registration, struct i
  * "preferred". A NULL body (none sent) is allowed. */
 enum dcms_err iam_wa_options_from_json(const json_t *body, const char *const *keys, const char **uv,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * The registration body: a PublicKeyCredential plus an optional `name`
+ * label. *cred is a copy without `name` (the caller decrefs it), NULL when
+ * the body is not an object (a problem recorded) or memory ran out. A bad
+ * name is recorded in `ei` without stopping: the service adds its own
+ * problems, so all come back at once.
+ */
+enum dcms_err iam_wa_register_from_json(const json_t *b, json_t **cred, const char **name,
+                                        struct dcms_errinfo *ei);
+/* The optional mfa_ticket of the assertion options (NULL when absent). */
+enum dcms_err iam_wa_ticket_from_json(const json_t *b, const char **ticket,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

@@ -65,24 +65,15 @@ static enum dcms_err audit_in(struct dcms_keys *k, struct dcms_store_tx *tx,
                               const struct dcms_keys_actor *who, const char *action,
                               const char *resource_id, json_t *details, struct dcms_errinfo *ei)
 {
-    enum dcms_err e = DCMS_OK;
-    if (!details)
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    if (k->audit) {
-        struct dcms_audit_event ev = {
-            .actor = who && who->actor ? who->actor : "system",
-            .action = action,
-            .resource_type = "kek_version",
-            .resource_id = resource_id,
-            .outcome = DCMS_AUDIT_SUCCESS,
-            .details = details,
-            .client_ip = who ? who->client_ip : NULL,
-            .request_id = who ? who->request_id : NULL,
-        };
-        e = dcms_audit_append(k->audit, tx, &ev, NULL, ei);
+    if (!k->audit) {
+        if (!details)
+            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        json_decref(details);
+        return DCMS_OK;
     }
-    json_decref(details);
-    return e;
+    struct dcms_audit_who w = {who ? who->actor : NULL, who ? who->client_ip : NULL,
+                               who ? who->request_id : NULL};
+    return dcms_audit_change(k->audit, tx, &w, "kek_version", action, resource_id, details, ei);
 }
 
 static enum dcms_err finish(struct dcms_store_tx *tx, enum dcms_err e, struct dcms_errinfo *ei)

@@ -5,7 +5,7 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/iam.h"
-#include "keys/keys_http.h"
+#include "http/handlers.h"
 #include "keys/keys_int.h"
 
 static struct dcms_keys_actor actor_of(const struct dcms_http_req *req)

@@ -66,23 +66,9 @@ static void now_text(char out[DCMS_TIME_STRLEN])
     dcms_time_format(dcms_clock_now_us(), out);
 }
 
-static enum dcms_err one_int(struct dcms_store_tx *tx, struct dcms_query *q,
-                             const struct dcms_store_val *p, size_t n, int64_t *out,
-                             struct dcms_errinfo *ei)
-{
-    struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_exec(tx, q, p, n, &rows, NULL, ei);
-    if (!e && dcms_store_rows_count(rows) == 0)
-        e = DCMS_ERR_NOT_FOUND;
-    if (!e)
-        *out = dcms_store_rows_int(rows, 0, 0);
-    dcms_store_rows_free(rows);
-    return e;
-}
-
 enum dcms_err keys_store_active(struct dcms_store_tx *tx, int64_t *version, struct dcms_errinfo *ei)
 {
-    enum dcms_err e = one_int(tx, &q_active, NULL, 0, version, ei);
+    enum dcms_err e = dcms_store_exec_int(tx, &q_active, NULL, 0, version, ei);
     return e == DCMS_ERR_NOT_FOUND ? dcms_err_set(ei, DCMS_ERR_CONFIG, "no active KEK version") : e;
 }
 
@@ -125,7 +111,7 @@ enum dcms_err keys_store_live_versions(struct dcms_store_tx *tx, int64_t *out, s
 enum dcms_err keys_store_max_version(struct dcms_store_tx *tx, int64_t *version,
                                      struct dcms_errinfo *ei)
 {
-    return one_int(tx, &q_max, NULL, 0, version, ei);
+    return dcms_store_exec_int(tx, &q_max, NULL, 0, version, ei);
 }
 
 enum dcms_err keys_store_add_version(struct dcms_store_tx *tx, int64_t version, const char *backend,
@@ -157,8 +143,8 @@ enum dcms_err keys_store_count(struct dcms_store_tx *tx, int64_t version, bool n
 {
     struct dcms_store_val p[] = {DCMS_VAL_INT(version)};
     if (version == 0)
-        return one_int(tx, &q_count_all, NULL, 0, n, ei);
-    return one_int(tx, not ? &q_count_not : &q_count_v, p, 1, n, ei);
+        return dcms_store_exec_int(tx, &q_count_all, NULL, 0, n, ei);
+    return dcms_store_exec_int(tx, not ? &q_count_not : &q_count_v, p, 1, n, ei);
 }
 
 enum dcms_err keys_store_insert(struct dcms_store_tx *tx, const char *id, const char *purpose,

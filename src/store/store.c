@@ -294,6 +294,20 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
     return be->exec(tx->entry->conn, tx->entry->read_only, q, sql, params, n, rows, affected, ei);
 }
 
+enum dcms_err dcms_store_exec_int(struct dcms_store_tx *tx, struct dcms_query *q,
+                                  const struct dcms_store_val *params, size_t n, int64_t *out,
+                                  struct dcms_errinfo *ei)
+{
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_exec(tx, q, params, n, &rows, NULL, ei);
+    if (!e && dcms_store_rows_count(rows) == 0)
+        e = DCMS_ERR_NOT_FOUND;
+    if (!e)
+        *out = dcms_store_rows_int(rows, 0, 0);
+    dcms_store_rows_free(rows);
+    return e;
+}
+
 /* ---- open, migrate, close ---- */
 
 static struct dcms_query q_ping = DCMS_QUERY("store_ping", "SELECT 1");

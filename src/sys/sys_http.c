@@ -17,7 +17,7 @@
 #include "dcms/iam.h"
 #include "dcms/metrics.h"
 #include "dcms/store.h"
-#include "sys/sys.h"
+#include "http/handlers.h"
 
 extern const char dcms_openapi_yaml[];
 extern const size_t dcms_openapi_yaml_len;
