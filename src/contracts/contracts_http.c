@@ -8,7 +8,8 @@
 #include "dcms/arena.h"
 #include "dcms/audit.h"
 #include "dcms/clock.h"
-#include "contracts/contracts_http.h"
+#include "dcms/http.h"
+#include "http/handlers.h"
 #include "contracts/contracts_int.h"
 
 static struct ct_call call_of(struct dcms_http_req *req)
