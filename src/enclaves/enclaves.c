@@ -593,6 +593,16 @@ enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
     if (ei->code)
         return ei->code;
     struct dcms_contract_security cs;
+    /*
+     * Whoever may not read the enclave gets its 404 here, before the write
+     * transaction: the refusal's audit record needs a write transaction of
+     * its own, which would wait on ours (SQLite) for the store timeout.
+     */
+    struct enclave_rec seen;
+    enum dcms_err ge = enclave_get(c, id, &seen);
+    if (ge)
+        return ge;
+    enclave_rec_release(&seen);
     bool bind = in->has_contract && in->contract_id;
     enum dcms_err ce = bind ? enclave_contract_read(c, in->contract_id, &cs) : DCMS_ERR_NOT_FOUND;
     if (ce && ce != DCMS_ERR_NOT_FOUND)

@@ -4,7 +4,7 @@
 // request id. Generated from src/http/routes.def: every route with an {id}
 // under /identities, /contracts, /enclaves and /datasets is called by each
 // caller with the object of another party and with a random id, and the two
-// answers are compared byte for byte. Then the places where an id travels
+// answers are compared byte for byte, and neither may take seconds. Then the places where an id travels
 // in a body or a query: an enclave created or re-bound with another
 // provider's contract, a compatibility check against it, a contract naming
 // another provider's dataset. Runs on the backend chosen by DCMS_TEST_BACKEND.
@@ -20,6 +20,7 @@ const ROUTES = routesDef().filter((r) => SCOPED.test(r.path));
 const SCHEMA = { columns: [{ name: 'x', type: 'number' }, { name: 'y', type: 'integer' }], label: 'y', label_values: ['0', '1'] };
 const ENCLAVE = { image: 'dcms-workload', cpu_cores: 1, memory_mb: 256, storage_gb: 1 };
 // Headers that differ between any two answers.
+const SLOW_MS = 2500;
 const VOLATILE = new Set(['date', 'x-request-id', 'content-length', 'connection', 'keep-alive']);
 
 let t;
@@ -92,8 +93,11 @@ function bodyOf(r) {
 
 /** One answer, reduced to what must not depend on the id's existence. */
 async function answer(method, path, headers, body) {
+  const t0 = Date.now();
   const res = await fetch(t.server.url + path, { method, headers, body, signal: AbortSignal.timeout(15000) });
   const text = await res.text();
+  // Nor in time: a refusal that waited for a store lock (DCMS_STORE_TIMEOUT_MS, 5 s) would tell.
+  assert.ok(Date.now() - t0 < SLOW_MS, `${method} ${path} took ${Date.now() - t0} ms`);
   let json;
   try {
     json = JSON.parse(text);
