@@ -394,7 +394,7 @@ describe('organizations, scoping, roles and policies', () => {
         assert.equal(parts(aTok)[1].org, orgA.id);
     });
 
-    test("a user of one organization cannot read another's identity (403, audited)", async () => {
+    test("a user of one organization cannot see another's identity (404 as if unknown, audited)", async () => {
         assert.equal((await call('GET', `/api/v1/identities/${a.id}`, {headers : bearer(aTok)},
                                  '/api/v1/identities/{id}'))
                          .status,
@@ -405,13 +405,14 @@ describe('organizations, scoping, roles and policies', () => {
                      200);
         const r = await call('GET', `/api/v1/identities/${b.id}`, {headers : bearer(aTok)},
                              '/api/v1/identities/{id}');
-        assert.equal(r.status, 403);
+        assert.equal(r.status, 404);
+        assert.equal(r.json.error.message, 'identity not found');
         assert.equal((await call('GET', `/api/v1/identities/${orgB.id}`, {headers : bearer(aTok)},
                                  '/api/v1/identities/{id}'))
                          .status,
-                     403);
-        await waitForAudit(`action=request.denied&actor=${a.id}`, (x) => x.request_id === r.headers.get('x-request-id') &&
-                                 x.outcome === 'denied');
+                     404);
+        await waitForAudit(`action=identity.hidden&actor=${a.id}`, (x) => x.request_id === r.headers.get('x-request-id') &&
+                                 x.outcome === 'denied' && x.resource_id === b.id);
         const list = await call('GET', '/api/v1/identities', {headers : bearer(aTok)});
         assert.equal(list.status, 200);
         assert.deepEqual(new Set(list.json.identities.map((i) => i.id)),
