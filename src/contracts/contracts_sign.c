@@ -381,9 +381,10 @@ static enum dcms_err check_evidence(const struct ct_call *c, struct sign_in *in,
             return dcms_err_field(ei, "totp_code",
                                   "cannot be checked: you have no confirmed TOTP "
                                   "enrolment");
-        if (e == DCMS_ERR_VALIDATION)
-            return dcms_err_field(ei, "totp_code", "was refused: %s",
-                                  sub.message[0] ? sub.message : "wrong or already used");
+        if (e == DCMS_ERR_VALIDATION) /* IAM's own words: wrong, or used and when the next comes */
+            return dcms_err_field(ei, "totp_code", "%s",
+                                  sub.ndetails ? sub.details[0].problem
+                                               : "is wrong or already used");
         if (e == DCMS_ERR_RATE_LIMITED) /* failed attempts locked the account: no code is checked */
             return dcms_err_set(
                 ei, e, "%s", sub.message[0] ? sub.message : "too many failed attempts; try later");

@@ -531,7 +531,7 @@ enum dcms_err iam_identity_transition(const struct iam_call *c, const char *id, 
     if (verify && (!note || strlen(note) < 1 || strlen(note) > 1000))
         return dcms_err_field(ei, "note", "the evidence note is required (1 to 1000 characters)");
     if (note && strlen(note) > 1000)
-        return dcms_err_field(ei, "note", "must be at most 1000 characters");
+        return dcms_err_field(ei, verify ? "note" : "reason", "must be at most 1000 characters");
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
     struct row r;

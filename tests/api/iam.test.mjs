@@ -532,7 +532,7 @@ describe('organizations, scoping, roles and policies', () => {
              const s = await createIdentity(admin, {name : 'Susp', email : e, password : PW});
              const t = await login(server, e, PW);
              const r = await call('POST', `/api/v1/identities/${s.id}/suspend`,
-                                  {headers : bearer(admin), json : {note : 'fraud report'}},
+                                  {headers : bearer(admin), json : {reason : 'fraud report'}},
                                   '/api/v1/identities/{id}/suspend');
              assert.equal(r.status, 200);
              assert.equal(r.json.status, 'suspended');
@@ -554,5 +554,30 @@ describe('organizations, scoping, roles and policies', () => {
              assert.deepEqual(
                  ev.map((x) => x.action).filter((x) => x.startsWith('identity.')).reverse(),
                  [ 'identity.create', 'identity.suspend', 'identity.reactivate' ]);
+             assert.equal(ev.find((x) => x.action === 'identity.suspend').details.reason,
+                          'fraud report');
+         });
+
+    test('suspend and reactivate take reason, as contract and enclave actions do; note is refused',
+         async () => {
+             const s = await createIdentity(admin, {name : 'Reason', email : email('reason'), password : PW});
+             for (const op of [ 'suspend', 'reactivate' ]) {
+                 const bad = await call('POST', `/api/v1/identities/${s.id}/${op}`,
+                                        {headers : bearer(admin), json : {note : 'old name'}});
+                 assert.equal(bad.status, 422, op);
+                 assert.deepEqual(bad.json.error.details.map((d) => d.field), [ 'note' ]);
+                 assert.match(bad.json.error.details[0].problem, /"reason"/);
+                 const long = await call('POST', `/api/v1/identities/${s.id}/${op}`,
+                                         {headers : bearer(admin), json : {reason : 'x'.repeat(1001)}});
+                 assert.equal(long.status, 422);
+                 assert.deepEqual(long.json.error.details.map((d) => d.field), [ 'reason' ]);
+                 const ok = await call('POST', `/api/v1/identities/${s.id}/${op}`,
+                                       {headers : bearer(admin), json : {reason : `${op} test`}},
+                                       `/api/v1/identities/{id}/${op}`);
+                 assert.equal(ok.status, 200, JSON.stringify(ok.json));
+             }
+             const ev = await auditEvents(`resource_id=${s.id}&resource_type=identity`);
+             for (const op of [ 'suspend', 'reactivate' ])
+                 assert.equal(ev.find((x) => x.action === `identity.${op}`).details.reason, `${op} test`);
          });
 });
