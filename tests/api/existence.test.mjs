@@ -20,7 +20,7 @@ const ROUTES = routesDef().filter((r) => SCOPED.test(r.path));
 const SCHEMA = { columns: [{ name: 'x', type: 'number' }, { name: 'y', type: 'integer' }], label: 'y', label_values: ['0', '1'] };
 const ENCLAVE = { image: 'dcms-workload', cpu_cores: 1, memory_mb: 256, storage_gb: 1 };
 // Headers that differ between any two answers.
-const SLOW_MS = 2500;
+const SLOW_MS = 4000; // under the 5 s of a store lock wait, above a loaded machine's slowest answer
 const VOLATILE = new Set(['date', 'x-request-id', 'content-length', 'connection', 'keep-alive']);
 
 let t;
