@@ -105,8 +105,8 @@ static enum dcms_err verify_mfa(const struct ct_call *c, const struct ct_sign_in
         e = dcms_err_field(ei, "totp_code",
                            "cannot be checked: you have no confirmed TOTP enrolment");
     else if (e == DCMS_ERR_VALIDATION)
-        e = dcms_err_field(ei, "totp_code", "was refused: %s",
-                           sub.message[0] ? sub.message : "wrong or already used");
+        e = dcms_err_field(ei, "totp_code", "%s", /* IAM's words: when the next code comes */
+                           sub.ndetails ? sub.details[0].problem : "is wrong or already used");
     else if (e == DCMS_ERR_RATE_LIMITED) /* failed attempts locked the account: no code checked */
         e = dcms_err_set(ei, e, "%s",
                          sub.message[0] ? sub.message : "too many failed attempts; try later");

@@ -374,18 +374,39 @@ static const char *provider_of(const struct dcms_principal *p)
     return p->org[0] ? p->org : p->id;
 }
 
-/*
- * The contract an enclave is to be bound to, read through the contract
- * service's public header (before any enclave transaction, as it opens its
- * own). False when there is no such contract.
- */
-static bool contract_fetch(const struct enclave_call *c, const char *contract_id,
-                           struct dcms_contract_security *cs)
+enum dcms_err enclave_contract_read(const struct enclave_call *c, const char *contract_id,
+                                    struct dcms_contract_security *cs)
 {
     struct dcms_errinfo tmp;
     dcms_errinfo_init(&tmp, NULL);
-    return dcms_uuid_valid(contract_id) &&
-           !dcms_contracts_security_of(c->en->app, contract_id, cs, &tmp);
+    if (!contract_id || !dcms_uuid_valid(contract_id))
+        return DCMS_ERR_NOT_FOUND;
+    enum dcms_err e = dcms_contracts_security_of(c->en->app, contract_id, cs, &tmp);
+    if (e)
+        return e == DCMS_ERR_NOT_FOUND ? e : dcms_err_set(c->ei, e, "%s", tmp.message);
+    if (!c->p)
+        return DCMS_OK; /* the system */
+    /* The contract's existence and requirements are the parties' business (and admins', auditors').
+     */
+    const char *parties[2] = {cs->provider_id, cs->consumer_id};
+    struct dcms_iam_resource res = {
+        .type = "contract", .id = cs->id, .parties = parties, .nparties = 2, .scoped = true};
+    struct dcms_iam_ctx ctx = {c->en->app->iam, c->client_ip};
+    if (!dcms_iam_authorize(c->p, "contracts:read", &res, &ctx, &tmp))
+        return DCMS_OK;
+    json_t *d = json_pack("{s:s}", "reason", "not a party to the contract");
+    struct dcms_audit_event ev = {.actor = c->p->id,
+                                  .action = "contract.hidden",
+                                  .resource_type = "contract",
+                                  .resource_id = cs->id,
+                                  .outcome = DCMS_AUDIT_DENIED,
+                                  .details = d,
+                                  .client_ip = c->client_ip,
+                                  .request_id = c->request_id};
+    if (d)
+        dcms_audit_refusal(c->en->app->audit, &ev);
+    json_decref(d);
+    return DCMS_ERR_NOT_FOUND;
 }
 
 /*
@@ -463,8 +484,11 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
     if (e)
         return e;
     struct dcms_contract_security cs;
-    if (in->contract_id)
-        check_contract(c, contract_fetch(c, in->contract_id, &cs) ? &cs : NULL, provider);
+    if (in->contract_id) {
+        if ((e = enclave_contract_read(c, in->contract_id, &cs)) && e != DCMS_ERR_NOT_FOUND)
+            return e;
+        check_contract(c, e ? NULL : &cs, provider);
+    }
     if (ei->code)
         return ei->code;
 
@@ -573,8 +597,21 @@ enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
     if (ei->code)
         return ei->code;
     struct dcms_contract_security cs;
+    /*
+     * Whoever may not read the enclave gets its 404 here, before the write
+     * transaction: the refusal's audit record needs a write transaction of
+     * its own, which would wait on ours (SQLite) for the store timeout.
+     */
+    struct enclave_rec seen;
+    enum dcms_err ge = enclave_get(c, id, &seen);
+    if (ge)
+        return ge;
+    enclave_rec_release(&seen);
     bool bind = in->has_contract && in->contract_id;
-    bool found = bind && contract_fetch(c, in->contract_id, &cs);
+    enum dcms_err ce = bind ? enclave_contract_read(c, in->contract_id, &cs) : DCMS_ERR_NOT_FOUND;
+    if (ce && ce != DCMS_ERR_NOT_FOUND)
+        return ce;
+    bool found = !ce;
     pthread_mutex_t *mu = enclave_lock_of(c->en, id);
     pthread_mutex_lock(mu);
     struct dcms_store_tx *tx = NULL;

@@ -125,29 +125,10 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
     if (!contract_id)
         return dcms_err_field(ei, "contract_id", "is required");
     struct dcms_contract_security cs;
-    struct dcms_errinfo cei;
-    dcms_errinfo_init(&cei, NULL);
-    bool found = dcms_uuid_valid(contract_id) &&
-                 !dcms_contracts_security_of(c->en->app, contract_id, &cs, &cei);
-    if (found && c->p) {
-        /* The contract's requirements are the parties' business (and admins', auditors'). */
-        const char *parties[2] = {cs.provider_id, cs.consumer_id};
-        struct dcms_iam_resource res = {.type = "contract",
-                                        .id = cs.id,
-                                        .owner_id = cs.provider_id,
-                                        .parties = parties,
-                                        .nparties = 2,
-                                        .scoped = true};
-        struct dcms_iam_ctx ctx = {c->en->app->iam, c->client_ip};
-        struct dcms_errinfo aei;
-        dcms_errinfo_init(&aei, NULL);
-        found = !dcms_iam_authorize(c->p, "contracts:read", &res, &ctx, &aei);
-    }
-    if (!found) {
-        if (cei.code && cei.code != DCMS_ERR_NOT_FOUND)
-            return dcms_err_set(ei, cei.code, "%s", cei.message);
+    if ((e = enclave_contract_read(c, contract_id, &cs)) == DCMS_ERR_NOT_FOUND)
         return dcms_err_field(ei, "contract_id", "must be the id of a contract you may read");
-    }
+    if (e)
+        return e;
 
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;

@@ -328,6 +328,18 @@ struct enclave_row;
 enum dcms_err enclave_authorize(const struct enclave_call *c, const struct enclave_row *r,
                                 const char *action) DCMS_MUST_CHECK;
 
+struct dcms_contract_security;
+/*
+ * Reads contract `contract_id` for an enclave of the caller into `*cs`.
+ * DCMS_ERR_NOT_FOUND (nothing recorded in c->ei) when there is no such
+ * contract or when the caller may not read it (contracts:read on the
+ * contract, the one decision point), so another party's contract and an
+ * unknown id answer alike; that refusal is audited (rate-limited), so call
+ * it outside any store transaction. Other errors are recorded in c->ei.
+ */
+enum dcms_err enclave_contract_read(const struct enclave_call *c, const char *contract_id,
+                                    struct dcms_contract_security *cs) DCMS_MUST_CHECK;
+
 /*
  * Where the workload image named `image` lives: DCMS_ENCLAVE_IMAGES_DIR
  * joined with the name. The one place that decides which files are images.

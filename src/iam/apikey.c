@@ -480,11 +480,17 @@ enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id)
      */
     bool self =
         !e && (c->p->api_key[0] ? strcmp(id, c->p->api_key) == 0 : strcmp(owner, c->p->id) == 0);
+    bool hidden = false;
+    char owner_id[DCMS_UUID_STRLEN] = "";
     if (!e && !self) {
-        struct dcms_iam_ctx ctx = {c->iam, c->client_ip};
+        snprintf(owner_id, sizeof(owner_id), "%s", owner);
         struct dcms_iam_resource res = {
             .type = "identity", .id = owner, .owner_id = owner, .scoped = true};
-        e = dcms_iam_authorize(c->p, "apikeys:manage", &res, &ctx, c->ei);
+        /* The key of an identity the caller may not see is not found, as an unknown id. */
+        if ((e = iam_identity_authorize(c, &res, "apikeys:manage", &hidden)) && hidden) {
+            dcms_errinfo_init(c->ei, c->ei->arena);
+            e = dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "API key not found");
+        }
     }
     uint64_t n = 0;
     if (!e)
@@ -498,6 +504,7 @@ enum dcms_err iam_apikey_revoke(const struct iam_call *c, const char *id)
                       json_pack("{s:s}", "identity_id", owner), c->client_ip, c->request_id, c->ei);
     dcms_store_rows_free(rows);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    iam_identity_hidden_audit(c, hidden, owner_id, "apikeys:manage");
     if (!e && n == 1)
         iam_revocation_bump(c->iam); /* drop cached verifications: refused from now on */
     return e;

@@ -132,22 +132,27 @@ enum dcms_err iam_cred_identity(struct dcms_store_tx *tx, const char *identity_i
 }
 
 enum dcms_err iam_cred_authorize(const struct iam_call *c, struct dcms_store_tx *tx,
-                                 const char *identity_id, bool self_only, const char *action)
+                                 const char *identity_id, bool self_only, const char *action,
+                                 bool *hidden)
 {
     char org[DCMS_UUID_STRLEN];
     enum dcms_err e = iam_cred_identity(tx, identity_id, org, c->ei);
     if (e)
         return e;
-    /* Credentials are registered in an interactive session, never with an API key. */
-    if (self_only && c->p && c->p->api_key[0])
-        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot register credentials");
-    if (c->p && strcmp(c->p->id, identity_id) == 0 && !c->p->api_key[0])
+    bool self = c->p && strcmp(c->p->id, identity_id) == 0;
+    if (self && !c->p->api_key[0])
         return DCMS_OK;
-    if (self_only || !c->p)
-        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
-                            "only the identity itself may register its credentials");
     struct dcms_iam_resource res = {
         .type = "identity", .id = identity_id, .org_id = org[0] ? org : NULL, .scoped = true};
+    /* Someone else's identity: whoever may not see it gets the 404 of an unknown id. */
+    if (!self && (e = iam_identity_authorize(c, &res, NULL, hidden)))
+        return e;
+    /* Credentials are registered in an interactive session, never with an API key. */
+    if (self_only && self)
+        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "API keys cannot register credentials");
+    if (self_only)
+        return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
+                            "only the identity itself may register its credentials");
     struct dcms_iam_ctx ctx = {c->iam, c->client_ip};
     return dcms_iam_authorize(c->p, action, &res, &ctx, c->ei);
 }

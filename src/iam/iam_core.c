@@ -103,6 +103,43 @@ enum dcms_err iam_audit(struct dcms_iam *iam, struct dcms_store_tx *tx, const ch
     return e;
 }
 
+enum dcms_err iam_identity_authorize(const struct iam_call *c, const struct dcms_iam_resource *res,
+                                     const char *action, bool *hidden)
+{
+    struct dcms_iam_ctx ctx = {c->iam, c->client_ip};
+    /* Whoever may not read an identity must not learn that it exists. */
+    if (dcms_iam_authorize(c->p, "identities:read", res, &ctx, c->ei)) {
+        *hidden = true;
+        dcms_errinfo_init(c->ei, c->ei->arena);
+        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "identity not found");
+    }
+    if (!action || strcmp(action, "identities:read") == 0)
+        return DCMS_OK;
+    return dcms_iam_authorize(c->p, action, res, &ctx, c->ei);
+}
+
+void iam_identity_hidden_audit(const struct iam_call *c, bool hidden, const char *id,
+                               const char *action)
+{
+    if (!hidden || !c->iam->app->audit)
+        return;
+    json_t *d = json_pack("{s:s, s:s}", "action", action ? action : "identities:read", "reason",
+                          "the caller may not see the identity");
+    struct dcms_audit_event ev = {
+        .actor = c->p ? c->p->id : "anonymous",
+        .action = "identity.hidden",
+        .resource_type = "identity",
+        .resource_id = id,
+        .outcome = DCMS_AUDIT_DENIED,
+        .details = d,
+        .client_ip = c->client_ip && *c->client_ip ? c->client_ip : NULL,
+        .request_id = c->request_id,
+    };
+    if (d)
+        dcms_audit_refusal(c->iam->app->audit, &ev);
+    json_decref(d);
+}
+
 /*
  * ---- the key-encryption key ----
  * Everything that touches iam->kek is in this section (loading it is

@@ -278,6 +278,20 @@ struct iam_call {
     ((struct iam_call){(req)->app->iam, (req)->principal, (req)->client_ip, (req)->request_id,     \
                        (req)->ei})
 
+/*
+ * The resource-level decision on identity `res` (type "identity", scoped;
+ * iam_core.c). A caller who may not read the identity (identities:read)
+ * gets DCMS_ERR_NOT_FOUND "identity not found", the answer for an id that
+ * does not exist, and *hidden is set; then `action` (NULL: reading only) is
+ * decided as usual (403 when refused). Callers pass *hidden to
+ * iam_identity_hidden_audit once their store transaction has ended.
+ */
+enum dcms_err iam_identity_authorize(const struct iam_call *c, const struct dcms_iam_resource *res,
+                                     const char *action, bool *hidden) DCMS_MUST_CHECK;
+/* Audits (rate-limited) the 404 of a hidden identity; nothing when !hidden. No transaction open. */
+void iam_identity_hidden_audit(const struct iam_call *c, bool hidden, const char *id,
+                               const char *action);
+
 /* ---- amr (RFC 8176, iam_core.c) ---- */
 
 json_t *iam_amr_json(unsigned amr);

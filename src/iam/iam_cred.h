@@ -123,10 +123,13 @@ enum dcms_err iam_cred_identity(struct dcms_store_tx *tx, const char *identity_i
  * May the caller act on `identity_id`'s credentials? `self_only`: only the
  * identity itself (registering); otherwise the identity itself, or whoever
  * `action` on that identity is granted to (admins: "identities:manage").
+ * Someone else's identity the caller may not see is DCMS_ERR_NOT_FOUND, as
+ * for an unknown id, with *hidden set (iam_identity_authorize): pass it to
+ * iam_identity_hidden_audit after the transaction.
  */
 enum dcms_err iam_cred_authorize(const struct iam_call *c, struct dcms_store_tx *tx,
-                                 const char *identity_id, bool self_only,
-                                 const char *action) DCMS_MUST_CHECK;
+                                 const char *identity_id, bool self_only, const char *action,
+                                 bool *hidden) DCMS_MUST_CHECK;
 
 /* Records a refused credential operation (outcome denied) in a transaction of its own. */
 void iam_cred_audit_denied(struct dcms_iam *iam, const char *actor, const char *action,

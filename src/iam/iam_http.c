@@ -87,17 +87,26 @@ enum dcms_err dcms_iam_http_patch(struct dcms_http_req *req, struct dcms_http_re
     return e ? e : dcms_http_reply_etag(req, resp, 200, out);
 }
 
+/*
+ * verify takes the evidence `note`; suspend and reactivate take `reason`, the
+ * name every contract and enclave action uses ("note" there is refused by name).
+ */
 static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp *resp,
                                 const char *op)
 {
-    static const char *const keys[] = {"note", NULL};
+    bool verify = strcmp(op, "verify") == 0;
+    static const char *const verify_keys[] = {"note", NULL};
+    static const char *const reason_keys[] = {"reason", "note", NULL};
     const char *note = NULL;
     if (req->body.len) {
         json_t *b;
-        enum dcms_err e = dcms_http_body_object(req, keys, &b);
+        enum dcms_err e = dcms_http_body_object(req, verify ? verify_keys : reason_keys, &b);
         if (e)
             return e;
-        if ((e = iam_str_from_json(b, "note", 1000, false, &note, req->ei)))
+        if (!verify && json_object_get(b, "note"))
+            return dcms_err_field(req->ei, "note",
+                                  "is not accepted: the reason is sent as \"reason\"");
+        if ((e = iam_str_from_json(b, verify ? "note" : "reason", 1000, false, &note, req->ei)))
             return e;
     }
     json_t *out;

@@ -332,18 +332,20 @@ static enum dcms_err read_identity(const struct iam_call *c, const char *id, con
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
     struct row r;
+    bool hidden = false;
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
     e = load(tx, id, &rows, &r, c->ei);
     if (!e && action) {
         struct dcms_iam_resource res = resource_of(&r);
-        e = authorize(c, action, &res);
+        e = iam_identity_authorize(c, &res, action, &hidden);
     }
     if (!e)
         *out = row_json(&r);
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
+    iam_identity_hidden_audit(c, hidden, id, action);
     return e;
 }
 
@@ -452,6 +454,7 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
     struct row r;
     char *roles = NULL;
     char now[DCMS_TIME_STRLEN];
+    bool hidden = false;
     dcms_time_format(dcms_clock_now_us(), now);
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei);
     if (e)
@@ -462,7 +465,7 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
     /* Anyone may rename themselves; everything else is an administrator's change. */
     bool self_rename =
         strcmp(c->p->id, id) == 0 && !in->has_roles && !in->has_email && !in->has_org;
-    if (!self_rename && (e = authorize(c, "identities:update", &res)))
+    if (!self_rename && (e = iam_identity_authorize(c, &res, "identities:update", &hidden)))
         goto out;
     if ((e = dcms_etag_check(in->if_match, r.v[C_VERSION], ei)))
         goto out;
@@ -514,6 +517,7 @@ out:
     dcms_store_rows_free(orows);
     free(roles);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    iam_identity_hidden_audit(c, hidden, id, "identities:update");
     if (!e && (in->has_roles || in->has_org))
         iam_revocation_bump(c->iam); /* cached tokens and keys pick up the change at once */
     return e;
@@ -527,7 +531,7 @@ enum dcms_err iam_identity_transition(const struct iam_call *c, const char *id, 
     if (verify && (!note || strlen(note) < 1 || strlen(note) > 1000))
         return dcms_err_field(ei, "note", "the evidence note is required (1 to 1000 characters)");
     if (note && strlen(note) > 1000)
-        return dcms_err_field(ei, "note", "must be at most 1000 characters");
+        return dcms_err_field(ei, verify ? "note" : "reason", "must be at most 1000 characters");
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
     struct row r;

@@ -94,7 +94,8 @@ enum dcms_err iam_signkey_challenge(const struct iam_call *c, const char *identi
     if (e)
         return e;
     struct iam_challenge ch;
-    e = iam_cred_authorize(c, tx, identity_id, true, NULL);
+    bool hidden = false;
+    e = iam_cred_authorize(c, tx, identity_id, true, NULL, &hidden);
     if (!e)
         e = iam_challenge_issue(tx, identity_id, IAM_PURPOSE_SIGNING_KEY, &ch, c->ei);
     if (!e)
@@ -102,6 +103,7 @@ enum dcms_err iam_signkey_challenge(const struct iam_call *c, const char *identi
                       json_pack("{s:s}", "challenge_id", ch.id), c->client_ip, c->request_id,
                       c->ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    iam_identity_hidden_audit(c, hidden, identity_id, "signing_key.challenge");
     if (e)
         return e;
     *out = json_pack("{s:s, s:s, s:s, s:s}", "challenge_id", ch.id, "challenge", ch.b64,
@@ -155,7 +157,8 @@ enum dcms_err iam_signkey_register(const struct iam_call *c, const char *identit
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
-    e = iam_cred_authorize(c, tx, identity_id, true, NULL);
+    bool hidden = false;
+    e = iam_cred_authorize(c, tx, identity_id, true, NULL, &hidden);
     if (!e && replace_key_id && !(e = load_key(tx, identity_id, replace_key_id, &rows, ei)) &&
         dcms_store_rows_text(rows, 0, K_REVOKED))
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the key was already revoked at %s",
@@ -163,6 +166,8 @@ enum dcms_err iam_signkey_register(const struct iam_call *c, const char *identit
     dcms_store_rows_free(rows);
     rows = NULL;
     dcms_store_rollback(tx);
+    iam_identity_hidden_audit(c, hidden, identity_id,
+                              replace_key_id ? "signing_key.rotate" : "signing_key.register");
     if (e)
         return e;
 
@@ -255,13 +260,15 @@ enum dcms_err iam_signkey_list(const struct iam_call *c, const char *identity_id
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    e = iam_cred_authorize(c, tx, identity_id, false, "identities:read");
+    bool hidden = false;
+    e = iam_cred_authorize(c, tx, identity_id, false, "identities:read", &hidden);
     if (!e)
         e = dcms_store_exec(
             tx, &q_list,
             (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id), DCMS_VAL_INT(KEYS_LIST_MAX)}, 2,
             &rows, NULL, c->ei);
     dcms_store_rollback(tx);
+    iam_identity_hidden_audit(c, hidden, identity_id, "identities:read");
     if (e)
         return e;
     json_t *items = json_array();
@@ -285,7 +292,8 @@ enum dcms_err iam_signkey_revoke(const struct iam_call *c, const char *identity_
     enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei);
     if (e)
         return e;
-    e = iam_cred_authorize(c, tx, identity_id, false, "identities:manage");
+    bool hidden = false;
+    e = iam_cred_authorize(c, tx, identity_id, false, "identities:manage", &hidden);
     if (!e)
         e = load_key(tx, identity_id, key_id, &rows, ei);
     if (!e && dcms_store_rows_text(rows, 0, K_REVOKED))
@@ -308,6 +316,7 @@ enum dcms_err iam_signkey_revoke(const struct iam_call *c, const char *identity_
         *out = key_json(rows, 0);
     dcms_store_rows_free(rows);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    iam_identity_hidden_audit(c, hidden, identity_id, "signing_key.revoke");
     if (e) {
         json_decref(*out);
         *out = NULL;

@@ -176,6 +176,21 @@ static enum dcms_err match_sealed(struct dcms_iam *iam, const char *identity_id,
     return e;
 }
 
+/*
+ * A code of a step already used (login, step-up and signatures say it alike):
+ * when the authenticator shows a code that is not, counted from `last_step`.
+ */
+static enum dcms_err used_code(struct dcms_errinfo *ei, const char *field, int64_t last_step,
+                               int64_t now_s)
+{
+    int64_t wait_s = (last_step + 1) * IAM_TOTP_STEP_S - now_s;
+    if (wait_s <= 0)
+        return dcms_err_field(ei, field,
+                              "was already used; enter the code your authenticator shows now");
+    return dcms_err_field(ei, field, "was already used; the next code comes in %lld s",
+                          (long long)wait_s);
+}
+
 enum dcms_err iam_totp_consume(struct dcms_iam *iam, const char *identity_id, const char *code,
                                int64_t now_s, const char *field, struct dcms_errinfo *ei)
 {
@@ -192,7 +207,7 @@ enum dcms_err iam_totp_consume(struct dcms_iam *iam, const char *identity_id, co
     if (e)
         return e;
     if ((int64_t)step <= r.last_step)
-        return dcms_err_field(ei, field, "was already used; wait for the next code");
+        return used_code(ei, field, r.last_step, now_s);
     struct dcms_store_tx *tx;
     if ((e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei)))
         return e;
@@ -205,7 +220,7 @@ enum dcms_err iam_totp_consume(struct dcms_iam *iam, const char *identity_id, co
     if (e)
         return e;
     /* Another request accepted this step (or a later one) first. */
-    return n == 1 ? DCMS_OK : dcms_err_field(ei, field, "was already used; wait for the next code");
+    return n == 1 ? DCMS_OK : used_code(ei, field, (int64_t)step, now_s);
 }
 
 /*

@@ -224,7 +224,7 @@ describe('using API keys', () => {
     // Suspended identity.
     const k2 = await newKey(svc, ['policies:read']);
     assert.equal((await get(k2.key)).status, 200);
-    const s = await call('POST', `/api/v1/identities/${svc.id}/suspend`, { headers: bearer(admin), json: { note: 'test' } }, '/api/v1/identities/{id}/suspend');
+    const s = await call('POST', `/api/v1/identities/${svc.id}/suspend`, { headers: bearer(admin), json: { reason: 'test' } }, '/api/v1/identities/{id}/suspend');
     assert.equal(s.status, 200, JSON.stringify(s.json));
     assert.equal((await get(k2.key)).status, 401);
   });

@@ -217,9 +217,15 @@ describe('mfa signatures', () => {
     const replay = await t.op(q.provider, c, 'sign', body(totp(secret, used)));
     assert.equal(replay.status, 422, 'the code used to confirm is spent');
     assert.equal(replay.json.error.details[0].field, 'totp_code');
+    // Said as login says it: already used, and when the next code comes (not "request failed validation").
+    const next = replay.json.error.details[0].problem.match(
+        /^was already used; (?:the next code comes in (\d+) s|enter the code your authenticator shows now)$/);
+    assert.ok(next, replay.json.error.details[0].problem);
+    if (next[1]) assert.ok(+next[1] >= 1 && +next[1] <= 60, next[0]);
     const wrong = await t.op(q.provider, c, 'sign', body(totp(secret, used + 5)));
     assert.equal(wrong.status, 422);
     assert.equal(wrong.json.error.details[0].field, 'totp_code');
+    assert.equal(wrong.json.error.details[0].problem, 'is not a valid code');
     const badSig = await t.op(q.provider, c, 'sign', {...body(totp(secret, used + 1)),
                                                       signature: signHash(q.provider, '11'.repeat(32))});
     assert.equal(badSig.status, 422, 'the digital part is checked too');

@@ -101,7 +101,7 @@ describe('create and read', () => {
     assert.deepEqual(r1.json.error.details.map((d) => d.field).sort(), ['consumer_id', 'provider_id']);
     const susp = await t.identity({roles: ['consumer']});
     const s = await t.call('POST', `/api/v1/identities/${susp.id}/suspend`,
-                           {headers: bearer(t.admin), json: {note: 'test'}}, '/api/v1/identities/{id}/suspend');
+                           {headers: bearer(t.admin), json: {reason: 'test'}}, '/api/v1/identities/{id}/suspend');
     assert.equal(s.status, 200);
     const r2 = await t.call('POST', '/api/v1/contracts', {
       headers: bearer(t.admin),

@@ -485,7 +485,7 @@ describe('organizations, scoping, roles and policies', () => {
         assert.equal(parts(aTok)[1].org, orgA.id);
     });
 
-    test("a user of one organization cannot read another's identity (403, audited)", async () => {
+    test("a user of one organization cannot see another's identity (404 as if unknown, audited)", async () => {
         assert.equal((await call('GET', `/api/v1/identities/${a.id}`, {headers : bearer(aTok)},
                                  '/api/v1/identities/{id}'))
                          .status,
@@ -496,13 +496,14 @@ describe('organizations, scoping, roles and policies', () => {
                      200);
         const r = await call('GET', `/api/v1/identities/${b.id}`, {headers : bearer(aTok)},
                              '/api/v1/identities/{id}');
-        assert.equal(r.status, 403);
+        assert.equal(r.status, 404);
+        assert.equal(r.json.error.message, 'identity not found');
         assert.equal((await call('GET', `/api/v1/identities/${orgB.id}`, {headers : bearer(aTok)},
                                  '/api/v1/identities/{id}'))
                          .status,
-                     403);
-        await waitForAudit(`action=request.denied&actor=${a.id}`, (x) => x.request_id === r.headers.get('x-request-id') &&
-                                 x.outcome === 'denied');
+                     404);
+        await waitForAudit(`action=identity.hidden&actor=${a.id}`, (x) => x.request_id === r.headers.get('x-request-id') &&
+                                 x.outcome === 'denied' && x.resource_id === b.id);
         const list = await call('GET', '/api/v1/identities', {headers : bearer(aTok)});
         assert.equal(list.status, 200);
         assert.deepEqual(new Set(list.json.identities.map((i) => i.id)),
@@ -622,7 +623,7 @@ describe('organizations, scoping, roles and policies', () => {
              const s = await createIdentity(admin, {name : 'Susp', email : e, password : PW});
              const t = await login(server, e, PW);
              const r = await call('POST', `/api/v1/identities/${s.id}/suspend`,
-                                  {headers : bearer(admin), json : {note : 'fraud report'}},
+                                  {headers : bearer(admin), json : {reason : 'fraud report'}},
                                   '/api/v1/identities/{id}/suspend');
              assert.equal(r.status, 200);
              assert.equal(r.json.status, 'suspended');
@@ -644,5 +645,30 @@ describe('organizations, scoping, roles and policies', () => {
              assert.deepEqual(
                  ev.map((x) => x.action).filter((x) => x.startsWith('identity.')).reverse(),
                  [ 'identity.create', 'identity.suspend', 'identity.reactivate' ]);
+             assert.equal(ev.find((x) => x.action === 'identity.suspend').details.reason,
+                          'fraud report');
+         });
+
+    test('suspend and reactivate take reason, as contract and enclave actions do; note is refused',
+         async () => {
+             const s = await createIdentity(admin, {name : 'Reason', email : email('reason'), password : PW});
+             for (const op of [ 'suspend', 'reactivate' ]) {
+                 const bad = await call('POST', `/api/v1/identities/${s.id}/${op}`,
+                                        {headers : bearer(admin), json : {note : 'old name'}});
+                 assert.equal(bad.status, 422, op);
+                 assert.deepEqual(bad.json.error.details.map((d) => d.field), [ 'note' ]);
+                 assert.match(bad.json.error.details[0].problem, /"reason"/);
+                 const long = await call('POST', `/api/v1/identities/${s.id}/${op}`,
+                                         {headers : bearer(admin), json : {reason : 'x'.repeat(1001)}});
+                 assert.equal(long.status, 422);
+                 assert.deepEqual(long.json.error.details.map((d) => d.field), [ 'reason' ]);
+                 const ok = await call('POST', `/api/v1/identities/${s.id}/${op}`,
+                                       {headers : bearer(admin), json : {reason : `${op} test`}},
+                                       `/api/v1/identities/{id}/${op}`);
+                 assert.equal(ok.status, 200, JSON.stringify(ok.json));
+             }
+             const ev = await auditEvents(`resource_id=${s.id}&resource_type=identity`);
+             for (const op of [ 'suspend', 'reactivate' ])
+                 assert.equal(ev.find((x) => x.action === `identity.${op}`).details.reason, `${op} test`);
          });
 });

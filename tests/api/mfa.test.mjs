@@ -204,7 +204,8 @@ describe('step-up login', () => {
     // The code works once: replayed inside its window it is refused, and so is an older one.
     const replay = await login({ email: u.email, password: PW, totp: code });
     assert.equal(replay.status, 401);
-    assert.match(replay.json.error.message, /already used/);
+    assert.match(replay.json.error.message,
+                 /totp was already used; (the next code comes in \d+ s|enter the code your authenticator shows now)$/);
     const older = await login({ email: u.email, password: PW, totp: totp(secret, 0) });
     assert.equal(older.status, 401);
     await waitForAudit(`action=auth.login_failed&actor=${u.id}&limit=20`, (e) => e.details?.reason === 'bad_totp');

@@ -183,15 +183,16 @@ describe('registration with a proof of possession', () => {
 
   test('only the identity itself registers its keys; others may not even ask for a challenge', async () => {
     const u = await newUser(), v = await newUser();
+    // v may not see u at all: the 404 of an unknown id (issue 13); the admin sees u but may not register for it.
     let r = await call('POST', `/api/v1/identities/${u.id}/keys/challenge`, {headers: bearer(v.token)},
                        '/api/v1/identities/{id}/keys/challenge');
-    assert.equal(r.status, 403);
+    assert.equal(r.status, 404);
     r = await call('POST', `/api/v1/identities/${u.id}/keys/challenge`, {headers: bearer(admin)},
                    '/api/v1/identities/{id}/keys/challenge');
     assert.equal(r.status, 403);
     r = await call('POST', `/api/v1/identities/${u.id}/keys/challenge`, {}, '/api/v1/identities/{id}/keys/challenge');
     assert.equal(r.status, 401);
-    await waitForAudit(`action=request.denied&actor=${v.id}`, () => true);
+    await waitForAudit(`action=identity.hidden&actor=${v.id}`, (x) => x.resource_id === u.id);
     r = await call('GET', `/api/v1/identities/0190a0a0-0000-7000-8000-000000000000/keys`, {headers: bearer(admin)},
                    '/api/v1/identities/{id}/keys');
     assert.equal(r.status, 404);
@@ -251,11 +252,12 @@ describe('rotation and revocation', () => {
   test('an admin may revoke, another user may neither revoke nor list', async () => {
     const u = await newUser(), v = await newUser();
     const r1 = await register(u, newKey());
+    // v may not see u: 404, as for an unknown identity.
     let r = await call('GET', `/api/v1/identities/${u.id}/keys`, {headers: bearer(v.token)}, '/api/v1/identities/{id}/keys');
-    assert.equal(r.status, 403);
+    assert.equal(r.status, 404);
     r = await call('DELETE', `/api/v1/identities/${u.id}/keys/${r1.json.id}`, {headers: bearer(v.token)},
                    '/api/v1/identities/{id}/keys/{key_id}');
-    assert.equal(r.status, 403);
+    assert.equal(r.status, 404);
     r = await call('DELETE', `/api/v1/identities/${v.id}/keys/${r1.json.id}`, {headers: bearer(v.token)},
                    '/api/v1/identities/{id}/keys/{key_id}');
     assert.equal(r.status, 404);
