@@ -23,5 +23,9 @@ enum dcms_err dcms_iam_http_policy_list(struct dcms_http_req *req, struct dcms_h
 enum dcms_err dcms_iam_http_policy_get(struct dcms_http_req *req, struct dcms_http_resp *resp);
 enum dcms_err dcms_iam_http_policy_delete(struct dcms_http_req *req, struct dcms_http_resp *resp);
 enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp);
+/* Organization membership (iam_org_http.c). */
+enum dcms_err dcms_iam_http_member_list(struct dcms_http_req *req, struct dcms_http_resp *resp);
+enum dcms_err dcms_iam_http_member_put(struct dcms_http_req *req, struct dcms_http_resp *resp);
+enum dcms_err dcms_iam_http_member_remove(struct dcms_http_req *req, struct dcms_http_resp *resp);
 
 #endif
