@@ -640,6 +640,12 @@ describe('organization membership', () => {
         const list = await call('GET', members(org.id), {headers : bearer(oaTok)}, MT);
         assert.equal(list.status, 200);
         assert.deepEqual(new Set(list.json.members.map((m) => m.identity_id)), new Set([ oa.id, u.id ]));
+        const p1 = await call('GET', `${members(org.id)}?limit=1`, {headers : bearer(oaTok)}, MT);
+        assert.equal(p1.json.members.length, 1);
+        const p2 = await call('GET', `${members(org.id)}?limit=1&cursor=${p1.json.next_cursor}`,
+                              {headers : bearer(oaTok)}, MT);
+        assert.equal(p2.json.members.length, 1);
+        assert.notEqual(p2.json.members[0].identity_id, p1.json.members[0].identity_id);
         const ev = await auditEvents(`action=organization.member_add&resource_id=${org.id}`);
         const add = ev.find((x) => x.details.identity_id === u.id);
         assert.equal(add.actor, parts(oaTok)[1].sub);
