@@ -32,6 +32,9 @@ enum {
     DCMS_ROLE_CONSUMER = 1u << 2,
     DCMS_ROLE_AUDITOR = 1u << 3,
     DCMS_ROLE_OPERATOR = 1u << 4,
+    /* Manages the members of its own organization (docs/iam.md, "Organization membership"). */
+    DCMS_ROLE_ORG_ADMIN = 1u << 5,
+    DCMS_ROLE_LAST = DCMS_ROLE_ORG_ADMIN, /* the highest bit, for loops over the roles */
 };
 
 /*

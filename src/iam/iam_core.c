@@ -72,7 +72,7 @@ unsigned iam_roles_from_json_text(const char *text)
 json_t *iam_roles_to_json(unsigned roles)
 {
     json_t *a = json_array();
-    for (unsigned bit = 1; a && bit <= DCMS_ROLE_OPERATOR; bit <<= 1)
+    for (unsigned bit = 1; a && bit <= DCMS_ROLE_LAST; bit <<= 1)
         if (roles & bit)
             json_array_append_new(a, json_string(dcms_iam_role_name(bit)));
     return a;

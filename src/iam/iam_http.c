@@ -24,6 +24,13 @@ static void wipe_member(json_t *o, const char *key)
         sodium_memzero((char *)json_string_value(v), json_string_length(v));
 }
 
+/* Retry-After (RFC 9110, seconds) on a 429; nonzero when the header cannot be added. */
+static int set_retry_after(struct dcms_http_req *req, struct dcms_http_resp *resp, int64_t s)
+{
+    const char *after = dcms_arena_sprintf(req->arena, "%lld", (long long)s);
+    return !after || dcms_http_resp_header(resp, "Retry-After", after);
+}
+
 enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     static const char *const keys[] = {"kind",  "name", "email", "password", "organization_id",
@@ -36,13 +43,19 @@ enum dcms_err dcms_iam_http_create(struct dcms_http_req *req, struct dcms_http_r
     /* The service adds its own problems to those found here, so all come back at once. */
     (void)iam_identity_create_from_json(b, &in, req->ei);
     json_t *out = NULL;
+    int64_t retry = 0;
     struct iam_call c = IAM_CALL_OF(req);
-    e = iam_identity_create(&c, &in, &out);
+    e = c.p ? iam_identity_create(&c, &in, &out) : iam_identity_register(&c, &in, &out, &retry);
     wipe_member(b, "password");
     if (e || req->ei->code) {
         json_decref(out);
+        if (e == DCMS_ERR_RATE_LIMITED && retry > 0 && set_retry_after(req, resp, retry))
+            return dcms_err_set(req->ei, DCMS_ERR_INTERNAL, NULL);
         return e ? e : req->ei->code;
     }
+    /* Self-registration: 202 and the same body whether the address was new or not. */
+    if (!req->principal)
+        return dcms_http_reply(req, resp, 202, out);
     return dcms_http_reply_created(req, resp, "/api/v1/identities/", "id", false, out);
 }
 

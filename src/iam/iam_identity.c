@@ -50,9 +50,6 @@ static struct dcms_query q_ev_insert = DCMS_QUERY(
     "iam_email_token_insert",
     "INSERT INTO email_verifications (token_hash, identity_id, email, created_at, expires_at) "
     "VALUES ($1, $2, $3, $4, $5)");
-static struct dcms_query q_outbox_insert = DCMS_QUERY(
-    "iam_outbox_insert", "INSERT INTO email_outbox (id, recipient, subject, body, created_at) "
-                         "VALUES ($1, $2, $3, $4, $5)");
 static struct dcms_query q_ev_get =
     DCMS_QUERY("iam_email_token_get", "SELECT identity_id, email, expires_at, used_at FROM "
                                       "email_verifications WHERE token_hash = $1");
@@ -188,7 +185,7 @@ static enum dcms_err email_token(const struct iam_call *c, struct dcms_store_tx 
                                  const char *email, const char *now)
 {
     unsigned char raw[32];
-    char token[48], hash[65], expires[DCMS_TIME_STRLEN], mid[DCMS_UUID_STRLEN];
+    char token[48], hash[65], expires[DCMS_TIME_STRLEN];
     randombytes_buf(raw, sizeof(raw));
     iam_b64url_encode(token, raw, sizeof(raw));
     sodium_memzero(raw, sizeof(raw));
@@ -205,23 +202,42 @@ static enum dcms_err email_token(const struct iam_call *c, struct dcms_store_tx 
              "Confirm your e-mail address for dcms with this one-time token (valid 48 hours):\n\n"
              "%s\n\nPOST it as {\"token\": \"...\"} to /api/v1/auth/verify-email.\n",
              token);
-    dcms_uuid_v7(mid);
     if (!e)
-        e = dcms_store_exec(tx, &q_outbox_insert,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(mid), DCMS_VAL_TEXT(email),
-                                                      DCMS_VAL_TEXT("Confirm your e-mail address"),
-                                                      DCMS_VAL_TEXT(body), DCMS_VAL_TEXT(now)},
-                            5, NULL, NULL, c->ei);
+        e = iam_mail_queue(tx, email, "Confirm your e-mail address", body, now, c->ei);
     sodium_memzero(token, sizeof(token));
     sodium_memzero(body, sizeof(body));
     return e;
 }
 
-enum dcms_err iam_identity_create(const struct iam_call *c, const struct iam_identity_in *in,
-                                  json_t **out)
+static struct dcms_query q_by_email = DCMS_QUERY(
+    "iam_identity_by_email", "SELECT id, email FROM identities WHERE lower(email) = lower($1)");
+
+/*
+ * Self-registration for an address that already has an account (any case):
+ * the owner gets a mail, the caller the same answer as for a new address.
+ * *found says whether it had one. Runs inside `tx`.
+ */
+static enum dcms_err existing_address(const struct iam_call *c, struct dcms_store_tx *tx,
+                                      const char *email, const char *now, bool *found)
+{
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_exec(
+        tx, &q_by_email, (struct dcms_store_val[]){DCMS_VAL_TEXT(email)}, 1, &rows, NULL, c->ei);
+    *found = !e && dcms_store_rows_count(rows) == 1;
+    if (*found)
+        e = iam_register_existing(c, tx, dcms_store_rows_text(rows, 0, 0),
+                                  dcms_store_rows_text(rows, 0, 1), now);
+    dcms_store_rows_free(rows);
+    return e;
+}
+
+/* Creation (c->p set) and self-registration (c->p NULL): see iam_identity.h. */
+static enum dcms_err create(const struct iam_call *c, const struct iam_identity_in *in,
+                            json_t **out, int64_t *retry_after_s)
 {
     struct dcms_errinfo *ei = c->ei;
     bool admin = false;
+    *out = NULL;
     if (c->p) {
         enum dcms_err e = authorize(c, "identities:create", NULL);
         if (e)
@@ -245,15 +261,28 @@ enum dcms_err iam_identity_create(const struct iam_call *c, const struct iam_ide
         dcms_err_field(ei, "password", "is required");
     if (in->password && strcmp(kind, "organization") == 0)
         dcms_err_field(ei, "password", "organizations do not log in");
-    if (!admin && (in->roles & ~(unsigned)(DCMS_ROLE_PROVIDER | DCMS_ROLE_CONSUMER)))
-        dcms_err_field(ei, "roles", "self-registration may only ask for provider or consumer");
-    if (in->organization_id && strcmp(kind, "organization") == 0)
-        dcms_err_field(ei, "organization_id", "an organization does not belong to another");
+    /*
+     * Membership is granted by the organization (POST /organizations/{id}/members),
+     * never chosen by the member, and roles come with it or from an administrator.
+     */
+    if (!admin && in->roles)
+        dcms_err_field(ei, "roles",
+                       "self-registration takes no roles: an organization's org_admin grants them "
+                       "with its membership");
+    if (in->organization_id)
+        dcms_err_field(ei, "organization_id",
+                       admin ? "members are added with POST /api/v1/organizations/{id}/members"
+                             : "self-registration cannot choose an organization: its org_admin "
+                               "adds members");
     if (ei->code)
         return ei->code;
+    enum dcms_err e = admin ? DCMS_OK : iam_register_admit(c, retry_after_s);
+    if (e)
+        return e;
 
+    /* Hashed before anything is looked up, so a known address costs the same argon2 work. */
     char hash[crypto_pwhash_STRBYTES] = "";
-    enum dcms_err e = in->password ? iam_hash_password(c->iam, in->password, hash, ei) : DCMS_OK;
+    e = in->password ? iam_hash_password(c->iam, in->password, hash, ei) : DCMS_OK;
     if (e)
         return e;
     char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
@@ -262,57 +291,60 @@ enum dcms_err iam_identity_create(const struct iam_call *c, const struct iam_ide
     char *roles = roles_text(in->roles);
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
+    bool found = false;
     if (!roles) {
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
-    if ((e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei)))
-        goto out;
-    if (in->organization_id) {
-        struct row org;
-        e = dcms_uuid_valid(in->organization_id) ? load(tx, in->organization_id, &rows, &org, ei)
-                                                 : DCMS_ERR_NOT_FOUND;
-        if (e == DCMS_ERR_NOT_FOUND || (!e && strcmp(org.v[C_KIND], "organization") != 0)) {
-            dcms_errinfo_init(ei, ei->arena);
-            e = dcms_err_field(ei, "organization_id", "must be the id of an organization");
-        }
-        if (e)
+    /* Two rounds: a concurrent registration of the same address makes the insert conflict. */
+    for (int round = 0; round < 2; round++) {
+        if ((e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei)))
             goto out;
+        if (!admin && (e = existing_address(c, tx, in->email, now, &found)))
+            goto out;
+        if (found)
+            break;
+        e = dcms_store_exec(
+            tx, &q_insert,
+            (struct dcms_store_val[]){
+                DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(kind), DCMS_VAL_TEXT(in->name),
+                in->email ? DCMS_VAL_TEXT(in->email) : DCMS_VAL_NULL, DCMS_VAL_TEXT(roles),
+                DCMS_VAL_TEXT(admin ? "active" : "pending_verification"), DCMS_VAL_NULL,
+                admin ? DCMS_VAL_TEXT(now) : DCMS_VAL_NULL,
+                admin ? DCMS_VAL_TEXT(c->p->id) : DCMS_VAL_NULL,
+                admin ? DCMS_VAL_TEXT("created by an administrator") : DCMS_VAL_NULL, DCMS_VAL_NULL,
+                DCMS_VAL_TEXT(now)},
+            12, NULL, NULL, ei);
+        if (e != DCMS_ERR_CONFLICT || admin || round == 1)
+            break;
+        dcms_store_rollback(tx);
+        tx = NULL;
+        dcms_errinfo_init(ei, ei->arena);
     }
-    e = dcms_store_exec(
-        tx, &q_insert,
-        (struct dcms_store_val[]){
-            DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(kind), DCMS_VAL_TEXT(in->name),
-            in->email ? DCMS_VAL_TEXT(in->email) : DCMS_VAL_NULL, DCMS_VAL_TEXT(roles),
-            DCMS_VAL_TEXT(admin ? "active" : "pending_verification"),
-            in->organization_id ? DCMS_VAL_TEXT(in->organization_id) : DCMS_VAL_NULL,
-            admin ? DCMS_VAL_TEXT(now) : DCMS_VAL_NULL,
-            admin ? DCMS_VAL_TEXT(c->p->id) : DCMS_VAL_NULL,
-            admin ? DCMS_VAL_TEXT("created by an administrator") : DCMS_VAL_NULL, DCMS_VAL_NULL,
-            DCMS_VAL_TEXT(now)},
-        12, NULL, NULL, ei);
     if (e == DCMS_ERR_CONFLICT) {
         dcms_errinfo_init(ei, ei->arena);
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "an identity with this email already exists");
     }
-    if (!e && hash[0])
+    if (!e && !found && hash[0])
         e = dcms_store_exec(
             tx, &q_cred_insert,
             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(hash), DCMS_VAL_TEXT(now)},
             3, NULL, NULL, ei);
-    if (!e && in->email && strcmp(kind, "user") == 0)
+    if (!e && !found && in->email && strcmp(kind, "user") == 0)
         e = email_token(c, tx, id, in->email, now);
-    if (!e)
+    if (!e && !found)
         e = iam_audit(c->iam, tx, c->p ? c->p->id : "anonymous", "identity.create", "identity", id,
                       false,
                       json_pack("{s:s, s:o, s:b}", "kind", kind, "roles",
                                 iam_roles_to_json(in->roles), "self_registered", !admin),
                       c->client_ip, c->request_id, ei);
-    dcms_store_rows_free(rows);
-    rows = NULL;
     struct row r;
-    if (!e && !(e = load(tx, id, &rows, &r, ei)))
+    if (!e && !admin)
+        *out = iam_register_answer(in->email); /* the same for a new and a known address */
+    else if (!e && !(e = load(tx, id, &rows, &r, ei)))
         *out = row_json(&r);
+    if (!e && !*out)
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
     tx = NULL;
     if (!e)
@@ -323,6 +355,21 @@ out:
     sodium_memzero(hash, sizeof(hash));
     free(roles);
     return e;
+}
+
+enum dcms_err iam_identity_create(const struct iam_call *c, const struct iam_identity_in *in,
+                                  json_t **out)
+{
+    int64_t retry = 0;
+    return create(c, in, out, &retry);
+}
+
+enum dcms_err iam_identity_register(const struct iam_call *c, const struct iam_identity_in *in,
+                                    json_t **out, int64_t *retry_after_s)
+{
+    struct iam_call anon = *c;
+    anon.p = NULL;
+    return create(&anon, in, out, retry_after_s);
 }
 
 /* Identity `id` as its answer, after deciding `action` on it (NULL: no decision). */
@@ -358,7 +405,7 @@ enum dcms_err iam_identity_get(const struct iam_call *c, const char *id, json_t 
 static json_t *token_facts(const struct dcms_principal *p)
 {
     json_t *roles = json_array();
-    for (unsigned bit = 1; roles && bit <= DCMS_ROLE_OPERATOR; bit <<= 1)
+    for (unsigned bit = 1; roles && bit <= DCMS_ROLE_LAST; bit <<= 1)
         if (p->roles & bit)
             json_array_append_new(roles, json_string(dcms_iam_role_name(bit)));
     json_t *key = json_null();
@@ -450,7 +497,7 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
     if (ei->code)
         return ei->code;
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL, *orows = NULL;
+    struct dcms_store_rows *rows = NULL;
     struct row r;
     char *roles = NULL;
     char now[DCMS_TIME_STRLEN];
@@ -484,17 +531,9 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
         }
         r.v[C_ROLES] = roles;
     }
-    if (in->has_org) {
-        struct row org;
-        if (in->organization_id && strcmp(r.v[C_KIND], "organization") == 0)
-            e = dcms_err_field(ei, "organization_id", "an organization does not belong to another");
-        else if (in->organization_id && (load(tx, in->organization_id, &orows, &org, ei) ||
-                                         strcmp(org.v[C_KIND], "organization") != 0)) {
-            dcms_errinfo_init(ei, ei->arena);
-            e = dcms_err_field(ei, "organization_id", "must be the id of an organization");
-        }
-        r.v[C_ORG] = in->organization_id;
-    }
+    if (in->has_org) /* membership has its own routes and rules (iam_org.c) */
+        e = dcms_err_field(ei, "organization_id",
+                           "members are added and removed with /api/v1/organizations/{id}/members");
     if (e) {
         json_decref(before);
         goto out;
@@ -514,7 +553,6 @@ enum dcms_err iam_identity_patch(const struct iam_call *c, const char *id,
     e = audit_and_reload(c, tx, id, "identity.update", changes, e, &rows, out, ei);
 out:
     dcms_store_rows_free(rows);
-    dcms_store_rows_free(orows);
     free(roles);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
     iam_identity_hidden_audit(c, hidden, id, "identities:update");

@@ -58,7 +58,8 @@ static unsigned roles_member(const json_t *o, bool *present, struct dcms_errinfo
         if (!r) {
             char path[40];
             snprintf(path, sizeof(path), "roles[%zu]", i);
-            dcms_err_field(ei, path, "must be admin, provider, consumer, auditor or operator");
+            dcms_err_field(ei, path,
+                           "must be admin, provider, consumer, auditor, operator or org_admin");
         }
         roles |= r;
     }

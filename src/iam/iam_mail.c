@@ -16,6 +16,9 @@
 #include "dcms/str.h"
 #include "iam/iam_identity.h"
 
+static struct dcms_query q_outbox_insert = DCMS_QUERY(
+    "iam_outbox_insert", "INSERT INTO email_outbox (id, recipient, subject, body, created_at) "
+                         "VALUES ($1, $2, $3, $4, $5)");
 static struct dcms_query q_pending = DCMS_QUERY(
     "iam_outbox_pending", "SELECT id, recipient, subject, body FROM email_outbox "
                           "WHERE sent_at IS NULL AND attempts < 5 ORDER BY created_at LIMIT 20");
@@ -76,9 +79,31 @@ enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, c
     return DCMS_OK;
 }
 
-/* The token line of a verification mail (the only line without spaces). */
-static void log_dev_mail(const char *to, const char *body)
+enum dcms_err iam_mail_queue(struct dcms_store_tx *tx, const char *to, const char *subject,
+                             const char *body, const char *now, struct dcms_errinfo *ei)
 {
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    return dcms_store_exec(tx, &q_outbox_insert,
+                           (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(to),
+                                                     DCMS_VAL_TEXT(subject), DCMS_VAL_TEXT(body),
+                                                     DCMS_VAL_TEXT(now)},
+                           5, NULL, NULL, ei);
+}
+
+/*
+ * Development mode: the recipient and subject of every mail, and the token
+ * line of a verification mail (the only line without spaces).
+ */
+static void log_dev_mail(const char *to, const char *subject, const char *body)
+{
+    struct dcms_buf m;
+    dcms_buf_init(&m, 1024);
+    if (!dcms_buf_appends(&m, "\"to\":\"") && !dcms_buf_append_json_escaped(&m, to, strlen(to)) &&
+        !dcms_buf_appends(&m, "\",\"subject\":\"") &&
+        !dcms_buf_append_json_escaped(&m, subject, strlen(subject)) && !dcms_buf_appends(&m, "\""))
+        DCMS_LOG_FIELDS(DCMS_LOG_INFO, "iam", m.ptr, "development mode: mail not sent");
+    dcms_buf_release(&m);
     const char *p = body;
     while (*p) {
         const char *nl = strchr(p, '\n');
@@ -127,7 +152,7 @@ void iam_mail_flush(struct dcms_iam *iam)
             e = iam_mail_send(cfg->smtp_url, cfg->smtp_from, to, dcms_store_rows_text(rows, i, 2),
                               dcms_store_rows_text(rows, i, 3), &sei);
         else {
-            log_dev_mail(to, dcms_store_rows_text(rows, i, 3));
+            log_dev_mail(to, dcms_store_rows_text(rows, i, 2), dcms_store_rows_text(rows, i, 3));
             e = DCMS_OK;
         }
         if (e)

@@ -32,10 +32,13 @@ static const struct {
     {DCMS_ROLE_AUDITOR, "auditor",
      (const char *const[]){"audit:read", "contracts:read", "enclaves:read", "identities:read",
                            "policies:read", "attestation:verify", "training:read", "datasets:read",
-                           NULL}},
+                           "members:read", NULL}},
     {DCMS_ROLE_OPERATOR, "operator",
      (const char *const[]){"enclaves:create", "enclaves:manage", "enclaves:read", "enclaves:attest",
                            "attestation:verify", "identities:read", "system:read", NULL}},
+    /* Scoped: members:* only reach the organization the principal belongs to (iam_org.c). */
+    {DCMS_ROLE_ORG_ADMIN, "org_admin",
+     (const char *const[]){"members:read", "members:manage", "identities:read", NULL}},
 };
 #define NROLES (sizeof(roles) / sizeof(roles[0]))
 
@@ -276,7 +279,8 @@ enum dcms_err iam_policy_from_json(const json_t *doc, struct iam_policy *p, stru
             if (!r) {
                 char f[64];
                 snprintf(f, sizeof(f), "attach.roles[%zu]", i);
-                dcms_err_field(ei, f, "must be admin, provider, consumer, auditor or operator");
+                dcms_err_field(ei, f,
+                               "must be admin, provider, consumer, auditor, operator or org_admin");
             }
             p->roles |= r;
         }

@@ -58,7 +58,7 @@ enum dcms_err iam_policy_create(const struct iam_call *c, const json_t *doc, jso
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("identity"),
                                                       DCMS_VAL_TEXT(p.identities[i])},
                             3, NULL, NULL, c->ei);
-    for (unsigned bit = 1; !e && bit <= DCMS_ROLE_OPERATOR; bit <<= 1)
+    for (unsigned bit = 1; !e && bit <= DCMS_ROLE_LAST; bit <<= 1)
         if (p.roles & bit)
             e = dcms_store_exec(tx, &q_attach_insert,
                                 (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("role"),

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { checkResponse } from './lib/openapi.mjs';
 import { client } from './lib/http.mjs';
 import { backend, psqlAdmin, startServer } from './lib/server.mjs';
-import { adminEnv, adminToken, bearer, login } from './lib/iam.mjs';
+import { addMember, adminEnv, adminToken, bearer, login } from './lib/iam.mjs';
 
 const PW = 'correct horse battery staple';
 const WINDOW_MS = 1500; // DCMS_IAM_REVALIDATE_MS (1 s) plus slack
@@ -40,6 +40,14 @@ async function patchIdentity(api, token, id, body) {
   assert.equal(r.status, 200, JSON.stringify(r.json));
 }
 
+/** Moves `userId` from organization `from` to `to` through the membership routes (as an admin). */
+async function moveMember(api, srv, token, userId, from, to) {
+  const r = await call(api, 'DELETE', `/api/v1/organizations/${from}/members/${userId}?reason=moved`,
+    { headers: bearer(token) }, '/api/v1/organizations/{id}/members/{identity_id}');
+  assert.equal(r.status, 204, r.text);
+  await addMember(srv, token, to, userId, ['provider'], 'moved');
+}
+
 /** Polls `GET p` with `token` until it answers `want`; resolves the ms it took, fails after WINDOW_MS. */
 async function statusWithin(api, p, template, token, want) {
   const t0 = Date.now();
@@ -58,9 +66,8 @@ async function setup(api, srv, admin) {
   const org = await createIdentity(api, admin, { kind: 'organization', name: 'Org R' });
   const other = await createIdentity(api, admin, { kind: 'organization', name: 'Org S' });
   const e = email('rv');
-  const user = await createIdentity(api, admin, {
-    name: 'R', email: e, password: PW, organization_id: org.id, roles: ['provider'],
-  });
+  const user = await createIdentity(api, admin, { name: 'R', email: e, password: PW });
+  await addMember(srv, admin, org.id, user.id, ['provider']);
   const token = (await login(srv, e, PW)).access_token;
   return { org, other, user, token };
 }
@@ -84,10 +91,25 @@ describe('one node: changes reach existing tokens', () => {
     const { org, other, user, token } = await setup(api, srv, admin);
     const orgPath = `/api/v1/identities/${org.id}`;
     assert.equal((await call(api, 'GET', orgPath, { headers: bearer(token) }, '/api/v1/identities/{id}')).status, 200);
-    await patchIdentity(api, admin, user.id, { organization_id: other.id });
+    await moveMember(api, srv, admin, user.id, org.id, other.id);
     await statusWithin(api, orgPath, '/api/v1/identities/{id}', token, 404); // not its organization: not seen
     // ... and reads the new one with the same token.
     await statusWithin(api, `/api/v1/identities/${other.id}`, '/api/v1/identities/{id}', token, 200);
+  });
+
+  test('removed from its organization by an org_admin: the old token loses the organization and its roles', async () => {
+    const { org, user, token } = await setup(api, srv, admin);
+    const e = email('oa');
+    const oa = await createIdentity(api, admin, { name: 'OA', email: e, password: PW });
+    await addMember(srv, admin, org.id, oa.id, ['org_admin']);
+    const oaToken = (await login(srv, e, PW)).access_token;
+    const orgPath = `/api/v1/identities/${org.id}`;
+    assert.equal((await call(api, 'GET', orgPath, { headers: bearer(token) }, '/api/v1/identities/{id}')).status, 200);
+    const r = await call(api, 'DELETE', `/api/v1/organizations/${org.id}/members/${user.id}`,
+      { headers: bearer(oaToken) }, '/api/v1/organizations/{id}/members/{identity_id}');
+    assert.equal(r.status, 204, r.text);
+    await statusWithin(api, orgPath, '/api/v1/identities/{id}', token, 403);
+    await statusWithin(api, '/api/v1/enclaves', undefined, token, 403);
   });
 
   test('a role granted later also reaches the token (roles come from the store)', async () => {
@@ -148,7 +170,7 @@ describe('two nodes on one PostgreSQL database: a change on A reaches a token us
     const { org, other, user, token } = await setup(ca, a, admin);
     const orgPath = `/api/v1/identities/${org.id}`;
     assert.equal((await call(cb, 'GET', orgPath, { headers: bearer(token) }, '/api/v1/identities/{id}')).status, 200);
-    await patchIdentity(ca, admin, user.id, { organization_id: other.id });
+    await moveMember(ca, a, admin, user.id, org.id, other.id);
     await statusWithin(cb, orgPath, '/api/v1/identities/{id}', token, 404); // not its organization: not seen
   });
 

@@ -11,7 +11,7 @@ import * as jose from 'jose';
 import {checkResponse} from './lib/openapi.mjs';
 import {client} from './lib/http.mjs';
 import {startServer} from './lib/server.mjs';
-import {ADMIN_EMAIL, ADMIN_PASSWORD, adminEnv, adminToken, bearer, login} from './lib/iam.mjs';
+import {ADMIN_EMAIL, ADMIN_PASSWORD, addMember, adminEnv, adminToken, bearer, login} from './lib/iam.mjs';
 
 const PW = 'correct horse battery staple';
 let server, api, admin;
@@ -57,6 +57,26 @@ async function waitForAudit(query, pred) {
 let n = 0;
 const email = (p) => `${p}-${++n}-${Date.now()}@example.com`;
 
+// The e-mail verification token development mode logs for address `e`.
+async function tokenFor(e, srv = server) {
+    for (let i = 0; i < 40; i++) {
+        const line = srv.logs().find((l) => l.verification_token && l.to === e);
+        if (line) return line.verification_token;
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.fail(`no verification token logged for ${e}`);
+}
+
+// Self-registration (202, the same answer for any address); the new identity's id comes from
+// confirming the address with the token of the mail.
+async function register(body) {
+    const r = await call('POST', '/api/v1/identities', {json : body});
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    const v = await call('POST', '/api/v1/auth/verify-email', {json : {token : await tokenFor(body.email)}});
+    assert.equal(v.status, 200, JSON.stringify(v.json));
+    return {id : v.json.identity_id};
+}
+
 before(async () => {
     server = await startServer({
         env : {
@@ -65,6 +85,7 @@ before(async () => {
             DCMS_AUDIT_REFUSALS_PER_MINUTE : '100000',
             DCMS_LOGIN_MAX_FAILURES_PER_IP : '1000',
             DCMS_LOGIN_LOCKOUT_S : '60',
+            DCMS_REGISTRATIONS_PER_HOUR : '1000',
             DCMS_LOGIN_DEVICE_MAX_FAILURES : '3'
         },
     });
@@ -197,23 +218,19 @@ describe('registration, verification and login', () => {
     test('pending until an admin verifies; e-mail verification with the one-time token',
          async () => {
              const e = email('reg');
-             const id = await createIdentity(
-                 null, {name : 'Reg', email : e, password : PW, roles : [ 'consumer' ]});
-             assert.equal(id.status, 'pending_verification');
-             assert.equal(id.email_verified, false);
+             const r = await call('POST', '/api/v1/identities',
+                                  {json : {name : 'Reg', email : e, password : PW}});
+             assert.equal(r.status, 202, JSON.stringify(r.json));
+             assert.deepEqual(Object.keys(r.json).sort(), [ 'email', 'message', 'status' ]);
              const denied =
                  await call('POST', '/api/v1/auth/login', {json : {email : e, password : PW}});
              assert.equal(denied.status, 403);
              // dev mode logs the token (and only in dev mode).
-             await new Promise((r) => setTimeout(r, 50));
-             const line = server.logs().find((l) => l.verification_token && l.to === e);
-             assert.ok(line, 'verification token logged in development mode');
-             const v = await call('POST', '/api/v1/auth/verify-email',
-                                  {json : {token : line.verification_token}});
+             const token = await tokenFor(e);
+             const v = await call('POST', '/api/v1/auth/verify-email', {json : {token}});
              assert.equal(v.status, 200);
-             assert.equal(v.json.identity_id, id.id);
-             const again = await call('POST', '/api/v1/auth/verify-email',
-                                      {json : {token : line.verification_token}});
+             const id = {id : v.json.identity_id};
+             const again = await call('POST', '/api/v1/auth/verify-email', {json : {token}});
              assert.equal(again.status, 422, 'the token works once');
              const ver = await call('POST', `/api/v1/identities/${id.id}/verify`,
                                     {headers : bearer(admin), json : {note : 'passport checked'}},
@@ -229,7 +246,7 @@ describe('registration, verification and login', () => {
          });
 
     test('verify needs the evidence note and an admin', async () => {
-        const id = await createIdentity(null, {name : 'N', email : email('n'), password : PW});
+        const id = await register({name : 'N', email : email('n'), password : PW});
         const r =
             await call('POST', `/api/v1/identities/${id.id}/verify`,
                        {headers : bearer(admin), json : {}}, '/api/v1/identities/{id}/verify');
@@ -463,20 +480,10 @@ describe('organizations, scoping, roles and policies', () => {
             admin, {kind : 'organization', name : 'Org A', roles : [ 'provider' ]});
         orgB = await createIdentity(admin, {kind : 'organization', name : 'Org B'});
         const ea = email('a'), eb = email('b'), eu = email('aud');
-        a = await createIdentity(admin, {
-            name : 'A',
-            email : ea,
-            password : PW,
-            organization_id : orgA.id,
-            roles : [ 'provider' ]
-        });
-        b = await createIdentity(admin, {
-            name : 'B',
-            email : eb,
-            password : PW,
-            organization_id : orgB.id,
-            roles : [ 'consumer' ]
-        });
+        a = await createIdentity(admin, {name : 'A', email : ea, password : PW});
+        await addMember(server, admin, orgA.id, a.id, [ 'provider' ]);
+        b = await createIdentity(admin, {name : 'B', email : eb, password : PW});
+        await addMember(server, admin, orgB.id, b.id, [ 'consumer' ]);
         await createIdentity(admin,
                              {name : 'Aud', email : eu, password : PW, roles : [ 'auditor' ]});
         aTok = (await login(server, ea, PW)).access_token;
@@ -671,4 +678,238 @@ describe('organizations, scoping, roles and policies', () => {
              for (const op of [ 'suspend', 'reactivate' ])
                  assert.equal(ev.find((x) => x.action === `identity.${op}`).details.reason, `${op} test`);
          });
+});
+
+// Issue 13, finding 1: self-registration chose an organization and roles, and
+// an admin's identity verification then made the registrant a member.
+// Membership is granted by the organization (its org_admin, or an admin
+// acting for it with a reason), through /api/v1/organizations/{id}/members.
+describe('organization membership', () => {
+    let org, other, oa, oaTok, member, memberEmail;
+    const members = (o) => `/api/v1/organizations/${o}/members`;
+    const MT = '/api/v1/organizations/{id}/members';
+    const MDT = '/api/v1/organizations/{id}/members/{identity_id}';
+    // A verified user who registered itself: active, in no organization, no roles.
+    async function verifiedUser(prefix) {
+        const e = email(prefix);
+        const {id} = await register({name : prefix, email : e, password : PW});
+        const v = await call('POST', `/api/v1/identities/${id}/verify`,
+                             {headers : bearer(admin), json : {note : 'id card seen'}},
+                             '/api/v1/identities/{id}/verify');
+        assert.equal(v.status, 200, JSON.stringify(v.json));
+        return {id, email : e, verified : v.json};
+    }
+    before(async () => {
+        org = await createIdentity(admin, {kind : 'organization', name : 'Members Org'});
+        other = await createIdentity(admin, {kind : 'organization', name : 'Other Org'});
+        const e = email('oa');
+        oa = await createIdentity(admin, {name : 'OA', email : e, password : PW});
+        const r = await call('POST', members(org.id),
+                             {headers : bearer(admin),
+                              json : {identity_id : oa.id, roles : [ 'org_admin' ], reason : 'founding admin'}}, MT);
+        assert.equal(r.status, 201, JSON.stringify(r.json));
+        assert.equal(r.headers.get('location'), `${members(org.id)}/${oa.id}`);
+        oaTok = (await login(server, e, PW)).access_token;
+    });
+
+    test('self-registration cannot choose an organization or roles (422 naming each field)', async () => {
+        const e = email('join');
+        const r = await call('POST', '/api/v1/identities', {
+            json : {name : 'Joiner', email : e, password : PW, organization_id : org.id, roles : [ 'provider' ]},
+        });
+        assert.equal(r.status, 422);
+        assert.deepEqual(r.json.error.details.map((d) => d.field).sort(), [ 'organization_id', 'roles' ]);
+        // Nothing was created: the address registers normally afterwards.
+        const id = await register({name : 'Joiner', email : e, password : PW});
+        const me = await call('GET', `/api/v1/identities/${id.id}`, {headers : bearer(admin)},
+                              '/api/v1/identities/{id}');
+        assert.equal(me.json.organization_id, null);
+        assert.deepEqual(me.json.roles, []);
+    });
+
+    test('verifying an identity admits it nowhere: no organization, no roles, no access', async () => {
+        const u = await verifiedUser('ver');
+        assert.equal(u.verified.status, 'active');
+        assert.equal(u.verified.organization_id, null);
+        assert.deepEqual(u.verified.roles, []);
+        const t = (await login(server, u.email, PW)).access_token;
+        assert.equal(parts(t)[1].org, null);
+        assert.equal((await call('GET', `/api/v1/identities/${org.id}`, {headers : bearer(t)},
+                                 '/api/v1/identities/{id}')).status, 403);
+        assert.equal((await call('GET', '/api/v1/contracts', {headers : bearer(t)})).status, 403);
+        assert.equal((await call('GET', members(org.id), {headers : bearer(t)}, MT)).status, 403);
+    });
+
+    test("an org_admin adds a verified identity with roles; it reads its organization", async () => {
+        const u = await verifiedUser('mem');
+        member = u.id;
+        memberEmail = u.email;
+        const r = await call('POST', members(org.id),
+                             {headers : bearer(oaTok), json : {identity_id : u.id, roles : [ 'provider' ]}}, MT);
+        assert.equal(r.status, 201, JSON.stringify(r.json));
+        assert.equal(r.json.organization_id, org.id);
+        assert.deepEqual(r.json.roles, [ 'provider' ]);
+        const t = (await login(server, u.email, PW)).access_token;
+        assert.equal(parts(t)[1].org, org.id);
+        assert.deepEqual(parts(t)[1].roles, [ 'provider' ]);
+        assert.equal((await call('GET', `/api/v1/identities/${org.id}`, {headers : bearer(t)},
+                                 '/api/v1/identities/{id}')).status, 200);
+        const list = await call('GET', members(org.id), {headers : bearer(oaTok)}, MT);
+        assert.equal(list.status, 200);
+        assert.deepEqual(new Set(list.json.members.map((m) => m.identity_id)), new Set([ oa.id, u.id ]));
+        const p1 = await call('GET', `${members(org.id)}?limit=1`, {headers : bearer(oaTok)}, MT);
+        assert.equal(p1.json.members.length, 1);
+        const p2 = await call('GET', `${members(org.id)}?limit=1&cursor=${p1.json.next_cursor}`,
+                              {headers : bearer(oaTok)}, MT);
+        assert.equal(p2.json.members.length, 1);
+        assert.notEqual(p2.json.members[0].identity_id, p1.json.members[0].identity_id);
+        const ev = await auditEvents(`action=organization.member_add&resource_id=${org.id}`);
+        const add = ev.find((x) => x.details.identity_id === u.id);
+        assert.equal(add.actor, parts(oaTok)[1].sub);
+        assert.equal(add.details.acting_as, 'org_admin');
+        // Setting its roles again: 200, audited as an update.
+        const up = await call('POST', members(org.id),
+                              {headers : bearer(oaTok), json : {identity_id : u.id, roles : [ 'provider', 'consumer' ]}}, MT);
+        assert.equal(up.status, 200, JSON.stringify(up.json));
+        assert.deepEqual(up.json.roles.sort(), [ 'consumer', 'provider' ]);
+        assert.equal((await auditEvents(`action=organization.member_update&resource_id=${org.id}`)).length, 1);
+    });
+
+    test('an org_admin manages only its own organization; others get 403 whether it exists or not', async () => {
+        const u = await verifiedUser('x');
+        for (const target of [other.id, '01890000-0000-7000-8000-000000000000']) {
+            const p = await call('POST', members(target),
+                                 {headers : bearer(oaTok), json : {identity_id : u.id, roles : [ 'provider' ]}}, MT);
+            assert.equal(p.status, 403, target);
+            assert.equal((await call('GET', members(target), {headers : bearer(oaTok)}, MT)).status, 403);
+        }
+        // An admin learns that an organization does not exist.
+        assert.equal((await call('GET', members('01890000-0000-7000-8000-000000000000'),
+                                 {headers : bearer(admin)}, MT)).status, 404);
+        // A provider of the organization is not one of its managers.
+        const t = (await login(server, memberEmail, PW)).access_token;
+        const p = await call('POST', members(org.id),
+                             {headers : bearer(t), json : {identity_id : u.id, roles : [ 'provider' ]}}, MT);
+        assert.equal(p.status, 403);
+    });
+
+    test('only active identities in no other organization join, with organization roles only', async () => {
+        const pending = email('pend');
+        await call('POST', '/api/v1/identities', {json : {name : 'P', email : pending, password : PW}});
+        const pid = (await call('POST', '/api/v1/auth/verify-email', {json : {token : await tokenFor(pending)}})).json.identity_id;
+        const elsewhere = await createIdentity(admin, {name : 'E', email : email('else'), password : PW});
+        await addMember(server, admin, other.id, elsewhere.id, [ 'consumer' ]);
+        const problems = [];
+        for (const id of [pid, elsewhere.id, other.id, '01890000-0000-7000-8000-000000000000', 'nope']) {
+            const r = await call('POST', members(org.id),
+                                 {headers : bearer(oaTok), json : {identity_id : id, roles : [ 'consumer' ]}}, MT);
+            assert.equal(r.status, 422, id);
+            problems.push(JSON.stringify(r.json.error.details));
+        }
+        assert.equal(new Set(problems).size, 1, 'one answer, whatever the reason');
+        const u = await verifiedUser('rl');
+        const bad = await call('POST', members(org.id),
+                               {headers : bearer(oaTok), json : {identity_id : u.id, roles : [ 'consumer', 'admin' ]}}, MT);
+        assert.equal(bad.status, 422);
+        assert.deepEqual(bad.json.error.details.map((d) => d.field), [ 'roles[1]' ]);
+    });
+
+    test('an admin acts for an organization only with a reason, which is audited', async () => {
+        const u = await verifiedUser('adm');
+        const no = await call('POST', members(org.id),
+                              {headers : bearer(admin), json : {identity_id : u.id, roles : [ 'consumer' ]}}, MT);
+        assert.equal(no.status, 422);
+        assert.equal(no.json.error.details[0].field, 'reason');
+        const yes = await call('POST', members(org.id), {
+            headers : bearer(admin), json : {identity_id : u.id, roles : [ 'consumer' ], reason : 'ticket 42'},
+        }, MT);
+        assert.equal(yes.status, 201, JSON.stringify(yes.json));
+        const ev = (await auditEvents(`action=organization.member_add&resource_id=${org.id}`))
+                       .find((x) => x.details.identity_id === u.id);
+        assert.equal(ev.details.reason, 'ticket 42');
+        assert.equal(ev.details.acting_as, 'admin');
+        const noReason = await call('DELETE', `${members(org.id)}/${u.id}`, {headers : bearer(admin)}, MDT);
+        assert.equal(noReason.status, 422);
+        const del = await call('DELETE', `${members(org.id)}/${u.id}?reason=ticket%2043`, {headers : bearer(admin)}, MDT);
+        assert.equal(del.status, 204, del.text);
+        const rm = (await auditEvents(`action=organization.member_remove&resource_id=${org.id}`))
+                       .find((x) => x.details.identity_id === u.id);
+        assert.equal(rm.details.reason, 'ticket 43');
+    });
+
+    test('removal: out of the organization and its roles, platform roles kept; 404 the second time', async () => {
+        const u = await createIdentity(admin, {name : 'Aud', email : email('raud'), password : PW, roles : [ 'auditor' ]});
+        await addMember(server, oaTok, org.id, u.id, [ 'provider' ], null);
+        const r = await call('DELETE', `${members(org.id)}/${u.id}`, {headers : bearer(oaTok)}, MDT);
+        assert.equal(r.status, 204);
+        const after = await call('GET', `/api/v1/identities/${u.id}`, {headers : bearer(admin)}, '/api/v1/identities/{id}');
+        assert.equal(after.json.organization_id, null);
+        assert.deepEqual(after.json.roles, [ 'auditor' ]);
+        assert.equal(after.json.status, 'active');
+        assert.equal((await call('DELETE', `${members(org.id)}/${u.id}`, {headers : bearer(oaTok)}, MDT)).status, 404);
+    });
+
+    test('organization_id is refused on identity creation and PATCH: membership has its own routes', async () => {
+        const c = await call('POST', '/api/v1/identities', {
+            headers : bearer(admin), json : {name : 'C', email : email('c'), password : PW, organization_id : org.id},
+        });
+        assert.equal(c.status, 422);
+        assert.equal(c.json.error.details[0].field, 'organization_id');
+        const p = await call('PATCH', `/api/v1/identities/${member}`,
+                             {headers : bearer(admin), json : {organization_id : other.id}}, '/api/v1/identities/{id}');
+        assert.equal(p.status, 422);
+        assert.equal(p.json.error.details[0].field, 'organization_id');
+    });
+});
+
+// Issue 13, finding 7: registration answered 409 for a known address and 201
+// for a new one, without a rate limit.
+describe('registration does not tell which addresses have an account', () => {
+    test('a known address (any case) gets the same 202 answer; its owner gets a mail, audited', async () => {
+        const e = email('known');
+        const first = await call('POST', '/api/v1/identities', {json : {name : 'K', email : e, password : PW}});
+        const again = await call('POST', '/api/v1/identities',
+                                 {json : {name : 'K2', email : e.toUpperCase(), password : `${PW} 2`}});
+        assert.equal(first.status, 202);
+        assert.equal(again.status, 202, JSON.stringify(again.json));
+        assert.deepEqual({...again.json, email : e}, first.json);
+        for (let i = 0; i < 40 && !server.logs().some((l) => l.to === e && l.subject === 'You already have a dcms account'); i++)
+            await new Promise((r) => setTimeout(r, 50));
+        assert.ok(server.logs().some((l) => l.to === e && l.subject === 'You already have a dcms account'),
+                  'the owner is told');
+        const ev = await auditEvents('action=identity.register_existing&limit=50');
+        assert.ok(ev.some((x) => x.request_id === again.headers.get('x-request-id')));
+        // The second request changed nothing: still one identity, the first password.
+        const id = (await call('POST', '/api/v1/auth/verify-email', {json : {token : await tokenFor(e)}})).json.identity_id;
+        const v = await call('POST', `/api/v1/identities/${id}/verify`,
+                             {headers : bearer(admin), json : {note : 'ok'}}, '/api/v1/identities/{id}/verify');
+        assert.equal(v.json.name, 'K');
+        await login(server, e, PW);
+    });
+
+    test('registrations are limited per client address (429 with Retry-After), known or new alike', async () => {
+        const srv = await startServer({env : {DCMS_DEV_MODE : 'true', DCMS_REGISTRATIONS_PER_HOUR : '2'}});
+        try {
+            const c = client(srv);
+            const reg = async (e) => {
+                const r = await c.call('POST', '/api/v1/identities', {json : {name : 'L', email : e, password : PW}});
+                checkResponse('POST', '/api/v1/identities', r.res, r.json);
+                return r;
+            };
+            const e = email('lim');
+            assert.equal((await reg(e)).status, 202);
+            assert.equal((await reg(e)).status, 202);
+            // Invalid requests are refused before the count (no hashing either).
+            const bad = await c.call('POST', '/api/v1/identities', {json : {name : 'L'}});
+            assert.equal(bad.status, 422);
+            for (const x of [e, email('lim')]) {
+                const r = await reg(x);
+                assert.equal(r.status, 429);
+                const after = Number(r.headers.get('retry-after'));
+                assert.ok(after >= 1 && after <= 3600, `Retry-After ${after}`);
+            }
+        } finally {
+            await srv.stop();
+        }
+    });
 });

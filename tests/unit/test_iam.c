@@ -308,6 +308,41 @@ static void roles_and_scope(void **state)
                      DCMS_ERR_UNAUTHENTICATED);
 }
 
+/* org_admin (issue 13): members:* on its own organization only; admins and auditors (reads) on any.
+ */
+static void org_admin_reaches_its_organization_only(void **state)
+{
+    (void)state;
+    struct dcms_principal oa = principal(DCMS_ROLE_ORG_ADMIN, DCMS_AMR_PWD);
+    struct dcms_principal provider = principal(DCMS_ROLE_PROVIDER, DCMS_AMR_PWD);
+    struct dcms_principal auditor = principal(DCMS_ROLE_AUDITOR, DCMS_AMR_PWD);
+    struct dcms_principal admin = principal(DCMS_ROLE_ADMIN, DCMS_AMR_PWD);
+    const char *own = "01a20a44-0000-7000-8000-0000000000aa";
+    const char *other = "01a20a44-0000-7000-8000-0000000000bb";
+    struct dcms_iam_resource mine = {
+        .type = "organization", .id = own, .org_id = own, .scoped = true};
+    struct dcms_iam_resource theirs = {
+        .type = "organization", .id = other, .org_id = other, .scoped = true};
+    assert_int_equal(iam_decide(NULL, 0, &oa, "members:manage", &mine, NULL), IAM_ALLOW_ROLE);
+    assert_int_equal(iam_decide(NULL, 0, &oa, "members:read", &mine, NULL), IAM_ALLOW_ROLE);
+    assert_int_equal(iam_decide(NULL, 0, &oa, "members:manage", &theirs, NULL), IAM_DENY_SCOPE);
+    assert_int_equal(iam_decide(NULL, 0, &oa, "members:read", &theirs, NULL), IAM_DENY_SCOPE);
+    /* Not in an organization: related to none. */
+    oa.org[0] = '\0';
+    assert_int_equal(iam_decide(NULL, 0, &oa, "members:manage", &mine, NULL), IAM_DENY_SCOPE);
+    /* Nothing else comes with the role. */
+    assert_int_equal(iam_decide(NULL, 0, &oa, "contracts:read", NULL, NULL), IAM_DENY_DEFAULT);
+    assert_int_equal(iam_decide(NULL, 0, &oa, "identities:manage", NULL, NULL), IAM_DENY_DEFAULT);
+    assert_int_equal(iam_decide(NULL, 0, &provider, "members:manage", &mine, NULL),
+                     IAM_DENY_DEFAULT);
+    assert_int_equal(iam_decide(NULL, 0, &auditor, "members:read", &theirs, NULL), IAM_ALLOW_ROLE);
+    assert_int_equal(iam_decide(NULL, 0, &auditor, "members:manage", &theirs, NULL),
+                     IAM_DENY_AUDITOR);
+    assert_int_equal(iam_decide(NULL, 0, &admin, "members:manage", &theirs, NULL), IAM_ALLOW_ROLE);
+    assert_int_equal(dcms_iam_role_parse("org_admin"), DCMS_ROLE_ORG_ADMIN);
+    assert_string_equal(dcms_iam_role_name(DCMS_ROLE_ORG_ADMIN), "org_admin");
+}
+
 static void policies_deny_wins_and_conditions(void **state)
 {
     (void)state;
@@ -367,6 +402,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(jwt_attacks, keys_setup, keys_teardown),
     cmocka_unit_test(glob),
     cmocka_unit_test(roles_and_scope),
+    cmocka_unit_test(org_admin_reaches_its_organization_only),
     cmocka_unit_test(policies_deny_wins_and_conditions),
     cmocka_unit_test(policy_validation),
 };

@@ -10,7 +10,7 @@ import path from 'node:path';
 import {checkResponse} from './openapi.mjs';
 import {client} from './http.mjs';
 import {startServer} from './server.mjs';
-import {adminEnv, adminToken, bearer, login} from './iam.mjs';
+import {ORG_ROLES, addMember, adminEnv, adminToken, bearer, login} from './iam.mjs';
 
 export const PW = 'correct horse battery staple';
 const POP_PREFIX = 'dcms-signing-key-pop:';
@@ -40,9 +40,11 @@ export async function contractsContext(env = {}) {
       json.email = email;
       json.password = PW;
     }
-    if (org) json.organization_id = org;
+    // Membership is granted through the organization's member routes, with the organization roles.
+    if (org) json.roles = roles.filter((x) => !ORG_ROLES.includes(x));
     const r = await call('POST', '/api/v1/identities', {headers: bearer(admin), json});
     assert.equal(r.status, 201, JSON.stringify(r.json));
+    if (org) await addMember(server, admin, org, r.json.id, roles.filter((x) => ORG_ROLES.includes(x)));
     const out = {id: r.json.id, email};
     if (kind === 'user') out.token = (await login(server, email, PW)).access_token;
     return out;

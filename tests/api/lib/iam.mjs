@@ -30,3 +30,25 @@ export async function adminToken(server) {
 
 /** {Authorization: Bearer token} */
 export const bearer = (token) => ({ Authorization: `Bearer ${token}` });
+
+/** The roles an organization membership grants (the others are platform roles). */
+export const ORG_ROLES = ['provider', 'consumer', 'org_admin'];
+
+/**
+ * Makes `identityId` a member of organization `orgId` with `roles` (a subset
+ * of ORG_ROLES), through POST /api/v1/organizations/{id}/members as `token`
+ * (an org_admin of it, or an admin, who gives a reason). Resolves the member.
+ */
+export async function addMember(server, token, orgId, identityId, roles, reason = 'test fixture') {
+  const res = await fetch(`${server.url}/api/v1/organizations/${orgId}/members`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...bearer(token) },
+    body: JSON.stringify({ identity_id: identityId, roles, ...(reason ? { reason } : {}) }),
+    signal: AbortSignal.timeout(15000),
+  });
+  const body = await res.json();
+  if (res.status !== 201 && res.status !== 200) {
+    throw new Error(`add member ${identityId} to ${orgId}: ${res.status} ${JSON.stringify(body)}`);
+  }
+  return body;
+}
