@@ -13,4 +13,7 @@ enum dcms_err dcms_attest_http_verify(struct dcms_http_req *req, struct dcms_htt
 /* `dcmsd attestation verify FILE [options]`; returns the exit status. */
 int dcms_attest_cli(int argc, char **argv);
 
+/* `dcmsd image sign|measure ...` (signed workload images); returns the exit status. */
+int dcms_attest_image_cli(int argc, char **argv);
+
 #endif
