@@ -40,6 +40,8 @@ static const struct {
     {"audit", dcms_audit_cli,
      "verify an audit export offline (dcmsd audit verify FILE --public-key K)"},
     {"attestation", dcms_attest_cli, "verify attestation documents offline"},
+    {"image", dcms_attest_image_cli,
+     "sign a workload image, print its PCR0 and PCR8 (dcmsd image sign|measure, docs/enclaves.md)"},
     {"privacy", dcms_privacy_cli,
      "the DP-SGD privacy accountant (dcmsd privacy epsilon --q Q --sigma S --steps T --delta D)"},
     {"keys", dcms_keys_cli, "key-encryption keys: status, rotate, rewrap, retire (docs/keys.md)"},

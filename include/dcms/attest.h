@@ -189,12 +189,16 @@ void dcms_attest_local_free(struct dcms_attest_local *m);
 /* The dev root certificate as PEM (owned by the module). */
 const char *dcms_attest_local_root_pem(const struct dcms_attest_local *m, size_t *len_out);
 
-/* What to measure and bind. Paths are files read whole; NULL signing cert: unsigned image. */
+/*
+ * What to measure and bind. Paths are files read whole. The signing
+ * certificate is one that dcms_attest_image_verify() accepted for this image.
+ */
 struct dcms_attest_workload {
-    const char *image_path;                              /* PCR0 */
-    const char *launcher_path;                           /* PCR1 */
-    const char *config_path;                             /* PCR2 */
-    const char *signing_cert_path;                       /* PCR8, or NULL */
+    const char *image_path;            /* PCR0 */
+    const char *launcher_path;         /* PCR1 */
+    const char *config_path;           /* PCR2 */
+    const unsigned char *signing_cert; /* DER, measured as PCR8; NULL: unsigned */
+    size_t signing_cert_len;
     bool debug;                                          /* all-zero PCRs, as Nitro debug mode */
     const char *module_id;                               /* NULL: "dcms-local-enc0" */
     const unsigned char *nonce, *user_data, *public_key; /* NULL: absent */
@@ -212,6 +216,69 @@ enum dcms_err dcms_attest_local_issue(struct dcms_attest_local *m,
 /* Computes the SHA-384 of a file (the PCR measurement). DCMS_ERR_IO if unreadable. */
 enum dcms_err dcms_attest_measure_file(const char *path, unsigned char out[DCMS_ATTEST_SHA384_LEN],
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Signed workload images, as Nitro signs an EIF. An image may come with a
+ * detached signature `<image>.sig`: CBOR, the same structure as an EIF's
+ * signature section,
+ *
+ *   [ {"signing_certificate": bstr (the X.509 certificate, PEM),
+ *      "signature": bstr (COSE_Sign1, untagged, ES384 over the payload
+ *                         {"register_index": 0, "register_value": bstr PCR0})} ]
+ *
+ * PCR0 is what the local attestation module reports for the image (the
+ * SHA-384 of the image file). PCR8 is measured from the certificate exactly
+ * as Nitro does: SHA-384(48 zero bytes || SHA-384(certificate DER)), a zeroed
+ * PCR extended once. Keys and certificates are EC P-384, as nitro-cli wants.
+ */
+#define DCMS_IMAGE_SIG_MAX_BYTES (64u << 10)
+
+/* Nitro's measurement of one blob: SHA-384(48 zero bytes || SHA-384(data)). DCMS_ERR_CRYPTO. */
+enum dcms_err dcms_attest_pcr_extend(const unsigned char *data, size_t len,
+                                     unsigned char out[DCMS_ATTEST_SHA384_LEN]) DCMS_MUST_CHECK;
+
+/*
+ * PCR8 of a signing certificate given as PEM or DER: the extend of its DER.
+ * DCMS_ERR_VALIDATION when `cert` is not one certificate.
+ */
+enum dcms_err dcms_attest_signer_pcr8(const unsigned char *cert, size_t len,
+                                      unsigned char pcr8[DCMS_ATTEST_SHA384_LEN],
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Signs an image whose PCR0 is `pcr0` with a P-384 private key (PEM, which
+ * the caller wipes) and its certificate (PEM or DER). *sig_out (malloc'd)
+ * is the `.sig` file's content. DCMS_ERR_VALIDATION: the key or the
+ * certificate is unusable or they do not belong together.
+ */
+enum dcms_err dcms_attest_image_sign(const unsigned char pcr0[DCMS_ATTEST_SHA384_LEN],
+                                     const unsigned char *key_pem, size_t key_len,
+                                     const unsigned char *cert, size_t cert_len,
+                                     unsigned char **sig_out, size_t *sig_len,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* The signer of a verified image: its certificate (DER, malloc'd) and PCR8. */
+struct dcms_attest_image_signer {
+    unsigned char *cert_der;
+    size_t cert_der_len;
+    unsigned char pcr8[DCMS_ATTEST_SHA384_LEN];
+    char subject[256]; /* the certificate's subject, one line, for messages */
+};
+
+/*
+ * Verifies a `.sig` file's content against an image measuring `pcr0`: the
+ * structure, a P-384 certificate, the ES384 signature with its key, and the
+ * signed PCR0 equal to `pcr0`. DCMS_ERR_VALIDATION with the reason when it
+ * does not verify; on success fills `out` (release it). Thread-safe.
+ */
+enum dcms_err dcms_attest_image_verify(const unsigned char pcr0[DCMS_ATTEST_SHA384_LEN],
+                                       const unsigned char *sig, size_t sig_len,
+                                       struct dcms_attest_image_signer *out,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void dcms_attest_image_signer_release(struct dcms_attest_image_signer *s);
+
+/* True when all `len` bytes are zero: such a PCR pins nothing (debug mode, unsigned image). */
+bool dcms_attest_pcr_is_zero(const unsigned char *p, size_t len);
 
 /*
  * What dcmsd keeps in struct dcms_app: the AWS verifier (embedded root, or

@@ -117,6 +117,13 @@ static int verify_cmd(int argc, char **argv)
                         optarg);
                 goto out;
             }
+            if (dcms_attest_pcr_is_zero(val, n)) {
+                fprintf(stderr,
+                        "dcmsd attestation: --expect-pcr %u is all zeros: it pins nothing "
+                        "(use --allow-debug for debug-mode documents)\n",
+                        (unsigned)num);
+                goto out;
+            }
             break;
         }
         case 'n': {

@@ -44,6 +44,15 @@ attest_sig_structure_sha384(const struct dcms_attest_doc *d,
  * length. */
 size_t attest_cbor_head(unsigned char out[9], unsigned major, uint64_t v);
 
+/*
+ * ES384 over the COSE Sig_structure of `d` (protected_hdr and payload):
+ * attest_cose_es384_sign writes r||s at fixed width into sig[96] (false on a
+ * crypto failure); attest_cose_es384_ok checks d->signature (96 bytes) with
+ * `key`: 1 valid, 0 not valid, -1 internal failure.
+ */
+bool attest_cose_es384_sign(EVP_PKEY *key, const struct dcms_attest_doc *d, unsigned char sig[96]);
+int attest_cose_es384_ok(EVP_PKEY *key, const struct dcms_attest_doc *d);
+
 #define ATTEST_CACHE_SLOTS 32
 
 /*

@@ -353,7 +353,7 @@ static cbor_item_t *build_bundle(const struct dcms_attest_local *m)
 }
 
 /* Signs the Sig_structure with `key`; r||s at fixed width into sig[96]. */
-static bool sign_es384(EVP_PKEY *key, const struct dcms_attest_doc *d, unsigned char sig[96])
+bool attest_cose_es384_sign(EVP_PKEY *key, const struct dcms_attest_doc *d, unsigned char sig[96])
 {
     unsigned char md[DCMS_ATTEST_SHA384_LEN], der[160];
     size_t derlen = sizeof(der);
@@ -399,8 +399,8 @@ enum dcms_err dcms_attest_local_issue(struct dcms_attest_local *m,
         for (size_t i = 0; i < 3; i++)
             if (paths[i] && (e = dcms_attest_measure_file(paths[i], pcrs[i], ei)))
                 goto out;
-        if (w->signing_cert_path &&
-            (e = dcms_attest_measure_file(w->signing_cert_path, pcrs[8], ei)))
+        if (w->signing_cert &&
+            (e = dcms_attest_signer_pcr8(w->signing_cert, w->signing_cert_len, pcrs[8], ei)))
             goto out;
     }
 
@@ -434,7 +434,7 @@ enum dcms_err dcms_attest_local_issue(struct dcms_attest_local *m,
     struct dcms_attest_doc d = {.protected_hdr = {protected_hdr, sizeof(protected_hdr)},
                                 .payload = {payload, payload_len}};
     unsigned char sig[96];
-    if (!sign_es384(leaf_key, &d, sig)) {
+    if (!attest_cose_es384_sign(leaf_key, &d, sig)) {
         e = dcms_err_set(ei, DCMS_ERR_CRYPTO, "cannot sign the attestation document");
         goto out;
     }

@@ -656,7 +656,7 @@ enum dcms_err attest_sig_structure_sha384(const struct dcms_attest_doc *d,
 }
 
 /* 1: valid; 0: not valid; -1: internal failure. High S and leading zeros are accepted. */
-static int cose_signature_ok(EVP_PKEY *key, const struct dcms_attest_doc *d)
+int attest_cose_es384_ok(EVP_PKEY *key, const struct dcms_attest_doc *d)
 {
     unsigned char md[DCMS_ATTEST_SHA384_LEN];
     unsigned char *der = NULL;
@@ -811,7 +811,7 @@ enum dcms_err dcms_attest_verify(struct dcms_attest_verifier *v, const unsigned 
     if ((e = chain_check(v, d, &cr, rep)) || rep->failure)
         goto out;
 
-    int sig = cose_signature_ok(cr.leaf_key, d);
+    int sig = attest_cose_es384_ok(cr.leaf_key, d);
     if (sig < 0) {
         e = DCMS_ERR_CRYPTO;
         goto out;

@@ -9,4 +9,7 @@
 /* `dcmsd attestation verify FILE [options]`; returns the exit status. */
 int dcms_attest_cli(int argc, char **argv);
 
+/* `dcmsd image sign|measure ...` (signed workload images); returns the exit status. */
+int dcms_attest_image_cli(int argc, char **argv);
+
 #endif

@@ -54,6 +54,10 @@ static void parse_pcrs(json_t *o, struct verify_req *r, struct dcms_errinfo *ei)
         if (!s || !attest_unhex(s, json_string_length(val), v, sizeof(v), &n) ||
             dcms_attest_policy_expect_pcr(&r->pol, idx, v, n))
             dcms_err_field(ei, field, "must be 32, 48 or 64 bytes in hex");
+        else if (dcms_attest_pcr_is_zero(v, n))
+            dcms_err_field(ei, field,
+                           "must not be all zeros: an all-zero PCR pins nothing (allow_debug "
+                           "admits debug-mode documents)");
     }
 }
 

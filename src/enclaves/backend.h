@@ -37,13 +37,18 @@ struct dcms_attest_local;
 
 /* What to run. Strings are borrowed for the duration of start(). */
 struct dcms_enclave_spec {
-    const char *enclave_id;        /* UUID, for names and logs */
-    const char *image_path;        /* local: the workload executable; nitro: the EIF file */
-    unsigned cpu_cores;            /* local: CPU time share; nitro: --cpu-count */
-    unsigned memory_mb;            /* hard limit */
-    unsigned storage_gb;           /* local: scratch directory quota */
-    bool debug_mode;               /* local: zero PCRs; nitro: --debug-mode */
-    const char *signing_cert_path; /* local: PEM measured as PCR8; NULL: unsigned image */
+    const char *enclave_id; /* UUID, for names and logs */
+    const char *image_path; /* local: the workload executable; nitro: the EIF file */
+    unsigned cpu_cores;     /* local: CPU time share; nitro: --cpu-count */
+    unsigned memory_mb;     /* hard limit */
+    unsigned storage_gb;    /* local: scratch directory quota */
+    bool debug_mode;        /* local: zero PCRs; nitro: --debug-mode */
+    /*
+     * local: an image is signed when `<image_path>.sig` exists (dcmsd image
+     * sign); start() refuses it (DCMS_ERR_VALIDATION) unless that signature
+     * verifies over the bytes that run, and its certificate is measured as
+     * PCR8. nitro: the EIF carries its own signature.
+     */
 };
 
 enum dcms_enclave_run_state {

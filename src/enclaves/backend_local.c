@@ -86,7 +86,8 @@ struct lentry {
     int pidfd, chan, image_fd, log_in, log_out;
     size_t log_written;
     bool debug;
-    char signing_cert[LOCAL_PATH_MAX];
+    unsigned char *signing_cert; /* DER of the verified signer (PCR8), NULL: unsigned image */
+    size_t signing_cert_len;
     uint64_t memory_limit, peak_rss;
     unsigned nproc_limit;
     char cgroup[512]; /* its cgroup v2 directory, "" when none */
@@ -382,6 +383,67 @@ out:
         close(fd);
     else
         *fd_out = fd;
+    return e;
+}
+
+/*
+ * A signed image (`<image>.sig` beside it, as an EIF carries its signature):
+ * the signature must verify over the PCR0 of the sealed bytes that will run,
+ * or the image is refused; its certificate is then measured as PCR8. No
+ * `.sig`: an unsigned image, PCR8 zero.
+ */
+static enum dcms_err check_signature(const char *image_path, int image_fd, struct lentry *en,
+                                     struct dcms_errinfo *ei)
+{
+    char sig_path[PATH_MAX], fd_path[64];
+    if ((size_t)snprintf(sig_path, sizeof(sig_path), "%s.sig", image_path) >= sizeof(sig_path))
+        return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the workload image path is too long");
+    int fd = open(sig_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT)
+        return DCMS_OK;
+    enum dcms_err e = DCMS_OK;
+    unsigned char *sig = malloc(DCMS_IMAGE_SIG_MAX_BYTES + 1);
+    size_t len = 0;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        e = dcms_err_set(ei, DCMS_ERR_VALIDATION, "cannot read the image signature %s", sig_path);
+        goto out;
+    }
+    if (!sig) {
+        e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, sig + len, DCMS_IMAGE_SIG_MAX_BYTES + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            e = dcms_err_set(ei, DCMS_ERR_VALIDATION, "cannot read the image signature %s",
+                             sig_path);
+            goto out;
+        }
+        if (n == 0 || (len += (size_t)n) > DCMS_IMAGE_SIG_MAX_BYTES)
+            break;
+    }
+    unsigned char pcr0[DCMS_ATTEST_SHA384_LEN];
+    snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", image_fd);
+    if ((e = dcms_attest_measure_file(fd_path, pcr0, ei)))
+        goto out;
+    struct dcms_attest_image_signer signer;
+    struct dcms_errinfo vei;
+    dcms_errinfo_init(&vei, NULL);
+    if ((e = dcms_attest_image_verify(pcr0, sig, len, &signer, &vei))) {
+        e = dcms_err_set(ei, e, "the image signature %s does not verify: %s", sig_path,
+                         vei.message);
+        goto out;
+    }
+    en->signing_cert = signer.cert_der;
+    en->signing_cert_len = signer.cert_der_len;
+    DCMS_LOG(DCMS_LOG_INFO, "enclaves", "image %s signed by %s", image_path, signer.subject);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(sig);
     return e;
 }
 
@@ -682,6 +744,7 @@ static void entry_free(struct lentry *en)
         if (fds[i] >= 0)
             close(fds[i]);
     pthread_mutex_destroy(&en->chan_mu);
+    OPENSSL_free(en->signing_cert);
     free(en);
 }
 
@@ -754,15 +817,6 @@ static enum dcms_err new_entry(const struct local *l, const struct dcms_enclave_
     en->debug = sp->debug_mode;
     en->memory_limit = (uint64_t)sp->memory_mb << 20;
     en->nproc_limit = l->max_processes;
-    if (sp->signing_cert_path) {
-        if (strlen(sp->signing_cert_path) >= sizeof(en->signing_cert) ||
-            access(sp->signing_cert_path, R_OK) != 0) {
-            entry_free(en);
-            return dcms_err_set(ei, DCMS_ERR_VALIDATION, "cannot read the signing certificate %s",
-                                sp->signing_cert_path);
-        }
-        snprintf(en->signing_cert, sizeof(en->signing_cert), "%s", sp->signing_cert_path);
-    }
     *out = en;
     return DCMS_OK;
 }
@@ -997,6 +1051,7 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
         goto out;
     }
     if ((e = load_image(sp->image_path, &en->image_fd, ei)) ||
+        (e = check_signature(sp->image_path, en->image_fd, en, ei)) ||
         (e = make_dir(l, sp, en, a, &dir_made, ei)) || (e = make_channel(en, &f, ei)))
         goto out;
     child_args_fill(l, sp, en, &f, a);
@@ -1061,8 +1116,8 @@ static enum dcms_err serve_nsm(struct local *l, struct lentry *en, const struct 
     struct dcms_attest_workload w = {.image_path = image_path,
                                      .launcher_path = l->launcher_path,
                                      .config_path = en->config_path,
-                                     .signing_cert_path =
-                                         en->signing_cert[0] ? en->signing_cert : NULL,
+                                     .signing_cert = en->signing_cert,
+                                     .signing_cert_len = en->signing_cert_len,
                                      .debug = en->debug,
                                      .nonce = q.nonce,
                                      .nonce_len = q.nonce_len,

@@ -197,6 +197,13 @@ void enclave_secpol_from_json(const json_t *o, const char *prefix, struct enclav
                    "%sallowed_signers[%zu]", prefix, i);
             continue;
         }
+        if (strspn(v, "0") == ENCLAVE_SIGNER_HEX) {
+            fieldf(ei,
+                   "must not be all zeros: an unsigned image shows an all-zero PCR8, so it pins "
+                   "no signer",
+                   "%sallowed_signers[%zu]", prefix, i);
+            continue;
+        }
         bool dup = false;
         for (size_t j = 0; j < out->nsigners && !dup; j++)
             dup = strcmp(out->signers[j], v) == 0;

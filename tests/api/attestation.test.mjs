@@ -176,6 +176,7 @@ describe('attestation verify API', () => {
     assertValidation(await verify({ document: doc, policy: { expected_pcrs: { 0: 'abcd' } } }), 'policy.expected_pcrs.0');
     assertValidation(await verify({ document: doc, policy: { expected_pcrs: { 32: '00'.repeat(48) } } }), 'policy.expected_pcrs.32');
     assertValidation(await verify({ document: doc, policy: { expected_pcrs: [] } }), 'policy.expected_pcrs');
+    assertValidation(await verify({ document: doc, policy: { expected_pcrs: { 8: '00'.repeat(48) } } }), 'policy.expected_pcrs.8');
     assertValidation(await verify([]), '');
   });
 });
@@ -217,8 +218,12 @@ describe('dcmsd attestation verify', () => {
     r = run(path.join(vectorsDir, 'evervault_debugmode_20221012.cbor'));
     assert.equal(JSON.parse(r.stdout).failure, 'debug');
     assert.equal(run(path.join(vectorsDir, 'evervault_debugmode_20221012.cbor'), '--allow-debug').status, 0);
-    r = run(file, '--expect-pcr', `0=${'00'.repeat(48)}`);
+    r = run(file, '--expect-pcr', `0=${'11'.repeat(48)}`);
     assert.equal(JSON.parse(r.stdout).failure, 'pcr');
+    // An all-zero expected PCR pins nothing: a usage error, not a policy.
+    r = run(file, '--expect-pcr', `8=${'00'.repeat(48)}`);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /all zeros/);
     r = run(file, '--expect-pcr', `0=${cape.side.payload.pcrs_hex['0']}`, '--nonce', cape.side.payload.nonce.hex);
     assert.equal(r.status, 0, r.stdout);
     r = run(file, '--nonce', 'ff');

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "test_signer.h"
 
 #include "dcms/attest.h"
 #include "dcms/clock.h"
@@ -307,29 +308,76 @@ static void test_exit_status(void **state)
     terminate(x, ref);
 }
 
-/* Debug mode: every PCR zero, as on Nitro. A signing certificate: PCR8 is its SHA-384. */
+/* Copies `src` to `dst` (mode 0755), flipping byte `flip` when it is >= 0. */
+static void copy_image(const char *src, const char *dst, long flip)
+{
+    size_t n;
+    char *p = dcms_test_read_file(src, &n);
+    if (flip >= 0)
+        p[flip] ^= 1;
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(dst, 0755), 0);
+    free(p);
+}
+
+/* Signs `img` (its `.sig` beside it) with `s`. */
+static void sign_image(const char *img, const struct test_signer *s)
+{
+    unsigned char pcr0[DCMS_ATTEST_SHA384_LEN], *sig = NULL;
+    size_t sig_len = 0;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_attest_measure_file(img, pcr0, &ei), DCMS_OK);
+    assert_int_equal(dcms_attest_image_sign(pcr0, (unsigned char *)s->key_pem, s->key_len,
+                                            (unsigned char *)s->cert_pem, s->cert_len, &sig,
+                                            &sig_len, &ei),
+                     DCMS_OK);
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s.sig", img);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(sig, 1, sig_len, f), sig_len);
+    assert_int_equal(fclose(f), 0);
+    free(sig);
+}
+
+/*
+ * Debug mode: every PCR zero, as on Nitro. A signed image (`<image>.sig`):
+ * PCR8 is the Nitro measurement of its certificate. An image whose
+ * signature does not verify (one byte changed after signing) is refused.
+ */
 static void test_debug_and_signing_cert(void **state)
 {
     struct fx *x = *state;
-    char img[PATH_MAX], cert[128];
-    image(x, "dcms-workload", img, sizeof(img));
-    snprintf(cert, sizeof(cert), "%s/signer.pem", x->dir);
-    FILE *f = fopen(cert, "w");
-    assert_non_null(f);
-    fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
-    fclose(f);
-    for (int debug = 0; debug < 2; debug++) {
+    char src[PATH_MAX], img[PATH_MAX];
+    image(x, "dcms-workload", src, sizeof(src));
+    snprintf(img, sizeof(img), "%s/signed-workload", x->dir);
+    copy_image(src, img, -1);
+    struct test_signer signer;
+    test_signer_make(&signer, "P-384", "backend test signer (test only)");
+    sign_image(img, &signer);
+    unsigned char pcr8[DCMS_ATTEST_SHA384_LEN];
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(
+        dcms_attest_signer_pcr8((unsigned char *)signer.cert_pem, signer.cert_len, pcr8, &ei),
+        DCMS_OK);
+    for (int run = 0; run < 3; run++) {
+        bool debug = run == 1, unsigned_image = run == 2;
         struct dcms_enclave_spec sp = {.enclave_id = debug ? "debug" : "signed",
-                                       .image_path = img,
+                                       .image_path = unsigned_image ? src : img,
                                        .cpu_cores = 1,
                                        .memory_mb = 64,
                                        .storage_gb = 1,
-                                       .debug_mode = debug,
-                                       .signing_cert_path = cert};
-        struct dcms_errinfo ei;
-        dcms_errinfo_init(&ei, NULL);
+                                       .debug_mode = debug};
+        if (unsigned_image)
+            sp.enclave_id = "unsigned";
         char ref[DCMS_ENCLAVE_REF_MAX];
-        assert_int_equal(x->b->start(x->b, &sp, ref, &ei), DCMS_OK);
+        if (x->b->start(x->b, &sp, ref, &ei))
+            fail_msg("%s", ei.message);
         unsigned char nonce[4] = {4, 3, 2, 1}, *doc = NULL;
         size_t doc_len = 0;
         assert_int_equal(x->b->attest(x->b, ref, nonce, sizeof(nonce), &doc, &doc_len, &ei),
@@ -341,31 +389,40 @@ static void test_debug_and_signing_cert(void **state)
         assert_int_equal(dcms_attest_verify(x->verifier, doc, doc_len, &pol, &rep), DCMS_OK);
         assert_true(rep.valid);
         static const unsigned char zero[DCMS_ATTEST_SHA384_LEN];
-        unsigned char md[DCMS_ATTEST_SHA384_LEN];
-        assert_int_equal(dcms_attest_measure_file(cert, md, &ei), DCMS_OK);
         if (debug) {
             for (int i = 0; i < 16; i++)
                 assert_memory_equal(rep.doc->pcrs[i].ptr, zero, sizeof(zero));
+        } else if (unsigned_image) {
+            assert_memory_equal(rep.doc->pcrs[8].ptr, zero, sizeof(zero));
         } else {
-            assert_memory_equal(rep.doc->pcrs[8].ptr, md, sizeof(md));
+            assert_memory_equal(rep.doc->pcrs[8].ptr, pcr8, sizeof(pcr8));
         }
         dcms_attest_report_release(&rep);
         free(doc);
         terminate(x, ref);
     }
-    /* An unreadable certificate is refused before anything starts. */
-    struct dcms_enclave_spec bad = {.enclave_id = "bad",
+    /* The image changed by one byte after it was signed: refused before anything starts. */
+    copy_image(src, img, 4000);
+    struct dcms_enclave_spec bad = {.enclave_id = "tampered",
                                     .image_path = img,
                                     .cpu_cores = 1,
                                     .memory_mb = 64,
-                                    .storage_gb = 1,
-                                    .signing_cert_path = "/nonexistent.pem"};
-    struct dcms_errinfo ei;
-    dcms_errinfo_init(&ei, NULL);
+                                    .storage_gb = 1};
     char ref[DCMS_ENCLAVE_REF_MAX];
     assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
-    bad.signing_cert_path = NULL;
+    assert_non_null(strstr(ei.message, "does not verify"));
+    assert_non_null(strstr(ei.message, "another image"));
+    /* A `.sig` that is not a signature at all: refused too. */
+    char sig_path[PATH_MAX + 8];
+    snprintf(sig_path, sizeof(sig_path), "%s.sig", img);
+    FILE *f = fopen(sig_path, "w");
+    assert_non_null(f);
+    fputs("not a signature", f);
+    fclose(f);
+    assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
+    test_signer_free(&signer);
     bad.enclave_id = "../escape";
+    bad.image_path = src;
     assert_int_equal(x->b->start(x->b, &bad, ref, &ei), DCMS_ERR_VALIDATION);
     bad.enclave_id = "ok";
     bad.image_path = "/nonexistent";

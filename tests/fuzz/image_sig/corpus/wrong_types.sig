@@ -1,0 +1,1 @@
+Å¢ssigning_certificateisignature
