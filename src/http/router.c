@@ -10,6 +10,7 @@
 #include "contracts/contracts_http.h"
 #include "datasets/datasets_http.h"
 #include "enclaves/enclaves_http.h"
+#include "evidence/evidence.h"
 #include "iam/iam_http.h"
 #include "iam/mfa_http.h"
 #include "keys/keys_http.h"
@@ -34,10 +35,17 @@ const size_t dcms_routes_count = sizeof(dcms_routes) / sizeof(dcms_routes[0]);
  * the server refuses the argument with 400.
  */
 static const dcms_http_handler_fn query_owners[] = {
-    dcms_sys_healthz,         dcms_sys_readyz,         dcms_sys_metrics,
-    dcms_audit_http_events,   dcms_audit_http_export,  dcms_iam_http_list,
-    dcms_contracts_http_list, dcms_enclaves_http_list, dcms_enclaves_http_compatibility,
+    dcms_sys_healthz,
+    dcms_sys_readyz,
+    dcms_sys_metrics,
+    dcms_audit_http_events,
+    dcms_audit_http_export,
+    dcms_iam_http_list,
+    dcms_contracts_http_list,
+    dcms_enclaves_http_list,
+    dcms_enclaves_http_compatibility,
     dcms_datasets_http_list,
+    dcms_evidence_http_contract_audit,
 };
 
 bool dcms_route_owns_query(const struct dcms_route *r)
