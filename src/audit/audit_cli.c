@@ -148,18 +148,24 @@ static int verify_slice(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], 
     size_t got;
     while (ok && (got = fread(chunk, 1, sizeof(chunk), in)) > 0)
         ok = dcms_buf_append(&b, chunk, got) == DCMS_OK;
-    json_t *doc = NULL;
-    if (!ok || dcms_json_parse((struct dcms_str){b.ptr, b.len}, 0, &doc, NULL)) {
+    if (!ok) {
         dcms_buf_release(&b);
-        fprintf(stderr, "dcmsd audit verify: the input is neither an export nor a JSON slice\n");
+        fprintf(stderr, "dcmsd audit verify: the input is too large\n");
         return 2;
     }
-    dcms_buf_release(&b);
-    json_t *slice = doc;
-    if (!json_object_get(doc, "events") && json_is_object(json_object_get(doc, "audit")))
-        slice = json_object_get(doc, "audit"); /* an evidence bundle */
+    json_t *doc = NULL;
     struct dcms_audit_report r;
-    dcms_audit_slice_verify(slice, pk, &r);
+    if (dcms_json_parse((struct dcms_str){b.ptr, b.len}, 0, &doc, NULL) || !json_is_object(doc)) {
+        /* Like an export whose first line is not its header: it does not verify. */
+        memset(&r, 0, sizeof(r));
+        snprintf(r.reason, sizeof(r.reason), "%s", "not an audit export or slice");
+    } else {
+        json_t *slice = doc;
+        if (!json_object_get(doc, "events") && json_is_object(json_object_get(doc, "audit")))
+            slice = json_object_get(doc, "audit"); /* an evidence bundle */
+        dcms_audit_slice_verify(slice, pk, &r);
+    }
+    dcms_buf_release(&b);
     json_t *rep = dcms_audit_report_json(&r);
     if (rep) {
         json_object_set_new(rep, "kind", json_string("slice"));
