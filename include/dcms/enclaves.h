@@ -88,7 +88,8 @@ enum dcms_err dcms_enclaves_attestation(struct dcms_enclaves *en, const struct d
 /*
  * Every enclave bound to contract `contract_id` (at most 256, oldest first),
  * each shaped as above, document null when none was kept. No authorization:
- * the caller has decided that its caller may read the contract.
+ * the caller has decided that its caller may read the contract. A NULL `en`
+ * (no enclave service) gives an empty array.
  */
 enum dcms_err dcms_enclaves_of_contract(struct dcms_enclaves *en, const char *contract_id,
                                         json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
