@@ -26,6 +26,7 @@
 #include "dcms/server.h"
 #include "dcms/privacy.h"
 #include "dcms/store.h"
+#include "evidence/evidence.h"
 
 /*
  * Offline tools: `dcmsd <tool> ...` runs a tool instead of the server. Each
@@ -45,6 +46,8 @@ static const struct {
     {"privacy", dcms_privacy_cli,
      "the DP-SGD privacy accountant (dcmsd privacy epsilon --q Q --sigma S --steps T --delta D)"},
     {"keys", dcms_keys_cli, "key-encryption keys: status, rotate, rewrap, retire (docs/keys.md)"},
+    {"evidence", dcms_evidence_cli,
+     "verify a contract's evidence bundle offline (dcmsd evidence verify FILE)"},
     {NULL, NULL, NULL},
 };
 

@@ -126,4 +126,40 @@ json_t *dcms_audit_report_json(const struct dcms_audit_report *r);
 /* Text of an outcome ("success" | "denied" | "error"). */
 const char *dcms_audit_outcome_str(enum dcms_audit_outcome o);
 
+/* ---- slices: the events of some resources, with the proof that they are in the log ---- */
+
+/* A resource whose events a slice holds ("contract", id). Strings borrowed. */
+struct dcms_audit_resource {
+    const char *type, *id;
+};
+
+#define DCMS_AUDIT_SLICE_TYPE "dcms.audit.slice.v1"
+#define DCMS_AUDIT_INCLUSION_TYPE "dcms.audit.inclusion.v1"
+
+/*
+ * The events naming any of `res` (refusal records of other callers left
+ * out) with seq > after_seq, ascending, at most `limit`; *more says whether
+ * more follow. The head is checkpointed first when it moved, so every event
+ * is covered; the chain from the first event of the slice to the newest
+ * checkpoint is then verified, and only then does the audit key sign the
+ * inclusion statement naming each event's (seq, hash) and that checkpoint.
+ * *out (caller's): {type, events, proof: {public_key, key_id, checkpoint,
+ * statement, signature}}. A walk that finds the chain broken answers
+ * DCMS_ERR_INTERNAL (the reason goes to the log): a broken chain is never
+ * signed. Thread-safe.
+ */
+enum dcms_err dcms_audit_slice(struct dcms_audit *a, const struct dcms_audit_resource *res,
+                               size_t nres, int64_t after_seq, int64_t limit, json_t **out,
+                               bool *more, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Checks a slice offline with the audit public key `pk`: each event's hash
+ * against its content, the prev_hash link between consecutive events, the
+ * checkpoint's signature, the statement's signature, and that the
+ * statement names exactly the events present, by seq and hash. The report
+ * says what failed first. Returns r->ok.
+ */
+bool dcms_audit_slice_verify(const json_t *slice, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN],
+                             struct dcms_audit_report *r);
+
 #endif

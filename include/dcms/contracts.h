@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "dcms/err.h"
 #include "dcms/security_level.h"
 #include "dcms/uuid.h"
@@ -80,5 +82,24 @@ enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **
                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Stops the expiry job and frees. NULL is a no-op. */
 void dcms_contracts_close(struct dcms_contracts *ct);
+
+/* ---- evidence for the parties (src/contracts/contracts_evidence.c) ---- */
+
+struct dcms_principal;
+
+/*
+ * Contract `id` as evidence for `p`, a caller who may read it (otherwise
+ * DCMS_ERR_NOT_FOUND, as for an unknown id): {contract: {id, title, status,
+ * provider_id, consumer_id, terms_version, terms_hash}} and, with
+ * `with_signatures`, signed_content {canonical_base64 (the RFC 8785 bytes
+ * whose SHA-256 is terms_hash), content, algorithm} and signatures: each
+ * live one with signature (base64 Ed25519 over the 32-byte hash) and the
+ * signer's public_key as registered when it signed (a biometric one carries
+ * its WebAuthn assertion instead). *out is the caller's. Thread-safe.
+ */
+enum dcms_err dcms_contracts_evidence(struct dcms_app *app, const struct dcms_principal *p,
+                                      const char *client_ip, const char *request_id, const char *id,
+                                      bool with_signatures, json_t **out,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "dcms/err.h"
 #include "dcms/str.h"
 
@@ -65,5 +67,31 @@ enum dcms_err dcms_enclaves_metrics_render(struct dcms_enclaves *en,
  */
 enum dcms_err dcms_enclaves_reconcile(struct dcms_enclaves *en, bool all,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- evidence for the parties (src/enclaves/enclaves_evidence.c) ---- */
+
+struct dcms_principal;
+
+/*
+ * The last attestation of enclave `id` as `p` may see it: {enclave_id,
+ * contract_id, backend, status, taken_at, document (base64 COSE_Sign1),
+ * verified, reason, verified_at, nonce, verifier, report, root_pem (the dev
+ * root of a local enclave, else null)}. DCMS_ERR_NOT_FOUND when `p` may not
+ * read the enclave (indistinguishable from an unknown id; the refusal is
+ * audited) or no document was kept yet. *out is the caller's. Thread-safe.
+ */
+enum dcms_err dcms_enclaves_attestation(struct dcms_enclaves *en, const struct dcms_principal *p,
+                                        const char *client_ip, const char *request_id,
+                                        const char *id, json_t **out,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Every enclave bound to contract `contract_id` (at most 256, oldest first),
+ * each shaped as above, document null when none was kept. No authorization:
+ * the caller has decided that its caller may read the contract. A NULL `en`
+ * (no enclave service) gives an empty array.
+ */
+enum dcms_err dcms_enclaves_of_contract(struct dcms_enclaves *en, const char *contract_id,
+                                        json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

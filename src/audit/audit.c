@@ -407,8 +407,8 @@ const struct dcms_sign_key *dcms_audit_key(const struct dcms_audit *a)
 }
 
 /* Feeds one batch of events, and the checkpoints that fall inside it, to the verifier. */
-static enum dcms_err verify_batch(struct dcms_store_tx *tx, struct audit_verifier *v,
-                                  json_t *events, int64_t from, int64_t to, struct dcms_errinfo *ei)
+enum dcms_err audit_verify_batch(struct dcms_store_tx *tx, struct audit_verifier *v, json_t *events,
+                                 int64_t from, int64_t to, struct dcms_errinfo *ei)
 {
     json_t *cps = json_array();
     if (!cps)
@@ -462,7 +462,7 @@ enum dcms_err dcms_audit_verify(struct dcms_audit *a, struct dcms_audit_report *
         if (!e && n) {
             int64_t last =
                 (int64_t)json_integer_value(json_object_get(json_array_get(events, n - 1), "seq"));
-            e = verify_batch(tx, &v, events, from, last, ei);
+            e = audit_verify_batch(tx, &v, events, from, last, ei);
             from = last + 1;
         }
         json_decref(events);

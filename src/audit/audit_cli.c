@@ -1,6 +1,7 @@
 /*
  * `dcmsd audit verify FILE --public-key K`: verifies an export from
- * GET /api/v1/audit/export with nothing but the audit public key. K is the
+ * GET /api/v1/audit/export, or a slice from GET /api/v1/contracts/{id}/audit
+ * (dcms_audit_slice_verify), with nothing but the audit public key. K is the
  * base64 key, or a file holding it (or the JSON of /api/v1/audit/public-key).
  * Prints the report as JSON; exit status 0 when the export verifies, 1 when
  * it does not, 2 on bad usage or unreadable input.
@@ -12,11 +13,14 @@
 #include "dcms/json.h"
 
 #define CLI_LINE_MAX (16u << 20)
+#define CLI_SLICE_MAX (256u << 20)
 
 static int usage(void)
 {
     fprintf(stderr, "usage: dcmsd audit verify FILE --public-key KEY\n"
-                    "  FILE  an export (JSON Lines) from GET /api/v1/audit/export; - for stdin\n"
+                    "  FILE  an export (JSON Lines) from GET /api/v1/audit/export, or a slice\n"
+                    "        from GET /api/v1/contracts/{id}/audit (or an evidence bundle); - for\n"
+                    "        stdin\n"
                     "  KEY   the base64 Ed25519 key from GET /api/v1/audit/public-key, or a file\n"
                     "        holding it (or that endpoint's JSON)\n");
     return 2;
@@ -51,18 +55,16 @@ static bool load_key(const char *arg, unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
     return ok;
 }
 
-static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
+static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], char *line,
+                       size_t cap, ssize_t n)
 {
     struct dcms_audit_report r;
     struct audit_verifier v;
     audit_verifier_init(&v, pk, false, &r);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
     long lineno = 0;
     bool header = false;
     int64_t hdr_from = 0, hdr_to = 0, hdr_events = -1, last_checkpoint = 0;
-    while ((n = getline(&line, &cap, in)) > 0 && !v.failed) {
+    for (; n > 0 && !v.failed; n = getline(&line, &cap, in)) {
         lineno++;
         if ((size_t)n > CLI_LINE_MAX) {
             audit_verifier_fail(&v, v.last_seq + 1, "line %ld is too long", lineno);
@@ -131,6 +133,52 @@ static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
     return r.ok ? 0 : 1;
 }
 
+/*
+ * A slice (GET /api/v1/contracts/{id}/audit, or the "audit" member of an
+ * evidence bundle): `head` holds what was read of it already. Frees `head`.
+ */
+static int verify_slice(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], char *head,
+                        ssize_t n)
+{
+    struct dcms_buf b;
+    dcms_buf_init(&b, CLI_SLICE_MAX);
+    bool ok = n <= 0 || dcms_buf_append(&b, head, (size_t)n) == DCMS_OK;
+    free(head);
+    char chunk[65536];
+    size_t got;
+    while (ok && (got = fread(chunk, 1, sizeof(chunk), in)) > 0)
+        ok = dcms_buf_append(&b, chunk, got) == DCMS_OK;
+    if (!ok) {
+        dcms_buf_release(&b);
+        fprintf(stderr, "dcmsd audit verify: the input is too large\n");
+        return 2;
+    }
+    json_t *doc = NULL;
+    struct dcms_audit_report r;
+    if (dcms_json_parse((struct dcms_str){b.ptr, b.len}, 0, &doc, NULL) || !json_is_object(doc)) {
+        /* Like an export whose first line is not its header: it does not verify. */
+        memset(&r, 0, sizeof(r));
+        snprintf(r.reason, sizeof(r.reason), "%s", "not an audit export or slice");
+    } else {
+        json_t *slice = doc;
+        if (!json_object_get(doc, "events") && json_is_object(json_object_get(doc, "audit")))
+            slice = json_object_get(doc, "audit"); /* an evidence bundle */
+        dcms_audit_slice_verify(slice, pk, &r);
+    }
+    dcms_buf_release(&b);
+    json_t *rep = dcms_audit_report_json(&r);
+    if (rep) {
+        json_object_set_new(rep, "kind", json_string("slice"));
+        char *s = json_dumps(rep, JSON_INDENT(2));
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        json_decref(rep);
+    }
+    json_decref(doc);
+    return r.ok ? 0 : 1;
+}
+
 int dcms_audit_cli(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "verify") != 0)
@@ -160,7 +208,14 @@ int dcms_audit_cli(int argc, char **argv)
         fprintf(stderr, "dcmsd audit verify: cannot open %s\n", path);
         return 2;
     }
-    int status = verify_file(in, pk);
+    /* An export's first line is its header; anything else is read whole as a slice. */
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, in);
+    json_t *first = n > 0 ? json_loadb(line, (size_t)n, 0, NULL) : NULL;
+    bool is_export = json_is_object(first) && json_object_get(first, "export");
+    json_decref(first);
+    int status = is_export ? verify_file(in, pk, line, cap, n) : verify_slice(in, pk, line, n);
     if (in != stdin)
         fclose(in);
     return status;

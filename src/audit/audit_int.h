@@ -74,6 +74,13 @@ bool audit_verifier_checkpoint(struct audit_verifier *v, const json_t *checkpoin
 void audit_verifier_fail(struct audit_verifier *v, int64_t seq, const char *fmt, ...)
     DCMS_PRINTF(3, 4);
 void audit_verifier_finish(struct audit_verifier *v);
+/*
+ * Feeds `events` (a batch read in seq order, first seq `from`, last `to`) and
+ * the stored checkpoints that fall inside it to `v` (audit.c). The server's
+ * walk and the slice prover (audit_slice.c) share it.
+ */
+enum dcms_err audit_verify_batch(struct dcms_store_tx *tx, struct audit_verifier *v, json_t *events,
+                                 int64_t from, int64_t to, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* Store access (audit_store.c). Rows become JSON objects shaped like the export. */
 struct dcms_store_tx;
@@ -108,5 +115,8 @@ struct audit_filter {
 enum dcms_err audit_store_list(struct dcms_store_tx *tx, const struct audit_filter *f, json_t *out,
                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
-/* One row of an event query as the JSON event (with hash). */
+/* Appends the rows of an event query (the export's columns, in order) to `out` as events. */
+struct dcms_store_rows;
+enum dcms_err audit_rows_to_events(const struct dcms_store_rows *rows, json_t *out,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 #endif

@@ -148,8 +148,8 @@ static json_t *text_or_null(const struct dcms_store_rows *r, size_t i, size_t co
 }
 
 /* Appends the rows of an EVENT_COLUMNS query to `out` as event objects. */
-static enum dcms_err rows_to_events(const struct dcms_store_rows *rows, json_t *out,
-                                    struct dcms_errinfo *ei)
+enum dcms_err audit_rows_to_events(const struct dcms_store_rows *rows, json_t *out,
+                                   struct dcms_errinfo *ei)
 {
     for (size_t i = 0; i < dcms_store_rows_count(rows); i++) {
         const char *dt = dcms_store_rows_text(rows, i, 8);
@@ -191,7 +191,7 @@ enum dcms_err audit_store_events_range(struct dcms_store_tx *tx, int64_t from, i
     enum dcms_err e = dcms_store_exec(tx, &q_events_range, p, 3, &rows, NULL, ei);
     if (e)
         return e;
-    e = rows_to_events(rows, out, ei);
+    e = audit_rows_to_events(rows, out, ei);
     dcms_store_rows_free(rows);
     return e;
 }
@@ -228,7 +228,7 @@ enum dcms_err audit_store_list(struct dcms_store_tx *tx, const struct audit_filt
     enum dcms_err e = dcms_store_exec(tx, &q_list, p, 9, &rows, NULL, ei);
     if (e)
         return e;
-    e = rows_to_events(rows, out, ei);
+    e = audit_rows_to_events(rows, out, ei);
     dcms_store_rows_free(rows);
     return e;
 }

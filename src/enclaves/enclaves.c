@@ -139,6 +139,7 @@ struct change {
     const char *attestation; /* JSON text */
     const char *attested_at;
     const char *ref, *pid, *started_at;
+    const char *document; /* base64 attestation document to keep as the last one, or NULL */
 };
 
 /*
@@ -186,6 +187,8 @@ static enum dcms_err commit_transition(const struct enclave_call *c, const char 
         r.v[C_STARTED] = ch->started_at;
     }
     e = enclave_store_update(tx, &r, now, ei);
+    if (!e && ch->document)
+        e = enclave_store_put_attestation(tx, id, now, ch->document, ch->attestation, ei);
     if (!e && attest_details)
         e = audit(c, tx, "enclave.attest", id,
                   json_is_true(json_object_get(attest_details, "verified")) ? DCMS_AUDIT_SUCCESS
@@ -219,9 +222,12 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
                                         const char *action, json_t *details,
                                         struct enclave_rec *out)
 {
+    json_t *doc = json_incref(json_object_get(v->attestation, "document"));
+    json_object_del(v->attestation, "document"); /* kept apart (enclaves_evidence.c) */
     char *text = dcms_json_dump(v->attestation, NULL);
     json_t *ad = enclave_attest_audit_details(v, r);
     if (!text || !ad) {
+        json_decref(doc);
         free(text);
         json_decref(ad);
         json_decref(details);
@@ -229,6 +235,7 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
     }
     struct change ch = *base;
     ch.attestation = text;
+    ch.document = json_string_value(doc);
     enum dcms_err e;
     if (v->verified) {
         ch.attested_at = json_string_value(json_object_get(v->attestation, "verified_at"));
@@ -275,6 +282,7 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
                               "enclave.fail", DCMS_AUDIT_SUCCESS,
                               json_pack("{s:s, s:s}", "reason", reason, "during", action), ad, out);
     }
+    json_decref(doc);
     free(text);
     return e;
 }

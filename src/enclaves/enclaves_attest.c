@@ -9,6 +9,7 @@
 
 #include "dcms/app.h"
 #include "dcms/clock.h"
+#include "dcms/crypto.h"
 #include "dcms/json.h"
 #include "enclaves/enclaves_int.h"
 
@@ -123,6 +124,11 @@ enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_
         }
     }
     dcms_attest_report_release(&rep);
+    /* The raw document travels with the verdict so the parties can verify it themselves
+     * (settle_attestation stores it apart from the report; see enclaves_evidence.c). */
+    char *doc64 = doc && !e ? malloc(dcms_b64_encoded_len(doc_len)) : NULL;
+    if (doc64)
+        dcms_b64_encode(doc64, doc, doc_len);
     free(doc);
     sodium_memzero(nonce, sizeof(nonce));
     if (e) {
@@ -133,6 +139,9 @@ enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_
         json_pack("{s:b, s:o, s:s, s:s, s:s, s:o}", "verified", v->verified, "reason",
                   v->verified ? json_null() : json_string(v->reason), "verified_at", now, "nonce",
                   nonce_hex, "verifier", local ? "local" : "aws", "report", report);
+    if (v->attestation && doc64)
+        json_object_set_new(v->attestation, "document", json_string(doc64));
+    free(doc64);
     if (!v->attestation)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     return DCMS_OK;

@@ -391,6 +391,17 @@ enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_
 /* What the audit log keeps of an attestation (not the certificates). New reference. */
 json_t *enclave_attest_audit_details(const struct enclave_verdict *v, const struct enclave_row *r);
 
+/* ---- evidence for the parties (enclaves_evidence.c) ---- */
+
+/*
+ * Keeps `document` (base64) and `attestation` (JSON text of the verdict) as
+ * the last attestation of enclave `id`, inside the caller's transaction.
+ */
+enum dcms_err enclave_store_put_attestation(struct dcms_store_tx *tx, const char *id,
+                                            const char *now, const char *document,
+                                            const char *attestation,
+                                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- metrics (enclaves_metrics.c) ---- */
 
 /* Stores one metrics sample (latest in the row, bounded history). */

@@ -26,10 +26,19 @@ const size_t dcms_routes_count = sizeof(dcms_routes) / sizeof(dcms_routes[0]);
  * the server refuses the argument with 400.
  */
 static const dcms_http_handler_fn query_owners[] = {
-    dcms_sys_healthz,         dcms_sys_readyz,           dcms_sys_metrics,
-    dcms_audit_http_events,   dcms_audit_http_export,    dcms_iam_http_list,
-    dcms_contracts_http_list, dcms_enclaves_http_list,   dcms_enclaves_http_compatibility,
-    dcms_datasets_http_list,  dcms_iam_http_member_list, dcms_iam_http_member_remove,
+    dcms_sys_healthz,
+    dcms_sys_readyz,
+    dcms_sys_metrics,
+    dcms_audit_http_events,
+    dcms_audit_http_export,
+    dcms_iam_http_list,
+    dcms_contracts_http_list,
+    dcms_enclaves_http_list,
+    dcms_enclaves_http_compatibility,
+    dcms_datasets_http_list,
+    dcms_iam_http_member_list,
+    dcms_iam_http_member_remove,
+    dcms_evidence_http_contract_audit,
 };
 
 bool dcms_route_owns_query(const struct dcms_route *r)

@@ -45,6 +45,7 @@ static const struct owner {
     {"enclaves", "enclaves"},
     {"enclave_images", "enclaves"},
     {"enclave_metric_samples", "enclaves"},
+    {"enclave_attestations", "enclaves"},
     {"kek_versions", "keys"},
     {"data_keys", "keys"},
     {"datasets", "datasets"},

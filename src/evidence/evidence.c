@@ -1,0 +1,104 @@
+/*
+ * Assembles a contract's evidence from the modules that own it: the
+ * contract service (signed content, signatures with keys; it also decides
+ * who may read), the enclave service (last attestation documents), and the
+ * audit log (the slice of the contract and its enclaves, with the signed
+ * proof that it belongs to the chain).
+ */
+#include "dcms/app.h"
+#include "dcms/audit.h"
+#include "dcms/clock.h"
+#include "dcms/contracts.h"
+#include "dcms/enclaves.h"
+#include "evidence/evidence_int.h"
+
+/* The contract, then (type, id) of the contract and of each enclave bound to it. */
+static enum dcms_err resources_of(const struct evidence_call *c, const char *id,
+                                  bool with_signatures, json_t **contract, json_t **enclaves,
+                                  struct dcms_audit_resource **res, size_t *nres)
+{
+    *contract = *enclaves = NULL;
+    *res = NULL;
+    enum dcms_err e = dcms_contracts_evidence(c->app, c->p, c->client_ip, c->request_id, id,
+                                              with_signatures, contract, c->ei);
+    if (e || (e = dcms_enclaves_of_contract(c->app->enclaves, id, enclaves, c->ei)))
+        goto fail;
+    size_t n = json_array_size(*enclaves) + 1;
+    *res = calloc(n, sizeof(**res));
+    if (!*res) {
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        goto fail;
+    }
+    (*res)[0] = (struct dcms_audit_resource){"contract", id};
+    for (size_t i = 1; i < n; i++)
+        (*res)[i] = (struct dcms_audit_resource){
+            "enclave",
+            json_string_value(json_object_get(json_array_get(*enclaves, i - 1), "enclave_id"))};
+    *nres = n;
+    return DCMS_OK;
+fail:
+    json_decref(*contract);
+    json_decref(*enclaves);
+    *contract = *enclaves = NULL;
+    return e;
+}
+
+enum dcms_err evidence_contract_audit(const struct evidence_call *c, const char *id, int64_t after,
+                                      int64_t limit, json_t **out)
+{
+    *out = NULL;
+    json_t *contract, *enclaves, *slice = NULL;
+    struct dcms_audit_resource *res;
+    size_t nres = 0;
+    bool more = false;
+    enum dcms_err e = resources_of(c, id, false, &contract, &enclaves, &res, &nres);
+    if (e)
+        return e;
+    e = dcms_audit_slice(c->app->audit, res, nres, after, limit, &slice, &more, c->ei);
+    if (!e) {
+        size_t n = json_array_size(json_object_get(slice, "events"));
+        json_t *last = json_array_get(json_object_get(slice, "events"), n ? n - 1 : 0);
+        json_object_set_new(slice, "next_cursor",
+                            more && last ? json_sprintf("%lld", (long long)json_integer_value(
+                                                                    json_object_get(last, "seq")))
+                                         : json_null());
+        json_object_set_new(slice, "contract_id", json_string(id));
+        *out = slice;
+    }
+    free(res);
+    json_decref(contract);
+    json_decref(enclaves);
+    return e;
+}
+
+enum dcms_err evidence_contract_bundle(const struct evidence_call *c, const char *id, json_t **out)
+{
+    *out = NULL;
+    json_t *bundle, *enclaves, *slice = NULL;
+    struct dcms_audit_resource *res;
+    size_t nres = 0;
+    bool more = false;
+    enum dcms_err e = resources_of(c, id, true, &bundle, &enclaves, &res, &nres);
+    if (e)
+        return e;
+    if ((e = dcms_audit_slice(c->app->audit, res, nres, 0, EVIDENCE_MAX_EVENTS, &slice, &more,
+                              c->ei)))
+        goto out;
+    char now[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us(), now);
+    if (json_object_set_new(bundle, "type", json_string(DCMS_EVIDENCE_TYPE)) ||
+        json_object_set_new(bundle, "generated_at", json_string(now)) ||
+        json_object_set(bundle, "enclaves", enclaves) || json_object_set(bundle, "audit", slice) ||
+        json_object_set_new(bundle, "audit_complete", json_boolean(!more))) {
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
+    *out = bundle;
+    bundle = NULL;
+out:
+    free(res);
+    json_decref(bundle);
+    json_decref(enclaves);
+    json_decref(slice);
+    return e;
+}
