@@ -16,6 +16,7 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/contracts.h"
+#include "dcms/datasets.h"
 #include "dcms/crypto.h"
 #include "dcms/enclaves.h"
 #include "dcms/iam.h"
@@ -196,6 +197,10 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the contract service: %s", ei.message);
         goto out;
     }
+    if (dcms_datasets_open(&app, &app.datasets, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the dataset retention job: %s", ei.message);
+        goto out;
+    }
     if (dcms_enclaves_start(&app, &app.enclaves, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the enclave service: %s", ei.message);
         goto out;
@@ -229,6 +234,7 @@ out:
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
     dcms_enclaves_close(app.enclaves);
+    dcms_datasets_close(app.datasets);
     dcms_contracts_close(app.contracts);
     dcms_iam_close(app.iam);
     /* ---- keys: close ---- */

@@ -16,6 +16,7 @@ struct dcms_iam;
 struct dcms_contracts;
 struct dcms_enclaves;
 struct dcms_keys;
+struct dcms_datasets;
 
 struct dcms_app {
     const struct dcms_config *cfg;
@@ -27,6 +28,7 @@ struct dcms_app {
     struct dcms_contracts *contracts; /* src/contracts */
     struct dcms_enclaves *enclaves;   /* src/enclaves */
     struct dcms_keys *keys;           /* src/keys: data keys under the keyring */
+    struct dcms_datasets *datasets;   /* src/datasets: the retention job */
     int64_t started_us;
 };
 

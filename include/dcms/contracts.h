@@ -10,6 +10,7 @@
 #define DCMS_CONTRACTS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "dcms/err.h"
 #include "dcms/security_level.h"
@@ -103,6 +104,24 @@ enum dcms_err dcms_contracts_listen(struct dcms_contracts *ct,
  * that listener is running or will start. NULL `ct` is a no-op. Thread-safe.
  */
 void dcms_contracts_unlisten(struct dcms_contracts *ct, void *ctx);
+
+/* How a contract ended, for the retention of what was derived under it. */
+struct dcms_contract_end {
+    bool ended;              /* terminated or expired */
+    int64_t ended_at_us;     /* when it reached that status (valid when ended) */
+    bool has_retention;      /* terms.retention.days is present */
+    unsigned retention_days; /* terms.retention.days */
+    bool crypto_shred;       /* terms.retention.deletion is not "delete" */
+};
+
+/*
+ * Reads whether contract `id` has ended and its retention term (no
+ * authorization). DCMS_ERR_NOT_FOUND when there is no such contract.
+ * Implemented in src/contracts/contracts_datasets.c.
+ */
+enum dcms_err dcms_contracts_end_of(struct dcms_app *app, const char *id,
+                                    struct dcms_contract_end *out,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /*
  * Starts the contract service (src/contracts/) and its expiry job, which

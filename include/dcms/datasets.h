@@ -107,4 +107,59 @@ enum dcms_err dcms_datasets_check_for_contract(struct dcms_app *app, const char 
                                                const char *const *entries, size_t n,
                                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- retention of what is derived from datasets (src/datasets/datasets_retention.c) ---- */
+
+struct dcms_datasets; /* the running part of the service: the retention job */
+struct dcms_store_tx;
+
+/* Something derived from a provider's data for a contract. Strings are borrowed. */
+struct dcms_derived {
+    const char *contract_id; /* the contract it was derived under */
+    const char *dataset_id;  /* the dataset it came from, or NULL */
+    const char *kind;        /* names the purge function (dcms_datasets_on_purge) */
+    const char *ref;         /* the object, in the owning module's terms */
+    const char *dek_id;      /* the data key it is sealed under, or NULL */
+    const char *created_by;  /* identity id or "system" */
+};
+
+/*
+ * Registers `d` inside `tx`, the transaction that creates the object, so
+ * the object and its registration commit together. *id_out (may be NULL)
+ * gets the registration's id. The caller audits its own change.
+ */
+enum dcms_err dcms_datasets_derived_add(struct dcms_store_tx *tx, const struct dcms_derived *d,
+                                        char id_out[DCMS_UUID_STRLEN],
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Removes the object `ref` of a kind inside `tx` (the purge's transaction).
+ * With `crypto_shred` its data key is already destroyed in `tx`.
+ */
+typedef enum dcms_err dcms_derived_purge_fn(void *ctx, struct dcms_store_tx *tx, const char *ref,
+                                            bool crypto_shred, struct dcms_errinfo *ei);
+
+/* Registers the purge function of `kind` (a module calls it at start). */
+enum dcms_err dcms_datasets_on_purge(struct dcms_datasets *ds, const char *kind,
+                                     dcms_derived_purge_fn *fn, void *ctx,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * One pass of the retention job: purges every registered object of every
+ * contract that has ended at least terms.retention.days ago (at once without
+ * a retention term). *purged counts the objects purged. Objects that fail are
+ * logged and retried on the next pass.
+ */
+enum dcms_err dcms_datasets_retention_run(struct dcms_datasets *ds, unsigned *purged,
+                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Starts the retention job (every DCMS_RETENTION_INTERVAL_S seconds, at once
+ * on start; 0 disables it). `app` must have cfg, store, audit, keys and
+ * contracts set and outlive the service.
+ */
+enum dcms_err dcms_datasets_open(struct dcms_app *app, struct dcms_datasets **out,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Stops the job and frees. NULL is a no-op. */
+void dcms_datasets_close(struct dcms_datasets *ds);
+
 #endif

@@ -1,11 +1,13 @@
 /*
- * What Active contracts name in terms.data_access.datasets, for the
- * datasets service (include/dcms/contracts.h). Kept apart from the rest of
- * the contract service: one query, no state.
+ * What the datasets service asks of contracts (include/dcms/contracts.h):
+ * what Active contracts name in terms.data_access.datasets, and when a
+ * contract ended and what its retention term says. Kept apart from the rest
+ * of the contract service: queries only, no state.
  */
 #include <string.h>
 
 #include "dcms/app.h"
+#include "dcms/clock.h"
 #include "dcms/contracts.h"
 #include "dcms/store.h"
 
@@ -45,5 +47,49 @@ out:
     dcms_store_rows_free(rows);
     if (tx)
         dcms_store_rollback(tx);
+    return e;
+}
+
+/* ---- the end of a contract, for the datasets retention job ---- */
+
+static struct dcms_query q_end_of =
+    DCMS_QUERY2("ct_end_of",
+                "SELECT status, updated_at, json_extract(terms, '$.retention.days'), "
+                "json_extract(terms, '$.retention.deletion') FROM contracts WHERE id = $1",
+                "SELECT status, updated_at, (terms::jsonb -> 'retention' ->> 'days')::bigint, "
+                "terms::jsonb -> 'retention' ->> 'deletion' "
+                "FROM contracts WHERE id = $1");
+
+enum dcms_err dcms_contracts_end_of(struct dcms_app *app, const char *id,
+                                    struct dcms_contract_end *out, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_store_rows *rows = NULL;
+    memset(out, 0, sizeof(*out));
+    enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id)};
+    if ((e = dcms_store_exec(tx, &q_end_of, p, 1, &rows, NULL, ei)))
+        goto out;
+    if (dcms_store_rows_count(rows) != 1) {
+        e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
+        goto out;
+    }
+    const char *status = dcms_store_rows_text(rows, 0, 0);
+    out->ended = strcmp(status, "terminated") == 0 || strcmp(status, "expired") == 0;
+    if (out->ended && dcms_time_parse(dcms_store_rows_text(rows, 0, 1), &out->ended_at_us)) {
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "contract %s: unreadable updated_at", id);
+        goto out;
+    }
+    if (!dcms_store_rows_is_null(rows, 0, 2)) {
+        out->has_retention = true;
+        out->retention_days = (unsigned)dcms_store_rows_int(rows, 0, 2);
+    }
+    const char *del = dcms_store_rows_is_null(rows, 0, 3) ? NULL : dcms_store_rows_text(rows, 0, 3);
+    out->crypto_shred = !del || strcmp(del, "delete") != 0;
+out:
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
     return e;
 }

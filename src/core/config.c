@@ -208,6 +208,22 @@ enum dcms_err dcms_config_load(struct dcms_config *cfg, const char *path, struct
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_PWHASH_OPSLIMIT must be 1..100");
     if (cfg->login_max_failures < 1 || cfg->login_max_failures_per_ip < 1)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LOGIN_MAX_FAILURES* must be at least 1");
+    /* ---- login lockout ---- */
+    if (cfg->login_device_max_failures < 1)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_LOGIN_DEVICE_MAX_FAILURES must be at least 1");
+    if (cfg->login_lockout_s < 1 || cfg->login_lockout_max_s < cfg->login_lockout_s ||
+        cfg->login_lockout_max_s > 86400)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_LOGIN_LOCKOUT_S must be at least 1 and at most "
+                            "DCMS_LOGIN_LOCKOUT_MAX_S (at most 86400)");
+    if (cfg->login_failure_window_s < 1 || cfg->login_failure_window_s > 86400 * 30)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LOGIN_FAILURE_WINDOW_S must be 1..2592000");
+    if (cfg->login_ip_delay_s < 1 || cfg->login_ip_delay_s > 3600)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LOGIN_IP_DELAY_S must be 1..3600");
+    if (cfg->login_device_ttl_s < 60 || cfg->login_device_ttl_s > 86400ul * 400)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LOGIN_DEVICE_TTL_S must be 60..34560000");
+    /* ---- end login lockout ---- */
     if (!cfg->jwt_issuer[0] || !cfg->jwt_audience[0])
         return dcms_err_set(ei, DCMS_ERR_CONFIG,
                             "DCMS_JWT_ISSUER and DCMS_JWT_AUDIENCE must be set");

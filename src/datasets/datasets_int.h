@@ -75,6 +75,13 @@ void ds_csv_init(struct ds_csv *v);
 void ds_csv_feed(struct ds_csv *v, const struct ds_schema *s, const unsigned char *p, size_t n);
 /* End of input: closes the last record and checks there were a header and a row. */
 void ds_csv_finish(struct ds_csv *v, const struct ds_schema *s);
+/*
+ * Whether the `len` bytes at `s` (NUL-terminated) are a `number` (or, with
+ * `integer`, an `integer`) value: the one-pass check the validator uses, and
+ * the strtod/strtoll reference it must agree with. Exposed for the tests.
+ */
+bool ds_csv_number_ok(const char *s, size_t len, bool integer);
+bool ds_csv_number_ok_libc(const char *s, bool integer);
 /* Adds a problem (counted always, kept while fewer than DS_MAX_PROBLEMS). */
 void ds_csv_problem(struct ds_csv *v, int64_t line, const char *fmt, ...) DCMS_PRINTF(3, 4);
 

@@ -6,9 +6,13 @@
  * another request may take over after WRITER_LEASE_S without renewal),
  * restores the sealed resume state (the plaintext tail shorter than a
  * segment, the running SHA-256 and the CSV validator), and then for each
- * chunk: hashes it, validates it, and fills the tail; a full tail is sealed
- * as segment i (not final) and inserted in a short transaction of its own
- * that also renews the lease. At the end of the request:
+ * chunk: hashes it, validates it, and fills the tail; a full tail is handed
+ * to the upload's writer thread, which seals it as segment i (not final) and
+ * inserts it in a short transaction of its own that also renews the lease,
+ * while the request thread hashes and validates the next segment (one
+ * segment in flight: the request waits when the writer is still busy, and a
+ * writer's error fails the request at its next segment or at its end).
+ * At the end of the request, once the writer is idle:
  *   - an Upload-Checksum that does not match drops the segments this
  *     request wrote and answers 460; the offset does not move;
  *   - an upload that reached Upload-Length seals the tail as the final
@@ -20,6 +24,7 @@
  * carried no checksum (tus: the server should keep partial data) and drops
  * it otherwise. Each of these endings is audited in its transaction.
  */
+#include <pthread.h>
 #include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -50,6 +55,19 @@ struct ds_state {
     unsigned char tail[SEG];
 };
 
+/* The write-behind: one sealed-and-stored segment in flight at a time. */
+struct ds_writer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started, busy, stop;
+    int64_t index;        /* segment number of `plain` */
+    uint32_t len;         /* bytes in `plain` */
+    unsigned char *plain; /* sodium_malloc: plaintext of the segment in flight */
+    enum dcms_err err;    /* the first failure; no more writes after it */
+    char message[256];
+};
+
 struct ds_upload {
     struct dcms_app *app;
     struct dcms_arena *arena;
@@ -66,7 +84,8 @@ struct ds_upload {
     unsigned char checksum[DCMS_SHA256_LEN];
     struct dcms_sha256 body_sum;
     struct ds_state *st; /* sodium_malloc */
-    unsigned char *ct;   /* SEG + tag */
+    unsigned char *ct;   /* SEG + tag: the writer's, and the final segment's once it is idle */
+    struct ds_writer w;
 };
 
 static struct dcms_query q_claim_load = DCMS_QUERY2(
@@ -168,10 +187,16 @@ static enum dcms_err open_state(struct ds_upload *u, const char *hex, struct dcm
     return e;
 }
 
+static void writer_stop(struct ds_upload *u);
+static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei);
+
 static void upload_free(struct ds_upload *u)
 {
     if (!u)
         return;
+    writer_stop(u);
+    if (u->w.plain)
+        sodium_free(u->w.plain);
     dcms_dek_free(u->dek);
     if (u->st)
         sodium_free(u->st);
@@ -334,6 +359,18 @@ out:
     dcms_store_rows_free(rows);
     if (tx)
         e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    if (!e && (e = writer_start(u, c->ei))) {
+        struct dcms_errinfo lei;
+        dcms_errinfo_init(&lei, NULL);
+        struct dcms_store_tx *rtx = NULL;
+        struct dcms_store_val rp[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(u->request_id)};
+        if (!dcms_store_begin(c->app->store, DCMS_TX_WRITE, &rtx, &lei)) {
+            if (dcms_store_exec(rtx, &q_release, rp, 2, NULL, NULL, &lei))
+                dcms_store_rollback(rtx);
+            else if (dcms_store_commit(rtx, &lei))
+                DCMS_LOG(DCMS_LOG_WARN, "datasets", "dataset %s: cannot release the claim", id);
+        }
+    }
     if (e)
         upload_free(u);
     else
@@ -341,30 +378,30 @@ out:
     return e;
 }
 
-static enum dcms_err seal_segment(struct ds_upload *u, bool final, unsigned char nonce[12],
+static enum dcms_err seal_segment(struct ds_upload *u, int64_t index, bool final,
+                                  const unsigned char *plain, size_t len, unsigned char nonce[12],
                                   struct dcms_errinfo *ei)
 {
     unsigned char aad[DCMS_DATASET_AAD_LEN];
-    size_t alen = dcms_datasets_segment_aad(u->id, u->segments, final, aad);
+    size_t alen = dcms_datasets_segment_aad(u->id, index, final, aad);
     randombytes_buf(nonce, DCMS_AEAD_NONCE_LEN);
-    if (dcms_aead_seal(dcms_dek_bytes(u->dek), nonce, aad, alen, u->st->tail, u->st->tail_len,
-                       u->ct))
+    if (dcms_aead_seal(dcms_dek_bytes(u->dek), nonce, aad, alen, plain, len, u->ct))
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
     return DCMS_OK;
 }
 
-/* Seals the full tail as the next (non-final) segment and stores it. */
-static enum dcms_err flush_segment(struct ds_upload *u, struct dcms_errinfo *ei)
+/* Seals the segment in flight and stores it in a transaction that renews the lease. */
+static enum dcms_err write_segment(struct ds_upload *u, struct dcms_errinfo *ei)
 {
     unsigned char nonce[DCMS_AEAD_NONCE_LEN];
     struct dcms_store_tx *tx = NULL;
-    enum dcms_err e = seal_segment(u, false, nonce, ei);
+    enum dcms_err e = seal_segment(u, u->w.index, false, u->w.plain, u->w.len, nonce, ei);
     if (e)
         return e;
     if ((e = dcms_store_begin(u->app->store, DCMS_TX_WRITE, &tx, ei)))
         return e;
-    e = ds_blob_store.put(tx, u->id, u->segments, false, nonce, u->ct,
-                          u->st->tail_len + DCMS_AEAD_TAG_LEN, ei);
+    e = ds_blob_store.put(tx, u->id, u->w.index, false, nonce, u->ct, u->w.len + DCMS_AEAD_TAG_LEN,
+                          ei);
     if (!e) {
         char now[DCMS_TIME_STRLEN];
         now_text(now);
@@ -375,12 +412,90 @@ static enum dcms_err flush_segment(struct ds_upload *u, struct dcms_errinfo *ei)
         if (!e && affected != 1)
             e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
     }
-    if (e) {
-        dcms_store_rollback(tx);
-        return e;
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+}
+
+static void *writer_main(void *arg)
+{
+    struct ds_upload *u = arg;
+    pthread_mutex_lock(&u->w.mu);
+    for (;;) {
+        while (!u->w.busy && !u->w.stop)
+            pthread_cond_wait(&u->w.cv, &u->w.mu);
+        if (!u->w.busy)
+            break;
+        pthread_mutex_unlock(&u->w.mu);
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        enum dcms_err e = write_segment(u, &ei);
+        sodium_memzero(u->w.plain, u->w.len);
+        pthread_mutex_lock(&u->w.mu);
+        if (e && !u->w.err) {
+            u->w.err = e;
+            snprintf(u->w.message, sizeof(u->w.message), "%s", ei.message);
+        }
+        u->w.busy = false;
+        pthread_cond_broadcast(&u->w.cv);
     }
-    if ((e = dcms_store_commit(tx, ei)))
+    pthread_mutex_unlock(&u->w.mu);
+    return NULL;
+}
+
+static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei)
+{
+    if (!(u->w.plain = sodium_malloc(SEG)))
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    pthread_mutex_init(&u->w.mu, NULL);
+    pthread_cond_init(&u->w.cv, NULL);
+    if (pthread_create(&u->w.thread, NULL, writer_main, u) != 0) {
+        pthread_mutex_destroy(&u->w.mu);
+        pthread_cond_destroy(&u->w.cv);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the upload's writer");
+    }
+    u->w.started = true;
+    return DCMS_OK;
+}
+
+/* Waits until no segment is in flight; answers the writer's first failure, if any. */
+static enum dcms_err writer_idle(struct ds_upload *u, struct dcms_errinfo *ei)
+{
+    if (!u->w.started)
+        return DCMS_OK;
+    pthread_mutex_lock(&u->w.mu);
+    while (u->w.busy)
+        pthread_cond_wait(&u->w.cv, &u->w.mu);
+    enum dcms_err e = u->w.err;
+    pthread_mutex_unlock(&u->w.mu);
+    return e ? dcms_err_set(ei, e, "%s", u->w.message) : DCMS_OK;
+}
+
+static void writer_stop(struct ds_upload *u)
+{
+    if (!u->w.started)
+        return;
+    pthread_mutex_lock(&u->w.mu);
+    u->w.stop = true;
+    pthread_cond_broadcast(&u->w.cv);
+    pthread_mutex_unlock(&u->w.mu);
+    pthread_join(u->w.thread, NULL);
+    pthread_mutex_destroy(&u->w.mu);
+    pthread_cond_destroy(&u->w.cv);
+    u->w.started = false;
+}
+
+/* Hands the full tail to the writer as the next (non-final) segment. */
+static enum dcms_err flush_segment(struct ds_upload *u, struct dcms_errinfo *ei)
+{
+    enum dcms_err e = writer_idle(u, ei);
+    if (e)
         return e;
+    pthread_mutex_lock(&u->w.mu);
+    memcpy(u->w.plain, u->st->tail, u->st->tail_len);
+    u->w.len = u->st->tail_len;
+    u->w.index = u->segments;
+    u->w.busy = true;
+    pthread_cond_broadcast(&u->w.cv);
+    pthread_mutex_unlock(&u->w.mu);
     u->segments++;
     u->st->tail_len = 0;
     return DCMS_OK;
@@ -495,7 +610,7 @@ static enum dcms_err complete(struct ds_upload *u, struct dcms_errinfo *ei, bool
     struct dcms_store_tx *tx = NULL;
     char *report_text = NULL;
     json_t *extra = json_array(), *report = NULL;
-    enum dcms_err e = seal_segment(u, true, nonce, ei);
+    enum dcms_err e = seal_segment(u, u->segments, true, u->st->tail, u->st->tail_len, nonce, ei);
     if (e)
         goto out;
     dcms_sha256_final(&u->st->sha, d);
@@ -556,7 +671,9 @@ out:
 enum dcms_err ds_upload_end(struct ds_upload *u, struct dcms_errinfo *ei,
                             struct ds_upload_status *out)
 {
-    enum dcms_err e = DCMS_OK;
+    enum dcms_err e = writer_idle(u, ei);
+    if (e)
+        goto out;
     if (u->has_checksum) {
         unsigned char d[DCMS_SHA256_LEN];
         dcms_sha256_final(&u->body_sum, d);
@@ -596,7 +713,8 @@ void ds_upload_abort(struct ds_upload *u)
 {
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
-    enum dcms_err e = u->has_checksum || u->offset == u->start_offset
+    bool lost = writer_idle(u, &ei) != DCMS_OK; /* a segment did not reach the store */
+    enum dcms_err e = lost || u->has_checksum || u->offset == u->start_offset
                           ? discard(u, "request ended early", &ei)
                           : save_partial(u, &ei);
     if (e)

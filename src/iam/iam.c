@@ -37,6 +37,8 @@ enum dcms_err dcms_iam_open(struct dcms_app *app, struct dcms_iam **out, struct 
     enum dcms_err e = iam->cache ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     if (!e)
         e = iam_kek_open(iam, ei);
+    if (!e)
+        e = iam_device_open(iam, ei);
     if (!e) {
         unsigned char junk[16];
         char pw[40];
@@ -67,6 +69,8 @@ void dcms_iam_close(struct dcms_iam *iam)
     iam_apikey_cache_free(atomic_load(&iam->apikey_cache));
     if (iam->kek)
         sodium_free(iam->kek);
+    if (iam->device_key)
+        sodium_free(iam->device_key);
     if (iam->cache) {
         sodium_memzero(iam->cache, IAM_CACHE_SLOTS * sizeof(*iam->cache));
         free(iam->cache);

@@ -180,6 +180,8 @@ struct dcms_iam {
     struct dcms_app *app;
     const struct dcms_config *cfg;
     unsigned char *kek; /* sodium_malloc'd, crypto_secretbox_KEYBYTES: the "iam.secrets" DEK */
+    /* sodium_malloc'd, crypto_auth_hmacsha256_KEYBYTES: the "iam.device_tokens" DEK */
+    unsigned char *device_key;
     pthread_mutex_t keys_mu;
     struct iam_keyset *keys;
     int64_t keys_reload_us; /* last reload attempt for an unknown kid */
@@ -273,16 +275,63 @@ struct iam_call {
 json_t *iam_amr_json(unsigned amr);
 unsigned iam_amr_parse(const char *name); /* 0 when unknown */
 
-/* ---- the login throttle (iam_throttle.c): logins, TOTP and MFA routes ---- */
+/*
+ * ---- the login throttle (iam_throttle.c): logins, TOTP and MFA routes ----
+ * Failures are counted per key in login_throttle and forgotten after
+ * DCMS_LOGIN_FAILURE_WINDOW_S quiet seconds. Who a failure counts against
+ * depends on the client (docs/iam.md, "Lockout"):
+ *   IAM_CLIENT_UNTRUSTED  no valid device token: the account's untrusted
+ *                         lockout ("acct:<email>", exponential back-off past
+ *                         DCMS_LOGIN_MAX_FAILURES) and the address
+ *                         ("ip:<addr>": past DCMS_LOGIN_MAX_FAILURES_PER_IP
+ *                         each failure slows it for DCMS_LOGIN_IP_DELAY_S);
+ *   IAM_CLIENT_DEVICE     a valid device token: that token only ("dev:<id>",
+ *                         back-off past DCMS_LOGIN_DEVICE_MAX_FAILURES);
+ *   IAM_CLIENT_SESSION    an authenticated caller checking its own TOTP
+ *                         ("totp:<identity>", back-off past
+ *                         DCMS_LOGIN_MAX_FAILURES): no one else can move it.
+ */
+enum iam_client { IAM_CLIENT_UNTRUSTED, IAM_CLIENT_DEVICE, IAM_CLIENT_SESSION };
 
 /* "acct:<lowercased email or id>" and "ip:<addr>" (empty without an address: no address key). */
 void iam_throttle_keys(const char *account, const char *client_ip, char acct[300], char ip[80]);
-/* DCMS_ERR_RATE_LIMITED (and *retry_after_s) while either key is locked. */
-enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *acct, const char *ip,
+/* DCMS_ERR_RATE_LIMITED (and *retry_after_s) while either key is locked ("" is no key). */
+enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *key, const char *key2,
                                  int64_t *retry_after_s, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Counts a failure for both keys, locks past the limits, audits auth.login_failed. */
-enum dcms_err iam_throttle_fail(const struct iam_call *c, const char *acct, const char *ip,
-                                const char *identity_id, const char *why);
+/*
+ * Counts a failure of a `kind` client: `key` is the account key (untrusted),
+ * the device key or the TOTP key; `ip_key` is used for untrusted clients only.
+ * Locks past the limits and audits auth.login_failed (and auth.lockout) in
+ * one transaction; `why` is the reason recorded, `device_id` (or NULL) the
+ * device token's id.
+ */
+enum dcms_err iam_throttle_fail(const struct iam_call *c, enum iam_client kind, const char *key,
+                                const char *ip_key, const char *identity_id, const char *device_id,
+                                const char *why);
+
+/*
+ * ---- device tokens (iam_device.c): the OWASP "device cookie" ----
+ * "dv1.<id>.<expires>.<HMAC-SHA256>" over (identity, id, expires) under the
+ * keyring's data key "iam.device_tokens"; stateless, valid
+ * DCMS_LOGIN_DEVICE_TTL_S. Also sent as the cookie IAM_DEVICE_COOKIE.
+ */
+#define IAM_DEVICE_TOKEN_MAX 128
+#define IAM_DEVICE_COOKIE "__Host-dcms_device"
+
+/* Loads (or on the first start makes) the device token key into iam->device_key. */
+enum dcms_err iam_device_open(struct dcms_iam *iam, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* A new token for `identity_id`, valid DCMS_LOGIN_DEVICE_TTL_S from now_s. Wipe it after use. */
+enum dcms_err iam_device_issue(const struct dcms_iam *iam, const char *identity_id, int64_t now_s,
+                               char token[IAM_DEVICE_TOKEN_MAX]) DCMS_MUST_CHECK;
+/*
+ * True when `token` was issued by this deployment for `identity_id` and has
+ * not expired (constant-time MAC comparison); `id` then holds its id.
+ * Anything else (NULL, malformed, another identity's, tampered) is false.
+ */
+bool iam_device_verify(const struct dcms_iam *iam, const char *token, const char *identity_id,
+                       int64_t now_s, char id[DCMS_UUID_STRLEN]);
+/* Copies the value of the IAM_DEVICE_COOKIE cookie of a Cookie header into out[cap]. */
+bool iam_device_cookie_find(const char *cookie_header, char *out, size_t cap);
 
 /* ---- amr (RFC 8176) ---- */
 

@@ -7,6 +7,7 @@
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/config.h"
 #include "iam/iam_http.h"
 #include "iam/iam_http_int.h"
 #include "iam/iam_json.h"
@@ -170,11 +171,38 @@ static enum dcms_err reply_mfa_required(struct dcms_http_req *req, struct dcms_h
     return dcms_http_reply(req, resp, 401, v);
 }
 
+/* Wipes a string the arena holds (a Set-Cookie value) when the request ends. */
+static void wipe_str(void *p)
+{
+    sodium_memzero(p, strlen(p));
+}
+
+/*
+ * The device token of a successful login also goes out as a cookie that
+ * scripts cannot read (HttpOnly), only over HTTPS (Secure; browsers treat
+ * http://localhost as secure) and never on cross-site requests (Strict).
+ * __Host-: no Domain, Path=/, so no subdomain can set or shadow it.
+ */
+static enum dcms_err set_device_cookie(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                       const json_t *out)
+{
+    const char *tok = json_string_value(json_object_get(out, "device_token"));
+    if (!tok)
+        return DCMS_OK;
+    char *v = dcms_arena_sprintf(
+        req->arena, IAM_DEVICE_COOKIE "=%s; Path=/; Max-Age=%lu; Secure; HttpOnly; SameSite=Strict",
+        tok, req->app->cfg->login_device_ttl_s);
+    if (!v || dcms_arena_defer(req->arena, wipe_str, v) ||
+        dcms_http_resp_header(resp, "Set-Cookie", v))
+        return dcms_err_set(req->ei, DCMS_ERR_INTERNAL, NULL);
+    return DCMS_OK;
+}
+
 enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     /* The factors a login may carry; see struct iam_factor_in (mfa_int.h). */
-    static const char *const keys[] = {"email",         "password", "mfa_ticket", "totp",
-                                       "recovery_code", "webauthn", NULL};
+    static const char *const keys[] = {"email",         "password", "mfa_ticket",   "totp",
+                                       "recovery_code", "webauthn", "device_token", NULL};
     json_t *b;
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
@@ -184,11 +212,22 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
         wipe_member(b, "password");
         return e;
     }
+    /* Without one in the body, the device token comes from the browser's cookie. */
+    char cookie_tok[IAM_DEVICE_TOKEN_MAX] = "";
+    if (!in.device_token &&
+        iam_device_cookie_find(dcms_http_req_header(req, "Cookie"), cookie_tok, sizeof(cookie_tok)))
+        in.device_token = cookie_tok;
     json_t *out = NULL;
     int64_t retry = 0;
     struct iam_call c = iam_call_of(req);
     e = iam_login(&c, &in, &out, &retry);
     wipe_member(b, "password");
+    wipe_member(b, "device_token");
+    sodium_memzero(cookie_tok, sizeof(cookie_tok));
+    if (!e && (e = set_device_cookie(req, resp, out))) {
+        json_decref(out);
+        return e;
+    }
     if (e == DCMS_ERR_MFA_REQUIRED && out)
         return reply_mfa_required(req, resp, out);
     json_decref(e ? out : NULL);

@@ -109,6 +109,7 @@ enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in, stru
         in->email = required_str(b, "email", 254, ei);
         in->password = required_str(b, "password", 4096, ei);
     }
+    in->device_token = str_member(b, "device_token", IAM_DEVICE_TOKEN_MAX, NULL, ei);
     in->factor.totp = str_member(b, "totp", 16, NULL, ei);
     in->factor.recovery_code = str_member(b, "recovery_code", 64, NULL, ei);
     in->factor.webauthn = json_object_get(b, "webauthn");

@@ -27,7 +27,8 @@ enum dcms_err iam_identity_patch_from_json(const json_t *b, struct iam_identity_
                                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /*
  * POST /auth/login: {email, password, <factor>?} or {mfa_ticket, <factor>}
- * with at most one factor (totp, recovery_code, webauthn).
+ * with at most one factor (totp, recovery_code, webauthn), and optionally
+ * the client's device_token.
  */
 enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in,
                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;

@@ -1,8 +1,11 @@
 /*
- * Sessions. Login checks the throttle (per account and per
- * client IP, in the store so every node sees it), verifies the password
- * (argon2id, upgraded when the configured cost rose), starts a session
- * family and hands out an access token and a refresh token. Refresh
+ * Sessions. Login checks the throttle (in the store so every node sees
+ * it): a client presenting a valid device token for the identity
+ * (iam_device.c) is throttled on that token alone; any other client on the
+ * account's untrusted lockout and its address (docs/iam.md, "Lockout").
+ * It verifies the password (argon2id, upgraded when the configured cost
+ * rose), starts a session family and hands out an access token, a refresh
+ * token and a new device token. Refresh
  * rotates the token; presenting a rotated token again revokes the whole
  * family. Logout revokes the family. An identity with a second factor
  * (mfa_int.h) gets a login ticket instead of tokens after its password and
@@ -87,12 +90,17 @@ static void access_free(char *access)
     }
 }
 
-/* The token answer; `access` is wiped and freed here whatever happens. */
-static json_t *token_response(const struct dcms_iam *iam, char *access, const char *refresh)
+/* The token answer (with a device token after a login); `access` is wiped and freed here. */
+static json_t *token_response(const struct dcms_iam *iam, char *access, const char *refresh,
+                              const char *device)
 {
     json_t *v = json_pack("{s:s, s:s, s:I, s:s}", "access_token", access, "token_type", "Bearer",
                           "expires_in", (json_int_t)iam->cfg->jwt_ttl_s, "refresh_token", refresh);
     access_free(access);
+    if (v && device && json_object_set_new(v, "device_token", json_string(device))) {
+        json_decref(v);
+        v = NULL;
+    }
     return v;
 }
 
@@ -107,11 +115,17 @@ static unsigned amr_from_text(const char *text)
     return amr;
 }
 
-/* The identity a login is about (columns of q_by_email / q_by_id) and its throttle keys. */
+/*
+ * The identity a login is about (columns of q_by_email / q_by_id), its
+ * throttle keys, and whether the client holds a valid device token for it
+ * (`trusted`, with the token's id and key).
+ */
 struct login_who {
     struct dcms_store_rows *rows;
     const char *id, *status, *roles, *org, *hash;
     char acct[300], ip[80];
+    bool trusted;
+    char device_id[DCMS_UUID_STRLEN], dev[80];
 };
 
 static void who_fill(const struct iam_call *c, struct login_who *w, const char *account)
@@ -142,6 +156,38 @@ static enum dcms_err who_load(const struct iam_call *c, struct dcms_query *q, co
 }
 
 /*
+ * Decides which lockout the client is under and checks it: a valid device
+ * token for this identity whose own lockout is not running makes the client
+ * trusted (the account's untrusted lockout and the address limit do not
+ * apply to it); a locked device token counts as none (OWASP: the client is
+ * then untrusted). DCMS_ERR_RATE_LIMITED with *retry_after_s when locked.
+ */
+static enum dcms_err who_gate(const struct iam_call *c, struct login_who *w,
+                              const char *device_token, int64_t *retry_after_s)
+{
+    w->trusted = false;
+    if (w->id && device_token &&
+        iam_device_verify(c->iam, device_token, w->id, dcms_clock_now_us() / 1000000,
+                          w->device_id)) {
+        snprintf(w->dev, sizeof(w->dev), "dev:%s", w->device_id);
+        struct dcms_errinfo tei;
+        dcms_errinfo_init(&tei, NULL);
+        int64_t ignored = 0;
+        w->trusted = iam_throttle_check(c->iam, w->dev, "", &ignored, &tei) == DCMS_OK;
+    }
+    return w->trusted ? DCMS_OK : iam_throttle_check(c->iam, w->acct, w->ip, retry_after_s, c->ei);
+}
+
+/* Counts a failed login against the device token (trusted) or the account and address. */
+static void who_fail(const struct iam_call *c, const struct login_who *w, const char *why)
+{
+    if (w->trusted)
+        (void)iam_throttle_fail(c, IAM_CLIENT_DEVICE, w->dev, NULL, w->id, w->device_id, why);
+    else
+        (void)iam_throttle_fail(c, IAM_CLIENT_UNTRUSTED, w->acct, w->ip, w->id, NULL, why);
+}
+
+/*
  * Verifies the second factor of a login; a wrong one counts as a failed
  * login and answers 401 naming what was wrong.
  */
@@ -152,7 +198,7 @@ static enum dcms_err second_factor(const struct iam_call *c, const struct login_
     enum dcms_err e = iam_factor_verify(c, w->id, enrolled, f, amr, &why);
     if (e != DCMS_ERR_VALIDATION)
         return e;
-    (void)iam_throttle_fail(c, w->acct, w->ip, w->id, why);
+    who_fail(c, w, why);
     char msg[200];
     snprintf(msg, sizeof(msg), "invalid second factor: %s %s",
              c->ei->ndetails ? c->ei->details[0].field : "",
@@ -161,7 +207,13 @@ static enum dcms_err second_factor(const struct iam_call *c, const struct login_
     return dcms_err_set(c->ei, DCMS_ERR_UNAUTHENTICATED, "%s", msg);
 }
 
-/* Ends a successful login: a session family, a refresh token, the access token. */
+/*
+ * Ends a successful login: a session family, a refresh token, the access
+ * token and a new device token. Success clears the counter the client was
+ * under: the device token's, or the account's untrusted one (a trusted
+ * login leaves that alone, so the owner logging in gives a guesser no fresh
+ * attempts).
+ */
 static enum dcms_err login_finish(const struct iam_call *c, const struct login_who *w, unsigned amr,
                                   const char *newhash, const char *ticket_hash,
                                   const struct iam_factor_in *f, json_t **out)
@@ -175,12 +227,15 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
     int64_t now = dcms_clock_now_us();
     fmt_time(now, now_s);
     char fam[DCMS_UUID_STRLEN], token[48], thash[65], exp_s[DCMS_TIME_STRLEN];
+    char device[IAM_DEVICE_TOKEN_MAX] = "";
     dcms_uuid_v7(fam);
     fmt_time(now + (int64_t)iam->cfg->refresh_ttl_s * 1000000, exp_s);
     json_t *amrs = NULL;
     char *amr_text = NULL, *access = NULL;
     struct dcms_store_tx *tx;
     enum dcms_err e = new_token(token, thash);
+    if (!e && iam_device_issue(iam, w->id, now / 1000000, device))
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot issue a device token");
     if (e)
         goto out;
     amrs = iam_amr_json(amr);
@@ -192,7 +247,8 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
         e = iam_mfa_ticket_use_tx(tx, ticket_hash, ei);
     if (!e)
         e = dcms_store_exec(tx, &q_throttle_clear,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(w->acct)}, 1, NULL, NULL, ei);
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(w->trusted ? w->dev : w->acct)},
+                            1, NULL, NULL, ei);
     if (!e && newhash[0])
         e = dcms_store_exec(tx, &q_rehash,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(w->id), DCMS_VAL_TEXT(newhash),
@@ -211,15 +267,17 @@ static enum dcms_err login_finish(const struct iam_call *c, const struct login_w
                             4, NULL, NULL, ei);
     if (!e)
         e = iam_audit(iam, tx, w->id, "auth.login", "session", fam, false,
-                      json_pack("{s:O, s:b, s:b, s:s?}", "amr", amrs, "rehashed", newhash[0] != 0,
-                                "mfa_ticket", ticket_hash != NULL, "factor", factor),
+                      json_pack("{s:O, s:b, s:b, s:s?, s:s, s:s?}", "amr", amrs, "rehashed",
+                                newhash[0] != 0, "mfa_ticket", ticket_hash != NULL, "factor",
+                                factor, "client", w->trusted ? "device" : "untrusted", "device_id",
+                                w->trusted ? w->device_id : NULL),
                       c->client_ip, c->request_id, ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
     if (!e)
         e = iam_issue_access(iam, w->id, w->org, iam_roles_from_json_text(w->roles), amr, fam,
                              now / 1000000, &access, ei);
     if (!e) {
-        *out = token_response(iam, access, token);
+        *out = token_response(iam, access, token, device);
         access = NULL; /* wiped and freed by token_response */
         if (!*out)
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
@@ -229,6 +287,7 @@ out:
     free(amr_text);
     json_decref(amrs);
     sodium_memzero(token, sizeof(token));
+    sodium_memzero(device, sizeof(device));
     return e;
 }
 
@@ -248,7 +307,7 @@ static enum dcms_err login_ticket(const struct iam_call *c, const struct iam_log
         e = dcms_err_set(c->ei, DCMS_ERR_UNAUTHENTICATED, "invalid mfa_ticket");
         goto out;
     }
-    if ((e = iam_throttle_check(c->iam, w.acct, w.ip, retry_after_s, c->ei)))
+    if ((e = who_gate(c, &w, in->device_token, retry_after_s)))
         goto out;
     if (strcmp(w.status, "active") != 0) {
         e = dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN, "the identity is %s", w.status);
@@ -280,13 +339,13 @@ enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in,
     if (e)
         goto out;
     who_fill(c, &w, in->email);
-    if ((e = iam_throttle_check(iam, w.acct, w.ip, retry_after_s, ei)))
+    if ((e = who_gate(c, &w, in->device_token, retry_after_s)))
         goto out;
     bool ok = false;
     if ((e = iam_verify_password(iam, w.hash, in->password, &ok, ei)))
         goto out;
     if (!ok) {
-        (void)iam_throttle_fail(c, w.acct, w.ip, w.id, w.id ? "bad_password" : "unknown_email");
+        who_fail(c, &w, w.id ? "bad_password" : "unknown_email");
         e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "invalid email or password");
         goto out;
     }
@@ -422,7 +481,7 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token, j
                          amr_from_text(dcms_store_rows_text(rows, 0, 5)), fam, auth_us / 1000000,
                          &access, ei);
     if (!e) {
-        *out = token_response(iam, access, token);
+        *out = token_response(iam, access, token, NULL);
         access = NULL; /* wiped and freed by token_response */
         if (!*out)
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);

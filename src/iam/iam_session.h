@@ -13,9 +13,12 @@
  * enrolled second factor that logs in with a password alone gets
  * DCMS_ERR_MFA_REQUIRED and *out = {mfa_ticket, factors, expires_in}
  * (the caller owns it). A wrong factor is 401 and counts as a failed login.
+ * `device_token` (or NULL) is the client's device token (iam_core.h): valid
+ * for the identity, the client is throttled on it alone. A successful login
+ * answers a new one in *out's "device_token".
  */
 struct iam_login_in {
-    const char *email, *password, *mfa_ticket;
+    const char *email, *password, *mfa_ticket, *device_token;
     struct iam_factor_in factor;
 };
 enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in, json_t **out,

@@ -208,30 +208,24 @@ enum dcms_err iam_totp_consume(struct dcms_iam *iam, const char *identity_id, co
     return n == 1 ? DCMS_OK : dcms_err_field(ei, field, "was already used; wait for the next code");
 }
 
-static enum dcms_err identity_account(struct dcms_iam *iam, const char *identity_id,
-                                      char account[256], struct dcms_errinfo *ei)
-{
-    struct totp_row r;
-    enum dcms_err e = totp_read(iam, identity_id, &r, ei);
-    if (!e)
-        snprintf(account, 256, "%s", r.email[0] ? r.email : identity_id);
-    return e;
-}
-
+/*
+ * A caller checking its own code is already authenticated: its failures
+ * count against "totp:<identity>", which only holders of that identity's
+ * session move, not against the login lockout anyone can trip (docs/iam.md,
+ * "Lockout"), and no address is involved.
+ */
 enum dcms_err iam_totp_check_throttled(const struct iam_call *c, const char *identity_id,
                                        const char *code, const char *field)
 {
-    char account[256], acct[300], ip[80];
-    enum dcms_err e = identity_account(c->iam, identity_id, account, c->ei);
-    if (e)
-        return e;
-    iam_throttle_keys(account, c->client_ip, acct, ip);
+    char key[80];
+    snprintf(key, sizeof(key), "totp:%s", identity_id);
     int64_t retry = 0;
-    if ((e = iam_throttle_check(c->iam, acct, ip, &retry, c->ei)))
+    enum dcms_err e = iam_throttle_check(c->iam, key, "", &retry, c->ei);
+    if (e)
         return e;
     e = iam_totp_consume(c->iam, identity_id, code, dcms_clock_now_us() / 1000000, field, c->ei);
     if (e == DCMS_ERR_VALIDATION)
-        (void)iam_throttle_fail(c, acct, ip, identity_id, "bad_totp");
+        (void)iam_throttle_fail(c, IAM_CLIENT_SESSION, key, NULL, identity_id, NULL, "bad_totp");
     return e;
 }
 

@@ -64,7 +64,8 @@ before(async () => {
             DCMS_DEV_MODE : 'true',
             DCMS_AUDIT_REFUSALS_PER_MINUTE : '100000',
             DCMS_LOGIN_MAX_FAILURES_PER_IP : '1000',
-            DCMS_LOGIN_LOCKOUT_S : '60'
+            DCMS_LOGIN_LOCKOUT_S : '60',
+            DCMS_LOGIN_DEVICE_MAX_FAILURES : '3'
         },
     });
     api = client(server);
@@ -247,31 +248,121 @@ describe('registration, verification and login', () => {
         assert.equal(a.json.error.message, b.json.error.message);
     });
 
+    const loginAs = (json, headers = {}) => call('POST', '/api/v1/auth/login', {json, headers});
+
     test(
-        'throttling: after 5 failures the account is locked (429, even with the right password), audited',
+        'throttling: 5 failures lock the account for clients without a device token (429, even with the right password), audited; the owner with a device token still logs in',
         async () => {
             const e = email('thr');
             const id = await createIdentity(admin, {name : 'T', email : e, password : PW});
+            // The owner logged in from this client before: it holds a device token.
+            const first = await loginAs({email : e, password : PW});
+            assert.equal(first.status, 200);
+            const device = first.json.device_token;
+            assert.match(device, /^dv1\.[0-9a-f-]{36}\.[0-9]+\.[A-Za-z0-9_-]{43}$/);
             for (let i = 0; i < 5; i++) {
-                const r = await call('POST', '/api/v1/auth/login',
-                                     {json : {email : e, password : `wrong password ${i}`}});
+                const r = await loginAs({email : e, password : `wrong password ${i}`});
                 assert.equal(r.status, 401);
             }
-            const locked =
-                await call('POST', '/api/v1/auth/login', {json : {email : e, password : PW}});
+            const locked = await loginAs({email : e, password : PW});
             assert.equal(locked.status, 429);
             assert.match(locked.json.error.message, /try again in \d+ seconds/);
             const after = Number(locked.headers.get('retry-after'));
             assert.ok(Number.isInteger(after) && after >= 1 && after <= 900,
                       `Retry-After: ${locked.headers.get('retry-after')}`);
+            // The lockout is for untrusted clients only: the owner's device token gets in,
+            // in the body or as the cookie a browser sends back.
+            const owner = await loginAs({email : e, password : PW, device_token : device});
+            assert.equal(owner.status, 200, JSON.stringify(owner.json));
+            const viaCookie = await loginAs({email : e, password : PW},
+                                            {Cookie : `__Host-dcms_device=${owner.json.device_token}`});
+            assert.equal(viaCookie.status, 200, JSON.stringify(viaCookie.json));
+            // ... and the owner's logins do not reset the lock for guessers.
+            assert.equal((await loginAs({email : e, password : PW})).status, 429);
             const ev = await auditEvents(`action=auth.lockout&actor=${id.id}`);
             assert.equal(ev.length, 1);
             assert.equal(ev[0].outcome, 'denied');
+            assert.equal(ev[0].details.scope, 'account');
             const failed = await auditEvents(`action=auth.login_failed&actor=${id.id}`);
             assert.equal(failed.length, 5);
+            assert.ok(failed.every((f) => f.details.client === 'untrusted'));
             assert.ok(!JSON.stringify(failed).includes('wrong password'),
                       'passwords never audited');
+            const logins = await auditEvents(`action=auth.login&actor=${id.id}`);
+            assert.ok(logins.some((l) => l.details.client === 'device'));
+            assert.ok(!JSON.stringify(logins).includes(device), 'device tokens never audited');
         });
+
+    test('the device token comes as a Secure HttpOnly SameSite=Strict cookie too; it is bound to its identity and cannot be forged',
+         async () => {
+             const ea = email('deva'), eb = email('devb');
+             await createIdentity(admin, {name : 'A', email : ea, password : PW});
+             await createIdentity(admin, {name : 'B', email : eb, password : PW});
+             const a = await loginAs({email : ea, password : PW});
+             assert.equal(a.status, 200);
+             const cookie = a.headers.get('set-cookie');
+             assert.ok(cookie, 'Set-Cookie');
+             const [pair, ...attrs] = cookie.split(';').map((x) => x.trim());
+             assert.equal(pair, `__Host-dcms_device=${a.json.device_token}`);
+             for (const want of ['Path=/', 'Secure', 'HttpOnly', 'SameSite=Strict'])
+                 assert.ok(attrs.includes(want), `${want} in ${cookie}`);
+             assert.ok(attrs.some((x) => /^Max-Age=[1-9][0-9]*$/.test(x)), cookie);
+             // Each login issues a new token.
+             const a2 = await loginAs({email : ea, password : PW});
+             assert.notEqual(a2.json.device_token, a.json.device_token);
+             // Lock B for untrusted clients.
+             for (let i = 0; i < 5; i++)
+                 assert.equal((await loginAs({email : eb, password : `wrong ${i} password`})).status, 401);
+             assert.equal((await loginAs({email : eb, password : PW})).status, 429);
+             // A's token is not B's; a tampered or truncated token is no token.
+             const tok = a.json.device_token;
+             const flip = (t, i) => t.slice(0, i) + (t[i] === 'A' ? 'B' : 'A') + t.slice(i + 1);
+             const forged = [
+                 tok, flip(tok, tok.length - 5), flip(tok, 10), tok.slice(0, -1),
+                 tok.replace(/\.([0-9]+)\./, (m, x) => `.${Number(x) + 1000}.`), 'garbage'
+             ];
+             for (const t of forged) {
+                 const r = await loginAs({email : eb, password : PW, device_token : t});
+                 assert.equal(r.status, 429, t);
+                 const c = await loginAs({email : eb, password : PW}, {Cookie : `__Host-dcms_device=${t}`});
+                 assert.equal(c.status, 429, t);
+             }
+             // A device token does not stand for the password.
+             const wrong = await loginAs({email : ea, password : 'not the password', device_token : tok});
+             assert.equal(wrong.status, 401);
+             const bad = await loginAs({email : ea, password : PW, device_token : 'x'.repeat(200)});
+             assert.equal(bad.status, 422);
+             assert.equal(bad.json.error.details[0].field, 'device_token');
+         });
+
+    test('failures with a device token count against that token only: it locks after its own limit, then counts as no token',
+         async () => {
+             const e = email('devlock');
+             const id = await createIdentity(admin, {name : 'D', email : e, password : PW});
+             const t1 = (await loginAs({email : e, password : PW})).json.device_token;
+             const t2 = (await loginAs({email : e, password : PW})).json.device_token;
+             // DCMS_LOGIN_DEVICE_MAX_FAILURES=3 for this server.
+             for (let i = 0; i < 3; i++)
+                 assert.equal((await loginAs({email : e, password : `wrong ${i} password`, device_token : t1})).status, 401);
+             const ev = await auditEvents(`action=auth.lockout&actor=${id.id}`);
+             assert.equal(ev.length, 1);
+             assert.equal(ev[0].details.scope, 'device');
+             assert.equal(ev[0].resource_type, 'device');
+             assert.match(ev[0].resource_id, /^[0-9a-f-]{36}$/);
+             assert.ok(t1.includes(ev[0].resource_id), 'the token id, never the token');
+             // The account's untrusted lockout did not move: an untrusted client still logs in.
+             assert.equal((await loginAs({email : e, password : PW})).status, 200);
+             // The locked token is treated as none: its failures now count against the account.
+             for (let i = 0; i < 5; i++)
+                 assert.equal((await loginAs({email : e, password : `wrong ${i} again`, device_token : t1})).status, 401);
+             assert.equal((await loginAs({email : e, password : PW, device_token : t1})).status, 429);
+             assert.equal((await loginAs({email : e, password : PW})).status, 429);
+             // The owner's other device is unaffected.
+             assert.equal((await loginAs({email : e, password : PW, device_token : t2})).status, 200);
+             const failed = await auditEvents(`action=auth.login_failed&actor=${id.id}`);
+             assert.equal(failed.filter((f) => f.details.client === 'device').length, 3);
+             assert.equal(failed.filter((f) => f.details.client === 'untrusted').length, 5);
+         });
 });
 
 describe('sessions', () => {

@@ -263,6 +263,25 @@ describe('step-up login', () => {
     assert.equal((await login({ mfa_ticket: ticket, totp: right })).status, 429);
     await waitForAudit(`action=auth.lockout&actor=${u.id}&limit=5`, () => true);
   });
+
+  test('while others have locked the account, the owner\'s device token completes a step-up login', async () => {
+    const u = await newUser('devstep');
+    const first = await login({ email: u.email, password: PW });
+    assert.equal(first.status, 200);
+    const device = first.json.device_token;
+    const { secret } = await enrol(u);
+    for (let i = 0; i < 5; i++) assert.equal((await login({ email: u.email, password: `wrong ${i} password` })).status, 401);
+    assert.equal((await login({ email: u.email, password: PW })).status, 429);
+    const step1 = await login({ email: u.email, password: PW, device_token: device });
+    assert.equal(step1.status, 401);
+    assert.equal(step1.json.error.code, 'mfa_required');
+    // The second step is a login too: without the token it is an untrusted client's, locked.
+    assert.equal((await login({ mfa_ticket: step1.json.mfa_ticket, totp: totp(secret, 1) })).status, 429);
+    const done = await login({ mfa_ticket: step1.json.mfa_ticket, totp: totp(secret, 1), device_token: device });
+    assert.equal(done.status, 200, JSON.stringify(done.json));
+    assert.deepEqual(claims(done.json.access_token).amr, ['pwd', 'otp', 'mfa']);
+    assert.ok(done.json.device_token);
+  });
 });
 
 describe('recovery codes', () => {

@@ -82,13 +82,6 @@ static int teardown(void **state)
     return 0;
 }
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 static struct dcms_query q_admin = DCMS_QUERY("t_key_admin", "SELECT id FROM identities LIMIT 1");
 
 static void open_all(struct fixture *f)

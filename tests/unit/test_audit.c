@@ -93,13 +93,6 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 static struct dcms_store *open_store(struct fixture *f, unsigned pool_size)
 {
     struct dcms_store_opts opts = {pool_size, 30000};

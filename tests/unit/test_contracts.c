@@ -22,13 +22,6 @@
 
 #include <unistd.h>
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 static const char *const good_terms =
     "{\"data_access\":{\"datasets\":[\"ds\"],\"permissions\":[\"train\"]},"
     "\"usage\":{\"purposes\":[\"research\"],\"allowed_model_types\":[\"cnn\"],"

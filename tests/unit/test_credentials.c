@@ -36,13 +36,6 @@ struct fixture {
     struct dcms_principal admin;
 };
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 DCMS_TESTDB_SETUPS("/tmp/dcms-cred-XXXXXX", "dcms_c_")
 
 static int teardown(void **state)

@@ -26,13 +26,6 @@
 #include "dcms/store.h"
 #include "enclaves/enclaves_int.h"
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 /* ---- the transition table ---- */
 
 static void state_machine_table(void **state)

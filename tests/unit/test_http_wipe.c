@@ -151,13 +151,6 @@ static int teardown(void **state)
     return 0;
 }
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 static void start_server(struct fixture *f)
 {
     setenv("DCMS_DATA_DIR", f->db.dir, 1);
@@ -283,6 +276,7 @@ static void login_and_refresh(struct fixture *f, const char *const *chunks, size
     recording_start();
     json_t *login = post(f, "/api/v1/auth/login", chunks, nchunks);
     char *access1 = member(login, "access_token"), *refresh1 = member(login, "refresh_token");
+    char *device1 = member(login, "device_token");
     char body[512];
     snprintf(body, sizeof(body), "{\"refresh_token\":\"%s\"}", refresh1);
     const char *rchunks[] = {body};
@@ -300,6 +294,7 @@ static void login_and_refresh(struct fixture *f, const char *const *chunks, size
     char *body1 = in_json("access_token", access1), *body2 = in_json("access_token", access2);
     int leaks = was_released("the login password", PASSWORD) +
                 was_released("the login's refresh token", refresh1) +
+                was_released("the login's device token", device1) +
                 was_released("the refreshed refresh token", refresh2) +
                 was_released("the login's response body", body1) +
                 was_released("the refresh's response body", body2);
@@ -308,6 +303,7 @@ static void login_and_refresh(struct fixture *f, const char *const *chunks, size
     free(body2);
     free(access1);
     free(refresh1);
+    free(device1);
     free(access2);
     free(refresh2);
 }

@@ -35,13 +35,6 @@ struct fixture {
     struct dcms_keys *keys;
 };
 
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
-
 DCMS_TESTDB_SETUPS("/tmp/dcms-keys-XXXXXX", "dcms_k_")
 
 static int teardown(void **state)

@@ -49,6 +49,7 @@ static const struct owner {
     {"data_keys", "keys"},
     {"datasets", "datasets"},
     {"dataset_segments", "datasets"},
+    {"dataset_derived", "datasets"},
     {NULL, NULL},
 };
 

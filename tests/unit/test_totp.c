@@ -25,6 +25,7 @@
 #include "dcms/crypto.h"
 #include "dcms/fs.h"
 #include "dcms/store.h"
+#include "dcms/uuid.h"
 #include "iam/mfa_int.h"
 
 /* ---- pure ---- */
@@ -143,13 +144,6 @@ static int teardown(void **state)
     free(f);
     return 0;
 }
-
-#define CHECK(call, ei)                                                                            \
-    do {                                                                                           \
-        enum dcms_err e_ = (call);                                                                 \
-        if (e_)                                                                                    \
-            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
-    } while (0)
 
 static struct dcms_query q_admin = DCMS_QUERY("t_admin", "SELECT id FROM identities LIMIT 1");
 static struct dcms_query q_sealed =
@@ -562,7 +556,7 @@ static void legacy_kek_migrates(struct fixture *f)
     int64_t v = 0, done = 0;
     CHECK(dcms_keys_rotate(f->app.keys, NULL, &v, &ei), ei);
     CHECK(dcms_keys_rewrap_all(f->app.keys, NULL, 0, &done, &ei), ei);
-    assert_int_equal(done, 1);
+    assert_int_equal(done, 2); /* iam.secrets and iam.device_tokens */
     CHECK(dcms_keys_retire(f->app.keys, NULL, 1, &ei), ei);
     dcms_iam_close(f->iam);
     f->iam = f->app.iam = NULL;
@@ -575,6 +569,95 @@ static void legacy_kek_migrates(struct fixture *f)
     free(totp_after);
 }
 DCMS_TESTDB_CASE(legacy_kek_migrates)
+
+/*
+ * Device tokens (iam_device.c): bound to their identity, unforgeable,
+ * expiring, and still valid after a restart (the key lives in the store).
+ */
+static void device_token(struct fixture *f)
+{
+    open_all(f);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    int64_t now = dcms_clock_now_us() / 1000000;
+    char tok[IAM_DEVICE_TOKEN_MAX], id[DCMS_UUID_STRLEN], other[DCMS_UUID_STRLEN];
+    assert_int_equal(iam_device_issue(f->iam, f->admin_id, now, tok), DCMS_OK);
+    assert_true(iam_device_verify(f->iam, tok, f->admin_id, now, id));
+    assert_non_null(strstr(tok, id));
+    dcms_uuid_v7(other);
+    assert_false(iam_device_verify(f->iam, tok, other, now, id));
+    /* Any changed character, a cut or an extra one: no token. */
+    size_t n = strlen(tok);
+    for (size_t i = 0; i < n; i++) {
+        char t[IAM_DEVICE_TOKEN_MAX];
+        memcpy(t, tok, n + 1);
+        t[i] = t[i] == 'A' ? 'B' : 'A';
+        assert_false(iam_device_verify(f->iam, t, f->admin_id, now, id));
+    }
+    char cut[IAM_DEVICE_TOKEN_MAX], longer[IAM_DEVICE_TOKEN_MAX + 1];
+    memcpy(cut, tok, n - 1);
+    cut[n - 1] = '\0';
+    memcpy(longer, tok, n);
+    longer[n] = 'A';
+    longer[n + 1] = '\0';
+    assert_false(iam_device_verify(f->iam, cut, f->admin_id, now, id));
+    assert_false(iam_device_verify(f->iam, longer, f->admin_id, now, id));
+    assert_false(iam_device_verify(f->iam, NULL, f->admin_id, now, id));
+    assert_false(iam_device_verify(f->iam, "", f->admin_id, now, id));
+    assert_false(iam_device_verify(f->iam, "dv1.", f->admin_id, now, id));
+    /* Expired, and issued for longer than the configured lifetime. */
+    int64_t ttl = (int64_t)f->cfg.login_device_ttl_s;
+    assert_false(iam_device_verify(f->iam, tok, f->admin_id, now + ttl, id));
+    assert_int_equal(iam_device_issue(f->iam, f->admin_id, now + 100, tok), DCMS_OK);
+    assert_false(iam_device_verify(f->iam, tok, f->admin_id, now, id));
+    /* Another start of dcmsd (or another node) verifies it with the stored key. */
+    assert_int_equal(iam_device_issue(f->iam, f->admin_id, now, tok), DCMS_OK);
+    dcms_iam_close(f->iam);
+    f->iam = f->app.iam = NULL;
+    CHECK(dcms_iam_open(&f->app, &f->iam, &ei), ei);
+    f->app.iam = f->iam;
+    assert_true(iam_device_verify(f->iam, tok, f->admin_id, now, id));
+    /* The cookie: found among others, exact name only, bounded. */
+    char v[IAM_DEVICE_TOKEN_MAX];
+    assert_true(iam_device_cookie_find("a=b; __Host-dcms_device=dv1.x ; c=d", v, sizeof(v)));
+    assert_string_equal(v, "dv1.x");
+    assert_true(iam_device_cookie_find("__Host-dcms_device=y", v, sizeof(v)));
+    assert_string_equal(v, "y");
+    assert_false(
+        iam_device_cookie_find("__Host-dcms_device_x=1; x__Host-dcms_device=2", v, sizeof(v)));
+    assert_false(iam_device_cookie_find("__Host-dcms_device=", v, sizeof(v)));
+    assert_false(iam_device_cookie_find(NULL, v, sizeof(v)));
+    assert_false(iam_device_cookie_find("__Host-dcms_device=abcdef", v, 4));
+}
+DCMS_TESTDB_CASE(device_token)
+
+/*
+ * A signed-in caller's own TOTP check is not refused because others failed
+ * to log in to the account (that lockout is for untrusted clients only).
+ */
+static void totp_check_ignores_login_lockout(struct fixture *f)
+{
+    open_all(f);
+    unsigned char key[IAM_TOTP_SECRET_BYTES];
+    int64_t t0;
+    json_decref(enrol(f, key, &t0));
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    char acct[300], ip[80];
+    iam_throttle_keys("admin@totp.test", "192.0.2.9", acct, ip);
+    struct iam_call c = {f->iam, NULL, "192.0.2.9", NULL, &ei};
+    for (int i = 0; i < 10; i++)
+        (void)iam_throttle_fail(&c, IAM_CLIENT_UNTRUSTED, acct, ip, f->admin_id, NULL,
+                                "bad_password");
+    int64_t retry = 0;
+    assert_int_equal(iam_throttle_check(f->iam, acct, "", &retry, &ei), DCMS_ERR_RATE_LIMITED);
+    char code[8];
+    assert_int_equal(iam_totp_generate(key, sizeof(key), t0 + 30, 30, 6, IAM_TOTP_SHA1, code),
+                     DCMS_OK);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_iam_totp_check(f->iam, f->admin_id, code, &ei), ei);
+}
+DCMS_TESTDB_CASE(totp_check_ignores_login_lockout)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(legacy_kek_migrates_sqlite, setup_sqlite, teardown),
@@ -590,6 +673,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(totp_check_no_shared_ip_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(totp_race_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(totp_race_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(device_token_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(device_token_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(totp_check_ignores_login_lockout_sqlite, setup_sqlite,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(totp_check_ignores_login_lockout_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)

@@ -16,6 +16,16 @@
 
 #include <cmocka.h>
 
+#include "dcms/err.h"
+
+/* Fails the case with the error's slug and message when `call` returns an error. */
+#define CHECK(call, ei)                                                                            \
+    do {                                                                                           \
+        enum dcms_err e_ = (call);                                                                 \
+        if (e_)                                                                                    \
+            fail_msg("%s: %s (%s)", #call, dcms_err_slug(e_), (ei).message);                       \
+    } while (0)
+
 /* Runs the case named argv[1], or every case when there is no argument. */
 #define DCMS_TEST_MAIN(tests)                                                                      \
     int main(int argc, char **argv)                                                                \
