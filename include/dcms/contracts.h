@@ -54,6 +54,59 @@ enum dcms_err dcms_contracts_active_datasets(struct dcms_app *app, const char *c
                                              void (*fn)(void *ctx, const char *dataset), void *ctx,
                                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- transition listeners: how other services follow a contract's status ---- */
+
+struct dcms_store_tx;
+
+/* One status change of a contract, as listeners see it (strings borrowed for the call). */
+struct dcms_contract_change {
+    const char *contract_id;
+    const char *transition; /* the contract's audit action: "contract.suspend", "contract.expire" */
+    const char *from_status; /* status values as above */
+    const char *to_status;
+    const char *actor;      /* identity id, or NULL for the system (expiry) */
+    const char *client_ip;  /* may be NULL */
+    const char *request_id; /* may be NULL */
+};
+
+/*
+ * A service that must follow contracts (the enclave service) registers one
+ * of these; the contract service knows nothing else about it.
+ *
+ * record: called inside the write transaction of every status change,
+ *   after the contract row and its audit event are written and before the
+ *   commit. What the listener writes there (its own tables, its own audit
+ *   events) commits or rolls back with the change; an error it returns
+ *   rolls the whole change back and becomes the caller's answer. It must
+ *   not wait on anything outside the store (no locks, no processes).
+ * committed: called after the commit, in the same request or job, for the
+ *   work that cannot run inside a transaction (stopping processes). It
+ *   cannot undo the change; what it fails to do its owner must redo later.
+ * Either may be NULL. Both run on the thread that made the change.
+ */
+struct dcms_contracts_listener {
+    enum dcms_err (*record)(void *ctx, struct dcms_store_tx *tx,
+                            const struct dcms_contract_change *ch, struct dcms_errinfo *ei);
+    void (*committed)(void *ctx, const struct dcms_contract_change *ch);
+    void *ctx;
+};
+
+#define DCMS_CONTRACTS_MAX_LISTENERS 4
+
+/*
+ * Registers `l` (copied) with the running contract service `ct` (NULL: no
+ * service, nothing to follow, DCMS_OK). DCMS_ERR_CONFLICT when
+ * DCMS_CONTRACTS_MAX_LISTENERS are registered already. Thread-safe.
+ */
+enum dcms_err dcms_contracts_listen(struct dcms_contracts *ct,
+                                    const struct dcms_contracts_listener *l,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Removes the listener whose ctx is `ctx`; when it returns, no call into
+ * that listener is running or will start. NULL `ct` is a no-op. Thread-safe.
+ */
+void dcms_contracts_unlisten(struct dcms_contracts *ct, void *ctx);
+
 /* How a contract ended, for the retention of what was derived under it. */
 struct dcms_contract_end {
     bool ended;              /* terminated or expired */

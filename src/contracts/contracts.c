@@ -628,9 +628,21 @@ again:;
                           "to_version", (json_int_t)r.version + 1, "terms_hash", r.terms_hash);
     if (d && reason)
         json_object_set_new(d, "reason", json_string(reason));
-    if (!(e = ct_audit(c, tx, action, id, d))) {
+    /* The services that follow contracts record their side in this transaction. */
+    struct dcms_contract_change ch = {id,
+                                      action,
+                                      ct_status_name(r.status),
+                                      ct_status_name(t->to),
+                                      c->p ? c->p->id : NULL,
+                                      c->client_ip,
+                                      c->request_id};
+    bool moved = r.status != t->to;
+    if (!(e = ct_audit(c, tx, action, id, d)) &&
+        !(moved && (e = ct_notify_record(c->app, tx, &ch, c->ei)))) {
         e = ct_commit_answer(c, tx, id, out);
         tx = NULL;
+        if (!e && moved)
+            ct_notify_committed(c->app, &ch);
     }
 out:
     dcms_store_rows_free(rows);
@@ -699,11 +711,25 @@ enum dcms_err ct_expire_due(struct dcms_app *app, unsigned *count, struct dcms_e
                                        (json_int_t)r.version, "to_version",
                                        (json_int_t)r.version + 1, "expires_at",
                                        dcms_store_rows_text(rows, i, 3)));
+            struct dcms_contract_change ch = {r.id, "contract.expire", from, "expired", NULL, NULL,
+                                              NULL};
+            if (!e && changed == 1)
+                e = ct_notify_record(app, tx, &ch, ei);
             if (!e && changed == 1)
                 (*count)++;
         }
-        dcms_store_rows_free(rows);
         e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+        for (size_t i = 0; !e && i < n; i++) {
+            struct dcms_contract_change ch = {dcms_store_rows_text(rows, i, 0),
+                                              "contract.expire",
+                                              dcms_store_rows_text(rows, i, 2),
+                                              "expired",
+                                              NULL,
+                                              NULL,
+                                              NULL};
+            ct_notify_committed(app, &ch);
+        }
+        dcms_store_rows_free(rows);
         if (e)
             return e;
         if (n < EXPIRY_BATCH)
@@ -720,6 +746,7 @@ enum dcms_err dcms_contracts_open(struct dcms_app *app, struct dcms_contracts **
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     ct->app = app;
     ct->expiry_interval_s = (unsigned)app->cfg->contract_expiry_interval_s;
+    pthread_rwlock_init(&ct->listen_mu, NULL);
     enum dcms_err e = ct_expiry_start(ct, ei);
     if (e) {
         dcms_contracts_close(ct);
@@ -734,6 +761,7 @@ void dcms_contracts_close(struct dcms_contracts *ct)
     if (!ct)
         return;
     dcms_periodic_stop(ct->expiry);
+    pthread_rwlock_destroy(&ct->listen_mu);
     free(ct);
 }
 

@@ -11,6 +11,7 @@
 #ifndef DCMS_CONTRACTS_INT_H
 #define DCMS_CONTRACTS_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -218,7 +219,22 @@ struct dcms_contracts {
     struct dcms_app *app;
     unsigned expiry_interval_s;
     struct dcms_periodic *expiry; /* the expiry job (contracts_expiry.c), or NULL */
+    /* Transition listeners (contracts_listen.c), guarded by listen_mu. */
+    pthread_rwlock_t listen_mu;
+    struct dcms_contracts_listener listeners[DCMS_CONTRACTS_MAX_LISTENERS];
+    size_t nlisteners;
 };
+
+/*
+ * Tells the listeners of app->contracts (none when NULL) about `ch`:
+ * ct_notify_record inside the change's transaction (the first error stops
+ * and is returned: the caller rolls back), ct_notify_committed after the
+ * commit. contracts_listen.c.
+ */
+enum dcms_err ct_notify_record(struct dcms_app *app, struct dcms_store_tx *tx,
+                               const struct dcms_contract_change *ch,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void ct_notify_committed(struct dcms_app *app, const struct dcms_contract_change *ch);
 
 /*
  * Starts the expiry job when expiry_interval_s > 0: a dcms_periodic job that

@@ -129,40 +129,22 @@ static enum dcms_err check_transition(const struct enclave_call *c, const struct
 /* ---- transitions ---- */
 
 /*
- * What a transition changes besides the status. NULL members keep the
- * row's value. The runtime (ref, pid) stays on record after the workload
- * is gone: it says what ran.
+ * In `tx`: re-read the enclave, check the transition (`who`), apply `ch`,
+ * write, audit `action` (details stolen) and, for a failed attestation, an
+ * extra enclave.attest event (attest_details stolen).
  */
-struct change {
-    const char *reason;
-    bool set_reason;
-    const char *attestation; /* JSON text */
-    const char *attested_at;
-    const char *ref, *pid, *started_at;
-    const char *document; /* base64 attestation document to keep as the last one, or NULL */
-};
-
-/*
- * In one write transaction: re-read the enclave, check the transition
- * (`who`), apply `ch`, write, audit `action` (details stolen) and, for a
- * failed attestation, an extra enclave.attest event. *out gets the new row
- * when non-NULL.
- */
-static enum dcms_err commit_transition(const struct enclave_call *c, const char *id,
-                                       enum enclave_event ev, unsigned who, const struct change *ch,
-                                       const char *action, enum dcms_audit_outcome outcome,
-                                       json_t *details, json_t *attest_details,
-                                       struct enclave_rec *out)
+enum dcms_err enclave_apply_transition(const struct enclave_call *c, struct dcms_store_tx *tx,
+                                       const char *id, enum enclave_event ev, unsigned who,
+                                       const struct enclave_change *ch, const char *action,
+                                       enum dcms_audit_outcome outcome, json_t *details,
+                                       json_t *attest_details)
 {
     struct dcms_errinfo *ei = c->ei;
-    struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
     struct enclave_row r;
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
-    enum dcms_err e = dcms_store_begin(c->en->app->store, DCMS_TX_WRITE, &tx, ei);
-    if (e)
-        goto out;
+    enum dcms_err e;
     if ((e = enclave_store_load(tx, id, &rows, &r, ei)))
         goto out;
     enum enclave_status to;
@@ -177,6 +159,8 @@ static enum dcms_err commit_transition(const struct enclave_call *c, const char 
     r.v[C_STATUS] = enclave_status_name(to);
     if (ch->set_reason)
         r.v[C_REASON] = ch->reason;
+    if (ch->set_hold)
+        r.v[C_HOLD] = ch->hold;
     if (ch->attestation)
         r.v[C_ATTEST] = ch->attestation;
     if (ch->attested_at)
@@ -198,17 +182,36 @@ static enum dcms_err commit_transition(const struct enclave_call *c, const char 
         e = audit(c, tx, action, id, outcome, d, ei);
     else
         json_decref(d);
-    dcms_store_rows_free(rows);
-    rows = NULL;
-    if (!e && out && !(e = enclave_store_load(tx, id, &rows, &r, ei)))
-        enclave_rec_take(out, &rows, &r);
 out:
     json_decref(details);
     json_decref(attest_details);
     dcms_store_rows_free(rows);
-    if (tx)
-        e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
     return e;
+}
+
+/* enclave_apply_transition in a write transaction of its own; *out gets the new row when
+ * non-NULL. */
+enum dcms_err enclave_commit_transition(const struct enclave_call *c, const char *id,
+                                        enum enclave_event ev, unsigned who,
+                                        const struct enclave_change *ch, const char *action,
+                                        enum dcms_audit_outcome outcome, json_t *details,
+                                        json_t *attest_details, struct enclave_rec *out)
+{
+    struct dcms_errinfo *ei = c->ei;
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_store_rows *rows = NULL;
+    struct enclave_row r;
+    enum dcms_err e = dcms_store_begin(c->en->app->store, DCMS_TX_WRITE, &tx, ei);
+    if (e) {
+        json_decref(details);
+        json_decref(attest_details);
+        return e;
+    }
+    e = enclave_apply_transition(c, tx, id, ev, who, ch, action, outcome, details, attest_details);
+    if (!e && out && !(e = enclave_store_load(tx, id, &rows, &r, ei)))
+        enclave_rec_take(out, &rows, &r);
+    dcms_store_rows_free(rows);
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
 }
 
 /*
@@ -216,11 +219,11 @@ out:
  * when it verified; otherwise the workload is terminated and the enclave
  * Failed with the reason. `ev` is the event on success.
  */
-static enum dcms_err settle_attestation(const struct enclave_call *c, const struct enclave_row *r,
-                                        enum enclave_event ev, unsigned who,
-                                        struct enclave_verdict *v, const struct change *base,
-                                        const char *action, json_t *details,
-                                        struct enclave_rec *out)
+enum dcms_err enclave_settle_attestation(const struct enclave_call *c, const struct enclave_row *r,
+                                         enum enclave_event ev, unsigned who,
+                                         struct enclave_verdict *v,
+                                         const struct enclave_change *base, const char *action,
+                                         json_t *details, struct enclave_rec *out)
 {
     json_t *doc = json_incref(json_object_get(v->attestation, "document"));
     json_object_del(v->attestation, "document"); /* kept apart (enclaves_evidence.c) */
@@ -233,14 +236,14 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
         json_decref(details);
         return dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
     }
-    struct change ch = *base;
+    struct enclave_change ch = *base;
     ch.attestation = text;
     ch.document = json_string_value(doc);
     enum dcms_err e;
     if (v->verified) {
         ch.attested_at = json_string_value(json_object_get(v->attestation, "verified_at"));
-        e = commit_transition(c, r->v[C_ID], ev, who, &ch, action, DCMS_AUDIT_SUCCESS, details,
-                              ev == ENCLAVE_EV_ATTEST ? NULL : ad, out);
+        e = enclave_commit_transition(c, r->v[C_ID], ev, who, &ch, action, DCMS_AUDIT_SUCCESS,
+                                      details, ev == ENCLAVE_EV_ATTEST ? NULL : ad, out);
         if (ev == ENCLAVE_EV_ATTEST)
             json_decref(ad);
     } else {
@@ -278,9 +281,10 @@ static enum dcms_err settle_attestation(const struct enclave_call *c, const stru
         ch.set_reason = true;
         struct enclave_call sys = *c;
         sys.p = NULL; /* the verifier, not the caller, fails it */
-        e = commit_transition(&sys, r->v[C_ID], ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch,
-                              "enclave.fail", DCMS_AUDIT_SUCCESS,
-                              json_pack("{s:s, s:s}", "reason", reason, "during", action), ad, out);
+        e = enclave_commit_transition(&sys, r->v[C_ID], ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch,
+                                      "enclave.fail", DCMS_AUDIT_SUCCESS,
+                                      json_pack("{s:s, s:s}", "reason", reason, "during", action),
+                                      ad, out);
     }
     json_decref(doc);
     free(text);
@@ -325,9 +329,10 @@ static enum dcms_err start_and_attest(const struct enclave_call *c, const char *
         char reason[300];
         snprintf(reason, sizeof(reason), "the workload did not start: %s",
                  pei.code ? "the stored configuration is unreadable" : bei.message);
-        struct change ch = {.reason = reason, .set_reason = true};
-        e = commit_transition(&sys, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch, "enclave.fail",
-                              DCMS_AUDIT_SUCCESS, json_pack("{s:s}", "reason", reason), NULL, out);
+        struct enclave_change ch = {.reason = reason, .set_reason = true};
+        e = enclave_commit_transition(&sys, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch,
+                                      "enclave.fail", DCMS_AUDIT_SUCCESS,
+                                      json_pack("{s:s}", "reason", reason), NULL, out);
         dcms_store_rows_free(rows);
         return e;
     }
@@ -350,23 +355,24 @@ static enum dcms_err start_and_attest(const struct enclave_call *c, const char *
         char reason[320];
         snprintf(reason, sizeof(reason), "the attestation could not be checked: %s",
                  c->ei->message);
-        struct change ch = {.reason = reason,
-                            .set_reason = true,
-                            .ref = ref,
-                            .pid = pid[0] ? pid : NULL,
-                            .started_at = started};
+        struct enclave_change ch = {.reason = reason,
+                                    .set_reason = true,
+                                    .ref = ref,
+                                    .pid = pid[0] ? pid : NULL,
+                                    .started_at = started};
         struct dcms_errinfo fei;
         dcms_errinfo_init(&fei, NULL);
         sys.ei = &fei;
-        if (commit_transition(&sys, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch, "enclave.fail",
-                              DCMS_AUDIT_SUCCESS, json_pack("{s:s}", "reason", reason), NULL, NULL))
+        if (enclave_commit_transition(&sys, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch,
+                                      "enclave.fail", DCMS_AUDIT_SUCCESS,
+                                      json_pack("{s:s}", "reason", reason), NULL, NULL))
             DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cannot record the failure of %s: %s", id,
                      fei.message);
         dcms_store_rows_free(rows);
         return e;
     }
-    struct change base = {.ref = ref, .pid = pid[0] ? pid : NULL, .started_at = started};
-    e = settle_attestation(
+    struct enclave_change base = {.ref = ref, .pid = pid[0] ? pid : NULL, .started_at = started};
+    e = enclave_settle_attestation(
         &sys, &r, ENCLAVE_EV_STARTED, ENCLAVE_BY_SYSTEM, &v, &base, "enclave.start",
         json_pack("{s:s, s:o}", "ref", ref, "pid", pid[0] ? json_integer(pr.pid) : json_null()),
         out);
@@ -419,10 +425,11 @@ enum dcms_err enclave_contract_read(const struct enclave_call *c, const char *co
 
 /*
  * Checks that the contract `cs` (NULL: not found) may be served by an
- * enclave of `provider`: it exists, the provider is its provider (admins
- * may bind any), and it is not over. Problems are field problems on
- * contract_id. The enclave row keeps the contract's consumer: a contract's
- * parties never change once it exists.
+ * enclave of `provider`: it exists and the provider is its provider
+ * (admins may bind any). Problems are field problems on contract_id; its
+ * status and security requirements are the compatibility gate's
+ * (enclave_compat_gate). The enclave row keeps the contract's consumer: a
+ * contract's parties never change once it exists.
  */
 static void check_contract(const struct enclave_call *c, const struct dcms_contract_security *cs,
                            const char *provider)
@@ -433,8 +440,6 @@ static void check_contract(const struct enclave_call *c, const struct dcms_contr
     else if (!admin && strcmp(cs->provider_id, provider) != 0)
         dcms_err_field(c->ei, "contract_id",
                        "must be a contract in which the enclave's provider is the provider");
-    else if (strcmp(cs->status, "terminated") == 0 || strcmp(cs->status, "expired") == 0)
-        dcms_err_field(c->ei, "contract_id", "the contract is %s", cs->status);
 }
 
 /* ---- workload images: which files count, in one place ---- */
@@ -499,6 +504,9 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
     }
     if (ei->code)
         return ei->code;
+    /* Compatibility is a gate: what could not serve the contract is not created for it. */
+    if (in->contract_id && (e = enclave_compat_gate(c, NULL, &cs, cfg)))
+        return e;
 
     json_t *cj = enclave_config_to_json(cfg);
     char *ctext = cj ? dcms_json_dump(cj, NULL) : NULL;
@@ -661,6 +669,8 @@ enum dcms_err enclave_patch(const struct enclave_call *c, const char *id,
         cfg.net = in->net;
     if (in->has_sec)
         cfg.sec = in->sec;
+    if (bind && (e = enclave_compat_gate(c, id, &cs, &cfg)))
+        goto out;
     cj = enclave_config_to_json(&cfg);
     ctext = cj ? dcms_json_dump(cj, NULL) : NULL;
     json_decref(cj);
@@ -721,6 +731,9 @@ static enum dcms_err act_locked(const struct enclave_call *c, const char *id, en
                                ev == ENCLAVE_EV_ATTEST ? "enclaves:attest" : "enclaves:manage")) ||
         (e = check_transition(c, &r, ev, ENCLAVE_BY_OWNER, &to)))
         goto out;
+    /* Resumed only while it still meets its contract (which must be Active). */
+    if (ev == ENCLAVE_EV_RESUME && (e = enclave_govern_resume_check(c, &r)))
+        goto out;
     struct dcms_errinfo bei;
     dcms_errinfo_init(&bei, NULL);
     struct dcms_enclave_backend *b = en->backend;
@@ -736,9 +749,10 @@ static enum dcms_err act_locked(const struct enclave_call *c, const char *id, en
             goto out;
         }
         if (ev == ENCLAVE_EV_SUSPEND) {
-            struct change ch = {0};
-            e = commit_transition(c, id, ev, ENCLAVE_BY_OWNER, &ch, "enclave.suspend",
-                                  DCMS_AUDIT_SUCCESS, d, NULL, out);
+            /* The owner's own suspension: a contract resumption does not undo it. */
+            struct enclave_change ch = {.set_hold = true};
+            e = enclave_commit_transition(c, id, ev, ENCLAVE_BY_OWNER, &ch, "enclave.suspend",
+                                          DCMS_AUDIT_SUCCESS, d, NULL, out);
             break;
         }
         /* A resumed workload proves again what it is, against the policy as it is now. */
@@ -749,11 +763,11 @@ static enum dcms_err act_locked(const struct enclave_call *c, const char *id, en
             json_decref(d);
             goto out;
         }
-        struct change ch = {0};
-        e = settle_attestation(c, &r, ev, ENCLAVE_BY_OWNER, &v, &ch,
-                               ev == ENCLAVE_EV_ATTEST ? "enclave.attest" : "enclave.resume",
-                               ev == ENCLAVE_EV_ATTEST ? enclave_attest_audit_details(&v, &r) : d,
-                               out);
+        struct enclave_change ch = {.set_hold = ev == ENCLAVE_EV_RESUME};
+        e = enclave_settle_attestation(
+            c, &r, ev, ENCLAVE_BY_OWNER, &v, &ch,
+            ev == ENCLAVE_EV_ATTEST ? "enclave.attest" : "enclave.resume",
+            ev == ENCLAVE_EV_ATTEST ? enclave_attest_audit_details(&v, &r) : d, out);
         if (ev == ENCLAVE_EV_ATTEST)
             json_decref(d);
         json_decref(v.attestation);
@@ -769,9 +783,9 @@ static enum dcms_err act_locked(const struct enclave_call *c, const char *id, en
         char reason[1100];
         snprintf(reason, sizeof(reason), "terminated by %s%s%s", c->p ? c->p->id : "the system",
                  note ? ": " : "", note ? note : "");
-        struct change ch = {.reason = reason, .set_reason = true};
-        e = commit_transition(c, id, ev, ENCLAVE_BY_OWNER, &ch, "enclave.terminate",
-                              DCMS_AUDIT_SUCCESS, d, NULL, out);
+        struct enclave_change ch = {.reason = reason, .set_reason = true, .set_hold = true};
+        e = enclave_commit_transition(c, id, ev, ENCLAVE_BY_OWNER, &ch, "enclave.terminate",
+                                      DCMS_AUDIT_SUCCESS, d, NULL, out);
         break;
     }
     default:
@@ -821,9 +835,10 @@ enum dcms_err enclave_fail_if(struct dcms_enclaves *en, const char *id, const ch
     if (r.v[C_REF] && en->backend->terminate(en->backend, r.v[C_REF], &tei))
         DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cannot terminate the workload of %s: %s", id,
                  tei.message);
-    struct change ch = {.reason = reason, .set_reason = true};
-    e = commit_transition(&c, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch, "enclave.fail",
-                          DCMS_AUDIT_SUCCESS, json_pack("{s:s}", "reason", reason), NULL, NULL);
+    struct enclave_change ch = {.reason = reason, .set_reason = true};
+    e = enclave_commit_transition(&c, id, ENCLAVE_EV_FAIL, ENCLAVE_BY_SYSTEM, &ch, "enclave.fail",
+                                  DCMS_AUDIT_SUCCESS, json_pack("{s:s}", "reason", reason), NULL,
+                                  NULL);
     if (!e)
         DCMS_LOG(DCMS_LOG_WARN, "enclaves", "enclave %s failed: %s", id, reason);
 out:

@@ -21,9 +21,10 @@ static bool add(json_t *reqs, const char *name, json_t *required, json_t *actual
     return o && json_array_append_new(reqs, o) == 0;
 }
 
-static json_t *evaluate(const struct dcms_contract_security *cs, const char *status,
-                        const struct enclave_config *cfg, const char *attested_at,
-                        bool attestation_verified, const char *bound_contract, bool *compatible)
+json_t *enclave_compat_evaluate(const struct dcms_contract_security *cs, const char *status,
+                                const struct enclave_config *cfg, const char *attested_at,
+                                bool attestation_verified, const char *bound_contract,
+                                bool *compatible)
 {
     const struct dcms_security_rules *r = dcms_security_rules(cs->level);
     json_t *reqs = json_array();
@@ -44,12 +45,17 @@ static json_t *evaluate(const struct dcms_contract_security *cs, const char *sta
             goto oom;                                                                              \
     } while (0)
 
-    bool over = strcmp(cs->status, "terminated") == 0 || strcmp(cs->status, "expired") == 0;
-    ADD("contract_status", json_string("not terminated or expired"), json_string(cs->status), !over,
-        over ? "the contract is %s: nothing may serve it" : "the contract is %s", cs->status);
-    bool running = strcmp(status, "running") == 0;
-    ADD("enclave_status", json_string("running"), json_string(status), running,
-        running ? "the enclave is running" : "the enclave is %s", status);
+    /* Only an Active contract may be served: the contract drives its enclaves. */
+    bool active = strcmp(cs->status, "active") == 0;
+    ADD("contract_status", json_string("active"), json_string(cs->status), active,
+        active ? "the contract is active"
+               : "the contract is %s: only an active contract may be served",
+        cs->status);
+    if (status) {
+        bool running = strcmp(status, "running") == 0;
+        ADD("enclave_status", json_string("running"), json_string(status), running,
+            running ? "the enclave is running" : "the enclave is %s", status);
+    }
     ADD("encryption_required", json_boolean(r->encryption_required),
         json_boolean(net->encryption_required), !r->encryption_required || net->encryption_required,
         "%s requires encryption on every connection: the network policy %s it", r->name,
@@ -90,12 +96,13 @@ static json_t *evaluate(const struct dcms_contract_security *cs, const char *sta
     int64_t at_us = 0, age_s = -1;
     if (attested_at && attestation_verified && !dcms_time_parse(attested_at, &at_us))
         age_s = (dcms_clock_now_us() - at_us) / 1000000;
-    ADD("attestation_freshness", json_integer((json_int_t)r->attest_max_age_s),
-        age_s >= 0 ? json_integer((json_int_t)age_s) : json_null(),
-        age_s >= 0 && age_s <= (int64_t)r->attest_max_age_s,
-        age_s < 0 ? "%s needs a verified attestation at most %u s old; the enclave has none"
-                  : "%s needs a verified attestation at most %u s old; the last is %lld s old",
-        r->name, (unsigned)r->attest_max_age_s, (long long)age_s);
+    if (status)
+        ADD("attestation_freshness", json_integer((json_int_t)r->attest_max_age_s),
+            age_s >= 0 ? json_integer((json_int_t)age_s) : json_null(),
+            age_s >= 0 && age_s <= (int64_t)r->attest_max_age_s,
+            age_s < 0 ? "%s needs a verified attestation at most %u s old; the enclave has none"
+                      : "%s needs a verified attestation at most %u s old; the last is %lld s old",
+            r->name, (unsigned)r->attest_max_age_s, (long long)age_s);
     bool bound = bound_contract && strcmp(bound_contract, cs->id) == 0;
     ADD("dedicated", r->dedicated ? json_string(cs->id) : json_string("any"),
         bound_contract ? json_string(bound_contract) : json_null(), !r->dedicated || bound,
@@ -150,8 +157,8 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
     json_decref(att);
     bool compatible = false;
     json_t *reqs = pei.code ? NULL
-                            : evaluate(&cs, r.v[C_STATUS], &cfg, r.v[C_ATTESTED], verified,
-                                       r.v[C_CONTRACT], &compatible);
+                            : enclave_compat_evaluate(&cs, r.v[C_STATUS], &cfg, r.v[C_ATTESTED],
+                                                      verified, r.v[C_CONTRACT], &compatible);
     dcms_store_rows_free(rows);
     if (!reqs)
         return dcms_err_set(ei, pei.code ? DCMS_ERR_INTERNAL : DCMS_ERR_NOMEM, NULL);
@@ -159,4 +166,40 @@ enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id
                      "encryption_level", dcms_security_rules(cs.level)->name, "network_isolation",
                      cs.network_isolation, "compatible", compatible, "requirements", reqs);
     return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+}
+
+enum dcms_err enclave_compat_gate(const struct enclave_call *c, const char *enclave_id,
+                                  const struct dcms_contract_security *cs,
+                                  const struct enclave_config *cfg)
+{
+    bool compatible = false;
+    json_t *reqs = enclave_compat_evaluate(cs, NULL, cfg, NULL, false, cs->id, &compatible);
+    if (!reqs)
+        return dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    if (compatible) {
+        json_decref(reqs);
+        return DCMS_OK;
+    }
+    size_t i;
+    json_t *q;
+    json_array_foreach(reqs, i, q)
+    {
+        if (!json_is_true(json_object_get(q, "ok")))
+            dcms_err_field(c->ei, "contract_id", "%s: %s",
+                           json_string_value(json_object_get(q, "name")),
+                           json_string_value(json_object_get(q, "reason")));
+    }
+    dcms_err_set(c->ei, DCMS_ERR_VALIDATION,
+                 "the enclave does not satisfy contract %s (see error.compatibility)", cs->id);
+    json_t *report = json_pack(
+        "{s:o, s:s, s:s, s:b, s:b, s:o}", "enclave_id", enclave_str_or_null(enclave_id),
+        "contract_id", cs->id, "encryption_level", dcms_security_rules(cs->level)->name,
+        "network_isolation", cs->network_isolation, "compatible", false, "requirements", reqs);
+    if (c->refusal && report) {
+        json_decref(*c->refusal);
+        *c->refusal = report;
+    } else {
+        json_decref(report);
+    }
+    return DCMS_ERR_VALIDATION;
 }

@@ -76,7 +76,7 @@ enum dcms_err dcms_enclaves_attestation(struct dcms_enclaves *en, const struct d
                                         const char *id, json_t **out, struct dcms_errinfo *ei)
 {
     *out = NULL;
-    struct enclave_call c = {en, p, client_ip, request_id, ei};
+    struct enclave_call c = {en, p, client_ip, request_id, ei, NULL};
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL, *arows = NULL;
     struct enclave_row r;

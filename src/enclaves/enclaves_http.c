@@ -12,11 +12,32 @@
 
 static enum dcms_err call_of(struct dcms_http_req *req, struct enclave_call *c)
 {
-    *c = (struct enclave_call){req->app->enclaves, req->principal, req->client_ip, req->request_id,
-                               req->ei};
+    *c = (struct enclave_call){req->app->enclaves, req->principal, req->client_ip,
+                               req->request_id,    req->ei,        NULL};
     if (!c->en)
         return dcms_err_set(req->ei, DCMS_ERR_UNAVAILABLE, "the enclave service is not running");
     return DCMS_OK;
+}
+
+/*
+ * A refusal on compatibility: the usual error body (validation_failed, one
+ * contract_id problem per failing requirement) with the requirement-by-
+ * requirement report as error.compatibility. Takes `report`.
+ */
+static enum dcms_err reply_refusal(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                   enum dcms_err e, json_t *report)
+{
+    const struct dcms_errinfo *ei = req->ei;
+    json_t *details = json_array();
+    for (size_t i = 0; details && i < ei->ndetails; i++)
+        json_array_append_new(details, json_pack("{s:s, s:s}", "field", ei->details[i].field,
+                                                 "problem", ei->details[i].problem));
+    json_t *body = json_pack("{s:{s:s, s:s, s:o, s:o}, s:s}", "error", "code", dcms_err_slug(e),
+                             "message", ei->message, "details", details, "compatibility", report,
+                             "request_id", req->request_id ? req->request_id : "");
+    if (!body)
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    return dcms_http_resp_json(resp, dcms_err_http(e), body);
 }
 
 /* The enclave a service call returned, as response JSON (NULL on OOM); releases `rec`. */
@@ -39,8 +60,13 @@ enum dcms_err dcms_enclaves_http_create(struct dcms_http_req *req, struct dcms_h
     struct enclave_create_in in;
     enclave_create_in_from_json(b, &c.en->limits, &in, req->ei);
     struct enclave_rec out;
+    json_t *refusal = NULL;
+    c.refusal = &refusal;
     /* The service adds its own problems to these, so all come back at once. */
     e = enclave_create(&c, &in, &out);
+    if (e && refusal && e == req->ei->code)
+        return reply_refusal(req, resp, e, refusal);
+    json_decref(refusal);
     if (e || req->ei->code) {
         enclave_rec_release(&out);
         return e ? e : req->ei->code;
@@ -102,7 +128,12 @@ enum dcms_err dcms_enclaves_http_patch(struct dcms_http_req *req, struct dcms_ht
     if (req->ei->code)
         return req->ei->code;
     struct enclave_rec out;
+    json_t *refusal = NULL;
+    c.refusal = &refusal;
     e = enclave_patch(&c, dcms_http_req_param(req, "id"), &in, &out);
+    if (e && refusal && e == req->ei->code)
+        return reply_refusal(req, resp, e, refusal);
+    json_decref(refusal);
     return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 
@@ -123,7 +154,12 @@ static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
             return req->ei->code;
     }
     struct enclave_rec out;
+    json_t *refusal = NULL;
+    c.refusal = &refusal;
     e = enclave_act(&c, dcms_http_req_param(req, "id"), ev, reason, &out);
+    if (e && refusal && e == req->ei->code)
+        return reply_refusal(req, resp, e, refusal);
+    json_decref(refusal);
     return e ? e : dcms_http_reply_etag(req, resp, 200, encode(&out));
 }
 

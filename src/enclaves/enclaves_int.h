@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "dcms/attest.h"
+#include "dcms/audit.h"
 #include "dcms/enclaves.h"
 #include "dcms/iam.h"
 #include "dcms/uuid.h"
@@ -156,6 +157,7 @@ enum enclave_col {
     C_STARTED,
     C_ATTESTED,
     C_CONSUMER, /* the bound contract's consumer, copied at bind time (migration 0008) */
+    C_HOLD,     /* contract_hold: NULL, "suspended" or "terminated" (migration 0013) */
     C__COUNT
 };
 
@@ -222,11 +224,19 @@ enum dcms_err enclave_store_put_sample(struct dcms_store_tx *tx, const char *id,
 enum dcms_err enclave_store_samples(struct dcms_store_tx *tx, const char *id,
                                     struct dcms_store_rows **rows,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* id, status, runtime_ref of the running / suspended (and with `all`, initializing) enclaves of
- * `backend`. */
+/*
+ * id, status, runtime_ref, contract_id, contract_hold of the running / suspended (and with
+ * `all`, initializing) enclaves of `backend`, and of the terminated ones whose workload the
+ * contract's end has still to stop (contract_hold "terminated").
+ */
 enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, bool all,
                                    struct dcms_store_rows **rows,
                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* id, status, contract_hold of every enclave bound to `contract_id`. */
+enum dcms_err enclave_store_of_contract(struct dcms_store_tx *tx, const char *contract_id,
+                                        struct dcms_store_rows **rows,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* ---- the service (enclaves.c) ---- */
 
@@ -266,6 +276,9 @@ struct enclave_call {
     const struct dcms_principal *p; /* NULL: the system (reconcile) */
     const char *client_ip, *request_id;
     struct dcms_errinfo *ei;
+    /* Where a refusal on compatibility (422) leaves its report (the caller owns it); NULL:
+     * nowhere. */
+    json_t **refusal;
 };
 
 struct enclave_create_in {
@@ -308,6 +321,53 @@ enum dcms_err enclave_metrics(const struct enclave_call *c, const char *id,
                               json_t **out) DCMS_MUST_CHECK;
 enum dcms_err enclave_compatibility(const struct enclave_call *c, const char *id,
                                     const char *contract_id, json_t **out) DCMS_MUST_CHECK;
+
+/*
+ * What a transition changes besides the status. NULL members keep the
+ * row's value (set_reason / set_hold write even NULL). The runtime (ref,
+ * pid) stays on record after the workload is gone: it says what ran.
+ */
+struct enclave_change {
+    const char *reason;
+    bool set_reason;
+    const char *hold; /* contract_hold */
+    bool set_hold;
+    const char *attestation; /* JSON text */
+    const char *attested_at;
+    const char *ref, *pid, *started_at;
+    const char *document; /* base64 attestation document to keep as the last one, or NULL */
+};
+
+/*
+ * In `tx`: re-reads enclave `id`, checks the transition `ev` for `who`
+ * (409 naming the state otherwise), applies `ch`, writes (412 when the row
+ * moved), audits `action` with `details` (stolen; "from"/"to" added) and,
+ * when `attest_details` (stolen) is given, an enclave.attest event first.
+ */
+enum dcms_err enclave_apply_transition(const struct enclave_call *c, struct dcms_store_tx *tx,
+                                       const char *id, enum enclave_event ev, unsigned who,
+                                       const struct enclave_change *ch, const char *action,
+                                       enum dcms_audit_outcome outcome, json_t *details,
+                                       json_t *attest_details) DCMS_MUST_CHECK;
+/* The same in a write transaction of its own; *out gets the new row when non-NULL. */
+enum dcms_err enclave_commit_transition(const struct enclave_call *c, const char *id,
+                                        enum enclave_event ev, unsigned who,
+                                        const struct enclave_change *ch, const char *action,
+                                        enum dcms_audit_outcome outcome, json_t *details,
+                                        json_t *attest_details,
+                                        struct enclave_rec *out) DCMS_MUST_CHECK;
+struct enclave_verdict;
+/*
+ * After an attestation `v` of enclave `r`: transition `ev` with the new
+ * report when it verified (base's changes included, `details` stolen);
+ * otherwise the workload is terminated and the enclave Failed with the
+ * reason, as the system.
+ */
+enum dcms_err enclave_settle_attestation(const struct enclave_call *c, const struct enclave_row *r,
+                                         enum enclave_event ev, unsigned who,
+                                         struct enclave_verdict *v,
+                                         const struct enclave_change *base, const char *action,
+                                         json_t *details, struct enclave_rec *out) DCMS_MUST_CHECK;
 
 /*
  * The system's side (reconcile): moves enclave `id` to Failed with `reason`
@@ -370,6 +430,31 @@ void enclave_reason_from_json(const json_t *body, const char **reason, struct dc
 /* Checks the list filters (query parameters) of `in`. */
 void enclave_list_in_check(const struct enclave_list_in *in, struct dcms_errinfo *ei);
 
+/* ---- compatibility (enclaves_compat.c) ---- */
+
+struct dcms_contract_security;
+/*
+ * Contract `cs` requirement by requirement against an enclave's
+ * configuration, its status, its last attestation and the contract it is
+ * bound to; *compatible when every one holds. A NULL `status` evaluates the
+ * configuration alone (what creation and binding check: no enclave_status,
+ * no attestation_freshness). A new array; NULL on OOM.
+ */
+json_t *enclave_compat_evaluate(const struct dcms_contract_security *cs, const char *status,
+                                const struct enclave_config *cfg, const char *attested_at,
+                                bool attestation_verified, const char *bound_contract,
+                                bool *compatible);
+/*
+ * The gate of creation and binding: DCMS_OK when `cfg`, bound to `cs`,
+ * meets every configuration requirement. Otherwise DCMS_ERR_VALIDATION
+ * with one contract_id problem per failing requirement, and the report
+ * (the compatibility route's object, enclave_id null at creation) left
+ * in *c->refusal when c->refusal is set.
+ */
+enum dcms_err enclave_compat_gate(const struct enclave_call *c, const char *enclave_id,
+                                  const struct dcms_contract_security *cs,
+                                  const struct enclave_config *cfg) DCMS_MUST_CHECK;
+
 /* ---- attestation (enclaves_attest.c) ---- */
 
 struct enclave_verdict {
@@ -408,6 +493,33 @@ enum dcms_err enclave_store_put_attestation(struct dcms_store_tx *tx, const char
 enum dcms_err enclave_store_sample(struct dcms_enclaves *en, const char *id,
                                    const struct dcms_enclave_probe *pr,
                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- the contract governs its enclaves (enclaves_govern.c) ---- */
+
+struct dcms_contract_change;
+/* Registers / removes the contract transition listener (dcms/contracts.h). */
+enum dcms_err enclave_govern_start(struct dcms_enclaves *en,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void enclave_govern_stop(struct dcms_enclaves *en);
+/*
+ * Makes enclave `id` and its workload follow its contract, under the
+ * enclave's lock: a contract terminated or expired terminates it, one not
+ * Active suspends it, one Active again resumes what it had suspended (if
+ * it still meets the contract); a row recorded suspended or terminated
+ * whose workload still runs here is frozen or stopped. `startup`: this
+ * node just started (a workload it does not know is gone); `change`: the
+ * contract change being applied, or NULL (reconcile). DCMS_OK when there
+ * was nothing to do.
+ */
+enum dcms_err enclave_govern_enforce(struct dcms_enclaves *en, const char *id, bool startup,
+                                     const struct dcms_contract_change *change,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * May enclave `r` be resumed? Its contract (if bound) must be Active and
+ * met by its configuration: otherwise the gate's 422 (enclave_compat_gate).
+ */
+enum dcms_err enclave_govern_resume_check(const struct enclave_call *c,
+                                          const struct enclave_row *r) DCMS_MUST_CHECK;
 
 /* ---- background jobs (enclaves_reconcile.c) ---- */
 

@@ -24,6 +24,7 @@ struct target {
     char status[16];
     char ref[DCMS_ENCLAVE_REF_MAX];
     bool has_ref;
+    bool governed; /* bound to a contract, or held by one */
 };
 
 /* One pass: probe, fail what is gone, and (with `sample`) store metrics. */
@@ -55,6 +56,7 @@ static enum dcms_err pass_locked(struct dcms_enclaves *en, bool all, bool sample
         const char *ref = dcms_store_rows_text(rows, i, 2);
         t[i].has_ref = ref != NULL;
         snprintf(t[i].ref, sizeof(t[i].ref), "%s", ref ? ref : "");
+        t[i].governed = dcms_store_rows_text(rows, i, 3) || dcms_store_rows_text(rows, i, 4);
     }
     dcms_store_rows_free(rows);
     for (size_t i = 0; i < n; i++) {
@@ -65,6 +67,13 @@ static enum dcms_err pass_locked(struct dcms_enclaves *en, bool all, bool sample
         struct dcms_enclave_probe pr;
         memset(&pr, 0, sizeof(pr));
         pr.pid = -1;
+        if (strcmp(t[i].status, "terminated") == 0) {
+            /* Its contract ended it; the workload may still run here. */
+            if (enclave_govern_enforce(en, t[i].id, all, NULL, &pei))
+                DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cannot stop the workload of %s: %s", t[i].id,
+                         pei.message);
+            continue;
+        }
         if (!t[i].has_ref) {
             /* Initializing with no workload yet: its creator died with the previous dcmsd. */
             snprintf(reason, sizeof(reason),
@@ -94,6 +103,14 @@ static enum dcms_err pass_locked(struct dcms_enclaves *en, bool all, bool sample
             else
                 __atomic_fetch_add(&en->reconcile_failed, 1, __ATOMIC_RELAXED);
             continue;
+        }
+        if (t[i].governed && strcmp(t[i].status, "initializing") != 0) {
+            /* An enclave never runs for a contract that is not Active. */
+            struct dcms_errinfo gei;
+            dcms_errinfo_init(&gei, NULL);
+            if (enclave_govern_enforce(en, t[i].id, all, NULL, &gei))
+                DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cannot apply the contract of %s: %s", t[i].id,
+                         gei.message);
         }
         if (!sample)
             continue;
@@ -194,8 +211,11 @@ enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclave
         pthread_mutex_init(&en->locks[i], NULL);
     pthread_mutex_init(&en->gauges_mu, NULL);
     pthread_mutex_init(&en->pass_mu, NULL);
+    /* Contract changes reach the enclaves from now on; the first pass catches up on the rest. */
+    enum dcms_err e = enclave_govern_start(en, ei);
     /* Whatever a previous dcmsd left running or starting is re-checked before serving. */
-    enum dcms_err e = pass(en, true, false, ei);
+    if (!e)
+        e = pass(en, true, false, ei);
     if (!e)
         e = enclave_jobs_start(en, ei);
     if (e) {
@@ -210,6 +230,7 @@ void dcms_enclaves_close(struct dcms_enclaves *en)
 {
     if (!en)
         return;
+    enclave_govern_stop(en);
     enclave_jobs_stop(en);
     dcms_enclave_backend_free(en->backend);
     for (size_t i = 0; i < ENCLAVE_LOCK_STRIPES; i++)

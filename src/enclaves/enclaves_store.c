@@ -10,7 +10,7 @@
 #define COLS                                                                                       \
     "id, name, provider_id, contract_id, backend, status, status_reason, attestation, "            \
     "configuration, metrics, version, created_at, updated_at, image_sha384, expected_pcr0, "       \
-    "runtime_ref, runtime_pid, started_at, attested_at, consumer_id"
+    "runtime_ref, runtime_pid, started_at, attested_at, consumer_id, contract_hold"
 
 static struct dcms_query q_insert = DCMS_QUERY(
     "enclave_insert",
@@ -23,7 +23,8 @@ static struct dcms_query q_update = DCMS_QUERY(
     "enclave_update",
     "UPDATE enclaves SET name = $2, contract_id = $3, status = $4, status_reason = $5, "
     "attestation = $6, configuration = $7, runtime_ref = $8, runtime_pid = $9, started_at = $10, "
-    "attested_at = $11, updated_at = $12, consumer_id = $14, version = version + 1 "
+    "attested_at = $11, updated_at = $12, consumer_id = $14, contract_hold = $15, "
+    "version = version + 1 "
     "WHERE id = $1 AND version = $13");
 static struct dcms_query q_list = DCMS_QUERY(
     "enclave_list", "SELECT " COLS " FROM enclaves "
@@ -58,9 +59,16 @@ static struct dcms_query q_metrics_set =
     DCMS_QUERY("enclave_metrics_set", "UPDATE enclaves SET metrics = $2 WHERE id = $1 AND "
                                       "runtime_ref = $3 AND status IN ('running', 'suspended')");
 static struct dcms_query q_active = DCMS_QUERY(
-    "enclave_active", "SELECT id, status, runtime_ref FROM enclaves WHERE backend = $1 AND "
-                      "(status IN ('running', 'suspended') OR ($2 = 1 AND status = "
-                      "'initializing')) ORDER BY id LIMIT 4096");
+    "enclave_active",
+    "SELECT id, status, runtime_ref, contract_id, contract_hold FROM enclaves WHERE backend = $1 "
+    "AND (status IN ('running', 'suspended') OR ($2 = 1 AND status = 'initializing') OR "
+    "(status = 'terminated' AND contract_hold IS NOT NULL)) ORDER BY id LIMIT 4096");
+static struct dcms_query q_of_contract = DCMS_QUERY2(
+    "enclave_of_contract",
+    "SELECT id, status, contract_hold FROM enclaves WHERE contract_id = $1 "
+    "ORDER BY id LIMIT 4096",
+    "SELECT id, status, contract_hold FROM enclaves WHERE contract_id = CAST($1 AS UUID) "
+    "ORDER BY id LIMIT 4096");
 
 #define V(i) (r->v[i] ? DCMS_VAL_TEXT(r->v[i]) : DCMS_VAL_NULL)
 
@@ -114,8 +122,8 @@ enum dcms_err enclave_store_update(struct dcms_store_tx *tx, const struct enclav
             V(C_ID), V(C_NAME), V(C_CONTRACT), V(C_STATUS), V(C_REASON), V(C_ATTEST), V(C_CONFIG),
             V(C_REF), r->v[C_PID] ? DCMS_VAL_INT(strtoll(r->v[C_PID], NULL, 10)) : DCMS_VAL_NULL,
             V(C_STARTED), V(C_ATTESTED), DCMS_VAL_TEXT(now),
-            DCMS_VAL_INT(strtoll(r->v[C_VERSION], NULL, 10)), V(C_CONSUMER)},
-        14, NULL, &n, ei);
+            DCMS_VAL_INT(strtoll(r->v[C_VERSION], NULL, 10)), V(C_CONSUMER), V(C_HOLD)},
+        15, NULL, &n, ei);
     if (!e && n != 1)
         return dcms_err_set(ei, DCMS_ERR_PRECONDITION_FAILED, "the enclave changed meanwhile");
     return e;
@@ -211,4 +219,12 @@ enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend
     return dcms_store_exec(
         tx, &q_active, (struct dcms_store_val[]){DCMS_VAL_TEXT(backend), DCMS_VAL_INT(all ? 1 : 0)},
         2, rows, NULL, ei);
+}
+
+enum dcms_err enclave_store_of_contract(struct dcms_store_tx *tx, const char *contract_id,
+                                        struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    return dcms_store_exec(tx, &q_of_contract,
+                           (struct dcms_store_val[]){DCMS_VAL_TEXT(contract_id)}, 1, rows, NULL,
+                           ei);
 }

@@ -9,7 +9,7 @@
 // DCMS_TEST_BACKEND.
 
 import assert from 'node:assert/strict';
-import {createHash, randomBytes} from 'node:crypto';
+import {createHash, generateKeyPairSync, randomBytes, sign} from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -502,13 +502,41 @@ describe('authorization', () => {
 });
 
 describe('contracts served and compatibility', () => {
+  // Only an Active contract may be served: both parties sign, then it is activated.
+  async function signingKey(id, token) {
+    const {publicKey, privateKey} = generateKeyPairSync('ed25519');
+    const raw = Buffer.from(publicKey.export({format: 'jwk'}).x, 'base64url');
+    const ch = await call('POST', `/api/v1/identities/${id}/keys/challenge`, {headers: bearer(token)},
+                          '/api/v1/identities/{id}/keys/challenge');
+    const msg = Buffer.concat([Buffer.from('dcms-signing-key-pop:'), Buffer.from(ch.json.challenge, 'base64url'), raw]);
+    const r = await call('POST', `/api/v1/identities/${id}/keys`, {
+      headers: bearer(token),
+      json: {public_key: raw.toString('base64url'), challenge_id: ch.json.challenge_id,
+             signature: sign(null, msg, privateKey).toString('base64url')},
+    }, '/api/v1/identities/{id}/keys');
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    return {keyId: r.json.id, privateKey};
+  }
+  let keys;
+  const op = (token, c, name, json) => call('POST', `/api/v1/contracts/${c.id}/${name}`,
+                                            {headers: bearer(token), ...(json ? {json} : {})},
+                                            `/api/v1/contracts/{id}/${name}`);
   async function contract(security) {
-    const r = await call('POST', '/api/v1/contracts', {
+    keys ??= {provider: await signingKey(providerId, provider), consumer: await signingKey(consumerId, consumer)};
+    let r = await call('POST', '/api/v1/contracts', {
       headers: bearer(provider),
       json: {title: `Contract ${++n}`, description: 'training on the records', provider_id: providerId,
              consumer_id: consumerId, terms: validTerms({security: {audit_logging: true, custom_policies: [], ...security}})},
     });
     assert.equal(r.status, 201, JSON.stringify(r.json));
+    const c = (await op(provider, r.json, 'submit')).json;
+    for (const [token, k] of [[provider, keys.provider], [consumer, keys.consumer]]) {
+      r = await op(token, c, 'sign', {type: 'digital', terms_hash: c.terms_hash, key_id: k.keyId,
+        signature: sign(null, Buffer.from(c.terms_hash, 'hex'), k.privateKey).toString('base64')});
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+    }
+    r = await op(consumer, c, 'activate');
+    assert.equal(r.status, 200, JSON.stringify(r.json));
     return r.json;
   }
   const compat = (token, id, contractId) =>
@@ -516,9 +544,10 @@ describe('contracts served and compatibility', () => {
          {headers: bearer(token)}, '/api/v1/enclaves/{id}/compatibility');
   const req = (r, name) => r.json.requirements.find((q) => q.name === name);
 
-  let standard, military, enc;
+  let standard, standard2, military, enc;
   before(async () => {
     standard = await contract({encryption_level: 'standard', network_isolation: false});
+    standard2 = await contract({encryption_level: 'standard', network_isolation: false});
     military = await contract({encryption_level: 'military', network_isolation: true});
     enc = await create(provider, {...body(), contract_id: standard.id});
     assertRunning(enc);
@@ -587,11 +616,19 @@ describe('contracts served and compatibility', () => {
                    '/api/v1/enclaves/{id}');
     assert.equal(r.status, 409);
     await act(provider, enc.id, 'suspend');
+    // Compatibility is a gate: a contract the enclave does not satisfy cannot be bound.
     r = await call('PATCH', `/api/v1/enclaves/${enc.id}`, {headers: bearer(provider), json: {contract_id: military.id}},
                    '/api/v1/enclaves/{id}');
-    assert.equal(r.status, 200);
-    assert.equal(r.json.contract_id, military.id);
-    assert.equal(req(await compat(provider, enc.id, military.id), 'dedicated').ok, true);
+    assert.equal(r.status, 422, JSON.stringify(r.json));
+    assert.equal(r.json.error.compatibility.enclave_id, enc.id);
+    assert.equal(r.json.error.compatibility.compatible, false);
+    assert.ok(r.json.error.details.every((d) => d.field === 'contract_id'));
+    assert.equal((await get(provider, enc.id)).json.contract_id, standard.id);
+    r = await call('PATCH', `/api/v1/enclaves/${enc.id}`, {headers: bearer(provider), json: {contract_id: standard2.id}},
+                   '/api/v1/enclaves/{id}');
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(r.json.contract_id, standard2.id);
+    assert.equal(req(await compat(provider, enc.id, standard2.id), 'dedicated').ok, true);
   });
 
   test('the consumer follows the binding: unbound, it no longer sees the enclave; bound again, it does', async () => {
@@ -607,7 +644,7 @@ describe('contracts served and compatibility', () => {
     assert.equal(r.json.contract_id, null);
     assert.equal((await get(consumer, enc.id)).status, 404);
     assert.equal(await listed(), false);
-    r = await patch(military.id);
+    r = await patch(standard.id);
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.equal((await get(consumer, enc.id)).status, 200);
     assert.equal(await listed(), true);

@@ -46,7 +46,8 @@ static void state_machine_table(void **state)
         [F] = {X, X, X, X, X, X, T}, [T] = {X, X, X, X, X, X, X},
     };
     static const int system[5][ENCLAVE__EVENT_COUNT] = {
-        [I] = {R, X, X, X, X, F, T}, [R] = {X, X, X, X, X, F, T}, [S] = {X, X, X, X, X, F, T},
+        /* suspend / resume: the contract the enclave serves drives it (enclaves_govern.c) */
+        [I] = {R, X, X, X, X, F, T}, [R] = {X, S, X, X, X, F, T}, [S] = {X, X, R, X, X, F, T},
         [F] = {X, X, X, X, X, X, T}, [T] = {X, X, X, X, X, X, X},
     };
     for (int from = 0; from < ENCLAVE__STATUS_COUNT; from++) {
@@ -457,7 +458,7 @@ static json_t *create(struct fixture *f, const char *image)
     snprintf(cfg, sizeof(cfg),
              "{\"image\":\"%s\",\"cpu_cores\":1,\"memory_mb\":64,\"storage_gb\":1}", image);
     json_t *cj = json_loads(cfg, 0, NULL);
-    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-1", &ei};
+    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-1", &ei, NULL};
     struct enclave_create_in in = {.name = "e"};
     enclave_config_from_json(cj, "configuration.", &f->en->limits, &in.config, &ei);
     json_t *out = NULL;
@@ -471,7 +472,7 @@ static json_t *get(struct fixture *f, const char *id)
 {
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
-    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-2", &ei};
+    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-2", &ei, NULL};
     json_t *out = NULL;
     CHECK(get_json(&c, id, &out), ei);
     return out;
@@ -502,7 +503,7 @@ static void service_lifecycle(struct fixture *f)
     struct dcms_arena *a = dcms_arena_new(1 << 16);
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, a);
-    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-3", &ei};
+    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-3", &ei, NULL};
     json_t *out = NULL;
     CHECK(act_json(&c, id, ENCLAVE_EV_ATTEST, NULL, &out), ei);
     json_decref(out);
@@ -523,7 +524,7 @@ static void service_lifecycle(struct fixture *f)
     /* Another provider: 404, not 403. */
     struct dcms_principal other = {.roles = DCMS_ROLE_PROVIDER};
     dcms_uuid_v7(other.id);
-    struct enclave_call oc = {f->en, &other, "127.0.0.1", "req-4", &ei};
+    struct enclave_call oc = {f->en, &other, "127.0.0.1", "req-4", &ei, NULL};
     dcms_errinfo_init(&ei, a);
     assert_int_equal(get_json(&oc, id, &out), DCMS_ERR_NOT_FOUND);
     assert_int_equal(act_json(&oc, id, ENCLAVE_EV_TERMINATE, NULL, &out), DCMS_ERR_NOT_FOUND);
@@ -601,7 +602,7 @@ static void service_metrics_bounded(struct fixture *f)
             pr.notice[0] = '\0';
         CHECK(enclave_store_sample(f->en, id, &pr, &ei), ei);
     }
-    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-5", &ei};
+    struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-5", &ei, NULL};
     json_t *m = NULL;
     CHECK(enclave_metrics(&c, id, &m), ei);
     json_t *h = json_object_get(m, "history");
