@@ -269,7 +269,7 @@ static void signing_key_pop_refused(struct fixture *f)
     dcms_errinfo_init(&ei, f->arena);
     struct iam_call c = {f->iam, &forged, "127.0.0.1", "test", &ei};
     json_t *out = NULL;
-    assert_int_equal(iam_signkey_challenge(&c, p.id, &out), DCMS_ERR_FORBIDDEN);
+    assert_int_equal(iam_signkey_challenge(&c, p.id, &out), DCMS_ERR_NOT_FOUND);
     dcms_errinfo_init(&ei, f->arena);
     CHECK(register_seed(f, &p, seed, NULL, false, key_id, &ei), ei);
     assert_int_equal(count_audit(f, "signing_key.register", "success"), 1);

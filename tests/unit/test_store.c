@@ -809,6 +809,9 @@ static struct dcms_query q_undo8_column =
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
     DCMS_QUERY("t_undo16_derived", "DROP TABLE dataset_derived"),
+    DCMS_QUERY("t_undo15_attestations", "DROP TABLE enclave_attestations"),
+    DCMS_QUERY("t_undo13_hold", "ALTER TABLE enclaves DROP COLUMN contract_hold"),
+    DCMS_QUERY("t_undo11_limits", "DROP TABLE registration_limits"),
     DCMS_QUERY("t_undo10_segments", "DROP TABLE dataset_segments"),
     DCMS_QUERY("t_undo10_datasets", "DROP TABLE datasets"),
     DCMS_QUERY("t_undo9_data_keys", "DROP TABLE data_keys"),
