@@ -49,7 +49,7 @@ const EXPECTED = {
   'GET /api/v1/audit/verify':                            '401 403 403 200 403 200',
   'GET /api/v1/audit/export':                            '401 403 403 200 403 200',
   'GET /api/v1/audit/public-key':                        '200 200 200 200 200 200',
-  'POST /api/v1/attestation/verify':                     '401 403 403 422 403 422',
+  'POST /api/v1/attestation/verify':                     '401 422 422 422 422 422',
   'GET /.well-known/jwks.json':                          '200 200 200 200 200 200',
   'POST /api/v1/auth/login':                             '422 422 422 422 422 422',
   'POST /api/v1/auth/refresh':                           '422 422 422 422 422 422',
@@ -123,6 +123,14 @@ const EXPECTED = {
   'DELETE /api/v1/datasets/{id}':                        '401 404 403 403 403 204',
   'POST /api/v1/admin/keys/rotate':                      '401 403 403 403 403 200',
   'POST /api/v1/auth/logout':                            '401 204 204 204 422 204',
+  // organization membership: the {id} used is a contract's, so no organization is found
+  'GET /api/v1/organizations/{id}/members':              '401 403 403 404 403 404',
+  'POST /api/v1/organizations/{id}/members':             '401 403 403 403 403 422',
+  'DELETE /api/v1/organizations/{id}/members/{identity_id}': '401 403 403 403 403 422',
+  // evidence for the parties
+  'GET /api/v1/enclaves/{id}/attestation':               '401 404 404 200 403 200',
+  'GET /api/v1/contracts/{id}/audit':                    '401 404 404 200 403 200',
+  'GET /api/v1/contracts/{id}/evidence':                 '401 404 404 200 403 200',
 };
 
 let ctx;
