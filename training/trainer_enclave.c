@@ -82,7 +82,7 @@ static int read_frame(struct enc *e, struct dcms_chan_frame *f)
 {
     size_t have = 0;
     for (;;) {
-        enum dcms_chan_status st = dcms_train_frame_parse(e->buf, have, f);
+        enum dcms_chan_status st = dcms_chan_parse(e->buf, have, f);
         if (st == DCMS_CHAN_OK)
             return 1;
         if (st == DCMS_CHAN_BAD)

@@ -3,29 +3,6 @@
 
 #include "trainer_frames.h"
 
-enum dcms_chan_status dcms_train_frame_parse(const uint8_t *buf, size_t len,
-                                             struct dcms_chan_frame *out)
-{
-    if (len < 4)
-        return DCMS_CHAN_NEED_MORE;
-    uint32_t n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-    if (n == 0 || n > DCMS_CHAN_MAX_FRAME)
-        return DCMS_CHAN_BAD;
-    if (len < 5)
-        return DCMS_CHAN_NEED_MORE;
-    uint8_t t = buf[4];
-    if (!((t >= DCMS_CHAN_ATTEST_REQ && t <= DCMS_CHAN_ATTEST_RESP) ||
-          (t >= DCMS_TRAIN_JOB && t <= DCMS_TRAIN_ERROR)))
-        return DCMS_CHAN_BAD;
-    if (len - 4 < n)
-        return DCMS_CHAN_NEED_MORE;
-    out->type = t;
-    out->body = buf + 5;
-    out->body_len = n - 1;
-    out->frame_len = (size_t)n + 4;
-    return DCMS_CHAN_OK;
-}
-
 int dcms_train_id_parse(const uint8_t *body, size_t len, size_t *pos, const uint8_t **id,
                         size_t *id_len)
 {

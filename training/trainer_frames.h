@@ -26,14 +26,15 @@
 
 #include "enclaves/channel.h"
 
+/* The application range of the channel (DCMS_CHAN_APP_FIRST..LAST, parsed by dcms_chan_parse). */
 enum dcms_train_frame {
-    DCMS_TRAIN_JOB = 16,
+    DCMS_TRAIN_JOB = DCMS_CHAN_APP_FIRST,
     DCMS_TRAIN_KEY = 17,
     DCMS_TRAIN_SEGMENT = 18,
     DCMS_TRAIN_PROGRESS = 19,
     DCMS_TRAIN_RESULT = 20,
     DCMS_TRAIN_RESULT_END = 21,
-    DCMS_TRAIN_ERROR = 22,
+    DCMS_TRAIN_ERROR = DCMS_CHAN_APP_LAST,
 };
 
 #define DCMS_TRAIN_MAX_ID 64u
@@ -45,10 +46,6 @@ enum dcms_train_frame {
 #define DCMS_TRAIN_NONCE_LEN 12u
 #define DCMS_TRAIN_RESULT_CHUNK 16384u
 #define DCMS_TRAIN_SHA384_LEN 48u
-
-/* Like dcms_chan_parse, but also accepts the training types. */
-enum dcms_chan_status dcms_train_frame_parse(const uint8_t *buf, size_t len,
-                                             struct dcms_chan_frame *out);
 
 /* A dataset id field at body[*pos]: 0 and advances *pos, -1 if malformed. */
 int dcms_train_id_parse(const uint8_t *body, size_t len, size_t *pos, const uint8_t **id,

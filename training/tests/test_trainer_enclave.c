@@ -85,7 +85,7 @@ static int recv_frame(struct side *s, struct dcms_chan_frame *f)
 {
     size_t have = 0;
     for (;;) {
-        enum dcms_chan_status st = dcms_train_frame_parse(s->buf, have, f);
+        enum dcms_chan_status st = dcms_chan_parse(s->buf, have, f);
         if (st == DCMS_CHAN_OK)
             return f->type;
         assert_int_not_equal(st, DCMS_CHAN_BAD);
