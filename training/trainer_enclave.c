@@ -43,6 +43,15 @@ struct enc {
     size_t n_ds;
     char *data; /* decrypted CSV text of every dataset, in order */
     size_t data_len, data_cap;
+    /* The segment being reassembled from its chunks; have == 0 between segments. */
+    struct {
+        struct dataset *d;
+        uint64_t index;
+        int final;
+        uint8_t nonce[DCMS_TRAIN_NONCE_LEN];
+        uint32_t ct_len, have;
+        uint8_t *ct; /* DCMS_TRAIN_MAX_SEGMENT + tag, allocated at the first segment */
+    } seg;
 };
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -73,7 +82,7 @@ static int read_frame(struct enc *e, struct dcms_chan_frame *f)
 {
     size_t have = 0;
     for (;;) {
-        enum dcms_chan_status st = dcms_train_frame_parse(e->buf, have, f);
+        enum dcms_chan_status st = dcms_chan_parse(e->buf, have, f);
         if (st == DCMS_CHAN_OK)
             return 1;
         if (st == DCMS_CHAN_BAD)
@@ -240,55 +249,90 @@ static int gcm_open(const uint8_t *key, const uint8_t *nonce, const uint8_t *aad
     return ok ? 0 : -1;
 }
 
+/* Room for n more plaintext bytes (and a NUL) in e->data; -1 past the cap or out of memory. */
+static int data_reserve(struct enc *e, size_t n)
+{
+    if (e->data_len + n + 1 > DCMS_TRAINER_MAX_DATA_BYTES)
+        return -1;
+    if (e->data_len + n + 1 <= e->data_cap)
+        return 0;
+    size_t nc = e->data_cap ? e->data_cap : 65536;
+    while (nc < e->data_len + n + 1)
+        nc *= 2;
+    char *nd = malloc(nc);
+    if (!nd)
+        return -1;
+    if (e->data) {
+        memcpy(nd, e->data, e->data_len);
+        sodium_memzero(e->data, e->data_cap);
+        free(e->data);
+    }
+    e->data = nd;
+    e->data_cap = nc;
+    return 0;
+}
+
+/*
+ * One chunk of an at-rest segment. The chunks of a segment come in order
+ * and contiguous, all with the same header; a segment opens when its last
+ * chunk arrives. Segments of a dataset come in index order from 0, datasets
+ * in job order.
+ */
 static int on_segment(struct enc *e, const uint8_t *body, size_t len)
 {
-    size_t pos = 0, n;
-    const uint8_t *id;
-    uint8_t nonce[DCMS_TRAIN_NONCE_LEN], aad[32 + DCMS_TRAIN_MAX_ID];
-    if (dcms_train_id_parse(body, len, &pos, &id, &n) || len - pos < 9 + DCMS_TRAIN_TAG_LEN ||
-        body[pos + 8] > 1)
+    struct dcms_train_segment sg;
+    if (dcms_train_segment_parse(body, len, &sg))
         return job_error(e, "segment: malformed frame");
-    struct dataset *d = find_ds(e, id, n);
+    struct dataset *d = find_ds(e, sg.id, sg.id_len);
     if (!d || !d->key || d->done)
         return job_error(e, "segment: unknown dataset, no key yet, or after the final segment");
     for (struct dataset *p = e->ds; p < d; p++)
         if (!p->done)
             return job_error(e, "segment: datasets stream one after the other, in job order");
+    if (e->seg.have == 0) {
+        if (sg.index != d->next)
+            return job_error(e, "segment: index %llu out of order (expected %llu)",
+                             (unsigned long long)sg.index, (unsigned long long)d->next);
+        if (sg.offset != 0)
+            return job_error(e, "segment %llu: chunk at offset %lu, expected 0",
+                             (unsigned long long)sg.index, (unsigned long)sg.offset);
+        if (!e->seg.ct && !(e->seg.ct = malloc(DCMS_TRAIN_MAX_SEGMENT + DCMS_TRAIN_TAG_LEN)))
+            return job_error(e, "segment: out of memory");
+        e->seg.d = d;
+        e->seg.index = sg.index;
+        e->seg.final = sg.final;
+        memcpy(e->seg.nonce, sg.nonce, DCMS_TRAIN_NONCE_LEN);
+        e->seg.ct_len = sg.ct_len;
+    } else if (d != e->seg.d || sg.index != e->seg.index || sg.final != e->seg.final ||
+               sg.ct_len != e->seg.ct_len ||
+               memcmp(sg.nonce, e->seg.nonce, DCMS_TRAIN_NONCE_LEN) != 0) {
+        return job_error(e, "segment %llu: a chunk of another segment before its end",
+                         (unsigned long long)e->seg.index);
+    } else if (sg.offset != e->seg.have) {
+        return job_error(e, "segment %llu: chunk at offset %lu, expected %lu",
+                         (unsigned long long)sg.index, (unsigned long)sg.offset,
+                         (unsigned long)e->seg.have);
+    }
+    memcpy(e->seg.ct + sg.offset, sg.chunk, sg.chunk_len);
+    e->seg.have += (uint32_t)sg.chunk_len;
+    if (e->seg.have < e->seg.ct_len)
+        return 0;
+
+    size_t pl = e->seg.ct_len - DCMS_TRAIN_TAG_LEN;
+    uint8_t aad[DCMS_TRAIN_AAD_MAX];
+    e->seg.have = 0;
     if (d->next == 0)
         d->start = e->data_len;
-    uint64_t idx = 0;
-    for (int i = 0; i < 8; i++)
-        idx = idx << 8 | body[pos + i];
-    int final = body[pos + 8];
-    pos += 9;
-    size_t ct_len = len - pos, pl = ct_len - DCMS_TRAIN_TAG_LEN;
-    if (idx != d->next || pl > DCMS_TRAIN_MAX_SEGMENT)
-        return job_error(e, "segment: index %llu out of order (expected %llu) or too long",
-                         (unsigned long long)idx, (unsigned long long)d->next);
-    if (e->data_len + pl + 1 > DCMS_TRAINER_MAX_DATA_BYTES)
-        return job_error(e, "segment: the data exceed %lu bytes", DCMS_TRAINER_MAX_DATA_BYTES);
-    if (e->data_len + pl + 1 > e->data_cap) {
-        size_t nc = e->data_cap ? e->data_cap : 65536;
-        while (nc < e->data_len + pl + 1)
-            nc *= 2;
-        char *nd = malloc(nc);
-        if (!nd)
-            return job_error(e, "segment: out of memory");
-        if (e->data) {
-            memcpy(nd, e->data, e->data_len);
-            sodium_memzero(e->data, e->data_cap);
-            free(e->data);
-        }
-        e->data = nd;
-        e->data_cap = nc;
-    }
-    dcms_train_segment_nonce(idx, final, nonce);
-    size_t aad_len = dcms_train_segment_aad(id, n, aad, sizeof(aad));
-    if (gcm_open(d->key, nonce, aad, aad_len, body + pos, ct_len, (uint8_t *)e->data + e->data_len))
-        return job_error(e, "segment %llu: authentication failed", (unsigned long long)idx);
+    if (data_reserve(e, pl))
+        return job_error(e, "segment: the data exceed %lu bytes or memory",
+                         DCMS_TRAINER_MAX_DATA_BYTES);
+    size_t aad_len = dcms_train_segment_aad(sg.id, sg.id_len, sg.index, sg.final, aad, sizeof(aad));
+    if (gcm_open(d->key, e->seg.nonce, aad, aad_len, e->seg.ct, e->seg.ct_len,
+                 (uint8_t *)e->data + e->data_len))
+        return job_error(e, "segment %llu: authentication failed", (unsigned long long)sg.index);
     e->data_len += pl;
     d->next++;
-    d->done = final;
+    d->done = sg.final;
     return 0;
 }
 
@@ -503,6 +547,7 @@ out:
         if (e->data)
             sodium_memzero(e->data, e->data_cap);
         free(e->data);
+        free(e->seg.ct);
         sodium_free(e->sk);
         dcms_trainer_job_release(&e->job);
         sodium_memzero(e, sizeof(*e));

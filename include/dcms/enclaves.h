@@ -11,6 +11,8 @@
 #define DCMS_ENCLAVES_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -118,5 +120,85 @@ enum dcms_err dcms_enclaves_provision(struct dcms_enclaves *en, const char *cont
  */
 enum dcms_err dcms_enclaves_retire(struct dcms_enclaves *en, const char *id, const char *reason,
                                    const char *request_id, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- enclave sessions (src/enclaves/enclaves_session.c) ---- */
+
+/*
+ * An exclusive session on an enclave's channel, for a service that speaks
+ * its own frames with the program the enclave runs (the training service
+ * and dcms-trainer, training/README.md "Channel protocol"). While a session
+ * is open the enclave service does not use the channel: an attestation on
+ * demand (POST .../attest, resume) is refused with 409. Close every
+ * session before dcms_enclaves_close(). One thread uses a session at a time.
+ */
+struct dcms_enclave_session;
+
+/*
+ * Opens a session on enclave `id` (status running). DCMS_ERR_NOT_FOUND for
+ * an unknown enclave, DCMS_ERR_CONFLICT when it is not running or a
+ * session is open on it already, DCMS_ERR_UNAVAILABLE when the backend
+ * cannot reach the workload. No authorization: the caller decides.
+ */
+enum dcms_err dcms_enclaves_session_open(struct dcms_enclaves *en, const char *id,
+                                         struct dcms_enclave_session **out,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Sends one frame of `type` (1..4, or 16..22: the channel's application
+ * range) with `len` bytes of body (at most DCMS_CHAN_MAX_FRAME - 1 = 20479)
+ * before deadline_ms (dcms_clock_mono_us() / 1000). DCMS_ERR_VALIDATION for
+ * a type or length out of range, DCMS_ERR_UNAVAILABLE on timeout or a
+ * closed channel.
+ */
+enum dcms_err dcms_enclave_session_send(struct dcms_enclave_session *s, uint8_t type,
+                                        const void *body, size_t len, int64_t deadline_ms,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Receives the next frame meant for the caller. The workload's NSM
+ * requests are answered inside (local backend: by the local attestation
+ * module, measured from the sealed image) and never returned. *body is
+ * valid until the next call or close. DCMS_ERR_UNAVAILABLE on timeout, a
+ * closed channel or a malformed frame. Frame types 1..4 and 16..22.
+ */
+enum dcms_err dcms_enclave_session_recv(struct dcms_enclave_session *s, uint8_t *type,
+                                        const uint8_t **body, size_t *len, int64_t deadline_ms,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* What a verified attestation document says. */
+struct dcms_enclave_evidence {
+    unsigned char *doc; /* the COSE_Sign1 document (malloc'd copy) */
+    size_t doc_len;
+    unsigned char public_key[32]; /* the enclave's X25519 key from the document */
+    size_t public_key_len;        /* 0 when the document carries none */
+    unsigned char user_data[64];
+    size_t user_data_len;                        /* 0 when absent */
+    char pcr0[97], pcr1[97], pcr2[97], pcr8[97]; /* lowercase hex, "" when absent */
+    char module_id[64];
+    int64_t timestamp_ms;
+};
+
+/* Frees doc and wipes *ev. NULL is a no-op. */
+void dcms_enclave_evidence_free(struct dcms_enclave_evidence *ev);
+
+/*
+ * Verifies `doc` as an attestation of THIS session's enclave with the
+ * enclave service's own check of it (enclave_attest_check): the chain to
+ * the backend's root, the signature, the nonce equal to `nonce` (1..64
+ * bytes), freshness, PCR0 equal to the enclave's pinned image measurement,
+ * PCR8 among the allowed signers when its security policy lists any — and
+ * never a debug-mode enclave, whatever its policy. DCMS_ERR_FORBIDDEN when
+ * the document does not hold, the failing check first in the message
+ * ("nonce: ...", "pcr: ...", "debug: ...", "signer: ...", "chain: ...");
+ * also when its public_key is not 32 bytes or its user_data longer than 64.
+ * *out is filled only on success (release it with dcms_enclave_evidence_free).
+ */
+enum dcms_err dcms_enclave_session_verify(struct dcms_enclave_session *s, const unsigned char *doc,
+                                          size_t doc_len, const unsigned char *nonce,
+                                          size_t nonce_len, struct dcms_enclave_evidence *out,
+                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Ends the session; the channel goes back to the enclave service. NULL is a no-op. */
+void dcms_enclave_session_close(struct dcms_enclave_session *s);
 
 #endif

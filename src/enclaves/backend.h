@@ -32,6 +32,7 @@
 #include "dcms/err.h"
 
 struct dcms_attest_local;
+struct dcms_chan_frame;
 
 #define DCMS_ENCLAVE_REF_MAX 128
 
@@ -76,6 +77,27 @@ struct dcms_enclave_probe {
     char notice[192]; /* RUNNING: a limit being hit ("process limit reached (64 of 64)"), or "" */
 };
 
+/*
+ * An exclusive channel to one workload (an enclave session, dcms/enclaves.h),
+ * handed out by the backend's channel() operation. The backend's own
+ * struct starts with this one. Every call is from one thread at a time.
+ */
+struct dcms_enclave_channel {
+    /* One frame (body at most DCMS_CHAN_MAX_FRAME - 1 bytes) before deadline_ms. */
+    enum dcms_err (*send)(struct dcms_enclave_channel *ch, uint8_t type, const uint8_t *body,
+                          size_t len, int64_t deadline_ms, struct dcms_errinfo *ei);
+    /*
+     * The next frame for the caller into buf[CHAN_IO_BUF] (f's views point
+     * into it). Local: the workload's NSM requests are answered inside by
+     * the attestation module and never returned. Nitro: an NSM request is
+     * a protocol error (the enclave asks its own NSM).
+     */
+    enum dcms_err (*recv)(struct dcms_enclave_channel *ch, uint8_t *buf, struct dcms_chan_frame *f,
+                          int64_t deadline_ms, struct dcms_errinfo *ei);
+    /* Gives the channel back (attest() may use it again) and frees `ch`. */
+    void (*close)(struct dcms_enclave_channel *ch);
+};
+
 struct dcms_enclave_backend {
     const char *name; /* "local", "nitro" */
     void *impl;
@@ -100,6 +122,18 @@ struct dcms_enclave_backend {
                                struct dcms_errinfo *ei);
     enum dcms_err (*probe)(struct dcms_enclave_backend *b, const char *ref,
                            struct dcms_enclave_probe *out, struct dcms_errinfo *ei);
+    /*
+     * Opens an exclusive channel to the running workload `ref`. Local: the
+     * socketpair, after an exchange in flight (attest); attest() of this
+     * workload waits until the channel is closed (the enclave service does
+     * not attest an enclave while a session is open). Nitro: a vsock
+     * connection of its own to the enclave's port. DCMS_ERR_NOT_FOUND for an
+     * unknown workload, DCMS_ERR_CONFLICT when it has ended,
+     * DCMS_ERR_UNAVAILABLE when it is suspended or cannot be reached. Close
+     * every channel before destroy().
+     */
+    enum dcms_err (*channel)(struct dcms_enclave_backend *b, const char *ref,
+                             struct dcms_enclave_channel **out, struct dcms_errinfo *ei);
     /* Terminates every workload this backend started, then frees it. NULL-safe via the helper. */
     void (*destroy)(struct dcms_enclave_backend *b);
 };

@@ -1209,6 +1209,91 @@ out:
     return e;
 }
 
+/* ---- an exclusive channel (an enclave session) ---- */
+
+#define SESSION_MAX_NSM_REQUESTS 64
+
+struct lchan {
+    struct dcms_enclave_channel ops; /* first */
+    struct local *l;
+    struct lentry *en; /* referenced, chan_mu held */
+    unsigned nsm;
+};
+
+static enum dcms_err lchan_send(struct dcms_enclave_channel *ch, uint8_t type, const uint8_t *body,
+                                size_t len, int64_t deadline_ms, struct dcms_errinfo *ei)
+{
+    struct lchan *c = (struct lchan *)ch;
+    return chan_write(c->l, c->en, type, body, len, deadline_ms, ei);
+}
+
+/* The workload's NSM requests are served here, as local_attest serves them. */
+static enum dcms_err lchan_recv(struct dcms_enclave_channel *ch, uint8_t *buf,
+                                struct dcms_chan_frame *f, int64_t deadline_ms,
+                                struct dcms_errinfo *ei)
+{
+    struct lchan *c = (struct lchan *)ch;
+    for (;;) {
+        enum dcms_err e = chan_read(c->l, c->en, buf, f, deadline_ms, ei);
+        if (e || f->type != DCMS_CHAN_NSM_REQ)
+            return e;
+        if (++c->nsm > SESSION_MAX_NSM_REQUESTS)
+            return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                                "the workload asked the NSM too many times");
+        if ((e = serve_nsm(c->l, c->en, f, deadline_ms, ei)))
+            return e;
+    }
+}
+
+static void lchan_close(struct dcms_enclave_channel *ch)
+{
+    struct lchan *c = (struct lchan *)ch;
+    pthread_mutex_unlock(&c->en->chan_mu);
+    entry_put(c->l, c->en);
+    free(c);
+}
+
+static enum dcms_err local_channel(struct dcms_enclave_backend *b, const char *ref,
+                                   struct dcms_enclave_channel **out, struct dcms_errinfo *ei)
+{
+    struct local *l = L(b);
+    *out = NULL;
+    struct lchan *c = calloc(1, sizeof(*c));
+    if (!c)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    struct lentry *en = entry_get(l, ref);
+    if (!en) {
+        free(c);
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no local workload %s", ref);
+    }
+    pthread_mutex_lock(&en->chan_mu);
+    pthread_mutex_lock(&l->mu);
+    bool exited = en->exited, suspended = en->suspended;
+    pthread_mutex_unlock(&l->mu);
+    if (exited || suspended) {
+        enum dcms_err e =
+            exited ? dcms_err_set(ei, DCMS_ERR_CONFLICT, "the workload has ended: %s", en->reason)
+                   : dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload is suspended");
+        pthread_mutex_unlock(&en->chan_mu);
+        entry_put(l, en);
+        free(c);
+        return e;
+    }
+    /* Whatever the workload sent unasked is dropped, as before an attestation. */
+    uint8_t junk[512];
+    ssize_t n;
+    while ((n = recv(en->chan, junk, sizeof(junk), MSG_DONTWAIT)) > 0) {
+        pthread_mutex_lock(&l->mu);
+        en->bytes_in += (uint64_t)n;
+        pthread_mutex_unlock(&l->mu);
+    }
+    c->ops = (struct dcms_enclave_channel){lchan_send, lchan_recv, lchan_close};
+    c->l = l;
+    c->en = en;
+    *out = &c->ops;
+    return DCMS_OK;
+}
+
 /* ---- suspend, resume, terminate, probe ---- */
 
 static void send_stop(pid_t pid, void *arg)
@@ -1545,6 +1630,7 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
     b->resume = local_resume;
     b->terminate = local_terminate;
     b->probe = local_probe;
+    b->channel = local_channel;
     b->destroy = local_destroy;
     l->launcher_fd = l->epfd = l->evfd = -1;
     pthread_mutex_init(&l->mu, NULL);

@@ -459,6 +459,27 @@ static int vsock_connect(void *ctx, unsigned cid, unsigned port)
     return fd;
 }
 
+/* The enclave's CID: known since start, or from nitro-cli when dcmsd restarted meanwhile. */
+static enum dcms_err cid_of(struct nitro *n, const char *ref, unsigned *cid,
+                            struct dcms_errinfo *ei)
+{
+    pthread_mutex_lock(&n->mu);
+    struct nentry *en = find(n, ref);
+    *cid = en ? en->cid : 0;
+    pthread_mutex_unlock(&n->mu);
+    if (*cid)
+        return DCMS_OK;
+    json_t *all, *mine;
+    enum dcms_err e = describe(n, ref, &all, &mine, ei);
+    if (e)
+        return e;
+    json_t *c = mine ? json_object_get(mine, "EnclaveCID") : NULL;
+    if (json_is_integer(c) && json_integer_value(c) >= 3 && json_integer_value(c) <= UINT32_MAX)
+        *cid = (unsigned)json_integer_value(c);
+    json_decref(all);
+    return *cid ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no nitro enclave %s", ref);
+}
+
 static enum dcms_err nitro_attest(struct dcms_enclave_backend *b, const char *ref,
                                   const unsigned char *nonce, size_t nonce_len, unsigned char **doc,
                                   size_t *doc_len, struct dcms_errinfo *ei)
@@ -468,24 +489,10 @@ static enum dcms_err nitro_attest(struct dcms_enclave_backend *b, const char *re
     *doc_len = 0;
     if (!nonce || nonce_len == 0 || nonce_len > DCMS_CHAN_MAX_NONCE)
         return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the nonce must be 1 to 64 bytes");
-    pthread_mutex_lock(&n->mu);
-    struct nentry *en = find(n, ref);
-    unsigned cid = en ? en->cid : 0;
-    pthread_mutex_unlock(&n->mu);
-    if (!cid) {
-        /* Started before dcmsd restarted: nitro-cli still knows its CID. */
-        json_t *all, *mine;
-        enum dcms_err de = describe(n, ref, &all, &mine, ei);
-        if (de)
-            return de;
-        json_t *c = mine ? json_object_get(mine, "EnclaveCID") : NULL;
-        if (json_is_integer(c) && json_integer_value(c) >= 3 && json_integer_value(c) <= UINT32_MAX)
-            cid = (unsigned)json_integer_value(c);
-        json_decref(all);
-        if (!cid)
-            return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "no nitro enclave %s", ref);
-    }
-
+    unsigned cid;
+    enum dcms_err ce = cid_of(n, ref, &cid, ei);
+    if (ce)
+        return ce;
     int fd = n->connect(n->connect_ctx, cid, n->port);
     if (fd < 0)
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot reach the enclave on vsock %u:%u: %s",
@@ -508,12 +515,82 @@ out:
     close(fd);
     free(buf);
     pthread_mutex_lock(&n->mu);
-    if ((en = find(n, ref))) {
+    struct nentry *en = find(n, ref);
+    if (en) {
         en->bytes_in += received;
         en->bytes_out += sent;
     }
     pthread_mutex_unlock(&n->mu);
     return e;
+}
+
+/* ---- an exclusive channel (an enclave session): a vsock connection of its own ---- */
+
+struct nchan {
+    struct dcms_enclave_channel ops; /* first */
+    struct nitro *n;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    int fd;
+    uint64_t sent, received; /* counted into the entry at close */
+};
+
+static enum dcms_err nchan_send(struct dcms_enclave_channel *ch, uint8_t type, const uint8_t *body,
+                                size_t len, int64_t deadline_ms, struct dcms_errinfo *ei)
+{
+    struct nchan *c = (struct nchan *)ch;
+    return chan_io_send(c->fd, type, body, len, deadline_ms, &c->sent, ei);
+}
+
+static enum dcms_err nchan_recv(struct dcms_enclave_channel *ch, uint8_t *buf,
+                                struct dcms_chan_frame *f, int64_t deadline_ms,
+                                struct dcms_errinfo *ei)
+{
+    struct nchan *c = (struct nchan *)ch;
+    enum dcms_err e = chan_io_recv(c->fd, buf, f, deadline_ms, &c->received, ei);
+    /* On Nitro the enclave asks /dev/nsm itself. */
+    if (!e && f->type == DCMS_CHAN_NSM_REQ)
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                         "the enclave broke the channel protocol (an NSM request)");
+    return e;
+}
+
+static void nchan_close(struct dcms_enclave_channel *ch)
+{
+    struct nchan *c = (struct nchan *)ch;
+    close(c->fd);
+    pthread_mutex_lock(&c->n->mu);
+    struct nentry *en = find(c->n, c->ref);
+    if (en) {
+        en->bytes_in += c->received;
+        en->bytes_out += c->sent;
+    }
+    pthread_mutex_unlock(&c->n->mu);
+    free(c);
+}
+
+static enum dcms_err nitro_channel(struct dcms_enclave_backend *b, const char *ref,
+                                   struct dcms_enclave_channel **out, struct dcms_errinfo *ei)
+{
+    struct nitro *n = N(b);
+    *out = NULL;
+    unsigned cid;
+    enum dcms_err e = cid_of(n, ref, &cid, ei);
+    if (e)
+        return e;
+    struct nchan *c = calloc(1, sizeof(*c));
+    if (!c)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if ((c->fd = n->connect(n->connect_ctx, cid, n->port)) < 0) {
+        e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot reach the enclave on vsock %u:%u: %s",
+                         cid, n->port, strerror(errno));
+        free(c);
+        return e;
+    }
+    c->ops = (struct dcms_enclave_channel){nchan_send, nchan_recv, nchan_close};
+    c->n = n;
+    snprintf(c->ref, sizeof(c->ref), "%s", ref);
+    *out = &c->ops;
+    return DCMS_OK;
 }
 
 static void nitro_destroy(struct dcms_enclave_backend *b)
@@ -580,6 +657,7 @@ enum dcms_err dcms_enclave_backend_nitro_new(const struct dcms_enclave_nitro_opt
     b->resume = nitro_resume;
     b->terminate = nitro_terminate;
     b->probe = nitro_probe;
+    b->channel = nitro_channel;
     b->destroy = nitro_destroy;
     *out = b;
     return DCMS_OK;

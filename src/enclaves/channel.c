@@ -11,6 +11,12 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+int dcms_chan_type_ok(uint8_t type)
+{
+    return (type >= DCMS_CHAN_ATTEST_REQ && type <= DCMS_CHAN_ATTEST_RESP) ||
+           (type >= DCMS_CHAN_APP_FIRST && type <= DCMS_CHAN_APP_LAST);
+}
+
 enum dcms_chan_status dcms_chan_parse(const uint8_t *buf, size_t len, struct dcms_chan_frame *out)
 {
     if (len < 4)
@@ -20,7 +26,7 @@ enum dcms_chan_status dcms_chan_parse(const uint8_t *buf, size_t len, struct dcm
         return DCMS_CHAN_BAD;
     if (len < 5)
         return DCMS_CHAN_NEED_MORE;
-    if (buf[4] < DCMS_CHAN_ATTEST_REQ || buf[4] > DCMS_CHAN_ATTEST_RESP)
+    if (!dcms_chan_type_ok(buf[4]))
         return DCMS_CHAN_BAD;
     if (len - 4 < n)
         return DCMS_CHAN_NEED_MORE;

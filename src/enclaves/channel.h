@@ -20,8 +20,10 @@
  *                                      u8 status (1) + a message
  *
  * The NSM side (dcmsd) issues a document for whatever NSM_REQ asks; the
- * relying party checks the nonce. Every parser here is bounded and total:
- * any byte string is either a frame, "need more", or refused.
+ * relying party checks the nonce. Types DCMS_CHAN_APP_FIRST..LAST belong to
+ * the program the enclave runs (the trainer's frames, training/trainer_frames.h),
+ * carried through an enclave session (dcms/enclaves.h); no other type is a frame. Every parser here
+ * is bounded and total: any byte string is either a frame, "need more", or refused.
  */
 #ifndef DCMS_ENCLAVES_CHANNEL_H
 #define DCMS_ENCLAVES_CHANNEL_H
@@ -39,7 +41,12 @@ enum dcms_chan_type {
     DCMS_CHAN_NSM_REQ = 2,
     DCMS_CHAN_NSM_RESP = 3,
     DCMS_CHAN_ATTEST_RESP = 4,
+    DCMS_CHAN_APP_FIRST = 16, /* the workload's own frames (training: 16..22) */
+    DCMS_CHAN_APP_LAST = 22,
 };
+
+/* True for a frame type of the channel: 1..4 and DCMS_CHAN_APP_FIRST..DCMS_CHAN_APP_LAST. */
+int dcms_chan_type_ok(uint8_t type);
 
 enum dcms_chan_status {
     DCMS_CHAN_OK = 0,

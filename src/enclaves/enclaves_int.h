@@ -83,6 +83,8 @@ void enclave_secpol_default(struct enclave_secpol *s);
 void enclave_config_from_json(const json_t *o, const char *prefix,
                               const struct enclave_limits *limits, struct enclave_config *out,
                               struct dcms_errinfo *ei);
+/* A stored configuration (JSON text) back to *out; false when it is unreadable. */
+bool enclave_config_stored(const char *text, struct enclave_config *out);
 /* A network or security policy alone (PATCH). Field paths under `prefix`. */
 void enclave_netpol_from_json(const json_t *o, const char *prefix, struct enclave_netpol *out,
                               struct dcms_errinfo *ei);
@@ -268,6 +270,9 @@ struct dcms_enclaves {
     struct enclave_gauge *gauges;
     size_t ngauges;
     unsigned long long reconcile_runs, reconcile_failed;
+    /* Open sessions (enclaves_session.c), guarded by sessions_mu. */
+    pthread_mutex_t sessions_mu;
+    struct dcms_enclave_session *sessions;
 };
 
 /* Who is calling, and where errors go. */
@@ -487,6 +492,25 @@ struct enclave_verdict {
 enum dcms_err enclave_attest_now(struct dcms_enclaves *en, const struct enclave_row *r,
                                  struct enclave_verdict *v,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Verifies `doc` against what enclave `r` (configuration `cfg`) must show,
+ * with `nonce`; `refuse_debug` refuses a debug-mode document even when the
+ * policy allows debug mode. Fills *v (verified, reason,
+ * report_valid_syntax; not attestation) and *rep (release it). An error
+ * means no verdict (out of memory, a crypto failure).
+ */
+enum dcms_err enclave_attest_check(struct dcms_enclaves *en, const struct enclave_row *r,
+                                   const struct enclave_config *cfg, const unsigned char *doc,
+                                   size_t doc_len, const unsigned char *nonce, size_t nonce_len,
+                                   bool refuse_debug, struct dcms_attest_report *rep,
+                                   struct enclave_verdict *v,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- sessions (enclaves_session.c) ---- */
+
+/* True while a session is open on enclave `id`. */
+bool enclave_session_busy(struct dcms_enclaves *en, const char *id);
+
 /* What the audit log keeps of an attestation (not the certificates). New reference. */
 json_t *enclave_attest_audit_details(const struct enclave_verdict *v, const struct enclave_row *r);
 

@@ -325,6 +325,16 @@ json_t *enclave_json_text(const char *s)
     return v ? v : json_null();
 }
 
+bool enclave_config_stored(const char *text, struct enclave_config *out)
+{
+    struct dcms_errinfo pei;
+    dcms_errinfo_init(&pei, NULL);
+    json_t *cj = enclave_json_text(text);
+    enclave_config_from_json(cj, "", NULL, out, &pei);
+    json_decref(cj);
+    return pei.code == DCMS_OK;
+}
+
 json_t *enclave_row_to_json(const struct enclave_row *r)
 {
     json_t *runtime = json_null();

@@ -211,6 +211,7 @@ enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclave
         pthread_mutex_init(&en->locks[i], NULL);
     pthread_mutex_init(&en->gauges_mu, NULL);
     pthread_mutex_init(&en->pass_mu, NULL);
+    pthread_mutex_init(&en->sessions_mu, NULL);
     /* Contract changes reach the enclaves from now on; the first pass catches up on the rest. */
     enum dcms_err e = enclave_govern_start(en, ei);
     /* Whatever a previous dcmsd left running or starting is re-checked before serving. */
@@ -232,11 +233,14 @@ void dcms_enclaves_close(struct dcms_enclaves *en)
         return;
     enclave_govern_stop(en);
     enclave_jobs_stop(en);
+    if (en->sessions)
+        DCMS_LOG(DCMS_LOG_ERROR, "enclaves", "closing with an enclave session still open");
     dcms_enclave_backend_free(en->backend);
     for (size_t i = 0; i < ENCLAVE_LOCK_STRIPES; i++)
         pthread_mutex_destroy(&en->locks[i]);
     pthread_mutex_destroy(&en->gauges_mu);
     pthread_mutex_destroy(&en->pass_mu);
+    pthread_mutex_destroy(&en->sessions_mu);
     free(en->gauges);
     free(en);
 }

@@ -427,8 +427,15 @@ describe('validation', () => {
     }
   });
 
-  test('the default images directory of a build holds only the workload', () => {
-    assert.deepEqual(fs.readdirSync(path.dirname(workload)), ['dcms-workload']);
+  test('the default images directory of a build holds only the workload and trainer images', () => {
+    const dir = path.dirname(workload);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['dcms-trainer', 'dcms-workload']);
+    for (const name of fs.readdirSync(dir)) {
+      const file = path.join(dir, name);
+      const st = fs.lstatSync(file);
+      assert.ok(st.isFile() && (st.mode & 0o111), `${name} is an executable file`);
+      assert.deepEqual([...fs.readFileSync(file).subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46], `${name} is ELF`);
+    }
   });
 
   test('missing members and a body that is not an object', async () => {

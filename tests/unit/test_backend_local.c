@@ -85,7 +85,7 @@ static void image(const struct fx *x, const char *name, char *out, size_t cap)
     if (strcmp(name, "dcms-workload") == 0)
         snprintf(out, cap, "%s/workload/dcms-workload", x->bindir);
     else if (strcmp(name, "dcms-trainer") == 0)
-        snprintf(out, cap, "%s/training/enclave/dcms-trainer", x->bindir);
+        snprintf(out, cap, "%s/workload/dcms-trainer", x->bindir);
     else
         snprintf(out, cap, "%s/tests/workloads/%s", x->bindir, name);
 }

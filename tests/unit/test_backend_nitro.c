@@ -15,6 +15,7 @@
 
 #include "testutil.h"
 
+#include "dcms/clock.h"
 #include "enclaves/backend.h"
 #include "enclaves/channel.h"
 
@@ -51,7 +52,7 @@ static const char fake_cli[] =
     "*) echo \"unknown call $*\" >&2; exit 2 ;;\n"
     "esac\n";
 
-enum agent_mode { AGENT_OK, AGENT_GARBAGE, AGENT_NSM, AGENT_ERROR, AGENT_REFUSE };
+enum agent_mode { AGENT_OK, AGENT_GARBAGE, AGENT_NSM, AGENT_ERROR, AGENT_REFUSE, AGENT_SESSION };
 
 struct fx {
     char dir[64];
@@ -133,6 +134,35 @@ static void *agent_bad_main(void *arg)
     return NULL;
 }
 
+/*
+ * A session's peer (the trainer's frames): answers each of two frames with
+ * type + 3 and the body's length (u32 BE) and first byte, then asks for an
+ * NSM document, which a Nitro enclave never asks dcmsd for.
+ */
+static void *agent_session_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static uint8_t buf[DCMS_CHAN_MAX_FRAME + 4];
+    for (int i = 0; i < 2; i++) {
+        ssize_t n = read_frame(fd, buf, sizeof(buf));
+        if (n < 6)
+            break;
+        uint8_t out[10];
+        uint32_t len = (uint32_t)n - 5;
+        dcms_chan_header(out, (uint8_t)(buf[4] + 3), 5);
+        out[5] = (uint8_t)(len >> 24);
+        out[6] = (uint8_t)(len >> 16);
+        out[7] = (uint8_t)(len >> 8);
+        out[8] = (uint8_t)len;
+        out[9] = buf[5];
+        (void)!write(fd, out, sizeof(out));
+    }
+    static const uint8_t nsm[] = {0, 0, 0, 7, DCMS_CHAN_NSM_REQ, 0, 0, 0, 0, 0, 0};
+    (void)!write(fd, nsm, sizeof(nsm));
+    close(fd);
+    return NULL;
+}
+
 static int fake_connect(void *ctx, unsigned cid, unsigned port)
 {
     struct fx *x = ctx;
@@ -147,6 +177,8 @@ static int fake_connect(void *ctx, unsigned cid, unsigned port)
         return -1;
     int rc = x->agent == AGENT_OK
                  ? pthread_create(&x->thread, NULL, agent_main, (void *)(intptr_t)sv[1])
+             : x->agent == AGENT_SESSION
+                 ? pthread_create(&x->thread, NULL, agent_session_main, (void *)(intptr_t)sv[1])
                  : pthread_create(&x->thread, NULL, agent_bad_main,
                                   (void *)(intptr_t)(sv[1] | (int)x->agent << 16));
     assert_int_equal(rc, 0);
@@ -463,6 +495,47 @@ static void test_attest_after_restart(void **state)
     free(c);
 }
 
+/* A session's channel: its own vsock connection, the application's frames both ways. */
+static void test_session_channel(void **state)
+{
+    struct fx *x = *state;
+    struct dcms_errinfo ei;
+    char ref[DCMS_ENCLAVE_REF_MAX];
+    assert_int_equal(start(x, false, ref, &ei), DCMS_OK);
+    struct dcms_enclave_channel *ch = NULL;
+    x->agent = AGENT_REFUSE;
+    assert_int_equal(x->b->channel(x->b, ref, &ch, &ei), DCMS_ERR_UNAVAILABLE);
+    assert_null(ch);
+    x->agent = AGENT_SESSION;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(x->b->channel(x->b, ref, &ch, &ei), DCMS_OK);
+    assert_int_equal(x->cid, 16);
+    assert_int_equal(x->port, 5005);
+    int64_t deadline = dcms_clock_mono_us() / 1000 + 5000;
+    static uint8_t buf[DCMS_CHAN_MAX_FRAME + 4], big[16000];
+    struct dcms_chan_frame f;
+    assert_int_equal(ch->send(ch, 16, (const uint8_t *)"job", 3, deadline, &ei), DCMS_OK);
+    assert_int_equal(ch->recv(ch, buf, &f, deadline, &ei), DCMS_OK);
+    assert_int_equal(f.type, 19);
+    assert_int_equal(f.body_len, 5);
+    assert_memory_equal(f.body, "\0\0\0\3j", 5);
+    memset(big, 'z', sizeof(big));
+    assert_int_equal(ch->send(ch, 18, big, sizeof(big), deadline, &ei), DCMS_OK);
+    assert_int_equal(ch->recv(ch, buf, &f, deadline, &ei), DCMS_OK);
+    assert_int_equal(f.type, 21);
+    assert_memory_equal(f.body, "\0\0\x3e\x80z", 5); /* 16000 */
+    /* An NSM request is a protocol error on Nitro. */
+    assert_int_equal(ch->recv(ch, buf, &f, deadline, &ei), DCMS_ERR_UNAVAILABLE);
+    assert_non_null(strstr(ei.message, "an NSM request"));
+    ch->close(ch);
+    struct dcms_enclave_probe p;
+    assert_int_equal(x->b->probe(x->b, ref, &p, &ei), DCMS_OK);
+    assert_int_equal(p.channel_bytes_out, 5 + 3 + 5 + sizeof(big));
+    assert_int_equal(p.channel_bytes_in, 10 + 10 + 11);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(x->b->channel(x->b, "i-other-enc1", &ch, &ei), DCMS_ERR_NOT_FOUND);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +548,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_no_suspend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attest_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attest_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_channel, setup, teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -35,6 +35,12 @@ static void test_frames(void **state)
     assert_int_equal(dcms_chan_parse(max_ok, sizeof(max_ok), &f), DCMS_CHAN_NEED_MORE);
     assert_int_equal(dcms_chan_parse(type0, sizeof(type0), &f), DCMS_CHAN_BAD);
     assert_int_equal(dcms_chan_parse(type5, sizeof(type5), &f), DCMS_CHAN_BAD);
+    /* The workload's own range (the trainer's frames) is 16..22, nothing around it. */
+    for (unsigned t = 5; t < 256; t++) {
+        uint8_t one[] = {0, 0, 0, 1, (uint8_t)t};
+        assert_int_equal(dcms_chan_parse(one, sizeof(one), &f),
+                         t >= 16 && t <= 22 ? DCMS_CHAN_OK : DCMS_CHAN_BAD);
+    }
 }
 
 static void test_nsm_request(void **state)
