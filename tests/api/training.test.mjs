@@ -19,7 +19,11 @@ import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {fileURLToPath} from 'node:url';
 import {bearer, contractsContext, validTerms} from './lib/contracts.mjs';
+import {randomBytes} from 'node:crypto';
 import {checkResponse} from './lib/openapi.mjs';
+import {backend, psqlAdmin, startServer} from './lib/server.mjs';
+import {client} from './lib/http.mjs';
+import {login} from './lib/iam.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -35,7 +39,7 @@ const LR = {label: 'diagnosis', model: 'logistic_regression', optimizer: 'sgd', 
             learning_rate: 0.1, l2: 0, seed: 1, split: {method: 'modulo', folds: 5, holdout_fold: 4}};
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
-let t, provider, consumer, stranger, ds, ds2;
+let t, provider, consumer, stranger, ds, ds2, imagesDir;
 
 async function dataset() {
   const c = await t.call('POST', '/api/v1/datasets', {
@@ -101,7 +105,13 @@ async function events(who, id, last) {
 }
 
 before(async () => {
-  t = await contractsContext({DCMS_TRAINING_WORKERS: '2'});
+  // A copy of the images, so one test can change the trainer in place.
+  imagesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-images-'));
+  for (const f of ['dcms-trainer', 'dcms-workload'])
+    fs.copyFileSync(path.join(path.dirname(path.resolve(process.env.DCMS_BIN ?? 'build/dcmsd')), 'workload', f),
+                    path.join(imagesDir, f));
+  fs.chmodSync(path.join(imagesDir, 'dcms-trainer'), 0o755);
+  t = await contractsContext({DCMS_TRAINING_WORKERS: '2', DCMS_ENCLAVE_IMAGES_DIR: imagesDir});
   ({provider, consumer} = await t.parties());
   stranger = await t.identity({roles: ['consumer']});
   ds = await dataset();
@@ -110,6 +120,7 @@ before(async () => {
 
 after(async () => {
   await t?.server.stop();
+  if (imagesDir) fs.rmSync(imagesDir, {recursive: true, force: true});
 });
 
 describe('training', () => {
@@ -160,6 +171,18 @@ describe('training', () => {
                               {headers: bearer(provider.token)}, '/api/v1/contracts/{id}/trainings');
     assert.equal(list.status, 200);
     assert.deepEqual(list.json.trainings.map((x) => x.id), [job.id]);
+  });
+
+  test('an MLP with 16 hidden units reaches at least 0.96', async () => {
+    const base = terms();
+    const c = await t.inState({provider, consumer}, 'active', {terms: {
+      ...base, usage: {...base.usage, allowed_model_types: ['mlp']}}});
+    const r = await start(consumer, c, {datasets: [ds.id], ...LR, model: 'mlp', hidden: [16], epochs: 500,
+                                        seed: 7});
+    assert.equal(r.status, 202, r.text);
+    const j = await waitFinal(r.json.id);
+    assert.equal(j.state, 'succeeded', JSON.stringify(j));
+    assert.ok(j.result.metrics.accuracy >= 0.96, `accuracy ${j.result.metrics.accuracy}`);
   });
 
   test('the events come in order and Last-Event-ID resumes', async () => {
@@ -276,5 +299,80 @@ describe('training', () => {
     const j = await waitFinal(r.json.id, 20000);
     assert.equal(j.state, 'cancelled', JSON.stringify(j));
     assert.equal(j.reason_code, 'contract_suspended');
+  });
+
+  test('a trainer image changed by one byte is refused before any key is released', async () => {
+    const c = await t.inState({provider, consumer}, 'active', {terms: terms()});
+    const img = path.join(imagesDir, 'dcms-trainer');
+    const good = fs.readFileSync(img);
+    const bad = Buffer.from(good);
+    bad[bad.length - 1] ^= 1;
+    fs.writeFileSync(img, bad);
+    try {
+      const r = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 5});
+      assert.equal(r.status, 202, r.text);
+      const j = await waitFinal(r.json.id);
+      assert.equal(j.state, 'failed', JSON.stringify(j));
+      assert.equal(j.reason_code, 'provisioning_failed', JSON.stringify(j));
+      assert.match(j.reason, /attest|PCR|pcr/i);
+      assert.equal(j.data_released, false);
+      const rel = await t.auditEvents(`action=training.key_release&resource_id=${j.id}`);
+      assert.deepEqual(rel, []);
+    } finally {
+      fs.writeFileSync(img, good);
+    }
+  });
+});
+
+describe('restart', () => {
+  test('a queued job survives a restart; the one in flight fails with its reason', async () => {
+    // Two dcmsd processes, one after the other, on one data directory and one store.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-train-restart-'));
+    let db = null;
+    const env = {DCMS_DATA_DIR: dir, DCMS_ENCLAVE_IMAGES_DIR: imagesDir, DCMS_TRAINING_WORKERS: '1'};
+    if (backend === 'postgres') {
+      db = `dcms_t_${randomBytes(6).toString('hex')}`;
+      psqlAdmin(`CREATE DATABASE ${db}`);
+      const u = new URL(process.env.DCMS_TEST_PG_URL);
+      u.pathname = `/${db}`;
+      env.DCMS_DATABASE_URL = u.toString();
+    }
+    let a, b;
+    try {
+      a = await contractsContext(env);
+      const p = await a.parties();
+      const prev = t;
+      t = a;
+      [provider, consumer] = [p.provider, p.consumer];
+      const d = await dataset();
+      const base = terms();
+      const c = await a.inState(p, 'active', {terms: {...base, data_access: {datasets: [d.id],
+                                                                             permissions: ['train']}}});
+      const long = await start(consumer, c, {datasets: [d.id], ...LR, epochs: 100000});
+      assert.equal(long.status, 202, long.text);
+      await waitFor(long.json.id, (j) => j.state === 'running');
+      const queued = await start(consumer, c, {datasets: [d.id], ...LR, epochs: 5});
+      assert.equal(queued.status, 202, queued.text);
+      await a.server.stop();
+      a = null;
+      t = prev;
+      b = await startServer({env});
+      const api = client(b);
+      const token = (await login(b, p.consumer.email, 'correct horse battery staple')).access_token;
+      const job = async (id) => (await api.call('GET', `/api/v1/trainings/${id}`, {headers: bearer(token)})).json;
+      const j1 = await job(long.json.id);
+      assert.equal(j1.state, 'failed', JSON.stringify(j1));
+      assert.match(j1.reason_code, /^node_(stopped|restarted)$/);
+      const end = Date.now() + 60000;
+      let j2;
+      while (!FINAL.has((j2 = await job(queued.json.id)).state) && Date.now() < end)
+        await new Promise((res) => setTimeout(res, 100));
+      assert.equal(j2.state, 'succeeded', JSON.stringify(j2));
+    } finally {
+      await a?.server.stop();
+      await b?.stop();
+      fs.rmSync(dir, {recursive: true, force: true});
+      if (db) psqlAdmin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    }
   });
 });
