@@ -6,8 +6,11 @@
 // outside dcms. Then the refusals (non-party 404, provider 403, model type,
 // dataset outside the scope, a suspended contract, two concurrent starts
 // for the last run), cancel, the Server-Sent Events with Last-Event-ID, a
-// contract suspended during a job, and the audit trail (start, key release
-// with the PCRs, each state, the download) that /audit/verify accepts.
+// contract suspended during a job, a trainer image changed by one byte, a
+// restart, hostile trainers (a replayed attestation, a result attested
+// with the wrong hash: tests/workloads/wl_rogue_trainer.c), and the audit
+// trail (start, key release with the PCRs, each state, the download) that
+// /audit/verify accepts.
 // Every response is checked against api/openapi.yaml.
 // Runs on the backend chosen by DCMS_TEST_BACKEND.
 
@@ -374,5 +377,54 @@ describe('restart', () => {
       fs.rmSync(dir, {recursive: true, force: true});
       if (db) psqlAdmin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
     }
+  });
+});
+
+describe('hostile trainers', () => {
+  /** A server whose training image is `image` (tests/workloads), with parties, a dataset, a contract. */
+  async function rogue(image, fn) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-rogue-'));
+    const bin = path.join(path.dirname(path.resolve(process.env.DCMS_BIN ?? 'build/dcmsd')), 'tests/workloads', image);
+    fs.copyFileSync(bin, path.join(dir, image));
+    fs.chmodSync(path.join(dir, image), 0o755);
+    const saved = [t, provider, consumer, ds];
+    try {
+      t = await contractsContext({DCMS_ENCLAVE_IMAGES_DIR: dir, DCMS_TRAINING_IMAGE: image});
+      ({provider, consumer} = await t.parties());
+      ds = await dataset();
+      const c = await t.inState({provider, consumer}, 'active', {terms: terms()});
+      const r = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 5});
+      assert.equal(r.status, 202, r.text);
+      await fn(await waitFinal(r.json.id, 60000));
+    } finally {
+      await t?.server.stop();
+      [t, provider, consumer, ds] = saved;
+      fs.rmSync(dir, {recursive: true, force: true});
+    }
+  }
+
+  test('a replayed attestation document (stale nonce) gets no key', async () => {
+    await rogue('wl_trainer_replay', async (j) => {
+      assert.equal(j.state, 'failed', JSON.stringify(j));
+      assert.equal(j.reason_code, 'attestation_failed', JSON.stringify(j));
+      assert.match(j.reason, /nonce/);
+      assert.equal(j.data_released, false);
+      assert.deepEqual(await t.auditEvents(`action=training.key_release&resource_id=${j.id}`), []);
+    });
+  });
+
+  test('a result whose attestation does not bind its hash is refused and nothing is stored', async () => {
+    await rogue('wl_trainer_badbind', async (j) => {
+      assert.equal(j.state, 'failed', JSON.stringify(j));
+      assert.equal(j.reason_code, 'result_attestation_failed', JSON.stringify(j));
+      assert.equal(j.data_released, true);
+      assert.equal(j.result, null);
+      const m = await t.call('GET', `/api/v1/trainings/${j.id}/model`, {headers: bearer(consumer.token)},
+                             '/api/v1/trainings/{id}/model');
+      assert.equal(m.status, 409, m.text);
+      const e = await t.call('GET', `/api/v1/enclaves/${j.enclave_id}`, {headers: bearer(provider.token)},
+                             '/api/v1/enclaves/{id}');
+      assert.equal(e.json.status, 'terminated', e.text);
+    });
   });
 });
