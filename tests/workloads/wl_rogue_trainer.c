@@ -61,10 +61,11 @@ static int read_frame(struct dcms_chan_frame *f)
             return 1;
         if (st == DCMS_CHAN_BAD)
             return -1;
-        size_t want = have < DCMS_CHAN_HDR
-                          ? DCMS_CHAN_HDR - have
-                          : ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 |
-                             buf[3]) + 4 - have;
+        size_t want =
+            have < DCMS_CHAN_HDR
+                ? DCMS_CHAN_HDR - have
+                : ((size_t)buf[0] << 24 | (size_t)buf[1] << 16 | (size_t)buf[2] << 8 | buf[3]) + 4 -
+                      have;
         ssize_t r = read(3, buf + have, want);
         if (r < 0 && errno == EINTR)
             continue;
@@ -180,8 +181,8 @@ int main(void)
             be64(lenbe, sizeof(model) - 1);
             unsigned int hl = 0;
             EVP_MD_CTX *m = EVP_MD_CTX_new();
-            if (!m || !EVP_DigestInit_ex(m, EVP_sha384(), NULL) ||
-                !EVP_DigestUpdate(m, lenbe, 8) || !EVP_DigestUpdate(m, model, sizeof(model) - 1) ||
+            if (!m || !EVP_DigestInit_ex(m, EVP_sha384(), NULL) || !EVP_DigestUpdate(m, lenbe, 8) ||
+                !EVP_DigestUpdate(m, model, sizeof(model) - 1) ||
                 !EVP_DigestUpdate(m, metrics, sizeof(metrics) - 1) ||
                 !EVP_DigestFinal_ex(m, end + 16, &hl))
                 return 2;
