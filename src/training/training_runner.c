@@ -780,6 +780,14 @@ static enum dcms_err run_steps(struct run *r)
     return validate_and_store(r);
 }
 
+static bool stopping(struct dcms_training *t)
+{
+    pthread_mutex_lock(&t->mu);
+    bool s = t->stopping;
+    pthread_mutex_unlock(&t->mu);
+    return s;
+}
+
 void tr_run_job(struct dcms_training *t, const char *id, struct tr_slot *slot)
 {
     struct run *r = calloc(1, sizeof(*r));
@@ -815,7 +823,7 @@ void tr_run_job(struct dcms_training *t, const char *id, struct tr_slot *slot)
             if (tr_transition(r->app, id, NULL, "failed", &ch, NULL, NULL,
                               json_pack("{s:s}", "enclave_id", r->enclave_id), &moved, &ei))
                 DCMS_LOG(DCMS_LOG_WARN, "training", "cannot fail job %s: %s", id, ei.message);
-        } else if (t->stopping) {
+        } else if (stopping(t)) {
             /* this node stops: the job cannot go on */
             struct tr_change ch = {.reason_code = "node_stopped",
                                    .reason = "dcmsd stopped during the job",

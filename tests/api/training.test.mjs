@@ -304,6 +304,19 @@ describe('training', () => {
     assert.equal(j.reason_code, 'contract_suspended');
   });
 
+  test('a model above terms.output.max_model_bytes is refused and not stored', async () => {
+    const c = await t.inState({provider, consumer}, 'active', {terms: terms({output: {max_model_bytes: 100}})});
+    const r = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 5});
+    assert.equal(r.status, 202, r.text);
+    const j = await waitFinal(r.json.id);
+    assert.equal(j.state, 'failed', JSON.stringify(j));
+    assert.equal(j.reason_code, 'model_too_large', JSON.stringify(j));
+    assert.equal(j.result, null);
+    const m = await t.call('GET', `/api/v1/trainings/${j.id}/model`, {headers: bearer(consumer.token)},
+                           '/api/v1/trainings/{id}/model');
+    assert.equal(m.status, 409, m.text);
+  });
+
   test('a trainer image changed by one byte is refused before any key is released', async () => {
     const c = await t.inState({provider, consumer}, 'active', {terms: terms()});
     const img = path.join(imagesDir, 'dcms-trainer');

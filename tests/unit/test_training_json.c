@@ -74,10 +74,11 @@ static void every_problem_with_its_path(void **state)
     struct tr_request rq;
     assert_int_equal(tr_request_from_json(b, &rq, &ei), DCMS_ERR_VALIDATION);
     assert_null(rq.config);
-    static const char *const fields[] = {
-        "datasets[0]", "datasets[2]",        "label",        "hidden",           "momentum",
-        "epochs",      "batch_size",         "learning_rate", "split.holdout_fold", "split.extra",
-        "dp.max_grad_norm", "dtype",         "bogus"};
+    static const char *const fields[] = {"datasets[0]", "datasets[2]",      "label",
+                                         "hidden",      "momentum",         "epochs",
+                                         "batch_size",  "learning_rate",    "split.holdout_fold",
+                                         "split.extra", "dp.max_grad_norm", "dtype",
+                                         "bogus"};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (!has_field(&ei, fields[i]))
             fail_msg("no problem on %s", fields[i]);
