@@ -225,7 +225,7 @@ describe('training', () => {
     assert.equal(v.json.ok, true, v.text);
   });
 
-  test('refusals: non-party, provider, model type, scope, suspended contract, bad body', async () => {
+  test('refusals: non-party, provider, model type, scope, suspended or expired contract, bad body', async () => {
     const c = active ?? await t.inState({provider, consumer}, 'active', {terms: terms()});
     let r = await start(stranger, c, {datasets: [ds.id], ...LR});
     assert.equal(r.status, 404, r.text);
@@ -245,6 +245,12 @@ describe('training', () => {
     const s = await t.inState({provider, consumer}, 'suspended', {terms: terms()});
     r = await start(consumer, s, {datasets: [ds.id], ...LR});
     assert.equal(r.status, 409, r.text);
+    // an Active contract past its expires_at reads expired at once
+    const x = await t.inState({provider, consumer}, 'active', {terms: terms()});
+    t.sql(`UPDATE contracts SET expires_at = '2020-01-01T00:00:00.000000Z' WHERE id = '${x.id}'`);
+    r = await start(consumer, x, {datasets: [ds.id], ...LR});
+    assert.equal(r.status, 409, r.text);
+    assert.match(r.json.error.message, /expired/);
   });
 
   test('two concurrent starts for the last run: exactly one is accepted', async () => {
