@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -19,6 +21,7 @@
 #include "trainer_random.h"
 
 #define MAX_DATASETS 16
+#define DATA_FIRST_BYTES (2u << 20)
 
 struct dataset {
     char id[DCMS_TRAIN_MAX_ID + 1];
@@ -41,7 +44,7 @@ struct enc {
     size_t result_nonce_len;
     struct dataset ds[MAX_DATASETS];
     size_t n_ds;
-    char *data; /* decrypted CSV text of every dataset, in order */
+    char *data; /* decrypted CSV text of every dataset, in order (mmap'd, data_cap bytes) */
     size_t data_len, data_cap;
     /* The segment being reassembled from its chunks; have == 0 between segments. */
     struct {
@@ -54,27 +57,33 @@ struct enc {
     } seg;
 };
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
+/* Header and body in one writev (one system call per frame, a progress frame each epoch). */
 static int send_frame(struct enc *e, uint8_t type, const void *body, size_t len)
 {
     uint8_t hdr[DCMS_CHAN_HDR];
     if (len + 1 > DCMS_CHAN_MAX_FRAME)
         return -1;
     dcms_chan_header(hdr, type, len);
-    return write_all(e->fd, hdr, sizeof(hdr)) || (len && write_all(e->fd, body, len)) ? -1 : 0;
+    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)body, len}};
+    int n = len ? 2 : 1;
+    struct iovec *v = iov;
+    while (n > 0) {
+        ssize_t w = writev(e->fd, v, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        while (n > 0 && (size_t)w >= v->iov_len) {
+            w -= (ssize_t)v->iov_len;
+            v++;
+            n--;
+        }
+        if (n > 0) {
+            v->iov_base = (uint8_t *)v->iov_base + w;
+            v->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
 }
 
 /* 1 on a frame in e->buf, 0 on EOF at a frame boundary, -1 on error or a bad frame. */
@@ -249,25 +258,28 @@ static int gcm_open(const uint8_t *key, const uint8_t *nonce, const uint8_t *aad
     return ok ? 0 : -1;
 }
 
-/* Room for n more plaintext bytes (and a NUL) in e->data; -1 past the cap or out of memory. */
+/*
+ * Room for n more plaintext bytes (and a NUL) in e->data; -1 past the cap
+ * or out of memory. The buffer is an anonymous mapping grown with mremap:
+ * its pages move, so the plaintext is never copied nor left behind in a
+ * freed block, and no byte is touched twice (streaming a dataset was
+ * mostly copying and page faults with malloc, copy and wipe).
+ */
 static int data_reserve(struct enc *e, size_t n)
 {
-    if (e->data_len + n + 1 > DCMS_TRAINER_MAX_DATA_BYTES)
+    size_t need = e->data_len + n + 1;
+    if (need > DCMS_TRAINER_MAX_DATA_BYTES)
         return -1;
-    if (e->data_len + n + 1 <= e->data_cap)
+    if (need <= e->data_cap)
         return 0;
-    size_t nc = e->data_cap ? e->data_cap : 65536;
-    while (nc < e->data_len + n + 1)
+    size_t nc = e->data_cap ? e->data_cap : DATA_FIRST_BYTES;
+    while (nc < need)
         nc *= 2;
-    char *nd = malloc(nc);
-    if (!nd)
+    void *p = e->data ? mremap(e->data, e->data_cap, nc, MREMAP_MAYMOVE)
+                      : mmap(NULL, nc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
         return -1;
-    if (e->data) {
-        memcpy(nd, e->data, e->data_len);
-        sodium_memzero(e->data, e->data_cap);
-        free(e->data);
-    }
-    e->data = nd;
+    e->data = p;
     e->data_cap = nc;
     return 0;
 }
@@ -544,9 +556,10 @@ out:
     if (e) {
         for (size_t i = 0; i < e->n_ds; i++)
             sodium_free(e->ds[i].key);
-        if (e->data)
+        if (e->data) {
             sodium_memzero(e->data, e->data_cap);
-        free(e->data);
+            munmap(e->data, e->data_cap);
+        }
         free(e->seg.ct);
         sodium_free(e->sk);
         dcms_trainer_job_release(&e->job);

@@ -70,6 +70,7 @@
 #define TERMINATE_TIMEOUT_MS 5000
 #define ATTEST_MAX_NSM_REQUESTS 4
 #define SCAN_MAX_PROCS 65536
+#define CHAN_SOCKBUF (2 << 20)
 #define SNAPSHOT_MAX_AGE_US 250000 /* probes within this window share one /proc pass */
 
 /* Fixed fds in the child before exec. */
@@ -854,6 +855,13 @@ static enum dcms_err make_channel(struct lentry *en, struct start_fds *f, struct
         pipe2(f->logp, O_CLOEXEC) != 0)
         return dcms_err_set(ei, DCMS_ERR_IO, "cannot set up the workload's descriptors: %s",
                             strerror(errno));
+    /*
+     * Room for a whole dataset segment (1 MiB) in flight, so that streaming
+     * one into the workload is not a context switch per 200 KiB (the
+     * default). Capped by net.core.wmem_max; a smaller buffer still works.
+     */
+    int sz = CHAN_SOCKBUF;
+    (void)setsockopt(f->chan[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
     return DCMS_OK;
 }
 

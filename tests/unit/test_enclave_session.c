@@ -8,7 +8,8 @@
  * and takes progress, the result and the result's attestation, whose
  * user_data must be the SHA-384 of the result. Refused: a document with
  * another nonce, a debug-mode enclave, an attestation on demand while the
- * session is open.
+ * session is open (a reconcile pass leaves it alone). Terminating the
+ * enclave ends the session's receive at once.
  */
 #include <sys/stat.h>
 
@@ -234,20 +235,26 @@ static char *read_csv(size_t *len)
     return b;
 }
 
-static void act(struct fixture *f, const char *id, enum dcms_err want)
+static void act_ev(struct fixture *f, const char *id, enum enclave_event ev, enum dcms_err want)
 {
     struct dcms_arena *a = dcms_arena_new(1 << 16);
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, a);
     struct enclave_call c = {f->en, &f->p, "127.0.0.1", "req-2", &ei, NULL};
     struct enclave_rec rec;
-    enum dcms_err e = enclave_act(&c, id, ENCLAVE_EV_ATTEST, NULL, &rec);
+    enum dcms_err e = enclave_act(&c, id, ev, NULL, &rec);
     if (e != want)
-        fail_msg("attest on demand: %d (%s), wanted %d", e, ei.message, want);
+        fail_msg("%s: %d (%s), wanted %d", enclave_event_name(ev), e, ei.message, want);
     if (!e)
-        assert_string_equal(rec.r.v[C_STATUS], "running");
+        assert_string_equal(rec.r.v[C_STATUS],
+                            ev == ENCLAVE_EV_TERMINATE ? "terminated" : "running");
     enclave_rec_release(&rec);
     dcms_arena_free(a);
+}
+
+static void act(struct fixture *f, const char *id, enum dcms_err want)
+{
+    act_ev(f, id, ENCLAVE_EV_ATTEST, want);
 }
 
 static void session_trains(struct fixture *f)
@@ -264,6 +271,8 @@ static void session_trains(struct fixture *f)
     assert_int_equal(dcms_enclaves_session_open(f->en, id, &s2, &ei), DCMS_ERR_CONFLICT);
     assert_null(s2);
     act(f, id, DCMS_ERR_CONFLICT);
+    /* The background pass only probes: the enclave stays running, the session usable. */
+    CHECK(dcms_enclaves_reconcile(f->en, false, &ei), ei);
 
     /* Attestation: the trainer's key in a document of this enclave. */
     static unsigned char doc[DCMS_ATTEST_MAX_DOC_BYTES];
@@ -392,11 +401,37 @@ static void session_debug_refused(struct fixture *f)
 }
 DCMS_TESTDB_CASE(session_debug_refused)
 
+/* A job cancelled by terminating its enclave: the session's next receive fails at once. */
+static void session_terminated(struct fixture *f)
+{
+    start(f);
+    char id[DCMS_UUID_STRLEN];
+    create(f, false, id);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_enclave_session *s = NULL;
+    CHECK(dcms_enclaves_session_open(f->en, id, &s, &ei), ei);
+    act_ev(f, id, ENCLAVE_EV_TERMINATE, DCMS_OK);
+    uint8_t type;
+    const uint8_t *body;
+    size_t len;
+    int64_t t0 = dcms_clock_mono_us();
+    assert_int_equal(dcms_enclave_session_recv(s, &type, &body, &len, deadline(), &ei),
+                     DCMS_ERR_UNAVAILABLE);
+    assert_true(dcms_clock_mono_us() - t0 < 5000000);
+    dcms_enclave_session_close(s);
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_enclaves_session_open(f->en, id, &s, &ei), DCMS_ERR_CONFLICT);
+}
+DCMS_TESTDB_CASE(session_terminated)
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(session_trains_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(session_trains_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(session_debug_refused_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(session_debug_refused_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(session_terminated_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(session_terminated_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)
