@@ -236,10 +236,12 @@ enum dcms_err tr_start(const struct tr_call *c, const char *contract_id,
     *out = NULL;
     struct dcms_errinfo lei;
     dcms_errinfo_init(&lei, NULL);
-    enum dcms_err e;
-    if (!contract_id || !dcms_uuid_valid(contract_id) ||
-        dcms_contracts_terms_of(c->app, contract_id, &t, &lei))
-        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    enum dcms_err e = contract_id && dcms_uuid_valid(contract_id)
+                          ? dcms_contracts_terms_of(c->app, contract_id, &t, &lei)
+                          : DCMS_ERR_NOT_FOUND;
+    if (e)
+        return e == DCMS_ERR_NOT_FOUND ? dcms_err_set(c->ei, e, "contract not found")
+                                       : dcms_err_set(c->ei, e, "%s", lei.message);
     if ((e = authorize(c, &t.sec, "training:run")) ||
         (e = consumer_only(c, &t.sec, "start a training")))
         goto out;
