@@ -17,6 +17,7 @@
 #include "dcms/config.h"
 #include "dcms/contracts.h"
 #include "dcms/datasets.h"
+#include "dcms/training.h"
 #include "dcms/crypto.h"
 #include "dcms/enclaves.h"
 #include "dcms/iam.h"
@@ -210,6 +211,10 @@ int main(int argc, char **argv)
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the enclave service: %s", ei.message);
         goto out;
     }
+    if (dcms_training_open(&app, &app.training, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the training service: %s", ei.message);
+        goto out;
+    }
 
     if (!(app.metrics = dcms_metrics_new())) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "out of memory");
@@ -238,6 +243,7 @@ out:
     dcms_http_server_stop(srv);
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
+    dcms_training_close(app.training);
     dcms_enclaves_close(app.enclaves);
     dcms_datasets_close(app.datasets);
     dcms_contracts_close(app.contracts);

@@ -17,6 +17,7 @@ struct dcms_contracts;
 struct dcms_enclaves;
 struct dcms_keys;
 struct dcms_datasets;
+struct dcms_training;
 
 struct dcms_app {
     const struct dcms_config *cfg;
@@ -29,6 +30,7 @@ struct dcms_app {
     struct dcms_enclaves *enclaves;   /* src/enclaves */
     struct dcms_keys *keys;           /* src/keys: data keys under the keyring */
     struct dcms_datasets *datasets;   /* src/datasets: the retention job */
+    struct dcms_training *training;   /* src/training: jobs and their workers */
     int64_t started_us;
 };
 

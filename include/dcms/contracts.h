@@ -54,6 +54,24 @@ enum dcms_err dcms_contracts_active_datasets(struct dcms_app *app, const char *c
                                              void (*fn)(void *ctx, const char *dataset), void *ctx,
                                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- the terms as the training service reads them (src/contracts/contracts.c) ---- */
+
+/* A contract's security view, its terms and the hash of what was signed. */
+struct dcms_contract_terms {
+    struct dcms_contract_security sec; /* status, parties, security requirements */
+    char terms_hash[65];               /* lowercase hex SHA-256 of the signed content */
+    json_t *terms;                     /* the terms object; the caller's reference */
+};
+
+/*
+ * Reads contract `id` with its terms (no authorization: the caller decides
+ * who may learn what). DCMS_ERR_NOT_FOUND when there is no such contract.
+ * On success the caller releases out->terms with json_decref.
+ */
+enum dcms_err dcms_contracts_terms_of(struct dcms_app *app, const char *id,
+                                      struct dcms_contract_terms *out,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- transition listeners: how other services follow a contract's status ---- */
 
 struct dcms_store_tx;

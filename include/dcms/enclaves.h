@@ -96,6 +96,31 @@ enum dcms_err dcms_enclaves_attestation(struct dcms_enclaves *en, const struct d
 enum dcms_err dcms_enclaves_of_contract(struct dcms_enclaves *en, const char *contract_id,
                                         json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- training enclaves (src/enclaves/enclaves_provision.c) ---- */
+
+/*
+ * Creates, as the system, an enclave for contract `contract_id` running
+ * workload image `image` (a name under DCMS_ENCLAVE_IMAGES_DIR) with the
+ * default policies (no network, secure and measured boot, no debug), its
+ * provider being the contract's provider. The contract must be Active and
+ * the configuration must pass the compatibility gate (422 with a problem per
+ * failing requirement otherwise). The workload is started and attested as
+ * for POST /api/v1/enclaves; `id_out` receives the enclave id even when the
+ * start failed, and then DCMS_ERR_UNAVAILABLE says why. Audited
+ * ("enclave.create" by "system", `cause` in the details). Thread-safe.
+ */
+enum dcms_err dcms_enclaves_provision(struct dcms_enclaves *en, const char *contract_id,
+                                      const char *image, const char *cause, const char *request_id,
+                                      char id_out[37], struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Terminates enclave `id` as the system (the backend stops the workload and
+ * removes its scratch directory), audited as "enclave.terminate" with
+ * `reason`. DCMS_OK when it is already terminated or unknown. Thread-safe.
+ */
+enum dcms_err dcms_enclaves_retire(struct dcms_enclaves *en, const char *id, const char *reason,
+                                   const char *request_id, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- enclave sessions (src/enclaves/enclaves_session.c) ---- */
 
 /*

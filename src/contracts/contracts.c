@@ -767,9 +767,28 @@ void dcms_contracts_close(struct dcms_contracts *ct)
 
 /* ---- what the enclave service reads ---- */
 
+static enum dcms_err security_read(struct dcms_app *app, const char *id,
+                                   struct dcms_contract_security *out, json_t **terms_out,
+                                   char *hash_out, struct dcms_errinfo *ei);
+
 enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
                                          struct dcms_contract_security *out,
                                          struct dcms_errinfo *ei)
+{
+    return security_read(app, id, out, NULL, NULL, ei);
+}
+
+enum dcms_err dcms_contracts_terms_of(struct dcms_app *app, const char *id,
+                                      struct dcms_contract_terms *out, struct dcms_errinfo *ei)
+{
+    memset(out, 0, sizeof(*out));
+    return security_read(app, id, &out->sec, &out->terms, out->terms_hash, ei);
+}
+
+/* The security view of contract `id`; with `terms_out`, its terms and terms hash too. */
+static enum dcms_err security_read(struct dcms_app *app, const char *id,
+                                   struct dcms_contract_security *out, json_t **terms_out,
+                                   char *hash_out, struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
@@ -794,6 +813,11 @@ enum dcms_err dcms_contracts_security_of(struct dcms_app *app, const char *id,
     }
     out->network_isolation = json_is_true(json_object_get(sec, "network_isolation"));
     out->audit_logging = json_is_true(json_object_get(sec, "audit_logging"));
+    if (terms_out) {
+        snprintf(hash_out, 65, "%s", r.terms_hash ? r.terms_hash : "");
+        *terms_out = terms;
+        terms = NULL;
+    }
     json_decref(terms);
 out:
     dcms_store_rows_free(rows);

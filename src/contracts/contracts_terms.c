@@ -80,6 +80,12 @@ static const struct field pricing[] = {
      "must be an ISO 4217 currency code (\"EUR\")"},
     {NULL, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL},
 };
+/* What leaves the enclave (the training service reads it; absent: the defaults it documents). */
+static const struct field output[] = {
+    {"max_model_bytes", K_INT, false, 1, 1073741824, 0, NULL, NULL, NULL, NULL},
+    {"provider_receives_model", K_BOOL, false, 0, 0, 0, NULL, NULL, NULL, NULL},
+    {NULL, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL},
+};
 static const struct field terms_fields[] = {
     {"data_access", K_OBJ, true, 0, 0, 0, NULL, data_access, NULL, NULL},
     {"usage", K_OBJ, true, 0, 0, 0, NULL, usage, NULL, NULL},
@@ -87,6 +93,7 @@ static const struct field terms_fields[] = {
     {"security", K_OBJ, true, 0, 0, 0, NULL, security, NULL, NULL},
     {"compliance", K_OBJ, true, 0, 0, 0, NULL, compliance, NULL, NULL},
     {"pricing", K_OBJ, false, 0, 0, 0, NULL, pricing, NULL, NULL},
+    {"output", K_OBJ, false, 0, 0, 0, NULL, output, NULL, NULL},
     {"effective_from", K_TIME, true, 0, 0, 0, NULL, NULL, NULL, NULL},
     {"expires_at", K_TIME, true, 0, 0, 0, NULL, NULL, NULL, NULL},
     {NULL, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL},

@@ -292,8 +292,8 @@ enum dcms_err enclave_settle_attestation(const struct enclave_call *c, const str
 }
 
 /* Starts the workload of a new (Initializing) enclave and attests it; the lock is held. */
-static enum dcms_err start_and_attest(const struct enclave_call *c, const char *id,
-                                      struct enclave_rec *out)
+enum dcms_err enclave_start_and_attest(const struct enclave_call *c, const char *id,
+                                       struct enclave_rec *out)
 {
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
@@ -453,8 +453,8 @@ void enclave_image_path(const struct dcms_enclaves *en, const char *image, char 
  * True when `image` names a workload image (a regular file under
  * DCMS_ENCLAVE_IMAGES_DIR), with its SHA-384 in `sha_hex` (lowercase hex).
  */
-static bool image_measure(const struct dcms_enclaves *en, const char *image,
-                          char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1])
+bool enclave_image_measure(const struct dcms_enclaves *en, const char *image,
+                           char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1])
 {
     char path[2048];
     struct stat st;
@@ -484,7 +484,7 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
         dcms_err_field(ei, "contract_id", "must be the id of a contract");
     const struct enclave_config *cfg = &in->config;
     char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1] = "", pcr0_hex[2 * DCMS_ATTEST_SHA384_LEN + 1];
-    if (cfg->image[0] && !image_measure(en, cfg->image, sha_hex))
+    if (cfg->image[0] && !enclave_image_measure(en, cfg->image, sha_hex))
         dcms_err_field(ei, "configuration.image",
                        "no workload image of this name (see DCMS_ENCLAVE_IMAGES_DIR)");
     if (ei->code)
@@ -562,7 +562,7 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
         goto out;
     pthread_mutex_t *mu = enclave_lock_of(en, id);
     pthread_mutex_lock(mu);
-    e = start_and_attest(c, id, out);
+    e = enclave_start_and_attest(c, id, out);
     pthread_mutex_unlock(mu);
 out:
     dcms_store_rollback(tx);

@@ -411,6 +411,20 @@ enum dcms_err enclave_contract_read(const struct enclave_call *c, const char *co
  */
 void enclave_image_path(const struct dcms_enclaves *en, const char *image, char *out, size_t cap);
 
+/*
+ * True when `image` names a workload image (a regular file under
+ * DCMS_ENCLAVE_IMAGES_DIR), with its SHA-384 in `sha_hex` (lowercase hex).
+ */
+bool enclave_image_measure(const struct dcms_enclaves *en, const char *image,
+                           char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1]);
+/*
+ * Starts the workload of the new (Initializing) enclave `id` and attests it;
+ * the enclave's lock must be held. *out gets the settled row (running, or
+ * failed with the reason).
+ */
+enum dcms_err enclave_start_and_attest(const struct enclave_call *c, const char *id,
+                                       struct enclave_rec *out) DCMS_MUST_CHECK;
+
 /* ---- response and request codecs (enclaves_json.c) ---- */
 
 json_t *enclave_row_to_json(const struct enclave_row *r);

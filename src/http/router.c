@@ -39,6 +39,7 @@ static const dcms_http_handler_fn query_owners[] = {
     dcms_iam_http_member_list,
     dcms_iam_http_member_remove,
     dcms_evidence_http_contract_audit,
+    dcms_training_http_list,
 };
 
 bool dcms_route_owns_query(const struct dcms_route *r)

@@ -131,6 +131,13 @@ const EXPECTED = {
   'GET /api/v1/enclaves/{id}/attestation':               '401 404 404 200 403 200',
   'GET /api/v1/contracts/{id}/audit':                    '401 404 404 200 403 200',
   'GET /api/v1/contracts/{id}/evidence':                 '401 404 404 200 403 200',
+  // training: the body {} fails validation before the contract is looked up
+  'POST /api/v1/contracts/{id}/trainings':               '401 403 422 403 403 422',
+  'GET /api/v1/contracts/{id}/trainings':                '401 404 404 200 403 200',
+  'GET /api/v1/trainings/{id}':                          '401 404 404 404 403 404',
+  'POST /api/v1/trainings/{id}/cancel':                  '401 403 404 403 403 404',
+  'GET /api/v1/trainings/{id}/model':                    '401 404 404 404 403 404',
+  'GET /api/v1/trainings/{id}/events':                   '401 404 404 404 403 404',
 };
 
 let ctx;

@@ -64,6 +64,40 @@ static void terms_accepted_and_normalized(void **state)
     dcms_arena_free(a);
 }
 
+/* terms.output (optional): the model size cap and whether the provider receives the model. */
+static void terms_output(void **state)
+{
+    (void)state;
+    struct dcms_arena *a = dcms_arena_new(1 << 20);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, a);
+    json_t *t = json_loads(good_terms, 0, NULL), *norm = NULL;
+    int64_t from = 0, to = 0;
+    json_object_set_new(
+        t, "output",
+        json_pack("{s:i, s:b}", "max_model_bytes", 1048576, "provider_receives_model", 1));
+    assert_true(ct_terms_validate(t, dcms_clock_now_us(), &norm, &from, &to, &ei));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(norm, "output"), "max_model_bytes")),
+        1048576);
+    json_decref(norm);
+    norm = NULL;
+    json_object_set_new(t, "output",
+                        json_pack("{s:i, s:i, s:b}", "max_model_bytes", 0,
+                                  "provider_receives_model", 1, "extra", 1));
+    assert_false(ct_terms_validate(t, dcms_clock_now_us(), &norm, &from, &to, &ei));
+    bool cap = false, flag = false, extra = false;
+    for (size_t i = 0; i < ei.ndetails; i++) {
+        cap |= strcmp(ei.details[i].field, "terms.output.max_model_bytes") == 0;
+        flag |= strcmp(ei.details[i].field, "terms.output.provider_receives_model") == 0;
+        extra |= strcmp(ei.details[i].field, "terms.output.extra") == 0;
+    }
+    assert_true(cap && flag && extra);
+    json_decref(norm);
+    json_decref(t);
+    dcms_arena_free(a);
+}
+
 static void terms_every_problem_with_its_path(void **state)
 {
     (void)state;
@@ -687,6 +721,7 @@ DCMS_TESTDB_CASE(failed_commit_leaks_nothing)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(terms_accepted_and_normalized),
     cmocka_unit_test(terms_every_problem_with_its_path),
+    cmocka_unit_test(terms_output),
     cmocka_unit_test(json_create_every_problem_with_its_path),
     cmocka_unit_test(json_sign_every_problem_with_its_path),
     cmocka_unit_test(json_reason_and_list),

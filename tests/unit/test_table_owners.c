@@ -51,6 +51,10 @@ static const struct owner {
     {"datasets", "datasets"},
     {"dataset_segments", "datasets"},
     {"dataset_derived", "datasets"},
+    {"training_jobs", "training"},
+    {"training_events", "training"},
+    {"training_models", "training"},
+    {"training_run_counts", "training"},
     {"registration_limits", "iam"},
     {NULL, NULL},
 };

@@ -1,0 +1,34 @@
+/*
+ * The training service as the rest of dcmsd sees it (src/training/): opened
+ * by main.c after the contract, dataset and enclave services, closed before
+ * them. It runs training jobs on a small pool of worker threads
+ * (DCMS_TRAINING_WORKERS); jobs live in the store, so queued ones survive a
+ * restart. The HTTP handlers are in src/training/training_http.c; the design
+ * is in src/training/README.md.
+ *
+ * Thread-safety: one struct dcms_training serves every request thread and
+ * its own workers.
+ */
+#ifndef DCMS_TRAINING_H
+#define DCMS_TRAINING_H
+
+#include "dcms/err.h"
+
+struct dcms_app;
+struct dcms_training;
+
+/*
+ * Starts the service: fails the jobs a previous dcmsd left in flight
+ * (reason "node_restarted"), registers the contract listener and the purge
+ * function of models, and starts the workers, which take the queued jobs.
+ * `app` must have cfg, store, audit, keys, contracts, datasets and enclaves
+ * set (enclaves may be NULL: jobs then fail at provisioning) and outlive
+ * the service.
+ */
+enum dcms_err dcms_training_open(struct dcms_app *app, struct dcms_training **out,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Stops the workers (a running job is cancelled and its enclave retired), frees. NULL: no-op. */
+void dcms_training_close(struct dcms_training *t);
+
+#endif
