@@ -131,6 +131,8 @@ const EXPECTED = {
   'GET /api/v1/enclaves/{id}/attestation':               '401 404 404 200 403 200',
   'GET /api/v1/contracts/{id}/audit':                    '401 404 404 200 403 200',
   'GET /api/v1/contracts/{id}/evidence':                 '401 404 404 200 403 200',
+  // the privacy budget
+  'GET /api/v1/contracts/{id}/privacy':                  '401 404 404 200 403 200',
 };
 
 let ctx;

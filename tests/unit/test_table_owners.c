@@ -52,6 +52,8 @@ static const struct owner {
     {"dataset_segments", "datasets"},
     {"dataset_derived", "datasets"},
     {"registration_limits", "iam"},
+    {"privacy_budgets", "privacy"},
+    {"privacy_runs", "privacy"},
     {NULL, NULL},
 };
 
