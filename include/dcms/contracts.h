@@ -174,11 +174,14 @@ struct dcms_contract_privacy {
  * DCMS_ERR_NOT_FOUND, as for an unknown id, when `p` may not read it.
  * `p` NULL means no authorization, for services that decide themselves
  * (the training service before it reserves a run's budget).
- * DCMS_ERR_NOT_FOUND for an unknown id. Thread-safe; *out is caller storage.
+ * DCMS_ERR_NOT_FOUND for an unknown id. *hidden (may be NULL) is set when
+ * the 404 hid a contract from `p`: the caller records that refusal
+ * (audit "contract.hidden") once its transaction has ended. Thread-safe;
+ * *out is caller storage.
  */
 enum dcms_err dcms_contracts_privacy_of(struct dcms_app *app, struct dcms_store_tx *tx,
                                         const struct dcms_principal *p, const char *client_ip,
                                         const char *id, struct dcms_contract_privacy *out,
-                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+                                        bool *hidden, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

@@ -178,10 +178,12 @@ struct dcms_principal;
  * state, q, sigma, steps, delta, epsilon, reserved_at, charged_at,
  * released_at}], spent_epsilon (charged runs), committed_epsilon (charged
  * and reserved), remaining_epsilon}, the totals by curve composition at the
- * term's δ. *out is the caller's. Thread-safe.
+ * term's δ. A contract hidden from `p` is audited as "contract.hidden"
+ * (denied). *out is the caller's. Thread-safe.
  */
 enum dcms_err dcms_privacy_budget_view(struct dcms_app *app, const struct dcms_principal *p,
-                                       const char *client_ip, const char *contract_id, json_t **out,
+                                       const char *client_ip, const char *request_id,
+                                       const char *contract_id, json_t **out,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

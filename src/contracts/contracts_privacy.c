@@ -16,10 +16,12 @@ static double member(const json_t *o, const char *name)
 enum dcms_err dcms_contracts_privacy_of(struct dcms_app *app, struct dcms_store_tx *tx,
                                         const struct dcms_principal *p, const char *client_ip,
                                         const char *id, struct dcms_contract_privacy *out,
-                                        struct dcms_errinfo *ei)
+                                        bool *hidden, struct dcms_errinfo *ei)
 {
     memset(out, 0, sizeof(*out));
-    struct ct_call c = {app, p, client_ip, NULL, ei, NULL};
+    if (hidden)
+        *hidden = false;
+    struct ct_call c = {app, p, client_ip, NULL, ei, hidden};
     struct dcms_store_tx *own = NULL;
     struct dcms_store_rows *rows = NULL;
     json_t *terms = NULL;

@@ -15,6 +15,7 @@
 #include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/contracts.h"
+#include "dcms/iam.h"
 #include "dcms/store.h"
 #include "privacy/privacy_int.h"
 
@@ -169,10 +170,31 @@ static enum dcms_err eps_of(const struct dcms_privacy_curve *c, double delta, do
     return dcms_privacy_curve_epsilon(c, delta, out, NULL, ei);
 }
 
+/* A contract hidden from the caller: the refusal the 404 does not show (rate-limited). */
+static void audit_hidden(struct dcms_app *app, const struct dcms_principal *p,
+                         const char *client_ip, const char *request_id, const char *contract_id)
+{
+    json_t *d =
+        json_pack("{s:s, s:s}", "reason", "not a party to the contract", "view", "privacy budget");
+    struct dcms_audit_event ev = {.actor = p && p->id[0] ? p->id : "anonymous",
+                                  .action = "contract.hidden",
+                                  .resource_type = "contract",
+                                  .resource_id = contract_id,
+                                  .outcome = DCMS_AUDIT_DENIED,
+                                  .details = d,
+                                  .client_ip = client_ip && *client_ip ? client_ip : NULL,
+                                  .request_id = request_id};
+    if (d && app->audit)
+        dcms_audit_refusal(app->audit, &ev);
+    json_decref(d);
+}
+
 enum dcms_err dcms_privacy_budget_view(struct dcms_app *app, const struct dcms_principal *p,
-                                       const char *client_ip, const char *contract_id, json_t **out,
+                                       const char *client_ip, const char *request_id,
+                                       const char *contract_id, json_t **out,
                                        struct dcms_errinfo *ei)
 {
+    bool hidden = false;
     *out = NULL;
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
@@ -181,7 +203,7 @@ enum dcms_err dcms_privacy_budget_view(struct dcms_app *app, const struct dcms_p
     enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
-    if ((e = dcms_contracts_privacy_of(app, tx, p, client_ip, contract_id, &term, ei)))
+    if ((e = dcms_contracts_privacy_of(app, tx, p, client_ip, contract_id, &term, &hidden, ei)))
         goto out;
     struct dcms_privacy_curve charged, live;
     memset(&charged, 0, sizeof(charged));
@@ -233,5 +255,7 @@ out:
     json_decref(res);
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
+    if (e == DCMS_ERR_NOT_FOUND && hidden)
+        audit_hidden(app, p, client_ip, request_id, contract_id);
     return e;
 }

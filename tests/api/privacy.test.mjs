@@ -83,6 +83,8 @@ test('the term is signed content and the budget is readable by the parties and a
   const hidden = await privacy(outsider, c.id);
   assert.equal(hidden.status, 404);
   assert.equal(hidden.json.error.code, 'not_found');
+  const refusals = await ctx.auditEvents(`action=contract.hidden&actor=${outsider.id}&limit=50`);
+  assert.ok(refusals.some((e) => e.resource_id === c.id && e.outcome === 'denied'), 'the 404 is audited');
   const unknown = await privacy(p.provider, '00000000-0000-7000-8000-000000000000');
   assert.equal(unknown.status, 404);
   assert.equal((await ctx.call('GET', `/api/v1/contracts/${c.id}/privacy`, {})).status, 401);
