@@ -26,7 +26,6 @@ static enum dcms_err check_args(const char *contract_id, const char *run_id, dou
                                 double delta, double q, double sigma, uint64_t steps,
                                 struct dcms_errinfo *ei)
 {
-    size_t before = ei ? ei->ndetails : 0;
     bool bad = false;
     if (!contract_id || !*contract_id || strlen(contract_id) > 63)
         bad = dcms_err_field(ei, "contract_id", "must be 1 to 63 characters");
@@ -42,7 +41,6 @@ static enum dcms_err check_args(const char *contract_id, const char *run_id, dou
         bad = dcms_err_field(ei, "dp.noise_multiplier", "must be a positive number");
     if (!steps || steps > (uint64_t)INT64_MAX)
         bad = dcms_err_field(ei, "dp.steps", "must be at least 1");
-    (void)before;
     return bad ? DCMS_ERR_VALIDATION : DCMS_OK;
 }
 
