@@ -173,4 +173,33 @@ enum dcms_err dcms_contracts_evidence(struct dcms_app *app, const struct dcms_pr
                                       bool with_signatures, json_t **out,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* ---- the privacy term (src/contracts/contracts_privacy.c) ---- */
+
+/* terms.privacy of a contract: the differential-privacy budget the parties agreed. */
+struct dcms_contract_privacy {
+    char provider_id[DCMS_UUID_STRLEN];
+    char consumer_id[DCMS_UUID_STRLEN];
+    bool present;               /* the terms have a privacy member; the rest is 0 otherwise */
+    double epsilon;             /* terms.privacy.epsilon: the contract's total, 0 < ε <= 100 */
+    double delta;               /* terms.privacy.delta: 0 < δ <= 1e-3 */
+    double max_epsilon_per_run; /* terms.privacy.max_epsilon_per_run; 0 when absent */
+};
+
+/*
+ * Reads terms.privacy of contract `id` inside `tx` (NULL: a read
+ * transaction of its own). With a principal `p`, the contract's read
+ * authorization applies first (dcms_iam_authorize with its parties):
+ * DCMS_ERR_NOT_FOUND, as for an unknown id, when `p` may not read it.
+ * `p` NULL means no authorization, for services that decide themselves
+ * (the training service before it reserves a run's budget).
+ * DCMS_ERR_NOT_FOUND for an unknown id. *hidden (may be NULL) is set when
+ * the 404 hid a contract from `p`: the caller records that refusal
+ * (audit "contract.hidden") once its transaction has ended. Thread-safe;
+ * *out is caller storage.
+ */
+enum dcms_err dcms_contracts_privacy_of(struct dcms_app *app, struct dcms_store_tx *tx,
+                                        const struct dcms_principal *p, const char *client_ip,
+                                        const char *id, struct dcms_contract_privacy *out,
+                                        bool *hidden, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 #endif

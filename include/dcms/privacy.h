@@ -24,8 +24,11 @@
 #ifndef DCMS_PRIVACY_H
 #define DCMS_PRIVACY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "dcms/err.h"
 
@@ -92,5 +95,95 @@ enum dcms_err dcms_privacy_sigma_for(const struct dcms_privacy_curve *spent, dou
 
 /* `dcmsd privacy ...`: the offline tool. Returns the process exit status. */
 int dcms_privacy_cli(int argc, char **argv);
+
+/* ---- the per-contract budget (privacy_budget.c, tables of migration 0018) ---- */
+
+struct dcms_store_tx;
+struct dcms_audit;
+struct dcms_audit_who;
+
+/*
+ * Reserves the privacy cost of DP run `run_id` (a new id: DCMS_ERR_CONFLICT
+ * if it was reserved before) under contract `contract_id`, whose terms
+ * give the total `epsilon_total` (0 < ε <= 100) at `delta` (0 < δ < 1) and
+ * the per-run cap `max_epsilon_per_run` (<= 0: none). The run is `steps`
+ * (>= 1) steps of the Poisson-subsampled Gaussian with rate q (0 < q <= 1)
+ * and noise multiplier sigma (> 0).
+ *
+ * The contract's spending is the sum of the RDP curves of its runs that
+ * are reserved or charged (not released), converted once at `delta`.
+ * *eps_run receives the run's own ε, *eps_remaining what the budget has
+ * left after it (epsilon_total − ε(all runs with this one)); either may be
+ * NULL. Refused with DCMS_ERR_VALIDATION, field "dp", and nothing written
+ * when the run's own ε exceeds max_epsilon_per_run or the total after it
+ * would exceed epsilon_total; the message names the remaining budget.
+ * DCMS_ERR_VALIDATION (field named) for arguments out of range.
+ *
+ * `tx` is the caller's DCMS_TX_WRITE transaction: the reservation and its
+ * audit event ("privacy.reserve" on the contract, actor `who`, may be
+ * NULL for the system) commit or roll back with the caller's job. It locks
+ * the contract's budget row (SELECT ... FOR UPDATE on PostgreSQL; SQLite
+ * write transactions are serialized), so concurrent reservations of one
+ * contract are priced one after the other and cannot overspend together.
+ * Thread-safe (a transaction belongs to one thread).
+ */
+enum dcms_err dcms_privacy_budget_reserve(struct dcms_store_tx *tx, struct dcms_audit *audit,
+                                          const struct dcms_audit_who *who, const char *contract_id,
+                                          const char *run_id, double epsilon_total, double delta,
+                                          double max_epsilon_per_run, double q, double sigma,
+                                          uint64_t steps, double *eps_run, double *eps_remaining,
+                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Charges the reservation of `run_id`: call it in the transaction that
+ * releases the data key to the run. From then on the run's ε stays spent,
+ * whether the run later succeeds or fails. Charging a charged run changes
+ * nothing (DCMS_OK); DCMS_ERR_CONFLICT when the reservation was released,
+ * DCMS_ERR_NOT_FOUND when `run_id` was never reserved. Audited
+ * ("privacy.charge") in `tx`.
+ */
+enum dcms_err dcms_privacy_budget_charge(struct dcms_store_tx *tx, struct dcms_audit *audit,
+                                         const struct dcms_audit_who *who, const char *run_id,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Returns the reservation of `run_id`, for a run that ended (failed or was
+ * cancelled) before its key release: its ε no longer counts. A charged run
+ * keeps its charge: DCMS_OK and nothing changes, *returned (may be NULL)
+ * tells which happened. Releasing a released run changes nothing.
+ * DCMS_ERR_NOT_FOUND when `run_id` was never reserved. Audited
+ * ("privacy.release") in `tx` when something was returned.
+ */
+enum dcms_err dcms_privacy_budget_release(struct dcms_store_tx *tx, struct dcms_audit *audit,
+                                          const struct dcms_audit_who *who, const char *run_id,
+                                          bool *returned, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * The RDP curve of what contract `contract_id` has reserved or charged so
+ * far (zero when nothing), read in `tx` (any mode): pass it as `spent` to
+ * dcms_privacy_sigma_for to find the σ that fits what remains.
+ */
+enum dcms_err dcms_privacy_budget_spent(struct dcms_store_tx *tx, const char *contract_id,
+                                        struct dcms_privacy_curve *out,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+struct dcms_app;
+struct dcms_principal;
+
+/*
+ * GET /api/v1/contracts/{id}/privacy: the budget of contract `id` for `p`,
+ * a party or auditor (dcms_contracts_privacy_of decides; DCMS_ERR_NOT_FOUND
+ * for anyone else, as for an unknown id): {contract_id, budget: {epsilon,
+ * delta, max_epsilon_per_run} or null without a privacy term, runs: [{run_id,
+ * state, q, sigma, steps, delta, epsilon, reserved_at, charged_at,
+ * released_at}], spent_epsilon (charged runs), committed_epsilon (charged
+ * and reserved), remaining_epsilon}, the totals by curve composition at the
+ * term's δ. A contract hidden from `p` is audited as "contract.hidden"
+ * (denied). *out is the caller's. Thread-safe.
+ */
+enum dcms_err dcms_privacy_budget_view(struct dcms_app *app, const struct dcms_principal *p,
+                                       const char *client_ip, const char *request_id,
+                                       const char *contract_id, json_t **out,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

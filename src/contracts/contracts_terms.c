@@ -15,7 +15,7 @@
 #include "dcms/security_level.h"
 #include "contracts/contracts_int.h"
 
-enum kind { K_STR, K_INT, K_BOOL, K_TIME, K_OBJ, K_STRS, K_ENUM, K_ENUMS };
+enum kind { K_STR, K_INT, K_BOOL, K_TIME, K_OBJ, K_STRS, K_ENUM, K_ENUMS, K_POS };
 
 struct field {
     const char *name;
@@ -28,6 +28,9 @@ struct field {
     bool (*check)(const char *s);
     const char *check_problem;
 };
+
+/* K_POS: a number x with 0 < x <= max millionths (`max` is then in units of 1e-6). */
+#define POS_PER_UNIT 1e6 /* a correctly rounded division: 1000 / 1e6 is the double 1e-3 */
 
 static const char *const permissions[] = {"read", "train", "evaluate", "aggregate", NULL};
 static const char *const deletions[] = {"delete", "crypto_shred", NULL};
@@ -86,6 +89,12 @@ static const struct field output[] = {
     {"provider_receives_model", K_BOOL, false, 0, 0, 0, NULL, NULL, NULL, NULL},
     {NULL, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL},
 };
+static const struct field privacy[] = {
+    {"epsilon", K_POS, true, 0, 100000000, 0, NULL, NULL, NULL, NULL},
+    {"delta", K_POS, true, 0, 1000, 0, NULL, NULL, NULL, NULL},
+    {"max_epsilon_per_run", K_POS, false, 0, 100000000, 0, NULL, NULL, NULL, NULL},
+    {NULL, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL},
+};
 static const struct field terms_fields[] = {
     {"data_access", K_OBJ, true, 0, 0, 0, NULL, data_access, NULL, NULL},
     {"usage", K_OBJ, true, 0, 0, 0, NULL, usage, NULL, NULL},
@@ -94,6 +103,7 @@ static const struct field terms_fields[] = {
     {"compliance", K_OBJ, true, 0, 0, 0, NULL, compliance, NULL, NULL},
     {"pricing", K_OBJ, false, 0, 0, 0, NULL, pricing, NULL, NULL},
     {"output", K_OBJ, false, 0, 0, 0, NULL, output, NULL, NULL},
+    {"privacy", K_OBJ, false, 0, 0, 0, NULL, privacy, NULL, NULL},
     {"effective_from", K_TIME, true, 0, 0, 0, NULL, NULL, NULL, NULL},
     {"expires_at", K_TIME, true, 0, 0, 0, NULL, NULL, NULL, NULL},
     {NULL, 0, false, 0, 0, 0, NULL, NULL, NULL, NULL},
@@ -225,6 +235,15 @@ static void check_value(const json_t *v, const struct field *f, const char *path
         else
             json_object_set_new(norm, f->name, json_integer(json_integer_value(v)));
         return;
+    case K_POS:
+        /* json_number_value() of a jansson real is finite: the parser refuses NaN and inf. */
+        if (!json_is_number(v) || !(json_number_value(v) > 0) ||
+            json_number_value(v) > (double)f->max / POS_PER_UNIT)
+            dcms_err_field(ei, path, "must be a number above 0 and at most %g",
+                           (double)f->max / POS_PER_UNIT);
+        else
+            json_object_set_new(norm, f->name, json_real(json_number_value(v)));
+        return;
     case K_BOOL:
         if (!json_is_boolean(v))
             dcms_err_field(ei, path, "must be true or false");
@@ -355,6 +374,12 @@ bool ct_terms_validate(const json_t *terms, int64_t now_us, json_t **norm, int64
     if (json_is_true(json_object_get(usage_v, "raw_data_export")))
         dcms_err_field(ei, "terms.usage.raw_data_export",
                        "must be false: raw data never leaves the provider");
+    json_t *priv = json_object_get(n, "privacy");
+    json_t *per_run = json_object_get(priv, "max_epsilon_per_run");
+    json_t *total = json_object_get(priv, "epsilon");
+    if (per_run && total && json_real_value(per_run) > json_real_value(total))
+        dcms_err_field(ei, "terms.privacy.max_epsilon_per_run",
+                       "must be at most terms.privacy.epsilon");
     int64_t from = 0, to = 0;
     const char *fs = json_string_value(json_object_get(n, "effective_from"));
     const char *ts = json_string_value(json_object_get(n, "expires_at"));

@@ -138,6 +138,8 @@ const EXPECTED = {
   'POST /api/v1/trainings/{id}/cancel':                  '401 403 404 403 403 404',
   'GET /api/v1/trainings/{id}/model':                    '401 404 404 404 403 404',
   'GET /api/v1/trainings/{id}/events':                   '401 404 404 404 403 404',
+  // the privacy budget
+  'GET /api/v1/contracts/{id}/privacy':                  '401 404 404 200 403 200',
 };
 
 let ctx;

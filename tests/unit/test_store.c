@@ -808,6 +808,8 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo18_runs", "DROP TABLE privacy_runs"),
+    DCMS_QUERY("t_undo18_budgets", "DROP TABLE privacy_budgets"),
     DCMS_QUERY("t_undo17_models", "DROP TABLE training_models"),
     DCMS_QUERY("t_undo17_events", "DROP TABLE training_events"),
     DCMS_QUERY("t_undo17_counts", "DROP TABLE training_run_counts"),

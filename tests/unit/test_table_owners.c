@@ -56,6 +56,8 @@ static const struct owner {
     {"training_models", "training"},
     {"training_run_counts", "training"},
     {"registration_limits", "iam"},
+    {"privacy_budgets", "privacy"},
+    {"privacy_runs", "privacy"},
     {NULL, NULL},
 };
 
