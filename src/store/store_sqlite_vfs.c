@@ -67,8 +67,8 @@ static int run_flush(struct vfs_file *f)
     int rc = SQLITE_OK;
     for (size_t at = 0; at < f->buf_len && rc == SQLITE_OK; at += IO_MAX) {
         size_t k = f->buf_len - at < IO_MAX ? f->buf_len - at : IO_MAX;
-        rc = f->real->pMethods->xWrite(f->real, f->buf + at, (int)k,
-                                       f->buf_off + (sqlite3_int64)at);
+        rc =
+            f->real->pMethods->xWrite(f->real, f->buf + at, (int)k, f->buf_off + (sqlite3_int64)at);
     }
     f->buf_len = 0;
     return rc;
@@ -128,8 +128,7 @@ static int x_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
         return rc;
     if (!f->wal || !f->ra || n <= 0 || (size_t)n > IO_MAX / 2)
         return f->real->pMethods->xRead(f->real, p, n, off);
-    if (!(f->ra_len && off >= f->ra_off &&
-          off + n <= f->ra_off + (sqlite3_int64)f->ra_len)) {
+    if (!(f->ra_len && off >= f->ra_off && off + n <= f->ra_off + (sqlite3_int64)f->ra_len)) {
         f->ra_len = 0;
         if (f->real->pMethods->xRead(f->real, f->ra, (int)IO_MAX, off) != SQLITE_OK)
             return f->real->pMethods->xRead(f->real, p, n, off); /* near the end: as asked */
@@ -158,8 +157,8 @@ static int x_write(sqlite3_file *pf, const void *p, int n, sqlite3_int64 off)
     const unsigned char *b = p;
     bool commit_header = f->wal && n == 24 && (b[4] | b[5] | b[6] | b[7]) != 0;
     int rc = SQLITE_OK;
-    if (f->buf_len && (off != f->buf_off + (sqlite3_int64)f->buf_len ||
-                       f->buf_len + (size_t)n > WAL_BUF_BYTES))
+    if (f->buf_len &&
+        (off != f->buf_off + (sqlite3_int64)f->buf_len || f->buf_len + (size_t)n > WAL_BUF_BYTES))
         rc = run_flush(f);
     if (rc == SQLITE_OK && (size_t)n > WAL_BUF_BYTES) {
         rc = f->real->pMethods->xWrite(f->real, p, n, off);
