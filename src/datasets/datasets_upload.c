@@ -8,7 +8,8 @@
  * segment, the running SHA-256 and the CSV validator), and then for each
  * chunk: hashes it, validates it, and fills the tail; a full tail is handed
  * to the upload's writer thread, which seals it as segment i (not final) and
- * inserts it in a short transaction of its own that also renews the lease,
+ * inserts it in a short transaction of its own that also checks the lease
+ * (and renews it every WRITER_RENEW_S),
  * while the request thread hashes and validates the next segment (one
  * segment in flight: the request waits when the writer is still busy, and a
  * writer's error fails the request at its next segment or at its end).
@@ -44,6 +45,12 @@
 
 #define SEG DCMS_DATASET_SEGMENT_BYTES
 #define WRITER_LEASE_S 600
+/*
+ * A segment's transaction checks that the request still holds the writer
+ * lease, and renews it when it is older than this: an UPDATE of the row
+ * rewrites the sealed resume state it holds (up to a segment) as well.
+ */
+#define WRITER_RENEW_S 60
 #define STATE_MAGIC 0x64735331u /* "dsS1" */
 
 /* The resume state, sealed under the DEK between requests (plaintext inside). */
@@ -80,6 +87,7 @@ struct ds_upload {
     int64_t expected_size;
     struct dcms_dek *dek;
     int64_t length, start_offset, offset, start_segments, segments;
+    int64_t renewed_us; /* when the lease was last taken or renewed (the writer's) */
     bool put, has_checksum;
     unsigned char checksum[DCMS_SHA256_LEN];
     struct dcms_sha256 body_sum;
@@ -91,28 +99,35 @@ struct ds_upload {
 static struct dcms_query q_claim_load = DCMS_QUERY2(
     "ds_up_load",
     "SELECT provider_id, status, upload_length, upload_offset, segments, dek_id, schema, "
-    "expected_size, expected_sha256, writer, writer_at, hex(upload_state) FROM datasets "
-    "WHERE id = $1",
+    "expected_size, expected_sha256, writer, writer_at FROM datasets WHERE id = $1",
     "SELECT provider_id, status, upload_length, upload_offset, segments, dek_id, schema, "
-    "expected_size, expected_sha256, writer, writer_at, encode(upload_state, 'hex') "
-    "FROM datasets WHERE id = $1 FOR UPDATE");
+    "expected_size, expected_sha256, writer, writer_at FROM datasets WHERE id = $1 FOR UPDATE");
+static struct dcms_query q_state_load = DCMS_QUERY2(
+    "ds_up_state_load", "SELECT hex(state) FROM dataset_upload_state WHERE dataset_id = $1",
+    "SELECT encode(state, 'hex') FROM dataset_upload_state WHERE dataset_id = $1");
+static struct dcms_query q_state_save = DCMS_QUERY(
+    "ds_up_state_save", "INSERT INTO dataset_upload_state (dataset_id, state) VALUES ($1, $2) "
+                        "ON CONFLICT (dataset_id) DO UPDATE SET state = excluded.state");
+static struct dcms_query q_state_drop =
+    DCMS_QUERY("ds_up_state_drop", "DELETE FROM dataset_upload_state WHERE dataset_id = $1");
 static struct dcms_query q_claim =
     DCMS_QUERY("ds_up_claim", "UPDATE datasets SET writer = $2, writer_at = $3, upload_length = $4 "
                               "WHERE id = $1");
 static struct dcms_query q_renew =
     DCMS_QUERY("ds_up_renew", "UPDATE datasets SET writer_at = $3 WHERE id = $1 AND writer = $2");
+static struct dcms_query q_holds =
+    DCMS_QUERY("ds_up_holds", "SELECT count(*) FROM datasets WHERE id = $1 AND writer = $2");
 static struct dcms_query q_save = DCMS_QUERY(
-    "ds_up_save",
-    "UPDATE datasets SET status = 'uploading', upload_offset = $3, segments = $4, "
-    "upload_state = $5, writer = NULL, writer_at = NULL, updated_at = $6, version = version + 1 "
-    "WHERE id = $1 AND writer = $2");
+    "ds_up_save", "UPDATE datasets SET status = 'uploading', upload_offset = $3, segments = $4, "
+                  "writer = NULL, writer_at = NULL, updated_at = $5, version = version + 1 "
+                  "WHERE id = $1 AND writer = $2");
 static struct dcms_query q_release = DCMS_QUERY(
     "ds_up_release", "UPDATE datasets SET writer = NULL, writer_at = NULL WHERE id = $1 AND "
                      "writer = $2");
 static struct dcms_query q_complete =
     DCMS_QUERY("ds_up_complete",
                "UPDATE datasets SET status = $3, upload_offset = $4, segments = $5, sha256 = $6, "
-               "row_count = $7, report = $8, upload_state = NULL, writer = NULL, writer_at = NULL, "
+               "row_count = $7, report = $8, writer = NULL, writer_at = NULL, "
                "updated_at = $9, version = version + 1 WHERE id = $1 AND writer = $2");
 static struct dcms_query q_status = DCMS_QUERY(
     "ds_up_status", "SELECT provider_id, status, upload_offset, upload_length FROM datasets "
@@ -340,9 +355,12 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
         e = dcms_err_set(c->ei, DCMS_ERR_INTERNAL, NULL);
         goto out;
     }
-    const char *state_hex = dcms_store_rows_text(rows, 0, 11); /* SQLite: hex(NULL) is '' */
-    if (state_hex && *state_hex) {
-        if ((e = open_state(u, state_hex, c->ei)))
+    dcms_store_rows_free(rows);
+    rows = NULL;
+    if ((e = dcms_store_exec(tx, &q_state_load, p, 1, &rows, NULL, c->ei)))
+        goto out;
+    if (dcms_store_rows_count(rows) == 1) {
+        if ((e = open_state(u, dcms_store_rows_text(rows, 0, 0), c->ei)))
             goto out;
     } else {
         u->st->magic = STATE_MAGIC;
@@ -351,7 +369,8 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
         ds_csv_init(&u->st->csv);
     }
     char now[DCMS_TIME_STRLEN];
-    now_text(now);
+    u->renewed_us = dcms_clock_now_us();
+    dcms_time_format(u->renewed_us, now);
     struct dcms_store_val cp[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(u->request_id),
                                   DCMS_VAL_TEXT(now), DCMS_VAL_INT(u->length)};
     e = dcms_store_exec(tx, &q_claim, cp, 4, NULL, NULL, c->ei);
@@ -404,13 +423,22 @@ static enum dcms_err write_segment(struct ds_upload *u, struct dcms_errinfo *ei)
                           ei);
     if (!e) {
         char now[DCMS_TIME_STRLEN];
-        now_text(now);
+        int64_t t = dcms_clock_now_us();
+        dcms_time_format(t, now);
+        bool renew = t - u->renewed_us >= (int64_t)WRITER_RENEW_S * 1000000;
         uint64_t affected = 0;
+        struct dcms_store_rows *rows = NULL;
         struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_TEXT(u->request_id),
                                      DCMS_VAL_TEXT(now)};
-        e = dcms_store_exec(tx, &q_renew, p, 3, NULL, &affected, ei);
+        if (renew)
+            e = dcms_store_exec(tx, &q_renew, p, 3, NULL, &affected, ei);
+        else if (!(e = dcms_store_exec(tx, &q_holds, p, 2, &rows, NULL, ei)))
+            affected = (uint64_t)dcms_store_rows_int(rows, 0, 0);
+        dcms_store_rows_free(rows);
         if (!e && affected != 1)
             e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
+        if (!e && renew)
+            u->renewed_us = t;
     }
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
 }
@@ -567,12 +595,15 @@ static enum dcms_err save_partial(struct ds_upload *u, struct dcms_errinfo *ei)
     char now[DCMS_TIME_STRLEN];
     now_text(now);
     uint64_t affected = 0;
-    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id),          DCMS_VAL_TEXT(u->request_id),
-                                 DCMS_VAL_INT(u->offset),       DCMS_VAL_INT(u->segments),
-                                 DCMS_VAL_BLOB(blob, blob_len), DCMS_VAL_TEXT(now)};
-    e = dcms_store_exec(tx, &q_save, p, 6, NULL, &affected, ei);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_TEXT(u->request_id),
+                                 DCMS_VAL_INT(u->offset), DCMS_VAL_INT(u->segments),
+                                 DCMS_VAL_TEXT(now)};
+    e = dcms_store_exec(tx, &q_save, p, 5, NULL, &affected, ei);
     if (!e && affected != 1)
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
+    struct dcms_store_val sp[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_BLOB(blob, blob_len)};
+    if (!e)
+        e = dcms_store_exec(tx, &q_state_save, sp, 2, NULL, NULL, ei);
     if (!e)
         e = ds_audit(&c, tx, "dataset.upload", u->id,
                      json_pack("{s:I, s:I, s:I}", "from", (json_int_t)u->start_offset, "to",
@@ -651,6 +682,8 @@ static enum dcms_err complete(struct ds_upload *u, struct dcms_errinfo *ei, bool
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
         goto out;
     }
+    if ((e = dcms_store_exec(tx, &q_state_drop, p, 1, NULL, NULL, ei)))
+        goto out;
     e = ds_audit(
         &c, tx, *valid ? "dataset.ready" : "dataset.invalid", u->id,
         json_pack("{s:I, s:I, s:s, s:I, s:I}", "size", (json_int_t)u->offset, "segments",

@@ -808,6 +808,7 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo20_upload_state", "DROP TABLE dataset_upload_state"),
     DCMS_QUERY("t_undo16_derived", "DROP TABLE dataset_derived"),
     DCMS_QUERY("t_undo15_attestations", "DROP TABLE enclave_attestations"),
     DCMS_QUERY("t_undo13_hold", "ALTER TABLE enclaves DROP COLUMN contract_hold"),

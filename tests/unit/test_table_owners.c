@@ -51,6 +51,7 @@ static const struct owner {
     {"datasets", "datasets"},
     {"dataset_segments", "datasets"},
     {"dataset_derived", "datasets"},
+    {"dataset_upload_state", "datasets"},
     {"registration_limits", "iam"},
     {NULL, NULL},
 };
