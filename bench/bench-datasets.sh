@@ -20,7 +20,9 @@
 # store writes included) and sha256sum's MB/s taken just before and just
 # after it (the mean is the baseline: the machine's load moves between the
 # two), their ratio (goal >= 0.5), and the growth of dcmsd's resident memory
-# from just before the upload to its peak during it (VmHWM, goal <= 64 MiB).
+# from just before the upload to its peak during it (VmHWM, goal <= 64 MiB),
+# and the CPU seconds dcmsd spent on the upload next to sha256sum's (a
+# figure that moves less with the machine's load than the wall clock).
 # Each dataset is deleted (crypto-shredded) after its upload. The goals are
 # reported, not enforced; the run fails if an upload does not end `ready`
 # with the file's SHA-256. One file of the given size is generated, and each
@@ -44,7 +46,7 @@ die() {
 for b in $BACKENDS; do
     [[ $b == sqlite || $b == postgres ]] || die "DCMS_BENCH_DATASET_BACKENDS: sqlite and/or postgres"
 done
-for c in curl jq python3 sha256sum split; do command -v $c >/dev/null 2>&1 || die "$c is not installed"; done
+for c in curl jq python3 sha256sum split /usr/bin/time; do command -v $c >/dev/null 2>&1 || die "$c is not installed"; done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dcms-bench-datasets.XXXXXX")
 pid=""
@@ -101,25 +103,31 @@ stop_dcmsd() {
 
 rss_kib() { awk -v k="$1" '$1 == k ":" {print $2}' "/proc/$pid/status"; }
 now() { date +%s.%N; }
+# CPU seconds (user + system) of dcmsd so far, from /proc (clock ticks).
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat"; }
+# sha256sum's MB/s; its CPU seconds go to SHA_CPU.
 sha_mbps() {
     local a b
     a=$(now)
-    sha256sum "$TMP/data.csv" >/dev/null
+    SHA_CPU=$( { /usr/bin/time -f '%U %S' sha256sum "$TMP/data.csv" >/dev/null; } 2>&1 | awk '{ print $1 + $2 }')
     b=$(now)
     awk -v n="$size" -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", n / (b - a) / 1e6 }'
 }
 
 # upload <tus|put>: one dataset, uploaded and checked, then deleted; appends a result line.
 upload() {
-    local method=$1 id code off len got t0 t1 base peak sha_before sha_after
+    local method=$1 id code off len got t0 t1 base peak sha_before sha_after c0 c1 sha_cpu
     id=$(jq -n --slurpfile s "$TMP/schema.json" '{name: "bench", schema: $s[0]}' |
         curl -sf "$B/api/v1/datasets" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
             --data-binary @- | jq -r .id)
     [[ -n $id && $id != null ]] || die "cannot create the dataset"
+    sha_mbps >/dev/null # SHA_CPU is set in a subshell otherwise
+    sha_cpu=$SHA_CPU
     sha_before=$(sha_mbps)
     # Reset the peak-RSS mark (VmHWM) so that it measures the upload only (Linux >= 4.0).
     echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || echo "bench-datasets: cannot reset VmHWM; the peak includes start-up" >&2
     base=$(rss_kib VmRSS)
+    c0=$(cpu_s)
     t0=$(now)
     if [[ $method == put ]]; then
         code=$(timeout "$LIMIT" curl -s -o "$TMP/out" -w '%{http_code}' -X PUT "$B/api/v1/datasets/$id/content" \
@@ -138,6 +146,7 @@ upload() {
         done
     fi
     t1=$(now)
+    c1=$(cpu_s)
     peak=$(rss_kib VmHWM)
     sha_after=$(sha_mbps)
     got=$(curl -sf "$B/api/v1/datasets/$id" -H "Authorization: Bearer $TOKEN")
@@ -146,9 +155,9 @@ upload() {
     curl -sf -o /dev/null -X DELETE "$B/api/v1/datasets/$id" -H "Authorization: Bearer $TOKEN" ||
         die "cannot delete the dataset"
     results+=("$(awk -v be="$2" -v m="$method" -v n="$size" -v a="$t0" -v b="$t1" -v s1="$sha_before" \
-        -v s2="$sha_after" -v base="$base" -v peak="$peak" 'BEGIN {
+        -v s2="$sha_after" -v base="$base" -v peak="$peak" -v c0="$c0" -v c1="$c1" -v sc="$sha_cpu" 'BEGIN {
         up = n / (b - a) / 1e6; sha = (s1 + s2) / 2
-        printf "%s %s %.1f %.1f %.1f %.1f %.2f %.1f", be, m, up, b - a, s1, s2, up / sha, (peak - base) / 1024 }')")
+        printf "%s %s %.1f %.1f %.1f %.1f %.2f %.1f %.2f %.2f", be, m, up, b - a, s1, s2, up / sha, (peak - base) / 1024, c1 - c0, sc }')")
     echo "bench-datasets: $2 $method done" >&2
 }
 
@@ -177,14 +186,15 @@ done
 
 printf '\n%s bytes (%s rows); tus PATCH chunks of %s bytes; load average before: %s\n' "$size" \
     "$(($(wc -l <"$TMP/data.csv") - 1))" "$CHUNK" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-9s %-6s %10s %8s %14s %13s %7s %12s\n' backend method "upload MB/s" seconds \
-    "sha256sum MB/s" "(after)" ratio "RSS growth"
+printf '%-9s %-6s %10s %8s %14s %13s %7s %12s %13s %13s\n' backend method "upload MB/s" seconds \
+    "sha256sum MB/s" "(after)" ratio "RSS growth" "dcmsd CPU s" "sha256sum CPU s"
 for r in "${results[@]}"; do
-    read -r be m up secs s1 s2 ratio growth <<<"$r"
-    printf '%-9s %-6s %10s %8s %14s %13s %7s %8s MiB\n' "$be" "$m" "$up" "$secs" "$s1" "$s2" "$ratio" "$growth"
+    read -r be m up secs s1 s2 ratio growth cpu scpu <<<"$r"
+    printf '%-9s %-6s %10s %8s %14s %13s %7s %8s MiB %13s %13s\n' "$be" "$m" "$up" "$secs" "$s1" "$s2" "$ratio" \
+        "$growth" "$cpu" "$scpu"
 done
 for r in "${results[@]}"; do
-    read -r be m up secs s1 s2 ratio growth <<<"$r"
+    read -r be m up secs s1 s2 ratio growth cpu scpu <<<"$r"
     awk -v be="$be" -v m="$m" -v up="$up" -v r="$ratio" -v g="$growth" 'BEGIN {
         printf "bench: dataset ingest %s %s = %.1f MB/s, %.2f of sha256sum (%s the 0.5 goal); RSS growth %.1f MiB (%s the 64 MiB goal)\n",
             be, m, up, r, (r >= 0.5) ? "meets" : "below", g, (g <= 64) ? "meets" : "above" }'
