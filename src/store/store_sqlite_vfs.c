@@ -40,6 +40,7 @@ struct vfs_file {
     sqlite3_file *real;    /* the default VFS's file, allocated right after this struct */
     bool wal;              /* a WAL file (else a main database file) */
     bool flush_next;       /* WAL: the last write was a commit frame's header */
+    bool ckpt;             /* database: holds the checkpoint (or recovery) lock */
     const char *wal_name;  /* database: the name its WAL will be opened with */
     struct vfs_file *peer; /* database <-> its open WAL */
     struct vfs_file *next; /* database: in the list of open databases */
@@ -114,8 +115,9 @@ static int x_close(sqlite3_file *pf)
 }
 
 /*
- * Reads of the WAL (a checkpoint reads it frame by frame, in page order:
- * mostly ascending offsets) are served from IO_MAX bytes read ahead. Only
+ * Reads of the WAL by a checkpoint or a recovery (frame by frame, in page
+ * or frame order: mostly ascending offsets) are served from IO_MAX bytes
+ * read ahead; a reader's lookups of single pages read what they ask. Only
  * frames a published header counts are read, and those do not change while
  * the reader holds its locks; what was read ahead is dropped at every
  * change of the connection's locks (x_shm_lock) and at its own writes.
@@ -126,7 +128,7 @@ static int x_read(sqlite3_file *pf, void *p, int n, sqlite3_int64 off)
     int rc = run_flush(f);
     if (rc != SQLITE_OK)
         return rc;
-    if (!f->wal || !f->ra || n <= 0 || (size_t)n > IO_MAX / 2)
+    if (!f->wal || !f->ra || !f->peer || !f->peer->ckpt || n <= 0 || (size_t)n > IO_MAX / 2)
         return f->real->pMethods->xRead(f->real, p, n, off);
     if (!(f->ra_len && off >= f->ra_off && off + n <= f->ra_off + (sqlite3_int64)f->ra_len)) {
         f->ra_len = 0;
@@ -248,7 +250,16 @@ static int x_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
     int rc = settle(f);
     if (f->peer)
         f->peer->ra_len = 0;
-    return rc != SQLITE_OK ? rc : f->real->pMethods->xShmLock(f->real, offset, n, flags);
+    if (rc == SQLITE_OK)
+        rc = f->real->pMethods->xShmLock(f->real, offset, n, flags);
+    /* wal.c's lock 1 (WAL_CKPT_LOCK) is held exclusively by a checkpoint and by a recovery */
+    if (rc == SQLITE_OK && offset <= 1 && 1 < offset + n) {
+        if (flags & SQLITE_SHM_UNLOCK)
+            f->ckpt = false;
+        else if (flags & SQLITE_SHM_EXCLUSIVE)
+            f->ckpt = true;
+    }
+    return rc;
 }
 
 /*
