@@ -1,17 +1,18 @@
 /*
  * The streamed upload (tus PATCH and plain PUT): bytes in, encrypted
- * segments out, never more than one segment of plaintext in memory.
+ * segments out, never more than a few segments of plaintext in memory (the
+ * tail and up to WRITER_QUEUE segments queued for the writer).
  *
  * A request claims the dataset (writer = its request id, a lease that
  * another request may take over after WRITER_LEASE_S without renewal),
  * restores the sealed resume state (the plaintext tail shorter than a
  * segment, the running SHA-256 and the CSV validator), and then for each
- * chunk: hashes it, validates it, and fills the tail; a full tail is handed
- * to the upload's writer thread, which seals it as segment i (not final) and
+ * chunk: hashes it, validates it, and fills the tail; a full tail is queued
+ * for the upload's writer thread, which seals it as segment i (not final) and
  * inserts it in a short transaction of its own that also checks the lease
  * (and renews it every WRITER_RENEW_S),
- * while the request thread hashes and validates the next segment (one
- * segment in flight: the request waits when the writer is still busy, and a
+ * while the request thread hashes and validates the next segments (up to
+ * WRITER_QUEUE queued: the request waits when the queue is full, and a
  * writer's error fails the request at its next segment or at its end).
  * At the end of the request, once the writer is idle:
  *   - an Upload-Checksum that does not match drops the segments this
@@ -62,16 +63,23 @@ struct ds_state {
     unsigned char tail[SEG];
 };
 
-/* The write-behind: one sealed-and-stored segment in flight at a time. */
+/*
+ * The write-behind: up to WRITER_QUEUE segments handed over and not yet
+ * stored, sealed and stored in order by the writer thread. A queue deeper
+ * than one lets the two threads run at their own pace for a while (on two
+ * cores, with the client on them too, neither keeps a steady one).
+ */
+#define WRITER_QUEUE 3
 struct ds_writer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool started, busy, stop;
-    int64_t index;        /* segment number of `plain` */
-    uint32_t len;         /* bytes in `plain` */
-    unsigned char *plain; /* sodium_malloc: plaintext of the segment in flight */
-    enum dcms_err err;    /* the first failure; no more writes after it */
+    bool started, stop;
+    unsigned head, count;               /* the queue: slots head .. head + count - 1 */
+    int64_t index[WRITER_QUEUE];        /* segment number of plain[i] */
+    uint32_t len[WRITER_QUEUE];         /* bytes in plain[i] */
+    unsigned char *plain[WRITER_QUEUE]; /* sodium_malloc: plaintext of the queued segments */
+    enum dcms_err err;                  /* the first failure; no more writes after it */
     char message[256];
 };
 
@@ -210,8 +218,9 @@ static void upload_free(struct ds_upload *u)
     if (!u)
         return;
     writer_stop(u);
-    if (u->w.plain)
-        sodium_free(u->w.plain);
+    for (int i = 0; i < WRITER_QUEUE; i++)
+        if (u->w.plain[i])
+            sodium_free(u->w.plain[i]);
     dcms_dek_free(u->dek);
     if (u->st)
         sodium_free(u->st);
@@ -409,18 +418,18 @@ static enum dcms_err seal_segment(struct ds_upload *u, int64_t index, bool final
     return DCMS_OK;
 }
 
-/* Seals the segment in flight and stores it in a transaction that renews the lease. */
-static enum dcms_err write_segment(struct ds_upload *u, struct dcms_errinfo *ei)
+/* Seals the queued segment in slot k and stores it in a transaction that checks the lease. */
+static enum dcms_err write_segment(struct ds_upload *u, unsigned k, struct dcms_errinfo *ei)
 {
     unsigned char nonce[DCMS_AEAD_NONCE_LEN];
     struct dcms_store_tx *tx = NULL;
-    enum dcms_err e = seal_segment(u, u->w.index, false, u->w.plain, u->w.len, nonce, ei);
+    enum dcms_err e = seal_segment(u, u->w.index[k], false, u->w.plain[k], u->w.len[k], nonce, ei);
     if (e)
         return e;
     if ((e = dcms_store_begin(u->app->store, DCMS_TX_WRITE, &tx, ei)))
         return e;
-    e = ds_blob_store.put(tx, u->id, u->w.index, false, nonce, u->ct, u->w.len + DCMS_AEAD_TAG_LEN,
-                          ei);
+    e = ds_blob_store.put(tx, u->id, u->w.index[k], false, nonce, u->ct,
+                          u->w.len[k] + DCMS_AEAD_TAG_LEN, ei);
     if (!e) {
         char now[DCMS_TIME_STRLEN];
         int64_t t = dcms_clock_now_us();
@@ -448,21 +457,24 @@ static void *writer_main(void *arg)
     struct ds_upload *u = arg;
     pthread_mutex_lock(&u->w.mu);
     for (;;) {
-        while (!u->w.busy && !u->w.stop)
+        while (!u->w.count && !u->w.stop)
             pthread_cond_wait(&u->w.cv, &u->w.mu);
-        if (!u->w.busy)
+        if (!u->w.count)
             break;
+        unsigned k = u->w.head;
+        bool failed = u->w.err != DCMS_OK; /* after a failure the rest is dropped, not written */
         pthread_mutex_unlock(&u->w.mu);
         struct dcms_errinfo ei;
         dcms_errinfo_init(&ei, NULL);
-        enum dcms_err e = write_segment(u, &ei);
-        sodium_memzero(u->w.plain, u->w.len);
+        enum dcms_err e = failed ? DCMS_OK : write_segment(u, k, &ei);
+        sodium_memzero(u->w.plain[k], u->w.len[k]);
         pthread_mutex_lock(&u->w.mu);
         if (e && !u->w.err) {
             u->w.err = e;
             snprintf(u->w.message, sizeof(u->w.message), "%s", ei.message);
         }
-        u->w.busy = false;
+        u->w.head = (u->w.head + 1) % WRITER_QUEUE;
+        u->w.count--;
         pthread_cond_broadcast(&u->w.cv);
     }
     pthread_mutex_unlock(&u->w.mu);
@@ -471,8 +483,9 @@ static void *writer_main(void *arg)
 
 static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei)
 {
-    if (!(u->w.plain = sodium_malloc(SEG)))
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    for (int i = 0; i < WRITER_QUEUE; i++)
+        if (!(u->w.plain[i] = sodium_malloc(SEG)))
+            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     pthread_mutex_init(&u->w.mu, NULL);
     pthread_cond_init(&u->w.cv, NULL);
     if (pthread_create(&u->w.thread, NULL, writer_main, u) != 0) {
@@ -484,13 +497,13 @@ static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei)
     return DCMS_OK;
 }
 
-/* Waits until no segment is in flight; answers the writer's first failure, if any. */
-static enum dcms_err writer_idle(struct ds_upload *u, struct dcms_errinfo *ei)
+/* Waits until at most `queued` segments are queued; answers the writer's first failure, if any. */
+static enum dcms_err writer_wait(struct ds_upload *u, unsigned queued, struct dcms_errinfo *ei)
 {
     if (!u->w.started)
         return DCMS_OK;
     pthread_mutex_lock(&u->w.mu);
-    while (u->w.busy)
+    while (u->w.count > queued)
         pthread_cond_wait(&u->w.cv, &u->w.mu);
     enum dcms_err e = u->w.err;
     pthread_mutex_unlock(&u->w.mu);
@@ -511,17 +524,25 @@ static void writer_stop(struct ds_upload *u)
     u->w.started = false;
 }
 
+/* Waits until no segment is queued; answers the writer's first failure, if any. */
+static enum dcms_err writer_idle(struct ds_upload *u, struct dcms_errinfo *ei)
+{
+    return writer_wait(u, 0, ei);
+}
+
 /* Hands the full tail to the writer as the next (non-final) segment. */
 static enum dcms_err flush_segment(struct ds_upload *u, struct dcms_errinfo *ei)
 {
-    enum dcms_err e = writer_idle(u, ei);
+    enum dcms_err e = writer_wait(u, WRITER_QUEUE - 1, ei);
     if (e)
         return e;
     pthread_mutex_lock(&u->w.mu);
-    memcpy(u->w.plain, u->st->tail, u->st->tail_len);
-    u->w.len = u->st->tail_len;
-    u->w.index = u->segments;
-    u->w.busy = true;
+    /* the slot is the writer's only once counted: filled under the lock it is not reading */
+    unsigned k = (u->w.head + u->w.count) % WRITER_QUEUE;
+    memcpy(u->w.plain[k], u->st->tail, u->st->tail_len);
+    u->w.len[k] = u->st->tail_len;
+    u->w.index[k] = u->segments;
+    u->w.count++;
     pthread_cond_broadcast(&u->w.cv);
     pthread_mutex_unlock(&u->w.mu);
     u->segments++;
