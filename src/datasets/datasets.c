@@ -61,6 +61,8 @@ static struct dcms_query q_list =
                 "(SELECT jsonb_array_elements_text($4::jsonb))) AND id > $5 ORDER BY id LIMIT $6");
 static struct dcms_query q_delete =
     DCMS_QUERY("ds_delete", "DELETE FROM datasets WHERE id = $1 AND writer IS NULL");
+static struct dcms_query q_delete_state =
+    DCMS_QUERY("ds_delete_state", "DELETE FROM dataset_upload_state WHERE dataset_id = $1");
 
 /* ---- rows ---- */
 
@@ -327,7 +329,8 @@ enum dcms_err ds_delete(const struct ds_call *c, const char *id)
         goto out;
     uint64_t affected = 0;
     struct dcms_store_val p[] = {DCMS_VAL_TEXT(id)};
-    if ((e = dcms_store_exec(tx, &q_delete, p, 1, NULL, &affected, c->ei)))
+    if ((e = dcms_store_exec(tx, &q_delete_state, p, 1, NULL, NULL, c->ei)) ||
+        (e = dcms_store_exec(tx, &q_delete, p, 1, NULL, &affected, c->ei)))
         goto out;
     if (affected != 1) {
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "an upload to this dataset is in progress");

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "datasets/datasets_int.h"
 
@@ -77,9 +80,10 @@ static bool is_digit(char c)
  * for integers, checked in one pass. A value this grammar accepts can still
  * be out of range only when it has many digits or a large exponent: those
  * few go to ds_csv_number_ok_libc, so both answer alike for every input
- * (tests/unit/test_datasets_csv.c compares them).
+ * (tests/unit/test_datasets_csv.c compares them). Answers 1 (valid), 0
+ * (not) or -1 (in the grammar, range to be checked by libc).
  */
-bool ds_csv_number_ok(const char *s, size_t len, bool integer)
+static int number_grammar(const char *s, size_t len, bool integer)
 {
     size_t i = 0, digits = 0;
     if (i < len && (s[i] == '+' || s[i] == '-'))
@@ -87,18 +91,18 @@ bool ds_csv_number_ok(const char *s, size_t len, bool integer)
     while (i < len && is_digit(s[i]))
         i++, digits++;
     if (integer)
-        return digits > 0 && i == len && (digits <= 18 || ds_csv_number_ok_libc(s, true));
+        return digits > 0 && i == len ? (digits <= 18 ? 1 : -1) : 0;
     if (i < len && s[i] == '.') {
         i++;
         while (i < len && is_digit(s[i]))
             i++, digits++;
     }
     if (digits == 0)
-        return false;
+        return 0;
     if (i == len)
-        return true; /* at most DS_FIELD_MAX digits: within 1e-256..1e256 */
+        return 1; /* at most DS_FIELD_MAX digits: within 1e-256..1e256 */
     if (s[i] != 'e' && s[i] != 'E')
-        return false;
+        return 0;
     i++;
     if (i < len && (s[i] == '+' || s[i] == '-'))
         i++;
@@ -109,15 +113,30 @@ bool ds_csv_number_ok(const char *s, size_t len, bool integer)
         i++;
     }
     if (i == exp_start || i != len)
-        return false;
+        return 0;
     /* mantissa within 1e-256..1e256; an exponent up to 40 keeps it a normal double */
-    return exp <= 40 || ds_csv_number_ok_libc(s, false);
+    return exp <= 40 ? 1 : -1;
+}
+
+bool ds_csv_number_ok(const char *s, size_t len, bool integer)
+{
+    int r = number_grammar(s, len, integer);
+    return r >= 0 ? r == 1 : ds_csv_number_ok_libc(s, integer);
 }
 
 static bool in_list(const char *s, const char **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* in_list for a value of `n` bytes that is not NUL-terminated */
+static bool in_list_n(const unsigned char *s, size_t n, const char **list, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strncmp(list[i], (const char *)s, n) == 0 && list[i][n] == '\0')
             return true;
     return false;
 }
@@ -162,9 +181,9 @@ static void end_field(struct ds_csv *v, const struct ds_schema *s)
     }
 }
 
-static void end_record(struct ds_csv *v, const struct ds_schema *s)
+/* The record's fields are all counted (v->field): checks their number and starts the next. */
+static void close_record(struct ds_csv *v, const struct ds_schema *s)
 {
-    end_field(v, s);
     if (v->field != s->ncols)
         ds_csv_problem(v, v->record_line, "expected %zu columns, found %u", s->ncols, v->field);
     if (v->header_done)
@@ -174,6 +193,12 @@ static void end_record(struct ds_csv *v, const struct ds_schema *s)
     v->field_len = 0;
     v->was_quoted = false;
     v->at_record_start = true;
+}
+
+static void end_record(struct ds_csv *v, const struct ds_schema *s)
+{
+    end_field(v, s);
+    close_record(v, s);
 }
 
 static void put(struct ds_csv *v, unsigned char ch)
@@ -193,6 +218,104 @@ static void put_run(struct ds_csv *v, const unsigned char *p, size_t n)
     v->field_len = n > UINT32_MAX - v->field_len ? UINT32_MAX : v->field_len + (uint32_t)n;
 }
 
+/* Bytes that end the run of an unquoted field, or need the byte-at-a-time path (NUL among them:
+ * the value is compared as a C string there). */
+static const bool field_stop[256] = {
+    [','] = true, ['\n'] = true, ['"'] = true, ['\r'] = true, ['\0'] = true};
+
+/*
+ * The common case in one step: a data field that starts here, unquoted and
+ * without CR, shorter than DS_FIELD_MAX, complete within this chunk (its
+ * ',' or LF is at p[*end]) and valid for its column. Answers false, having
+ * changed nothing, whenever any of that does not hold: the byte-at-a-time
+ * path then reads the same bytes and reaches the verdict it always did
+ * (tests/unit/test_datasets_csv.c compares both on random input).
+ */
+#if defined(__SSE2__)
+/*
+ * The bytes p[0..15] as bit masks (bit i: byte i): which stop a run
+ * (field_stop), which are digits, '.', a sign, 'e' or 'E'. Lets the common
+ * field of fewer than 16 bytes be checked without a branch per byte.
+ */
+struct ds_masks16 {
+    unsigned stop, digit, dot, sign, exp;
+};
+
+static struct ds_masks16 masks16(const unsigned char *p)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+#define EQ(c) _mm_cmpeq_epi8(x, _mm_set1_epi8(c))
+    __m128i stop = _mm_or_si128(_mm_or_si128(EQ(','), EQ('\n')),
+                                _mm_or_si128(_mm_or_si128(EQ('"'), EQ('\r')), EQ('\0')));
+    __m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    struct ds_masks16 m = {
+        .stop = (unsigned)_mm_movemask_epi8(stop),
+        .digit = (unsigned)_mm_movemask_epi8(digit),
+        .dot = (unsigned)_mm_movemask_epi8(EQ('.')),
+        .sign = (unsigned)_mm_movemask_epi8(_mm_or_si128(EQ('+'), EQ('-'))),
+        .exp = (unsigned)_mm_movemask_epi8(_mm_or_si128(EQ('e'), EQ('E'))),
+    };
+#undef EQ
+    return m;
+}
+
+/*
+ * number_grammar of the `len` (< 16) bytes whose masks are m, for the
+ * values without an exponent: a sign only first, at most one '.', at least
+ * one digit and nothing else is exactly [+-]?(D+(.D*)?|.D+) (and at most 15
+ * digits are in range); -1 for the rest, which go to number_grammar.
+ */
+static int number_masks(const struct ds_masks16 *m, unsigned len, bool integer)
+{
+    unsigned lm = (1u << len) - 1, dot = m->dot & lm;
+    if (m->exp & lm)
+        return -1;
+    bool ok = !(~(m->digit | m->sign | (integer ? 0 : m->dot)) & lm) && !(m->sign & lm & ~1u) &&
+              !(dot & (dot - 1)) && (m->digit & lm);
+    return ok;
+}
+#endif
+
+static bool valid_field_at(const struct ds_csv *v, const struct ds_schema *s,
+                           const unsigned char *p, size_t n, size_t *end)
+{
+    if (v->field_len != 0 || v->was_quoted || !v->header_done || v->field >= s->ncols)
+        return false;
+    const struct ds_column *c = &s->cols[v->field];
+    bool numeric = v->field != s->label && (c->type == DS_NUMBER || c->type == DS_INTEGER);
+    size_t j = 0;
+    int num = -1;
+#if defined(__SSE2__)
+    struct ds_masks16 m;
+    if (n >= 16 && (m = masks16(p)).stop) {
+        j = (size_t)__builtin_ctz(m.stop);
+        if (numeric)
+            num = number_masks(&m, (unsigned)j, c->type == DS_INTEGER);
+    } else
+#endif
+    {
+        size_t lim = n < DS_FIELD_MAX - 1 ? n : DS_FIELD_MAX - 1;
+        while (j < lim && !field_stop[p[j]])
+            j++;
+        if (j == n)
+            return false; /* past the chunk */
+    }
+    if (p[j] != ',' && p[j] != '\n')
+        return false; /* too long, a quote, a CR or a NUL */
+    bool ok;
+    if (v->field == s->label)
+        ok = in_list_n(p, j, s->label_values, s->nlabel_values);
+    else if (numeric)
+        ok = (num >= 0 ? num : number_grammar((const char *)p, j, c->type == DS_INTEGER)) == 1;
+    else if (c->type == DS_CATEGORY)
+        ok = !c->values || in_list_n(p, j, c->values, c->nvalues);
+    else
+        ok = true;
+    *end = j;
+    return ok;
+}
+
 void ds_csv_feed(struct ds_csv *v, const struct ds_schema *s, const unsigned char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -200,6 +323,16 @@ void ds_csv_feed(struct ds_csv *v, const struct ds_schema *s, const unsigned cha
         if (v->at_record_start) {
             v->at_record_start = false;
             v->record_line = v->line;
+        }
+        size_t len;
+        if (!v->in_quotes && valid_field_at(v, s, p + i, n - i, &len)) {
+            v->field++;
+            i += len; /* at its ',' or LF */
+            if (p[i] == '\n') {
+                close_record(v, s);
+                v->line++;
+            }
+            continue;
         }
         if (v->in_quotes) {
             if (v->quote_pending) {

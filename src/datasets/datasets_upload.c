@@ -1,16 +1,18 @@
 /*
  * The streamed upload (tus PATCH and plain PUT): bytes in, encrypted
- * segments out, never more than one segment of plaintext in memory.
+ * segments out, never more than a few segments of plaintext in memory (the
+ * tail and up to WRITER_QUEUE segments queued for the writer).
  *
  * A request claims the dataset (writer = its request id, a lease that
  * another request may take over after WRITER_LEASE_S without renewal),
  * restores the sealed resume state (the plaintext tail shorter than a
  * segment, the running SHA-256 and the CSV validator), and then for each
- * chunk: hashes it, validates it, and fills the tail; a full tail is handed
- * to the upload's writer thread, which seals it as segment i (not final) and
- * inserts it in a short transaction of its own that also renews the lease,
- * while the request thread hashes and validates the next segment (one
- * segment in flight: the request waits when the writer is still busy, and a
+ * chunk: hashes it, validates it, and fills the tail; a full tail is queued
+ * for the upload's writer thread, which seals it as segment i (not final) and
+ * inserts it in a short transaction of its own that also checks the lease
+ * (and renews it every WRITER_RENEW_S),
+ * while the request thread hashes and validates the next segments (up to
+ * WRITER_QUEUE queued: the request waits when the queue is full, and a
  * writer's error fails the request at its next segment or at its end).
  * At the end of the request, once the writer is idle:
  *   - an Upload-Checksum that does not match drops the segments this
@@ -44,6 +46,12 @@
 
 #define SEG DCMS_DATASET_SEGMENT_BYTES
 #define WRITER_LEASE_S 600
+/*
+ * A segment's transaction checks that the request still holds the writer
+ * lease, and renews it when it is older than this: an UPDATE of the row
+ * rewrites the sealed resume state it holds (up to a segment) as well.
+ */
+#define WRITER_RENEW_S 60
 #define STATE_MAGIC 0x64735331u /* "dsS1" */
 
 /* The resume state, sealed under the DEK between requests (plaintext inside). */
@@ -55,16 +63,23 @@ struct ds_state {
     unsigned char tail[SEG];
 };
 
-/* The write-behind: one sealed-and-stored segment in flight at a time. */
+/*
+ * The write-behind: up to WRITER_QUEUE segments handed over and not yet
+ * stored, sealed and stored in order by the writer thread. A queue deeper
+ * than one lets the two threads run at their own pace for a while (on two
+ * cores, with the client on them too, neither keeps a steady one).
+ */
+#define WRITER_QUEUE 3
 struct ds_writer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool started, busy, stop;
-    int64_t index;        /* segment number of `plain` */
-    uint32_t len;         /* bytes in `plain` */
-    unsigned char *plain; /* sodium_malloc: plaintext of the segment in flight */
-    enum dcms_err err;    /* the first failure; no more writes after it */
+    bool started, stop;
+    unsigned head, count;               /* the queue: slots head .. head + count - 1 */
+    int64_t index[WRITER_QUEUE];        /* segment number of plain[i] */
+    uint32_t len[WRITER_QUEUE];         /* bytes in plain[i] */
+    unsigned char *plain[WRITER_QUEUE]; /* sodium_malloc: plaintext of the queued segments */
+    enum dcms_err err;                  /* the first failure; no more writes after it */
     char message[256];
 };
 
@@ -80,6 +95,7 @@ struct ds_upload {
     int64_t expected_size;
     struct dcms_dek *dek;
     int64_t length, start_offset, offset, start_segments, segments;
+    int64_t renewed_us; /* when the lease was last taken or renewed (the writer's) */
     bool put, has_checksum;
     unsigned char checksum[DCMS_SHA256_LEN];
     struct dcms_sha256 body_sum;
@@ -91,28 +107,35 @@ struct ds_upload {
 static struct dcms_query q_claim_load = DCMS_QUERY2(
     "ds_up_load",
     "SELECT provider_id, status, upload_length, upload_offset, segments, dek_id, schema, "
-    "expected_size, expected_sha256, writer, writer_at, hex(upload_state) FROM datasets "
-    "WHERE id = $1",
+    "expected_size, expected_sha256, writer, writer_at FROM datasets WHERE id = $1",
     "SELECT provider_id, status, upload_length, upload_offset, segments, dek_id, schema, "
-    "expected_size, expected_sha256, writer, writer_at, encode(upload_state, 'hex') "
-    "FROM datasets WHERE id = $1 FOR UPDATE");
+    "expected_size, expected_sha256, writer, writer_at FROM datasets WHERE id = $1 FOR UPDATE");
+static struct dcms_query q_state_load = DCMS_QUERY2(
+    "ds_up_state_load", "SELECT hex(state) FROM dataset_upload_state WHERE dataset_id = $1",
+    "SELECT encode(state, 'hex') FROM dataset_upload_state WHERE dataset_id = $1");
+static struct dcms_query q_state_save = DCMS_QUERY(
+    "ds_up_state_save", "INSERT INTO dataset_upload_state (dataset_id, state) VALUES ($1, $2) "
+                        "ON CONFLICT (dataset_id) DO UPDATE SET state = excluded.state");
+static struct dcms_query q_state_drop =
+    DCMS_QUERY("ds_up_state_drop", "DELETE FROM dataset_upload_state WHERE dataset_id = $1");
 static struct dcms_query q_claim =
     DCMS_QUERY("ds_up_claim", "UPDATE datasets SET writer = $2, writer_at = $3, upload_length = $4 "
                               "WHERE id = $1");
 static struct dcms_query q_renew =
     DCMS_QUERY("ds_up_renew", "UPDATE datasets SET writer_at = $3 WHERE id = $1 AND writer = $2");
+static struct dcms_query q_holds =
+    DCMS_QUERY("ds_up_holds", "SELECT count(*) FROM datasets WHERE id = $1 AND writer = $2");
 static struct dcms_query q_save = DCMS_QUERY(
-    "ds_up_save",
-    "UPDATE datasets SET status = 'uploading', upload_offset = $3, segments = $4, "
-    "upload_state = $5, writer = NULL, writer_at = NULL, updated_at = $6, version = version + 1 "
-    "WHERE id = $1 AND writer = $2");
+    "ds_up_save", "UPDATE datasets SET status = 'uploading', upload_offset = $3, segments = $4, "
+                  "writer = NULL, writer_at = NULL, updated_at = $5, version = version + 1 "
+                  "WHERE id = $1 AND writer = $2");
 static struct dcms_query q_release = DCMS_QUERY(
     "ds_up_release", "UPDATE datasets SET writer = NULL, writer_at = NULL WHERE id = $1 AND "
                      "writer = $2");
 static struct dcms_query q_complete =
     DCMS_QUERY("ds_up_complete",
                "UPDATE datasets SET status = $3, upload_offset = $4, segments = $5, sha256 = $6, "
-               "row_count = $7, report = $8, upload_state = NULL, writer = NULL, writer_at = NULL, "
+               "row_count = $7, report = $8, writer = NULL, writer_at = NULL, "
                "updated_at = $9, version = version + 1 WHERE id = $1 AND writer = $2");
 static struct dcms_query q_status = DCMS_QUERY(
     "ds_up_status", "SELECT provider_id, status, upload_offset, upload_length FROM datasets "
@@ -195,8 +218,9 @@ static void upload_free(struct ds_upload *u)
     if (!u)
         return;
     writer_stop(u);
-    if (u->w.plain)
-        sodium_free(u->w.plain);
+    for (int i = 0; i < WRITER_QUEUE; i++)
+        if (u->w.plain[i])
+            sodium_free(u->w.plain[i]);
     dcms_dek_free(u->dek);
     if (u->st)
         sodium_free(u->st);
@@ -340,9 +364,12 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
         e = dcms_err_set(c->ei, DCMS_ERR_INTERNAL, NULL);
         goto out;
     }
-    const char *state_hex = dcms_store_rows_text(rows, 0, 11); /* SQLite: hex(NULL) is '' */
-    if (state_hex && *state_hex) {
-        if ((e = open_state(u, state_hex, c->ei)))
+    dcms_store_rows_free(rows);
+    rows = NULL;
+    if ((e = dcms_store_exec(tx, &q_state_load, p, 1, &rows, NULL, c->ei)))
+        goto out;
+    if (dcms_store_rows_count(rows) == 1) {
+        if ((e = open_state(u, dcms_store_rows_text(rows, 0, 0), c->ei)))
             goto out;
     } else {
         u->st->magic = STATE_MAGIC;
@@ -351,7 +378,8 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
         ds_csv_init(&u->st->csv);
     }
     char now[DCMS_TIME_STRLEN];
-    now_text(now);
+    u->renewed_us = dcms_clock_now_us();
+    dcms_time_format(u->renewed_us, now);
     struct dcms_store_val cp[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(u->request_id),
                                   DCMS_VAL_TEXT(now), DCMS_VAL_INT(u->length)};
     e = dcms_store_exec(tx, &q_claim, cp, 4, NULL, NULL, c->ei);
@@ -390,27 +418,36 @@ static enum dcms_err seal_segment(struct ds_upload *u, int64_t index, bool final
     return DCMS_OK;
 }
 
-/* Seals the segment in flight and stores it in a transaction that renews the lease. */
-static enum dcms_err write_segment(struct ds_upload *u, struct dcms_errinfo *ei)
+/* Seals the queued segment in slot k and stores it in a transaction that checks the lease. */
+static enum dcms_err write_segment(struct ds_upload *u, unsigned k, struct dcms_errinfo *ei)
 {
     unsigned char nonce[DCMS_AEAD_NONCE_LEN];
     struct dcms_store_tx *tx = NULL;
-    enum dcms_err e = seal_segment(u, u->w.index, false, u->w.plain, u->w.len, nonce, ei);
+    enum dcms_err e = seal_segment(u, u->w.index[k], false, u->w.plain[k], u->w.len[k], nonce, ei);
     if (e)
         return e;
     if ((e = dcms_store_begin(u->app->store, DCMS_TX_WRITE, &tx, ei)))
         return e;
-    e = ds_blob_store.put(tx, u->id, u->w.index, false, nonce, u->ct, u->w.len + DCMS_AEAD_TAG_LEN,
-                          ei);
+    e = ds_blob_store.put(tx, u->id, u->w.index[k], false, nonce, u->ct,
+                          u->w.len[k] + DCMS_AEAD_TAG_LEN, ei);
     if (!e) {
         char now[DCMS_TIME_STRLEN];
-        now_text(now);
+        int64_t t = dcms_clock_now_us();
+        dcms_time_format(t, now);
+        bool renew = t - u->renewed_us >= (int64_t)WRITER_RENEW_S * 1000000;
         uint64_t affected = 0;
+        struct dcms_store_rows *rows = NULL;
         struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_TEXT(u->request_id),
                                      DCMS_VAL_TEXT(now)};
-        e = dcms_store_exec(tx, &q_renew, p, 3, NULL, &affected, ei);
+        if (renew)
+            e = dcms_store_exec(tx, &q_renew, p, 3, NULL, &affected, ei);
+        else if (!(e = dcms_store_exec(tx, &q_holds, p, 2, &rows, NULL, ei)))
+            affected = (uint64_t)dcms_store_rows_int(rows, 0, 0);
+        dcms_store_rows_free(rows);
         if (!e && affected != 1)
             e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
+        if (!e && renew)
+            u->renewed_us = t;
     }
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
 }
@@ -420,21 +457,24 @@ static void *writer_main(void *arg)
     struct ds_upload *u = arg;
     pthread_mutex_lock(&u->w.mu);
     for (;;) {
-        while (!u->w.busy && !u->w.stop)
+        while (!u->w.count && !u->w.stop)
             pthread_cond_wait(&u->w.cv, &u->w.mu);
-        if (!u->w.busy)
+        if (!u->w.count)
             break;
+        unsigned k = u->w.head;
+        bool failed = u->w.err != DCMS_OK; /* after a failure the rest is dropped, not written */
         pthread_mutex_unlock(&u->w.mu);
         struct dcms_errinfo ei;
         dcms_errinfo_init(&ei, NULL);
-        enum dcms_err e = write_segment(u, &ei);
-        sodium_memzero(u->w.plain, u->w.len);
+        enum dcms_err e = failed ? DCMS_OK : write_segment(u, k, &ei);
+        sodium_memzero(u->w.plain[k], u->w.len[k]);
         pthread_mutex_lock(&u->w.mu);
         if (e && !u->w.err) {
             u->w.err = e;
             snprintf(u->w.message, sizeof(u->w.message), "%s", ei.message);
         }
-        u->w.busy = false;
+        u->w.head = (u->w.head + 1) % WRITER_QUEUE;
+        u->w.count--;
         pthread_cond_broadcast(&u->w.cv);
     }
     pthread_mutex_unlock(&u->w.mu);
@@ -443,8 +483,9 @@ static void *writer_main(void *arg)
 
 static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei)
 {
-    if (!(u->w.plain = sodium_malloc(SEG)))
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    for (int i = 0; i < WRITER_QUEUE; i++)
+        if (!(u->w.plain[i] = sodium_malloc(SEG)))
+            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     pthread_mutex_init(&u->w.mu, NULL);
     pthread_cond_init(&u->w.cv, NULL);
     if (pthread_create(&u->w.thread, NULL, writer_main, u) != 0) {
@@ -456,13 +497,13 @@ static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei)
     return DCMS_OK;
 }
 
-/* Waits until no segment is in flight; answers the writer's first failure, if any. */
-static enum dcms_err writer_idle(struct ds_upload *u, struct dcms_errinfo *ei)
+/* Waits until at most `queued` segments are queued; answers the writer's first failure, if any. */
+static enum dcms_err writer_wait(struct ds_upload *u, unsigned queued, struct dcms_errinfo *ei)
 {
     if (!u->w.started)
         return DCMS_OK;
     pthread_mutex_lock(&u->w.mu);
-    while (u->w.busy)
+    while (u->w.count > queued)
         pthread_cond_wait(&u->w.cv, &u->w.mu);
     enum dcms_err e = u->w.err;
     pthread_mutex_unlock(&u->w.mu);
@@ -483,17 +524,25 @@ static void writer_stop(struct ds_upload *u)
     u->w.started = false;
 }
 
+/* Waits until no segment is queued; answers the writer's first failure, if any. */
+static enum dcms_err writer_idle(struct ds_upload *u, struct dcms_errinfo *ei)
+{
+    return writer_wait(u, 0, ei);
+}
+
 /* Hands the full tail to the writer as the next (non-final) segment. */
 static enum dcms_err flush_segment(struct ds_upload *u, struct dcms_errinfo *ei)
 {
-    enum dcms_err e = writer_idle(u, ei);
+    enum dcms_err e = writer_wait(u, WRITER_QUEUE - 1, ei);
     if (e)
         return e;
     pthread_mutex_lock(&u->w.mu);
-    memcpy(u->w.plain, u->st->tail, u->st->tail_len);
-    u->w.len = u->st->tail_len;
-    u->w.index = u->segments;
-    u->w.busy = true;
+    /* the slot is the writer's only once counted: filled under the lock it is not reading */
+    unsigned k = (u->w.head + u->w.count) % WRITER_QUEUE;
+    memcpy(u->w.plain[k], u->st->tail, u->st->tail_len);
+    u->w.len[k] = u->st->tail_len;
+    u->w.index[k] = u->segments;
+    u->w.count++;
     pthread_cond_broadcast(&u->w.cv);
     pthread_mutex_unlock(&u->w.mu);
     u->segments++;
@@ -567,12 +616,15 @@ static enum dcms_err save_partial(struct ds_upload *u, struct dcms_errinfo *ei)
     char now[DCMS_TIME_STRLEN];
     now_text(now);
     uint64_t affected = 0;
-    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id),          DCMS_VAL_TEXT(u->request_id),
-                                 DCMS_VAL_INT(u->offset),       DCMS_VAL_INT(u->segments),
-                                 DCMS_VAL_BLOB(blob, blob_len), DCMS_VAL_TEXT(now)};
-    e = dcms_store_exec(tx, &q_save, p, 6, NULL, &affected, ei);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_TEXT(u->request_id),
+                                 DCMS_VAL_INT(u->offset), DCMS_VAL_INT(u->segments),
+                                 DCMS_VAL_TEXT(now)};
+    e = dcms_store_exec(tx, &q_save, p, 5, NULL, &affected, ei);
     if (!e && affected != 1)
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
+    struct dcms_store_val sp[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_BLOB(blob, blob_len)};
+    if (!e)
+        e = dcms_store_exec(tx, &q_state_save, sp, 2, NULL, NULL, ei);
     if (!e)
         e = ds_audit(&c, tx, "dataset.upload", u->id,
                      json_pack("{s:I, s:I, s:I}", "from", (json_int_t)u->start_offset, "to",
@@ -651,6 +703,8 @@ static enum dcms_err complete(struct ds_upload *u, struct dcms_errinfo *ei, bool
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
         goto out;
     }
+    if ((e = dcms_store_exec(tx, &q_state_drop, p, 1, NULL, NULL, ei)))
+        goto out;
     e = ds_audit(
         &c, tx, *valid ? "dataset.ready" : "dataset.invalid", u->id,
         json_pack("{s:I, s:I, s:s, s:I, s:I}", "size", (json_int_t)u->offset, "segments",

@@ -49,6 +49,9 @@ struct store_backend {
 };
 
 extern const struct store_backend dcms_store_sqlite_backend;
+/* The VFS that batches WAL writes (store_sqlite_vfs.c); NULL: use SQLite's default. */
+#define STORE_SQLITE_VFS "dcms-walbatch"
+const char *store_sqlite_vfs(void);
 extern const struct store_backend dcms_store_pg_backend;
 
 struct dcms_store_tx {

@@ -1,7 +1,8 @@
 /*
  * SQLite backend: one connection per pool slot (the pool is sized to the
  * worker threads), WAL journal, foreign keys on, a busy timeout, and a cache
- * of prepared statements per connection indexed by query slot.
+ * of prepared statements per connection indexed by query slot. Files are
+ * opened through store_sqlite_vfs.c, which batches the WAL's writes.
  */
 #include <errno.h>
 #include <sys/stat.h>
@@ -54,7 +55,7 @@ static enum dcms_err sq_connect(struct dcms_store *s, void **out, struct dcms_er
     int rc = sqlite3_open_v2(s->target, &c->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                  SQLITE_OPEN_EXRESCODE,
-                             NULL);
+                             store_sqlite_vfs());
     if (rc != SQLITE_OK) {
         DCMS_LOG(DCMS_LOG_ERROR, "store", "cannot open sqlite database %s: %s", s->target,
                  c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));

@@ -808,6 +808,7 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo19_upload_state", "DROP TABLE dataset_upload_state"),
     DCMS_QUERY("t_undo18_runs", "DROP TABLE privacy_runs"),
     DCMS_QUERY("t_undo18_budgets", "DROP TABLE privacy_budgets"),
     DCMS_QUERY("t_undo17_models", "DROP TABLE training_models"),

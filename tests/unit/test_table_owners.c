@@ -55,6 +55,7 @@ static const struct owner {
     {"training_events", "training"},
     {"training_models", "training"},
     {"training_run_counts", "training"},
+    {"dataset_upload_state", "datasets"},
     {"registration_limits", "iam"},
     {"privacy_budgets", "privacy"},
     {"privacy_runs", "privacy"},
