@@ -1,4 +1,4 @@
--- dcms schema version 20 (PostgreSQL): an upload's sealed resume state moves
+-- dcms schema version 19 (PostgreSQL): an upload's sealed resume state moves
 -- out of the datasets row into a table of its own (as in SQLite, where the
 -- row's later columns sat behind it), and ciphertext is stored without
 -- compression attempts (STORAGE EXTERNAL: sealed bytes do not compress).

@@ -1,4 +1,4 @@
--- dcms schema version 20 (SQLite): an upload's sealed resume state moves out
+-- dcms schema version 19 (SQLite): an upload's sealed resume state moves out
 -- of the datasets row into a table of its own. In the row it sat before
 -- writer, writer_at, created_at, updated_at and version, so every read of
 -- those columns walked its overflow pages (up to a segment, 1 MiB) and every
