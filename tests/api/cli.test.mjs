@@ -1,0 +1,301 @@
+// The `dcms` command-line client against a live dcmsd (SQLite or PostgreSQL,
+// as DCMS_TEST_BACKEND says):
+//   - docs/cli.md's flow, run literally: every ```sh block preceded by
+//     <!-- cli-flow --> goes to one bash, with only the server address
+//     replaced by the test server's; two parties, a dataset uploaded, a
+//     contract drafted, submitted, signed by both, activated, its evidence
+//     downloaded and verified;
+//   - an upload interrupted by killing dcmsd mid-upload, resumed after a
+//     restart by running the same command again, complete with the file's
+//     SHA-256;
+//   - exit statuses, --json, the configuration file's modes and contents,
+//     and a login with a second factor.
+// The dcms binary is the one beside $DCMS_BIN (build/dcms, build-dev/dcms).
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { backend, dcmsBin, psqlAdmin, repoRoot, startServer } from './lib/server.mjs';
+import { bearer, login } from './lib/iam.mjs';
+
+const cliBin = path.join(path.dirname(dcmsBin), 'dcms');
+const CSV = path.join(repoRoot, 'tests', 'data', 'breast_cancer.csv');
+const DEV_ADMIN = { DCMS_ADMIN_EMAIL: 'admin@dcms.local', DCMS_ADMIN_PASSWORD: 'dev-admin-passphrase' };
+const PW = 'correct horse battery staple';
+const BUDGET_MS = 120000; // per file run, per backend (scripts/test.sh runs both)
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+
+function workdir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-cli-'));
+  fs.mkdirSync(path.join(dir, 'tests', 'data'), { recursive: true });
+  fs.copyFileSync(CSV, path.join(dir, 'tests', 'data', 'breast_cancer.csv'));
+  return dir;
+}
+
+function cliEnv(dir, server) {
+  const env = { ...process.env, XDG_CONFIG_HOME: path.join(dir, 'config'), HOME: dir,
+    PATH: `${path.dirname(cliBin)}:${process.env.PATH}` };
+  for (const k of Object.keys(env)) if (k.startsWith('DCMS_')) delete env[k];
+  if (server) env.DCMS_SERVER = server.url;
+  return env;
+}
+
+/** Runs dcms synchronously; resolves {status, stdout, stderr}. */
+function dcms(dir, server, args, opts = {}) {
+  const r = spawnSync(cliBin, args, { cwd: dir, env: { ...cliEnv(dir, server), ...(opts.env || {}) },
+    input: opts.input ?? '', encoding: 'utf8', timeout: 60000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The bash of the docs/cli.md blocks marked <!-- cli-flow -->. */
+function docFlow() {
+  const md = fs.readFileSync(path.join(repoRoot, 'docs', 'cli.md'), 'utf8');
+  const blocks = [...md.matchAll(/<!-- cli-flow -->\n```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.equal(blocks.length, 3, 'docs/cli.md has its three flow blocks');
+  return blocks;
+}
+
+/** Counts the commands of a shell block: lines that start one (continuations and heredoc bodies excluded). */
+function commandCount(block) {
+  let n = 0;
+  let heredoc = null;
+  let cont = false;
+  for (const line of block.split('\n')) {
+    if (heredoc) {
+      if (line.trim() === heredoc) heredoc = null;
+      continue;
+    }
+    const t = line.trim();
+    if (!t || t.startsWith('#')) continue;
+    if (!cont) n++;
+    cont = t.endsWith('\\');
+    const h = t.match(/<<-?'?(\w+)'?/);
+    if (h) heredoc = h[1];
+  }
+  return n;
+}
+
+describe('docs/cli.md, run literally', () => {
+  test('two parties: keys, a dataset, a contract signed by both and activated, the evidence verified',
+    { timeout: BUDGET_MS }, async () => {
+      const server = await startServer({ env: { ...DEV_ADMIN, DCMS_LOGIN_MAX_FAILURES_PER_IP: '100000' } });
+      const dir = workdir();
+      try {
+        const [setup, flow, evidence] = docFlow();
+        assert.ok(commandCount(flow) + commandCount(evidence) < 20,
+          `the parties' flow has ${commandCount(flow) + commandCount(evidence)} commands`);
+        const script = [setup, flow, 'echo "FLOW_CONTRACT=$ID FLOW_DATASET=$DS"', evidence]
+          .join('\n').replaceAll('http://127.0.0.1:8080', server.url);
+        const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], {
+          cwd: dir, env: cliEnv(dir, null), encoding: 'utf8', timeout: BUDGET_MS - 20000 });
+        assert.equal(r.status, 0, `the flow failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+        const m = r.stdout.match(/FLOW_CONTRACT=(\S+) FLOW_DATASET=(\S+)/);
+        assert.ok(m, r.stdout);
+        const [, id, ds] = m;
+        assert.match(r.stdout, /PASS: \d+ checks passed, 0 failed/);
+        assert.match(r.stdout, /PASS signature 0 \(provider, digital\)/);
+        assert.match(r.stdout, /PASS signature 1 \(consumer, digital\)/);
+        // What the server holds: an active contract signed by both sides, naming the ready dataset.
+        const admin = (await login(server, DEV_ADMIN.DCMS_ADMIN_EMAIL, DEV_ADMIN.DCMS_ADMIN_PASSWORD)).access_token;
+        const c = await (await fetch(`${server.url}/api/v1/contracts/${id}`, { headers: bearer(admin) })).json();
+        assert.equal(c.status, 'active');
+        assert.deepEqual(c.signatures.map((s) => s.side).sort(), ['consumer', 'provider']);
+        assert.deepEqual(c.terms.data_access.datasets, [ds]);
+        const d = await (await fetch(`${server.url}/api/v1/datasets/${ds}`, { headers: bearer(admin) })).json();
+        assert.equal(d.status, 'ready');
+        assert.equal(d.sha256, sha256(fs.readFileSync(CSV)));
+        assert.equal(d.rows, 569);
+        // The bundle on disk is the server's, and the sessions ended: the profiles hold no token.
+        const bundle = JSON.parse(fs.readFileSync(path.join(dir, 'evidence.json'), 'utf8'));
+        assert.equal(bundle.contract.id, id);
+        const cfg = fs.readFileSync(path.join(dir, 'config', 'dcms', 'config'), 'utf8');
+        assert.doesNotMatch(cfg, /refresh_token/);
+        assert.match(cfg, /\[profile provider\]/);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+        await server.stop();
+      }
+    });
+});
+
+describe('an upload interrupted by a dcmsd crash', () => {
+  test('resumes after the restart with the same command and completes with the right SHA-256',
+    { timeout: BUDGET_MS }, async () => {
+      // One data directory (and one database) for two dcmsd processes, one after the other.
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-cli-data-'));
+      const env = { ...DEV_ADMIN, DCMS_DATA_DIR: dataDir };
+      let db = null;
+      if (backend === 'postgres') {
+        db = `dcms_t_${randomBytes(6).toString('hex')}`;
+        psqlAdmin(`CREATE DATABASE ${db}`);
+        const u = new URL(process.env.DCMS_TEST_PG_URL);
+        u.pathname = `/${db}`;
+        env.DCMS_DATABASE_URL = u.toString();
+      }
+      const dir = workdir();
+      let server = await startServer({ env });
+      try {
+        const admin = (await login(server, DEV_ADMIN.DCMS_ADMIN_EMAIL, DEV_ADMIN.DCMS_ADMIN_PASSWORD)).access_token;
+        const res = await fetch(`${server.url}/api/v1/identities`, { method: 'POST',
+          headers: { ...bearer(admin), 'Content-Type': 'application/json' },
+          body: JSON.stringify({ name: 'Provider', email: 'provider@example.test', password: PW, roles: ['provider'] }) });
+        assert.equal(res.status, 201);
+        fs.writeFileSync(path.join(dir, 'pw'), `${PW}\n`, { mode: 0o600 });
+        let r = dcms(dir, server, ['login', '--email', 'provider@example.test', '--password-file', 'pw']);
+        assert.equal(r.status, 0, r.stderr);
+
+        // 120 kB at 16 kB/s in 8 kB chunks: about 7 s, killed once some chunks are in.
+        const args = ['datasets', 'upload', 'tests/data/breast_cancer.csv', '--name', 'bc', '--label', 'diagnosis',
+          '--chunk-size', '8192', '--max-rate', '16384'];
+        const child = spawn(cliBin, args, { cwd: dir, env: cliEnv(dir, server), stdio: ['ignore', 'pipe', 'pipe'] });
+        let err = '';
+        child.stderr.on('data', (b) => { err += b; });
+        const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+        const uploads = path.join(dir, 'config', 'dcms', 'uploads');
+        const deadline = Date.now() + 30000;
+        let state = null;
+        while (Date.now() < deadline) {
+          const f = fs.existsSync(uploads) ? fs.readdirSync(uploads).filter((x) => x.endsWith('.json')) : [];
+          if (f.length === 1) {
+            try {
+              state = JSON.parse(fs.readFileSync(path.join(uploads, f[0]), 'utf8'));
+            } catch { state = null; } // being renamed into place
+            if (state && state.offset >= 16384) break;
+          }
+          await new Promise((res2) => setTimeout(res2, 50));
+        }
+        assert.ok(state && state.offset >= 16384, `the upload made progress: ${JSON.stringify(state)} ${err}`);
+        assert.equal(fs.statSync(path.join(uploads, fs.readdirSync(uploads)[0])).mode & 0o777, 0o600);
+        server.proc.kill('SIGKILL');
+        await server.exited;
+        assert.equal(await exited, 3, `dcms exits 3 (unreachable) when the server dies: ${err}`);
+        assert.match(err, /run the same command again to resume/);
+        await server.stop();
+
+        // The same address: the upload state names the server it belongs to.
+        server = await startServer({ env: { ...env, DCMS_LISTEN: `127.0.0.1:${server.port}` } });
+        const head = await fetch(`${server.url}/api/v1/datasets/${state.dataset_id}/content`, {
+          headers: bearer((await login(server, 'provider@example.test', PW)).access_token) });
+        const before = await head.json();
+        assert.equal(before.status, 'uploading');
+        assert.ok(before.upload_offset > 0 && before.upload_offset < fs.statSync(CSV).size,
+          JSON.stringify(before));
+
+        r = dcms(dir, server, args.slice(0, 7));
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stderr, new RegExp(`resuming the upload of tests/data/breast_cancer.csv into dataset ${state.dataset_id}`));
+        const fresh = (await login(server, DEV_ADMIN.DCMS_ADMIN_EMAIL, DEV_ADMIN.DCMS_ADMIN_PASSWORD)).access_token;
+        const d = await (await fetch(`${server.url}/api/v1/datasets/${state.dataset_id}`, { headers: bearer(fresh) })).json();
+        assert.equal(d.status, 'ready');
+        assert.equal(d.sha256, sha256(fs.readFileSync(CSV)));
+        assert.equal(d.rows, 569);
+        assert.deepEqual(fs.readdirSync(uploads).filter((x) => x.endsWith('.json')), [], 'the state is forgotten');
+        // Only one dataset: the second run resumed, it did not start over.
+        r = dcms(dir, server, ['--json', 'datasets', 'list']);
+        assert.equal(r.status, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout).datasets.map((x) => x.id), [state.dataset_id]);
+      } finally {
+        await server.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.rmSync(dataDir, { recursive: true, force: true });
+        if (db) psqlAdmin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+      }
+    });
+});
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) of a base32 secret at time t (seconds). */
+function totp(secret, t) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of secret) bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
+  const h = createHmac('sha1', key).update(counter).digest();
+  const o = h[19] & 15;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
+
+describe('sessions, output and exit statuses', () => {
+  test('exit codes 0/1/2/3, --json unchanged, config 0600 in 0700 holding only server and refresh token, '
+    + 'a TOTP second factor', { timeout: BUDGET_MS }, async () => {
+    const server = await startServer({ env: { ...DEV_ADMIN, DCMS_LOGIN_MAX_FAILURES_PER_IP: '100000' } });
+    const dir = workdir();
+    try {
+      // Usage errors: 2.
+      assert.equal(dcms(dir, server, []).status, 2);
+      assert.equal(dcms(dir, server, ['contracts', 'sign']).status, 2);
+      assert.equal(dcms(dir, server, ['keys', 'list', '--bogus']).status, 2);
+      assert.equal(dcms(dir, server, ['contracts', '--help']).status, 0);
+      // Not logged in: 1, saying what to do.
+      let r = dcms(dir, server, ['whoami']);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /not logged in .*dcms login/);
+      // Unreachable: 3.
+      fs.writeFileSync(path.join(dir, 'bad'), 'not the password\n');
+      r = dcms(dir, null, ['--server', 'http://127.0.0.1:9', 'login', '-e', 'x@example.test', '--password-file', 'bad']);
+      assert.equal(r.status, 3, r.stderr);
+      // A wrong password: refused (1) with the server's message; nothing stored.
+      fs.writeFileSync(path.join(dir, 'bad'), 'not the password\n');
+      r = dcms(dir, server, ['login', '--email', 'admin@dcms.local', '--password-file', 'bad']);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /error: .*\(unauthenticated, 401\)/);
+
+      // The password from stdin (no terminal), never from argv.
+      r = dcms(dir, server, ['login', '-e', 'admin@dcms.local'], { input: 'dev-admin-passphrase\n' });
+      assert.equal(r.status, 0, r.stderr);
+      const cfgDir = path.join(dir, 'config', 'dcms');
+      assert.equal(fs.statSync(cfgDir).mode & 0o777, 0o700);
+      assert.equal(fs.statSync(path.join(cfgDir, 'config')).mode & 0o777, 0o600);
+      let cfg = fs.readFileSync(path.join(cfgDir, 'config'), 'utf8');
+      assert.doesNotMatch(cfg, /dev-admin-passphrase|access_token|eyJ/);
+      const keys = cfg.split('\n').filter((l) => /=/.test(l)).map((l) => l.split('=')[0].trim());
+      assert.deepEqual(keys.sort(), ['refresh_token', 'server']);
+      const rt1 = cfg.match(/refresh_token = (\S+)/)[1];
+
+      // --json is the API's JSON unchanged; the refresh token rotates and is saved.
+      r = dcms(dir, server, ['--json', 'whoami']);
+      assert.equal(r.status, 0, r.stderr);
+      const me = JSON.parse(r.stdout);
+      assert.equal(me.identity.email, 'admin@dcms.local');
+      cfg = fs.readFileSync(path.join(cfgDir, 'config'), 'utf8');
+      assert.notEqual(cfg.match(/refresh_token = (\S+)/)[1], rt1);
+      assert.equal(dcms(dir, server, ['-q', 'whoami']).stdout.trim(), me.identity.id);
+
+      // Refused by the server: 1, with the message and every field path.
+      fs.writeFileSync(path.join(dir, 'bad-terms.json'), JSON.stringify({ retention: { days: 0 } }));
+      r = dcms(dir, server, ['contracts', 'create', '-f', 'bad-terms.json', '--title', 'x',
+        '--provider', me.identity.id, '--consumer', me.identity.id]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /validation_failed, 422/);
+      assert.match(r.stderr, /\n {2}terms\.retention\.days: /);
+
+      // A second factor: enrol TOTP through the API, then dcms login asks for the code.
+      const at = (await login(server, 'admin@dcms.local', 'dev-admin-passphrase')).access_token;
+      const en = await (await fetch(`${server.url}/api/v1/mfa/totp/enroll`, { method: 'POST', headers: bearer(at) })).json();
+      const now = Date.now() / 1000;
+      let res = await fetch(`${server.url}/api/v1/mfa/totp/confirm`, { method: 'POST',
+        headers: { ...bearer(at), 'Content-Type': 'application/json' }, body: JSON.stringify({ code: totp(en.secret, now) }) });
+      assert.equal(res.status, 200, await res.text());
+      fs.writeFileSync(path.join(dir, 'pw'), 'dev-admin-passphrase\n');
+      fs.writeFileSync(path.join(dir, 'code'), `${totp(en.secret, now + 30)}\n`);
+      r = dcms(dir, server, ['login', '-e', 'admin@dcms.local', '--password-file', 'pw', '--code-file', 'code']);
+      assert.equal(r.status, 0, r.stderr);
+      r = dcms(dir, server, ['--json', 'whoami']);
+      assert.deepEqual(JSON.parse(r.stdout).token.amr.sort(), ['mfa', 'otp', 'pwd']);
+
+      // Logout revokes the session and forgets the token.
+      r = dcms(dir, server, ['logout']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.doesNotMatch(fs.readFileSync(path.join(cfgDir, 'config'), 'utf8'), /refresh_token/);
+      assert.equal(dcms(dir, server, ['whoami']).status, 1);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await server.stop();
+    }
+  });
+});
