@@ -120,7 +120,6 @@ struct cli {
     char *access_token; /* sodium_malloc'd after a refresh or login */
     char *identity_id;  /* from /auth/me, malloc'd */
     long long max_rate; /* bytes per second for uploads; 0: unlimited */
-    bool fresh_token;   /* access_token was obtained during this run */
 };
 
 struct cli_resp {

@@ -116,7 +116,6 @@ int cli_cmd_login(struct cli *c, int argc, char **argv)
     c->access_token = sodium_malloc(strlen(at) + 1);
     if (c->access_token)
         memcpy(c->access_token, at, strlen(at) + 1);
-    c->fresh_token = true;
     cli_json_wipe(r.json);
     cli_infof(c, "logged in as %s on %s (profile %s)", email, c->server, c->profile);
 out:

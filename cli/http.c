@@ -187,7 +187,10 @@ static int perform(struct cli *c, const char *method, const char *path, const ch
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, TIMEOUT_S);
+    /* A whole-request timeout would cut slow uploads (--max-rate); a stalled transfer is cut
+     * instead: less than 1 byte/s for TIMEOUT_S seconds. */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, TIMEOUT_S);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     if (strcmp(method, "HEAD") == 0) {
@@ -222,6 +225,9 @@ static int perform(struct cli *c, const char *method, const char *path, const ch
     }
     rc = CLI_EXIT_OK;
 out:
+    /* curl copied the Authorization line into the list: wipe that copy too. */
+    for (struct curl_slist *x = hl; x; x = x->next)
+        sodium_memzero(x->data, strlen(x->data));
     curl_slist_free_all(hl);
     if (auth)
         sodium_free(auth);
@@ -330,7 +336,6 @@ static int refresh(struct cli *c)
         goto out;
     }
     rc = cli_save_config(c, &cfg);
-    c->fresh_token = true;
 out:
     if (body) {
         json_t *v = json_object_get(body, "refresh_token");
@@ -383,10 +388,11 @@ int cli_request(struct cli *c, const char *method, const char *path, json_t *jso
         len = raw->len;
         ct = raw->content_type;
     }
+    bool refreshed = auth && !c->access_token;
     if (auth && (rc = cli_authenticate(c)))
         goto out;
     rc = perform(c, method, path, auth ? c->access_token : NULL, body, len, ct, headers, r);
-    if (rc == 0 && auth && r->status == 401 && !c->fresh_token) {
+    if (rc == 0 && auth && r->status == 401 && !refreshed) {
         /* The access token expired during a long run: refresh once and retry. */
         if ((rc = refresh(c)) == 0)
             rc = perform(c, method, path, c->access_token, body, len, ct, headers, r);

@@ -115,6 +115,49 @@ describe('docs/cli.md, run literally', () => {
         const cfg = fs.readFileSync(path.join(dir, 'config', 'dcms', 'config'), 'utf8');
         assert.doesNotMatch(cfg, /refresh_token/);
         assert.match(cfg, /\[profile provider\]/);
+
+        // Signing again after an edit shows what changed since the version this signer signed.
+        const run = (args) => dcms(dir, server, args);
+        for (const who of ['provider', 'consumer']) {
+          const l = run(['--profile', who, 'login', '-e', `${who}@example.test`, '--password-file', `${who}.pw`]);
+          assert.equal(l.status, 0, l.stderr);
+        }
+        const provider = run(['--profile', 'provider', '-q', 'whoami']).stdout.trim();
+        let x = run(['--profile', 'consumer', '-q', 'contracts', 'create', '-f', 'terms.json', '--title', 'First title',
+          '--provider', provider]);
+        assert.equal(x.status, 0, x.stderr);
+        const id2 = x.stdout.trim();
+        assert.equal(run(['--profile', 'consumer', 'contracts', 'submit', id2]).status, 0);
+        x = run(['--profile', 'provider', 'contracts', 'sign', id2, '--yes']);
+        assert.equal(x.status, 0, x.stderr);
+        assert.match(x.stdout, /You have not signed this contract before/);
+        // Without --yes and without a terminal nothing is signed (usage: 2).
+        x = run(['--profile', 'consumer', 'contracts', 'sign', id2]);
+        assert.equal(x.status, 2, x.stderr);
+        assert.match(x.stderr, /pass --yes/);
+        x = run(['--profile', 'consumer', 'contracts', 'edit', id2, '--title', 'Second title']);
+        assert.equal(x.status, 0, x.stderr);
+        assert.equal(run(['--profile', 'consumer', 'contracts', 'submit', id2]).status, 0);
+        // This time an mfa signature: the provider enrols TOTP, dcms asks for a code.
+        const pat = (await login(server, 'provider@example.test', PW)).access_token;
+        const en = await (await fetch(`${server.url}/api/v1/mfa/totp/enroll`, { method: 'POST', headers: bearer(pat) })).json();
+        const now = Date.now() / 1000;
+        const conf = await fetch(`${server.url}/api/v1/mfa/totp/confirm`, { method: 'POST',
+          headers: { ...bearer(pat), 'Content-Type': 'application/json' }, body: JSON.stringify({ code: totp(en.secret, now) }) });
+        assert.equal(conf.status, 200, await conf.text());
+        fs.writeFileSync(path.join(dir, 'code'), `${totp(en.secret, now + 30)}\n`);
+        x = run(['--profile', 'provider', 'contracts', 'sign', id2, '--yes', '--mfa', '--code-file', 'code']);
+        assert.equal(x.status, 0, x.stderr);
+        assert.match(x.stdout, /terms version 2, SHA-256 [0-9a-f]{64} \(recomputed here/);
+        assert.match(x.stdout, /Changes since version 1, which you signed:\n- title = "First title"\n\+ title = "Second title"\n/);
+        const signed = await (await fetch(`${server.url}/api/v1/contracts/${id2}`, { headers: bearer(admin) })).json();
+        assert.deepEqual(signed.signatures.map((s) => [s.side, s.type]), [['provider', 'mfa']]);
+        x = run(['--profile', 'provider', 'contracts', 'diff', id2, '1', '2']);
+        assert.equal(x.stdout, '- title = "First title"\n+ title = "Second title"\n- version = 1\n+ version = 2\n');
+        // A side signs once per version: the server's refusal is exit 1 with its message.
+        x = run(['--profile', 'provider', 'contracts', 'sign', id2, '--yes']);
+        assert.equal(x.status, 1);
+        assert.match(x.stderr, /^error: .*\(conflict, 409\)/m);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
         await server.stop();
@@ -266,6 +309,28 @@ describe('sessions, output and exit statuses', () => {
       assert.notEqual(cfg.match(/refresh_token = (\S+)/)[1], rt1);
       assert.equal(dcms(dir, server, ['-q', 'whoami']).stdout.trim(), me.identity.id);
 
+      // Signing keys: generated here (0600), registered with a proof of possession, rotated, revoked.
+      r = dcms(dir, server, ['-q', 'keys', 'generate', '--name', 'first', '--register']);
+      assert.equal(r.status, 0, r.stderr);
+      const k1 = r.stdout.trim();
+      const keyFile = path.join(cfgDir, 'keys', 'default.first.key');
+      assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
+      assert.equal(fs.statSync(path.join(cfgDir, 'keys')).mode & 0o777, 0o700);
+      assert.equal(JSON.parse(fs.readFileSync(keyFile, 'utf8')).key_id, k1);
+      r = dcms(dir, server, ['-q', 'keys', 'rotate', k1, '--name', 'second']);
+      assert.equal(r.status, 0, r.stderr);
+      const k2 = r.stdout.trim();
+      assert.equal(dcms(dir, server, ['keys', 'revoke', k2]).status, 0);
+      r = dcms(dir, server, ['--json', 'keys', 'list']);
+      const listed = Object.fromEntries(JSON.parse(r.stdout).keys.map((k) => [k.id, k]));
+      assert.equal(listed[k1].status, 'rotated');
+      assert.equal(listed[k1].replaced_by, k2);
+      assert.equal(listed[k2].status, 'revoked');
+      assert.equal(JSON.parse(fs.readFileSync(path.join(cfgDir, 'keys', 'default.second.key'), 'utf8')).status,
+        'revoked');
+      r = dcms(dir, server, ['keys', 'list']);
+      assert.match(r.stdout, new RegExp(`${k2} +second +revoked`));
+
       // Refused by the server: 1, with the message and every field path.
       fs.writeFileSync(path.join(dir, 'bad-terms.json'), JSON.stringify({ retention: { days: 0 } }));
       r = dcms(dir, server, ['contracts', 'create', '-f', 'bad-terms.json', '--title', 'x',
@@ -287,6 +352,14 @@ describe('sessions, output and exit statuses', () => {
       assert.equal(r.status, 0, r.stderr);
       r = dcms(dir, server, ['--json', 'whoami']);
       assert.deepEqual(JSON.parse(r.stdout).token.amr.sort(), ['mfa', 'otp', 'pwd']);
+
+      // The completion scripts come from the same tables as the help.
+      r = dcms(dir, null, ['completion', 'bash']);
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, /complete -o filenames -F _dcms dcms/);
+      assert.match(r.stdout, /contracts\) COMPREPLY=\(\$\(compgen -W "list show create edit submit sign /);
+      assert.equal(spawnSync('bash', ['-n'], { input: r.stdout }).status, 0);
+      assert.match(dcms(dir, null, ['completion', 'zsh']).stdout, /^#compdef dcms\n/);
 
       // Logout revokes the session and forgets the token.
       r = dcms(dir, server, ['logout']);
