@@ -175,6 +175,26 @@ describe('docs/cli.md, run literally', () => {
         x = run(['--profile', 'provider', 'contracts', 'sign', id2, '--yes']);
         assert.equal(x.status, 1);
         assert.match(x.stderr, /^error: .*\(conflict, 409\)/m);
+
+        // The lifecycle of the flow's contract, and what each side reads.
+        assert.equal(run(['--profile', 'provider', 'contracts', 'suspend', id, '--reason', 'security review']).status, 0);
+        assert.equal(run(['--profile', 'consumer', '-q', 'contracts', 'show', id]).stdout, 'suspended\n');
+        x = run(['--profile', 'consumer', 'contracts', 'resume', id]);
+        assert.equal(x.status, 1, 'only the provider side resumes');
+        assert.match(x.stderr, /\((forbidden|conflict), 40[39]\)/);
+        assert.equal(run(['--profile', 'provider', 'contracts', 'resume', id]).status, 0);
+        x = run(['--profile', 'consumer', 'contracts', 'verify', id]);
+        assert.equal(x.status, 0, x.stderr);
+        assert.match(x.stdout, new RegExp(`^contract ${id} \\(active\\): valid$`, 'm'));
+        x = run(['--profile', 'consumer', '-q', 'contracts', 'list', '--status', 'active']);
+        assert.deepEqual(x.stdout.trim().split('\n'), [id]);
+        x = run(['--profile', 'consumer', 'contracts', 'versions', id]);
+        assert.match(x.stdout, new RegExp(`^1 +${c.terms_hash} `, 'm'));
+        assert.equal(run(['--profile', 'consumer', 'contracts', 'terminate', id]).status, 2, '--reason is required');
+        assert.equal(run(['--profile', 'consumer', 'contracts', 'terminate', id, '--reason', 'done']).status, 0);
+        x = run(['--profile', 'consumer', '--json', 'contracts', 'show', id]);
+        assert.equal(JSON.parse(x.stdout).status, 'terminated');
+        assert.equal(JSON.parse(x.stdout).status_reason, 'done');
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
         await server.stop();
@@ -429,6 +449,20 @@ describe('sessions, output and exit statuses', () => {
       assert.equal(r.status, 0, r.stderr);
       r = dcms(dir, server, ['--json', 'whoami']);
       assert.deepEqual(JSON.parse(r.stdout).token.amr.sort(), ['mfa', 'otp', 'pwd']);
+
+      // Datasets: describe with the schema inferred, upload into it, show, crypto-shred.
+      r = dcms(dir, server, ['-q', 'datasets', 'create', '--name', 'bc', '--from-csv', 'tests/data/breast_cancer.csv',
+        '--label', 'diagnosis']);
+      assert.equal(r.status, 0, r.stderr);
+      const dsId = r.stdout.trim();
+      r = dcms(dir, server, ['datasets', 'upload', 'tests/data/breast_cancer.csv', '--dataset', dsId]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^sha256 +${sha256(fs.readFileSync(CSV))}$`, 'm'));
+      assert.equal(dcms(dir, server, ['-q', 'datasets', 'show', dsId]).stdout, 'ready\n');
+      assert.equal(dcms(dir, server, ['datasets', 'delete', dsId]).status, 0);
+      r = dcms(dir, server, ['datasets', 'show', dsId]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /dataset not found \(not_found, 404\)/);
 
       // Audit: the server's check, an export verified offline (the code of dcmsd audit verify), events.
       r = dcms(dir, server, ['audit', 'verify']);
