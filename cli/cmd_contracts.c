@@ -490,7 +490,7 @@ static int cmd_sign(struct cli *c, const char *id, bool mfa, const char *key_nam
         if (strcmp(cli_jstr(x, "signer_id", ""), c->identity_id) == 0 && xv > last)
             last = xv;
     }
-    FILE *o = c->quiet ? stderr : stdout;
+    FILE *o = c->quiet || c->json ? stderr : stdout;
     fprintf(o, "Signing contract %s \"%s\" (%s)\n", id, cli_jstr(k.json, "title", ""),
             cli_jstr(k.json, "status", "?"));
     fprintf(o, "terms version %lld, SHA-256 %s (recomputed here from the content below)\n", tv,
