@@ -220,6 +220,8 @@ int cli_read_file(const char *path, size_t max_bytes, char **out, size_t *len, c
  * (sodium_free it) or NULL after printing why.
  */
 char *cli_read_secret(const struct cli *c, const char *prompt, const char *file);
+/* Asks for one line (echoed) on the terminal; malloc'd, or NULL without a terminal or an answer. */
+char *cli_prompt_line(const char *prompt);
 /* Asks "question [y/N]" on the terminal; false without one. */
 bool cli_confirm(const struct cli *c, const char *question);
 

@@ -22,6 +22,7 @@ static int post_login(struct cli *c, json_t *body, struct cli_resp *r)
 static void print_login_help(void)
 {
     printf("usage: dcms login [--email EMAIL] [--password-file FILE] [--code-file FILE]\n\n"
+           "The e-mail address is asked for on the terminal when --email is not given.\n"
            "Logs in and keeps the session's refresh token in the profile (mode 0600).\n"
            "The password is read from the terminal without echo, or from the first line\n"
            "of --password-file (from stdin when there is no terminal). When the account\n"
@@ -51,6 +52,9 @@ int cli_cmd_login(struct cli *c, int argc, char **argv)
     }
     if (npos == 1)
         email = pos[0];
+    char *asked = email ? NULL : cli_prompt_line("e-mail: ");
+    if (asked)
+        email = asked;
     if (!email) {
         cli_errorf(c, "which account? dcms login --email EMAIL");
         return CLI_EXIT_USAGE;
@@ -131,6 +135,7 @@ out:
         cli_json_wipe(r.json);
     cli_resp_release(&r);
     cli_config_release(&cfg);
+    free(asked);
     return rc;
 }
 

@@ -261,6 +261,23 @@ char *cli_read_secret(const struct cli *c, const char *prompt, const char *file)
     return s;
 }
 
+char *cli_prompt_line(const char *prompt)
+{
+    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (tty < 0)
+        return NULL;
+    char *line = NULL;
+    if (write(tty, prompt, strlen(prompt)) >= 0) {
+        char *s = read_line_fd(tty);
+        if (s && *s)
+            line = strdup(s);
+        if (s)
+            sodium_free(s);
+    }
+    close(tty);
+    return line;
+}
+
 bool cli_confirm(const struct cli *c, const char *question)
 {
     int tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);

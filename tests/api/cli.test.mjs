@@ -47,7 +47,8 @@ function cliEnv(dir, server) {
 
 /** Runs dcms synchronously; resolves {status, stdout, stderr}. */
 function dcms(dir, server, args, opts = {}) {
-  const r = spawnSync(cliBin, args, { cwd: dir, env: { ...cliEnv(dir, server), ...(opts.env || {}) },
+  // setsid: no controlling terminal, as in CI, so that no prompt can reach a developer's terminal.
+  const r = spawnSync('setsid', ['-w', cliBin, ...args], { cwd: dir, env: { ...cliEnv(dir, server), ...(opts.env || {}) },
     input: opts.input ?? '', encoding: 'utf8', timeout: 60000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -55,7 +56,8 @@ function dcms(dir, server, args, opts = {}) {
 /** dcms without blocking the event loop (needed when it talks through relay() below). */
 function dcmsAsync(dir, server, args) {
   return new Promise((resolve) => {
-    const p = spawn(cliBin, args, { cwd: dir, env: cliEnv(dir, server), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cliBin, args, { cwd: dir, env: cliEnv(dir, server), stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => p.kill('SIGKILL'), 60000);
@@ -107,7 +109,7 @@ describe('docs/cli.md, run literally', () => {
           `the parties' flow has ${commandCount(flow) + commandCount(evidence)} commands`);
         const script = [setup, flow, 'echo "FLOW_CONTRACT=$ID FLOW_DATASET=$DS"', evidence]
           .join('\n').replaceAll('http://127.0.0.1:8080', server.url);
-        const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], {
+        const r = spawnSync('setsid', ['-w', 'bash', '-euo', 'pipefail', '-c', script], {
           cwd: dir, env: cliEnv(dir, null), encoding: 'utf8', timeout: BUDGET_MS - 20000 });
         assert.equal(r.status, 0, `the flow failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
         const m = r.stdout.match(/FLOW_CONTRACT=(\S+) FLOW_DATASET=(\S+)/);
@@ -285,7 +287,8 @@ describe('an upload interrupted by a dcmsd crash', () => {
         // 120 kB at 16 kB/s in 8 kB chunks: about 7 s; dcmsd is killed once some chunks are in.
         const args = ['datasets', 'upload', 'tests/data/breast_cancer.csv', '--name', 'bc', '--label', 'diagnosis',
           '--chunk-size', '8192', '--max-rate', '16384'];
-        const child = spawn(cliBin, args, { cwd: dir, env: cliEnv(dir, via), stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(cliBin, args, { cwd: dir, env: cliEnv(dir, via), stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true });
         let err = '';
         child.stderr.on('data', (b) => { err += b; });
         const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -476,7 +479,7 @@ describe('sessions, output and exit statuses', () => {
       fs.writeFileSync(path.join(dir, 'audit.jsonl'),
         lines.map((l, i) => (i === ev ? l.replace('"outcome":"success"', '"outcome":"denied"') : l)).join('\n') + '\n');
       const pk = (await (await fetch(`${server.url}/api/v1/audit/public-key`)).json()).public_key;
-      assert.equal(spawnSync(cliBin, ['audit', 'export', '--verify'], { cwd: dir, env: cliEnv(dir, server) }).status, 0);
+      assert.equal(dcms(dir, server, ['audit', 'export', '--verify']).status, 0);
       r = spawnSync(dcmsBin, ['audit', 'verify', path.join(dir, 'audit.jsonl'), '--public-key', pk], { encoding: 'utf8' });
       assert.equal(r.status, 1, 'the edited export fails offline');
       r = dcms(dir, server, ['-q', 'audit', 'events', '--action', 'signing_key.', '--limit', '5']);
