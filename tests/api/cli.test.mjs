@@ -101,20 +101,40 @@ function commandCount(block) {
 describe('docs/cli.md, run literally', () => {
   test('two parties: keys, a dataset, a contract signed by both and activated, the evidence verified',
     { timeout: BUDGET_MS }, async () => {
-      const server = await startServer({ env: { ...DEV_ADMIN, DCMS_LOGIN_MAX_FAILURES_PER_IP: '100000' } });
+      // An enclave serves the contract between the flow and the evidence block, so that the
+      // bundle carries an attestation document too.
+      const imagesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-cli-images-'));
+      fs.copyFileSync(path.join(path.dirname(dcmsBin), 'workload', 'dcms-workload'),
+        path.join(imagesDir, 'dcms-workload'));
+      const server = await startServer({ env: { ...DEV_ADMIN, DCMS_LOGIN_MAX_FAILURES_PER_IP: '100000',
+        DCMS_ENCLAVE_IMAGES_DIR: imagesDir, DCMS_ENCLAVE_MAX_MEMORY_MB: '512' } });
       const dir = workdir();
       try {
         const [setup, flow, evidence] = docFlow();
         assert.ok(commandCount(flow) + commandCount(evidence) < 20,
           `the parties' flow has ${commandCount(flow) + commandCount(evidence)} commands`);
-        const script = [setup, flow, 'echo "FLOW_CONTRACT=$ID FLOW_DATASET=$DS"', evidence]
-          .join('\n').replaceAll('http://127.0.0.1:8080', server.url);
-        const r = spawnSync('setsid', ['-w', 'bash', '-euo', 'pipefail', '-c', script], {
-          cwd: dir, env: cliEnv(dir, null), encoding: 'utf8', timeout: BUDGET_MS - 20000 });
+        const bash = (script, env = {}) => spawnSync('setsid', ['-w', 'bash', '-euo', 'pipefail', '-c',
+          script.replaceAll('http://127.0.0.1:8080', server.url)], {
+          cwd: dir, env: { ...cliEnv(dir, null), ...env }, encoding: 'utf8', timeout: 60000 });
+        let r = bash([setup, flow, 'echo "FLOW_CONTRACT=$ID FLOW_DATASET=$DS"'].join('\n'));
         assert.equal(r.status, 0, `the flow failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
         const m = r.stdout.match(/FLOW_CONTRACT=(\S+) FLOW_DATASET=(\S+)/);
         assert.ok(m, r.stdout);
         const [, id, ds] = m;
+
+        const ptoken = (await login(server, 'provider@example.test', PW)).access_token;
+        const made = await fetch(`${server.url}/api/v1/enclaves`, { method: 'POST',
+          headers: { ...bearer(ptoken), 'Content-Type': 'application/json' },
+          body: JSON.stringify({ name: 'cli enclave', contract_id: id,
+            configuration: { image: 'dcms-workload', cpu_cores: 1, memory_mb: 256, storage_gb: 1 } }) });
+        const enclave = await made.json();
+        assert.equal(made.status, 201, JSON.stringify(enclave));
+
+        // The third block runs in a shell of its own: $ID and the exported DCMS_SERVER of the
+        // second block are given to it.
+        r = bash(evidence, { ID: id, DCMS_SERVER: server.url });
+        assert.equal(r.status, 0, `the evidence block failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+        assert.match(r.stdout, /PASS attestation 0 \(enclave /);
         assert.match(r.stdout, /PASS: \d+ checks passed, 0 failed/);
         assert.match(r.stdout, /PASS signature 0 \(provider, digital\)/);
         assert.match(r.stdout, /PASS signature 1 \(consumer, digital\)/);
@@ -178,6 +198,19 @@ describe('docs/cli.md, run literally', () => {
         assert.equal(x.status, 1);
         assert.match(x.stderr, /^error: .*\(conflict, 409\)/m);
 
+        // The enclave as each party sees it, and its attestation document checked offline.
+        let y = run(['--profile', 'consumer', '-q', 'enclaves', 'list', '--contract', id]);
+        assert.equal(y.stdout, `${enclave.id}\n`);
+        y = run(['--profile', 'consumer', 'enclaves', 'show', enclave.id]);
+        assert.match(y.stdout, /^status +running$/m);
+        y = run(['--profile', 'consumer', 'enclaves', 'attestation', enclave.id, '-o', 'att.b64']);
+        assert.equal(y.status, 0, y.stderr);
+        assert.match(y.stdout, /dcms attestation verify att\.b64 --root att\.b64\.root\.pem/);
+        y = run(['attestation', 'verify', 'att.b64', '--root', 'att.b64.root.pem',
+          '--expect-pcr', `0=${enclave.measurement.expected_pcr0}`]);
+        assert.equal(y.status, 0, y.stdout + y.stderr);
+        assert.equal(JSON.parse(y.stdout).valid, true);
+
         // The lifecycle of the flow's contract, and what each side reads.
         assert.equal(run(['--profile', 'provider', 'contracts', 'suspend', id, '--reason', 'security review']).status, 0);
         assert.equal(run(['--profile', 'consumer', '-q', 'contracts', 'show', id]).stdout, 'suspended\n');
@@ -200,6 +233,7 @@ describe('docs/cli.md, run literally', () => {
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
         await server.stop();
+        fs.rmSync(imagesDir, { recursive: true, force: true });
       }
     });
 });
