@@ -105,3 +105,32 @@ void cli_args_help(FILE *f, const struct cli_opt *opts)
         fprintf(f, "  %-28s %s\n", left, o->help ? o->help : "");
     }
 }
+
+int cli_args_take(int argc, char **argv, int i, const struct cli_opt *opts)
+{
+    const char *a = argv[i];
+    for (const struct cli_opt *o = opts; o && o->name; o++) {
+        size_t n = strlen(o->name);
+        bool long_match = a[0] == '-' && a[1] == '-' && strncmp(a + 2, o->name, n) == 0;
+        if (long_match && a[2 + n] == '\0') {
+            if (o->kind == CLI_OPT_FLAG) {
+                *o->flag = true;
+                return 1;
+            }
+            if (i + 1 >= argc)
+                return -1;
+            *o->value = argv[i + 1];
+            return 2;
+        }
+        if (long_match && a[2 + n] == '=' && o->kind == CLI_OPT_VALUE) {
+            *o->value = a + 3 + n;
+            return 1;
+        }
+        if (o->short_name && o->kind == CLI_OPT_FLAG && a[0] == '-' && a[1] == o->short_name &&
+            a[2] == '\0') {
+            *o->flag = true;
+            return 1;
+        }
+    }
+    return 0;
+}

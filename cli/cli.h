@@ -52,6 +52,13 @@ struct cli_opt {
 int cli_args_parse(int argc, char **argv, const struct cli_opt *opts, const char **pos,
                    size_t max_pos, size_t *npos, bool *help);
 
+/*
+ * Whether argv[i] is one of `opts` (the global options, taken anywhere on
+ * the line): stores it and returns how many arguments it took (1 or 2), 0
+ * when it is not one of them, -1 when its value is missing.
+ */
+int cli_args_take(int argc, char **argv, int i, const struct cli_opt *opts);
+
 /* Prints the options of `opts` as help lines to f. */
 void cli_args_help(FILE *f, const struct cli_opt *opts);
 

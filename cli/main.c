@@ -156,35 +156,6 @@ static void usage(FILE *f)
                "dcms COMMAND --help shows the subcommands and options of each.\n");
 }
 
-/* Whether argv[i] is a global option; consumes its value (returns the count taken, 0 if not). */
-static int take_global(int argc, char **argv, int i)
-{
-    const char *a = argv[i];
-    for (const struct cli_opt *o = cli_global_opts_help; o->name; o++) {
-        size_t n = strlen(o->name);
-        bool long_match = a[0] == '-' && a[1] == '-' && strncmp(a + 2, o->name, n) == 0;
-        if (long_match && a[2 + n] == '\0') {
-            if (o->kind == CLI_OPT_FLAG) {
-                *o->flag = true;
-                return 1;
-            }
-            if (i + 1 >= argc)
-                return -1;
-            *o->value = argv[i + 1];
-            return 2;
-        }
-        if (long_match && a[2 + n] == '=' && o->kind == CLI_OPT_VALUE) {
-            *o->value = a + 3 + n;
-            return 1;
-        }
-        if (o->short_name && a[0] == '-' && a[1] == o->short_name && a[2] == '\0') {
-            *o->flag = true;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     struct cli c = {0};
@@ -200,7 +171,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!ended && strcmp(argv[i], "--") == 0)
             ended = true;
-        int n = ended ? 0 : take_global(argc, argv, i);
+        int n = ended ? 0 : cli_args_take(argc, argv, i, cli_global_opts_help);
         if (n < 0) {
             fprintf(stderr, "dcms: option %s needs a value\n", argv[i]);
             goto out;

@@ -93,6 +93,35 @@ static void args_errors(void **state)
     assert_string_equal(pos[0], "-");
 }
 
+static void args_global_anywhere(void **state)
+{
+    (void)state;
+    const char *server = NULL, *profile = NULL;
+    bool json = false, quiet = false;
+    const struct cli_opt g[] = {
+        {"server", 0, CLI_OPT_VALUE, NULL, &server, "URL", ""},
+        {"profile", 0, CLI_OPT_VALUE, NULL, &profile, "N", ""},
+        {"json", 0, CLI_OPT_FLAG, &json, NULL, NULL, ""},
+        {"quiet", 'q', CLI_OPT_FLAG, &quiet, NULL, NULL, ""},
+        {0},
+    };
+    char *argv[] = {"dcms",      "contracts", "--profile",         "p1",
+                    "sign",      "-q",        "--server=http://x", "--json",
+                    "--serverx", "-f",        "--profile"};
+    assert_int_equal(cli_args_take(11, argv, 1, g), 0);
+    assert_int_equal(cli_args_take(11, argv, 2, g), 2);
+    assert_string_equal(profile, "p1");
+    assert_int_equal(cli_args_take(11, argv, 5, g), 1);
+    assert_true(quiet);
+    assert_int_equal(cli_args_take(11, argv, 6, g), 1);
+    assert_string_equal(server, "http://x");
+    assert_int_equal(cli_args_take(11, argv, 7, g), 1);
+    assert_true(json);
+    assert_int_equal(cli_args_take(11, argv, 8, g), 0);   /* a prefix is not the option */
+    assert_int_equal(cli_args_take(11, argv, 9, g), 0);   /* a command's own option */
+    assert_int_equal(cli_args_take(11, argv, 10, g), -1); /* its value is missing */
+}
+
 static void profile_names(void **state)
 {
     (void)state;
@@ -308,15 +337,11 @@ static void diff_paths(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(args_values_flags_positionals),
-        cmocka_unit_test(args_errors),
-        cmocka_unit_test(profile_names),
-        cmocka_unit_test(config_round_trip_and_modes),
-        cmocka_unit_test(config_malformed),
-        cmocka_unit_test(config_dir_from_env),
-        cmocka_unit_test(schema_inferred_from_csv),
-        cmocka_unit_test(schema_of_the_test_dataset),
-        cmocka_unit_test(diff_paths),
+        cmocka_unit_test(args_values_flags_positionals), cmocka_unit_test(args_errors),
+        cmocka_unit_test(args_global_anywhere),          cmocka_unit_test(profile_names),
+        cmocka_unit_test(config_round_trip_and_modes),   cmocka_unit_test(config_malformed),
+        cmocka_unit_test(config_dir_from_env),           cmocka_unit_test(schema_inferred_from_csv),
+        cmocka_unit_test(schema_of_the_test_dataset),    cmocka_unit_test(diff_paths),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
