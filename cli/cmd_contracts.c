@@ -66,7 +66,7 @@ static int cmd_list(struct cli *c, const char *status, const char *role, const c
     size_t n = strlen(path);
     const char *names[] = {"status", "role", "limit", "cursor"};
     const char *vals[] = {status, role, limit, cursor};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4 && n < sizeof path; i++) {
         if (!vals[i])
             continue;
         char *e = cli_urlencode(vals[i]);
