@@ -73,6 +73,9 @@ run_ctest() {
     count_ctest "ctest $label" "$log"
 }
 
+# tests/api/ includes cli.test.mjs, which runs the `dcms` client built beside
+# $bin (build/dcms, build-dev/dcms) through docs/cli.md's flow; each of its
+# cases has a 120 s budget per backend.
 run_api() {
     local label=$1 bin=$2 backend=$3 log="$logdir/api-$1-$3.log"
     note "API tests ($label, $backend)"
