@@ -36,6 +36,7 @@
 #include "dcms/uuid.h"
 #include "http/conn_guard.h"
 #include "http/server_int.h"
+#include "http/tls.h"
 
 #define REQUEST_ARENA_MAX (8u << 20)
 #define REQUEST_ID_MAX 128
@@ -45,6 +46,9 @@
 /* A route that takes no body still accepts an empty JSON object, which many clients send. */
 #define EMPTY_BODY_MAX 64
 
+/* Two years, as Mozilla's guidelines recommend; sent only over TLS (RFC 6797 section 7.2). */
+static const char hsts[] = "max-age=63072000";
+
 static const char csp_api[] =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
@@ -52,6 +56,7 @@ struct dcms_http_server {
     struct MHD_Daemon *daemon;
     struct dcms_app *app;
     struct dcms_conn_guard *guard; /* request-head deadlines; NULL when turned off */
+    struct dcms_tls *tls;          /* the HTTPS certificate; NULL for plain HTTP */
     atomic_bool draining;
     uint16_t port;
 };
@@ -193,6 +198,8 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
         ok &= MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value) == MHD_YES;
     if (atomic_load(&c->srv->draining) || c->close)
         ok &= MHD_add_response_header(r, "Connection", "close") == MHD_YES;
+    if (c->srv->tls)
+        ok &= MHD_add_response_header(r, "Strict-Transport-Security", hsts) == MHD_YES;
     c->status = resp->status;
     c->resp_bytes = resp->body_len;
     c->queued = true;
@@ -704,18 +711,46 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
     if (inet_pton(AF_INET, cfg->listen_host, &addr.sin_addr) != 1)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LISTEN host %s is not an IPv4 address",
                             cfg->listen_host);
+    bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
+    if (!cfg->tls_cert_file[0] && !loopback && !cfg->allow_plaintext)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "plain HTTP on the non-loopback address %s: set DCMS_TLS_CERT_FILE "
+                            "and DCMS_TLS_KEY_FILE, or DCMS_ALLOW_PLAINTEXT=true when a "
+                            "TLS-terminating proxy is in front",
+                            cfg->listen_host);
     struct dcms_http_server *s = calloc(1, sizeof(*s));
     if (!s)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     s->app = app;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls_cert_file[0]) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            free(s);
+            return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                                "this libmicrohttpd was built without HTTPS (GnuTLS) support");
+        }
+        const char *prio = dcms_tls_priorities(cfg->tls_min_version);
+        enum dcms_err e = prio ? dcms_tls_new(cfg->tls_cert_file, cfg->tls_key_file, &s->tls, ei)
+                               : dcms_err_set(ei, DCMS_ERR_CONFIG, "bad DCMS_TLS_MIN_VERSION");
+        if (e) {
+            free(s);
+            return e;
+        }
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                              (void *)(uintptr_t)dcms_tls_retrieve};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
+    }
     if (cfg->header_timeout_s) {
         enum dcms_err e = dcms_conn_guard_new(cfg->header_timeout_s * 1000u, &s->guard);
         if (e) {
+            dcms_tls_free(s->tls);
             free(s);
             return dcms_err_set(ei, e, "cannot start the request-head deadline");
         }
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_SOCK_ADDR,
@@ -724,9 +759,10 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+        (unsigned)1, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!s->daemon) {
         dcms_conn_guard_free(s->guard);
+        dcms_tls_free(s->tls);
         free(s);
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot listen on %s", cfg->listen);
     }
@@ -739,6 +775,21 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
 uint16_t dcms_http_server_port(const struct dcms_http_server *s)
 {
     return s->port;
+}
+
+bool dcms_http_server_tls(const struct dcms_http_server *s)
+{
+    return s->tls != NULL;
+}
+
+enum dcms_err dcms_http_server_reload_tls(struct dcms_http_server *s, struct dcms_errinfo *ei)
+{
+    if (!s->tls)
+        return DCMS_OK;
+    enum dcms_err e = dcms_tls_reload(s->tls, ei);
+    if (!e)
+        DCMS_LOG(DCMS_LOG_INFO, "tls", "certificate reloaded: %s", dcms_tls_subject(s->tls));
+    return e;
 }
 
 int64_t dcms_http_server_drain(struct dcms_http_server *s, unsigned timeout_ms)
@@ -775,5 +826,6 @@ void dcms_http_server_stop(struct dcms_http_server *s)
         return;
     MHD_stop_daemon(s->daemon);
     dcms_conn_guard_free(s->guard);
+    dcms_tls_free(s->tls);
     free(s);
 }

@@ -50,10 +50,17 @@ static enum dcms_err pg_connect(struct dcms_store *s, void **out, struct dcms_er
     const char *vals[] = {s->target, "dcmsd", "10", NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "cannot connect to postgres: %s",
-                 c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        const char *why = c->pg ? PQerrorMessage(c->pg) : "out of memory";
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "cannot connect to postgres: %s", why);
+        /* Only at open (main's log): a refused server certificate is a configuration error. */
+        bool tls = strstr(why, "SSL") || strstr(why, "certificate");
         PQfinish(c->pg);
         free(c);
+        if (tls)
+            return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                                "cannot connect to the database: its TLS certificate was not "
+                                "accepted (check sslrootcert, and that the URL's host is in the "
+                                "certificate for sslmode=verify-full; see docs/operations.md)");
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot connect to the database");
     }
     PQsetNoticeProcessor(c->pg, quiet_notices, NULL);

@@ -13,7 +13,7 @@
 
 #include "dcms/config.h"
 
-#define MAX_SAVED 64
+#define MAX_SAVED 128
 
 static struct saved {
     char name[64];
