@@ -6,6 +6,9 @@
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
+#   3a. the fault suite (tests/faults/: kill -9 in a write burst, a full disk,
+#      SIGTERM with a slow request) on both backends, release build only
+#      (about 15 s per backend; the disk-full case needs root)
 #   3b. once, PostgreSQL over TLS: a second throwaway cluster that requires
 #      TLS (scripts/pg-cluster.sh start DIR --ssl, sslmode=verify-full), the
 #      store unit tests and tests/api/tls.test.mjs against it (about 60 s)
@@ -132,6 +135,16 @@ boundaries_check() {
         "module boundaries: dcms/http.h outside the HTTP layer (scripts/check-boundaries.sh)"
 }
 
+run_faults() {
+    local backend=$1 log="$logdir/faults-$1.log"
+    note "fault suite ($backend)"
+    DCMS_BIN=build/dcmsd DCMS_TEST_BACKEND="$backend" \
+        node --test --test-concurrency=1 --test-reporter=tap tests/faults/ >"$log" 2>&1
+    grep -E '^(not ok|ok .*# SKIP|# (tests|pass|fail|skipped))' "$log"
+    grep -B2 -A30 '^not ok' "$log" | head -100
+    count_tap "faults $backend" "$log"
+}
+
 # PostgreSQL with TLS required and sslmode=verify-full: the store unit tests and the TLS API
 # tests (which also check that a wrong CA is refused at start). Release build only.
 pg_tls_pass() {
@@ -153,6 +166,11 @@ pg_tls_pass() {
     grep -B2 -A30 '^not ok' "$log" | head -100
     count_tap "api tls postgres-over-TLS" "$log"
     scripts/pg-cluster.sh stop "$pgtlsdir" >/dev/null 2>&1
+}
+
+faults_both() {
+    run_faults sqlite
+    [ -n "${DCMS_TEST_PG_URL:-}" ] && run_faults postgres
 }
 
 tls_scan() {
@@ -194,9 +212,9 @@ run_fuzz() {
 [ "$mode" = --fuzz ] || start_pg
 case "$mode" in
 --san) suite san dev build-dev ;;
---quick) format_check; banned_check; boundaries_check; suite release release build; pg_tls_pass; tls_scan ;;
+--quick) format_check; banned_check; boundaries_check; suite release release build; faults_both; pg_tls_pass; tls_scan ;;
 --fuzz) run_fuzz ;;
-*) format_check; banned_check; boundaries_check; suite release release build; pg_tls_pass; tls_scan; suite san dev build-dev; run_fuzz ;;
+*) format_check; banned_check; boundaries_check; suite release release build; faults_both; pg_tls_pass; tls_scan; suite san dev build-dev; run_fuzz ;;
 esac
 
 echo

@@ -27,6 +27,7 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/cancel.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/iam.h"
@@ -499,7 +500,8 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
     if (e) {
         if (c->ei.code != e)
             dcms_err_set(&c->ei, e, NULL);
-        if (dcms_err_http(e) >= 500)
+        /* A full disk is logged once per episode by the store. */
+        if (dcms_err_http(e) >= 500 && e != DCMS_ERR_INSUFFICIENT_STORAGE)
             DCMS_LOG(DCMS_LOG_ERROR, "http", "%s %s failed: %s", rt->method, rt->path,
                      dcms_err_slug(e));
         if (resp.body_owned)
@@ -799,11 +801,22 @@ int64_t dcms_http_server_drain(struct dcms_http_server *s, unsigned timeout_ms)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     struct dcms_metrics *m = s->app->metrics;
-    int64_t deadline = dcms_clock_mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t now0 = dcms_clock_mono_us(), deadline = now0 + (int64_t)timeout_ms * 1000;
+    /* Long operations are cancelled a little before the deadline, so they can still answer. */
+    int64_t margin =
+        (int64_t)timeout_ms * 1000 / 4 < 250000 ? (int64_t)timeout_ms * 1000 / 4 : 250000;
+    int64_t cancel_at = deadline - margin;
     int64_t idle_since = 0;
     /* Done when every connection is closed, or when nothing has been in flight for 300 ms
      * (idle keep-alive clients are then cut off; they did not have a request running). */
     while (dcms_clock_mono_us() < deadline) {
+        if (!dcms_cancel_requested() && dcms_clock_mono_us() >= cancel_at &&
+            dcms_metrics_requests_in_flight(m) > 0) {
+            DCMS_LOG(DCMS_LOG_WARN, "http",
+                     "shutdown deadline near: cancelling %lld running requests",
+                     (long long)dcms_metrics_requests_in_flight(m));
+            dcms_cancel_all();
+        }
         if (dcms_metrics_connections_open(m) <= 0)
             return 0;
         if (dcms_metrics_requests_in_flight(m) > 0) {

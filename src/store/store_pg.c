@@ -104,6 +104,9 @@ static enum dcms_err map_result(struct pg_conn *c, PGresult *res, const char *wh
                                 struct dcms_errinfo *ei)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* disk_full, logged once per episode by store.c, not once per statement. */
+    if (state && strcmp(state, "53100") == 0 && PQstatus(c->pg) == CONNECTION_OK)
+        return dcms_err_set(ei, DCMS_ERR_INSUFFICIENT_STORAGE, "the database disk is full");
     DCMS_LOG(DCMS_LOG_WARN, "store", "postgres %s failed: %s%s%s", what, state ? state : "",
              state ? " " : "", PQerrorMessage(c->pg));
     if (PQstatus(c->pg) != CONNECTION_OK)
@@ -120,8 +123,6 @@ static enum dcms_err map_result(struct pg_conn *c, PGresult *res, const char *wh
         return dcms_err_set(ei, DCMS_ERR_RETRY, NULL);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the database is unavailable");
-    if (strcmp(state, "53100") == 0)
-        return dcms_err_set(ei, DCMS_ERR_IO, "the database could not be written");
     return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
 }
 
