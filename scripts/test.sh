@@ -7,8 +7,9 @@
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
 #   3a. the fault suite (tests/faults/: kill -9 in a write burst, a full disk,
-#      SIGTERM with a slow request) on both backends, release build only
-#      (about 15 s per backend; the disk-full case needs root)
+#      SIGTERM with a slow request, PostgreSQL restarted under load) on both
+#      backends, release build only (about 15 s for SQLite, 35 s for
+#      PostgreSQL; the disk-full case needs root)
 #   3b. once, PostgreSQL over TLS: a second throwaway cluster that requires
 #      TLS (scripts/pg-cluster.sh start DIR --ssl, sslmode=verify-full), the
 #      store unit tests and tests/api/tls.test.mjs against it (about 60 s)

@@ -1,5 +1,6 @@
 // Faults: dcmsd killed with -9 in the middle of a write burst, a full disk,
-// and SIGTERM with a slow request in flight. Each case is bounded (the file
+// SIGTERM with a slow request in flight, and (PostgreSQL backend) the
+// database restarted under load. Each case is bounded (the file
 // takes well under a minute). Runs on the backend DCMS_TEST_BACKEND names,
 // like the API tests; the disk-full case needs root (to mount a small tmpfs)
 // and the SQLite backend (PostgreSQL's disk is not ours to fill), and says so
@@ -212,3 +213,55 @@ test('SIGTERM with a slow request in flight: dcmsd exits within DCMS_SHUTDOWN_TI
   assert.ok(!/^HTTP\/1\.1 2/.test(answer), `an unfinished request was not run: ${answer}`);
   sock.destroy();
 });
+
+test('PostgreSQL restarted under load: 503 during the outage, no hang, recovery within 2 s',
+  { skip: backend !== 'postgres' ? 'PostgreSQL backend only (DCMS_TEST_BACKEND=postgres)' : false }, async () => {
+    // A cluster of our own: the shared one must not be restarted.
+    const script = path.join(path.dirname(new URL(import.meta.url).pathname), '../../scripts/pg-cluster.sh');
+    const dir = fs.mkdtempSync('/tmp/dcms-pgfault-');
+    const url = execFileSync(script, ['start', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 }).trim();
+    let s;
+    try {
+      s = await startServer({ env: { ...adminEnv, DCMS_DATABASE_URL: url, DCMS_STORE_TIMEOUT_MS: '2000' } });
+      const token = await adminToken(s);
+      const seen = { ok: 0, unavailable: 0, other: [] };
+      let slowest = 0;
+      let stop = false;
+      const worker = async (w) => {
+        while (!stop) {
+          const t0 = Date.now();
+          const r = w % 2
+            ? await call(s, 'GET', '/api/v1/policies', { token })
+            : await call(s, 'POST', '/api/v1/policies', { token, json: policy(`pg${w}`) });
+          slowest = Math.max(slowest, Date.now() - t0);
+          if (r.status === 200 || r.status === 201) seen.ok++;
+          else if (r.status === 503) seen.unavailable++;
+          else seen.other.push(`${r.status} ${r.text.slice(0, 200)}`);
+          await new Promise((res) => setTimeout(res, 20));
+        }
+      };
+      const workers = [0, 1, 2].map(worker);
+      await new Promise((r) => setTimeout(r, 500));
+      // Fast shutdown and start again (pg_ctl restart -m fast): in-flight sessions are cut.
+      execFileSync(script, ['restart', dir], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 });
+      const back = Date.now();
+      // Within 2 s of PostgreSQL accepting again, requests succeed.
+      let recovered = null;
+      while (Date.now() - back < 5000) {
+        const r = await call(s, 'POST', '/api/v1/policies', { token, json: policy('pgback') });
+        if (r.status === 201) { recovered = Date.now() - back; break; }
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      stop = true;
+      await Promise.all(workers);
+      assert.ok(recovered !== null && recovered <= 2000, `writes succeeded again after ${recovered} ms`);
+      assert.deepEqual(seen.other, [], 'only 2xx and 503 during the outage');
+      assert.ok(slowest < 8000, `a request took ${slowest} ms (a hang)`);
+      assert.ok(seen.ok > 0);
+      assert.equal((await call(s, 'GET', '/readyz')).status, 200);
+    } finally {
+      if (s) await s.stop();
+      execFileSync(script, ['stop', dir], { stdio: 'ignore', timeout: 60000 });
+    }
+  });
