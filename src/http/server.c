@@ -58,6 +58,7 @@ struct dcms_http_server {
     struct dcms_app *app;
     struct dcms_conn_guard *guard; /* request-head deadlines; NULL when turned off */
     struct dcms_tls *tls;          /* the HTTPS certificate; NULL for plain HTTP */
+    char *client_ca;               /* PEM of DCMS_TLS_CLIENT_CA_FILE, or NULL */
     atomic_bool draining;
     uint16_t port;
 };
@@ -85,6 +86,7 @@ struct reqctx {
     char allow[64];
     char request_id[REQUEST_ID_MAX + 1];
     char client_ip[INET6_ADDRSTRLEN];
+    char client_key[37]; /* API key named by a verified client certificate */
 };
 
 static const char *mhd_lookup(void *conn, int kind, const char *name)
@@ -394,6 +396,12 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct reqctx *c,
     req->lookup = mhd_lookup;
     req->each_query = mhd_each_query;
     req->conn = conn;
+    if (srv->client_ca) {
+        const union MHD_ConnectionInfo *ti =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ti && dcms_tls_client_key(srv->tls, (gnutls_session_t)ti->tls_session, c->client_key))
+            req->client_key_id = c->client_key;
+    }
 
     if ((c->early = check_framing(c, conn, version))) {
         c->close = true;
@@ -725,7 +733,7 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     s->app = app;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
     if (cfg->tls_cert_file[0]) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
             MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
@@ -734,9 +742,15 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
                                 "this libmicrohttpd was built without HTTPS (GnuTLS) support");
         }
         const char *prio = dcms_tls_priorities(cfg->tls_min_version);
-        enum dcms_err e = prio ? dcms_tls_new(cfg->tls_cert_file, cfg->tls_key_file, &s->tls, ei)
+        enum dcms_err e = prio ? dcms_tls_new(cfg->tls_cert_file, cfg->tls_key_file,
+                                              cfg->tls_client_map_file, &s->tls, ei)
                                : dcms_err_set(ei, DCMS_ERR_CONFIG, "bad DCMS_TLS_MIN_VERSION");
+        if (!e && cfg->tls_client_ca_file[0] &&
+            !(s->client_ca = dcms_tls_read_text(cfg->tls_client_ca_file)))
+            e = dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot read DCMS_TLS_CLIENT_CA_FILE %s",
+                             cfg->tls_client_ca_file);
         if (e) {
+            dcms_tls_free(s->tls);
             free(s);
             return e;
         }
@@ -744,11 +758,15 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
         tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
                                               (void *)(uintptr_t)dcms_tls_retrieve};
         tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
+        /* Client certificates are asked for (not required) and checked against these CAs. */
+        if (s->client_ca)
+            tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->client_ca};
     }
     if (cfg->header_timeout_s) {
         enum dcms_err e = dcms_conn_guard_new(cfg->header_timeout_s * 1000u, &s->guard);
         if (e) {
             dcms_tls_free(s->tls);
+            free(s->client_ca);
             free(s);
             return dcms_err_set(ei, e, "cannot start the request-head deadline");
         }
@@ -765,6 +783,7 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
     if (!s->daemon) {
         dcms_conn_guard_free(s->guard);
         dcms_tls_free(s->tls);
+        free(s->client_ca);
         free(s);
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot listen on %s", cfg->listen);
     }
@@ -840,5 +859,6 @@ void dcms_http_server_stop(struct dcms_http_server *s)
     MHD_stop_daemon(s->daemon);
     dcms_conn_guard_free(s->guard);
     dcms_tls_free(s->tls);
+    free(s->client_ca);
     free(s);
 }

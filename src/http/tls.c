@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <sodium.h>
 
@@ -22,18 +23,27 @@
 
 #define CHAIN_MAX 16
 #define PATH_MAX_LEN 512
+#define MAP_MAX 4096
+
+struct client_entry {
+    unsigned char fp[32];
+    char key_id[37];
+};
 
 struct generation {
     gnutls_pcert_st pcerts[CHAIN_MAX];
     unsigned n;
     gnutls_privkey_t key;
     char subject[256];
+    struct client_entry *clients; /* the client certificate map */
+    size_t nclients;
     struct generation *older;
 };
 
 struct dcms_tls {
     char cert_file[PATH_MAX_LEN];
     char key_file[PATH_MAX_LEN];
+    char map_file[PATH_MAX_LEN]; /* empty: no client certificates */
     _Atomic(struct generation *) current;
 };
 
@@ -72,6 +82,7 @@ static void generation_free(struct generation *g)
             gnutls_pcert_deinit(&g->pcerts[i]);
         if (g->key)
             gnutls_privkey_deinit(g->key);
+        free(g->clients);
         free(g);
         g = older;
     }
@@ -111,6 +122,84 @@ static void describe(struct generation *g)
     }
     gnutls_free(dn.data);
     gnutls_x509_crt_deinit(crt);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* One map line: a fingerprint of 64 hex digits (colons allowed) and a key id. */
+static bool parse_map_line(const char *line, struct client_entry *out)
+{
+    size_t n = 0;
+    const char *p = line;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    while (n < 64 && *p && *p != ' ' && *p != '\t') {
+        if (*p == ':') {
+            p++;
+            continue;
+        }
+        int v = hexval(*p++);
+        if (v < 0)
+            return false;
+        if (n % 2 == 0)
+            out->fp[n / 2] = (unsigned char)(v << 4);
+        else
+            out->fp[n / 2] |= (unsigned char)v;
+        n++;
+    }
+    if (n != 64 || (*p != ' ' && *p != '\t'))
+        return false;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    size_t idlen = strcspn(p, " \t\r\n");
+    if (idlen != 36 || p[idlen + strspn(p + idlen, " \t\r\n")] != '\0')
+        return false;
+    memcpy(out->key_id, p, 36);
+    out->key_id[36] = '\0';
+    return true;
+}
+
+static enum dcms_err load_map(const char *path, struct generation *g, struct dcms_errinfo *ei)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot read DCMS_TLS_CLIENT_MAP_FILE %s", path);
+    enum dcms_err e = DCMS_OK;
+    char line[512];
+    unsigned lineno = 0;
+    while (!e && fgets(line, sizeof(line), f)) {
+        lineno++;
+        const char *p = line + strspn(line, " \t");
+        if (*p == '#' || *p == '\n' || *p == '\r' || *p == '\0')
+            continue;
+        if (g->nclients == MAP_MAX) {
+            e = dcms_err_set(ei, DCMS_ERR_CONFIG, "%s: more than %d entries", path, MAP_MAX);
+            break;
+        }
+        if (g->nclients % 64 == 0) {
+            struct client_entry *more =
+                realloc(g->clients, (g->nclients + 64) * sizeof(*g->clients));
+            if (!more) {
+                e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+                break;
+            }
+            g->clients = more;
+        }
+        if (!parse_map_line(p, &g->clients[g->nclients]))
+            e = dcms_err_set(ei, DCMS_ERR_CONFIG,
+                             "%s line %u: expected '<SHA-256 fingerprint> <API key id>'", path,
+                             lineno);
+        else
+            g->nclients++;
+    }
+    fclose(f);
+    return e;
 }
 
 static enum dcms_err load(const struct dcms_tls *t, struct generation **out,
@@ -156,6 +245,8 @@ static enum dcms_err load(const struct dcms_tls *t, struct generation **out,
         goto out;
     }
     describe(g);
+    if (t->map_file[0] && (e = load_map(t->map_file, g, ei)))
+        goto out;
     *out = g;
     g = NULL;
 out:
@@ -168,16 +259,20 @@ out:
     return e;
 }
 
-enum dcms_err dcms_tls_new(const char *cert_file, const char *key_file, struct dcms_tls **out,
-                           struct dcms_errinfo *ei)
+enum dcms_err dcms_tls_new(const char *cert_file, const char *key_file, const char *map_file,
+                           struct dcms_tls **out, struct dcms_errinfo *ei)
 {
-    if (strlen(cert_file) >= PATH_MAX_LEN || strlen(key_file) >= PATH_MAX_LEN)
-        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_TLS_CERT_FILE or _KEY_FILE is too long");
+    if (!map_file)
+        map_file = "";
+    if (strlen(cert_file) >= PATH_MAX_LEN || strlen(key_file) >= PATH_MAX_LEN ||
+        strlen(map_file) >= PATH_MAX_LEN)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "a DCMS_TLS_* file name is too long");
     struct dcms_tls *t = calloc(1, sizeof(*t));
     if (!t)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     memcpy(t->cert_file, cert_file, strlen(cert_file) + 1);
     memcpy(t->key_file, key_file, strlen(key_file) + 1);
+    memcpy(t->map_file, map_file, strlen(map_file) + 1);
     struct generation *g = NULL;
     enum dcms_err e = load(t, &g, ei);
     if (e) {
@@ -214,6 +309,39 @@ void dcms_tls_free(struct dcms_tls *t)
     atomic_compare_exchange_strong(&active, &expected, NULL);
     generation_free(atomic_load(&t->current));
     free(t);
+}
+
+char *dcms_tls_read_text(const char *path)
+{
+    gnutls_datum_t d = {0};
+    if (gnutls_load_file(path, &d) < 0)
+        return NULL;
+    char *s = malloc((size_t)d.size + 1);
+    if (s) {
+        memcpy(s, d.data, d.size);
+        s[d.size] = '\0';
+    }
+    gnutls_free(d.data);
+    return s;
+}
+
+bool dcms_tls_client_key(const struct dcms_tls *t, gnutls_session_t session, char key_id[37])
+{
+    unsigned status = 0, n = 0;
+    if (!session || gnutls_certificate_verify_peers2(session, &status) < 0 || status != 0)
+        return false;
+    const gnutls_datum_t *peers = gnutls_certificate_get_peers(session, &n);
+    unsigned char fp[32];
+    if (!peers || n == 0 ||
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, peers[0].data, peers[0].size, fp) < 0)
+        return false;
+    const struct generation *g = atomic_load(&((struct dcms_tls *)t)->current);
+    for (size_t i = 0; i < g->nclients; i++)
+        if (sodium_memcmp(g->clients[i].fp, fp, sizeof(fp)) == 0) {
+            memcpy(key_id, g->clients[i].key_id, 37);
+            return true;
+        }
+    return false;
 }
 
 int dcms_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,

@@ -24,9 +24,24 @@ struct dcms_tls;
  */
 const char *dcms_tls_priorities(const char *min_version);
 
-/* Loads the PEM chain and key; fails (and says which file and why) when they do not match. */
-enum dcms_err dcms_tls_new(const char *cert_file, const char *key_file, struct dcms_tls **out,
-                           struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Loads the PEM chain and key; fails (and says which file and why) when they
+ * do not match. `map_file` (or NULL) maps client certificate fingerprints to
+ * API key ids, one "<sha256 hex, colons allowed> <key id>" per line, '#'
+ * comments; it is reloaded with the certificate.
+ */
+enum dcms_err dcms_tls_new(const char *cert_file, const char *key_file, const char *map_file,
+                           struct dcms_tls **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* A whole file as a NUL-terminated string (malloc; free it), or NULL. */
+char *dcms_tls_read_text(const char *path);
+
+/*
+ * The API key id a connection's client certificate is mapped to: true when
+ * the client sent a certificate that verifies against DCMS_TLS_CLIENT_CA_FILE
+ * and whose SHA-256 fingerprint is in the map.
+ */
+bool dcms_tls_client_key(const struct dcms_tls *t, gnutls_session_t session, char key_id[37]);
 
 /*
  * Loads the files again; on success the next handshake presents the new

@@ -4,12 +4,14 @@
 // Certificates come from a throwaway CA made here with the openssl CLI.
 
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import { after, before, describe, test } from 'node:test';
 
 import { backend, startServer } from './lib/server.mjs';
-import { httpsGet, makeCa, makeServerCert } from './lib/tls.mjs';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, adminEnv, bearer } from './lib/iam.mjs';
+import { httpsCall, httpsGet, makeCa, makeClientCert, makeServerCert } from './lib/tls.mjs';
 
 const WAIT_MS = 10000;
 
@@ -132,6 +134,70 @@ describe('HTTPS', () => {
     // Refused before anything is bound.
     await assert.rejects(startServer({ env: { DCMS_LISTEN: '0.0.0.0:0' } }),
       /plain HTTP on the non-loopback address 0\.0\.0\.0.*DCMS_ALLOW_PLAINTEXT/);
+  });
+
+  test('a verified client certificate mapped to an API key authenticates as its service identity', async () => {
+    fs.copyFileSync(first.cert, live.cert);
+    fs.copyFileSync(first.key, live.key);
+    const clientCa = makeCa('dcms client CA');
+    const otherCa = makeCa('some other CA');
+    try {
+      const svcCert = makeClientCert(clientCa, 'svc', 'svc-billing');
+      const unmapped = makeClientCert(clientCa, 'unmapped', 'svc-unmapped');
+      const foreign = makeClientCert(otherCa, 'foreign', 'svc-billing');
+      const mapFile = `${clientCa.dir}/clients.map`;
+      fs.writeFileSync(mapFile, '# fingerprint  api-key-id\n');
+      const s = await startServer({
+        env: tlsEnv({ ...adminEnv, DCMS_TLS_CLIENT_CA_FILE: clientCa.ca, DCMS_TLS_CLIENT_MAP_FILE: mapFile }),
+      });
+      const base = { ca: ca.caPem };
+      const login = await httpsCall(s.port, 'POST', '/api/v1/auth/login',
+        { ...base, json: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD } });
+      assert.equal(login.status, 200, login.text);
+      const admin = bearer(login.json.access_token);
+      const svc = await httpsCall(s.port, 'POST', '/api/v1/identities',
+        { ...base, headers: admin, json: { kind: 'service', name: 'billing', roles: ['auditor'] } });
+      assert.equal(svc.status, 201, svc.text);
+      const key = await httpsCall(s.port, 'POST', '/api/v1/api-keys', {
+        ...base, headers: admin,
+        json: { name: 'billing-mtls', identity_id: svc.json.id, permissions: ['identities:read'],
+          expires_at: new Date(Date.now() + 86400e3).toISOString() },
+      });
+      assert.equal(key.status, 201, key.text);
+
+      // Not mapped yet: the certificate alone is no identity.
+      const me = (cert) => httpsCall(s.port, 'GET', '/api/v1/auth/me', { ...base, ...cert });
+      assert.equal((await me(svcCert)).status, 401);
+
+      const fp = new X509Certificate(svcCert.cert).fingerprint256; // AA:BB:... (colons accepted)
+      fs.writeFileSync(mapFile, `# billing service\n${fp} ${key.json.id}\n`);
+      s.proc.kill('SIGHUP');
+      await waitForLog(s, (l) => /certificate reloaded/.test(l.msg ?? ''), '"certificate reloaded"');
+
+      const ok = await me(svcCert);
+      assert.equal(ok.status, 200, ok.text);
+      assert.equal(ok.json.identity.id, svc.json.id);
+      assert.equal(ok.json.token.api_key.id, key.json.id);
+      // The key's scope bounds it: identities:read only.
+      assert.equal((await httpsCall(s.port, 'GET', '/api/v1/audit/verify', { ...base, ...svcCert })).status, 403);
+      assert.equal((await me({})).status, 401, 'no certificate');
+      assert.equal((await me(unmapped)).status, 401, 'a certificate of the CA that is not mapped');
+      assert.equal((await me(foreign)).status, 401, 'a certificate of another CA');
+
+      // Revoking the key revokes the certificate's access too.
+      const del = await httpsCall(s.port, 'DELETE', `/api/v1/api-keys/${key.json.id}`, { ...base, headers: admin });
+      assert.ok(del.status === 200 || del.status === 204, del.text);
+      assert.equal((await me(svcCert)).status, 401);
+      // A bad map line is refused at reload; the previous map stays.
+      fs.writeFileSync(mapFile, 'not-a-fingerprint x\n');
+      s.proc.kill('SIGHUP');
+      const refused = await waitForLog(s, (l) => /not reloaded/.test(l.msg ?? ''), '"not reloaded"');
+      assert.match(refused.msg, /line 1: expected/);
+      assert.equal(await s.stop(), 0);
+    } finally {
+      fs.rmSync(clientCa.dir, { recursive: true, force: true });
+      fs.rmSync(otherCa.dir, { recursive: true, force: true });
+    }
   });
 
   // scripts/test.sh runs this file once against a PostgreSQL that requires TLS

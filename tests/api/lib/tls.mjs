@@ -43,6 +43,51 @@ export function makeServerCert(ca, name, cn, keyType = 'ec') {
   return { cert: path.join(dir, `${name}.pem`), key: path.join(dir, `${name}.key`) };
 }
 
+/** A client certificate `<name>.pem` / `<name>.key` (clientAuth) signed by `ca`. */
+export function makeClientCert(ca, name, cn) {
+  const dir = ca.dir;
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`,
+    '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
+  fs.writeFileSync(path.join(dir, `${name}.ext`),
+    'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n');
+  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+    '-out', `${name}.pem`, '-days', '30', '-extfile', `${name}.ext`], dir);
+  return { cert: fs.readFileSync(path.join(dir, `${name}.pem`)), key: fs.readFileSync(path.join(dir, `${name}.key`)) };
+}
+
+/**
+ * One HTTPS request with a JSON body (or none); resolves like httpsGet, plus `json`.
+ */
+export function httpsCall(port, method, pathName, { json, headers = {}, ...opts } = {}, timeoutMs = 15000) {
+  return new Promise((resolve, reject) => {
+    const body = json === undefined ? null : Buffer.from(JSON.stringify(json));
+    const h = { ...headers };
+    if (body) {
+      h['Content-Type'] = 'application/json';
+      h['Content-Length'] = String(body.length);
+    }
+    const req = https.request({
+      host: '127.0.0.1', port, path: pathName, method, servername: 'localhost', agent: false, headers: h, ...opts,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let parsed;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: res.statusCode, headers: res.headers, text, json: parsed });
+      });
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body ?? undefined);
+  });
+}
+
 /**
  * One HTTPS GET; resolves {status, headers, body, cn (peer certificate CN), protocol, reused}.
  * `opts` go to https.request (agent, minVersion, maxVersion, ca...); without an agent, a fresh
