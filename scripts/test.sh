@@ -14,7 +14,7 @@
 #      TLS (scripts/pg-cluster.sh start DIR --ssl, sslmode=verify-full), the
 #      store unit tests and tests/api/tls.test.mjs against it (about 60 s)
 #   4b. the HTTPS listener scanned by testssl.sh (scripts/tls-scan.sh, release
-#      build, about 70-100 s, killed at 180 s)
+#      build, 70-150 s depending on the load, killed at 180 s)
 #   5. every libFuzzer target for a bounded time (ASan + UBSan; 60 s for the
 #      attestation parser, DCMS_TEST_FUZZ_SECONDS, default 15, for the others)
 # It ends with one line "N passed, N failed" and exits non-zero on any failure.

@@ -6,7 +6,7 @@
 # Makes a throwaway CA and server certificate (openssl CLI), starts dcmsd on
 # 127.0.0.1 with DCMS_TLS_MIN_VERSION=1.2 (the wider of the two profiles; the
 # TLS 1.3 default is a subset of it) and scans it with testssl.sh, limited to
-# what matters for the listener and bounded in time (about 70 s, killed at
+# what matters for the listener and bounded in time (70-150 s, killed at
 # DCMS_TLS_SCAN_TIMEOUT_S, default 180; testssl.sh is slow on a loaded machine): protocols (-p), cipher categories
 # (-s), HTTP security headers and HSTS (-h) and the
 # vulnerabilities that can apply to a TLS 1.2/1.3 AEAD-only server: Heartbleed
