@@ -7,6 +7,12 @@
 #   scripts/pg-cluster.sh restart DIR        pg_ctl restart -m fast, same port
 #   scripts/pg-cluster.sh stop DIR           stop the server and remove DIR
 #                                            (succeeds if DIR is already gone)
+#   url=$(scripts/pg-cluster.sh start DIR --ssl)
+#                                            the same, with TLS required on TCP:
+#                                            a throwaway CA (DIR/ca.pem) and a
+#                                            server certificate for 127.0.0.1;
+#                                            the URL ends with
+#                                            ?sslmode=verify-full&sslrootcert=DIR/ca.pem
 #
 # `start` prints exactly one line on stdout,
 #   postgres://dcms:PASSWORD@127.0.0.1:PORT/postgres
@@ -37,12 +43,13 @@ die() {
 log() { echo "pg-cluster: $*" >&2; }
 
 usage() {
-    echo "usage: $0 start|stop|restart DIR" >&2
+    echo "usage: $0 start|stop|restart DIR [--ssl]" >&2
     exit 2
 }
 
-(($# == 2)) || usage
+(($# == 2)) || { (($# == 3)) && [[ $3 == --ssl ]]; } || usage
 cmd=$1
+SSL=${3:-}
 [[ -n "$2" ]] || usage
 DIR=$(realpath -m -- "$2")
 DATA=$DIR/data
@@ -139,6 +146,13 @@ start() {
     fi
     rm -f -- "$pwfile"
     echo "include 'pg-cluster.conf'" >>"$DATA/postgresql.conf"
+    local query=
+    if [[ $SSL == --ssl ]]; then
+        make_certs
+        # TCP clients must use TLS; the Unix socket (local admin) stays as it was.
+        sed -i -E 's/^host(\s)/hostssl\1/' "$DATA/pg_hba.conf"
+        query="?sslmode=verify-full&sslrootcert=$DIR/ca.pem"
+    fi
 
     local attempt port=
     for attempt in 1 2 3 4 5; do
@@ -152,6 +166,12 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_connections = 200
+EOF
+        [[ $SSL != --ssl ]] || cat >>"$DATA/pg-cluster.conf" <<EOF
+ssl = on
+ssl_cert_file = '$DIR/server.pem'
+ssl_key_file = '$DIR/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
 EOF
         chmod 0644 "$DATA/pg-cluster.conf"
         log "starting PostgreSQL $PG_MAJOR in $DATA on 127.0.0.1:$port (attempt $attempt)"
@@ -172,9 +192,27 @@ EOF
         die "the server did not accept connections within ${START_TIMEOUT}s"
     }
 
-    local url="postgres://dcms:$password@127.0.0.1:$port/postgres"
+    local url="postgres://dcms:$password@127.0.0.1:$port/postgres$query"
     (umask 077 && printf '%s\n' "$url" >"$DIR/url")
     printf '%s\n' "$url"
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1 and localhost (openssl CLI).
+make_certs() {
+    command -v openssl >/dev/null 2>&1 || die "--ssl needs the openssl command"
+    (
+        cd "$DIR" && umask 077 &&
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout ca.key -out ca.pem -days 2 -subj "/CN=pg-cluster test CA" &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout server.key -out server.csr -subj "/CN=127.0.0.1" &&
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext &&
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -out server.pem -days 2 -extfile server.ext
+    ) >/dev/null 2>&1 || die "cannot make the TLS certificates"
+    chmod 0644 "$DIR/ca.pem" "$DIR/server.pem"
+    ((EUID != 0)) || chown postgres:postgres -- "$DIR/server.key" "$DIR/server.pem"
+    rm -f -- "$DIR/ca.key" "$DIR/server.csr" "$DIR/server.ext"
 }
 
 restart() {

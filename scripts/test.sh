@@ -6,6 +6,15 @@
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL
 #   4. the same again in the sanitizer build (ASan + UBSan)
+#   3a. the fault suite (tests/faults/: kill -9 in a write burst, a full disk,
+#      SIGTERM with a slow request, PostgreSQL restarted under load) on both
+#      backends, release build only (about 15 s for SQLite, 35 s for
+#      PostgreSQL; the disk-full case needs root)
+#   3b. once, PostgreSQL over TLS: a second throwaway cluster that requires
+#      TLS (scripts/pg-cluster.sh start DIR --ssl, sslmode=verify-full), the
+#      store unit tests and tests/api/tls.test.mjs against it (about 60 s)
+#   4b. the HTTPS listener scanned by testssl.sh (scripts/tls-scan.sh, release
+#      build, 70-150 s depending on the load, killed at 180 s)
 #   5. every libFuzzer target for a bounded time (ASan + UBSan; 60 s for the
 #      attestation parser, DCMS_TEST_FUZZ_SECONDS, default 15, for the others)
 # It ends with one line "N passed, N failed" and exits non-zero on any failure.
@@ -23,9 +32,11 @@ failed=0
 failures=()
 logdir=$(mktemp -d /tmp/dcms-test.XXXXXX)
 pgdir=$(mktemp -d /tmp/dcms-pg.XXXXXX) # directly under /tmp: the postgres user must reach it
+pgtlsdir=$(mktemp -d /tmp/dcms-pgtls.XXXXXX)
 
 cleanup() {
     scripts/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1 || rm -rf "$pgdir"
+    scripts/pg-cluster.sh stop "$pgtlsdir" >/dev/null 2>&1 || rm -rf "$pgtlsdir"
     rm -rf "$logdir"
 }
 trap cleanup EXIT
@@ -128,6 +139,49 @@ boundaries_check() {
         "module boundaries: dcms/http.h outside the HTTP layer (scripts/check-boundaries.sh)"
 }
 
+run_faults() {
+    local backend=$1 log="$logdir/faults-$1.log"
+    note "fault suite ($backend)"
+    DCMS_BIN=build/dcmsd DCMS_TEST_BACKEND="$backend" \
+        node --test --test-concurrency=1 --test-reporter=tap tests/faults/ >"$log" 2>&1
+    grep -E '^(not ok|ok .*# SKIP|# (tests|pass|fail|skipped))' "$log"
+    grep -B2 -A30 '^not ok' "$log" | head -100
+    count_tap "faults $backend" "$log"
+}
+
+# PostgreSQL with TLS required and sslmode=verify-full: the store unit tests and the TLS API
+# tests (which also check that a wrong CA is refused at start). Release build only.
+pg_tls_pass() {
+    note "PostgreSQL over TLS (sslmode=verify-full)"
+    local url log="$logdir/ctest-pgtls.log"
+    if ! url=$(scripts/pg-cluster.sh start "$pgtlsdir" --ssl 2>"$logdir/pgtls.log"); then
+        cat "$logdir/pgtls.log"
+        failed=$((failed + 1)); failures+=("could not start PostgreSQL with TLS")
+        return
+    fi
+    DCMS_TEST_PG_URL="$url" DCMS_TEST_PG_DIR="$pgtlsdir" \
+        ctest --test-dir build -R '^unit\.store\..*_pg$' --output-on-failure -j2 2>&1 | tee "$log" |
+        grep -vE 'Start +[0-9]+:|Test +#[0-9]+: .* Passed'
+    count_ctest "ctest store over TLS" "$log"
+    log="$logdir/api-pgtls.log"
+    DCMS_BIN=build/dcmsd DCMS_TEST_BACKEND=postgres DCMS_TEST_PG_URL="$url" \
+        node --test --test-concurrency=1 --test-reporter=tap tests/api/tls.test.mjs >"$log" 2>&1
+    grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
+    grep -B2 -A30 '^not ok' "$log" | head -100
+    count_tap "api tls postgres-over-TLS" "$log"
+    scripts/pg-cluster.sh stop "$pgtlsdir" >/dev/null 2>&1
+}
+
+faults_both() {
+    run_faults sqlite
+    [ -n "${DCMS_TEST_PG_URL:-}" ] && run_faults postgres
+}
+
+tls_scan() {
+    script_check "TLS scan, testssl.sh" scripts/tls-scan.sh \
+        "TLS scan: a finding of MEDIUM or above, or an old protocol (scripts/tls-scan.sh)"
+}
+
 suite() {
     local label=$1 preset=$2 dir=$3
     build "$preset" "$dir" || return
@@ -162,9 +216,9 @@ run_fuzz() {
 [ "$mode" = --fuzz ] || start_pg
 case "$mode" in
 --san) suite san dev build-dev ;;
---quick) format_check; banned_check; boundaries_check; suite release release build ;;
+--quick) format_check; banned_check; boundaries_check; suite release release build; faults_both; pg_tls_pass; tls_scan ;;
 --fuzz) run_fuzz ;;
-*) format_check; banned_check; boundaries_check; suite release release build; suite san dev build-dev; run_fuzz ;;
+*) format_check; banned_check; boundaries_check; suite release release build; faults_both; pg_tls_pass; tls_scan; suite san dev build-dev; run_fuzz ;;
 esac
 
 echo

@@ -148,6 +148,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -226,13 +227,24 @@ int main(int argc, char **argv)
     }
     char fields[256];
     snprintf(fields, sizeof(fields),
-             "\"host\":\"%s\",\"port\":%u,\"store\":\"%s\",\"threads\":%u,\"version\":\"%s\"",
-             cfg.listen_host, dcms_http_server_port(srv), dcms_store_backend_name(app.store),
+             "\"host\":\"%s\",\"port\":%u,\"tls\":%s,\"store\":\"%s\",\"threads\":%u,"
+             "\"version\":\"%s\"",
+             cfg.listen_host, dcms_http_server_port(srv),
+             dcms_http_server_tls(srv) ? "true" : "false", dcms_store_backend_name(app.store),
              threads, DCMS_VERSION);
     DCMS_LOG_FIELDS(DCMS_LOG_INFO, "main", fields, "listening");
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    /* SIGHUP reloads the TLS certificate and key (certificate rotation); the rest stop. */
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+        if (!dcms_http_server_tls(srv))
+            DCMS_LOG(DCMS_LOG_INFO, "main", "SIGHUP: nothing to reload without TLS");
+        else if (dcms_http_server_reload_tls(srv, &ei))
+            DCMS_LOG(DCMS_LOG_ERROR, "main",
+                     "SIGHUP: the certificate was not reloaded, the "
+                     "previous one stays in use: %s",
+                     ei.message);
+    }
     DCMS_LOG(DCMS_LOG_INFO, "main", "received %s, draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
     int64_t left = dcms_http_server_drain(srv, (unsigned)cfg.shutdown_timeout_ms);
     if (left > 0)

@@ -64,6 +64,8 @@ struct dcms_http_req {
     const char *client_ip;
     struct dcms_str body;            /* empty unless the route accepts one */
     struct dcms_http_stream *stream; /* streaming routes only, see above; NULL otherwise */
+    /* API key id a verified TLS client certificate maps to (DCMS_TLS_CLIENT_MAP_FILE), or NULL. */
+    const char *client_key_id;
     /* The authenticated caller (in req->arena), or NULL when anonymous. Set by the router. */
     const struct dcms_principal *principal;
     struct dcms_http_param params[DCMS_HTTP_MAX_PARAMS];

@@ -147,6 +147,16 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
                                             struct dcms_arena *arena, struct dcms_principal *out,
                                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * The same for a request whose verified TLS client certificate is mapped to
+ * API key `id` (DCMS_TLS_CLIENT_MAP_FILE): the key's identity, scope,
+ * expiry and revocation apply exactly as above; the certificate stands in
+ * for the secret.
+ */
+enum dcms_err dcms_iam_authenticate_api_key_id(struct dcms_iam *iam, const char *id,
+                                               struct dcms_arena *arena, struct dcms_principal *out,
+                                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* True when a bearer credential looks like an API key ("dcms_" prefix). */
 bool dcms_iam_is_api_key(const char *bearer);
 

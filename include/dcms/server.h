@@ -5,6 +5,7 @@
 #ifndef DCMS_SERVER_H
 #define DCMS_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dcms/err.h"
@@ -23,6 +24,17 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
 
 /* The bound port (useful with port 0). */
 uint16_t dcms_http_server_port(const struct dcms_http_server *s);
+
+/* Whether the server speaks HTTPS (DCMS_TLS_CERT_FILE is set). */
+bool dcms_http_server_tls(const struct dcms_http_server *s);
+
+/*
+ * Reads DCMS_TLS_CERT_FILE and DCMS_TLS_KEY_FILE again (SIGHUP): new
+ * handshakes get the new chain, established connections are not touched.
+ * On failure the chain in use stays. DCMS_OK without TLS.
+ */
+enum dcms_err dcms_http_server_reload_tls(struct dcms_http_server *s,
+                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /*
  * Stops accepting connections, answers every further request with

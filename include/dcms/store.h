@@ -111,6 +111,13 @@ const char *dcms_store_backend_name(const struct dcms_store *s);
 /* Round-trips to the database (SELECT 1); DCMS_ERR_UNAVAILABLE if it is unreachable. */
 enum dcms_err dcms_store_ping(struct dcms_store *s, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * True during a disk-full episode: a write failed with
+ * DCMS_ERR_INSUFFICIENT_STORAGE and none has committed since (held for a few
+ * seconds after the last failure; see store.c). /readyz reports it.
+ */
+bool dcms_store_read_only(struct dcms_store *s);
+
 struct dcms_store_stats {
     unsigned pool_size, in_use;
     uint64_t acquired_total, wait_total, timeouts_total, reconnects_total;

@@ -12,6 +12,7 @@
  */
 
 #include "audit/audit_int.h"
+#include "dcms/cancel.h"
 #include "dcms/clock.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
@@ -452,6 +453,12 @@ enum dcms_err dcms_audit_verify(struct dcms_audit *a, struct dcms_audit_report *
         return e;
     int64_t from = 1;
     while (!e && !v.failed) {
+        if (dcms_cancel_requested()) {
+            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                             "the server is shutting down; verification stopped at seq %lld",
+                             (long long)from);
+            break;
+        }
         json_t *events = json_array();
         if (!events) {
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);

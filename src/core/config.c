@@ -242,6 +242,18 @@ enum dcms_err dcms_config_load(struct dcms_config *cfg, const char *path, struct
                             "DCMS_MAX_BODY_BYTES must be between 1024 and 1073741824");
     if (cfg->max_connections < 1 || cfg->max_connections > 65536)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_MAX_CONNECTIONS must be 1..65536");
+    /* ---- tls ---- */
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0])
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_TLS_CERT_FILE and DCMS_TLS_KEY_FILE go together");
+    if ((cfg->tls_client_ca_file[0] || cfg->tls_client_map_file[0]) &&
+        (!cfg->tls_cert_file[0] || !cfg->tls_client_ca_file[0] || !cfg->tls_client_map_file[0]))
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "DCMS_TLS_CLIENT_CA_FILE and DCMS_TLS_CLIENT_MAP_FILE go together, "
+                            "with DCMS_TLS_CERT_FILE");
+    if (strcmp(cfg->tls_min_version, "1.3") != 0 && strcmp(cfg->tls_min_version, "1.2") != 0)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_TLS_MIN_VERSION must be 1.3 or 1.2");
+    /* ---- end tls ---- */
     if (cfg->store_timeout_ms < 1)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_STORE_TIMEOUT_MS must be at least 1");
     return DCMS_OK;

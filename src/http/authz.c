@@ -14,6 +14,9 @@
  *
  * `Bearer dcms_...` is an API key instead (dcms_iam_authenticate_api_key):
  * the principal then carries the key's scope, which bounds every decision.
+ * Without an Authorization header, a verified TLS client certificate that
+ * DCMS_TLS_CLIENT_MAP_FILE maps to an API key authenticates as that key
+ * (dcms_iam_authenticate_api_key_id): same identity, scope and checks.
  */
 #include <ctype.h>
 #include <strings.h>
@@ -61,6 +64,15 @@ enum dcms_err dcms_http_authorize(const struct dcms_route *route, struct dcms_ht
                               ? dcms_iam_authenticate_api_key(req->app->iam, tok, strlen(tok),
                                                               req->arena, p, req->ei)
                               : dcms_iam_authenticate(req->app->iam, tok, strlen(tok), p, req->ei);
+        if (e)
+            return e;
+        req->principal = p;
+    } else if (req->client_key_id && req->app->iam) {
+        struct dcms_principal *p = dcms_arena_alloc(req->arena, sizeof(*p));
+        if (!p)
+            return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+        enum dcms_err e = dcms_iam_authenticate_api_key_id(req->app->iam, req->client_key_id,
+                                                           req->arena, p, req->ei);
         if (e)
             return e;
         req->principal = p;

@@ -251,4 +251,7 @@ void dcms_http_render_error(struct dcms_http_resp *resp, enum dcms_err e,
         return;
     }
     resp->status = dcms_err_http(e);
+    /* A full disk passes when space is freed; clients retry after a pause. */
+    if (e == DCMS_ERR_INSUFFICIENT_STORAGE && dcms_http_resp_header(resp, "Retry-After", "5"))
+        DCMS_LOG(DCMS_LOG_WARN, "http", "cannot add Retry-After to a 507 answer");
 }

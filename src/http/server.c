@@ -27,6 +27,7 @@
 #include "dcms/app.h"
 #include "dcms/arena.h"
 #include "dcms/audit.h"
+#include "dcms/cancel.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/iam.h"
@@ -36,6 +37,7 @@
 #include "dcms/uuid.h"
 #include "http/conn_guard.h"
 #include "http/server_int.h"
+#include "http/tls.h"
 
 #define REQUEST_ARENA_MAX (8u << 20)
 #define REQUEST_ID_MAX 128
@@ -45,6 +47,9 @@
 /* A route that takes no body still accepts an empty JSON object, which many clients send. */
 #define EMPTY_BODY_MAX 64
 
+/* Two years, as Mozilla's guidelines recommend; sent only over TLS (RFC 6797 section 7.2). */
+static const char hsts[] = "max-age=63072000";
+
 static const char csp_api[] =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
@@ -52,6 +57,8 @@ struct dcms_http_server {
     struct MHD_Daemon *daemon;
     struct dcms_app *app;
     struct dcms_conn_guard *guard; /* request-head deadlines; NULL when turned off */
+    struct dcms_tls *tls;          /* the HTTPS certificate; NULL for plain HTTP */
+    char *client_ca;               /* PEM of DCMS_TLS_CLIENT_CA_FILE, or NULL */
     atomic_bool draining;
     uint16_t port;
 };
@@ -79,6 +86,7 @@ struct reqctx {
     char allow[64];
     char request_id[REQUEST_ID_MAX + 1];
     char client_ip[INET6_ADDRSTRLEN];
+    char client_key[37]; /* API key named by a verified client certificate */
 };
 
 static const char *mhd_lookup(void *conn, int kind, const char *name)
@@ -193,6 +201,8 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
         ok &= MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value) == MHD_YES;
     if (atomic_load(&c->srv->draining) || c->close)
         ok &= MHD_add_response_header(r, "Connection", "close") == MHD_YES;
+    if (c->srv->tls)
+        ok &= MHD_add_response_header(r, "Strict-Transport-Security", hsts) == MHD_YES;
     c->status = resp->status;
     c->resp_bytes = resp->body_len;
     c->queued = true;
@@ -386,6 +396,12 @@ static struct reqctx *begin(struct dcms_http_server *srv, struct reqctx *c,
     req->lookup = mhd_lookup;
     req->each_query = mhd_each_query;
     req->conn = conn;
+    if (srv->client_ca) {
+        const union MHD_ConnectionInfo *ti =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ti && dcms_tls_client_key(srv->tls, (gnutls_session_t)ti->tls_session, c->client_key))
+            req->client_key_id = c->client_key;
+    }
 
     if ((c->early = check_framing(c, conn, version))) {
         c->close = true;
@@ -492,7 +508,8 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
     if (e) {
         if (c->ei.code != e)
             dcms_err_set(&c->ei, e, NULL);
-        if (dcms_err_http(e) >= 500)
+        /* A full disk is logged once per episode by the store. */
+        if (dcms_err_http(e) >= 500 && e != DCMS_ERR_INSUFFICIENT_STORAGE)
             DCMS_LOG(DCMS_LOG_ERROR, "http", "%s %s failed: %s", rt->method, rt->path,
                      dcms_err_slug(e));
         if (resp.body_owned)
@@ -704,18 +721,56 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
     if (inet_pton(AF_INET, cfg->listen_host, &addr.sin_addr) != 1)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_LISTEN host %s is not an IPv4 address",
                             cfg->listen_host);
+    bool loopback = (ntohl(addr.sin_addr.s_addr) >> 24) == 127;
+    if (!cfg->tls_cert_file[0] && !loopback && !cfg->allow_plaintext)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                            "plain HTTP on the non-loopback address %s: set DCMS_TLS_CERT_FILE "
+                            "and DCMS_TLS_KEY_FILE, or DCMS_ALLOW_PLAINTEXT=true when a "
+                            "TLS-terminating proxy is in front",
+                            cfg->listen_host);
     struct dcms_http_server *s = calloc(1, sizeof(*s));
     if (!s)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     s->app = app;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls_cert_file[0]) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            free(s);
+            return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                                "this libmicrohttpd was built without HTTPS (GnuTLS) support");
+        }
+        const char *prio = dcms_tls_priorities(cfg->tls_min_version);
+        enum dcms_err e = prio ? dcms_tls_new(cfg->tls_cert_file, cfg->tls_key_file,
+                                              cfg->tls_client_map_file, &s->tls, ei)
+                               : dcms_err_set(ei, DCMS_ERR_CONFIG, "bad DCMS_TLS_MIN_VERSION");
+        if (!e && cfg->tls_client_ca_file[0] &&
+            !(s->client_ca = dcms_tls_read_text(cfg->tls_client_ca_file)))
+            e = dcms_err_set(ei, DCMS_ERR_CONFIG, "cannot read DCMS_TLS_CLIENT_CA_FILE %s",
+                             cfg->tls_client_ca_file);
+        if (e) {
+            dcms_tls_free(s->tls);
+            free(s);
+            return e;
+        }
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+                                              (void *)(uintptr_t)dcms_tls_retrieve};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
+        /* Client certificates are asked for (not required) and checked against these CAs. */
+        if (s->client_ca)
+            tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->client_ca};
+    }
     if (cfg->header_timeout_s) {
         enum dcms_err e = dcms_conn_guard_new(cfg->header_timeout_s * 1000u, &s->guard);
         if (e) {
+            dcms_tls_free(s->tls);
+            free(s->client_ca);
             free(s);
             return dcms_err_set(ei, e, "cannot start the request-head deadline");
         }
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_SOCK_ADDR,
@@ -724,9 +779,11 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+        (unsigned)1, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!s->daemon) {
         dcms_conn_guard_free(s->guard);
+        dcms_tls_free(s->tls);
+        free(s->client_ca);
         free(s);
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot listen on %s", cfg->listen);
     }
@@ -741,6 +798,21 @@ uint16_t dcms_http_server_port(const struct dcms_http_server *s)
     return s->port;
 }
 
+bool dcms_http_server_tls(const struct dcms_http_server *s)
+{
+    return s->tls != NULL;
+}
+
+enum dcms_err dcms_http_server_reload_tls(struct dcms_http_server *s, struct dcms_errinfo *ei)
+{
+    if (!s->tls)
+        return DCMS_OK;
+    enum dcms_err e = dcms_tls_reload(s->tls, ei);
+    if (!e)
+        DCMS_LOG(DCMS_LOG_INFO, "tls", "certificate reloaded: %s", dcms_tls_subject(s->tls));
+    return e;
+}
+
 int64_t dcms_http_server_drain(struct dcms_http_server *s, unsigned timeout_ms)
 {
     atomic_store(&s->draining, true);
@@ -748,11 +820,22 @@ int64_t dcms_http_server_drain(struct dcms_http_server *s, unsigned timeout_ms)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     struct dcms_metrics *m = s->app->metrics;
-    int64_t deadline = dcms_clock_mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t now0 = dcms_clock_mono_us(), deadline = now0 + (int64_t)timeout_ms * 1000;
+    /* Long operations are cancelled a little before the deadline, so they can still answer. */
+    int64_t margin =
+        (int64_t)timeout_ms * 1000 / 4 < 250000 ? (int64_t)timeout_ms * 1000 / 4 : 250000;
+    int64_t cancel_at = deadline - margin;
     int64_t idle_since = 0;
     /* Done when every connection is closed, or when nothing has been in flight for 300 ms
      * (idle keep-alive clients are then cut off; they did not have a request running). */
     while (dcms_clock_mono_us() < deadline) {
+        if (!dcms_cancel_requested() && dcms_clock_mono_us() >= cancel_at &&
+            dcms_metrics_requests_in_flight(m) > 0) {
+            DCMS_LOG(DCMS_LOG_WARN, "http",
+                     "shutdown deadline near: cancelling %lld running requests",
+                     (long long)dcms_metrics_requests_in_flight(m));
+            dcms_cancel_all();
+        }
         if (dcms_metrics_connections_open(m) <= 0)
             return 0;
         if (dcms_metrics_requests_in_flight(m) > 0) {
@@ -775,5 +858,7 @@ void dcms_http_server_stop(struct dcms_http_server *s)
         return;
     MHD_stop_daemon(s->daemon);
     dcms_conn_guard_free(s->guard);
+    dcms_tls_free(s->tls);
+    free(s->client_ca);
     free(s);
 }

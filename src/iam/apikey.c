@@ -211,6 +211,10 @@ static enum dcms_err scope_of(struct dcms_arena *a, const char *text, struct dcm
     return e;
 }
 
+static enum dcms_err key_principal(struct dcms_iam *iam, const char *id, const char *hash,
+                                   const unsigned char whole[32], struct dcms_arena *arena,
+                                   struct dcms_principal *out, struct dcms_errinfo *ei);
+
 enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *key, size_t len,
                                             struct dcms_arena *arena, struct dcms_principal *out,
                                             struct dcms_errinfo *ei)
@@ -228,9 +232,38 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
     if (cache_lookup(iam, whole, arena, out))
         return DCMS_OK;
-    iam_policies_refresh(iam); /* as the token path: on a miss, at least once a second */
     if (dcms_digest_sha256_hex(secret, SECRET_CHARS, hash))
         return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
+    return key_principal(iam, id, hash, whole, arena, out, ei);
+}
+
+enum dcms_err dcms_iam_authenticate_api_key_id(struct dcms_iam *iam, const char *id,
+                                               struct dcms_arena *arena, struct dcms_principal *out,
+                                               struct dcms_errinfo *ei)
+{
+    if (!dcms_uuid_valid(id))
+        return unauth(ei, "malformed");
+    unsigned char whole[32];
+    char tagged[8 + DCMS_UUID_STRLEN];
+    int n = snprintf(tagged, sizeof(tagged), "tls-key:%s", id);
+    /* Cached under a digest no key string can have (it holds no secret part). */
+    if (n < 0 || dcms_digest_sha256(tagged, (size_t)n, whole))
+        return dcms_err_set(ei, DCMS_ERR_CRYPTO, NULL);
+    if (cache_lookup(iam, whole, arena, out))
+        return DCMS_OK;
+    return key_principal(iam, id, NULL, whole, arena, out, ei);
+}
+
+/*
+ * The principal of key `id` from the store: `hash` (the SHA-256 hex of the
+ * secret) must match unless NULL (a verified client certificate named the
+ * key). Cached under `whole`.
+ */
+static enum dcms_err key_principal(struct dcms_iam *iam, const char *id, const char *hash,
+                                   const unsigned char whole[32], struct dcms_arena *arena,
+                                   struct dcms_principal *out, struct dcms_errinfo *ei)
+{
+    iam_policies_refresh(iam); /* as the token path: on a miss, at least once a second */
     /* Read before the store, so a revocation committed meanwhile is not cached as valid. */
     uint64_t epoch = atomic_load(&iam->epoch);
     struct dcms_store_tx *tx;
@@ -248,7 +281,8 @@ enum dcms_err dcms_iam_authenticate_api_key(struct dcms_iam *iam, const char *ke
     dcms_time_format(now_us, now);
     const char *stored = dcms_store_rows_count(rows) == 1 ? dcms_store_rows_text(rows, 0, 1) : "";
     /* Unknown ids and wrong secrets look the same to the caller. */
-    if (strlen(stored) != 64 || sodium_memcmp(stored, hash, 64) != 0)
+    if (dcms_store_rows_count(rows) != 1 ||
+        (hash && (strlen(stored) != 64 || sodium_memcmp(stored, hash, 64) != 0)))
         e = unauth(ei, "unknown key or wrong secret");
     else if (!dcms_store_rows_is_null(rows, 0, 4))
         e = unauth(ei, "the key was revoked");

@@ -202,6 +202,45 @@ void dcms_store_stats(struct dcms_store *s, struct dcms_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- disk full ---- */
+
+/*
+ * A write that fails for want of space starts an episode: one log line, and
+ * dcms_store_read_only is true until a write commits again or, with no
+ * write since, STORE_FULL_HOLD_MS after the last failure (so a node taken
+ * out of rotation by /readyz comes back by itself and the next write
+ * decides). The episode's end is logged once too.
+ */
+#define STORE_FULL_HOLD_MS 5000
+
+static enum dcms_err storage_note(struct dcms_store *s, enum dcms_err r)
+{
+    if (r != DCMS_ERR_INSUFFICIENT_STORAGE)
+        return r;
+    int64_t now = dcms_clock_mono_us(), zero = 0;
+    atomic_store(&s->full_last_us, now);
+    if (atomic_compare_exchange_strong(&s->full_since_us, &zero, now))
+        DCMS_LOG(DCMS_LOG_ERROR, "store",
+                 "the database disk is full: writes are refused with 507 and /readyz says "
+                 "read_only until space is freed");
+    return r;
+}
+
+static void storage_ok(struct dcms_store *s)
+{
+    int64_t since = atomic_load(&s->full_since_us);
+    if (since && atomic_compare_exchange_strong(&s->full_since_us, &since, 0))
+        DCMS_LOG(DCMS_LOG_INFO, "store", "writes succeed again after %.1f s of a full disk",
+                 (double)(dcms_clock_mono_us() - since) / 1e6);
+}
+
+bool dcms_store_read_only(struct dcms_store *s)
+{
+    if (!atomic_load(&s->full_since_us))
+        return false;
+    return dcms_clock_mono_us() - atomic_load(&s->full_last_us) < STORE_FULL_HOLD_MS * 1000;
+}
+
 /* ---- transactions ---- */
 
 /* A connection found broken is repaired before use; a repaired one that fails again is not. */
@@ -232,7 +271,7 @@ enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
         return r;
     if ((r = begin_on(s, e, mode, ei))) {
         pool_release(s, e);
-        return r;
+        return storage_note(s, r);
     }
     e->read_only = mode == DCMS_TX_READ;
     e->tx.store = s;
@@ -255,8 +294,10 @@ enum dcms_err dcms_store_commit(struct dcms_store_tx *tx, struct dcms_errinfo *e
                           : s->be->exec_script(e->conn, "COMMIT", ei);
     if (r && !s->be->broken(e->conn))
         (void)s->be->exec_script(e->conn, "ROLLBACK", NULL);
+    else if (!r && !e->read_only)
+        storage_ok(s);
     pool_release(s, e);
-    return r;
+    return storage_note(s, r);
 }
 
 void dcms_store_rollback(struct dcms_store_tx *tx)
@@ -291,7 +332,8 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
         DCMS_LOG(DCMS_LOG_ERROR, "store", "too many named queries (limit %d)", STORE_MAX_QUERIES);
         return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
-    return be->exec(tx->entry->conn, tx->entry->read_only, q, sql, params, n, rows, affected, ei);
+    return storage_note(tx->store, be->exec(tx->entry->conn, tx->entry->read_only, q, sql, params,
+                                            n, rows, affected, ei));
 }
 
 enum dcms_err dcms_store_exec_int(struct dcms_store_tx *tx, struct dcms_query *q,

@@ -82,6 +82,8 @@ struct dcms_store {
      * transactions; the daemon never sets it.
      */
     enum dcms_err fail_commit;
+    /* Disk-full episode (store.c, storage_*): when the last write failed for want of space. */
+    _Atomic int64_t full_since_us, full_last_us;
 };
 
 /* Gives `q` its slot number (1..STORE_MAX_QUERIES-1) on first use; 0 if full. */

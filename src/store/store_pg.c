@@ -50,10 +50,17 @@ static enum dcms_err pg_connect(struct dcms_store *s, void **out, struct dcms_er
     const char *vals[] = {s->target, "dcmsd", "10", NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "cannot connect to postgres: %s",
-                 c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        const char *why = c->pg ? PQerrorMessage(c->pg) : "out of memory";
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "cannot connect to postgres: %s", why);
+        /* Only at open (main's log): a refused server certificate is a configuration error. */
+        bool tls = strstr(why, "SSL") || strstr(why, "certificate");
         PQfinish(c->pg);
         free(c);
+        if (tls)
+            return dcms_err_set(ei, DCMS_ERR_CONFIG,
+                                "cannot connect to the database: its TLS certificate was not "
+                                "accepted (check sslrootcert, and that the URL's host is in the "
+                                "certificate for sslmode=verify-full; see docs/operations.md)");
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot connect to the database");
     }
     PQsetNoticeProcessor(c->pg, quiet_notices, NULL);
@@ -97,6 +104,9 @@ static enum dcms_err map_result(struct pg_conn *c, PGresult *res, const char *wh
                                 struct dcms_errinfo *ei)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* disk_full, logged once per episode by store.c, not once per statement. */
+    if (state && strcmp(state, "53100") == 0 && PQstatus(c->pg) == CONNECTION_OK)
+        return dcms_err_set(ei, DCMS_ERR_INSUFFICIENT_STORAGE, "the database disk is full");
     DCMS_LOG(DCMS_LOG_WARN, "store", "postgres %s failed: %s%s%s", what, state ? state : "",
              state ? " " : "", PQerrorMessage(c->pg));
     if (PQstatus(c->pg) != CONNECTION_OK)
@@ -113,8 +123,6 @@ static enum dcms_err map_result(struct pg_conn *c, PGresult *res, const char *wh
         return dcms_err_set(ei, DCMS_ERR_RETRY, NULL);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the database is unavailable");
-    if (strcmp(state, "53100") == 0)
-        return dcms_err_set(ei, DCMS_ERR_IO, "the database could not be written");
     return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
 }
 

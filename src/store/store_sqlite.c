@@ -21,6 +21,9 @@ struct sq_conn {
 static enum dcms_err map_error(sqlite3 *db, int rc, const char *what, struct dcms_errinfo *ei)
 {
     int ext = sqlite3_extended_errcode(db);
+    /* A full disk is logged once per episode by store.c, not once per statement. */
+    if ((rc & 0xff) == SQLITE_FULL)
+        return dcms_err_set(ei, DCMS_ERR_INSUFFICIENT_STORAGE, "the database disk is full");
     DCMS_LOG(DCMS_LOG_WARN, "store", "sqlite %s failed: %s (%d)", what, sqlite3_errmsg(db), ext);
     switch (rc & 0xff) {
     case SQLITE_CONSTRAINT:
@@ -34,7 +37,6 @@ static enum dcms_err map_error(sqlite3 *db, int rc, const char *what, struct dcm
         return dcms_err_set(ei, DCMS_ERR_RETRY, NULL);
     case SQLITE_NOMEM:
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    case SQLITE_FULL:
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:

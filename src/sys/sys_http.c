@@ -38,6 +38,16 @@ enum dcms_err dcms_sys_readyz(struct dcms_http_req *req, struct dcms_http_resp *
     enum dcms_err e = dcms_store_ping(req->app->store, req->ei);
     if (e)
         return dcms_err_set(req->ei, DCMS_ERR_UNAVAILABLE, "the store is not reachable");
+    if (dcms_store_read_only(req->app->store)) {
+        /* Reads still work, writes fail for want of space: out of rotation until it passes. */
+        json_t *d = json_pack("{s:s, s:s, s:s}", "status", "not_ready", "store", "read_only",
+                              "backend", dcms_store_backend_name(req->app->store));
+        if (!d || dcms_http_resp_json(resp, 503, d))
+            return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+        return dcms_http_resp_header(resp, "Retry-After", "5")
+                   ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)
+                   : DCMS_OK;
+    }
     json_t *v = json_pack("{s:s, s:s}", "status", "ready", "store",
                           dcms_store_backend_name(req->app->store));
     return dcms_http_resp_json(resp, 200, v) ? dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL)

@@ -28,6 +28,7 @@
 
 #include "audit/audit_int.h"
 #include "dcms/audit.h"
+#include "dcms/cancel.h"
 #include "dcms/clock.h"
 #include "dcms/crypto.h"
 #include "dcms/json.h"
@@ -1057,6 +1058,23 @@ static void details_round_trip(struct fixture *f)
 }
 AUDIT_CASE(details_round_trip)
 
+/* At the shutdown deadline a verification stops between batches with 503 (unavailable). */
+static void cancel_stops_verify(struct fixture *f)
+{
+    open_both(f, 50, 0, 0);
+    append_n(f, 3);
+    struct dcms_audit_report before;
+    verify(f->audit, &before);
+    assert_true(before.ok);
+    dcms_cancel_all(); /* this process ends with the case (one ctest entry per case) */
+    struct dcms_audit_report r;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_audit_verify(f->audit, &r, &ei), DCMS_ERR_UNAVAILABLE);
+    assert_non_null(strstr(ei.message, "shutting down"));
+}
+AUDIT_CASE(cancel_stops_verify)
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(concurrent_appends_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(concurrent_appends_pg, setup_pg, teardown),
@@ -1088,6 +1106,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(key_file_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(details_round_trip_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(details_round_trip_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(cancel_stops_verify_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(cancel_stops_verify_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)
