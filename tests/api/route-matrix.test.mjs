@@ -131,6 +131,9 @@ const EXPECTED = {
   'GET /api/v1/enclaves/{id}/attestation':               '401 404 404 200 403 200',
   'GET /api/v1/contracts/{id}/audit':                    '401 404 404 200 403 200',
   'GET /api/v1/contracts/{id}/evidence':                 '401 404 404 200 403 200',
+  // the web UI: the page for everyone, and no asset under a random name
+  'GET /':                                               '200 200 200 200 200 200',
+  'GET /assets/{name}':                                  '404 404 404 404 404 404',
 };
 
 let ctx;
