@@ -23,6 +23,7 @@ PACKAGES=(
     wrk nginx-light
     softhsm2 libp11-kit-dev
     python3 # training/check_model.py in unit.trainer.check_model_py
+    chromium chromium-headless-shell # tests/browser (driven by playwright-core from npm)
 )
 # Added only when `node` or `npm` is not on PATH: a node installed from
 # elsewhere (e.g. NodeSource, which ships its own npm) must not be replaced.
