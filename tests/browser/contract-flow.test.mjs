@@ -42,6 +42,7 @@ test('sign in: the access token stays in memory, the refresh token in an HttpOnl
   await prov.getByRole('button', { name: 'Sign in' }).click();
   await prov.locator('.summary').waitFor();
   await h.signIn(prov, provider);
+  assert.equal(await prov.getByText('Loading dcms').count(), 0, 'the boot message is replaced');
   const storage = await prov.evaluate(() => ({ cookie: document.cookie, local: localStorage.length, session: sessionStorage.length }));
   assert.deepEqual(storage, { cookie: '', local: 0, session: 0 }, 'nothing readable by scripts');
   const cookies = await prov.context().cookies();
@@ -105,7 +106,7 @@ test('the lifecycle stepper enables only legal actions, and says why for the oth
   for (const name of ['Edit', 'Submit for signature', 'Delete draft']) {
     assert.equal(await action(name).getByRole('button').getAttribute('aria-disabled'), null, `${name} enabled`);
   }
-  for (const [name, why] of [['Sign', /pending signature/], ['Activate', /pending signature/], ['Suspend', /active/], ['Terminate', /active/]]) {
+  for (const [name, why] of [['Sign', /pending signature/], ['Activate', /pending signature/], ['Suspend', /active contract can be suspended/], ['Terminate', /active or suspended contract can be terminated/]]) {
     const b = action(name).getByRole('button');
     assert.equal(await b.getAttribute('aria-disabled'), 'true', `${name} disabled`);
     const whyId = await b.getAttribute('aria-describedby');

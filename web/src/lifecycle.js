@@ -61,7 +61,7 @@ export function actions(contract, me, now = Date.now()) {
   const providerSide = admin || (parties.includes('provider') && me.token.roles.includes('provider'));
   set('suspend', notParty || (!providerSide && t('why.provider_only')) || (st !== 'active' && (final || t('why.only_active', { status }))));
   set('resume', notParty || (!providerSide && t('why.provider_only')) || (st !== 'suspended' && (final || t('why.only_suspended', { status }))));
-  set('terminate', notParty || (!can('terminate') && t('why.no_permission')) || (!['active', 'suspended'].includes(st) && (final || t('why.only_active', { status }))));
+  set('terminate', notParty || (!can('terminate') && t('why.no_permission')) || (!['active', 'suspended'].includes(st) && (final || t('why.only_running', { status }))));
   return out;
 }
 

@@ -88,4 +88,6 @@ function App() {
     <main id="main" tabindex="-1">${screen}</main>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the boot message; Preact 11 renders beside what is there
+render(html`<${App} />`, root);

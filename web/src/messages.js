@@ -114,6 +114,7 @@ const en = {
   'why.missing_signatures': 'Both sides must sign the current terms first ({missing} missing).',
   'why.not_effective': 'The terms take effect on {date}.',
   'why.only_active': 'Only an active contract can be suspended; it is {status}.',
+  'why.only_running': 'Only an active or suspended contract can be terminated; it is {status}.',
   'why.only_suspended': 'Only a suspended contract can be resumed; it is {status}.',
   'why.provider_only': 'Only the provider side or an administrator may do this.',
   'why.final': 'This contract is {status}: a final state.',
