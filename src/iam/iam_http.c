@@ -274,24 +274,7 @@ static enum dcms_err refresh_to_cookie(struct dcms_http_req *req, struct dcms_ht
 /* The refresh token of the cookie, copied into out[cap]; false when there is none. */
 static bool refresh_cookie_find(const struct dcms_http_req *req, char *out, size_t cap)
 {
-    const char *cookie = dcms_http_req_header(req, "Cookie");
-    size_t nl = strlen(IAM_REFRESH_COOKIE);
-    for (const char *p = cookie; p && *p;) {
-        while (*p == ' ' || *p == ';')
-            p++;
-        const char *end = strchr(p, ';');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n > nl + 1 && strncmp(p, IAM_REFRESH_COOKIE, nl) == 0 && p[nl] == '=') {
-            size_t vl = n - nl - 1;
-            if (vl >= cap)
-                return false;
-            memcpy(out, p + nl + 1, vl);
-            out[vl] = '\0';
-            return true;
-        }
-        p = end;
-    }
-    return false;
+    return iam_cookie_find(dcms_http_req_header(req, "Cookie"), IAM_REFRESH_COOKIE, out, cap);
 }
 
 enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
