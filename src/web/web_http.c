@@ -21,7 +21,7 @@ static const char csp_ui[] =
     "frame-ancestors 'none'";
 static const char permissions_policy[] =
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
-    "payment=(), usb=(), interest-cohort=()";
+    "payment=(), usb=()";
 
 static const struct dcms_web_asset *find(const char *name)
 {

@@ -8,7 +8,15 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { harness } from './lib/harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { login } from '../api/lib/iam.mjs';
+import { harness, PW } from './lib/harness.mjs';
+
+/** The TOTP code of `secret` (base32) `k` steps from now (oathtool, as tests/api/mfa.test.mjs). */
+function totp(secret, k) {
+  const t = (Math.floor(Date.now() / 30000) + k) * 30;
+  return execFileSync('oathtool', ['--totp', '-b', '-N', `@${t}`, secret], { encoding: 'utf8' }).trim();
+}
 
 let h;
 let provider;
@@ -213,6 +221,50 @@ test('sign out clears the session: the refresh cookie is gone and a reload asks 
   await prov.reload();
   await prov.getByRole('heading', { name: 'Sign in' }).waitFor();
   a11y.push(...(await h.axe(cons, 'contract detail, active (dark)')));
+});
+
+test('sign in with a second factor: an authenticator code, then a recovery code', async () => {
+  const u = await h.user(['consumer']);
+  const token = (await login(h.server, u.email, PW)).access_token;
+  const en = await h.call('POST', '/api/v1/mfa/totp/enroll', { token });
+  assert.equal(en.status, 201, JSON.stringify(en.json));
+  const conf = await h.call('POST', '/api/v1/mfa/totp/confirm', { token, json: { code: totp(en.json.secret, 0) } });
+  assert.equal(conf.status, 200, JSON.stringify(conf.json));
+  const pg = await h.page();
+  await pg.goto(h.base + '/');
+  await pg.getByLabel('E-mail').fill(u.email);
+  await pg.getByLabel('Password').fill(PW);
+  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('heading', { level: 1, name: 'Second factor' }).waitFor();
+  a11y.push(...(await h.axe(pg, 'second factor (light)')));
+  // A wrong code: the problem is shown and the ticket can be tried again... with the right code.
+  await pg.getByLabel('Authenticator code').fill('000000');
+  await pg.getByRole('button', { name: 'Verify' }).click();
+  await pg.locator('.summary').waitFor();
+  await pg.getByRole('button', { name: 'Start again' }).click();
+  assert.equal(await pg.getByLabel('E-mail').inputValue(), u.email, 'the e-mail is kept');
+  await pg.getByLabel('Password').fill(PW);
+  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByLabel('Authenticator code').fill(totp(en.json.secret, 1)); // the confirmation used this step's
+  await pg.getByRole('button', { name: 'Verify' }).click();
+  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  const me = await pg.evaluate(async () => (await fetch('/api/v1/auth/me')).status);
+  assert.equal(me, 401, 'no ambient credential: the API needs the bearer token only the app holds');
+
+  await pg.getByRole('button', { name: 'Sign out' }).click();
+  await pg.getByLabel('E-mail').fill(u.email);
+  await pg.getByLabel('Password').fill(PW);
+  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Use a recovery code instead' }).click();
+  await pg.getByLabel('Recovery code').fill(conf.json.recovery_codes[0]);
+  await pg.getByRole('button', { name: 'Verify' }).click();
+  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  // The recovery code is used up: it does not work a second time.
+  const again = await fetch(`${h.server.url}/api/v1/auth/login`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ email: u.email, password: PW, recovery_code: conf.json.recovery_codes[0] }),
+  });
+  assert.equal(again.status, 401);
 });
 
 test('axe-core: no serious or critical violation on the screens visited', () => {

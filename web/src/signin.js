@@ -10,6 +10,7 @@ export function SignIn({ onDone, notice }) {
   const [useRecovery, setUseRecovery] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [email, setEmail] = useState(''); // kept when the second step starts again
 
   const problems = (field) => (error?.details ?? []).filter((d) => d.field === field);
   const fieldFor = (path) => (['email', 'password', 'totp', 'recovery_code'].includes(path) ? fieldId(path) : null);
@@ -54,7 +55,7 @@ export function SignIn({ onDone, notice }) {
     <${ErrorSummary} error=${error} fieldFor=${fieldFor} />
     <form onSubmit=${submit} novalidate aria-busy=${busy ? 'true' : 'false'}>
       ${!mfa &&
-      html`${input('email', t('signin.email'), 'email', { autocomplete: 'username', autofocus: true })}
+      html`${input('email', t('signin.email'), 'email', { autocomplete: 'username', autofocus: true, value: email, onInput: (e) => setEmail(e.currentTarget.value) })}
         ${input('password', t('signin.password'), 'password', { autocomplete: 'current-password' })}`}
       ${mfa &&
       html`<p>${t('signin.mfa.intro')}</p>
