@@ -105,6 +105,17 @@ test('a draft with a mistake: the problem lands on its field, then the draft is 
   contractId = prov.url().split('#/contracts/')[1];
   assert.match(contractId, /^[0-9a-f-]{36}$/);
   assert.equal(await statusOf(prov), 'Draft');
+
+  // Edit the draft (PUT with If-Match): the parties are read-only, the change is saved.
+  await prov.getByRole('button', { name: 'Edit', exact: true }).click();
+  await prov.getByRole('heading', { level: 1, name: 'Edit contract' }).waitFor();
+  assert.ok(await prov.getByLabel('Consumer identity id').evaluate((e) => e.readOnly), 'the parties are fixed');
+  await prov.getByLabel('Description').fill('Gradient boosting, ten runs at most');
+  await prov.getByRole('button', { name: 'Save draft' }).click();
+  await prov.getByText('Gradient boosting, ten runs at most').waitFor();
+  const c = (await h.call('GET', `/api/v1/contracts/${contractId}`)).json;
+  assert.equal(c.description, 'Gradient boosting, ten runs at most');
+  assert.equal(c.version, 2);
 });
 
 test('the lifecycle stepper enables only legal actions, and says why for the others', async () => {
