@@ -87,7 +87,7 @@ export async function harness(env = {}) {
   }
 
   const axeSource = fs.readFileSync(path.join(repoRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
-  /** axe-core on the page; returns the serious and critical violations, described. */
+  /** axe-core on the page (every rule it runs by default); returns its violations, described. */
   async function axe(pg, label) {
     // Injected through the DevTools protocol (not a <script>), so the page's CSP stays as served.
     await pg.evaluate(axeSource);
@@ -100,8 +100,7 @@ export async function harness(env = {}) {
       };
     });
     assert.ok(res.ran > 0, `axe-core ran its rules on ${label}`);
-    const bad = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-    return bad.map((v) => `${label}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.join(', ')}`);
+    return res.violations.map((v) => `${label}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.join(', ')}`);
   }
 
   async function close() {
