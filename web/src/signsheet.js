@@ -19,8 +19,7 @@ async function usableKey(me) {
   const rec = await loadKey(me.identity.id);
   if (!rec) return { rec: null, state: 'none' };
   const r = await api('GET', `/api/v1/identities/${me.identity.id}/keys`);
-  const keys = r.body.keys ?? r.body.signing_keys ?? r.body;
-  const ok = Array.isArray(keys) && keys.some((k) => k.id === rec.keyId && k.status === 'active');
+  const ok = r.body.keys.some((k) => k.id === rec.keyId && k.status === 'active');
   return ok ? { rec, state: 'ready' } : { rec: null, state: 'unregistered' };
 }
 
@@ -104,7 +103,7 @@ export function SignSheet({ id, me, onReauth }) {
       <dt>${t('sign.signer')}</dt><dd>${me.identity.name} (${me.identity.email ?? me.identity.id})</dd>
       <dt>${t('sign.method')}</dt><dd>${t('sign.method.digital')}</dd>
       <dt>${t('sign.key')}</dt>
-      <dd>${key.loading ? t('app.loading') : fp ? html`<code class="hash" data-testid="key-fingerprint">${fp}</code>` : key.state === 'unregistered' ? t('sign.key.unregistered') : t('sign.key.none')}</dd>
+      <dd>${key.error ? key.error.message : key.loading ? t('app.loading') : fp ? html`<code class="hash" data-testid="key-fingerprint">${fp}</code>` : key.state === 'unregistered' ? t('sign.key.unregistered') : t('sign.key.none')}</dd>
     </dl>
     ${!a.enabled && html`<p class="note" role="status">${a.why}</p>`}
     ${a.enabled && !done &&
@@ -114,7 +113,7 @@ export function SignSheet({ id, me, onReauth }) {
       </div>
       ${!supported && html`<p class="note">${t('sign.unsupported')}</p>`}
       <div class="buttons">
-        <button type="submit" class="primary" disabled=${!!step || key.loading || !supported}>${step ? t('sign.busy') : t('sign.submit')}</button>
+        <button type="submit" class="primary" disabled=${!!step || key.loading || !!key.error || !supported}>${step ? t('sign.busy') : t('sign.submit')}</button>
       </div>
       <p role="status" aria-live="polite" class="live">${step}</p>
     </form>`}
