@@ -25,6 +25,7 @@ PACKAGES=(
     python3 # training/check_model.py in unit.trainer.check_model_py
     time # /usr/bin/time: CPU seconds in bench/bench-datasets.sh
     libgnutls28-dev testssl.sh # HTTPS: the certificate callback; the TLS scan in tests/api/tls
+    chromium chromium-headless-shell # tests/browser (driven by playwright-core from npm)
 )
 # Added only when `node` or `npm` is not on PATH: a node installed from
 # elsewhere (e.g. NodeSource, which ships its own npm) must not be replaced.

@@ -4,7 +4,9 @@
 #      no banned call in src/ or workload/ (scripts/check-banned.sh), dcms/http.h
 #      only in the HTTP layer and *_http.c files (scripts/check-boundaries.sh)
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
-#   3. store unit tests against it, API tests against SQLite and PostgreSQL
+#   3. store unit tests against it, API tests against SQLite and PostgreSQL,
+#      the browser tests (tests/browser: chromium + the web UI) on both, each
+#      run bounded by DCMS_TEST_BROWSER_BUDGET_S (default 240 s)
 #   4. the same again in the sanitizer build (ASan + UBSan)
 #   3a. the fault suite (tests/faults/: kill -9 in a write burst, a full disk,
 #      SIGTERM with a slow request, PostgreSQL restarted under load) on both
@@ -95,6 +97,24 @@ run_api() {
     grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
     grep -B2 -A30 '^not ok' "$log" | head -200
     count_tap "api $label $backend" "$log"
+}
+
+# tests/browser: Debian's chromium driven by playwright-core against a real dcmsd.
+run_browser() {
+    local label=$1 bin=$2 backend=$3 log="$logdir/browser-$1-$3.log" budget=${DCMS_TEST_BROWSER_BUDGET_S:-240}
+    note "browser tests ($label, $backend; budget ${budget}s)"
+    local t0=$SECONDS
+    DCMS_BIN="$bin" DCMS_TEST_BACKEND="$backend" timeout -k 10 "$budget" \
+        node --test --test-concurrency=1 --test-reporter=tap tests/browser/ >"$log" 2>&1
+    local rc=$?
+    grep -E '^(not ok|# (tests|pass|fail|skipped)|# .*chromium)' "$log"
+    grep -B2 -A30 '^not ok' "$log" | head -200
+    echo "browser tests took $((SECONDS - t0)) s"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        failed=$((failed + 1)); failures+=("browser $label $backend: over the ${budget}s budget")
+        return
+    fi
+    count_tap "browser $label $backend" "$log"
 }
 
 start_pg() {
@@ -188,6 +208,8 @@ suite() {
     run_ctest "$label" "$dir"
     run_api "$label" "$dir/dcmsd" sqlite
     [ -n "${DCMS_TEST_PG_URL:-}" ] && run_api "$label" "$dir/dcmsd" postgres
+    run_browser "$label" "$dir/dcmsd" sqlite
+    [ -n "${DCMS_TEST_PG_URL:-}" ] && run_browser "$label" "$dir/dcmsd" postgres
 }
 
 run_fuzz() {

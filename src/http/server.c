@@ -169,6 +169,15 @@ static bool is_json_type(const char *ct)
     return strncasecmp(cs, "utf-8", 5) == 0 || strncasecmp(cs, "utf8", 4) == 0;
 }
 
+/* Whether the handler set header `name` itself (compared without case). */
+static bool resp_sets(const struct dcms_http_resp *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (strcasecmp(resp->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
                              struct dcms_http_resp *resp)
 {
@@ -196,7 +205,8 @@ static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
     };
     bool ok = true;
     for (size_t i = 0; i < sizeof(std) / sizeof(std[0]); i++)
-        ok &= MHD_add_response_header(r, std[i].name, std[i].value) == MHD_YES;
+        if (!resp_sets(resp, std[i].name)) /* a handler's own value replaces the default */
+            ok &= MHD_add_response_header(r, std[i].name, std[i].value) == MHD_YES;
     for (size_t i = 0; i < resp->nheaders; i++)
         ok &= MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value) == MHD_YES;
     if (atomic_load(&c->srv->draining) || c->close)

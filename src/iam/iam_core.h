@@ -354,6 +354,11 @@ bool iam_device_verify(const struct dcms_iam *iam, const char *token, const char
                        int64_t now_s, char id[DCMS_UUID_STRLEN]);
 /* Copies the value of the IAM_DEVICE_COOKIE cookie of a Cookie header into out[cap]. */
 bool iam_device_cookie_find(const char *cookie_header, char *out, size_t cap);
+/*
+ * Copies the value of the first cookie `name` of a Cookie header (NULL: none)
+ * into out[cap]; false when there is none, it is empty, or it does not fit.
+ */
+bool iam_cookie_find(const char *cookie_header, const char *name, char *out, size_t cap);
 
 /* ---- amr (RFC 8176) ---- */
 

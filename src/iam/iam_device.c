@@ -138,14 +138,19 @@ bool iam_device_verify(const struct dcms_iam *iam, const char *token, const char
 
 bool iam_device_cookie_find(const char *cookie, char *out, size_t cap)
 {
+    return iam_cookie_find(cookie, IAM_DEVICE_COOKIE, out, cap);
+}
+
+bool iam_cookie_find(const char *cookie, const char *name, char *out, size_t cap)
+{
     /* Cookie: name=value; name2=value2 (RFC 6265 section 5.4); the first of ours wins. */
-    size_t nl = strlen(IAM_DEVICE_COOKIE);
+    size_t nl = strlen(name);
     for (const char *p = cookie; p && *p;) {
         while (*p == ' ' || *p == ';')
             p++;
         const char *end = strchr(p, ';');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n > nl && strncmp(p, IAM_DEVICE_COOKIE, nl) == 0 && p[nl] == '=') {
+        if (n > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
             size_t vl = n - nl - 1;
             while (vl && p[nl + 1 + vl - 1] == ' ')
                 vl--;

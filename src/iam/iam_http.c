@@ -188,6 +188,95 @@ static enum dcms_err set_device_cookie(struct dcms_http_req *req, struct dcms_ht
     return DCMS_OK;
 }
 
+/*
+ * ---- browser sessions (cookie mode) ----
+ * A request with `X-DCMS-Session: cookie` keeps its refresh token out of
+ * script reach: login and refresh answer it only as the cookie
+ * IAM_REFRESH_COOKIE (HttpOnly, Secure, SameSite=Strict, Path = the
+ * refresh route, so no other request carries it), refresh reads it from
+ * that cookie, and logout clears it. CSRF: the custom header cannot be sent
+ * cross-site without a CORS preflight (which dcmsd never grants), and the
+ * Origin header must name this site (its Host, or one of
+ * DCMS_WEBAUTHN_ORIGINS). See web/README.md, "Sessions".
+ */
+#define IAM_REFRESH_COOKIE "__Secure-dcms_refresh"
+#define IAM_REFRESH_PATH "/api/v1/auth/refresh"
+#define IAM_REFRESH_MAX 256
+
+/* Whether `origin` ("scheme://host[:port]") is one of the comma-separated `list`. */
+static bool origin_listed(const char *list, const char *origin)
+{
+    size_t n = strlen(origin);
+    for (const char *p = list; p && *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && len && strncmp(p, origin, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/*
+ * DCMS_OK with *on false when the request does not ask for cookie mode;
+ * with *on true when it does and comes from this site; 403 when its Origin
+ * is missing or foreign, 422 when the header has another value.
+ */
+static enum dcms_err cookie_mode(struct dcms_http_req *req, bool *on)
+{
+    *on = false;
+    const char *mode = dcms_http_req_header(req, "X-DCMS-Session");
+    if (!mode)
+        return DCMS_OK;
+    if (strcmp(mode, "cookie") != 0)
+        return dcms_err_field(req->ei, "X-DCMS-Session", "must be \"cookie\" when given");
+    const char *origin = dcms_http_req_header(req, "Origin");
+    const char *host = dcms_http_req_header(req, "Host");
+    const char *sep = origin ? strstr(origin, "://") : NULL;
+    bool same = sep && host &&
+                (strncmp(origin, "http://", 7) == 0 || strncmp(origin, "https://", 8) == 0) &&
+                strcmp(sep + 3, host) == 0;
+    if (!same && !(origin && origin_listed(req->app->cfg->webauthn_origins, origin)))
+        return dcms_err_set(req->ei, DCMS_ERR_FORBIDDEN,
+                            "a cookie session needs a request from this site's own origin "
+                            "(the Origin header)");
+    *on = true;
+    return DCMS_OK;
+}
+
+/* Sets the refresh cookie to `tok` (NULL: clears it). */
+static enum dcms_err set_refresh_cookie(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                        const char *tok)
+{
+    char *v = dcms_arena_sprintf(req->arena,
+                                 IAM_REFRESH_COOKIE "=%s; Path=" IAM_REFRESH_PATH
+                                                    "; Max-Age=%lu; Secure; HttpOnly; "
+                                                    "SameSite=Strict",
+                                 tok ? tok : "", tok ? req->app->cfg->refresh_ttl_s : 0ul);
+    if (!v || dcms_arena_defer(req->arena, wipe_str, v) ||
+        dcms_http_resp_header(resp, "Set-Cookie", v))
+        return dcms_err_set(req->ei, DCMS_ERR_INTERNAL, NULL);
+    return DCMS_OK;
+}
+
+/* Moves the answer's refresh token into the cookie; the body keeps the access token only. */
+static enum dcms_err refresh_to_cookie(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                       json_t *out)
+{
+    const char *tok = json_string_value(json_object_get(out, "refresh_token"));
+    enum dcms_err e = tok ? set_refresh_cookie(req, resp, tok) : DCMS_OK;
+    wipe_member(out, "refresh_token");
+    json_object_del(out, "refresh_token");
+    return e;
+}
+
+/* The refresh token of the cookie, copied into out[cap]; false when there is none. */
+static bool refresh_cookie_find(const struct dcms_http_req *req, char *out, size_t cap)
+{
+    return iam_cookie_find(dcms_http_req_header(req, "Cookie"), IAM_REFRESH_COOKIE, out, cap);
+}
+
 enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     /* The factors a login may carry; see struct iam_factor_in (mfa_int.h). */
@@ -197,6 +286,11 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     enum dcms_err e = dcms_http_body_object(req, keys, &b);
     if (e)
         return e;
+    bool cookies;
+    if ((e = cookie_mode(req, &cookies))) {
+        wipe_member(b, "password");
+        return e;
+    }
     struct iam_login_in in;
     if ((e = iam_login_from_json(b, &in, req->ei)) || (e = req->ei->code)) {
         wipe_member(b, "password");
@@ -214,7 +308,8 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
     wipe_member(b, "password");
     wipe_member(b, "device_token");
     sodium_memzero(cookie_tok, sizeof(cookie_tok));
-    if (!e && (e = set_device_cookie(req, resp, out))) {
+    if (!e && ((e = set_device_cookie(req, resp, out)) ||
+               (cookies && (e = refresh_to_cookie(req, resp, out))))) {
         json_decref(out);
         return e;
     }
@@ -233,19 +328,48 @@ enum dcms_err dcms_iam_http_login(struct dcms_http_req *req, struct dcms_http_re
 enum dcms_err dcms_iam_http_refresh(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     static const char *const keys[] = {"refresh_token", NULL};
-    json_t *b;
-    enum dcms_err e = dcms_http_body_object(req, keys, &b);
+    static const char *const no_keys[] = {NULL};
+    bool cookies;
+    enum dcms_err e = cookie_mode(req, &cookies);
     if (e)
         return e;
-    const char *token;
-    if ((e = iam_str_from_json(b, "refresh_token", 256, true, &token, req->ei))) {
-        wipe_member(b, "refresh_token");
-        return e;
+    json_t *b = NULL;
+    const char *token = NULL;
+    char cookie_tok[IAM_REFRESH_MAX] = "";
+    if (cookies) {
+        /* The token is the cookie's: a body, if any, is an empty object. */
+        if (req->body.len && (e = dcms_http_body_object(req, no_keys, &b)))
+            return e;
+        if (req->ei->code)
+            return req->ei->code;
+        if (!refresh_cookie_find(req, cookie_tok, sizeof(cookie_tok))) {
+            sodium_memzero(cookie_tok, sizeof(cookie_tok));
+            return dcms_err_set(req->ei, DCMS_ERR_UNAUTHENTICATED,
+                                "no session cookie: log in again");
+        }
+        token = cookie_tok;
+    } else {
+        if ((e = dcms_http_body_object(req, keys, &b)))
+            return e;
+        if ((e = iam_str_from_json(b, "refresh_token", 256, true, &token, req->ei))) {
+            wipe_member(b, "refresh_token");
+            return e;
+        }
     }
-    json_t *out;
+    json_t *out = NULL;
     struct iam_call c = IAM_CALL_OF(req);
     e = iam_refresh(&c, token, &out);
     wipe_member(b, "refresh_token");
+    sodium_memzero(cookie_tok, sizeof(cookie_tok));
+    if (cookies) {
+        /* A refused cookie is cleared, so the browser stops sending it. */
+        enum dcms_err ce =
+            e ? set_refresh_cookie(req, resp, NULL) : refresh_to_cookie(req, resp, out);
+        if (ce && !e) {
+            json_decref(out);
+            return ce;
+        }
+    }
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
@@ -254,16 +378,29 @@ enum dcms_err dcms_iam_http_logout(struct dcms_http_req *req, struct dcms_http_r
     static const char *const keys[] = {"refresh_token", NULL};
     const char *token = NULL;
     json_t *b = NULL;
+    bool cookies;
+    enum dcms_err e = cookie_mode(req, &cookies);
+    if (e)
+        return e;
     if (req->body.len) {
-        enum dcms_err e = dcms_http_body_object(req, keys, &b);
-        if (e)
+        if ((e = dcms_http_body_object(req, keys, &b)))
             return e;
         if ((e = iam_str_from_json(b, "refresh_token", 256, false, &token, req->ei)))
             return e;
     }
+    /* Cookie mode: the cookie is cleared whatever the answer; without a token in the body
+     * or a bearer token, the cookie's names the session. */
+    char cookie_tok[IAM_REFRESH_MAX] = "";
+    if (cookies) {
+        if ((e = set_refresh_cookie(req, resp, NULL)))
+            return e;
+        if (!token && !req->principal && refresh_cookie_find(req, cookie_tok, sizeof(cookie_tok)))
+            token = cookie_tok;
+    }
     struct iam_call c = IAM_CALL_OF(req);
-    enum dcms_err e = iam_logout(&c, token);
+    e = iam_logout(&c, token);
     wipe_member(b, "refresh_token");
+    sodium_memzero(cookie_tok, sizeof(cookie_tok));
     return e ? e : dcms_http_reply_no_content(resp);
 }
 

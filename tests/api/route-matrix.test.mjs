@@ -140,6 +140,9 @@ const EXPECTED = {
   'GET /api/v1/trainings/{id}/events':                   '401 404 404 404 403 404',
   // the privacy budget
   'GET /api/v1/contracts/{id}/privacy':                  '401 404 404 200 403 200',
+  // the web UI: the page for everyone, and no asset under a random name
+  'GET /':                                               '200 200 200 200 200 200',
+  'GET /assets/{name}':                                  '404 404 404 404 404 404',
 };
 
 let ctx;

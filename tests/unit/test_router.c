@@ -96,15 +96,33 @@ static void unknown_path(void **state)
     struct fixture *f = *state;
     char allow[64];
     size_t idx = SIZE_MAX;
-    static const char *const paths[] = {"/nope",   "/",        "",        "/healthzz",
-                                        "/health", "/HEALTHZ", "/api/v1", "/api/v1/system/x",
-                                        "healthz"};
+    static const char *const paths[] = {"/nope",    "",        "/healthzz",        "/health",
+                                        "/HEALTHZ", "/api/v1", "/api/v1/system/x", "healthz",
+                                        "//",       "/assets", "/assets/",         "/assets/a/b"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         if (dcms_router_match("GET", paths[i], &f->req, &idx, allow, sizeof(allow)) !=
             ROUTE_NO_PATH)
             fail_msg("GET \"%s\" matched", paths[i]);
         assert_int_equal(idx, SIZE_MAX);
     }
+}
+
+/* The web UI: its page at "/" only, and one asset name under /assets/. */
+static void web_routes(void **state)
+{
+    struct fixture *f = *state;
+    char allow[64];
+    size_t idx = SIZE_MAX;
+    assert_int_equal(dcms_router_match("GET", "/", &f->req, &idx, allow, sizeof(allow)),
+                     ROUTE_FOUND);
+    assert_string_equal(dcms_routes[idx].path, "/");
+    assert_int_equal(
+        dcms_router_match("GET", "/assets/app.0123.js", &f->req, &idx, allow, sizeof(allow)),
+        ROUTE_FOUND);
+    assert_string_equal(dcms_routes[idx].path, "/assets/{name}");
+    assert_string_equal(dcms_http_req_param(&f->req, "name"), "app.0123.js");
+    assert_int_equal(dcms_router_match("POST", "/", &f->req, &idx, allow, sizeof(allow)),
+                     ROUTE_BAD_METHOD);
 }
 
 static void wrong_method(void **state)
@@ -302,6 +320,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(exact_match, setup, teardown),
     cmocka_unit_test_setup_teardown(head_matches_get, setup, teardown),
     cmocka_unit_test_setup_teardown(unknown_path, setup, teardown),
+    cmocka_unit_test_setup_teardown(web_routes, setup, teardown),
     cmocka_unit_test_setup_teardown(wrong_method, setup, teardown),
     cmocka_unit_test_setup_teardown(slashes_do_not_match, setup, teardown),
     cmocka_unit_test_setup_teardown(param_captured, setup, teardown),

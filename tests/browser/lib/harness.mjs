@@ -1,0 +1,112 @@
+// The browser test harness: a real dcmsd (tests/api/lib/server.mjs: fresh
+// data directory, SQLite or PostgreSQL per DCMS_TEST_BACKEND) and Debian's
+// chromium driven by playwright-core. Pages are opened at
+// http://localhost:PORT (a secure context, so WebCrypto and Secure cookies
+// work); every request a page makes must stay on that origin, every CSP
+// violation and page error fails the test, and axe-core checks pages.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { adminEnv, adminToken, bearer } from '../../api/lib/iam.mjs';
+import { repoRoot, startServer } from '../../api/lib/server.mjs';
+
+const CANDIDATES = [
+  process.env.DCMS_CHROMIUM,
+  '/usr/lib/chromium/chromium-headless-shell',
+  '/usr/lib/chromium/chromium',
+  '/usr/bin/chromium',
+].filter(Boolean);
+
+export function chromiumPath() {
+  const p = CANDIDATES.find((c) => fs.existsSync(c));
+  if (!p) throw new Error(`no chromium found (${CANDIDATES.join(', ')}); scripts/deps.sh installs Debian's chromium`);
+  return p;
+}
+
+export const PW = 'correct horse battery staple';
+
+/** dcmsd, chromium and helpers for one test file. */
+export async function harness(env = {}) {
+  const server = await startServer({
+    env: { ...adminEnv, DCMS_AUDIT_REFUSALS_PER_MINUTE: '100000', DCMS_LOGIN_MAX_FAILURES_PER_IP: '100000', ...env },
+  });
+  const port = new URL(server.url).port;
+  const base = `http://localhost:${port}`;
+  const browser = await chromium.launch({
+    executablePath: chromiumPath(),
+    args: ['--host-resolver-rules=MAP localhost 127.0.0.1', '--disable-gpu', '--no-first-run'],
+  });
+  console.log(`# chromium ${browser.version()} (${chromiumPath()}), dcmsd on ${server.backend}`);
+  const admin = await adminToken(server);
+  const problems = [];
+  let n = 0;
+
+  async function call(method, p, { token = admin, json } = {}) {
+    const res = await fetch(server.url + p, {
+      method,
+      headers: { ...bearer(token), ...(json ? { 'Content-Type': 'application/json' } : {}) },
+      body: json ? JSON.stringify(json) : undefined,
+      signal: AbortSignal.timeout(15000),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : null };
+  }
+
+  /** An active user made by the admin: {id, email, name}. */
+  async function user(roles) {
+    const i = ++n;
+    const email = `ui-${i}-${Date.now()}@example.com`;
+    const r = await call('POST', '/api/v1/identities', { json: { name: `${roles[0]} ${i}`, email, password: PW, roles } });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    return { id: r.json.id, email, name: r.json.name };
+  }
+
+  /** A browser context (its own cookies and IndexedDB) and a page watched for stray requests. */
+  async function page({ colorScheme = 'light', ...opts } = {}) {
+    const context = await browser.newContext({ colorScheme, locale: 'en-GB', timezoneId: 'Europe/Berlin', ...opts });
+    const pg = await context.newPage();
+    pg.setDefaultTimeout(10000);
+    pg.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.origin !== base && u.protocol !== 'data:') problems.push(`request to another origin: ${r.url()}`);
+    });
+    pg.on('console', (m) => {
+      if (/Content Security Policy|Refused to/.test(m.text())) problems.push(`CSP: ${m.text()}`);
+    });
+    pg.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    return pg;
+  }
+
+  async function signIn(pg, u) {
+    await pg.goto(base + '/');
+    await pg.getByLabel('E-mail').fill(u.email);
+    await pg.getByLabel('Password').fill(PW);
+    await pg.getByRole('button', { name: 'Sign in' }).click();
+    await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  }
+
+  const axeSource = fs.readFileSync(path.join(repoRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+  /** axe-core on the page (every rule it runs by default); returns its violations, described. */
+  async function axe(pg, label) {
+    // Injected through the DevTools protocol (not a <script>), so the page's CSP stays as served.
+    await pg.evaluate(axeSource);
+    const res = await pg.evaluate(async () => {
+      // eslint-disable-next-line no-undef
+      const r = await axe.run(document);
+      return {
+        ran: r.passes.length,
+        violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) })),
+      };
+    });
+    assert.ok(res.ran > 0, `axe-core ran its rules on ${label}`);
+    return res.violations.map((v) => `${label}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.join(', ')}`);
+  }
+
+  async function close() {
+    await browser.close().catch(() => {});
+    await server.stop();
+  }
+
+  return { server, base, browser, call, user, page, signIn, axe, problems, close };
+}
