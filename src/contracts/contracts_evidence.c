@@ -21,24 +21,6 @@ static struct dcms_query q_sigs = DCMS_QUERY(
     "evidence FROM contract_signatures WHERE contract_id = $1 AND voided_at IS NULL "
     "ORDER BY signed_at, id");
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static bool hex32(const char *s, unsigned char out[32])
-{
-    if (!s || strlen(s) != 64)
-        return false;
-    for (size_t i = 0; i < 32; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
-}
-
 /* One live signature with the signer's public key (null when it cannot be found). */
 static json_t *sig_entry(struct dcms_app *app, const struct dcms_store_rows *rows, size_t i)
 {
@@ -58,23 +40,31 @@ static json_t *sig_entry(struct dcms_app *app, const struct dcms_store_rows *row
         json_object_set_new(o, "public_key", json_null());
         return o;
     }
+    /* The signer may have sent base64url (the sign route takes either); the bundle always
+     * carries the standard alphabet, which is what offline verifiers decode. */
     const char *sig64 = json_string_value(json_object_get(ev, "signature"));
-    json_object_set_new(o, "signature", sig64 ? json_string(sig64) : json_null());
-    /* The key as registered when it signed: looked up by re-verifying the signature at its
-     * time. A signature that no longer verifies keeps a null key, and fails offline too. */
     unsigned char h[32], sig[64];
     size_t n = 0;
+    bool decoded = sig64 && ct_b64_any_decode(sig64, sig, sizeof(sig), &n) && n == 64;
+    char b64[96]; /* 88 characters and the NUL */
+    if (decoded)
+        dcms_b64_encode(b64, sig, n);
+    json_object_set_new(o, "signature",
+                        decoded ? json_string(b64)
+                        : sig64 ? json_string(sig64)
+                                : json_null());
+    /* The key as registered when it signed: looked up by re-verifying the signature at its
+     * time. A signature that no longer verifies keeps a null key, and fails offline too. */
     struct dcms_signing_key_info info;
     struct dcms_errinfo sub;
     dcms_errinfo_init(&sub, NULL);
     json_t *pk = json_null();
-    if (sig64 && hex32(T(6), h) &&
-        dcms_b64_decode(sig, sizeof(sig), sig64, strlen(sig64), &n) == DCMS_OK && n == 64 &&
+    if (decoded && ct_hex_decode32(T(6), h) &&
         dcms_iam_signing_key_verify(app->iam, T(2), T(4), h, 32, sig, T(8), &info, &sub) ==
             DCMS_OK) {
-        char b64[64];
-        dcms_b64_encode(b64, info.public_key, sizeof(info.public_key));
-        pk = json_string(b64);
+        char kb64[64];
+        dcms_b64_encode(kb64, info.public_key, sizeof(info.public_key));
+        pk = json_string(kb64);
     }
     json_object_set_new(o, "public_key", pk);
     json_decref(ev);

@@ -188,6 +188,29 @@ test('the evidence bundle verifies offline with dcmsd evidence verify, one line 
   assert.equal(a.status, 0, a.stdout + a.stderr);
 });
 
+test('signatures sent as base64url appear in the bundle with their keys and verify offline', async () => {
+  // The sign route takes either alphabet; the bundle once carried the base64url text as sent,
+  // found no key for it and failed offline. Both parties sign in base64url here.
+  let c = await ctx.create(p);
+  c = (await ctx.op(p.provider, c, 'submit')).json;
+  // Ed25519 signatures look random: in base64 nearly every one has a '+' or '/', which
+  // base64url writes as '-' or '_' (both lacking one has odds of about 1 in 250).
+  for (const who of [p.provider, p.consumer]) {
+    const r = await ctx.signDigital(who, c, {encoding: 'base64url'});
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  }
+  const r = await ctx.call('GET', `/api/v1/contracts/${c.id}/evidence`, {headers: bearer(p.consumer.token)});
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.json.signatures.length, 2);
+  for (const s of r.json.signatures) {
+    assert.notEqual(s.public_key, null, JSON.stringify(s));
+    assert.match(s.signature, /^[A-Za-z0-9+/]+=*$/);
+  }
+  const v = verifyBundle(r.json, 'b64url.json');
+  assert.equal(v.status, 0, v.stdout + v.stderr);
+  assert.ok(!v.stdout.split('\n').some((l) => l.startsWith('FAIL')), v.stdout);
+});
+
 /** Flips one bit of the byte at `i` of a base64 string. */
 function flipB64(s, i = 10) {
   const buf = Buffer.from(s, 'base64');

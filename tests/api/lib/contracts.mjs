@@ -91,8 +91,8 @@ export async function contractsContext(env = {}) {
                 {headers: bearer(who.token ?? who), ...(json ? {json} : {})});
   }
 
-  async function signDigital(who, c, {hash = c.terms_hash, message} = {}) {
-    const sig = sign(null, Buffer.from(message ?? hash, 'hex'), who.key.privateKey).toString('base64');
+  async function signDigital(who, c, {hash = c.terms_hash, message, encoding = 'base64'} = {}) {
+    const sig = sign(null, Buffer.from(message ?? hash, 'hex'), who.key.privateKey).toString(encoding);
     return op(who, c, 'sign', {type: 'digital', terms_hash: hash, key_id: who.key.key_id, signature: sig});
   }
 
