@@ -382,7 +382,12 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
     dcms_time_format(u->renewed_us, now);
     struct dcms_store_val cp[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(u->request_id),
                                   DCMS_VAL_TEXT(now), DCMS_VAL_INT(u->length)};
-    e = dcms_store_exec(tx, &q_claim, cp, 4, NULL, NULL, c->ei);
+    if ((e = dcms_store_exec(tx, &q_claim, cp, 4, NULL, NULL, c->ei)))
+        goto out;
+    /* A request that ended without saving its state (dcmsd stopped or crashed mid-upload)
+     * may have left segments past the saved count: they would collide with the ones this
+     * request writes, and the bytes they hold will be sent again. */
+    e = ds_blob_store.remove_from(tx, u->id, u->start_segments, c->ei);
 out:
     dcms_store_rows_free(rows);
     if (tx)

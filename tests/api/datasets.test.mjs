@@ -272,6 +272,27 @@ describe('datasets', () => {
     assert.ok(ev.length >= 1);
   });
 
+  test('a resume after an upload stopped mid-segment-write overwrites the segments it left', async () => {
+    // dcmsd stopping between a segment's insert and the save of the resume state leaves a
+    // segment past the saved count; the next request must not collide with it.
+    const g = genCsv(3 * 1024 * 1024 - 1000, 3);
+    const ds = await createDataset(provider, {}, g.schema);
+    const first = Math.floor(1.5 * 1024 * 1024);
+    let r = await patch(provider, ds.id, 0, g.data.subarray(0, first), {'Upload-Length': String(g.data.length)});
+    assert.equal(r.status, 204, r.text);
+    assert.equal(query(`SELECT count(*) FROM dataset_segments WHERE dataset_id = '${ds.id}'`).trim(), '1');
+    // what the stopped request wrote: a segment 1 beyond the saved state
+    query(`INSERT INTO dataset_segments (dataset_id, idx, final, nonce, ct) SELECT dataset_id, 1, final, nonce, ct ` +
+          `FROM dataset_segments WHERE dataset_id = '${ds.id}' AND idx = 0`);
+    r = await patch(provider, ds.id, first, g.data.subarray(first));
+    assert.equal(r.status, 204, r.text);
+    const d = (await get(provider, ds.id)).json;
+    assert.equal(d.status, 'ready', JSON.stringify(d.report));
+    assert.equal(d.sha256, sha(g.data).toString('hex'));
+    const v = await verify(provider, ds.id);
+    assert.equal(v.json.ok, true, v.json.problem);
+  });
+
   test('a consumer of an Active contract sees the metadata; a non-party gets 404', async () => {
     const ds = await createDataset(provider);
     assert.equal((await putWhole(provider, ds.id, CSV)).json.status, 'ready');
