@@ -152,6 +152,11 @@ static void end_field(struct ds_csv *v, const struct ds_schema *s)
     size_t n = whole ? v->field_len : DS_FIELD_MAX - 1;
     memcpy(val, v->buf, n);
     val[n] = '\0';
+    /* The checks below read val as a C string: a NUL would end it early ("1\0x" as "1"). */
+    if (memchr(val, '\0', n)) {
+        ds_csv_problem(v, v->record_line, "column %.40s: the field holds a NUL byte", c->name);
+        return;
+    }
     if (!v->header_done) {
         if (!whole || strcmp(val, c->name) != 0)
             ds_csv_problem(v, v->record_line, "header column %u is \"%.40s\", expected \"%.40s\"",

@@ -160,6 +160,35 @@ static void any_chunking_same_verdict(void **state)
     }
 }
 
+/* A NUL byte inside a field is a problem wherever it is, not the end of the value. */
+static void nul_in_a_field_is_refused(void **state)
+{
+    (void)state;
+    static const char *labels[] = {"0", "1"};
+    struct ds_column cols[3];
+    struct ds_schema s = schema3(cols, labels);
+    static const char text[] = "x,n,y\n"
+                               "1.5,2,0\n"
+                               "1\0x,2,0\n" /* line 3: a number, then junk */
+                               "1,2,1\0z\n" /* line 4: an allowed label, then junk */
+                               "1,2,1\n";
+    const int64_t lines[] = {3, 4};
+    for (size_t chunk = 1; chunk < sizeof(text); chunk++) {
+        struct ds_csv v;
+        ds_csv_init(&v);
+        for (size_t off = 0; off < sizeof(text) - 1; off += chunk)
+            ds_csv_feed(&v, &s, (const unsigned char *)text + off,
+                        sizeof(text) - 1 - off < chunk ? sizeof(text) - 1 - off : chunk);
+        ds_csv_finish(&v, &s);
+        assert_int_equal(v.rows, 4);
+        assert_int_equal(v.problems_total, 2);
+        for (size_t i = 0; i < 2; i++) {
+            assert_int_equal(v.problems[i].line, lines[i]);
+            assert_non_null(strstr(v.problems[i].message, "NUL byte"));
+        }
+    }
+}
+
 /* A field longer than DS_FIELD_MAX in one run is cut, counted, and refused as a number. */
 static void long_field_in_one_run(void **state)
 {
@@ -232,9 +261,8 @@ static void fast_path_agrees_with_bytewise(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(number_check_agrees_with_libc),
-    cmocka_unit_test(any_chunking_same_verdict),
-    cmocka_unit_test(long_field_in_one_run),
+    cmocka_unit_test(number_check_agrees_with_libc),  cmocka_unit_test(any_chunking_same_verdict),
+    cmocka_unit_test(long_field_in_one_run),          cmocka_unit_test(nul_in_a_field_is_refused),
     cmocka_unit_test(fast_path_agrees_with_bytewise),
 };
 
