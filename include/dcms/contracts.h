@@ -186,6 +186,16 @@ struct dcms_contract_privacy {
 };
 
 /*
+ * Records that a contract was hidden from `p` behind a 404 (audit
+ * "contract.hidden", outcome denied, rate-limited per client address like
+ * every refusal). `details` (owned; NULL: none) says what was asked; a
+ * "reason" is added. Call it after the caller's transaction has ended.
+ */
+void dcms_contracts_audit_hidden(struct dcms_app *app, const struct dcms_principal *p,
+                                 const char *client_ip, const char *request_id,
+                                 const char *contract_id, json_t *details);
+
+/*
  * Reads terms.privacy of contract `id` inside `tx` (NULL: a read
  * transaction of its own). With a principal `p`, the contract's read
  * authorization applies first (dcms_iam_authorize with its parties):

@@ -60,6 +60,28 @@ enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r, cons
     return dcms_iam_authorize(c->p, action, &res, &ctx, c->ei);
 }
 
+void dcms_contracts_audit_hidden(struct dcms_app *app, const struct dcms_principal *p,
+                                 const char *client_ip, const char *request_id,
+                                 const char *contract_id, json_t *details)
+{
+    json_t *d = details ? details : json_object();
+    if (!app->audit || !d ||
+        json_object_set_new(d, "reason", json_string("not a party to the contract"))) {
+        json_decref(d);
+        return;
+    }
+    struct dcms_audit_event ev = {.actor = p && p->id[0] ? p->id : "anonymous",
+                                  .action = "contract.hidden",
+                                  .resource_type = "contract",
+                                  .resource_id = contract_id,
+                                  .outcome = DCMS_AUDIT_DENIED,
+                                  .details = d,
+                                  .client_ip = client_ip && *client_ip ? client_ip : NULL,
+                                  .request_id = request_id};
+    dcms_audit_refusal(app->audit, &ev);
+    json_decref(d);
+}
+
 /* The "who" column of the state machine, after the role permission passed. */
 static enum dcms_err check_who(const struct ct_call *c, const struct ct_row *r,
                                const struct ct_transition *t)

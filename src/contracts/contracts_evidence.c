@@ -77,7 +77,8 @@ enum dcms_err dcms_contracts_evidence(struct dcms_app *app, const struct dcms_pr
                                       bool with_signatures, json_t **out, struct dcms_errinfo *ei)
 {
     *out = NULL;
-    struct ct_call c = {app, p, client_ip, request_id, ei, NULL};
+    bool hidden = false;
+    struct ct_call c = {app, p, client_ip, request_id, ei, &hidden};
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL, *srows = NULL;
     json_t *terms = NULL, *content = NULL, *sigs = NULL, *res = NULL;
@@ -147,5 +148,9 @@ out:
     dcms_store_rows_free(srows);
     if (tx)
         dcms_store_rollback(tx);
+    if (e == DCMS_ERR_NOT_FOUND && hidden)
+        dcms_contracts_audit_hidden(
+            app, p, client_ip, request_id, id,
+            json_pack("{s:s}", "view", with_signatures ? "evidence bundle" : "audit slice"));
     return e;
 }

@@ -6,7 +6,6 @@
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
-#include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/http.h"
 #include "http/handlers.h"
@@ -28,21 +27,9 @@ static enum dcms_err done(struct dcms_http_req *req, const struct ct_call *c, en
 {
     if (e != DCMS_ERR_NOT_FOUND || !c->hidden || !*c->hidden || !req->app->audit)
         return e;
-    json_t *details = json_pack("{s:s, s:s, s:i, s:s}", "method", req->method, "path", req->path,
-                                "status", 404, "reason", "not a party to the contract");
-    struct dcms_audit_event ev = {
-        .actor = req->principal ? req->principal->id : "anonymous",
-        .action = "contract.hidden",
-        .resource_type = "contract",
-        .resource_id = dcms_http_req_param(req, "id"),
-        .outcome = DCMS_AUDIT_DENIED,
-        .details = details,
-        .client_ip = req->client_ip && *req->client_ip ? req->client_ip : NULL,
-        .request_id = req->request_id,
-    };
-    if (details)
-        dcms_audit_refusal(req->app->audit, &ev);
-    json_decref(details);
+    dcms_contracts_audit_hidden(
+        req->app, req->principal, req->client_ip, req->request_id, dcms_http_req_param(req, "id"),
+        json_pack("{s:s, s:s, s:i}", "method", req->method, "path", req->path, "status", 404));
     return e;
 }
 

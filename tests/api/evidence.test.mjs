@@ -109,6 +109,14 @@ test('a non-party gets 404 on the attestation, the audit and the evidence, as fo
     assert.equal(r2.status, 404, what);
     assert.equal(r1.json.error.message, r2.json.error.message);
   }
+  // The hidden contract is a refusal all the same: audited, as the other contract routes do.
+  let seen = [];
+  for (let i = 0; i < 40 && seen.length < 2; i++) {
+    seen = (await ctx.auditEvents(`action=contract.hidden&resource_id=${contract.id}&limit=100`))
+        .filter((e) => e.actor === outsider.id && e.outcome === 'denied').map((e) => e.details.view);
+    if (seen.length < 2) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepEqual(seen.sort(), ['audit slice', 'evidence bundle']);
 });
 
 test('the audit slice of the contract is cursor-paged and each page verifies with dcmsd audit verify', async () => {
