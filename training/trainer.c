@@ -63,6 +63,23 @@ int dcms_trainer_split_holdout(const struct dcms_trainer_config *cfg, size_t r)
     return unit53(dcms_trainer_splitmix64(&s)) < cfg->fraction;
 }
 
+size_t dcms_trainer_train_rows(const struct dcms_trainer_config *cfg, size_t rows)
+{
+    size_t n = 0;
+    for (size_t r = 0; r < rows; r++)
+        n += !dcms_trainer_split_holdout(cfg, r);
+    return n;
+}
+
+void dcms_trainer_batching(const struct dcms_trainer_config *cfg, size_t ntr, size_t *batch,
+                           size_t *steps_per_epoch, double *q)
+{
+    size_t B = cfg->batch_size == 0 || cfg->batch_size > ntr ? ntr : cfg->batch_size;
+    *batch = B;
+    *steps_per_epoch = B ? (ntr + B - 1) / B : 0;
+    *q = ntr ? (double)B / (double)ntr : 0;
+}
+
 /* ---- CSV ---- */
 
 struct field {
@@ -719,9 +736,9 @@ enum dcms_trainer_rc dcms_trainer_train(const struct dcms_trainer_config *cfg,
         }
     }
     /* Weight (not bias) mask for l2. */
-    size_t B = cfg->batch_size == 0 || cfg->batch_size > ntr ? ntr : cfg->batch_size;
-    size_t steps_per_epoch = (ntr + B - 1) / B;
-    double q = (double)B / (double)ntr;
+    size_t B, steps_per_epoch;
+    double q;
+    dcms_trainer_batching(cfg, ntr, &B, &steps_per_epoch, &q);
     if (cfg->dp) {
         m->dp_q = q;
         m->dp_steps = (uint64_t)steps_per_epoch * cfg->epochs;

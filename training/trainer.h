@@ -90,6 +90,21 @@ void dcms_trainer_data_free(struct dcms_trainer_data *d);
 /* 1 if data row r (0-based) is held out by the config's split. Deterministic. */
 int dcms_trainer_split_holdout(const struct dcms_trainer_config *cfg, size_t r);
 
+/* The number of the first `rows` data rows that the split of `cfg` trains on (not held out). */
+size_t dcms_trainer_train_rows(const struct dcms_trainer_config *cfg, size_t rows);
+
+/*
+ * The batching of `ntr` (>= 1) training rows, the one place it is computed:
+ * the batch B is batch_size, or ntr when batch_size is 0 or above ntr; an
+ * epoch is ceil(ntr / B) steps; DP-SGD samples each row with probability
+ * q = B / ntr. Over `epochs` epochs DP-SGD takes steps_per_epoch × epochs
+ * noisy steps. dcmsd prices a DP run with the same function before any
+ * data moves (src/training/training_privacy.c), so the run it reserves is
+ * the run the trainer takes.
+ */
+void dcms_trainer_batching(const struct dcms_trainer_config *cfg, size_t ntr, size_t *batch,
+                           size_t *steps_per_epoch, double *q);
+
 /* splitmix64: the documented generator of the random split and the init. */
 uint64_t dcms_trainer_splitmix64(uint64_t *state);
 

@@ -22,6 +22,7 @@
 #include "dcms/json.h"
 #include "dcms/keys.h"
 #include "dcms/log.h"
+#include "dcms/privacy.h"
 #include "dcms/store.h"
 #include "dcms/str.h"
 #include "training/training_int.h"
@@ -160,7 +161,26 @@ enum dcms_err tr_audit(struct dcms_app *app, const char *actor, const char *clie
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
 }
 
-/* The state change inside `tx`: the row, its event and its audit record. */
+/*
+ * A run that ends (failed, cancelled) gives back its privacy reservation in
+ * the transaction of its state change; one charged at its key release keeps
+ * the charge. A run with nothing reserved (not DP, or no terms.privacy) has
+ * nothing to give back.
+ */
+static enum dcms_err release_privacy(struct dcms_app *app, struct dcms_store_tx *tx,
+                                     const struct dcms_audit_who *who, const char *id,
+                                     struct dcms_errinfo *ei)
+{
+    struct dcms_errinfo lei;
+    dcms_errinfo_init(&lei, NULL);
+    enum dcms_err e = dcms_privacy_budget_release(tx, app->audit, who, id, NULL, &lei);
+    if (e == DCMS_ERR_NOT_FOUND)
+        return DCMS_OK;
+    return e ? dcms_err_set(ei, e, "cannot return the privacy reservation: %s", lei.message)
+             : DCMS_OK;
+}
+
+/* The state change inside `tx`: the row, its event, its audit record, the privacy release. */
 enum dcms_err tr_transition_tx(struct dcms_app *app, struct dcms_store_tx *tx, const char *id,
                                const char *from, const char *to, const struct tr_change *ch,
                                const char *actor, const char *request_id, json_t *details,
@@ -200,7 +220,11 @@ enum dcms_err tr_transition_tx(struct dcms_app *app, struct dcms_store_tx *tx, c
     char action[48];
     snprintf(action, sizeof(action), "training.%s", to);
     struct dcms_audit_who who = {actor, NULL, request_id};
-    return dcms_audit_change(app->audit, tx, &who, "training", action, id, details, ei);
+    if ((e = dcms_audit_change(app->audit, tx, &who, "training", action, id, details, ei)))
+        return e;
+    return strcmp(to, "failed") == 0 || strcmp(to, "cancelled") == 0
+               ? release_privacy(app, tx, &who, id, ei)
+               : DCMS_OK;
 }
 
 enum dcms_err tr_transition(struct dcms_app *app, const char *id, const char *from, const char *to,
@@ -251,12 +275,14 @@ enum dcms_err tr_start(const struct tr_call *c, const char *contract_id,
     if ((e = tr_check_terms(c->app, contract_id, rq->model, rq->datasets, rq->ndatasets, &code, &t,
                             c->ei)))
         goto out;
+    uint64_t data_rows = 0;
+    if (rq->dp && (e = tr_dp_rows(c->app, rq, &data_rows, c->ei)))
+        goto out;
     request = json_deep_copy(rq->config);
     json_t *ds = json_array();
     for (size_t i = 0; ds && i < rq->ndatasets; i++)
         json_array_append_new(ds, json_string(rq->datasets[i]));
-    if (!request || !ds || json_object_set_new(request, "datasets", ds) ||
-        !(request_text = dcms_json_dump(request, NULL))) {
+    if (!request || !ds || json_object_set_new(request, "datasets", ds)) {
         e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
@@ -279,17 +305,28 @@ enum dcms_err tr_start(const struct tr_call *c, const char *contract_id,
         dcms_err_field(c->ei, "contract.max_training_runs", "runs_exhausted");
         goto out;
     }
+    /* The run's epsilon is reserved with the job: both commit or neither does. */
+    struct dcms_audit_who who = {c->p->id, c->client_ip, c->request_id};
+    struct tr_dp dp;
+    if ((e = tr_dp_reserve(c->app, tx, &who, contract_id, id, rq, data_rows, &dp, c->ei)))
+        goto out;
+    /* The privacy record travels with the stored request (the job shows it as `privacy`). */
+    if ((dp.on && json_object_set_new(request, "privacy", tr_dp_json(&dp))) ||
+        !(request_text = dcms_json_dump(request, NULL))) {
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+        goto out;
+    }
     struct tr_new_job j = {id,       contract_id,  t.sec.consumer_id, t.sec.provider_id,
                            c->p->id, request_text, rq->model,         now,
                            deadline};
     if ((e = tr_store_insert(tx, &j, c->ei)) ||
         (e = tr_store_event(tx, id, "state", "{\"state\":\"queued\"}", now, NULL, c->ei)))
         goto out;
-    struct dcms_audit_who who = {c->p->id, c->client_ip, c->request_id};
     if ((e = dcms_audit_change(c->app->audit, tx, &who, "training", "training.start", id,
-                               json_pack("{s:s, s:s, s:O, s:s, s:I}", "contract_id", contract_id,
-                                         "model", rq->model, "datasets", ds, "terms_hash",
-                                         t.terms_hash, "max_training_runs", (json_int_t)max_runs),
+                               json_pack("{s:s, s:s, s:O, s:s, s:I, s:o}", "contract_id",
+                                         contract_id, "model", rq->model, "datasets", ds,
+                                         "terms_hash", t.terms_hash, "max_training_runs",
+                                         (json_int_t)max_runs, "privacy", tr_dp_json(&dp)),
                                c->ei)))
         goto out;
     if ((e = tr_store_load(tx, id, &rows, c->ei)))

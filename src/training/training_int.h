@@ -34,6 +34,9 @@ struct tr_request {
     size_t ndatasets;
     const char *model; /* "logistic_regression" | "mlp" */
     json_t *config;    /* the trainer's config (no metadata yet); the caller's reference */
+    /* dp: DP-SGD asked for, with sigma (dp.noise_multiplier) or a target epsilon (0: none) */
+    bool dp;
+    double dp_sigma, dp_target_epsilon, dp_max_grad_norm;
 };
 
 /*
@@ -241,6 +244,49 @@ enum dcms_err tr_transition_tx(struct dcms_app *app, struct dcms_store_tx *tx, c
                                const char *from, const char *to, const struct tr_change *ch,
                                const char *actor, const char *request_id, json_t *details,
                                bool *moved, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- differential privacy (training_privacy.c) ---- */
+
+struct dcms_audit_who;
+
+/* A DP run's privacy record, as the job (`privacy`) and the model's metadata show it. */
+struct tr_dp {
+    bool on;                        /* a DP-SGD run */
+    bool budgeted;                  /* reserved under the contract's terms.privacy */
+    double sigma, max_grad_norm, q; /* the noise multiplier, C, the sampling rate */
+    uint64_t steps, n_train;        /* noisy steps; training rows (not recorded) */
+    double delta, epsilon;          /* the run's own (epsilon, delta); budgeted runs only */
+};
+
+/*
+ * The schedule the trainer follows for the validated request config
+ * `config` on `rows` data rows (the datasets' rows added up: the trainer
+ * concatenates them): N = the rows its split trains on, q = B / N and
+ * steps = ceil(N / B) × epochs, B = min(batch_size, N), computed by the
+ * trainer's own dcms_trainer_train_rows and dcms_trainer_batching.
+ */
+void tr_dp_schedule(const json_t *config, uint64_t rows, uint64_t *n_train, double *q,
+                    uint64_t *steps);
+/* The rows of the request's datasets, added up. */
+enum dcms_err tr_dp_rows(struct dcms_app *app, const struct tr_request *rq, uint64_t *rows,
+                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * In the start's write transaction `tx`: reads the contract's terms.privacy
+ * and, when it is there, requires `dp` (422, field "dp"), refuses a delta
+ * not below 1/N, turns a target epsilon into the smallest sigma that meets
+ * it (the run's own epsilon) and reserves the run's epsilon as run `job_id`
+ * (dcms_privacy_budget_reserve: 422, field "dp", naming the remaining
+ * budget, when it does not fit). Without the term a `dp` run is recorded
+ * but not budgeted. *out is the run's record (out->on false: not DP).
+ */
+enum dcms_err tr_dp_reserve(struct dcms_app *app, struct dcms_store_tx *tx,
+                            const struct dcms_audit_who *who, const char *contract_id,
+                            const char *job_id, const struct tr_request *rq, uint64_t rows,
+                            struct tr_dp *out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* {sigma, max_grad_norm, q, steps, delta, epsilon} (null when not DP). New reference. */
+json_t *tr_dp_json(const struct tr_dp *dp);
+/* The record back from tr_dp_json's object; false when `j` is not one. */
+bool tr_dp_from_json(const json_t *j, struct tr_dp *out);
 
 /* ---- the runner (training_runner.c) ---- */
 

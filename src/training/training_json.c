@@ -86,7 +86,7 @@ static void split_from_json(const json_t *v, struct dcms_errinfo *ei)
     } else if (m && strcmp(m, "random") == 0) {
         dcms_json_only_members(v, "split.", random, ei);
         num_member(v, "split.", "fraction", 0, 1, true, true, true, ei);
-        int_member(v, "split.", "seed", 0, INT64_MAX, false, ei);
+        int_member(v, "split.", "seed", 0, INT64_MAX, true, ei);
     } else {
         dcms_err_field(ei, "split.method", "must be modulo or random");
     }
@@ -181,18 +181,34 @@ enum dcms_err tr_request_from_json(const json_t *body, struct tr_request *out,
         split_from_json(split, ei);
     const json_t *dp = json_object_get(body, "dp");
     if (dp) {
-        static const char *const dp_keys[] = {"noise_multiplier", "max_grad_norm", NULL};
+        static const char *const dp_keys[] = {"noise_multiplier", "target_epsilon", "max_grad_norm",
+                                              NULL};
         if (!json_is_object(dp)) {
-            dcms_err_field(ei, "dp", "must be {\"noise_multiplier\": s, \"max_grad_norm\": C}");
+            dcms_err_field(ei, "dp",
+                           "must be {\"noise_multiplier\": s, \"max_grad_norm\": C} or "
+                           "{\"target_epsilon\": e, \"max_grad_norm\": C}");
         } else {
             dcms_json_only_members(dp, "dp.", dp_keys, ei);
-            num_member(dp, "dp.", "noise_multiplier", 0, 1000, false, false, true, ei);
+            const json_t *sigma = json_object_get(dp, "noise_multiplier");
+            const json_t *target = json_object_get(dp, "target_epsilon");
+            if (sigma && target)
+                dcms_err_field(ei, "dp", "give noise_multiplier or target_epsilon, not both");
+            else if (!sigma && !target)
+                dcms_err_field(ei, "dp",
+                               "needs noise_multiplier (the noise multiplier sigma) or "
+                               "target_epsilon (dcms finds the smallest sigma for it)");
+            num_member(dp, "dp.", "noise_multiplier", 0, 1000, false, false, false, ei);
+            num_member(dp, "dp.", "target_epsilon", 0, 100, true, false, false, ei);
             num_member(dp, "dp.", "max_grad_norm", 1e-9, 1e9, false, false, true, ei);
             const json_t *bs = json_object_get(body, "batch_size");
             if (!json_is_integer(bs) || json_integer_value(bs) < 1)
                 dcms_err_field(ei, "batch_size",
                                "must be at least 1 with dp (DP-SGD samples "
                                "batches)");
+            out->dp = true;
+            out->dp_sigma = json_number_value(sigma);
+            out->dp_target_epsilon = json_number_value(target);
+            out->dp_max_grad_norm = json_number_value(json_object_get(dp, "max_grad_norm"));
         }
     }
     static const char *const dtypes[] = {"F64", "F32", NULL};

@@ -22,6 +22,7 @@
  * stores nothing. A cancel (the consumer, a contract transition) is seen
  * between frames: the job's row is re-read at least every second.
  */
+#include <math.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
@@ -38,6 +40,7 @@
 #include "dcms/json.h"
 #include "dcms/keys.h"
 #include "dcms/log.h"
+#include "dcms/privacy.h"
 #include "dcms/store.h"
 #include "dcms/str.h"
 #include "training/training_int.h"
@@ -93,6 +96,7 @@ struct run {
     size_t ndatasets;
     const char *model;
     struct dcms_contract_terms terms;
+    struct tr_dp dp; /* the DP run's record (dp.on false: not DP) */
     struct dcms_enclave_session *s;
     int64_t deadline_ms;   /* of the current state */
     int64_t last_look_ms;  /* when the job's row was last re-read */
@@ -150,8 +154,29 @@ static bool still_wanted(struct run *r, bool force)
     return ok;
 }
 
-/* Moves the job to `to`; false (with the run failed as cancelled) when it had moved on. */
-static enum dcms_err move(struct run *r, const char *to, struct tr_change *ch, json_t *details)
+/*
+ * The key release inside the transaction that moves the job to running:
+ * its audit record (consumed) and, for a run reserved under the contract's
+ * privacy budget, the charge: from here the run has touched the data.
+ */
+static enum dcms_err key_release_tx(struct run *r, struct dcms_store_tx *tx, json_t *details,
+                                    struct dcms_errinfo *ei)
+{
+    struct dcms_audit_who system = {NULL, NULL, NULL};
+    enum dcms_err e = dcms_audit_change(r->app->audit, tx, &system, "training",
+                                        "training.key_release", r->id, details, ei);
+    if (!e && r->dp.budgeted)
+        e = dcms_privacy_budget_charge(tx, r->app->audit, &system, r->id, ei);
+    return e;
+}
+
+/*
+ * Moves the job to `to`; false (with the run failed as cancelled) when it
+ * had moved on. `key_release` (consumed; NULL for other moves): the key
+ * release's audit details, recorded and charged in the same transaction.
+ */
+static enum dcms_err move(struct run *r, const char *to, struct tr_change *ch, json_t *details,
+                          json_t *key_release)
 {
     char dl[DCMS_TIME_STRLEN];
     struct tr_change none = {.model_size = -1};
@@ -163,8 +188,21 @@ static enum dcms_err move(struct run *r, const char *to, struct tr_change *ch, j
     bool moved = false;
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
-    enum dcms_err e =
-        tr_transition(r->app, r->id, r->state, to, ch, NULL, NULL, details, &moved, &ei);
+    struct dcms_store_tx *tx = NULL;
+    enum dcms_err e = dcms_store_begin(r->app->store, DCMS_TX_WRITE, &tx, &ei);
+    if (e) {
+        json_decref(details);
+        details = NULL;
+    } else {
+        e = tr_transition_tx(r->app, tx, r->id, r->state, to, ch, NULL, NULL, details, &moved, &ei);
+    }
+    if (!e && moved && key_release) {
+        e = key_release_tx(r, tx, key_release, &ei);
+        key_release = NULL;
+    }
+    json_decref(key_release);
+    if (tx)
+        e = e || !moved ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, &ei);
     if (e)
         return fail(r, "internal", e, "cannot record the state %s: %s", to, ei.message);
     if (!moved)
@@ -258,6 +296,9 @@ static enum dcms_err load_job(struct run *r)
         r->datasets[r->ndatasets++] = json_string_value(json_array_get(ds, i));
     const json_t *ep = json_object_get(r->request, "epochs");
     r->epochs = json_is_integer(ep) ? json_integer_value(ep) : 100;
+    const json_t *privacy = json_object_get(r->request, "privacy");
+    if (privacy && !tr_dp_from_json(privacy, &r->dp))
+        return fail(r, "internal", DCMS_ERR_INTERNAL, "the stored privacy record is unreadable");
     return DCMS_OK;
 }
 
@@ -299,7 +340,7 @@ static enum dcms_err provision(struct run *r)
     }
     dcms_arena_free(a);
     struct tr_change ch = {.enclave_id = r->enclave_id, .model_size = -1};
-    return move(r, "attesting", &ch, json_pack("{s:s}", "enclave_id", r->enclave_id));
+    return move(r, "attesting", &ch, json_pack("{s:s}", "enclave_id", r->enclave_id), NULL);
 }
 
 /* ATTEST_REQ with `nonce`, then the verified evidence of the ATTEST_RESP. */
@@ -444,17 +485,19 @@ static enum dcms_err release(struct run *r, const struct dcms_enclave_evidence *
                   "public_key", pk_hex, "datasets", hash_list);
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
-    /* recorded before any key leaves: a release that is not in the log does not happen */
-    e = tr_audit(r->app, NULL, NULL, NULL, "training.key_release", r->id, json_incref(details),
-                 &ei);
-    if (e) {
+    if (!details || (r->dp.on && json_object_set_new(details, "privacy", tr_dp_json(&r->dp)))) {
         json_decref(details);
         json_decref(hash_list);
         free(hashes_text);
-        return fail(r, "internal", e, "cannot audit the key release: %s", ei.message);
+        return fail(r, "internal", DCMS_ERR_NOMEM, "out of memory");
     }
+    /*
+     * Recorded before any key leaves, in the transaction that moves the job
+     * to running and charges its privacy reservation: a release that is not
+     * in the log does not happen, and a run that got the keys has spent.
+     */
     struct tr_change ch = {.data_released = true, .dataset_hashes = hashes_text, .model_size = -1};
-    e = move(r, "running", &ch, details);
+    e = move(r, "running", &ch, json_incref(details), details);
     free(hashes_text);
     if (e) {
         json_decref(hash_list);
@@ -474,10 +517,25 @@ static enum dcms_err release(struct run *r, const struct dcms_enclave_evidence *
     json_t *job = NULL;
     if (config && hl && ids) {
         json_object_del(config, "datasets");
-        json_object_set_new(config, "metadata",
-                            json_pack("{s:s, s:s, s:s, s:s}", "contract_id", r->contract_id,
-                                      "training_id", r->id, "terms_hash", r->terms.terms_hash,
-                                      "datasets", hl));
+        json_object_del(config, "privacy");
+        json_t *meta =
+            json_pack("{s:s, s:s, s:s, s:s}", "contract_id", r->contract_id, "training_id", r->id,
+                      "terms_hash", r->terms.terms_hash, "datasets", hl);
+        if (r->dp.on) {
+            /* the trainer's form: the sigma priced here, whether asked for or found */
+            json_object_set_new(config, "dp",
+                                json_pack("{s:f, s:f}", "noise_multiplier", r->dp.sigma,
+                                          "max_grad_norm", r->dp.max_grad_norm));
+            /* the trainer records sigma, C, q and steps itself; delta and epsilon are ours */
+            if (meta && r->dp.budgeted) {
+                char num[32];
+                snprintf(num, sizeof(num), "%.17g", r->dp.delta);
+                json_object_set_new(meta, "dp.delta", json_string(num));
+                snprintf(num, sizeof(num), "%.17g", r->dp.epsilon);
+                json_object_set_new(meta, "dp.epsilon", json_string(num));
+            }
+        }
+        json_object_set_new(config, "metadata", meta);
         job =
             json_pack("{s:O, s:O, s:s}", "config", config, "datasets", ids, "result_nonce", rn_hex);
     }
@@ -653,6 +711,22 @@ static enum dcms_err collect(struct run *r)
     }
 }
 
+static bool same(double a, double b)
+{
+    return fabs(a - b) <= 1e-12 * fabs(b);
+}
+
+/* Whether the trainer's own record of its DP-SGD (metrics.dp) is the run reserved and recorded. */
+static bool dp_as_priced(const struct tr_dp *dp, const json_t *m)
+{
+    const json_t *steps = json_object_get(m, "steps");
+    return json_is_object(m) && json_is_integer(steps) &&
+           (uint64_t)json_integer_value(steps) == dp->steps &&
+           same(json_number_value(json_object_get(m, "noise_multiplier")), dp->sigma) &&
+           same(json_number_value(json_object_get(m, "max_grad_norm")), dp->max_grad_norm) &&
+           same(json_number_value(json_object_get(m, "sample_rate")), dp->q);
+}
+
 /* The result's attestation, then the model stored and the job succeeded in one transaction. */
 static enum dcms_err validate_and_store(struct run *r)
 {
@@ -694,6 +768,12 @@ static enum dcms_err validate_and_store(struct run *r)
     if (!json_is_object(metrics)) {
         json_decref(metrics);
         return fail(r, "result_invalid", DCMS_ERR_VALIDATION, "the metrics are not a JSON object");
+    }
+    if (r->dp.on && !dp_as_priced(&r->dp, json_object_get(metrics, "dp"))) {
+        json_decref(metrics);
+        return fail(r, "result_invalid", DCMS_ERR_VALIDATION,
+                    "the trainer's DP-SGD (metrics dp: sigma, C, q, steps) is not the run that "
+                    "was priced");
     }
     char *metrics_text = dcms_json_dump(metrics, NULL);
     json_decref(metrics);
@@ -775,7 +855,7 @@ static enum dcms_err run_steps(struct run *r)
         return e;
     e = release(r, &ev);
     dcms_enclave_evidence_free(&ev);
-    if (e || (e = collect(r)) || (e = move(r, "validating", NULL, NULL)))
+    if (e || (e = collect(r)) || (e = move(r, "validating", NULL, NULL, NULL)))
         return e;
     return validate_and_store(r);
 }

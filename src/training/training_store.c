@@ -135,21 +135,26 @@ json_t *tr_job_json(const struct dcms_store_rows *r, size_t i)
                   text_or_null(r, i, TC_ATTESTING_AT), "running", text_or_null(r, i, TC_RUNNING_AT),
                   "validating", text_or_null(r, i, TC_VALIDATING_AT), "finished",
                   text_or_null(r, i, TC_FINISHED_AT));
+    /* The privacy record is stored with the request (tr_start); the job shows it beside it. */
+    json_t *request = json_or_null(r, i, TC_REQUEST);
+    json_t *privacy = json_object_get(request, "privacy");
+    privacy = privacy ? json_incref(privacy) : json_null();
+    json_object_del(request, "privacy");
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, s:o, "
-        "s:o, s:s, s:s, s:I}",
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, "
+        "s:o, s:o, s:s, s:s, s:I}",
         "id", dcms_store_rows_text(r, i, TC_ID), "contract_id",
         dcms_store_rows_text(r, i, TC_CONTRACT), "consumer_id",
         dcms_store_rows_text(r, i, TC_CONSUMER), "provider_id",
         dcms_store_rows_text(r, i, TC_PROVIDER), "created_by",
-        dcms_store_rows_text(r, i, TC_CREATED_BY), "request", json_or_null(r, i, TC_REQUEST),
-        "model", dcms_store_rows_text(r, i, TC_MODEL_TYPE), "state",
-        dcms_store_rows_text(r, i, TC_STATE), "reason_code", text_or_null(r, i, TC_REASON_CODE),
-        "reason", text_or_null(r, i, TC_REASON), "enclave_id", text_or_null(r, i, TC_ENCLAVE),
-        "data_released", dcms_store_rows_int(r, i, TC_RELEASED) != 0, "progress",
-        json_or_null(r, i, TC_PROGRESS), "timestamps", timestamps ? timestamps : json_null(),
-        "deadline_at", text_or_null(r, i, TC_DEADLINE_AT), "dataset_hashes",
-        json_or_null(r, i, TC_HASHES), "result", result ? result : json_null(), "model_url",
+        dcms_store_rows_text(r, i, TC_CREATED_BY), "request", request, "privacy", privacy, "model",
+        dcms_store_rows_text(r, i, TC_MODEL_TYPE), "state", dcms_store_rows_text(r, i, TC_STATE),
+        "reason_code", text_or_null(r, i, TC_REASON_CODE), "reason", text_or_null(r, i, TC_REASON),
+        "enclave_id", text_or_null(r, i, TC_ENCLAVE), "data_released",
+        dcms_store_rows_int(r, i, TC_RELEASED) != 0, "progress", json_or_null(r, i, TC_PROGRESS),
+        "timestamps", timestamps ? timestamps : json_null(), "deadline_at",
+        text_or_null(r, i, TC_DEADLINE_AT), "dataset_hashes", json_or_null(r, i, TC_HASHES),
+        "result", result ? result : json_null(), "model_url",
         dcms_store_rows_is_null(r, i, TC_MODEL_SHA)
             ? json_null()
             : json_sprintf("/api/v1/trainings/%s/model", dcms_store_rows_text(r, i, TC_ID)),
