@@ -168,25 +168,6 @@ static enum dcms_err eps_of(const struct dcms_privacy_curve *c, double delta, do
     return dcms_privacy_curve_epsilon(c, delta, out, NULL, ei);
 }
 
-/* A contract hidden from the caller: the refusal the 404 does not show (rate-limited). */
-static void audit_hidden(struct dcms_app *app, const struct dcms_principal *p,
-                         const char *client_ip, const char *request_id, const char *contract_id)
-{
-    json_t *d =
-        json_pack("{s:s, s:s}", "reason", "not a party to the contract", "view", "privacy budget");
-    struct dcms_audit_event ev = {.actor = p && p->id[0] ? p->id : "anonymous",
-                                  .action = "contract.hidden",
-                                  .resource_type = "contract",
-                                  .resource_id = contract_id,
-                                  .outcome = DCMS_AUDIT_DENIED,
-                                  .details = d,
-                                  .client_ip = client_ip && *client_ip ? client_ip : NULL,
-                                  .request_id = request_id};
-    if (d && app->audit)
-        dcms_audit_refusal(app->audit, &ev);
-    json_decref(d);
-}
-
 enum dcms_err dcms_privacy_budget_view(struct dcms_app *app, const struct dcms_principal *p,
                                        const char *client_ip, const char *request_id,
                                        const char *contract_id, json_t **out,
@@ -254,6 +235,7 @@ out:
     dcms_store_rows_free(rows);
     dcms_store_rollback(tx);
     if (e == DCMS_ERR_NOT_FOUND && hidden)
-        audit_hidden(app, p, client_ip, request_id, contract_id);
+        dcms_contracts_audit_hidden(app, p, client_ip, request_id, contract_id,
+                                    json_pack("{s:s}", "view", "privacy budget"));
     return e;
 }
