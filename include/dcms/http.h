@@ -133,6 +133,14 @@ bool dcms_http_query_int(struct dcms_http_req *req, const char *name, int64_t mi
                          int64_t *out);
 
 /*
+ * The query of a paged list that takes nothing else: `cursor` (a UUID, the
+ * previous page's next_cursor; NULL when absent) and `limit` (1 to 500,
+ * 50 when absent). Records every problem as a field problem and returns
+ * req->ei->code.
+ */
+enum dcms_err dcms_http_query_page(struct dcms_http_req *req, const char **cursor, int64_t *limit);
+
+/*
  * Refuses query arguments not named in `allowed` (NULL-terminated; NULL
  * or empty: none allowed): each unknown name is recorded as a field
  * problem ("unknown query parameter"), each name given more than once as

@@ -10,6 +10,7 @@
 #include "dcms/etag.h"
 #include "dcms/json.h"
 #include "dcms/log.h"
+#include "dcms/uuid.h"
 #include "http/server_int.h"
 
 const char *dcms_http_req_header(const struct dcms_http_req *r, const char *name)
@@ -98,6 +99,18 @@ bool dcms_http_query_int(struct dcms_http_req *req, const char *name, int64_t mi
     }
     *out = v;
     return true;
+}
+
+enum dcms_err dcms_http_query_page(struct dcms_http_req *req, const char **cursor, int64_t *limit)
+{
+    static const char *const params[] = {"cursor", "limit", NULL};
+    dcms_http_query_only(req, params);
+    *limit = 50;
+    *cursor = dcms_http_req_query(req, "cursor");
+    if (*cursor && !dcms_uuid_valid(*cursor))
+        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
+    dcms_http_query_int(req, "limit", 1, 500, limit);
+    return req->ei->code;
 }
 
 struct query_check {

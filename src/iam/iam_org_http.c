@@ -56,14 +56,8 @@ enum dcms_err dcms_iam_http_member_remove(struct dcms_http_req *req, struct dcms
 
 enum dcms_err dcms_iam_http_member_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    static const char *const params[] = {"cursor", "limit", NULL};
-    dcms_http_query_only(req, params);
-    struct iam_member_list_in in = {.limit = 50};
-    in.cursor = dcms_http_req_query(req, "cursor");
-    if (in.cursor && !dcms_uuid_valid(in.cursor))
-        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
-    dcms_http_query_int(req, "limit", 1, 500, &in.limit);
-    if (req->ei->code)
+    struct iam_member_list_in in;
+    if (dcms_http_query_page(req, &in.cursor, &in.limit))
         return req->ei->code;
     json_t *out;
     struct iam_call c = IAM_CALL_OF(req);

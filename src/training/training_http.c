@@ -43,14 +43,9 @@ enum dcms_err dcms_training_http_start(struct dcms_http_req *req, struct dcms_ht
 
 enum dcms_err dcms_training_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
-    static const char *const params[] = {"cursor", "limit", NULL};
-    dcms_http_query_only(req, params);
-    int64_t limit = 50;
-    const char *cursor = dcms_http_req_query(req, "cursor");
-    if (cursor && !dcms_uuid_valid(cursor))
-        dcms_err_field(req->ei, "cursor", "must be the next_cursor of the previous page");
-    dcms_http_query_int(req, "limit", 1, 500, &limit);
-    if (req->ei->code)
+    const char *cursor;
+    int64_t limit;
+    if (dcms_http_query_page(req, &cursor, &limit))
         return req->ei->code;
     struct tr_call c = call_of(req);
     json_t *out = NULL;
