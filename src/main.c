@@ -167,6 +167,8 @@ int main(int argc, char **argv)
         .checkpoint_every = (unsigned)cfg.audit_checkpoint_every,
         .checkpoint_interval_s = (unsigned)cfg.audit_checkpoint_interval_s,
         .denied_per_minute = (unsigned)cfg.audit_refusals_per_minute,
+        .database_url = cfg.database_url,
+        .sequence_delay_ms = (unsigned)cfg.audit_sequence_delay_ms,
     };
     if (dcms_audit_open(app.store, &aopts, &app.audit, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot open the audit log: %s", ei.message);

@@ -47,6 +47,9 @@ struct dcms_audit_opts {
     unsigned checkpoint_every;      /* sign the head every N events (0: 1000) */
     unsigned checkpoint_interval_s; /* and every T seconds when it moved (0: no timer) */
     unsigned denied_per_minute;     /* refused-request events per client IP per minute (0: 60) */
+    const char *database_url;       /* the store's URL: PostgreSQL's sequencer opens its own
+                                       connection to hold its lock (NULL: the store's only) */
+    unsigned sequence_delay_ms;     /* the longest an event waits for its position (0: 100) */
 };
 
 /* Loads the key and starts the checkpoint timer. DCMS_ERR_CONFIG for a bad key file. */
@@ -62,10 +65,12 @@ void dcms_audit_set_refusal_window(struct dcms_audit *a, unsigned seconds);
 void dcms_audit_close(struct dcms_audit *a);
 
 /*
- * Appends `ev` inside `tx` (which must be a DCMS_TX_WRITE transaction) and
- * signs a checkpoint in the same transaction when the new seq is a multiple
- * of checkpoint_every. On any error the caller must roll back: an audit
- * write that fails fails the change. `seq_out` may be NULL.
+ * Appends `ev` inside `tx` (which must be a DCMS_TX_WRITE transaction) as a
+ * pending event: one insert that touches no shared row, durable when `tx`
+ * commits. The sequencer gives it its seq (and chain hash and tree leaf)
+ * within sequence_delay_ms of the commit. On any error the caller must roll
+ * back: an audit write that fails fails the change. `seq_out` (may be NULL)
+ * is set to 0: the position is not known yet.
  */
 enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
                                 const struct dcms_audit_event *ev, int64_t *seq_out,
@@ -101,6 +106,15 @@ enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_ev
  */
 void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev);
 
+/*
+ * Waits until every event committed before the call has its position: runs
+ * a sequencing pass at once when this process is (or can become) the
+ * sequencer, otherwise waits for the one that is (at most ten times
+ * sequence_delay_ms, then DCMS_ERR_UNAVAILABLE). Readers of the log call it
+ * first. Must not be called inside a transaction. Thread-safe.
+ */
+enum dcms_err dcms_audit_sync(struct dcms_audit *a, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* Signs the current head now if it moved since the last checkpoint. */
 enum dcms_err dcms_audit_checkpoint(struct dcms_audit *a, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
@@ -110,7 +124,7 @@ const struct dcms_sign_key *dcms_audit_key(const struct dcms_audit *a);
 
 struct dcms_audit_report {
     bool ok;
-    int64_t events_checked, checkpoints_checked;
+    int64_t events_checked, checkpoints_checked, tree_heads_checked;
     int64_t first_bad_seq; /* 0 when ok */
     int64_t last_seq;
     char reason[256];
@@ -135,6 +149,7 @@ struct dcms_audit_resource {
 
 #define DCMS_AUDIT_SLICE_TYPE "dcms.audit.slice.v1"
 #define DCMS_AUDIT_INCLUSION_TYPE "dcms.audit.inclusion.v1"
+#define DCMS_AUDIT_TREE_HEAD_TYPE "dcms.audit.tree_head.v1"
 
 /*
  * The events naming any of `res` (refusal records of other callers left

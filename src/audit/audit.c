@@ -1,14 +1,8 @@
 /*
- * Appending to the chain, signing checkpoints, and walking the store to
- * verify it.
- *
- * The process keeps a hint of the chain head (seq, hash). An append
- * computes the next event from the hint and asks the store to advance the
- * head only if it is still where the hint says (compare-and-set); when
- * another thread or process got there first, or a transaction that moved
- * the hint rolled back, the set fails, the head is re-read and the event
- * rebuilt. The hint saves a round trip per append in the common case and
- * is never trusted for correctness.
+ * Appending pending events, signing checkpoints, and walking the store to
+ * verify the chain and the tree. An append is one insert into
+ * audit_pending inside the caller's transaction; positions, hashes and tree
+ * heads come from the sequencer (audit_seq.c).
  */
 
 #include "audit/audit_int.h"
@@ -20,11 +14,10 @@
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 
-#define APPEND_ATTEMPTS 1000
 #define VERIFY_BATCH 1000
 
-static enum dcms_err sign_checkpoint(struct dcms_audit *a, struct dcms_store_tx *tx, int64_t seq,
-                                     const char *hash, struct dcms_errinfo *ei)
+enum dcms_err audit_sign_checkpoint(struct dcms_audit *a, struct dcms_store_tx *tx, int64_t seq,
+                                    const char *hash, struct dcms_errinfo *ei)
 {
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
@@ -56,53 +49,14 @@ enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
     if (!details_text)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
 
-    int64_t head_seq;
-    char head_hash[65];
-    pthread_mutex_lock(&a->mu);
-    head_seq = a->hint_seq;
-    memcpy(head_hash, a->hint_hash, 65);
-    pthread_mutex_unlock(&a->mu);
-
-    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN], hash[65];
+    char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
     dcms_uuid_v7(id);
-    enum dcms_err e = DCMS_OK;
-    bool appended = false;
-    for (int attempt = 0; !e && !appended && attempt < APPEND_ATTEMPTS; attempt++) {
-        if (head_seq < 0 && (e = audit_store_head(tx, &head_seq, head_hash, ei)))
-            break;
-        dcms_time_format(dcms_clock_now_us(), now);
-        json_t *body =
-            audit_event_body(head_seq + 1, id, now, ev->actor, ev->action, ev->resource_type,
-                             ev->resource_id, dcms_audit_outcome_str(ev->outcome), ev->details,
-                             ev->client_ip, ev->request_id, head_hash);
-        if (!body) {
-            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-            break;
-        }
-        e = audit_hash(body, hash, ei);
-        json_decref(body);
-        if (!e)
-            e = audit_store_append(tx, head_seq + 1, id, now, ev, details_text, head_hash, hash,
-                                   &appended, ei);
-        if (!e && !appended)
-            head_seq = -1; /* the head moved: read it again */
-    }
+    dcms_time_format(dcms_clock_now_us(), now);
+    enum dcms_err e = audit_store_pending_insert(tx, id, now, ev, details_text, ei);
     free(details_text);
-    if (!e && !appended)
-        e = dcms_err_set(ei, DCMS_ERR_RETRY, NULL);
-    if (e)
-        return e;
-
-    int64_t seq = head_seq + 1;
-    pthread_mutex_lock(&a->mu);
-    a->hint_seq = seq;
-    memcpy(a->hint_hash, hash, 65);
-    pthread_mutex_unlock(&a->mu);
-    if (seq % a->every == 0 && (e = sign_checkpoint(a, tx, seq, hash, ei)))
-        return e;
-    if (seq_out)
-        *seq_out = seq;
-    return DCMS_OK;
+    if (!e && seq_out)
+        *seq_out = 0;
+    return e;
 }
 
 enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_event *ev,
@@ -332,7 +286,7 @@ enum dcms_err dcms_audit_checkpoint(struct dcms_audit *a, struct dcms_errinfo *e
     char head_hash[65];
     if (!(e = audit_store_head(tx, &head_seq, head_hash, ei)) &&
         !(e = audit_store_last_checkpoint(tx, &last, ei)) && head_seq > last)
-        e = sign_checkpoint(a, tx, head_seq, head_hash, ei);
+        e = audit_sign_checkpoint(a, tx, head_seq, head_hash, ei);
     if (e) {
         dcms_store_rollback(tx);
         return e;
@@ -367,8 +321,13 @@ enum dcms_err dcms_audit_open(struct dcms_store *store, const struct dcms_audit_
     a->interval_s = opts->checkpoint_interval_s;
     a->denied_per_minute = opts->denied_per_minute ? opts->denied_per_minute : 60;
     a->refusal_window_s = 60;
-    a->hint_seq = -1; /* unknown: the first append reads it */
+    a->max_delay_ms = opts->sequence_delay_ms ? opts->sequence_delay_ms : 100;
+    a->batch_max = 2000;
     pthread_mutex_init(&a->mu, NULL);
+    if ((e = audit_seq_start(a, opts->database_url, ei))) {
+        dcms_audit_close(a);
+        return e;
+    }
     if (a->interval_s &&
         (e = dcms_periodic_start("audit checkpoint", (uint64_t)a->interval_s * 1000, timer_run, a,
                                  &a->timer, ei))) {
@@ -391,11 +350,12 @@ void dcms_audit_close(struct dcms_audit *a)
     if (!a)
         return;
     dcms_periodic_stop(a->timer);
-    if (a->key)
+    if (a->key && a->seq_store)
         flush_summaries(a, true);
+    audit_seq_stop(a);
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
-    if (a->key && dcms_audit_checkpoint(a, &ei))
+    if (a->key && a->loaded && dcms_audit_checkpoint(a, &ei))
         DCMS_LOG(DCMS_LOG_WARN, "audit", "final checkpoint failed: %s", ei.message);
     dcms_sign_key_free(a->key);
     pthread_mutex_destroy(&a->mu);
@@ -411,11 +371,16 @@ const struct dcms_sign_key *dcms_audit_key(const struct dcms_audit *a)
 enum dcms_err audit_verify_batch(struct dcms_store_tx *tx, struct audit_verifier *v, json_t *events,
                                  int64_t from, int64_t to, struct dcms_errinfo *ei)
 {
-    json_t *cps = json_array();
-    if (!cps)
+    json_t *cps = json_array(), *ths = json_array();
+    if (!cps || !ths) {
+        json_decref(cps);
+        json_decref(ths);
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
     enum dcms_err e = audit_store_checkpoints_range(tx, from, to, INT32_MAX, cps, ei);
-    size_t ci = 0, nc = json_array_size(cps);
+    if (!e)
+        e = audit_store_tree_heads_range(tx, from, to, INT32_MAX, ths, ei);
+    size_t ci = 0, nc = json_array_size(cps), ti = 0, nt = json_array_size(ths);
     for (size_t i = 0; !e && i < json_array_size(events); i++) {
         json_t *ev = json_array_get(events, i);
         int64_t seq = (int64_t)json_integer_value(json_object_get(ev, "seq"));
@@ -437,8 +402,16 @@ enum dcms_err audit_verify_batch(struct dcms_store_tx *tx, struct audit_verifier
                 break;
             audit_verifier_checkpoint(v, cp);
         }
+        for (; ti < nt; ti++) {
+            json_t *th = json_array_get(ths, ti);
+            int64_t size = (int64_t)json_integer_value(json_object_get(th, "tree_size"));
+            if (size > seq)
+                break;
+            audit_verifier_tree_head(v, th);
+        }
     }
     json_decref(cps);
+    json_decref(ths);
     return e;
 }
 
@@ -448,6 +421,12 @@ enum dcms_err dcms_audit_verify(struct dcms_audit *a, struct dcms_audit_report *
     struct audit_verifier v;
     audit_verifier_init(&v, dcms_sign_key_public(a->key), true, report);
     struct dcms_store_tx *tx;
+    /* A log the sequencer refuses to extend (tampered with) is still walked: the walk says
+     * where it breaks. */
+    struct dcms_errinfo sync_ei;
+    dcms_errinfo_init(&sync_ei, NULL);
+    if (dcms_audit_sync(a, &sync_ei))
+        DCMS_LOG(DCMS_LOG_WARN, "audit", "verifying without sequencing first: %s", sync_ei.message);
     enum dcms_err e = dcms_store_begin(a->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
@@ -488,6 +467,14 @@ enum dcms_err dcms_audit_verify(struct dcms_audit *a, struct dcms_audit_report *
                             (long long)v.last_seq, (long long)orphan);
     }
     json_decref(rest);
+    json_t *last_th = NULL;
+    if (!e && !v.failed && !(e = audit_store_last_tree_head(tx, &last_th, ei)) && last_th &&
+        json_integer_value(json_object_get(last_th, "tree_size")) > v.last_seq)
+        audit_verifier_fail(&v, v.last_seq + 1,
+                            "events after seq %lld are missing (a tree head covers %lld)",
+                            (long long)v.last_seq,
+                            (long long)json_integer_value(json_object_get(last_th, "tree_size")));
+    json_decref(last_th);
     if (!e && !v.failed && !(e = audit_store_head(tx, &head_seq, head_hash, ei)) &&
         (head_seq != v.last_seq || strcmp(head_hash, v.last_hash) != 0))
         audit_verifier_fail(&v, v.last_seq + 1,

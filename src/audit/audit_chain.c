@@ -75,7 +75,9 @@ void audit_verifier_init(struct audit_verifier *v, const unsigned char pk[DCMS_S
     memset(r, 0, sizeof(*r));
     r->ok = true;
     v->r = r;
+    audit_range_init(&v->range);
     if (from_genesis) {
+        v->tree = true;
         v->started = true;
         v->expect_seq = 1;
         memcpy(v->last_hash, AUDIT_GENESIS_HASH, 65);
@@ -142,13 +144,19 @@ bool audit_verifier_event(struct audit_verifier *v, const json_t *ev)
     }
     json_t *body = json_deep_copy(ev);
     char computed[65];
-    bool ok = body && json_object_del(body, "hash") == 0 && audit_hash(body, computed, NULL) == 0;
+    unsigned char leaf[AUDIT_HASH_LEN];
+    bool ok = body && json_object_del(body, "hash") == 0 &&
+              audit_event_hashes(body, computed, leaf, NULL) == 0;
     json_decref(body);
     if (!ok || strcmp(computed, hash) != 0) {
         audit_verifier_fail(v, seq, "event seq %lld: hash does not match its content",
                             (long long)seq);
         return false;
     }
+    if (v->tree && v->range.size != seq - 1)
+        v->tree = false; /* cannot happen when fed in order; never compare a wrong root */
+    if (v->tree)
+        audit_range_push(&v->range, leaf, NULL);
     memcpy(v->last_hash, hash, 65);
     v->last_seq = seq;
     v->expect_seq = seq + 1;
@@ -204,17 +212,53 @@ bool audit_verifier_checkpoint(struct audit_verifier *v, const json_t *cp)
     return true;
 }
 
+bool audit_verifier_tree_head(struct audit_verifier *v, const json_t *th)
+{
+    if (v->failed)
+        return false;
+    json_t *js = json_object_get(th, "tree_size");
+    int64_t seq = json_is_integer(js) ? (int64_t)json_integer_value(js) : 0;
+    int64_t size = 0;
+    unsigned char root[AUDIT_HASH_LEN], mine[AUDIT_HASH_LEN];
+    if (seq != v->last_seq) {
+        audit_verifier_fail(v, seq, "tree head of size %lld refers to a missing event",
+                            (long long)seq);
+        return false;
+    }
+    if (!audit_tree_head_verify(th, v->pk, &size, root) || size != seq) {
+        audit_verifier_fail(v, seq,
+                            "tree head of size %lld: signature is not valid or not by key %s",
+                            (long long)seq, v->key_id);
+        return false;
+    }
+    if (v->tree) {
+        audit_range_root(&v->range, mine);
+        if (memcmp(mine, root, AUDIT_HASH_LEN) != 0) {
+            audit_verifier_fail(v, seq,
+                                "tree head of size %lld: the signed root differs from the tree "
+                                "of the events (events up to it were rewritten)",
+                                (long long)seq);
+            return false;
+        }
+    }
+    v->r->tree_heads_checked++;
+    return true;
+}
+
 void audit_verifier_finish(struct audit_verifier *v)
 {
     if (!v->failed && !v->r->reason[0])
-        snprintf(v->r->reason, sizeof(v->r->reason), "%s", "chain and checkpoints verified");
+        snprintf(v->r->reason, sizeof(v->r->reason), "%s",
+                 v->r->tree_heads_checked ? "chain, tree heads and checkpoints verified"
+                                          : "chain and checkpoints verified");
 }
 
 json_t *dcms_audit_report_json(const struct dcms_audit_report *r)
 {
-    return json_pack("{s:b, s:I, s:I, s:o, s:I, s:s}", "ok", r->ok, "events_checked",
+    return json_pack("{s:b, s:I, s:I, s:I, s:o, s:I, s:s}", "ok", r->ok, "events_checked",
                      (json_int_t)r->events_checked, "checkpoints_checked",
-                     (json_int_t)r->checkpoints_checked, "first_bad_seq",
+                     (json_int_t)r->checkpoints_checked, "tree_heads_checked",
+                     (json_int_t)r->tree_heads_checked, "first_bad_seq",
                      r->ok ? json_null() : json_integer(r->first_bad_seq), "last_seq",
                      (json_int_t)r->last_seq, "reason", r->reason);
 }

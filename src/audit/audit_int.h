@@ -11,6 +11,9 @@
 #include "dcms/audit.h"
 #include "dcms/str.h"
 
+struct dcms_store_rows;
+struct dcms_store_tx;
+
 #define AUDIT_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define AUDIT_LIMIT_SLOTS 512
 
@@ -29,18 +32,98 @@ struct audit_limit_slot {
     char targets[AUDIT_SUMMARY_TARGETS][AUDIT_TARGET_MAX];
 };
 
+#define AUDIT_HASH_LEN 32
+#define AUDIT_TREE_LEVELS 64
+
+/* The complete subtrees a tree of `size` leaves splits into, left to right (one per set bit). */
+struct audit_range {
+    int64_t size;
+    int n;
+    unsigned char h[AUDIT_TREE_LEVELS][AUDIT_HASH_LEN];
+};
+
+/* A complete subtree: leaves [idx * 2^level, (idx + 1) * 2^level). */
+struct audit_tree_node {
+    int level;
+    int64_t idx;
+    unsigned char hash[AUDIT_HASH_LEN];
+};
+
+/* Reads the stored hash of a complete subtree (audit_store_node_get: ctx is a transaction). */
+typedef enum dcms_err audit_node_fn(void *ctx, int level, int64_t idx,
+                                    unsigned char out[AUDIT_HASH_LEN], struct dcms_errinfo *ei);
+
 struct dcms_audit {
     struct dcms_store *store;
     struct dcms_sign_key *key;
     unsigned every, interval_s, denied_per_minute, refusal_window_s;
+    unsigned max_delay_ms, batch_max;
 
-    pthread_mutex_t mu; /* guards the head hint and the limiter */
-    int64_t hint_seq;   /* last head this process saw; only a hint (see audit.c) */
-    char hint_hash[65];
+    pthread_mutex_t mu; /* guards the limiter */
     struct audit_limit_slot slots[AUDIT_LIMIT_SLOTS];
 
     struct dcms_periodic *timer; /* the checkpoint timer (dcms/periodic.h), or NULL */
+
+    /* The sequencer (audit_seq.c). seq_mu serializes its passes in this process. */
+    pthread_mutex_t seq_mu;
+    struct dcms_store *seq_store; /* PostgreSQL: a one-connection pool holding the lock */
+    bool leader;                  /* this process holds the sequencer lock */
+    bool loaded;                  /* head and range below mirror the store */
+    int64_t head_seq;
+    char head_hash[65];
+    struct audit_range range;
+    struct dcms_periodic *seq_timer;
 };
+
+/* Signs (seq, hash) as a checkpoint inside `tx` (audit.c). */
+enum dcms_err audit_sign_checkpoint(struct dcms_audit *a, struct dcms_store_tx *tx, int64_t seq,
+                                    const char *hash, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Sequencer (audit_seq.c). */
+enum dcms_err audit_seq_start(struct dcms_audit *a, const char *database_url,
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Stops the timer, sequences what is pending (when leader), releases the lock. */
+void audit_seq_stop(struct dcms_audit *a);
+
+/* Tree (audit_tree.c). */
+void audit_leaf_hash(const void *p, size_t n, unsigned char out[AUDIT_HASH_LEN]);
+void audit_node_hash(const unsigned char l[AUDIT_HASH_LEN], const unsigned char r[AUDIT_HASH_LEN],
+                     unsigned char out[AUDIT_HASH_LEN]);
+bool audit_hex_decode(const char *hex, unsigned char out[AUDIT_HASH_LEN]);
+/* The chain hash (hex) and the leaf hash of an event body, from one canonicalization. */
+enum dcms_err audit_event_hashes(const json_t *body, char hash[65],
+                                 unsigned char leaf[AUDIT_HASH_LEN],
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void audit_range_init(struct audit_range *r);
+/* Adds a leaf; `made` (may be NULL) receives the leaf and every subtree it completes. */
+size_t audit_range_push(struct audit_range *r, const unsigned char leaf[AUDIT_HASH_LEN],
+                        struct audit_tree_node made[AUDIT_TREE_LEVELS]);
+void audit_range_root(const struct audit_range *r, unsigned char out[AUDIT_HASH_LEN]);
+enum dcms_err audit_range_load(int64_t size, audit_node_fn *get, void *ctx, struct audit_range *r,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* {size, hashes: [hex...]} and back (false when malformed). */
+json_t *audit_range_json(const struct audit_range *r);
+bool audit_range_from_json(const json_t *j, struct audit_range *r);
+/* Audit paths (RFC 9162 2.1.3.1, 2.1.4.1) appended to `path` as hex strings. */
+enum dcms_err audit_tree_inclusion(audit_node_fn *get, void *ctx, int64_t index, int64_t size,
+                                   json_t *path, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_tree_consistency(audit_node_fn *get, void *ctx, int64_t first, int64_t second,
+                                     json_t *path, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_tree_root(audit_node_fn *get, void *ctx, int64_t size,
+                              unsigned char out[AUDIT_HASH_LEN],
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* RFC 9162 2.1.3.2 and 2.1.4.2. */
+bool audit_verify_inclusion(int64_t index, int64_t size, const unsigned char leaf[AUDIT_HASH_LEN],
+                            const json_t *path, const unsigned char root[AUDIT_HASH_LEN]);
+bool audit_verify_consistency(int64_t first, int64_t second,
+                              const unsigned char first_root[AUDIT_HASH_LEN],
+                              const unsigned char second_root[AUDIT_HASH_LEN], const json_t *path);
+/* The bytes a tree head signature covers (canonical JSON), appended to `out`. */
+enum dcms_err audit_tree_head_message(int64_t size, const char *root_hash, const char *time,
+                                      const char *key_id, struct dcms_buf *out) DCMS_MUST_CHECK;
+/* Checks a stored/exported tree head's signature with `pk`; gives its size and root. */
+bool audit_tree_head_verify(const json_t *th, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN],
+                            int64_t *size, unsigned char root[AUDIT_HASH_LEN]);
 
 /* The hashed form of an event: every field but `hash`. Returns a new object or NULL. */
 json_t *audit_event_body(int64_t seq, const char *id, const char *time, const char *actor,
@@ -62,6 +145,8 @@ struct audit_verifier {
     int64_t expect_seq; /* 0 until the first event when not anchored at genesis */
     int64_t last_seq;
     char last_hash[65];
+    bool tree;                /* the range below is known: leaves are checked against heads */
+    struct audit_range range; /* of the events fed so far */
 };
 
 /* `from_genesis`: the walk must start at seq 1 with the all-zero prev_hash. */
@@ -70,6 +155,9 @@ void audit_verifier_init(struct audit_verifier *v, const unsigned char pk[DCMS_S
 /* Each returns false once the chain has failed (the report says where and why). */
 bool audit_verifier_event(struct audit_verifier *v, const json_t *event);
 bool audit_verifier_checkpoint(struct audit_verifier *v, const json_t *checkpoint);
+/* A signed tree head whose size is the last event fed: its signature and root are checked
+ * (the root only when v->tree). */
+bool audit_verifier_tree_head(struct audit_verifier *v, const json_t *tree_head);
 /* Marks a failure found outside the verifier (missing event for a checkpoint, head mismatch). */
 void audit_verifier_fail(struct audit_verifier *v, int64_t seq, const char *fmt, ...)
     DCMS_PRINTF(3, 4);
@@ -86,11 +174,56 @@ enum dcms_err audit_verify_batch(struct dcms_store_tx *tx, struct audit_verifier
 struct dcms_store_tx;
 enum dcms_err audit_store_head(struct dcms_store_tx *tx, int64_t *seq, char hash[65],
                                struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Compare-and-set append; *appended false when the head moved (reload and retry). */
-enum dcms_err audit_store_append(struct dcms_store_tx *tx, int64_t seq, const char *id,
-                                 const char *time, const struct dcms_audit_event *ev,
-                                 const char *details_text, const char *prev_hash, const char *hash,
-                                 bool *appended, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_pending_insert(struct dcms_store_tx *tx, const char *id, const char *time,
+                                         const struct dcms_audit_event *ev,
+                                         const char *details_text,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Rows: pid, id, time, actor, action, resource_type, resource_id, outcome, details, client_ip,
+ * request_id; oldest pid first. */
+enum dcms_err audit_store_pending_batch(struct dcms_store_tx *tx, int64_t limit,
+                                        struct dcms_store_rows **rows,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Deletes the pending rows whose pids the JSON array names. */
+enum dcms_err audit_store_pending_delete(struct dcms_store_tx *tx, const char *pids_json,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_pending_max(struct dcms_store_tx *tx, int64_t *pid,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bool *any,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* A pending row as an event object (no seq, prev_hash, hash). NULL when out of memory. */
+json_t *audit_pending_row_event(const struct dcms_store_rows *r, size_t i);
+/* Inserts pending row `row` as event `seq` with its chain hashes. */
+enum dcms_err audit_store_event_insert(struct dcms_store_tx *tx, int64_t seq,
+                                       const struct dcms_store_rows *pending, size_t row,
+                                       const char *prev_hash, const char *hash,
+                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_head_cas(struct dcms_store_tx *tx, int64_t old_seq, int64_t seq,
+                                   const char *hash, bool *ok,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_node_put(struct dcms_store_tx *tx, int level, int64_t idx,
+                                   const unsigned char hash[AUDIT_HASH_LEN],
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* audit_node_fn over the transaction `ctx`. */
+enum dcms_err audit_store_node_get(void *ctx, int level, int64_t idx,
+                                   unsigned char out[AUDIT_HASH_LEN],
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_leaf_count(struct dcms_store_tx *tx, int64_t *n,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_add_tree_head(struct dcms_store_tx *tx, int64_t size, const char *root,
+                                        const char *time, const char *key_id, const char *signature,
+                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+enum dcms_err audit_store_tree_heads_range(struct dcms_store_tx *tx, int64_t from, int64_t to,
+                                           int64_t limit, json_t *out,
+                                           struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* *out: the newest tree head (caller's), or NULL when none was signed yet. */
+enum dcms_err audit_store_last_tree_head(struct dcms_store_tx *tx, json_t **out,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* PostgreSQL: takes (try_take) or checks the session advisory lock `key`; SQLite: held. */
+enum dcms_err audit_store_lock(struct dcms_store_tx *tx, int64_t key, bool try_take, bool *held,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The event `id`, sequenced or *pending (then without seq and hashes); NULL when unknown. */
+enum dcms_err audit_store_event_by_id(struct dcms_store_tx *tx, const char *id, json_t **event,
+                                      bool *pending, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err audit_store_add_checkpoint(struct dcms_store_tx *tx, int64_t seq, const char *hash,
                                          const char *time, const char *key_id,
                                          const char *signature,

@@ -98,7 +98,7 @@ static void open_all(struct fixture *f)
     f->app.cfg = &f->cfg;
     struct dcms_store_opts so = {4, 30000};
     CHECK(dcms_store_open(f->cfg.database_url, &so, &f->app.store, &ei), ei);
-    struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000};
+    struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000, NULL, 0};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
     /* IAM seals its secrets under a data key from the keyring. */
     snprintf(f->cfg.keys_file, sizeof(f->cfg.keys_file), "%s/keys/keyring", f->db.dir);

@@ -108,7 +108,7 @@ static struct dcms_store *open_store(struct fixture *f, unsigned pool_size)
 static struct dcms_audit *open_audit(struct fixture *f, struct dcms_store *s, unsigned every,
                                      unsigned interval_s, unsigned denied_per_minute)
 {
-    struct dcms_audit_opts o = {f->key_path, every, interval_s, denied_per_minute};
+    struct dcms_audit_opts o = {f->key_path, every, interval_s, denied_per_minute, NULL, 0};
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_audit *a = NULL;
@@ -150,7 +150,25 @@ static void run(struct dcms_store_tx *tx, struct dcms_query *q, const struct dcm
         fail_msg("query %s: %s (%s)", q->name, dcms_err_slug(e), ei.message);
 }
 
-/* Appends one test event (details {"i": i, "tag": tag}) in a write transaction of its own. */
+static struct dcms_query q_head_seq =
+    DCMS_QUERY("t_head_seq", "SELECT seq FROM audit_head WHERE id = 1");
+
+/* Lets the sequencer place what is pending; answers the head's seq. */
+static int64_t sync_head(struct dcms_audit *a, struct dcms_store *s)
+{
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_audit_sync(a, &ei), ei);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
+    int64_t seq = -1;
+    enum dcms_err e = dcms_store_exec_int(tx, &q_head_seq, NULL, 0, &seq, &ei);
+    dcms_store_rollback(tx);
+    CHECK(e, ei);
+    return seq;
+}
+
+/* Appends one test event (details {"i": i, "tag": tag}) in a write transaction of its own,
+ * and waits for its position (the head's seq when the call returns). */
 static int64_t append_one(struct dcms_audit *a, struct dcms_store *s, int i, const char *tag)
 {
     json_t *d = json_pack("{s:i, s:s}", "i", i, "tag", tag);
@@ -174,7 +192,8 @@ static int64_t append_one(struct dcms_audit *a, struct dcms_store *s, int i, con
         fail_msg("dcms_audit_append: %s (%s)", dcms_err_slug(e), ei.message);
     }
     commit(tx);
-    return seq;
+    assert_int_equal(seq, 0); /* pending: the sequencer gives the position */
+    return sync_head(a, s);
 }
 
 static void append_n(struct fixture *f, int n)
@@ -292,7 +311,9 @@ static int64_t sql_int(struct fixture *f, const char *sql)
 
 static int64_t count_events(struct fixture *f)
 {
-    return sql_int(f, "SELECT count(*) FROM audit_events");
+    /* committed events, sequenced or still pending */
+    return sql_int(f, "SELECT (SELECT count(*) FROM audit_events) + "
+                      "(SELECT count(*) FROM audit_pending)");
 }
 
 /* The chain has exactly seq 1..n, no gap, no fork, and the head at n. */
@@ -615,7 +636,11 @@ static void assert_chain_alone_verifies(struct fixture *f, int64_t n)
     assert_int_equal(r.events_checked, n);
 }
 
-/* A consistent rewrite of the tail passes the chain walk; the signed checkpoint catches it. */
+/*
+ * A consistent rewrite of the tail passes the chain walk; the first signed
+ * tree head at or after it catches it (append_n syncs each event, so there is
+ * one per event), and with the tree heads deleted the signed checkpoint does.
+ */
 static void tamper_rewrite_tail(struct fixture *f)
 {
     open_both(f, 50, 0, 0);
@@ -623,6 +648,8 @@ static void tamper_rewrite_tail(struct fixture *f)
     const int64_t k = 60; /* the first checkpoint at or after it is 100 */
     rewrite_tail(f, k);
     assert_chain_alone_verifies(f, TAMPER_EVENTS);
+    assert_caught(f->audit, 60, "tree head");
+    sql_exec(f, "DELETE FROM audit_tree_heads");
     assert_caught(f->audit, 100, "checkpoint");
 
     /* A rewrite that reaches back past a checkpoint is caught at that one. */
@@ -658,6 +685,9 @@ static void tamper_delete_tail(struct fixture *f)
     run(tx, &q_set_head, (struct dcms_store_val[]){DCMS_VAL_INT(110), DCMS_VAL_TEXT(h110)}, 2,
         NULL);
     commit(tx);
+    /* The signed tree heads of sizes 111..120 still say the events were there. */
+    assert_caught(f->audit, 111, "tree head");
+    sql_exec(f, "DELETE FROM audit_tree_heads WHERE tree_size > 110");
     assert_verifies(f->audit, 110, 2);
 
     /* Without rewinding the head, even the window is caught. */
@@ -707,20 +737,20 @@ static void rollback(struct fixture *f)
     struct dcms_store_tx *tx = begin(f->store, DCMS_TX_WRITE);
     int64_t seq = 0;
     CHECK(dcms_audit_append(f->audit, tx, &ev, &seq, &ei), ei);
-    assert_int_equal(seq, 1);
+    assert_int_equal(seq, 0); /* pending until sequenced */
     dcms_store_rollback(tx);
     assert_int_equal(count_events(f), 0);
     assert_int_equal(sql_int(f, "SELECT seq FROM audit_head"), 0);
     assert_int_equal(append_one(f->audit, f->store, 1, "after"), 1);
 
-    /* Mid-chain, twice in a row (the hint is two ahead of the head after the second). */
+    /* Mid-chain, twice in a row: nothing rolled back reaches the sequencer. */
     append_one(f->audit, f->store, 2, "x");
     append_one(f->audit, f->store, 3, "x");
     for (int r = 0; r < 2; r++) {
         tx = begin(f->store, DCMS_TX_WRITE);
         CHECK(dcms_audit_append(f->audit, tx, &ev, &seq, &ei), ei);
         CHECK(dcms_audit_append(f->audit, tx, &ev, &seq, &ei), ei);
-        assert_int_equal(seq, 5);
+        assert_int_equal(seq, 0);
         dcms_store_rollback(tx);
     }
     assert_int_equal(count_events(f), 3);
@@ -742,10 +772,10 @@ static void write_failure_fails_change(struct fixture *f)
     if (f->db.bk == BK_PG)
         sql_exec(f, "CREATE FUNCTION t_fail() RETURNS trigger LANGUAGE plpgsql AS "
                     "$$ BEGIN RAISE EXCEPTION 'injected'; END $$; "
-                    "CREATE TRIGGER t BEFORE INSERT ON audit_events "
+                    "CREATE TRIGGER t BEFORE INSERT ON audit_pending "
                     "FOR EACH ROW EXECUTE FUNCTION t_fail()");
     else
-        sql_exec(f, "CREATE TRIGGER t BEFORE INSERT ON audit_events "
+        sql_exec(f, "CREATE TRIGGER t BEFORE INSERT ON audit_pending "
                     "BEGIN SELECT RAISE(ABORT, 'injected'); END");
 
     char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
@@ -791,7 +821,7 @@ static void write_failure_fails_change(struct fixture *f)
     assert_int_equal(count_events(f), 2);
 
     /* Once the store accepts writes again, the chain continues where it was. */
-    sql_exec(f, f->db.bk == BK_PG ? "DROP TRIGGER t ON audit_events" : "DROP TRIGGER t");
+    sql_exec(f, f->db.bk == BK_PG ? "DROP TRIGGER t ON audit_pending" : "DROP TRIGGER t");
     assert_int_equal(append_one(f->audit, f->store, 3, "after"), 3);
     assert_verifies(f->audit, 3, 0);
     assert_gap_free(f, 3);
@@ -852,8 +882,12 @@ AUDIT_CASE(checkpoint_on_close)
 
 static int64_t count_ip(struct fixture *f, const char *ip)
 {
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_events WHERE client_ip = '%s'", ip);
+    char sql[256];
+    /* sequenced or still pending: both are recorded */
+    snprintf(sql, sizeof(sql),
+             "SELECT (SELECT count(*) FROM audit_events WHERE client_ip = '%s') + "
+             "(SELECT count(*) FROM audit_pending WHERE client_ip = '%s')",
+             ip, ip);
     return sql_int(f, sql);
 }
 
@@ -881,6 +915,7 @@ static void refusal_rate_limit(struct fixture *f)
     dcms_audit_refusal(f->audit, &ev); /* still limited after another IP was seen */
     assert_int_equal(count_ip(f, "203.0.113.7"), 5);
     json_decref(d);
+    sync_head(f->audit, f->store);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM audit_events WHERE action = "
                                 "'request.denied' AND outcome = 'denied'"),
                      6);
@@ -979,7 +1014,7 @@ static void key_file(struct fixture *f)
         k = NULL;
         assert_int_equal(dcms_sign_key_load_or_create(f->key_path, &k, &ei), DCMS_ERR_CONFIG);
         assert_null(k);
-        struct dcms_audit_opts o = {f->key_path, 0, 0, 0};
+        struct dcms_audit_opts o = {f->key_path, 0, 0, 0, NULL, 0};
         struct dcms_audit *a = NULL;
         dcms_errinfo_init(&ei, NULL);
         assert_int_equal(dcms_audit_open(f->store, &o, &a, &ei), DCMS_ERR_CONFIG);

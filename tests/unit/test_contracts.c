@@ -457,7 +457,7 @@ static void open_all(struct fixture *f)
     CHECK(dcms_store_open(f->db.url, &so, &f->app.store, &ei), ei);
     char key_path[128];
     snprintf(key_path, sizeof(key_path), "%s/audit.key", f->db.dir);
-    struct dcms_audit_opts ao = {key_path, 1000, 0, 0};
+    struct dcms_audit_opts ao = {key_path, 1000, 0, 0, NULL, 0};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
     f->app.cfg = &f->cfg;
     /* IAM seals its secrets under a data key from the keyring. */

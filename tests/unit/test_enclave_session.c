@@ -86,7 +86,7 @@ static void start(struct fixture *f)
     CHECK(dcms_store_open(f->db.url, &so, &f->app.store, &ei), ei);
     char path[256];
     snprintf(path, sizeof(path), "%s/audit.key", f->db.dir);
-    struct dcms_audit_opts ao = {path, 1000, 0, 1000};
+    struct dcms_audit_opts ao = {path, 1000, 0, 1000, NULL, 0};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
     snprintf(path, sizeof(path), "%s/attestation", f->db.dir);
     CHECK(dcms_attest_ctx_new(NULL, path, &f->app.attest, &ei), ei);

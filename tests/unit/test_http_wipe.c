@@ -166,7 +166,7 @@ static void start_server(struct fixture *f)
     f->app.cfg = &f->cfg;
     struct dcms_store_opts so = {4, 30000};
     CHECK(dcms_store_open(f->cfg.database_url, &so, &f->app.store, &ei), ei);
-    struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000};
+    struct dcms_audit_opts ao = {f->cfg.audit_key_file, 1000, 3600, 1000, NULL, 0};
     CHECK(dcms_audit_open(f->app.store, &ao, &f->app.audit, &ei), ei);
     struct dcms_keys_opts ko;
     dcms_keys_opts_from_config(&f->cfg, &ko);

@@ -57,7 +57,7 @@ static void open_all(struct fixture *f)
     CHECK(dcms_store_open(f->db.url, &so, &f->store, &ei), ei);
     char key_path[128];
     snprintf(key_path, sizeof(key_path), "%s/audit.key", f->db.dir);
-    struct dcms_audit_opts ao = {key_path, 1000, 0, 0};
+    struct dcms_audit_opts ao = {key_path, 1000, 0, 0, NULL, 0};
     CHECK(dcms_audit_open(f->store, &ao, &f->audit, &ei), ei);
     dcms_uuid_v7(f->contract);
 }
