@@ -177,4 +177,52 @@ enum dcms_err dcms_audit_slice(struct dcms_audit *a, const struct dcms_audit_res
 bool dcms_audit_slice_verify(const json_t *slice, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN],
                              struct dcms_audit_report *r);
 
+/* ---- the Merkle tree (RFC 9162): tree heads, proofs, receipts ---- */
+
+#define DCMS_AUDIT_RECEIPT_TYPE "dcms.audit.receipt.v1"
+
+/*
+ * The newest signed tree head, {tree_size, root_hash, time, key_id,
+ * signature} (caller's). The signature covers the canonical JSON of {type:
+ * DCMS_AUDIT_TREE_HEAD_TYPE, tree_size, root_hash, time, key_id}.
+ * DCMS_ERR_NOT_FOUND before the first one. Thread-safe.
+ */
+enum dcms_err dcms_audit_tree_head(struct dcms_audit *a, json_t **out,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * The audit path of event `seq` (leaf seq - 1) in the tree of `tree_size`
+ * leaves (1 <= seq <= tree_size <= the newest signed size; a field problem
+ * naming `seq` or `tree_size` otherwise): {seq, leaf_index, tree_size,
+ * leaf_hash, audit_path: [hex...]} (caller's).
+ */
+enum dcms_err dcms_audit_inclusion(struct dcms_audit *a, int64_t seq, int64_t tree_size,
+                                   json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* The consistency proof from size `first` to `second` ({first, second, consistency_path}). */
+enum dcms_err dcms_audit_consistency(struct dcms_audit *a, int64_t first, int64_t second,
+                                     json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Event `id` with `status` "pending" (no seq or hashes yet) or "sequenced". NOT_FOUND. */
+enum dcms_err dcms_audit_event_get(struct dcms_audit *a, const char *id, json_t **out,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * The receipt of event `id`: {type, event, inclusion: {leaf_index,
+ * tree_size, audit_path}, tree_head, key_id, public_key} against the newest
+ * signed tree head (caller's). *pending (and *out NULL) while the event has
+ * no position yet. DCMS_ERR_NOT_FOUND for an unknown id. Thread-safe.
+ */
+enum dcms_err dcms_audit_receipt(struct dcms_audit *a, const char *id, json_t **out, bool *pending,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Checks a receipt offline against the pinned audit public key `pk` (never
+ * the key the receipt carries): the tree head's signature, the event's hash
+ * against its content, and the inclusion proof from its leaf to the signed
+ * root. Returns r->ok; the report says what failed.
+ */
+bool dcms_audit_receipt_verify(const json_t *receipt, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN],
+                               struct dcms_audit_report *r);
+
 #endif

@@ -18,11 +18,13 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: dcmsd audit verify FILE --public-key KEY\n"
+                    "       dcmsd audit verify-receipt FILE --public-key KEY\n"
                     "  FILE  an export (JSON Lines) from GET /api/v1/audit/export, or a slice\n"
                     "        from GET /api/v1/contracts/{id}/audit (or an evidence bundle); - for\n"
                     "        stdin\n"
                     "  KEY   the base64 Ed25519 key from GET /api/v1/audit/public-key, or a file\n"
-                    "        holding it (or that endpoint's JSON)\n");
+                    "        holding it (or that endpoint's JSON); a receipt is checked against\n"
+                    "        this pinned key, never the key it carries\n");
     return 2;
 }
 
@@ -79,7 +81,14 @@ static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], c
             break;
         }
         json_t *ev = json_object_get(obj, "event"), *cp = json_object_get(obj, "checkpoint");
-        if (ev) {
+        json_t *th = json_object_get(obj, "tree_head");
+        if (th) {
+            json_t *size = json_object_get(th, "tree_size");
+            if (json_is_real(size))
+                json_object_set_new(th, "tree_size",
+                                    json_integer((json_int_t)json_real_value(size)));
+            audit_verifier_tree_head(&v, th);
+        } else if (ev) {
             /* seq was read as a real: give the verifier the integer it expects */
             json_t *seq = json_object_get(ev, "seq");
             if (json_is_real(seq))
@@ -98,6 +107,12 @@ static int verify_file(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], c
             hdr_to = (int64_t)json_number_value(json_object_get(h, "to_seq"));
             if (json_is_number(json_object_get(h, "events")))
                 hdr_events = (int64_t)json_number_value(json_object_get(h, "events"));
+            /* The tree before the first event: its roots are checked against the signed heads
+             * (a forged range cannot reach a signed root). */
+            if (json_object_get(h, "tree") &&
+                audit_range_from_json(json_object_get(h, "tree"), &v.range) &&
+                v.range.size == hdr_from - 1)
+                v.tree = true;
         } else {
             audit_verifier_fail(&v, v.last_seq + 1, "line %ld is not an export record", lineno);
         }
@@ -179,9 +194,40 @@ static int verify_slice(FILE *in, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN], 
     return r.ok ? 0 : 1;
 }
 
+/*
+ * `dcmsd audit verify-receipt FILE --public-key KEY`: one receipt (GET
+ * /api/v1/audit/events/{id}/receipt) checked with the pinned key only; the
+ * key the receipt carries is never trusted (anyone can put theirs there).
+ */
+static int verify_receipt(const char *path, const unsigned char pk[DCMS_SIGN_PUBLIC_LEN])
+{
+    json_error_t jerr;
+    json_t *doc = strcmp(path, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
+                                         : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    struct dcms_audit_report r;
+    if (!doc) {
+        memset(&r, 0, sizeof(r));
+        snprintf(r.reason, sizeof(r.reason), "not JSON: %s", jerr.text);
+    } else {
+        dcms_audit_receipt_verify(doc, pk, &r);
+    }
+    json_decref(doc);
+    json_t *rep = dcms_audit_report_json(&r);
+    if (rep) {
+        json_object_set_new(rep, "kind", json_string("receipt"));
+        char *out = json_dumps(rep, JSON_INDENT(2));
+        if (out)
+            printf("%s\n", out);
+        free(out);
+        json_decref(rep);
+    }
+    return r.ok ? 0 : 1;
+}
+
 int dcms_audit_cli(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "verify") != 0)
+    bool receipt = argc >= 2 && strcmp(argv[1], "verify-receipt") == 0;
+    if (argc < 2 || (strcmp(argv[1], "verify") != 0 && !receipt))
         return usage();
     static const struct option opts[] = {{"public-key", required_argument, NULL, 'k'},
                                          {"help", no_argument, NULL, 'h'},
@@ -203,6 +249,8 @@ int dcms_audit_cli(int argc, char **argv)
         fprintf(stderr, "dcmsd audit verify: --public-key is not a base64 Ed25519 public key\n");
         return 2;
     }
+    if (receipt)
+        return verify_receipt(path, pk);
     FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!in) {
         fprintf(stderr, "dcmsd audit verify: cannot open %s\n", path);

@@ -11,6 +11,7 @@
 #include "dcms/clock.h"
 #include "dcms/json.h"
 #include "dcms/store.h"
+#include "dcms/uuid.h"
 #include "http/handlers.h"
 
 #define LIST_DEFAULT 50
@@ -67,11 +68,15 @@ enum dcms_err dcms_audit_http_events(struct dcms_http_req *req, struct dcms_http
     if (req->ei->code)
         return req->ei->code;
 
+    /* Read your writes: what was committed before this request has its seq. */
+    enum dcms_err e = dcms_audit_sync(req->app->audit, req->ei);
+    if (e)
+        return e;
     json_t *events = json_array();
     if (!events)
         return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
     struct dcms_store_tx *tx;
-    enum dcms_err e = dcms_store_begin(req->app->store, DCMS_TX_READ, &tx, req->ei);
+    e = dcms_store_begin(req->app->store, DCMS_TX_READ, &tx, req->ei);
     if (!e) {
         e = audit_store_list(tx, &f, events, req->ei);
         dcms_store_rollback(tx);
@@ -135,7 +140,9 @@ enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http
     /* An export verifies offline only as far as a signature reaches, so sign the head
      * now if it moved, and extend the range to the first checkpoint at or after to_seq:
      * then every exported event is covered by a checkpoint in the export. */
-    enum dcms_err e = dcms_audit_checkpoint(req->app->audit, req->ei);
+    enum dcms_err e = dcms_audit_sync(req->app->audit, req->ei);
+    if (!e)
+        e = dcms_audit_checkpoint(req->app->audit, req->ei);
     if (e)
         return e;
     struct dcms_store_tx *tx;
@@ -154,6 +161,21 @@ enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http
         e = audit_store_events_range(tx, from, to, to - from + 1, events, req->ei);
     if (!e)
         e = audit_store_checkpoints_range(tx, from, to, EXPORT_MAX_EVENTS, cps, req->ei);
+    /* The tree heads inside the range, and the tree before it (the compact range of
+     * from_seq - 1 leaves), so an export from any seq is checked against the signed roots. */
+    json_t *ths = json_array(), *tree = NULL;
+    struct audit_range *range = malloc(sizeof(*range));
+    if (!e && (!ths || !range))
+        e = dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    if (!e)
+        e = audit_store_tree_heads_range(tx, from, to, EXPORT_MAX_EVENTS, ths, req->ei);
+    int64_t leaves = 0;
+    if (!e)
+        e = audit_store_leaf_count(tx, &leaves, req->ei);
+    if (!e && from - 1 <= leaves &&
+        !(e = audit_range_load(from - 1, audit_store_node_get, tx, range, req->ei)))
+        tree = audit_range_json(range);
+    free(range);
     dcms_store_rollback(tx);
     if (!e) {
         char now[DCMS_TIME_STRLEN];
@@ -163,12 +185,12 @@ enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http
             n ? (int64_t)json_integer_value(json_object_get(json_array_get(events, n - 1), "seq"))
               : from - 1;
         json_t *hdr = json_pack(
-            "{s:s, s:I, s:I, s:I, s:s, s:s}", "format", "dcms-audit-export/1", "from_seq",
+            "{s:s, s:I, s:I, s:I, s:s, s:s, s:O*}", "format", "dcms-audit-export/1", "from_seq",
             (json_int_t)from, "to_seq", (json_int_t)last, "events", (json_int_t)n, "key_id",
-            dcms_sign_key_id(dcms_audit_key(req->app->audit)), "exported_at", now);
+            dcms_sign_key_id(dcms_audit_key(req->app->audit)), "exported_at", now, "tree", tree);
         e = hdr ? append_line(&b, "export", hdr) : DCMS_ERR_NOMEM;
         json_decref(hdr);
-        size_t ci = 0;
+        size_t ci = 0, ti = 0;
         for (size_t i = 0; !e && i < n; i++) {
             json_t *ev = json_array_get(events, i);
             json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
@@ -179,6 +201,12 @@ enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http
                     break;
                 e = append_line(&b, "checkpoint", cp);
             }
+            for (; !e && ti < json_array_size(ths); ti++) {
+                json_t *th = json_array_get(ths, ti);
+                if (json_integer_value(json_object_get(th, "tree_size")) > seq)
+                    break;
+                e = append_line(&b, "tree_head", th);
+            }
         }
         if (e)
             e = dcms_err_set(req->ei, e == DCMS_ERR_TOO_LARGE ? DCMS_ERR_TOO_LARGE : DCMS_ERR_NOMEM,
@@ -186,6 +214,8 @@ enum dcms_err dcms_audit_http_export(struct dcms_http_req *req, struct dcms_http
     }
     json_decref(events);
     json_decref(cps);
+    json_decref(ths);
+    json_decref(tree);
     if (e) {
         dcms_buf_release(&b);
         return e;
@@ -205,4 +235,76 @@ enum dcms_err dcms_audit_http_public_key(struct dcms_http_req *req, struct dcms_
     return dcms_http_reply(req, resp, 200,
                            json_pack("{s:s, s:s, s:s}", "algorithm", "Ed25519", "key_id",
                                      dcms_sign_key_id(k), "public_key", pk64));
+}
+
+/* ---- the tree: heads, proofs, events and receipts ---- */
+
+enum dcms_err dcms_audit_http_tree_head(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *th = NULL;
+    enum dcms_err e = dcms_audit_tree_head(req->app->audit, &th, req->ei);
+    return e ? e : dcms_http_reply(req, resp, 200, th);
+}
+
+/* A required positive integer query parameter. */
+static void query_required(struct dcms_http_req *req, const char *name, int64_t min, int64_t *out)
+{
+    if (!dcms_http_req_query(req, name))
+        dcms_err_field(req->ei, name, "is required");
+    else
+        dcms_http_query_int(req, name, min, INT64_MAX, out);
+}
+
+enum dcms_err dcms_audit_http_inclusion(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const params[] = {"seq", "tree_size", NULL};
+    dcms_http_query_only(req, params);
+    int64_t seq = 0, size = 0;
+    query_required(req, "seq", 1, &seq);
+    query_required(req, "tree_size", 1, &size);
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *proof = NULL;
+    enum dcms_err e = dcms_audit_inclusion(req->app->audit, seq, size, &proof, req->ei);
+    return e ? e : dcms_http_reply(req, resp, 200, proof);
+}
+
+enum dcms_err dcms_audit_http_consistency(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const params[] = {"first", "second", NULL};
+    dcms_http_query_only(req, params);
+    int64_t first = 0, second = 0;
+    query_required(req, "first", 1, &first);
+    query_required(req, "second", 1, &second);
+    if (req->ei->code)
+        return req->ei->code;
+    json_t *proof = NULL;
+    enum dcms_err e = dcms_audit_consistency(req->app->audit, first, second, &proof, req->ei);
+    return e ? e : dcms_http_reply(req, resp, 200, proof);
+}
+
+enum dcms_err dcms_audit_http_event(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    const char *id = dcms_http_req_param(req, "id");
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(req->ei, DCMS_ERR_NOT_FOUND, "no such audit event");
+    json_t *ev = NULL;
+    enum dcms_err e = dcms_audit_event_get(req->app->audit, id, &ev, req->ei);
+    return e ? e : dcms_http_reply(req, resp, 200, ev);
+}
+
+enum dcms_err dcms_audit_http_receipt(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    const char *id = dcms_http_req_param(req, "id");
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(req->ei, DCMS_ERR_NOT_FOUND, "no such audit event");
+    json_t *receipt = NULL;
+    bool pending = false;
+    enum dcms_err e = dcms_audit_receipt(req->app->audit, id, &receipt, &pending, req->ei);
+    if (e)
+        return e;
+    if (pending) /* 202: ask again in a moment (within the sequencing delay) */
+        return dcms_http_reply(req, resp, 202,
+                               json_pack("{s:s, s:s}", "id", id, "status", "pending"));
+    return dcms_http_reply(req, resp, 200, receipt);
 }

@@ -138,7 +138,9 @@ enum dcms_err dcms_audit_slice(struct dcms_audit *a, const struct dcms_audit_res
     *more = false;
     struct dcms_store_tx *tx = NULL;
     json_t *events = NULL, *cps = NULL, *entries = NULL, *statement = NULL, *slice = NULL;
-    enum dcms_err e = dcms_audit_checkpoint(a, ei);
+    enum dcms_err e = dcms_audit_sync(a, ei);
+    if (!e)
+        e = dcms_audit_checkpoint(a, ei);
     if (e || (e = dcms_store_begin(a->store, DCMS_TX_READ, &tx, ei)))
         goto out;
     int64_t cp_seq = 0;

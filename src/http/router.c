@@ -40,6 +40,8 @@ static const dcms_http_handler_fn query_owners[] = {
     dcms_iam_http_member_remove,
     dcms_evidence_http_contract_audit,
     dcms_training_http_list,
+    dcms_audit_http_inclusion,
+    dcms_audit_http_consistency,
 };
 
 bool dcms_route_owns_query(const struct dcms_route *r)
