@@ -14,7 +14,9 @@
 # bench_audit measures, single- and multi-threaded, a plain insert of one row
 # with the audit_events columns into a scratch table and dcms_audit_append,
 # each operation in a write transaction of its own. Prints a table of
-# inserts/s, appends/s and the overhead, and a line per backend:
+# inserts/s, appends/s, the overhead, the ratio and the sequencing delay p99
+# (from an event's time to the first signed tree head covering it), and a line
+# per backend:
 #   bench: audit <backend> overhead = A% (1 thread), B% (8 threads); goal <= 30%
 # The overhead is reported, not enforced. Exits 1 if a run fails or the chain
 # does not verify afterwards. The cluster and the temporary files are always
@@ -66,12 +68,13 @@ run_backend() {
     while IFS= read -r line; do echo "  $line"; done <<<"$out" >&2
     grep -q '^verify ok=true ' <<<"$out" || die "the chain does not verify after the $name run"
     while read -r line; do
-        local t p a
+        local t p a d
         t=$(sed -n 's/.*threads=\([0-9]*\).*/\1/p' <<<"$line")
         p=$(sed -n 's/.*plain_per_s=\([0-9]*\).*/\1/p' <<<"$line")
         a=$(sed -n 's/.*audit_per_s=\([0-9]*\).*/\1/p' <<<"$line")
-        [[ -n $t && -n $p && -n $a ]] || die "cannot read the bench_audit line: $line"
-        results+=("$name $t $p $a")
+        d=$(sed -n 's/.*seq_p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+        [[ -n $t && -n $p && -n $a && -n $d ]] || die "cannot read the bench_audit line: $line"
+        results+=("$name $t $p $a $d")
     done < <(grep '^threads=' <<<"$out")
 }
 
@@ -90,17 +93,21 @@ PGDIR=""
 # The share of plain inserts/s lost by auditing (parentheses: a bare > in awk's printf redirects).
 overhead() { awk -v p="$1" -v a="$2" 'BEGIN { printf "%.1f", ((p > 0) ? (p - a) * 100 / p : 0) }'; }
 
-printf '\n%-9s %7s %16s %16s %10s\n' backend threads "plain inserts/s" "audit appends/s" overhead
+ratio() { awk -v p="$1" -v a="$2" 'BEGIN { printf "%.2f", ((p > 0) ? a / p : 0) }'; }
+
+printf '\n%-9s %7s %16s %16s %10s %7s %14s\n' backend threads "plain inserts/s" "audit appends/s" \
+    overhead ratio "seq p99 (ms)"
 for r in "${results[@]}"; do
-    read -r b t p a <<<"$r"
-    printf '%-9s %7s %16s %16s %9s%%\n' "$b" "$t" "$p" "$a" "$(overhead "$p" "$a")"
+    read -r b t p a d <<<"$r"
+    printf '%-9s %7s %16s %16s %9s%% %6sx %14s\n' "$b" "$t" "$p" "$a" "$(overhead "$p" "$a")" \
+        "$(ratio "$p" "$a")" "$d"
 done
 echo
 for b in sqlite postgres; do
     parts=()
     worst=0
     for r in "${results[@]}"; do
-        read -r rb t p a <<<"$r"
+        read -r rb t p a d <<<"$r"
         [[ $rb == "$b" ]] || continue
         o=$(overhead "$p" "$a")
         parts+=("$o% ($t thread$([[ $t == 1 ]] || echo s))")
@@ -110,4 +117,11 @@ for b in sqlite postgres; do
     joined=${parts[0]}
     for part in "${parts[@]:1}"; do joined+=", $part"; done
     echo "bench: audit $b overhead = $joined; $verdict the <= ${GOAL}% goal"
+done
+for r in "${results[@]}"; do
+    read -r b t p a d <<<"$r"
+    [[ $b == postgres && $t == 8 ]] || continue
+    verdict=$(awk -v p="$p" -v a="$a" 'BEGIN { print ((p > 0 && a / p >= 0.7) ? "meets" : "misses") }')
+    echo "bench: audit postgres 8 threads = $(ratio "$p" "$a")x plain inserts ($verdict the >= 0.7x goal);" \
+        "sequencing delay p99 = ${d} ms"
 done

@@ -216,6 +216,53 @@ static double measure(struct dcms_store *s, struct dcms_audit *a, enum op op, in
     return ok ? (double)done / elapsed_s : -1;
 }
 
+static struct dcms_query q_head_seq =
+    DCMS_QUERY("bench_head_seq", "SELECT seq FROM audit_head WHERE id = 1");
+
+/* How long each event of the run waited for its position: from its time (taken just before
+ * its commit) to the first signed tree head that covers it, in ms, ascending. */
+static struct dcms_query q_delays =
+    DCMS_QUERY2("bench_delays",
+                "SELECT (julianday((SELECT time FROM audit_tree_heads WHERE tree_size >= e.seq "
+                "ORDER BY tree_size LIMIT 1)) - julianday(e.time)) * 86400000.0 "
+                "FROM audit_events e WHERE e.seq > $1 ORDER BY 1",
+                "SELECT EXTRACT(EPOCH FROM (h.time - e.time)) * 1000 FROM audit_events e, "
+                "LATERAL (SELECT time FROM audit_tree_heads WHERE tree_size >= e.seq "
+                "ORDER BY tree_size LIMIT 1) h WHERE e.seq > $1 ORDER BY 1");
+
+static enum dcms_err head_seq(struct dcms_store *s, int64_t *seq, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(s, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec_int(tx, &q_head_seq, NULL, 0, seq, ei);
+    dcms_store_rollback(tx);
+    return e;
+}
+
+static enum dcms_err delay_p99(struct dcms_store *s, int64_t after, double *p99,
+                               struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(s, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_delays, &DCMS_VAL_INT(after), 1, &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    if (e)
+        return e;
+    size_t n = dcms_store_rows_count(rows);
+    *p99 = 0;
+    if (n) {
+        const char *t = dcms_store_rows_text(rows, (n * 99 + 99) / 100 - 1, 0);
+        *p99 = t ? strtod(t, NULL) : -1;
+    }
+    dcms_store_rows_free(rows);
+    return DCMS_OK;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -253,7 +300,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_audit: cannot open the store: %s\n", ei.message);
         goto out;
     }
-    struct dcms_audit_opts aopts = {.key_path = argv[2], .checkpoint_every = 1000};
+    struct dcms_audit_opts aopts = {
+        .key_path = argv[2], .checkpoint_every = 1000, .database_url = argv[1]};
     if (dcms_audit_open(s, &aopts, &a, &ei)) {
         fprintf(stderr, "bench_audit: cannot open the audit log: %s\n", ei.message);
         goto out;
@@ -276,12 +324,21 @@ int main(int argc, char **argv)
     for (int i = 4; i < argc; i++) {
         int n = (int)strtol(argv[i], NULL, 10);
         uint64_t retries = 0;
+        int64_t seq_before = 0;
+        double p99 = -1;
         double plain = measure(s, a, OP_PLAIN, n, seconds, &retries);
+        if (plain >= 0 && (dcms_audit_sync(a, &ei) || head_seq(s, &seq_before, &ei)))
+            plain = -1;
         double audit = plain < 0 ? -1 : measure(s, a, OP_AUDIT, n, seconds, &retries);
-        if (plain < 0 || audit < 0)
+        if (audit >= 0 && (dcms_audit_sync(a, &ei) || delay_p99(s, seq_before, &p99, &ei)))
+            audit = -1;
+        if (plain < 0 || audit < 0) {
+            if (ei.code)
+                fprintf(stderr, "bench_audit: %s\n", ei.message);
             goto out;
-        printf("threads=%d plain_per_s=%.0f audit_per_s=%.0f retries=%" PRIu64 "\n", n, plain,
-               audit, retries);
+        }
+        printf("threads=%d plain_per_s=%.0f audit_per_s=%.0f retries=%" PRIu64 " seq_p99_ms=%.1f\n",
+               n, plain, audit, retries, p99);
         fflush(stdout);
     }
 

@@ -192,11 +192,13 @@ enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bo
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* A pending row as an event object (no seq, prev_hash, hash). NULL when out of memory. */
 json_t *audit_pending_row_event(const struct dcms_store_rows *r, size_t i);
-/* Inserts pending row `row` as event `seq` with its chain hashes. */
-enum dcms_err audit_store_event_insert(struct dcms_store_tx *tx, int64_t seq,
-                                       const struct dcms_store_rows *pending, size_t row,
-                                       const char *prev_hash, const char *hash,
-                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* A batch of events, a JSON array of {seq, id, time, actor, action, resource_type,
+ * resource_id, outcome, details_text, client_ip, request_id, prev_hash, hash}. */
+enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const char *events_json,
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Complete subtrees, a JSON array of [level, idx, hex hash]. */
+enum dcms_err audit_store_nodes_bulk(struct dcms_store_tx *tx, const char *nodes_json,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err audit_store_head_cas(struct dcms_store_tx *tx, int64_t old_seq, int64_t seq,
                                    const char *hash, bool *ok,
                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;

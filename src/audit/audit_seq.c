@@ -125,6 +125,41 @@ static enum dcms_err load(struct dcms_audit *a, struct dcms_store_tx *tx, int64_
     return e;
 }
 
+/* Adds pending row `row`, placed at `seq`, to the batch's events. */
+static enum dcms_err add_event(json_t *evs, int64_t seq, const struct dcms_store_rows *rows,
+                               size_t row, const char *prev_hash, const char *hash,
+                               struct dcms_errinfo *ei)
+{
+    static const char *const cols[] = {
+        NULL,          "id",      "time",         "actor",     "action",    "resource_type",
+        "resource_id", "outcome", "details_text", "client_ip", "request_id"};
+    json_t *o =
+        json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)seq, "prev_hash", prev_hash, "hash", hash);
+    for (size_t c = 1; o && c <= 10; c++) {
+        const char *t = dcms_store_rows_text(rows, row, c);
+        if (json_object_set_new(o, cols[c], t ? json_string(t) : json_null())) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+    if (!o || json_array_append_new(evs, o))
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    return DCMS_OK;
+}
+
+static enum dcms_err add_nodes(json_t *nodes, const struct audit_tree_node *made, size_t n,
+                               struct dcms_errinfo *ei)
+{
+    for (size_t i = 0; i < n; i++) {
+        char hex[65];
+        dcms_hex_encode(hex, made[i].hash, AUDIT_HASH_LEN);
+        if (json_array_append_new(
+                nodes, json_pack("[i, I, s]", made[i].level, (json_int_t)made[i].idx, hex)))
+            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    }
+    return DCMS_OK;
+}
+
 /* Appends pid to the JSON array text in `b` ("[1,2"; closed by the caller). */
 static enum dcms_err add_pid(struct dcms_buf *b, int64_t pid)
 {
@@ -142,11 +177,12 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
     struct dcms_buf pids;
     dcms_buf_init(&pids, 64u << 20);
     struct audit_range *r = malloc(sizeof(*r));
+    json_t *evs = json_array(), *nodes = json_array();
     int64_t head_seq = a->head_seq, old_seq;
     char head_hash[65];
     memcpy(head_hash, a->head_hash, 65);
-    enum dcms_err e = r ? dcms_store_begin(a->seq_store, DCMS_TX_WRITE, &tx, ei)
-                        : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err e = r && evs && nodes ? dcms_store_begin(a->seq_store, DCMS_TX_WRITE, &tx, ei)
+                                        : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     if (e)
         goto out;
     bool fresh = !a->loaded;
@@ -191,8 +227,9 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
             break;
         int64_t seq = head_seq + 1;
         struct audit_tree_node made[AUDIT_TREE_LEVELS];
-        if ((e = audit_store_event_insert(tx, seq, rows, i, head_hash, hash, ei)) ||
-            (e = put_nodes(tx, made, audit_range_push(r, leaf, made), ei)))
+        size_t nmade = audit_range_push(r, leaf, made);
+        if ((e = add_event(evs, seq, rows, i, head_hash, hash, ei)) ||
+            (e = add_nodes(nodes, made, nmade, ei)))
             break;
         if (add_pid(&pids, dcms_store_rows_int(rows, i, 0))) {
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
@@ -209,6 +246,15 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
         audit_range_root(r, root);
         if (dcms_buf_append(&pids, "]", 1))
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        char *evs_text = dcms_json_dump(evs, NULL), *nodes_text = dcms_json_dump(nodes, NULL);
+        if (!e && (!evs_text || !nodes_text))
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+        if (!e)
+            e = audit_store_events_bulk(tx, evs_text, ei);
+        if (!e)
+            e = audit_store_nodes_bulk(tx, nodes_text, ei);
+        free(evs_text);
+        free(nodes_text);
         if (!e)
             e = audit_store_pending_delete(tx, pids.ptr, ei);
         if (!e && !(e = audit_store_head_cas(tx, old_seq, head_seq, head_hash, &ok, ei)) && !ok)
@@ -240,13 +286,18 @@ out:
     dcms_store_rows_free(rows);
     dcms_buf_release(&pids);
     free(r);
+    json_decref(evs);
+    json_decref(nodes);
     return e;
 }
 
 /* Takes the lock when free, or checks it is still held. Caller holds seq_mu. */
 static enum dcms_err ensure_leader(struct dcms_audit *a, struct dcms_errinfo *ei)
 {
-    if (dcms_store_backend(a->seq_store) != DCMS_STORE_PG) {
+    /* SQLite, or PostgreSQL without a connection of its own (tools and tests that open the
+     * log alone): no lock. Two such sequencers still cannot fork the log: the head's
+     * compare-and-set and the unique seq make the loser roll back and reload. */
+    if (dcms_store_backend(a->seq_store) != DCMS_STORE_PG || a->seq_store == a->store) {
         a->leader = true;
         return DCMS_OK;
     }

@@ -58,13 +58,44 @@ static struct dcms_query q_event_get =
     DCMS_QUERY2("audit_event_get", "SELECT " EVENT_COLUMNS " FROM audit_events WHERE id = $1",
                 "SELECT " EVENT_COLUMNS " FROM audit_events WHERE id = CAST($1 AS UUID)");
 
-static struct dcms_query q_event_insert =
-    DCMS_QUERY2("audit_event_insert",
-                "INSERT INTO audit_events (" EVENT_COLUMNS ") "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                "INSERT INTO audit_events (" EVENT_COLUMNS ") "
-                "VALUES ($1, CAST($2 AS UUID), CAST($3 AS TIMESTAMPTZ), $4, $5, $6, $7, $8, "
-                "CAST($9 AS JSONB), $10, $11, $12, $13)");
+/* A batch of events (a JSON array of objects with the event's fields) in one statement. */
+static struct dcms_query q_events_bulk = DCMS_QUERY2(
+    "audit_events_bulk",
+    "INSERT INTO audit_events (" EVENT_COLUMNS ") "
+    "SELECT json_extract(value, '$.seq'), json_extract(value, '$.id'), "
+    "json_extract(value, '$.time'), json_extract(value, '$.actor'), "
+    "json_extract(value, '$.action'), json_extract(value, '$.resource_type'), "
+    "json_extract(value, '$.resource_id'), json_extract(value, '$.outcome'), "
+    "json(json_extract(value, '$.details_text')), json_extract(value, '$.client_ip'), "
+    "json_extract(value, '$.request_id'), json_extract(value, '$.prev_hash'), "
+    "json_extract(value, '$.hash') FROM json_each($1)",
+    "INSERT INTO audit_events (" EVENT_COLUMNS ") "
+    "SELECT CAST(x->>'seq' AS BIGINT), CAST(x->>'id' AS UUID), CAST(x->>'time' AS TIMESTAMPTZ), "
+    "x->>'actor', x->>'action', x->>'resource_type', x->>'resource_id', x->>'outcome', "
+    "CAST(x->>'details_text' AS JSONB), x->>'client_ip', x->>'request_id', x->>'prev_hash', "
+    "x->>'hash' FROM jsonb_array_elements(CAST($1 AS JSONB)) AS x");
+
+/* Complete subtrees, [[level, idx, hash], ...], in one statement. */
+static struct dcms_query q_nodes_bulk = DCMS_QUERY2(
+    "audit_nodes_bulk",
+    "INSERT INTO audit_tree_nodes (level, idx, hash) SELECT json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each($1)",
+    "INSERT INTO audit_tree_nodes (level, idx, hash) SELECT CAST(x->>0 AS INTEGER), "
+    "CAST(x->>1 AS BIGINT), x->>2 FROM jsonb_array_elements(CAST($1 AS JSONB)) AS x");
+
+enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const char *events_json,
+                                      struct dcms_errinfo *ei)
+{
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(events_json)};
+    return dcms_store_exec(tx, &q_events_bulk, p, 1, NULL, NULL, ei);
+}
+
+enum dcms_err audit_store_nodes_bulk(struct dcms_store_tx *tx, const char *nodes_json,
+                                     struct dcms_errinfo *ei)
+{
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(nodes_json)};
+    return dcms_store_exec(tx, &q_nodes_bulk, p, 1, NULL, NULL, ei);
+}
 
 /* The sequencer is the head's only writer; the condition fences a deposed one. */
 static struct dcms_query q_head_cas = DCMS_QUERY(
@@ -203,23 +234,6 @@ enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bo
     enum dcms_err e = dcms_store_exec_int(tx, &q_pending_upto, p, 1, &n, ei);
     *any = n > 0;
     return e;
-}
-
-enum dcms_err audit_store_event_insert(struct dcms_store_tx *tx, int64_t seq,
-                                       const struct dcms_store_rows *pending, size_t row,
-                                       const char *prev_hash, const char *hash,
-                                       struct dcms_errinfo *ei)
-{
-    struct dcms_store_val p[13];
-    p[0] = DCMS_VAL_INT(seq);
-    /* pending columns 1..10: id .. request_id, in EVENT_COLUMNS order */
-    for (size_t c = 1; c <= 10; c++) {
-        const char *t = dcms_store_rows_text(pending, row, c);
-        p[c] = t ? DCMS_VAL_TEXT(t) : DCMS_VAL_NULL;
-    }
-    p[11] = DCMS_VAL_TEXT(prev_hash);
-    p[12] = DCMS_VAL_TEXT(hash);
-    return dcms_store_exec(tx, &q_event_insert, p, 13, NULL, NULL, ei);
 }
 
 enum dcms_err audit_store_head_cas(struct dcms_store_tx *tx, int64_t old_seq, int64_t seq,
