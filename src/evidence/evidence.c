@@ -84,6 +84,30 @@ enum dcms_err evidence_contract_bundle(const struct evidence_call *c, const char
     if ((e = dcms_audit_slice(c->app->audit, res, nres, 0, EVIDENCE_MAX_EVENTS, &slice, &more,
                               c->ei)))
         goto out;
+    /* A receipt (RFC 9162 inclusion proof and signed tree head) for each signature. */
+    json_t *receipts = json_array();
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(slice, "events"), i, ev)
+    {
+        const char *action = json_string_value(json_object_get(ev, "action"));
+        if (!receipts || !action || strcmp(action, "contract.sign") != 0)
+            continue;
+        json_t *rc = NULL;
+        bool pending = false;
+        if ((e = dcms_audit_receipt(c->app->audit, json_string_value(json_object_get(ev, "id")),
+                                    &rc, &pending, c->ei)))
+            break;
+        if (rc && json_array_append_new(receipts, rc))
+            receipts = NULL;
+    }
+    if (!e && (!receipts || json_object_set_new(bundle, "receipts", receipts)))
+        e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+    else
+        receipts = NULL;
+    json_decref(receipts);
+    if (e)
+        goto out;
     char now[DCMS_TIME_STRLEN];
     dcms_time_format(dcms_clock_now_us(), now);
     if (json_object_set_new(bundle, "type", json_string(DCMS_EVIDENCE_TYPE)) ||

@@ -342,6 +342,29 @@ static void check_audit(struct tally *t, const json_t *bundle, const char *pinne
     }
     check(t, bad == 0, "audit", "every event concerns this contract or its enclaves (%zu do not)",
           bad);
+    /* Each signature's receipt: its event in the log of a signed tree head, for this contract. */
+    size_t nsign = 0, nrc = 0, rbad = 0;
+    json_array_foreach(json_object_get(slice, "events"), i, ev)
+    {
+        const char *action = str(ev, "action");
+        nsign += action && strcmp(action, "contract.sign") == 0;
+    }
+    json_t *rc;
+    json_array_foreach(json_object_get(bundle, "receipts"), i, rc)
+    {
+        struct dcms_audit_report rr;
+        const json_t *rev = json_object_get(rc, "event");
+        bool ok = dcms_audit_receipt_verify(rc, pk, &rr) && str(rev, "action") &&
+                  strcmp(str(rev, "action"), "contract.sign") == 0 && cid &&
+                  str(rev, "resource_id") && strcmp(str(rev, "resource_id"), cid) == 0;
+        if (!ok)
+            printf("     receipt %zu: %s\n", i, rr.ok ? "names another event" : rr.reason);
+        rbad += !ok;
+        nrc++;
+    }
+    check(t, rbad == 0 && nrc == nsign, "receipts",
+          "%zu signature receipts verify against the signed tree head (%zu signatures, %zu bad)",
+          nrc, nsign, rbad);
     if (!json_is_true(json_object_get(bundle, "audit_complete")))
         printf("NOTE audit: the bundle holds the first %zu events only (audit_complete false); "
                "page the rest with GET /api/v1/contracts/{id}/audit\n",

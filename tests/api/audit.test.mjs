@@ -471,19 +471,25 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
       key = pk.json.public_key;
     });
 
-    test('JSON Lines: the header, then each event followed by its checkpoint', () => {
+    test('JSON Lines: the header, then each event followed by its checkpoint and tree head', () => {
       assert.deepEqual(Object.keys(lines[0]), ['export']);
       const hdr = lines[0].export;
       assert.equal(hdr.format, 'dcms-audit-export/1');
       assert.equal(hdr.from_seq, 1);
       assert.equal(hdr.to_seq, all.length);
       assert.equal(hdr.events, all.length);
+      assert.deepEqual(hdr.tree, { size: 0, hashes: [] }, 'the tree before seq 1 is empty');
       let lastSeq = 0;
       let cps = 0;
+      let heads = 0;
       for (const l of lines.slice(1)) {
         const [kind] = Object.keys(l);
-        assert.ok(kind === 'event' || kind === 'checkpoint', `line ${JSON.stringify(l)}`);
-        if (kind === 'event') {
+        assert.ok(['event', 'checkpoint', 'tree_head'].includes(kind), `line ${JSON.stringify(l)}`);
+        if (kind === 'tree_head') {
+          assert.equal(l.tree_head.tree_size, lastSeq, 'a tree head follows the last event it covers');
+          assert.equal(l.tree_head.key_id, hdr.key_id);
+          heads++;
+        } else if (kind === 'event') {
           assert.equal(l.event.seq, lastSeq + 1);
           lastSeq = l.event.seq;
           assert.deepEqual(l.event, all.find((e) => e.seq === lastSeq), `event ${lastSeq} = the listed one`);
@@ -496,6 +502,7 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
       }
       assert.equal(lastSeq, all.length);
       assert.ok(cps >= 2, `DCMS_AUDIT_CHECKPOINT_EVERY=2 gives checkpoints (${cps})`);
+      assert.ok(heads >= 1, 'the sequencer signed tree heads');
     });
 
     test('the export verifies: exit 0, ok true', () => {
@@ -548,13 +555,14 @@ describe('audit: refusals are audited; filters, pages and the export', () => {
       assert.equal(r.report.first_bad_seq, 3, r.stdout);
     });
 
-    test('a wrong public key: exit 1 at the first checkpoint', () => {
-      const firstCp = lines.find((l) => l.checkpoint).checkpoint.seq;
+    test('a wrong public key: exit 1 at the first signature (checkpoint or tree head)', () => {
+      const first = lines.find((l) => l.checkpoint || l.tree_head);
+      const firstSeq = first.checkpoint ? first.checkpoint.seq : first.tree_head.tree_size;
       const r = cliVerify(file, strangerKey());
       assertCli(r, 1, 'wrong key');
       assert.equal(r.report.ok, false);
-      assert.equal(r.report.first_bad_seq, firstCp, r.stdout);
-      assert.match(r.report.reason, /checkpoint/);
+      assert.equal(r.report.first_bad_seq, firstSeq, r.stdout);
+      assert.match(r.report.reason, first.checkpoint ? /checkpoint/ : /tree head/);
     });
 
     test('bad usage or input: exit 2', () => {

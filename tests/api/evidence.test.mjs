@@ -179,10 +179,20 @@ test('the evidence bundle verifies offline with dcmsd evidence verify, one line 
   const v = verifyBundle(b);
   assert.equal(v.status, 0, v.stdout + v.stderr);
   const lines = v.stdout.trim().split('\n');
-  for (const part of ['bundle', 'signed content', 'signature 0', 'signature 1', 'signatures', 'attestation 0', 'audit']) {
+  for (const part of ['bundle', 'signed content', 'signature 0', 'signature 1', 'signatures', 'attestation 0', 'audit',
+    'receipts']) {
     assert.ok(lines.some((l) => l.startsWith(`PASS ${part}`)), `${part}:\n${v.stdout}`);
   }
   assert.ok(!lines.some((l) => l.startsWith('FAIL')), v.stdout);
+  // Each signature has its audit receipt; a receipt with a wrong audit path, or one missing, fails.
+  assert.equal(b.receipts.length, 2);
+  assert.ok(b.receipts.every((r) => r.event.action === 'contract.sign' && r.event.resource_id === b.contract.id));
+  const moved = structuredClone(b);
+  moved.receipts[0].inclusion.leaf_index += 1;
+  assert.match(verifyBundle(moved).stdout, /^FAIL receipts/m);
+  const dropped = structuredClone(b);
+  dropped.receipts.pop();
+  assert.match(verifyBundle(dropped).stdout, /^FAIL receipts/m);
   // The audit key's fingerprint is printed to be compared out of band, and can be pinned.
   const key = (await ctx.call('GET', '/api/v1/audit/public-key')).json.public_key;
   assert.ok(v.stdout.includes(key));
