@@ -1093,6 +1093,90 @@ static void details_round_trip(struct fixture *f)
 }
 AUDIT_CASE(details_round_trip)
 
+/* ---- the Merkle tree ---- */
+
+/*
+ * Events appended in separate transactions and sequenced in one batch: one
+ * tree head. Then, for every tree size m up to the log and every event in
+ * it, the inclusion proof built from stored subtrees verifies (RFC 9162
+ * 2.1.3.2) against the root of a compact range fed the leaves in order (a
+ * different computation), and every consistency proof m1 -> m2 verifies; a
+ * changed path element, or another leaf, does not.
+ */
+static void tree_proofs(struct fixture *f)
+{
+    open_both(f, 1000, 0, 0);
+    const int n = 37;
+    for (int i = 0; i < n; i++) { /* no sync between: one batch sequences them all */
+        json_t *d = json_pack("{s:i}", "i", i);
+        struct dcms_audit_event ev = {.actor = "u", .action = "test.tree", .details = d};
+        struct dcms_errinfo ei;
+        dcms_errinfo_init(&ei, NULL);
+        struct dcms_store_tx *tx = begin(f->store, DCMS_TX_WRITE);
+        CHECK(dcms_audit_append(f->audit, tx, &ev, NULL, &ei), ei);
+        commit(tx);
+        json_decref(d);
+    }
+    int64_t heads_before = sql_int(f, "SELECT count(*) FROM audit_tree_heads");
+    assert_int_equal(sync_head(f->audit, f->store), n);
+    assert_true(sql_int(f, "SELECT count(*) FROM audit_tree_heads") <= heads_before + 1);
+    assert_verifies(f->audit, n, -1);
+
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store_tx *tx = begin(f->store, DCMS_TX_READ);
+    json_t *events = json_array();
+    CHECK(audit_store_events_range(tx, 1, n, n, events, &ei), ei);
+    dcms_store_rollback(tx);
+    assert_int_equal(json_array_size(events), n);
+    unsigned char leaves[37][AUDIT_HASH_LEN], roots[38][AUDIT_HASH_LEN];
+    struct audit_range r;
+    audit_range_init(&r);
+    audit_range_root(&r, roots[0]);
+    for (int i = 0; i < n; i++) {
+        json_t *body = json_deep_copy(json_array_get(events, (size_t)i));
+        char hash[65];
+        json_object_del(body, "hash");
+        CHECK(audit_event_hashes(body, hash, leaves[i], &ei), ei);
+        json_decref(body);
+        audit_range_push(&r, leaves[i], NULL);
+        audit_range_root(&r, roots[i + 1]);
+    }
+    json_decref(events);
+    for (int m = 1; m <= n; m++) {
+        for (int seq = 1; seq <= m; seq++) {
+            json_t *proof = NULL;
+            CHECK(dcms_audit_inclusion(f->audit, seq, m, &proof, &ei), ei);
+            json_t *path = json_object_get(proof, "audit_path");
+            assert_true(audit_verify_inclusion(seq - 1, m, leaves[seq - 1], path, roots[m]));
+            if (m > 1) {
+                assert_false(audit_verify_inclusion(seq - 1, m, leaves[seq % m], path, roots[m]));
+                json_array_set_new(path, 0, json_string(AUDIT_GENESIS_HASH));
+                assert_false(audit_verify_inclusion(seq - 1, m, leaves[seq - 1], path, roots[m]));
+            }
+            json_decref(proof);
+        }
+        for (int m1 = 1; m1 <= m; m1++) {
+            json_t *proof = NULL;
+            CHECK(dcms_audit_consistency(f->audit, m1, m, &proof, &ei), ei);
+            json_t *path = json_object_get(proof, "consistency_path");
+            assert_true(audit_verify_consistency(m1, m, roots[m1], roots[m], path));
+            if (m1 < m) {
+                assert_false(audit_verify_consistency(m1, m, roots[m1 - 1], roots[m], path));
+                json_array_set_new(path, 0, json_string(AUDIT_GENESIS_HASH));
+                assert_false(audit_verify_consistency(m1, m, roots[m1], roots[m], path));
+            }
+            json_decref(proof);
+        }
+    }
+    /* Beyond the signed tree: a field problem, not a proof. */
+    json_t *none = NULL;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_audit_inclusion(f->audit, 1, n + 1, &none, &ei), DCMS_ERR_VALIDATION);
+    assert_null(none);
+}
+AUDIT_CASE(tree_proofs)
+
 /* At the shutdown deadline a verification stops between batches with 503 (unavailable). */
 static void cancel_stops_verify(struct fixture *f)
 {
@@ -1143,6 +1227,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(details_round_trip_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(cancel_stops_verify_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(cancel_stops_verify_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(tree_proofs_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(tree_proofs_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)
