@@ -500,8 +500,13 @@ static int cmd_model(struct cli *c, const char *id, const char *out, bool force)
         tmp = NULL;
     }
     if (c->json) {
-        printf("{\"file\":\"%s\",\"bytes\":%lld,\"sha256\":\"%s\"}\n", to_stdout ? "-" : out,
-               d.bytes, hex);
+        json_t *o =
+            json_pack("{s:s, s:I, s:s}", "file", out, "bytes", (json_int_t)d.bytes, "sha256", hex);
+        char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (text)
+            fprintf(to_stdout ? stderr : stdout, "%s\n", text);
+        free(text);
+        json_decref(o);
     } else if (c->quiet) {
         if (!to_stdout)
             printf("%s\n", hex);

@@ -270,6 +270,16 @@ describe('docs/cli.md, run literally', () => {
         z = run(['--profile', 'consumer', 'train', 'start', id, '--label', 'diagnosis', '--model', 'mlp', '--hidden', '16,8']);
         assert.equal(z.status, 1, 'the terms allow logistic_regression only');
         assert.match(z.stderr, /\(validation_failed, 422\)\n {2}model: /);
+        // -f FILE is the body (options over it): the file's mlp is refused, the option's is sent instead.
+        fs.writeFileSync(path.join(dir, 'body.json'), JSON.stringify({ label: 'diagnosis', model: 'mlp', hidden: [4] }));
+        z = run(['--profile', 'consumer', 'train', 'start', id, '-f', 'body.json']);
+        assert.equal(z.status, 1);
+        assert.match(z.stderr, /\n {2}model: /);
+        z = run(['--profile', 'consumer', 'train', 'start', id, '-f', 'body.json', '--model', 'logistic_regression',
+          '--epochs', '0']);
+        assert.equal(z.status, 1);
+        assert.doesNotMatch(z.stderr, /\n {2}model: /);
+        assert.match(z.stderr, /\n {2}epochs: /);
         z = run(['--profile', 'consumer', 'train', 'start', id, '--label', 'no_such_column', '--model', 'logistic_regression',
           '--epochs', '5', '--watch']);
         assert.equal(z.status, 1, z.stdout + z.stderr);
