@@ -393,9 +393,10 @@ static int upload(struct cli *c, const struct upload_opts *o)
             cli_print_error(c, &r);
             if (r.status == 409 &&
                 strstr(cli_jstr(json_object_get(r.json, "error"), "message", ""), "in progress"))
-                fprintf(stderr, "  (a request cut short by a server crash holds the dataset until "
-                                "its lease lapses, up to 10 minutes; run the same command again "
-                                "then)\n");
+                fprintf(stderr,
+                        "  (a request cut short by a server crash holds the dataset until "
+                        "its lease lapses, 20 seconds by default "
+                        "(DCMS_DATASET_WRITER_LEASE_S); run the same command again then)\n");
             rc = CLI_EXIT_REFUSED;
             goto out;
         }
