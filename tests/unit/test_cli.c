@@ -513,6 +513,7 @@ static void sse_events(void **state)
     cli_sse_init(&s, log_event, &l);
     assert_int_equal(cli_sse_feed(&s, "event: stop\ndata: x\n\nevent: late\ndata: y\n\n", 42), 7);
     assert_string_equal(l.text, "stop||x\n");
+    cli_sse_release(&s);
     /* A bad retry: is ignored. */
     cli_sse_init(&s, log_event, &l);
     assert_int_equal(cli_sse_feed(&s, "retry: 1s\n\n", 11), 0);
