@@ -260,6 +260,11 @@ describe('docs/cli.md, run literally', () => {
         z = run(['--profile', 'consumer', '-q', 'train', 'model', job, '-o', 'model.safetensors', '--force']);
         assert.equal(z.status, 0, z.stderr);
         assert.equal(z.stdout, `${sha256(modelFile)}\n`);
+        z = spawnSync(cliBin, ['--profile', 'consumer', 'train', 'model', job, '-o', '-'],
+          { cwd: dir, env: cliEnv(dir, server), timeout: 60000 });
+        assert.equal(z.status, 0, String(z.stderr));
+        assert.ok(z.stdout.equals(modelFile), 'the model on standard output');
+        assert.match(String(z.stderr), new RegExp(`SHA-256 ${sha256(modelFile)}`));
         z = run(['--profile', 'provider', 'train', 'model', job, '-o', 'provider.safetensors']);
         assert.equal(z.status, 1, 'the provider does not receive the model');
         assert.match(z.stderr, /^error: .*\((forbidden|not_found), 40[34]\)/m);
@@ -503,6 +508,12 @@ describe('sessions, output and exit statuses', () => {
       assert.equal(dcms(dir, server, ['contracts', 'sign']).status, 2);
       assert.equal(dcms(dir, server, ['keys', 'list', '--bogus']).status, 2);
       assert.equal(dcms(dir, server, ['contracts', '--help']).status, 0);
+      assert.equal(dcms(dir, server, ['train', '--help']).status, 0);
+      assert.match(dcms(dir, server, ['train', 'start', '--help']).stdout, /--dp-max-grad-norm C/);
+      assert.equal(dcms(dir, server, ['train']).status, 2);
+      assert.equal(dcms(dir, server, ['train', 'watch']).status, 2);
+      assert.equal(dcms(dir, server, ['train', 'watch', 'x', '--timeout', '-1']).status, 2);
+      assert.equal(dcms(dir, server, ['train', 'show', 'x', '--bogus']).status, 2);
       // Not logged in: 1, saying what to do.
       let r = dcms(dir, server, ['whoami']);
       assert.equal(r.status, 1);
