@@ -327,3 +327,28 @@ test('API keys for a service identity: problems on their fields, the key shown o
   assert.deepEqual(h.problems, []);
   await pg.context().close();
 });
+
+test('sessions: every sign-in listed, another device signed out from here', async () => {
+  const u = await h.user(['consumer']);
+  const other = await login(h.server, u.email, PW); // "the phone"
+  const pg = await h.page();
+  await h.signIn(pg, u);
+  await account(pg);
+  const rows = pg.getByTestId('sessions').locator('tbody tr');
+  await pg.getByTestId('sessions').waitFor();
+  assert.equal(await rows.count(), 2);
+  assert.equal(await pg.getByTestId('sessions').locator('.badge').count(), 1);
+  await noAxe(pg, 'account (sessions)');
+  const phone = pg.locator(`tr[data-session="${JSON.parse(Buffer.from(other.access_token.split('.')[1], 'base64url')).sid}"]`);
+  await phone.getByRole('button', { name: /^Sign out the session started/ }).click();
+  await pg.waitForFunction(() => document.querySelectorAll('[data-testid="sessions"] tbody tr').length === 1);
+  const refresh = await fetch(`${h.server.url}/api/v1/auth/refresh`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ refresh_token: other.refresh_token }),
+  });
+  assert.equal(refresh.status, 401);
+  // the page's own session still works
+  await pg.reload();
+  await pg.getByTestId('sessions').waitFor();
+  assert.deepEqual(h.problems, []);
+  await pg.context().close();
+});

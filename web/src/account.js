@@ -1,6 +1,6 @@
 // The account screen (#/account): the second factors (TOTP with a QR code
 // and recovery codes; passkeys), the signing keys (made or imported in this
-// browser), API keys for service identities (admins) and the session.
+// browser), API keys for service identities (admins) and the sessions.
 // Credential changes need a recent login: a 403 reauthentication_required
 // opens a sign-in dialog and the change is retried once after it.
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -542,17 +542,44 @@ function ApiKeys({ run }) {
 
 const AMR = { pwd: 'session.amr.pwd', otp: 'session.amr.otp', hwk: 'session.amr.hwk', mfa: 'session.amr.mfa', user: 'session.amr.user' };
 
-function Session({ me, onSignOut }) {
-  const tok = me.token ?? {};
+function Sessions({ onSignOut }) {
+  const [list, reload] = useLoad(async () => (await api('GET', '/api/v1/auth/sessions')).body.sessions);
+  const [rowError, setRowError] = useState(null);
+  async function revoke(s) {
+    setRowError(null);
+    try {
+      await api('DELETE', `/api/v1/auth/sessions/${encodeURIComponent(s.id)}`);
+      reload();
+    } catch (e) {
+      setRowError({ id: s.id, error: e });
+    }
+  }
+  const methods = (s) => (s.amr ?? []).map((a) => t(AMR[a] ?? a)).join(', ') || '—';
+  let table;
+  if (list.loading && !list.data) table = html`<${Loading} label=${t('session.loading')} />`;
+  else if (list.error) table = html`<${Failure} error=${list.error} retry=${reload} />`;
+  else if (!list.data.length) table = html`<${Empty}><p>${t('session.empty')}</p></${Empty}>`;
+  else
+    table = html`<table class="cards" data-testid="sessions">
+      <caption class="visually-hidden">${t('session.title')}</caption>
+      <thead><tr><th scope="col">${t('session.col.started')}</th><th scope="col">${t('session.methods')}</th><th scope="col">${t('session.col.active')}</th><th scope="col">${t('session.col.expires')}</th><th scope="col">${t('apikeys.col.actions')}</th></tr></thead>
+      <tbody>
+        ${list.data.map(
+          (s) => html`<tr data-session=${s.id}>
+            <td>${fmtDate(s.created_at)} ${s.current && html`<span class="badge">${t('session.current')}</span>`}</td>
+            <td>${methods(s)}</td><td>${fmtDate(s.last_active_at)}</td><td>${fmtDate(s.expires_at)}</td>
+            <td>${s.current
+              ? html`<button type="button" onClick=${onSignOut}>${t('session.signout')}</button>`
+              : html`<button type="button" class="danger" aria-label=${t('session.revoke.named', { when: fmtDate(s.created_at) })} onClick=${() => revoke(s)}>${t('session.revoke')}</button>`}
+              ${rowError?.id === s.id && html`<p class="field-problems" role="alert">${rowError.error.message}</p>`}</td>
+          </tr>`,
+        )}
+      </tbody>
+    </table>`;
   return html`<section class="card" aria-labelledby="h-session">
     <h2 id="h-session">${t('session.title')}</h2>
-    <dl class="facts">
-      <dt>${t('session.id')}</dt><dd><code>${tok.session_id ?? '—'}</code> <span class="badge">${t('session.current')}</span></dd>
-      <dt>${t('session.methods')}</dt><dd>${(tok.amr ?? []).map((a) => t(AMR[a] ?? a)).join(', ') || '—'}</dd>
-      <dt>${t('session.expires')}</dt><dd>${fmtDate(tok.expires_at)}</dd>
-    </dl>
     <p class="hint">${t('session.others')}</p>
-    <div class="buttons"><button type="button" onClick=${onSignOut}>${t('session.signout')}</button></div>
+    ${table}
   </section>`;
 }
 
@@ -575,7 +602,7 @@ export function Account({ me, onSignOut }) {
     ${factors}
     <${SigningKeys} me=${me} run=${run} />
     ${admin && html`<${ApiKeys} run=${run} />`}
-    <${Session} me=${me} onSignOut=${onSignOut} />
+    <${Sessions} onSignOut=${onSignOut} />
     ${dialog}
   </section>`;
 }
