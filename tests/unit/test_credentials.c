@@ -112,7 +112,9 @@ static void new_user(struct fixture *f, struct dcms_principal *p)
 static int64_t count_audit(struct fixture *f, const char *action, const char *outcome)
 {
     static struct dcms_query q = DCMS_QUERY(
-        "test_count_audit", "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND outcome = $2");
+        "test_count_audit", /* committed events, sequenced or still pending */
+        "SELECT COUNT(*) FROM (SELECT action, outcome FROM audit_events UNION ALL "
+        "SELECT action, outcome FROM audit_pending) AS e WHERE action = $1 AND outcome = $2");
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store_tx *tx;

@@ -171,8 +171,10 @@ static bool key_alive(struct fixture *f, const char *dek_id)
 static int64_t purge_events(struct fixture *f, const char *cid)
 {
     static struct dcms_query q =
-        DCMS_QUERY("test_rt_events", "SELECT count(*) FROM audit_events WHERE action = "
-                                     "'dataset.derived_purged' AND resource_id = $1");
+        DCMS_QUERY("test_rt_events", /* committed events, sequenced or still pending */
+                   "SELECT count(*) FROM (SELECT action, resource_id FROM audit_events UNION ALL "
+                   "SELECT action, resource_id FROM audit_pending) AS e WHERE action = "
+                   "'dataset.derived_purged' AND resource_id = $1");
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store_tx *tx;

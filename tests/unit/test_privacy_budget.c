@@ -126,8 +126,11 @@ static bool release(struct fixture *f, const char *run)
 static int64_t events(struct fixture *f, const char *action)
 {
     static struct dcms_query q =
-        DCMS_QUERY("test_pv_events", "SELECT count(*) FROM audit_events WHERE action = $1 AND "
-                                     "resource_type = 'contract' AND resource_id = $2");
+        DCMS_QUERY("test_pv_events", /* committed events, sequenced or still pending */
+                   "SELECT count(*) FROM (SELECT action, resource_type, resource_id FROM "
+                   "audit_events UNION ALL SELECT action, resource_type, resource_id FROM "
+                   "audit_pending) AS e WHERE action = $1 AND "
+                   "resource_type = 'contract' AND resource_id = $2");
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store_tx *tx;
