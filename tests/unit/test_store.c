@@ -808,6 +808,9 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo20_heads", "DROP TABLE audit_tree_heads"),
+    DCMS_QUERY("t_undo20_nodes", "DROP TABLE audit_tree_nodes"),
+    DCMS_QUERY("t_undo20_pending", "DROP TABLE audit_pending"),
     DCMS_QUERY("t_undo19_upload_state", "DROP TABLE dataset_upload_state"),
     DCMS_QUERY("t_undo18_runs", "DROP TABLE privacy_runs"),
     DCMS_QUERY("t_undo18_budgets", "DROP TABLE privacy_budgets"),
