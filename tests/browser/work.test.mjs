@@ -1,7 +1,8 @@
 // The work screens in a real browser: a provider creates a dataset from
 // tests/data/breast_cancer.csv (its header fills the schema; a first try
 // without a name or a label shows the API's problems on their fields) and
-// uploads it over tus with a progress bar; a second upload interrupted after
+// uploads it over tus with a progress bar (a PATCH dropped on the way is
+// resumed from the server's offset); a second upload interrupted after
 // 40000 bytes resumes from the server's offset (HEAD) in the browser. A
 // contract naming the dataset is edited after the provider signed it, so
 // the contract page shows the diff between the two terms versions and the
@@ -9,7 +10,8 @@
 // consumer starts a small training on the contract page and follows it live
 // (the SSE stream read with fetch, since EventSource cannot send the bearer
 // token) to success with its metrics and confusion matrix, and downloads
-// the model; the provider sees the metrics and no download. An auditor
+// the model; a second job cancelled at once shows its reason; the provider
+// sees the metrics and the job's audit trail, and no download. An auditor
 // filters the audit log (filters in the URL), verifies the chain ("Verified
 // through event N") and opens the contract's audit trail. axe-core finds no
 // violation on any of these screens.
@@ -80,6 +82,17 @@ async function signAs(u, c) {
   return r.json;
 }
 
+/** A signed-in page of u for fn, closed after. */
+async function pg2(u, fn) {
+  const pg = await h.page();
+  await h.signIn(pg, u);
+  try {
+    await fn(pg);
+  } finally {
+    await pg.context().close();
+  }
+}
+
 async function check(pg, label) {
   violations.push(...(await h.axe(pg, label)));
 }
@@ -122,11 +135,21 @@ test('a provider creates a dataset, sees field problems, uploads it over tus and
   assert.equal(await pg.locator('#f-schema-label').inputValue(), 'diagnosis');
   assert.equal(await pg.locator('#f-schema-label-values').inputValue(), '0, 1');
   await pg.locator('#f-name').fill('breast cancer (UI)');
+  // The second PATCH fails as a dropped link would: the upload asks HEAD where to resume and goes on.
+  const patches = [];
+  await pg.route('**/api/v1/datasets/*/content', async (route) => {
+    const r = route.request();
+    if (r.method() === 'PATCH') patches.push(r.headers()['upload-offset']);
+    if (r.method() === 'PATCH' && patches.length === 2) return route.abort('connectionreset');
+    return route.continue();
+  });
   await pg.getByRole('button', { name: 'Create and upload' }).click();
   await pg.getByRole('heading', { level: 1, name: 'breast cancer (UI)' }).waitFor();
   await pg.getByText('Valid: 569 rows match the schema.').waitFor({ timeout: 20000 });
   assert.match(await pg.getByTestId('upload-figures').textContent(), /100 %/);
   assert.equal(await pg.locator('#upload-progress').getAttribute('value'), String(CSV.length));
+  // 64 KiB chunks: offsets 0, 65536 (dropped), 65536 again after HEAD.
+  assert.deepEqual(patches, ['0', '65536', '65536']);
   dsId = pg.url().split('/').pop();
   const ds = await as(provider, 'GET', `/api/v1/datasets/${dsId}`);
   assert.equal(ds.json.status, 'ready');
@@ -245,6 +268,14 @@ test('the consumer starts a training, follows it live to success, sees the metri
   const file = await download.path();
   assert.equal(fs.statSync(file).size, job.result.model_size);
   await pg.context().close();
+
+  // A second job cancelled at once: the page shows why it ended.
+  await pg2(consumer, async (pc) => {
+    await pc.goto(`${h.base}/#/contracts/${contractId}/train`);
+    await pc.getByRole('button', { name: 'Start training' }).click();
+    await pc.getByRole('button', { name: 'Cancel training' }).click();
+    await pc.getByTestId('job-failure').getByText('cancelled_by_consumer').waitFor();
+  });
 
   // The provider: the metrics and the audit trail, no download.
   const pp = await h.page({ colorScheme: 'dark' });
