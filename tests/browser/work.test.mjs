@@ -82,17 +82,6 @@ async function signAs(u, c) {
   return r.json;
 }
 
-/** A signed-in page of u for fn, closed after. */
-async function pg2(u, fn) {
-  const pg = await h.page();
-  await h.signIn(pg, u);
-  try {
-    await fn(pg);
-  } finally {
-    await pg.context().close();
-  }
-}
-
 async function check(pg, label) {
   violations.push(...(await h.axe(pg, label)));
 }
@@ -162,7 +151,7 @@ test('a provider creates a dataset, sees field problems, uploads it over tus and
   await pg.context().close();
 });
 
-test('an interrupted upload resumes in the browser from the server offset', async () => {
+test('an interrupted upload resumes in the browser from the server offset (on a phone)', async () => {
   const c = await as(provider, 'POST', '/api/v1/datasets', {
     json: { name: 'resumed', schema: SCHEMA },
     headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(CSV.length) },
@@ -173,7 +162,8 @@ test('an interrupted upload resumes in the browser from the server offset', asyn
     body: CSV.subarray(0, 40000),
   });
   assert.equal(part.status, 204);
-  const pg = await h.page({ colorScheme: 'dark' });
+  // On a phone, in dark mode.
+  const pg = await h.page({ colorScheme: 'dark', viewport: { width: 360, height: 740 } });
   await h.signIn(pg, provider);
   await pg.goto(`${h.base}/#/datasets/${c.json.id}`);
   await pg.getByText('Choose the same file again to resume').waitFor();
@@ -182,6 +172,11 @@ test('an interrupted upload resumes in the browser from the server offset', asyn
   await pg.getByRole('button', { name: 'Resume upload' }).click();
   await pg.getByText('Valid: 569 rows match the schema.').waitFor({ timeout: 20000 });
   assert.match(await pg.getByTestId('upload-figures').textContent(), /Resumed at 39/);
+  assert.ok(await pg.evaluate(() => document.documentElement.scrollWidth <= 360), 'no horizontal scroll at 360 px');
+  await pg.goto(`${h.base}/#/datasets/new`);
+  await pg.locator('#f-file').setInputFiles(CSV_PATH);
+  await pg.locator('#f-schema-columns-30-name').waitFor();
+  assert.ok(await pg.evaluate(() => document.documentElement.scrollWidth <= 360), 'the schema editor fits 360 px');
   await pg.context().close();
 });
 
@@ -248,7 +243,7 @@ test('the consumer starts a training, follows it live to success, sees the metri
   await pg.locator('.summary').getByText('split.holdout_fold').waitFor();
   await pg.locator('#f-split-holdout-fold-problems').waitFor();
   await pg.locator('#f-split-holdout-fold').fill('4');
-  await pg.locator('#f-epochs').fill('40');
+  await pg.locator('#f-epochs').fill('20');
   await pg.getByRole('button', { name: 'Start training' }).click();
   await pg.getByRole('heading', { level: 1, name: /^Training/ }).waitFor();
   const jobId = pg.url().split('/').pop();
@@ -262,20 +257,18 @@ test('the consumer starts a training, follows it live to success, sees the metri
   const job = (await as(consumer, 'GET', `/api/v1/trainings/${jobId}`)).json;
   assert.equal(job.state, 'succeeded');
   assert.deepEqual(cm.map(Number), job.result.metrics.confusion_matrix.matrix.flat());
-  assert.equal(await pg.locator('#job-progress').getAttribute('value'), '40');
+  assert.equal(await pg.locator('#job-progress').getAttribute('value'), '20');
   await check(pg, 'training (succeeded)');
   const [download] = await Promise.all([pg.waitForEvent('download'), pg.getByRole('button', { name: 'Download the model (safetensors)' }).click()]);
   const file = await download.path();
   assert.equal(fs.statSync(file).size, job.result.model_size);
-  await pg.context().close();
 
   // A second job cancelled at once: the page shows why it ended.
-  await pg2(consumer, async (pc) => {
-    await pc.goto(`${h.base}/#/contracts/${contractId}/train`);
-    await pc.getByRole('button', { name: 'Start training' }).click();
-    await pc.getByRole('button', { name: 'Cancel training' }).click();
-    await pc.getByTestId('job-failure').getByText('cancelled_by_consumer').waitFor();
-  });
+  await pg.goto(`${h.base}/#/contracts/${contractId}/train`);
+  await pg.getByRole('button', { name: 'Start training' }).click();
+  await pg.getByRole('button', { name: 'Cancel training' }).click();
+  await pg.getByTestId('job-failure').getByText('cancelled_by_consumer').waitFor();
+  await pg.context().close();
 
   // The provider: the metrics and the audit trail, no download.
   const pp = await h.page({ colorScheme: 'dark' });

@@ -330,12 +330,12 @@ export function DatasetDetail({ id }) {
       : html`<div data-testid="ds-report">
           <p class=${d.report.valid ? 'ok' : 'bad'}><strong>${d.report.valid ? t('ds.report.valid', { rows: fmtNumber(d.report.rows) }) : t('ds.report.invalid', { n: fmtNumber(d.report.problems_total) })}</strong></p>
           ${d.report.problems.length > 0 &&
-          html`<table><thead><tr><th scope="col">${t('ds.report.line')}</th><th scope="col">${t('ds.report.problem')}</th></tr></thead>
+          html`<table class="stack"><thead><tr><th scope="col">${t('ds.report.line')}</th><th scope="col">${t('ds.report.problem')}</th></tr></thead>
             <tbody>${d.report.problems.map((p) => html`<tr><td>${p.line ?? t('ds.report.file')}</td><td>${p.problem}</td></tr>`)}</tbody></table>`}
         </div>`}
 
     <h2>${t('ds.schema')}</h2>
-    <table>
+    <table class="stack">
       <thead><tr><th scope="col">${t('ds.col.colname')}</th><th scope="col">${t('ds.col.type')}</th><th scope="col">${t('ds.col.values')}</th></tr></thead>
       <tbody>${d.schema.columns.map((c) => html`<tr><td><code>${c.name}</code>${c.name === d.schema.label && html` <strong>(${t('ds.label')})</strong>`}</td><td>${t('ds.type.' + c.type)}</td><td>${c.values ? c.values.join(', ') : '—'}</td></tr>`)}</tbody>
     </table>

@@ -132,7 +132,7 @@ export function TrainingsPanel({ contract, me }) {
     ${state.error && html`<${Failure} error=${state.error} retry=${load} />`}
     ${state.items && !state.items.length && html`<${Empty}><p>${t('job.empty')}</p></${Empty}>`}
     ${state.items?.length > 0 &&
-    html`<table class="trainings">
+    html`<table class="trainings stack">
       <thead><tr><th scope="col">${t('job.col.job')}</th><th scope="col">${t('job.col.model')}</th><th scope="col">${t('job.col.state')}</th><th scope="col">${t('job.col.accuracy')}</th><th scope="col">${t('job.col.created')}</th></tr></thead>
       <tbody>${state.items.map(
         (j) => html`<tr>
@@ -310,7 +310,7 @@ function Metrics({ m }) {
       ${m.dp && html`<dt>${t('job.dp')}</dt><dd><code>${JSON.stringify(m.dp)}</code></dd>`}
     </dl>
     ${m.per_class &&
-    html`<table>
+    html`<table class="stack">
       <caption>${t('job.m.per_class')}</caption>
       <thead><tr><th scope="col">${t('job.m.class')}</th><th scope="col">${t('job.m.precision')}</th><th scope="col">${t('job.m.recall')}</th><th scope="col">F1</th><th scope="col">${t('job.m.support')}</th></tr></thead>
       <tbody>${Object.entries(m.per_class).map(([k, v]) => html`<tr><th scope="row">${k}</th><td>${fmtFixed(v.precision)}</td><td>${fmtFixed(v.recall)}</td><td>${fmtFixed(v.f1)}</td><td>${fmtNumber(v.support ?? 0)}</td></tr>`)}</tbody>
