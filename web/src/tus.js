@@ -9,7 +9,7 @@ import { ApiError, authFetch, responseError } from './api.js';
 const TUS = { 'Tus-Resumable': '1.0.0' };
 const MIN_CHUNK = 64 * 1024;
 const MAX_CHUNK = 8 * 1024 * 1024;
-const MAX_RETRIES = 6;
+const MAX_RETRIES = 8; // about 40 s in all: longer than the server's writer lease (20 s) of a dropped request
 
 /** A chunk size giving about twenty steps of progress. */
 export function chunkSize(size) {
