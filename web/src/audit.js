@@ -3,7 +3,7 @@
 // the browser's time zone), the chain check of the server (GET
 // /audit/verify) with its verdict, the export; and a contract's audit trail
 // (its slice with the signed inclusion proof) with the evidence bundle.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, authFetch, responseError } from './api.js';
 import { useContract } from './detail.js';
 import { fmtBytes } from './forms.js';
@@ -81,8 +81,11 @@ export function AuditPage({ route }) {
   const [state, setState] = useState({ loading: true });
   const [dl, download] = useDownload();
   const key = FILTERS.map((k) => q.get(k) ?? '').join('|');
+  const current = useRef(key);
+  current.current = key;
 
   async function load(cursor) {
+    const mine = key;
     setState((s) => ({ ...s, loading: true, error: null }));
     const p = new URLSearchParams();
     for (const k of FILTERS) if (q.get(k)) p.set(k, q.get(k));
@@ -90,8 +93,11 @@ export function AuditPage({ route }) {
     if (cursor) p.set('cursor', cursor);
     try {
       const r = await api('GET', `/api/v1/audit/events?${p}`);
+      // An answer for filters the URL no longer has is dropped.
+      if (current.current !== mine) return;
       setState((s) => ({ events: [...(cursor ? s.events ?? [] : []), ...r.body.events], next: r.body.next_cursor }));
     } catch (e) {
+      if (current.current !== mine) return;
       setState((s) => ({ ...s, loading: false, error: e }));
     }
   }

@@ -90,7 +90,8 @@ export async function harness(env = {}) {
   /** axe-core on the page (every rule it runs by default); returns its violations, described. */
   async function axe(pg, label) {
     // Injected through the DevTools protocol (not a <script>), so the page's CSP stays as served.
-    await pg.evaluate(axeSource);
+    // Once per document: a hash-route screen change keeps the page (and axe) loaded.
+    if (!(await pg.evaluate(() => typeof window.axe === 'object'))) await pg.evaluate(axeSource);
     const res = await pg.evaluate(async () => {
       // eslint-disable-next-line no-undef
       const r = await axe.run(document);
