@@ -10,7 +10,9 @@
 // consumer starts a small training on the contract page and follows it live
 // (the SSE stream read with fetch, since EventSource cannot send the bearer
 // token) to success with its metrics and confusion matrix, and downloads
-// the model; a second job cancelled at once shows its reason; the provider
+// the model; a second job cancelled at once shows its reason; under a
+// contract with a privacy budget the form asks for DP-SGD (a target ε over
+// the per-run cap lands on its field); the provider
 // sees the metrics and the job's audit trail, and no download. An auditor
 // filters the audit log (filters in the URL), verifies the chain ("Verified
 // through event N") and opens the contract's audit trail. axe-core finds no
@@ -227,7 +229,7 @@ test('the contract page shows the diff between versions, the signing sheet the d
   assert.equal(r.status, 200, JSON.stringify(r.json));
 });
 
-test('the consumer starts a training, follows it live to success, sees the metrics and downloads the model', async () => {
+test('the consumer starts a training, follows it live to success, sees the metrics and downloads the model; cancel; DP', async () => {
   const pg = await h.page();
   await h.signIn(pg, consumer);
   await pg.goto(`${h.base}/#/contracts/${contractId}`);
@@ -268,6 +270,32 @@ test('the consumer starts a training, follows it live to success, sees the metri
   await pg.getByRole('button', { name: 'Start training' }).click();
   await pg.getByRole('button', { name: 'Cancel training' }).click();
   await pg.getByTestId('job-failure').getByText('cancelled_by_consumer').waitFor();
+
+  // Under a contract with a privacy budget the form asks for DP-SGD, and the run is private.
+  const terms = validTerms({
+    data_access: { datasets: [dsId], permissions: ['train'] },
+    usage: { purposes: ['diagnosis research'], allowed_model_types: ['logistic_regression'], max_training_runs: 5, raw_data_export: false },
+    security: { encryption_level: 'standard', network_isolation: true, audit_logging: true },
+    privacy: { epsilon: 3, delta: 1e-5, max_epsilon_per_run: 1.5 },
+  });
+  let c = (await as(provider, 'POST', '/api/v1/contracts', { json: { title: 'Private model', description: '', provider_id: provider.id, consumer_id: consumer.id, terms } })).json;
+  c = (await as(provider, 'POST', `/api/v1/contracts/${c.id}/submit`, { json: {} })).json;
+  await signAs(provider, c);
+  await signAs(consumer, c);
+  assert.equal((await as(consumer, 'POST', `/api/v1/contracts/${c.id}/activate`, { json: {} })).status, 200);
+  await pg.goto(`${h.base}/#/contracts/${c.id}/train`);
+  await pg.getByRole('group', { name: 'Differential privacy' }).waitFor();
+  assert.equal(await pg.locator('#f-batch-size').inputValue(), '32');
+  await pg.locator('#f-dp-target-epsilon').fill('2');
+  await pg.getByRole('button', { name: 'Start training' }).click();
+  await pg.locator('#f-dp-problems').waitFor(); // 2 is over the 1.5 a run may spend
+  await pg.locator('#f-dp-target-epsilon').fill('1');
+  await pg.getByRole('button', { name: 'Start training' }).click();
+  await pg.getByRole('button', { name: 'Cancel training' }).waitFor();
+  const dpJob = (await as(consumer, 'GET', `/api/v1/trainings/${pg.url().split('/').pop()}`)).json;
+  assert.deepEqual(dpJob.request.dp, { target_epsilon: 1, max_grad_norm: 1 });
+  await pg.getByRole('button', { name: 'Cancel training' }).click();
+  await pg.getByTestId('job-failure').waitFor();
   await pg.context().close();
 
   // The provider: the metrics and the audit trail, no download.
