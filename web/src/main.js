@@ -2,6 +2,7 @@
 // the routes. See web/README.md.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import { Account } from './account.js';
 import { api, logout, net, refresh, subscribe, whenSignedOut } from './api.js';
 import { AuditPage, ContractAudit } from './audit.js';
 import { DatasetDetail, DatasetList, DatasetNew } from './datasets.js';
@@ -69,6 +70,7 @@ function App() {
   else if (route.segments[0] === 'datasets') screen = id === 'new' ? html`<${DatasetNew} />` : id ? html`<${DatasetDetail} key=${id} id=${id} />` : html`<${DatasetList} />`;
   else if (route.segments[0] === 'trainings' && id) screen = html`<${TrainingPage} key=${id} id=${id} me=${me} />`;
   else if (route.segments[0] === 'audit') screen = html`<${AuditPage} route=${route} />`;
+  else if (route.segments[0] === 'account') screen = html`<${Account} me=${me} onSignOut=${signOut} />`;
   else if (route.segments[0] !== 'contracts') screen = html`<${ContractList} route=${route} me=${me} />`;
   else if (id === 'new') screen = html`<${ContractEditor} me=${me} />`;
   else if (id && sub === 'edit') screen = html`<${ContractEditor} id=${id} me=${me} />`;
@@ -89,6 +91,7 @@ function App() {
           <a href="#/contracts/new" aria-current=${route.segments[0] === 'contracts' && id === 'new' ? 'page' : undefined}>${t('nav.new')}</a>
           ${(me.token.roles.includes('provider') || me.token.roles.includes('admin')) && html`<a href="#/datasets" aria-current=${route.segments[0] === 'datasets' ? 'page' : undefined}>${t('nav.datasets')}</a>`}
           ${(me.token.roles.includes('auditor') || me.token.roles.includes('admin')) && html`<a href="#/audit" aria-current=${route.segments[0] === 'audit' ? 'page' : undefined}>${t('nav.audit')}</a>`}
+          <a href="#/account" aria-current=${route.segments[0] === 'account' ? 'page' : undefined}>${t('nav.account')}</a>
         </nav>
         <div class="who">
           <span>${t('nav.signedin', { name: me.identity.name })}</span>
