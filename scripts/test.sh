@@ -101,7 +101,7 @@ run_api() {
 
 # tests/browser: Debian's chromium driven by playwright-core against a real dcmsd.
 run_browser() {
-    local label=$1 bin=$2 backend=$3 log="$logdir/browser-$1-$3.log" budget=${DCMS_TEST_BROWSER_BUDGET_S:-240}
+    local label=$1 bin=$2 backend=$3 log="$logdir/browser-$1-$3.log" budget=${DCMS_TEST_BROWSER_BUDGET_S:-360}
     note "browser tests ($label, $backend; budget ${budget}s)"
     local t0=$SECONDS
     DCMS_BIN="$bin" DCMS_TEST_BACKEND="$backend" timeout -k 10 "$budget" \
