@@ -30,6 +30,11 @@ static struct dcms_query q_take_run = DCMS_QUERY(
     "tr_take_run", "INSERT INTO training_run_counts (contract_id, used) VALUES ($1, 1) "
                    "ON CONFLICT (contract_id) DO UPDATE SET used = training_run_counts.used + 1 "
                    "WHERE training_run_counts.used < $2");
+/* A run given back: only by a job whose keys were never released (no data moved). */
+static struct dcms_query q_give_back_run =
+    DCMS_QUERY("tr_give_back_run",
+               "UPDATE training_run_counts SET used = used - 1 WHERE used > 0 AND contract_id = "
+               "(SELECT contract_id FROM training_jobs WHERE id = $1 AND data_released = 0)");
 static struct dcms_query q_event_seq = DCMS_QUERY(
     "tr_event_seq", "SELECT coalesce(max(seq), 0) FROM training_events WHERE job_id = $1");
 static struct dcms_query q_event_put = DCMS_QUERY(
@@ -170,6 +175,16 @@ enum dcms_err tr_store_take_run(struct dcms_store_tx *tx, const char *contract_i
     struct dcms_store_val p[] = {DCMS_VAL_TEXT(contract_id), DCMS_VAL_INT(max_runs)};
     enum dcms_err e = dcms_store_exec(tx, &q_take_run, p, 2, NULL, &affected, ei);
     *taken = !e && affected == 1;
+    return e;
+}
+
+enum dcms_err tr_store_give_back_run(struct dcms_store_tx *tx, const char *id, bool *given,
+                                     struct dcms_errinfo *ei)
+{
+    uint64_t affected = 0;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id)};
+    enum dcms_err e = dcms_store_exec(tx, &q_give_back_run, p, 1, NULL, &affected, ei);
+    *given = !e && affected == 1;
     return e;
 }
 
