@@ -141,7 +141,8 @@ for (const mode of ['auto', 'none']) {
         await suspend(s, token, suspended.id);
         const pids = [running.runtime.pid, suspended.runtime.pid];
         const cgs = pids.map(cgroupDir);
-        if (mode === 'auto') assert.ok(cgs.every(Boolean), 'the workloads run in cgroups of their own');
+        // As root a cgroup2 hierarchy is writable; otherwise only a delegated one would be.
+        if (mode === 'auto' && process.getuid?.() === 0) assert.ok(cgs.every(Boolean), 'the workloads run in cgroups of their own');
         else assert.deepEqual(cgs, ['', '']);
         await waitFor('the workload to be suspended', () => isSuspended(pids[1], cgs[1]), 2000);
         const scratch = [running.id, suspended.id].map((id) => path.join(s.dataDir, 'enclaves', id));
