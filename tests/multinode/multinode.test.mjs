@@ -1,7 +1,9 @@
 // Two dcmsd on one PostgreSQL behind nginx (tests/multinode/nginx.conf.in):
 // contracts created through both nodes and the load balancer and read
 // through the other; an enclave created on node A and suspended, resumed,
-// attested and terminated through node B (relayed to A, its owner); then A
+// attested and terminated through node B (relayed to A, its owner); a
+// training job run by A's worker (B runs none) started, read and cancelled
+// through B (A's runner sees the cancel in the store and stops); then A
 // killed: B takes the periodic-jobs lease over within the lease time, runs
 // the contract expiry job, marks A's enclave lost, and the audit log keeps
 // verifying. PostgreSQL only (DCMS_TEST_BACKEND=postgres): SQLite is one
@@ -22,12 +24,21 @@ import {bearer, contractsContext, templateOf, validTerms} from '../api/lib/contr
 const LEASE_MS = 1500;
 const skip = backend !== 'postgres' && 'the multi-node setup needs DCMS_TEST_BACKEND=postgres';
 const workload = path.join(path.dirname(dcmsBin), 'workload', 'dcms-workload');
+const trainer = path.join(path.dirname(dcmsBin), 'workload', 'dcms-trainer');
+const CSV = fs.readFileSync(path.join(repoRoot, 'tests/data/breast_cancer.csv'));
+const header = CSV.toString('latin1').split('\n')[0].split(',');
+const SCHEMA = {
+  columns: header.map((name) => (name === 'diagnosis' ? {name, type: 'integer'} : {name, type: 'number'})),
+  label: 'diagnosis',
+  label_values: ['0', '1'],
+};
 
 let ctx, a, b, lb, nginx, nginxDir, imagesDir;
 let apiA, apiB, apiLB;
 
-const nodeEnv = (id) => ({
+const nodeEnv = (id, workers) => ({
   DCMS_NODE_ID: id,
+  DCMS_TRAINING_WORKERS: String(workers),
   DCMS_NODE_LEASE_MS: String(LEASE_MS),
   DCMS_CONTRACT_EXPIRY_INTERVAL_S: '1',
   DCMS_ENCLAVE_IMAGES_DIR: imagesDir,
@@ -101,7 +112,9 @@ before(async () => {
   if (skip) return;
   imagesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-images-'));
   fs.copyFileSync(workload, path.join(imagesDir, 'dcms-workload'));
-  ctx = await contractsContext(nodeEnv('node-a'));
+  fs.copyFileSync(trainer, path.join(imagesDir, 'dcms-trainer'));
+  fs.chmodSync(path.join(imagesDir, 'dcms-trainer'), 0o755);
+  ctx = await contractsContext(nodeEnv('node-a', 1));
   a = ctx.server;
   const db = new URL(process.env.DCMS_TEST_PG_URL);
   db.pathname = `/${a.database}`;
@@ -109,7 +122,7 @@ before(async () => {
   // the store, the keyring (it seals the JWT keys in the store) and the audit key.
   b = await startServer({
     env: {
-      ...nodeEnv('node-b'),
+      ...nodeEnv('node-b', 0), // every training runs on node-a
       DCMS_DATABASE_URL: db.toString(),
       DCMS_KEYS_FILE: path.join(a.dataDir, 'keys', 'keyring'),
       DCMS_AUDIT_KEY_FILE: path.join(a.dataDir, 'audit', 'ed25519.key'),
@@ -223,6 +236,50 @@ describe('two nodes on one PostgreSQL behind nginx', {skip}, () => {
     assert.equal(t.status, 200, JSON.stringify(t.json));
     assert.equal(t.json.status, 'terminated');
     assert.throws(() => process.kill(enclaveA.runtime.pid, 0), {code: 'ESRCH'});
+  });
+
+  test('a training running on A is read and cancelled through B', async () => {
+    const {provider, consumer} = parties;
+    const c = await call(apiA, 'POST', '/api/v1/datasets', {
+      headers: bearer(provider.token), json: {name: 'breast cancer', description: 'UCI diagnostic', schema: SCHEMA},
+    }, '/api/v1/datasets');
+    assert.equal(c.status, 201, JSON.stringify(c.json));
+    const up = await call(apiB, 'PUT', `/api/v1/datasets/${c.json.id}/content`, {
+      headers: {...bearer(provider.token), 'Content-Type': 'text/csv'}, body: CSV,
+    }, '/api/v1/datasets/{id}/content');
+    assert.equal(up.status, 200, JSON.stringify(up.json));
+    const base = validTerms();
+    const active = await ctx.inState(parties, 'active', {terms: {
+      ...base, data_access: {datasets: [c.json.id], permissions: ['train']},
+      security: {...base.security, encryption_level: 'standard'},
+      usage: {...base.usage, allowed_model_types: ['logistic_regression']},
+    }});
+    const r = await call(apiB, 'POST', `/api/v1/contracts/${active.id}/trainings`, {
+      headers: bearer(consumer.token),
+      json: {datasets: [c.json.id], label: 'diagnosis', model: 'logistic_regression', optimizer: 'sgd',
+             epochs: 100000, batch_size: 1, learning_rate: 0.1, l2: 0, seed: 1,
+             split: {method: 'modulo', folds: 5, holdout_fold: 4}},
+    }, '/api/v1/contracts/{id}/trainings');
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    const T = '/api/v1/trainings/{id}';
+    const running = await waitFor('the job to run on node-a', async () => {
+      const g = await call(apiB, 'GET', `/api/v1/trainings/${r.json.id}`, {headers: bearer(consumer.token)}, T);
+      assert.ok(!['failed', 'succeeded', 'cancelled'].includes(g.json.state), JSON.stringify(g.json));
+      return g.json.state === 'running' && g.json;
+    }, 30000);
+    assert.equal(running.data_released, true);
+    const x = await call(apiB, 'POST', `/api/v1/trainings/${r.json.id}/cancel`, {headers: bearer(consumer.token)},
+                         `${T}/cancel`);
+    assert.equal(x.status, 200, JSON.stringify(x.json));
+    assert.equal(x.json.state, 'cancelled');
+    // node-a's runner sees the cancel in the store and retires the enclave.
+    await waitFor('the training enclave terminated by node-a', async () => {
+      const g = await call(apiA, 'GET', `/api/v1/trainings/${r.json.id}`, {headers: bearer(consumer.token)}, T);
+      if (!g.json.enclave_id) return false;
+      const e = await call(apiB, 'GET', `/api/v1/enclaves/${g.json.enclave_id}`, {headers: bearer(ctx.admin)},
+                           '/api/v1/enclaves/{id}');
+      return e.json.status === 'terminated' && e.json.runtime?.node === 'node-a';
+    }, 15000);
   });
 
   test('A killed: B takes the periodic jobs over, A is swept, the audit verifies', async () => {
