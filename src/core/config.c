@@ -204,6 +204,8 @@ enum dcms_err dcms_config_load(struct dcms_config *cfg, const char *path, struct
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_REFRESH_TTL_S must be at least 300");
     if (cfg->pwhash_memlimit_kib < 8 || cfg->pwhash_memlimit_kib > (4ul << 20))
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_PWHASH_MEMLIMIT_KIB must be 8..4194304");
+    if (cfg->dataset_writer_lease_s < 2 || cfg->dataset_writer_lease_s > 3600)
+        return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_DATASET_WRITER_LEASE_S must be 2..3600");
     if (cfg->pwhash_opslimit < 1 || cfg->pwhash_opslimit > 100)
         return dcms_err_set(ei, DCMS_ERR_CONFIG, "DCMS_PWHASH_OPSLIMIT must be 1..100");
     if (cfg->login_max_failures < 1 || cfg->login_max_failures_per_ip < 1)

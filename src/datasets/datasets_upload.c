@@ -4,13 +4,15 @@
  * tail and up to WRITER_QUEUE segments queued for the writer).
  *
  * A request claims the dataset (writer = its request id, a lease that
- * another request may take over after WRITER_LEASE_S without renewal),
+ * another request may take over after WRITER_LEASE_US without renewal; the
+ * writer thread renews it every WRITER_RENEW_US for as long as the request
+ * lives, so only a request that is gone, or a dcmsd that crashed, loses it),
  * restores the sealed resume state (the plaintext tail shorter than a
  * segment, the running SHA-256 and the CSV validator), and then for each
  * chunk: hashes it, validates it, and fills the tail; a full tail is queued
  * for the upload's writer thread, which seals it as segment i (not final) and
  * inserts it in a short transaction of its own that also checks the lease
- * (and renews it every WRITER_RENEW_S),
+ * (and renews it every WRITER_RENEW_US),
  * while the request thread hashes and validates the next segments (up to
  * WRITER_QUEUE queued: the request waits when the queue is full, and a
  * writer's error fails the request at its next segment or at its end).
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "datasets/datasets_int.h"
 #include "dcms/app.h"
@@ -45,13 +48,16 @@
 #include "dcms/str.h"
 
 #define SEG DCMS_DATASET_SEGMENT_BYTES
-#define WRITER_LEASE_S 600
 /*
- * A segment's transaction checks that the request still holds the writer
- * lease, and renews it when it is older than this: an UPDATE of the row
- * rewrites the sealed resume state it holds (up to a segment) as well.
+ * The writer lease, WRITER_LEASE_US (DCMS_DATASET_WRITER_LEASE_S): a
+ * segment's transaction checks that the request still holds it, and renews
+ * it when it is older than WRITER_RENEW_US, a quarter of it; an idle writer
+ * (the client is slow, or paused) renews it on its own at the same pace.
+ * After a crash a resume waits at most the lease (409 until then, which tus
+ * clients retry).
  */
-#define WRITER_RENEW_S 60
+#define WRITER_LEASE_US(app) ((int64_t)(app)->cfg->dataset_writer_lease_s * 1000000)
+#define WRITER_RENEW_US(app) (WRITER_LEASE_US(app) / 4)
 #define STATE_MAGIC 0x64735331u /* "dsS1" */
 
 /* The resume state, sealed under the DEK between requests (plaintext inside). */
@@ -304,7 +310,7 @@ enum dcms_err ds_upload_begin(const struct ds_call *c, const char *id,
     const char *writer_at = dcms_store_rows_text(rows, 0, 10);
     int64_t wat = 0;
     if (!dcms_store_rows_is_null(rows, 0, 9) && writer_at && !dcms_time_parse(writer_at, &wat) &&
-        dcms_clock_now_us() - wat < (int64_t)WRITER_LEASE_S * 1000000) {
+        dcms_clock_now_us() - wat < WRITER_LEASE_US(c->app)) {
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "another upload to this dataset is in progress");
         goto out;
     }
@@ -439,7 +445,7 @@ static enum dcms_err write_segment(struct ds_upload *u, unsigned k, struct dcms_
         char now[DCMS_TIME_STRLEN];
         int64_t t = dcms_clock_now_us();
         dcms_time_format(t, now);
-        bool renew = t - u->renewed_us >= (int64_t)WRITER_RENEW_S * 1000000;
+        bool renew = t - u->renewed_us >= WRITER_RENEW_US(u->app);
         uint64_t affected = 0;
         struct dcms_store_rows *rows = NULL;
         struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_TEXT(u->request_id),
@@ -457,13 +463,58 @@ static enum dcms_err write_segment(struct ds_upload *u, unsigned k, struct dcms_
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
 }
 
+/* Renews the lease of a writer with nothing to write; CONFLICT once another request took it. */
+static enum dcms_err renew_idle(struct ds_upload *u, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx = NULL;
+    enum dcms_err e = dcms_store_begin(u->app->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    char now[DCMS_TIME_STRLEN];
+    int64_t t = dcms_clock_now_us();
+    dcms_time_format(t, now);
+    uint64_t affected = 0;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(u->id), DCMS_VAL_TEXT(u->request_id),
+                                 DCMS_VAL_TEXT(now)};
+    if (!(e = dcms_store_exec(tx, &q_renew, p, 3, NULL, &affected, ei)) && affected != 1)
+        e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "the upload was taken over by another request");
+    if ((e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei)))
+        return e;
+    u->renewed_us = t;
+    return DCMS_OK;
+}
+
 static void *writer_main(void *arg)
 {
     struct ds_upload *u = arg;
     pthread_mutex_lock(&u->w.mu);
     for (;;) {
-        while (!u->w.count && !u->w.stop)
-            pthread_cond_wait(&u->w.cv, &u->w.mu);
+        while (!u->w.count && !u->w.stop) {
+            /* renewed_us is the wall clock the lease is written in; the wait is monotonic */
+            int64_t due = u->renewed_us + WRITER_RENEW_US(u->app) - dcms_clock_now_us();
+            if (due <= 0) {
+                if (u->w.err)
+                    due = WRITER_RENEW_US(u->app); /* lost: nothing left to renew */
+                else {
+                    pthread_mutex_unlock(&u->w.mu);
+                    struct dcms_errinfo ei;
+                    dcms_errinfo_init(&ei, NULL);
+                    enum dcms_err e = renew_idle(u, &ei);
+                    pthread_mutex_lock(&u->w.mu);
+                    if (e && !u->w.err) {
+                        u->w.err = e;
+                        snprintf(u->w.message, sizeof(u->w.message), "%s", ei.message);
+                    }
+                    continue;
+                }
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t ns = (int64_t)ts.tv_nsec + (due % 1000000) * 1000;
+            ts.tv_sec += (time_t)(due / 1000000 + ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            pthread_cond_timedwait(&u->w.cv, &u->w.mu, &ts);
+        }
         if (!u->w.count)
             break;
         unsigned k = u->w.head;
@@ -492,7 +543,11 @@ static enum dcms_err writer_start(struct ds_upload *u, struct dcms_errinfo *ei)
         if (!(u->w.plain[i] = sodium_malloc(SEG)))
             return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     pthread_mutex_init(&u->w.mu, NULL);
-    pthread_cond_init(&u->w.cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&u->w.cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&u->w.thread, NULL, writer_main, u) != 0) {
         pthread_mutex_destroy(&u->w.mu);
         pthread_cond_destroy(&u->w.cv);

@@ -101,8 +101,11 @@ async function putWhole(who, id, body, headers = {}) {
                 '/api/v1/datasets/{id}/content');
 }
 
+// A short writer lease, so that the lease tests below wait seconds, not the default 20.
+const LEASE_S = 4;
+
 before(async () => {
-  t = await contractsContext();
+  t = await contractsContext({DCMS_DATASET_WRITER_LEASE_S: String(LEASE_S)});
   ({provider, consumer} = await t.parties());
   stranger = await t.identity({roles: ['consumer']});
 });
@@ -291,6 +294,53 @@ describe('datasets', () => {
     assert.equal(d.sha256, sha(g.data).toString('hex'));
     const v = await verify(provider, ds.id);
     assert.equal(v.json.ok, true, v.json.problem);
+  });
+
+  test('a live upload paused past the writer lease keeps its claim; a dead one loses it', async () => {
+    const g = genCsv(2 * 1024 * 1024 + 5000, 5);
+    const ds = await createDataset(provider, {}, g.schema);
+    const first = Math.floor(1.5 * 1024 * 1024);
+    const u = new URL(t.server.url);
+    const done = new Promise((resolve, reject) => {
+      const req = http.request({
+        host: u.hostname, port: u.port, method: 'PATCH', path: content(ds.id),
+        headers: {...bearer(provider.token), 'Tus-Resumable': '1.0.0', 'Upload-Length': String(g.data.length),
+                  'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': '0',
+                  'Content-Length': String(g.data.length)},
+      }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+      req.on('error', reject);
+      req.write(g.data.subarray(0, first));
+      // the client pauses for longer than the lease; its request still lives, so its writer
+      // keeps renewing the claim and a second request is refused meanwhile
+      setTimeout(async () => {
+        try {
+          const r = await patch(provider, ds.id, 0, g.data.subarray(0, 100));
+          assert.equal(r.status, 409, r.text);
+          assert.match(r.json.error.message, /in progress/);
+        } catch (e) {
+          req.destroy();
+          reject(e);
+          return;
+        }
+        req.end(g.data.subarray(first));
+      }, (LEASE_S + 2) * 1000);
+    });
+    assert.equal(await done, 204);
+    assert.equal((await get(provider, ds.id)).json.status, 'ready');
+
+    // a claim whose holder is gone (dcmsd crashed mid-upload) lapses after the lease
+    const ds2 = await createDataset(provider, {}, g.schema);
+    let r = await patch(provider, ds2.id, 0, g.data.subarray(0, first), {'Upload-Length': String(g.data.length)});
+    assert.equal(r.status, 204, r.text);
+    const claim = (ageS) => query(`UPDATE datasets SET writer = 'a-request-of-a-crashed-dcmsd', writer_at = ` +
+                                  `'${new Date(Date.now() - ageS * 1000).toISOString()}' WHERE id = '${ds2.id}'`);
+    claim(1);
+    r = await patch(provider, ds2.id, first, g.data.subarray(first));
+    assert.equal(r.status, 409, r.text);
+    claim(LEASE_S + 1);
+    r = await patch(provider, ds2.id, first, g.data.subarray(first));
+    assert.equal(r.status, 204, r.text);
+    assert.equal((await get(provider, ds2.id)).json.sha256, sha(g.data).toString('hex'));
   });
 
   test('a consumer of an Active contract sees the metadata; a non-party gets 404', async () => {
