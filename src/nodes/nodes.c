@@ -4,8 +4,8 @@
  *
  * One heartbeat (every third of the lease time, on dcms/periodic.h) is one
  * write transaction: the node's row, then the jobs lease taken or renewed
- * by compare-and-set; a change of holder is audited (node.lead) in that
- * transaction. The node leads from the start of a successful heartbeat for
+ * by compare-and-set; a takeover from another node is audited (node.lead)
+ * in that transaction. The node leads from the start of a successful heartbeat for
  * 90% of the lease time, measured on the monotonic clock, so it stops
  * running the leader's jobs before another node can take the lease over,
  * even when its store writes start failing. The leader then sweeps the
@@ -199,7 +199,8 @@ static enum dcms_err beat_tx(struct dcms_nodes *n, int64_t now_us, bool *held,
     if (!e)
         e = dcms_lease_acquire(tx, DCMS_NODES_JOBS_LEASE, n->id, now_us, n->lease_ms, held, &before,
                                ei);
-    if (!e && *held && (strcmp(before.holder, n->id) != 0 || before.expires_us < now_us)) {
+    /* A takeover from another node is audited; the first lease, or our own again, is not. */
+    if (!e && *held && before.holder[0] && strcmp(before.holder, n->id) != 0) {
         struct dcms_audit_who who = {0};
         e = dcms_audit_change(n->app->audit, tx, &who, "node", "node.lead", n->id,
                               json_pack("{s:s, s:o, s:I}", "lease", DCMS_NODES_JOBS_LEASE,
