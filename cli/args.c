@@ -90,6 +90,15 @@ int cli_args_parse(int argc, char **argv, const struct cli_opt *opts, const char
     return 0;
 }
 
+int cli_args_parse_sub(int argc, char **argv, const struct cli_opt *opts, const char **pos,
+                       size_t max_pos, size_t *npos, bool *help)
+{
+    int rc = cli_args_parse(argc - 1, argv + 1, opts, pos, max_pos, npos, help);
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)
+        *help = true;
+    return rc;
+}
+
 void cli_args_help(FILE *f, const struct cli_opt *opts)
 {
     for (const struct cli_opt *o = opts; o && o->name; o++) {

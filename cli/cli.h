@@ -59,6 +59,13 @@ int cli_args_parse(int argc, char **argv, const struct cli_opt *opts, const char
  */
 int cli_args_take(int argc, char **argv, int i, const struct cli_opt *opts);
 
+/*
+ * cli_args_parse for a command group's argv: argv[0] is the subcommand
+ * (`--help` / `-h` there sets *help too), the options and arguments follow.
+ */
+int cli_args_parse_sub(int argc, char **argv, const struct cli_opt *opts, const char **pos,
+                       size_t max_pos, size_t *npos, bool *help);
+
 /* Prints the options of `opts` as help lines to f. */
 void cli_args_help(FILE *f, const struct cli_opt *opts);
 
@@ -138,6 +145,12 @@ struct cli_resp {
     long long upload_offset, upload_length; /* -1 when absent */
 };
 
+/* An empty response (the header counters "absent"). */
+#define CLI_RESP_INIT                                                                              \
+    {                                                                                              \
+        .upload_offset = -1, .upload_length = -1                                                   \
+    }
+
 void cli_resp_release(struct cli_resp *r);
 
 struct cli_body {
@@ -164,6 +177,31 @@ int cli_request(struct cli *c, const char *method, const char *path, json_t *jso
  */
 int cli_call(struct cli *c, const char *method, const char *path, json_t *json_body,
              struct cli_resp *r);
+
+/*
+ * cli_call on base + the percent-encoded id + tail (cli_path): the one
+ * shape of most commands, `GET /api/v1/contracts/{id}/versions`.
+ */
+int cli_call_id(struct cli *c, const char *method, const char *base, const char *id,
+                const char *tail, json_t *json_body, struct cli_resp *r);
+
+/*
+ * Where a streamed answer goes: a 2xx body is handed to write() as it
+ * arrives (a short count aborts the transfer); any other status is kept in
+ * the cli_resp as usual, for cli_print_error.
+ */
+struct cli_stream {
+    size_t (*write)(void *ud, const char *p, size_t n);
+    void *ud;
+};
+
+/*
+ * cli_request with auth (GET, no body) whose 2xx body goes to `stream`
+ * instead of memory (downloads, the event stream). Returns as cli_call:
+ * a non-2xx answer is printed and gives CLI_EXIT_REFUSED.
+ */
+int cli_call_stream(struct cli *c, const char *path, const char *const *headers,
+                    const struct cli_stream *stream, struct cli_resp *r);
 
 /* Prints the server's error body (message, code, every field path) to stderr. */
 void cli_print_error(struct cli *c, const struct cli_resp *r);
@@ -208,6 +246,26 @@ void cli_table_add(struct cli_table *t, ...); /* ncols const char * values */
 void cli_table_print(const struct cli *c, struct cli_table *t, FILE *f);
 void cli_table_release(struct cli_table *t);
 
+/*
+ * Prints a list page's table (unless --quiet) and, when the page has a
+ * next_cursor, how to get the next one; then releases the table.
+ */
+void cli_table_finish(const struct cli *c, struct cli_table *t, json_t *page);
+
+/*
+ * Appends "name=value" (value percent-encoded; "?" or "&" before it) to the
+ * path being built in q; nothing when value is NULL. -1 when q is too small
+ * (q is then unchanged).
+ */
+int cli_query_add(char *q, size_t cap, const char *name, const char *value);
+
+/*
+ * The short answers of a command that made or changed something: --json
+ * prints the API's JSON, --quiet the member `key` of it (an id, a status).
+ * Returns true when it printed, false when the caller prints for people.
+ */
+bool cli_print_brief(const struct cli *c, const struct cli_resp *r, const char *key);
+
 /* A JSON member as text for a table cell: strings as is, null as "-", others encoded. */
 char *cli_json_text(json_t *v);
 /* Prints the response as the API gave it (--json) and returns true, else false. */
@@ -215,6 +273,12 @@ bool cli_print_raw_json(const struct cli *c, const struct cli_resp *r);
 
 /* Wipes every string of a JSON tree in place (before json_decref of secrets). */
 void cli_json_wipe(json_t *v);
+
+/*
+ * Reads a JSON object from `file` ("-": stdin; at most max_bytes; duplicate
+ * keys refused). NULL after printing why (the line of a syntax error).
+ */
+json_t *cli_read_json_object(const struct cli *c, const char *file, size_t max_bytes);
 
 /* Reads a whole file (at most max_bytes) into a malloc'd NUL-terminated buffer. */
 int cli_read_file(const char *path, size_t max_bytes, char **out, size_t *len, char *err,
@@ -269,6 +333,59 @@ int cli_key_for_signing(struct cli *c, const char *name, unsigned char *sk, char
  */
 json_t *cli_infer_schema(const char *path, const char *label, char *err, size_t errlen);
 
+/* ---- training requests and the event stream (train_req.c, sse.c: no HTTP) ---- */
+
+/* The options of `dcms train start`, as typed (NULL: not given). */
+struct cli_train_opts {
+    const char *datasets; /* ID[,ID...] */
+    const char *label, *model, *hidden, *optimizer, *momentum, *epochs, *batch_size;
+    const char *learning_rate, *l2, *seed, *split, *dtype;
+    const char *dp_epsilon, *dp_noise, *dp_max_grad_norm;
+};
+
+/*
+ * The body of POST /contracts/{id}/trainings (docs/training.md): `base`
+ * (borrowed; the object of -f FILE, or NULL) with the options set over it;
+ * the datasets are --datasets, else base's, else `scope` (the contract's
+ * terms.data_access.datasets; borrowed, may be NULL). Numbers must be
+ * numbers ("--epochs: an integer"), --hidden is "16,8", --split is
+ * "modulo:FOLDS:HOLDOUT" or "random:FRACTION[:SEED]"; the values themselves
+ * are the server's to judge (it names the field). Returns 0 with *out
+ * (new reference), or CLI_EXIT_USAGE with a message in err.
+ */
+int cli_train_body(const struct cli_train_opts *o, json_t *base, json_t *scope, json_t **out,
+                   char *err, size_t errlen);
+
+/* Whether the body needs the contract's scope (no --datasets, none in base). */
+bool cli_train_needs_scope(const struct cli_train_opts *o, json_t *base);
+
+/*
+ * A Server-Sent Events parser (the WHATWG rules: LF, CRLF or CR line ends,
+ * "field: value", comments, data lines joined by LF, dispatch on a blank
+ * line) fed as bytes arrive. `last_id` keeps the last id: field seen (for
+ * Last-Event-ID on a reconnection), `retry_ms` the last retry: (-1 none);
+ * on_event may read `id` (the event's own id:, "" when it has none).
+ */
+typedef int (*cli_sse_event_fn)(void *ud, const char *event, const char *data);
+
+struct cli_sse {
+    cli_sse_event_fn on_event;
+    void *ud;
+    char *line, *data;
+    size_t line_len, data_len;
+    bool have_data, after_cr;
+    char event[64];
+    char id[64];      /* the id: of the event being dispatched ("" when it has none) */
+    char last_id[64]; /* the last id: of the stream, kept across events */
+    long retry_ms;
+    int rc; /* the first non-zero of on_event, or -1 for a line too long */
+};
+
+void cli_sse_init(struct cli_sse *s, cli_sse_event_fn on_event, void *ud);
+/* Feeds bytes; returns s->rc (0 to go on). Lines and data are capped at 1 MiB. */
+int cli_sse_feed(struct cli_sse *s, const char *p, size_t n);
+void cli_sse_release(struct cli_sse *s);
+
 /* ---- commands ---- */
 
 typedef int (*cli_cmd_fn)(struct cli *c, int argc, char **argv);
@@ -285,6 +402,7 @@ int cli_cmd_whoami(struct cli *c, int argc, char **argv);
 int cli_cmd_keys(struct cli *c, int argc, char **argv);
 int cli_cmd_contracts(struct cli *c, int argc, char **argv);
 int cli_cmd_datasets(struct cli *c, int argc, char **argv);
+int cli_cmd_train(struct cli *c, int argc, char **argv);
 int cli_cmd_enclaves(struct cli *c, int argc, char **argv);
 int cli_cmd_audit(struct cli *c, int argc, char **argv);
 int cli_cmd_attestation(struct cli *c, int argc, char **argv);
@@ -302,6 +420,11 @@ struct cli_sub {
 const struct cli_sub *cli_subs_of(const char *command);
 /* Prints "usage: dcms CMD SUB ..." and the subcommand list. */
 void cli_print_subs(FILE *f, const char *command);
+/*
+ * The help of a command group: its subcommands and (opts not NULL) its
+ * options, on stdout when rc is 0, else on stderr. Returns rc.
+ */
+int cli_usage(const char *command, const struct cli_opt *opts, int rc);
 
 /* Global options accepted before the command (main.c). */
 extern const struct cli_opt cli_global_opts_help[];

@@ -59,7 +59,7 @@ int cli_cmd_login(struct cli *c, int argc, char **argv)
         cli_errorf(c, "which account? dcms login --email EMAIL");
         return CLI_EXIT_USAGE;
     }
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     struct cli_config cfg = {0};
     json_t *body = NULL;
     char *pw = NULL, *code = NULL;
@@ -152,7 +152,7 @@ int cli_cmd_logout(struct cli *c, int argc, char **argv)
         return rc;
     }
     struct cli_config cfg = {0};
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     json_t *body = NULL;
     if ((rc = cli_load_config(c, &cfg)))
         goto out;
@@ -198,7 +198,7 @@ int cli_cmd_whoami(struct cli *c, int argc, char **argv)
             "usage: dcms whoami\n\nThe identity the profile is logged in as (with -q: its id).\n");
         return rc;
     }
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     if ((rc = cli_call(c, "GET", "/api/v1/auth/me", NULL, &r)))
         goto out;
     if (cli_print_raw_json(c, &r))

@@ -50,36 +50,28 @@ static void print_contract(const struct cli *c, json_t *k)
     free(terms);
 }
 
+static const char *const CONTRACTS = "/api/v1/contracts/";
+
 /* GET a contract (and its ETag). */
 static int get_contract(struct cli *c, const char *id, struct cli_resp *r)
 {
-    char *p = cli_path("/api/v1/contracts/", id, "");
-    int rc = p ? cli_call(c, "GET", p, NULL, r) : CLI_EXIT_USAGE;
-    free(p);
-    return rc;
+    return cli_call_id(c, "GET", CONTRACTS, id, "", NULL, r);
 }
 
 static int cmd_list(struct cli *c, const char *status, const char *role, const char *limit,
                     const char *cursor)
 {
     char path[1024] = "/api/v1/contracts?";
-    size_t n = strlen(path);
-    const char *names[] = {"status", "role", "limit", "cursor"};
-    const char *vals[] = {status, role, limit, cursor};
-    for (int i = 0; i < 4 && n < sizeof path; i++) {
-        if (!vals[i])
-            continue;
-        char *e = cli_urlencode(vals[i]);
-        n += (size_t)snprintf(path + n, n < sizeof path ? sizeof path - n : 0, "%s=%s&", names[i],
-                              e ? e : "");
-        free(e);
-    }
-    if (n >= sizeof path) {
+    if (cli_query_add(path, sizeof path, "status", status) ||
+        cli_query_add(path, sizeof path, "role", role) ||
+        cli_query_add(path, sizeof path, "limit", limit) ||
+        cli_query_add(path, sizeof path, "cursor", cursor)) {
         cli_errorf(c, "arguments too long");
         return CLI_EXIT_USAGE;
     }
-    path[n - 1] = '\0';
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    if (path[strlen(path) - 1] == '?')
+        path[strlen(path) - 1] = '\0';
+    struct cli_resp r = CLI_RESP_INIT;
     int rc = cli_call(c, "GET", path, NULL, &r);
     if (rc || cli_print_raw_json(c, &r))
         goto out;
@@ -101,12 +93,7 @@ static int cmd_list(struct cli *c, const char *status, const char *role, const c
                       cli_jstr(k, "status", NULL), cli_jstr(k, "provider_id", NULL),
                       cli_jstr(k, "consumer_id", NULL), v, cli_jstr(k, "updated_at", NULL));
     }
-    if (!c->quiet) {
-        cli_table_print(c, &t, stdout);
-        if (json_is_string(json_object_get(r.json, "next_cursor")))
-            printf("(more: --cursor %s)\n", cli_jstr(r.json, "next_cursor", ""));
-    }
-    cli_table_release(&t);
+    cli_table_finish(c, &t, r.json);
 out:
     cli_resp_release(&r);
     return rc;
@@ -119,20 +106,9 @@ out:
  */
 static int body_from_file(struct cli *c, const char *file, json_t **out)
 {
-    char *text = NULL, err[512];
-    size_t len;
-    json_error_t je;
-    if (cli_read_file(file, TERMS_FILE_MAX, &text, &len, err, sizeof err)) {
-        cli_errorf(c, "%s", err);
+    json_t *v = cli_read_json_object(c, file, TERMS_FILE_MAX);
+    if (!v)
         return CLI_EXIT_USAGE;
-    }
-    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
-    if (!json_is_object(v)) {
-        cli_errorf(c, "%s:%d: %s", file, je.line, v ? "not a JSON object" : je.text);
-        json_decref(v);
-        return CLI_EXIT_USAGE;
-    }
     if (!json_object_get(v, "terms")) {
         json_t *b = json_object();
         json_object_set_new(b, "terms", v);
@@ -150,11 +126,7 @@ static void set_opt(json_t *body, const char *key, const char *val)
 
 static int print_created(struct cli *c, struct cli_resp *r, const char *verb)
 {
-    if (cli_print_raw_json(c, r))
-        return 0;
-    if (c->quiet)
-        printf("%s\n", cli_jstr(r->json, "id", ""));
-    else
+    if (!cli_print_brief(c, r, "id"))
         printf("%s contract %s (%s, terms version %lld, hash %s)\n", verb,
                cli_jstr(r->json, "id", "?"), cli_jstr(r->json, "status", "?"),
                (long long)json_integer_value(json_object_get(r->json, "terms_version")),
@@ -166,7 +138,7 @@ static int cmd_create(struct cli *c, const char *file, const char *title, const 
                       const char *provider, const char *consumer)
 {
     json_t *body = NULL;
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     int rc;
     if (!file) {
         cli_errorf(c, "dcms contracts create needs -f FILE (a contract or its terms, JSON)");
@@ -198,7 +170,7 @@ static int cmd_edit(struct cli *c, const char *id, const char *file, const char 
                     const char *desc)
 {
     json_t *body = NULL;
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     char *path = NULL, *ifmatch = NULL;
     int rc;
     if (!file && !title && !desc) {
@@ -248,28 +220,19 @@ static int cmd_transition(struct cli *c, const char *op, const char *id, const c
 {
     char tail[64];
     snprintf(tail, sizeof tail, "/%s", op);
-    char *path = cli_path("/api/v1/contracts/", id, tail);
     json_t *body = reason ? json_pack("{s:s}", "reason", reason) : NULL;
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
-    int rc = path ? cli_call(c, "POST", path, body, &r) : CLI_EXIT_USAGE;
-    if (rc == 0 && !cli_print_raw_json(c, &r)) {
-        if (c->quiet)
-            printf("%s\n", cli_jstr(r.json, "status", ""));
-        else
-            printf("contract %s is %s\n", id, cli_jstr(r.json, "status", "?"));
-    }
+    struct cli_resp r = CLI_RESP_INIT;
+    int rc = cli_call_id(c, "POST", CONTRACTS, id, tail, body, &r);
+    if (rc == 0 && !cli_print_brief(c, &r, "status"))
+        printf("contract %s is %s\n", id, cli_jstr(r.json, "status", "?"));
     json_decref(body);
-    free(path);
     cli_resp_release(&r);
     return rc;
 }
 
 static int get_versions(struct cli *c, const char *id, struct cli_resp *r)
 {
-    char *p = cli_path("/api/v1/contracts/", id, "/versions");
-    int rc = p ? cli_call(c, "GET", p, NULL, r) : CLI_EXIT_USAGE;
-    free(p);
-    return rc;
+    return cli_call_id(c, "GET", CONTRACTS, id, "/versions", NULL, r);
 }
 
 static json_t *version_content(json_t *versions, long long v)
@@ -286,7 +249,7 @@ static json_t *version_content(json_t *versions, long long v)
 
 static int cmd_versions(struct cli *c, const char *id)
 {
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     int rc = get_versions(c, id, &r);
     if (rc || cli_print_raw_json(c, &r))
         goto out;
@@ -333,7 +296,7 @@ static int cmd_diff(struct cli *c, const char *id, const char *v1s, const char *
     int rc;
     if ((rc = parse_version(c, v1s, &v1)) || (rc = parse_version(c, v2s, &v2)))
         return rc;
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     if ((rc = get_versions(c, id, &r)))
         goto out;
     json_t *a = version_content(r.json, v1), *b = version_content(r.json, v2);
@@ -352,10 +315,8 @@ out:
 
 static int cmd_verify(struct cli *c, const char *id)
 {
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
-    char *p = cli_path("/api/v1/contracts/", id, "/verify");
-    int rc = p ? cli_call(c, "GET", p, NULL, &r) : CLI_EXIT_USAGE;
-    free(p);
+    struct cli_resp r = CLI_RESP_INIT;
+    int rc = cli_call_id(c, "GET", CONTRACTS, id, "/verify", NULL, &r);
     if (rc)
         goto out;
     bool valid = json_is_true(json_object_get(r.json, "valid"));
@@ -394,10 +355,9 @@ out:
 static int cmd_evidence(struct cli *c, const char *id, const char *out, bool verify,
                         const char *audit_key, const char *root)
 {
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
-    char *p = cli_path("/api/v1/contracts/", id, "/evidence"), defname[128];
-    int rc = p ? cli_call(c, "GET", p, NULL, &r) : CLI_EXIT_USAGE;
-    free(p);
+    struct cli_resp r = CLI_RESP_INIT;
+    char defname[128];
+    int rc = cli_call_id(c, "GET", CONTRACTS, id, "/evidence", NULL, &r);
     if (rc)
         goto out;
     if (!out) {
@@ -444,12 +404,12 @@ out:
 static int cmd_sign(struct cli *c, const char *id, bool mfa, const char *key_name, bool yes,
                     const char *side, const char *code_file)
 {
-    struct cli_resp k = {.upload_offset = -1, .upload_length = -1};
-    struct cli_resp v = {.upload_offset = -1, .upload_length = -1};
-    struct cli_resp s = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp k = CLI_RESP_INIT;
+    struct cli_resp v = CLI_RESP_INIT;
+    struct cli_resp s = CLI_RESP_INIT;
     unsigned char *sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     unsigned char hash[32], computed[32], sig[crypto_sign_BYTES];
-    char *key_id = NULL, *path = NULL, *code = NULL, sig64[128];
+    char *key_id = NULL, *code = NULL, sig64[128];
     json_t *body = NULL;
     int rc;
     if (!sk)
@@ -478,8 +438,7 @@ static int cmd_sign(struct cli *c, const char *id, bool mfa, const char *key_nam
         goto out;
     }
     /* The last version this identity signed (voided signatures included). */
-    path = cli_path("/api/v1/contracts/", id, "/verify");
-    if ((rc = cli_call(c, "GET", path, NULL, &s)))
+    if ((rc = cli_call_id(c, "GET", CONTRACTS, id, "/verify", NULL, &s)))
         goto out;
     long long last = 0;
     size_t i;
@@ -530,16 +489,10 @@ static int cmd_sign(struct cli *c, const char *id, bool mfa, const char *key_nam
         }
         json_object_set_new(body, "totp_code", json_string(code));
     }
-    free(path);
-    path = cli_path("/api/v1/contracts/", id, "/sign");
-    if ((rc = cli_call(c, "POST", path, body, &s)))
+    if ((rc = cli_call_id(c, "POST", CONTRACTS, id, "/sign", body, &s)))
         goto out;
-    if (!cli_print_raw_json(c, &s)) {
-        if (c->quiet)
-            printf("%s\n", cli_jstr(s.json, "status", ""));
-        else
-            printf("signed terms version %lld of contract %s with key %s\n", tv, id, key_id);
-    }
+    if (!cli_print_brief(c, &s, "status"))
+        printf("signed terms version %lld of contract %s with key %s\n", tv, id, key_id);
 out:
     if (body) {
         cli_json_wipe(json_object_get(body, "totp_code"));
@@ -549,7 +502,6 @@ out:
         sodium_free(code);
     sodium_free(sk);
     free(key_id);
-    free(path);
     cli_resp_release(&k);
     cli_resp_release(&v);
     cli_resp_release(&s);
@@ -558,10 +510,8 @@ out:
 
 int cli_cmd_contracts(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        cli_print_subs(stderr, "contracts");
-        return CLI_EXIT_USAGE;
-    }
+    if (argc < 1)
+        return cli_usage("contracts", NULL, CLI_EXIT_USAGE);
     const char *sub = argv[0], *pos[3];
     const char *file = NULL, *title = NULL, *desc = NULL, *provider = NULL, *consumer = NULL;
     const char *reason = NULL, *key = NULL, *side = NULL, *status = NULL, *role = NULL;
@@ -600,9 +550,7 @@ int cli_cmd_contracts(struct cli *c, int argc, char **argv)
          "evidence --verify: the attestation root you trust"},
         {0},
     };
-    int rc = cli_args_parse(argc - 1, argv + 1, opts, pos, 3, &npos, &help);
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0)
-        help = true;
+    int rc = cli_args_parse_sub(argc, argv, opts, pos, 3, &npos, &help);
     if (rc || help) {
         FILE *f = rc ? stderr : stdout;
         if (strcmp(sub, "--help") != 0 && cli_subs_of("contracts") && *sub_usage(sub))
@@ -618,13 +566,9 @@ int cli_cmd_contracts(struct cli *c, int argc, char **argv)
     if (strcmp(sub, "create") == 0 && npos == 0)
         return cmd_create(c, file, title, desc, provider, consumer);
     if (npos >= 1 && strcmp(sub, "show") == 0 && npos == 1) {
-        struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
-        if ((rc = get_contract(c, pos[0], &r)) == 0 && !cli_print_raw_json(c, &r)) {
-            if (c->quiet)
-                printf("%s\n", cli_jstr(r.json, "status", ""));
-            else
-                print_contract(c, r.json);
-        }
+        struct cli_resp r = CLI_RESP_INIT;
+        if ((rc = get_contract(c, pos[0], &r)) == 0 && !cli_print_brief(c, &r, "status"))
+            print_contract(c, r.json);
         cli_resp_release(&r);
         return rc;
     }

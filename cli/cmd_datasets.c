@@ -31,23 +31,9 @@
 static json_t *schema_for(struct cli *c, const char *schema_file, const char *csv,
                           const char *label)
 {
-    char err[512], *text = NULL;
-    size_t len;
-    if (schema_file) {
-        json_error_t je;
-        if (cli_read_file(schema_file, SCHEMA_FILE_MAX, &text, &len, err, sizeof err)) {
-            cli_errorf(c, "%s", err);
-            return NULL;
-        }
-        json_t *s = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-        free(text);
-        if (!json_is_object(s)) {
-            cli_errorf(c, "%s:%d: %s", schema_file, je.line, s ? "not a JSON object" : je.text);
-            json_decref(s);
-            return NULL;
-        }
-        return s;
-    }
+    char err[512];
+    if (schema_file)
+        return cli_read_json_object(c, schema_file, SCHEMA_FILE_MAX);
     if (!csv || !label) {
         cli_errorf(c, "the schema: --schema FILE, or --label COLUMN to infer it from the CSV file");
         return NULL;
@@ -288,7 +274,7 @@ static int upload(struct cli *c, const struct upload_opts *o)
     char sha[65], err[512];
     long long size;
     json_t *state = NULL, *schema = NULL;
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     char *url = NULL, *chunk = NULL, *id = NULL;
     int fd = -1, rc;
     struct progress pr = {.c = c};
@@ -407,9 +393,10 @@ static int upload(struct cli *c, const struct upload_opts *o)
             cli_print_error(c, &r);
             if (r.status == 409 &&
                 strstr(cli_jstr(json_object_get(r.json, "error"), "message", ""), "in progress"))
-                fprintf(stderr, "  (a request cut short by a server crash holds the dataset until "
-                                "its lease lapses, up to 10 minutes; run the same command again "
-                                "then)\n");
+                fprintf(stderr,
+                        "  (a request cut short by a server crash holds the dataset until "
+                        "its lease lapses, 20 seconds by default "
+                        "(DCMS_DATASET_WRITER_LEASE_S); run the same command again then)\n");
             rc = CLI_EXIT_REFUSED;
             goto out;
         }
@@ -426,10 +413,7 @@ static int upload(struct cli *c, const struct upload_opts *o)
     draw(&pr, off, true);
     cli_progress_hook = NULL;
     /* Complete: the server hashed and validated it. */
-    char *dpath = cli_path("/api/v1/datasets/", id, "");
-    rc = dpath ? cli_call(c, "GET", dpath, NULL, &r) : CLI_EXIT_USAGE;
-    free(dpath);
-    if (rc)
+    if ((rc = cli_call_id(c, "GET", "/api/v1/datasets/", id, "", NULL, &r)))
         goto out;
     state_remove(c, sha);
     const char *status = cli_jstr(r.json, "status", "?");
@@ -470,13 +454,13 @@ out:
 
 static int list(struct cli *c, const char *limit, const char *cursor)
 {
-    char path[512];
-    char *l = limit ? cli_urlencode(limit) : NULL, *cu = cursor ? cli_urlencode(cursor) : NULL;
-    snprintf(path, sizeof path, "/api/v1/datasets?%s%s%s%s", l ? "limit=" : "", l ? l : "",
-             cu ? "&cursor=" : "", cu ? cu : "");
-    free(l);
-    free(cu);
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    char path[512] = "/api/v1/datasets?";
+    if (cli_query_add(path, sizeof path, "limit", limit) ||
+        cli_query_add(path, sizeof path, "cursor", cursor)) {
+        cli_errorf(c, "arguments too long");
+        return CLI_EXIT_USAGE;
+    }
+    struct cli_resp r = CLI_RESP_INIT;
     int rc = cli_call(c, "GET", path, NULL, &r);
     if (rc || cli_print_raw_json(c, &r))
         goto out;
@@ -503,12 +487,7 @@ static int list(struct cli *c, const char *limit, const char *cursor)
         cli_table_add(&t, cli_jstr(d, "id", NULL), cli_jstr(d, "name", NULL),
                       cli_jstr(d, "status", NULL), size, rows, sh, cli_jstr(d, "updated_at", NULL));
     }
-    if (!c->quiet) {
-        cli_table_print(c, &t, stdout);
-        if (json_is_string(json_object_get(r.json, "next_cursor")))
-            printf("(more: --cursor %s)\n", cli_jstr(r.json, "next_cursor", ""));
-    }
-    cli_table_release(&t);
+    cli_table_finish(c, &t, r.json);
 out:
     cli_resp_release(&r);
     return rc;
@@ -516,10 +495,8 @@ out:
 
 int cli_cmd_datasets(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        cli_print_subs(stderr, "datasets");
-        return CLI_EXIT_USAGE;
-    }
+    if (argc < 1)
+        return cli_usage("datasets", NULL, CLI_EXIT_USAGE);
     const char *sub = argv[0], *pos[2];
     const char *name = NULL, *desc = NULL, *label = NULL, *schema = NULL, *from_csv = NULL;
     const char *dataset = NULL, *chunk_s = NULL, *rate_s = NULL, *limit = NULL, *cursor = NULL;
@@ -543,17 +520,10 @@ int cli_cmd_datasets(struct cli *c, int argc, char **argv)
         {"cursor", 0, CLI_OPT_VALUE, NULL, &cursor, "C", "list: the next page"},
         {0},
     };
-    int rc = cli_args_parse(argc - 1, argv + 1, opts, pos, 2, &npos, &help);
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0)
-        help = true;
-    if (rc || help) {
-        FILE *f = rc ? stderr : stdout;
-        cli_print_subs(f, "datasets");
-        fprintf(f, "\noptions:\n");
-        cli_args_help(f, opts);
-        return rc;
-    }
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    int rc = cli_args_parse_sub(argc, argv, opts, pos, 2, &npos, &help);
+    if (rc || help)
+        return cli_usage("datasets", opts, rc);
+    struct cli_resp r = CLI_RESP_INIT;
     if (strcmp(sub, "create") == 0 && npos == 0) {
         if (!name) {
             cli_errorf(c, "dcms datasets create needs --name");
@@ -564,13 +534,9 @@ int cli_cmd_datasets(struct cli *c, int argc, char **argv)
             return CLI_EXIT_USAGE;
         rc = create_dataset(c, name, desc, s, -1, NULL, &r);
         json_decref(s);
-        if (rc == 0 && !cli_print_raw_json(c, &r)) {
-            if (c->quiet)
-                printf("%s\n", cli_jstr(r.json, "id", ""));
-            else
-                printf("created dataset %s (upload it: dcms datasets upload FILE --dataset %s)\n",
-                       cli_jstr(r.json, "id", "?"), cli_jstr(r.json, "id", "?"));
-        }
+        if (rc == 0 && !cli_print_brief(c, &r, "id"))
+            printf("created dataset %s (upload it: dcms datasets upload FILE --dataset %s)\n",
+                   cli_jstr(r.json, "id", "?"), cli_jstr(r.json, "id", "?"));
         cli_resp_release(&r);
         return rc;
     }
@@ -596,22 +562,15 @@ int cli_cmd_datasets(struct cli *c, int argc, char **argv)
     if (strcmp(sub, "list") == 0 && npos == 0)
         return list(c, limit, cursor);
     if ((strcmp(sub, "show") == 0 || strcmp(sub, "delete") == 0) && npos == 1) {
-        char *p = cli_path("/api/v1/datasets/", pos[0], "");
         bool del = strcmp(sub, "delete") == 0;
-        rc = p ? cli_call(c, del ? "DELETE" : "GET", p, NULL, &r) : CLI_EXIT_USAGE;
-        free(p);
+        rc = cli_call_id(c, del ? "DELETE" : "GET", "/api/v1/datasets/", pos[0], "", NULL, &r);
         if (rc == 0 && del)
             cli_infof(c, "deleted dataset %s (its data key is destroyed)", pos[0]);
-        else if (rc == 0 && !cli_print_raw_json(c, &r)) {
-            if (c->quiet)
-                printf("%s\n", cli_jstr(r.json, "status", ""));
-            else
-                print_dataset(c, r.json);
-        }
+        else if (rc == 0 && !cli_print_brief(c, &r, "status"))
+            print_dataset(c, r.json);
         cli_resp_release(&r);
         return rc;
     }
     fprintf(stderr, "dcms datasets: unknown subcommand or wrong arguments\n");
-    cli_print_subs(stderr, "datasets");
-    return CLI_EXIT_USAGE;
+    return cli_usage("datasets", NULL, CLI_EXIT_USAGE);
 }

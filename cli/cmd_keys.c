@@ -265,7 +265,7 @@ out:
  */
 static int register_key(struct cli *c, const char *name, const char *rotate_id)
 {
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     json_t *k = NULL, *body = NULL;
     unsigned char *sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     unsigned char pk[crypto_sign_PUBLICKEYBYTES], ch[32], sig[crypto_sign_BYTES];
@@ -343,12 +343,8 @@ static int register_key(struct cli *c, const char *name, const char *rotate_id)
     json_object_set_new(k, "status", json_string("active"));
     if ((rc = key_write(c, name, k, false)))
         goto out_me;
-    if (!cli_print_raw_json(c, &r)) {
-        if (c->quiet)
-            printf("%s\n", new_id);
-        else
-            printf("%s key %s (local %s)\n", rotate_id ? "rotated to" : "registered", new_id, name);
-    }
+    if (!cli_print_brief(c, &r, "id"))
+        printf("%s key %s (local %s)\n", rotate_id ? "rotated to" : "registered", new_id, name);
 out_me:
     free(me);
 out:
@@ -379,7 +375,7 @@ static void mark_local(struct cli *c, const char *key_id, const char *status)
 
 static int list(struct cli *c)
 {
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     char path[512];
     int rc;
     if ((rc = cli_whoami_id(c)))
@@ -431,10 +427,8 @@ out:
 
 int cli_cmd_keys(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        cli_print_subs(stderr, "keys");
-        return CLI_EXIT_USAGE;
-    }
+    if (argc < 1)
+        return cli_usage("keys", NULL, CLI_EXIT_USAGE);
     const char *sub = argv[0], *name = NULL, *pos[2];
     bool help = false, reg = false;
     size_t npos;
@@ -443,16 +437,9 @@ int cli_cmd_keys(struct cli *c, int argc, char **argv)
         {"register", 0, CLI_OPT_FLAG, &reg, NULL, NULL, "generate: register it at once"},
         {0},
     };
-    int rc = cli_args_parse(argc - 1, argv + 1, opts, pos, 2, &npos, &help);
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0)
-        help = true;
-    if (rc || help) {
-        FILE *f = rc ? stderr : stdout;
-        cli_print_subs(f, "keys");
-        fprintf(f, "\noptions:\n");
-        cli_args_help(f, opts);
-        return rc;
-    }
+    int rc = cli_args_parse_sub(argc, argv, opts, pos, 2, &npos, &help);
+    if (rc || help)
+        return cli_usage("keys", opts, rc);
     char made[64];
     if (strcmp(sub, "generate") == 0 && npos == 0) {
         if ((rc = generate(c, name, made, sizeof made)))
@@ -497,7 +484,7 @@ int cli_cmd_keys(struct cli *c, int argc, char **argv)
         return rc;
     }
     if (strcmp(sub, "revoke") == 0 && npos == 1) {
-        struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+        struct cli_resp r = CLI_RESP_INIT;
         char path[512];
         if ((rc = cli_whoami_id(c)))
             return rc;
@@ -513,6 +500,5 @@ int cli_cmd_keys(struct cli *c, int argc, char **argv)
         return rc;
     }
     fprintf(stderr, "dcms keys: unknown subcommand or wrong arguments\n");
-    cli_print_subs(stderr, "keys");
-    return CLI_EXIT_USAGE;
+    return cli_usage("keys", NULL, CLI_EXIT_USAGE);
 }

@@ -11,15 +11,10 @@
 #include "cli.h"
 #include "dcms/banned.h"
 
-/* Appends "name=value&" (value percent-encoded) to a query being built. */
-static void query_add(char *q, size_t cap, const char *name, const char *value)
+static int too_long(struct cli *c)
 {
-    if (!value)
-        return;
-    char *e = cli_urlencode(value);
-    size_t n = strlen(q);
-    snprintf(q + n, cap - n, "%s%s=%s", q[n - 1] == '?' ? "" : "&", name, e ? e : "");
-    free(e);
+    cli_errorf(c, "arguments too long");
+    return CLI_EXIT_USAGE;
 }
 
 static int write_out(struct cli *c, const char *out, const char *data, size_t len)
@@ -32,21 +27,10 @@ static int write_out(struct cli *c, const char *out, const char *data, size_t le
     return 0;
 }
 
-static int subcommand_usage(const char *cmd, const struct cli_opt *opts, int rc)
-{
-    FILE *f = rc ? stderr : stdout;
-    cli_print_subs(f, cmd);
-    if (opts && opts->name) {
-        fprintf(f, "\noptions:\n");
-        cli_args_help(f, opts);
-    }
-    return rc;
-}
-
 int cli_cmd_enclaves(struct cli *c, int argc, char **argv)
 {
     if (argc < 1)
-        return subcommand_usage("enclaves", NULL, CLI_EXIT_USAGE);
+        return cli_usage("enclaves", NULL, CLI_EXIT_USAGE);
     const char *sub = argv[0], *pos[1], *contract = NULL, *limit = NULL, *cursor = NULL,
                *out = NULL;
     bool help = false;
@@ -59,17 +43,18 @@ int cli_cmd_enclaves(struct cli *c, int argc, char **argv)
          "attestation: write the document (base64) to FILE and the root to FILE.root.pem"},
         {0},
     };
-    int rc = cli_args_parse(argc - 1, argv + 1, opts, pos, 1, &npos, &help);
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0)
-        help = true;
+    int rc = cli_args_parse_sub(argc, argv, opts, pos, 1, &npos, &help);
     if (rc || help)
-        return subcommand_usage("enclaves", opts, rc);
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+        return cli_usage("enclaves", opts, rc);
+    struct cli_resp r = CLI_RESP_INIT;
     if (strcmp(sub, "list") == 0 && npos == 0) {
         char q[1024] = "/api/v1/enclaves?";
-        query_add(q, sizeof q, "contract_id", contract);
-        query_add(q, sizeof q, "limit", limit);
-        query_add(q, sizeof q, "cursor", cursor);
+        if (cli_query_add(q, sizeof q, "contract_id", contract) ||
+            cli_query_add(q, sizeof q, "limit", limit) ||
+            cli_query_add(q, sizeof q, "cursor", cursor)) {
+            rc = too_long(c);
+            goto out;
+        }
         if ((rc = cli_call(c, "GET", q, NULL, &r)) || cli_print_raw_json(c, &r))
             goto out;
         const char *titles[] = {"ID", "NAME", "STATUS", "BACKEND", "CONTRACT", "ATTESTED"};
@@ -92,9 +77,7 @@ int cli_cmd_enclaves(struct cli *c, int argc, char **argv)
         goto out;
     }
     if (strcmp(sub, "show") == 0 && npos == 1) {
-        char *p = cli_path("/api/v1/enclaves/", pos[0], "");
-        rc = p ? cli_call(c, "GET", p, NULL, &r) : CLI_EXIT_USAGE;
-        free(p);
+        rc = cli_call_id(c, "GET", "/api/v1/enclaves/", pos[0], "", NULL, &r);
         if (rc || cli_print_raw_json(c, &r))
             goto out;
         json_t *e = r.json, *m = json_object_get(e, "measurement");
@@ -111,9 +94,7 @@ int cli_cmd_enclaves(struct cli *c, int argc, char **argv)
         goto out;
     }
     if (strcmp(sub, "attestation") == 0 && npos == 1) {
-        char *p = cli_path("/api/v1/enclaves/", pos[0], "/attestation");
-        rc = p ? cli_call(c, "GET", p, NULL, &r) : CLI_EXIT_USAGE;
-        free(p);
+        rc = cli_call_id(c, "GET", "/api/v1/enclaves/", pos[0], "/attestation", NULL, &r);
         if (rc || cli_print_raw_json(c, &r))
             goto out;
         const char *doc = cli_jstr(r.json, "document", NULL);
@@ -142,7 +123,7 @@ int cli_cmd_enclaves(struct cli *c, int argc, char **argv)
         }
         goto out;
     }
-    rc = subcommand_usage("enclaves", NULL, CLI_EXIT_USAGE);
+    rc = cli_usage("enclaves", NULL, CLI_EXIT_USAGE);
 out:
     cli_resp_release(&r);
     return rc;
@@ -151,7 +132,7 @@ out:
 int cli_cmd_audit(struct cli *c, int argc, char **argv)
 {
     if (argc < 1)
-        return subcommand_usage("audit", NULL, CLI_EXIT_USAGE);
+        return cli_usage("audit", NULL, CLI_EXIT_USAGE);
     const char *sub = argv[0], *pos[1], *action = NULL, *resource = NULL, *actor = NULL,
                *limit = NULL, *cursor = NULL, *out = NULL, *from = NULL, *to = NULL, *key = NULL,
                *outcome = NULL;
@@ -174,20 +155,21 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
          "export --verify: the audit key you trust (default: the server's, printed)"},
         {0},
     };
-    int rc = cli_args_parse(argc - 1, argv + 1, opts, pos, 1, &npos, &help);
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0)
-        help = true;
+    int rc = cli_args_parse_sub(argc, argv, opts, pos, 1, &npos, &help);
     if (rc || help)
-        return subcommand_usage("audit", opts, rc);
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+        return cli_usage("audit", opts, rc);
+    struct cli_resp r = CLI_RESP_INIT;
     if (strcmp(sub, "events") == 0 && npos == 0) {
         char q[2048] = "/api/v1/audit/events?";
-        query_add(q, sizeof q, "action", action);
-        query_add(q, sizeof q, "resource_id", resource);
-        query_add(q, sizeof q, "actor", actor);
-        query_add(q, sizeof q, "outcome", outcome);
-        query_add(q, sizeof q, "limit", limit);
-        query_add(q, sizeof q, "cursor", cursor);
+        if (cli_query_add(q, sizeof q, "action", action) ||
+            cli_query_add(q, sizeof q, "resource_id", resource) ||
+            cli_query_add(q, sizeof q, "actor", actor) ||
+            cli_query_add(q, sizeof q, "outcome", outcome) ||
+            cli_query_add(q, sizeof q, "limit", limit) ||
+            cli_query_add(q, sizeof q, "cursor", cursor)) {
+            rc = too_long(c);
+            goto out;
+        }
         if ((rc = cli_call(c, "GET", q, NULL, &r)) || cli_print_raw_json(c, &r))
             goto out;
         const char *titles[] = {"SEQ", "TIME", "ACTOR", "ACTION", "OUTCOME", "RESOURCE"};
@@ -207,12 +189,7 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
                               cli_jstr(e, "action", NULL), cli_jstr(e, "outcome", NULL),
                               cli_jstr(e, "resource_id", NULL));
         }
-        if (!c->quiet) {
-            cli_table_print(c, &t, stdout);
-            if (json_is_string(json_object_get(r.json, "next_cursor")))
-                printf("(more: --cursor %s)\n", cli_jstr(r.json, "next_cursor", ""));
-        }
-        cli_table_release(&t);
+        cli_table_finish(c, &t, r.json);
         goto out;
     }
     if (strcmp(sub, "verify") == 0 && npos == 0) {
@@ -237,8 +214,11 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
     }
     if (strcmp(sub, "export") == 0 && npos == 0) {
         char q[256] = "/api/v1/audit/export?";
-        query_add(q, sizeof q, "from_seq", from);
-        query_add(q, sizeof q, "to_seq", to);
+        if (cli_query_add(q, sizeof q, "from_seq", from) ||
+            cli_query_add(q, sizeof q, "to_seq", to)) {
+            rc = too_long(c);
+            goto out;
+        }
         if (!out)
             out = "audit-export.jsonl";
         if ((rc = cli_call(c, "GET", q, NULL, &r)) || (rc = write_out(c, out, r.body, r.len)))
@@ -271,7 +251,7 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
         free(pk);
         goto out;
     }
-    rc = subcommand_usage("audit", NULL, CLI_EXIT_USAGE);
+    rc = cli_usage("audit", NULL, CLI_EXIT_USAGE);
 out:
     cli_resp_release(&r);
     return rc;
@@ -281,7 +261,7 @@ int cli_cmd_attestation(struct cli *c, int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "verify") != 0) {
         bool asked = argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0);
-        subcommand_usage("attestation", NULL, asked ? 0 : CLI_EXIT_USAGE);
+        cli_usage("attestation", NULL, asked ? 0 : CLI_EXIT_USAGE);
         if (asked) {
             char *args[] = {(char *)"attestation", (char *)"--help", NULL};
             return dcms_attest_cli(2, args);
@@ -314,6 +294,62 @@ static void put_quoted(const char *s)
     }
 }
 
+/*
+ * Calls fn for each option a subcommand's usage names ("--name" tokens):
+ * with vals/vlen the words of its argument when that is a word list
+ * ("--model logistic_regression|mlp"), else NULL.
+ */
+typedef void (*usage_opt_fn)(const char *cmd, const char *sub, const char *opt, size_t olen,
+                             const char *vals, size_t vlen);
+
+static void usage_options(const char *cmd, const struct cli_sub *s, usage_opt_fn fn)
+{
+    static const char word[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_|";
+    const char *p = s->usage;
+    while ((p = strstr(p, "--"))) {
+        size_t n = 2 + strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+        const char *arg = p + n;
+        size_t an = *arg == ' ' ? strspn(arg + 1, word) : 0;
+        bool list = an > 0 && memchr(arg + 1, '|', an) &&
+                    (arg[1 + an] == '\0' || arg[1 + an] == ' ' || arg[1 + an] == ']');
+        if (n > 2)
+            fn(cmd, s->name, p, n, list ? arg + 1 : NULL, list ? an : 0);
+        p += n;
+    }
+}
+
+static void words(const char *vals, size_t vlen)
+{
+    for (size_t i = 0; i < vlen; i++)
+        putchar(vals[i] == '|' ? ' ' : vals[i]);
+}
+
+static void bash_values(const char *cmd, const char *sub, const char *opt, size_t olen,
+                        const char *vals, size_t vlen)
+{
+    if (!vals)
+        return;
+    printf("    \"%s %s %.*s\") opts=\"", cmd, sub, (int)olen, opt);
+    words(vals, vlen);
+    printf("\" ;;\n");
+}
+
+static void option_names(const char *cmd, const char *sub, const char *opt, size_t olen,
+                         const char *vals, size_t vlen)
+{
+    printf("%.*s ", (int)olen, opt);
+}
+
+static void zsh_values(const char *cmd, const char *sub, const char *opt, size_t olen,
+                       const char *vals, size_t vlen)
+{
+    if (!vals)
+        return;
+    printf("    '%s %s %.*s') compadd -- ", cmd, sub, (int)olen, opt);
+    words(vals, vlen);
+    printf("; return ;;\n");
+}
+
 static void bash_completion(void)
 {
     printf("# bash completion for dcms (generated by `dcms completion bash`)\n"
@@ -327,8 +363,24 @@ static void bash_completion(void)
            "sub=${COMP_WORDS[i]}; fi ;;\n"
            "        esac\n"
            "    done\n"
+           "    local prev=\"${COMP_WORDS[COMP_CWORD-1]}\" opts=\n"
+           "    case \"$cmd $sub $prev\" in\n");
+    for (const struct cli_command *x = cli_commands; x->name; x++)
+        for (const struct cli_sub *s = cli_subs_of(x->name); s && s->name; s++)
+            usage_options(x->name, s, bash_values);
+    printf("    esac\n"
+           "    if [[ -n $opts ]]; then\n"
+           "        COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n        return\n    fi\n"
            "    if [[ $cur == -* ]]; then\n"
-           "        COMPREPLY=($(compgen -W \"");
+           "        case \"$cmd $sub\" in\n");
+    for (const struct cli_command *x = cli_commands; x->name; x++)
+        for (const struct cli_sub *s = cli_subs_of(x->name); s && s->name; s++) {
+            printf("        \"%s %s\") opts=\"", x->name, s->name);
+            usage_options(x->name, s, option_names);
+            printf("\" ;;\n");
+        }
+    printf("        esac\n"
+           "        COMPREPLY=($(compgen -W \"$opts ");
     for (const struct cli_opt *o = cli_global_opts_help; o->name; o++)
         printf("--%s ", o->name);
     printf("--help\" -- \"$cur\"))\n        return\n    fi\n"
@@ -368,7 +420,20 @@ static void zsh_completion(void)
         printf("'\n");
     }
     printf("    )\n"
+           "    case \"$args[1] $args[2] $words[CURRENT-1]\" in\n");
+    for (const struct cli_command *x = cli_commands; x->name; x++)
+        for (const struct cli_sub *s = cli_subs_of(x->name); s && s->name; s++)
+            usage_options(x->name, s, zsh_values);
+    printf("    esac\n"
            "    if [[ $words[CURRENT] == -* ]]; then\n"
+           "        case \"$args[1] $args[2]\" in\n");
+    for (const struct cli_command *x = cli_commands; x->name; x++)
+        for (const struct cli_sub *s = cli_subs_of(x->name); s && s->name; s++) {
+            printf("        '%s %s') compadd -- ", x->name, s->name);
+            usage_options(x->name, s, option_names);
+            printf(";;\n");
+        }
+    printf("        esac\n"
            "        compadd -- ");
     for (const struct cli_opt *o = cli_global_opts_help; o->name; o++)
         printf("--%s ", o->name);
@@ -407,7 +472,7 @@ int cli_cmd_completion(struct cli *c, int argc, char **argv)
         return 0;
     }
     bool asked = argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0);
-    subcommand_usage("completion", NULL, asked ? 0 : CLI_EXIT_USAGE);
+    cli_usage("completion", NULL, asked ? 0 : CLI_EXIT_USAGE);
     FILE *f = asked ? stdout : stderr;
     fprintf(f, "\nbash: source <(dcms completion bash)   (or install it as\n"
                "      /usr/share/bash-completion/completions/dcms)\n"

@@ -23,6 +23,10 @@ version=$("$bin" --version | awk '{print $2}')
         "$bin" "$cmd" --help 2>&1 | esc
         printf '.fi\n'
     done
+    printf '.SH EXIT STATUS\n.TP\n.B 0\ndone (\\fBtrain watch\\fR, \\fBtrain start \\-\\-watch\\fR: the job succeeded)\n'
+    printf '.TP\n.B 1\nrefused by the server, a check failed, not logged in, or a watched training job failed or was cancelled\n'
+    printf '.TP\n.B 2\nusage error, an unreadable input file, or a file that would be overwritten\n'
+    printf '.TP\n.B 3\nthe server could not be reached\n'
     printf '.SH FILES\n.TP\n.I $XDG_CONFIG_HOME/dcms/config\nprofiles: the server and the refresh token (mode 0600)\n'
     printf '.TP\n.I $XDG_CONFIG_HOME/dcms/keys/\nlocal Ed25519 signing keys (mode 0600)\n'
     printf '.TP\n.I $XDG_CONFIG_HOME/dcms/uploads/\nthe state of unfinished uploads, to resume them\n'

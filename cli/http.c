@@ -38,12 +38,25 @@ struct sink {
     struct cli_resp *r;
     size_t cap;
     bool too_big;
+    CURL *h;
+    const struct cli_stream *stream; /* a 2xx body goes here; NULL: memory */
+    long status;                     /* of the answer being streamed; 0 before the body */
+    bool stream_failed;
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
     struct sink *s = ud;
     size_t n = size * nmemb;
+    if (s->stream) {
+        if (!s->status)
+            curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
+        if (s->status >= 200 && s->status <= 299) {
+            size_t w = s->stream->write(s->stream->ud, p, n);
+            s->stream_failed = w != n;
+            return w;
+        }
+    }
     if (s->r->len + n > BODY_MAX_BYTES) {
         s->too_big = true;
         return 0;
@@ -146,10 +159,25 @@ char *cli_urlencode(const char *s)
     return o;
 }
 
+int cli_query_add(char *q, size_t cap, const char *name, const char *value)
+{
+    if (!value)
+        return 0;
+    char *e = cli_urlencode(value);
+    size_t n = strlen(q);
+    int w = e ? snprintf(q + n, cap - n, "%s%s=%s", n && q[n - 1] == '?' ? "" : "&", name, e) : -1;
+    free(e);
+    if (w < 0 || (size_t)w >= cap - n) {
+        q[n] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
 /* One HTTP exchange; bearer may be NULL. */
 static int perform(struct cli *c, const char *method, const char *path, const char *bearer,
                    const char *body, size_t body_len, const char *content_type,
-                   const char *const *headers, struct cli_resp *r)
+                   const char *const *headers, const struct cli_stream *stream, struct cli_resp *r)
 {
     cli_resp_release(r);
     CURL *h = curl_easy_init();
@@ -174,11 +202,12 @@ static int perform(struct cli *c, const char *method, const char *path, const ch
         snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
         hl = curl_slist_append(hl, ct);
     }
-    hl = curl_slist_append(hl, "Accept: application/json");
+    if (!stream)
+        hl = curl_slist_append(hl, "Accept: application/json");
     hl = curl_slist_append(hl, "Expect:");
     for (size_t i = 0; headers && headers[i]; i++)
         hl = curl_slist_append(hl, headers[i]);
-    struct sink s = {.r = r};
+    struct sink s = {.r = r, .h = h, .stream = stream};
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "dcms/" DCMS_VERSION);
@@ -211,6 +240,11 @@ static int perform(struct cli *c, const char *method, const char *path, const ch
         curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)c->max_rate);
     CURLcode e = curl_easy_perform(h);
     if (e != CURLE_OK) {
+        if (s.stream_failed) {
+            /* The stream's writer said why (a full disk, a bad event). */
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
         if (s.too_big)
             cli_errorf(c, "%s %s: the answer is larger than %u bytes", method, path,
                        BODY_MAX_BYTES);
@@ -294,7 +328,7 @@ static int set_access_token(struct cli *c, const char *t)
 static int refresh(struct cli *c)
 {
     struct cli_config cfg = {0};
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     json_t *body = NULL;
     int rc, lock = lock_config(c);
     if ((rc = cli_load_config(c, &cfg)))
@@ -312,7 +346,7 @@ static int refresh(struct cli *c)
         goto out;
     }
     rc = perform(c, "POST", "/api/v1/auth/refresh", NULL, text, strlen(text), "application/json",
-                 NULL, &r);
+                 NULL, NULL, &r);
     sodium_memzero(text, strlen(text));
     free(text);
     if (rc)
@@ -367,9 +401,9 @@ int cli_authenticate(struct cli *c)
     return refresh(c);
 }
 
-int cli_request(struct cli *c, const char *method, const char *path, json_t *json_body,
-                const struct cli_body *raw, const char *const *headers, bool auth,
-                struct cli_resp *r)
+static int request(struct cli *c, const char *method, const char *path, json_t *json_body,
+                   const struct cli_body *raw, const char *const *headers, bool auth,
+                   const struct cli_stream *stream, struct cli_resp *r)
 {
     char *text = NULL;
     const char *body = NULL, *ct = NULL;
@@ -391,11 +425,11 @@ int cli_request(struct cli *c, const char *method, const char *path, json_t *jso
     bool refreshed = auth && !c->access_token;
     if (auth && (rc = cli_authenticate(c)))
         goto out;
-    rc = perform(c, method, path, auth ? c->access_token : NULL, body, len, ct, headers, r);
+    rc = perform(c, method, path, auth ? c->access_token : NULL, body, len, ct, headers, stream, r);
     if (rc == 0 && auth && r->status == 401 && !refreshed) {
         /* The access token expired during a long run: refresh once and retry. */
         if ((rc = refresh(c)) == 0)
-            rc = perform(c, method, path, c->access_token, body, len, ct, headers, r);
+            rc = perform(c, method, path, c->access_token, body, len, ct, headers, stream, r);
     }
 out:
     if (text) {
@@ -403,6 +437,13 @@ out:
         free(text);
     }
     return rc;
+}
+
+int cli_request(struct cli *c, const char *method, const char *path, json_t *json_body,
+                const struct cli_body *raw, const char *const *headers, bool auth,
+                struct cli_resp *r)
+{
+    return request(c, method, path, json_body, raw, headers, auth, NULL, r);
 }
 
 void cli_print_error(struct cli *c, const struct cli_resp *r)
@@ -425,10 +466,9 @@ void cli_print_error(struct cli *c, const struct cli_resp *r)
     }
 }
 
-int cli_call(struct cli *c, const char *method, const char *path, json_t *json_body,
-             struct cli_resp *r)
+/* A request's exit status, with a non-2xx answer printed as a refusal. */
+static int refused_unless_2xx(struct cli *c, int rc, const struct cli_resp *r)
 {
-    int rc = cli_request(c, method, path, json_body, NULL, NULL, true, r);
     if (rc)
         return rc;
     if (r->status < 200 || r->status > 299) {
@@ -438,11 +478,32 @@ int cli_call(struct cli *c, const char *method, const char *path, json_t *json_b
     return 0;
 }
 
+int cli_call(struct cli *c, const char *method, const char *path, json_t *json_body,
+             struct cli_resp *r)
+{
+    return refused_unless_2xx(c, cli_request(c, method, path, json_body, NULL, NULL, true, r), r);
+}
+
+int cli_call_id(struct cli *c, const char *method, const char *base, const char *id,
+                const char *tail, json_t *json_body, struct cli_resp *r)
+{
+    char *p = cli_path(base, id, tail);
+    int rc = p ? cli_call(c, method, p, json_body, r) : CLI_EXIT_USAGE;
+    free(p);
+    return rc;
+}
+
+int cli_call_stream(struct cli *c, const char *path, const char *const *headers,
+                    const struct cli_stream *stream, struct cli_resp *r)
+{
+    return refused_unless_2xx(c, request(c, "GET", path, NULL, NULL, headers, true, stream, r), r);
+}
+
 int cli_whoami_id(struct cli *c)
 {
     if (c->identity_id)
         return 0;
-    struct cli_resp r = {.upload_offset = -1, .upload_length = -1};
+    struct cli_resp r = CLI_RESP_INIT;
     int rc = cli_call(c, "GET", "/api/v1/auth/me", NULL, &r);
     if (rc == 0) {
         const char *id =

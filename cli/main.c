@@ -20,6 +20,7 @@ const struct cli_command cli_commands[] = {
     {"contracts", cli_cmd_contracts,
      "contracts: create, edit, submit, sign, activate, evidence..."},
     {"datasets", cli_cmd_datasets, "datasets: create, upload (tus, resumable), list, show, delete"},
+    {"train", cli_cmd_train, "training jobs: start, list, show, watch, cancel, model"},
     {"enclaves", cli_cmd_enclaves, "enclaves: list, show, attestation"},
     {"audit", cli_cmd_audit, "the audit log: events, verify, export"},
     {"attestation", cli_cmd_attestation, "verify an attestation document offline"},
@@ -69,6 +70,23 @@ static const struct cli_sub subs_datasets[] = {
     {NULL, NULL, NULL},
 };
 
+static const struct cli_sub subs_train[] = {
+    {"start",
+     "CONTRACT_ID [--datasets ID,...] --label COL [--model logistic_regression|mlp] "
+     "[--hidden 16,8] [--optimizer sgd|adam] [--momentum M] [--epochs N] [--batch-size N] "
+     "[--learning-rate R] [--l2 L] [--seed S] [--split modulo:5:4|random:0.2:SEED] "
+     "[--dtype F64|F32] [--dp-epsilon E|--dp-noise S] [--dp-max-grad-norm C] [-f FILE] [--watch]",
+     "start a training job under an active contract (consumer); prints its id"},
+    {"list", "CONTRACT_ID [--limit N] [--cursor C] [--all]", "the training jobs of a contract"},
+    {"show", "ID", "one job: state, progress, metrics, the model's hash"},
+    {"watch", "ID [--timeout SECONDS]",
+     "follow the job's events until it ends (exit 0 succeeded, 1 failed or cancelled)"},
+    {"cancel", "ID", "cancel a job that has not ended (consumer)"},
+    {"model", "ID [-o FILE] [--force]",
+     "download the trained model (safetensors) and print its SHA-256"},
+    {NULL, NULL, NULL},
+};
+
 static const struct cli_sub subs_enclaves[] = {
     {"list", "[--contract ID] [--limit N]", "the enclaves you may see"},
     {"show", "ID", "one enclave"},
@@ -105,6 +123,7 @@ const struct cli_sub *cli_subs_of(const char *command)
     } t[] = {{"keys", subs_keys},
              {"contracts", subs_contracts},
              {"datasets", subs_datasets},
+             {"train", subs_train},
              {"enclaves", subs_enclaves},
              {"audit", subs_audit},
              {"attestation", subs_attestation},
@@ -122,6 +141,17 @@ void cli_print_subs(FILE *f, const char *command)
     for (; s && s->name; s++)
         fprintf(f, "  dcms %s %s %s\n      %s\n", command, s->name, s->usage, s->summary);
     fprintf(f, "\ndcms %s SUBCOMMAND --help shows the options of each.\n", command);
+}
+
+int cli_usage(const char *command, const struct cli_opt *opts, int rc)
+{
+    FILE *f = rc ? stderr : stdout;
+    cli_print_subs(f, command);
+    if (opts && opts->name) {
+        fprintf(f, "\noptions:\n");
+        cli_args_help(f, opts);
+    }
+    return rc;
 }
 
 static const char *g_server, *g_profile;
@@ -144,8 +174,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: dcms [GLOBAL OPTIONS] COMMAND [SUBCOMMAND] [OPTIONS] [ARGS]\n\n"
                "The command-line client of dcms, the Digital Contract Management System:\n"
-               "log in, keep signing keys, draft and sign contracts, upload datasets, check\n"
-               "enclaves and evidence. See docs/cli.md.\n\ncommands:\n");
+               "log in, keep signing keys, draft and sign contracts, upload datasets, train\n"
+               "models, check enclaves and evidence. See docs/cli.md.\n\ncommands:\n");
     for (const struct cli_command *c = cli_commands; c->name; c++)
         fprintf(f, "  %-12s %s\n", c->name, c->summary);
     fprintf(f, "\nglobal options (anywhere on the line):\n");

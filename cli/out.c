@@ -113,6 +113,26 @@ void cli_table_release(struct cli_table *t)
     memset(t, 0, sizeof *t);
 }
 
+void cli_table_finish(const struct cli *c, struct cli_table *t, json_t *page)
+{
+    if (!c->quiet) {
+        cli_table_print(c, t, stdout);
+        if (json_is_string(json_object_get(page, "next_cursor")))
+            printf("(more: --cursor %s)\n", cli_jstr(page, "next_cursor", ""));
+    }
+    cli_table_release(t);
+}
+
+bool cli_print_brief(const struct cli *c, const struct cli_resp *r, const char *key)
+{
+    if (cli_print_raw_json(c, r))
+        return true;
+    if (!c->quiet)
+        return false;
+    printf("%s\n", cli_jstr(r->json, key, ""));
+    return true;
+}
+
 char *cli_json_text(json_t *v)
 {
     if (!v || json_is_null(v))
@@ -132,6 +152,25 @@ bool cli_print_raw_json(const struct cli *c, const struct cli_resp *r)
             fputc('\n', stdout);
     }
     return true;
+}
+
+json_t *cli_read_json_object(const struct cli *c, const char *file, size_t max_bytes)
+{
+    char *text = NULL, err[512];
+    size_t len;
+    json_error_t je;
+    if (cli_read_file(file, max_bytes, &text, &len, err, sizeof err)) {
+        cli_errorf(c, "%s", err);
+        return NULL;
+    }
+    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!json_is_object(v)) {
+        cli_errorf(c, "%s:%d: %s", file, je.line, v ? "not a JSON object" : je.text);
+        json_decref(v);
+        return NULL;
+    }
+    return v;
 }
 
 int cli_read_file(const char *path, size_t max_bytes, char **out, size_t *len, char *err,

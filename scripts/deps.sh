@@ -26,6 +26,7 @@ PACKAGES=(
     time # /usr/bin/time: CPU seconds in bench/bench-datasets.sh
     libgnutls28-dev testssl.sh # HTTPS: the certificate callback; the TLS scan in tests/api/tls
     chromium chromium-headless-shell # tests/browser (driven by playwright-core from npm)
+    zbar-tools # zbarimg: tests/browser/account.test.mjs decodes the TOTP QR code
 )
 # Added only when `node` or `npm` is not on PATH: a node installed from
 # elsewhere (e.g. NodeSource, which ships its own npm) must not be replaced.

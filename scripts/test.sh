@@ -90,7 +90,7 @@ run_ctest() {
 
 # tests/api/ includes cli.test.mjs, which runs the `dcms` client built beside
 # $bin (build/dcms, build-dev/dcms) through docs/cli.md's flow; each of its
-# cases has a 120 s budget per backend.
+# cases has a 120 s budget per backend (the flow, which trains models, 180 s).
 run_api() {
     local label=$1 bin=$2 backend=$3 log="$logdir/api-$1-$3.log"
     note "API tests ($label, $backend)"

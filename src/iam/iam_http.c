@@ -434,6 +434,21 @@ enum dcms_err dcms_iam_http_rotate(struct dcms_http_req *req, struct dcms_http_r
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 
+enum dcms_err dcms_iam_http_sessions(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    json_t *out;
+    struct iam_call c = IAM_CALL_OF(req);
+    enum dcms_err e = iam_sessions_list(&c, &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+enum dcms_err dcms_iam_http_session_revoke(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct iam_call c = IAM_CALL_OF(req);
+    enum dcms_err e = iam_session_revoke(&c, dcms_http_req_param(req, "id"));
+    return e ? e : dcms_http_reply_no_content(resp);
+}
+
 enum dcms_err dcms_iam_http_me(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     json_t *out;

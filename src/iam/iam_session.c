@@ -552,3 +552,78 @@ enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token)
         iam_revocation_bump(c->iam);
     return e;
 }
+
+/* ---- the caller's sessions ---- */
+
+#define IAM_SESSIONS_MAX 200
+
+static struct dcms_query q_sessions = DCMS_QUERY(
+    "iam_sessions", "SELECT CAST(f.id AS TEXT), f.amr, f.created_at, f.expires_at, "
+                    "(SELECT max(r.created_at) FROM refresh_tokens r WHERE r.family_id = f.id) "
+                    "FROM session_families f WHERE f.identity_id = $1 AND f.revoked_at IS NULL "
+                    "AND f.expires_at > $2 ORDER BY f.created_at DESC, f.id LIMIT $3");
+
+enum dcms_err iam_sessions_list(const struct iam_call *c, json_t **out)
+{
+    char now_s[DCMS_TIME_STRLEN];
+    fmt_time(dcms_clock_now_us(), now_s);
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_READ, &tx, c->ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_sessions,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id), DCMS_VAL_TEXT(now_s),
+                                                  DCMS_VAL_INT(IAM_SESSIONS_MAX)},
+                        3, &rows, NULL, c->ei);
+    dcms_store_rollback(tx);
+    if (e)
+        return e;
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < dcms_store_rows_count(rows); i++) {
+        const char *id = dcms_store_rows_text(rows, i, 0);
+        json_t *amr = json_loads(dcms_store_rows_text(rows, i, 1), 0, NULL);
+        const char *last = dcms_store_rows_text(rows, i, 4);
+        json_array_append_new(a, json_pack("{s:s, s:o, s:s, s:s, s:s, s:b}", "id", id, "amr",
+                                           amr ? amr : json_array(), "created_at",
+                                           dcms_store_rows_text(rows, i, 2), "expires_at",
+                                           dcms_store_rows_text(rows, i, 3), "last_active_at",
+                                           last ? last : dcms_store_rows_text(rows, i, 2),
+                                           "current", strcmp(id, c->p->sid) == 0));
+    }
+    dcms_store_rows_free(rows);
+    *out = json_pack("{s:o}", "sessions", a);
+    return *out ? DCMS_OK : dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
+}
+
+static struct dcms_query q_session_revoke_own = DCMS_QUERY(
+    "iam_session_revoke_own", "UPDATE session_families SET revoked_at = $3, revoked_reason = $4 "
+                              "WHERE CAST(id AS TEXT) = $1 AND identity_id = $2 AND "
+                              "revoked_at IS NULL");
+
+enum dcms_err iam_session_revoke(const struct iam_call *c, const char *id)
+{
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "session not found");
+    char now_s[DCMS_TIME_STRLEN];
+    fmt_time(dcms_clock_now_us(), now_s);
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, c->ei);
+    if (e)
+        return e;
+    uint64_t n = 0;
+    e = dcms_store_exec(tx, &q_session_revoke_own,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id),
+                                                  DCMS_VAL_TEXT(now_s), DCMS_VAL_TEXT("revoked")},
+                        4, NULL, &n, c->ei);
+    if (!e && n != 1)
+        e = dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "session not found");
+    if (!e)
+        e = iam_audit(c->iam, tx, c->p->id, "auth.session_revoke", "session", id, false,
+                      json_pack("{s:b}", "current", strcmp(id, c->p->sid) == 0), c->client_ip,
+                      c->request_id, c->ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
+    if (!e)
+        iam_revocation_bump(c->iam);
+    return e;
+}

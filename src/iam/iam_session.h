@@ -28,4 +28,13 @@ enum dcms_err iam_refresh(const struct iam_call *c, const char *refresh_token,
                           json_t **out) DCMS_MUST_CHECK;
 enum dcms_err iam_logout(const struct iam_call *c, const char *refresh_token) DCMS_MUST_CHECK;
 
+/*
+ * The caller's live sessions, newest first (at most 200): *out =
+ * {sessions: [{id, amr, created_at, expires_at, last_active_at, current}]}.
+ * An API key's identity has none.
+ */
+enum dcms_err iam_sessions_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
+/* Revokes one of the caller's own sessions (NOT_FOUND otherwise); audited. */
+enum dcms_err iam_session_revoke(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
+
 #endif

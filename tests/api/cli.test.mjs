@@ -3,8 +3,11 @@
 //   - docs/cli.md's flow, run literally: every ```sh block preceded by
 //     <!-- cli-flow --> goes to one bash, with only the server address
 //     replaced by the test server's; two parties, a dataset uploaded, a
-//     contract drafted, submitted, signed by both, activated, its evidence
-//     downloaded and verified;
+//     contract drafted, submitted, signed by both, activated, a model
+//     trained under it (watched to the end, downloaded, its accuracy checked
+//     outside dcms), its evidence downloaded and verified; then the `train`
+//     commands' other paths (list, show, watch on a terminal and as JSON,
+//     the download's refusals, a failed and a cancelled job);
 //   - an upload interrupted by killing dcmsd mid-upload, resumed after a
 //     restart by running the same command again, complete with the file's
 //     SHA-256;
@@ -27,13 +30,18 @@ const cliBin = path.join(path.dirname(dcmsBin), 'dcms');
 const CSV = path.join(repoRoot, 'tests', 'data', 'breast_cancer.csv');
 const DEV_ADMIN = { DCMS_ADMIN_EMAIL: 'admin@dcms.local', DCMS_ADMIN_PASSWORD: 'dev-admin-passphrase' };
 const PW = 'correct horse battery staple';
-const BUDGET_MS = 120000; // per file run, per backend (scripts/test.sh runs both)
+const BUDGET_MS = 120000; // per case, per backend (scripts/test.sh runs both)
+// The flow trains three models (one in the flow, a failed and a cancelled job after it):
+// 33 s in the release build, 40-70 s in the sanitizer build on a loaded 2-core machine.
+const FLOW_BUDGET_MS = 180000;
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 
 function workdir() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-cli-'));
   fs.mkdirSync(path.join(dir, 'tests', 'data'), { recursive: true });
   fs.copyFileSync(CSV, path.join(dir, 'tests', 'data', 'breast_cancer.csv'));
+  fs.mkdirSync(path.join(dir, 'training'));
+  fs.copyFileSync(path.join(repoRoot, 'training', 'check_model.py'), path.join(dir, 'training', 'check_model.py'));
   return dir;
 }
 
@@ -99,13 +107,15 @@ function commandCount(block) {
 }
 
 describe('docs/cli.md, run literally', () => {
-  test('two parties: keys, a dataset, a contract signed by both and activated, the evidence verified',
-    { timeout: BUDGET_MS }, async () => {
+  test('two parties: keys, a dataset, a contract signed by both and activated, a model trained, the evidence verified',
+    { timeout: FLOW_BUDGET_MS }, async () => {
       // An enclave serves the contract between the flow and the evidence block, so that the
       // bundle carries an attestation document too.
       const imagesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-cli-images-'));
-      fs.copyFileSync(path.join(path.dirname(dcmsBin), 'workload', 'dcms-workload'),
-        path.join(imagesDir, 'dcms-workload'));
+      for (const f of ['dcms-workload', 'dcms-trainer']) {
+        fs.copyFileSync(path.join(path.dirname(dcmsBin), 'workload', f), path.join(imagesDir, f));
+        fs.chmodSync(path.join(imagesDir, f), 0o755);
+      }
       const server = await startServer({ env: { ...DEV_ADMIN, DCMS_LOGIN_MAX_FAILURES_PER_IP: '100000',
         DCMS_ENCLAVE_IMAGES_DIR: imagesDir, DCMS_ENCLAVE_MAX_MEMORY_MB: '512' } });
       const dir = workdir();
@@ -116,11 +126,16 @@ describe('docs/cli.md, run literally', () => {
         const bash = (script, env = {}) => spawnSync('setsid', ['-w', 'bash', '-euo', 'pipefail', '-c',
           script.replaceAll('http://127.0.0.1:8080', server.url)], {
           cwd: dir, env: { ...cliEnv(dir, null), ...env }, encoding: 'utf8', timeout: 60000 });
-        let r = bash([setup, flow, 'echo "FLOW_CONTRACT=$ID FLOW_DATASET=$DS"'].join('\n'));
+        let r = bash([setup, flow, 'echo "FLOW_CONTRACT=$ID FLOW_DATASET=$DS FLOW_JOB=$JOB"'].join('\n'));
         assert.equal(r.status, 0, `the flow failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-        const m = r.stdout.match(/FLOW_CONTRACT=(\S+) FLOW_DATASET=(\S+)/);
+        const m = r.stdout.match(/FLOW_CONTRACT=(\S+) FLOW_DATASET=(\S+) FLOW_JOB=(\S+)/);
         assert.ok(m, r.stdout);
-        const [, id, ds] = m;
+        const [, id, ds, job] = m;
+        // The model trained in the enclave, downloaded, and checked outside dcms as training.md does.
+        assert.match(r.stdout, /\{"rows": 113, "correct": 112, "accuracy": 0\.9911504424778761\}/);
+        const modelFile = fs.readFileSync(path.join(dir, 'model.safetensors'));
+        assert.match(r.stdout, new RegExp(`model of training ${job}: model\\.safetensors, ${modelFile.length} bytes, `
+          + `SHA-256 ${sha256(modelFile)} \\(the job's result\\)`));
 
         const ptoken = (await login(server, 'provider@example.test', PW)).access_token;
         const made = await fetch(`${server.url}/api/v1/enclaves`, { method: 'POST',
@@ -199,8 +214,10 @@ describe('docs/cli.md, run literally', () => {
         assert.match(x.stderr, /^error: .*\(conflict, 409\)/m);
 
         // The enclave as each party sees it, and its attestation document checked offline.
+        // (the flow's training had an enclave of its own)
         let y = run(['--profile', 'consumer', '-q', 'enclaves', 'list', '--contract', id]);
-        assert.equal(y.stdout, `${enclave.id}\n`);
+        assert.equal(y.stdout.trim().split('\n').length, 2, y.stdout);
+        assert.ok(y.stdout.trim().split('\n').includes(enclave.id), y.stdout);
         y = run(['--profile', 'consumer', 'enclaves', 'show', enclave.id]);
         assert.match(y.stdout, /^status +running$/m);
         y = run(['--profile', 'consumer', 'enclaves', 'attestation', enclave.id, '-o', 'att.b64']);
@@ -210,6 +227,89 @@ describe('docs/cli.md, run literally', () => {
           '--expect-pcr', `0=${enclave.measurement.expected_pcr0}`]);
         assert.equal(y.status, 0, y.stdout + y.stderr);
         assert.equal(JSON.parse(y.stdout).valid, true);
+
+        // Training: the flow's job as each side sees it, watched again (not a terminal: a line
+        // per event), the model's download refusals, a refused start, a job that fails and one
+        // cancelled.
+        let z = run(['--profile', 'consumer', '-q', 'train', 'list', id]);
+        assert.equal(z.status, 0, z.stderr);
+        assert.equal(z.stdout, `${job}\n`);
+        z = run(['--profile', 'provider', 'train', 'show', job]);
+        assert.equal(z.status, 0, z.stderr);
+        assert.match(z.stdout, /^state +succeeded$/m);
+        assert.match(z.stdout, /^accuracy +0\.9912 \(loss [0-9.]+, 113 held-out rows\)$/m);
+        z = run(['--profile', 'consumer', 'train', 'watch', job]);
+        assert.equal(z.status, 0, z.stderr);
+        assert.match(z.stdout, /^state running\nepoch \d+\/1000 {2}loss [0-9.]+ {2}val_accuracy [0-9.]+$/m);
+        assert.match(z.stdout, /^epoch 1000\/1000 {2}loss [0-9.]+ {2}val_accuracy 0\.9912$/m);
+        assert.match(z.stdout, new RegExp(`^state succeeded\ntraining ${job} succeeded: accuracy 0\\.9912 on 113 `
+          + `held-out rows; model ${modelFile.length} bytes, SHA-256 ${sha256(modelFile)}$`, 'm'));
+        // On a terminal (script(1) gives it one) a single line is redrawn in place.
+        z = spawnSync('script', ['-qec', `${cliBin} --profile consumer train watch ${job}`, '/dev/null'],
+          { cwd: dir, env: cliEnv(dir, server), encoding: 'utf8', timeout: 60000 });
+        assert.equal(z.status, 0, z.stdout);
+        assert.match(z.stdout, /\r(\x1b\[1m)?succeeded (\x1b\[0m)? {2}epoch 1000\/1000 {2}loss [0-9.]+ {2}val_accuracy 0\.9912\x1b\[K\r?\n/);
+        assert.doesNotMatch(z.stdout, /^state /m);
+        z = run(['--profile', 'consumer', '--json', 'train', 'watch', job]);
+        const evs = z.stdout.trim().split('\n').map((l) => JSON.parse(l));
+        assert.deepEqual(evs.at(-1), { event: 'end', data: { state: 'succeeded' } });
+        assert.ok(evs.some((e) => e.event === 'progress' && e.data.epoch === 1000 && /^\d+$/.test(e.id)));
+        z = run(['--profile', 'consumer', 'train', 'model', job, '-o', 'model.safetensors']);
+        assert.equal(z.status, 2, 'an existing file is kept');
+        assert.match(z.stderr, /model\.safetensors exists: pass --force/);
+        z = run(['--profile', 'consumer', '-q', 'train', 'model', job, '-o', 'model.safetensors', '--force']);
+        assert.equal(z.status, 0, z.stderr);
+        assert.equal(z.stdout, `${sha256(modelFile)}\n`);
+        z = spawnSync(cliBin, ['--profile', 'consumer', 'train', 'model', job, '-o', '-'],
+          { cwd: dir, env: cliEnv(dir, server), timeout: 60000 });
+        assert.equal(z.status, 0, String(z.stderr));
+        assert.ok(z.stdout.equals(modelFile), 'the model on standard output');
+        assert.match(String(z.stderr), new RegExp(`SHA-256 ${sha256(modelFile)}`));
+        z = run(['--profile', 'provider', 'train', 'model', job, '-o', 'provider.safetensors']);
+        assert.equal(z.status, 1, 'the provider does not receive the model');
+        assert.match(z.stderr, /^error: .*\((forbidden|not_found), 40[34]\)/m);
+        assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('provider.safetensors')), [], 'no file, no temporary');
+        z = run(['--profile', 'consumer', 'train', 'cancel', job]);
+        assert.equal(z.status, 1);
+        assert.match(z.stderr, /\(conflict, 409\)/);
+        assert.equal(run(['--profile', 'consumer', 'train', 'start', id, '--split', 'modulo:5']).status, 2);
+        assert.equal(run(['--profile', 'consumer', 'train', 'start', id, '--epochs', 'ten']).status, 2);
+        assert.equal(run(['--profile', 'consumer', 'train', 'start']).status, 2);
+        z = run(['--profile', 'consumer', 'train', 'start', id, '--label', 'diagnosis', '--model', 'mlp', '--hidden', '16,8']);
+        assert.equal(z.status, 1, 'the terms allow logistic_regression only');
+        assert.match(z.stderr, /\(validation_failed, 422\)\n {2}model: /);
+        // -f FILE is the body (options over it): the file's mlp is refused, the option's is sent instead.
+        fs.writeFileSync(path.join(dir, 'body.json'), JSON.stringify({ label: 'diagnosis', model: 'mlp', hidden: [4] }));
+        z = run(['--profile', 'consumer', 'train', 'start', id, '-f', 'body.json']);
+        assert.equal(z.status, 1);
+        assert.match(z.stderr, /\n {2}model: /);
+        z = run(['--profile', 'consumer', 'train', 'start', id, '-f', 'body.json', '--model', 'logistic_regression',
+          '--epochs', '0']);
+        assert.equal(z.status, 1);
+        assert.doesNotMatch(z.stderr, /\n {2}model: /);
+        assert.match(z.stderr, /\n {2}epochs: /);
+        z = run(['--profile', 'consumer', 'train', 'start', id, '--label', 'no_such_column', '--model', 'logistic_regression',
+          '--epochs', '5', '--watch']);
+        assert.equal(z.status, 1, z.stdout + z.stderr);
+        const failed = (z.stdout.match(/^started training (\S+) /m) ?? assert.fail(z.stdout + z.stderr))[1];
+        assert.match(z.stdout, /^state failed$/m);
+        assert.match(z.stderr, new RegExp(`^error: training ${failed} failed: .+ \\([a-z_]+\\)$`, 'm'));
+        z = run(['--profile', 'consumer', '-q', 'train', 'start', id, '--label', 'diagnosis', '--model', 'logistic_regression', '--epochs', '100000',
+          '--batch-size', '1']);
+        assert.equal(z.status, 0, z.stderr);
+        const j3 = z.stdout.trim();
+        z = run(['--profile', 'consumer', 'train', 'cancel', j3]);
+        assert.equal(z.status, 0, z.stderr);
+        assert.equal(z.stdout, `training ${j3} is cancelled\n`);
+        z = run(['--profile', 'consumer', '-q', 'train', 'watch', j3]);
+        assert.equal(z.status, 1);
+        assert.equal(z.stdout, 'cancelled\n');
+        assert.match(z.stderr, /cancelled: .* \(cancelled_by_consumer\)/);
+        z = run(['--profile', 'consumer', '--json', 'train', 'list', id, '--all', '--limit', '1']);
+        assert.deepEqual(JSON.parse(z.stdout).trainings.map((t) => t.id), [job, failed, j3]);
+        z = run(['--profile', 'consumer', 'train', 'list', id, '--limit', '2']);
+        assert.match(z.stdout, /^ID +STATE +MODEL +EPOCH +ACCURACY +REASON +CREATED\n/);
+        assert.match(z.stdout, /\(more: --cursor \S+\)\n$/);
 
         // The lifecycle of the flow's contract, and what each side reads.
         assert.equal(run(['--profile', 'provider', 'contracts', 'suspend', id, '--reason', 'security review']).status, 0);
@@ -408,6 +508,12 @@ describe('sessions, output and exit statuses', () => {
       assert.equal(dcms(dir, server, ['contracts', 'sign']).status, 2);
       assert.equal(dcms(dir, server, ['keys', 'list', '--bogus']).status, 2);
       assert.equal(dcms(dir, server, ['contracts', '--help']).status, 0);
+      assert.equal(dcms(dir, server, ['train', '--help']).status, 0);
+      assert.match(dcms(dir, server, ['train', 'start', '--help']).stdout, /--dp-max-grad-norm C/);
+      assert.equal(dcms(dir, server, ['train']).status, 2);
+      assert.equal(dcms(dir, server, ['train', 'watch']).status, 2);
+      assert.equal(dcms(dir, server, ['train', 'watch', 'x', '--timeout', '-1']).status, 2);
+      assert.equal(dcms(dir, server, ['train', 'show', 'x', '--bogus']).status, 2);
       // Not logged in: 1, saying what to do.
       let r = dcms(dir, server, ['whoami']);
       assert.equal(r.status, 1);
@@ -549,6 +655,15 @@ describe('sessions, output and exit statuses', () => {
       assert.match(r.stdout, /complete -o filenames -F _dcms dcms/);
       assert.match(r.stdout, /contracts\) COMPREPLY=\(\$\(compgen -W "list show create edit submit sign /);
       assert.equal(spawnSync('bash', ['-n'], { input: r.stdout }).status, 0);
+      assert.match(r.stdout, /train\) COMPREPLY=\(\$\(compgen -W "start list show watch cancel model /);
+      // Completing: a subcommand's options (from its usage) and the words an option takes.
+      const complete = (words) => spawnSync('bash', ['-c', `${r.stdout}\nCOMP_WORDS=(${words}); `
+        + 'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _dcms; echo "${COMPREPLY[*]}"'], { encoding: 'utf8' }).stdout.trim();
+      assert.equal(complete('dcms train start C --model ""'), 'logistic_regression mlp');
+      assert.equal(complete('dcms train start C --opt'), '--optimizer');
+      assert.equal(complete('dcms train model J --f'), '--force');
+      assert.equal(complete('dcms contracts list --role ""'), 'provider consumer');
+      assert.equal(complete('dcms tr'), 'train');
       assert.match(dcms(dir, null, ['completion', 'zsh']).stdout, /^#compdef dcms\n/);
 
       // Logout revokes the session and forgets the token.

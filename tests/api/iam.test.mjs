@@ -443,6 +443,48 @@ describe('sessions', () => {
                      401);
     });
 
+    test('the session list: live sessions of the caller only, one revoked from another', async () => {
+        const e2 = email('sesslist');
+        await createIdentity(admin, {name : 'L', email : e2, password : PW, roles : [ 'consumer' ]});
+        const laptop = await login(server, e2, PW);
+        const phone = await login(server, e2, PW);
+        const me = parts(laptop.access_token)[1].sub;
+        const sidOf = (t) => parts(t.access_token)[1].sid;
+        const list = async (t) => {
+            const r = await call('GET', '/api/v1/auth/sessions', {headers : bearer(t.access_token)});
+            assert.equal(r.status, 200, r.text);
+            return r.json.sessions;
+        };
+        let ss = await list(laptop);
+        assert.deepEqual(ss.map((x) => x.id), [ sidOf(phone), sidOf(laptop) ], 'newest first');
+        assert.deepEqual(ss.map((x) => x.current), [ false, true ]);
+        assert.deepEqual(ss[0].amr, [ 'pwd' ]);
+        // another identity's sessions are neither listed nor revocable
+        const other = await login(server, e, PW);
+        assert.ok(!(await list(other)).some((x) => x.id === sidOf(laptop)));
+        let r = await call('DELETE', `/api/v1/auth/sessions/${sidOf(laptop)}`,
+                           {headers : bearer(other.access_token)}, '/api/v1/auth/sessions/{id}');
+        assert.equal(r.status, 404);
+        r = await call('DELETE', '/api/v1/auth/sessions/not-a-uuid', {headers : bearer(other.access_token)},
+                       '/api/v1/auth/sessions/{id}');
+        assert.equal(r.status, 404);
+        // the laptop signs the phone out: its refresh and access tokens die at once
+        r = await call('DELETE', `/api/v1/auth/sessions/${sidOf(phone)}`, {headers : bearer(laptop.access_token)},
+                       '/api/v1/auth/sessions/{id}');
+        assert.equal(r.status, 204);
+        assert.equal((await call('POST', '/api/v1/auth/refresh', {json : {refresh_token : phone.refresh_token}})).status,
+                     401);
+        assert.equal((await call('GET', '/api/v1/auth/sessions', {headers : bearer(phone.access_token)})).status, 401);
+        ss = await list(laptop);
+        assert.deepEqual(ss.map((x) => x.id), [ sidOf(laptop) ]);
+        r = await call('DELETE', `/api/v1/auth/sessions/${sidOf(phone)}`, {headers : bearer(laptop.access_token)},
+                       '/api/v1/auth/sessions/{id}');
+        assert.equal(r.status, 404, 'already revoked');
+        const ev = await auditEvents(`action=auth.session_revoke&actor=${me}`);
+        assert.equal(ev.length, 1);
+        assert.equal(ev[0].resource_id, sidOf(phone));
+    });
+
     test('key rotation: old tokens stay valid until they expire; JWKS has both keys', async () => {
         const t = await login(server, e, PW);
         const oldKid = parts(t.access_token)[0].kid;

@@ -55,6 +55,8 @@ const EXPECTED = {
   'POST /api/v1/auth/refresh':                           '422 422 422 422 422 422',
   'POST /api/v1/auth/verify-email':                      '422 422 422 422 422 422',
   'GET /api/v1/auth/me':                                 '401 200 200 200 200 200',
+  'GET /api/v1/auth/sessions':                           '401 200 200 200 200 200',
+  'DELETE /api/v1/auth/sessions/{id}':                   '401 404 404 404 404 404',
   'POST /api/v1/identities':                             '422 403 403 403 403 422',
   'GET /api/v1/identities':                              '401 200 200 200 200 200',
   'GET /api/v1/identities/{id}':                         '401 404 404 200 200 200',

@@ -1,8 +1,9 @@
 /*
  * The dcms client's pure parts (cli/): argument parsing (options, values,
  * "--", errors), the configuration file (round trip, modes, malformed
- * lines, profile names), schema inference from a CSV file, and the JSON
- * diff that `contracts sign` shows.
+ * lines, profile names), schema inference from a CSV file, the JSON
+ * diff that `contracts sign` shows, the body `train start` builds from its
+ * options, and the event-stream parser of `train watch`.
  */
 #include "testutil.h"
 
@@ -15,6 +16,8 @@
 #include "../../cli/diff.c"
 #include "../../cli/out.c"
 #include "../../cli/schema.c"
+#include "../../cli/sse.c"
+#include "../../cli/train_req.c"
 
 static char tmpdir[256];
 
@@ -334,14 +337,246 @@ static void diff_paths(void **state)
     json_decref(b);
 }
 
+/* The body is `expected` (JSON text), compared as JSON. */
+static void assert_body(json_t *body, const char *expected)
+{
+    json_error_t je;
+    json_t *want = json_loads(expected, 0, &je);
+    assert_non_null(want);
+    char *got = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
+    if (!json_equal(body, want))
+        fail_msg("body %s, expected %s", got, expected);
+    free(got);
+    json_decref(want);
+}
+
+static void train_body_from_options(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    json_t *body = NULL;
+    json_t *scope = json_pack("[s, s]", "ds-1", "ds-2");
+    struct cli_train_opts o = {.label = "diagnosis",
+                               .model = "mlp",
+                               .hidden = "16,8",
+                               .optimizer = "sgd",
+                               .momentum = "0.9",
+                               .epochs = "1000",
+                               .batch_size = "0",
+                               .learning_rate = "0.1",
+                               .l2 = "0",
+                               .seed = "7",
+                               .split = "modulo:5:4",
+                               .dtype = "F32"};
+    assert_true(cli_train_needs_scope(&o, NULL));
+    assert_int_equal(cli_train_body(&o, NULL, scope, &body, err, sizeof err), 0);
+    assert_body(body,
+                "{\"datasets\": [\"ds-1\", \"ds-2\"], \"label\": \"diagnosis\", \"model\": \"mlp\","
+                " \"hidden\": [16, 8], \"optimizer\": \"sgd\", \"momentum\": 0.9,"
+                " \"epochs\": 1000, \"batch_size\": 0, \"learning_rate\": 0.1, \"l2\": 0.0,"
+                " \"seed\": 7, \"dtype\": \"F32\","
+                " \"split\": {\"method\": \"modulo\", \"folds\": 5, \"holdout_fold\": 4}}");
+    json_decref(body);
+    /* --datasets wins over the scope; a random split with and without its seed; DP. */
+    struct cli_train_opts d = {.datasets = "a,b",
+                               .split = "random:0.25:42",
+                               .batch_size = "64",
+                               .dp_epsilon = "1.5",
+                               .dp_max_grad_norm = "1"};
+    assert_false(cli_train_needs_scope(&d, NULL));
+    assert_int_equal(cli_train_body(&d, NULL, scope, &body, err, sizeof err), 0);
+    assert_body(body, "{\"datasets\": [\"a\", \"b\"], \"batch_size\": 64,"
+                      " \"split\": {\"method\": \"random\", \"fraction\": 0.25, \"seed\": 42},"
+                      " \"dp\": {\"target_epsilon\": 1.5, \"max_grad_norm\": 1.0}}");
+    json_decref(body);
+    struct cli_train_opts r = {.split = "random:0.2", .dp_noise = "1.1"};
+    assert_int_equal(cli_train_body(&r, NULL, scope, &body, err, sizeof err), 0);
+    assert_body(body, "{\"datasets\": [\"ds-1\", \"ds-2\"], \"dp\": {\"noise_multiplier\": 1.1},"
+                      " \"split\": {\"method\": \"random\", \"fraction\": 0.2}}");
+    json_decref(body);
+    json_decref(scope);
+}
+
+static void train_body_over_a_file(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    json_t *body = NULL;
+    json_t *base = json_loads("{\"datasets\": [\"f-1\"], \"label\": \"y\", \"model\": "
+                              "\"logistic_regression\", \"epochs\": 10,"
+                              " \"dp\": {\"noise_multiplier\": 2, \"max_grad_norm\": 1}}",
+                              0, NULL);
+    assert_non_null(base);
+    struct cli_train_opts o = {.epochs = "20", .dp_epsilon = "3"};
+    /* The file names datasets: the contract is not asked for its scope. */
+    assert_false(cli_train_needs_scope(&o, base));
+    assert_int_equal(cli_train_body(&o, base, NULL, &body, err, sizeof err), 0);
+    assert_body(body, "{\"datasets\": [\"f-1\"], \"label\": \"y\", \"model\": "
+                      "\"logistic_regression\", \"epochs\": 20,"
+                      " \"dp\": {\"target_epsilon\": 3.0, \"max_grad_norm\": 1}}");
+    json_decref(body);
+    /* The file itself is not changed. */
+    assert_int_equal(json_integer_value(json_object_get(base, "epochs")), 10);
+    json_decref(base);
+}
+
+static void train_body_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        struct cli_train_opts o;
+        const char *message;
+    } cases[] = {
+        {{.epochs = "ten"}, "--epochs: \"ten\" is not an integer"},
+        {{.batch_size = "1.5"}, "--batch-size: \"1.5\" is not an integer"},
+        {{.learning_rate = "fast"}, "--learning-rate: \"fast\" is not a number"},
+        {{.l2 = "nan"}, "--l2: \"nan\" is not a number"},
+        {{.hidden = "16,,8"}, "--hidden: \"16,,8\" is not a list of layer widths like 16,8"},
+        {{.hidden = "16,x"}, "--hidden: \"x\" is not an integer"},
+        {{.split = "modulo:5"},
+         "--split: \"modulo:5\" is not modulo:FOLDS:HOLDOUT or random:FRACTION[:SEED]"},
+        {{.split = "modulo:5:x"}, "--split holdout: \"x\" is not an integer"},
+        {{.split = "random:0.2:1:2"},
+         "--split: \"random:0.2:1:2\" is not modulo:FOLDS:HOLDOUT or random:FRACTION[:SEED]"},
+        {{.split = "kfold:5"},
+         "--split: \"kfold:5\" is not modulo:FOLDS:HOLDOUT or random:FRACTION[:SEED]"},
+        {{.datasets = "a,,b"}, "--datasets: \"a,,b\" is not ID[,ID...]"},
+        {{.dp_epsilon = "1", .dp_noise = "1"}, "--dp-epsilon and --dp-noise: one or the other"},
+    };
+    json_t *scope = json_pack("[s]", "ds");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256] = "";
+        json_t *body = (json_t *)1;
+        assert_int_equal(cli_train_body(&cases[i].o, NULL, scope, &body, err, sizeof err),
+                         CLI_EXIT_USAGE);
+        assert_null(body);
+        assert_string_equal(err, cases[i].message);
+    }
+    /* No --datasets, none in the file, and a contract without a scope. */
+    char err[256] = "";
+    json_t *body = NULL;
+    struct cli_train_opts none = {.label = "y"};
+    assert_int_equal(cli_train_body(&none, NULL, NULL, &body, err, sizeof err), CLI_EXIT_USAGE);
+    assert_string_equal(err, "the contract names no dataset: give --datasets ID[,ID...]");
+    json_decref(scope);
+}
+
+/* Records the events an SSE parse dispatches as "event|id|data\n" lines. */
+struct sse_log {
+    struct cli_sse *s;
+    char text[1024];
+};
+
+static int log_event(void *ud, const char *event, const char *data)
+{
+    struct sse_log *l = ud;
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%s|%s|%s\n", event, l->s->id, data);
+    return strcmp(event, "stop") == 0 ? 7 : 0;
+}
+
+static void sse_events(void **state)
+{
+    (void)state;
+    static const char stream[] = "retry: 1000\r\n\r\n"
+                                 ": a comment\n"
+                                 "id: 4\nevent: state\ndata: {\"state\":\"running\"}\n\n"
+                                 "id: 5\r\nevent: progress\r\ndata: {\"epoch\":1,\r\n"
+                                 "data:\"loss\":0.5}\r\n\r\n"
+                                 "id: 6\revent: nodata\r\r"
+                                 "data\n\n"
+                                 "event: end\ndata: {\"state\":\"succeeded\"}\n\n"
+                                 "data: half";
+    /* Fed whole, then a byte at a time (CR LF split across feeds): the same events. */
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        struct cli_sse s;
+        struct sse_log l = {.s = &s};
+        cli_sse_init(&s, log_event, &l);
+        if (bytewise) {
+            for (size_t i = 0; i + 1 < sizeof stream; i++)
+                assert_int_equal(cli_sse_feed(&s, stream + i, 1), 0);
+        } else {
+            assert_int_equal(cli_sse_feed(&s, stream, sizeof stream - 1), 0);
+        }
+        assert_string_equal(l.text, "state|4|{\"state\":\"running\"}\n"
+                                    "progress|5|{\"epoch\":1,\n\"loss\":0.5}\n"
+                                    "message||\n"
+                                    "end||{\"state\":\"succeeded\"}\n");
+        /* The last id: stays for Last-Event-ID; an event without data is not dispatched. */
+        assert_string_equal(s.last_id, "6");
+        assert_int_equal(s.retry_ms, 1000);
+        cli_sse_release(&s);
+    }
+    /* The callback's refusal stops the parse and is returned. */
+    struct cli_sse s;
+    struct sse_log l = {.s = &s};
+    cli_sse_init(&s, log_event, &l);
+    assert_int_equal(cli_sse_feed(&s, "event: stop\ndata: x\n\nevent: late\ndata: y\n\n", 42), 7);
+    assert_string_equal(l.text, "stop||x\n");
+    cli_sse_release(&s);
+    /* A bad retry: is ignored. */
+    cli_sse_init(&s, log_event, &l);
+    assert_int_equal(cli_sse_feed(&s, "retry: 1s\n\n", 11), 0);
+    assert_int_equal(s.retry_ms, -1);
+    cli_sse_release(&s);
+}
+
+static void sse_line_cap(void **state)
+{
+    (void)state;
+    struct cli_sse s;
+    struct sse_log l = {.s = &s};
+    char *big = malloc(SSE_MAX_BYTES + 16);
+    assert_non_null(big);
+    memcpy(big, "data: ", 6);
+    memset(big + 6, 'x', SSE_MAX_BYTES + 10);
+    cli_sse_init(&s, log_event, &l);
+    assert_int_equal(cli_sse_feed(&s, big, SSE_MAX_BYTES + 16), -1);
+    assert_string_equal(l.text, "");
+    cli_sse_release(&s);
+    free(big);
+}
+
+static void args_subcommand_help(void **state)
+{
+    (void)state;
+    const char *pos[1], *o = NULL;
+    bool help = false;
+    size_t npos;
+    const struct cli_opt opts[] = {{"output", 'o', CLI_OPT_VALUE, NULL, &o, "FILE", ""}, {0}};
+    char *a1[] = {"model", "ID", "-o", "m.safetensors"};
+    assert_int_equal(cli_args_parse_sub(4, a1, opts, pos, 1, &npos, &help), 0);
+    assert_false(help);
+    assert_int_equal(npos, 1);
+    assert_string_equal(pos[0], "ID");
+    assert_string_equal(o, "m.safetensors");
+    char *a2[] = {"--help"};
+    assert_int_equal(cli_args_parse_sub(1, a2, opts, pos, 1, &npos, &help), 0);
+    assert_true(help);
+    help = false;
+    char *a3[] = {"watch", "ID", "extra"};
+    assert_int_equal(cli_args_parse_sub(3, a3, opts, pos, 1, &npos, &help), CLI_EXIT_USAGE);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(args_values_flags_positionals), cmocka_unit_test(args_errors),
-        cmocka_unit_test(args_global_anywhere),          cmocka_unit_test(profile_names),
-        cmocka_unit_test(config_round_trip_and_modes),   cmocka_unit_test(config_malformed),
-        cmocka_unit_test(config_dir_from_env),           cmocka_unit_test(schema_inferred_from_csv),
-        cmocka_unit_test(schema_of_the_test_dataset),    cmocka_unit_test(diff_paths),
+        cmocka_unit_test(args_values_flags_positionals),
+        cmocka_unit_test(args_errors),
+        cmocka_unit_test(args_global_anywhere),
+        cmocka_unit_test(profile_names),
+        cmocka_unit_test(config_round_trip_and_modes),
+        cmocka_unit_test(config_malformed),
+        cmocka_unit_test(config_dir_from_env),
+        cmocka_unit_test(schema_inferred_from_csv),
+        cmocka_unit_test(schema_of_the_test_dataset),
+        cmocka_unit_test(diff_paths),
+        cmocka_unit_test(train_body_from_options),
+        cmocka_unit_test(train_body_over_a_file),
+        cmocka_unit_test(train_body_errors),
+        cmocka_unit_test(sse_events),
+        cmocka_unit_test(sse_line_cap),
+        cmocka_unit_test(args_subcommand_help),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

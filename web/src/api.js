@@ -136,11 +136,25 @@ export function refresh() {
 export async function login(body) {
   const r = await raw('POST', '/api/v1/auth/login', { json: body, headers: COOKIE_MODE, auth: false });
   if (r.status === 401 && r.body?.error?.code === 'mfa_required') {
-    return { mfa: { ticket: r.body.mfa_ticket, factors: r.body.factors } };
+    return { mfa: { ticket: r.body.mfa_ticket, factors: r.body.factors, challenges: r.body.challenges ?? {} } };
   }
   if (!r.ok) throw errorOf(r);
   accept(r.body);
   return { ok: true };
+}
+
+/**
+ * Logs in again for a credential change (a recent login, docs/iam.md): as
+ * login(); once the new session is there, the old one is revoked by its
+ * bearer token (not in cookie mode, so the new cookie stays).
+ */
+export async function reauthenticate(body) {
+  const old = access;
+  const r = await login(body);
+  if (r.ok && old && old !== access) {
+    await raw('POST', '/api/v1/auth/logout', { headers: { Authorization: `Bearer ${old}` }, auth: false }).catch(() => {});
+  }
+  return r;
 }
 
 /** Ends the session on the server and forgets the access token; the cookie is cleared. */

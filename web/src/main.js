@@ -2,6 +2,7 @@
 // the routes. See web/README.md.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import { Account } from './account.js';
 import { api, logout, net, refresh, subscribe, whenSignedOut } from './api.js';
 import { ContractDetail } from './detail.js';
 import { ContractEditor } from './editor.js';
@@ -63,6 +64,7 @@ function App() {
   const [, id, sub] = route.segments;
   if (me === undefined) screen = html`<${Loading} />`;
   else if (me === null) screen = html`<${SignIn} notice=${notice} onDone=${() => { setNotice(null); loadMe(); }} />`;
+  else if (route.segments[0] === 'account') screen = html`<${Account} me=${me} onSignOut=${signOut} />`;
   else if (route.segments[0] !== 'contracts') screen = html`<${ContractList} route=${route} me=${me} />`;
   else if (id === 'new') screen = html`<${ContractEditor} me=${me} />`;
   else if (id && sub === 'edit') screen = html`<${ContractEditor} id=${id} me=${me} />`;
@@ -79,6 +81,7 @@ function App() {
       html`<nav aria-label=${t('nav.label')}>
           <a href="#/contracts" aria-current=${route.segments[0] === 'contracts' && !id ? 'page' : undefined}>${t('nav.contracts')}</a>
           <a href="#/contracts/new" aria-current=${id === 'new' ? 'page' : undefined}>${t('nav.new')}</a>
+          <a href="#/account" aria-current=${route.segments[0] === 'account' ? 'page' : undefined}>${t('nav.account')}</a>
         </nav>
         <div class="who">
           <span>${t('nav.signedin', { name: me.identity.name })}</span>

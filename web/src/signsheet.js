@@ -9,10 +9,9 @@ import { useContract } from './detail.js';
 import { actions, liveSignature } from './lifecycle.js';
 import { t } from './messages.js';
 import { navigate } from './router.js';
-import { b64url, fingerprint, fromB64url, fromHex, generate, loadKey, saveKey, sign } from './keystore.js';
+import { b64url, fromHex, loadKey, sign } from './keystore.js';
+import { registerKey } from './signkeys.js';
 import { ErrorSummary, Failure, Loading, StatusBadge, html } from './ui.js';
-
-const POP_PREFIX = 'dcms-signing-key-pop:';
 
 /** The browser's key for `me` if it is still an active key of the account. */
 async function usableKey(me) {
@@ -21,28 +20,6 @@ async function usableKey(me) {
   const r = await api('GET', `/api/v1/identities/${me.identity.id}/keys`);
   const ok = r.body.keys.some((k) => k.id === rec.keyId && k.status === 'active');
   return ok ? { rec, state: 'ready' } : { rec: null, state: 'unregistered' };
-}
-
-/** Makes a key in this browser and registers it (challenge, proof of possession). */
-async function registerKey(me) {
-  const { privateKey, publicKeyRaw } = await generate();
-  const ch = (await api('POST', `/api/v1/identities/${me.identity.id}/keys/challenge`)).body;
-  const prefix = new TextEncoder().encode(ch.message_prefix ?? POP_PREFIX);
-  const challenge = fromB64url(ch.challenge);
-  const msg = new Uint8Array(prefix.length + challenge.length + publicKeyRaw.length);
-  msg.set(prefix, 0);
-  msg.set(challenge, prefix.length);
-  msg.set(publicKeyRaw, prefix.length + challenge.length);
-  const pop = await sign(privateKey, msg);
-  const name = `browser ${new Date().toISOString().slice(0, 10)}`;
-  const key = (
-    await api('POST', `/api/v1/identities/${me.identity.id}/keys`, {
-      json: { public_key: b64url(publicKeyRaw), challenge_id: ch.challenge_id, signature: b64url(pop), name },
-    })
-  ).body;
-  const rec = { keyId: key.id, privateKey, publicKey: b64url(publicKeyRaw), fingerprint: await fingerprint(publicKeyRaw), created: key.created_at };
-  await saveKey(me.identity.id, rec);
-  return rec;
 }
 
 export function SignSheet({ id, me, onReauth }) {

@@ -89,8 +89,9 @@ export async function harness(env = {}) {
   const axeSource = fs.readFileSync(path.join(repoRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
   /** axe-core on the page (every rule it runs by default); returns its violations, described. */
   async function axe(pg, label) {
-    // Injected through the DevTools protocol (not a <script>), so the page's CSP stays as served.
-    await pg.evaluate(axeSource);
+    // Injected through the DevTools protocol (not a <script>), so the page's CSP stays as served;
+    // once per document (hash routes keep it), as evaluating axe costs more than a run.
+    if (!(await pg.evaluate(() => typeof window.axe === 'object'))) await pg.evaluate(axeSource);
     const res = await pg.evaluate(async () => {
       // eslint-disable-next-line no-undef
       const r = await axe.run(document);
