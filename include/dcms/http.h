@@ -241,6 +241,20 @@ enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp);
 enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* Names the node that relayed a request (dcms_http_forward); a relayed request is never relayed. */
+#define DCMS_HTTP_FORWARDED_BY "X-Dcms-Forwarded-By"
+
+/*
+ * Relays the request to `base_url` (another node, "http://host:port") and
+ * fills `resp` with its answer: status, body, Content-Type, ETag,
+ * Location. The other node authenticates and authorizes the caller again.
+ * `self_id` goes out as X-Dcms-Forwarded-By. DCMS_ERR_UNAVAILABLE when the
+ * node does not answer within the timeouts (3 s to connect, 60 s in all).
+ * Blocks the calling worker; thread-safe.
+ */
+enum dcms_err dcms_http_forward(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                const char *base_url, const char *self_id) DCMS_MUST_CHECK;
+
 typedef enum dcms_err (*dcms_http_handler_fn)(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp);
 

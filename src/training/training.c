@@ -22,6 +22,7 @@
 #include "dcms/json.h"
 #include "dcms/keys.h"
 #include "dcms/log.h"
+#include "dcms/nodes.h"
 #include "dcms/privacy.h"
 #include "dcms/store.h"
 #include "dcms/str.h"
@@ -723,8 +724,17 @@ static void claim(struct dcms_training *t, char id[DCMS_UUID_STRLEN])
         ch.reason = "the job waited in the queue past DCMS_TRAINING_QUEUED_TIMEOUT_S";
     }
     bool moved = false;
-    if (tr_transition(t->app, next, "queued", late ? "failed" : "provisioning", &ch, NULL, NULL,
-                      NULL, &moved, &ei))
+    /* The claim records this node as the job's owner in the same transaction (training_nodes.c). */
+    struct dcms_store_tx *wtx = NULL;
+    e = dcms_store_begin(t->app->store, DCMS_TX_WRITE, &wtx, &ei);
+    if (!e)
+        e = tr_transition_tx(t->app, wtx, next, "queued", late ? "failed" : "provisioning", &ch,
+                             NULL, NULL, NULL, &moved, &ei);
+    if (!e && moved && !late)
+        e = tr_store_set_owner(wtx, next, dcms_nodes_self(t->app->nodes), &ei);
+    if (wtx)
+        e = e || !moved ? (dcms_store_rollback(wtx), e) : dcms_store_commit(wtx, &ei);
+    if (e)
         DCMS_LOG(DCMS_LOG_WARN, "training", "cannot claim job %s: %s", next, ei.message);
     else if (moved && !late)
         memcpy(id, next, DCMS_UUID_STRLEN);
@@ -762,7 +772,11 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* A restart: the jobs the previous process had in flight cannot be resumed. */
+/*
+ * A restart: the jobs this node's previous process had in flight (or that no
+ * node recorded, from before node ids) cannot be resumed. Other nodes' jobs
+ * are theirs; the leader's sweep handles those of a node that is gone.
+ */
 static void fail_interrupted(struct dcms_training *t)
 {
     struct dcms_errinfo ei;
@@ -771,14 +785,15 @@ static void fail_interrupted(struct dcms_training *t)
     struct dcms_store_rows *rows = NULL;
     if (dcms_store_begin(t->app->store, DCMS_TX_READ, &tx, &ei))
         return;
-    enum dcms_err e = tr_store_inflight(tx, NULL, 10000, &rows, &ei);
+    char far[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us() + 86400000000LL, far);
+    const char *self = dcms_nodes_self(t->app->nodes);
+    enum dcms_err e = tr_store_of_node(tx, self ? self : "", NULL, far, &rows, &ei);
     dcms_store_rollback(tx);
     for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
         const char *id = dcms_store_rows_text(rows, i, 0),
                    *state = dcms_store_rows_text(rows, i, 1);
         const char *enclave = dcms_store_rows_text(rows, i, 2);
-        if (strcmp(state, "queued") == 0)
-            continue;
         char reason[160];
         snprintf(reason, sizeof(reason), "dcmsd restarted while the job was %s", state);
         struct tr_change ch = {.reason_code = "node_restarted", .reason = reason, .model_size = -1};
@@ -808,6 +823,8 @@ enum dcms_err dcms_training_open(struct dcms_app *app, struct dcms_training **ou
         goto fail;
     fail_interrupted(t);
     if (app->datasets && (e = dcms_datasets_on_purge(app->datasets, "model", purge_model, t, ei)))
+        goto fail;
+    if ((e = dcms_nodes_on_lost(app->nodes, tr_node_lost, t, ei)))
         goto fail;
     struct dcms_contracts_listener l = {on_contract, on_contract_committed, t};
     if ((e = dcms_contracts_listen(app->contracts, &l, ei)))

@@ -351,4 +351,30 @@ void tr_run_job(struct dcms_training *t, const char *id, struct tr_slot *slot);
 /* Deadlines of each state, in seconds, from the configuration. */
 int64_t tr_timeout_s(const struct dcms_app *app, const char *state);
 
+/* ---- nodes (training_nodes.c): the node that runs a job, migration 0021 ---- */
+
+/* Records `node` (NULL: none) as the node running job `id`, in the claim's transaction. */
+enum dcms_err tr_store_set_owner(struct dcms_store_tx *tx, const char *id, const char *node,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * id, state, enclave_id, data_released of the jobs in flight past queued
+ * that were claimed at or before `before` by node `lost` ("" or NULL: any)
+ * or, with `mine`, by `mine` or by no recorded node.
+ */
+enum dcms_err tr_store_of_node(struct dcms_store_tx *tx, const char *mine, const char *lost,
+                               const char *before, struct dcms_store_rows **rows,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Back to queued, if still in `from` on `node` with no data released (*moved says). */
+enum dcms_err tr_store_requeue(struct dcms_store_tx *tx, const char *id, const char *from,
+                               const char *node, const char *now, const char *reason_code,
+                               const char *reason, const char *deadline, bool *moved,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * The lost-node listener (dcms/nodes.h): each job node `node_id` ran moves
+ * back to queued when no data was released to it (training.requeued),
+ * otherwise to failed with reason_code node_lost; audited as the system.
+ */
+enum dcms_err tr_node_lost(void *ctx, const char *node_id, int64_t last_seen_us,
+                           struct dcms_errinfo *ei);
+
 #endif
