@@ -143,6 +143,7 @@ struct cli_resp {
     json_t *json; /* parsed body when it is JSON, else NULL */
     char *location, *etag;
     long long upload_offset, upload_length; /* -1 when absent */
+    bool timed_out;                         /* a stream's timeout_ms ran out (cli_stream) */
 };
 
 /* An empty response (the header counters "absent"). */
@@ -193,6 +194,7 @@ int cli_call_id(struct cli *c, const char *method, const char *base, const char 
 struct cli_stream {
     size_t (*write)(void *ud, const char *p, size_t n);
     void *ud;
+    long timeout_ms; /* > 0: the whole response within this; else r->timed_out, rc 0 */
 };
 
 /*

@@ -1,8 +1,8 @@
 /*
  * dcms train: start a training job under an active contract (the body
  * built from options by train_req.c), follow it through its Server-Sent
- * Events (sse.c; the response ends with the events there are, so the
- * client reconnects with Last-Event-ID until an `end` event), list, show
+ * Events (sse.c; the stream stays open until the job ends with an `end`
+ * event, and a cut stream is resumed with Last-Event-ID), list, show
  * and cancel jobs, and download the model: streamed into a temporary file
  * beside the target while its SHA-256 is computed, compared with the
  * job's result.model_sha256, then put in place (link(2) when the target
@@ -212,7 +212,7 @@ static int watch(struct cli *c, const char *id, double timeout_s, bool print_sta
 {
     struct watcher w = {.c = c, .epochs = 100};
     struct cli_resp r = CLI_RESP_INIT;
-    struct cli_stream stream = {sse_write, &w};
+    struct cli_stream stream = {sse_write, &w, 0};
     char *path = cli_path(TRAININGS, id, "/events"), hdr[96];
     double t0 = now_s();
     int rc;
@@ -236,11 +236,17 @@ static int watch(struct cli *c, const char *id, double timeout_s, bool print_sta
         cli_sse_release(&w.sse);
         w.sse.have_data = w.sse.after_cr = false;
         w.sse.event[0] = w.sse.id[0] = '\0';
+        if (timeout_s > 0) {
+            /* the stream is held open: the deadline must cut it, not wait for its end */
+            double left = timeout_s - (now_s() - t0);
+            stream.timeout_ms = left > 0.001 ? (long)(left * 1000) : 1;
+        }
+        r.timed_out = false;
         if ((rc = cli_call_stream(c, path, hdrs, &stream, &r)))
             goto out;
         if (w.ended)
             break;
-        if (timeout_s > 0 && now_s() - t0 > timeout_s) {
+        if (timeout_s > 0 && (r.timed_out || now_s() - t0 > timeout_s)) {
             if (w.line_open)
                 putchar('\n');
             w.line_open = false;
@@ -461,7 +467,7 @@ static int cmd_model(struct cli *c, const char *id, const char *out, bool force)
         }
     }
     crypto_hash_sha256_init(&d.sha);
-    struct cli_stream stream = {download_write, &d};
+    struct cli_stream stream = {download_write, &d, 0};
     if (!(path = cli_path(TRAININGS, id, "/model"))) {
         rc = CLI_EXIT_USAGE;
         goto out;

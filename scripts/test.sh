@@ -6,7 +6,9 @@
 #   2. a throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/pg-cluster.sh)
 #   3. store unit tests against it, API tests against SQLite and PostgreSQL,
 #      the browser tests (tests/browser: chromium + the web UI) on both, each
-#      run bounded by DCMS_TEST_BROWSER_BUDGET_S (default 240 s)
+#      run bounded by DCMS_TEST_BROWSER_BUDGET_S (default 240 s), and the
+#      multi-node scenario (tests/multinode: two dcmsd on that cluster behind
+#      nginx, about 25 s, bounded by DCMS_TEST_MULTINODE_BUDGET_S, default 90 s)
 #   4. the same again in the sanitizer build (ASan + UBSan)
 #   3a. the fault suite (tests/faults/: kill -9 in a write burst, a full disk,
 #      SIGTERM with a slow request, PostgreSQL restarted under load) on both
@@ -101,7 +103,7 @@ run_api() {
 
 # tests/browser: Debian's chromium driven by playwright-core against a real dcmsd.
 run_browser() {
-    local label=$1 bin=$2 backend=$3 log="$logdir/browser-$1-$3.log" budget=${DCMS_TEST_BROWSER_BUDGET_S:-240}
+    local label=$1 bin=$2 backend=$3 log="$logdir/browser-$1-$3.log" budget=${DCMS_TEST_BROWSER_BUDGET_S:-360}
     note "browser tests ($label, $backend; budget ${budget}s)"
     local t0=$SECONDS
     DCMS_BIN="$bin" DCMS_TEST_BACKEND="$backend" timeout -k 10 "$budget" \
@@ -192,6 +194,24 @@ pg_tls_pass() {
     scripts/pg-cluster.sh stop "$pgtlsdir" >/dev/null 2>&1
 }
 
+# tests/multinode: two dcmsd on the test cluster behind nginx (PostgreSQL only; budget 90 s).
+run_multinode() {
+    local label=$1 bin=$2 log="$logdir/multinode-$1.log" budget=${DCMS_TEST_MULTINODE_BUDGET_S:-90}
+    note "multi-node scenario ($label, postgres; budget ${budget}s)"
+    local t0=$SECONDS
+    DCMS_BIN="$bin" DCMS_TEST_BACKEND=postgres timeout -k 10 "$budget" \
+        node --test --test-concurrency=1 --test-reporter=tap tests/multinode/ >"$log" 2>&1
+    local rc=$?
+    grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
+    grep -B2 -A30 'not ok' "$log" | head -100
+    echo "multi-node scenario took $((SECONDS - t0)) s"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        failed=$((failed + 1)); failures+=("multinode $label: over the ${budget}s budget")
+        return
+    fi
+    count_tap "multinode $label" "$log"
+}
+
 faults_both() {
     run_faults sqlite
     [ -n "${DCMS_TEST_PG_URL:-}" ] && run_faults postgres
@@ -208,6 +228,7 @@ suite() {
     run_ctest "$label" "$dir"
     run_api "$label" "$dir/dcmsd" sqlite
     [ -n "${DCMS_TEST_PG_URL:-}" ] && run_api "$label" "$dir/dcmsd" postgres
+    [ -n "${DCMS_TEST_PG_URL:-}" ] && run_multinode "$label" "$dir/dcmsd"
     run_browser "$label" "$dir/dcmsd" sqlite
     [ -n "${DCMS_TEST_PG_URL:-}" ] && run_browser "$label" "$dir/dcmsd" postgres
 }

@@ -24,6 +24,7 @@
 #include "dcms/keys.h"
 #include "dcms/log.h"
 #include "dcms/metrics.h"
+#include "dcms/nodes.h"
 #include "dcms/server.h"
 #include "dcms/privacy.h"
 #include "dcms/store.h"
@@ -202,6 +203,11 @@ int main(int argc, char **argv)
                  ei.message);
         goto out;
     }
+    /* Before the services: they register lost-node listeners and ask who leads. */
+    if (dcms_nodes_open(&app, &app.nodes, &ei)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot join the nodes of this store: %s", ei.message);
+        goto out;
+    }
     if (dcms_contracts_open(&app, &app.contracts, &ei)) {
         DCMS_LOG(DCMS_LOG_ERROR, "main", "cannot start the contract service: %s", ei.message);
         goto out;
@@ -235,6 +241,11 @@ int main(int argc, char **argv)
              dcms_http_server_tls(srv) ? "true" : "false", dcms_store_backend_name(app.store),
              threads, DCMS_VERSION);
     DCMS_LOG_FIELDS(DCMS_LOG_INFO, "main", fields, "listening");
+    char self_url[128];
+    snprintf(self_url, sizeof(self_url), "%s://%s:%u", dcms_http_server_tls(srv) ? "https" : "http",
+             cfg.listen_host, dcms_http_server_port(srv));
+    dcms_nodes_set_default_url(app.nodes, self_url);
+    dcms_nodes_heartbeat(app.nodes); /* the URL is known to the other nodes from now on */
 
     int sig = 0;
     /* SIGHUP reloads the TLS certificate and key (certificate rotation); the rest stop. */
@@ -257,6 +268,8 @@ out:
     dcms_http_server_stop(srv);
     if (srv && record_system_event(&app, "system.stop", &ei))
         DCMS_LOG(DCMS_LOG_WARN, "main", "cannot audit the stop: %s", ei.message);
+    /* First: no heartbeat or sweep reaches a service being closed; the others take over. */
+    dcms_nodes_close(app.nodes);
     dcms_training_close(app.training);
     dcms_enclaves_close(app.enclaves);
     dcms_datasets_close(app.datasets);

@@ -18,6 +18,7 @@ struct dcms_enclaves;
 struct dcms_keys;
 struct dcms_datasets;
 struct dcms_training;
+struct dcms_nodes;
 
 struct dcms_app {
     const struct dcms_config *cfg;
@@ -31,6 +32,7 @@ struct dcms_app {
     struct dcms_keys *keys;           /* src/keys: data keys under the keyring */
     struct dcms_datasets *datasets;   /* src/datasets: the retention job */
     struct dcms_training *training;   /* src/training: jobs and their workers */
+    struct dcms_nodes *nodes;         /* src/nodes: identity, heartbeat, the jobs lease */
     int64_t started_us;
 };
 

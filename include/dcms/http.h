@@ -97,6 +97,36 @@ struct dcms_http_header {
     const char *name, *value;
 };
 
+/*
+ * A response body produced as it comes (a Server-Sent Events stream), with
+ * no thread held while there is nothing to send. The handler sets
+ * resp->pull (and no body) and returns DCMS_OK; the server then calls
+ * `read` on its own threads, never two at a time for one response:
+ *   - DCMS_HTTP_PULL_MORE with *n > 0 bytes written to `buf` (at most `max`);
+ *   - DCMS_HTTP_PULL_MORE with *n == 0: nothing now; the connection is
+ *     parked (no thread, no timeout) until someone calls dcms_http_wake(w)
+ *     (any thread; a wake that comes before the park is not lost), then
+ *     `read` is called again;
+ *   - DCMS_HTTP_PULL_END: the body is complete.
+ * `w` is the same on every call and valid until `release`, which the
+ * server calls exactly once when the response is done with (ended, the
+ * client gone, the server stopping); the producer must not wake `w` once
+ * release has begun (serialize both on the producer's own lock). While the
+ * server drains, parked responses are woken and ended without calling
+ * `read`, so open streams never hold up a shutdown.
+ */
+struct dcms_http_waker;
+enum dcms_http_pull_status { DCMS_HTTP_PULL_MORE, DCMS_HTTP_PULL_END };
+struct dcms_http_pull {
+    enum dcms_http_pull_status (*read)(void *ctx, struct dcms_http_waker *w, char *buf, size_t max,
+                                       size_t *n);
+    void (*release)(void *ctx);
+    void *ctx;
+};
+
+/* Unparks the response of `w` (or marks it to be read again). Thread-safe. */
+void dcms_http_wake(struct dcms_http_waker *w);
+
 struct dcms_http_resp {
     unsigned status;
     const char *content_type;
@@ -105,6 +135,7 @@ struct dcms_http_resp {
     bool body_owned; /* true: malloc'd, wiped and freed by the HTTP layer; false: static or arena */
     struct dcms_http_header headers[DCMS_HTTP_MAX_HEADERS];
     size_t nheaders;
+    struct dcms_http_pull pull; /* pull.read set: the body comes from it (see above) */
 };
 
 /* Encodes `v` (reference stolen) as the JSON body. DCMS_ERR_NOMEM on failure. */
@@ -209,6 +240,20 @@ enum dcms_err dcms_http_reply_no_content(struct dcms_http_resp *resp);
  */
 enum dcms_err dcms_http_check_if_match(const char *if_match, const char *version,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* Names the node that relayed a request (dcms_http_forward); a relayed request is never relayed. */
+#define DCMS_HTTP_FORWARDED_BY "X-Dcms-Forwarded-By"
+
+/*
+ * Relays the request to `base_url` (another node, "http://host:port") and
+ * fills `resp` with its answer: status, body, Content-Type, ETag,
+ * Location. The other node authenticates and authorizes the caller again.
+ * `self_id` goes out as X-Dcms-Forwarded-By. DCMS_ERR_UNAVAILABLE when the
+ * node does not answer within the timeouts (3 s to connect, 60 s in all).
+ * Blocks the calling worker; thread-safe.
+ */
+enum dcms_err dcms_http_forward(struct dcms_http_req *req, struct dcms_http_resp *resp,
+                                const char *base_url, const char *self_id) DCMS_MUST_CHECK;
 
 typedef enum dcms_err (*dcms_http_handler_fn)(struct dcms_http_req *req,
                                               struct dcms_http_resp *resp);

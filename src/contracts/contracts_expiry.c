@@ -5,16 +5,20 @@
  * such a contract as expired before the job runs (row_from in contracts.c);
  * the job makes the stored state and the audit trail agree. It runs on the
  * shared periodic-job loop (dcms/periodic.h), once at start and then every
- * interval.
+ * interval. With several nodes on one store it runs only on the node that
+ * holds the jobs lease (dcms/nodes.h); the others skip their runs.
  */
 #include "dcms/app.h"
 #include "dcms/log.h"
+#include "dcms/nodes.h"
 #include "dcms/periodic.h"
 #include "contracts/contracts_int.h"
 
 static void expiry_run(void *arg)
 {
     struct dcms_contracts *ct = arg;
+    if (!dcms_nodes_leading(ct->app->nodes))
+        return;
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     unsigned n = 0;

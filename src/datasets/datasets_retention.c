@@ -15,7 +15,9 @@
  * One write transaction per object: the module's removal, the key, the
  * purged_at mark and the audit event ("dataset.derived_purged" on the
  * contract, actor "system") commit together. The job keeps no state of its
- * own beyond the table, so it survives restarts and runs on any node.
+ * own beyond the table, so it survives restarts and runs on any node; with
+ * several nodes on one store, only the one holding the jobs lease runs it
+ * (dcms/nodes.h).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/contracts.h"
+#include "dcms/nodes.h"
 #include "dcms/datasets.h"
 #include "dcms/keys.h"
 #include "dcms/log.h"
@@ -248,6 +251,8 @@ enum dcms_err dcms_datasets_retention_run(struct dcms_datasets *ds, unsigned *pu
 static void retention_job(void *arg)
 {
     struct dcms_datasets *ds = arg;
+    if (!dcms_nodes_leading(ds->app->nodes))
+        return;
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     unsigned n = 0;

@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -129,6 +130,12 @@ struct local {
     int launcher_fd, epfd, evfd;
     pthread_t reaper;
     bool reaper_started, stop;
+    /* The spawner thread clones every workload (see spawn_clone). */
+    pthread_mutex_t spawn_mu;
+    pthread_cond_t spawn_cv;
+    struct spawn_req *spawn_req;
+    pthread_t spawner;
+    bool spawner_started, spawn_stop;
     bool as_root;
     struct sandbox_cgroup cg;
     bool use_cgroup;
@@ -141,6 +148,7 @@ struct local {
 /* Everything the child needs, prepared before clone: the child only makes system calls. */
 struct child_args {
     int sync_fd, chan_fd, image_fd, null_fd, log_fd;
+    int parent_sync_fd; /* dcmsd's end of the sync socket, closed first */
     bool as_root;
     char root_dir[LOCAL_PATH_MAX + 100];
     char tmpfs_opts[96];
@@ -296,14 +304,33 @@ static __attribute__((noreturn)) void child_seccomp_exec(const struct child_args
     child_fail_fd(CHILD_SYNC_FD, STEP_EXEC);
 }
 
+/*
+ * The workload dies with dcmsd: SIGKILL when the thread that cloned it (the
+ * spawner, which lives as long as the backend) exits. A change of the
+ * effective ids clears the setting, so it is made again after
+ * child_setup_ids; dcmsd may have died before either, which the sync
+ * socket shows (its end in dcmsd stays open until the workload execs).
+ */
+static void child_die_with_parent(const struct child_args *a)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        child_fail_fd(a->sync_fd, STEP_SYNC);
+    struct pollfd pfd = {.fd = a->sync_fd, .events = POLLRDHUP};
+    if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        _exit(127);
+}
+
 /* After clone3: wait for the id maps, then each step in order; a failed step reports and exits. */
 static __attribute__((noreturn)) void child_main(const struct child_args *a)
 {
+    close(a->parent_sync_fd); /* so that only dcmsd holds it: its death hangs the socket up */
+    child_die_with_parent(a);
     char go;
     if (read(a->sync_fd, &go, 1) != 1)
         child_fail_fd(a->sync_fd, STEP_SYNC);
     child_setup_mounts(a);
     child_setup_ids(a);
+    child_die_with_parent(a);
     child_setup_fds(a);
     child_setup_limits(a);
     child_drop_caps();
@@ -682,9 +709,12 @@ static bool reap(struct local *l, struct lentry *en)
     else
         describe_exit(en, status, en->peak_rss, oom);
     en->ended_us = dcms_clock_mono_us();
-    /* Every process of the namespace is gone once its init is reaped: the cgroup is empty. */
-    sandbox_cgroup_remove(en->cgroup);
-    en->cgroup[0] = '\0';
+    /*
+     * Every process of the namespace is gone once its init is reaped, so the
+     * cgroup is empty; if it cannot be removed, terminate tries again.
+     */
+    if (sandbox_cgroup_remove(en->cgroup))
+        en->cgroup[0] = '\0';
     en->exited = true;
     en->suspended = false;
     pthread_cond_broadcast(&l->cv);
@@ -871,6 +901,7 @@ static void child_args_fill(const struct local *l, const struct dcms_enclave_spe
                             struct child_args *a)
 {
     a->sync_fd = f->sync[1];
+    a->parent_sync_fd = f->sync[0];
     a->chan_fd = f->chan[1];
     a->image_fd = en->image_fd;
     a->null_fd = f->null_fd;
@@ -887,6 +918,64 @@ static void child_args_fill(const struct local *l, const struct dcms_enclave_spe
     snprintf(a->env_id, sizeof(a->env_id), "DCMS_ENCLAVE_ID=%s", sp->enclave_id);
     a->envp[0] = "PATH=/";
     a->envp[1] = a->env_id;
+}
+
+/*
+ * The parent-death signal fires when the thread that cloned the workload
+ * exits, not the process: a request or job thread that ends must not take
+ * its workloads with it. So one thread per backend, alive until every
+ * workload is gone (local_destroy), makes every clone. One request at a
+ * time (the caller holds start_mu).
+ */
+struct spawn_req {
+    struct clone_args *ca;
+    const struct child_args *a;
+    long r;
+    int err;
+    bool done;
+};
+
+static void *spawner_main(void *arg)
+{
+    struct local *l = arg;
+    pthread_mutex_lock(&l->spawn_mu);
+    for (;;) {
+        while (!l->spawn_req && !l->spawn_stop)
+            pthread_cond_wait(&l->spawn_cv, &l->spawn_mu);
+        struct spawn_req *q = l->spawn_req;
+        if (!q)
+            break;
+        pthread_mutex_unlock(&l->spawn_mu);
+        long r = syscall(SYS_clone3, q->ca, sizeof(*q->ca));
+        if (r == 0)
+            child_main(q->a);
+        int err = errno;
+        pthread_mutex_lock(&l->spawn_mu);
+        q->r = r;
+        q->err = err;
+        q->done = true;
+        l->spawn_req = NULL;
+        pthread_cond_broadcast(&l->spawn_cv);
+    }
+    pthread_mutex_unlock(&l->spawn_mu);
+    return NULL;
+}
+
+/* clone3 on the spawner thread; the child runs child_main. Returns its pid or -1 (*err). */
+static long spawn_clone(struct local *l, struct clone_args *ca, const struct child_args *a,
+                        int *err)
+{
+    struct spawn_req q = {.ca = ca, .a = a, .r = -1, .err = ESRCH};
+    pthread_mutex_lock(&l->spawn_mu);
+    if (l->spawner_started && !l->spawn_stop) {
+        l->spawn_req = &q;
+        pthread_cond_broadcast(&l->spawn_cv);
+        while (!q.done)
+            pthread_cond_wait(&l->spawn_cv, &l->spawn_mu);
+    }
+    pthread_mutex_unlock(&l->spawn_mu);
+    *err = q.err;
+    return q.r;
 }
 
 /*
@@ -917,13 +1006,12 @@ static enum dcms_err clone_sandbox(struct local *l, const struct dcms_enclave_sp
                CLONE_NEWUTS | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)pidfd;
     ca.exit_signal = SIGCHLD;
-    long r = syscall(SYS_clone3, &ca, sizeof(ca));
-    if (r == 0)
-        child_main(a);
+    int err = 0;
+    long r = spawn_clone(l, &ca, a, &err);
     pthread_mutex_unlock(&l->start_mu);
     if (r < 0)
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "cannot create the sandbox (clone3): %s",
-                            strerror(errno));
+                            strerror(err));
     *pid = (pid_t)r;
     return DCMS_OK;
 }
@@ -1017,7 +1105,7 @@ static void start_cleanup(struct lentry *en, struct start_fds *f, bool dir_made)
         syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
         while (waitpid(en->pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
-        sandbox_cgroup_remove(en->cgroup);
+        (void)sandbox_cgroup_remove(en->cgroup);
     }
     int fds[] = {f->chan[0], f->chan[1], f->sync[0], f->sync[1],
                  f->logp[0], f->logp[1], f->null_fd};
@@ -1358,14 +1446,26 @@ static enum dcms_err local_resume(struct dcms_enclave_backend *b, const char *re
     return signal_all(L(b), ref, SIGCONT, false, ei);
 }
 
-/* Kills the namespace's init (the kernel then kills the rest) and waits until it is reaped. */
+/*
+ * Kills the workload's cgroup (cgroup.kill: every process, frozen ones
+ * too) and the namespace's init (the kernel then kills the rest of the
+ * namespace), and waits until the init is reaped.
+ */
 static bool kill_and_wait(struct local *l, struct lentry *en, int timeout_ms)
 {
+    char cgroup[sizeof(en->cgroup)];
     pthread_mutex_lock(&l->mu);
-    if (!en->exited) {
+    memcpy(cgroup, en->cgroup, sizeof(cgroup));
+    bool exited = en->exited;
+    if (!exited)
         en->terminating = true;
+    pthread_mutex_unlock(&l->mu);
+    if (!exited && cgroup[0] && !sandbox_cgroup_kill(cgroup))
+        DCMS_LOG(DCMS_LOG_WARN, "enclaves", "cgroup v2: cannot kill %s: %s", cgroup,
+                 strerror(errno));
+    pthread_mutex_lock(&l->mu);
+    if (!en->exited)
         syscall(SYS_pidfd_send_signal, en->pidfd, SIGKILL, NULL, 0);
-    }
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += timeout_ms / 1000;
@@ -1381,14 +1481,86 @@ static bool kill_and_wait(struct local *l, struct lentry *en, int timeout_ms)
     return done;
 }
 
+/*
+ * A workload this backend does not know, named by a ref of an earlier
+ * dcmsd on this host ("local:<pid>:<start time>"): if that very process
+ * still runs (same start time, in a pid namespace of its own), it is
+ * killed and waited for. DCMS_OK when no such process is left.
+ */
+static enum dcms_err kill_leftover(const char *ref, struct dcms_errinfo *ei)
+{
+    int pid = 0;
+    unsigned long long want = 0;
+    char tail;
+    if (sscanf(ref, "local:%d:%llu%c", &pid, &want, &tail) != 2 || pid <= 1)
+        return DCMS_OK;
+    uint64_t start = 0;
+    char nspath[64];
+    struct stat ns_self, ns_it;
+    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/pid", pid);
+    if (!read_stat(pid, &start, NULL, NULL) || start != want || stat(nspath, &ns_it) != 0 ||
+        stat("/proc/self/ns/pid", &ns_self) != 0 ||
+        (ns_it.st_dev == ns_self.st_dev && ns_it.st_ino == ns_self.st_ino))
+        return DCMS_OK;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0)
+        return errno == ESRCH ? DCMS_OK
+                              : dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                                             "cannot reach the leftover workload %s: %s", ref,
+                                             strerror(errno));
+    /* The pid could have been reused between the check and pidfd_open: check again. */
+    enum dcms_err e = DCMS_OK;
+    if (read_stat(pid, &start, NULL, NULL) && start == want) {
+        DCMS_LOG(DCMS_LOG_WARN, "enclaves", "killing the leftover workload %s", ref);
+        syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, TERMINATE_TIMEOUT_MS) <= 0)
+            e = dcms_err_set(ei, DCMS_ERR_UNAVAILABLE,
+                             "the leftover workload %s did not stop in time", ref);
+    }
+    close(fd);
+    return e;
+}
+
+/*
+ * After the init is reaped: the workload's cgroup must be empty (or, without
+ * one, its pid namespace), within the rest of the terminate's time.
+ */
+static bool workload_gone(struct local *l, struct lentry *en, int64_t until_ms)
+{
+    char cgroup[sizeof(en->cgroup)];
+    pthread_mutex_lock(&l->mu);
+    memcpy(cgroup, en->cgroup, sizeof(cgroup));
+    pthread_mutex_unlock(&l->mu);
+    int left = (int)(until_ms - now_ms());
+    if (cgroup[0]) {
+        if (!sandbox_cgroup_wait_empty(cgroup, left > 0 ? left : 0) ||
+            !sandbox_cgroup_remove(cgroup))
+            return false;
+        pthread_mutex_lock(&l->mu);
+        en->cgroup[0] = '\0';
+        pthread_mutex_unlock(&l->mu);
+        return true;
+    }
+    for (;;) {
+        if (scan_pidns(en->pidns_dev, en->pidns_ino, NULL, NULL) == 0)
+            return true;
+        if (now_ms() >= until_ms)
+            return false;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static enum dcms_err local_terminate(struct dcms_enclave_backend *b, const char *ref,
                                      struct dcms_errinfo *ei)
 {
     struct local *l = L(b);
     struct lentry *en = entry_get(l, ref);
     if (!en)
-        return DCMS_OK;
-    if (!kill_and_wait(l, en, TERMINATE_TIMEOUT_MS)) {
+        return kill_leftover(ref, ei);
+    int64_t until = now_ms() + TERMINATE_TIMEOUT_MS;
+    if (!kill_and_wait(l, en, TERMINATE_TIMEOUT_MS) || !workload_gone(l, en, until)) {
         entry_put(l, en);
         return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the workload %s did not stop in time", ref);
     }
@@ -1556,6 +1728,13 @@ static void local_destroy(struct dcms_enclave_backend *b)
         (void)!write(l->evfd, &one, sizeof(one));
         pthread_join(l->reaper, NULL);
     }
+    if (l->spawner_started) {
+        pthread_mutex_lock(&l->spawn_mu);
+        l->spawn_stop = true;
+        pthread_cond_broadcast(&l->spawn_cv);
+        pthread_mutex_unlock(&l->spawn_mu);
+        pthread_join(l->spawner, NULL);
+    }
     while (l->list) {
         struct lentry *en = l->list;
         l->list = en->next;
@@ -1575,9 +1754,60 @@ static void local_destroy(struct dcms_enclave_backend *b)
     pthread_mutex_destroy(&l->snap_mu);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->start_mu);
+    pthread_mutex_destroy(&l->spawn_mu);
     pthread_cond_destroy(&l->cv);
+    pthread_cond_destroy(&l->spawn_cv);
     free(l);
     free(b);
+}
+
+/*
+ * The cgroup2 mount to use: /sys/fs/cgroup on a unified host, else the
+ * "unified" hierarchy of a hybrid one (no controllers there, but the
+ * freezer and cgroup.kill).
+ */
+static const char *default_cgroup_root(void)
+{
+    static const char *const roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (size_t i = 0; i < 2; i++) {
+        struct statfs sf;
+        if (statfs(roots[i], &sf) == 0 && (unsigned long)sf.f_type == 0x63677270)
+            return roots[i];
+    }
+    return roots[0];
+}
+
+/*
+ * At start, every enclave directory under the scratch root belongs to an
+ * earlier dcmsd (the root is this dcmsd's alone): its workload was killed
+ * with that dcmsd, and the store's enclave is failed by the startup
+ * reconcile, so the directory goes.
+ */
+static void sweep_scratch(const char *root)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return;
+    unsigned n = 0, left = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || !id_ok(de->d_name))
+            continue;
+        char dir[LOCAL_PATH_MAX + 80];
+        snprintf(dir, sizeof(dir), "%s/%s", root, de->d_name);
+        remove_dir(dir);
+        struct stat st;
+        if (lstat(dir, &st) == 0)
+            left++;
+        else
+            n++;
+    }
+    closedir(d);
+    if (n || left)
+        DCMS_LOG(n && !left ? DCMS_LOG_INFO : DCMS_LOG_WARN, "enclaves",
+                 "removed %u scratch directories left by an earlier dcmsd in %s (%u could not be "
+                 "removed)",
+                 n, root, left);
 }
 
 /* PCR1: what the launcher does, in text; any change to the sandbox changes the measurement. */
@@ -1644,6 +1874,8 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->snap_mu, NULL);
     pthread_mutex_init(&l->start_mu, NULL);
+    pthread_mutex_init(&l->spawn_mu, NULL);
+    pthread_cond_init(&l->spawn_cv, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_cond_init(&l->cv, &ca);
@@ -1659,13 +1891,19 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
         CPU_SET(0, &l->cpus);
     }
     l->ncpus = (unsigned)CPU_COUNT(&l->cpus);
-    l->use_cgroup =
-        sandbox_cgroup_init(&l->cg, opts->cgroup_root ? opts->cgroup_root : "/sys/fs/cgroup");
+    const char *cg_root = opts->cgroup_root ? opts->cgroup_root : default_cgroup_root();
+    unsigned swept = sandbox_cgroup_sweep(cg_root, TERMINATE_TIMEOUT_MS);
+    if (swept)
+        DCMS_LOG(DCMS_LOG_WARN, "enclaves",
+                 "killed the workloads of %u cgroups left by an earlier dcmsd in %s", swept,
+                 cg_root);
+    l->use_cgroup = sandbox_cgroup_init(&l->cg, cg_root);
 
     enum dcms_err e;
     if ((e = dcms_fs_mkdirs(l->scratch_root, ei)) || (e = sandbox_seccomp_build(&l->prog, ei)) ||
         (e = make_launcher(l, ei)))
         goto fail;
+    sweep_scratch(l->scratch_root);
     /* Each workload holds five descriptors in dcmsd: use the whole hard limit. */
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
@@ -1684,6 +1922,11 @@ enum dcms_err dcms_enclave_backend_local_new(const struct dcms_enclave_local_opt
         goto fail;
     }
     l->reaper_started = true;
+    if (pthread_create(&l->spawner, NULL, spawner_main, l) != 0) {
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the spawner thread");
+        goto fail;
+    }
+    l->spawner_started = true;
     *out = b;
     return DCMS_OK;
 fail:

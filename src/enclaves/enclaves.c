@@ -546,6 +546,7 @@ enum dcms_err enclave_create(const struct enclave_call *c, const struct enclave_
     nr.v[C_CONFIG] = ctext;
     nr.v[C_IMAGE_SHA] = sha_hex;
     nr.v[C_PCR0] = pcr0_hex;
+    nr.v[C_OWNER] = dcms_nodes_self(en->app->nodes);
     e = enclave_store_insert(tx, &nr, now, ei);
     if (!e)
         e = audit(c, tx, "enclave.create", id, DCMS_AUDIT_SUCCESS,
@@ -774,7 +775,9 @@ static enum dcms_err act_locked(const struct enclave_call *c, const char *id, en
         break;
     }
     case ENCLAVE_EV_TERMINATE: {
-        if (r.v[C_REF] && b->terminate(b, r.v[C_REF], &bei)) {
+        /* A lost enclave's workload went with its node: nothing here can reach it. */
+        bool lost = r.v[C_STATUS] && strcmp(r.v[C_STATUS], "lost") == 0;
+        if (r.v[C_REF] && !lost && b->terminate(b, r.v[C_REF], &bei)) {
             json_decref(d);
             e = dcms_err_set(c->ei, DCMS_ERR_UNAVAILABLE,
                              "the backend cannot terminate the workload: %s", bei.message);

@@ -7,6 +7,7 @@
  */
 #include <libgen.h>
 #include <limits.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "dcms/app.h"
@@ -58,8 +59,12 @@ enum dcms_err dcms_enclaves_start(struct dcms_app *app, struct dcms_enclaves **o
         if (!app->attest || !app->attest->module)
             return dcms_err_set(ei, DCMS_ERR_CONFIG,
                                 "the local enclave backend needs the local attestation module");
+        const char *cg = cfg->enclave_cgroup_root;
         struct dcms_enclave_local_opts lo = {.scratch_root = scratch,
-                                             .module = app->attest->module};
+                                             .module = app->attest->module,
+                                             .cgroup_root = strcmp(cg, "auto") == 0   ? NULL
+                                                            : strcmp(cg, "none") == 0 ? ""
+                                                                                      : cg};
         e = dcms_enclave_backend_local_new(&lo, &b, ei);
     } else if (strcmp(cfg->enclave_backend, "nitro") == 0) {
         if (!cfg->nitro_vsock_port || cfg->nitro_vsock_port > 4294967294ul)

@@ -3,7 +3,9 @@
  * refused, every problem reported at once with its path), call the
  * service, encode.
  * Authentication and the route's permission were checked by the HTTP
- * layer; the service makes the resource-level decisions.
+ * layer; the service makes the resource-level decisions. The actions on a
+ * workload (suspend, resume, attest, terminate) of an enclave another live
+ * node owns are relayed to that node (dcms_http_forward), which decides.
  */
 #include "dcms/app.h"
 #include "dcms/arena.h"
@@ -144,6 +146,15 @@ static enum dcms_err act(struct dcms_http_req *req, struct dcms_http_resp *resp,
     enum dcms_err e = call_of(req, &c);
     if (e)
         return e;
+    /* The workload is reachable only from its node: relay there (enclaves_nodes.c). */
+    char owner_url[DCMS_NODE_URL_MAX];
+    if (enclave_elsewhere(c.en, dcms_http_req_param(req, "id"), owner_url)) {
+        if (dcms_http_req_header(req, DCMS_HTTP_FORWARDED_BY))
+            return dcms_err_set(req->ei, DCMS_ERR_UNAVAILABLE,
+                                "the enclave runs on another node and this request was already "
+                                "relayed once; try again");
+        return dcms_http_forward(req, resp, owner_url, dcms_nodes_self(req->app->nodes));
+    }
     const char *reason = NULL;
     if (req->body.len) {
         json_t *b;

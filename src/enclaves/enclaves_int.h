@@ -18,6 +18,7 @@
 #include "dcms/attest.h"
 #include "dcms/audit.h"
 #include "dcms/enclaves.h"
+#include "dcms/nodes.h"
 #include "dcms/iam.h"
 #include "dcms/uuid.h"
 #include "enclaves/backend.h"
@@ -104,6 +105,7 @@ enum enclave_status {
     ENCLAVE_SUSPENDED,
     ENCLAVE_FAILED,
     ENCLAVE_TERMINATED,
+    ENCLAVE_LOST, /* its node stopped renewing its heartbeat: the workload is out of reach */
     ENCLAVE__STATUS_COUNT
 };
 
@@ -115,6 +117,7 @@ enum enclave_event {
     ENCLAVE_EV_UPDATE,    /* policy changes (PATCH) */
     ENCLAVE_EV_FAIL,      /* the workload died, was lost, or failed attestation */
     ENCLAVE_EV_TERMINATE, /* stop for good */
+    ENCLAVE_EV_LOSE,      /* the owner node is gone (another node's sweep) */
     ENCLAVE__EVENT_COUNT
 };
 
@@ -160,6 +163,7 @@ enum enclave_col {
     C_ATTESTED,
     C_CONSUMER, /* the bound contract's consumer, copied at bind time (migration 0008) */
     C_HOLD,     /* contract_hold: NULL, "suspended" or "terminated" (migration 0013) */
+    C_OWNER,    /* owner_node: the node running the workload; NULL before migration 0021 */
     C__COUNT
 };
 
@@ -231,9 +235,14 @@ enum dcms_err enclave_store_samples(struct dcms_store_tx *tx, const char *id,
  * `all`, initializing) enclaves of `backend`, and of the terminated ones whose workload the
  * contract's end has still to stop (contract_hold "terminated").
  */
-enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, bool all,
-                                   struct dcms_store_rows **rows,
+enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, const char *owner,
+                                   bool all, struct dcms_store_rows **rows,
                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* ids of node `node`'s initializing, running or suspended enclaves created at or before the time.
+ */
+enum dcms_err enclave_store_of_node(struct dcms_store_tx *tx, const char *node,
+                                    const char *created_before, struct dcms_store_rows **rows,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* id, status, contract_hold of every enclave bound to `contract_id`. */
 enum dcms_err enclave_store_of_contract(struct dcms_store_tx *tx, const char *contract_id,
@@ -381,6 +390,22 @@ enum dcms_err enclave_settle_attestation(const struct enclave_call *c, const str
  */
 enum dcms_err enclave_fail_if(struct dcms_enclaves *en, const char *id, const char *expect_ref,
                               const char *reason, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* ---- nodes (enclaves_nodes.c): ownership across the nodes of one store ---- */
+
+/*
+ * The lost-node listener (dcms/nodes.h) the service registers at open:
+ * every enclave node `node_id` still ran, created before `last_seen_us`,
+ * moves to Lost, audited (enclave.lost) as the system.
+ */
+enum dcms_err enclave_node_lost(void *ctx, const char *node_id, int64_t last_seen_us,
+                                struct dcms_errinfo *ei);
+/*
+ * Whether enclave `id` runs on another node: true with that node's URL in
+ * `url` when it is alive there (the caller forwards the request), else
+ * false (the caller serves it here: not found, ours, or its node is gone).
+ */
+bool enclave_elsewhere(struct dcms_enclaves *en, const char *id, char url[DCMS_NODE_URL_MAX]);
 
 pthread_mutex_t *enclave_lock_of(struct dcms_enclaves *en, const char *id);
 

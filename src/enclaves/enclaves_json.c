@@ -339,10 +339,10 @@ json_t *enclave_row_to_json(const struct enclave_row *r)
 {
     json_t *runtime = json_null();
     if (r->v[C_REF])
-        runtime =
-            json_pack("{s:s, s:o, s:o}", "ref", r->v[C_REF], "pid",
-                      r->v[C_PID] ? json_integer(strtoll(r->v[C_PID], NULL, 10)) : json_null(),
-                      "started_at", enclave_str_or_null(r->v[C_STARTED]));
+        runtime = json_pack(
+            "{s:s, s:o, s:o, s:o}", "ref", r->v[C_REF], "pid",
+            r->v[C_PID] ? json_integer(strtoll(r->v[C_PID], NULL, 10)) : json_null(), "started_at",
+            enclave_str_or_null(r->v[C_STARTED]), "node", enclave_str_or_null(r->v[C_OWNER]));
     json_t *metrics = enclave_json_text(r->v[C_METRICS]);
     if (json_is_object(metrics) && json_object_size(metrics) == 0) {
         json_decref(metrics);

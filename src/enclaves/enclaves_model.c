@@ -14,14 +14,14 @@
 static const char *const status_names[] = {
     [ENCLAVE_INITIALIZING] = "initializing", [ENCLAVE_RUNNING] = "running",
     [ENCLAVE_SUSPENDED] = "suspended",       [ENCLAVE_FAILED] = "failed",
-    [ENCLAVE_TERMINATED] = "terminated",
+    [ENCLAVE_TERMINATED] = "terminated",     [ENCLAVE_LOST] = "lost",
 };
 
 static const char *const event_names[] = {
     [ENCLAVE_EV_STARTED] = "start",       [ENCLAVE_EV_SUSPEND] = "suspend",
     [ENCLAVE_EV_RESUME] = "resume",       [ENCLAVE_EV_ATTEST] = "attest",
     [ENCLAVE_EV_UPDATE] = "update",       [ENCLAVE_EV_FAIL] = "fail",
-    [ENCLAVE_EV_TERMINATE] = "terminate",
+    [ENCLAVE_EV_TERMINATE] = "terminate", [ENCLAVE_EV_LOSE] = "lose",
 };
 
 /*
@@ -52,6 +52,11 @@ static const struct {
      ENCLAVE_BY_SYSTEM | ENCLAVE_BY_OWNER},
     {ENCLAVE_FAILED, ENCLAVE_EV_TERMINATE, ENCLAVE_TERMINATED,
      ENCLAVE_BY_SYSTEM | ENCLAVE_BY_OWNER},
+    /* The owner node stopped beating (dcms/nodes.h): nothing can reach the workload any more. */
+    {ENCLAVE_INITIALIZING, ENCLAVE_EV_LOSE, ENCLAVE_LOST, ENCLAVE_BY_SYSTEM},
+    {ENCLAVE_RUNNING, ENCLAVE_EV_LOSE, ENCLAVE_LOST, ENCLAVE_BY_SYSTEM},
+    {ENCLAVE_SUSPENDED, ENCLAVE_EV_LOSE, ENCLAVE_LOST, ENCLAVE_BY_SYSTEM},
+    {ENCLAVE_LOST, ENCLAVE_EV_TERMINATE, ENCLAVE_TERMINATED, ENCLAVE_BY_SYSTEM | ENCLAVE_BY_OWNER},
 };
 #define NTRANSITIONS (sizeof(transitions) / sizeof(transitions[0]))
 

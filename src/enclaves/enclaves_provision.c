@@ -83,6 +83,7 @@ enum dcms_err dcms_enclaves_provision(struct dcms_enclaves *en, const char *cont
     nr.v[C_CONFIG] = ctext;
     nr.v[C_IMAGE_SHA] = sha_hex;
     nr.v[C_PCR0] = pcr0_hex;
+    nr.v[C_OWNER] = dcms_nodes_self(en->app->nodes);
     if ((e = enclave_store_insert(tx, &nr, now, ei)))
         goto out;
     struct dcms_audit_who who = {NULL, NULL, request_id};

@@ -36,7 +36,9 @@ static enum dcms_err pass_locked(struct dcms_enclaves *en, bool all, bool sample
     enum dcms_err e = dcms_store_begin(en->app->store, DCMS_TX_READ, &tx, ei);
     if (e)
         return e;
-    e = enclave_store_active(tx, en->backend->name, all, &rows, ei);
+    /* Only this node's workloads: another node's are probed by that node. */
+    e = enclave_store_active(tx, en->backend->name, dcms_nodes_self(en->app->nodes), all, &rows,
+                             ei);
     dcms_store_rollback(tx);
     if (e)
         return e;
@@ -214,6 +216,9 @@ enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclave
     pthread_mutex_init(&en->sessions_mu, NULL);
     /* Contract changes reach the enclaves from now on; the first pass catches up on the rest. */
     enum dcms_err e = enclave_govern_start(en, ei);
+    /* The leader marks the enclaves of a node that stopped beating lost. */
+    if (!e)
+        e = dcms_nodes_on_lost(app->nodes, enclave_node_lost, en, ei);
     /* Whatever a previous dcmsd left running or starting is re-checked before serving. */
     if (!e)
         e = pass(en, true, false, ei);

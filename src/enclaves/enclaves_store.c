@@ -10,13 +10,13 @@
 #define COLS                                                                                       \
     "id, name, provider_id, contract_id, backend, status, status_reason, attestation, "            \
     "configuration, metrics, version, created_at, updated_at, image_sha384, expected_pcr0, "       \
-    "runtime_ref, runtime_pid, started_at, attested_at, consumer_id, contract_hold"
+    "runtime_ref, runtime_pid, started_at, attested_at, consumer_id, contract_hold, owner_node"
 
 static struct dcms_query q_insert = DCMS_QUERY(
     "enclave_insert",
     "INSERT INTO enclaves (id, name, provider_id, contract_id, consumer_id, backend, status, "
-    "configuration, metrics, created_at, updated_at, image_sha384, expected_pcr0) "
-    "VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, '{}', $8, $8, $9, $10)");
+    "configuration, metrics, created_at, updated_at, image_sha384, expected_pcr0, owner_node) "
+    "VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, '{}', $8, $8, $9, $10, $11)");
 static struct dcms_query q_get =
     DCMS_QUERY("enclave_get", "SELECT " COLS " FROM enclaves WHERE id = $1");
 static struct dcms_query q_update = DCMS_QUERY(
@@ -61,8 +61,14 @@ static struct dcms_query q_metrics_set =
 static struct dcms_query q_active = DCMS_QUERY(
     "enclave_active",
     "SELECT id, status, runtime_ref, contract_id, contract_hold FROM enclaves WHERE backend = $1 "
-    "AND (status IN ('running', 'suspended') OR ($2 = 1 AND status = 'initializing') OR "
+    "AND (owner_node = $3 OR owner_node IS NULL OR CAST($3 AS TEXT) IS NULL) AND (status IN "
+    "('running', 'suspended') OR ($2 = 1 AND status = 'initializing') OR "
     "(status = 'terminated' AND contract_hold IS NOT NULL)) ORDER BY id LIMIT 4096");
+/* A lost node's enclaves that still claim to run (created before it was last seen). */
+static struct dcms_query q_of_node = DCMS_QUERY(
+    "enclave_of_node", "SELECT id FROM enclaves WHERE owner_node = $1 AND created_at <= $2 "
+                       "AND status IN ('initializing', 'running', 'suspended') ORDER BY id "
+                       "LIMIT 4096");
 static struct dcms_query q_of_contract = DCMS_QUERY2(
     "enclave_of_contract",
     "SELECT id, status, contract_hold FROM enclaves WHERE contract_id = $1 "
@@ -136,8 +142,8 @@ enum dcms_err enclave_store_insert(struct dcms_store_tx *tx, const struct enclav
                            (struct dcms_store_val[]){V(C_ID), V(C_NAME), V(C_PROVIDER),
                                                      V(C_CONTRACT), V(C_CONSUMER), V(C_BACKEND),
                                                      V(C_CONFIG), DCMS_VAL_TEXT(now),
-                                                     V(C_IMAGE_SHA), V(C_PCR0)},
-                           10, NULL, NULL, ei);
+                                                     V(C_IMAGE_SHA), V(C_PCR0), V(C_OWNER)},
+                           11, NULL, NULL, ei);
 }
 
 #undef V
@@ -213,12 +219,24 @@ enum dcms_err enclave_store_samples(struct dcms_store_tx *tx, const char *id,
                            NULL, ei);
 }
 
-enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, bool all,
-                                   struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+enum dcms_err enclave_store_active(struct dcms_store_tx *tx, const char *backend, const char *owner,
+                                   bool all, struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    return dcms_store_exec(tx, &q_active,
+                           (struct dcms_store_val[]){DCMS_VAL_TEXT(backend),
+                                                     DCMS_VAL_INT(all ? 1 : 0),
+                                                     owner ? DCMS_VAL_TEXT(owner) : DCMS_VAL_NULL},
+                           3, rows, NULL, ei);
+}
+
+enum dcms_err enclave_store_of_node(struct dcms_store_tx *tx, const char *node,
+                                    const char *created_before, struct dcms_store_rows **rows,
+                                    struct dcms_errinfo *ei)
 {
     return dcms_store_exec(
-        tx, &q_active, (struct dcms_store_val[]){DCMS_VAL_TEXT(backend), DCMS_VAL_INT(all ? 1 : 0)},
-        2, rows, NULL, ei);
+        tx, &q_of_node,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(node), DCMS_VAL_TEXT(created_before)}, 2, rows,
+        NULL, ei);
 }
 
 enum dcms_err enclave_store_of_contract(struct dcms_store_tx *tx, const char *contract_id,

@@ -57,7 +57,22 @@ bool sandbox_cgroup_attach(const struct sandbox_cgroup *cg, const char *name, pi
 uint64_t sandbox_cgroup_oom_kills(const char *path);
 /* Writes cgroup.freeze (1 or 0); false when the cgroup cannot be frozen. */
 bool sandbox_cgroup_freeze(const char *path, bool frozen);
-/* Removes a workload's cgroup once its processes are gone. */
-void sandbox_cgroup_remove(const char *path);
+/* Removes a workload's cgroup once its processes are gone; false (logged) when it cannot. */
+bool sandbox_cgroup_remove(const char *path);
+/*
+ * Kills every process of the cgroup with cgroup.kill, which also kills
+ * frozen ones (without it, on kernels before 5.14: thaw, then SIGKILL each
+ * pid of cgroup.procs). True when the kill was sent or the cgroup is gone.
+ */
+bool sandbox_cgroup_kill(const char *path);
+/* Waits up to timeout_ms for cgroup.events to say "populated 0" (or the cgroup to be gone). */
+bool sandbox_cgroup_wait_empty(const char *path, int timeout_ms);
+/*
+ * At start: under `root`, every dcms-enclaves-<pid> base whose dcmsd is no
+ * longer alive (another dcmsd's base is left alone) has its workload
+ * cgroups killed, emptied and removed, then the base. Returns how many
+ * workload cgroups were swept.
+ */
+unsigned sandbox_cgroup_sweep(const char *root, int timeout_ms);
 
 #endif

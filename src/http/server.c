@@ -17,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -61,6 +62,19 @@ struct dcms_http_server {
     char *client_ca;               /* PEM of DCMS_TLS_CLIENT_CA_FILE, or NULL */
     atomic_bool draining;
     uint16_t port;
+    pthread_mutex_t pull_mu;
+    struct dcms_http_waker *pulls; /* the pulled responses in flight, a list */
+};
+
+/* A pulled response (struct dcms_http_pull): its connection and whether it is parked. */
+struct dcms_http_waker {
+    struct dcms_http_server *srv;
+    struct MHD_Connection *conn;
+    struct dcms_http_pull pull;
+    pthread_mutex_t mu;
+    bool suspended; /* parked with MHD_suspend_connection */
+    bool woken;     /* a wake came while it was not parked */
+    struct dcms_http_waker *prev, *next;
 };
 
 struct reqctx {
@@ -178,11 +192,120 @@ static bool resp_sets(const struct dcms_http_resp *resp, const char *name)
     return false;
 }
 
+void dcms_http_wake(struct dcms_http_waker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->suspended) {
+        w->suspended = false;
+        MHD_resume_connection(w->conn);
+    } else {
+        w->woken = true;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Wakes every pulled response (a drain or a stop: they end at once). */
+static void wake_all(struct dcms_http_server *s)
+{
+    pthread_mutex_lock(&s->pull_mu);
+    for (struct dcms_http_waker *w = s->pulls; w; w = w->next)
+        dcms_http_wake(w);
+    pthread_mutex_unlock(&s->pull_mu);
+}
+
+/*
+ * libmicrohttpd's content reader for a pulled response. Nothing to send:
+ * the connection is suspended from inside the reader (as libmicrohttpd
+ * expects: returning 0 without it would spin) and resumed by
+ * dcms_http_wake; a wake that raced in before the suspend reads again.
+ */
+static ssize_t pull_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct dcms_http_waker *w = cls;
+    (void)pos;
+    for (int pass = 0; pass < 64; pass++) {
+        if (atomic_load(&w->srv->draining))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        pthread_mutex_lock(&w->mu);
+        w->woken = false;
+        pthread_mutex_unlock(&w->mu);
+        size_t n = 0;
+        if (w->pull.read(w->pull.ctx, w, buf, max, &n) == DCMS_HTTP_PULL_END)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (n > 0)
+            return (ssize_t)(n < max ? n : max);
+        pthread_mutex_lock(&w->mu);
+        bool again = w->woken || atomic_load(&w->srv->draining);
+        if (!again) {
+            w->suspended = true;
+            MHD_suspend_connection(w->conn);
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (!again)
+            return 0;
+    }
+    /* woken on every pass: park and unpark, so the next read comes from the event loop */
+    pthread_mutex_lock(&w->mu);
+    MHD_suspend_connection(w->conn);
+    MHD_resume_connection(w->conn);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+static void pull_free(void *cls)
+{
+    struct dcms_http_waker *w = cls;
+    w->pull.release(w->pull.ctx);
+    struct dcms_http_server *s = w->srv;
+    pthread_mutex_lock(&s->pull_mu);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->pulls = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&s->pull_mu);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+/* The response of a pull (the waker then owns pull.ctx: pull_free releases it). */
+static struct MHD_Response *pull_response(struct reqctx *c, struct MHD_Connection *conn,
+                                          struct dcms_http_resp *resp)
+{
+    struct dcms_http_waker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        resp->pull.release(resp->pull.ctx);
+        return NULL;
+    }
+    w->srv = c->srv;
+    w->conn = conn;
+    w->pull = resp->pull;
+    pthread_mutex_init(&w->mu, NULL);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, pull_read, w, pull_free);
+    if (!r) {
+        resp->pull.release(resp->pull.ctx);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    pthread_mutex_lock(&c->srv->pull_mu);
+    w->next = c->srv->pulls;
+    if (w->next)
+        w->next->prev = w;
+    c->srv->pulls = w;
+    pthread_mutex_unlock(&c->srv->pull_mu);
+    return r;
+}
+
 static enum MHD_Result queue(struct reqctx *c, struct MHD_Connection *conn,
                              struct dcms_http_resp *resp)
 {
     struct MHD_Response *r;
-    if (resp->body_owned)
+    if (resp->pull.read)
+        r = pull_response(c, conn, resp);
+    else if (resp->body_owned)
         r = MHD_create_response_from_buffer_with_free_callback(resp->body_len, (void *)resp->body,
                                                                dcms_free_wiped);
     else
@@ -524,6 +647,8 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
                      dcms_err_slug(e));
         if (resp.body_owned)
             dcms_free_wiped((void *)resp.body);
+        if (resp.pull.read)
+            resp.pull.release(resp.pull.ctx);
         dcms_log_set_request_id(NULL);
         return queue_error_with(c, conn, e, &resp);
     }
@@ -742,7 +867,9 @@ enum dcms_err dcms_http_server_start(struct dcms_app *app, unsigned threads,
     if (!s)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     s->app = app;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* suspend/resume: pulled responses (event streams) park without holding a thread */
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
     if (cfg->tls_cert_file[0]) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
@@ -826,6 +953,7 @@ enum dcms_err dcms_http_server_reload_tls(struct dcms_http_server *s, struct dcm
 int64_t dcms_http_server_drain(struct dcms_http_server *s, unsigned timeout_ms)
 {
     atomic_store(&s->draining, true);
+    wake_all(s); /* open streams end now, not at the deadline */
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
@@ -866,7 +994,11 @@ void dcms_http_server_stop(struct dcms_http_server *s)
 {
     if (!s)
         return;
+    /* libmicrohttpd must not stop with a suspended connection: unpark and end them all */
+    atomic_store(&s->draining, true);
+    wake_all(s);
     MHD_stop_daemon(s->daemon);
+    pthread_mutex_destroy(&s->pull_mu);
     dcms_conn_guard_free(s->guard);
     dcms_tls_free(s->tls);
     free(s->client_ca);

@@ -64,9 +64,21 @@ enum dcms_err iam_mail_queue(struct dcms_store_tx *tx, const char *to, const cha
                              const char *body, const char *now,
                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 void iam_mail_flush(struct dcms_iam *iam);
-/* One message through libcurl; DCMS_ERR_UNAVAILABLE when the server refuses it. */
-enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, const char *subject,
-                            const char *body, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Where and how mail goes (from DCMS_SMTP_*); strings borrowed. */
+struct iam_smtp {
+    const char *url;     /* smtp:// or smtps:// */
+    const char *ca_file; /* PEM CAs for the server's certificate; NULL or "": the system's */
+    bool starttls;       /* smtp://: STARTTLS required (never a plaintext fallback) */
+};
+/*
+ * One message through libcurl, over TLS with the server's certificate and
+ * host name verified (smtps://, or smtp:// with STARTTLS unless
+ * smtp->starttls is false). DCMS_ERR_UNAVAILABLE when the server refuses it
+ * or the TLS setup fails (the message says why: curl's error and detail).
+ */
+enum dcms_err iam_mail_send(const struct iam_smtp *smtp, const char *from, const char *to,
+                            const char *subject, const char *body,
+                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* ---- self-registration (iam_register.c) ---- */
 

@@ -1,7 +1,9 @@
 /*
  * The e-mail outbox. Mail is written to email_outbox in the transaction
  * that needs it; after the commit iam_mail_flush() delivers pending rows:
- * through DCMS_SMTP_URL with libcurl when it is set, otherwise (in
+ * through DCMS_SMTP_URL with libcurl when it is set (TLS required and
+ * verified: smtps://, or smtp:// with STARTTLS unless DCMS_SMTP_STARTTLS is
+ * false), otherwise (in
  * development mode only) into the log. A delivered row's body is redacted,
  * so one-time tokens do not stay in the store. Without SMTP and outside
  * development mode rows stay pending for an external relay.
@@ -44,8 +46,8 @@ static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ctx)
     return n;
 }
 
-enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, const char *subject,
-                            const char *body, struct dcms_errinfo *ei)
+enum dcms_err iam_mail_send(const struct iam_smtp *smtp, const char *from, const char *to,
+                            const char *subject, const char *body, struct dcms_errinfo *ei)
 {
     struct dcms_buf msg;
     dcms_buf_init(&msg, 64 * 1024);
@@ -58,14 +60,30 @@ enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, c
     struct curl_slist *rcpt = curl_slist_append(NULL, to);
     struct upload u = {msg.ptr, msg.len};
     CURLcode rc = CURLE_FAILED_INIT;
+    char detail[CURL_ERROR_SIZE];
+    detail[0] = '\0';
     if (curl && rcpt) {
-        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_URL, smtp->url);
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+        curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, detail);
         curl_easy_setopt(curl, CURLOPT_MAIL_FROM, from);
         curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt);
         curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(curl, CURLOPT_READDATA, &u);
         curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(curl, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+        /*
+         * smtps:// is TLS from the first byte; smtp:// upgrades with STARTTLS,
+         * required: a server that does not offer it, or a handshake that
+         * fails, ends the attempt instead of sending in the clear. Either way
+         * the server's certificate chain and name are verified.
+         */
+        curl_easy_setopt(curl, CURLOPT_USE_SSL,
+                         (long)(smtp->starttls ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+        curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+        if (smtp->ca_file && smtp->ca_file[0])
+            curl_easy_setopt(curl, CURLOPT_CAINFO, smtp->ca_file);
         curl_easy_setopt(curl, CURLOPT_TIMEOUT, 15L);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
         rc = curl_easy_perform(curl);
@@ -75,7 +93,8 @@ enum dcms_err iam_mail_send(const char *url, const char *from, const char *to, c
     sodium_memzero(msg.ptr, msg.len);
     dcms_buf_release(&msg);
     if (rc != CURLE_OK)
-        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "mail not sent: %s", curl_easy_strerror(rc));
+        return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "mail not sent: %s%s%s",
+                            curl_easy_strerror(rc), detail[0] ? ": " : "", detail);
     return DCMS_OK;
 }
 
@@ -148,8 +167,10 @@ void iam_mail_flush(struct dcms_iam *iam)
         dcms_time_format(dcms_clock_now_us(), now);
         struct dcms_errinfo sei;
         dcms_errinfo_init(&sei, NULL);
+        struct iam_smtp conn = {
+            .url = cfg->smtp_url, .ca_file = cfg->smtp_ca_file, .starttls = cfg->smtp_starttls};
         if (smtp)
-            e = iam_mail_send(cfg->smtp_url, cfg->smtp_from, to, dcms_store_rows_text(rows, i, 2),
+            e = iam_mail_send(&conn, cfg->smtp_from, to, dcms_store_rows_text(rows, i, 2),
                               dcms_store_rows_text(rows, i, 3), &sei);
         else {
             log_dev_mail(to, dcms_store_rows_text(rows, i, 2), dcms_store_rows_text(rows, i, 3));

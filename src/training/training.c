@@ -22,12 +22,11 @@
 #include "dcms/json.h"
 #include "dcms/keys.h"
 #include "dcms/log.h"
+#include "dcms/nodes.h"
 #include "dcms/privacy.h"
 #include "dcms/store.h"
 #include "dcms/str.h"
 #include "training/training_int.h"
-
-#define EVENTS_PER_READ 1000
 
 /* ---- checks ---- */
 
@@ -135,6 +134,43 @@ static enum dcms_err authorize(const struct tr_call *c, const struct dcms_contra
     return dcms_iam_authorize(c->p, action, &res, &ctx, c->ei);
 }
 
+enum dcms_err tr_check_member(struct dcms_app *app, const char *identity_id,
+                              const struct dcms_contract_security *cs, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx = NULL;
+    struct dcms_iam_party party;
+    struct dcms_errinfo lei;
+    dcms_errinfo_init(&lei, NULL);
+    enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_READ, &tx, &lei);
+    if (!e)
+        e = dcms_iam_party_get(tx, identity_id, &party, &lei);
+    dcms_store_rollback(tx);
+    if (e == DCMS_ERR_NOT_FOUND)
+        return dcms_err_set(ei, DCMS_ERR_FORBIDDEN, "the identity that started the job is gone");
+    if (e)
+        return dcms_err_set(ei, e, "cannot read the identity that started the job: %s",
+                            lei.message);
+    if (strcmp(party.status, "active") != 0)
+        return dcms_err_set(ei, DCMS_ERR_FORBIDDEN,
+                            "the identity that started the job is %s, not active", party.status);
+    struct dcms_principal p = {.roles = party.roles};
+    snprintf(p.id, sizeof(p.id), "%s", identity_id);
+    snprintf(p.org, sizeof(p.org), "%s", party.org);
+    if (!member_of(&p, cs->consumer_id) || !(p.roles & DCMS_ROLE_CONSUMER))
+        return dcms_err_set(ei, DCMS_ERR_FORBIDDEN,
+                            "the identity that started the job is no longer an authorised "
+                            "member of the consumer side");
+    const char *parties[2] = {cs->provider_id, cs->consumer_id};
+    struct dcms_iam_resource res = {
+        .type = "contract", .id = cs->id, .parties = parties, .nparties = 2, .scoped = true};
+    struct dcms_iam_ctx ctx = {app->iam, NULL};
+    if (dcms_iam_authorize(&p, "training:run", &res, &ctx, NULL))
+        return dcms_err_set(ei, DCMS_ERR_FORBIDDEN,
+                            "the identity that started the job may no longer run trainings "
+                            "under the contract");
+    return DCMS_OK;
+}
+
 static enum dcms_err consumer_only(const struct tr_call *c, const struct dcms_contract_security *cs,
                                    const char *what)
 {
@@ -208,9 +244,17 @@ enum dcms_err tr_transition_tx(struct dcms_app *app, struct dcms_store_tx *tx, c
         json_decref(details);
         return e;
     }
+    /* A job that ends before any key was released gives its run back (no data moved). */
+    bool ends = strcmp(to, "failed") == 0 || strcmp(to, "cancelled") == 0, given = false;
+    if (ends && (e = tr_store_give_back_run(tx, id, &given, ei))) {
+        json_decref(details);
+        return e;
+    }
     if (!details)
         details = json_object();
     if (details) {
+        if (ends)
+            json_object_set_new(details, "run_returned", json_boolean(given));
         json_object_set_new(details, "to", json_string(to));
         if (ch && ch->reason_code)
             json_object_set_new(details, "reason_code", json_string(ch->reason_code));
@@ -222,9 +266,7 @@ enum dcms_err tr_transition_tx(struct dcms_app *app, struct dcms_store_tx *tx, c
     struct dcms_audit_who who = {actor, NULL, request_id};
     if ((e = dcms_audit_change(app->audit, tx, &who, "training", action, id, details, ei)))
         return e;
-    return strcmp(to, "failed") == 0 || strcmp(to, "cancelled") == 0
-               ? release_privacy(app, tx, &who, id, ei)
-               : DCMS_OK;
+    return ends ? release_privacy(app, tx, &who, id, ei) : DCMS_OK;
 }
 
 enum dcms_err tr_transition(struct dcms_app *app, const char *id, const char *from, const char *to,
@@ -238,7 +280,10 @@ enum dcms_err tr_transition(struct dcms_app *app, const char *id, const char *fr
         return e;
     }
     e = tr_transition_tx(app, tx, id, from, to, ch, actor, request_id, details, moved, ei);
-    return e || !*moved ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    e = e || !*moved ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    if (!e && *moved)
+        tr_notify(app->training, id);
+    return e;
 }
 
 /* ---- the API ---- */
@@ -374,6 +419,15 @@ static enum dcms_err load_authorized(const struct tr_call *c, const char *id, co
         dcms_store_rows_free(*rows);
         *rows = NULL;
     }
+    return e;
+}
+
+enum dcms_err tr_load_authorized(const struct tr_call *c, const char *id, const char *action)
+{
+    struct dcms_store_rows *rows = NULL;
+    struct dcms_contract_security cs;
+    enum dcms_err e = load_authorized(c, id, action, &rows, &cs);
+    dcms_store_rows_free(rows);
     return e;
 }
 
@@ -569,49 +623,6 @@ out:
     return e;
 }
 
-static bool is_final(const char *state)
-{
-    return !strcmp(state, "succeeded") || !strcmp(state, "failed") || !strcmp(state, "cancelled");
-}
-
-enum dcms_err tr_events(const struct tr_call *c, const char *id, int64_t after, char **body,
-                        size_t *len)
-{
-    struct dcms_store_rows *rows = NULL, *ev = NULL;
-    struct dcms_contract_security cs;
-    struct dcms_store_tx *tx = NULL;
-    struct dcms_buf b;
-    dcms_buf_init(&b, 64u << 20);
-    *body = NULL;
-    enum dcms_err e = load_authorized(c, id, "training:read", &rows, &cs);
-    if (e)
-        return e;
-    bool final = is_final(dcms_store_rows_text(rows, 0, TC_STATE));
-    if ((e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei)))
-        goto out;
-    if ((e = tr_store_events(tx, id, after, EVENTS_PER_READ, &ev, c->ei)))
-        goto out;
-    /* Not over (or more than one read's worth): the client reconnects with Last-Event-ID. */
-    e = dcms_buf_appendf(&b, "retry: %d\n\n", final ? 60000 : 1000);
-    for (size_t i = 0; !e && i < dcms_store_rows_count(ev); i++)
-        e = dcms_buf_appendf(&b, "id: %s\nevent: %s\ndata: %s\n\n", dcms_store_rows_text(ev, i, 0),
-                             dcms_store_rows_text(ev, i, 2), dcms_store_rows_text(ev, i, 3));
-    if (!e && final && dcms_store_rows_count(ev) < EVENTS_PER_READ)
-        e = dcms_buf_appendf(&b, "event: end\ndata: {\"state\":\"%s\"}\n\n",
-                             dcms_store_rows_text(rows, 0, TC_STATE));
-    if (e) {
-        e = dcms_err_set(c->ei, e, NULL);
-        goto out;
-    }
-    *body = dcms_buf_detach(&b, len);
-out:
-    dcms_buf_release(&b);
-    dcms_store_rollback(tx);
-    dcms_store_rows_free(ev);
-    dcms_store_rows_free(rows);
-    return e;
-}
-
 /* ---- the contract listener: a contract that stops being Active cancels its jobs ---- */
 
 static enum dcms_err on_contract(void *ctx, struct dcms_store_tx *tx,
@@ -649,6 +660,7 @@ static void on_contract_committed(void *ctx, const struct dcms_contract_change *
     pthread_mutex_lock(&t->mu);
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    tr_notify(t, NULL);
 }
 
 /* ---- retention: models are purged with what else was derived under the contract ---- */
@@ -712,8 +724,17 @@ static void claim(struct dcms_training *t, char id[DCMS_UUID_STRLEN])
         ch.reason = "the job waited in the queue past DCMS_TRAINING_QUEUED_TIMEOUT_S";
     }
     bool moved = false;
-    if (tr_transition(t->app, next, "queued", late ? "failed" : "provisioning", &ch, NULL, NULL,
-                      NULL, &moved, &ei))
+    /* The claim records this node as the job's owner in the same transaction (training_nodes.c). */
+    struct dcms_store_tx *wtx = NULL;
+    e = dcms_store_begin(t->app->store, DCMS_TX_WRITE, &wtx, &ei);
+    if (!e)
+        e = tr_transition_tx(t->app, wtx, next, "queued", late ? "failed" : "provisioning", &ch,
+                             NULL, NULL, NULL, &moved, &ei);
+    if (!e && moved && !late)
+        e = tr_store_set_owner(wtx, next, dcms_nodes_self(t->app->nodes), &ei);
+    if (wtx)
+        e = e || !moved ? (dcms_store_rollback(wtx), e) : dcms_store_commit(wtx, &ei);
+    if (e)
         DCMS_LOG(DCMS_LOG_WARN, "training", "cannot claim job %s: %s", next, ei.message);
     else if (moved && !late)
         memcpy(id, next, DCMS_UUID_STRLEN);
@@ -751,7 +772,11 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* A restart: the jobs the previous process had in flight cannot be resumed. */
+/*
+ * A restart: the jobs this node's previous process had in flight (or that no
+ * node recorded, from before node ids) cannot be resumed. Other nodes' jobs
+ * are theirs; the leader's sweep handles those of a node that is gone.
+ */
 static void fail_interrupted(struct dcms_training *t)
 {
     struct dcms_errinfo ei;
@@ -760,14 +785,15 @@ static void fail_interrupted(struct dcms_training *t)
     struct dcms_store_rows *rows = NULL;
     if (dcms_store_begin(t->app->store, DCMS_TX_READ, &tx, &ei))
         return;
-    enum dcms_err e = tr_store_inflight(tx, NULL, 10000, &rows, &ei);
+    char far[DCMS_TIME_STRLEN];
+    dcms_time_format(dcms_clock_now_us() + 86400000000LL, far);
+    const char *self = dcms_nodes_self(t->app->nodes);
+    enum dcms_err e = tr_store_of_node(tx, self ? self : "", NULL, far, &rows, &ei);
     dcms_store_rollback(tx);
     for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
         const char *id = dcms_store_rows_text(rows, i, 0),
                    *state = dcms_store_rows_text(rows, i, 1);
         const char *enclave = dcms_store_rows_text(rows, i, 2);
-        if (strcmp(state, "queued") == 0)
-            continue;
         char reason[160];
         snprintf(reason, sizeof(reason), "dcmsd restarted while the job was %s", state);
         struct tr_change ch = {.reason_code = "node_restarted", .reason = reason, .model_size = -1};
@@ -791,9 +817,14 @@ enum dcms_err dcms_training_open(struct dcms_app *app, struct dcms_training **ou
     t->app = app;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
+    pthread_cond_init(&t->hub_cv, NULL);
     enum dcms_err e = DCMS_OK;
+    if ((e = tr_hub_start(t, ei)))
+        goto fail;
     fail_interrupted(t);
     if (app->datasets && (e = dcms_datasets_on_purge(app->datasets, "model", purge_model, t, ei)))
+        goto fail;
+    if ((e = dcms_nodes_on_lost(app->nodes, tr_node_lost, t, ei)))
         goto fail;
     struct dcms_contracts_listener l = {on_contract, on_contract_committed, t};
     if ((e = dcms_contracts_listen(app->contracts, &l, ei)))
@@ -831,6 +862,8 @@ void dcms_training_close(struct dcms_training *t)
     pthread_mutex_unlock(&t->mu);
     for (unsigned i = 0; i < t->nworkers; i++)
         pthread_join(t->workers[i], NULL);
+    tr_hub_stop(t);
+    pthread_cond_destroy(&t->hub_cv);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
     free(t);

@@ -89,6 +89,22 @@ enum dcms_err dcms_training_http_model(struct dcms_http_req *req, struct dcms_ht
     return DCMS_OK;
 }
 
+static void wake(void *w)
+{
+    dcms_http_wake(w);
+}
+
+static enum dcms_http_pull_status pull(void *ctx, struct dcms_http_waker *w, char *buf, size_t max,
+                                       size_t *n)
+{
+    return tr_stream_read(ctx, buf, max, n, wake, w) ? DCMS_HTTP_PULL_END : DCMS_HTTP_PULL_MORE;
+}
+
+static void pull_release(void *ctx)
+{
+    tr_stream_release(ctx);
+}
+
 enum dcms_err dcms_training_http_events(struct dcms_http_req *req, struct dcms_http_resp *resp)
 {
     int64_t after = 0;
@@ -102,15 +118,12 @@ enum dcms_err dcms_training_http_events(struct dcms_http_req *req, struct dcms_h
         after = v;
     }
     struct tr_call c = call_of(req);
-    char *body = NULL;
-    size_t len = 0;
-    enum dcms_err e = tr_events(&c, dcms_http_req_param(req, "id"), after, &body, &len);
+    struct tr_stream *s = NULL;
+    enum dcms_err e = tr_stream_open(&c, dcms_http_req_param(req, "id"), after, &s);
     if (e)
         return e;
     resp->status = 200;
     resp->content_type = "text/event-stream; charset=utf-8";
-    resp->body = body;
-    resp->body_len = len;
-    resp->body_owned = true;
+    resp->pull = (struct dcms_http_pull){pull, pull_release, s};
     return DCMS_OK;
 }

@@ -94,6 +94,14 @@ json_t *tr_job_json(const struct dcms_store_rows *rows, size_t i);
 enum dcms_err tr_store_take_run(struct dcms_store_tx *tx, const char *contract_id, int64_t max_runs,
                                 bool *taken, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * Gives back the run job `id` took, when no key was ever released to it
+ * (data_released still 0): *given says whether a run came back. Called in
+ * the transaction that moves the job to failed or cancelled, once per job.
+ */
+enum dcms_err tr_store_give_back_run(struct dcms_store_tx *tx, const char *id, bool *given,
+                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 struct tr_new_job {
     const char *id, *contract_id, *consumer_id, *provider_id, *created_by, *request_json,
         *model_type, *now, *deadline_at;
@@ -177,6 +185,12 @@ struct dcms_training {
     pthread_t workers[TR_MAX_WORKERS];
     struct tr_slot slots[TR_MAX_WORKERS]; /* the job each worker runs */
     bool listening;
+    /* the event streams (training_stream.c), under mu */
+    struct tr_stream *streams;
+    unsigned long nstreams;
+    pthread_t hub;
+    pthread_cond_t hub_cv;
+    bool hub_running;
 };
 
 /* Who is calling, and where errors go. */
@@ -197,9 +211,39 @@ enum dcms_err tr_cancel(const struct tr_call *c, const char *id, json_t **out) D
 /* The model file (malloc'd, the caller frees it with dcms_free_wiped semantics). */
 enum dcms_err tr_model(const struct tr_call *c, const char *id, unsigned char **model,
                        size_t *len) DCMS_MUST_CHECK;
-/* The text/event-stream body of the events after `after` (malloc'd) and whether the job ended. */
-enum dcms_err tr_events(const struct tr_call *c, const char *id, int64_t after, char **body,
-                        size_t *len) DCMS_MUST_CHECK;
+/* Loads job `id` and decides `action` on it (404 for who may not read its contract). */
+enum dcms_err tr_load_authorized(const struct tr_call *c, const char *id,
+                                 const char *action) DCMS_MUST_CHECK;
+
+/* ---- the event stream (training_stream.c) ---- */
+
+struct tr_stream;
+
+/*
+ * Opens the event stream of job `id` for the caller, resuming after event
+ * `after` (0: from the first): 404 as tr_get, 429 (DCMS_ERR_RATE_LIMITED)
+ * past DCMS_TRAINING_EVENT_STREAMS in total or
+ * DCMS_TRAINING_EVENT_STREAMS_PER_IDENTITY for the caller. The caller owns
+ * *out until it hands it to tr_stream_release.
+ */
+enum dcms_err tr_stream_open(const struct tr_call *c, const char *id, int64_t after,
+                             struct tr_stream **out) DCMS_MUST_CHECK;
+/*
+ * Copies at most `max` bytes of the stream to `buf` (*n of them); *n == 0
+ * means nothing now: `wake(wake_arg)` is called (under the service's lock,
+ * from any thread) when there may be more. True when the stream has ended
+ * (everything sent, the job over, or the store failing: the client resumes
+ * with Last-Event-ID). Never called concurrently for one stream.
+ */
+bool tr_stream_read(struct tr_stream *s, char *buf, size_t max, size_t *n, void (*wake)(void *),
+                    void *wake_arg);
+/* Closes `s`: no wake comes for it once this has returned. */
+void tr_stream_release(struct tr_stream *s);
+/* Wakes the streams of job `id` (NULL: all) after a change to it was committed. */
+void tr_notify(struct dcms_training *t, const char *id);
+/* The thread that wakes every stream once a second; stopped before the service closes. */
+enum dcms_err tr_hub_start(struct dcms_training *t, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+void tr_hub_stop(struct dcms_training *t);
 
 /*
  * The checks that gate any data movement, against the contract as it is
@@ -212,6 +256,17 @@ enum dcms_err tr_check_terms(struct dcms_app *app, const char *contract_id, cons
                              const char *const *datasets, size_t n, const char **code,
                              struct dcms_contract_terms *terms,
                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * The caller check again, for the key release: identity `identity_id`
+ * (the job's starter) still exists, is active, is a member of the consumer
+ * side of contract `cs` with the consumer role, and may "training:run" on
+ * it (policies included). DCMS_ERR_FORBIDDEN with the reason in `ei`
+ * otherwise; store errors as they come.
+ */
+enum dcms_err tr_check_member(struct dcms_app *app, const char *identity_id,
+                              const struct dcms_contract_security *cs,
+                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /*
  * Moves job `id` to `to` (from `from`, NULL: any non-final state) with its
@@ -295,5 +350,31 @@ void tr_run_job(struct dcms_training *t, const char *id, struct tr_slot *slot);
 
 /* Deadlines of each state, in seconds, from the configuration. */
 int64_t tr_timeout_s(const struct dcms_app *app, const char *state);
+
+/* ---- nodes (training_nodes.c): the node that runs a job, migration 0021 ---- */
+
+/* Records `node` (NULL: none) as the node running job `id`, in the claim's transaction. */
+enum dcms_err tr_store_set_owner(struct dcms_store_tx *tx, const char *id, const char *node,
+                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * id, state, enclave_id, data_released of the jobs in flight past queued
+ * that were claimed at or before `before` by node `lost` ("" or NULL: any)
+ * or, with `mine`, by `mine` or by no recorded node.
+ */
+enum dcms_err tr_store_of_node(struct dcms_store_tx *tx, const char *mine, const char *lost,
+                               const char *before, struct dcms_store_rows **rows,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Back to queued, if still in `from` on `node` with no data released (*moved says). */
+enum dcms_err tr_store_requeue(struct dcms_store_tx *tx, const char *id, const char *from,
+                               const char *node, const char *now, const char *reason_code,
+                               const char *reason, const char *deadline, bool *moved,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * The lost-node listener (dcms/nodes.h): each job node `node_id` ran moves
+ * back to queued when no data was released to it (training.requeued),
+ * otherwise to failed with reason_code node_lost; audited as the system.
+ */
+enum dcms_err tr_node_lost(void *ctx, const char *node_id, int64_t last_seen_us,
+                           struct dcms_errinfo *ei);
 
 #endif

@@ -89,6 +89,7 @@ struct run {
     struct tr_slot *slot;
     const char *id;
     char contract_id[DCMS_UUID_STRLEN];
+    char created_by[DCMS_UUID_STRLEN]; /* the identity that started the job */
     char enclave_id[DCMS_UUID_STRLEN];
     char state[16];
     json_t *request; /* the stored request: config + datasets */
@@ -112,7 +113,21 @@ struct run {
     unsigned char result_sha[SHA384_LEN];
     int64_t last_progress_ms;
     int64_t epochs;
+    /* when each step ended (monotonic µs), for the job's profile line in the log */
+    int64_t t0_us;
+    struct step_mark {
+        const char *step;
+        int64_t at_us;
+    } marks[16];
+    unsigned nmarks;
 };
+
+/* Notes that `step` has just ended (the log's profile of the job; bench-training-jobs.sh). */
+static void mark(struct run *r, const char *step)
+{
+    if (r->nmarks < sizeof(r->marks) / sizeof(r->marks[0]))
+        r->marks[r->nmarks++] = (struct step_mark){step, dcms_clock_mono_us()};
+}
 
 static enum dcms_err fail(struct run *r, const char *code, enum dcms_err e, const char *fmt, ...)
     DCMS_PRINTF(4, 5);
@@ -207,6 +222,7 @@ static enum dcms_err move(struct run *r, const char *to, struct tr_change *ch, j
         return fail(r, "internal", e, "cannot record the state %s: %s", to, ei.message);
     if (!moved)
         return fail(r, "cancelled", DCMS_ERR_CONFLICT, "the job was cancelled");
+    tr_notify(r->t, r->id);
     snprintf(r->state, sizeof(r->state), "%s", to);
     r->deadline_ms = now_ms() + tr_timeout_s(r->app, to) * 1000;
     return DCMS_OK;
@@ -286,6 +302,8 @@ static enum dcms_err load_job(struct run *r)
     snprintf(r->contract_id, sizeof(r->contract_id), "%s",
              dcms_store_rows_text(rows, 0, TC_CONTRACT));
     snprintf(r->state, sizeof(r->state), "%s", dcms_store_rows_text(rows, 0, TC_STATE));
+    snprintf(r->created_by, sizeof(r->created_by), "%s",
+             dcms_store_rows_text(rows, 0, TC_CREATED_BY));
     r->request = json_loads(dcms_store_rows_text(rows, 0, TC_REQUEST), 0, NULL);
     dcms_store_rows_free(rows);
     const json_t *ds = json_object_get(r->request, "datasets");
@@ -339,8 +357,12 @@ static enum dcms_err provision(struct run *r)
         return e;
     }
     dcms_arena_free(a);
+    mark(r, "provision");
     struct tr_change ch = {.enclave_id = r->enclave_id, .model_size = -1};
-    return move(r, "attesting", &ch, json_pack("{s:s}", "enclave_id", r->enclave_id), NULL);
+    enum dcms_err me =
+        move(r, "attesting", &ch, json_pack("{s:s}", "enclave_id", r->enclave_id), NULL);
+    mark(r, "to_attesting");
+    return me;
 }
 
 /* ATTEST_REQ with `nonce`, then the verified evidence of the ATTEST_RESP. */
@@ -451,6 +473,12 @@ static enum dcms_err release(struct run *r, const struct dcms_enclave_evidence *
     enum dcms_err e = check_terms(r);
     if (e)
         return e;
+    /* the caller too: removed from the consumer side or disabled since the start, no key */
+    struct dcms_errinfo mei;
+    dcms_errinfo_init(&mei, NULL);
+    if ((e = tr_check_member(r->app, r->created_by, &r->terms.sec, &mei)))
+        return fail(r, e == DCMS_ERR_FORBIDDEN ? "caller_not_authorised" : "internal", e, "%s",
+                    mei.message);
     if (!still_wanted(r, true))
         return fail(r, "cancelled", DCMS_ERR_CONFLICT, "the job was cancelled");
     /* the datasets' hashes, as the key release and the model's metadata record them */
@@ -497,7 +525,9 @@ static enum dcms_err release(struct run *r, const struct dcms_enclave_evidence *
      * in the log does not happen, and a run that got the keys has spent.
      */
     struct tr_change ch = {.data_released = true, .dataset_hashes = hashes_text, .model_size = -1};
+    mark(r, "recheck");
     e = move(r, "running", &ch, json_incref(details), details);
+    mark(r, "to_running");
     free(hashes_text);
     if (e) {
         json_decref(hash_list);
@@ -579,6 +609,7 @@ static enum dcms_err release(struct run *r, const struct dcms_enclave_evidence *
         e = send_frame(r, F_TRAIN_KEY, frame, 2 + idn + SEALED_LEN);
         sodium_memzero(frame, sizeof(frame));
     }
+    mark(r, "job_keys");
     /* the segments, as stored */
     for (size_t i = 0; !e && i < r->ndatasets; i++) {
         struct seg_ctx sc = {r, r->datasets[i]};
@@ -600,6 +631,10 @@ static enum dcms_err on_progress(struct run *r, const uint8_t *body, size_t len)
     }
     const json_t *ep = json_object_get(p, "epoch");
     bool last = json_is_integer(ep) && json_integer_value(ep) >= r->epochs;
+    if (json_is_integer(ep) && json_integer_value(ep) == 1)
+        mark(r, "first_epoch");
+    if (last)
+        mark(r, "last_epoch");
     if (!last && now_ms() - r->last_progress_ms < PROGRESS_EVERY_MS) {
         json_decref(p);
         return DCMS_OK;
@@ -620,7 +655,10 @@ static enum dcms_err on_progress(struct run *r, const uint8_t *body, size_t len)
     if (tx)
         e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, &ei);
     free(text);
-    return e ? fail(r, "internal", e, "cannot record progress: %s", ei.message) : DCMS_OK;
+    if (e)
+        return fail(r, "internal", e, "cannot record progress: %s", ei.message);
+    tr_notify(r->t, r->id);
+    return DCMS_OK;
 }
 
 static int64_t max_model_bytes(const struct run *r)
@@ -832,6 +870,7 @@ static enum dcms_err validate_and_store(struct run *r)
         return fail(r, "internal", e, "cannot store the model: %s", ei.message);
     if (!moved)
         return fail(r, "cancelled", DCMS_ERR_CONFLICT, "the job was cancelled");
+    tr_notify(r->t, r->id);
     snprintf(r->state, sizeof(r->state), "succeeded");
     return DCMS_OK;
 }
@@ -842,22 +881,33 @@ static enum dcms_err run_steps(struct run *r)
     if ((e = load_job(r)))
         return e;
     r->deadline_ms = now_ms() + tr_timeout_s(r->app, "provisioning") * 1000;
-    if ((e = check_terms(r)) || (e = provision(r)))
+    if ((e = check_terms(r)))
+        return e;
+    mark(r, "load_check");
+    if ((e = provision(r)))
         return e;
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     if ((e = dcms_enclaves_session_open(r->app->enclaves, r->enclave_id, &r->s, &ei)))
         return fail(r, "provisioning_failed", e, "cannot open the enclave's channel: %s",
                     ei.message);
+    mark(r, "session");
     struct dcms_enclave_evidence ev;
     memset(&ev, 0, sizeof(ev));
     if ((e = attest(r, &ev)))
         return e;
+    mark(r, "attest");
     e = release(r, &ev);
     dcms_enclave_evidence_free(&ev);
-    if (e || (e = collect(r)) || (e = move(r, "validating", NULL, NULL, NULL)))
+    if (e || (e = collect(r)))
         return e;
-    return validate_and_store(r);
+    mark(r, "result");
+    if ((e = move(r, "validating", NULL, NULL, NULL)))
+        return e;
+    mark(r, "to_validating");
+    e = validate_and_store(r);
+    mark(r, "validate_store");
+    return e;
 }
 
 static bool stopping(struct dcms_training *t)
@@ -866,6 +916,23 @@ static bool stopping(struct dcms_training *t)
     bool s = t->stopping;
     pthread_mutex_unlock(&t->mu);
     return s;
+}
+
+/* One log line: the milliseconds each step of the job took on this worker. */
+static void log_profile(const struct run *r)
+{
+    char line[512];
+    size_t n = 0;
+    int64_t prev = r->t0_us;
+    for (unsigned i = 0; i < r->nmarks && n < sizeof(line); i++) {
+        int w = snprintf(line + n, sizeof(line) - n, "%s%s=%.1f", i ? " " : "", r->marks[i].step,
+                         (double)(r->marks[i].at_us - prev) / 1000.0);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+        prev = r->marks[i].at_us;
+    }
+    DCMS_LOG(DCMS_LOG_INFO, "training", "job %s steps (ms): %s", r->id, n ? line : "none");
 }
 
 void tr_run_job(struct dcms_training *t, const char *id, struct tr_slot *slot)
@@ -880,11 +947,13 @@ void tr_run_job(struct dcms_training *t, const char *id, struct tr_slot *slot)
     r->slot = slot;
     r->id = id;
     r->last_look_ms = now_ms();
+    r->t0_us = dcms_clock_mono_us();
     snprintf(r->state, sizeof(r->state), "provisioning");
     dcms_errinfo_init(&r->ei, NULL);
     dcms_buf_init_secret(&r->model_buf, TR_DEFAULT_MAX_MODEL_BYTES * 16u);
     dcms_buf_init(&r->metrics_buf, MAX_METRICS_BYTES);
     enum dcms_err e = run_steps(r);
+    log_profile(r);
     dcms_enclave_session_close(r->s);
     r->s = NULL;
     struct dcms_errinfo ei;

@@ -30,6 +30,11 @@ static struct dcms_query q_take_run = DCMS_QUERY(
     "tr_take_run", "INSERT INTO training_run_counts (contract_id, used) VALUES ($1, 1) "
                    "ON CONFLICT (contract_id) DO UPDATE SET used = training_run_counts.used + 1 "
                    "WHERE training_run_counts.used < $2");
+/* A run given back: only by a job whose keys were never released (no data moved). */
+static struct dcms_query q_give_back_run =
+    DCMS_QUERY("tr_give_back_run",
+               "UPDATE training_run_counts SET used = used - 1 WHERE used > 0 AND contract_id = "
+               "(SELECT contract_id FROM training_jobs WHERE id = $1 AND data_released = 0)");
 static struct dcms_query q_event_seq = DCMS_QUERY(
     "tr_event_seq", "SELECT coalesce(max(seq), 0) FROM training_events WHERE job_id = $1");
 static struct dcms_query q_event_put = DCMS_QUERY(
@@ -173,6 +178,16 @@ enum dcms_err tr_store_take_run(struct dcms_store_tx *tx, const char *contract_i
     return e;
 }
 
+enum dcms_err tr_store_give_back_run(struct dcms_store_tx *tx, const char *id, bool *given,
+                                     struct dcms_errinfo *ei)
+{
+    uint64_t affected = 0;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id)};
+    enum dcms_err e = dcms_store_exec(tx, &q_give_back_run, p, 1, NULL, &affected, ei);
+    *given = !e && affected == 1;
+    return e;
+}
+
 enum dcms_err tr_store_insert(struct dcms_store_tx *tx, const struct tr_new_job *j,
                               struct dcms_errinfo *ei)
 {
@@ -313,4 +328,51 @@ enum dcms_err tr_store_model_delete(struct dcms_store_tx *tx, const char *job_id
 {
     struct dcms_store_val p[] = {DCMS_VAL_TEXT(job_id)};
     return dcms_store_exec(tx, &q_model_delete, p, 1, NULL, NULL, ei);
+}
+
+/* ---- nodes: the node that runs a job (owner_node, migration 0021; training_nodes.c) ---- */
+
+static struct dcms_query q_set_owner =
+    DCMS_QUERY("tr_set_owner", "UPDATE training_jobs SET owner_node = $2 WHERE id = $1");
+static struct dcms_query q_of_node = DCMS_QUERY(
+    "tr_of_node", "SELECT id, state, enclave_id, data_released FROM training_jobs "
+                  "WHERE state IN ('provisioning', 'attesting', 'running', 'validating') AND "
+                  "($1 = '' OR owner_node = $1 OR owner_node IS NULL) AND ($2 = '' OR "
+                  "owner_node = $2) AND provisioning_at <= $3 ORDER BY id LIMIT 10000");
+static struct dcms_query q_requeue =
+    DCMS_QUERY("tr_requeue",
+               "UPDATE training_jobs SET state = 'queued', owner_node = NULL, enclave_id = NULL, "
+               "updated_at = $3, version = version + 1, reason_code = $4, reason = $5, "
+               "deadline_at = $6 WHERE id = $1 AND state = $2 AND data_released = 0 AND "
+               "owner_node = $7");
+
+enum dcms_err tr_store_set_owner(struct dcms_store_tx *tx, const char *id, const char *node,
+                                 struct dcms_errinfo *ei)
+{
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), node ? DCMS_VAL_TEXT(node) : DCMS_VAL_NULL};
+    return dcms_store_exec(tx, &q_set_owner, p, 2, NULL, NULL, ei);
+}
+
+enum dcms_err tr_store_of_node(struct dcms_store_tx *tx, const char *mine, const char *lost,
+                               const char *before, struct dcms_store_rows **rows,
+                               struct dcms_errinfo *ei)
+{
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(mine ? mine : ""), DCMS_VAL_TEXT(lost ? lost : ""),
+                                 DCMS_VAL_TEXT(before)};
+    return dcms_store_exec(tx, &q_of_node, p, 3, rows, NULL, ei);
+}
+
+enum dcms_err tr_store_requeue(struct dcms_store_tx *tx, const char *id, const char *from,
+                               const char *node, const char *now, const char *reason_code,
+                               const char *reason, const char *deadline, bool *moved,
+                               struct dcms_errinfo *ei)
+{
+    uint64_t n = 0;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),     DCMS_VAL_TEXT(from),
+                                 DCMS_VAL_TEXT(now),    DCMS_VAL_TEXT(reason_code),
+                                 DCMS_VAL_TEXT(reason), DCMS_VAL_TEXT(deadline),
+                                 DCMS_VAL_TEXT(node)};
+    enum dcms_err e = dcms_store_exec(tx, &q_requeue, p, 7, NULL, &n, ei);
+    *moved = !e && n == 1;
+    return e;
 }

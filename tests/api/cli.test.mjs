@@ -298,6 +298,12 @@ describe('docs/cli.md, run literally', () => {
           '--batch-size', '1']);
         assert.equal(z.status, 0, z.stderr);
         const j3 = z.stdout.trim();
+        // --timeout cuts the held-open event stream of a job that is still going
+        const w0 = Date.now();
+        z = run(['--profile', 'consumer', 'train', 'watch', j3, '--timeout', '2']);
+        assert.equal(z.status, 1, z.stdout + z.stderr);
+        assert.match(z.stderr, new RegExp(`training ${j3} is still [a-z]+ after 2 seconds`));
+        assert.ok(Date.now() - w0 < 15000, `watch --timeout 2 took ${Date.now() - w0} ms`);
         z = run(['--profile', 'consumer', 'train', 'cancel', j3]);
         assert.equal(z.status, 0, z.stderr);
         assert.equal(z.stdout, `training ${j3} is cancelled\n`);

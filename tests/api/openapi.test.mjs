@@ -138,3 +138,21 @@ test('openapi.yaml: error codes are slugs of src/core/err.def', () => {
   const codes = spec.components.schemas.ErrorCode.enum;
   assert.deepEqual(codes.filter((c) => !slugs.has(c)), [], 'codes in openapi.yaml that err.def does not define');
 });
+
+test('openapi.yaml: every write route documents 507 insufficient_storage with Retry-After', () => {
+  // A full disk answers every write 507 (docs/operations.md, "Faults"): POST, PUT, PATCH and
+  // DELETE all reach the store, so each must say so, through the one shared response.
+  const ref = '#/components/responses/InsufficientStorage';
+  const shared = at(ref.slice(1));
+  assert.ok(shared, `${ref} is missing`);
+  assert.equal(shared.headers?.['Retry-After']?.required, true, 'Retry-After must be documented as sent');
+  assert.ok(shared.headers?.['X-Request-Id']);
+  const code = shared.content['application/json'].schema.allOf[1].properties.error.properties.code;
+  assert.equal(code.const, 'insufficient_storage');
+  const missing = [];
+  for (const { path: p, method, op } of operations()) {
+    if (!['post', 'put', 'patch', 'delete'].includes(method)) continue;
+    if (op.responses?.['507']?.$ref !== ref) missing.push(`${method.toUpperCase()} ${p}`);
+  }
+  assert.deepEqual(missing, [], 'write routes without the shared 507 response');
+});

@@ -150,6 +150,8 @@ const EXPECTED = {
   // the web UI: the page for everyone, and no asset under a random name
   'GET /':                                               '200 200 200 200 200 200',
   'GET /assets/{name}':                                  '404 404 404 404 404 404',
+  // the nodes of the store (audit:read, like the audit log that records their changes)
+  'GET /api/v1/nodes':                                   '401 403 403 200 403 200',
 };
 
 let ctx;

@@ -75,17 +75,17 @@ const start = (who, contract, body) =>
 const getJob = (who, id) => t.call('GET', `/api/v1/trainings/${id}`, {headers: bearer(who.token)},
                                    '/api/v1/trainings/{id}');
 
-async function waitFor(id, pred, ms = 90000) {
+async function waitFor(id, pred, ms = 90000, who = consumer) {
   const end = Date.now() + ms;
   for (;;) {
-    const r = await getJob(consumer, id);
+    const r = await getJob(who, id);
     assert.equal(r.status, 200, JSON.stringify(r.json));
     if (pred(r.json)) return r.json;
     if (Date.now() > end) assert.fail(`job ${id} is still ${r.json.state}: ${JSON.stringify(r.json)}`);
     await new Promise((res) => setTimeout(res, 100));
   }
 }
-const waitFinal = (id, ms) => waitFor(id, (j) => FINAL.has(j.state), ms);
+const waitFinal = (id, ms, who) => waitFor(id, (j) => FINAL.has(j.state), ms, who);
 
 /** The events after `last` (an SSE body parsed). */
 async function events(who, id, last) {
@@ -107,6 +107,59 @@ async function events(who, id, last) {
   return out;
 }
 
+/**
+ * Opens the event stream of job `id` and reads it as it comes: `events`
+ * fills up, `comments` counts heartbeat lines, `done` resolves when the body
+ * ends (one connection, no reconnect), `close()` drops the connection.
+ */
+async function openStream(who, id, last, ctx = t) {
+  const ac = new AbortController();
+  const headers = bearer(who.token);
+  if (last !== undefined) headers['Last-Event-ID'] = String(last);
+  const res = await fetch(`${ctx.server.url}/api/v1/trainings/${id}/events`, {headers, signal: ac.signal});
+  const s = {status: res.status, res, events: [], comments: 0, ended: false, close: () => ac.abort()};
+  if (res.status !== 200) {
+    s.json = await res.json();
+    s.done = Promise.resolve();
+    return s;
+  }
+  assert.match(res.headers.get('content-type'), /^text\/event-stream/);
+  s.done = (async () => {
+    const dec = new TextDecoder();
+    let text = '';
+    try {
+      for await (const chunk of res.body) {
+        text += dec.decode(chunk, {stream: true});
+        let i;
+        while ((i = text.indexOf('\n\n')) >= 0) {
+          const block = text.slice(0, i);
+          text = text.slice(i + 2);
+          const ev = {};
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) s.comments++;
+            const j = line.indexOf(': ');
+            if (j > 0) ev[line.slice(0, j)] = line.slice(j + 2);
+          }
+          if (ev.event) s.events.push({id: ev.id === undefined ? undefined : Number(ev.id), event: ev.event,
+                                       data: JSON.parse(ev.data), at: Date.now()});
+        }
+      }
+      s.ended = true;
+    } catch (err) {
+      if (err.name !== 'AbortError') throw err;
+    }
+  })();
+  return s;
+}
+
+async function until(pred, ms = 20000, what = 'condition') {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
 before(async () => {
   // A copy of the images, so one test can change the trainer in place.
   imagesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-images-'));
@@ -114,7 +167,9 @@ before(async () => {
     fs.copyFileSync(path.join(path.dirname(path.resolve(process.env.DCMS_BIN ?? 'build/dcmsd')), 'workload', f),
                     path.join(imagesDir, f));
   fs.chmodSync(path.join(imagesDir, 'dcms-trainer'), 0o755);
-  t = await contractsContext({DCMS_TRAINING_WORKERS: '2', DCMS_ENCLAVE_IMAGES_DIR: imagesDir});
+  t = await contractsContext({DCMS_TRAINING_WORKERS: '2', DCMS_ENCLAVE_IMAGES_DIR: imagesDir,
+                             DCMS_TRAINING_EVENT_STREAMS: '5', DCMS_TRAINING_EVENT_STREAMS_PER_IDENTITY: '3',
+                             DCMS_TRAINING_EVENT_HEARTBEAT_MS: '1000'});
   ({provider, consumer} = await t.parties());
   stranger = await t.identity({roles: ['consumer']});
   ds = await dataset();
@@ -209,6 +264,61 @@ describe('training', () => {
     assert.equal(bad.status, 422);
   });
 
+  test('one open stream carries every state and the progress as they happen, and ends with the job', async () => {
+    const r = await start(consumer, active, {datasets: [ds.id], ...LR, epochs: 3000});
+    assert.equal(r.status, 202, r.text);
+    const live = await openStream(consumer, r.json.id);
+    assert.equal(live.status, 200);
+    // a second stream resumes after the first event (Last-Event-ID) and follows on
+    const resumed = await openStream(consumer, r.json.id, 1);
+    await Promise.all([live.done, resumed.done]);
+    assert.equal(live.ended, true);
+    const states = live.events.filter((e) => e.event === 'state').map((e) => e.data.state);
+    assert.deepEqual(states, ['queued', 'provisioning', 'attesting', 'running', 'validating', 'succeeded']);
+    assert.ok(live.events.some((e) => e.event === 'progress'), 'no progress event');
+    assert.equal(live.events.at(-1).event, 'end');
+    // pushed as it happened: the running state came well before the end
+    const running = live.events.find((e) => e.event === 'state' && e.data.state === 'running');
+    assert.ok(running.at < live.events.at(-1).at, 'every event came at the end');
+    const ids = live.events.filter((e) => e.id !== undefined).map((e) => e.id);
+    for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1] + 1);
+    assert.deepEqual(resumed.events.filter((e) => e.id !== undefined).map((e) => e.id), ids.filter((x) => x > 1));
+    assert.equal(resumed.events.at(-1).event, 'end');
+  });
+
+  test('open streams are bounded per identity and in total (429)', async () => {
+    const c = await t.inState({provider, consumer}, 'active', {terms: terms()});
+    const r = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 100000});
+    assert.equal(r.status, 202, r.text);
+    await waitFor(r.json.id, (j) => j.state === 'running' || FINAL.has(j.state));
+    const open = [];
+    try {
+      for (let i = 0; i < 3; i++) open.push(await openStream(consumer, r.json.id));
+      assert.deepEqual(open.map((s) => s.status), [200, 200, 200]);
+      const over = await openStream(consumer, r.json.id);
+      assert.equal(over.status, 429);
+      assert.equal(over.json.error.code, 'rate_limited', JSON.stringify(over.json));
+      checkResponse('GET', '/api/v1/trainings/{id}/events', over.res, over.json);
+      // the provider has streams of its own, up to the total of 5
+      for (let i = 0; i < 2; i++) open.push(await openStream(provider, r.json.id));
+      assert.deepEqual(open.slice(3).map((s) => s.status), [200, 200]);
+      const total = await openStream(provider, r.json.id);
+      assert.equal(total.status, 429);
+      assert.match(total.json.error.message, /DCMS_TRAINING_EVENT_STREAMS\b/);
+      // a closed stream gives its place back (the server notices at the next heartbeat)
+      open.shift().close();
+      await until(async () => {
+        const s = await openStream(consumer, r.json.id);
+        if (s.status === 200) open.push(s);
+        return s.status === 200;
+      }, 15000, 'a place after a stream closed');
+    } finally {
+      for (const s of open) s.close();
+      await t.call('POST', `/api/v1/trainings/${r.json.id}/cancel`, {headers: bearer(consumer.token)},
+                   '/api/v1/trainings/{id}/cancel');
+    }
+  });
+
   test('the audit trail shows the start, the key release with PCRs, each state and the download', async () => {
     assert.ok(job, 'needs the first job');
     const ev = await t.auditEvents(`resource_type=training&resource_id=${job.id}&limit=100`);
@@ -263,6 +373,33 @@ describe('training', () => {
     const won = rs.find((r) => r.status === 202).json;
     const j = await waitFinal(won.id);
     assert.equal(j.state, 'succeeded', JSON.stringify(j));
+    const again = await start(consumer, c, body);
+    assert.equal(again.status, 409, again.text);
+  });
+
+  test('a job that fails before its key release gives its run back; one after the release keeps it', async () => {
+    const base = terms();
+    const c = await t.inState({provider, consumer}, 'active',
+                              {terms: {...base, usage: {...base.usage, max_training_runs: 1}}});
+    const body = {datasets: [ds.id], ...LR, epochs: 5};
+    // cancelled while still queued or provisioning: no key released, the run comes back
+    const a = await start(consumer, c, body);
+    assert.equal(a.status, 202, a.text);
+    const x = await t.call('POST', `/api/v1/trainings/${a.json.id}/cancel`, {headers: bearer(consumer.token)},
+                           '/api/v1/trainings/{id}/cancel');
+    assert.equal(x.status, 200, x.text);
+    const ja = await waitFinal(a.json.id);
+    assert.equal(ja.data_released, false);
+    const ev = await t.auditEvents(`action=training.cancelled&resource_id=${a.json.id}`);
+    assert.equal(ev[0].details.run_returned, true, JSON.stringify(ev[0]));
+    // the run can be taken again; this job gets its key, so it keeps the run even though it fails
+    const b = await start(consumer, c, {...body, epochs: 100000});
+    assert.equal(b.status, 202, b.text);
+    await waitFor(b.json.id, (j) => j.state === 'running' || FINAL.has(j.state));
+    const y = await t.call('POST', `/api/v1/trainings/${b.json.id}/cancel`, {headers: bearer(consumer.token)},
+                           '/api/v1/trainings/{id}/cancel');
+    assert.equal(y.status, 200, y.text);
+    assert.equal((await waitFinal(b.json.id)).data_released, true);
     const again = await start(consumer, c, body);
     assert.equal(again.status, 409, again.text);
   });
@@ -401,7 +538,7 @@ describe('restart', () => {
 
 describe('hostile trainers', () => {
   /** A server whose training image is `image` (tests/workloads), with parties, a dataset, a contract. */
-  async function rogue(image, fn) {
+  async function rogue(image, fn, meanwhile) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-rogue-'));
     const bin = path.join(path.dirname(path.resolve(process.env.DCMS_BIN ?? 'build/dcmsd')), 'tests/workloads', image);
     fs.copyFileSync(bin, path.join(dir, image));
@@ -414,13 +551,35 @@ describe('hostile trainers', () => {
       const c = await t.inState({provider, consumer}, 'active', {terms: terms()});
       const r = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 5});
       assert.equal(r.status, 202, r.text);
-      await fn(await waitFinal(r.json.id, 60000));
+      if (meanwhile) await meanwhile(r.json.id);
+      await fn(await waitFinal(r.json.id, 60000, provider));
     } finally {
       await t?.server.stop();
       [t, provider, consumer, ds] = saved;
       fs.rmSync(dir, {recursive: true, force: true});
     }
   }
+
+  test('a caller suspended between the start and the key release: the job fails, no key is released',
+       async () => {
+    await rogue('wl_trainer_slow', async (j) => {
+      assert.equal(j.state, 'failed', JSON.stringify(j));
+      assert.equal(j.reason_code, 'caller_not_authorised', JSON.stringify(j));
+      assert.match(j.reason, /suspended|not active/);
+      assert.equal(j.data_released, false);
+      assert.deepEqual(await t.auditEvents(`action=training.key_release&resource_id=${j.id}`), []);
+      const f = await t.auditEvents(`action=training.failed&resource_id=${j.id}`);
+      assert.equal(f[0].details.reason_code, 'caller_not_authorised');
+      assert.equal(f[0].details.run_returned, true);
+    }, async (id) => {
+      // the trainer answers the training service's attestation after 3 s: suspend the caller meanwhile
+      await waitFor(id, (j) => j.state === 'attesting' || FINAL.has(j.state));
+      const s = await t.call('POST', `/api/v1/identities/${consumer.id}/suspend`,
+                             {headers: bearer(t.admin), json: {reason: 'left the lab'}},
+                             '/api/v1/identities/{id}/suspend');
+      assert.equal(s.status, 200, s.text);
+    });
+  });
 
   test('a replayed attestation document (stale nonce) gets no key', async () => {
     await rogue('wl_trainer_replay', async (j) => {
@@ -445,5 +604,44 @@ describe('hostile trainers', () => {
                              '/api/v1/enclaves/{id}');
       assert.equal(e.json.status, 'terminated', e.text);
     });
+  });
+});
+
+describe('shutdown', () => {
+  test('a stream open on a running job ends at once on SIGTERM: the shutdown does not wait for it', async () => {
+    const saved = [t, provider, consumer, ds];
+    try {
+      // a long drain deadline: a stream that held the drain would take all of it
+      t = await contractsContext({DCMS_ENCLAVE_IMAGES_DIR: imagesDir, DCMS_SHUTDOWN_TIMEOUT_MS: '20000',
+                                  DCMS_TRAINING_WORKERS: '1', DCMS_TRAINING_EVENT_HEARTBEAT_MS: '1000'});
+      ({provider, consumer} = await t.parties());
+      ds = await dataset();
+      const c = await t.inState({provider, consumer}, 'active', {terms: terms()});
+      const r = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 100000});
+      assert.equal(r.status, 202, r.text);
+      await waitFor(r.json.id, (j) => j.state === 'running' || FINAL.has(j.state));
+      const s = await openStream(consumer, r.json.id);
+      assert.equal(s.status, 200);
+      await until(() => s.events.some((e) => e.event === 'progress'), 20000, 'progress on the stream');
+      // the one worker is busy: a second job waits queued, and its stream has nothing to say
+      const q = await start(consumer, c, {datasets: [ds.id], ...LR, epochs: 5});
+      assert.equal(q.status, 202, q.text);
+      const idle = await openStream(consumer, q.json.id);
+      assert.equal(idle.status, 200);
+      // heartbeats (DCMS_TRAINING_EVENT_HEARTBEAT_MS=1000 here) while idle
+      await until(() => idle.comments >= 2, 10000, 'heartbeats');
+      assert.deepEqual(idle.events.map((e) => e.data.state), ['queued']);
+      const t0 = Date.now();
+      const code = await t.server.stop('SIGTERM', 30000);
+      const took = Date.now() - t0;
+      assert.equal(code, 0);
+      assert.ok(took < 8000, `dcmsd took ${took} ms to stop with two streams open`);
+      await Promise.all([s.done, idle.done]);
+      assert.equal(s.ended, true, 'the stream did not end');
+      assert.equal(idle.ended, true, 'the idle stream did not end');
+    } finally {
+      await t?.server.stop();
+      [t, provider, consumer, ds] = saved;
+    }
   });
 });

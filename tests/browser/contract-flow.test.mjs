@@ -112,7 +112,7 @@ test('a draft with a mistake: the problem lands on its field, then the draft is 
   assert.ok(await prov.getByLabel('Consumer identity id').evaluate((e) => e.readOnly), 'the parties are fixed');
   await prov.getByLabel('Description').fill('Gradient boosting, ten runs at most');
   await prov.getByRole('button', { name: 'Save draft' }).click();
-  await prov.getByText('Gradient boosting, ten runs at most').waitFor();
+  await prov.locator('p.prewrap').getByText('Gradient boosting, ten runs at most').waitFor(); // also in the versions diff
   const c = (await h.call('GET', `/api/v1/contracts/${contractId}`)).json;
   assert.equal(c.description, 'Gradient boosting, ten runs at most');
   assert.equal(c.version, 2);

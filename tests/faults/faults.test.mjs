@@ -16,6 +16,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { adminEnv, adminToken, bearer } from '../api/lib/iam.mjs';
+import { checkResponse } from '../api/lib/openapi.mjs';
 import { backend, startServer } from '../api/lib/server.mjs';
 
 const REQ_TIMEOUT_MS = 10000;
@@ -150,6 +151,7 @@ test('disk full: 507 insufficient_storage with Retry-After, /readyz read_only, o
       assert.equal(full.status, 507, full.text);
       assert.equal(full.json.error.code, 'insufficient_storage');
       assert.equal(full.headers.get('retry-after'), '5');
+      checkResponse('POST', '/api/v1/policies', full, full.json); // documented in api/openapi.yaml
       for (let i = 0; i < 3; i++) {
         const r = await call(s, 'POST', '/api/v1/policies', { token, json: policy('full') });
         assert.equal(r.status, 507);

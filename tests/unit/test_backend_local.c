@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -505,6 +506,124 @@ static void test_cgroup_v2(void **state)
     assert_int_equal(umount2(cg, MNT_DETACH), 0);
 }
 
+/*
+ * A suspended workload of an earlier dcmsd (here: another backend) is not
+ * this backend's, yet terminating its ref must kill it, not answer "already
+ * gone" while it lives on.
+ */
+static void test_terminate_leftover(void **state)
+{
+    struct fx *x = *state;
+    char ref[DCMS_ENCLAVE_REF_MAX], scratch[128];
+    start(x, "dcms-workload", 64, ref);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(x->b->suspend(x->b, ref, &ei), DCMS_OK);
+    snprintf(scratch, sizeof(scratch), "%s/scratch-other", x->dir);
+    struct dcms_enclave_local_opts o = {.scratch_root = scratch, .module = x->module};
+    struct dcms_enclave_backend *other;
+    assert_int_equal(dcms_enclave_backend_local_new(&o, &other, &ei), DCMS_OK);
+    assert_int_equal(other->terminate(other, ref, &ei), DCMS_OK);
+    struct dcms_enclave_probe p;
+    wait_exited_for(x, ref, &p, 1);
+    assert_string_equal(p.reason, "killed by signal 9 (SIGKILL)");
+    /* A ref whose process is gone, or was never one of ours, is simply done. */
+    assert_int_equal(other->terminate(other, ref, &ei), DCMS_OK);
+    assert_int_equal(other->terminate(other, "local:1:1", &ei), DCMS_OK);
+    dcms_enclave_backend_free(other);
+    terminate(x, ref);
+}
+
+/* A pid that no process has: a child that already exited and was reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+static void write_to(const char *dir, const char *file, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/*
+ * What a killed dcmsd leaves: a frozen process in its workload cgroup and
+ * an enclave directory in the scratch root. A new backend sweeps both: the
+ * process is killed (frozen as it is), the cgroups and the directory go; a
+ * live dcmsd's base cgroup is left alone.
+ */
+static void test_sweep_leftovers(void **state)
+{
+    struct fx *x = *state;
+    if (geteuid() != 0)
+        skip();
+    char cg[128], base[256], wl[320], live[256], scratch[128], encdir[256], path[400];
+    snprintf(cg, sizeof(cg), "%s/cgroup2", x->dir);
+    assert_int_equal(mkdir(cg, 0755), 0);
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("none", cg, "cgroup2", 0, NULL) != 0)
+        skip();
+    snprintf(base, sizeof(base), "%s/dcms-enclaves-%d", cg, (int)dead_pid());
+    snprintf(wl, sizeof(wl), "%s/11111111-2222-3333-4444-555555555555", base);
+    snprintf(live, sizeof(live), "%s/dcms-enclaves-%d", cg, (int)getppid());
+    assert_int_equal(mkdir(base, 0755), 0);
+    assert_int_equal(mkdir(wl, 0755), 0);
+    assert_int_equal(mkdir(live, 0755), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        for (;;)
+            pause();
+    }
+    char v[32];
+    snprintf(v, sizeof(v), "%d", (int)child);
+    write_to(wl, "cgroup.procs", v);
+    write_to(wl, "cgroup.freeze", "1");
+    snprintf(path, sizeof(path), "%s/cgroup.events", wl);
+    int64_t until = dcms_clock_mono_us() + 5000000;
+    while (!file_has(path, "frozen 1") && dcms_clock_mono_us() < until)
+        usleep(10000);
+    assert_true(file_has(path, "frozen 1"));
+
+    snprintf(scratch, sizeof(scratch), "%s/scratch-sweep", x->dir);
+    snprintf(encdir, sizeof(encdir), "%s/11111111-2222-3333-4444-555555555555", scratch);
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    assert_int_equal(mkdir(encdir, 0700), 0);
+    snprintf(path, sizeof(path), "%s/root", encdir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    write_to(encdir, "config.json", "{}");
+    write_to(encdir, "workload.log", "left over\n");
+
+    struct dcms_enclave_local_opts o = {
+        .scratch_root = scratch, .module = x->module, .cgroup_root = cg};
+    struct dcms_enclave_backend *b;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    assert_int_equal(dcms_enclave_backend_local_new(&o, &b, &ei), DCMS_OK);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    struct stat st;
+    assert_int_equal(stat(wl, &st), -1);
+    assert_int_equal(stat(base, &st), -1);
+    assert_int_equal(stat(live, &st), 0);
+    assert_int_equal(stat(encdir, &st), -1);
+    assert_int_equal(stat(scratch, &st), 0);
+    dcms_enclave_backend_free(b);
+    assert_int_equal(rmdir(live), 0);
+    assert_int_equal(umount2(cg, MNT_DETACH), 0);
+}
+
 /* The number of CPUs a workload may run on. */
 static int cpus_of(pid_t pid, cpu_set_t *set)
 {
@@ -753,6 +872,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_and_signing_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cgroup_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_terminate_leftover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cpu_affinity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_files_invisible, setup, teardown),

@@ -37,18 +37,22 @@ static void state_machine_table(void **state)
         S = ENCLAVE_SUSPENDED,
         F = ENCLAVE_FAILED,
         T = ENCLAVE_TERMINATED,
+        L = ENCLAVE_LOST,
         X = -1
     };
     /* to[from][event] for the owner and for the system; X: refused. */
-    static const int owner[5][ENCLAVE__EVENT_COUNT] = {
-        /* start susp resume attest update fail term */
-        [I] = {X, X, X, X, X, X, T}, [R] = {X, S, X, R, X, X, T}, [S] = {X, X, R, X, S, X, T},
-        [F] = {X, X, X, X, X, X, T}, [T] = {X, X, X, X, X, X, X},
+    static const int owner[6][ENCLAVE__EVENT_COUNT] = {
+        /* start susp resume attest update fail term lose */
+        [I] = {X, X, X, X, X, X, T, X}, [R] = {X, S, X, R, X, X, T, X},
+        [S] = {X, X, R, X, S, X, T, X}, [F] = {X, X, X, X, X, X, T, X},
+        [T] = {X, X, X, X, X, X, X, X}, [L] = {X, X, X, X, X, X, T, X},
     };
-    static const int system[5][ENCLAVE__EVENT_COUNT] = {
-        /* suspend / resume: the contract the enclave serves drives it (enclaves_govern.c) */
-        [I] = {R, X, X, X, X, F, T}, [R] = {X, S, X, X, X, F, T}, [S] = {X, X, R, X, X, F, T},
-        [F] = {X, X, X, X, X, X, T}, [T] = {X, X, X, X, X, X, X},
+    static const int system[6][ENCLAVE__EVENT_COUNT] = {
+        /* suspend / resume: the contract the enclave serves drives it (enclaves_govern.c);
+         * lose: the node running it stopped beating (enclaves_nodes.c) */
+        [I] = {R, X, X, X, X, F, T, L}, [R] = {X, S, X, X, X, F, T, L},
+        [S] = {X, X, R, X, X, F, T, L}, [F] = {X, X, X, X, X, X, T, X},
+        [T] = {X, X, X, X, X, X, X, X}, [L] = {X, X, X, X, X, X, T, X},
     };
     for (int from = 0; from < ENCLAVE__STATUS_COUNT; from++) {
         for (int ev = 0; ev < ENCLAVE__EVENT_COUNT; ev++) {

@@ -61,6 +61,8 @@ static const struct owner {
     {"dataset_upload_state", "datasets"},
     {"registration_limits", "iam"},
     {"privacy_budgets", "privacy"},
+    {"nodes", "nodes"},
+    {"leases", "nodes"},
     {"privacy_runs", "privacy"},
     {NULL, NULL},
 };

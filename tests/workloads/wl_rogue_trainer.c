@@ -9,6 +9,10 @@
  *                       a result whose lengths and SHA-384 are right, but
  *                       attests it with user_data that is not that hash: the
  *                       result must be refused and nothing stored.
+ *   wl_trainer_slow     attests honestly, but answers the training service's
+ *                       attestation request (the second one) only after
+ *                       three seconds, so a test can change who may train
+ *                       while the job waits before its key release.
  * It speaks the frames of training/README.md ("Channel protocol") on fd 3.
  */
 #ifndef _GNU_SOURCE
@@ -20,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "enclaves/channel.h"
@@ -130,6 +135,10 @@ int main(void)
                     return 2;
                 continue;
             }
+#endif
+#ifdef ROGUE_SLOW
+            if (attests > 1)
+                nanosleep(&(struct timespec){3, 0}, NULL);
 #endif
             if (nsm(f.body, f.body_len, NULL, 0, &doc, &len) ||
                 send_frame(DCMS_CHAN_ATTEST_RESP, doc, len))

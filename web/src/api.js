@@ -182,3 +182,46 @@ function signedOut() {
 export function hasSession() {
   return access !== null;
 }
+
+/**
+ * A request with the session's bearer token and any body (bytes for a tus
+ * PATCH, a stream reader for Server-Sent Events): the raw Response, after
+ * one refresh-and-retry on 401. Network failures raise the banner and throw
+ * ApiError(0, 'unreachable').
+ */
+export async function authFetch(path, { method = 'GET', headers = {}, body, signal } = {}) {
+  const go = () =>
+    fetch(path, {
+      method,
+      headers: { ...headers, ...(access ? { Authorization: `Bearer ${access}` } : {}) },
+      body,
+      signal,
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  let res;
+  try {
+    res = await go();
+    if (res.status === 401 && access !== null) {
+      if (await refresh()) res = await go();
+      else signedOut();
+    }
+  } catch (e) {
+    if (e?.name === 'AbortError') throw e;
+    setOnline(false);
+    throw new ApiError(0, 'unreachable', t('errors.unreachable'));
+  }
+  setOnline(true);
+  return res;
+}
+
+/** The ApiError of a non-2xx Response from authFetch (its JSON error body). */
+export async function responseError(res) {
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    body = null;
+  }
+  return errorOf({ status: res.status, body });
+}

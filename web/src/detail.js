@@ -4,7 +4,9 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from './api.js';
 import { actions, liveSignature, sidesOf } from './lifecycle.js';
 import { fmtDate, t } from './messages.js';
+import { VersionsDiff } from './diff.js';
 import { navigate } from './router.js';
+import { TrainingsPanel } from './training.js';
 import { ErrorSummary, Failure, Loading, StatusBadge, html } from './ui.js';
 
 export function useContract(id) {
@@ -179,6 +181,10 @@ export function ContractDetail({ id, me }) {
         ${flatten(c.terms, '', []).map(([k, v]) => html`<tr><th scope="row"><code>${k}</code></th><td>${v}</td></tr>`)}
       </tbody>
     </table>
+
+    ${c.terms_version > 1 && html`<${VersionsDiff} contract=${c} />`}
+    <${TrainingsPanel} contract=${c} me=${me} />
+    <p><a href=${'#/contracts/' + c.id + '/audit'}>${t('audit.trail')}</a></p>
 
     <dialog ref=${dialog} aria-labelledby="dlg-title" onClose=${() => setAsk(null)}>
       ${ask && html`<form method="dialog" onSubmit=${confirm}>

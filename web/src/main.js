@@ -4,6 +4,8 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Account } from './account.js';
 import { api, logout, net, refresh, subscribe, whenSignedOut } from './api.js';
+import { AuditPage, ContractAudit } from './audit.js';
+import { DatasetDetail, DatasetList, DatasetNew } from './datasets.js';
 import { ContractDetail } from './detail.js';
 import { ContractEditor } from './editor.js';
 import { ContractList } from './list.js';
@@ -11,6 +13,7 @@ import { t } from './messages.js';
 import { navigate, useRoute } from './router.js';
 import { SignIn } from './signin.js';
 import { SignSheet } from './signsheet.js';
+import { TrainingPage, TrainingStart } from './training.js';
 import { Loading, html } from './ui.js';
 
 function Banner() {
@@ -64,10 +67,15 @@ function App() {
   const [, id, sub] = route.segments;
   if (me === undefined) screen = html`<${Loading} />`;
   else if (me === null) screen = html`<${SignIn} notice=${notice} onDone=${() => { setNotice(null); loadMe(); }} />`;
+  else if (route.segments[0] === 'datasets') screen = id === 'new' ? html`<${DatasetNew} />` : id ? html`<${DatasetDetail} key=${id} id=${id} />` : html`<${DatasetList} />`;
+  else if (route.segments[0] === 'trainings' && id) screen = html`<${TrainingPage} key=${id} id=${id} me=${me} />`;
+  else if (route.segments[0] === 'audit') screen = html`<${AuditPage} route=${route} />`;
   else if (route.segments[0] === 'account') screen = html`<${Account} me=${me} onSignOut=${signOut} />`;
   else if (route.segments[0] !== 'contracts') screen = html`<${ContractList} route=${route} me=${me} />`;
   else if (id === 'new') screen = html`<${ContractEditor} me=${me} />`;
   else if (id && sub === 'edit') screen = html`<${ContractEditor} id=${id} me=${me} />`;
+  else if (id && sub === 'train') screen = html`<${TrainingStart} id=${id} me=${me} />`;
+  else if (id && sub === 'audit') screen = html`<${ContractAudit} key=${id} id=${id} />`;
   else if (id && sub === 'sign') screen = html`<${SignSheet} id=${id} me=${me} onReauth=${reauth} />`;
   else if (id) screen = html`<${ContractDetail} key=${id} id=${id} me=${me} />`;
   else screen = html`<${ContractList} route=${route} me=${me} />`;
@@ -80,7 +88,9 @@ function App() {
       ${me &&
       html`<nav aria-label=${t('nav.label')}>
           <a href="#/contracts" aria-current=${route.segments[0] === 'contracts' && !id ? 'page' : undefined}>${t('nav.contracts')}</a>
-          <a href="#/contracts/new" aria-current=${id === 'new' ? 'page' : undefined}>${t('nav.new')}</a>
+          <a href="#/contracts/new" aria-current=${route.segments[0] === 'contracts' && id === 'new' ? 'page' : undefined}>${t('nav.new')}</a>
+          ${(me.token.roles.includes('provider') || me.token.roles.includes('admin')) && html`<a href="#/datasets" aria-current=${route.segments[0] === 'datasets' ? 'page' : undefined}>${t('nav.datasets')}</a>`}
+          ${(me.token.roles.includes('auditor') || me.token.roles.includes('admin')) && html`<a href="#/audit" aria-current=${route.segments[0] === 'audit' ? 'page' : undefined}>${t('nav.audit')}</a>`}
           <a href="#/account" aria-current=${route.segments[0] === 'account' ? 'page' : undefined}>${t('nav.account')}</a>
         </nav>
         <div class="who">

@@ -6,6 +6,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
 import { useContract } from './detail.js';
+import { DiffSinceSigned } from './diff.js';
 import { actions, liveSignature } from './lifecycle.js';
 import { t } from './messages.js';
 import { navigate } from './router.js';
@@ -82,6 +83,7 @@ export function SignSheet({ id, me, onReauth }) {
       <dt>${t('sign.key')}</dt>
       <dd>${key.error ? key.error.message : key.loading ? t('app.loading') : fp ? html`<code class="hash" data-testid="key-fingerprint">${fp}</code>` : key.state === 'unregistered' ? t('sign.key.unregistered') : t('sign.key.none')}</dd>
     </dl>
+    <${DiffSinceSigned} contract=${c} me=${me} />
     ${!a.enabled && html`<p class="note" role="status">${a.why}</p>`}
     ${a.enabled && !done &&
     html`<form onSubmit=${submit}>
