@@ -808,6 +808,10 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo21_leases", "DROP TABLE leases"),
+    DCMS_QUERY("t_undo21_nodes", "DROP TABLE nodes"),
+    DCMS_QUERY("t_undo21_enclave_owner_index", "DROP INDEX enclaves_owner_node"),
+    DCMS_QUERY("t_undo21_enclave_owner", "ALTER TABLE enclaves DROP COLUMN owner_node"),
     DCMS_QUERY("t_undo20_heads", "DROP TABLE audit_tree_heads"),
     DCMS_QUERY("t_undo20_nodes", "DROP TABLE audit_tree_nodes"),
     DCMS_QUERY("t_undo20_pending", "DROP TABLE audit_pending"),
