@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "attestation/attestation.h"
 #include "audit/audit.h"
@@ -129,6 +130,20 @@ out:
     return rc;
 }
 
+/* The server's audit public key (*pk, malloc'd), printed so that it can be compared out of band. */
+static int server_audit_key(struct cli *c, struct cli_resp *r, char **pk)
+{
+    int rc = cli_request(c, "GET", "/api/v1/audit/public-key", NULL, NULL, NULL, false, r);
+    if (rc)
+        return rc;
+    if (r->status != 200 || !(*pk = strdup(cli_jstr(r->json, "public_key", "")))) {
+        cli_print_error(c, r);
+        return CLI_EXIT_REFUSED;
+    }
+    fprintf(stderr, "audit key (from the server; compare it out of band): %s\n", *pk);
+    return 0;
+}
+
 int cli_cmd_audit(struct cli *c, int argc, char **argv)
 {
     if (argc < 1)
@@ -152,7 +167,8 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
         {"verify", 0, CLI_OPT_FLAG, &verify, NULL, NULL,
          "export: verify it offline (as dcmsd audit verify)"},
         {"public-key", 0, CLI_OPT_VALUE, NULL, &key, "KEY",
-         "export --verify: the audit key you trust (default: the server's, printed)"},
+         "export --verify, verify-receipt: the audit key you trust (default: the server's, "
+         "printed)"},
         {0},
     };
     int rc = cli_args_parse_sub(argc, argv, opts, pos, 1, &npos, &help);
@@ -212,6 +228,45 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
             rc = CLI_EXIT_REFUSED;
         goto out;
     }
+    if (strcmp(sub, "receipt") == 0 && npos == 1) {
+        /* 202 while the event waits for its position (DCMS_AUDIT_SEQUENCE_DELAY_MS): ask again */
+        for (int i = 0; i < 50; i++) {
+            if ((rc = cli_call_id(c, "GET", "/api/v1/audit/events/", pos[0], "/receipt", NULL,
+                                  &r)) ||
+                r.status != 202)
+                break;
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (rc)
+            goto out;
+        if (r.status == 202) {
+            cli_errorf(c, "event %s is still waiting for its position in the log", pos[0]);
+            rc = CLI_EXIT_REFUSED;
+            goto out;
+        }
+        if (!out)
+            out = "-";
+        if ((rc = write_out(c, out, r.body, r.len)))
+            goto out;
+        if (strcmp(out, "-") != 0)
+            cli_infof(c, "receipt of event %s written to %s", pos[0], out);
+        goto out;
+    }
+    if (strcmp(sub, "verify-receipt") == 0 && npos == 1) {
+        char *pk = NULL;
+        if (!key) {
+            if ((rc = server_audit_key(c, &r, &pk)))
+                goto out;
+        }
+        char *args[] = {(char *)"audit",        (char *)"verify-receipt", (char *)pos[0],
+                        (char *)"--public-key", pk ? pk : (char *)key,    NULL};
+        fflush(stdout);
+        int v = dcms_audit_cli(5, args);
+        rc = v == 0 ? CLI_EXIT_OK : v == 2 ? CLI_EXIT_USAGE : CLI_EXIT_REFUSED;
+        free(pk);
+        goto out;
+    }
     if (strcmp(sub, "export") == 0 && npos == 0) {
         char q[256] = "/api/v1/audit/export?";
         if (cli_query_add(q, sizeof q, "from_seq", from) ||
@@ -233,17 +288,8 @@ int cli_cmd_audit(struct cli *c, int argc, char **argv)
             goto out;
         }
         char *pk = NULL;
-        if (!key) {
-            if ((rc = cli_request(c, "GET", "/api/v1/audit/public-key", NULL, NULL, NULL, false,
-                                  &r)))
-                goto out;
-            if (r.status != 200 || !(pk = strdup(cli_jstr(r.json, "public_key", "")))) {
-                cli_print_error(c, &r);
-                rc = CLI_EXIT_REFUSED;
-                goto out;
-            }
-            fprintf(stderr, "audit key (from the server; compare it out of band): %s\n", pk);
-        }
+        if (!key && (rc = server_audit_key(c, &r, &pk)))
+            goto out;
         char *args[] = {(char *)"audit",        (char *)"verify",      (char *)out,
                         (char *)"--public-key", pk ? pk : (char *)key, NULL};
         fflush(stdout);

@@ -100,6 +100,10 @@ static const struct cli_sub subs_audit[] = {
     {"verify", "", "the server re-walks the chain and its checkpoints"},
     {"export", "[-o FILE] [--from-seq N] [--to-seq N] [--verify]",
      "export the chain (JSON lines); --verify checks it offline with the public key"},
+    {"receipt", "EVENT_ID [-o FILE]",
+     "an event's receipt: the event, its inclusion proof and the signed tree head"},
+    {"verify-receipt", "FILE [--public-key KEY]",
+     "check a receipt offline against the audit key you trust (as dcmsd audit verify-receipt)"},
     {NULL, NULL, NULL},
 };
 

@@ -577,6 +577,29 @@ describe('sessions, output and exit statuses', () => {
       r = dcms(dir, server, ['keys', 'list']);
       assert.match(r.stdout, new RegExp(`${k2} +second +revoked`));
 
+      // An audit receipt (the key registration's event), fetched and checked offline: with the
+      // pinned key, with the server's (printed), and refused when the event or the key differ.
+      r = dcms(dir, server, ['--json', 'audit', 'events', '--action', 'signing_key.', '--limit', '1']);
+      assert.equal(r.status, 0, r.stderr);
+      const evId = JSON.parse(r.stdout).events[0].id;
+      r = dcms(dir, server, ['audit', 'receipt', evId, '-o', 'receipt.json']);
+      assert.equal(r.status, 0, r.stderr);
+      const auditKey = (await (await fetch(`${server.url}/api/v1/audit/public-key`)).json()).public_key;
+      r = dcms(dir, null, ['audit', 'verify-receipt', 'receipt.json', '--public-key', auditKey]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.equal(JSON.parse(r.stdout).ok, true);
+      r = dcms(dir, server, ['audit', 'verify-receipt', 'receipt.json']);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stderr, new RegExp(`audit key \\(from the server; compare it out of band\\): ${auditKey.replace(/[+/]/g, '\\$&')}`));
+      const receipt = JSON.parse(fs.readFileSync(path.join(dir, 'receipt.json'), 'utf8'));
+      receipt.event.action += '.forged';
+      fs.writeFileSync(path.join(dir, 'forged.json'), JSON.stringify(receipt));
+      r = dcms(dir, null, ['audit', 'verify-receipt', 'forged.json', '--public-key', auditKey]);
+      assert.equal(r.status, 1);
+      assert.equal(JSON.parse(r.stdout).ok, false);
+      r = dcms(dir, null, ['audit', 'verify-receipt', 'receipt.json', '--public-key', randomBytes(32).toString('base64')]);
+      assert.equal(r.status, 1, 'another key');
+
       // Refused by the server: 1, with the message and every field path.
       fs.writeFileSync(path.join(dir, 'bad-terms.json'), JSON.stringify({ retention: { days: 0 } }));
       r = dcms(dir, server, ['contracts', 'create', '-f', 'bad-terms.json', '--title', 'x',
