@@ -12,6 +12,8 @@
 #ifndef DCMS_TRAINING_H
 #define DCMS_TRAINING_H
 
+#include <jansson.h>
+
 #include "dcms/err.h"
 
 struct dcms_app;
@@ -30,5 +32,16 @@ enum dcms_err dcms_training_open(struct dcms_app *app, struct dcms_training **ou
 
 /* Stops the workers (a running job is cancelled and its enclave retired), frees. NULL: no-op. */
 void dcms_training_close(struct dcms_training *t);
+
+/*
+ * The ids of contract `contract_id`'s training jobs, oldest first (at most
+ * DCMS_TRAINING_EVIDENCE_MAX), as a JSON array of strings in *out: the
+ * contract's audit slice and evidence name their events. No authorization:
+ * the caller has decided that its caller may read the contract. A NULL `t`
+ * gives an empty array.
+ */
+#define DCMS_TRAINING_EVIDENCE_MAX 256
+enum dcms_err dcms_training_ids_of_contract(struct dcms_training *t, const char *contract_id,
+                                            json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 #endif

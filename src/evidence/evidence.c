@@ -1,45 +1,58 @@
 /*
  * Assembles a contract's evidence from the modules that own it: the
  * contract service (signed content, signatures with keys; it also decides
- * who may read), the enclave service (last attestation documents), and the
- * audit log (the slice of the contract and its enclaves, with the signed
- * proof that it belongs to the chain).
+ * who may read), the enclave service (last attestation documents), the
+ * training service (which jobs ran under it), and the audit log (the slice
+ * of the contract, its enclaves and its training jobs, with the signed proof
+ * that it belongs to the chain, and receipts for the signatures, key
+ * releases and model downloads).
  */
 #include "dcms/app.h"
 #include "dcms/audit.h"
 #include "dcms/clock.h"
 #include "dcms/contracts.h"
 #include "dcms/enclaves.h"
+#include "dcms/training.h"
 #include "evidence/evidence_int.h"
 
-/* The contract, then (type, id) of the contract and of each enclave bound to it. */
+/*
+ * The contract, then (type, id) of the contract, of each enclave bound to it
+ * and of each of its training jobs. The job ids live in *trainings, which
+ * the caller frees after *res (the entries point into it).
+ */
 static enum dcms_err resources_of(const struct evidence_call *c, const char *id,
                                   bool with_signatures, json_t **contract, json_t **enclaves,
-                                  struct dcms_audit_resource **res, size_t *nres)
+                                  json_t **trainings, struct dcms_audit_resource **res,
+                                  size_t *nres)
 {
-    *contract = *enclaves = NULL;
+    *contract = *enclaves = *trainings = NULL;
     *res = NULL;
     enum dcms_err e = dcms_contracts_evidence(c->app, c->p, c->client_ip, c->request_id, id,
                                               with_signatures, contract, c->ei);
-    if (e || (e = dcms_enclaves_of_contract(c->app->enclaves, id, enclaves, c->ei)))
+    if (e || (e = dcms_enclaves_of_contract(c->app->enclaves, id, enclaves, c->ei)) ||
+        (e = dcms_training_ids_of_contract(c->app->training, id, trainings, c->ei)))
         goto fail;
-    size_t n = json_array_size(*enclaves) + 1;
+    size_t ne = json_array_size(*enclaves), n = 1 + ne + json_array_size(*trainings);
     *res = calloc(n, sizeof(**res));
     if (!*res) {
         e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
         goto fail;
     }
     (*res)[0] = (struct dcms_audit_resource){"contract", id};
-    for (size_t i = 1; i < n; i++)
+    for (size_t i = 1; i <= ne; i++)
         (*res)[i] = (struct dcms_audit_resource){
             "enclave",
             json_string_value(json_object_get(json_array_get(*enclaves, i - 1), "enclave_id"))};
+    for (size_t i = 1 + ne; i < n; i++)
+        (*res)[i] = (struct dcms_audit_resource){
+            "training", json_string_value(json_array_get(*trainings, i - 1 - ne))};
     *nres = n;
     return DCMS_OK;
 fail:
     json_decref(*contract);
     json_decref(*enclaves);
-    *contract = *enclaves = NULL;
+    json_decref(*trainings);
+    *contract = *enclaves = *trainings = NULL;
     return e;
 }
 
@@ -47,11 +60,11 @@ enum dcms_err evidence_contract_audit(const struct evidence_call *c, const char 
                                       int64_t limit, json_t **out)
 {
     *out = NULL;
-    json_t *contract, *enclaves, *slice = NULL;
+    json_t *contract, *enclaves, *trainings, *slice = NULL;
     struct dcms_audit_resource *res;
     size_t nres = 0;
     bool more = false;
-    enum dcms_err e = resources_of(c, id, false, &contract, &enclaves, &res, &nres);
+    enum dcms_err e = resources_of(c, id, false, &contract, &enclaves, &trainings, &res, &nres);
     if (e)
         return e;
     e = dcms_audit_slice(c->app->audit, res, nres, after, limit, &slice, &more, c->ei);
@@ -68,30 +81,34 @@ enum dcms_err evidence_contract_audit(const struct evidence_call *c, const char 
     free(res);
     json_decref(contract);
     json_decref(enclaves);
+    json_decref(trainings);
     return e;
 }
 
 enum dcms_err evidence_contract_bundle(const struct evidence_call *c, const char *id, json_t **out)
 {
     *out = NULL;
-    json_t *bundle, *enclaves, *slice = NULL;
+    json_t *bundle, *enclaves, *trainings, *slice = NULL;
     struct dcms_audit_resource *res;
     size_t nres = 0;
     bool more = false;
-    enum dcms_err e = resources_of(c, id, true, &bundle, &enclaves, &res, &nres);
+    enum dcms_err e = resources_of(c, id, true, &bundle, &enclaves, &trainings, &res, &nres);
     if (e)
         return e;
     if ((e = dcms_audit_slice(c->app->audit, res, nres, 0, EVIDENCE_MAX_EVENTS, &slice, &more,
                               c->ei)))
         goto out;
-    /* A receipt (RFC 9162 inclusion proof and signed tree head) for each signature. */
+    /* A receipt (RFC 9162 inclusion proof and signed tree head) for each signature, key release
+     * and model download. */
     json_t *receipts = json_array();
     size_t i;
     json_t *ev;
     json_array_foreach(json_object_get(slice, "events"), i, ev)
     {
         const char *action = json_string_value(json_object_get(ev, "action"));
-        if (!receipts || !action || strcmp(action, "contract.sign") != 0)
+        if (!receipts || !action ||
+            (strcmp(action, "contract.sign") != 0 && strcmp(action, "training.key_release") != 0 &&
+             strcmp(action, "training.model_download") != 0))
             continue;
         json_t *rc = NULL;
         bool pending = false;
@@ -123,6 +140,7 @@ out:
     free(res);
     json_decref(bundle);
     json_decref(enclaves);
+    json_decref(trainings);
     json_decref(slice);
     return e;
 }

@@ -323,14 +323,26 @@ static void check_audit(struct tally *t, const json_t *bundle, const char *pinne
     dcms_audit_slice_verify(slice, pk, &r);
     check(t, r.ok, "audit", "%lld events, checkpoint and inclusion statement: %s",
           (long long)r.events_checked, r.reason);
-    /* Each event must concern this contract or one of its enclaves. */
+    /*
+     * Each event must concern this contract, one of its enclaves, or one of its training jobs:
+     * a job is the contract's when the slice holds its training.start naming the contract.
+     */
     const char *cid = str(json_object_get(bundle, "contract"), "id");
     size_t i, bad = 0;
-    json_t *ev;
+    json_t *ev, *jobs = json_object();
+    json_array_foreach(json_object_get(slice, "events"), i, ev)
+    {
+        const char *rt = str(ev, "resource_type"), *rid = str(ev, "resource_id");
+        const char *of = str(json_object_get(ev, "details"), "contract_id");
+        if (jobs && rt && rid && strcmp(rt, "training") == 0 && str(ev, "action") &&
+            strcmp(str(ev, "action"), "training.start") == 0 && of && cid && strcmp(of, cid) == 0)
+            json_object_set_new(jobs, rid, json_true());
+    }
     json_array_foreach(json_object_get(slice, "events"), i, ev)
     {
         const char *rt = str(ev, "resource_type"), *rid = str(ev, "resource_id");
         bool mine = rt && rid && strcmp(rt, "contract") == 0 && cid && strcmp(rid, cid) == 0;
+        mine = mine || (rt && rid && strcmp(rt, "training") == 0 && json_object_get(jobs, rid));
         size_t k;
         json_t *en;
         json_array_foreach(json_object_get(bundle, "enclaves"), k, en)
@@ -340,31 +352,42 @@ static void check_audit(struct tally *t, const json_t *bundle, const char *pinne
         }
         bad += !mine;
     }
-    check(t, bad == 0, "audit", "every event concerns this contract or its enclaves (%zu do not)",
-          bad);
-    /* Each signature's receipt: its event in the log of a signed tree head, for this contract. */
-    size_t nsign = 0, nrc = 0, rbad = 0;
+    check(t, bad == 0, "audit",
+          "every event concerns this contract, its enclaves or its %zu training jobs (%zu do not)",
+          json_object_size(jobs), bad);
+    /*
+     * Each signature's, key release's and model download's receipt: its event in the log of a
+     * signed tree head, for this contract or one of its jobs.
+     */
+    size_t nwant = 0, nrc = 0, rbad = 0;
     json_array_foreach(json_object_get(slice, "events"), i, ev)
     {
         const char *action = str(ev, "action");
-        nsign += action && strcmp(action, "contract.sign") == 0;
+        nwant += action && (strcmp(action, "contract.sign") == 0 ||
+                            strcmp(action, "training.key_release") == 0 ||
+                            strcmp(action, "training.model_download") == 0);
     }
     json_t *rc;
     json_array_foreach(json_object_get(bundle, "receipts"), i, rc)
     {
         struct dcms_audit_report rr;
         const json_t *rev = json_object_get(rc, "event");
-        bool ok = dcms_audit_receipt_verify(rc, pk, &rr) && str(rev, "action") &&
-                  strcmp(str(rev, "action"), "contract.sign") == 0 && cid &&
-                  str(rev, "resource_id") && strcmp(str(rev, "resource_id"), cid) == 0;
+        const char *action = str(rev, "action"), *rid = str(rev, "resource_id");
+        bool ok = dcms_audit_receipt_verify(rc, pk, &rr) && action && rid &&
+                  ((strcmp(action, "contract.sign") == 0 && cid && strcmp(rid, cid) == 0) ||
+                   ((strcmp(action, "training.key_release") == 0 ||
+                     strcmp(action, "training.model_download") == 0) &&
+                    json_object_get(jobs, rid)));
         if (!ok)
             printf("     receipt %zu: %s\n", i, rr.ok ? "names another event" : rr.reason);
         rbad += !ok;
         nrc++;
     }
-    check(t, rbad == 0 && nrc == nsign, "receipts",
-          "%zu signature receipts verify against the signed tree head (%zu signatures, %zu bad)",
-          nrc, nsign, rbad);
+    json_decref(jobs);
+    check(t, rbad == 0 && nrc == nwant, "receipts",
+          "%zu receipts (signatures, key releases, model downloads) verify against the signed "
+          "tree head (%zu such events, %zu bad)",
+          nrc, nwant, rbad);
     if (!json_is_true(json_object_get(bundle, "audit_complete")))
         printf("NOTE audit: the bundle holds the first %zu events only (audit_complete false); "
                "page the rest with GET /api/v1/contracts/{id}/audit\n",

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dcms/store.h"
+#include "dcms/app.h"
 #include "training/training_int.h"
 
 #define COLS                                                                                       \
@@ -374,5 +375,41 @@ enum dcms_err tr_store_requeue(struct dcms_store_tx *tx, const char *id, const c
                                  DCMS_VAL_TEXT(node)};
     enum dcms_err e = dcms_store_exec(tx, &q_requeue, p, 7, NULL, &n, ei);
     *moved = !e && n == 1;
+    return e;
+}
+
+/* ---- the jobs of a contract, for its evidence (dcms/training.h) ---- */
+
+static struct dcms_query q_ids_of_contract =
+    DCMS_QUERY("tr_ids_of_contract", "SELECT CAST(id AS TEXT) FROM training_jobs "
+                                     "WHERE CAST(contract_id AS TEXT) = $1 "
+                                     "ORDER BY created_at, id LIMIT $2");
+
+enum dcms_err dcms_training_ids_of_contract(struct dcms_training *t, const char *contract_id,
+                                            json_t **out, struct dcms_errinfo *ei)
+{
+    *out = json_array();
+    if (!*out)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    if (!t)
+        return DCMS_OK;
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(t->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        goto fail;
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(contract_id),
+                                 DCMS_VAL_INT(DCMS_TRAINING_EVIDENCE_MAX)};
+    e = dcms_store_exec(tx, &q_ids_of_contract, p, 2, &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++)
+        if (json_array_append_new(*out, json_string(dcms_store_rows_text(rows, i, 0))))
+            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    dcms_store_rows_free(rows);
+    if (!e)
+        return DCMS_OK;
+fail:
+    json_decref(*out);
+    *out = NULL;
     return e;
 }

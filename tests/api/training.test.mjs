@@ -15,7 +15,7 @@
 // Runs on the backend chosen by DCMS_TEST_BACKEND.
 
 import assert from 'node:assert/strict';
-import {execFileSync} from 'node:child_process';
+import {execFileSync, spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -330,6 +330,33 @@ describe('training', () => {
     assert.match(rel.details.pcrs['0'], /^[0-9a-f]{96}$/);
     assert.match(rel.details.nonce, /^[0-9a-f]{64}$/);
     assert.deepEqual(rel.details.datasets, [{id: ds.id, sha256: ds.sha256}]);
+    // the provider, who cannot read /audit/events, sees the job's trail in the contract's slice
+    const sl = await t.call('GET', `/api/v1/contracts/${job.contract_id}/audit?limit=500`,
+                            {headers: bearer(provider.token)}, '/api/v1/contracts/{id}/audit');
+    assert.equal(sl.status, 200, sl.text);
+    const mine = sl.json.events.filter((e) => e.resource_type === 'training' && e.resource_id === job.id);
+    assert.deepEqual(mine.map((e) => e.action), actions);
+    // and the contract's evidence carries receipts of the key release and the model download
+    const b = await t.call('GET', `/api/v1/contracts/${job.contract_id}/evidence`, {headers: bearer(provider.token)},
+                           '/api/v1/contracts/{id}/evidence');
+    assert.equal(b.status, 200, b.text);
+    const got = new Set(b.json.receipts.filter((r) => r.event.resource_id === job.id).map((r) => r.event.action));
+    assert.deepEqual([...got].sort(), ['training.key_release', 'training.model_download']);
+    // dcmsd evidence verify counts the job as the contract's and checks its receipts offline
+    const bf = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-ev-')), 'evidence.json');
+    fs.writeFileSync(bf, b.text);
+    const ok = spawnSync(process.env.DCMS_BIN ?? 'build/dcmsd', ['evidence', 'verify', bf], {encoding: 'utf8'});
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^PASS audit: every event concerns this contract, its enclaves or its [1-9]\d* training jobs \(0 do not\)$/m);
+    assert.match(ok.stdout, /^PASS receipts: [4-9]\d* receipts/m);
+    // a key release receipt presented as another job's is refused
+    const forged = JSON.parse(b.text);
+    const kr = forged.receipts.find((r) => r.event.action === 'training.key_release');
+    kr.event.resource_id = '00000000-0000-7000-8000-000000000000';
+    fs.writeFileSync(bf, JSON.stringify(forged));
+    const bad = spawnSync(process.env.DCMS_BIN ?? 'build/dcmsd', ['evidence', 'verify', bf], {encoding: 'utf8'});
+    assert.equal(bad.status, 1, bad.stdout);
+    assert.match(bad.stdout, /^FAIL receipts/m);
     const v = await t.call('GET', '/api/v1/audit/verify', {headers: bearer(t.admin)});
     assert.equal(v.status, 200);
     assert.equal(v.json.ok, true, v.text);
