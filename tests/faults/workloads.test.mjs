@@ -19,6 +19,7 @@ import { after, before, test } from 'node:test';
 import { adminEnv, adminToken, bearer } from '../api/lib/iam.mjs';
 import { checkResponse } from '../api/lib/openapi.mjs';
 import { backend, dcmsBin, startServer } from '../api/lib/server.mjs';
+import { cgroupDir, isSuspended } from '../api/lib/proc.mjs';
 
 const REQ_TIMEOUT_MS = 10000;
 const GONE_WITHIN_MS = 3000;
@@ -51,16 +52,6 @@ function alive(pid) {
   } catch {
     return false;
   }
-}
-
-/** The cgroup v2 directory of `pid` ("" when it has none of ours). */
-function cgroupDir(pid) {
-  const line = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
-  const rel = line ? line.slice(3) : '';
-  if (!rel.includes('/dcms-enclaves-')) return '';
-  const mount = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')
-    .map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2');
-  return mount ? path.join(mount[1], rel) : '';
 }
 
 /** cgroup.events says populated 0, or the cgroup is gone. */
@@ -101,13 +92,6 @@ async function suspend(s, token, id) {
     { token, json: { reason: 'fault test' } });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.status, 'suspended');
-}
-
-/** Suspended as the backend does it: frozen (cgroup.freeze) or stopped (SIGSTOP). */
-function isSuspended(pid, cg) {
-  if (cg) return /^frozen 1$/m.test(fs.readFileSync(path.join(cg, 'cgroup.events'), 'utf8'));
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'T';
 }
 
 before(() => {
