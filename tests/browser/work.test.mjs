@@ -265,8 +265,11 @@ test('the consumer starts a training, follows it live to success, sees the metri
   const file = await download.path();
   assert.equal(fs.statSync(file).size, job.result.model_size);
 
-  // A second job cancelled at once: the page shows why it ended.
+  // A second job cancelled at once: the page shows why it ended. It is made long (one row per
+  // step, many epochs) so that the cancel always comes before its end.
   await pg.goto(`${h.base}/#/contracts/${contractId}/train`);
+  await pg.locator('#f-epochs').fill('100000');
+  await pg.locator('#f-batch-size').fill('1');
   await pg.getByRole('button', { name: 'Start training' }).click();
   await pg.getByRole('button', { name: 'Cancel training' }).click();
   await pg.getByTestId('job-failure').getByText('cancelled_by_consumer').waitFor();
