@@ -294,11 +294,11 @@ test('the consumer starts a training, follows it live to success, sees the metri
   await pg.locator('#f-dp-problems').waitFor(); // 2 is over the 1.5 a run may spend
   await pg.locator('#f-dp-target-epsilon').fill('1');
   await pg.getByRole('button', { name: 'Start training' }).click();
-  await pg.getByRole('button', { name: 'Cancel training' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: /^Training/ }).waitFor();
   const dpJob = (await as(consumer, 'GET', `/api/v1/trainings/${pg.url().split('/').pop()}`)).json;
   assert.deepEqual(dpJob.request.dp, { target_epsilon: 1, max_grad_norm: 1 });
-  await pg.getByRole('button', { name: 'Cancel training' }).click();
-  await pg.getByTestId('job-failure').waitFor();
+  // the private run ends on its own (cancelling is tested above): its metrics show
+  await pg.getByTestId('metrics').waitFor({ timeout: 60000 });
   await pg.context().close();
 
   // The provider: the metrics and the audit trail, no download.
