@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {after, before, describe, test} from 'node:test';
 import {contractsContext, validTerms} from './lib/contracts.mjs';
-import {isSuspended, procState} from './lib/proc.mjs';
+import {alive, isSuspended} from './lib/proc.mjs';
 import {backend, dcmsBin, psqlAdmin, stopAll} from './lib/server.mjs';
 
 const RECONCILE_MS = 300;
@@ -26,7 +26,6 @@ let ctx, p, imagesDir, n = 0;
 
 const bearer = (t) => ({Authorization: `Bearer ${t}`});
 
-const alive = (pid) => { const s = procState(pid); return s !== null && s !== 'Z'; };
 
 async function waitFor(what, fn, timeoutMs) {
   const end = Date.now() + timeoutMs;

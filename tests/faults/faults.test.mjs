@@ -15,28 +15,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 
-import { adminEnv, adminToken, bearer } from '../api/lib/iam.mjs';
+import { adminEnv, adminToken } from '../api/lib/iam.mjs';
 import { checkResponse } from '../api/lib/openapi.mjs';
 import { backend, startServer } from '../api/lib/server.mjs';
+import { call } from './lib.mjs';
 
-const REQ_TIMEOUT_MS = 10000;
-
-async function call(server, method, p, { token, json } = {}) {
-  const headers = token ? bearer(token) : {};
-  if (json !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(server.url + p, {
-    method, headers, body: json === undefined ? undefined : JSON.stringify(json),
-    signal: AbortSignal.timeout(REQ_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, headers: res.headers, json: body, text };
-}
 
 /** Lines of `s`'s log whose msg matches `re`, once at least one is there (the pipe lags the answers). */
 async function logLines(s, re, waitMs = 3000) {

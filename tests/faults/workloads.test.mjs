@@ -16,43 +16,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { adminEnv, adminToken, bearer } from '../api/lib/iam.mjs';
-import { checkResponse } from '../api/lib/openapi.mjs';
+import { adminEnv, adminToken } from '../api/lib/iam.mjs';
 import { backend, dcmsBin, startServer } from '../api/lib/server.mjs';
-import { cgroupDir, isSuspended } from '../api/lib/proc.mjs';
+import { alive, cgroupDir, isSuspended } from '../api/lib/proc.mjs';
+import { call } from './lib.mjs';
 
-const REQ_TIMEOUT_MS = 10000;
 const GONE_WITHIN_MS = 3000;
 const workload = path.join(path.dirname(dcmsBin), 'workload', 'dcms-workload');
 let imagesDir;
-
-async function call(server, method, p, template, { token, json } = {}) {
-  const headers = token ? bearer(token) : {};
-  if (json !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(server.url + p, {
-    method, headers, body: json === undefined ? undefined : JSON.stringify(json),
-    signal: AbortSignal.timeout(REQ_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  checkResponse(method, template, res, body ?? text);
-  return { status: res.status, json: body, text };
-}
-
-/** Alive and not a zombie (a reparented zombie waits for its new parent's wait). */
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** cgroup.events says populated 0, or the cgroup is gone. */
 function cgroupEmpty(dir) {
@@ -74,7 +45,8 @@ async function waitFor(what, fn, timeoutMs) {
 
 let n = 0;
 async function createEnclave(s, token) {
-  const r = await call(s, 'POST', '/api/v1/enclaves', '/api/v1/enclaves', {
+  const r = await call(s, 'POST', '/api/v1/enclaves', {
+    template: '/api/v1/enclaves',
     token,
     json: {
       name: `fault workload ${process.pid}-${++n}`,
@@ -88,8 +60,8 @@ async function createEnclave(s, token) {
 }
 
 async function suspend(s, token, id) {
-  const r = await call(s, 'POST', `/api/v1/enclaves/${id}/suspend`, '/api/v1/enclaves/{id}/suspend',
-    { token, json: { reason: 'fault test' } });
+  const r = await call(s, 'POST', `/api/v1/enclaves/${id}/suspend`,
+    { template: '/api/v1/enclaves/{id}/suspend', token, json: { reason: 'fault test' } });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.status, 'suspended');
 }
@@ -142,12 +114,12 @@ for (const mode of ['auto', 'none']) {
         s2 = await startServer({ env: modeEnv(sameStore(s)) });
         const token2 = await adminToken(s2);
         for (const e of [running, suspended]) {
-          const r = await call(s2, 'GET', `/api/v1/enclaves/${e.id}`, '/api/v1/enclaves/{id}', { token: token2 });
+          const r = await call(s2, 'GET', `/api/v1/enclaves/${e.id}`, { template: '/api/v1/enclaves/{id}', token: token2 });
           assert.equal(r.status, 200, r.text);
           assert.equal(r.json.status, 'failed');
           assert.equal(r.json.status_reason, 'workload lost: dcmsd restarted');
           const ev = await call(s2, 'GET', `/api/v1/audit/events?resource_type=enclave&resource_id=${e.id}`,
-            '/api/v1/audit/events', { token: token2 });
+            { template: '/api/v1/audit/events', token: token2 });
           assert.equal(ev.status, 200, ev.text);
           const fail = ev.json.events.find((x) => x.action === 'enclave.fail');
           assert.ok(fail, `no enclave.fail event for ${e.id}: ${ev.text}`);
@@ -157,7 +129,7 @@ for (const mode of ['auto', 'none']) {
         for (const cg of cgs) if (cg) assert.ok(!fs.existsSync(path.dirname(cg)), `${path.dirname(cg)} was swept`);
         // Terminating what is left is final and truthful: nothing runs.
         const t = await call(s2, 'POST', `/api/v1/enclaves/${suspended.id}/terminate`,
-          '/api/v1/enclaves/{id}/terminate', { token: token2, json: { reason: 'fault test' } });
+          { template: '/api/v1/enclaves/{id}/terminate', token: token2, json: { reason: 'fault test' } });
         assert.equal(t.status, 200, t.text);
         assert.equal(t.json.status, 'terminated');
         console.log(`# cgroup ${mode}: workloads gone ${goneMs} ms after kill -9 of dcmsd`);
@@ -176,8 +148,8 @@ for (const mode of ['auto', 'none']) {
         await suspend(s, token, e.id);
         const cg = cgroupDir(e.runtime.pid);
         await waitFor('the workload to be suspended', () => isSuspended(e.runtime.pid, cg), 2000);
-        const r = await call(s, 'POST', `/api/v1/enclaves/${e.id}/terminate`, '/api/v1/enclaves/{id}/terminate',
-          { token, json: { reason: 'fault test' } });
+        const r = await call(s, 'POST', `/api/v1/enclaves/${e.id}/terminate`,
+          { template: '/api/v1/enclaves/{id}/terminate', token, json: { reason: 'fault test' } });
         assert.equal(r.status, 200, r.text);
         assert.equal(r.json.status, 'terminated');
         // Success is reported once the workload is gone, not before.

@@ -16,6 +16,12 @@ export function procState(pid) {
   }
 }
 
+/** Alive and not a zombie (a reparented zombie waits for its new parent's wait). */
+export function alive(pid) {
+  const s = procState(pid);
+  return s !== null && s !== 'Z';
+}
+
 /** The cgroup v2 directory of `pid` ("" when it has none of dcmsd's). */
 export function cgroupDir(pid) {
   let line;
