@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -22,6 +23,11 @@
 
 #define MAX_DATASETS 16
 #define DATA_FIRST_BYTES (2u << 20)
+/* Progress frames are written together, at most every PROGRESS_FLUSH_MS (the first at once):
+ * dcmsd records one per 200 ms anyway, and a system call per epoch was a tenth of the
+ * time of a small model. */
+#define PROGRESS_BUF (64u << 10)
+#define PROGRESS_FLUSH_MS 50
 
 struct dataset {
     char id[DCMS_TRAIN_MAX_ID + 1];
@@ -55,20 +61,25 @@ struct enc {
         uint32_t ct_len, have;
         uint8_t *ct; /* DCMS_TRAIN_MAX_SEGMENT + tag, allocated at the first segment */
     } seg;
+    /* Progress frames not written yet (whole frames, header included). */
+    struct {
+        uint8_t buf[PROGRESS_BUF];
+        size_t len;
+        int64_t last_ms; /* of the last write; 0: none yet */
+    } pend;
 };
 
-/* Header and body in one writev (one system call per frame, a progress frame each epoch). */
-static int send_frame(struct enc *e, uint8_t type, const void *body, size_t len)
+static int64_t mono_ms(void)
 {
-    uint8_t hdr[DCMS_CHAN_HDR];
-    if (len + 1 > DCMS_CHAN_MAX_FRAME)
-        return -1;
-    dcms_chan_header(hdr, type, len);
-    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)body, len}};
-    int n = len ? 2 : 1;
-    struct iovec *v = iov;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int write_all(int fd, struct iovec *v, int n)
+{
     while (n > 0) {
-        ssize_t w = writev(e->fd, v, n);
+        ssize_t w = writev(fd, v, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -84,6 +95,43 @@ static int send_frame(struct enc *e, uint8_t type, const void *body, size_t len)
         }
     }
     return 0;
+}
+
+/* Writes the pending progress frames. */
+static int flush_progress(struct enc *e)
+{
+    if (!e->pend.len)
+        return 0;
+    struct iovec v = {e->pend.buf, e->pend.len};
+    e->pend.len = 0;
+    e->pend.last_ms = mono_ms();
+    return write_all(e->fd, &v, 1);
+}
+
+/* Queues a progress frame; written at once when the last write is PROGRESS_FLUSH_MS old. */
+static int queue_progress(struct enc *e, const void *body, size_t len)
+{
+    if (len + 1 > DCMS_CHAN_MAX_FRAME)
+        return -1;
+    if (e->pend.len + DCMS_CHAN_HDR + len > sizeof(e->pend.buf) && flush_progress(e))
+        return -1;
+    dcms_chan_header(e->pend.buf + e->pend.len, DCMS_TRAIN_PROGRESS, len);
+    memcpy(e->pend.buf + e->pend.len + DCMS_CHAN_HDR, body, len);
+    e->pend.len += DCMS_CHAN_HDR + len;
+    if (e->pend.last_ms && mono_ms() - e->pend.last_ms < PROGRESS_FLUSH_MS)
+        return 0;
+    return flush_progress(e);
+}
+
+/* Header and body in one writev, after the progress frames still queued (order kept). */
+static int send_frame(struct enc *e, uint8_t type, const void *body, size_t len)
+{
+    uint8_t hdr[DCMS_CHAN_HDR];
+    if (len + 1 > DCMS_CHAN_MAX_FRAME || flush_progress(e))
+        return -1;
+    dcms_chan_header(hdr, type, len);
+    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)body, len}};
+    return write_all(e->fd, iov, len ? 2 : 1);
 }
 
 /* 1 on a frame in e->buf, 0 on EOF at a frame boundary, -1 on error or a bad frame. */
@@ -393,7 +441,7 @@ static int on_epoch(void *ctx, const struct dcms_trainer_epoch *ep)
     struct prog *p = ctx;
     json_t *j = dcms_trainer_epoch_to_json(ep);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    p->failed = !s || send_frame(p->e, DCMS_TRAIN_PROGRESS, s, strlen(s));
+    p->failed = !s || queue_progress(p->e, s, strlen(s));
     free(s);
     json_decref(j);
     return p->failed;
@@ -447,6 +495,10 @@ static int train_and_send(struct enc *e)
     enum dcms_trainer_rc trc =
         dcms_trainer_train(&e->job.cfg, &data, &run, &model, &met, err, sizeof(err));
     dcms_trainer_random_release(&rnd);
+    if (!trc && flush_progress(e)) { /* the last epoch now, not with the result */
+        rc = 2;                      /* the channel is gone */
+        goto out;
+    }
     if (trc) {
         rc = pg.failed ? 2 : job_error(e, "training: %s", err);
         goto out;
