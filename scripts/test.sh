@@ -74,6 +74,19 @@ count_tap() {
     [ "$f" -eq 0 ] || failures+=("$name: $f failed (see above)")
 }
 
+# Every failing test of a TAP log, at any depth (node --test nests a file's
+# subtests under its describe blocks, so the top-level "not ok" only says
+# "1 subtest failed"), each with its YAML block (the assertion, the message,
+# the stack), at most 120 lines per failure and $2 lines in all.
+tap_failures() {
+    awk '
+        /^ *not ok / { infail = 1; n = 0; print "----"; print; next }
+        infail && /^ *---$/ { inyaml = 1 }
+        infail && inyaml { if (n++ < 120) print; if (/^ *\.\.\.$/) { infail = 0; inyaml = 0 }; next }
+        infail { infail = 0 }
+    ' "$1" | head -"$2"
+}
+
 build() {
     local preset=$1 dir=$2
     note "build ($preset)"
@@ -97,7 +110,7 @@ run_api() {
     DCMS_BIN="$bin" DCMS_TEST_BACKEND="$backend" \
         node --test --test-concurrency=1 --test-reporter=tap tests/api/ >"$log" 2>&1
     grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
-    grep -B2 -A30 '^not ok' "$log" | head -200
+    tap_failures "$log" 400
     count_tap "api $label $backend" "$log"
 }
 
@@ -110,7 +123,7 @@ run_browser() {
         node --test --test-concurrency=1 --test-reporter=tap tests/browser/ >"$log" 2>&1
     local rc=$?
     grep -E '^(not ok|# (tests|pass|fail|skipped)|# .*chromium)' "$log"
-    grep -B2 -A30 '^not ok' "$log" | head -200
+    tap_failures "$log" 400
     echo "browser tests took $((SECONDS - t0)) s"
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         failed=$((failed + 1)); failures+=("browser $label $backend: over the ${budget}s budget")
@@ -167,7 +180,7 @@ run_faults() {
     DCMS_BIN=build/dcmsd DCMS_TEST_BACKEND="$backend" \
         node --test --test-concurrency=1 --test-reporter=tap tests/faults/ >"$log" 2>&1
     grep -E '^(not ok|ok .*# SKIP|# (tests|pass|fail|skipped))' "$log"
-    grep -B2 -A30 '^not ok' "$log" | head -100
+    tap_failures "$log" 200
     count_tap "faults $backend" "$log"
 }
 
@@ -189,7 +202,7 @@ pg_tls_pass() {
     DCMS_BIN=build/dcmsd DCMS_TEST_BACKEND=postgres DCMS_TEST_PG_URL="$url" \
         node --test --test-concurrency=1 --test-reporter=tap tests/api/tls.test.mjs >"$log" 2>&1
     grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
-    grep -B2 -A30 '^not ok' "$log" | head -100
+    tap_failures "$log" 200
     count_tap "api tls postgres-over-TLS" "$log"
     scripts/pg-cluster.sh stop "$pgtlsdir" >/dev/null 2>&1
 }
@@ -203,7 +216,7 @@ run_multinode() {
         node --test --test-concurrency=1 --test-reporter=tap tests/multinode/ >"$log" 2>&1
     local rc=$?
     grep -E '^(not ok|# (tests|pass|fail|skipped))' "$log"
-    grep -B2 -A30 'not ok' "$log" | head -100
+    tap_failures "$log" 200
     echo "multi-node scenario took $((SECONDS - t0)) s"
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         failed=$((failed + 1)); failures+=("multinode $label: over the ${budget}s budget")

@@ -700,11 +700,13 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
       hammer(ca, '/api/v1/audit/events', 300, 8),
       hammer(cb, '/api/v1/audit/verify', 300, 8),
     ]);
-    assert.deepEqual(na, { 401: 300 });
-    assert.deepEqual(nb, { 401: 300 });
+    assert.deepEqual(na, { 401: 300 }, `first process; stderr tail:\n${a.stderr().slice(-3000)}`);
+    assert.deepEqual(nb, { 401: 300 }, `second process; stderr tail:\n${b.stderr().slice(-3000)}`);
     const refused = na[401] + nb[401];
-    assert.equal(await a.stop(), 0);
-    assert.equal(await b.stop(), 0);
+    for (const [name, s] of [['first', a], ['second', b]]) {
+      const code = await s.stop();
+      assert.equal(code, 0, `${name} dcmsd exit status ${code}; stderr tail:\n${s.stderr().slice(-3000)}`);
+    }
 
     const srv = await startServer({ env });
     try {
@@ -713,18 +715,24 @@ describe('audit: two dcmsd processes on one PostgreSQL database', () => {
       assert.equal(v.status, 200, v.text);
       assert.equal(v.json.ok, true, v.text);
       const all = await listAll(c);
-      assert.equal(v.json.events_checked, all.length);
+      const tally = {};
+      for (const e of all) tally[e.action] = (tally[e.action] ?? 0) + 1;
+      const seen = `${all.length} events: ${JSON.stringify(tally)}`;
+      assert.equal(v.json.events_checked, all.length, `${v.text}; ${seen}`);
       assert.deepEqual(all.map((e) => e.seq), all.map((_, i) => all.length - i), 'gap-free');
       const deniedEvents = all.filter((e) => e.action === 'request.denied');
-      assert.equal(deniedEvents.length, refused, 'one request.denied per 401');
+      assert.equal(deniedEvents.length, refused, `one request.denied per 401; ${seen}`);
       assert.equal(deniedEvents.filter((e) => e.resource_id === '/api/v1/audit/events').length, 300);
       assert.equal(deniedEvents.filter((e) => e.resource_id === '/api/v1/audit/verify').length, 300);
       assert.equal(new Set(deniedEvents.map((e) => e.request_id)).size, refused, 'distinct request ids');
       // Both processes wrote interleaved: their start/stop and one more start.
-      assert.equal(all.filter((e) => e.action === 'system.start').length, 3);
-      assert.equal(all.filter((e) => e.action === 'system.stop').length, 2);
+      assert.equal(all.filter((e) => e.action === 'system.start').length, 3, seen);
+      assert.equal(all.filter((e) => e.action === 'system.stop').length, 2, seen);
       assert.equal(new Set(all.filter((e) => e.action === 'system.start').map((e) => e.details.pid)).size, 3);
       assert.ok(v.json.checkpoints_checked >= Math.floor(all.length / 50), v.text);
+    } catch (e) {
+      e.message += `\nthird dcmsd stderr tail:\n${srv.stderr().slice(-3000)}`;
+      throw e;
     } finally {
       await srv.stop();
     }
