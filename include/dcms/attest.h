@@ -195,6 +195,8 @@ const char *dcms_attest_local_root_pem(const struct dcms_attest_local *m, size_t
  */
 struct dcms_attest_workload {
     const char *image_path;            /* PCR0 */
+    const unsigned char *image_pcr0;   /* PCR0 already measured (an immutable image); NULL:
+                                          image_path is measured */
     const char *launcher_path;         /* PCR1 */
     const char *config_path;           /* PCR2 */
     const unsigned char *signing_cert; /* DER, measured as PCR8; NULL: unsigned */

@@ -395,7 +395,10 @@ enum dcms_err dcms_attest_local_issue(struct dcms_attest_local *m,
         goto out;
     }
     if (!w->debug) {
-        const char *paths[] = {w->image_path, w->launcher_path, w->config_path};
+        const char *paths[] = {w->image_pcr0 ? NULL : w->image_path, w->launcher_path,
+                               w->config_path};
+        if (w->image_pcr0)
+            memcpy(pcrs[0], w->image_pcr0, DCMS_ATTEST_SHA384_LEN);
         for (size_t i = 0; i < 3; i++)
             if (paths[i] && (e = dcms_attest_measure_file(paths[i], pcrs[i], ei)))
                 goto out;

@@ -88,6 +88,7 @@ struct lentry {
     int pidfd, chan, image_fd, log_in, log_out;
     size_t log_written;
     bool debug;
+    unsigned char pcr0[DCMS_ATTEST_SHA384_LEN]; /* of the sealed image, measured once at start */
     unsigned char *signing_cert; /* DER of the verified signer (PCR8), NULL: unsigned image */
     size_t signing_cert_len;
     uint64_t memory_limit, peak_rss;
@@ -415,15 +416,27 @@ out:
 }
 
 /*
+ * PCR0: the sealed image cannot change, so it is measured once, here, and
+ * every document the NSM issues for this workload reports the same value
+ * (as Nitro measures an enclave image once, when it boots).
+ */
+static enum dcms_err measure_image(struct lentry *en, struct dcms_errinfo *ei)
+{
+    char fd_path[64];
+    snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", en->image_fd);
+    return dcms_attest_measure_file(fd_path, en->pcr0, ei);
+}
+
+/*
  * A signed image (`<image>.sig` beside it, as an EIF carries its signature):
  * the signature must verify over the PCR0 of the sealed bytes that will run,
  * or the image is refused; its certificate is then measured as PCR8. No
  * `.sig`: an unsigned image, PCR8 zero.
  */
-static enum dcms_err check_signature(const char *image_path, int image_fd, struct lentry *en,
+static enum dcms_err check_signature(const char *image_path, struct lentry *en,
                                      struct dcms_errinfo *ei)
 {
-    char sig_path[PATH_MAX], fd_path[64];
+    char sig_path[PATH_MAX];
     if ((size_t)snprintf(sig_path, sizeof(sig_path), "%s.sig", image_path) >= sizeof(sig_path))
         return dcms_err_set(ei, DCMS_ERR_VALIDATION, "the workload image path is too long");
     int fd = open(sig_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -453,14 +466,10 @@ static enum dcms_err check_signature(const char *image_path, int image_fd, struc
         if (n == 0 || (len += (size_t)n) > DCMS_IMAGE_SIG_MAX_BYTES)
             break;
     }
-    unsigned char pcr0[DCMS_ATTEST_SHA384_LEN];
-    snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", image_fd);
-    if ((e = dcms_attest_measure_file(fd_path, pcr0, ei)))
-        goto out;
     struct dcms_attest_image_signer signer;
     struct dcms_errinfo vei;
     dcms_errinfo_init(&vei, NULL);
-    if ((e = dcms_attest_image_verify(pcr0, sig, len, &signer, &vei))) {
+    if ((e = dcms_attest_image_verify(en->pcr0, sig, len, &signer, &vei))) {
         e = dcms_err_set(ei, e, "the image signature %s does not verify: %s", sig_path,
                          vei.message);
         goto out;
@@ -1146,8 +1155,8 @@ static enum dcms_err local_start(struct dcms_enclave_backend *b, const struct dc
         e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
-    if ((e = load_image(sp->image_path, &en->image_fd, ei)) ||
-        (e = check_signature(sp->image_path, en->image_fd, en, ei)) ||
+    if ((e = load_image(sp->image_path, &en->image_fd, ei)) || (e = measure_image(en, ei)) ||
+        (e = check_signature(sp->image_path, en, ei)) ||
         (e = make_dir(l, sp, en, a, &dir_made, ei)) || (e = make_channel(en, &f, ei)))
         goto out;
     child_args_fill(l, sp, en, &f, a);
@@ -1210,6 +1219,7 @@ static enum dcms_err serve_nsm(struct local *l, struct lentry *en, const struct 
         return chan_write(l, en, DCMS_CHAN_NSM_RESP, err, sizeof(err) - 1, deadline, ei);
     }
     struct dcms_attest_workload w = {.image_path = image_path,
+                                     .image_pcr0 = en->pcr0,
                                      .launcher_path = l->launcher_path,
                                      .config_path = en->config_path,
                                      .signing_cert = en->signing_cert,

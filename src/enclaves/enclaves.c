@@ -449,11 +449,72 @@ void enclave_image_path(const struct dcms_enclaves *en, const char *image, char 
     snprintf(out, cap, "%s/%s", en->images_dir, image);
 }
 
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/*
+ * The cached measurement of `name` when stat() says the file is the one that
+ * was measured: same device, inode, size, mtime and ctime (ctime cannot be
+ * set by a writer, and any write or rename changes it). A file whose ctime
+ * was within RACY_S of its measurement is not cached, since a write in the
+ * same timestamp tick would leave its stat unchanged (git's "racy" entries).
+ * A stale hash could at worst make an enclave fail its attestation: the
+ * backend measures the bytes it runs, and PCR0 is checked against this.
+ */
+#define RACY_S 2
+static bool image_cached(struct dcms_enclaves *en, const char *name, const struct stat *st,
+                         unsigned char sha[DCMS_ATTEST_SHA384_LEN])
+{
+    bool hit = false;
+    pthread_mutex_lock(&en->images_mu);
+    for (unsigned i = 0; !hit && i < en->nimages; i++) {
+        const struct enclave_image_meas *m = &en->images[i];
+        if (strcmp(m->name, name) == 0 && m->dev == st->st_dev && m->ino == st->st_ino &&
+            m->size == st->st_size && same_time(&m->mtime, &st->st_mtim) &&
+            same_time(&m->ctime, &st->st_ctim)) {
+            memcpy(sha, m->sha, DCMS_ATTEST_SHA384_LEN);
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&en->images_mu);
+    return hit;
+}
+
+static void image_remember(struct dcms_enclaves *en, const char *name, const struct stat *st,
+                           const unsigned char sha[DCMS_ATTEST_SHA384_LEN])
+{
+    if (strlen(name) >= sizeof(en->images[0].name) ||
+        (int64_t)st->st_ctim.tv_sec > dcms_clock_now_us() / 1000000 - RACY_S)
+        return;
+    pthread_mutex_lock(&en->images_mu);
+    unsigned i = 0;
+    while (i < en->nimages && strcmp(en->images[i].name, name) != 0)
+        i++;
+    if (i == en->nimages) {
+        if (en->nimages < ENCLAVE_IMAGE_CACHE)
+            i = en->nimages++;
+        else
+            i = en->next_image++ % ENCLAVE_IMAGE_CACHE;
+    }
+    struct enclave_image_meas *m = &en->images[i];
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    m->dev = st->st_dev;
+    m->ino = st->st_ino;
+    m->size = st->st_size;
+    m->mtime = st->st_mtim;
+    m->ctime = st->st_ctim;
+    memcpy(m->sha, sha, DCMS_ATTEST_SHA384_LEN);
+    pthread_mutex_unlock(&en->images_mu);
+}
+
 /*
  * True when `image` names a workload image (a regular file under
  * DCMS_ENCLAVE_IMAGES_DIR), with its SHA-384 in `sha_hex` (lowercase hex).
+ * An unchanged file is not hashed again (image_cached).
  */
-bool enclave_image_measure(const struct dcms_enclaves *en, const char *image,
+bool enclave_image_measure(struct dcms_enclaves *en, const char *image,
                            char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1])
 {
     char path[2048];
@@ -464,9 +525,13 @@ bool enclave_image_measure(const struct dcms_enclaves *en, const char *image,
     enclave_image_path(en, image, path, sizeof(path));
     /* Only executable ELF images (EIFs for nitro) are images: nothing else in the folder runs. */
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-        !dcms_fs_is_workload_image(path, strcmp(en->backend->name, "nitro") == 0) ||
-        dcms_attest_measure_file(path, sha, &mei))
+        !dcms_fs_is_workload_image(path, strcmp(en->backend->name, "nitro") == 0))
         return false;
+    if (!image_cached(en, image, &st, sha)) {
+        if (dcms_attest_measure_file(path, sha, &mei))
+            return false;
+        image_remember(en, image, &st, sha);
+    }
     dcms_hex_encode(sha_hex, sha, sizeof(sha));
     return true;
 }

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -263,6 +265,17 @@ struct enclave_gauge {
     struct dcms_enclave_probe probe;
 };
 
+/* An image file's measurement, valid while stat() says the same of the file (image_cache). */
+#define ENCLAVE_IMAGE_CACHE 16
+struct enclave_image_meas {
+    char name[256];
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    unsigned char sha[DCMS_ATTEST_SHA384_LEN];
+};
+
 struct dcms_enclaves {
     struct dcms_app *app;
     struct dcms_enclave_backend *backend;
@@ -282,6 +295,10 @@ struct dcms_enclaves {
     /* Open sessions (enclaves_session.c), guarded by sessions_mu. */
     pthread_mutex_t sessions_mu;
     struct dcms_enclave_session *sessions;
+    /* Measured images (enclave_image_measure), guarded by images_mu; round robin. */
+    pthread_mutex_t images_mu;
+    struct enclave_image_meas images[ENCLAVE_IMAGE_CACHE];
+    unsigned nimages, next_image;
 };
 
 /* Who is calling, and where errors go. */
@@ -440,7 +457,7 @@ void enclave_image_path(const struct dcms_enclaves *en, const char *image, char 
  * True when `image` names a workload image (a regular file under
  * DCMS_ENCLAVE_IMAGES_DIR), with its SHA-384 in `sha_hex` (lowercase hex).
  */
-bool enclave_image_measure(const struct dcms_enclaves *en, const char *image,
+bool enclave_image_measure(struct dcms_enclaves *en, const char *image,
                            char sha_hex[2 * DCMS_ATTEST_SHA384_LEN + 1]);
 /*
  * Starts the workload of the new (Initializing) enclave `id` and attests it;

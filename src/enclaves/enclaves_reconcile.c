@@ -214,6 +214,7 @@ enum dcms_err dcms_enclaves_open(struct dcms_app *app, const struct dcms_enclave
     pthread_mutex_init(&en->gauges_mu, NULL);
     pthread_mutex_init(&en->pass_mu, NULL);
     pthread_mutex_init(&en->sessions_mu, NULL);
+    pthread_mutex_init(&en->images_mu, NULL);
     /* Contract changes reach the enclaves from now on; the first pass catches up on the rest. */
     enum dcms_err e = enclave_govern_start(en, ei);
     /* The leader marks the enclaves of a node that stopped beating lost. */
@@ -246,6 +247,7 @@ void dcms_enclaves_close(struct dcms_enclaves *en)
     pthread_mutex_destroy(&en->gauges_mu);
     pthread_mutex_destroy(&en->pass_mu);
     pthread_mutex_destroy(&en->sessions_mu);
+    pthread_mutex_destroy(&en->images_mu);
     free(en->gauges);
     free(en);
 }

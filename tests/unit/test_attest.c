@@ -811,6 +811,27 @@ static void test_local_round_trip(void **state)
     assert_non_null(strstr(why, "PCR0 differs"));
     free(doc);
 
+    /* A PCR0 measured once (a sealed image) is reported as given; the file is not read. */
+    unsigned char pcr0[DCMS_ATTEST_SHA384_LEN];
+    char moved[700];
+    snprintf(moved, sizeof(moved), "%s.moved", image);
+    write_file(image, "workload image v1");
+    assert_int_equal(dcms_attest_measure_file(image, pcr0, NULL), DCMS_OK);
+    assert_int_equal(rename(image, moved), 0);
+    w.image_pcr0 = pcr0;
+    if (dcms_attest_local_issue(ctx->module, &w, &doc, &len, &ei))
+        fail_msg("%s", ei.message);
+    assert_int_equal(verify_code(ctx->local, doc, len, &pol, why, sizeof(why)), DCMS_ATTEST_OK);
+    free(doc);
+    pcr0[0] ^= 1;
+    if (dcms_attest_local_issue(ctx->module, &w, &doc, &len, &ei))
+        fail_msg("%s", ei.message);
+    assert_int_equal(verify_code(ctx->local, doc, len, &pol, why, sizeof(why)),
+                     DCMS_ATTEST_FAIL_PCR);
+    free(doc);
+    w.image_pcr0 = NULL;
+    assert_int_equal(rename(moved, image), 0);
+
     /* Debug mode: zero PCRs, refused unless allowed. */
     w.debug = true;
     if (dcms_attest_local_issue(ctx->module, &w, &doc, &len, &ei))
