@@ -171,7 +171,6 @@ function Identities({ route }) {
     flash = null;
     return f;
   });
-  const [rowError, setRowError] = useState(null);
   const [ask, dialog] = useConfirm();
   const key = `${kind}|${status}`;
   const current = useRef(key);
@@ -209,7 +208,6 @@ function Identities({ route }) {
 
   function act(i, what) {
     setNotice(null);
-    setRowError(null);
     const field =
       what === 'verify'
         ? { name: 'note', label: t('adm.verify.note'), hint: t('adm.verify.note.hint') }
@@ -263,17 +261,16 @@ function Identities({ route }) {
       <tbody>
         ${items.map(
           (i) => html`<tr data-identity=${i.id}>
-            <td><strong>${i.name}</strong>${i.email && html`<br /><span class="hint">${i.email}</span>`}<br /><code class="hint">${i.id}</code></td>
-            <td>${t('adm.kind.' + i.kind)}</td>
+            <td><strong>${i.name}</strong>${i.email && html`<br /><span class="hint">${i.email}</span>`}<br /><code class="hint id">${i.id}</code></td>
+            <td class="kind">${t('adm.kind.' + i.kind)}</td>
             <td>${i.roles.length ? i.roles.map((r) => t('adm.role.' + r)).join(', ') : '—'}</td>
             <td>${i.kind === 'organization' ? html`<a href=${'#/admin/organizations/' + i.id}>${t('adm.members')}</a>` : i.organization_id ? html`<a href=${'#/admin/organizations/' + i.organization_id}>${orgName(i.organization_id)}</a>` : '—'}</td>
             <td><${IdBadge} status=${i.status} /></td>
-            <td class="row-actions">
+            <td><div class="row-actions">
               ${i.status === 'pending_verification' && html`<button type="button" class="primary" aria-label=${t('adm.verify.named', { name: i.name })} onClick=${() => act(i, 'verify')}>${t('adm.verify')}</button>`}
               ${i.status !== 'suspended' && html`<button type="button" class="danger" aria-label=${t('adm.suspend.named', { name: i.name })} onClick=${() => act(i, 'suspend')}>${t('adm.suspend')}</button>`}
               ${i.status === 'suspended' && html`<button type="button" aria-label=${t('adm.reactivate.named', { name: i.name })} onClick=${() => act(i, 'reactivate')}>${t('adm.reactivate')}</button>`}
-              ${rowError?.id === i.id && html`<p class="field-problems" role="alert">${rowError.error.message}</p>`}
-            </td>
+            </div></td>
           </tr>`,
         )}
       </tbody>
@@ -330,7 +327,7 @@ function IdentityNew({ route }) {
     <h2>${t('adm.new')}</h2>
     ${made && html`<p class="note" role="status">${t('adm.made', { name: made.name })}</p>`}
     <${ErrorSummary} error=${error} fieldFor=${fieldFor(known)} />
-    <form onSubmit=${submit} novalidate>
+    <form onSubmit=${submit} novalidate class="adm-form" data-testid="identity-form">
       <${Field} path="kind" label=${t('adm.col.kind')} error=${error} known=${known}>
         ${({ id, described }) => html`<select id=${id} value=${form.kind} onChange=${set('kind')} aria-describedby=${described} disabled=${!!made}>
           ${KINDS.map((k) => html`<option value=${k}>${t('adm.kind.' + k)}</option>`)}
@@ -479,13 +476,13 @@ function Organization({ id }) {
       </tbody>
     </table>`}
 
-    <form onSubmit=${add} novalidate class="card">
+    <form onSubmit=${add} novalidate class="card adm-form">
       <h3>${t('adm.member.add')}</h3>
       <${ErrorSummary} error=${error} fieldFor=${fieldFor(known)} refocus=${false} />
       ${cands.error && html`<${AdmFailure} error=${cands.error} retry=${reloadCands} />`}
       ${cands.data && !cands.data.length && html`<p class="note">${t('adm.member.nocandidates')}</p>`}
       <${Field} path="identity_id" label=${t('adm.member.who')} error=${error} known=${known} hint=${t('adm.member.who.hint')}>
-        ${({ id: fid, described, invalid }) => html`<select id=${fid} value=${form.identity_id} onChange=${(e) => setForm((f) => ({ ...f, identity_id: e.currentTarget.value }))} aria-describedby=${described} aria-invalid=${invalid ? 'true' : undefined}>
+        ${({ id: fid, described, invalid }) => html`<select id=${fid} value=${form.identity_id || cands.data?.[0]?.id || ''} onChange=${(e) => setForm((f) => ({ ...f, identity_id: e.currentTarget.value }))} aria-describedby=${described} aria-invalid=${invalid ? 'true' : undefined}>
           ${(cands.data ?? []).map((c) => html`<option value=${c.id}>${c.name}${c.email ? ` <${c.email}>` : ''}</option>`)}
         </select>`}
       </${Field}>
