@@ -67,6 +67,10 @@ test('the admin signs in and filters identities in the URL', async () => {
   await pg.getByRole('link', { name: 'Admin' }).click();
   await pg.getByRole('heading', { level: 1, name: 'Administration' }).waitFor();
   await row('Acme Data').waitFor();
+  // The admin's own row: marked, and suspending itself is not offered (the API refuses it too).
+  await row(ADMIN_EMAIL).getByText('(you)').waitFor();
+  assert.equal(await row(ADMIN_EMAIL).getByRole('button', { name: /^Suspend/ }).getAttribute('aria-disabled'), 'true');
+  await row(ADMIN_EMAIL).getByText('You cannot suspend yourself.').waitFor();
   await check('admin identities');
 
   await pg.getByLabel('State').selectOption('pending_verification');

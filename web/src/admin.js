@@ -142,7 +142,7 @@ export function AdminPage({ route, me }) {
   let body;
   if (!isAdmin(me)) body = html`<${Forbidden} />`;
   else if (section === 'identities' && id === 'new') body = html`<${IdentityNew} route=${route} />`;
-  else if (section === 'identities') body = html`<${Identities} route=${route} />`;
+  else if (section === 'identities') body = html`<${Identities} route=${route} me=${me} />`;
   else if (section === 'organizations' && id) body = html`<${Organization} key=${id} id=${id} />`;
   else if (section === 'organizations') body = html`<${Organizations} />`;
   else if (section === 'keys') body = html`<${Keys} />`;
@@ -161,7 +161,7 @@ export function AdminPage({ route, me }) {
 
 // ---- identities ----
 
-function Identities({ route }) {
+function Identities({ route, me }) {
   const kind = route.query.get('kind') ?? '';
   const status = route.query.get('status') ?? '';
   const [state, setState] = useState({ loading: true });
@@ -261,14 +261,18 @@ function Identities({ route }) {
       <tbody>
         ${items.map(
           (i) => html`<tr data-identity=${i.id}>
-            <td><strong>${i.name}</strong>${i.email && html`<br /><span class="hint">${i.email}</span>`}<br /><code class="hint id">${i.id}</code></td>
+            <td><strong>${i.name}</strong>${i.id === me.identity.id && html` <strong>${t('detail.you')}</strong>`}${i.email && html`<br /><span class="hint">${i.email}</span>`}<br /><code class="hint id">${i.id}</code></td>
             <td class="kind">${t('adm.kind.' + i.kind)}</td>
             <td>${i.roles.length ? i.roles.map((r) => t('adm.role.' + r)).join(', ') : '—'}</td>
             <td>${i.kind === 'organization' ? html`<a href=${'#/admin/organizations/' + i.id}>${t('adm.members')}</a>` : i.organization_id ? html`<a href=${'#/admin/organizations/' + i.organization_id}>${orgName(i.organization_id)}</a>` : '—'}</td>
             <td><${IdBadge} status=${i.status} /></td>
             <td><div class="row-actions">
               ${i.status === 'pending_verification' && html`<button type="button" class="primary" aria-label=${t('adm.verify.named', { name: i.name })} onClick=${() => act(i, 'verify')}>${t('adm.verify')}</button>`}
-              ${i.status !== 'suspended' && html`<button type="button" class="danger" aria-label=${t('adm.suspend.named', { name: i.name })} onClick=${() => act(i, 'suspend')}>${t('adm.suspend')}</button>`}
+              ${i.status !== 'suspended' &&
+              (i.id === me.identity.id
+                ? html`<button type="button" class="danger" aria-label=${t('adm.suspend.named', { name: i.name })} aria-disabled="true" aria-describedby="why-suspend-self">${t('adm.suspend')}</button>
+                    <span class="why" id="why-suspend-self">${t('adm.suspend.self')}</span>`
+                : html`<button type="button" class="danger" aria-label=${t('adm.suspend.named', { name: i.name })} onClick=${() => act(i, 'suspend')}>${t('adm.suspend')}</button>`)}
               ${i.status === 'suspended' && html`<button type="button" aria-label=${t('adm.reactivate.named', { name: i.name })} onClick=${() => act(i, 'reactivate')}>${t('adm.reactivate')}</button>`}
             </div></td>
           </tr>`,

@@ -589,6 +589,7 @@ const en = {
   'adm.suspend.title': 'Suspend {name}',
   'adm.suspend.text': '{name} is signed out everywhere at once and cannot sign in or use an API key until reactivated.',
   'adm.suspend.done': '{name} is suspended.',
+  'adm.suspend.self': 'You cannot suspend yourself.',
   'adm.reactivate': 'Reactivate',
   'adm.reactivate.named': 'Reactivate {name}',
   'adm.reactivate.title': 'Reactivate {name}',
