@@ -1,5 +1,5 @@
 # dcms: a thin front for CMake and the scripts. `make help` lists the targets.
-.PHONY: all build run test san bench fuzz fmt fmt-check deps clean help
+.PHONY: all build run test san bench fuzz fmt fmt-check deps clean help ui-screenshots
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src include tests -name '*.[ch]')
 
@@ -13,6 +13,7 @@ help:
 	@echo "make bench    wrk against dcmsd and nginx, then the module benches (bench/bench-*.sh)"
 	@echo "make fuzz     build the libFuzzer targets and run each for DCMS_FUZZ_SECONDS"
 	@echo "make fmt      clang-format every C file"
+	@echo "make ui-screenshots  regenerate docs/ui/*.png (its own dcmsd and chromium; see docs/ui.md)"
 
 deps:
 	@scripts/deps.sh
@@ -38,6 +39,9 @@ fuzz: deps
 	@[ -f build-fuzz/build.ninja ] || cmake --preset fuzz >/dev/null
 	@cmake --build --preset fuzz
 	@scripts/fuzz.sh
+
+ui-screenshots: build
+	@node scripts/ui-screenshots.mjs
 
 fmt:
 	@clang-format -i $(filter %.c %.h,$(SOURCES))

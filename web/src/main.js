@@ -3,6 +3,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Account } from './account.js';
+import { AdminPage, isAdmin } from './admin.js';
 import { api, logout, net, refresh, subscribe, whenSignedOut } from './api.js';
 import { AuditPage, ContractAudit } from './audit.js';
 import { DatasetDetail, DatasetList, DatasetNew } from './datasets.js';
@@ -70,6 +71,7 @@ function App() {
   else if (route.segments[0] === 'datasets') screen = id === 'new' ? html`<${DatasetNew} />` : id ? html`<${DatasetDetail} key=${id} id=${id} />` : html`<${DatasetList} />`;
   else if (route.segments[0] === 'trainings' && id) screen = html`<${TrainingPage} key=${id} id=${id} me=${me} />`;
   else if (route.segments[0] === 'audit') screen = html`<${AuditPage} route=${route} />`;
+  else if (route.segments[0] === 'admin') screen = html`<${AdminPage} route=${route} me=${me} />`;
   else if (route.segments[0] === 'account') screen = html`<${Account} me=${me} onSignOut=${signOut} />`;
   else if (route.segments[0] !== 'contracts') screen = html`<${ContractList} route=${route} me=${me} />`;
   else if (id === 'new') screen = html`<${ContractEditor} me=${me} />`;
@@ -91,6 +93,7 @@ function App() {
           <a href="#/contracts/new" aria-current=${route.segments[0] === 'contracts' && id === 'new' ? 'page' : undefined}>${t('nav.new')}</a>
           ${(me.token.roles.includes('provider') || me.token.roles.includes('admin')) && html`<a href="#/datasets" aria-current=${route.segments[0] === 'datasets' ? 'page' : undefined}>${t('nav.datasets')}</a>`}
           ${(me.token.roles.includes('auditor') || me.token.roles.includes('admin')) && html`<a href="#/audit" aria-current=${route.segments[0] === 'audit' ? 'page' : undefined}>${t('nav.audit')}</a>`}
+          ${isAdmin(me) && html`<a href="#/admin" aria-current=${route.segments[0] === 'admin' ? 'page' : undefined}>${t('nav.admin')}</a>`}
           <a href="#/account" aria-current=${route.segments[0] === 'account' ? 'page' : undefined}>${t('nav.account')}</a>
         </nav>
         <div class="who">

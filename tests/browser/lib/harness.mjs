@@ -7,22 +7,11 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { adminEnv, adminToken, bearer } from '../../api/lib/iam.mjs';
 import { repoRoot, startServer } from '../../api/lib/server.mjs';
+import { chromiumPath, launchChromium } from './chromium.mjs';
 
-const CANDIDATES = [
-  process.env.DCMS_CHROMIUM,
-  '/usr/lib/chromium/chromium-headless-shell',
-  '/usr/lib/chromium/chromium',
-  '/usr/bin/chromium',
-].filter(Boolean);
-
-export function chromiumPath() {
-  const p = CANDIDATES.find((c) => fs.existsSync(c));
-  if (!p) throw new Error(`no chromium found (${CANDIDATES.join(', ')}); scripts/deps.sh installs Debian's chromium`);
-  return p;
-}
+export { chromiumPath };
 
 export const PW = 'correct horse battery staple';
 
@@ -33,10 +22,7 @@ export async function harness(env = {}) {
   });
   const port = new URL(server.url).port;
   const base = `http://localhost:${port}`;
-  const browser = await chromium.launch({
-    executablePath: chromiumPath(),
-    args: ['--host-resolver-rules=MAP localhost 127.0.0.1', '--disable-gpu', '--no-first-run'],
-  });
+  const browser = await launchChromium();
   console.log(`# chromium ${browser.version()} (${chromiumPath()}), dcmsd on ${server.backend}`);
   const admin = await adminToken(server);
   const problems = [];
