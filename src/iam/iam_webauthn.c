@@ -51,6 +51,10 @@ static struct dcms_query q_ident =
 static struct dcms_query q_cred_owner =
     DCMS_QUERY("wa_cred_owner", "SELECT CAST(identity_id AS TEXT) FROM webauthn_credentials "
                                 "WHERE credential_id = $1");
+/* Serializes removals of one identity's factors (SQLite's BEGIN IMMEDIATE already does). */
+static struct dcms_query q_identity_lock =
+    DCMS_QUERY2("wa_identity_lock", "SELECT id FROM identities WHERE id = $1",
+                "SELECT id FROM identities WHERE id = $1 FOR UPDATE");
 static struct dcms_query q_factors_left = DCMS_QUERY(
     "wa_factors_left",
     "SELECT (SELECT count(*) FROM webauthn_credentials WHERE identity_id = $1) + (SELECT count(*) "
@@ -743,9 +747,16 @@ enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
     if (e)
         return e;
     uint64_t n = 0;
-    e = dcms_store_exec(tx, &q_cred_delete,
-                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id)}, 2,
-                        NULL, &n, c->ei);
+    /*
+     * Two removals of the identity's last two passkeys must not both see the other one left
+     * (PostgreSQL writes run READ COMMITTED): lock the identity first.
+     */
+    e = dcms_store_exec(tx, &q_identity_lock, (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)}, 1,
+                        NULL, NULL, c->ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_cred_delete,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id)},
+                            2, NULL, &n, c->ei);
     if (!e && n != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");
     /* Never the last second factor: what is left (passkeys, a confirmed TOTP) must not be none. */
