@@ -321,8 +321,9 @@ void iam_throttle_keys(const char *account, const char *client_ip, char acct[300
 enum dcms_err iam_throttle_check(struct dcms_iam *iam, const char *key, const char *key2,
                                  int64_t *retry_after_s, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /*
- * Counts a failure of a `kind` client: `key` is the account key (untrusted),
- * the device key or the TOTP key; `ip_key` is used for untrusted clients only.
+ * Counts a failure of a `kind` client: `key` is the account key (untrusted;
+ * NULL when the failure names no account), the device key or the TOTP key;
+ * `ip_key` is used for untrusted clients only.
  * Locks past the limits and audits auth.login_failed (and auth.lockout) in
  * one transaction; `why` is the reason recorded, `device_id` (or NULL) the
  * device token's id.

@@ -104,12 +104,36 @@ enum dcms_err iam_wa_assert(struct dcms_iam *iam, const char *identity_id, const
                             const char *client_ip, const char *request_id,
                             struct dcms_webauthn_result *out,
                             struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/*
+ * Passkey-first sign-in. iam_wa_login_options: PublicKeyCredentialRequestOptions
+ * with a challenge bound to nothing but itself (webauthn_login_challenges,
+ * single use, IAM_WA_LOGIN_CHALLENGE_TTL_S), no allowCredentials and
+ * userVerification "required"; audited; 429 while the caller's address is
+ * locked out of logins. iam_wa_credential_owner: the identity a credential
+ * id is registered to (DCMS_ERR_NOT_FOUND). iam_wa_login_verify: uses the
+ * challenge up, requires the userHandle and that it is the identity's
+ * (constant time), then the assertion checks with UV required and the
+ * counter rule, audited as webauthn.login; *why is the reason a refusal
+ * counts under (auth.login_failed).
+ */
+#define IAM_WA_LOGIN_CHALLENGE_TTL_S 120
+enum dcms_err iam_wa_login_options(const struct iam_call *c, json_t **out,
+                                   int64_t *retry_after_s) DCMS_MUST_CHECK;
+enum dcms_err iam_wa_credential_owner(struct dcms_iam *iam, const char *credential_id,
+                                      char identity_id[DCMS_UUID_STRLEN],
+                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+struct iam_wa_cred_in;
+enum dcms_err iam_wa_login_verify(struct dcms_iam *iam, const char *identity_id,
+                                  const struct iam_wa_cred_in *in, const char *client_ip,
+                                  const char *request_id, struct dcms_webauthn_result *out,
+                                  const char **why, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Passkeys are managed and used in interactive sessions, never with an API key: 403 otherwise. */
 enum dcms_err iam_wa_no_api_key(const struct iam_call *c) DCMS_MUST_CHECK;
 /* Whether `identity_id` has a passkey (the login step-up offers "webauthn" then). */
 enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err iam_wa_list(const struct iam_call *c, json_t **out) DCMS_MUST_CHECK;
+/* Removes one of the caller's passkeys; 409 naming `id` when it is the last second factor. */
 enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id) DCMS_MUST_CHECK;
 
 /* ---- shared by the credential services ---- */

@@ -106,6 +106,10 @@ enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in, stru
             dcms_err_field(ei, "email", "is not allowed with mfa_ticket");
         if (json_object_get(b, "password"))
             dcms_err_field(ei, "password", "is not allowed with mfa_ticket");
+    } else if (!json_object_get(b, "email") && !json_object_get(b, "password") &&
+               json_object_get(b, "webauthn")) {
+        /* Passkey-first: the assertion names the credential, hence the identity. */
+        in->passkey_only = true;
     } else {
         in->email = required_str(b, "email", 254, ei);
         in->password = required_str(b, "password", 4096, ei);

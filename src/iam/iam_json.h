@@ -29,8 +29,9 @@ enum dcms_err iam_identity_patch_from_json(const json_t *b, struct iam_identity_
                                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /*
  * POST /auth/login: {email, password, <factor>?} or {mfa_ticket, <factor>}
- * with at most one factor (totp, recovery_code, webauthn), and optionally
- * the client's device_token.
+ * with at most one factor (totp, recovery_code, webauthn), or {webauthn}
+ * alone (passkey-first: in->passkey_only), and optionally the client's
+ * device_token.
  */
 enum dcms_err iam_login_from_json(const json_t *b, struct iam_login_in *in,
                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;

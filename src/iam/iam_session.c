@@ -12,12 +12,15 @@
  * completes with the ticket and the factor (step-up).
  */
 #include "dcms/app.h"
+#include "dcms/arena.h"
 #include "dcms/clock.h"
 #include "dcms/config.h"
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
+#include "iam/iam_cred.h"
 #include "iam/iam_session.h"
+#include "iam/webauthn_json.h"
 
 static struct dcms_query q_by_email = DCMS_QUERY(
     "iam_login_lookup",
@@ -325,11 +328,96 @@ out:
     return e;
 }
 
+/* The problems of the assertion, named under the login body's `webauthn` member. */
+static void webauthn_fields(struct dcms_errinfo *ei)
+{
+    for (size_t i = 0; i < ei->ndetails; i++) {
+        const char *f = ei->details[i].field;
+        const char *g = dcms_arena_sprintf(ei->arena, "webauthn%s%s", f && *f ? "." : "", f);
+        if (g)
+            ei->details[i].field = g;
+    }
+}
+
+/*
+ * Passkey-first sign-in: {webauthn} alone. The credential id names the
+ * identity; the client is then gated and its failures counted exactly as a
+ * password login's (device token, account, address). An unknown credential
+ * counts against the address only (there is no account to lock). The
+ * assertion must be over a sign-in challenge, carry the identity's user
+ * handle and the UV flag (iam_wa_login_verify). A refusal is 401 with the
+ * problem under its JSON path; a valid assertion of an identity that is not
+ * active is 403, as for a password.
+ */
+static enum dcms_err login_passkey(const struct iam_call *c, const struct iam_login_in *in,
+                                   json_t **out, int64_t *retry_after_s)
+{
+    struct dcms_errinfo *ei = c->ei;
+    struct iam_wa_cred_in cin;
+    struct login_who w = {0};
+    char id[DCMS_UUID_STRLEN];
+    enum dcms_err e = iam_wa_cred_from_json(in->factor.webauthn, false, &cin, ei);
+    if (e) {
+        webauthn_fields(ei);
+        goto out;
+    }
+    if ((e = iam_wa_credential_owner(c->iam, cin.id, id, ei)) == DCMS_ERR_NOT_FOUND) {
+        char acct[300], ip[80];
+        iam_throttle_keys("", c->client_ip, acct, ip);
+        dcms_errinfo_init(ei, ei->arena);
+        if ((e = iam_throttle_check(c->iam, ip, "", retry_after_s, ei)))
+            goto out;
+        (void)iam_throttle_fail(c, IAM_CLIENT_UNTRUSTED, NULL, ip, NULL, NULL, "unknown_passkey");
+        e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "passkey sign-in refused: unknown passkey");
+        dcms_err_field(ei, "webauthn.id", "is not a passkey registered here");
+        goto out;
+    }
+    if (e || (e = who_load(c, &q_by_id, id, &w)))
+        goto out;
+    who_fill(c, &w, NULL);
+    if (!w.id) {
+        e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "passkey sign-in refused: unknown passkey");
+        goto out;
+    }
+    if ((e = who_gate(c, &w, in->device_token, retry_after_s)))
+        goto out;
+    const char *why = "bad_passkey";
+    struct dcms_webauthn_result r;
+    e = iam_wa_login_verify(c->iam, w.id, &cin, c->client_ip, c->request_id, &r, &why, ei);
+    if (e == DCMS_ERR_VALIDATION || e == DCMS_ERR_NOT_FOUND) {
+        who_fail(c, &w, why);
+        char problem[sizeof(ei->message)];
+        snprintf(problem, sizeof(problem), "%s",
+                 ei->ndetails ? ei->details[0].problem : ei->message);
+        webauthn_fields(ei);
+        e = dcms_err_set(ei, DCMS_ERR_UNAUTHENTICATED, "passkey sign-in refused: %s", problem);
+        goto out;
+    }
+    if (e)
+        goto out;
+    if (strcmp(w.status, "active") != 0) {
+        char reason[80];
+        snprintf(reason, sizeof(reason), "the identity is %s", w.status);
+        iam_cred_audit_denied(c->iam, w.id, "auth.login", "identity", w.id, reason, c->client_ip,
+                              c->request_id);
+        e = dcms_err_set(ei, DCMS_ERR_FORBIDDEN, "%s", reason);
+        goto out;
+    }
+    e = login_finish(c, &w, DCMS_AMR_HWK | DCMS_AMR_USER | DCMS_AMR_MFA, "", NULL, &in->factor,
+                     out);
+out:
+    dcms_store_rows_free(w.rows);
+    iam_wa_cred_in_free(&cin);
+    return e;
+}
+
 enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in, json_t **out,
                         int64_t *retry_after_s)
 {
     if (in->mfa_ticket)
         return login_ticket(c, in, out, retry_after_s);
+    if (in->passkey_only)
+        return login_passkey(c, in, out, retry_after_s);
     struct dcms_errinfo *ei = c->ei;
     struct dcms_iam *iam = c->iam;
     struct login_who w = {0};

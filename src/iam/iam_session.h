@@ -13,6 +13,9 @@
  * enrolled second factor that logs in with a password alone gets
  * DCMS_ERR_MFA_REQUIRED and *out = {mfa_ticket, factors, expires_in}
  * (the caller owns it). A wrong factor is 401 and counts as a failed login.
+ * {webauthn} alone (passkey_only) signs in with a discoverable passkey over
+ * a challenge of iam_wa_login_options: the credential names the identity,
+ * the user must be verified, and the session's amr is ["hwk","user","mfa"].
  * `device_token` (or NULL) is the client's device token (iam_core.h): valid
  * for the identity, the client is throttled on it alone. A successful login
  * answers a new one in *out's "device_token".
@@ -20,6 +23,7 @@
 struct iam_login_in {
     const char *email, *password, *mfa_ticket, *device_token;
     struct iam_factor_in factor;
+    bool passkey_only; /* {webauthn} alone: passkey-first sign-in (no email, password, ticket) */
 };
 enum dcms_err iam_login(const struct iam_call *c, const struct iam_login_in *in, json_t **out,
                         int64_t *retry_after_s) DCMS_MUST_CHECK;

@@ -109,8 +109,11 @@ enum dcms_err iam_throttle_fail(const struct iam_call *c, enum iam_client kind, 
     struct rule rules[2];
     size_t nrules = 0;
     if (kind == IAM_CLIENT_UNTRUSTED) {
-        rules[nrules++] =
-            (struct rule){key, cfg->login_max_failures, false, "account", "account", identity_id};
+        /* No account key: a failure that names no account (an unknown passkey) moves the address.
+         */
+        if (key && key[0])
+            rules[nrules++] = (struct rule){
+                key, cfg->login_max_failures, false, "account", "account", identity_id};
         if (ip_key && ip_key[0])
             rules[nrules++] = (struct rule){
                 ip_key, cfg->login_max_failures_per_ip, true, "ip", "client_ip", c->client_ip};

@@ -13,6 +13,7 @@
 #include "dcms/crypto.h"
 #include "dcms/log.h"
 #include "dcms/store.h"
+#include "dcms/str.h"
 #include "iam/iam_cred.h"
 #include "iam/webauthn.h"
 #include "iam/webauthn_json.h"
@@ -47,6 +48,35 @@ static struct dcms_query q_cred_delete =
                                  "AND identity_id = $2");
 static struct dcms_query q_ident =
     DCMS_QUERY("wa_identity", "SELECT name, email FROM identities WHERE id = $1");
+static struct dcms_query q_cred_owner =
+    DCMS_QUERY("wa_cred_owner", "SELECT CAST(identity_id AS TEXT) FROM webauthn_credentials "
+                                "WHERE credential_id = $1");
+/* Serializes removals of one identity's factors (SQLite's BEGIN IMMEDIATE already does). */
+static struct dcms_query q_identity_lock =
+    DCMS_QUERY2("wa_identity_lock", "SELECT id FROM identities WHERE id = $1",
+                "SELECT id FROM identities WHERE id = $1 FOR UPDATE");
+static struct dcms_query q_factors_left = DCMS_QUERY(
+    "wa_factors_left",
+    "SELECT (SELECT count(*) FROM webauthn_credentials WHERE identity_id = $1) + (SELECT count(*) "
+    "FROM totp_credentials WHERE identity_id = $1 AND status = 'confirmed')");
+static struct dcms_query q_uh_get = DCMS_QUERY(
+    "wa_user_handle_get", "SELECT user_handle FROM webauthn_user_handles WHERE identity_id = $1");
+static struct dcms_query q_uh_insert =
+    DCMS_QUERY("wa_user_handle_insert",
+               "INSERT INTO webauthn_user_handles (identity_id, user_handle, created_at) "
+               "VALUES ($1, $2, $3) ON CONFLICT (identity_id) DO NOTHING");
+static struct dcms_query q_lch_gc = DCMS_QUERY(
+    "wa_login_challenge_gc", "DELETE FROM webauthn_login_challenges WHERE expires_at < $1");
+static struct dcms_query q_lch_insert =
+    DCMS_QUERY("wa_login_challenge_insert",
+               "INSERT INTO webauthn_login_challenges (id, challenge, created_at, expires_at) "
+               "VALUES ($1, $2, $3, $4)");
+static struct dcms_query q_lch_find =
+    DCMS_QUERY("wa_login_challenge_find", "SELECT CAST(id AS TEXT), expires_at, used_at FROM "
+                                          "webauthn_login_challenges WHERE challenge = $1");
+static struct dcms_query q_lch_use =
+    DCMS_QUERY("wa_login_challenge_use", "UPDATE webauthn_login_challenges SET used_at = $2 "
+                                         "WHERE CAST(id AS TEXT) = $1 AND used_at IS NULL");
 
 enum {
     W_ID,
@@ -92,18 +122,48 @@ static struct wa_rp rp_of(const struct dcms_iam *iam)
     return (struct wa_rp){iam->cfg->webauthn_rp_id, iam->cfg->webauthn_origins};
 }
 
-/* The WebAuthn user handle of an identity: the 16 bytes of its UUID. */
-static void user_handle(const char *uuid, unsigned char out[16])
+/*
+ * The WebAuthn user handle of an identity (user.id, and the userHandle a
+ * discoverable credential returns): opaque random bytes kept in
+ * webauthn_user_handles, hex. With `create`, an identity without one gets
+ * IAM_WA_USER_HANDLE_BYTES random bytes (two concurrent first registrations
+ * agree: the second insert does nothing and both read the winner). *len is
+ * 0 when the identity has none and `create` is false.
+ */
+#define IAM_WA_USER_HANDLE_BYTES 32
+#define IAM_WA_USER_HANDLE_MAX 64 /* WebAuthn: at most 64 bytes */
+
+static enum dcms_err user_handle(struct dcms_store_tx *tx, const char *identity_id, bool create,
+                                 unsigned char out[IAM_WA_USER_HANDLE_MAX], size_t *len,
+                                 struct dcms_errinfo *ei)
 {
-    size_t o = 0;
-    for (const char *p = uuid; *p && p[1] && o < 16; p++) {
-        if (*p == '-')
-            continue;
-        unsigned hi = (unsigned)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
-        unsigned lo = (unsigned)(p[1] <= '9' ? p[1] - '0' : (p[1] | 0x20) - 'a' + 10);
-        out[o++] = (unsigned char)(hi << 4 | lo);
-        p++;
+    *len = 0;
+    struct dcms_store_rows *rows = NULL;
+    struct dcms_store_val id[] = {DCMS_VAL_TEXT(identity_id)};
+    enum dcms_err e = dcms_store_exec(tx, &q_uh_get, id, 1, &rows, NULL, ei);
+    if (!e && dcms_store_rows_count(rows) == 0 && create) {
+        unsigned char raw[IAM_WA_USER_HANDLE_BYTES];
+        char hex[2 * IAM_WA_USER_HANDLE_BYTES + 1], now[DCMS_TIME_STRLEN];
+        randombytes_buf(raw, sizeof(raw));
+        dcms_hex_encode(hex, raw, sizeof(raw));
+        dcms_time_format(dcms_clock_now_us(), now);
+        e = dcms_store_exec(tx, &q_uh_insert,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(identity_id),
+                                                      DCMS_VAL_TEXT(hex), DCMS_VAL_TEXT(now)},
+                            3, NULL, NULL, ei);
+        dcms_store_rows_free(rows);
+        rows = NULL;
+        if (!e)
+            e = dcms_store_exec(tx, &q_uh_get, id, 1, &rows, NULL, ei);
     }
+    if (!e && dcms_store_rows_count(rows) == 1) {
+        const char *hex = dcms_store_rows_text(rows, 0, 0);
+        if (sodium_hex2bin(out, IAM_WA_USER_HANDLE_MAX, hex, strlen(hex), NULL, len, NULL) != 0 ||
+            *len == 0)
+            e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "a stored user handle is malformed");
+    }
+    dcms_store_rows_free(rows);
+    return e;
 }
 
 /* The first problem recorded, for an audit reason. */
@@ -164,6 +224,10 @@ enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv, 
         e = list_rows(tx, c->p->id, &rows, ei);
     if (!e && dcms_store_rows_count(rows) >= CREDS_MAX)
         e = dcms_err_set(ei, DCMS_ERR_CONFLICT, "at most %d passkeys per identity", CREDS_MAX);
+    unsigned char uh[IAM_WA_USER_HANDLE_MAX];
+    size_t uh_len = 0;
+    if (!e)
+        e = user_handle(tx, c->p->id, true, uh, &uh_len, ei);
     if (!e)
         e = iam_challenge_issue(tx, c->p->id, IAM_PURPOSE_WA_REGISTER, &ch, ei);
     if (!e)
@@ -171,10 +235,8 @@ enum dcms_err iam_wa_register_options(const struct iam_call *c, const char *uv, 
                       false, json_pack("{s:s}", "challenge_id", ch.id), c->client_ip, c->request_id,
                       ei);
     if (!e) {
-        unsigned char uh[16];
-        char uh64[32];
-        user_handle(c->p->id, uh);
-        iam_b64url_encode(uh64, uh, sizeof(uh));
+        char uh64[2 * IAM_WA_USER_HANDLE_MAX];
+        iam_b64url_encode(uh64, uh, uh_len);
         const char *name = dcms_store_rows_text(ident, 0, 0);
         const char *email = dcms_store_rows_text(ident, 0, 1);
         *out = json_pack(
@@ -343,6 +405,28 @@ out:
 /* ---- assertions ---- */
 
 /*
+ * The assertion's userHandle must be the identity's (compared in constant
+ * time: it stands for the account in passkey-first sign-in).
+ */
+static enum dcms_err user_handle_check(struct dcms_iam *iam, const char *identity_id,
+                                       const struct iam_wa_cred_in *in, struct dcms_errinfo *ei)
+{
+    unsigned char uh[IAM_WA_USER_HANDLE_MAX];
+    size_t len = 0;
+    struct dcms_store_tx *tx;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = user_handle(tx, identity_id, false, uh, &len, ei);
+    dcms_store_rollback(tx);
+    if (e)
+        return e;
+    if (!len || in->uh.n != len || sodium_memcmp(in->uh.p, uh, len) != 0)
+        return dcms_err_field(ei, "response.userHandle", "is not this identity's user handle");
+    return DCMS_OK;
+}
+
+/*
  * The assertion core shared by the route, the login factor and contract
  * signatures: the credential must be `identity_id`'s; the assertion is
  * checked against `challenge` (base64url) by webauthn.c, then the counter
@@ -393,12 +477,8 @@ static enum dcms_err assert_core(struct dcms_iam *iam, const char *identity_id,
         e = wa_verify_assertion(&ai, challenge, &rp, require_uv, &as, ei);
     }
     free(cose);
-    if (!e && in->uh.p) {
-        unsigned char uh[16];
-        user_handle(identity_id, uh);
-        if (in->uh.n != 16 || memcmp(in->uh.p, uh, 16) != 0)
-            e = dcms_err_field(ei, "response.userHandle", "is not this identity's user handle");
-    }
+    if (!e && in->uh.p)
+        e = user_handle_check(iam, identity_id, in, ei);
     bool cloned = false;
     if (!e && !wa_counter_ok(stored, as.sign_count)) {
         cloned = true;
@@ -490,6 +570,136 @@ enum dcms_err dcms_iam_webauthn_verify_assertion(struct dcms_iam *iam, const cha
     return e;
 }
 
+/* ---- passkey-first sign-in ---- */
+
+enum dcms_err iam_wa_login_options(const struct iam_call *c, json_t **out, int64_t *retry_after_s)
+{
+    struct dcms_errinfo *ei = c->ei;
+    /* An address locked out of logins gets no challenges either (they are store rows). */
+    char acct[300], ip[80];
+    iam_throttle_keys("", c->client_ip, acct, ip);
+    enum dcms_err e = iam_throttle_check(c->iam, ip, "", retry_after_s, ei);
+    if (e)
+        return e;
+    int64_t now = dcms_clock_now_us();
+    char id[DCMS_UUID_STRLEN], now_s[DCMS_TIME_STRLEN], exp_s[DCMS_TIME_STRLEN];
+    char b64[IAM_CHALLENGE_B64_LEN];
+    unsigned char raw[IAM_CHALLENGE_BYTES];
+    randombytes_buf(raw, sizeof(raw));
+    iam_b64url_encode(b64, raw, sizeof(raw));
+    dcms_uuid_v7(id);
+    dcms_time_format(now, now_s);
+    dcms_time_format(now + (int64_t)IAM_WA_LOGIN_CHALLENGE_TTL_S * 1000000, exp_s);
+    struct dcms_store_tx *tx;
+    if ((e = dcms_store_begin(c->iam->app->store, DCMS_TX_WRITE, &tx, ei)))
+        return e;
+    e = dcms_store_exec(tx, &q_lch_gc, (struct dcms_store_val[]){DCMS_VAL_TEXT(now_s)}, 1, NULL,
+                        NULL, ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_lch_insert,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(b64),
+                                                      DCMS_VAL_TEXT(now_s), DCMS_VAL_TEXT(exp_s)},
+                            4, NULL, NULL, ei);
+    if (!e)
+        e = iam_audit(c->iam, tx, "anonymous", "webauthn.login_options", "webauthn_challenge", id,
+                      false, json_pack("{s:s}", "expires_at", exp_s), c->client_ip, c->request_id,
+                      ei);
+    e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+    if (e)
+        return e;
+    /* No allowCredentials: the browser offers the discoverable passkeys it holds for the RP. */
+    *out = json_pack("{s:s, s:s, s:[], s:s, s:i}", "challenge", b64, "rpId",
+                     c->iam->cfg->webauthn_rp_id, "allowCredentials", "userVerification",
+                     "required", "timeout", IAM_WA_LOGIN_CHALLENGE_TTL_S * 1000);
+    return *out ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+}
+
+enum dcms_err iam_wa_credential_owner(struct dcms_iam *iam, const char *credential_id,
+                                      char identity_id[DCMS_UUID_STRLEN], struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_cred_owner, (struct dcms_store_val[]){DCMS_VAL_TEXT(credential_id)},
+                        1, &rows, NULL, ei);
+    dcms_store_rollback(tx);
+    if (!e && dcms_store_rows_count(rows) != 1)
+        e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "this passkey is not registered here");
+    if (!e)
+        snprintf(identity_id, DCMS_UUID_STRLEN, "%s", dcms_store_rows_text(rows, 0, 0));
+    dcms_store_rows_free(rows);
+    return e;
+}
+
+/* Uses up a passkey-first challenge (by its base64url text): unused, unexpired, issued here. */
+static enum dcms_err login_challenge_consume(struct dcms_iam *iam, const char *b64,
+                                             struct dcms_errinfo *ei)
+{
+    static const char field[] = "response.clientDataJSON";
+    if (strlen(b64) != IAM_CHALLENGE_B64_LEN - 1)
+        return dcms_err_field(ei, field, "is not a sign-in challenge this server issued");
+    int64_t now = dcms_clock_now_us(), exp = 0;
+    char now_s[DCMS_TIME_STRLEN];
+    dcms_time_format(now, now_s);
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_WRITE, &tx, ei);
+    if (e)
+        return e;
+    e = dcms_store_exec(tx, &q_lch_find, (struct dcms_store_val[]){DCMS_VAL_TEXT(b64)}, 1, &rows,
+                        NULL, ei);
+    uint64_t n = 0;
+    if (!e && dcms_store_rows_count(rows) != 1)
+        e = dcms_err_field(ei, field, "is not a sign-in challenge this server issued");
+    else if (!e && !dcms_store_rows_is_null(rows, 0, 2))
+        e = dcms_err_field(ei, field, "was already used (challenges are single use)");
+    else if (!e && (dcms_time_parse(dcms_store_rows_text(rows, 0, 1), &exp) || exp <= now))
+        e = dcms_err_field(ei, field, "has expired (sign-in challenges are valid for %d seconds)",
+                           IAM_WA_LOGIN_CHALLENGE_TTL_S);
+    if (!e)
+        e = dcms_store_exec(
+            tx, &q_lch_use,
+            (struct dcms_store_val[]){DCMS_VAL_TEXT(dcms_store_rows_text(rows, 0, 0)),
+                                      DCMS_VAL_TEXT(now_s)},
+            2, NULL, &n, ei);
+    if (!e && n != 1)
+        e = dcms_err_field(ei, field, "was already used (challenges are single use)");
+    dcms_store_rows_free(rows);
+    return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
+}
+
+enum dcms_err iam_wa_login_verify(struct dcms_iam *iam, const char *identity_id,
+                                  const struct iam_wa_cred_in *in, const char *client_ip,
+                                  const char *request_id, struct dcms_webauthn_result *out,
+                                  const char **why, struct dcms_errinfo *ei)
+{
+    static const char action[] = "webauthn.login";
+    *why = "bad_passkey";
+    enum dcms_err e = login_challenge_consume(iam, in->challenge, ei);
+    if (!e && !in->uh.p)
+        e = dcms_err_field(ei, "response.userHandle",
+                           "is required: sign in with a discoverable passkey (one that holds your "
+                           "account), or with your password");
+    if (!e && (e = user_handle_check(iam, identity_id, in, ei)) == DCMS_ERR_VALIDATION)
+        *why = "passkey_user_handle";
+    if (e) {
+        if (e == DCMS_ERR_VALIDATION)
+            iam_cred_audit_denied(iam, identity_id, action, "identity", identity_id, reason_of(ei),
+                                  client_ip, request_id);
+        return e;
+    }
+    /* A passkey alone replaces the password and the second factor: the user must be verified. */
+    e = assert_core(iam, identity_id, in, in->challenge, true, identity_id, action, client_ip,
+                    request_id, out, ei);
+    struct wa_authdata ad;
+    if (e == DCMS_ERR_VALIDATION && !wa_authdata_parse(in->ad.p, in->ad.n, &ad) &&
+        !(ad.flags & WA_FLAG_UV))
+        *why = "passkey_no_user_verification";
+    return e;
+}
+
 /* ---- list and removal ---- */
 
 enum dcms_err iam_wa_enrolled(struct dcms_iam *iam, const char *identity_id, bool *yes,
@@ -537,11 +747,35 @@ enum dcms_err iam_wa_delete(const struct iam_call *c, const char *id)
     if (e)
         return e;
     uint64_t n = 0;
-    e = dcms_store_exec(tx, &q_cred_delete,
-                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id)}, 2,
-                        NULL, &n, c->ei);
+    /*
+     * Two removals of the identity's last two passkeys must not both see the other one left
+     * (PostgreSQL writes run READ COMMITTED): lock the identity first.
+     */
+    e = dcms_store_exec(tx, &q_identity_lock, (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)}, 1,
+                        NULL, NULL, c->ei);
+    if (!e)
+        e = dcms_store_exec(tx, &q_cred_delete,
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(c->p->id)},
+                            2, NULL, &n, c->ei);
     if (!e && n != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "passkey not found");
+    /* Never the last second factor: what is left (passkeys, a confirmed TOTP) must not be none. */
+    int64_t left = 0;
+    if (!e)
+        e = dcms_store_exec_int(tx, &q_factors_left,
+                                (struct dcms_store_val[]){DCMS_VAL_TEXT(c->p->id)}, 1, &left,
+                                c->ei);
+    if (!e && left == 0) {
+        dcms_store_rollback(tx);
+        iam_cred_audit_denied(c->iam, c->p->id, "webauthn.delete", "webauthn_credential", id,
+                              "last second factor", c->client_ip, c->request_id);
+        dcms_err_field(c->ei, "id",
+                       "is the last second factor of the account; removing it would leave the "
+                       "password alone");
+        return dcms_err_set(c->ei, DCMS_ERR_CONFLICT,
+                            "this passkey is your only second factor: add another passkey or an "
+                            "authenticator app first");
+    }
     if (!e)
         e = iam_audit(c->iam, tx, c->p->id, "webauthn.delete", "webauthn_credential", id, false,
                       NULL, c->client_ip, c->request_id, c->ei);

@@ -4,6 +4,7 @@
  * encode the answer.
  */
 #include "dcms/app.h"
+#include "dcms/arena.h"
 #include "dcms/clock.h"
 #include "http/handlers.h"
 #include "iam/iam_cred.h"
@@ -84,6 +85,31 @@ enum dcms_err dcms_iam_http_wa_assert_options(struct dcms_http_req *req,
     }
     struct iam_call c = IAM_CALL_OF(req);
     e = iam_wa_assert_options(&c, id, uv, &out);
+    return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+/*
+ * Passkey-first sign-in, step one: options with a challenge bound to no
+ * identity (the body, if any, is `{}`). The assertion then goes to
+ * POST /api/v1/auth/login as {webauthn} (iam_session.c), which issues the
+ * session like any login.
+ */
+enum dcms_err dcms_iam_http_passkey_options(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    static const char *const keys[] = {NULL};
+    json_t *b, *out = NULL;
+    const char *uv;
+    enum dcms_err e = options_body(req, keys, &b, &uv);
+    if (e)
+        return e;
+    struct iam_call c = IAM_CALL_OF(req);
+    int64_t retry = 0;
+    e = iam_wa_login_options(&c, &out, &retry);
+    if (e == DCMS_ERR_RATE_LIMITED && retry > 0) {
+        const char *after = dcms_arena_sprintf(req->arena, "%lld", (long long)retry);
+        if (after && dcms_http_resp_header(resp, "Retry-After", after))
+            return dcms_err_set(req->ei, DCMS_ERR_INTERNAL, NULL);
+    }
     return e ? e : dcms_http_reply(req, resp, 200, out);
 }
 

@@ -57,6 +57,7 @@ const EXPECTED = {
   'POST /api/v1/attestation/verify':                     '401 422 422 422 422 422',
   'GET /.well-known/jwks.json':                          '200 200 200 200 200 200',
   'POST /api/v1/auth/login':                             '422 422 422 422 422 422',
+  'POST /api/v1/auth/passkey/options':                   '200 200 200 200 200 200',
   'POST /api/v1/auth/refresh':                           '422 422 422 422 422 422',
   'POST /api/v1/auth/verify-email':                      '422 422 422 422 422 422',
   'GET /api/v1/auth/me':                                 '401 200 200 200 200 200',

@@ -1,102 +1,21 @@
-// Passkeys through the API with a software authenticator written here
-// (node:crypto keys, a tiny CBOR encoder): registration ("none" and "packed"
+// Passkeys through the API with the software authenticator of
+// lib/authenticator.mjs (node:crypto keys, a tiny CBOR encoder): registration ("none" and "packed"
 // self attestation, ES256 and EdDSA), assertion, the list and removal, and the
 // refusals: a tampered signature, a replayed counter, a reused challenge, a
 // wrong origin, another identity's passkey. Every response is checked against
 // api/openapi.yaml. Runs on the backend chosen by DCMS_TEST_BACKEND.
 
 import assert from 'node:assert/strict';
-import {createHash, generateKeyPairSync, randomBytes, sign} from 'node:crypto';
 import {before, describe, test} from 'node:test';
 import {checkResponse} from './lib/openapi.mjs';
 import {client} from './lib/http.mjs';
 import {startServer} from './lib/server.mjs';
 import {adminEnv, adminToken, bearer, login} from './lib/iam.mjs';
+import {Authenticator, ORIGIN, RP_ID, b64u} from './lib/authenticator.mjs';
 
 const PW = 'correct horse battery staple';
-const RP_ID = 'localhost';
-const ORIGIN = 'http://localhost:8080';
 let server, api, admin;
 let n = 0;
-
-// ---- a minimal CBOR encoder (what WebAuthn needs) ----
-
-function head(major, v) {
-  if (v < 24) return Buffer.from([(major << 5) | v]);
-  if (v < 0x100) return Buffer.from([(major << 5) | 24, v]);
-  if (v < 0x10000) { const b = Buffer.alloc(3); b[0] = (major << 5) | 25; b.writeUInt16BE(v, 1); return b; }
-  const b = Buffer.alloc(5); b[0] = (major << 5) | 26; b.writeUInt32BE(v, 1); return b;
-}
-
-function cbor(v) {
-  if (typeof v === 'number') return v >= 0 ? head(0, v) : head(1, -1 - v);
-  if (Buffer.isBuffer(v)) return Buffer.concat([head(2, v.length), v]);
-  if (typeof v === 'string') { const b = Buffer.from(v); return Buffer.concat([head(3, b.length), b]); }
-  if (Array.isArray(v)) return Buffer.concat([head(4, v.length), ...v.map(cbor)]);
-  const entries = v instanceof Map ? [...v.entries()] : Object.entries(v);
-  return Buffer.concat([head(5, entries.length), ...entries.flatMap(([k, x]) => [cbor(k), cbor(x)])]);
-}
-
-const sha256 = (b) => createHash('sha256').update(b).digest();
-const b64u = (b) => Buffer.from(b).toString('base64url');
-
-// ---- the software authenticator ----
-
-class Authenticator {
-  constructor(alg = -7) {
-    this.alg = alg;
-    this.credId = randomBytes(32);
-    this.counter = 0;
-    if (alg === -7) {
-      const {publicKey, privateKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'});
-      const jwk = publicKey.export({format: 'jwk'});
-      this.key = privateKey;
-      this.cose = cbor(new Map([[1, 2], [3, -7], [-1, 1], [-2, Buffer.from(jwk.x, 'base64url')],
-                                [-3, Buffer.from(jwk.y, 'base64url')]]));
-    } else {
-      const {publicKey, privateKey} = generateKeyPairSync('ed25519');
-      this.key = privateKey;
-      this.cose = cbor(new Map([[1, 1], [3, -8], [-1, 6], [-2, Buffer.from(publicKey.export({format: 'jwk'}).x, 'base64url')]]));
-    }
-  }
-
-  sig(data) {
-    return sign(this.alg === -7 ? 'sha256' : null, data, this.key);
-  }
-
-  authData(flags, withCred) {
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(this.counter);
-    const parts = [sha256(Buffer.from(RP_ID)), Buffer.from([flags]), c];
-    if (withCred) {
-      const len = Buffer.alloc(2);
-      len.writeUInt16BE(this.credId.length);
-      parts.push(Buffer.alloc(16), len, this.credId, this.cose);
-    }
-    return Buffer.concat(parts);
-  }
-
-  create(options, {fmt = 'none', origin = ORIGIN, uv = true} = {}) {
-    const cdj = Buffer.from(JSON.stringify({type: 'webauthn.create', challenge: options.challenge, origin, crossOrigin: false}));
-    const ad = this.authData(0x41 | (uv ? 0x04 : 0), true);
-    const attStmt = fmt === 'packed' ? {alg: this.alg, sig: this.sig(Buffer.concat([ad, sha256(cdj)]))} : {};
-    const att = cbor({fmt, attStmt, authData: ad});
-    return {
-      id: b64u(this.credId), rawId: b64u(this.credId), type: 'public-key', clientExtensionResults: {},
-      response: {clientDataJSON: b64u(cdj), attestationObject: b64u(att), transports: ['internal']},
-    };
-  }
-
-  get(options, {origin = ORIGIN, uv = true, bump = 1} = {}) {
-    this.counter += bump;
-    const cdj = Buffer.from(JSON.stringify({type: 'webauthn.get', challenge: options.challenge, origin, crossOrigin: false}));
-    const ad = this.authData(0x01 | (uv ? 0x04 : 0), false);
-    return {
-      id: b64u(this.credId), rawId: b64u(this.credId), type: 'public-key', clientExtensionResults: {},
-      response: {clientDataJSON: b64u(cdj), authenticatorData: b64u(ad), signature: b64u(this.sig(Buffer.concat([ad, sha256(cdj)])))},
-    };
-  }
-}
 
 // ---- helpers ----
 
@@ -164,7 +83,12 @@ describe('registration', () => {
     assert.equal(o.status, 200);
     assert.equal(o.json.rp.id, RP_ID);
     assert.deepEqual(o.json.pubKeyCredParams.map((p) => p.alg), [-7, -8, -257]);
-    assert.equal(Buffer.from(o.json.user.id, 'base64url').toString('hex'), u.id.replaceAll('-', ''));
+    // The user handle is opaque (32 random bytes, not the identity id) and stable.
+    const handle = Buffer.from(o.json.user.id, 'base64url');
+    assert.equal(handle.length, 32);
+    assert.notEqual(handle.toString('hex'), u.id.replaceAll('-', ''));
+    const o2 = await post('/api/v1/webauthn/register/options', u.token);
+    assert.equal(o2.json.user.id, o.json.user.id);
     assert.equal(o.json.user.name, u.email);
     assert.equal(Buffer.from(o.json.challenge, 'base64url').length, 32);
     assert.equal(o.json.authenticatorSelection.userVerification, 'required');
@@ -331,14 +255,22 @@ describe('assertion', () => {
     assert.equal(r.status, 403, 'the password-only session predates the passkey');
     assert.equal(r.json.error.code, 'reauthentication_required');
     await passkeyLogin(u, a);
+    // The only second factor cannot go (409 naming the id); with a second passkey, exactly one goes.
+    r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
+    assert.equal(r.status, 409, JSON.stringify(r.json));
+    assert.deepEqual(r.json.error.details.map((d) => d.field), ['id']);
+    const refused = await auditEvents(`action=webauthn.delete&actor=${u.id}`);
+    assert.deepEqual(refused.map((e) => [e.outcome, e.details.reason]), [['denied', 'last second factor']]);
+    const b = new Authenticator(-8);
+    assert.equal((await register(u, b)).status, 201);
     r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
     assert.equal(r.status, 204);
     r = await call('DELETE', `/api/v1/webauthn/credentials/${reg.json.id}`, {headers: bearer(u.token)}, '/api/v1/webauthn/credentials/{id}');
     assert.equal(r.status, 404);
     const ev = await auditEvents(`action=webauthn.delete&actor=${u.id}`);
-    assert.equal(ev.length, 1);
-    r = await post('/api/v1/webauthn/assert/options', u.token);
-    assert.equal(r.status, 409);
+    assert.equal(ev.filter((e) => e.outcome === 'success').length, 1);
+    const l = await call('GET', '/api/v1/webauthn/credentials', {headers: bearer(u.token)});
+    assert.deepEqual(l.json.credentials.map((c) => c.credential_id), [b64u(b.credId)]);
   });
 });
 

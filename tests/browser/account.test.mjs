@@ -12,27 +12,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, login } from '../api/lib/iam.mjs';
-import { harness, PW } from './lib/harness.mjs';
+import { freePort, harness, PW } from './lib/harness.mjs';
 
 let h;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-ui-account-'));
-
-/** A free port for dcmsd, so the WebAuthn origin (http://localhost:PORT) is known before it starts. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 before(async () => {
   const port = await freePort();
@@ -172,11 +159,7 @@ test('TOTP enrolment with a QR code, recovery codes downloaded, regenerated afte
 test('passkeys: registered by name, listed with last use, one removed, the last never; then a passkey sign-in', async () => {
   const u = await h.user(['consumer']);
   const pg = await h.page({ colorScheme: 'dark' });
-  const cdp = await pg.context().newCDPSession(pg);
-  await cdp.send('WebAuthn.enable', { enableUI: false });
-  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
-  });
+  const { cdp, authenticatorId } = await h.passkeyAuthenticator(pg);
   await h.signIn(pg, u);
   await account(pg);
 
@@ -197,7 +180,7 @@ test('passkeys: registered by name, listed with last use, one removed, the last 
   await pg.getByRole('button', { name: 'Sign out', exact: true }).click();
   await pg.getByLabel('E-mail').fill(u.email);
   await pg.getByLabel('Password').fill(PW);
-  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   await pg.getByRole('heading', { level: 1, name: 'Second factor' }).waitFor();
   await noAxe(pg, 'sign-in (passkey step, dark)');
   await pg.getByRole('button', { name: 'Use a passkey', exact: true }).click();
@@ -301,7 +284,7 @@ test('API keys for a service identity: problems on their fields, the key shown o
   await pg.goto(h.base + '/');
   await pg.getByLabel('E-mail').fill(ADMIN_EMAIL);
   await pg.getByLabel('Password').fill(ADMIN_PASSWORD);
-  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
   await account(pg);
   await pg.getByText('No API keys.').waitFor();

@@ -47,7 +47,7 @@ test('sign in: the access token stays in memory, the refresh token in an HttpOnl
   // A wrong password: the API's message in the summary, the user stays on the form.
   await prov.getByLabel('E-mail').fill(provider.email);
   await prov.getByLabel('Password').fill('not the password');
-  await prov.getByRole('button', { name: 'Sign in' }).click();
+  await prov.getByRole('button', { name: 'Sign in', exact: true }).click();
   await prov.locator('.summary').waitFor();
   await h.signIn(prov, provider);
   assert.equal(await prov.getByText('Loading dcms').count(), 0, 'the boot message is replaced');
@@ -245,7 +245,7 @@ test('sign in with a second factor on a phone: an authenticator code, then a rec
   await pg.goto(h.base + '/');
   await pg.getByLabel('E-mail').fill(u.email);
   await pg.getByLabel('Password').fill(PW);
-  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   await pg.getByRole('heading', { level: 1, name: 'Second factor' }).waitFor();
   a11y.push(...(await h.axe(pg, 'second factor (light)')));
   // A wrong code: the problem is shown and the ticket can be tried again... with the right code.
@@ -255,7 +255,7 @@ test('sign in with a second factor on a phone: an authenticator code, then a rec
   await pg.getByRole('button', { name: 'Start again' }).click();
   assert.equal(await pg.getByLabel('E-mail').inputValue(), u.email, 'the e-mail is kept');
   await pg.getByLabel('Password').fill(PW);
-  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   await pg.getByLabel('Authenticator code').fill(totp(en.json.secret, 1)); // the confirmation used this step's
   await pg.getByRole('button', { name: 'Verify' }).click();
   await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
@@ -270,7 +270,7 @@ test('sign in with a second factor on a phone: an authenticator code, then a rec
   await pg.getByRole('button', { name: 'Sign out' }).click();
   await pg.getByLabel('E-mail').fill(u.email);
   await pg.getByLabel('Password').fill(PW);
-  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   await pg.getByRole('button', { name: 'Use a recovery code instead' }).click();
   await pg.getByLabel('Recovery code').fill(conf.json.recovery_codes[0]);
   await pg.getByRole('button', { name: 'Verify' }).click();

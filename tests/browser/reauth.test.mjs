@@ -44,7 +44,7 @@ test('an old session is asked to sign in again before a key is registered, then 
   await pg.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
   await pg.getByLabel('E-mail').fill(provider.email);
   await pg.getByLabel('Password').fill(PW);
-  await pg.getByRole('button', { name: 'Sign in' }).click();
+  await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   // Back on the sheet it came from.
   await pg.getByRole('heading', { level: 1, name: 'Sign the contract' }).waitFor();
   await pg.getByLabel('I have read the terms and sign them').check();

@@ -808,6 +808,8 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo22_login_challenges", "DROP TABLE webauthn_login_challenges"),
+    DCMS_QUERY("t_undo22_user_handles", "DROP TABLE webauthn_user_handles"),
     DCMS_QUERY("t_undo21_leases", "DROP TABLE leases"),
     DCMS_QUERY("t_undo21_nodes", "DROP TABLE nodes"),
     DCMS_QUERY("t_undo21_enclave_owner_index", "DROP INDEX enclaves_owner_node"),
@@ -895,6 +897,63 @@ static void migration_0008_backfills_consumer(struct fixture *f)
     dcms_store_rollback(tx);
 }
 STORE_CASE(migration_0008_backfills_consumer)
+
+static struct dcms_query q_undo22_row =
+    DCMS_QUERY("t_undo22_row", "DELETE FROM schema_migrations WHERE version >= 22");
+static struct dcms_query q_ins_passkey = DCMS_QUERY(
+    "t_ins_passkey",
+    "INSERT INTO webauthn_credentials (id, identity_id, credential_id, public_key_cose, alg, "
+    "sign_count, user_verified, transports, attestation_fmt, aaguid, created_at) VALUES ($1, $2, "
+    "$3, 'k', -7, 0, 1, '[]', 'none', '00000000-0000-0000-0000-000000000000', $4)");
+static struct dcms_query q_user_handle = DCMS_QUERY(
+    "t_user_handle", "SELECT user_handle FROM webauthn_user_handles WHERE identity_id = $1");
+
+/*
+ * A store at schema 21 whose identity has two passkeys: migrating to 22
+ * keeps the user handle those passkeys hold (the UUID's 16 bytes, hex) as
+ * the identity's, once; an identity without passkeys gets none.
+ */
+static void migration_0022_keeps_legacy_user_handles(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    char who[DCMS_UUID_STRLEN], other[DCMS_UUID_STRLEN], k1[DCMS_UUID_STRLEN], k2[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(k1);
+    dcms_uuid_v7(k2);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_undo_later[0], NULL, 0, false, NULL);
+    run(tx, &q_undo_later[1], NULL, 0, false, NULL);
+    run(tx, &q_undo22_row, NULL, 0, false, NULL);
+    insert_identity(tx, "user", NULL, who);
+    insert_identity(tx, "user", NULL, other);
+    run(tx, &q_ins_passkey,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(k1), DCMS_VAL_TEXT(who), DCMS_VAL_TEXT("cred-1"),
+                                  DCMS_VAL_TEXT(TS1)},
+        4, false, NULL);
+    run(tx, &q_ins_passkey,
+        (struct dcms_store_val[]){DCMS_VAL_TEXT(k2), DCMS_VAL_TEXT(who), DCMS_VAL_TEXT("cred-2"),
+                                  DCMS_VAL_TEXT(TS1)},
+        4, false, NULL);
+    commit(tx);
+
+    s = open_store(f, 1, 0); /* applies 0022 again */
+    tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *r =
+        run(tx, &q_user_handle, (struct dcms_store_val[]){DCMS_VAL_TEXT(who)}, 1, true, NULL);
+    char hex[33];
+    size_t o = 0;
+    for (const char *p = who; *p; p++)
+        if (*p != '-')
+            hex[o++] = *p;
+    hex[o] = '\0';
+    assert_int_equal(dcms_store_rows_count(r), 1);
+    assert_string_equal(dcms_store_rows_text(r, 0, 0), hex);
+    dcms_store_rows_free(r);
+    r = run(tx, &q_user_handle, (struct dcms_store_val[]){DCMS_VAL_TEXT(other)}, 1, true, NULL);
+    assert_int_equal(dcms_store_rows_count(r), 0);
+    dcms_store_rows_free(r);
+    commit(tx);
+}
+STORE_CASE(migration_0022_keeps_legacy_user_handles)
 
 /* Ends every server session of the case's database but the admin's own. */
 static void kill_sessions(struct fixture *f)
@@ -1030,6 +1089,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_sqlite, setup_sqlite,
                                     teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(migration_0022_keeps_legacy_user_handles_sqlite, setup_sqlite,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(migration_0022_keeps_legacy_user_handles_pg, setup_pg,
+                                    teardown),
     cmocka_unit_test(bad_url_refused),
     cmocka_unit_test(pg_unreachable),
 };

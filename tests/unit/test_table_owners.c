@@ -42,6 +42,8 @@ static const struct owner {
     {"signing_keys", "iam"},
     {"totp_credentials", "iam"},
     {"webauthn_credentials", "iam"},
+    {"webauthn_user_handles", "iam"},
+    {"webauthn_login_challenges", "iam"},
     {"contracts", "contracts"},
     {"contract_versions", "contracts"},
     {"contract_signatures", "contracts"},

@@ -299,7 +299,9 @@ function Passkeys({ mfa, reloadMfa, run }) {
                     aria-describedby=${lastFactor ? 'passkey-last' : undefined}
                     aria-label=${t('passkey.remove.named', { name: c.name ?? t('passkey.unnamed') })}
                     onClick=${() => !lastFactor && setRemoving(c.id)}>${t('passkey.remove')}</button>`}
-              ${rowError?.id === c.id && html`<p class="field-problems" role="alert">${rowError.error.message}</p>`}
+              ${rowError?.id === c.id &&
+              html`<div class="field-problems" role="alert"><p>${rowError.error.message}</p>
+                ${(rowError.error.details ?? []).map((d) => html`<p><code>${d.field}</code> ${d.problem}</p>`)}</div>`}
             </td>
           </tr>`,
         )}

@@ -1,7 +1,10 @@
 // Sign in: e-mail and password, then (when the API answers mfa_required) a
 // second factor against the single-use ticket: a passkey (WebAuthn
 // assertion over the ticket's challenge), an authenticator code or a
-// recovery code. The same form confirms a credential change (`reauth`: the
+// recovery code. Or a passkey alone (passkey-first): options without any
+// identity from /api/v1/auth/passkey/options, the browser offers the
+// discoverable passkeys it holds for this site, and the assertion is the
+// whole login (docs/iam.md, "Signing in with a passkey alone"). The same form confirms a credential change (`reauth`: the
 // e-mail fixed, login through api.reauthenticate, in a dialog).
 import { useRef, useState } from 'preact/hooks';
 import { api, login } from './api.js';
@@ -33,7 +36,8 @@ export function SignIn({ onDone, notice, reauth = null, doLogin = login }) {
   const p = reauth ? 'ra-' : '';
 
   const problems = (field) => (error?.details ?? []).filter((d) => d.field === field || d.field.startsWith(field + '.'));
-  const fieldFor = (path) => (['email', 'password', 'totp', 'recovery_code'].includes(path) ? p + fieldId(path) : null);
+  const fieldFor = (path) =>
+    ['email', 'password', 'totp', 'recovery_code'].includes(path) ? p + fieldId(path) : path.startsWith('webauthn') && !mfa && !reauth ? 'signin-passkey' : null;
 
   async function finish(body) {
     const r = await doLogin(body);
@@ -87,6 +91,26 @@ export function SignIn({ onDone, notice, reauth = null, doLogin = login }) {
     }
   }
 
+  // Passkey-first: no e-mail, no password; the passkey names the account and verifies the user.
+  async function passkeyFirst() {
+    setBusy(true);
+    setError(null);
+    try {
+      const opts = (await api('POST', '/api/v1/auth/passkey/options', { json: {}, auth: false })).body;
+      let cred;
+      try {
+        cred = await navigator.credentials.get({ publicKey: requestOptions(opts) });
+      } catch (e) {
+        throw e?.name === 'NotAllowedError' ? new Error(t('signin.passkey.cancelled')) : passkeyError(e);
+      }
+      await finish({ webauthn: assertionJSON(cred) });
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
   const input = (name, label, type, extra = {}) => {
     const id = p + fieldId(name);
     const pr = problems(name);
@@ -128,5 +152,13 @@ export function SignIn({ onDone, notice, reauth = null, doLogin = login }) {
         ${reauth && html`<button type="button" onClick=${reauth.cancel}>${t('action.cancel')}</button>`}
       </div>
     </form>
+    ${!mfa && !reauth && passkeysSupported() && html`<div class="passkey-first">
+      <p id="signin-passkey-hint">${t('signin.passkey.intro')}</p>
+      <${FieldProblems} id="signin-passkey" problems=${problems('webauthn')} />
+      <div class="buttons">
+        <button type="button" id="signin-passkey" disabled=${busy} onClick=${passkeyFirst}
+          aria-describedby=${problems('webauthn').length ? 'signin-passkey-hint signin-passkey-problems' : 'signin-passkey-hint'}>${t('signin.passkey')}</button>
+      </div>
+    </div>`}
   </section>`;
 }

@@ -6,12 +6,25 @@
 // violation and page error fails the test, and axe-core checks pages.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { adminEnv, adminToken, bearer } from '../../api/lib/iam.mjs';
 import { repoRoot, startServer } from '../../api/lib/server.mjs';
 import { chromiumPath, launchChromium } from './chromium.mjs';
 
 export { chromiumPath };
+
+/** A free port for dcmsd, so the WebAuthn origin (http://localhost:PORT) is known before it starts. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 export const PW = 'correct horse battery staple';
 
@@ -68,8 +81,24 @@ export async function harness(env = {}) {
     await pg.goto(base + '/');
     await pg.getByLabel('E-mail').fill(u.email);
     await pg.getByLabel('Password').fill(PW);
-    await pg.getByRole('button', { name: 'Sign in' }).click();
+    await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
     await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  }
+
+  /**
+   * Chrome's virtual authenticator on `pg` (CDP WebAuthn domain): a platform
+   * authenticator (ctap2, internal) that keeps discoverable credentials and
+   * verifies the user unless `isUserVerified` is false. Add it before the
+   * page's ceremony; returns {cdp, authenticatorId} for further commands
+   * (WebAuthn.getCredentials, .clearCredentials, .setUserVerified ...).
+   */
+  async function passkeyAuthenticator(pg, { isUserVerified = true } = {}) {
+    const cdp = await pg.context().newCDPSession(pg);
+    await cdp.send('WebAuthn.enable', { enableUI: false });
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified, automaticPresenceSimulation: true },
+    });
+    return { cdp, authenticatorId };
   }
 
   const axeSource = fs.readFileSync(path.join(repoRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
@@ -95,5 +124,5 @@ export async function harness(env = {}) {
     await server.stop();
   }
 
-  return { server, base, browser, call, user, page, signIn, axe, problems, close };
+  return { server, base, browser, call, user, page, signIn, passkeyAuthenticator, axe, problems, close };
 }
