@@ -217,7 +217,7 @@ async function main() {
       await pg.goto(base + '/');
       await pg.getByLabel('E-mail').fill(email);
       await pg.getByLabel('Password').fill(password);
-      await pg.getByRole('button', { name: 'Sign in' }).click();
+      await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
       await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
     }
     async function go(pg, hash, ready) {
@@ -248,7 +248,7 @@ async function main() {
     // Signed out.
     let pg = await context();
     await pg.goto(base + '/');
-    await pg.getByRole('button', { name: 'Sign in' }).waitFor();
+    await pg.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
     await shot(pg, 'signin');
     await pg.context().close();
 
