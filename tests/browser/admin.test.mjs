@@ -7,7 +7,9 @@
 // first); the user suspended and reactivated, each after its confirmation;
 // an organization's member added (a 422 on the reason first) and removed;
 // the data-key KEK rotated, the data keys rewrapped and the old version
-// retired; the token signing key rotated. A provider sees no Admin link and
+// retired; the token signing key rotated; an access policy created (its
+// 422 problems on the actions and address fields first) that really denies
+// a provider, then deleted. A provider sees no Admin link and
 // gets the "not allowed" state at #/admin. axe-core on each screen, light and
 // dark.
 
@@ -257,6 +259,47 @@ test('the data keys: rotate the KEK, rewrap, retire the old version; rotate the 
   assert.ok(await pg.evaluate(() => document.documentElement.scrollWidth <= 360), 'the identities fit 360 px');
   await pg.context().close();
   pg = ctx;
+});
+
+test('an access policy: problems on their fields, created, in force, deleted', async () => {
+  const prov = await h.user(['provider']);
+  const tok = (await login(h.server, prov.email, PW)).access_token;
+  assert.equal((await h.call('GET', '/api/v1/contracts', { token: tok })).status, 200);
+  await pg.goto(h.base + '/#/admin/policies');
+  await pg.getByText('No policy: identities have what their roles grant.').waitFor();
+  await check('policies empty');
+  await pg.getByRole('link', { name: 'New policy' }).click();
+  await pg.locator('#f-name').fill('No contract reading for one provider');
+  await pg.getByLabel('Effect').selectOption('deny');
+  await pg.locator('#f-actions').fill('');
+  await pg.locator('#f-conditions-ip-range').fill('300.1.1.1/8');
+  await pg.getByRole('button', { name: 'Create the policy' }).click();
+  await pg.locator('#f-actions-problems').waitFor();
+  assert.equal(await pg.locator('#f-actions').getAttribute('aria-invalid'), 'true');
+  assert.match(await pg.locator('#f-conditions-ip-range-problems').textContent(), /conditions\.ip_range\[0\].*CIDR/);
+  await pg.locator('.summary').getByRole('button', { name: 'actions' }).waitFor();
+  await check('new policy with problems');
+
+  await pg.locator('#f-actions').fill('contracts:read\ncontracts:list');
+  await pg.locator('#f-conditions-ip-range').fill('');
+  await pg.locator('#f-attach-identities').fill(prov.id);
+  await pg.getByRole('button', { name: 'Create the policy' }).click();
+  await pg.getByText('Policy No contract reading for one provider created.').waitFor();
+  const r = row('No contract reading for one provider');
+  assert.match(await r.textContent(), /Deny/);
+  assert.match(await r.textContent(), /contracts:read/);
+  const listed = (await h.call('GET', '/api/v1/policies')).json.policies;
+  assert.equal(listed.length, 1);
+  assert.deepEqual(listed[0].attach, { identities: [prov.id] });
+  assert.equal((await h.call('GET', '/api/v1/contracts', { token: tok })).status, 403, 'the policy is in force');
+  await check('policies');
+
+  await r.getByRole('button', { name: 'Delete policy No contract reading for one provider' }).click();
+  await confirm('Delete');
+  await pg.getByText('Policy No contract reading for one provider deleted.').waitFor();
+  await r.waitFor({ state: 'detached' });
+  assert.deepEqual((await h.call('GET', '/api/v1/policies')).json.policies, []);
+  assert.equal((await h.call('GET', '/api/v1/contracts', { token: tok })).status, 200);
 });
 
 test('a provider sees no admin link and gets the "not allowed" state at #/admin', async () => {

@@ -1,7 +1,8 @@
 // The admin area (#/admin, administrators; docs/iam.md, docs/keys.md):
 // identities (filters in the URL, create with roles and an organization,
 // verify, suspend, reactivate), organizations and their members (add,
-// remove), the data-key rotation and rewrap (/admin/data-keys*) and the
+// remove), access policies (list, create, delete: /policies), the data-key
+// rotation and rewrap (/admin/data-keys*) and the
 // rotation of the key that signs access tokens (/admin/keys/rotate). Every
 // change asks for a confirmation in a modal dialog; every API problem lands
 // on its field. The UI hides the area from other roles, but the API decides:
@@ -18,7 +19,8 @@ const ROLES = ['admin', 'provider', 'consumer', 'auditor', 'operator', 'org_admi
 const ORG_ROLES = ['provider', 'consumer', 'org_admin'];
 const KINDS = ['user', 'service', 'organization'];
 const STATUSES = ['pending_verification', 'active', 'suspended'];
-const SECTIONS = ['identities', 'organizations', 'keys'];
+const SECTIONS = ['identities', 'organizations', 'policies', 'keys'];
+const CONDITIONS = ['party_of_contract', 'mfa_present', 'self', 'same_organization'];
 
 /** Whether the signed-in identity may open the admin area (the API decides in the end). */
 export function isAdmin(me) {
@@ -145,6 +147,8 @@ export function AdminPage({ route, me }) {
   else if (section === 'identities') body = html`<${Identities} route=${route} me=${me} />`;
   else if (section === 'organizations' && id) body = html`<${Organization} key=${id} id=${id} />`;
   else if (section === 'organizations') body = html`<${Organizations} />`;
+  else if (section === 'policies' && id === 'new') body = html`<${PolicyNew} />`;
+  else if (section === 'policies') body = html`<${Policies} />`;
   else if (section === 'keys') body = html`<${Keys} />`;
   else body = html`<${Empty}><p>${t('adm.unknown')}</p></${Empty}>`;
   return html`<section class="admin">
@@ -503,6 +507,140 @@ function Organization({ id }) {
       <div class="buttons"><button type="submit" class="primary" disabled=${busy || !cands.data?.length}>${t('adm.member.add')}</button></div>
     </form>
     ${dialog}
+  </div>`;
+}
+
+// ---- access policies ----
+
+/** The lines of a textarea, trimmed, without the empty ones. */
+const lines = (text) => text.split(/[\n,]/).map((x) => x.trim()).filter(Boolean);
+
+function Policies() {
+  const [list, reload] = useLoad(async () => (await api('GET', '/api/v1/policies')).body.policies, []);
+  const [notice, setNotice] = useState(() => {
+    const f = flash;
+    flash = null;
+    return f;
+  });
+  const [ask, dialog] = useConfirm();
+
+  function remove(p) {
+    setNotice(null);
+    ask({
+      title: t('adm.pol.delete.title', { name: p.name }),
+      text: t('adm.pol.delete.text'),
+      action: t('adm.pol.delete'),
+      danger: true,
+      run: async () => {
+        await api('DELETE', `/api/v1/policies/${enc(p.id)}`);
+        setNotice(t('adm.pol.deleted', { name: p.name }));
+        reload();
+      },
+    });
+  }
+
+  const conds = (c = {}) => [...CONDITIONS.filter((k) => c[k]).map((k) => t('adm.pol.cond.' + k)), ...(c.ip_range ?? []).map((r) => t('adm.pol.from', { range: r }))];
+  return html`<div>
+    <div class="heading">
+      <h2>${t('adm.tab.policies')}</h2>
+      <a class="button primary" href="#/admin/policies/new">${t('adm.pol.new')}</a>
+    </div>
+    <p class="hint">${t('adm.pol.intro')}</p>
+    <p role="status" aria-live="polite" class="live" data-testid="admin-notice">${notice}</p>
+    ${list.error && html`<${AdmFailure} error=${list.error} retry=${reload} />`}
+    ${list.loading && !list.data && html`<${Loading} label=${t('adm.loading')} />`}
+    ${list.data && !list.data.length && html`<${Empty}><p>${t('adm.pol.empty')}</p></${Empty}>`}
+    ${list.data?.length > 0 &&
+    html`<table class="cards" data-testid="policies">
+      <caption class="visually-hidden">${t('adm.tab.policies')}</caption>
+      <thead><tr><th scope="col">${t('adm.col.name')}</th><th scope="col">${t('adm.pol.effect')}</th><th scope="col">${t('adm.pol.actions')}</th><th scope="col">${t('adm.pol.resources')}</th><th scope="col">${t('adm.pol.conditions')}</th><th scope="col">${t('adm.pol.attach')}</th><th scope="col">${t('apikeys.col.actions')}</th></tr></thead>
+      <tbody>
+        ${list.data.map(
+          (p) => html`<tr data-policy=${p.id}>
+            <td><strong>${p.name}</strong>${p.description && html`<br /><span class="hint">${p.description}</span>`}<br /><span class="hint">${fmtDate(p.created_at)}</span></td>
+            <td><span class=${'badge badge-effect-' + p.effect}>${t('adm.pol.effect.' + p.effect)}</span></td>
+            <td>${p.actions.map((a) => html`<code>${a}</code> `)}</td>
+            <td>${p.resources.map((r) => html`<code>${r}</code> `)}</td>
+            <td>${conds(p.conditions).join(', ') || '—'}</td>
+            <td>${[...(p.attach.roles ?? []).map((r) => t('adm.role.' + r)), ...(p.attach.identities ?? []).map((i) => i.slice(0, 8) + '…')].join(', ') || '—'}</td>
+            <td><button type="button" class="danger" aria-label=${t('adm.pol.delete.named', { name: p.name })} onClick=${() => remove(p)}>${t('adm.pol.delete')}</button></td>
+          </tr>`,
+        )}
+      </tbody>
+    </table>`}
+    ${dialog}
+  </div>`;
+}
+
+function PolicyNew() {
+  const [form, setForm] = useState({ name: '', description: '', effect: 'allow', actions: '', resources: '*', conds: [], ip: '', roles: [], identities: '' });
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const set = (k) => (e) => setForm((f) => ({ ...f, [k]: e.currentTarget.value }));
+  const toggle = (k, v) => setForm((f) => ({ ...f, [k]: f[k].includes(v) ? f[k].filter((x) => x !== v) : [...f[k], v] }));
+  const known = ['name', 'description', 'effect', 'actions', 'resources', 'conditions', 'conditions.ip_range', 'attach', 'attach.roles', 'attach.identities'];
+
+  async function submit(ev) {
+    ev.preventDefault();
+    setBusy(true);
+    setError(null);
+    const conditions = Object.fromEntries(form.conds.map((k) => [k, true]));
+    if (lines(form.ip).length) conditions.ip_range = lines(form.ip);
+    const attach = {};
+    if (form.roles.length) attach.roles = form.roles;
+    if (lines(form.identities).length) attach.identities = lines(form.identities);
+    const body = { name: form.name.trim(), effect: form.effect, actions: lines(form.actions), resources: lines(form.resources), attach };
+    if (form.description.trim()) body.description = form.description.trim();
+    if (Object.keys(conditions).length) body.conditions = conditions;
+    try {
+      const r = await api('POST', '/api/v1/policies', { json: body });
+      flash = t('adm.pol.created', { name: r.body.name });
+      navigate('/admin/policies', {});
+    } catch (e) {
+      setError(e);
+      setBusy(false);
+    }
+  }
+
+  const area = (k, path, label, hint, rows = 3) => html`<${Field} path=${path} label=${label} error=${error} known=${known} hint=${hint}>
+    ${({ id, described, invalid }) => html`<textarea id=${id} rows=${rows} value=${form[k]} onInput=${set(k)} aria-describedby=${described} aria-invalid=${invalid ? 'true' : undefined}></textarea>`}
+  </${Field}>`;
+  const checks = (path, legend, values, k, label) => {
+    const probs = problemsAt(error, path, known);
+    return html`<fieldset class=${probs.length ? 'field invalid' : 'field'} id=${fieldId(path)} tabindex="-1">
+      <legend>${legend}</legend>
+      <div class="checks">
+        ${values.map((v) => html`<label class="check"><input type="checkbox" value=${v} checked=${form[k].includes(v)} onChange=${() => toggle(k, v)} /> ${label(v)}</label>`)}
+      </div>
+      ${probs.length > 0 && html`<ul class="field-problems">${probs.map((p) => html`<li><code>${p.field}</code> ${p.problem}</li>`)}</ul>`}
+    </fieldset>`;
+  };
+  return html`<div>
+    <p><a href="#/admin/policies">${t('adm.pol.back')}</a></p>
+    <h2>${t('adm.pol.new')}</h2>
+    <${ErrorSummary} error=${error} fieldFor=${fieldFor(known)} />
+    <form onSubmit=${submit} novalidate class="adm-form" data-testid="policy-form">
+      <${Field} path="name" label=${t('adm.col.name')} error=${error} known=${known}>
+        ${({ id, described, invalid }) => html`<input id=${id} value=${form.name} onInput=${set('name')} maxlength="255" aria-describedby=${described} aria-invalid=${invalid ? 'true' : undefined} />`}
+      </${Field}>
+      ${area('description', 'description', t('adm.pol.description'), null, 2)}
+      <${Field} path="effect" label=${t('adm.pol.effect')} error=${error} known=${known} hint=${t('adm.pol.effect.hint')}>
+        ${({ id, described }) => html`<select id=${id} value=${form.effect} onChange=${set('effect')} aria-describedby=${described}>
+          <option value="allow">${t('adm.pol.effect.allow')}</option>
+          <option value="deny">${t('adm.pol.effect.deny')}</option>
+        </select>`}
+      </${Field}>
+      ${area('actions', 'actions', t('adm.pol.actions'), t('adm.pol.actions.hint'))}
+      ${area('resources', 'resources', t('adm.pol.resources'), t('adm.pol.resources.hint'))}
+      ${checks('conditions', t('adm.pol.conditions'), CONDITIONS, 'conds', (c) => t('adm.pol.cond.' + c))}
+      ${area('ip', 'conditions.ip_range', t('adm.pol.ip'), t('adm.pol.ip.hint'), 2)}
+      ${checks('attach.roles', t('adm.pol.roles'), ROLES, 'roles', (r) => t('adm.role.' + r))}
+      ${area('identities', 'attach.identities', t('adm.pol.identities'), t('adm.pol.identities.hint'), 2)}
+      <div class="buttons">
+        <button type="submit" class="primary" disabled=${busy}>${t('adm.pol.create')}</button>
+        <a class="button" href="#/admin/policies">${t('editor.cancel')}</a>
+      </div>
+    </form>
   </div>`;
 }
 
