@@ -83,7 +83,7 @@ export async function harness(env = {}) {
     await pg.getByLabel('E-mail').fill(u.email);
     await pg.getByLabel('Password').fill(PW);
     await pg.getByRole('button', { name: 'Sign in' }).click();
-    await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+    await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor(); // sign-in lands on #/home
   }
 
   const axeSource = fs.readFileSync(path.join(repoRoot, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
