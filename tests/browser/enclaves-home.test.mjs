@@ -3,18 +3,20 @@
 // copy of dcms-workload (`dcmsd image sign`, as docs/enclaves.md shows), so
 // an enclave can serve a "high" contract (its level pins the signer,
 // PCR8). A provider lands on the home page at sign-in (the contract
-// awaiting its signature), lists its enclaves and filters them in the URL
-// (a refused contract id lands on its field), opens one serving the
-// contract: the attestation check by check (PCR0, PCR8, nonce, debug,
+// awaiting its signature, its dataset in use, a training that failed:
+// no trainer image is installed), lists its enclaves and filters them in
+// the URL (a refused contract id lands on its field), opens one serving
+// the contract: the attestation check by check (PCR0, PCR8, nonce, debug,
 // freshness... each with the rule of the contract that demands it),
 // attests it again, suspends and resumes it through the dialog, sees
-// "resume" disabled with its reason, and the metrics chart with its table;
-// the contract page lists its enclaves. An enclave whose contract was
-// suspended cannot be resumed and says why. An auditor's home shows the
-// audit chain's verdict, the suspended contract and the failed enclave (an
-// unsigned image under a pinned signer), whose failed check is marked, and
-// whose actions are all disabled with their reason. axe-core finds no
-// violation on any of these screens, in light and dark mode.
+// "resume" disabled with its reason, and the metrics chart with its
+// table; the contract page lists its enclaves. An enclave whose contract
+// was suspended cannot be resumed and says why. An auditor's home shows
+// the audit chain's verdict, the suspended contract, the failed training
+// and the failed enclave (an unsigned image under a pinned signer), whose
+// failed check is marked and whose actions are all disabled with their
+// reason. axe-core finds no violation on any of these screens, in light
+// and dark mode, and the enclave page fits 360 px.
 
 import assert from 'node:assert/strict';
 import { spawnSync as spawn } from 'node:child_process';
@@ -38,6 +40,9 @@ let auditor;
 let active; // a "high" contract, active
 let pending; // awaiting the provider's signature
 let paused; // suspended, with its enclave
+let training; // active, naming the dataset
+let ds;
+let job; // a failed training
 const enc = {};
 const violations = [];
 const t0 = Date.now();
@@ -64,8 +69,8 @@ async function signAs(u, c) {
 }
 
 /** A "high" contract between the provider and the consumer, taken to `state`. */
-async function contract(title, state) {
-  let r = await as(provider, 'POST', '/api/v1/contracts', { title, description: '', provider_id: provider.id, consumer_id: consumer.id, terms: validTerms() });
+async function contract(title, state, terms = validTerms()) {
+  let r = await as(provider, 'POST', '/api/v1/contracts', { title, description: '', provider_id: provider.id, consumer_id: consumer.id, terms });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   const c = (await as(provider, 'POST', `/api/v1/contracts/${r.json.id}/submit`, {})).json;
   if (state === 'pending_signature') return c;
@@ -83,6 +88,34 @@ async function enclave(name, image, { contractId = null, signers = [] } = {}) {
   });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   return r.json;
+}
+
+async function until(what, fn) {
+  for (let i = 0; i < 200; i++) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+/** A small dataset of the provider, uploaded over tus and validated. */
+async function dataset() {
+  const csv = Buffer.from('x,y\n' + Array.from({ length: 40 }, (_, i) => `${i},${i % 2}`).join('\n') + '\n');
+  const tus = { 'Tus-Resumable': '1.0.0', Authorization: `Bearer ${provider.token}` };
+  let res = await fetch(`${h.server.url}/api/v1/datasets`, {
+    method: 'POST', headers: { ...tus, 'Content-Type': 'application/json', 'Upload-Length': String(csv.length) },
+    body: JSON.stringify({ name: 'transactions', schema: { columns: [{ name: 'x', type: 'number' }, { name: 'y', type: 'integer' }], label: 'y', label_values: ['0', '1'] } }),
+  });
+  const created = await res.text();
+  assert.equal(res.status, 201, created);
+  const ds = JSON.parse(created);
+  res = await fetch(`${h.server.url}/api/v1/datasets/${ds.id}/content`, {
+    method: 'PATCH', headers: { ...tus, 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': '0' }, body: csv,
+  });
+  assert.equal(res.status, 204, await res.text());
+  await until('the dataset ready', async () => (await as(provider, 'GET', `/api/v1/datasets/${ds.id}`)).json.status === 'ready');
+  return ds;
 }
 
 async function check(pg, label) {
@@ -105,7 +138,7 @@ before(async () => {
   assert.equal(r.status, 0, r.stderr);
   pcr8 = r.stdout.match(/^PCR8 ([0-9a-f]{96})$/m)[1];
 
-  h = await harness({ DCMS_ENCLAVE_IMAGES_DIR: images, DCMS_ENCLAVE_METRICS_INTERVAL_MS: '250', DCMS_ENCLAVE_MAX_MEMORY_MB: '512' });
+  h = await harness({ DCMS_TRAINING_WORKERS: '1', DCMS_ENCLAVE_IMAGES_DIR: images, DCMS_ENCLAVE_METRICS_INTERVAL_MS: '250', DCMS_ENCLAVE_MAX_MEMORY_MB: '512' });
   provider = await h.user(['provider']);
   consumer = await h.user(['consumer']);
   auditor = await h.user(['auditor']);
@@ -126,6 +159,22 @@ before(async () => {
   // An unsigned image under a pinned signer: the attestation fails on PCR8, the enclave is failed.
   enc.failed = await enclave('unsigned', 'dcms-workload', { signers: [pcr8] });
   assert.equal(enc.failed.status, 'failed');
+
+  // A dataset in use under an active contract, and a training that fails: no trainer image is
+  // installed here, so no enclave can be provisioned for it.
+  ds = await dataset();
+  const base = validTerms();
+  training = await contract('Model training', 'active', validTerms({
+    data_access: { datasets: [ds.id], permissions: ['train'] },
+    usage: { ...base.usage, allowed_model_types: ['logistic_regression'] },
+  }));
+  const j = await as(consumer, 'POST', `/api/v1/contracts/${training.id}/trainings`, { datasets: [ds.id], label: 'y', model: 'logistic_regression', epochs: 1 });
+  assert.equal(j.status, 202, JSON.stringify(j.json));
+  job = await until('the training failed', async () => {
+    const r = (await as(consumer, 'GET', `/api/v1/trainings/${j.json.id}`)).json;
+    return ['failed', 'succeeded', 'cancelled'].includes(r.state) && r;
+  });
+  assert.equal(job.state, 'failed', JSON.stringify(job));
 });
 
 after(async () => {
@@ -143,8 +192,12 @@ test('sign-in lands on the home page: the contract awaiting my signature', async
   const sign = pg.getByTestId('home-sign');
   await sign.getByRole('link', { name: 'Awaiting the provider' }).waitFor();
   assert.equal(await sign.getByRole('link', { name: 'Fraud model (enclaves)' }).count(), 0, 'signed contracts are not listed');
-  await pg.getByTestId('home-datasets').getByText('None of your datasets is named by an active contract.').waitFor();
-  await pg.getByTestId('home-trainings').getByText('No training under your active contracts.').waitFor();
+  const datasets = pg.getByTestId('home-datasets');
+  await datasets.getByRole('link', { name: 'transactions' }).waitFor();
+  await datasets.getByRole('link', { name: 'Model training' }).waitFor();
+  const trainings = pg.getByTestId('home-trainings');
+  await trainings.getByRole('link', { name: job.id.slice(0, 8) }).waitFor();
+  assert.match(await trainings.locator('tbody tr').first().textContent(), /Model training.*logistic_regression.*Failed/);
   assert.equal(await pg.getByTestId('home-verdict').count(), 0, 'no compliance panels for a provider');
   await check(pg, 'home (provider)');
 });
@@ -207,6 +260,7 @@ test('an enclave: the attestation check by check with the contract rules, action
   assert.match((await cells('debug'))[4], /no level lets a debug-mode enclave serve/);
   assert.match((await cells('freshness'))[4], /at most 1 h|at most 60 min|at most/);
   for (const id of ['signature', 'age', 'encryption', 'tls', 'boot', 'isolation']) assert.match((await cells(id))[3], /passed/, id);
+  await pg.getByTestId('compatibility').getByText(/agrees: this enclave may serve the contract now/).waitFor();
   await check(pg, 'enclave (running)');
 
   // Attest again: a fresh nonce.
@@ -225,6 +279,7 @@ test('an enclave: the attestation check by check with the contract rules, action
   await check(pg, 'enclave (suspend dialog)');
   await dlg.getByRole('button', { name: 'Suspend' }).click();
   await pg.locator('.heading .badge').getByText('Suspended').waitFor();
+  await pg.getByTestId('compatibility').getByText(/may not serve the contract now \(enclave_status\)/).waitFor();
   assert.equal(await pg.getByRole('button', { name: 'Attest again' }).getAttribute('aria-disabled'), 'true');
   await pg.getByRole('button', { name: 'Resume' }).click();
   await pg.locator('.heading .badge').getByText('Running').waitFor();
@@ -270,7 +325,9 @@ test("an auditor's home: the chain verdict, the suspended contract, the failed e
   await h.signIn(ap, auditor);
   await ap.getByTestId('verdict').getByText(/^Verified through event \d+/).waitFor();
   await ap.getByTestId('home-suspended').getByRole('link', { name: 'Paused collaboration' }).waitFor();
-  await ap.getByTestId('home-failed').getByText('No training has failed.').waitFor();
+  const failed = ap.getByTestId('home-failed');
+  await failed.getByRole('link', { name: job.id.slice(0, 8) }).waitFor();
+  assert.match(await failed.textContent(), new RegExp(job.reason_code));
   const anomalies = ap.getByTestId('home-anomalies');
   await anomalies.getByRole('link', { name: 'unsigned' }).waitFor();
   assert.equal(await ap.getByTestId('home-sign').count(), 0, 'no party panels for an auditor');

@@ -393,6 +393,28 @@ function Metrics({ id, status }) {
   </section>`;
 }
 
+/** dcmsd's own verdict on the enclave and the contract, as a cross-check of the rows above. */
+function Compatibility({ enc, contract }) {
+  const [st, setSt] = useState({ loading: true });
+  async function load() {
+    setSt({ loading: true });
+    try {
+      setSt({ r: (await api('GET', `/api/v1/enclaves/${enc.id}/compatibility?contract_id=${encodeURIComponent(contract.id)}`)).body });
+    } catch (e) {
+      setSt({ error: e });
+    }
+  }
+  useEffect(() => {
+    load();
+  }, [enc.id, enc.version, contract.id]);
+  if (st.loading) return html`<${Loading} />`;
+  if (st.error) return html`<${Failure} error=${st.error} retry=${load} />`;
+  const bad = st.r.requirements.filter((q) => !q.ok);
+  return html`<p class=${st.r.compatible ? 'ok' : 'bad'} data-testid="compatibility">
+    ${st.r.compatible ? t('enc.compat.ok') : t('enc.compat.bad', { names: bad.map((q) => q.name).join(', ') })}
+  </p>`;
+}
+
 const ORDER = ['attest', 'suspend', 'resume', 'terminate'];
 
 export function EnclaveDetail({ id, me }) {
@@ -511,6 +533,7 @@ export function EnclaveDetail({ id, me }) {
           </div>
           <p class="why">${contract ? t('enc.checks.intro.contract', { level: contract.terms.security.encryption_level }) : t('enc.checks.intro')}</p>
           <${Checks} enc=${enc} contract=${contract} />
+          ${contract && html`<${Compatibility} enc=${enc} contract=${contract} />`}
           ${att.report &&
           html`<details class="import">
             <summary>${t('enc.report.all', { n: att.report.checks.length })}</summary>

@@ -651,6 +651,8 @@ const en = {
   'enc.rule.egress': 'terms.security.encryption_level = {level}: no egress at all.',
   'enc.rule.isolation': 'terms.security.network_isolation = true: no ingress or egress rule.',
   'enc.rule.dedicated': 'terms.security.encryption_level = {level}: an enclave bound to this contract alone.',
+  'enc.compat.ok': 'dcmsd\u2019s compatibility check agrees: this enclave may serve the contract now.',
+  'enc.compat.bad': 'dcmsd\u2019s compatibility check: this enclave may not serve the contract now ({names}).',
   'enc.report.all': 'Every check of the verifier ({n})',
   'enc.config': 'Configuration',
   'enc.cfg.encryption': 'Encryption required',
