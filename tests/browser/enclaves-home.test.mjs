@@ -196,8 +196,9 @@ test('sign-in lands on the home page: the contract awaiting my signature', async
   await datasets.getByRole('link', { name: 'transactions' }).waitFor();
   await datasets.getByRole('link', { name: 'Model training' }).waitFor();
   const trainings = pg.getByTestId('home-trainings');
-  await trainings.getByRole('link', { name: job.id.slice(0, 8) }).waitFor();
-  assert.match(await trainings.locator('tbody tr').first().textContent(), /Model training.*logistic_regression.*Failed/);
+  await trainings.getByRole('link', { name: `Training ${job.id.slice(0, 8)}` }).waitFor();
+  assert.match(await trainings.locator('li').first().textContent(), /Failed\s*logistic_regression · Model training/);
+  assert.ok(await pg.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'nothing scrolls sideways');
   assert.equal(await pg.getByTestId('home-verdict').count(), 0, 'no compliance panels for a provider');
   await check(pg, 'home (provider)');
 });

@@ -69,7 +69,7 @@ function DatasetsInUse() {
   return html`<${Panel} id="home-datasets" title=${t('home.datasets')} st=${st} load=${load} empty=${t('home.datasets.empty')}>
     ${(items) => html`<ul class="plain">
       ${items.map(({ d, under }) => html`<li><a href=${'#/datasets/' + d.id}>${d.name}</a>
-        <span class="why">${t('home.datasets.under')}</span> ${under.map((c, i) => html`${i ? ', ' : ''}<a href=${'#/contracts/' + c.id}>${c.title}</a>`)}</li>`)}
+        ${' '}<span class="why">${t('home.datasets.under')}</span>${' '}${under.map((c, i) => html`${i ? ', ' : ''}<a href=${'#/contracts/' + c.id}>${c.title}</a>`)}</li>`)}
     </ul>`}
   </${Panel}>`;
 }
@@ -81,15 +81,14 @@ function MyTrainings() {
     return lists.flat().sort((a, b) => (a.j.created_at < b.j.created_at ? 1 : -1)).slice(0, 10);
   }, []);
   return html`<${Panel} id="home-trainings" title=${t('home.trainings')} st=${st} load=${load} empty=${t('home.trainings.empty')}>
-    ${(items) => html`<table class="stack">
-      <caption class="visually-hidden">${t('home.trainings')}</caption>
-      <thead><tr><th scope="col">${t('job.col.job')}</th><th scope="col">${t('enc.col.contract')}</th><th scope="col">${t('job.col.model')}</th><th scope="col">${t('job.col.state')}</th><th scope="col">${t('job.col.created')}</th></tr></thead>
-      <tbody>${items.map(({ j, c }) => html`<tr>
-        <td><a href=${'#/trainings/' + j.id}><code>${j.id.slice(0, 8)}</code></a></td>
-        <td><a href=${'#/contracts/' + c.id}>${c.title}</a></td><td>${j.model}</td>
-        <td><span class=${'badge badge-job-' + j.state}>${t('job.state.' + j.state)}</span></td><td>${fmtDate(j.created_at)}</td>
-      </tr>`)}</tbody>
-    </table>`}
+    ${(items) => html`<ul class="plain">
+      ${items.map(({ j, c }) => html`<li>
+        <a href=${'#/trainings/' + j.id} aria-label=${t('home.trainings.job', { id: j.id.slice(0, 8) })}><code>${j.id.slice(0, 8)}</code></a>
+        ${' '}<span class=${'badge badge-job-' + j.state}>${t('job.state.' + j.state)}</span>
+        ${' '}${j.model} · <a href=${'#/contracts/' + c.id}>${c.title}</a>
+        ${' '}<span class="why">${fmtDate(j.created_at)}</span>
+      </li>`)}
+    </ul>`}
   </${Panel}>`;
 }
 

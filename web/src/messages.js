@@ -689,6 +689,7 @@ const en = {
   'home.datasets.empty': 'None of your datasets is named by an active contract.',
   'home.datasets.under': 'under',
   'home.trainings': 'Trainings under your active contracts',
+  'home.trainings.job': 'Training {id}',
   'home.trainings.empty': 'No training under your active contracts.',
   'home.compliance': 'Compliance',
   'home.verdict': 'Audit chain',
