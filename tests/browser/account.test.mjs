@@ -184,7 +184,7 @@ test('passkeys: registered by name, listed with last use, one removed, the last 
   await pg.getByRole('heading', { level: 1, name: 'Second factor' }).waitFor();
   await noAxe(pg, 'sign-in (passkey step, dark)');
   await pg.getByRole('button', { name: 'Use a passkey', exact: true }).click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
   await account(pg);
   await pg.getByText('passkey, second factor, user verified').waitFor();
   await rows.first().waitFor();
@@ -285,7 +285,7 @@ test('API keys for a service identity: problems on their fields, the key shown o
   await pg.getByLabel('E-mail').fill(ADMIN_EMAIL);
   await pg.getByLabel('Password').fill(ADMIN_PASSWORD);
   await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
   await account(pg);
   await pg.getByText('No API keys.').waitFor();
   await pg.getByLabel('Permissions').fill('identities:read');

@@ -60,7 +60,8 @@ test('sign in: the access token stays in memory, the refresh token in an HttpOnl
   assert.ok(refresh.httpOnly && refresh.secure && refresh.sameSite === 'Strict');
   // A reload keeps the session (through the cookie), with a new access token in memory.
   await prov.reload();
-  await prov.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await prov.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
+  await prov.getByRole('link', { name: 'Contracts', exact: true }).click();
   await prov.getByText('No contracts here.').waitFor();
   a11y.push(...(await h.axe(prov, 'contract list, empty (light)')));
 });
@@ -173,6 +174,9 @@ test('the provider signs with an Ed25519 key made in this browser', async () => 
 
 test('the consumer, in another browser (dark mode), signs with its own key and activates', async () => {
   await h.signIn(cons, consumer);
+  // Home lists the contract awaiting the consumer's signature.
+  await cons.getByTestId('home-sign').getByRole('link', { name: 'Fraud model on 2026 transactions' }).waitFor();
+  await cons.getByRole('link', { name: 'Contracts', exact: true }).click();
   await cons.locator('.tabs').getByRole('link', { name: /Pending signature/ }).click();
   await cons.getByRole('link', { name: 'Fraud model on 2026 transactions' }).waitFor();
   assert.match(cons.url(), /status=pending_signature/, 'the tab is in the URL');
@@ -258,6 +262,10 @@ test('sign in with a second factor on a phone: an authenticator code, then a rec
   await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
   await pg.getByLabel('Authenticator code').fill(totp(en.json.secret, 1)); // the confirmation used this step's
   await pg.getByRole('button', { name: 'Verify' }).click();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
+  a11y.push(...(await h.axe(pg, 'home (360 px)')));
+  assert.ok(await pg.evaluate(() => document.documentElement.scrollWidth <= 360), 'the home page fits 360 px');
+  await pg.goto(h.base + '/#/contracts');
   await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
   a11y.push(...(await h.axe(pg, 'contract list (360 px)')));
   await pg.goto(h.base + '/#/contracts/new');
@@ -274,7 +282,7 @@ test('sign in with a second factor on a phone: an authenticator code, then a rec
   await pg.getByRole('button', { name: 'Use a recovery code instead' }).click();
   await pg.getByLabel('Recovery code').fill(conf.json.recovery_codes[0]);
   await pg.getByRole('button', { name: 'Verify' }).click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
   // The recovery code is used up: it does not work a second time.
   const again = await fetch(`${h.server.url}/api/v1/auth/login`, {
     method: 'POST', headers: { 'Content-Type': 'application/json' },

@@ -40,6 +40,7 @@ after(async () => {
 test(`the contract list renders its first page of ${N} contracts quickly`, async () => {
   const pg = await h.page();
   await h.signIn(pg, provider);
+  await pg.goto(`${h.base}/#/contracts`);
   await pg.locator('table.contracts tbody tr').first().waitFor();
 
   // A full page load: script, session from the cookie, identity, first page. An observer

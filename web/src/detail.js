@@ -2,6 +2,7 @@
 // one says why), the parties, the signatures of each side and the terms.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from './api.js';
+import { EnclavesPanel } from './enclaves.js';
 import { actions, liveSignature, sidesOf } from './lifecycle.js';
 import { fmtDate, t } from './messages.js';
 import { VersionsDiff } from './diff.js';
@@ -184,6 +185,7 @@ export function ContractDetail({ id, me }) {
 
     ${c.terms_version > 1 && html`<${VersionsDiff} contract=${c} />`}
     <${TrainingsPanel} contract=${c} me=${me} />
+    <${EnclavesPanel} contract=${c} />
     <p><a href=${'#/contracts/' + c.id + '/audit'}>${t('audit.trail')}</a></p>
 
     <dialog ref=${dialog} aria-labelledby="dlg-title" onClose=${() => setAsk(null)}>

@@ -7,8 +7,10 @@ import { AdminPage, isAdmin } from './admin.js';
 import { api, logout, net, refresh, subscribe, whenSignedOut } from './api.js';
 import { AuditPage, ContractAudit } from './audit.js';
 import { DatasetDetail, DatasetList, DatasetNew } from './datasets.js';
+import { EnclaveDetail, EnclaveList } from './enclaves.js';
 import { ContractDetail } from './detail.js';
 import { ContractEditor } from './editor.js';
+import { Home } from './home.js';
 import { ContractList } from './list.js';
 import { t } from './messages.js';
 import { navigate, useRoute } from './router.js';
@@ -55,7 +57,7 @@ function App() {
     await logout();
     setNotice(null);
     setMe(null);
-    navigate('/contracts', {}, { replace: true });
+    navigate('/home', {}, { replace: true });
   }
 
   async function reauth() {
@@ -67,9 +69,11 @@ function App() {
   let screen;
   const [, id, sub] = route.segments;
   if (me === undefined) screen = html`<${Loading} />`;
-  else if (me === null) screen = html`<${SignIn} notice=${notice} onDone=${() => { setNotice(null); loadMe(); }} />`;
+  else if (me === null) screen = html`<${SignIn} notice=${notice} onDone=${() => { setNotice(null); if (!location.hash || location.hash === '#/') navigate('/home', {}, { replace: true }); loadMe(); }} />`;
   else if (route.segments[0] === 'datasets') screen = id === 'new' ? html`<${DatasetNew} />` : id ? html`<${DatasetDetail} key=${id} id=${id} />` : html`<${DatasetList} />`;
   else if (route.segments[0] === 'trainings' && id) screen = html`<${TrainingPage} key=${id} id=${id} me=${me} />`;
+  else if (route.segments[0] === 'home') screen = html`<${Home} me=${me} />`;
+  else if (route.segments[0] === 'enclaves') screen = id ? html`<${EnclaveDetail} key=${id} id=${id} me=${me} />` : html`<${EnclaveList} route=${route} />`;
   else if (route.segments[0] === 'audit') screen = html`<${AuditPage} route=${route} />`;
   else if (route.segments[0] === 'admin') screen = html`<${AdminPage} route=${route} me=${me} />`;
   else if (route.segments[0] === 'account') screen = html`<${Account} me=${me} onSignOut=${signOut} />`;
@@ -86,12 +90,14 @@ function App() {
     <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main').focus(); }}>${t('app.skip')}</a>
     <${Banner} />
     <header class="top">
-      <a class="brand" href="#/contracts">${t('app.name')}</a>
+      <a class="brand" href="#/home">${t('app.name')}</a>
       ${me &&
       html`<nav aria-label=${t('nav.label')}>
+          <a href="#/home" aria-current=${route.segments[0] === 'home' ? 'page' : undefined}>${t('nav.home')}</a>
           <a href="#/contracts" aria-current=${route.segments[0] === 'contracts' && !id ? 'page' : undefined}>${t('nav.contracts')}</a>
           <a href="#/contracts/new" aria-current=${route.segments[0] === 'contracts' && id === 'new' ? 'page' : undefined}>${t('nav.new')}</a>
           ${(me.token.roles.includes('provider') || me.token.roles.includes('admin')) && html`<a href="#/datasets" aria-current=${route.segments[0] === 'datasets' ? 'page' : undefined}>${t('nav.datasets')}</a>`}
+          <a href="#/enclaves" aria-current=${route.segments[0] === 'enclaves' ? 'page' : undefined}>${t('nav.enclaves')}</a>
           ${(me.token.roles.includes('auditor') || me.token.roles.includes('admin')) && html`<a href="#/audit" aria-current=${route.segments[0] === 'audit' ? 'page' : undefined}>${t('nav.audit')}</a>`}
           ${isAdmin(me) && html`<a href="#/admin" aria-current=${route.segments[0] === 'admin' ? 'page' : undefined}>${t('nav.admin')}</a>`}
           <a href="#/account" aria-current=${route.segments[0] === 'account' ? 'page' : undefined}>${t('nav.account')}</a>

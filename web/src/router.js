@@ -1,10 +1,10 @@
-// Hash routes (#/contracts?status=active): the server serves the page at `/`
+// Hash routes (#/contracts?status=active; #/home when there is none): the server serves the page at `/`
 // only, so every other path stays the API's (a 404 there is a real 404), and
 // the filters of a screen live in the URL.
 import { useEffect, useState } from 'preact/hooks';
 
 export function parse(hash = location.hash) {
-  const s = hash.replace(/^#/, '') || '/contracts';
+  const s = hash.replace(/^#/, '') || '/home';
   const [p, q = ''] = s.split('?');
   return { path: p, segments: p.split('/').filter(Boolean), query: new URLSearchParams(q) };
 }

@@ -82,7 +82,7 @@ export async function harness(env = {}) {
     await pg.getByLabel('E-mail').fill(u.email);
     await pg.getByLabel('Password').fill(PW);
     await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
-    await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+    await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor(); // sign-in lands on #/home
   }
 
   /**
