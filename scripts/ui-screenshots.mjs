@@ -218,7 +218,7 @@ async function main() {
       await pg.getByLabel('E-mail').fill(email);
       await pg.getByLabel('Password').fill(password);
       await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
-      await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+      await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
     }
     async function go(pg, hash, ready) {
       await pg.goto(`${base}/#${hash}`);
