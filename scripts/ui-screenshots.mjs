@@ -255,7 +255,10 @@ async function main() {
     // The provider.
     pg = await context();
     await signIn(pg, d.paula.email);
-    await pg.locator('table.contracts tbody tr').first().waitFor();
+    await pg.getByRole('heading', { level: 2 }).first().waitFor();
+    await pg.getByText('Loading').first().waitFor({ state: 'detached' }).catch(() => {});
+    await shot(pg, 'home');
+    await go(pg, '/contracts', (p) => p.locator('table.contracts tbody tr').first().waitFor());
     await pg.locator('.tabs .count').first().waitFor();
     await shot(pg, 'contracts');
     await go(pg, `/contracts/${d.pending.id}`, (p) => p.getByTestId('diff').waitFor());
