@@ -1,7 +1,8 @@
 // The whole contract flow in the web UI, as two people in two browsers: the
 // provider signs in, drafts a contract (first with a mistake, whose problem
 // must land on its field), submits and signs it with an Ed25519 key made in
-// the browser; the consumer signs with a key made in the other browser and
+// the browser; the consumer, in the other browser, adds a passkey (Chrome's
+// virtual authenticator, user verification), signs with it (biometric) and
 // activates. Along the way: no secret in script-readable storage, legal
 // actions only, axe-core on the screens, in light and dark mode, the banner
 // when the API is unreachable, and no request to another origin.
@@ -10,7 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { login } from '../api/lib/iam.mjs';
-import { harness, PW } from './lib/harness.mjs';
+import { freePort, harness, PW } from './lib/harness.mjs';
 
 /** The TOTP code of `secret` (base32) `k` steps from now (oathtool, as tests/api/mfa.test.mjs). */
 function totp(secret, k) {
@@ -27,7 +28,8 @@ let contractId;
 const a11y = [];
 
 before(async () => {
-  h = await harness();
+  const port = await freePort(); // the WebAuthn origin http://localhost:PORT is known before dcmsd starts
+  h = await harness({ DCMS_LISTEN: `127.0.0.1:${port}`, DCMS_WEBAUTHN_RP_ID: 'localhost', DCMS_WEBAUTHN_ORIGINS: `http://localhost:${port}` });
   provider = await h.user(['provider']);
   consumer = await h.user(['consumer']);
   prov = await h.page();
@@ -172,8 +174,14 @@ test('the provider signs with an Ed25519 key made in this browser', async () => 
   assert.match(await prov.locator('#why-sign').textContent(), /already signed/);
 });
 
-test('the consumer, in another browser (dark mode), signs with its own key and activates', async () => {
+test('the consumer, in another browser (dark mode), signs with a passkey and activates', async () => {
+  const { cdp, authenticatorId } = await h.passkeyAuthenticator(cons); // user verification on
   await h.signIn(cons, consumer);
+  await cons.goto(`${h.base}/#/account`);
+  await cons.getByLabel('Name of the new passkey').fill('phone');
+  await cons.getByRole('button', { name: 'Add a passkey' }).click();
+  await cons.getByText('Passkey "phone" added.').waitFor();
+  await cons.getByRole('link', { name: 'Home', exact: true }).click();
   // Home lists the contract awaiting the consumer's signature.
   await cons.getByTestId('home-sign').getByRole('link', { name: 'Fraud model on 2026 transactions' }).waitFor();
   await cons.getByRole('link', { name: 'Contracts', exact: true }).click();
@@ -190,7 +198,9 @@ test('the consumer, in another browser (dark mode), signs with its own key and a
   await cons.getByRole('button', { name: 'Sign', exact: true }).click();
   await cons.getByRole('heading', { level: 1, name: 'Sign the contract' }).waitFor();
   assert.match(await cons.locator('.sheet').textContent(), /Signing forConsumer/);
-  a11y.push(...(await h.axe(cons, 'signing sheet (dark)')));
+  await cons.getByLabel('Passkey with user verification (biometric)').check();
+  assert.equal(await cons.getByTestId('passkey-name').textContent(), 'phone', 'the sheet names the passkey');
+  a11y.push(...(await h.axe(cons, 'signing sheet, passkey (dark)')));
   await cons.getByLabel('I have read the terms and sign them').check();
   await cons.getByRole('button', { name: 'Sign', exact: true }).click();
   await cons.locator('tr[data-side="consumer"]').getByText('Signed', { exact: true }).waitFor();
@@ -205,9 +215,11 @@ test('the consumer, in another browser (dark mode), signs with its own key and a
   assert.equal(c.status, 'active');
   const v = (await h.call('GET', `/api/v1/contracts/${contractId}/verify`)).json;
   assert.equal(v.valid, true);
-  assert.deepEqual(v.signatures.map((s) => [s.side, s.type, s.valid]).sort(), [['consumer', 'digital', true], ['provider', 'digital', true]]);
-  const keyOf = (side) => c.signatures.find((s) => s.side === side).key_id;
-  assert.notEqual(keyOf('provider'), keyOf('consumer'), 'two keys, one per browser');
+  assert.deepEqual(v.signatures.map((s) => [s.side, s.type, s.valid]).sort(), [['consumer', 'biometric', true], ['provider', 'digital', true]]);
+  const sig = (side) => c.signatures.find((s) => s.side === side);
+  assert.equal(sig('consumer').evidence.user_verified, true, 'the passkey verified the user');
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  assert.deepEqual([sig('consumer').key_id], credentials.map((k) => Buffer.from(k.credentialId, 'base64').toString('base64url')), 'signed with the passkey of this browser');
 
   // The provider's browser sees it active after a reload, with suspend now legal.
   await prov.reload();

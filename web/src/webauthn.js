@@ -22,6 +22,22 @@ export function requestOptions(o) {
   return { ...o, challenge: fromB64url(o.challenge), allowCredentials: descriptors(o.allowCredentials) };
 }
 
+/**
+ * navigator.credentials.get({publicKey}) for a biometric contract signature:
+ * the challenge is the 32 bytes of the terms hash itself (no challenge from
+ * the API), the passkeys are the signer's (GET /webauthn/credentials rows),
+ * user verification is required. No rpId: the browser uses this page's host,
+ * which must be dcmsd's DCMS_WEBAUTHN_RP_ID (docs/contracts.md).
+ */
+export function hashRequestOptions(hash, credentials) {
+  return {
+    challenge: hash,
+    allowCredentials: credentials.map((c) => ({ type: 'public-key', id: fromB64url(c.credential_id), transports: (c.transports ?? []).filter((x) => TRANSPORTS.includes(x)) })),
+    userVerification: 'required',
+    timeout: 120000,
+  };
+}
+
 /** The body of POST /webauthn/register/verify (plus the passkey's name). */
 export function registrationJSON(cred, name) {
   const r = cred.response;
