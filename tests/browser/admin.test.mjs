@@ -65,7 +65,7 @@ test('the admin signs in and filters identities in the URL', async () => {
   await pg.getByLabel('E-mail').fill(ADMIN_EMAIL);
   await pg.getByLabel('Password').fill(ADMIN_PASSWORD);
   await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
   await pg.getByRole('link', { name: 'Admin' }).click();
   await pg.getByRole('heading', { level: 1, name: 'Administration' }).waitFor();
   await row('Acme Data').waitFor();
@@ -247,7 +247,7 @@ test('the data keys: rotate the KEK, rewrap, retire the old version; rotate the 
   await pg.getByLabel('E-mail').fill(ADMIN_EMAIL);
   await pg.getByLabel('Password').fill(ADMIN_PASSWORD);
   await pg.getByRole('button', { name: 'Sign in', exact: true }).click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
   await pg.goto(h.base + '/#/admin/keys');
   await pg.getByRole('heading', { name: 'Data keys' }).waitFor();
   await pg.getByTestId('dk-facts').waitFor();

@@ -64,7 +64,7 @@ test('a passkey registered on the account signs in alone, without e-mail or pass
   await button.waitFor();
   await noAxe(pg, 'sign-in (with passkey button)');
   await button.click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
 
   await account(pg);
   const current = pg.getByTestId('sessions').locator('tbody tr').filter({ hasText: 'this browser' });
@@ -129,7 +129,7 @@ test('errors are shown: no user verification, then a suspended account', async (
   const r = await h.call('POST', `/api/v1/identities/${u.id}/reactivate`);
   assert.equal(r.status, 200, JSON.stringify(r.json));
   await pg.getByRole('button', { name: 'Sign in with a passkey' }).click();
-  await pg.getByRole('heading', { level: 1, name: 'Contracts' }).waitFor();
+  await pg.getByRole('heading', { level: 1, name: 'Home' }).waitFor();
   assert.deepEqual(h.problems, []);
   await pg.context().close();
 });
