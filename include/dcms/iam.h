@@ -183,4 +183,22 @@ enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
                                  struct dcms_iam_party *out,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+struct dcms_store_rows;
+
+/*
+ * The display names of the identities `ids` (n of them; duplicates and NULL
+ * entries allowed), read in one statement inside `tx`: *rows (the caller
+ * frees it with dcms_store_rows_free) holds one (id, name) row per identity
+ * that exists, in no particular order. Names only: never an e-mail or any
+ * other member of the identity. The caller decides who may see them (the
+ * contract service shows the names of a contract's parties to whoever may
+ * read the contract). Thread-safe.
+ */
+enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *ids, size_t n,
+                                   struct dcms_store_rows **rows,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/* The name of identity `id` in rows of dcms_iam_party_names, or NULL when not there. */
+const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id);
+
 #endif

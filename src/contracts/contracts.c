@@ -178,23 +178,35 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
                                struct ct_rec *out)
 {
-    struct dcms_store_rows *rows = NULL;
-    struct ct_row r;
-    enum dcms_err e = ct_load(tx, id, &rows, &r, c->ei);
+    struct ct_rec rec = {NULL};
+    enum dcms_err e = ct_load(tx, id, &rec.rows, &rec.r, c->ei);
+    if (!e)
+        e = ct_names_read(tx, &rec, c->ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
     if (e) {
-        dcms_store_rows_free(rows);
+        ct_rec_release(&rec);
         return e;
     }
-    out->rows = rows;
-    out->r = r;
+    *out = rec;
     return DCMS_OK;
 }
 
 void ct_rec_release(struct ct_rec *rec)
 {
     dcms_store_rows_free(rec->rows);
-    rec->rows = NULL;
+    dcms_store_rows_free(rec->names);
+    rec->rows = rec->names = NULL;
+    rec->r.provider_name = rec->r.consumer_name = NULL;
+}
+
+enum dcms_err ct_names_read(struct dcms_store_tx *tx, struct ct_rec *rec, struct dcms_errinfo *ei)
+{
+    const char *ids[2] = {rec->r.provider_id, rec->r.consumer_id};
+    dcms_store_rows_free(rec->names);
+    enum dcms_err e = dcms_iam_party_names(tx, ids, 2, &rec->names, ei);
+    rec->r.provider_name = e ? NULL : dcms_iam_party_name(rec->names, ids[0]);
+    rec->r.consumer_name = e ? NULL : dcms_iam_party_name(rec->names, ids[1]);
+    return e;
 }
 
 /* ---- create / read / list ---- */
@@ -269,9 +281,10 @@ enum dcms_err ct_get(const struct ct_call *c, const char *id, struct ct_rec *out
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    out->rows = NULL;
-    if (!(e = ct_load(tx, id, &out->rows, &out->r, c->ei)))
-        e = ct_authorize(c, &out->r, "contracts:read");
+    out->rows = out->names = NULL;
+    if (!(e = ct_load(tx, id, &out->rows, &out->r, c->ei)) &&
+        !(e = ct_authorize(c, &out->r, "contracts:read")))
+        e = ct_names_read(tx, out, c->ei);
     dcms_store_rollback(tx);
     if (e)
         ct_rec_release(out);
@@ -350,8 +363,6 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
                                 ei);
         }
     }
-    if (tx)
-        dcms_store_rollback(tx);
     free(pattern);
     /* Merge the branches (each newest first) into one page, each contract once. */
     size_t pos[4] = {0, 0, 0, 0}, n = 0;
@@ -380,6 +391,18 @@ enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in, stru
     out->n = out->more ? (size_t)in->limit : n;
     out->nbranches = nb;
     out->now_us = dcms_clock_now_us();
+    /* The parties' names of the whole page in one statement, in the same snapshot. */
+    if (!e && out->n) {
+        const char *party[2 * 200];
+        size_t np = 0;
+        for (size_t i = 0; i < out->n && np + 2 <= sizeof(party) / sizeof(party[0]); i++) {
+            party[np++] = dcms_store_rows_text(out->rows[i], out->idx[i], 3); /* provider_id */
+            party[np++] = dcms_store_rows_text(out->rows[i], out->idx[i], 4); /* consumer_id */
+        }
+        e = dcms_iam_party_names(tx, party, np, &out->names, ei);
+    }
+    if (tx)
+        dcms_store_rollback(tx);
     if (e)
         ct_page_release(out);
     return e;
@@ -391,6 +414,8 @@ void ct_page_release(struct ct_page *page)
         dcms_store_rows_free(page->branch[i]);
         page->branch[i] = NULL;
     }
+    dcms_store_rows_free(page->names);
+    page->names = NULL;
     page->nbranches = page->n = 0;
 }
 

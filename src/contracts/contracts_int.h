@@ -258,6 +258,8 @@ struct ct_row {
     const char *id, *title, *description, *provider_id, *consumer_id, *status_text, *terms,
         *signatures, *terms_hash, *created_at, *updated_at, *created_by, *status_reason,
         *effective_from, *expires_at;
+    /* The parties' display names (IAM's, see ct_names_read); NULL when not read or gone. */
+    const char *provider_name, *consumer_name;
     int64_t version, terms_version;
     enum ct_status status; /* expiry applied: an Active contract past expires_at is Expired */
     bool due_expiry;       /* stored active/suspended but past expires_at */
@@ -272,8 +274,17 @@ struct ct_row {
 struct ct_rec {
     struct dcms_store_rows *rows;
     struct ct_row r;
+    struct dcms_store_rows *names; /* the parties' names r points into (ct_names_read) */
 };
 void ct_rec_release(struct ct_rec *rec);
+
+/*
+ * Reads the display names of the parties of rec->r (one statement, inside
+ * `tx`) into rec->names and points r.provider_name / r.consumer_name at
+ * them. Only for answers to a caller allowed to read the contract.
+ */
+enum dcms_err ct_names_read(struct dcms_store_tx *tx, struct ct_rec *rec,
+                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* The terms versions of a contract (ct_q_versions rows) with the contract. */
 struct ct_versions_out {
@@ -306,9 +317,10 @@ struct ct_page {
     size_t nbranches;
     const struct dcms_store_rows *rows[201];
     size_t idx[201];
-    size_t n;       /* contracts on the page (at most the limit) */
-    bool more;      /* a next page exists: next_cursor is the last id */
-    int64_t now_us; /* the reference for expiry when encoding */
+    size_t n;                      /* contracts on the page (at most the limit) */
+    struct dcms_store_rows *names; /* the display names of the page's parties (one read) */
+    bool more;                     /* a next page exists: next_cursor is the last id */
+    int64_t now_us;                /* the reference for expiry when encoding */
 };
 void ct_page_release(struct ct_page *page);
 enum dcms_err ct_list(const struct ct_call *c, const struct ct_list_in *in,

@@ -264,15 +264,17 @@ static json_t *str_or_null(const char *s)
 
 json_t *ct_row_json(const struct ct_row *r)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:s, s:s, "
-                     "s:s}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:s, s:I, s:I, "
+                     "s:s, s:s, s:s}",
                      "id", r->id, "title", r->title, "description", r->description, "provider_id",
-                     r->provider_id, "consumer_id", r->consumer_id, "status",
-                     ct_status_name(r->status), "status_reason", str_or_null(r->status_reason),
-                     "terms", ct_stored_json(r->terms), "signatures", ct_stored_json(r->signatures),
-                     "terms_hash", r->terms_hash, "version", (json_int_t)r->version,
-                     "terms_version", (json_int_t)r->terms_version, "created_by", r->created_by,
-                     "created_at", r->created_at, "updated_at", r->updated_at);
+                     r->provider_id, "consumer_id", r->consumer_id, "provider_name",
+                     str_or_null(r->provider_name), "consumer_name", str_or_null(r->consumer_name),
+                     "status", ct_status_name(r->status), "status_reason",
+                     str_or_null(r->status_reason), "terms", ct_stored_json(r->terms), "signatures",
+                     ct_stored_json(r->signatures), "terms_hash", r->terms_hash, "version",
+                     (json_int_t)r->version, "terms_version", (json_int_t)r->terms_version,
+                     "created_by", r->created_by, "created_at", r->created_at, "updated_at",
+                     r->updated_at);
 }
 
 /* Appends `s` as a JSON string (quoted), or null. */
@@ -303,6 +305,8 @@ enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b)
     STR(",\"description\":", r->description);
     STR(",\"provider_id\":", r->provider_id);
     STR(",\"consumer_id\":", r->consumer_id);
+    STR(",\"provider_name\":", r->provider_name);
+    STR(",\"consumer_name\":", r->consumer_name);
     STR(",\"status\":", ct_status_name(r->status));
     STR(",\"status_reason\":", r->status_reason);
 #undef STR
@@ -388,6 +392,8 @@ enum dcms_err ct_page_text(const struct ct_page *page, struct ct_text *out)
     for (size_t i = 0; !e && i < page->n; i++) {
         struct ct_row r;
         ct_row_from(page->rows[i], page->idx[i], &r, page->now_us);
+        r.provider_name = dcms_iam_party_name(page->names, r.provider_id);
+        r.consumer_name = dcms_iam_party_name(page->names, r.consumer_id);
         if (i)
             e = dcms_buf_append(&b, ",", 1);
         if (!e)

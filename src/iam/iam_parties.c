@@ -3,11 +3,14 @@
  * status, roles), so that no module outside src/iam/ queries the identities
  * table. The contract service checks with it that both sides of a contract
  * exist, are active, hold the provider / consumer role and belong to two
- * different organizations.
+ * different organizations, and shows the display names of the parties of
+ * the contracts it answers (dcms_iam_party_names: one statement a page).
  */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dcms/iam.h"
 #include "dcms/store.h"
@@ -15,6 +18,13 @@
 
 static struct dcms_query q_party = DCMS_QUERY(
     "iam_party_get", "SELECT kind, roles, status, organization_id FROM identities WHERE id = $1");
+
+/* The ids come as a JSON array (one parameter, whatever their number). */
+static struct dcms_query q_names = DCMS_QUERY2(
+    "iam_party_names",
+    "SELECT id, name FROM identities WHERE id IN (SELECT value FROM json_each($1))",
+    "SELECT id, name FROM identities WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST($1 "
+    "AS JSONB)) AS UUID))");
 
 /* roles JSON array text (["provider", ...]) to a DCMS_ROLE_* bit set; unknown names ignored. */
 static unsigned roles_of(const char *text)
@@ -56,4 +66,34 @@ enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
     }
     dcms_store_rows_free(rows);
     return e;
+}
+
+enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *ids, size_t n,
+                                   struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    *rows = NULL;
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        /* Only UUIDs reach the statement: PostgreSQL's cast would fail on anything else. */
+        if (ids[i] && dcms_uuid_valid(ids[i]) && json_array_append_new(a, json_string(ids[i])))
+            break;
+    }
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err e = dcms_store_exec(tx, &q_names, (struct dcms_store_val[]){DCMS_VAL_TEXT(text)},
+                                      1, rows, NULL, ei);
+    free(text);
+    return e;
+}
+
+const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id)
+{
+    for (size_t i = 0; id && i < dcms_store_rows_count(rows); i++) {
+        const char *rid = dcms_store_rows_text(rows, i, 0);
+        if (rid && strcasecmp(rid, id) == 0) /* PostgreSQL answers a UUID in lowercase */
+            return dcms_store_rows_text(rows, i, 1);
+    }
+    return NULL;
 }

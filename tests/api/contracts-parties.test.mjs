@@ -142,3 +142,57 @@ describe('two signers', () => {
     assert.equal(r.status, 200, JSON.stringify(r.json));
   });
 });
+
+describe('the parties by name', () => {
+  test('every contract answer names both parties (their names only, never an e-mail)', async () => {
+    const names = (x) => [x.provider_name, x.consumer_name];
+    const want = [p.provider.name, p.consumer.name];
+    const noEmail = (r) => {
+      const text = JSON.stringify(r.json ?? r);
+      assert.ok(!text.includes(p.provider.email) && !text.includes(p.consumer.email), 'no e-mail of a party');
+    };
+    const c = await t.create(p, {title: 'named parties'});
+    assert.deepEqual(names(c), want, 'the create answer');
+    noEmail(c);
+    const g = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(p.consumer.token)});
+    assert.equal(g.status, 200);
+    assert.deepEqual(names(g.json), want, 'the counterparty reads the other name');
+    noEmail(g);
+    const s = await t.op(p.provider, c, 'submit');
+    assert.equal(s.status, 200);
+    assert.deepEqual(names(s.json), want, 'a transition answer');
+    const e = await t.call('PUT', `/api/v1/contracts/${c.id}`, {
+      headers: {...bearer(p.provider.token), 'If-Match': `"${s.json.version}"`},
+      json: {title: 'named parties 2', provider_id: c.provider_id, consumer_id: c.consumer_id, terms: validTerms()},
+    });
+    assert.equal(e.status, 200, JSON.stringify(e.json));
+    assert.deepEqual(names(e.json), want, 'an edit answer');
+    // A whole page: every row carries the names (read once for the page).
+    const other = await t.create(p, {title: 'named parties 3'});
+    const l = await t.call('GET', '/api/v1/contracts?q=named%20parties&limit=200', {headers: bearer(p.provider.token)});
+    assert.equal(l.status, 200);
+    const ids = l.json.contracts.map((x) => x.id);
+    assert.ok(ids.includes(c.id) && ids.includes(other.id));
+    for (const x of l.json.contracts) assert.deepEqual(names(x), want);
+    noEmail(l);
+    // A third party sees neither the contract nor the names.
+    const third = await t.identity({roles: ['consumer']});
+    const h = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(third.token)});
+    assert.equal(h.status, 404);
+    assert.ok(!JSON.stringify(h.json).includes(p.provider.name));
+    const tl = await t.call('GET', '/api/v1/contracts?q=named%20parties', {headers: bearer(third.token)});
+    assert.equal(tl.status, 200);
+    assert.deepEqual(tl.json.contracts, []);
+  });
+
+  test('an organization as a party is named by its own name', async () => {
+    const org = await t.identity({kind: 'organization', roles: ['consumer']});
+    const r = await t.call('POST', '/api/v1/contracts', {
+      headers: bearer(p.provider.token),
+      json: {title: 'with an organization', provider_id: p.provider.id, consumer_id: org.id, terms: validTerms()},
+    });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    assert.equal(r.json.provider_name, p.provider.name);
+    assert.equal(r.json.consumer_name, org.name);
+  });
+});

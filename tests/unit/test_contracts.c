@@ -491,7 +491,7 @@ static void exec_sql(struct fixture *f, const char *sql, const char *id)
 static enum dcms_err create_json(const struct ct_call *c, const json_t *body, json_t **out)
 {
     struct ct_input in;
-    struct ct_rec rec = {NULL, {0}};
+    struct ct_rec rec = {NULL, {0}, NULL};
     ct_input_from_json(body, dcms_clock_now_us(), &in, c->ei);
     enum dcms_err e = ct_create(c, &in, &rec);
     ct_input_release(&in);
@@ -510,7 +510,7 @@ static enum dcms_err update_json(const struct ct_call *c, const char *id, const 
                                  const char *if_match, json_t **out)
 {
     struct ct_input in;
-    struct ct_rec rec = {NULL, {0}};
+    struct ct_rec rec = {NULL, {0}, NULL};
     enum dcms_err e = c->ei->code;
     if (ct_update_from_json(body, if_match, dcms_clock_now_us(), &in, c->ei))
         e = ct_update(c, id, &in, &rec);
@@ -530,7 +530,7 @@ static enum dcms_err update_json(const struct ct_call *c, const char *id, const 
 /* What the GET handler does: the service, then the text encoder. */
 static enum dcms_err get_text(const struct ct_call *c, const char *id, struct ct_text *out)
 {
-    struct ct_rec rec = {NULL, {0}};
+    struct ct_rec rec = {NULL, {0}, NULL};
     enum dcms_err e = ct_get(c, id, &rec);
     if (!e)
         e = ct_rec_text(&rec, out);
@@ -692,7 +692,7 @@ static void failed_commit_leaks_nothing(struct fixture *f)
             e = update_json(&rc, id, edit, "*", &out);
             json_decref(edit);
             if (e == DCMS_ERR_UNAVAILABLE) {
-                struct ct_rec rec = {NULL, {0}};
+                struct ct_rec rec = {NULL, {0}, NULL};
                 e = ct_transition(&rc, id, CT_OP_SUBMIT, NULL, &rec);
                 assert_null(rec.rows);
             }

@@ -7,6 +7,7 @@ import { actions, liveSignature, sidesOf } from './lifecycle.js';
 import { fmtDate, t } from './messages.js';
 import { VersionsDiff } from './diff.js';
 import { navigate } from './router.js';
+import { Party, nameOf } from './parties.js';
 import { TrainingsPanel } from './training.js';
 import { ErrorSummary, Failure, Loading, StatusBadge, html } from './ui.js';
 
@@ -115,7 +116,7 @@ export function ContractDetail({ id, me }) {
 
   const party = (side) => {
     const pid = c[side + '_id'];
-    return html`<code>${pid}</code>${parties.includes(side) && html` <strong>${t('detail.you')}</strong>`}`;
+    return html`<${Party} id=${pid} name=${c[side + '_name']} full=${true} />${parties.includes(side) && html` <strong>${t('detail.you')}</strong>`}`;
   };
 
   return html`<section>
@@ -167,7 +168,7 @@ export function ContractDetail({ id, me }) {
           return html`<tr data-side=${side}>
             <th scope="row">${t('detail.' + side)}</th>
             <td>${s ? t('detail.sig.signed') : t('detail.sig.missing')}</td>
-            <td>${s ? html`<code>${s.signer_id}</code>${s.signer_id === me.identity.id && html` ${t('detail.you')}`}` : '—'}</td>
+            <td>${s ? html`<${Party} id=${s.signer_id} name=${nameOf(c, s.signer_id) ?? (s.signer_id === me.identity.id ? me.identity.name : null)} />${s.signer_id === me.identity.id && html` ${t('detail.you')}`}` : '—'}</td>
             <td>${s ? `${s.type} (${s.algorithm})` : '—'}</td>
             <td>${s ? fmtDate(s.signed_at) : '—'}</td>
             <td>${s ? html`<code>${s.key_id}</code>` : '—'}</td>

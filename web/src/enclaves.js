@@ -16,6 +16,7 @@ import { api } from './api.js';
 import { fmtBytes, fmtSeconds, problemsAt } from './forms.js';
 import { fmtDate, fmtNumber, t } from './messages.js';
 import { href, navigate } from './router.js';
+import { Party, nameOf } from './parties.js';
 import { Empty, ErrorSummary, Failure, FieldProblems, Loading, html } from './ui.js';
 
 export const ENCLAVE_STATES = ['initializing', 'running', 'suspended', 'failed', 'terminated', 'lost'];
@@ -510,7 +511,7 @@ export function EnclaveDetail({ id, me }) {
 
     <h2>${t('detail.facts')}</h2>
     <dl class="facts">
-      <dt>${t('detail.provider')}</dt><dd><code>${enc.provider_id}</code>${mine(me, enc.provider_id) && html` <strong>${t('detail.you')}</strong>`}</dd>
+      <dt>${t('detail.provider')}</dt><dd><${Party} id=${enc.provider_id} name=${nameOf(contract, enc.provider_id)} full=${true} />${mine(me, enc.provider_id) && html` <strong>${t('detail.you')}</strong>`}</dd>
       <dt>${t('enc.col.contract')}</dt>
       <dd>${enc.contract_id
         ? html`<a href=${'#/contracts/' + enc.contract_id}>${contract ? contract.title : html`<code>${enc.contract_id}</code>`}</a>

@@ -12,6 +12,7 @@ import { EnclaveBadge } from './enclaves.js';
 import { actions, sidesOf } from './lifecycle.js';
 import { fmtDate, fmtNumber, t } from './messages.js';
 import { href } from './router.js';
+import { Counterparty } from './parties.js';
 import { Empty, Failure, Loading, StatusBadge, html } from './ui.js';
 
 const get = async (p) => (await api('GET', p)).body;
@@ -45,8 +46,11 @@ function Panel({ id, title, st, load, empty, more, children }) {
 }
 
 const ContractRows = ({ items, me }) => html`<ul class="plain">
-  ${items.map((c) => html`<li><a href=${'#/contracts/' + c.id}>${c.title}</a> <${StatusBadge} status=${c.status} />
-    <span class="why">${sidesOf(c, me).parties.map((s) => t('detail.' + s)).join(', ')} · ${fmtDate(c.updated_at)}</span></li>`)}
+  ${items.map((c) => {
+    const sides = sidesOf(c, me).parties;
+    return html`<li><a href=${'#/contracts/' + c.id}>${c.title}</a> <${StatusBadge} status=${c.status} />
+    <span class="why">${sides.map((s) => t('detail.' + s)).join(', ')}${sides.length ? ' · ' : ''}${sides.length === 1 ? t('party.with') + ' ' : ''}<${Counterparty} c=${c} sides=${sides} /> · ${fmtDate(c.updated_at)}</span></li>`;
+  })}
 </ul>`;
 
 function AwaitingSignature({ me }) {

@@ -5,6 +5,7 @@ import { api } from './api.js';
 import { STATES, sidesOf } from './lifecycle.js';
 import { fmtDate, fmtNumber, t } from './messages.js';
 import { href, navigate } from './router.js';
+import { Counterparty } from './parties.js';
 import { Empty, Failure, Loading, StatusBadge, html } from './ui.js';
 
 const PAGE = 50;
@@ -122,7 +123,8 @@ export function ContractList({ route, me }) {
         <caption class="visually-hidden">${t('list.count', { count: fmtNumber(page.items.length) })}</caption>
         <thead><tr>
           <th scope="col">${t('list.col.title')}</th><th scope="col">${t('list.col.status')}</th>
-          <th scope="col">${t('list.col.side')}</th><th scope="col">${t('list.col.updated')}</th>
+          <th scope="col">${t('list.col.side')}</th><th scope="col">${t('list.col.counterparty')}</th>
+          <th scope="col">${t('list.col.updated')}</th>
           <th scope="col">${t('list.col.expires')}</th>
         </tr></thead>
         <tbody>
@@ -142,6 +144,7 @@ function Row({ c, me }) {
     <td><a href=${'#/contracts/' + c.id}>${c.title}</a></td>
     <td><${StatusBadge} status=${c.status} /></td>
     <td>${sides.map((s) => t('detail.' + s)).join(', ') || '—'}</td>
+    <td><${Counterparty} c=${c} sides=${sides} /></td>
     <td>${fmtDate(c.updated_at)}</td>
     <td>${fmtDate(c.terms.expires_at)}${soon && html` <span class="badge badge-soon">${t('list.expiring')}</span>`}</td>
   </tr>`;

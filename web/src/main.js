@@ -1,5 +1,6 @@
 // The dcms web UI: the shell (banner, header, navigation), the session and
 // the routes. See web/README.md.
+import './theme.js'; // first: the theme override is applied before anything renders
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { Account } from './account.js';
@@ -16,6 +17,7 @@ import { t } from './messages.js';
 import { navigate, useRoute } from './router.js';
 import { SignIn } from './signin.js';
 import { SignSheet } from './signsheet.js';
+import { ThemePicker } from './theme.js';
 import { TrainingPage, TrainingStart } from './training.js';
 import { Loading, html } from './ui.js';
 
@@ -106,6 +108,7 @@ function App() {
           <span>${t('nav.signedin', { name: me.identity.name })}</span>
           <button type="button" onClick=${signOut}>${t('nav.signout')}</button>
         </div>`}
+      <${ThemePicker} />
     </header>
     <main id="main" tabindex="-1">${screen}</main>`;
 }

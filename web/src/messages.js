@@ -882,6 +882,16 @@ const en = {
   'home.failed.empty': 'No training has failed.',
   'home.actor': 'by {actor}',
   // ---- end enclaves, home ----
+  // ---- theme override, party names (theme.js, parties) ----
+  'theme.label': 'Theme',
+  'theme.system': 'System',
+  'theme.light': 'Light',
+  'theme.dark': 'Dark',
+  'party.id': 'Identity id {id}',
+  'list.col.counterparty': 'Other party',
+  'party.with': 'with',
+  'sign.parties': 'Parties',
+  // ---- end theme override, party names ----
 };
 
 const catalog = en;

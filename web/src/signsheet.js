@@ -21,6 +21,7 @@ import { t } from './messages.js';
 import { navigate } from './router.js';
 import { b64url, fromHex, loadKey, sign } from './keystore.js';
 import { registerKey } from './signkeys.js';
+import { Party } from './parties.js';
 import { ErrorSummary, Failure, FieldProblems, Loading, StatusBadge, fieldId, html } from './ui.js';
 import { assertionJSON, hashRequestOptions, passkeysSupported } from './webauthn.js';
 
@@ -170,6 +171,8 @@ export function SignSheet({ id, me, onReauth }) {
       <dt>${t('sign.contract')}</dt><dd>${c.title} <${StatusBadge} status=${c.status} /></dd>
       <dt>${t('sign.hash')}</dt><dd><code class="hash" data-testid="terms-hash">${c.terms_hash}</code></dd>
       <dt>${t('sign.version')}</dt><dd>${c.terms_version}</dd>
+      <dt>${t('sign.parties')}</dt>
+      <dd>${t('detail.provider')}: <${Party} id=${c.provider_id} name=${c.provider_name} />; ${t('detail.consumer')}: <${Party} id=${c.consumer_id} name=${c.consumer_name} /></dd>
       <dt>${t('sign.side')}</dt><dd>${side ? t('detail.' + side) : '—'}</dd>
       <dt>${t('sign.signer')}</dt><dd>${me.identity.name} (${me.identity.email ?? me.identity.id})</dd>
       <dt>${t('sign.method')}</dt><dd data-testid="sign-method">${t('sign.method.' + type)}</dd>

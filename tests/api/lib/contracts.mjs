@@ -45,7 +45,7 @@ export async function contractsContext(env = {}) {
     const r = await call('POST', '/api/v1/identities', {headers: bearer(admin), json});
     assert.equal(r.status, 201, JSON.stringify(r.json));
     if (org) await addMember(server, admin, org, r.json.id, roles.filter((x) => ORG_ROLES.includes(x)));
-    const out = {id: r.json.id, email};
+    const out = {id: r.json.id, email, name: json.name};
     if (kind === 'user') out.token = (await login(server, email, PW)).access_token;
     return out;
   }
