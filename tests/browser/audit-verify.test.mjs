@@ -7,7 +7,8 @@
 // actor of `identity.create` and the new identity's name beside the
 // resource id; verifies the chain: the browser's verdict ("Verified through
 // event N (K signed checkpoints)") beside the server's, N the API's last
-// seq, the key id and fingerprint the ones of GET /audit/public-key. In dark
+// seq, the key id and fingerprint the ones of GET /audit/public-key; with
+// the export held back, the loading state and Stop (no verdict). In dark
 // mode on a phone, a pinned key that is not base64 gets its problem on the
 // field and in the summary; a pinned key of someone else breaks the
 // verdict at the first signature; the right one verifies. Then one event is
@@ -117,6 +118,19 @@ test('names beside ids, and the chain verified in the browser as by the server',
   assert.equal((await key.locator('dd code').nth(1).textContent()).replace(/ /g, ''), fp);
   assert.equal(fp.slice(0, 16), pk.key_id);
   await check(pg, 'audit verified (light)');
+
+  // While the export is on its way: the loading state, and Stop gives no verdict.
+  await pg.route('**/api/v1/audit/export*', async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue().catch(() => {});
+  });
+  await pg.getByRole('button', { name: 'Verify the audit chain' }).click();
+  await pg.getByText('Downloading the export…').waitFor();
+  await check(pg, 'audit verifying (light)');
+  await pg.getByRole('button', { name: 'Stop' }).click();
+  await pg.getByTestId('browser-verdict').getByText('Stopped after 0 events: no verdict.').waitFor();
+  await pg.getByTestId('verdict').locator('strong').waitFor(); // the server's verdict comes anyway
+  await pg.unroute('**/api/v1/audit/export*');
 });
 
 test('a pinned key: refused when malformed, breaks the verdict when foreign, verifies when right', async () => {

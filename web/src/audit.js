@@ -128,8 +128,15 @@ function Verify() {
   const [pin, setPin] = useState('');
   const [pinErr, setPinErr] = useState(null);
   const ctl = useRef(null);
+  // The key's id and fingerprint are shown before any verification, to compare with a pinned copy.
   useEffect(() => {
-    api('GET', '/api/v1/audit/public-key').then((r) => setServed(r.body), () => {});
+    api('GET', '/api/v1/audit/public-key')
+      .then(async (r) => {
+        setServed(r.body);
+        const k = await auditKey(r.body, '');
+        setAk((cur) => cur ?? k); // a verification started meanwhile set the key it used
+      })
+      .catch(() => {}); // no Ed25519 in WebCrypto: the id as served; a verification says why
     return () => ctl.current?.abort();
   }, []);
 
