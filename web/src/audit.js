@@ -214,6 +214,12 @@ function Verify() {
   </div>`;
 }
 
+/** The event table with names beside ids; a component of its own, so names arriving re-render the table only (not the filter form being typed in). */
+function NamedEvents({ events, me }) {
+  const nameOf = useNames(events, me);
+  return html`<${EventTable} events=${events} nameOf=${nameOf} />`;
+}
+
 export function AuditPage({ route, me }) {
   const q = route.query;
   const [state, setState] = useState({ loading: true });
@@ -255,7 +261,8 @@ export function AuditPage({ route, me }) {
   }
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const events = state.events ?? [];
-  const nameOf = useNames(state.events, me);
+  // The filter fields are uncontrolled (defaultValue; the form is new for each
+  // set of filters), so a re-render (a page loaded meanwhile) keeps what is typed.
   return html`<section>
     <h1 tabindex="-1">${t('audit.title')}</h1>
     <h2>${t('audit.chain')}</h2>
@@ -268,24 +275,24 @@ export function AuditPage({ route, me }) {
 
     <h2>${t('audit.events')}</h2>
     <form class="filters" onSubmit=${apply} key=${key}>
-      <div class="field inline"><label for="a-actor">${t('audit.col.actor')}</label><input id="a-actor" name="actor" value=${q.get('actor') ?? ''} /></div>
-      <div class="field inline"><label for="a-action">${t('audit.f.action')}</label><input id="a-action" name="action" value=${q.get('action') ?? ''} placeholder="contract." /></div>
-      <div class="field inline"><label for="a-rtype">${t('audit.f.rtype')}</label><input id="a-rtype" name="resource_type" value=${q.get('resource_type') ?? ''} /></div>
-      <div class="field inline"><label for="a-rid">${t('audit.f.rid')}</label><input id="a-rid" name="resource_id" value=${q.get('resource_id') ?? ''} /></div>
+      <div class="field inline"><label for="a-actor">${t('audit.col.actor')}</label><input id="a-actor" name="actor" defaultValue=${q.get('actor') ?? ''} /></div>
+      <div class="field inline"><label for="a-action">${t('audit.f.action')}</label><input id="a-action" name="action" defaultValue=${q.get('action') ?? ''} placeholder="contract." /></div>
+      <div class="field inline"><label for="a-rtype">${t('audit.f.rtype')}</label><input id="a-rtype" name="resource_type" defaultValue=${q.get('resource_type') ?? ''} /></div>
+      <div class="field inline"><label for="a-rid">${t('audit.f.rid')}</label><input id="a-rid" name="resource_id" defaultValue=${q.get('resource_id') ?? ''} /></div>
       <div class="field inline"><label for="a-outcome">${t('audit.col.outcome')}</label>
-        <select id="a-outcome" name="outcome" value=${q.get('outcome') ?? ''}>
-          <option value="">${t('status.all')}</option>
-          ${['success', 'denied', 'error'].map((o) => html`<option value=${o}>${t('audit.outcome.' + o)}</option>`)}
+        <select id="a-outcome" name="outcome">
+          <option value="" selected=${!q.get('outcome')}>${t('status.all')}</option>
+          ${['success', 'denied', 'error'].map((o) => html`<option value=${o} selected=${q.get('outcome') === o}>${t('audit.outcome.' + o)}</option>`)}
         </select></div>
-      <div class="field inline"><label for="a-since">${t('audit.f.since', { tz })}</label><input id="a-since" name="since" type="datetime-local" value=${toLocal(q.get('since'))} /></div>
-      <div class="field inline"><label for="a-until">${t('audit.f.until', { tz })}</label><input id="a-until" name="until" type="datetime-local" value=${toLocal(q.get('until'))} /></div>
+      <div class="field inline"><label for="a-since">${t('audit.f.since', { tz })}</label><input id="a-since" name="since" type="datetime-local" defaultValue=${toLocal(q.get('since'))} /></div>
+      <div class="field inline"><label for="a-until">${t('audit.f.until', { tz })}</label><input id="a-until" name="until" type="datetime-local" defaultValue=${toLocal(q.get('until'))} /></div>
       <button type="submit">${t('list.apply')}</button>
       <a class="button" href="#/audit">${t('audit.f.clear')}</a>
     </form>
     ${state.error && html`<${Failure} error=${state.error} retry=${() => load()} />`}
     ${state.loading && !events.length && html`<${Loading} label=${t('audit.loading')} />`}
     ${!state.loading && !state.error && !events.length && html`<${Empty}><p>${t('audit.empty')}</p></${Empty}>`}
-    ${events.length > 0 && html`<${EventTable} events=${events} nameOf=${nameOf} />`}
+    ${events.length > 0 && html`<${NamedEvents} events=${state.events} me=${me} />`}
     ${state.next && html`<p><button type="button" onClick=${() => load(state.next)} disabled=${state.loading}>${t('list.more')}</button></p>`}
   </section>`;
 }
@@ -306,7 +313,6 @@ export function ContractAudit({ id, me }) {
   useEffect(() => {
     load();
   }, [id]);
-  const nameOf = useNames(state.events, me);
   if (cstate.loading) return html`<${Loading} />`;
   if (cstate.error) return html`<section><h1 tabindex="-1">${t('audit.trail')}</h1><${Failure} error=${cstate.error} retry=${reloadC} /></section>`;
   const c = cstate.contract;
@@ -325,7 +331,7 @@ export function ContractAudit({ id, me }) {
     ${state.error && html`<${Failure} error=${state.error} retry=${() => load()} />`}
     ${state.loading && !events.length && html`<${Loading} label=${t('audit.loading')} />`}
     ${!state.loading && !state.error && !events.length && html`<${Empty}><p>${t('audit.empty')}</p></${Empty}>`}
-    ${events.length > 0 && html`<${EventTable} events=${events} nameOf=${nameOf} />`}
+    ${events.length > 0 && html`<${NamedEvents} events=${state.events} me=${me} />`}
     ${state.next && html`<p><button type="button" onClick=${() => load(state.next)} disabled=${state.loading}>${t('list.more')}</button></p>`}
   </section>`;
 }
