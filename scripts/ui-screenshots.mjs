@@ -295,6 +295,7 @@ async function main() {
     await pg.locator('table.events tbody tr').first().waitFor();
     await pg.getByRole('button', { name: 'Verify the audit chain' }).click();
     await pg.getByTestId('verdict').waitFor();
+    await pg.getByTestId('browser-verdict').locator('strong').waitFor();
     await shot(pg, 'audit');
     await pg.context().close();
 

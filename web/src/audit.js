@@ -1,16 +1,20 @@
 // Audit (auditors and admins, docs/audit.md): the event list with filters
 // kept in the URL (actor, action prefix, resource, outcome, time range in
-// the browser's time zone), the chain check of the server (GET
-// /audit/verify) with its verdict, the export; and a contract's audit trail
-// (its slice with the signed inclusion proof) with the evidence bundle.
+// the browser's time zone) and names beside ids (names.js), the chain
+// verified twice side by side: by the server (GET /audit/verify) and in this
+// browser over the export (auditverify.js); the export; and a contract's
+// audit trail (its slice with the signed inclusion proof) with the evidence
+// bundle.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, authFetch, responseError } from './api.js';
+import { auditKey, verifyChain } from './auditverify.js';
 import { useContract } from './detail.js';
-import { fmtBytes } from './forms.js';
-import { fmtDate, fmtNumber, t } from './messages.js';
+import { Field, fmtBytes } from './forms.js';
+import { fmtDate, fmtNumber, t, tn } from './messages.js';
+import { useNames } from './names.js';
 import { navigate } from './router.js';
 import { EventTable } from './training.js';
-import { Empty, Failure, Loading, html } from './ui.js';
+import { Empty, ErrorSummary, Failure, Loading, fieldId, html } from './ui.js';
 
 const FILTERS = ['actor', 'action', 'resource_type', 'resource_id', 'outcome', 'since', 'until'];
 
@@ -52,31 +56,171 @@ function useDownload() {
   return [st, run];
 }
 
+/** GET /audit/verify: the server's own walk of the chain. */
+function ServerVerdict({ st, retry }) {
+  const r = st?.r;
+  return html`<section class="verdict-col" aria-labelledby="v-server">
+    <h3 id="v-server">${t('auditv.server')}</h3>
+    ${!st && html`<p class="hint">${t('auditv.server.idle')}</p>`}
+    ${st?.loading && html`<${Loading} label=${t('audit.verifying')} />`}
+    ${st?.error && html`<${Failure} error=${st.error} retry=${retry} />`}
+    <div class=${'live ' + (r ? (r.ok ? 'verdict ok' : 'verdict bad') : '')} role="status" data-testid="verdict">${r &&
+    html`<p><strong>${r.ok ? t('audit.verified', { n: fmtNumber(r.last_seq) }) : t('audit.broken', { n: r.first_bad_seq ?? '—' })}</strong></p>
+      <p>${t('audit.verify.facts', { events: fmtNumber(r.events_checked), checkpoints: fmtNumber(r.checkpoints_checked), key: r.key_id })}</p>
+      ${!r.ok && html`<p>${r.reason}</p>`}`}</div>
+  </section>`;
+}
+
+/** The audit key: its id and SHA-256 fingerprint computed here, and whether it is the one the server publishes. */
+function KeyFacts({ ak, served }) {
+  if (!ak && !served) return null;
+  const id = ak?.keyId ?? served.key_id;
+  return html`<dl class="facts" data-testid="audit-key">
+    <dt>${ak?.pinned ? t('auditv.key.pinned') : t('auditv.key.served')}</dt>
+    <dd><code>${id}</code>${ak && html` <span class="hint">${t('auditv.key.id_hint')}</span>`}</dd>
+    ${ak && html`<dt>${t('auditv.key.fingerprint')}</dt><dd><code>${ak.fingerprint.match(/.{4}/g).join(' ')}</code></dd>`}
+    ${ak?.pinned && served && html`<dt>${t('auditv.key.vs')}</dt>
+      <dd class=${served.public_key === ak.publicKey ? 'ok' : 'bad'}>${served.public_key === ak.publicKey ? t('auditv.key.same') : t('auditv.key.other', { key: served.key_id })}</dd>`}
+    ${ak && !ak.pinned && served && served.key_id !== ak.keyId && html`<dt>${t('auditv.key.vs')}</dt><dd class="bad">${t('auditv.key.misnamed', { key: served.key_id })}</dd>`}
+  </dl>`;
+}
+
+/** The export checked in this browser (auditverify.js), with its progress and verdict. */
+function BrowserVerdict({ st, stop, retry }) {
+  const r = st?.r;
+  const p = st?.progress;
+  let verdict = null;
+  if (r?.ok && r.events === 0) verdict = html`<p><strong>${t('auditv.empty')}</strong></p>`;
+  else if (r?.ok) {
+    verdict = html`<p><strong>${tn('auditv.verified', r.checkpoints, { n: fmtNumber(r.through) })}</strong></p>
+      ${r.lastSeq > r.through && html`<p>${t('auditv.unsigned', { from: fmtNumber(r.through + 1), to: fmtNumber(r.lastSeq) })}</p>`}`;
+  } else if (r) {
+    verdict = html`<p><strong>${t('auditv.broken', { n: fmtNumber(r.badSeq), why: t('auditv.why.' + r.why.code, r.why) })}</strong></p>`;
+  } else if (st?.stopped) verdict = html`<p>${t('auditv.stopped', { n: fmtNumber(st.stopped) })}</p>`;
+  return html`<section class="verdict-col" aria-labelledby="v-browser">
+    <h3 id="v-browser">${t('auditv.browser')}</h3>
+    ${!st && html`<p class="hint">${t('auditv.browser.idle')}</p>`}
+    ${st?.loading &&
+    html`<div class="progress">
+      <label for="bv-progress">${p?.total ? t('auditv.progress', { n: fmtNumber(p.checked), total: fmtNumber(p.total) }) : t('auditv.starting')}</label>
+      <progress id="bv-progress" max=${p?.total || undefined} value=${p?.total ? p.checked : undefined}></progress>
+      <button type="button" onClick=${stop}>${t('auditv.stop')}</button>
+    </div>`}
+    ${st?.error && html`<${Failure} error=${st.error} retry=${retry} />`}
+    <div class=${'live ' + (r ? (r.ok ? 'verdict ok' : 'verdict bad') : '')} role="status" data-testid="browser-verdict">${verdict}${r &&
+    html`<dl class="facts">
+        <dt>${t('auditv.f.events')}</dt><dd>${fmtNumber(r.events)}</dd>
+        <dt>${t('auditv.f.checkpoints')}</dt><dd>${fmtNumber(r.checkpoints)}</dd>
+        <dt>${t('auditv.f.heads')}</dt><dd>${fmtNumber(r.treeHeads)}</dd>
+      </dl>`}</div>
+  </section>`;
+}
+
+/**
+ * "Verify the audit chain": the server's verdict and this browser's, side by
+ * side, with the key the browser used (the server's, or one the auditor pinned).
+ */
 function Verify() {
-  const [st, setSt] = useState(null);
-  async function run() {
-    setSt({ loading: true });
+  const [server, setServer] = useState(null);
+  const [br, setBr] = useState(null);
+  const [served, setServed] = useState(null);
+  const [ak, setAk] = useState(null);
+  const [pin, setPin] = useState('');
+  const [pinErr, setPinErr] = useState(null);
+  const ctl = useRef(null);
+  // The key's id and fingerprint are shown before any verification, to compare with a pinned copy.
+  useEffect(() => {
+    api('GET', '/api/v1/audit/public-key')
+      .then(async (r) => {
+        setServed(r.body);
+        const k = await auditKey(r.body, '');
+        setAk((cur) => cur ?? k); // a verification started meanwhile set the key it used
+      })
+      .catch(() => {}); // no Ed25519 in WebCrypto: the id as served; a verification says why
+    return () => ctl.current?.abort();
+  }, []);
+
+  async function runServer() {
+    setServer({ loading: true });
     try {
-      setSt({ r: (await api('GET', '/api/v1/audit/verify')).body });
+      setServer({ r: (await api('GET', '/api/v1/audit/verify')).body });
     } catch (e) {
-      setSt({ error: e });
+      setServer({ error: e });
     }
   }
-  const r = st?.r;
+
+  async function runBrowser(onExport) {
+    ctl.current?.abort();
+    const c = new AbortController();
+    ctl.current = c;
+    let checked = 0;
+    setBr({ loading: true });
+    try {
+      const key = (await api('GET', '/api/v1/audit/public-key')).body;
+      setServed(key);
+      const k = await auditKey(key, pin);
+      setAk(k);
+      const r = await verifyChain(k, {
+        signal: c.signal,
+        onExport,
+        onProgress: (p) => {
+          checked = p.checked;
+          if (!c.signal.aborted) setBr({ loading: true, progress: p });
+        },
+      });
+      if (ctl.current === c) setBr({ r });
+    } catch (e) {
+      if (ctl.current !== c) return;
+      if (c.signal.aborted) setBr({ stopped: checked || '0' });
+      else if (e?.field) {
+        setPinErr({ message: t('auditv.pin.bad'), details: [{ field: 'pinned_key', problem: t('auditv.pin.problem') }] });
+        setBr(null);
+      } else setBr({ error: e?.unsupported ? new Error(t('auditv.unsupported')) : e });
+    }
+  }
+
+  // The export signs the chain head first if it moved, so the server walks
+  // the chain once the export has answered: both verdicts then count the
+  // same checkpoints.
+  function run(ev) {
+    ev?.preventDefault();
+    setPinErr(null);
+    setServer({ loading: true });
+    let asked = false;
+    const serverToo = () => {
+      if (!asked) {
+        asked = true;
+        runServer();
+      }
+    };
+    runBrowser(serverToo).finally(serverToo);
+  }
+
   return html`<div>
-    <p><button type="button" class="primary" onClick=${run} disabled=${st?.loading}>${t('audit.verify')}</button></p>
-    ${st?.loading && html`<${Loading} label=${t('audit.verifying')} />`}
-    ${st?.error && html`<${Failure} error=${st.error} retry=${run} />`}
-    ${r &&
-    html`<div class=${r.ok ? 'verdict ok' : 'verdict bad'} role="status" data-testid="verdict">
-      <p><strong>${r.ok ? t('audit.verified', { n: fmtNumber(r.last_seq) }) : t('audit.broken', { n: r.first_bad_seq ?? '—' })}</strong></p>
-      <p>${t('audit.verify.facts', { events: fmtNumber(r.events_checked), checkpoints: fmtNumber(r.checkpoints_checked), key: r.key_id })}</p>
-      ${!r.ok && html`<p>${r.reason}</p>`}
-    </div>`}
+    <p class="hint">${t('auditv.intro')}</p>
+    <${ErrorSummary} error=${pinErr} fieldFor=${() => fieldId('pinned_key')} />
+    <form onSubmit=${run}>
+      <${Field} path="pinned_key" label=${t('auditv.pin')} hint=${t('auditv.pin.hint')} error=${pinErr}>
+        ${(a) => html`<input id=${a.id} class="code" autocomplete="off" spellcheck="false" value=${pin} onInput=${(e) => setPin(e.currentTarget.value)}
+          aria-invalid=${a.invalid ? 'true' : undefined} aria-describedby=${a.described} />`}
+      </${Field}>
+      <p><button type="submit" class="primary" disabled=${server?.loading || br?.loading}>${t('audit.verify')}</button></p>
+    </form>
+    <${KeyFacts} ak=${ak} served=${served} />
+    <div class="verdicts">
+      <${ServerVerdict} st=${server} retry=${runServer} />
+      <${BrowserVerdict} st=${br} stop=${() => ctl.current?.abort()} retry=${() => runBrowser()} />
+    </div>
   </div>`;
 }
 
-export function AuditPage({ route }) {
+/** The event table with names beside ids; a component of its own, so names arriving re-render the table only (not the filter form being typed in). */
+function NamedEvents({ events, me }) {
+  const nameOf = useNames(events, me);
+  return html`<${EventTable} events=${events} nameOf=${nameOf} />`;
+}
+
+export function AuditPage({ route, me }) {
   const q = route.query;
   const [state, setState] = useState({ loading: true });
   const [dl, download] = useDownload();
@@ -117,6 +261,8 @@ export function AuditPage({ route }) {
   }
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const events = state.events ?? [];
+  // The filter fields are uncontrolled (defaultValue; the form is new for each
+  // set of filters), so a re-render (a page loaded meanwhile) keeps what is typed.
   return html`<section>
     <h1 tabindex="-1">${t('audit.title')}</h1>
     <h2>${t('audit.chain')}</h2>
@@ -129,29 +275,29 @@ export function AuditPage({ route }) {
 
     <h2>${t('audit.events')}</h2>
     <form class="filters" onSubmit=${apply} key=${key}>
-      <div class="field inline"><label for="a-actor">${t('audit.col.actor')}</label><input id="a-actor" name="actor" value=${q.get('actor') ?? ''} /></div>
-      <div class="field inline"><label for="a-action">${t('audit.f.action')}</label><input id="a-action" name="action" value=${q.get('action') ?? ''} placeholder="contract." /></div>
-      <div class="field inline"><label for="a-rtype">${t('audit.f.rtype')}</label><input id="a-rtype" name="resource_type" value=${q.get('resource_type') ?? ''} /></div>
-      <div class="field inline"><label for="a-rid">${t('audit.f.rid')}</label><input id="a-rid" name="resource_id" value=${q.get('resource_id') ?? ''} /></div>
+      <div class="field inline"><label for="a-actor">${t('audit.col.actor')}</label><input id="a-actor" name="actor" defaultValue=${q.get('actor') ?? ''} /></div>
+      <div class="field inline"><label for="a-action">${t('audit.f.action')}</label><input id="a-action" name="action" defaultValue=${q.get('action') ?? ''} placeholder="contract." /></div>
+      <div class="field inline"><label for="a-rtype">${t('audit.f.rtype')}</label><input id="a-rtype" name="resource_type" defaultValue=${q.get('resource_type') ?? ''} /></div>
+      <div class="field inline"><label for="a-rid">${t('audit.f.rid')}</label><input id="a-rid" name="resource_id" defaultValue=${q.get('resource_id') ?? ''} /></div>
       <div class="field inline"><label for="a-outcome">${t('audit.col.outcome')}</label>
-        <select id="a-outcome" name="outcome" value=${q.get('outcome') ?? ''}>
-          <option value="">${t('status.all')}</option>
-          ${['success', 'denied', 'error'].map((o) => html`<option value=${o}>${t('audit.outcome.' + o)}</option>`)}
+        <select id="a-outcome" name="outcome">
+          <option value="" selected=${!q.get('outcome')}>${t('status.all')}</option>
+          ${['success', 'denied', 'error'].map((o) => html`<option value=${o} selected=${q.get('outcome') === o}>${t('audit.outcome.' + o)}</option>`)}
         </select></div>
-      <div class="field inline"><label for="a-since">${t('audit.f.since', { tz })}</label><input id="a-since" name="since" type="datetime-local" value=${toLocal(q.get('since'))} /></div>
-      <div class="field inline"><label for="a-until">${t('audit.f.until', { tz })}</label><input id="a-until" name="until" type="datetime-local" value=${toLocal(q.get('until'))} /></div>
+      <div class="field inline"><label for="a-since">${t('audit.f.since', { tz })}</label><input id="a-since" name="since" type="datetime-local" defaultValue=${toLocal(q.get('since'))} /></div>
+      <div class="field inline"><label for="a-until">${t('audit.f.until', { tz })}</label><input id="a-until" name="until" type="datetime-local" defaultValue=${toLocal(q.get('until'))} /></div>
       <button type="submit">${t('list.apply')}</button>
       <a class="button" href="#/audit">${t('audit.f.clear')}</a>
     </form>
     ${state.error && html`<${Failure} error=${state.error} retry=${() => load()} />`}
     ${state.loading && !events.length && html`<${Loading} label=${t('audit.loading')} />`}
     ${!state.loading && !state.error && !events.length && html`<${Empty}><p>${t('audit.empty')}</p></${Empty}>`}
-    ${events.length > 0 && html`<${EventTable} events=${events} />`}
+    ${events.length > 0 && html`<${NamedEvents} events=${state.events} me=${me} />`}
     ${state.next && html`<p><button type="button" onClick=${() => load(state.next)} disabled=${state.loading}>${t('list.more')}</button></p>`}
   </section>`;
 }
 
-export function ContractAudit({ id }) {
+export function ContractAudit({ id, me }) {
   const [cstate, reloadC] = useContract(id);
   const [state, setState] = useState({ loading: true });
   const [dl, download] = useDownload();
@@ -185,7 +331,7 @@ export function ContractAudit({ id }) {
     ${state.error && html`<${Failure} error=${state.error} retry=${() => load()} />`}
     ${state.loading && !events.length && html`<${Loading} label=${t('audit.loading')} />`}
     ${!state.loading && !state.error && !events.length && html`<${Empty}><p>${t('audit.empty')}</p></${Empty}>`}
-    ${events.length > 0 && html`<${EventTable} events=${events} />`}
+    ${events.length > 0 && html`<${NamedEvents} events=${state.events} me=${me} />`}
     ${state.next && html`<p><button type="button" onClick=${() => load(state.next)} disabled=${state.loading}>${t('list.more')}</button></p>`}
   </section>`;
 }

@@ -76,14 +76,14 @@ function App() {
   else if (route.segments[0] === 'trainings' && id) screen = html`<${TrainingPage} key=${id} id=${id} me=${me} />`;
   else if (route.segments[0] === 'home') screen = html`<${Home} me=${me} />`;
   else if (route.segments[0] === 'enclaves') screen = id ? html`<${EnclaveDetail} key=${id} id=${id} me=${me} />` : html`<${EnclaveList} route=${route} />`;
-  else if (route.segments[0] === 'audit') screen = html`<${AuditPage} route=${route} />`;
+  else if (route.segments[0] === 'audit') screen = html`<${AuditPage} route=${route} me=${me} />`;
   else if (route.segments[0] === 'admin') screen = html`<${AdminPage} route=${route} me=${me} />`;
   else if (route.segments[0] === 'account') screen = html`<${Account} me=${me} onSignOut=${signOut} />`;
   else if (route.segments[0] !== 'contracts') screen = html`<${ContractList} route=${route} me=${me} />`;
   else if (id === 'new') screen = html`<${ContractEditor} me=${me} />`;
   else if (id && sub === 'edit') screen = html`<${ContractEditor} id=${id} me=${me} />`;
   else if (id && sub === 'train') screen = html`<${TrainingStart} id=${id} me=${me} />`;
-  else if (id && sub === 'audit') screen = html`<${ContractAudit} key=${id} id=${id} />`;
+  else if (id && sub === 'audit') screen = html`<${ContractAudit} key=${id} id=${id} me=${me} />`;
   else if (id && sub === 'sign') screen = html`<${SignSheet} id=${id} me=${me} onReauth=${reauth} />`;
   else if (id) screen = html`<${ContractDetail} key=${id} id=${id} me=${me} />`;
   else screen = html`<${ContractList} route=${route} me=${me} />`;

@@ -486,8 +486,15 @@ export function TrainingPage({ id, me }) {
   </section>`;
 }
 
-/** Audit events as a table (seq, time with its zone, actor, action, resource, outcome). */
-export function EventTable({ events }) {
+/**
+ * Audit events as a table (seq, time with its zone, actor, action, resource,
+ * outcome); `nameOf(type, id)` (names.js) puts names beside the ids.
+ */
+export function EventTable({ events, nameOf }) {
+  const named = (type, id, shown) => {
+    const name = nameOf?.(type, id);
+    return name ? html`${name} <code class="muted">${shown}</code>` : html`<code>${shown}</code>`;
+  };
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
   return html`<table class="events">
     <thead><tr>
@@ -496,8 +503,8 @@ export function EventTable({ events }) {
     </tr></thead>
     <tbody>${events.map(
       (e) => html`<tr>
-        <td>${e.seq}</td><td>${fmtDate(e.time)}</td><td><code>${e.actor}</code></td><td><code>${e.action}</code></td>
-        <td>${e.resource_type ? html`${e.resource_type} <code>${(e.resource_id ?? '').slice(0, 8)}</code>` : '—'}</td>
+        <td>${e.seq}</td><td><time datetime=${e.time}>${fmtDate(e.time)}</time></td><td>${named('identity', e.actor, e.actor)}</td><td><code>${e.action}</code></td>
+        <td>${e.resource_type ? html`${e.resource_type} ${named(e.resource_type, e.resource_id, (e.resource_id ?? '').slice(0, 8))}` : '—'}</td>
         <td><span class=${'badge badge-' + e.outcome}>${t('audit.outcome.' + e.outcome)}</span></td>
       </tr>`,
     )}</tbody>
