@@ -178,7 +178,7 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
                                struct ct_rec *out)
 {
-    struct ct_rec rec = {NULL};
+    struct ct_rec rec = {0};
     enum dcms_err e = ct_load(tx, id, &rec.rows, &rec.r, c->ei);
     if (!e)
         e = ct_names_read(tx, &rec, c->ei);
