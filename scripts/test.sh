@@ -85,6 +85,9 @@ tap_failures() {
         infail && inyaml { if (n++ < 120) print; if (/^ *\.\.\.$/) { infail = 0; inyaml = 0 }; next }
         infail { infail = 0 }
     ' "$1" | head -"$2"
+    # When something failed: each dcmsd that ended without stop() (a crash, a sanitizer
+    # report; or a test's own kill), with its stderr tail (tests/api/lib/server.mjs).
+    if grep -q '^ *not ok ' "$1"; then grep -A100 'exited without stop()' "$1" | head -300; fi
 }
 
 build() {

@@ -242,6 +242,14 @@ export async function startServer({ env = {} } = {}) {
     });
     server.port = port;
     server.url = `http://127.0.0.1:${port}`;
+    // A dcmsd that ends without stop() (a crash, a sanitizer report) says so in the test log,
+    // with what it wrote last: the requests that follow only see "fetch failed".
+    proc.once('close', (code, signal) => {
+      if (stopping) return;
+      const tail = stderrText.slice(-6000).split('\n').map((l) => `# ${l}`).join('\n');
+      process.stderr.write(`# dcmsd (pid ${proc.pid}, port ${port}) exited without stop() ` +
+        `(${code ?? signal}); stderr tail:\n${tail}\n`);
+    });
   } catch (e) {
     server._cleanupSync();
     throw e;
