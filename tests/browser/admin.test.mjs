@@ -275,6 +275,8 @@ test('an access policy: problems on their fields, created, in force, deleted', a
   await pg.locator('#f-conditions-ip-range').fill('300.1.1.1/8');
   await pg.getByRole('button', { name: 'Create the policy' }).click();
   await pg.locator('#f-actions-problems').waitFor();
+  // Attached to nothing: the problem of `attach` lands on the roles' fieldset.
+  assert.match(await pg.locator('#f-attach .field-problems').textContent(), /attach.*at least one/);
   assert.equal(await pg.locator('#f-actions').getAttribute('aria-invalid'), 'true');
   assert.match(await pg.locator('#f-conditions-ip-range-problems').textContent(), /conditions\.ip_range\[0\].*CIDR/);
   await pg.locator('.summary').getByRole('button', { name: 'actions' }).waitFor();

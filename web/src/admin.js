@@ -578,7 +578,8 @@ function PolicyNew() {
   const [busy, setBusy] = useState(false);
   const set = (k) => (e) => setForm((f) => ({ ...f, [k]: e.currentTarget.value }));
   const toggle = (k, v) => setForm((f) => ({ ...f, [k]: f[k].includes(v) ? f[k].filter((x) => x !== v) : [...f[k], v] }));
-  const known = ['name', 'description', 'effect', 'actions', 'resources', 'conditions', 'conditions.ip_range', 'attach', 'attach.roles', 'attach.identities'];
+  // The roles' fieldset shows the problems of `attach` itself (nothing attached) and of attach.roles.
+  const known = ['name', 'description', 'effect', 'actions', 'resources', 'conditions', 'conditions.ip_range', 'attach', 'attach.identities'];
 
   async function submit(ev) {
     ev.preventDefault();
@@ -634,7 +635,7 @@ function PolicyNew() {
       ${area('resources', 'resources', t('adm.pol.resources'), t('adm.pol.resources.hint'))}
       ${checks('conditions', t('adm.pol.conditions'), CONDITIONS, 'conds', (c) => t('adm.pol.cond.' + c))}
       ${area('ip', 'conditions.ip_range', t('adm.pol.ip'), t('adm.pol.ip.hint'), 2)}
-      ${checks('attach.roles', t('adm.pol.roles'), ROLES, 'roles', (r) => t('adm.role.' + r))}
+      ${checks('attach', t('adm.pol.roles'), ROLES, 'roles', (r) => t('adm.role.' + r))}
       ${area('identities', 'attach.identities', t('adm.pol.identities'), t('adm.pol.identities.hint'), 2)}
       <div class="buttons">
         <button type="submit" class="primary" disabled=${busy}>${t('adm.pol.create')}</button>
