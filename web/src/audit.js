@@ -66,7 +66,7 @@ function ServerVerdict({ st, retry }) {
     ${st?.error && html`<${Failure} error=${st.error} retry=${retry} />`}
     <div class=${'live ' + (r ? (r.ok ? 'verdict ok' : 'verdict bad') : '')} role="status" data-testid="verdict">${r &&
     html`<p><strong>${r.ok ? t('audit.verified', { n: fmtNumber(r.last_seq) }) : t('audit.broken', { n: r.first_bad_seq ?? '—' })}</strong></p>
-      <p>${t('audit.verify.facts', { events: fmtNumber(r.events_checked), checkpoints: fmtNumber(r.checkpoints_checked), key: r.key_id })}</p>
+      <p>${tn('audit.verify.facts', r.checkpoints_checked, { events: fmtNumber(r.events_checked), key: r.key_id })}</p>
       ${!r.ok && html`<p>${r.reason}</p>`}`}</div>
   </section>`;
 }

@@ -10,7 +10,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
 import { EnclaveBadge } from './enclaves.js';
 import { actions, sidesOf } from './lifecycle.js';
-import { fmtDate, fmtNumber, t } from './messages.js';
+import { fmtDate, fmtNumber, t, tn } from './messages.js';
 import { href } from './router.js';
 import { Counterparty } from './parties.js';
 import { Empty, Failure, Loading, StatusBadge, html } from './ui.js';
@@ -144,7 +144,7 @@ function Verdict() {
   return html`<${Panel} id="home-verdict" title=${t('home.verdict')} st=${st} load=${load} empty="">
     ${(r) => html`<div class=${r.ok ? 'verdict ok' : 'verdict bad'} role="status" data-testid="verdict">
       <p><strong>${r.ok ? t('audit.verified', { n: fmtNumber(r.last_seq) }) : t('audit.broken', { n: r.first_bad_seq ?? '—' })}</strong></p>
-      <p>${t('audit.verify.facts', { events: fmtNumber(r.events_checked), checkpoints: fmtNumber(r.checkpoints_checked), key: r.key_id })}</p>
+      <p>${tn('audit.verify.facts', r.checkpoints_checked, { events: fmtNumber(r.events_checked), key: r.key_id })}</p>
       ${!r.ok && html`<p>${r.reason}</p>`}
       <p><a href="#/audit">${t('home.audit.more')}</a></p>
     </div>`}
