@@ -661,7 +661,13 @@ static void describe_exit(struct lentry *en, int status, uint64_t peak, bool oom
 
 #define TAG_LOG 1u
 
-static void drain_log(struct lentry *en)
+/*
+ * Copies what the workload wrote to its log. At EOF the pipe leaves the
+ * epoll set before it is closed: closing alone does not remove it while
+ * another descriptor of the same pipe is open anywhere (a process forked
+ * meanwhile), and its next event would name an entry that may be freed.
+ */
+static void drain_log(struct local *l, struct lentry *en)
 {
     char buf[8192];
     for (;;) {
@@ -670,6 +676,7 @@ static void drain_log(struct lentry *en)
             continue;
         if (n <= 0) {
             if (n == 0 || errno != EAGAIN) {
+                epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->log_in, NULL);
                 close(en->log_in);
                 en->log_in = -1;
             }
@@ -698,7 +705,7 @@ static bool reap(struct local *l, struct lentry *en)
         return false; /* not yet */
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->pidfd, NULL);
     if (en->log_in >= 0) {
-        drain_log(en);
+        drain_log(l, en);
         if (en->log_in >= 0) {
             epoll_ctl(l->epfd, EPOLL_CTL_DEL, en->log_in, NULL);
             close(en->log_in);
@@ -764,7 +771,7 @@ static void *reaper_main(void *arg)
             struct lentry *en = (struct lentry *)(tag & ~(uintptr_t)TAG_LOG);
             if (tag & TAG_LOG) {
                 if (en->log_in >= 0)
-                    drain_log(en); /* at EOF it closes the pipe, which leaves the epoll set */
+                    drain_log(l, en); /* at EOF the pipe leaves the epoll set, then closes */
             } else if (reap(l, en)) {
                 done[ndone++] = en;
             }
