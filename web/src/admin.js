@@ -9,6 +9,7 @@
 // a 403 shows the same "not allowed" state.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from './api.js';
+import { useCursorList } from './cursorlist.js';
 import { Field, fieldFor, problemsAt } from './forms.js';
 import { fmtDate, fmtNumber, t } from './messages.js';
 import { href, navigate } from './router.js';
@@ -168,7 +169,6 @@ export function AdminPage({ route, me }) {
 function Identities({ route, me }) {
   const kind = route.query.get('kind') ?? '';
   const status = route.query.get('status') ?? '';
-  const [state, setState] = useState({ loading: true });
   const [orgs] = useLoad(() => all('/api/v1/identities?kind=organization', 'identities'), []);
   const [notice, setNotice] = useState(() => {
     const f = flash;
@@ -177,29 +177,14 @@ function Identities({ route, me }) {
   });
   const [ask, dialog] = useConfirm();
   const key = `${kind}|${status}`;
-  const current = useRef(key);
-  current.current = key;
-
-  async function load(cursor) {
-    const mine = key;
-    setState((s) => ({ ...s, loading: true, error: null }));
+  const [state, load, setState] = useCursorList(key, (cursor) => {
     const q = new URLSearchParams();
     if (kind) q.set('kind', kind);
     if (status) q.set('status', status);
     q.set('limit', '100');
     if (cursor) q.set('cursor', cursor);
-    try {
-      const r = await api('GET', `/api/v1/identities?${q}`);
-      if (current.current !== mine) return;
-      setState((s) => ({ items: [...(cursor ? s.items ?? [] : []), ...r.body.identities], next: r.body.next_cursor }));
-    } catch (e) {
-      if (current.current !== mine) return;
-      setState((s) => ({ ...s, loading: false, error: e }));
-    }
-  }
-  useEffect(() => {
-    load();
-  }, [key]);
+    return `/api/v1/identities?${q}`;
+  }, 'identities');
 
   function apply(ev) {
     ev.preventDefault();

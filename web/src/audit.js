@@ -7,6 +7,7 @@
 // bundle.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, authFetch, responseError } from './api.js';
+import { useCursorList } from './cursorlist.js';
 import { auditKey, verifyChain } from './auditverify.js';
 import { useContract } from './detail.js';
 import { Field, fmtBytes } from './forms.js';
@@ -222,32 +223,16 @@ function NamedEvents({ events, me }) {
 
 export function AuditPage({ route, me }) {
   const q = route.query;
-  const [state, setState] = useState({ loading: true });
   const [dl, download] = useDownload();
   const key = FILTERS.map((k) => q.get(k) ?? '').join('|');
-  const current = useRef(key);
-  current.current = key;
-
-  async function load(cursor) {
-    const mine = key;
-    setState((s) => ({ ...s, loading: true, error: null }));
+  // An answer for filters the URL no longer has is dropped.
+  const [state, load] = useCursorList(key, (cursor) => {
     const p = new URLSearchParams();
     for (const k of FILTERS) if (q.get(k)) p.set(k, q.get(k));
     p.set('limit', '100');
     if (cursor) p.set('cursor', cursor);
-    try {
-      const r = await api('GET', `/api/v1/audit/events?${p}`);
-      // An answer for filters the URL no longer has is dropped.
-      if (current.current !== mine) return;
-      setState((s) => ({ events: [...(cursor ? s.events ?? [] : []), ...r.body.events], next: r.body.next_cursor }));
-    } catch (e) {
-      if (current.current !== mine) return;
-      setState((s) => ({ ...s, loading: false, error: e }));
-    }
-  }
-  useEffect(() => {
-    load();
-  }, [key]);
+    return `/api/v1/audit/events?${p}`;
+  }, 'events');
 
   function apply(ev) {
     ev.preventDefault();
@@ -260,7 +245,7 @@ export function AuditPage({ route, me }) {
     navigate('/audit', out);
   }
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  const events = state.events ?? [];
+  const events = state.items ?? [];
   // The filter fields are uncontrolled (defaultValue; the form is new for each
   // set of filters), so a re-render (a page loaded meanwhile) keeps what is typed.
   return html`<section>
@@ -292,7 +277,7 @@ export function AuditPage({ route, me }) {
     ${state.error && html`<${Failure} error=${state.error} retry=${() => load()} />`}
     ${state.loading && !events.length && html`<${Loading} label=${t('audit.loading')} />`}
     ${!state.loading && !state.error && !events.length && html`<${Empty}><p>${t('audit.empty')}</p></${Empty}>`}
-    ${events.length > 0 && html`<${NamedEvents} events=${state.events} me=${me} />`}
+    ${events.length > 0 && html`<${NamedEvents} events=${events} me=${me} />`}
     ${state.next && html`<p><button type="button" onClick=${() => load(state.next)} disabled=${state.loading}>${t('list.more')}</button></p>`}
   </section>`;
 }
@@ -331,7 +316,7 @@ export function ContractAudit({ id, me }) {
     ${state.error && html`<${Failure} error=${state.error} retry=${() => load()} />`}
     ${state.loading && !events.length && html`<${Loading} label=${t('audit.loading')} />`}
     ${!state.loading && !state.error && !events.length && html`<${Empty}><p>${t('audit.empty')}</p></${Empty}>`}
-    ${events.length > 0 && html`<${NamedEvents} events=${state.events} me=${me} />`}
+    ${events.length > 0 && html`<${NamedEvents} events=${events} me=${me} />`}
     ${state.next && html`<p><button type="button" onClick=${() => load(state.next)} disabled=${state.loading}>${t('list.more')}</button></p>`}
   </section>`;
 }
