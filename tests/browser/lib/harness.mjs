@@ -28,6 +28,22 @@ export function freePort() {
 
 export const PW = 'correct horse battery staple';
 
+/**
+ * Waits until `locator` matches exactly `n` elements, then asserts it. A list
+ * re-read after a filter change still shows the previous rows for a moment,
+ * and those may include the row a test waits for, so a count read once, right
+ * after such a wait, can see the old list.
+ */
+export async function countIs(locator, n, message, timeout = 10_000) {
+  const end = Date.now() + timeout;
+  let c = await locator.count();
+  while (c !== n && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    c = await locator.count();
+  }
+  assert.equal(c, n, message);
+}
+
 /** dcmsd, chromium and helpers for one test file. */
 export async function harness(env = {}) {
   const server = await startServer({
