@@ -35,7 +35,7 @@ static enum dcms_err done(struct dcms_http_req *req, const struct ct_call *c, en
 
 /* A pre-rendered JSON answer (ownership of t->body passes to the response). */
 static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp *resp,
-                                struct ct_text *t, bool etag)
+                                unsigned status, struct ct_text *t, bool etag)
 {
     if (etag && dcms_http_resp_etag(req, resp, t->version)) {
         free(t->body);
@@ -43,7 +43,7 @@ static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp
     }
     if (resp->body_owned)
         free((void *)resp->body);
-    resp->status = 200;
+    resp->status = status;
     resp->content_type = "application/json; charset=utf-8";
     resp->body = t->body;
     resp->body_len = t->len;
@@ -51,13 +51,26 @@ static enum dcms_err reply_text(struct dcms_http_req *req, struct dcms_http_resp
     return DCMS_OK;
 }
 
-/* A contract answer with its ETag; the record is released here. */
+/*
+ * A contract answer (`status` 200, or 201 with its Location) with its ETag,
+ * rendered from the stored text as GET does; the record is released here.
+ */
 static enum dcms_err reply_contract(struct dcms_http_req *req, struct dcms_http_resp *resp,
-                                    struct ct_rec *rec)
+                                    unsigned status, struct ct_rec *rec)
 {
-    json_t *o = ct_row_json(&rec->r);
+    struct ct_text out;
+    enum dcms_err e = ct_rec_text(rec, &out);
+    const char *loc = e || status != 201
+                          ? NULL
+                          : dcms_arena_sprintf(req->arena, "/api/v1/contracts/%s", rec->r.id);
     ct_rec_release(rec);
-    return dcms_http_reply_etag(req, resp, 200, o);
+    if (e)
+        return dcms_err_set(req->ei, e, NULL);
+    if (status == 201 && (!loc || dcms_http_resp_header(resp, "Location", loc))) {
+        free(out.body);
+        return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
+    }
+    return reply_text(req, resp, status, &out, true);
 }
 
 enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -76,9 +89,7 @@ enum dcms_err dcms_contracts_http_create(struct dcms_http_req *req, struct dcms_
     ct_input_release(&in);
     if (e)
         return e;
-    json_t *o = ct_row_json(&out.r);
-    ct_rec_release(&out);
-    return dcms_http_reply_created(req, resp, "/api/v1/contracts/", "id", true, o);
+    return reply_contract(req, resp, 201, &out);
 }
 
 enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -102,7 +113,7 @@ enum dcms_err dcms_contracts_http_list(struct dcms_http_req *req, struct dcms_ht
         return e;
     e = ct_page_text(&page, &out);
     ct_page_release(&page);
-    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, &out, false);
+    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, 200, &out, false);
 }
 
 enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -115,7 +126,7 @@ enum dcms_err dcms_contracts_http_get(struct dcms_http_req *req, struct dcms_htt
         return e;
     e = ct_rec_text(&rec, &out);
     ct_rec_release(&rec);
-    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, &out, true);
+    return e ? dcms_err_set(req->ei, e, NULL) : reply_text(req, resp, 200, &out, true);
 }
 
 enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -134,7 +145,7 @@ enum dcms_err dcms_contracts_http_put(struct dcms_http_req *req, struct dcms_htt
     struct ct_call c = call_of(req);
     e = done(req, &c, ct_update(&c, dcms_http_req_param(req, "id"), &in, &out));
     ct_input_release(&in);
-    return e ? e : reply_contract(req, resp, &out);
+    return e ? e : reply_contract(req, resp, 200, &out);
 }
 
 enum dcms_err dcms_contracts_http_delete(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -158,7 +169,7 @@ static enum dcms_err transition(struct dcms_http_req *req, struct dcms_http_resp
     struct ct_call c = call_of(req);
     enum dcms_err e =
         done(req, &c, ct_transition(&c, dcms_http_req_param(req, "id"), op, reason, &out));
-    return e ? e : reply_contract(req, resp, &out);
+    return e ? e : reply_contract(req, resp, 200, &out);
 }
 
 enum dcms_err dcms_contracts_http_submit(struct dcms_http_req *req, struct dcms_http_resp *resp)
@@ -198,7 +209,7 @@ enum dcms_err dcms_contracts_http_sign(struct dcms_http_req *req, struct dcms_ht
         return req->ei->code;
     struct ct_call c = call_of(req);
     e = done(req, &c, ct_sign(&c, dcms_http_req_param(req, "id"), &in, &out));
-    return e ? e : reply_contract(req, resp, &out);
+    return e ? e : reply_contract(req, resp, 200, &out);
 }
 
 enum dcms_err dcms_contracts_http_versions(struct dcms_http_req *req, struct dcms_http_resp *resp)
