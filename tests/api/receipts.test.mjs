@@ -143,10 +143,16 @@ test('migration 0023 finds the event of a signature from before it (the backfill
   const backfill = migration.slice(migration.indexOf('UPDATE contract_signatures'));
   const verify = () => ctx.call('GET', `/api/v1/contracts/${c.id}/verify`, {headers: bearer(p.consumer.token)},
                                 '/api/v1/contracts/{id}/verify');
+  const read = () => ctx.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(p.consumer.token)});
+  // The row and the contract's mirror of its signatures as they were before 0023.
+  const old = s.json.signatures.map(({audit_event_id: _a, receipt: _r, ...rest}) => rest);
   ctx.sql(`UPDATE contract_signatures SET audit_event_id = NULL WHERE contract_id = '${c.id}'`);
-  const before = await verify();
-  assert.equal(before.json.signatures[0].receipt, undefined, 'an old row has no link');
+  ctx.sql(`UPDATE contracts SET signatures = '${JSON.stringify(old).replaceAll("'", "''")}' WHERE id = '${c.id}'`);
+  assert.equal((await verify()).json.signatures[0].receipt, undefined, 'an old row has no link');
+  assert.equal((await read()).json.signatures[0].receipt, undefined, 'nor has the old mirror');
   ctx.sql(backfill);
-  const after = await verify();
-  assert.equal(after.json.signatures[0].receipt, link);
+  assert.equal((await verify()).json.signatures[0].receipt, link);
+  const after = await read();
+  assert.equal(after.status, 200);
+  assert.deepEqual(after.json.signatures, s.json.signatures);
 });

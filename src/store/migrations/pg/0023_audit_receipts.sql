@@ -24,3 +24,16 @@ UPDATE training_jobs j SET key_release_event_id = CAST(e.id AS TEXT)
           SELECT id, resource_id FROM audit_pending
             WHERE resource_type = 'training' AND action = 'training.key_release') e
     WHERE e.resource_id = j.id;
+-- contracts.signatures mirrors the live signatures (as ct_sig_json writes
+-- them): theirs gain the same two members.
+UPDATE contracts c SET signatures = (
+    SELECT COALESCE(json_agg(CASE WHEN s.audit_event_id IS NULL THEN e.v
+                                  ELSE (e.v::jsonb || jsonb_build_object(
+                                      'audit_event_id', CAST(s.audit_event_id AS TEXT),
+                                      'receipt', '/api/v1/audit/events/' ||
+                                      CAST(s.audit_event_id AS TEXT) || '/receipt'))::json END
+                             ORDER BY e.n), '[]'::json)::text
+    FROM json_array_elements(c.signatures::json) WITH ORDINALITY e(v, n)
+    LEFT JOIN contract_signatures s ON CAST(s.id AS TEXT) = e.v ->> 'id')
+WHERE c.id IN (SELECT contract_id FROM contract_signatures
+               WHERE audit_event_id IS NOT NULL AND voided_at IS NULL);

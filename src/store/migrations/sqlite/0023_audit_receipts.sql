@@ -26,3 +26,14 @@ UPDATE training_jobs SET key_release_event_id = (
     WHERE e.resource_type = 'training' AND e.resource_id = training_jobs.id
       AND e.action = 'training.key_release'
     LIMIT 1);
+-- contracts.signatures mirrors the live signatures (as ct_sig_json writes
+-- them): theirs gain the same two members.
+UPDATE contracts SET signatures = (
+    SELECT json_group_array(CASE WHEN s.audit_event_id IS NULL THEN json(j.value)
+                                 ELSE json_set(j.value, '$.audit_event_id', s.audit_event_id,
+                                               '$.receipt', '/api/v1/audit/events/' ||
+                                               s.audit_event_id || '/receipt') END)
+    FROM json_each(contracts.signatures) j
+    LEFT JOIN contract_signatures s ON s.id = json_extract(j.value, '$.id'))
+WHERE id IN (SELECT contract_id FROM contract_signatures
+             WHERE audit_event_id IS NOT NULL AND voided_at IS NULL);
