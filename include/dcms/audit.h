@@ -69,11 +69,12 @@ void dcms_audit_close(struct dcms_audit *a);
  * pending event: one insert that touches no shared row, durable when `tx`
  * commits. The sequencer gives it its seq (and chain hash and tree leaf)
  * within sequence_delay_ms of the commit. On any error the caller must roll
- * back: an audit write that fails fails the change. `seq_out` (may be NULL)
- * is set to 0: the position is not known yet.
+ * back: an audit write that fails fails the change. `id_out` (may be NULL)
+ * receives the new event's id (a UUID v7), which names its receipt
+ * (GET /api/v1/audit/events/{id}/receipt) once it has a position.
  */
 enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
-                                const struct dcms_audit_event *ev, int64_t *seq_out,
+                                const struct dcms_audit_event *ev, char *id_out,
                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* Who caused a change: the acting identity and where the request came from. */
@@ -93,6 +94,11 @@ enum dcms_err dcms_audit_change(struct dcms_audit *a, struct dcms_store_tx *tx,
                                 const struct dcms_audit_who *who, const char *resource_type,
                                 const char *action, const char *id, json_t *details,
                                 struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* dcms_audit_change that also gives the new event's id (`event_id`, DCMS_UUID_STRLEN bytes). */
+enum dcms_err dcms_audit_change_id(struct dcms_audit *a, struct dcms_store_tx *tx,
+                                   const struct dcms_audit_who *who, const char *resource_type,
+                                   const char *action, const char *id, json_t *details,
+                                   char *event_id, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* Appends `ev` in a transaction of its own (events with no other change). */
 enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_event *ev,

@@ -173,6 +173,16 @@ enum dcms_err dcms_contracts_evidence(struct dcms_app *app, const struct dcms_pr
                                       bool with_signatures, json_t **out,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/*
+ * Decides whether `p` may read contract `id` (the decision of GET
+ * /contracts/{id}: dcms_iam_authorize "contracts:read" with its parties).
+ * DCMS_OK, or DCMS_ERR_NOT_FOUND, as for an unknown id, when `p` may not
+ * (no refusal is recorded: the caller records what it hid). Thread-safe.
+ */
+enum dcms_err dcms_contracts_authorize_read(struct dcms_app *app, const struct dcms_principal *p,
+                                            const char *client_ip, const char *id,
+                                            struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /* ---- the privacy term (src/contracts/contracts_privacy.c) ---- */
 
 /* terms.privacy of a contract: the differential-privacy budget the parties agreed. */

@@ -44,4 +44,16 @@ void dcms_training_close(struct dcms_training *t);
 enum dcms_err dcms_training_ids_of_contract(struct dcms_training *t, const char *contract_id,
                                             json_t **out, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+struct dcms_principal;
+
+/*
+ * Decides whether `p` may read training job `id` (the decision of GET
+ * /trainings/{id}: the contract's "contracts:read", then "training:read",
+ * through dcms_iam_authorize). DCMS_OK, or DCMS_ERR_NOT_FOUND, as for an
+ * unknown id, when `p` may not. Thread-safe.
+ */
+enum dcms_err dcms_training_authorize_read(struct dcms_app *app, const struct dcms_principal *p,
+                                           const char *client_ip, const char *id,
+                                           struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 #endif

@@ -37,7 +37,7 @@ enum dcms_err audit_sign_checkpoint(struct dcms_audit *a, struct dcms_store_tx *
 }
 
 enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
-                                const struct dcms_audit_event *ev, int64_t *seq_out,
+                                const struct dcms_audit_event *ev, char *id_out,
                                 struct dcms_errinfo *ei)
 {
     if (!ev->actor || !ev->action || (ev->details && !json_is_object(ev->details)))
@@ -54,8 +54,8 @@ enum dcms_err dcms_audit_append(struct dcms_audit *a, struct dcms_store_tx *tx,
     dcms_time_format(dcms_clock_now_us(), now);
     enum dcms_err e = audit_store_pending_insert(tx, id, now, ev, details_text, ei);
     free(details_text);
-    if (!e && seq_out)
-        *seq_out = 0;
+    if (!e && id_out)
+        memcpy(id_out, id, DCMS_UUID_STRLEN);
     return e;
 }
 
@@ -78,6 +78,14 @@ enum dcms_err dcms_audit_change(struct dcms_audit *a, struct dcms_store_tx *tx,
                                 const char *action, const char *id, json_t *details,
                                 struct dcms_errinfo *ei)
 {
+    return dcms_audit_change_id(a, tx, who, resource_type, action, id, details, NULL, ei);
+}
+
+enum dcms_err dcms_audit_change_id(struct dcms_audit *a, struct dcms_store_tx *tx,
+                                   const struct dcms_audit_who *who, const char *resource_type,
+                                   const char *action, const char *id, json_t *details,
+                                   char *event_id, struct dcms_errinfo *ei)
+{
     if (!details)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     struct dcms_audit_event ev = {
@@ -90,7 +98,7 @@ enum dcms_err dcms_audit_change(struct dcms_audit *a, struct dcms_store_tx *tx,
         .client_ip = who && who->client_ip && *who->client_ip ? who->client_ip : NULL,
         .request_id = who ? who->request_id : NULL,
     };
-    enum dcms_err e = dcms_audit_append(a, tx, &ev, NULL, ei);
+    enum dcms_err e = dcms_audit_append(a, tx, &ev, event_id, ei);
     json_decref(details);
     return e;
 }

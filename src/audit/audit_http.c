@@ -282,29 +282,3 @@ enum dcms_err dcms_audit_http_consistency(struct dcms_http_req *req, struct dcms
     enum dcms_err e = dcms_audit_consistency(req->app->audit, first, second, &proof, req->ei);
     return e ? e : dcms_http_reply(req, resp, 200, proof);
 }
-
-enum dcms_err dcms_audit_http_event(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    const char *id = dcms_http_req_param(req, "id");
-    if (!id || !dcms_uuid_valid(id))
-        return dcms_err_set(req->ei, DCMS_ERR_NOT_FOUND, "no such audit event");
-    json_t *ev = NULL;
-    enum dcms_err e = dcms_audit_event_get(req->app->audit, id, &ev, req->ei);
-    return e ? e : dcms_http_reply(req, resp, 200, ev);
-}
-
-enum dcms_err dcms_audit_http_receipt(struct dcms_http_req *req, struct dcms_http_resp *resp)
-{
-    const char *id = dcms_http_req_param(req, "id");
-    if (!id || !dcms_uuid_valid(id))
-        return dcms_err_set(req->ei, DCMS_ERR_NOT_FOUND, "no such audit event");
-    json_t *receipt = NULL;
-    bool pending = false;
-    enum dcms_err e = dcms_audit_receipt(req->app->audit, id, &receipt, &pending, req->ei);
-    if (e)
-        return e;
-    if (pending) /* 202: ask again in a moment (within the sequencing delay) */
-        return dcms_http_reply(req, resp, 202,
-                               json_pack("{s:s, s:s}", "id", id, "status", "pending"));
-    return dcms_http_reply(req, resp, 200, receipt);
-}

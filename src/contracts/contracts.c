@@ -106,8 +106,15 @@ static enum dcms_err check_who(const struct ct_call *c, const struct ct_row *r,
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
                        const char *id, json_t *details)
 {
+    return ct_audit_id(c, tx, action, id, details, NULL);
+}
+
+enum dcms_err ct_audit_id(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
+                          const char *id, json_t *details, char *event_id)
+{
     struct dcms_audit_who who = {c->p ? c->p->id : NULL, c->client_ip, c->request_id};
-    return dcms_audit_change(c->app->audit, tx, &who, "contract", action, id, details, c->ei);
+    return dcms_audit_change_id(c->app->audit, tx, &who, "contract", action, id, details, event_id,
+                                c->ei);
 }
 
 /*

@@ -154,3 +154,23 @@ out:
             json_pack("{s:s}", "view", with_signatures ? "evidence bundle" : "audit slice"));
     return e;
 }
+
+enum dcms_err dcms_contracts_authorize_read(struct dcms_app *app, const struct dcms_principal *p,
+                                            const char *client_ip, const char *id,
+                                            struct dcms_errinfo *ei)
+{
+    struct ct_call c = {app, p, client_ip, NULL, ei, NULL};
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    struct ct_row r;
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_READ, &tx, ei);
+    if (e)
+        return e;
+    if (!(e = ct_load(tx, id, &rows, &r, ei)))
+        e = ct_authorize(&c, &r, "contracts:read");
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    return e;
+}

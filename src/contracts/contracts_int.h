@@ -392,6 +392,10 @@ enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx
 enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
                        const char *id, json_t *details /* stolen */) DCMS_MUST_CHECK;
+/* ct_audit that gives the new event's id in `event_id` (DCMS_UUID_STRLEN bytes; may be NULL). */
+enum dcms_err ct_audit_id(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
+                          const char *id, json_t *details /* stolen */,
+                          char *event_id) DCMS_MUST_CHECK;
 
 /* ---- signatures (contracts_sign.c) ---- */
 

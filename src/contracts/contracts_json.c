@@ -350,6 +350,11 @@ json_t *ct_sig_json(const struct dcms_store_rows *rows, size_t i)
         json_object_set_new(o, "voided_at", json_string(T(10)));
         json_object_set_new(o, "void_reason", json_string(T(11) ? T(11) : ""));
     }
+    /* Its contract.sign event and where its receipt is (none for rows older than both). */
+    if (o && T(12) && *T(12)) {
+        json_object_set_new(o, "audit_event_id", json_string(T(12)));
+        json_object_set_new(o, "receipt", json_sprintf("/api/v1/audit/events/%s/receipt", T(12)));
+    }
 #undef T
     return o;
 }

@@ -197,14 +197,24 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
         e = dcms_err_set(c->ei, DCMS_ERR_NOMEM, NULL);
         goto out;
     }
-    e = dcms_store_exec(tx, &ct_q_sig_insert,
-                        (struct dcms_store_val[]){
-                            DCMS_VAL_TEXT(sid), DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.terms_version),
-                            DCMS_VAL_TEXT(side), DCMS_VAL_TEXT(c->p->id),
-                            DCMS_VAL_TEXT(in->type->name), DCMS_VAL_TEXT(ev.key_id),
-                            DCMS_VAL_TEXT(ev.alg), DCMS_VAL_TEXT(r.terms_hash), DCMS_VAL_TEXT(now),
-                            DCMS_VAL_TEXT(ev_text)},
-                        11, NULL, NULL, c->ei);
+    /* The event first: the signature row names it (its receipt). */
+    char eid[DCMS_UUID_STRLEN] = "";
+    e = ct_audit_id(c, tx, "contract.sign", id,
+                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "signature_id", sid,
+                              "side", side, "type", in->type->name, "key_id", ev.key_id,
+                              "signed_hash", r.terms_hash, "terms_version",
+                              (json_int_t)r.terms_version, "from_version", (json_int_t)r.version,
+                              "to_version", (json_int_t)r.version + 1),
+                    eid);
+    if (!e)
+        e = dcms_store_exec(
+            tx, &ct_q_sig_insert,
+            (struct dcms_store_val[]){
+                DCMS_VAL_TEXT(sid), DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.terms_version),
+                DCMS_VAL_TEXT(side), DCMS_VAL_TEXT(c->p->id), DCMS_VAL_TEXT(in->type->name),
+                DCMS_VAL_TEXT(ev.key_id), DCMS_VAL_TEXT(ev.alg), DCMS_VAL_TEXT(r.terms_hash),
+                DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(ev_text), DCMS_VAL_TEXT(eid)},
+            12, NULL, NULL, c->ei);
     if (e == DCMS_ERR_CONFLICT) {
         dcms_errinfo_init(c->ei, c->ei->arena);
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", side);
@@ -219,13 +229,6 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the contract changed meanwhile; sign again");
     if (!e)
         e = ct_signatures_refresh(tx, id, now, c->ei);
-    if (!e)
-        e = ct_audit(c, tx, "contract.sign", id,
-                     json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "signature_id", sid,
-                               "side", side, "type", in->type->name, "key_id", ev.key_id,
-                               "signed_hash", r.terms_hash, "terms_version",
-                               (json_int_t)r.terms_version, "from_version", (json_int_t)r.version,
-                               "to_version", (json_int_t)r.version + 1));
     if (!e) {
         e = ct_commit_answer(c, tx, id, out);
         tx = NULL;

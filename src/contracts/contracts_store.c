@@ -219,13 +219,13 @@ enum dcms_err ct_load_locked(struct dcms_store_tx *tx, const char *id,
 
 #define SIG_COLS                                                                                   \
     "id, side, signer_id, type, key_id, algorithm, signed_hash, terms_version, signed_at, "        \
-    "evidence, voided_at, void_reason"
+    "evidence, voided_at, void_reason, audit_event_id"
 
 struct dcms_query ct_q_sig_insert = DCMS_QUERY(
     "ct_sig_insert",
     "INSERT INTO contract_signatures (id, contract_id, terms_version, side, signer_id, type, "
-    "key_id, algorithm, signed_hash, signed_at, evidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-    "$9, $10, $11)");
+    "key_id, algorithm, signed_hash, signed_at, evidence, audit_event_id) VALUES ($1, $2, $3, $4, "
+    "$5, $6, $7, $8, $9, $10, $11, $12)");
 struct dcms_query ct_q_sig_live =
     DCMS_QUERY("ct_sig_live", "SELECT " SIG_COLS " FROM contract_signatures WHERE contract_id = $1 "
                               "AND voided_at IS NULL ORDER BY signed_at, id");

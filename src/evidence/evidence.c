@@ -12,6 +12,7 @@
 #include "dcms/clock.h"
 #include "dcms/contracts.h"
 #include "dcms/enclaves.h"
+#include "dcms/iam.h"
 #include "dcms/training.h"
 #include "evidence/evidence_int.h"
 
@@ -143,4 +144,54 @@ out:
     json_decref(trainings);
     json_decref(slice);
     return e;
+}
+
+/* A caller refused an audit event behind a 404 (rate-limited like every refusal). */
+static void record_hidden(const struct evidence_call *c, const char *id)
+{
+    json_t *d =
+        json_pack("{s:s}", "reason", "no audit:read, and may not read the resource of the event");
+    struct dcms_audit_event ev = {.actor = c->p && c->p->id[0] ? c->p->id : "anonymous",
+                                  .action = "audit.event_hidden",
+                                  .resource_type = "audit_event",
+                                  .resource_id = id,
+                                  .outcome = DCMS_AUDIT_DENIED,
+                                  .details = d,
+                                  .client_ip = c->client_ip && *c->client_ip ? c->client_ip : NULL,
+                                  .request_id = c->request_id};
+    if (d)
+        dcms_audit_refusal(c->app->audit, &ev);
+    json_decref(d);
+}
+
+enum dcms_err evidence_event_authorize(const struct evidence_call *c, const char *id)
+{
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "no such audit event");
+    struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
+    if (dcms_iam_authorize(c->p, "audit:read", NULL, &ctx, NULL) == DCMS_OK)
+        return DCMS_OK;
+    json_t *ev = NULL;
+    enum dcms_err e = dcms_audit_event_get(c->app->audit, id, &ev, c->ei);
+    if (e)
+        return e;
+    const char *type = json_string_value(json_object_get(ev, "resource_type"));
+    const char *rid = json_string_value(json_object_get(ev, "resource_id"));
+    const char *outcome = json_string_value(json_object_get(ev, "outcome"));
+    /* Refusals name the caller who was refused: theirs, not the parties' history. */
+    e = DCMS_ERR_NOT_FOUND;
+    struct dcms_errinfo lei;
+    dcms_errinfo_init(&lei, NULL);
+    if (type && rid && outcome && strcmp(outcome, "success") == 0) {
+        if (strcmp(type, "contract") == 0)
+            e = dcms_contracts_authorize_read(c->app, c->p, c->client_ip, rid, &lei);
+        else if (strcmp(type, "training") == 0)
+            e = dcms_training_authorize_read(c->app, c->p, c->client_ip, rid, &lei);
+    }
+    json_decref(ev);
+    if (e == DCMS_ERR_NOT_FOUND || e == DCMS_ERR_FORBIDDEN) {
+        record_hidden(c, id);
+        return dcms_err_set(c->ei, DCMS_ERR_NOT_FOUND, "no such audit event");
+    }
+    return e ? dcms_err_set(c->ei, e, "%s", lei.message) : DCMS_OK;
 }

@@ -2,6 +2,7 @@
 #include <limits.h>
 
 #include "dcms/app.h"
+#include "dcms/audit.h"
 #include "dcms/enclaves.h"
 #include "evidence/evidence.h"
 #include "http/handlers.h"
@@ -52,4 +53,36 @@ enum dcms_err dcms_evidence_http_contract_bundle(struct dcms_http_req *req,
     json_t *out;
     enum dcms_err e = evidence_contract_bundle(&c, dcms_http_req_param(req, "id"), &out);
     return e ? e : dcms_http_reply(req, resp, 200, out);
+}
+
+/* GET /audit/events/{id}: auditors, and the readers of the event's resource
+ * (evidence_event_authorize). */
+enum dcms_err dcms_evidence_http_audit_event(struct dcms_http_req *req, struct dcms_http_resp *resp)
+{
+    struct evidence_call c = call_of(req);
+    const char *id = dcms_http_req_param(req, "id");
+    json_t *ev = NULL;
+    enum dcms_err e = evidence_event_authorize(&c, id);
+    if (!e)
+        e = dcms_audit_event_get(req->app->audit, id, &ev, req->ei);
+    return e ? e : dcms_http_reply(req, resp, 200, ev);
+}
+
+/* GET /audit/events/{id}/receipt: the same readers as the event's. */
+enum dcms_err dcms_evidence_http_audit_receipt(struct dcms_http_req *req,
+                                               struct dcms_http_resp *resp)
+{
+    struct evidence_call c = call_of(req);
+    const char *id = dcms_http_req_param(req, "id");
+    json_t *receipt = NULL;
+    bool pending = false;
+    enum dcms_err e = evidence_event_authorize(&c, id);
+    if (!e)
+        e = dcms_audit_receipt(req->app->audit, id, &receipt, &pending, req->ei);
+    if (e)
+        return e;
+    if (pending) /* 202: ask again in a moment (within the sequencing delay) */
+        return dcms_http_reply(req, resp, 202,
+                               json_pack("{s:s, s:s}", "id", id, "status", "pending"));
+    return dcms_http_reply(req, resp, 200, receipt);
 }

@@ -35,4 +35,15 @@ enum dcms_err evidence_contract_audit(const struct evidence_call *c, const char 
 enum dcms_err evidence_contract_bundle(const struct evidence_call *c, const char *id,
                                        json_t **out) DCMS_MUST_CHECK;
 
+/*
+ * Decides whether the caller may read audit event `id` and its receipt: a
+ * holder of audit:read may read every event; anyone else only a success
+ * event on a resource they may read (a contract: its parties, the decision
+ * of contracts:read; a training job: whoever may read the job). Every
+ * decision is dcms_iam_authorize's. DCMS_ERR_NOT_FOUND otherwise, as for an
+ * unknown id (the refusal is recorded as "audit.event_hidden").
+ */
+enum dcms_err evidence_event_authorize(const struct evidence_call *c,
+                                       const char *id) DCMS_MUST_CHECK;
+
 #endif

@@ -184,7 +184,7 @@ static enum dcms_err consumer_only(const struct tr_call *c, const struct dcms_co
 
 enum dcms_err tr_audit(struct dcms_app *app, const char *actor, const char *client_ip,
                        const char *request_id, const char *action, const char *id, json_t *details,
-                       struct dcms_errinfo *ei)
+                       char *event_id, struct dcms_errinfo *ei)
 {
     struct dcms_store_tx *tx = NULL;
     enum dcms_err e = dcms_store_begin(app->store, DCMS_TX_WRITE, &tx, ei);
@@ -193,7 +193,7 @@ enum dcms_err tr_audit(struct dcms_app *app, const char *actor, const char *clie
         return e;
     }
     struct dcms_audit_who who = {actor, client_ip, request_id};
-    e = dcms_audit_change(app->audit, tx, &who, "training", action, id, details, ei);
+    e = dcms_audit_change_id(app->audit, tx, &who, "training", action, id, details, event_id, ei);
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, ei);
 }
 
@@ -431,6 +431,19 @@ enum dcms_err tr_load_authorized(const struct tr_call *c, const char *id, const 
     return e;
 }
 
+enum dcms_err dcms_training_authorize_read(struct dcms_app *app, const struct dcms_principal *p,
+                                           const char *client_ip, const char *id,
+                                           struct dcms_errinfo *ei)
+{
+    struct tr_call c = {app, p, ei, NULL, client_ip};
+    enum dcms_err e = tr_load_authorized(&c, id, "training:read");
+    if (e == DCMS_ERR_FORBIDDEN) { /* may read the contract, not its trainings: hidden too */
+        dcms_errinfo_init(ei, ei->arena);
+        e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "training not found");
+    }
+    return e;
+}
+
 enum dcms_err tr_get(const struct tr_call *c, const char *id, json_t **out)
 {
     struct dcms_store_rows *rows = NULL;
@@ -538,7 +551,8 @@ static bool provider_receives_model(const json_t *terms)
         json_object_get(json_object_get(terms, "output"), "provider_receives_model"));
 }
 
-enum dcms_err tr_model(const struct tr_call *c, const char *id, unsigned char **model, size_t *len)
+enum dcms_err tr_model(const struct tr_call *c, const char *id, unsigned char **model, size_t *len,
+                       char *event_id)
 {
     struct dcms_store_rows *rows = NULL, *mrows = NULL;
     struct dcms_contract_security cs;
@@ -608,7 +622,7 @@ enum dcms_err tr_model(const struct tr_call *c, const char *id, unsigned char **
                                 (json_int_t)*len, "model_sha256",
                                 dcms_store_rows_text(rows, 0, TC_MODEL_SHA), "as",
                                 consumer ? "consumer" : "provider"),
-                      c->ei)))
+                      event_id, c->ei)))
         goto out;
     *model = pt;
     pt = NULL;

@@ -74,7 +74,8 @@ enum dcms_err dcms_training_http_model(struct dcms_http_req *req, struct dcms_ht
     struct tr_call c = call_of(req);
     unsigned char *model = NULL;
     size_t len = 0;
-    enum dcms_err e = tr_model(&c, dcms_http_req_param(req, "id"), &model, &len);
+    char eid[DCMS_UUID_STRLEN] = "";
+    enum dcms_err e = tr_model(&c, dcms_http_req_param(req, "id"), &model, &len, eid);
     if (e)
         return e;
     resp->status = 200;
@@ -84,7 +85,13 @@ enum dcms_err dcms_training_http_model(struct dcms_http_req *req, struct dcms_ht
     resp->body_owned = true;
     char *cd = dcms_arena_sprintf(req->arena, "attachment; filename=\"%s.safetensors\"",
                                   dcms_http_req_param(req, "id"));
-    if (!cd || dcms_http_resp_header(resp, "Content-Disposition", cd))
+    /* The download's audit event and its receipt (docs/audit.md, "Receipts"). */
+    char *link =
+        dcms_arena_sprintf(req->arena, "</api/v1/audit/events/%s/receipt>; rel=\"receipt\"", eid);
+    char *ev = dcms_arena_sprintf(req->arena, "%s", eid);
+    if (!cd || !link || !ev || dcms_http_resp_header(resp, "Content-Disposition", cd) ||
+        dcms_http_resp_header(resp, "X-Dcms-Audit-Event", ev) ||
+        dcms_http_resp_header(resp, "Link", link))
         return dcms_err_set(req->ei, DCMS_ERR_NOMEM, NULL);
     return DCMS_OK;
 }

@@ -78,6 +78,7 @@ enum tr_col {
     TC_HASHES,
     TC_UPDATED_AT,
     TC_VERSION,
+    TC_KEY_RELEASE_EVENT,
     TC__COUNT
 };
 
@@ -146,6 +147,9 @@ enum dcms_err tr_store_move(struct dcms_store_tx *tx, const char *id, const char
                             const char *to, const struct tr_change *ch, const char *now,
                             bool *moved, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* The last progress of job `id` (no state change). */
+/* Records the audit event of job `id`'s key release (its receipt). */
+enum dcms_err tr_store_key_release(struct dcms_store_tx *tx, const char *id, const char *event_id,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err tr_store_progress(struct dcms_store_tx *tx, const char *id, const char *progress,
                                 const char *now, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* The id of the oldest queued job, "" when none. */
@@ -208,9 +212,12 @@ enum dcms_err tr_get(const struct tr_call *c, const char *id, json_t **out) DCMS
 enum dcms_err tr_list(const struct tr_call *c, const char *contract_id, const char *cursor,
                       int64_t limit, json_t **out) DCMS_MUST_CHECK;
 enum dcms_err tr_cancel(const struct tr_call *c, const char *id, json_t **out) DCMS_MUST_CHECK;
-/* The model file (malloc'd, the caller frees it with dcms_free_wiped semantics). */
-enum dcms_err tr_model(const struct tr_call *c, const char *id, unsigned char **model,
-                       size_t *len) DCMS_MUST_CHECK;
+/*
+ * The model file (malloc'd, the caller frees it with dcms_free_wiped semantics);
+ * `event_id` (DCMS_UUID_STRLEN bytes) receives the id of its training.model_download event.
+ */
+enum dcms_err tr_model(const struct tr_call *c, const char *id, unsigned char **model, size_t *len,
+                       char *event_id) DCMS_MUST_CHECK;
 /* Loads job `id` and decides `action` on it (404 for who may not read its contract). */
 enum dcms_err tr_load_authorized(const struct tr_call *c, const char *id,
                                  const char *action) DCMS_MUST_CHECK;
@@ -277,10 +284,13 @@ enum dcms_err tr_transition(struct dcms_app *app, const char *id, const char *fr
                             const struct tr_change *ch, const char *actor, const char *request_id,
                             json_t *details, bool *moved, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
-/* An audit record of job `id` with no state change (key release, model download). */
+/*
+ * An audit record of job `id` with no state change (model download);
+ * `event_id` (DCMS_UUID_STRLEN bytes, may be NULL) receives its id.
+ */
 enum dcms_err tr_audit(struct dcms_app *app, const char *actor, const char *client_ip,
                        const char *request_id, const char *action, const char *id, json_t *details,
-                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+                       char *event_id, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /* Wakes a worker (a job was queued). */
 void tr_kick(struct dcms_training *t);

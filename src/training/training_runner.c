@@ -178,8 +178,11 @@ static enum dcms_err key_release_tx(struct run *r, struct dcms_store_tx *tx, jso
                                     struct dcms_errinfo *ei)
 {
     struct dcms_audit_who system = {NULL, NULL, NULL};
-    enum dcms_err e = dcms_audit_change(r->app->audit, tx, &system, "training",
-                                        "training.key_release", r->id, details, ei);
+    char eid[DCMS_UUID_STRLEN] = "";
+    enum dcms_err e = dcms_audit_change_id(r->app->audit, tx, &system, "training",
+                                           "training.key_release", r->id, details, eid, ei);
+    if (!e) /* the job shows it: the parties' receipt of the release */
+        e = tr_store_key_release(tx, r->id, eid, ei);
     if (!e && r->dp.budgeted)
         e = dcms_privacy_budget_charge(tx, r->app->audit, &system, r->id, ei);
     return e;

@@ -15,7 +15,8 @@
     "id, contract_id, consumer_id, provider_id, created_by, request, model_type, state, "          \
     "reason_code, reason, enclave_id, data_released, progress, created_at, provisioning_at, "      \
     "attesting_at, running_at, validating_at, finished_at, deadline_at, model_dek_id, "            \
-    "model_size, model_sha256, metrics, result_attestation, dataset_hashes, updated_at, version"
+    "model_size, model_sha256, metrics, result_attestation, dataset_hashes, updated_at, version, " \
+    "key_release_event_id"
 
 static struct dcms_query q_get =
     DCMS_QUERY("tr_get", "SELECT " COLS " FROM training_jobs WHERE id = $1");
@@ -44,6 +45,8 @@ static struct dcms_query q_event_put = DCMS_QUERY(
 static struct dcms_query q_events =
     DCMS_QUERY("tr_events", "SELECT seq, at, type, data FROM training_events "
                             "WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+static struct dcms_query q_key_release = DCMS_QUERY(
+    "tr_key_release", "UPDATE training_jobs SET key_release_event_id = $2 WHERE id = $1");
 static struct dcms_query q_progress = DCMS_QUERY(
     "tr_progress", "UPDATE training_jobs SET progress = $2, updated_at = $3 WHERE id = $1");
 static struct dcms_query q_next =
@@ -146,7 +149,7 @@ json_t *tr_job_json(const struct dcms_store_rows *r, size_t i)
     json_t *privacy = json_object_get(request, "privacy");
     privacy = privacy ? json_incref(privacy) : json_null();
     json_object_del(request, "privacy");
-    return json_pack(
+    json_t *job = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:o, "
         "s:o, s:o, s:s, s:s, s:I}",
         "id", dcms_store_rows_text(r, i, TC_ID), "contract_id",
@@ -167,6 +170,23 @@ json_t *tr_job_json(const struct dcms_store_rows *r, size_t i)
         "created_at", dcms_store_rows_text(r, i, TC_CREATED_AT), "updated_at",
         dcms_store_rows_text(r, i, TC_UPDATED_AT), "version",
         (json_int_t)dcms_store_rows_int(r, i, TC_VERSION));
+    /* The key release's audit event and its receipt, once the keys were released. */
+    const char *kr = dcms_store_rows_text(r, i, TC_KEY_RELEASE_EVENT);
+    if (job)
+        json_object_set_new(job, "key_release",
+                            kr && *kr
+                                ? json_pack("{s:s, s:o}", "audit_event_id", kr, "receipt",
+                                            json_sprintf("/api/v1/audit/events/%s/receipt", kr))
+                                : json_null());
+    return job;
+}
+
+enum dcms_err tr_store_key_release(struct dcms_store_tx *tx, const char *id, const char *event_id,
+                                   struct dcms_errinfo *ei)
+{
+    return dcms_store_exec(tx, &q_key_release,
+                           (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(event_id)}, 2,
+                           NULL, NULL, ei);
 }
 
 enum dcms_err tr_store_take_run(struct dcms_store_tx *tx, const char *contract_id, int64_t max_runs,

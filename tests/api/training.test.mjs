@@ -10,7 +10,9 @@
 // restart, hostile trainers (a replayed attestation, a result attested
 // with the wrong hash: tests/workloads/wl_rogue_trainer.c), and the audit
 // trail (start, key release with the PCRs, each state, the download) that
-// /audit/verify accepts.
+// /audit/verify accepts, with the receipts of the key release (linked from
+// the job) and of the download (its Link header) that both parties read and
+// check offline, and a stranger does not see.
 // Every response is checked against api/openapi.yaml.
 // Runs on the backend chosen by DCMS_TEST_BACKEND.
 
@@ -27,6 +29,7 @@ import {checkResponse} from './lib/openapi.mjs';
 import {backend, psqlAdmin, startServer} from './lib/server.mjs';
 import {client} from './lib/http.mjs';
 import {login} from './lib/iam.mjs';
+import {eventOf, readReceipt, tampered, verifyReceipt} from './lib/receipts.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -360,6 +363,38 @@ describe('training', () => {
     const v = await t.call('GET', '/api/v1/audit/verify', {headers: bearer(t.admin)});
     assert.equal(v.status, 200);
     assert.equal(v.json.ok, true, v.text);
+  });
+
+  test('receipts: the job links its key release, the download its event; the parties read and verify them', async () => {
+    assert.ok(job, 'needs the first job');
+    const key = (await t.call('GET', '/api/v1/audit/public-key')).json.public_key;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcms-rc-'));
+    const kr = (await getJob(consumer, job.id)).json.key_release;
+    assert.equal(kr.receipt, `/api/v1/audit/events/${kr.audit_event_id}/receipt`);
+    const res = await fetch(`${t.server.url}/api/v1/trainings/${job.id}/model`, {headers: bearer(consumer.token)});
+    checkResponse('GET', '/api/v1/trainings/{id}/model', res, 'binary');
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const dl = res.headers.get('x-dcms-audit-event');
+    assert.equal(res.headers.get('link'), `</api/v1/audit/events/${dl}/receipt>; rel="receipt"`);
+    for (const [link, action, readers] of [[kr.receipt, 'training.key_release', [consumer, provider]],
+                                           [`/api/v1/audit/events/${dl}/receipt`, 'training.model_download',
+                                            [consumer, provider]]]) {
+      for (const who of readers) {
+        const r = await readReceipt(t, who.token, link);
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.event.id, eventOf(link));
+        assert.equal(r.json.event.action, action);
+        assert.equal(r.json.event.resource_id, job.id);
+        const ok = verifyReceipt(dir, 'r.json', r.text, key);
+        assert.equal(ok.status, 0, ok.out);
+        const bad = verifyReceipt(dir, 'bad.json', tampered(r.text), key);
+        assert.equal(bad.status, 1, bad.out);
+      }
+      const s = await readReceipt(t, stranger.token, link);
+      assert.equal(s.status, 404, s.text);
+    }
+    fs.rmSync(dir, {recursive: true, force: true});
   });
 
   test('refusals: non-party, provider, model type, scope, suspended or expired contract, bad body', async () => {

@@ -3,13 +3,18 @@
 // must land on its field), submits and signs it with an Ed25519 key made in
 // the browser; the consumer, in the other browser, adds a passkey (Chrome's
 // virtual authenticator, user verification), signs with it (biometric) and
-// activates. Along the way: no secret in script-readable storage, legal
-// actions only, axe-core on the screens, in light and dark mode, the banner
-// when the API is unreachable, and no request to another origin.
+// activates, then downloads the provider's signature receipt from its row
+// and checks it with dcmsd audit verify-receipt. Along the way: no secret
+// in script-readable storage, legal actions only, axe-core on the screens,
+// in light and dark mode, the banner when the API is unreachable, and no
+// request to another origin.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { dcmsBin } from '../api/lib/server.mjs';
 import { login } from '../api/lib/iam.mjs';
 import { freePort, harness, PW } from './lib/harness.mjs';
 
@@ -220,6 +225,18 @@ test('the consumer, in another browser (dark mode), signs with a passkey and act
   assert.equal(sig('consumer').evidence.user_verified, true, 'the passkey verified the user');
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   assert.deepEqual([sig('consumer').key_id], credentials.map((k) => Buffer.from(k.credentialId, 'base64').toString('base64url')), 'signed with the passkey of this browser');
+
+  // Each signature row offers its audit receipt: the consumer (no audit:read) downloads the
+  // provider's, and dcmsd audit verify-receipt checks it against the published audit key.
+  const [dl] = await Promise.all([cons.waitForEvent('download'),
+    cons.getByRole('button', { name: "Download the provider signature's audit receipt (JSON)" }).click()]);
+  const receipt = JSON.parse(fs.readFileSync(await dl.path(), 'utf8'));
+  assert.equal(receipt.event.action, 'contract.sign');
+  assert.equal(receipt.event.id, sig('provider').audit_event_id);
+  const keyFile = path.join(path.dirname(await dl.path()), 'audit-key.json');
+  fs.writeFileSync(keyFile, JSON.stringify((await h.call('GET', '/api/v1/audit/public-key')).json));
+  const vr = spawnSync(dcmsBin, ['audit', 'verify-receipt', await dl.path(), '--public-key', keyFile], { encoding: 'utf8' });
+  assert.equal(vr.status, 0, vr.stdout + vr.stderr);
 
   // The provider's browser sees it active after a reload, with suspend now legal.
   await prov.reload();

@@ -184,15 +184,15 @@ static int64_t append_one(struct dcms_audit *a, struct dcms_store *s, int i, con
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
-    int64_t seq = 0;
-    enum dcms_err e = dcms_audit_append(a, tx, &ev, &seq, &ei);
+    char eid[DCMS_UUID_STRLEN] = "";
+    enum dcms_err e = dcms_audit_append(a, tx, &ev, eid, &ei);
     json_decref(d);
     if (e) {
         dcms_store_rollback(tx);
         fail_msg("dcms_audit_append: %s (%s)", dcms_err_slug(e), ei.message);
     }
     commit(tx);
-    assert_int_equal(seq, 0); /* pending: the sequencer gives the position */
+    assert_true(dcms_uuid_valid(eid)); /* the id names the event (and its receipt) at once */
     return sync_head(a, s);
 }
 
@@ -735,9 +735,9 @@ static void rollback(struct fixture *f)
 
     /* On an empty chain. */
     struct dcms_store_tx *tx = begin(f->store, DCMS_TX_WRITE);
-    int64_t seq = 0;
-    CHECK(dcms_audit_append(f->audit, tx, &ev, &seq, &ei), ei);
-    assert_int_equal(seq, 0); /* pending until sequenced */
+    char eid[DCMS_UUID_STRLEN] = "", eid2[DCMS_UUID_STRLEN] = "";
+    CHECK(dcms_audit_append(f->audit, tx, &ev, eid, &ei), ei);
+    assert_true(dcms_uuid_valid(eid)); /* known at once, before any position */
     dcms_store_rollback(tx);
     assert_int_equal(count_events(f), 0);
     assert_int_equal(sql_int(f, "SELECT seq FROM audit_head"), 0);
@@ -748,9 +748,9 @@ static void rollback(struct fixture *f)
     append_one(f->audit, f->store, 3, "x");
     for (int r = 0; r < 2; r++) {
         tx = begin(f->store, DCMS_TX_WRITE);
-        CHECK(dcms_audit_append(f->audit, tx, &ev, &seq, &ei), ei);
-        CHECK(dcms_audit_append(f->audit, tx, &ev, &seq, &ei), ei);
-        assert_int_equal(seq, 0);
+        CHECK(dcms_audit_append(f->audit, tx, &ev, eid, &ei), ei);
+        CHECK(dcms_audit_append(f->audit, tx, &ev, eid2, &ei), ei);
+        assert_string_not_equal(eid, eid2);
         dcms_store_rollback(tx);
     }
     assert_int_equal(count_events(f), 3);
@@ -794,14 +794,13 @@ static void write_failure_fails_change(struct fixture *f)
                                   .outcome = DCMS_AUDIT_SUCCESS};
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
-    int64_t seq = -7;
-    enum dcms_err e = dcms_audit_append(f->audit, tx, &ev, &seq, &ei);
+    char eid[DCMS_UUID_STRLEN] = "untouched";
+    enum dcms_err e = dcms_audit_append(f->audit, tx, &ev, eid, &ei);
     if (e == DCMS_OK) {
         dcms_store_rollback(tx);
-        fail_msg("dcms_audit_append succeeded although the event insert failed (seq %lld)",
-                 (long long)seq);
+        fail_msg("dcms_audit_append succeeded although the event insert failed (id %s)", eid);
     }
-    assert_int_equal(seq, -7);
+    assert_string_equal(eid, "untouched");
     assert_int_equal(ei.code, e);
     assert_null(strstr(ei.message, "injected")); /* native text goes to the log only */
     dcms_store_rollback(tx);

@@ -808,6 +808,10 @@ static struct dcms_query q_undo8_column =
     DCMS_QUERY("t_undo8_column", "ALTER TABLE enclaves DROP COLUMN consumer_id");
 /* The store applies only migrations above its latest, so the later ones are undone too. */
 static struct dcms_query q_undo_later[] = {
+    DCMS_QUERY("t_undo23_signature_event",
+               "ALTER TABLE contract_signatures DROP COLUMN audit_event_id"),
+    DCMS_QUERY("t_undo23_key_release_event",
+               "ALTER TABLE training_jobs DROP COLUMN key_release_event_id"),
     DCMS_QUERY("t_undo22_login_challenges", "DROP TABLE webauthn_login_challenges"),
     DCMS_QUERY("t_undo22_user_handles", "DROP TABLE webauthn_user_handles"),
     DCMS_QUERY("t_undo21_leases", "DROP TABLE leases"),
@@ -920,8 +924,8 @@ static void migration_0022_keeps_legacy_user_handles(struct fixture *f)
     dcms_uuid_v7(k1);
     dcms_uuid_v7(k2);
     struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
-    run(tx, &q_undo_later[0], NULL, 0, false, NULL);
-    run(tx, &q_undo_later[1], NULL, 0, false, NULL);
+    for (size_t i = 0; i < 4; i++) /* 0023, then 0022 */
+        run(tx, &q_undo_later[i], NULL, 0, false, NULL);
     run(tx, &q_undo22_row, NULL, 0, false, NULL);
     insert_identity(tx, "user", NULL, who);
     insert_identity(tx, "user", NULL, other);

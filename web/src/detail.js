@@ -8,6 +8,7 @@ import { fmtDate, t } from './messages.js';
 import { VersionsDiff } from './diff.js';
 import { navigate } from './router.js';
 import { Party, nameOf } from './parties.js';
+import { ReceiptButton } from './receipt.js';
 import { TrainingsPanel } from './training.js';
 import { ErrorSummary, Failure, Loading, StatusBadge, html } from './ui.js';
 
@@ -161,6 +162,7 @@ export function ContractDetail({ id, me }) {
         <th scope="col">${t('detail.sig.side')}</th><th scope="col">${t('detail.sig.state')}</th>
         <th scope="col">${t('detail.sig.signer')}</th><th scope="col">${t('detail.sig.type')}</th>
         <th scope="col">${t('detail.sig.time')}</th><th scope="col">${t('detail.sig.key')}</th>
+        <th scope="col">${t('receipt.col')}</th>
       </tr></thead>
       <tbody>
         ${['provider', 'consumer'].map((side) => {
@@ -172,6 +174,7 @@ export function ContractDetail({ id, me }) {
             <td>${s ? `${s.type} (${s.algorithm})` : '—'}</td>
             <td>${s ? fmtDate(s.signed_at) : '—'}</td>
             <td>${s ? html`<code>${s.key_id}</code>` : '—'}</td>
+            <td>${s?.receipt ? html`<${ReceiptButton} link=${s.receipt} name=${`dcms-receipt-${c.id}-${side}.json`} label=${t('receipt.of', { side: t('detail.' + side).toLowerCase() })} />` : '—'}</td>
           </tr>`;
         })}
       </tbody>

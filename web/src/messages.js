@@ -86,6 +86,13 @@ const en = {
   'detail.sig.key': 'Key',
   'detail.sig.signed': 'Signed',
   'detail.sig.missing': 'Not signed',
+  // ---- receipts (receipt.js) ----
+  'receipt.col': 'Receipt',
+  'receipt.get': 'Download',
+  'receipt.of': 'Download the {side} signature\'s audit receipt (JSON)',
+  'receipt.loading': 'Fetching the receipt…',
+  'receipt.pending': 'The audit log has not placed this signature yet; try again in a moment.',
+  // ---- end receipts ----
   'detail.actions': 'Actions',
   'detail.done': '{action}: done.',
 
