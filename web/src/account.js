@@ -10,7 +10,7 @@ import { fingerprint, fromB64url, loadKey } from './keystore.js';
 import { fmtDate, t, tn } from './messages.js';
 import { SignIn, passkeyError } from './signin.js';
 import { importPem, registerKey } from './signkeys.js';
-import { Empty, ErrorSummary, Failure, FieldProblems, Loading, html } from './ui.js';
+import { Empty, ErrorSummary, Failure, FieldProblems, Loading, html, saveBlob } from './ui.js';
 import { creationOptions, passkeysSupported, registrationJSON } from './webauthn.js';
 
 /** {loading} | {data} | {error}, with a reload. */
@@ -93,16 +93,7 @@ export function Qr({ text, label }) {
   </svg>`;
 }
 
-function download(name, text) {
-  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
-}
+const download = (name, text) => saveBlob(new Blob([text], { type: 'text/plain;charset=utf-8' }), name);
 
 /** Recovery codes, shown this once: copy, download, print. */
 function RecoveryCodes({ codes, onDone }) {

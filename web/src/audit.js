@@ -15,7 +15,7 @@ import { fmtDate, fmtNumber, t, tn } from './messages.js';
 import { useNames } from './names.js';
 import { navigate } from './router.js';
 import { EventTable } from './training.js';
-import { Empty, ErrorSummary, Failure, Loading, fieldId, html } from './ui.js';
+import { Empty, ErrorSummary, Failure, Loading, fieldId, html, saveBlob } from './ui.js';
 
 const FILTERS = ['actor', 'action', 'resource_type', 'resource_id', 'outcome', 'since', 'until'];
 
@@ -32,13 +32,7 @@ function toLocal(iso) {
 /** Saves a Response's body as a file. */
 async function save(res, name) {
   const blob = await res.blob();
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  saveBlob(blob, name);
   return blob.size;
 }
 

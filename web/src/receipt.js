@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import { authFetch, responseError } from './api.js';
 import { t } from './messages.js';
-import { Failure, html } from './ui.js';
+import { Failure, html, saveBlob } from './ui.js';
 
 /** GET `link`, waiting out the 202 of an event the log has not placed yet (about 100 ms). */
 async function fetchReceipt(link) {
@@ -23,14 +23,7 @@ export function ReceiptButton({ link, name, label }) {
   async function run() {
     setSt({ loading: true });
     try {
-      const blob = await fetchReceipt(link);
-      const a = document.createElement('a');
-      a.href = URL.createObjectURL(blob);
-      a.download = name;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      saveBlob(await fetchReceipt(link), name);
       setSt(null);
     } catch (e) {
       setSt({ error: e });

@@ -15,7 +15,7 @@ import { useContract } from './detail.js';
 import { Field, fieldFor, fmtBytes, fmtFixed } from './forms.js';
 import { fmtDate, fmtNumber, t } from './messages.js';
 import { navigate } from './router.js';
-import { Empty, ErrorSummary, Failure, Loading, html } from './ui.js';
+import { Empty, ErrorSummary, Failure, Loading, html, saveBlob } from './ui.js';
 
 export const FINAL = ['succeeded', 'failed', 'cancelled'];
 const STATES = ['queued', 'provisioning', 'attesting', 'running', 'validating', 'succeeded'];
@@ -396,13 +396,7 @@ export function TrainingPage({ id, me }) {
       const res = await authFetch(`/api/v1/trainings/${j.id}/model`);
       if (!res.ok) throw await responseError(res);
       const blob = await res.blob();
-      const a = document.createElement('a');
-      a.href = URL.createObjectURL(blob);
-      a.download = `model-${j.id}.safetensors`;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      saveBlob(blob, `model-${j.id}.safetensors`);
       setDl({ done: fmtBytes(blob.size) });
     } catch (e) {
       setDl({ error: e });

@@ -6,6 +6,17 @@ import { t, tn } from './messages.js';
 
 export const html = htm.bind(h);
 
+/** Saves `blob` as a file named `name` (the browser's download). */
+export function saveBlob(blob, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
 export function Loading({ label }) {
   return html`<p class="state" role="status" aria-live="polite"><span class="spinner" aria-hidden="true"></span>${label ?? t('app.loading')}</p>`;
 }
