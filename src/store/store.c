@@ -130,8 +130,27 @@ void dcms_store_rows_free(struct dcms_store_rows *r)
 
 /* ---- pool ---- */
 
-static enum dcms_err pool_acquire(struct dcms_store *s, struct pool_entry **out,
-                                  struct dcms_errinfo *ei)
+/*
+ * The entry a transaction of `mode` may take now, or NULL. With one writer,
+ * entry 0 is the writers' and the others are the readers'.
+ */
+static struct pool_entry *pool_free(struct dcms_store *s, enum dcms_tx_mode mode)
+{
+    unsigned lo = 0, hi = s->pool_size;
+    if (s->be->one_writer && s->pool_size > 1) {
+        if (mode == DCMS_TX_WRITE)
+            hi = 1;
+        else
+            lo = 1;
+    }
+    for (unsigned i = lo; i < hi; i++)
+        if (!s->pool[i].busy)
+            return &s->pool[i];
+    return NULL;
+}
+
+static enum dcms_err pool_acquire(struct dcms_store *s, enum dcms_tx_mode mode,
+                                  struct pool_entry **out, struct dcms_errinfo *ei)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -143,26 +162,16 @@ static enum dcms_err pool_acquire(struct dcms_store *s, struct pool_entry **out,
     }
     pthread_mutex_lock(&s->mu);
     bool waited = false;
-    while (s->in_use == s->pool_size) {
+    struct pool_entry *e;
+    while (!(e = pool_free(s, mode))) {
         waited = true;
         if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT &&
-            s->in_use == s->pool_size) {
+            !(e = pool_free(s, mode))) {
             s->timeouts_total++;
             pthread_mutex_unlock(&s->mu);
             DCMS_LOG(DCMS_LOG_WARN, "store", "no free connection after %u ms", s->timeout_ms);
             return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the database is busy, try again");
         }
-    }
-    struct pool_entry *e = NULL;
-    for (unsigned i = 0; i < s->pool_size; i++) {
-        if (!s->pool[i].busy) {
-            e = &s->pool[i];
-            break;
-        }
-    }
-    if (!e) { /* unreachable while in_use counts busy entries */
-        pthread_mutex_unlock(&s->mu);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
     e->busy = true;
     s->in_use++;
@@ -179,7 +188,11 @@ static void pool_release(struct dcms_store *s, struct pool_entry *e)
     pthread_mutex_lock(&s->mu);
     e->busy = false;
     s->in_use--;
-    pthread_cond_signal(&s->cv);
+    /* Writers and readers wait for different entries: wake them all (the pool is small). */
+    if (s->be->one_writer)
+        pthread_cond_broadcast(&s->cv);
+    else
+        pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -266,7 +279,7 @@ enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
                                struct dcms_store_tx **out, struct dcms_errinfo *ei)
 {
     struct pool_entry *e = NULL;
-    enum dcms_err r = pool_acquire(s, &e, ei);
+    enum dcms_err r = pool_acquire(s, mode, &e, ei);
     if (r)
         return r;
     if ((r = begin_on(s, e, mode, ei))) {
@@ -453,6 +466,8 @@ enum dcms_err dcms_store_open(const char *url, const struct dcms_store_opts *opt
     s->be = be;
     s->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 5000;
     s->pool_size = opts && opts->pool_size ? opts->pool_size : 4;
+    if (be->one_writer && s->pool_size > 1)
+        s->pool_size++; /* the writers' connection, beside as many for readers */
     s->target = strdup(target);
     s->pool = calloc(s->pool_size, sizeof(*s->pool));
     pthread_mutex_init(&s->mu, NULL);
@@ -461,7 +476,7 @@ enum dcms_err dcms_store_open(const char *url, const struct dcms_store_opts *opt
         dcms_store_close(s);
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     }
-    enum dcms_err r = DCMS_OK;
+    enum dcms_err r = be->start ? be->start(s, ei) : DCMS_OK;
     for (unsigned i = 0; i < s->pool_size && !r; i++)
         r = be->connect(s, &s->pool[i].conn, ei);
     if (!r)
@@ -481,6 +496,8 @@ void dcms_store_close(struct dcms_store *s)
     for (unsigned i = 0; s->pool && i < s->pool_size; i++)
         if (s->pool[i].conn)
             s->be->disconnect(s->pool[i].conn);
+    if (s->be->stop)
+        s->be->stop(s);
     free(s->pool);
     free(s->target);
     pthread_mutex_destroy(&s->mu);

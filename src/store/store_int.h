@@ -30,11 +30,20 @@ struct store_backend {
     enum dcms_store_backend kind;
     const struct dcms_migration *migrations;
     const char *begin_read, *begin_write;
+    /*
+     * The database takes one writer at a time (SQLite): write transactions
+     * queue for one connection of their own, whose page cache no other
+     * connection's commit invalidates, and reads use the others.
+     */
+    bool one_writer;
     /* SQL that takes the migration lock inside a transaction, or NULL. */
     const char *migration_lock;
     /* Opens one connection described by `target` (the URL minus any prefix). */
     enum dcms_err (*connect)(struct dcms_store *s, void **conn, struct dcms_errinfo *ei);
     void (*disconnect)(void *conn);
+    /* Backend state for the whole store (started before the first connect); may be NULL. */
+    enum dcms_err (*start)(struct dcms_store *s, struct dcms_errinfo *ei);
+    void (*stop)(struct dcms_store *s);
     /* Repairs a connection known to be broken (PostgreSQL reconnect); may be NULL. */
     enum dcms_err (*repair)(struct dcms_store *s, void *conn, struct dcms_errinfo *ei);
     /* True when the last failure means the connection itself is gone. */
@@ -82,6 +91,7 @@ struct dcms_store {
      * transactions; the daemon never sets it.
      */
     enum dcms_err fail_commit;
+    void *be_state; /* the backend's, from start() */
     /* Disk-full episode (store.c, storage_*): when the last write failed for want of space. */
     _Atomic int64_t full_since_us, full_last_us;
 };

@@ -3,8 +3,17 @@
  * worker threads), WAL journal, foreign keys on, a busy timeout, and a cache
  * of prepared statements per connection indexed by query slot. Files are
  * opened through store_sqlite_vfs.c, which batches the WAL's writes.
+ *
+ * Checkpoints (copying the WAL back into the database file, with its two
+ * fsyncs) run on a thread of their own with a connection of its own: a
+ * commit that leaves the WAL past CKPT_PAGES wakes it, instead of running
+ * the checkpoint itself as SQLite's autocheckpoint would, on the request's
+ * thread and, with store.c's one writer connection, in every writer's way.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
@@ -13,9 +22,26 @@
 #include "dcms/log.h"
 #include "store/store_int.h"
 
+#define CKPT_PAGES 4000 /* WAL pages (4 KiB) past which a checkpoint is due */
+
+/* BEGIN, COMMIT and ROLLBACK, prepared once per connection like the queries. */
+static const char *const control_sql[] = {"BEGIN DEFERRED", "BEGIN IMMEDIATE", "COMMIT",
+                                          "ROLLBACK"};
+#define NCONTROL (sizeof(control_sql) / sizeof(control_sql[0]))
+
 struct sq_conn {
     sqlite3 *db;
+    sqlite3_stmt *control[NCONTROL];
     sqlite3_stmt *stmts[STORE_MAX_QUERIES];
+};
+
+struct sq_ckpt {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool due, stop;
+    void *conn;           /* the checkpointer's own connection */
+    _Atomic int last_log; /* the WAL's frames when the last checkpoint ended */
 };
 
 static enum dcms_err map_error(sqlite3 *db, int rc, const char *what, struct dcms_errinfo *ei)
@@ -46,6 +72,25 @@ static enum dcms_err map_error(sqlite3 *db, int rc, const char *what, struct dcm
     }
 }
 
+/*
+ * After every commit: wakes the checkpointer when CKPT_PAGES frames were
+ * added since its last pass. (The WAL starts over from its first frame once
+ * a checkpoint has copied all of it and no reader is still on it; until then
+ * `pages` counts the frames already copied too.)
+ */
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct sq_ckpt *k = arg;
+    int last = atomic_load(&k->last_log);
+    if (pages - (pages < last ? 0 : last) >= CKPT_PAGES) {
+        pthread_mutex_lock(&k->mu);
+        k->due = true;
+        pthread_cond_signal(&k->cv);
+        pthread_mutex_unlock(&k->mu);
+    }
+    return SQLITE_OK;
+}
+
 static enum dcms_err sq_connect(struct dcms_store *s, void **out, struct dcms_errinfo *ei)
 {
     enum dcms_err r = dcms_fs_mkdirs_for(s->target, ei);
@@ -67,10 +112,12 @@ static enum dcms_err sq_connect(struct dcms_store *s, void **out, struct dcms_er
     }
     (void)chmod(s->target, 0600);
     sqlite3_busy_timeout(c->db, (int)s->timeout_ms);
+    if (s->be_state) /* replaces the autocheckpoint */
+        sqlite3_wal_hook(c->db, sq_wal_hook, s->be_state);
     char *msg = NULL;
     rc = sqlite3_exec(c->db,
                       "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-                      "PRAGMA synchronous=NORMAL;",
+                      "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;",
                       NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         DCMS_LOG(DCMS_LOG_ERROR, "store", "sqlite setup failed: %s", msg ? msg : "?");
@@ -86,6 +133,8 @@ static enum dcms_err sq_connect(struct dcms_store *s, void **out, struct dcms_er
 static void sq_disconnect(void *conn)
 {
     struct sq_conn *c = conn;
+    for (size_t i = 0; i < NCONTROL; i++)
+        sqlite3_finalize(c->control[i]);
     for (int i = 0; i < STORE_MAX_QUERIES; i++)
         sqlite3_finalize(c->stmts[i]);
     sqlite3_close(c->db);
@@ -100,8 +149,89 @@ static bool sq_broken(void *conn)
 static enum dcms_err sq_exec_script(void *conn, const char *sql, struct dcms_errinfo *ei)
 {
     struct sq_conn *c = conn;
+    for (size_t i = 0; i < NCONTROL; i++) {
+        if (strcmp(sql, control_sql[i]) != 0)
+            continue;
+        int rc = c->control[i] ? SQLITE_OK
+                               : sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                                    &c->control[i], NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(c->control[i]);
+            sqlite3_reset(c->control[i]);
+        }
+        return rc == SQLITE_DONE || rc == SQLITE_OK ? DCMS_OK : map_error(c->db, rc, sql, ei);
+    }
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? DCMS_OK : map_error(c->db, rc, "statement", ei);
+}
+
+/* ---- the checkpointer ---- */
+
+static void *ckpt_main(void *arg)
+{
+    struct sq_ckpt *k = arg;
+    struct sq_conn *c = k->conn;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (!k->due && !k->stop)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (k->stop)
+            break;
+        k->due = false;
+        pthread_mutex_unlock(&k->mu);
+        /* PASSIVE: copies what no reader still needs, and never waits for a lock. */
+        int log = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
+        atomic_store(&k->last_log, log > 0 ? log : 0);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+            DCMS_LOG(DCMS_LOG_WARN, "store", "sqlite checkpoint failed: %s (%d)",
+                     sqlite3_errmsg(c->db), sqlite3_extended_errcode(c->db));
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static enum dcms_err sq_start(struct dcms_store *s, struct dcms_errinfo *ei)
+{
+    struct sq_ckpt *k = calloc(1, sizeof(*k));
+    if (!k)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err r = sq_connect(s, &k->conn, ei); /* before be_state: no hook on this one */
+    if (r) {
+        free(k);
+        return r;
+    }
+    sqlite3_wal_autocheckpoint(((struct sq_conn *)k->conn)->db, 0);
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
+        pthread_mutex_destroy(&k->mu);
+        pthread_cond_destroy(&k->cv);
+        sq_disconnect(k->conn);
+        free(k);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the checkpoint thread");
+    }
+    s->be_state = k;
+    return DCMS_OK;
+}
+
+/* After the pool's connections are closed: the checkpointer's is the last one. */
+static void sq_stop(struct dcms_store *s)
+{
+    struct sq_ckpt *k = s->be_state;
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    sq_disconnect(k->conn);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    free(k);
+    s->be_state = NULL;
 }
 
 static enum dcms_err bind_params(sqlite3_stmt *st, const struct dcms_store_val *params, size_t n,
@@ -201,9 +331,12 @@ const struct store_backend dcms_store_sqlite_backend = {
     .migrations = dcms_migrations_sqlite,
     .begin_read = "BEGIN DEFERRED",
     .begin_write = "BEGIN IMMEDIATE",
+    .one_writer = true,
     .migration_lock = NULL, /* BEGIN IMMEDIATE already serializes */
     .connect = sq_connect,
     .disconnect = sq_disconnect,
+    .start = sq_start,
+    .stop = sq_stop,
     .repair = NULL,
     .broken = sq_broken,
     .exec_script = sq_exec_script,

@@ -745,9 +745,14 @@ static void concurrent_writers(struct fixture *f)
     struct dcms_store_stats st;
     dcms_store_stats(s, &st);
     assert_int_equal(st.in_use, 0);
-    assert_int_equal(st.pool_size, 4);
+    /* SQLite: one connection for the writers, beside the four for readers. */
+    bool sqlite = f->db.bk != BK_PG;
+    assert_int_equal(st.pool_size, sqlite ? 5 : 4);
     assert_true(st.acquired_total >= (uint64_t)(WRITERS * WRITES_PER_THREAD));
     assert_int_equal(st.timeouts_total, 0);
+    /* The writers queue for that connection, so SQLite never answers them "busy". */
+    if (sqlite)
+        assert_int_equal(retries, 0);
     print_message("%d retries\n", retries);
 }
 STORE_CASE(concurrent_writers)
