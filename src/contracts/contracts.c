@@ -616,11 +616,15 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
     struct dcms_store_rows *rows = NULL;
     bool datasets_checked = op != CT_OP_SUBMIT && op != CT_OP_ACTIVATE;
 again:;
-    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei);
+    /* A transition that checks datasets looks first without the write lock (the checks
+     * read other services), then does it all again under the lock. */
+    enum dcms_err e = dcms_store_begin(c->app->store,
+                                       datasets_checked ? DCMS_TX_WRITE : DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
     struct ct_row r;
-    if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
+    if ((e = datasets_checked ? ct_load_locked(tx, id, &rows, &r, c->ei)
+                              : ct_load(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, t->permission)) || (e = check_who(c, &r, t)) ||
         (e = ct_transition_check(op, r.status, c->ei)))
         goto out;
@@ -657,7 +661,7 @@ again:;
         }
     }
     if (!datasets_checked) {
-        /* Checked with the write transaction released, then the transition is redone. */
+        /* Checked with the read transaction ended, then the transition is redone. */
         char provider[DCMS_UUID_STRLEN];
         snprintf(provider, sizeof(provider), "%s", r.provider_id);
         json_t *terms = json_loads(r.terms, 0, NULL);
