@@ -169,7 +169,21 @@ static enum dcms_err add_pid(struct dcms_buf *b, int64_t pid)
     return dcms_buf_appends(b, num);
 }
 
-/* One batch in one transaction. *n: events sequenced. */
+/* A checkpoint due inside a batch: signed and stored with the batch's writes. */
+struct due_checkpoint {
+    int64_t seq;
+    char hash[65];
+};
+
+/*
+ * One batch. The pending rows are read in a read transaction and everything
+ * is computed outside any transaction (the chain and leaf hashes, the tree
+ * nodes); only the writes take the write transaction, whose first step
+ * checks that the head is still where this sequencer left it (another
+ * sequencer, a second process on one SQLite file, makes it read everything
+ * again). The first batch after a start or a failure loads the head and the
+ * tree in the write transaction itself. *n: events sequenced.
+ */
 static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo *ei)
 {
     *n = 0;
@@ -178,32 +192,29 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
     struct dcms_buf pids;
     dcms_buf_init(&pids, 64u << 20);
     struct audit_range *r = malloc(sizeof(*r));
+    struct due_checkpoint *due = NULL;
+    size_t ndue = 0;
     json_t *evs = json_array(), *nodes = json_array();
     int64_t head_seq = a->head_seq, old_seq;
     char head_hash[65];
     memcpy(head_hash, a->head_hash, 65);
-    enum dcms_err e = r && evs && nodes ? dcms_store_begin(a->seq_store, DCMS_TX_WRITE, &tx, ei)
-                                        : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err e = r && evs && nodes ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    bool fresh = !a->loaded;
+    if (!e && fresh) {
+        if (!(e = dcms_store_begin(a->seq_store, DCMS_TX_WRITE, &tx, ei)) &&
+            !(e = load(a, tx, &head_seq, head_hash, r, ei)))
+            e = audit_store_pending_batch(tx, a->batch_max, &rows, ei);
+    } else if (!e) {
+        memcpy(r, &a->range, sizeof(*r));
+        struct dcms_store_tx *rtx = NULL;
+        if (!(e = dcms_store_begin(a->seq_store, DCMS_TX_READ, &rtx, ei)))
+            e = audit_store_pending_batch(rtx, a->batch_max, &rows, ei);
+        dcms_store_rollback(rtx);
+    }
     if (e)
         goto out;
-    bool fresh = !a->loaded;
-    if (!fresh) {
-        /* Another writer of the head (a second process on one SQLite file, or a sequencer
-         * that took over and handed back) moved it: read everything again. */
-        int64_t seq_now = 0;
-        char hash_now[65];
-        if ((e = audit_store_head(tx, &seq_now, hash_now, ei)))
-            goto out;
-        fresh = seq_now != head_seq || strcmp(hash_now, head_hash) != 0;
-    }
-    if (fresh)
-        e = load(a, tx, &head_seq, head_hash, r, ei);
-    else
-        memcpy(r, &a->range, sizeof(*r));
     old_seq = head_seq;
-    if (!e)
-        e = audit_store_pending_batch(tx, a->batch_max, &rows, ei);
-    size_t count = e ? 0 : dcms_store_rows_count(rows);
+    size_t count = dcms_store_rows_count(rows);
     for (size_t i = 0; !e && i < count; i++) {
         json_t *ev = audit_pending_row_event(rows, i);
         json_t *body =
@@ -236,12 +247,30 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
             break;
         }
-        if (seq % a->every == 0 && (e = audit_sign_checkpoint(a, tx, seq, hash, ei)))
-            break;
+        if (seq % a->every == 0) {
+            if (!due && !(due = malloc(count * sizeof(*due)))) {
+                e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+                break;
+            }
+            due[ndue].seq = seq;
+            memcpy(due[ndue++].hash, hash, 65);
+        }
         head_seq = seq;
         memcpy(head_hash, hash, 65);
     }
-    if (!e && count) {
+    if (e || (!count && !fresh))
+        goto out;
+    if (!fresh) {
+        int64_t seq_now = 0;
+        char hash_now[65];
+        if (!(e = dcms_store_begin(a->seq_store, DCMS_TX_WRITE, &tx, ei)) &&
+            !(e = audit_store_head(tx, &seq_now, hash_now, ei)) &&
+            (seq_now != old_seq || strcmp(hash_now, a->head_hash) != 0))
+            e = dcms_err_set(ei, DCMS_ERR_RETRY, "the audit head moved: reading it again");
+        if (e)
+            goto out;
+    }
+    if (count) {
         bool ok = false;
         unsigned char root[AUDIT_HASH_LEN];
         audit_range_root(r, root);
@@ -258,6 +287,8 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
         free(nodes_text);
         if (!e)
             e = audit_store_pending_delete(tx, pids.ptr, ei);
+        for (size_t i = 0; !e && i < ndue; i++)
+            e = audit_sign_checkpoint(a, tx, due[i].seq, due[i].hash, ei);
         if (!e && !(e = audit_store_head_cas(tx, old_seq, head_seq, head_hash, &ok, ei)) && !ok)
             e = dcms_err_set(ei, DCMS_ERR_RETRY, "the audit head moved under the sequencer");
         if (!e)
@@ -265,27 +296,22 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
     }
     if (e)
         goto out;
-    if (!count && !fresh) {
-        dcms_store_rollback(tx);
-        tx = NULL;
-    } else {
-        e = dcms_store_commit(tx, ei);
-        tx = NULL;
-        if (e)
-            goto out;
-        memcpy(&a->range, r, sizeof(*r));
-        a->head_seq = head_seq;
-        memcpy(a->head_hash, head_hash, 65);
-        a->loaded = true;
-    }
+    e = dcms_store_commit(tx, ei);
+    tx = NULL;
+    if (e)
+        goto out;
+    memcpy(&a->range, r, sizeof(*r));
+    a->head_seq = head_seq;
+    memcpy(a->head_hash, head_hash, 65);
+    a->loaded = true;
     *n = count;
 out:
     if (e)
         a->loaded = false; /* read everything again next time */
-    if (tx)
-        dcms_store_rollback(tx);
+    dcms_store_rollback(tx);
     dcms_store_rows_free(rows);
     dcms_buf_release(&pids);
+    free(due);
     free(r);
     json_decref(evs);
     json_decref(nodes);
