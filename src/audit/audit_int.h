@@ -194,10 +194,10 @@ enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bo
 json_t *audit_pending_row_event(const struct dcms_store_rows *r, size_t i);
 /* A batch of events, a JSON array of {seq, id, time, actor, action, resource_type,
  * resource_id, outcome, details_text, client_ip, request_id, prev_hash, hash}. */
-enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const char *events_json,
+enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const json_t *events,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Complete subtrees, a JSON array of [level, idx, hex hash]. */
-enum dcms_err audit_store_nodes_bulk(struct dcms_store_tx *tx, const char *nodes_json,
+enum dcms_err audit_store_nodes_bulk(struct dcms_store_tx *tx, const json_t *nodes,
                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err audit_store_head_cas(struct dcms_store_tx *tx, int64_t old_seq, int64_t seq,
                                    const char *hash, bool *ok,

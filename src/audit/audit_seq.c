@@ -276,15 +276,10 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
         audit_range_root(r, root);
         if (dcms_buf_append(&pids, "]", 1))
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        char *evs_text = dcms_json_dump(evs, NULL), *nodes_text = dcms_json_dump(nodes, NULL);
-        if (!e && (!evs_text || !nodes_text))
-            e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         if (!e)
-            e = audit_store_events_bulk(tx, evs_text, ei);
+            e = audit_store_events_bulk(tx, evs, ei);
         if (!e)
-            e = audit_store_nodes_bulk(tx, nodes_text, ei);
-        free(evs_text);
-        free(nodes_text);
+            e = audit_store_nodes_bulk(tx, nodes, ei);
         if (!e)
             e = audit_store_pending_delete(tx, pids.ptr, ei);
         for (size_t i = 0; !e && i < ndue; i++)
