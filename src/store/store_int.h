@@ -83,6 +83,7 @@ struct dcms_store {
     pthread_cond_t cv;
     struct pool_entry *pool;
     unsigned pool_size, in_use;
+    unsigned writers_starving; /* one_writer: writers waiting longer than store.c allows */
     uint64_t acquired_total, wait_total, timeouts_total, reconnects_total;
     /*
      * Fault injection for tests only (SQLite's I/O fault tests): when not
