@@ -3,6 +3,12 @@
  * prepared once per connection and run with bound text parameters, sessions
  * pinned to UTC, and a reconnect (PQreset) when the server went away, after
  * which statements are prepared again.
+ *
+ * BEGIN costs no round trip of its own: it is held back and sent in one
+ * pipeline with the transaction's first statement (and its PREPARE, the
+ * first time), and a transaction that ran no statement ends without
+ * reaching the server at all. The snapshot is the same either way: a
+ * transaction takes it at its first statement, not at BEGIN.
  */
 #include <limits.h>
 #include <ctype.h>
@@ -18,6 +24,8 @@
 
 struct pg_conn {
     PGconn *pg;
+    struct dcms_store *store; /* for the reconnect */
+    const char *begin;        /* a BEGIN not sent yet, or NULL */
     unsigned char prepared[STORE_MAX_QUERIES];
 };
 
@@ -48,6 +56,7 @@ static enum dcms_err pg_connect(struct dcms_store *s, void **out, struct dcms_er
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
     const char *vals[] = {s->target, "dcmsd", "10", NULL};
+    c->store = s;
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
         const char *why = c->pg ? PQerrorMessage(c->pg) : "out of memory";
@@ -126,9 +135,8 @@ static enum dcms_err map_result(struct pg_conn *c, PGresult *res, const char *wh
     return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
 }
 
-static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_errinfo *ei)
+static enum dcms_err run_script(struct pg_conn *c, const char *sql, struct dcms_errinfo *ei)
 {
-    struct pg_conn *c = conn;
     PGresult *res = PQexec(c->pg, sql);
     ExecStatusType st = PQresultStatus(res);
     enum dcms_err r = DCMS_OK;
@@ -136,6 +144,90 @@ static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_err
         r = map_result(c, res, "statement", ei);
     PQclear(res);
     return r;
+}
+
+static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_errinfo *ei)
+{
+    struct pg_conn *c = conn;
+    if (strncmp(sql, "BEGIN", 5) == 0) {
+        c->begin = sql; /* sent with the first statement */
+        return DCMS_OK;
+    }
+    if (c->begin) {
+        if (strcmp(sql, "COMMIT") == 0 || strcmp(sql, "ROLLBACK") == 0) {
+            c->begin = NULL; /* nothing ran: nothing to end */
+            return DCMS_OK;
+        }
+        const char *begin = c->begin;
+        c->begin = NULL;
+        enum dcms_err r = run_script(c, begin, ei);
+        if (r)
+            return r;
+    }
+    return run_script(c, sql, ei);
+}
+
+/*
+ * The held-back BEGIN, the statement's PREPARE when this connection has not
+ * prepared it yet, and the statement, in one pipeline: one round trip. On
+ * success *out is the statement's result (the caller checks its status).
+ */
+static enum dcms_err begin_and_run(struct pg_conn *c, const char *what, const char *stmt,
+                                   const char *sql, int slot, int n, const char *const *values,
+                                   const int *lengths, const int *formats, PGresult **out,
+                                   struct dcms_errinfo *ei)
+{
+    *out = NULL;
+    bool prepare = !c->prepared[slot];
+    bool sent = PQenterPipelineMode(c->pg) == 1 &&
+                PQsendQueryParams(c->pg, c->begin, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+                (!prepare || PQsendPrepare(c->pg, stmt, sql, 0, NULL) == 1) &&
+                PQsendQueryPrepared(c->pg, stmt, n, values, lengths, formats, 0) == 1 &&
+                PQpipelineSync(c->pg) == 1;
+    PGresult *failed = NULL, *last = NULL;
+    bool prepared = false;
+    /* One result per command (each followed by NULL), then the sync's. */
+    for (int cmd = 0; sent && cmd < (prepare ? 3 : 2); cmd++) {
+        PGresult *res = PQgetResult(c->pg);
+        if (!res) {
+            sent = false;
+            break;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+        if (prepare && cmd == 1)
+            prepared = ok;
+        if (!ok && !failed && st != PGRES_PIPELINE_ABORTED) {
+            failed = res;
+        } else if (cmd == (prepare ? 2 : 1) && ok) {
+            last = res;
+        } else {
+            PQclear(res);
+        }
+        while ((res = PQgetResult(c->pg)))
+            PQclear(res);
+    }
+    if (sent) {
+        PGresult *sync = PQgetResult(c->pg);
+        sent = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+        PQclear(sync);
+    }
+    if (sent)
+        sent = PQexitPipelineMode(c->pg) == 1;
+    c->begin = NULL;
+    if (prepared)
+        c->prepared[slot] = 1;
+    enum dcms_err r = DCMS_OK;
+    if (failed || !sent) {
+        r = map_result(c, failed, what, ei);
+        PQclear(failed);
+        PQclear(last);
+        if (!sent && PQstatus(c->pg) == CONNECTION_OK)
+            PQexitPipelineMode(c->pg);
+        return r;
+    }
+    *out = last;
+    return DCMS_OK;
 }
 
 /* "2026-11-23 20:14:19.12+00" → "2026-11-23T20:14:19.120000Z" (sessions run in UTC). */
@@ -176,7 +268,7 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
         DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s has too many parameters", q->name);
         return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
-    if (!c->prepared[q->slot]) {
+    if (!c->prepared[q->slot] && !c->begin) {
         PGresult *res = PQprepare(c->pg, stmt, sql, 0, NULL);
         enum dcms_err r =
             PQresultStatus(res) == PGRES_COMMAND_OK ? DCMS_OK : map_result(c, res, q->name, ei);
@@ -232,7 +324,26 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
             values[i] = NULL;
         }
     }
-    PGresult *res = PQexecPrepared(c->pg, stmt, (int)n, values, lengths, formats, 0);
+    PGresult *res = NULL;
+    if (c->begin) {
+        const char *begin = c->begin;
+        enum dcms_err r = begin_and_run(c, q->name, stmt, sql, q->slot, (int)n, values, lengths,
+                                        formats, &res, ei);
+        /* A connection the server dropped while idle shows it here: nothing ran in this
+         * transaction yet, so one retry on a fresh connection is safe. */
+        if (r && PQstatus(c->pg) != CONNECTION_OK && pg_repair(c->store, c, ei) == DCMS_OK) {
+            dcms_errinfo_init(ei, ei->arena);
+            c->begin = begin;
+            r = begin_and_run(c, q->name, stmt, sql, q->slot, (int)n, values, lengths, formats,
+                              &res, ei);
+        }
+        if (r) {
+            free(texts);
+            return r;
+        }
+    } else {
+        res = PQexecPrepared(c->pg, stmt, (int)n, values, lengths, formats, 0);
+    }
     free(texts);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {

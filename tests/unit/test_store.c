@@ -1011,8 +1011,18 @@ static void reconnect_pg(void **state)
     insert_identity(tx, "user", "k2@x.org", NULL);
     commit(tx);
 
+    /* Lost after BEGIN, before any statement: the BEGIN travels with the first statement,
+     * nothing ran yet, so both go again on a fresh connection. */
+    tx = begin(s, DCMS_TX_WRITE);
+    kill_sessions(f);
+    insert_identity(tx, "user", "k3@x.org", NULL);
+    commit(tx);
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.reconnects_total, 2);
+
     /* Lost in the middle of a transaction: the statement fails as unavailable. */
     tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "k4@x.org", NULL);
     kill_sessions(f);
     char id[DCMS_UUID_STRLEN];
     dcms_uuid_v7(id);
@@ -1023,9 +1033,9 @@ static void reconnect_pg(void **state)
     dcms_store_rollback(tx);
     dcms_errinfo_init(&ei, NULL);
     CHECK(dcms_store_ping(s, &ei), ei);
-    assert_int_equal(count_identities(s), 2);
+    assert_int_equal(count_identities(s), 3); /* k4 went with its transaction */
     dcms_store_stats(s, &st);
-    assert_int_equal(st.reconnects_total, 2);
+    assert_int_equal(st.reconnects_total, 3);
     assert_int_equal(st.in_use, 0);
 }
 
