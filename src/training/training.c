@@ -668,8 +668,12 @@ static enum dcms_err on_contract(void *ctx, struct dcms_store_tx *tx,
 
 static void on_contract_committed(void *ctx, const struct dcms_contract_change *ch)
 {
-    (void)ch;
     struct dcms_training *t = ctx;
+    /* Jobs run only under an Active contract (on_contract cancels them when it leaves
+     * Active, and a job starts only under an Active one): any other change has nothing
+     * for the workers or the streams to see, and waking them costs each a store read. */
+    if (!ch->from_status || strcmp(ch->from_status, "active") != 0)
+        return;
     /* The workers see the cancelled state at their next look; wake those waiting. */
     pthread_mutex_lock(&t->mu);
     pthread_cond_broadcast(&t->cv);
