@@ -142,10 +142,16 @@ void dcms_store_rows_free(struct dcms_store_rows *r)
  */
 #define WRITER_STARVING_US 2000
 
+/* The writers have an entry (and a condition variable) of their own. */
+static bool writers_apart(const struct dcms_store *s)
+{
+    return s->be->one_writer && s->pool_size > 1;
+}
+
 static struct pool_entry *pool_free(struct dcms_store *s, enum dcms_tx_mode mode, bool starving)
 {
     unsigned lo = 0, hi = s->pool_size;
-    if (s->be->one_writer && s->pool_size > 1) {
+    if (writers_apart(s)) {
         if (mode == DCMS_TX_WRITE)
             return !s->pool[0].busy && (starving || s->writers_starving == 0) ? &s->pool[0] : NULL;
         lo = 1;
@@ -167,19 +173,20 @@ static enum dcms_err pool_acquire(struct dcms_store *s, enum dcms_tx_mode mode,
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
-    bool writer = s->be->one_writer && mode == DCMS_TX_WRITE;
+    bool writer = writers_apart(s) && mode == DCMS_TX_WRITE;
     int64_t since = writer ? dcms_clock_mono_us() : 0;
     pthread_mutex_lock(&s->mu);
     bool waited = false, starving = false;
     struct pool_entry *e;
     while (!(e = pool_free(s, mode, starving))) {
         waited = true;
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT &&
+        if (pthread_cond_timedwait(writer ? &s->wcv : &s->cv, &s->mu, &deadline) == ETIMEDOUT &&
             !(e = pool_free(s, mode, true))) {
             if (starving)
                 s->writers_starving--;
             s->timeouts_total++;
-            pthread_cond_broadcast(&s->cv); /* the entry may be free for the others now */
+            /* It may have been this one's turn: pass it on. */
+            pthread_cond_signal(writer ? &s->wcv : &s->cv);
             pthread_mutex_unlock(&s->mu);
             DCMS_LOG(DCMS_LOG_WARN, "store", "no free connection after %u ms", s->timeout_ms);
             return dcms_err_set(ei, DCMS_ERR_UNAVAILABLE, "the database is busy, try again");
@@ -208,11 +215,13 @@ static void pool_release(struct dcms_store *s, struct pool_entry *e)
     pthread_mutex_lock(&s->mu);
     e->busy = false;
     s->in_use--;
-    /* Writers and readers wait for different entries: wake them all (the pool is small). */
-    if (s->be->one_writer)
-        pthread_cond_broadcast(&s->cv);
+    /* One waiter is enough (waking them all costs a context switch each, per commit), but
+     * while a writer is starving only it may take the entry: wake them all then. */
+    bool writers = writers_apart(s) && e == &s->pool[0];
+    if (writers && s->writers_starving)
+        pthread_cond_broadcast(&s->wcv);
     else
-        pthread_cond_signal(&s->cv);
+        pthread_cond_signal(writers ? &s->wcv : &s->cv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -492,6 +501,7 @@ enum dcms_err dcms_store_open(const char *url, const struct dcms_store_opts *opt
     s->pool = calloc(s->pool_size, sizeof(*s->pool));
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->wcv, NULL);
     if (!s->target || !s->pool) {
         dcms_store_close(s);
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
@@ -522,6 +532,7 @@ void dcms_store_close(struct dcms_store *s)
     free(s->target);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->wcv);
     free(s);
 }
 

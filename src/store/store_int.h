@@ -80,7 +80,8 @@ struct dcms_store {
     char *target; /* SQLite path or PostgreSQL conninfo URL */
     unsigned timeout_ms;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* readers (and every transaction without one_writer) */
+    pthread_cond_t wcv; /* one_writer: the writers */
     struct pool_entry *pool;
     unsigned pool_size, in_use;
     unsigned writers_starving; /* one_writer: writers waiting longer than store.c allows */
