@@ -41,8 +41,9 @@ struct sq_ckpt {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool due, stop;
-    void *conn;           /* the checkpointer's own connection */
-    _Atomic int last_log; /* the WAL's frames when the last checkpoint ended */
+    pthread_mutex_t run_mu; /* held while a checkpoint runs: one at a time in the process */
+    void *conn;             /* the checkpointer's own connection */
+    _Atomic int last_log;   /* the WAL's frames when the last checkpoint ended */
 };
 
 static enum dcms_err map_error(sqlite3 *db, int rc, const char *what, struct dcms_errinfo *ei)
@@ -92,8 +93,10 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
          * (the busy timeout) for the readers to leave the WAL, which lets the
          * next write start it over.
          */
+        pthread_mutex_lock(&k->run_mu); /* the checkpointer's pass ends first */
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
         atomic_store(&k->last_log, 0);
+        pthread_mutex_unlock(&k->run_mu);
         return SQLITE_OK;
     }
     int last = atomic_load(&k->last_log);
@@ -196,8 +199,10 @@ static void *ckpt_main(void *arg)
         pthread_mutex_unlock(&k->mu);
         /* PASSIVE: copies what no reader still needs, and never waits for a lock. */
         int log = 0;
+        pthread_mutex_lock(&k->run_mu);
         int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
         atomic_store(&k->last_log, log > 0 ? log : 0);
+        pthread_mutex_unlock(&k->run_mu);
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
             DCMS_LOG(DCMS_LOG_WARN, "store", "sqlite checkpoint failed: %s (%d)",
                      sqlite3_errmsg(c->db), sqlite3_extended_errcode(c->db));
@@ -219,9 +224,11 @@ static enum dcms_err sq_start(struct dcms_store *s, struct dcms_errinfo *ei)
     }
     sqlite3_wal_autocheckpoint(((struct sq_conn *)k->conn)->db, 0);
     pthread_mutex_init(&k->mu, NULL);
+    pthread_mutex_init(&k->run_mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
         pthread_mutex_destroy(&k->mu);
+        pthread_mutex_destroy(&k->run_mu);
         pthread_cond_destroy(&k->cv);
         sq_disconnect(k->conn);
         free(k);
@@ -244,6 +251,7 @@ static void sq_stop(struct dcms_store *s)
     pthread_join(k->thread, NULL);
     sq_disconnect(k->conn);
     pthread_mutex_destroy(&k->mu);
+    pthread_mutex_destroy(&k->run_mu);
     pthread_cond_destroy(&k->cv);
     free(k);
     s->be_state = NULL;
