@@ -95,19 +95,25 @@ static struct dcms_store_val field_val(const json_t *o, const char *key)
     return t ? DCMS_VAL_TEXT(t) : DCMS_VAL_NULL;
 }
 
+/* Runs `q` with `v` as its one parameter, as JSON text. */
+static enum dcms_err exec_json(struct dcms_store_tx *tx, struct dcms_query *q, const json_t *v,
+                               struct dcms_errinfo *ei)
+{
+    char *text = dcms_json_dump(v, NULL);
+    if (!text)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(text)};
+    enum dcms_err e = dcms_store_exec(tx, q, p, 1, NULL, NULL, ei);
+    free(text);
+    return e;
+}
+
 enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const json_t *events,
                                       struct dcms_errinfo *ei)
 {
-    if (dcms_store_backend(dcms_store_tx_store(tx)) == DCMS_STORE_PG) {
-        /* PostgreSQL: one statement for the batch, not one round trip per event. */
-        char *text = dcms_json_dump(events, NULL);
-        if (!text)
-            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        struct dcms_store_val p[] = {DCMS_VAL_TEXT(text)};
-        enum dcms_err e = dcms_store_exec(tx, &q_events_bulk, p, 1, NULL, NULL, ei);
-        free(text);
-        return e;
-    }
+    /* PostgreSQL: one statement for the batch, not one round trip per event. */
+    if (dcms_store_backend(dcms_store_tx_store(tx)) == DCMS_STORE_PG)
+        return exec_json(tx, &q_events_bulk, events, ei);
     enum dcms_err e = DCMS_OK;
     for (size_t i = 0; !e && i < json_array_size(events); i++) {
         const json_t *o = json_array_get(events, i);
@@ -129,15 +135,8 @@ static struct dcms_query q_node_put = DCMS_QUERY(
 enum dcms_err audit_store_nodes_bulk(struct dcms_store_tx *tx, const json_t *nodes,
                                      struct dcms_errinfo *ei)
 {
-    if (dcms_store_backend(dcms_store_tx_store(tx)) == DCMS_STORE_PG) {
-        char *text = dcms_json_dump(nodes, NULL);
-        if (!text)
-            return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-        struct dcms_store_val p[] = {DCMS_VAL_TEXT(text)};
-        enum dcms_err e = dcms_store_exec(tx, &q_nodes_bulk, p, 1, NULL, NULL, ei);
-        free(text);
-        return e;
-    }
+    if (dcms_store_backend(dcms_store_tx_store(tx)) == DCMS_STORE_PG)
+        return exec_json(tx, &q_nodes_bulk, nodes, ei);
     enum dcms_err e = DCMS_OK;
     for (size_t i = 0; !e && i < json_array_size(nodes); i++) {
         const json_t *n = json_array_get(nodes, i);
