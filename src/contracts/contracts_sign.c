@@ -53,15 +53,11 @@ enum dcms_err ct_signatures_void(struct dcms_store_tx *tx, const char *id, const
         NULL, n, ei);
 }
 
-enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, const char *hash,
-                                     bool *provider, bool *consumer, struct dcms_errinfo *ei)
+/* ct_signatures_complete over the live signatures already read (ct_q_sig_live). */
+static enum dcms_err complete_of(const struct dcms_store_rows *rows, const char *hash,
+                                 bool *provider, bool *consumer, struct dcms_errinfo *ei)
 {
-    struct dcms_store_rows *rows = NULL;
     *provider = *consumer = false;
-    enum dcms_err e = dcms_store_exec(
-        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
-    if (e)
-        return e;
     const char *signer[2] = {NULL, NULL}, *key[2] = {NULL, NULL};
     for (size_t i = 0; i < dcms_store_rows_count(rows); i++) {
         if (strcmp(dcms_store_rows_text(rows, i, 6), hash) != 0)
@@ -73,15 +69,27 @@ enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, c
     }
     /* Separation of duties, re-checked at activation: two signers, two keys. */
     if (signer[0] && signer[1] && strcmp(signer[0], signer[1]) == 0)
-        e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
-                         "both sides were signed by the same signer (%s): a contract needs two "
-                         "different signers",
-                         signer[0]);
-    else if (key[0] && key[1] && strcmp(key[0], key[1]) == 0)
-        e = dcms_err_set(ei, DCMS_ERR_CONFLICT,
-                         "both sides were signed with the same key (%s): a contract needs two "
-                         "different signers",
-                         key[0]);
+        return dcms_err_set(ei, DCMS_ERR_CONFLICT,
+                            "both sides were signed by the same signer (%s): a contract needs two "
+                            "different signers",
+                            signer[0]);
+    if (key[0] && key[1] && strcmp(key[0], key[1]) == 0)
+        return dcms_err_set(ei, DCMS_ERR_CONFLICT,
+                            "both sides were signed with the same key (%s): a contract needs two "
+                            "different signers",
+                            key[0]);
+    return DCMS_OK;
+}
+
+enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, const char *hash,
+                                     bool *provider, bool *consumer, struct dcms_errinfo *ei)
+{
+    struct dcms_store_rows *rows = NULL;
+    *provider = *consumer = false;
+    enum dcms_err e = dcms_store_exec(
+        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
+    if (!e)
+        e = complete_of(rows, hash, provider, consumer, ei);
     dcms_store_rows_free(rows);
     return e;
 }
@@ -91,15 +99,11 @@ enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, c
  * `hash` may not sign this one, nor may the key (or passkey) used there.
  * `key_id` is NULL when not known yet.
  */
-static enum dcms_err other_side_check(const struct ct_call *c, struct dcms_store_tx *tx,
-                                      const char *id, const char *hash, const char *side,
-                                      const char *key_id, const char *key_field)
+static enum dcms_err other_side_check(const struct ct_call *c, const struct dcms_store_rows *rows,
+                                      const char *hash, const char *side, const char *key_id,
+                                      const char *key_field)
 {
-    struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_exec(
-        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, c->ei);
-    if (e)
-        return e;
+    enum dcms_err e = DCMS_OK;
     for (size_t i = 0; !e && i < dcms_store_rows_count(rows); i++) {
         const char *other = dcms_store_rows_text(rows, i, 1);
         if (strcmp(dcms_store_rows_text(rows, i, 6), hash) != 0 || strcmp(other, side) == 0)
@@ -115,7 +119,6 @@ static enum dcms_err other_side_check(const struct ct_call *c, struct dcms_store
                                "different signer and key",
                                other, side);
     }
-    dcms_store_rows_free(rows);
     return e;
 }
 
@@ -152,12 +155,19 @@ static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx,
                             "the terms changed: terms_hash %s is not the current one (%s, terms "
                             "version %lld); review and sign the current version",
                             in->terms_hash, r->terms_hash, (long long)r->terms_version);
+    /* The live signatures, read once for both checks. */
+    struct dcms_store_rows *sigs = NULL;
     bool ps = false, cs = false;
-    if ((e = ct_signatures_complete(tx, id, r->terms_hash, &ps, &cs, c->ei)))
-        return e;
-    if (strcmp(*side, "provider") == 0 ? ps : cs)
-        return dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", *side);
-    return other_side_check(c, tx, id, r->terms_hash, *side, key_id, in->type->key_field);
+    if (!(e = dcms_store_exec(tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
+                              &sigs, NULL, c->ei)) &&
+        !(e = complete_of(sigs, r->terms_hash, &ps, &cs, c->ei))) {
+        if (strcmp(*side, "provider") == 0 ? ps : cs)
+            e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", *side);
+        else
+            e = other_side_check(c, sigs, r->terms_hash, *side, key_id, in->type->key_field);
+    }
+    dcms_store_rows_free(sigs);
+    return e;
 }
 
 enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_sign_in *in,
