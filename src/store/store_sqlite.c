@@ -5,14 +5,15 @@
  * opened through store_sqlite_vfs.c, which batches the WAL's writes.
  *
  * Checkpoints (copying the WAL back into the database file, with its two
- * fsyncs) run on a thread of their own with a connection of its own: a
- * commit that leaves the WAL past CKPT_PAGES wakes it, instead of running
+ * fsyncs) run as a dcms_periodic job with a connection of its own: a
+ * commit that leaves the WAL past CKPT_PAGES kicks it, instead of running
  * the checkpoint itself as SQLite's autocheckpoint would, on the request's
  * thread and, with store.c's one writer connection, in every writer's way.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -20,6 +21,7 @@
 
 #include "dcms/fs.h"
 #include "dcms/log.h"
+#include "dcms/periodic.h"
 #include "store/store_int.h"
 
 #define CKPT_PAGES 4000       /* WAL pages (4 KiB) past which a checkpoint is due */
@@ -36,11 +38,12 @@ struct sq_conn {
     sqlite3_stmt *stmts[STORE_MAX_QUERIES];
 };
 
+/* The checkpointer: a dcms_periodic job, kicked by the commit that makes a checkpoint due. */
+#define CKPT_PERIOD_MS 60000 /* a run finds nothing due unless a commit kicked it */
+
 struct sq_ckpt {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool due, stop;
+    struct dcms_periodic *job;
+    atomic_bool due;
     pthread_mutex_t run_mu; /* held while a checkpoint runs: one at a time in the process */
     void *conn;             /* the checkpointer's own connection */
     _Atomic int last_log;   /* the WAL's frames when the last checkpoint ended */
@@ -101,10 +104,8 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     }
     int last = atomic_load(&k->last_log);
     if (pages - (pages < last ? 0 : last) >= CKPT_PAGES) {
-        pthread_mutex_lock(&k->mu);
-        k->due = true;
-        pthread_cond_signal(&k->cv);
-        pthread_mutex_unlock(&k->mu);
+        atomic_store(&k->due, true);
+        dcms_periodic_kick(k->job);
     }
     return SQLITE_OK;
 }
@@ -185,31 +186,21 @@ static enum dcms_err sq_exec_script(void *conn, const char *sql, struct dcms_err
 
 /* ---- the checkpointer ---- */
 
-static void *ckpt_main(void *arg)
+static void ckpt_run(void *arg)
 {
     struct sq_ckpt *k = arg;
     struct sq_conn *c = k->conn;
-    pthread_mutex_lock(&k->mu);
-    for (;;) {
-        while (!k->due && !k->stop)
-            pthread_cond_wait(&k->cv, &k->mu);
-        if (k->stop)
-            break;
-        k->due = false;
-        pthread_mutex_unlock(&k->mu);
-        /* PASSIVE: copies what no reader still needs, and never waits for a lock. */
-        int log = 0;
-        pthread_mutex_lock(&k->run_mu);
-        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
-        atomic_store(&k->last_log, log > 0 ? log : 0);
-        pthread_mutex_unlock(&k->run_mu);
-        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
-            DCMS_LOG(DCMS_LOG_WARN, "store", "sqlite checkpoint failed: %s (%d)",
-                     sqlite3_errmsg(c->db), sqlite3_extended_errcode(c->db));
-        pthread_mutex_lock(&k->mu);
-    }
-    pthread_mutex_unlock(&k->mu);
-    return NULL;
+    if (!atomic_exchange(&k->due, false))
+        return;
+    /* PASSIVE: copies what no reader still needs, and never waits for a lock. */
+    int log = 0;
+    pthread_mutex_lock(&k->run_mu);
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
+    atomic_store(&k->last_log, log > 0 ? log : 0);
+    pthread_mutex_unlock(&k->run_mu);
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+        DCMS_LOG(DCMS_LOG_WARN, "store", "sqlite checkpoint failed: %s (%d)", sqlite3_errmsg(c->db),
+                 sqlite3_extended_errcode(c->db));
 }
 
 static enum dcms_err sq_start(struct dcms_store *s, struct dcms_errinfo *ei)
@@ -223,16 +214,12 @@ static enum dcms_err sq_start(struct dcms_store *s, struct dcms_errinfo *ei)
         return r;
     }
     sqlite3_wal_autocheckpoint(((struct sq_conn *)k->conn)->db, 0);
-    pthread_mutex_init(&k->mu, NULL);
     pthread_mutex_init(&k->run_mu, NULL);
-    pthread_cond_init(&k->cv, NULL);
-    if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
-        pthread_mutex_destroy(&k->mu);
+    if ((r = dcms_periodic_start("sqlite checkpoints", CKPT_PERIOD_MS, ckpt_run, k, &k->job, ei))) {
         pthread_mutex_destroy(&k->run_mu);
-        pthread_cond_destroy(&k->cv);
         sq_disconnect(k->conn);
         free(k);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, "cannot start the checkpoint thread");
+        return r;
     }
     s->be_state = k;
     return DCMS_OK;
@@ -244,15 +231,9 @@ static void sq_stop(struct dcms_store *s)
     struct sq_ckpt *k = s->be_state;
     if (!k)
         return;
-    pthread_mutex_lock(&k->mu);
-    k->stop = true;
-    pthread_cond_signal(&k->cv);
-    pthread_mutex_unlock(&k->mu);
-    pthread_join(k->thread, NULL);
+    dcms_periodic_stop(k->job);
     sq_disconnect(k->conn);
-    pthread_mutex_destroy(&k->mu);
     pthread_mutex_destroy(&k->run_mu);
-    pthread_cond_destroy(&k->cv);
     free(k);
     s->be_state = NULL;
 }
