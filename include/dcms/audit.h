@@ -186,6 +186,8 @@ bool dcms_audit_slice_verify(const json_t *slice, const unsigned char pk[DCMS_SI
 /* ---- the Merkle tree (RFC 9162): tree heads, proofs, receipts ---- */
 
 #define DCMS_AUDIT_RECEIPT_TYPE "dcms.audit.receipt.v1"
+/* Where event %s's receipt is served (the link a signature, a key release or a download gives). */
+#define DCMS_AUDIT_RECEIPT_PATH "/api/v1/audit/events/%s/receipt"
 
 /*
  * The newest signed tree head, {tree_size, root_hash, time, key_id,

@@ -6,6 +6,7 @@
  * (a contract as a jansson object or as text written without re-parsing,
  * a signature, the list cursor). No store access, no HTTP.
  */
+#include "dcms/audit.h"
 #include "dcms/crypto.h"
 #include "dcms/json.h"
 #include "dcms/store.h"
@@ -353,7 +354,7 @@ json_t *ct_sig_json(const struct dcms_store_rows *rows, size_t i)
     /* Its contract.sign event and where its receipt is (none for rows older than both). */
     if (o && T(12) && *T(12)) {
         json_object_set_new(o, "audit_event_id", json_string(T(12)));
-        json_object_set_new(o, "receipt", json_sprintf("/api/v1/audit/events/%s/receipt", T(12)));
+        json_object_set_new(o, "receipt", json_sprintf(DCMS_AUDIT_RECEIPT_PATH, T(12)));
     }
 #undef T
     return o;

@@ -8,6 +8,7 @@
 
 #include "dcms/app.h"
 #include "dcms/arena.h"
+#include "dcms/audit.h"
 #include "dcms/str.h"
 #include "http/handlers.h"
 #include "training/training_int.h"
@@ -87,7 +88,7 @@ enum dcms_err dcms_training_http_model(struct dcms_http_req *req, struct dcms_ht
                                   dcms_http_req_param(req, "id"));
     /* The download's audit event and its receipt (docs/audit.md, "Receipts"). */
     char *link =
-        dcms_arena_sprintf(req->arena, "</api/v1/audit/events/%s/receipt>; rel=\"receipt\"", eid);
+        dcms_arena_sprintf(req->arena, "<" DCMS_AUDIT_RECEIPT_PATH ">; rel=\"receipt\"", eid);
     char *ev = dcms_arena_sprintf(req->arena, "%s", eid);
     if (!cd || !link || !ev || dcms_http_resp_header(resp, "Content-Disposition", cd) ||
         dcms_http_resp_header(resp, "X-Dcms-Audit-Event", ev) ||

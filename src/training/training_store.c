@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dcms/audit.h"
 #include "dcms/store.h"
 #include "dcms/app.h"
 #include "training/training_int.h"
@@ -174,10 +175,9 @@ json_t *tr_job_json(const struct dcms_store_rows *r, size_t i)
     const char *kr = dcms_store_rows_text(r, i, TC_KEY_RELEASE_EVENT);
     if (job)
         json_object_set_new(job, "key_release",
-                            kr && *kr
-                                ? json_pack("{s:s, s:o}", "audit_event_id", kr, "receipt",
-                                            json_sprintf("/api/v1/audit/events/%s/receipt", kr))
-                                : json_null());
+                            kr && *kr ? json_pack("{s:s, s:o}", "audit_event_id", kr, "receipt",
+                                                  json_sprintf(DCMS_AUDIT_RECEIPT_PATH, kr))
+                                      : json_null());
     return job;
 }
 
