@@ -295,13 +295,10 @@ static enum dcms_err begin_on(struct dcms_store *s, struct pool_entry *e, enum d
         if (r)
             return r;
     }
-    enum dcms_err r = s->be->exec_script(e->conn, sql, ei);
-    if (r && s->be->repair && s->be->broken(e->conn)) {
-        /* Nothing ran in this transaction yet, so one retry on a fresh connection is safe. */
-        if ((r = s->be->repair(s, e->conn, ei)) == DCMS_OK)
-            r = s->be->exec_script(e->conn, sql, ei);
-    }
-    return r;
+    /* The only backend that repairs (PostgreSQL) sends BEGIN with the transaction's first
+     * statement, and retries both on a fresh connection there when the server had dropped
+     * this one (store_pg.c): the BEGIN itself cannot find it broken. */
+    return s->be->exec_script(e->conn, sql, ei);
 }
 
 enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
