@@ -73,6 +73,7 @@ struct dcms_audit {
     char head_hash[65];
     struct audit_range range;
     struct dcms_periodic *seq_timer;
+    enum dcms_err seq_failing; /* the timer's last pass failed so (timer thread only) */
 };
 
 /* Signs (seq, hash) as a checkpoint inside `tx` (audit.c). */

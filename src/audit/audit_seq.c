@@ -400,8 +400,18 @@ static void timer_run(void *arg)
     struct dcms_errinfo ei;
     dcms_errinfo_init(&ei, NULL);
     bool leader;
-    if (pass(a, &leader, &ei))
-        DCMS_LOG(DCMS_LOG_WARN, "audit", "sequencing failed: %s", ei.message);
+    enum dcms_err e = pass(a, &leader, &ei);
+    /*
+     * A pass runs every few milliseconds: an outage is one line when it starts
+     * and one when it ends, not a line per pass. A full disk is the store's to
+     * log (once per episode, dcms_store_read_only).
+     */
+    if (e && e != a->seq_failing && e != DCMS_ERR_INSUFFICIENT_STORAGE)
+        DCMS_LOG(DCMS_LOG_WARN, "audit", "sequencing failed: %s (retried until it succeeds)",
+                 ei.message);
+    else if (!e && a->seq_failing && a->seq_failing != DCMS_ERR_INSUFFICIENT_STORAGE)
+        DCMS_LOG(DCMS_LOG_INFO, "audit", "sequencing succeeds again");
+    a->seq_failing = e;
 }
 
 enum dcms_err dcms_audit_sync(struct dcms_audit *a, struct dcms_errinfo *ei)

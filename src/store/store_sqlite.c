@@ -171,6 +171,10 @@ static enum dcms_err sq_exec_script(void *conn, const char *sql, struct dcms_err
     for (size_t i = 0; i < NCONTROL; i++) {
         if (strcmp(sql, control_sql[i]) != 0)
             continue;
+        /* SQLite ends the transaction itself on some errors (a full disk, out of memory):
+         * nothing is left to roll back, and saying so would be a warning per request. */
+        if (strcmp(sql, "ROLLBACK") == 0 && sqlite3_get_autocommit(c->db))
+            return DCMS_OK;
         int rc = c->control[i] ? SQLITE_OK
                                : sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                                     &c->control[i], NULL);
@@ -198,7 +202,8 @@ static void ckpt_run(void *arg)
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
     atomic_store(&k->last_log, log > 0 ? log : 0);
     pthread_mutex_unlock(&k->run_mu);
-    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+    /* Busy: the next pass copies it. Full: the writes' own failure is the episode's line. */
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_FULL)
         DCMS_LOG(DCMS_LOG_WARN, "store", "sqlite checkpoint failed: %s (%d)", sqlite3_errmsg(c->db),
                  sqlite3_extended_errcode(c->db));
 }

@@ -151,6 +151,9 @@ test('disk full: 507 insufficient_storage with Retry-After, /readyz read_only, o
       const logs = s.logs();
       assert.equal(logs.filter((l) => /insufficient_storage|failed: .*full/.test(l.msg ?? '')).length, 0,
         'no line per request');
+      // Nor any other warning: neither rollbacks of what SQLite already ended nor sequencer passes.
+      const loud = logs.filter((l) => l.level === 'warn' || l.level === 'error');
+      assert.equal(loud.length, 1, JSON.stringify(loud.slice(0, 5)));
 
       // Space comes back: dcmsd recovers by itself, no restart.
       fs.rmSync(filler);

@@ -34,6 +34,7 @@
 #include "dcms/json.h"
 #include "dcms/store.h"
 #include "dcms/uuid.h"
+#include "store/store_int.h"
 
 struct fixture {
     struct dcms_testdb db; /* first: see testdb.h; db.dir also holds the key files */
@@ -827,6 +828,62 @@ static void write_failure_fails_change(struct fixture *f)
 }
 AUDIT_CASE(write_failure_fails_change)
 
+/* Appends one event through `s` without waiting for the sequencer. */
+static void append_pending(struct dcms_audit *a, struct dcms_store *s, const char *tag)
+{
+    struct dcms_audit_event ev = {.actor = "user-1",
+                                  .action = "test.append",
+                                  .resource_type = "thing",
+                                  .resource_id = tag,
+                                  .outcome = DCMS_AUDIT_SUCCESS};
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    char eid[DCMS_UUID_STRLEN] = "";
+    enum dcms_err e = dcms_audit_append(a, tx, &ev, eid, &ei);
+    if (e) {
+        dcms_store_rollback(tx);
+        fail_msg("dcms_audit_append: %s (%s)", dcms_err_slug(e), ei.message);
+    }
+    commit(tx);
+}
+
+/*
+ * The sequencer's timer passes every few milliseconds: a store that refuses
+ * its writes is one line when that starts and one when it ends, not a line
+ * per pass; a full disk is the store's own line alone (the fault suite's
+ * disk-full test once counted four).
+ */
+static void sequencer_outage_logged_once(struct fixture *f)
+{
+    open_both(f, 100000, 0, 0);
+    f->store2 = open_store(f, 2); /* the appends' store, which keeps working */
+    append_n(f, 1);
+    static const struct {
+        enum dcms_err fault;
+        int failed, again, full;
+    } cases[] = {{DCMS_ERR_UNAVAILABLE, 1, 1, 0}, {DCMS_ERR_INSUFFICIENT_STORAGE, 0, 0, 1}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        FILE *log = dcms_test_log_begin();
+        f->store->fail_commit = cases[i].fault;
+        append_pending(f->audit, f->store2, "while refused");
+        sleep_ms(400); /* sixteen passes of the 25 ms timer */
+        int64_t before = sql_int(f, "SELECT seq FROM audit_head");
+        f->store->fail_commit = DCMS_OK;
+        assert_int_equal(sync_head(f->audit, f->store), (int64_t)i + 2);
+        sleep_ms(100); /* the timer's next passes succeed */
+        char *lines = dcms_test_log_end(log);
+        assert_int_equal(before, (int64_t)i + 1); /* nothing was sequenced meanwhile */
+        if (dcms_test_count(lines, "sequencing failed") != cases[i].failed ||
+            dcms_test_count(lines, "sequencing succeeds again") != cases[i].again ||
+            dcms_test_count(lines, "disk is full") != cases[i].full)
+            fail_msg("%s: unexpected lines:\n%s", dcms_err_slug(cases[i].fault), lines);
+        free(lines);
+    }
+    assert_verifies(f->audit, 3, 0);
+}
+AUDIT_CASE(sequencer_outage_logged_once)
+
 /* ---- checkpoints ---- */
 
 /* With the timer on and N large, a checkpoint for the head appears within ~2.5 s. */
@@ -1212,6 +1269,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(rollback_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(write_failure_fails_change_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(write_failure_fails_change_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(sequencer_outage_logged_once_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(sequencer_outage_logged_once_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(checkpoint_timer_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(checkpoint_timer_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(checkpoint_on_close_sqlite, setup_sqlite, teardown),

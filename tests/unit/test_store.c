@@ -436,6 +436,32 @@ static void rollback_discards(struct fixture *f)
 }
 STORE_CASE(rollback_discards)
 
+/*
+ * SQLite ends a transaction itself on some errors (a full disk, out of
+ * memory); rolling back after that is quiet. It used to log "cannot rollback
+ * - no transaction is active" once per refused request on a full disk.
+ */
+static void rollback_after_sqlite_ended_it(void **state)
+{
+    struct fixture *f = *state;
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "gone@x.org", NULL);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(s->be->exec_script(tx->entry->conn, "ROLLBACK", &ei), ei); /* as SQLite would */
+    FILE *log = dcms_test_log_begin();
+    dcms_store_rollback(tx);
+    char *lines = dcms_test_log_end(log);
+    assert_string_equal(lines, "");
+    free(lines);
+    assert_int_equal(count_identities(s), 0);
+    tx = begin(s, DCMS_TX_WRITE); /* the connection is usable */
+    insert_identity(tx, "user", "kept@x.org", NULL);
+    commit(tx);
+    assert_int_equal(count_identities(s), 1);
+}
+
 static void unique_conflict(struct fixture *f)
 {
     struct dcms_store *s = open_store(f, 1, 0);
@@ -1172,6 +1198,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(read_tx_is_read_only_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(reconnect_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(wal_bounded_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(rollback_after_sqlite_ended_it, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_sqlite, setup_sqlite,
                                     teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_pg, setup_pg, teardown),

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "dcms/err.h"
+#include "dcms/log.h"
 
 /* Fails the case with the error's slug and message when `call` returns an error. */
 #define CHECK(call, ei)                                                                            \
@@ -52,6 +53,39 @@ static inline char *dcms_test_read_file(const char *path, size_t *len_out)
     if (len_out)
         *len_out = (size_t)n;
     return p;
+}
+
+/* Log lines go to a temporary file from dcms_test_log_begin until dcms_test_log_end. */
+static inline FILE *dcms_test_log_begin(void)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    dcms_log_set_fd(fileno(f));
+    return f;
+}
+
+/* The lines logged since dcms_test_log_begin, malloc'd; logs go to stderr again. */
+static inline char *dcms_test_log_end(FILE *f)
+{
+    dcms_log_set_fd(2);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
+    p[n] = '\0';
+    fclose(f);
+    return p;
+}
+
+/* How many times `needle` occurs in `s`. */
+static inline int dcms_test_count(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
 }
 
 #endif
