@@ -100,7 +100,10 @@ struct dcms_contract_change {
  * committed: called after the commit, in the same request or job, for the
  *   work that cannot run inside a transaction (stopping processes). It
  *   cannot undo the change; what it fails to do its owner must redo later.
- * Either may be NULL. Both run on the thread that made the change.
+ * Either may be NULL. Both run on the thread that made the change. Only
+ * changes from Active, Suspended, Terminated or Expired are told: a contract
+ * in Draft or Pending signature has never been Active (the lifecycle never
+ * returns there), so nothing can have started under it yet.
  */
 struct dcms_contracts_listener {
     enum dcms_err (*record)(void *ctx, struct dcms_store_tx *tx,

@@ -416,6 +416,7 @@ DCMS_TESTDB_SETUPS("/tmp/dcms-contracts-XXXXXX", "dcms_ct_")
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    dcms_contracts_close(f->app.contracts);
     dcms_iam_close(f->app.iam);
     dcms_keys_close(f->app.keys);
     f->app.keys = NULL;
@@ -718,6 +719,73 @@ static void failed_commit_leaks_nothing(struct fixture *f)
 }
 DCMS_TESTDB_CASE(failed_commit_leaks_nothing)
 
+/* A listener that counts the calls it gets and keeps the last change's statuses. */
+struct seen {
+    int records, commits;
+    char from[32], to[32];
+};
+
+static enum dcms_err seen_record(void *ctx, struct dcms_store_tx *tx,
+                                 const struct dcms_contract_change *ch, struct dcms_errinfo *ei)
+{
+    struct seen *s = ctx;
+    s->records++;
+    snprintf(s->from, sizeof(s->from), "%s", ch->from_status);
+    snprintf(s->to, sizeof(s->to), "%s", ch->to_status);
+    return DCMS_OK;
+}
+
+static void seen_committed(void *ctx, const struct dcms_contract_change *ch)
+{
+    ((struct seen *)ctx)->commits++;
+}
+
+/*
+ * Listeners hear the changes of a contract that has been Active, and no
+ * others: nothing can run under a Draft or Pending one, and each call cost
+ * the enclave service a store read per change (two round trips on
+ * PostgreSQL, in every submit and activate).
+ */
+static void listeners_follow_active_contracts(struct fixture *f)
+{
+    open_all(f);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, f->arena);
+    CHECK(dcms_contracts_open(&f->app, &f->app.contracts, &ei), ei);
+    struct seen seen = {0};
+    struct dcms_contracts_listener l = {seen_record, seen_committed, &seen};
+    CHECK(dcms_contracts_listen(f->app.contracts, &l, &ei), ei);
+
+    json_t *body = json_pack("{s:s, s:s, s:s, s:o}", "title", "T", "provider_id", f->prov.id,
+                             "consumer_id", f->cons.id, "terms", json_loads(good_terms, 0, NULL));
+    json_t *out = NULL;
+    struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei, NULL};
+    CHECK(create_json(&c, body, &out), ei);
+    json_decref(body);
+    char id[DCMS_UUID_STRLEN];
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+
+    struct ct_rec rec = {NULL, {0}, NULL};
+    CHECK(ct_transition(&c, id, CT_OP_SUBMIT, NULL, &rec), ei);
+    ct_rec_release(&rec);
+    assert_int_equal(seen.records + seen.commits, 0); /* draft -> pending_signature */
+
+    exec_sql(f,
+             f->db.bk == BK_PG
+                 ? "UPDATE contracts SET status = 'active' WHERE id = CAST($1 AS UUID)"
+                 : "UPDATE contracts SET status = 'active' WHERE id = $1",
+             id);
+    CHECK(ct_transition(&c, id, CT_OP_SUSPEND, NULL, &rec), ei);
+    ct_rec_release(&rec);
+    assert_int_equal(seen.records, 1);
+    assert_int_equal(seen.commits, 1);
+    assert_string_equal(seen.from, "active");
+    assert_string_equal(seen.to, "suspended");
+    dcms_contracts_unlisten(f->app.contracts, &seen);
+}
+DCMS_TESTDB_CASE(listeners_follow_active_contracts)
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(terms_accepted_and_normalized),
     cmocka_unit_test(terms_every_problem_with_its_path),
@@ -732,6 +800,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(security_view_and_expiry_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(failed_commit_leaks_nothing_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(failed_commit_leaks_nothing_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(listeners_follow_active_contracts_sqlite, setup_sqlite,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(listeners_follow_active_contracts_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)
