@@ -183,10 +183,17 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
 }
 
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               struct ct_rec *out)
+                               struct dcms_store_rows *row, struct ct_rec *out)
 {
     struct ct_rec rec = {0};
-    enum dcms_err e = ct_load(tx, id, &rec.rows, &rec.r, c->ei);
+    enum dcms_err e = DCMS_OK;
+    if (row && dcms_store_rows_count(row) == 1) {
+        rec.rows = row;
+        ct_row_from(row, 0, &rec.r, dcms_clock_now_us());
+    } else {
+        dcms_store_rows_free(row);
+        e = ct_load(tx, id, &rec.rows, &rec.r, c->ei);
+    }
     if (!e)
         e = ct_names_read(tx, &rec, c->ei);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
@@ -223,6 +230,7 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
     const struct ct_input in = *inp;
     enum dcms_err e = DCMS_OK;
     struct dcms_store_tx *tx = NULL;
+    struct dcms_store_rows *row = NULL; /* the contract as inserted */
     char *canon_terms = NULL, *canon_content = NULL;
     char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN], from[DCMS_TIME_STRLEN], to[DCMS_TIME_STRLEN],
         hex[65];
@@ -258,7 +266,7 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
                                   DCMS_VAL_TEXT(in.consumer_id), DCMS_VAL_TEXT(canon_terms),
                                   DCMS_VAL_TEXT(hex), DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id),
                                   DCMS_VAL_TEXT(from), DCMS_VAL_TEXT(to)},
-        11, NULL, NULL, c->ei);
+        11, &row, NULL, c->ei);
     if (!e)
         e = dcms_store_exec(tx, &ct_q_version_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(1),
@@ -272,10 +280,12 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
                                "consumer_id", in.consumer_id, "status", "draft", "version",
                                (json_int_t)1, "terms_version", (json_int_t)1, "terms_hash", hex));
     if (!e) {
-        e = ct_commit_answer(c, tx, id, out);
+        e = ct_commit_answer(c, tx, id, row, out);
         tx = NULL;
+        row = NULL;
     }
 out:
+    dcms_store_rows_free(row);
     dcms_store_rollback(tx);
     free(canon_terms);
     free(canon_content);
@@ -438,9 +448,10 @@ static enum dcms_err if_match_ok(const struct ct_call *c, const struct ct_row *r
 }
 
 /* Writes the new status with the row-version check; 412 when the row moved meanwhile. */
+/* *row: the contract as written (ct_load's columns). */
 static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx *tx,
                                   const struct ct_row *r, enum ct_status to, const char *reason,
-                                  const char *now)
+                                  const char *now, struct dcms_store_rows **row)
 {
     uint64_t n = 0;
     enum dcms_err e = dcms_store_exec(
@@ -448,7 +459,7 @@ static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx 
         (struct dcms_store_val[]){DCMS_VAL_TEXT(r->id), DCMS_VAL_TEXT(ct_status_name(to)),
                                   reason ? DCMS_VAL_TEXT(reason) : DCMS_VAL_NULL,
                                   DCMS_VAL_TEXT(now), DCMS_VAL_INT(r->version)},
-        5, NULL, &n, c->ei);
+        5, row, &n, c->ei);
     if (!e && n != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_PRECONDITION_FAILED, "the contract changed meanwhile");
     return e;
@@ -459,7 +470,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
 {
     struct ct_input in = *inp;
     struct dcms_store_tx *tx = NULL;
-    struct dcms_store_rows *rows = NULL;
+    struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
     char *canon_terms = NULL, *canon_content = NULL;
     enum dcms_err e;
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
@@ -498,7 +509,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
         goto out;
     if (strcmp(hex, r.terms_hash) == 0) {
         /* Nothing the parties sign changed: nothing to void, nothing to write. */
-        e = ct_commit_answer(c, tx, id, out);
+        e = ct_commit_answer(c, tx, id, NULL, out);
         tx = NULL;
         goto out;
     }
@@ -526,7 +537,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
     if (!e)
         e = ct_signatures_void(tx, id, now, reason, &voided, c->ei);
     if (!e)
-        e = ct_signatures_refresh(tx, id, now, c->ei);
+        e = ct_signatures_refresh(tx, id, &row, c->ei);
     if (!e)
         e = dcms_store_exec(tx, &ct_q_version_insert,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(tv),
@@ -543,11 +554,13 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
                                "to_terms_hash", hex, "from_status", ct_status_name(r.status),
                                "to_status", "draft", "signatures_voided", (json_int_t)voided));
     if (!e) {
-        e = ct_commit_answer(c, tx, id, out);
+        e = ct_commit_answer(c, tx, id, row, out);
         tx = NULL;
+        row = NULL;
     }
 out:
     dcms_store_rows_free(rows);
+    dcms_store_rows_free(row);
     free(canon_terms);
     free(canon_content);
     dcms_store_rollback(tx);
@@ -613,7 +626,7 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
 {
     const struct ct_transition *t = ct_transition_of(op);
     struct dcms_store_tx *tx;
-    struct dcms_store_rows *rows = NULL;
+    struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
     bool datasets_checked = op != CT_OP_SUBMIT && op != CT_OP_ACTIVATE;
 again:;
     /* A transition that checks datasets looks first without the write lock (the checks
@@ -677,7 +690,7 @@ again:;
         datasets_checked = true;
         goto again;
     }
-    if ((e = write_status(c, tx, &r, t->to, reason, now)))
+    if ((e = write_status(c, tx, &r, t->to, reason, now, &row)))
         goto out;
     char action[48];
     snprintf(action, sizeof(action), "contract.%s", ct_op_name(op));
@@ -697,13 +710,15 @@ again:;
     bool moved = r.status != t->to;
     if (!(e = ct_audit(c, tx, action, id, d)) &&
         !(moved && (e = ct_notify_record(c->app, tx, &ch, c->ei)))) {
-        e = ct_commit_answer(c, tx, id, out);
+        e = ct_commit_answer(c, tx, id, row, out);
         tx = NULL;
+        row = NULL;
         if (!e && moved)
             ct_notify_committed(c->app, &ch);
     }
 out:
     dcms_store_rows_free(rows);
+    dcms_store_rows_free(row);
     dcms_store_rollback(tx);
     return e;
 }

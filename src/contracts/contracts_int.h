@@ -381,13 +381,15 @@ bool ct_member_of(const struct dcms_principal *p, const char *party_id, unsigned
 void ct_row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r, int64_t now_us);
 json_t *ct_row_json(const struct ct_row *r);
 /*
- * Ends a write: reads contract `id` back inside `tx`, commits, and only then
- * builds the answer, so a failed commit leaves nothing for the caller to free.
- * `tx` is ended (committed or rolled back) whatever happens; *out is set (and
- * owned by the caller) only on DCMS_OK.
+ * Ends a write: the contract row as the write's last statement returned it
+ * (`row`, ct_load's columns, stolen; NULL: contract `id` is read back inside
+ * `tx`), its parties' names, then the commit, and only then the answer, so a
+ * failed commit leaves nothing for the caller to free. `tx` is ended
+ * (committed or rolled back) whatever happens; *out is set (and owned by the
+ * caller) only on DCMS_OK.
  */
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               struct ct_rec *out) DCMS_MUST_CHECK;
+                               struct dcms_store_rows *row, struct ct_rec *out) DCMS_MUST_CHECK;
 /* The same object as ct_row_json(), appended to `b` as JSON text without re-parsing. */
 enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,
@@ -419,8 +421,9 @@ enum dcms_err ct_verify(const struct ct_call *c, const char *id,
                         struct ct_verify_out *out) DCMS_MUST_CHECK;
 /* The /verify answer (contracts_json.c; new object, NULL when out of memory). */
 json_t *ct_verify_json(const struct ct_verify_out *v);
-/* The current signatures as the contract row mirrors them (new array). */
-enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, const char *now,
+/* The current signatures as the contract row mirrors them; *row: the row as it is now. */
+enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
+                                    struct dcms_store_rows **row,
                                     struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Voids every live signature of `id` (kept, with voided_at and the reason). */
 enum dcms_err ct_signatures_void(struct dcms_store_tx *tx, const char *id, const char *now,

@@ -20,10 +20,9 @@
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
 
-enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, const char *now,
-                                    struct dcms_errinfo *ei)
+enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
+                                    struct dcms_store_rows **row, struct dcms_errinfo *ei)
 {
-    (void)now;
     struct dcms_store_rows *rows = NULL;
     enum dcms_err e = dcms_store_exec(
         tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
@@ -38,7 +37,7 @@ enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id, co
     if (!text)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     e = dcms_store_exec(tx, &ct_q_sig_mirror,
-                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(text)}, 2, NULL,
+                        (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(text)}, 2, row,
                         NULL, ei);
     free(text);
     return e;
@@ -174,7 +173,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
                       struct ct_rec *out)
 {
     struct dcms_store_tx *tx = NULL;
-    struct dcms_store_rows *rows = NULL;
+    struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
     struct ct_row r;
     const char *side = NULL;
     struct ct_evidence ev = {NULL, "", ""};
@@ -238,9 +237,9 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
     if (!e && n != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the contract changed meanwhile; sign again");
     if (!e)
-        e = ct_signatures_refresh(tx, id, now, c->ei);
+        e = ct_signatures_refresh(tx, id, &row, c->ei);
     if (!e) {
-        e = ct_commit_answer(c, tx, id, out);
+        e = ct_commit_answer(c, tx, id, row, out);
         tx = NULL;
     }
 out:

@@ -30,7 +30,7 @@ struct dcms_query ct_q_insert = DCMS_QUERY(
     "INSERT INTO contracts (id, title, description, provider_id, consumer_id, status, terms, "
     "signatures, terms_hash, version, created_at, updated_at, terms_version, created_by, "
     "effective_from, expires_at) VALUES ($1, $2, $3, $4, $5, 'draft', $6, '[]', $7, 1, $8, $8, 1, "
-    "$9, $10, $11)");
+    "$9, $10, $11) RETURNING " COLS);
 struct dcms_query ct_q_version_insert = DCMS_QUERY(
     "ct_version_insert",
     "INSERT INTO contract_versions (contract_id, terms_version, terms_hash, content, created_at, "
@@ -43,7 +43,7 @@ struct dcms_query ct_q_update_content = DCMS_QUERY(
     "WHERE id = $1 AND version = $12");
 struct dcms_query ct_q_update_status = DCMS_QUERY(
     "ct_update_status", "UPDATE contracts SET status = $2, status_reason = $3, updated_at = $4, "
-                        "version = version + 1 WHERE id = $1 AND version = $5");
+                        "version = version + 1 WHERE id = $1 AND version = $5 RETURNING " COLS);
 struct dcms_query ct_q_delete_sigs =
     DCMS_QUERY("ct_delete_sigs", "DELETE FROM contract_signatures WHERE contract_id = $1");
 struct dcms_query ct_q_delete_versions =
@@ -235,8 +235,8 @@ struct dcms_query ct_q_sig_all =
 struct dcms_query ct_q_sig_void =
     DCMS_QUERY("ct_sig_void", "UPDATE contract_signatures SET voided_at = $2, void_reason = $3 "
                               "WHERE contract_id = $1 AND voided_at IS NULL");
-struct dcms_query ct_q_sig_mirror =
-    DCMS_QUERY("ct_sig_mirror", "UPDATE contracts SET signatures = $2 WHERE id = $1");
+struct dcms_query ct_q_sig_mirror = DCMS_QUERY(
+    "ct_sig_mirror", "UPDATE contracts SET signatures = $2 WHERE id = $1 RETURNING " COLS);
 struct dcms_query ct_q_touch =
     DCMS_QUERY("ct_touch", "UPDATE contracts SET updated_at = $2, version = version + 1 "
                            "WHERE id = $1 AND version = $3");

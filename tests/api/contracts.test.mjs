@@ -227,11 +227,17 @@ describe('lifecycle', () => {
   test('create → submit → sign ×2 → activate → suspend → resume → terminate, each audited with versions', async () => {
     let c = await t.create(p);
     const steps = [];
+    // Each answer is the contract as stored: the next read is the same document.
+    const stored = async (r) => {
+      const g = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(p.consumer.token)});
+      assert.deepEqual(r.json, g.json, `${steps.at(-1)} answered what the store does not hold`);
+    };
     let r = await t.op(p.provider, c, 'submit');
     assert.equal(r.status, 200);
     assert.equal(r.json.status, 'pending_signature');
     assert.equal(r.headers.get('etag'), '"2"');
     steps.push('submit');
+    await stored(r);
     c = r.json;
     r = await t.signDigital(p.provider, c);
     assert.equal(r.status, 200, JSON.stringify(r.json));
@@ -245,22 +251,27 @@ describe('lifecycle', () => {
     assert.equal(s.signer_id, p.provider.id);
     assert.ok(s.evidence.signature);
     steps.push('sign');
+    await stored(r);
     const early = await t.op(p.consumer, c, 'activate');
     assert.equal(early.status, 409);
     assert.match(early.json.error.message, /missing: consumer/);
     r = await t.signDigital(p.consumer, c);
     assert.equal(r.status, 200, JSON.stringify(r.json));
     steps.push('sign');
+    await stored(r);
     r = await t.op(p.consumer, c, 'activate');
     assert.equal(r.status, 200);
     assert.equal(r.json.status, 'active');
     steps.push('activate');
+    await stored(r);
     r = await t.op(p.provider, c, 'suspend', {reason: 'key rotation'});
     assert.equal(r.json.status, 'suspended');
     steps.push('suspend');
+    await stored(r);
     r = await t.op(p.provider, c, 'resume');
     assert.equal(r.json.status, 'active');
     steps.push('resume');
+    await stored(r);
     r = await t.op(p.provider, c, 'terminate');
     assert.equal(r.status, 422, 'terminate needs a reason');
     assert.equal(r.json.error.details[0].field, 'reason');
@@ -269,6 +280,7 @@ describe('lifecycle', () => {
     assert.equal(r.json.status, 'terminated');
     assert.equal(r.json.status_reason, 'project finished');
     steps.push('terminate');
+    await stored(r);
     const ev = await t.auditEvents(`resource_type=contract&resource_id=${c.id}&limit=100`);
     const actions = ev.map((e) => e.action).filter((a) => a !== 'contract.create');
     const ordered = ev[0].seq < ev[ev.length - 1].seq ? actions : actions.reverse();
