@@ -92,22 +92,6 @@ static bool allowed(const char *rel, const char *table)
     return false;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return s;
-}
-
 /* The contents of every string literal in C source `src`, concatenated; comments skipped. */
 static char *literals(const char *src, size_t len)
 {
@@ -195,7 +179,7 @@ static void no_module_names_another_modules_table(void **state)
             snprintf(rel, sizeof(rel), "src/%s/%s", m->d_name, f->d_name);
             snprintf(full, sizeof(full), "%s/%s", DCMS_SOURCE_DIR, rel);
             size_t len;
-            char *src = slurp(full, &len), *sql = literals(src, len);
+            char *src = dcms_test_read_file(full, &len), *sql = literals(src, len);
             bad += scan(rel, m->d_name, sql);
             files++;
             free(sql);
@@ -226,7 +210,7 @@ static void every_table_has_an_owner(void **state)
             char full[2048];
             snprintf(full, sizeof(full), "%s/%s", path, f->d_name);
             size_t len;
-            char *sql = slurp(full, &len);
+            char *sql = dcms_test_read_file(full, &len);
             for (const char *p = strstr(sql, "CREATE TABLE "); p;
                  p = strstr(p + 1, "CREATE TABLE ")) {
                 const char *t = p + 13;

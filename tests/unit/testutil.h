@@ -36,12 +36,9 @@
         return cmocka_run_group_tests(tests, NULL, NULL);                                          \
     }
 
-/* Reads a whole file into a malloc'd, NUL-terminated buffer; fails the test if it cannot. */
-static inline char *dcms_test_read_file(const char *path, size_t *len_out)
+/* Reads all of `f` into a malloc'd, NUL-terminated buffer and closes it. */
+static inline char *dcms_test_read_stream(FILE *f, size_t *len_out)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -53,6 +50,15 @@ static inline char *dcms_test_read_file(const char *path, size_t *len_out)
     if (len_out)
         *len_out = (size_t)n;
     return p;
+}
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer; fails the test if it cannot. */
+static inline char *dcms_test_read_file(const char *path, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    return dcms_test_read_stream(f, len_out);
 }
 
 /* Log lines go to a temporary file from dcms_test_log_begin until dcms_test_log_end. */
@@ -68,15 +74,7 @@ static inline FILE *dcms_test_log_begin(void)
 static inline char *dcms_test_log_end(FILE *f)
 {
     dcms_log_set_fd(2);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    p[n] = '\0';
-    fclose(f);
-    return p;
+    return dcms_test_read_stream(f, NULL);
 }
 
 /* How many times `needle` occurs in `s`. */
