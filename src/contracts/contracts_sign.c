@@ -20,8 +20,9 @@
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
 
-enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
-                                    struct dcms_store_rows **row, struct dcms_errinfo *ei)
+/* The live signatures of `id` as the contract row mirrors them (*text malloc'd). */
+static enum dcms_err live_json(struct dcms_store_tx *tx, const char *id, char **text,
+                               struct dcms_errinfo *ei)
 {
     struct dcms_store_rows *rows = NULL;
     enum dcms_err e = dcms_store_exec(
@@ -32,10 +33,18 @@ enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
     for (size_t i = 0; a && i < dcms_store_rows_count(rows); i++)
         json_array_append_new(a, ct_sig_json(rows, i));
     dcms_store_rows_free(rows);
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
-    if (!text)
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    return *text ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+}
+
+enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
+                                    struct dcms_store_rows **row, struct dcms_errinfo *ei)
+{
+    char *text = NULL;
+    enum dcms_err e = live_json(tx, id, &text, ei);
+    if (e)
+        return e;
     e = dcms_store_exec(tx, &ct_q_sig_mirror,
                         (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(text)}, 2, row,
                         NULL, ei);
@@ -228,22 +237,24 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
         dcms_errinfo_init(c->ei, c->ei->arena);
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", side);
     }
-    uint64_t n = 0;
-    if (!e)
+    /* One write of the contract row: the new mirror, the time, the next version. */
+    char *mirror = NULL;
+    if (!e && !(e = live_json(tx, id, &mirror, c->ei)))
         e = dcms_store_exec(tx, &ct_q_touch,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(now),
-                                                      DCMS_VAL_INT(r.version)},
-                            3, NULL, &n, c->ei);
-    if (!e && n != 1)
+                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(mirror),
+                                                      DCMS_VAL_TEXT(now), DCMS_VAL_INT(r.version)},
+                            4, &row, NULL, c->ei);
+    free(mirror);
+    if (!e && dcms_store_rows_count(row) != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the contract changed meanwhile; sign again");
-    if (!e)
-        e = ct_signatures_refresh(tx, id, &row, c->ei);
     if (!e) {
         e = ct_commit_answer(c, tx, id, row, out);
         tx = NULL;
+        row = NULL;
     }
 out:
     dcms_store_rows_free(rows);
+    dcms_store_rows_free(row);
     dcms_store_rollback(tx);
     json_decref(ev.json);
     free(ev_text);

@@ -237,9 +237,10 @@ struct dcms_query ct_q_sig_void =
                               "WHERE contract_id = $1 AND voided_at IS NULL");
 struct dcms_query ct_q_sig_mirror = DCMS_QUERY(
     "ct_sig_mirror", "UPDATE contracts SET signatures = $2 WHERE id = $1 RETURNING " COLS);
-struct dcms_query ct_q_touch =
-    DCMS_QUERY("ct_touch", "UPDATE contracts SET updated_at = $2, version = version + 1 "
-                           "WHERE id = $1 AND version = $3");
+/* A signature's one write of the contract row: its mirror, the time and the version. */
+struct dcms_query ct_q_touch = DCMS_QUERY(
+    "ct_touch", "UPDATE contracts SET signatures = $2, updated_at = $3, version = version + 1 "
+                "WHERE id = $1 AND version = $4 RETURNING " COLS);
 struct dcms_query ct_q_version_hash =
     DCMS_QUERY("ct_version_hash", "SELECT terms_version, terms_hash FROM contract_versions "
                                   "WHERE contract_id = $1");
