@@ -599,6 +599,24 @@ out:
     return e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
 }
 
+/* The entries of terms.data_access.datasets (borrowed; NULL when there is none). */
+static json_t *dataset_list(json_t *terms)
+{
+    return json_object_get(json_object_get(terms, "data_access"), "datasets");
+}
+
+/* Whether `terms` (the stored text) name a dataset of this service: an entry that is a UUID. */
+static bool names_datasets(const char *terms_text)
+{
+    json_t *terms = json_loads(terms_text, 0, NULL), *v;
+    size_t i;
+    bool any = !terms; /* unreadable: let check_datasets say so */
+    json_array_foreach(dataset_list(terms), i, v) any =
+        any || dcms_uuid_valid(json_string_value(v));
+    json_decref(terms);
+    return any;
+}
+
 /*
  * Submit and activate: every UUID entry of terms.data_access.datasets must
  * name a ready dataset of the provider (dcms_datasets_check_for_contract).
@@ -607,7 +625,7 @@ out:
  */
 static enum dcms_err check_datasets(const struct ct_call *c, const char *provider_id, json_t *terms)
 {
-    json_t *list = json_object_get(json_object_get(terms, "data_access"), "datasets");
+    json_t *list = dataset_list(terms);
     size_t n = json_array_size(list);
     if (!n)
         return DCMS_OK;
@@ -629,15 +647,11 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
     struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
     bool datasets_checked = op != CT_OP_SUBMIT && op != CT_OP_ACTIVATE;
 again:;
-    /* A transition that checks datasets looks first without the write lock (the checks
-     * read other services), then does it all again under the lock. */
-    enum dcms_err e = dcms_store_begin(c->app->store,
-                                       datasets_checked ? DCMS_TX_WRITE : DCMS_TX_READ, &tx, c->ei);
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei);
     if (e)
         return e;
     struct ct_row r;
-    if ((e = datasets_checked ? ct_load_locked(tx, id, &rows, &r, c->ei)
-                              : ct_load(tx, id, &rows, &r, c->ei)) ||
+    if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, t->permission)) || (e = check_who(c, &r, t)) ||
         (e = ct_transition_check(op, r.status, c->ei)))
         goto out;
@@ -673,8 +687,9 @@ again:;
             goto out;
         }
     }
-    if (!datasets_checked) {
-        /* Checked with the read transaction ended, then the transition is redone. */
+    if (!datasets_checked && names_datasets(r.terms)) {
+        /* The checks read other services: they run with this transaction ended, then the
+         * transition is done again from the start. */
         char provider[DCMS_UUID_STRLEN];
         snprintf(provider, sizeof(provider), "%s", r.provider_id);
         json_t *terms = json_loads(r.terms, 0, NULL);
