@@ -176,6 +176,15 @@ bool ct_hex_decode32(const char *s, unsigned char out[32]);
 /* A member that, when present, is a string of 1 to `max` bytes (else a problem on `key`). */
 const char *ct_opt_string(const json_t *b, const char *key, size_t max, struct dcms_errinfo *ei);
 
+/* A signature's columns (ct_q_sig_live / ct_q_sig_all order); voided_at and the rest may be NULL.
+ */
+struct ct_sig_fields {
+    const char *id, *side, *signer_id, *type, *key_id, *algorithm, *signed_hash;
+    int64_t terms_version;
+    const char *signed_at, *evidence, *voided_at, *void_reason, *audit_event_id;
+};
+/* One signature as JSON (the answer's and the contract row mirror's shape). */
+json_t *ct_sig_json_of(const struct ct_sig_fields *f);
 /* One stored signature row (ct_q_sig_live / ct_q_sig_all columns) as JSON. */
 json_t *ct_sig_json(const struct dcms_store_rows *rows, size_t i);
 /* Stored JSON text parsed, or JSON null when absent or unreadable. */

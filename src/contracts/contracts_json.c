@@ -339,25 +339,33 @@ static json_t *parse_text(const char *s)
     return v ? v : json_object();
 }
 
+json_t *ct_sig_json_of(const struct ct_sig_fields *f)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:o}", "id", f->id, "side",
+                          f->side, "signer_id", f->signer_id, "type", f->type, "key_id", f->key_id,
+                          "algorithm", f->algorithm, "signed_hash", f->signed_hash, "terms_version",
+                          (json_int_t)f->terms_version, "signed_at", f->signed_at, "evidence",
+                          parse_text(f->evidence));
+    if (o && f->voided_at) {
+        json_object_set_new(o, "voided_at", json_string(f->voided_at));
+        json_object_set_new(o, "void_reason", json_string(f->void_reason ? f->void_reason : ""));
+    }
+    /* Its contract.sign event and where its receipt is (none for rows older than both). */
+    if (o && f->audit_event_id && *f->audit_event_id) {
+        json_object_set_new(o, "audit_event_id", json_string(f->audit_event_id));
+        json_object_set_new(o, "receipt", json_sprintf(DCMS_AUDIT_RECEIPT_PATH, f->audit_event_id));
+    }
+    return o;
+}
+
 json_t *ct_sig_json(const struct dcms_store_rows *rows, size_t i)
 {
 #define T(c) dcms_store_rows_text(rows, i, c)
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:o}", "id", T(0), "side", T(1),
-                  "signer_id", T(2), "type", T(3), "key_id", T(4), "algorithm", T(5), "signed_hash",
-                  T(6), "terms_version", (json_int_t)dcms_store_rows_int(rows, i, 7), "signed_at",
-                  T(8), "evidence", parse_text(T(9)));
-    if (o && T(10)) {
-        json_object_set_new(o, "voided_at", json_string(T(10)));
-        json_object_set_new(o, "void_reason", json_string(T(11) ? T(11) : ""));
-    }
-    /* Its contract.sign event and where its receipt is (none for rows older than both). */
-    if (o && T(12) && *T(12)) {
-        json_object_set_new(o, "audit_event_id", json_string(T(12)));
-        json_object_set_new(o, "receipt", json_sprintf(DCMS_AUDIT_RECEIPT_PATH, T(12)));
-    }
+    struct ct_sig_fields f = {
+        T(0), T(1), T(2),  T(3),  T(4), T(5), T(6), dcms_store_rows_int(rows, i, 7),
+        T(8), T(9), T(10), T(11), T(12)};
 #undef T
-    return o;
+    return ct_sig_json_of(&f);
 }
 
 json_t *ct_versions_json(const struct ct_versions_out *v)

@@ -20,6 +20,33 @@
 #include "dcms/uuid.h"
 #include "contracts/contracts_int.h"
 
+/*
+ * The contract row's mirror of its live signatures (*text malloc'd): `rows`
+ * (ct_q_sig_live's, in its order: signed_at, then id) with `added` (may be
+ * NULL) in its place among them, as a read after inserting it would list it.
+ */
+static enum dcms_err mirror_json(const struct dcms_store_rows *rows,
+                                 const struct ct_sig_fields *added, char **text,
+                                 struct dcms_errinfo *ei)
+{
+    json_t *a = json_array();
+    size_t n = dcms_store_rows_count(rows);
+    for (size_t i = 0; a && i <= n; i++) {
+        const char *at = i < n ? dcms_store_rows_text(rows, i, 8) : NULL;
+        int cmp = at ? strcmp(at, added ? added->signed_at : "") : 1;
+        if (added &&
+            (cmp > 0 || (cmp == 0 && strcmp(dcms_store_rows_text(rows, i, 0), added->id) > 0))) {
+            json_array_append_new(a, ct_sig_json_of(added));
+            added = NULL;
+        }
+        if (i < n)
+            json_array_append_new(a, ct_sig_json(rows, i));
+    }
+    *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return *text ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+}
+
 /* The live signatures of `id` as the contract row mirrors them (*text malloc'd). */
 static enum dcms_err live_json(struct dcms_store_tx *tx, const char *id, char **text,
                                struct dcms_errinfo *ei)
@@ -27,15 +54,10 @@ static enum dcms_err live_json(struct dcms_store_tx *tx, const char *id, char **
     struct dcms_store_rows *rows = NULL;
     enum dcms_err e = dcms_store_exec(
         tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
-    if (e)
-        return e;
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < dcms_store_rows_count(rows); i++)
-        json_array_append_new(a, ct_sig_json(rows, i));
+    if (!e)
+        e = mirror_json(rows, NULL, text, ei);
     dcms_store_rows_free(rows);
-    *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    json_decref(a);
-    return *text ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    return e;
 }
 
 enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
@@ -130,10 +152,15 @@ static enum dcms_err other_side_check(const struct ct_call *c, const struct dcms
     return e;
 }
 
-/* Checks done before and again under the write lock: state, hash, side, not yet signed. */
+/*
+ * Checks done before and again under the write lock: state, hash, side, not
+ * yet signed. *live (when `live` is not NULL): the live signatures read for
+ * them, on success.
+ */
 static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
                               const struct ct_sign_in *in, const char *key_id, bool lock,
-                              struct ct_row *r, struct dcms_store_rows **rows, const char **side)
+                              struct ct_row *r, struct dcms_store_rows **rows, const char **side,
+                              struct dcms_store_rows **live)
 {
     enum dcms_err e =
         lock ? ct_load_locked(tx, id, rows, r, c->ei) : ct_load(tx, id, rows, r, c->ei);
@@ -174,7 +201,10 @@ static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx,
         else
             e = other_side_check(c, sigs, r->terms_hash, *side, key_id, in->type->key_field);
     }
-    dcms_store_rows_free(sigs);
+    if (!e && live)
+        *live = sigs;
+    else
+        dcms_store_rows_free(sigs);
     return e;
 }
 
@@ -183,6 +213,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
 {
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
+    struct dcms_store_rows *live = NULL;              /* its live signatures before this one */
     struct ct_row r;
     const char *side = NULL;
     struct ct_evidence ev = {NULL, "", ""};
@@ -191,7 +222,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
     if (e)
         return e;
-    e = precheck(c, tx, id, in, in->key_id, false, &r, &rows, &side);
+    e = precheck(c, tx, id, in, in->key_id, false, &r, &rows, &side, NULL);
     dcms_store_rows_free(rows);
     rows = NULL;
     dcms_store_rollback(tx);
@@ -206,7 +237,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
      * between is fine. */
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
-    if ((e = precheck(c, tx, id, in, ev.key_id, true, &r, &rows, &side)))
+    if ((e = precheck(c, tx, id, in, ev.key_id, true, &r, &rows, &side, &live)))
         goto out;
     char sid[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN];
     dcms_uuid_v7(sid);
@@ -239,7 +270,18 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
     }
     /* One write of the contract row: the new mirror, the time, the next version. */
     char *mirror = NULL;
-    if (!e && !(e = live_json(tx, id, &mirror, c->ei)))
+    struct ct_sig_fields added = {.id = sid,
+                                  .side = side,
+                                  .signer_id = c->p->id,
+                                  .type = in->type->name,
+                                  .key_id = ev.key_id,
+                                  .algorithm = ev.alg,
+                                  .signed_hash = r.terms_hash,
+                                  .terms_version = r.terms_version,
+                                  .signed_at = now,
+                                  .evidence = ev_text,
+                                  .audit_event_id = eid};
+    if (!e && !(e = mirror_json(live, &added, &mirror, c->ei)))
         e = dcms_store_exec(tx, &ct_q_touch,
                             (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_TEXT(mirror),
                                                       DCMS_VAL_TEXT(now), DCMS_VAL_INT(r.version)},
@@ -255,6 +297,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
 out:
     dcms_store_rows_free(rows);
     dcms_store_rows_free(row);
+    dcms_store_rows_free(live);
     dcms_store_rollback(tx);
     json_decref(ev.json);
     free(ev_text);

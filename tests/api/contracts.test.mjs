@@ -259,6 +259,12 @@ describe('lifecycle', () => {
     assert.equal(r.status, 200, JSON.stringify(r.json));
     steps.push('sign');
     await stored(r);
+    // The contract's mirror of its signatures lists what the signature rows hold, in their order.
+    const v = await t.call('GET', `/api/v1/contracts/${c.id}/verify`, {headers: bearer(p.consumer.token)});
+    assert.equal(v.status, 200);
+    assert.deepEqual(r.json.signatures.map(({evidence, ...rest}) => rest),
+                     v.json.signatures.map(({valid, voided, problem, ...rest}) => rest));
+    assert.equal(r.json.signatures.length, 2);
     r = await t.op(p.consumer, c, 'activate');
     assert.equal(r.status, 200);
     assert.equal(r.json.status, 'active');
