@@ -198,7 +198,20 @@ enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *
                                    struct dcms_store_rows **rows,
                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
-/* The name of identity `id` in rows of dcms_iam_party_names, or NULL when not there. */
+/* The name of identity `id` in rows of dcms_iam_party_names (or of dcms_iam_parties), or
+ * NULL when not there. */
 const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id);
+
+/*
+ * dcms_iam_party_names and dcms_iam_party_get for several identities in
+ * one statement: *rows serves both dcms_iam_party_name and
+ * dcms_iam_party_of. Thread-safe.
+ */
+enum dcms_err dcms_iam_parties(struct dcms_store_tx *tx, const char *const *ids, size_t n,
+                               struct dcms_store_rows **rows,
+                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* Identity `id` in rows of dcms_iam_parties into *out; false when it is not there. */
+bool dcms_iam_party_of(const struct dcms_store_rows *rows, const char *id,
+                       struct dcms_iam_party *out);
 
 #endif

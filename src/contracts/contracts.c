@@ -122,10 +122,15 @@ enum dcms_err ct_audit_id(const struct ct_call *c, struct dcms_store_tx *tx, con
  * two different organizations (an organization belongs to itself; two
  * identities in no organization are different parties).
  */
+/* *parties: the rows read (dcms_iam_parties: names too), whatever the checks found. */
 static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx *tx,
-                                   const struct ct_input *in)
+                                   const struct ct_input *in, struct dcms_store_rows **parties)
 {
     char org[2][DCMS_UUID_STRLEN] = {"", ""};
+    const char *ids[2] = {in->provider_id, in->consumer_id};
+    enum dcms_err e = dcms_iam_parties(tx, ids, 2, parties, c->ei);
+    if (e)
+        return e;
     const struct {
         const char *field, *id, *role_name;
         unsigned role;
@@ -135,11 +140,8 @@ static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx
         if (!sides[i].id)
             continue;
         struct dcms_iam_party party;
-        enum dcms_err e = dcms_iam_party_get(tx, sides[i].id, &party, c->ei);
-        if (e == DCMS_ERR_NOT_FOUND)
+        if (!dcms_iam_party_of(*parties, sides[i].id, &party))
             dcms_err_field(c->ei, sides[i].field, "is not a known identity");
-        else if (e)
-            return e;
         else if (strcmp(party.status, "active") != 0)
             dcms_err_field(c->ei, sides[i].field, "is not an active identity (it is %s)",
                            party.status);
@@ -183,7 +185,8 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
 }
 
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               struct dcms_store_rows *row, struct ct_rec *out)
+                               struct dcms_store_rows *row, struct dcms_store_rows *names,
+                               struct ct_rec *out)
 {
     struct ct_rec rec = {0};
     enum dcms_err e = DCMS_OK;
@@ -194,8 +197,15 @@ enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx
         dcms_store_rows_free(row);
         e = ct_load(tx, id, &rec.rows, &rec.r, c->ei);
     }
-    if (!e)
+    if (!e && names) {
+        rec.names = names;
+        names = NULL;
+        rec.r.provider_name = dcms_iam_party_name(rec.names, rec.r.provider_id);
+        rec.r.consumer_name = dcms_iam_party_name(rec.names, rec.r.consumer_id);
+    } else if (!e) {
         e = ct_names_read(tx, &rec, c->ei);
+    }
+    dcms_store_rows_free(names);
     e = e ? (dcms_store_rollback(tx), e) : dcms_store_commit(tx, c->ei);
     if (e) {
         ct_rec_release(&rec);
@@ -230,15 +240,15 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
     const struct ct_input in = *inp;
     enum dcms_err e = DCMS_OK;
     struct dcms_store_tx *tx = NULL;
-    struct dcms_store_rows *row = NULL; /* the contract as inserted */
+    struct dcms_store_rows *row = NULL, *parties = NULL; /* as inserted; its parties */
     char *canon_terms = NULL, *canon_content = NULL;
     char id[DCMS_UUID_STRLEN], now[DCMS_TIME_STRLEN], from[DCMS_TIME_STRLEN], to[DCMS_TIME_STRLEN],
         hex[65];
     /* Only parties (or administrators) create a contract between them. */
     if (in.provider_id && in.consumer_id) {
-        const char *parties[2] = {in.provider_id, in.consumer_id};
+        const char *ids[2] = {in.provider_id, in.consumer_id};
         struct dcms_iam_resource res = {
-            .type = "contract", .parties = parties, .nparties = 2, .scoped = true};
+            .type = "contract", .parties = ids, .nparties = 2, .scoped = true};
         struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
         struct dcms_errinfo tmp;
         dcms_errinfo_init(&tmp, c->ei->arena);
@@ -251,7 +261,7 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
     }
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
-    if ((e = check_parties(c, tx, &in)) || (e = c->ei->code))
+    if ((e = check_parties(c, tx, &in, &parties)) || (e = c->ei->code))
         goto out;
     dcms_uuid_v7(id);
     dcms_time_format(dcms_clock_now_us(), now);
@@ -280,12 +290,13 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
                                "consumer_id", in.consumer_id, "status", "draft", "version",
                                (json_int_t)1, "terms_version", (json_int_t)1, "terms_hash", hex));
     if (!e) {
-        e = ct_commit_answer(c, tx, id, row, out);
+        e = ct_commit_answer(c, tx, id, row, parties, out);
         tx = NULL;
-        row = NULL;
+        row = parties = NULL;
     }
 out:
     dcms_store_rows_free(row);
+    dcms_store_rows_free(parties);
     dcms_store_rollback(tx);
     free(canon_terms);
     free(canon_content);
@@ -471,6 +482,7 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
     struct ct_input in = *inp;
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
+    struct dcms_store_rows *parties = NULL;           /* its parties as given */
     char *canon_terms = NULL, *canon_content = NULL;
     enum dcms_err e;
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
@@ -492,16 +504,16 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
     in.provider_id = r.provider_id; /* the stored spelling: what the parties sign */
     in.consumer_id = r.consumer_id;
     /* The caller must stay a party of what it writes (administrators excepted). */
-    const char *parties[2] = {in.provider_id, in.consumer_id};
+    const char *ids[2] = {in.provider_id, in.consumer_id};
     struct dcms_iam_resource res = {
-        .type = "contract", .id = id, .parties = parties, .nparties = 2, .scoped = true};
+        .type = "contract", .id = id, .parties = ids, .nparties = 2, .scoped = true};
     struct dcms_iam_ctx ctx = {c->app->iam, c->client_ip};
     if (dcms_iam_authorize(c->p, "contracts:update", &res, &ctx, c->ei)) {
         e = dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
                          "contracts:update is not allowed: the new parties must include you");
         goto out;
     }
-    if ((e = check_parties(c, tx, &in)))
+    if ((e = check_parties(c, tx, &in, &parties)))
         goto out;
     char hex[65], now[DCMS_TIME_STRLEN], from[DCMS_TIME_STRLEN], to[DCMS_TIME_STRLEN];
     int64_t tv = r.terms_version + 1;
@@ -509,8 +521,9 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
         goto out;
     if (strcmp(hex, r.terms_hash) == 0) {
         /* Nothing the parties sign changed: nothing to void, nothing to write. */
-        e = ct_commit_answer(c, tx, id, NULL, out);
+        e = ct_commit_answer(c, tx, id, NULL, parties, out);
         tx = NULL;
+        parties = NULL;
         goto out;
     }
     free(canon_terms);
@@ -554,13 +567,14 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
                                "to_terms_hash", hex, "from_status", ct_status_name(r.status),
                                "to_status", "draft", "signatures_voided", (json_int_t)voided));
     if (!e) {
-        e = ct_commit_answer(c, tx, id, row, out);
+        e = ct_commit_answer(c, tx, id, row, parties, out);
         tx = NULL;
-        row = NULL;
+        row = parties = NULL;
     }
 out:
     dcms_store_rows_free(rows);
     dcms_store_rows_free(row);
+    dcms_store_rows_free(parties);
     free(canon_terms);
     free(canon_content);
     dcms_store_rollback(tx);
@@ -725,7 +739,7 @@ again:;
     bool moved = r.status != t->to;
     if (!(e = ct_audit(c, tx, action, id, d)) &&
         !(moved && (e = ct_notify_record(c->app, tx, &ch, c->ei)))) {
-        e = ct_commit_answer(c, tx, id, row, out);
+        e = ct_commit_answer(c, tx, id, row, NULL, out);
         tx = NULL;
         row = NULL;
         if (!e && moved)

@@ -392,13 +392,15 @@ json_t *ct_row_json(const struct ct_row *r);
 /*
  * Ends a write: the contract row as the write's last statement returned it
  * (`row`, ct_load's columns, stolen; NULL: contract `id` is read back inside
- * `tx`), its parties' names, then the commit, and only then the answer, so a
+ * `tx`), its parties' names (`names`, rows of dcms_iam_parties read in `tx`,
+ * stolen; NULL: read here), then the commit, and only then the answer, so a
  * failed commit leaves nothing for the caller to free. `tx` is ended
  * (committed or rolled back) whatever happens; *out is set (and owned by the
  * caller) only on DCMS_OK.
  */
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                               struct dcms_store_rows *row, struct ct_rec *out) DCMS_MUST_CHECK;
+                               struct dcms_store_rows *row, struct dcms_store_rows *names,
+                               struct ct_rec *out) DCMS_MUST_CHECK;
 /* The same object as ct_row_json(), appended to `b` as JSON text without re-parsing. */
 enum dcms_err ct_row_render(const struct ct_row *r, struct dcms_buf *b) DCMS_MUST_CHECK;
 enum dcms_err ct_audit(const struct ct_call *c, struct dcms_store_tx *tx, const char *action,

@@ -290,7 +290,7 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
     if (!e && dcms_store_rows_count(row) != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the contract changed meanwhile; sign again");
     if (!e) {
-        e = ct_commit_answer(c, tx, id, row, out);
+        e = ct_commit_answer(c, tx, id, row, NULL, out);
         tx = NULL;
         row = NULL;
     }

@@ -20,11 +20,18 @@ static struct dcms_query q_party = DCMS_QUERY(
     "iam_party_get", "SELECT kind, roles, status, organization_id FROM identities WHERE id = $1");
 
 /* The ids come as a JSON array (one parameter, whatever their number). */
-static struct dcms_query q_names = DCMS_QUERY2(
-    "iam_party_names",
-    "SELECT id, name FROM identities WHERE id IN (SELECT value FROM json_each($1))",
-    "SELECT id, name FROM identities WHERE id IN (SELECT CAST(jsonb_array_elements_text(CAST($1 "
-    "AS JSONB)) AS UUID))");
+#define IDS_SQLITE "(SELECT value FROM json_each($1))"
+#define IDS_PG "(SELECT CAST(jsonb_array_elements_text(CAST($1 AS JSONB)) AS UUID))"
+static struct dcms_query q_names =
+    DCMS_QUERY2("iam_party_names", "SELECT id, name FROM identities WHERE id IN " IDS_SQLITE,
+                "SELECT id, name FROM identities WHERE id IN " IDS_PG);
+/* The columns of q_party after (id, name), so that rows serve dcms_iam_party_name too. */
+static struct dcms_query q_parties =
+    DCMS_QUERY2("iam_parties",
+                "SELECT id, name, kind, roles, status, organization_id FROM identities "
+                "WHERE id IN " IDS_SQLITE,
+                "SELECT id, name, kind, roles, status, organization_id FROM identities "
+                "WHERE id IN " IDS_PG);
 
 /* roles JSON array text (["provider", ...]) to a DCMS_ROLE_* bit set; unknown names ignored. */
 static unsigned roles_of(const char *text)
@@ -42,6 +49,20 @@ static unsigned roles_of(const char *text)
     return roles;
 }
 
+/* Row i of q_party's columns, from column `col` on, into *out (`id` is the identity's). */
+static void party_from(const struct dcms_store_rows *rows, size_t i, size_t col, const char *id,
+                       struct dcms_iam_party *out)
+{
+    const char *kind = dcms_store_rows_text(rows, i, col);
+    const char *status = dcms_store_rows_text(rows, i, col + 2);
+    snprintf(out->kind, sizeof(out->kind), "%s", kind ? kind : "");
+    snprintf(out->status, sizeof(out->status), "%s", status ? status : "");
+    out->roles = roles_of(dcms_store_rows_text(rows, i, col + 1));
+    const char *org =
+        strcmp(out->kind, "organization") == 0 ? id : dcms_store_rows_text(rows, i, col + 3);
+    snprintf(out->org, sizeof(out->org), "%s", org ? org : "");
+}
+
 enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
                                  struct dcms_iam_party *out, struct dcms_errinfo *ei)
 {
@@ -52,24 +73,17 @@ enum dcms_err dcms_iam_party_get(struct dcms_store_tx *tx, const char *id,
                                       &rows, NULL, ei);
     if (e)
         return e;
-    if (dcms_store_rows_count(rows) != 1) {
+    if (dcms_store_rows_count(rows) != 1)
         e = DCMS_ERR_NOT_FOUND;
-    } else {
-        const char *kind = dcms_store_rows_text(rows, 0, 0);
-        const char *status = dcms_store_rows_text(rows, 0, 2);
-        snprintf(out->kind, sizeof(out->kind), "%s", kind ? kind : "");
-        snprintf(out->status, sizeof(out->status), "%s", status ? status : "");
-        out->roles = roles_of(dcms_store_rows_text(rows, 0, 1));
-        const char *org =
-            strcmp(out->kind, "organization") == 0 ? id : dcms_store_rows_text(rows, 0, 3);
-        snprintf(out->org, sizeof(out->org), "%s", org ? org : "");
-    }
+    else
+        party_from(rows, 0, 0, id, out);
     dcms_store_rows_free(rows);
     return e;
 }
 
-enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *ids, size_t n,
-                                   struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+/* The statement of ids (a JSON array of the UUIDs among them) run with `q`. */
+static enum dcms_err by_ids(struct dcms_store_tx *tx, struct dcms_query *q, const char *const *ids,
+                            size_t n, struct dcms_store_rows **rows, struct dcms_errinfo *ei)
 {
     *rows = NULL;
     json_t *a = json_array();
@@ -82,10 +96,35 @@ enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *
     json_decref(a);
     if (!text)
         return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    enum dcms_err e = dcms_store_exec(tx, &q_names, (struct dcms_store_val[]){DCMS_VAL_TEXT(text)},
-                                      1, rows, NULL, ei);
+    enum dcms_err e =
+        dcms_store_exec(tx, q, (struct dcms_store_val[]){DCMS_VAL_TEXT(text)}, 1, rows, NULL, ei);
     free(text);
     return e;
+}
+
+enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *ids, size_t n,
+                                   struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    return by_ids(tx, &q_names, ids, n, rows, ei);
+}
+
+enum dcms_err dcms_iam_parties(struct dcms_store_tx *tx, const char *const *ids, size_t n,
+                               struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    return by_ids(tx, &q_parties, ids, n, rows, ei);
+}
+
+bool dcms_iam_party_of(const struct dcms_store_rows *rows, const char *id,
+                       struct dcms_iam_party *out)
+{
+    for (size_t i = 0; id && i < dcms_store_rows_count(rows); i++) {
+        const char *rid = dcms_store_rows_text(rows, i, 0);
+        if (rid && strcasecmp(rid, id) == 0) { /* PostgreSQL answers a UUID in lowercase */
+            party_from(rows, i, 2, id, out);
+            return true;
+        }
+    }
+    return false;
 }
 
 const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id)
