@@ -625,8 +625,10 @@ static bool names_datasets(const char *terms_text)
     json_t *terms = json_loads(terms_text, 0, NULL), *v;
     size_t i;
     bool any = !terms; /* unreadable: let check_datasets say so */
-    json_array_foreach(dataset_list(terms), i, v) any =
-        any || dcms_uuid_valid(json_string_value(v));
+    json_array_foreach(dataset_list(terms), i, v)
+    {
+        any = any || dcms_uuid_valid(json_string_value(v));
+    }
     json_decref(terms);
     return any;
 }

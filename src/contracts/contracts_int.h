@@ -176,8 +176,7 @@ bool ct_hex_decode32(const char *s, unsigned char out[32]);
 /* A member that, when present, is a string of 1 to `max` bytes (else a problem on `key`). */
 const char *ct_opt_string(const json_t *b, const char *key, size_t max, struct dcms_errinfo *ei);
 
-/* A signature's columns (ct_q_sig_live / ct_q_sig_all order); voided_at and the rest may be NULL.
- */
+/* A signature's columns, in ct_q_sig_live's order; the last three may be NULL. */
 struct ct_sig_fields {
     const char *id, *side, *signer_id, *type, *key_id, *algorithm, *signed_hash;
     int64_t terms_version;
