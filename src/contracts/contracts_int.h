@@ -214,6 +214,12 @@ struct ct_sigtype {
      */
     const char *(*recheck)(const struct ct_call *c, const struct dcms_store_rows *rows, size_t i,
                            const json_t *ev, const unsigned char h[32]);
+    /*
+     * verify spends nothing (no one-time code, no counter) and reads nothing
+     * of the contract: it runs first, and when it passes the contract's
+     * checks run once, under the write lock (ct_sign).
+     */
+    bool verify_first;
 };
 
 /* The row named `name`, or NULL. */

@@ -208,6 +208,23 @@ static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx,
     return e;
 }
 
+/* The first look: everything that does not need the evidence, without holding a lock. */
+static enum dcms_err first_look(const struct ct_call *c, const char *id,
+                                const struct ct_sign_in *in)
+{
+    struct dcms_store_tx *tx;
+    struct dcms_store_rows *rows = NULL;
+    struct ct_row r;
+    const char *side = NULL;
+    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
+    if (e)
+        return e;
+    e = precheck(c, tx, id, in, in->key_id, false, &r, &rows, &side, NULL);
+    dcms_store_rows_free(rows);
+    dcms_store_rollback(tx);
+    return e;
+}
+
 enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_sign_in *in,
                       struct ct_rec *out)
 {
@@ -218,23 +235,30 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
     const char *side = NULL;
     struct ct_evidence ev = {NULL, "", ""};
     char *ev_text = NULL;
-    /* First look: everything that does not need the evidence, without holding a lock. */
-    enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_READ, &tx, c->ei);
-    if (e)
-        return e;
-    e = precheck(c, tx, id, in, in->key_id, false, &r, &rows, &side, NULL);
-    dcms_store_rows_free(rows);
-    rows = NULL;
-    dcms_store_rollback(tx);
-    tx = NULL;
-    if (e)
-        goto out;
-    if ((e = in->type->verify(c, in, &ev)))
-        goto out;
-    /* Then under the write lock, the same checks again: the contract is still
-     * PendingSignature, its hash is still the one signed (an edit changes it),
-     * and this side has not signed meanwhile. The other side signing in
-     * between is fine. */
+    enum dcms_err e;
+    if (in->type->verify_first) {
+        /* The evidence's check says nothing of the contract and spends nothing: it runs
+         * first, and when it passes the contract's checks run once, under the write lock
+         * (one read transaction fewer). Refused, the answer is what the first look would
+         * have answered, then the refusal: the same as for the other types. */
+        struct dcms_errinfo vei;
+        dcms_errinfo_init(&vei, c->ei->arena);
+        struct ct_call vc = *c;
+        vc.ei = &vei;
+        if ((e = in->type->verify(&vc, in, &ev))) {
+            if (!(e = first_look(c, id, in))) {
+                *c->ei = vei;
+                e = vei.code;
+            }
+            goto out;
+        }
+    } else if ((e = first_look(c, id, in)) || (e = in->type->verify(c, in, &ev))) {
+        goto out; /* the first look comes before a check that spends a code or a counter */
+    }
+    /* Then under the write lock, the checks (again, after a first look): the
+     * contract is still PendingSignature, its hash is still the one signed (an
+     * edit changes it), and this side has not signed meanwhile. The other side
+     * signing in between is fine. */
     if ((e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei)))
         goto out;
     if ((e = precheck(c, tx, id, in, ev.key_id, true, &r, &rows, &side, &live)))

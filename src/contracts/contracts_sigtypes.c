@@ -198,9 +198,9 @@ static const char *recheck_assertion(const struct ct_call *c, const struct dcms_
 /* ---- the table ---- */
 
 static const struct ct_sigtype table[] = {
-    {"digital", "key_id", decode_digital, verify_digital, recheck_key_signature},
-    {"mfa", "key_id", decode_mfa, verify_mfa, recheck_key_signature},
-    {"biometric", "assertion", decode_biometric, verify_biometric, recheck_assertion},
+    {"digital", "key_id", decode_digital, verify_digital, recheck_key_signature, true},
+    {"mfa", "key_id", decode_mfa, verify_mfa, recheck_key_signature, false},
+    {"biometric", "assertion", decode_biometric, verify_biometric, recheck_assertion, false},
 };
 
 const struct ct_sigtype *ct_sigtype_find(const char *name)

@@ -170,6 +170,19 @@ describe('who sees and does what', () => {
     assert.ok(ev.every((e) => e.outcome === 'denied'));
   });
 
+  test('a non-party whose own signature checks out still gets 404, and nothing changes', async () => {
+    // A digital signature is checked before the contract is read (its check says nothing of
+    // the contract); the contract's checks then answer under the write lock.
+    const c = await t.inState(p, 'pending_signature');
+    const stranger = await t.identity({roles: ['consumer']});
+    stranger.key = await t.signingKey(stranger);
+    const r = await t.signDigital(stranger, c);
+    assert.equal(r.status, 404, JSON.stringify(r.json));
+    const g = await t.call('GET', `/api/v1/contracts/${c.id}`, {headers: bearer(p.consumer.token)});
+    assert.equal(g.json.version, c.version);
+    assert.deepEqual(g.json.signatures, []);
+  });
+
   test('members of a party organization holding the role act for it', async () => {
     const org = await t.identity({kind: 'organization', roles: ['provider']});
     const member = await t.identity({roles: ['provider'], org: org.id});
