@@ -120,9 +120,9 @@ enum dcms_err ct_audit_id(const struct ct_call *c, struct dcms_store_tx *tx, con
 /*
  * Both parties exist, are active, hold the role of their side and belong to
  * two different organizations (an organization belongs to itself; two
- * identities in no organization are different parties).
+ * identities in no organization are different parties). *parties: the rows
+ * read (dcms_iam_parties: names too), whatever the checks found.
  */
-/* *parties: the rows read (dcms_iam_parties: names too), whatever the checks found. */
 static enum dcms_err check_parties(const struct ct_call *c, struct dcms_store_tx *tx,
                                    const struct ct_input *in, struct dcms_store_rows **parties)
 {
@@ -184,6 +184,16 @@ static enum dcms_err content_of(const struct ct_call *c, const char *id, const s
     return DCMS_OK;
 }
 
+/* The parties' names of `rec` from `names` (rows of dcms_iam_party_names or dcms_iam_parties,
+ * stolen; NULL: none). */
+static void names_from(struct ct_rec *rec, struct dcms_store_rows *names)
+{
+    dcms_store_rows_free(rec->names);
+    rec->names = names;
+    rec->r.provider_name = dcms_iam_party_name(names, rec->r.provider_id);
+    rec->r.consumer_name = dcms_iam_party_name(names, rec->r.consumer_id);
+}
+
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
                                struct dcms_store_rows *row, struct dcms_store_rows *names,
                                struct ct_rec *out)
@@ -198,10 +208,8 @@ enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx
         e = ct_load(tx, id, &rec.rows, &rec.r, c->ei);
     }
     if (!e && names) {
-        rec.names = names;
+        names_from(&rec, names);
         names = NULL;
-        rec.r.provider_name = dcms_iam_party_name(rec.names, rec.r.provider_id);
-        rec.r.consumer_name = dcms_iam_party_name(rec.names, rec.r.consumer_id);
     } else if (!e) {
         e = ct_names_read(tx, &rec, c->ei);
     }
@@ -226,10 +234,13 @@ void ct_rec_release(struct ct_rec *rec)
 enum dcms_err ct_names_read(struct dcms_store_tx *tx, struct ct_rec *rec, struct dcms_errinfo *ei)
 {
     const char *ids[2] = {rec->r.provider_id, rec->r.consumer_id};
-    dcms_store_rows_free(rec->names);
-    enum dcms_err e = dcms_iam_party_names(tx, ids, 2, &rec->names, ei);
-    rec->r.provider_name = e ? NULL : dcms_iam_party_name(rec->names, ids[0]);
-    rec->r.consumer_name = e ? NULL : dcms_iam_party_name(rec->names, ids[1]);
+    struct dcms_store_rows *names = NULL;
+    enum dcms_err e = dcms_iam_party_names(tx, ids, 2, &names, ei);
+    if (e) {
+        dcms_store_rows_free(names);
+        names = NULL;
+    }
+    names_from(rec, names);
     return e;
 }
 
@@ -458,8 +469,8 @@ static enum dcms_err if_match_ok(const struct ct_call *c, const struct ct_row *r
     return dcms_etag_check(if_match, version, c->ei);
 }
 
-/* Writes the new status with the row-version check; 412 when the row moved meanwhile. */
-/* *row: the contract as written (ct_load's columns). */
+/* Writes the new status with the row-version check; 412 when the row moved meanwhile.
+ * *row: the contract as written (ct_load's columns). */
 static enum dcms_err write_status(const struct ct_call *c, struct dcms_store_tx *tx,
                                   const struct ct_row *r, enum ct_status to, const char *reason,
                                   const char *now, struct dcms_store_rows **row)

@@ -7,6 +7,7 @@
  * the contracts it answers (dcms_iam_party_names: one statement a page).
  */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,9 @@
 #include "dcms/store.h"
 #include "dcms/uuid.h"
 
-static struct dcms_query q_party = DCMS_QUERY(
-    "iam_party_get", "SELECT kind, roles, status, organization_id FROM identities WHERE id = $1");
+#define PARTY_COLS "kind, roles, status, organization_id" /* party_from's columns */
+static struct dcms_query q_party =
+    DCMS_QUERY("iam_party_get", "SELECT " PARTY_COLS " FROM identities WHERE id = $1");
 
 /* The ids come as a JSON array (one parameter, whatever their number). */
 #define IDS_SQLITE "(SELECT value FROM json_each($1))"
@@ -26,12 +28,9 @@ static struct dcms_query q_names =
     DCMS_QUERY2("iam_party_names", "SELECT id, name FROM identities WHERE id IN " IDS_SQLITE,
                 "SELECT id, name FROM identities WHERE id IN " IDS_PG);
 /* The columns of q_party after (id, name), so that rows serve dcms_iam_party_name too. */
-static struct dcms_query q_parties =
-    DCMS_QUERY2("iam_parties",
-                "SELECT id, name, kind, roles, status, organization_id FROM identities "
-                "WHERE id IN " IDS_SQLITE,
-                "SELECT id, name, kind, roles, status, organization_id FROM identities "
-                "WHERE id IN " IDS_PG);
+static struct dcms_query q_parties = DCMS_QUERY2(
+    "iam_parties", "SELECT id, name, " PARTY_COLS " FROM identities WHERE id IN " IDS_SQLITE,
+    "SELECT id, name, " PARTY_COLS " FROM identities WHERE id IN " IDS_PG);
 
 /* roles JSON array text (["provider", ...]) to a DCMS_ROLE_* bit set; unknown names ignored. */
 static unsigned roles_of(const char *text)
@@ -114,25 +113,28 @@ enum dcms_err dcms_iam_parties(struct dcms_store_tx *tx, const char *const *ids,
     return by_ids(tx, &q_parties, ids, n, rows, ei);
 }
 
-bool dcms_iam_party_of(const struct dcms_store_rows *rows, const char *id,
-                       struct dcms_iam_party *out)
-{
-    for (size_t i = 0; id && i < dcms_store_rows_count(rows); i++) {
-        const char *rid = dcms_store_rows_text(rows, i, 0);
-        if (rid && strcasecmp(rid, id) == 0) { /* PostgreSQL answers a UUID in lowercase */
-            party_from(rows, i, 2, id, out);
-            return true;
-        }
-    }
-    return false;
-}
-
-const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id)
+/* The row of identity `id` (column 0), or -1. */
+static ptrdiff_t row_of(const struct dcms_store_rows *rows, const char *id)
 {
     for (size_t i = 0; id && i < dcms_store_rows_count(rows); i++) {
         const char *rid = dcms_store_rows_text(rows, i, 0);
         if (rid && strcasecmp(rid, id) == 0) /* PostgreSQL answers a UUID in lowercase */
-            return dcms_store_rows_text(rows, i, 1);
+            return (ptrdiff_t)i;
     }
-    return NULL;
+    return -1;
+}
+
+bool dcms_iam_party_of(const struct dcms_store_rows *rows, const char *id,
+                       struct dcms_iam_party *out)
+{
+    ptrdiff_t i = row_of(rows, id);
+    if (i >= 0)
+        party_from(rows, (size_t)i, 2, id, out);
+    return i >= 0;
+}
+
+const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id)
+{
+    ptrdiff_t i = row_of(rows, id);
+    return i >= 0 ? dcms_store_rows_text(rows, (size_t)i, 1) : NULL;
 }

@@ -169,8 +169,8 @@ static int64_t sync_head(struct dcms_audit *a, struct dcms_store *s)
 }
 
 /* Appends one test event (details {"i": i, "tag": tag}) in a write transaction of its own,
- * and waits for its position (the head's seq when the call returns). */
-static int64_t append_one(struct dcms_audit *a, struct dcms_store *s, int i, const char *tag)
+ * without waiting for the sequencer. */
+static void append_pending(struct dcms_audit *a, struct dcms_store *s, int i, const char *tag)
 {
     json_t *d = json_pack("{s:i, s:s}", "i", i, "tag", tag);
     assert_non_null(d);
@@ -194,6 +194,12 @@ static int64_t append_one(struct dcms_audit *a, struct dcms_store *s, int i, con
     }
     commit(tx);
     assert_true(dcms_uuid_valid(eid)); /* the id names the event (and its receipt) at once */
+}
+
+/* append_pending, then waits for the event's position (the head's seq when the call returns). */
+static int64_t append_one(struct dcms_audit *a, struct dcms_store *s, int i, const char *tag)
+{
+    append_pending(a, s, i, tag);
     return sync_head(a, s);
 }
 
@@ -828,26 +834,6 @@ static void write_failure_fails_change(struct fixture *f)
 }
 AUDIT_CASE(write_failure_fails_change)
 
-/* Appends one event through `s` without waiting for the sequencer. */
-static void append_pending(struct dcms_audit *a, struct dcms_store *s, const char *tag)
-{
-    struct dcms_audit_event ev = {.actor = "user-1",
-                                  .action = "test.append",
-                                  .resource_type = "thing",
-                                  .resource_id = tag,
-                                  .outcome = DCMS_AUDIT_SUCCESS};
-    struct dcms_errinfo ei;
-    dcms_errinfo_init(&ei, NULL);
-    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
-    char eid[DCMS_UUID_STRLEN] = "";
-    enum dcms_err e = dcms_audit_append(a, tx, &ev, eid, &ei);
-    if (e) {
-        dcms_store_rollback(tx);
-        fail_msg("dcms_audit_append: %s (%s)", dcms_err_slug(e), ei.message);
-    }
-    commit(tx);
-}
-
 /*
  * The sequencer's timer passes every few milliseconds: a store that refuses
  * its writes is one line when that starts and one when it ends, not a line
@@ -866,7 +852,7 @@ static void sequencer_outage_logged_once(struct fixture *f)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         FILE *log = dcms_test_log_begin();
         f->store->fail_commit = cases[i].fault;
-        append_pending(f->audit, f->store2, "while refused");
+        append_pending(f->audit, f->store2, (int)i, "while refused");
         sleep_ms(400); /* sixteen passes of the 25 ms timer */
         int64_t before = sql_int(f, "SELECT seq FROM audit_head");
         f->store->fail_commit = DCMS_OK;
