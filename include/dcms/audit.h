@@ -69,7 +69,10 @@ void dcms_audit_close(struct dcms_audit *a);
  * pending event: one insert that touches no shared row, durable when `tx`
  * commits. The sequencer gives it its seq (and chain hash and tree leaf)
  * within sequence_delay_ms of the commit. On any error the caller must roll
- * back: an audit write that fails fails the change. `id_out` (may be NULL)
+ * back: an audit write that fails fails the change. On PostgreSQL the
+ * insert goes out with the transaction's next statement or its COMMIT
+ * (dcms_store_exec_later), so its failure fails that statement or the
+ * commit instead: the change is lost with it all the same. `id_out` (may be NULL)
  * receives the new event's id (a UUID v7), which names its receipt
  * (GET /api/v1/audit/events/{id}/receipt) once it has a position.
  */

@@ -146,6 +146,39 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
 /*
+ * Runs `q`, a statement whose result nobody reads (an INSERT of an audit
+ * event or of a history row), later: at the latest with the COMMIT. On
+ * PostgreSQL it goes out in one round trip with the transaction's next
+ * statement or its COMMIT (the parameters are copied now); on SQLite it
+ * runs at once. Its failure is reported by the statement or the commit it
+ * went out with, which then fails, and the transaction rolls back as usual.
+ * A later statement of the same transaction sees what it wrote.
+ */
+enum dcms_err dcms_store_exec_later(struct dcms_store_tx *tx, struct dcms_query *q,
+                                    const struct dcms_store_val *params, size_t n,
+                                    struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
+ * Says that the transaction's next statement is its last: nothing but
+ * dcms_store_commit follows it when it succeeds (dcms_store_rollback when it
+ * fails). On PostgreSQL the COMMIT then goes out with that statement, one
+ * round trip for both: the statement fails if the commit does, and the
+ * dcms_store_commit that follows only returns the connection. On SQLite it
+ * changes nothing.
+ */
+void dcms_store_commit_with_next(struct dcms_store_tx *tx);
+
+/*
+ * A read transaction of one statement: begins, runs `q` into *rows (as
+ * dcms_store_exec), and ends. On PostgreSQL the three go out in one round
+ * trip.
+ */
+enum dcms_err dcms_store_read_one(struct dcms_store *s, struct dcms_query *q,
+                                  const struct dcms_store_val *params, size_t n,
+                                  struct dcms_store_rows **rows,
+                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
+/*
  * Runs `q` (a COUNT, MAX or single-row lookup) and reads the first column
  * of its first row as an integer into *out (0 for NULL). DCMS_ERR_NOT_FOUND,
  * with nothing recorded in `ei`, when the query returns no row: the caller

@@ -252,7 +252,7 @@ enum dcms_err audit_store_pending_insert(struct dcms_store_tx *tx, const char *i
         opt_text(ev->client_ip),
         opt_text(ev->request_id),
     };
-    return dcms_store_exec(tx, &q_pending_insert, p, 10, NULL, NULL, ei);
+    return dcms_store_exec_later(tx, &q_pending_insert, p, 10, ei); /* with the COMMIT */
 }
 
 enum dcms_err audit_store_pending_batch(struct dcms_store_tx *tx, int64_t limit,

@@ -211,6 +211,7 @@ enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx
         names_from(&rec, names);
         names = NULL;
     } else if (!e) {
+        dcms_store_commit_with_next(tx); /* the names' read carries the COMMIT */
         e = ct_names_read(tx, &rec, c->ei);
     }
     dcms_store_rows_free(names);
@@ -289,12 +290,12 @@ enum dcms_err ct_create(const struct ct_call *c, const struct ct_input *inp, str
                                   DCMS_VAL_TEXT(from), DCMS_VAL_TEXT(to)},
         11, &row, NULL, c->ei);
     if (!e)
-        e = dcms_store_exec(tx, &ct_q_version_insert,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(1),
-                                                      DCMS_VAL_TEXT(hex),
-                                                      DCMS_VAL_TEXT(canon_content),
-                                                      DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id)},
-                            6, NULL, NULL, c->ei);
+        e = dcms_store_exec_later(
+            tx, &ct_q_version_insert,
+            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(1), DCMS_VAL_TEXT(hex),
+                                      DCMS_VAL_TEXT(canon_content), DCMS_VAL_TEXT(now),
+                                      DCMS_VAL_TEXT(c->p->id)},
+            6, c->ei);
     if (!e)
         e = ct_audit(c, tx, "contract.create", id,
                      json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "provider_id", in.provider_id,
@@ -563,12 +564,12 @@ enum dcms_err ct_update(const struct ct_call *c, const char *id, const struct ct
     if (!e)
         e = ct_signatures_refresh(tx, id, &row, c->ei);
     if (!e)
-        e = dcms_store_exec(tx, &ct_q_version_insert,
-                            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(tv),
-                                                      DCMS_VAL_TEXT(hex),
-                                                      DCMS_VAL_TEXT(canon_content),
-                                                      DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(c->p->id)},
-                            6, NULL, NULL, c->ei);
+        e = dcms_store_exec_later(
+            tx, &ct_q_version_insert,
+            (struct dcms_store_val[]){DCMS_VAL_TEXT(id), DCMS_VAL_INT(tv), DCMS_VAL_TEXT(hex),
+                                      DCMS_VAL_TEXT(canon_content), DCMS_VAL_TEXT(now),
+                                      DCMS_VAL_TEXT(c->p->id)},
+            6, c->ei);
     if (!e)
         e = ct_audit(c, tx, "contract.update", id,
                      json_pack("{s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:I}", "from_version",

@@ -279,19 +279,15 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
                               (json_int_t)r.terms_version, "from_version", (json_int_t)r.version,
                               "to_version", (json_int_t)r.version + 1),
                     eid);
-    if (!e)
-        e = dcms_store_exec(
+    if (!e) /* goes out with the contract row's update below (a conflict shows there) */
+        e = dcms_store_exec_later(
             tx, &ct_q_sig_insert,
             (struct dcms_store_val[]){
                 DCMS_VAL_TEXT(sid), DCMS_VAL_TEXT(id), DCMS_VAL_INT(r.terms_version),
                 DCMS_VAL_TEXT(side), DCMS_VAL_TEXT(c->p->id), DCMS_VAL_TEXT(in->type->name),
                 DCMS_VAL_TEXT(ev.key_id), DCMS_VAL_TEXT(ev.alg), DCMS_VAL_TEXT(r.terms_hash),
                 DCMS_VAL_TEXT(now), DCMS_VAL_TEXT(ev_text), DCMS_VAL_TEXT(eid)},
-            12, NULL, NULL, c->ei);
-    if (e == DCMS_ERR_CONFLICT) {
-        dcms_errinfo_init(c->ei, c->ei->arena);
-        e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", side);
-    }
+            12, c->ei);
     /* One write of the contract row: the new mirror, the time, the next version. */
     char *mirror = NULL;
     struct ct_sig_fields added = {.id = sid,
@@ -311,6 +307,10 @@ enum dcms_err ct_sign(const struct ct_call *c, const char *id, const struct ct_s
                                                       DCMS_VAL_TEXT(now), DCMS_VAL_INT(r.version)},
                             4, &row, NULL, c->ei);
     free(mirror);
+    if (e == DCMS_ERR_CONFLICT) { /* the live-signature index: a race with the same side */
+        dcms_errinfo_init(c->ei, c->ei->arena);
+        e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", side);
+    }
     if (!e && dcms_store_rows_count(row) != 1)
         e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the contract changed meanwhile; sign again");
     if (!e) {

@@ -58,21 +58,29 @@ static json_t *key_json(const struct dcms_store_rows *r, size_t i)
         str_or_null(dcms_store_rows_text(r, i, K_REPLACED)));
 }
 
-static enum dcms_err load_key(struct dcms_store_tx *tx, const char *identity_id, const char *key_id,
-                              struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+/* The key's row, read in `tx`, or when `tx` is NULL in a read of its own from `s`. */
+static enum dcms_err load_key_from(struct dcms_store *s, struct dcms_store_tx *tx,
+                                   const char *identity_id, const char *key_id,
+                                   struct dcms_store_rows **rows, struct dcms_errinfo *ei)
 {
     *rows = NULL;
     if (!key_id || !dcms_uuid_valid(key_id) || !dcms_uuid_valid(identity_id))
         return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "signing key not found");
-    enum dcms_err e = dcms_store_exec(
-        tx, &q_get, (struct dcms_store_val[]){DCMS_VAL_TEXT(key_id), DCMS_VAL_TEXT(identity_id)}, 2,
-        rows, NULL, ei);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(key_id), DCMS_VAL_TEXT(identity_id)};
+    enum dcms_err e = tx ? dcms_store_exec(tx, &q_get, p, 2, rows, NULL, ei)
+                         : dcms_store_read_one(s, &q_get, p, 2, rows, ei);
     if (!e && dcms_store_rows_count(*rows) != 1) {
         dcms_store_rows_free(*rows);
         *rows = NULL;
         e = dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "signing key not found");
     }
     return e;
+}
+
+static enum dcms_err load_key(struct dcms_store_tx *tx, const char *identity_id, const char *key_id,
+                              struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    return load_key_from(NULL, tx, identity_id, key_id, rows, ei);
 }
 
 void iam_signkey_pop_message(const unsigned char challenge[IAM_CHALLENGE_BYTES],
@@ -337,13 +345,9 @@ enum dcms_err dcms_iam_signing_key_verify(struct dcms_iam *iam, const char *iden
         return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "at_time must be an RFC 3339 time");
     if (!msg && msg_len)
         return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "no message");
-    struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL;
-    enum dcms_err e = dcms_store_begin(iam->app->store, DCMS_TX_READ, &tx, ei);
-    if (e)
-        return e;
-    e = load_key(tx, identity_id ? identity_id : "", key_id, &rows, ei);
-    dcms_store_rollback(tx);
+    enum dcms_err e =
+        load_key_from(iam->app->store, NULL, identity_id ? identity_id : "", key_id, &rows, ei);
     if (e)
         return e;
     const char *created = dcms_store_rows_text(rows, 0, K_CREATED);

@@ -313,6 +313,7 @@ enum dcms_err dcms_store_begin(struct dcms_store *s, enum dcms_tx_mode mode,
         return storage_note(s, r);
     }
     e->read_only = mode == DCMS_TX_READ;
+    e->end_next = false;
     e->tx.store = s;
     e->tx.entry = e;
     *out = &e->tx;
@@ -350,29 +351,81 @@ void dcms_store_rollback(struct dcms_store_tx *tx)
     pool_release(s, e);
 }
 
+/* The query's SQL for the store's backend, its slot given; NULL (logged) when it cannot run. */
+static const char *query_sql(const struct store_backend *be, struct dcms_query *q)
+{
+    const char *sql = be->kind == DCMS_STORE_PG ? q->sql_pg : q->sql_sqlite;
+    if (!sql)
+        sql = q->sql;
+    if (!sql) {
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s has no SQL for %s", q->name, be->name);
+        return NULL;
+    }
+    if (!dcms_store_query_slot(q)) {
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "too many named queries (limit %d)", STORE_MAX_QUERIES);
+        return NULL;
+    }
+    return sql;
+}
+
+static enum dcms_err run(struct dcms_store_tx *tx, bool last, struct dcms_query *q,
+                         const struct dcms_store_val *params, size_t n,
+                         struct dcms_store_rows **rows, uint64_t *affected, struct dcms_errinfo *ei)
+{
+    const struct store_backend *be = tx->store->be;
+    if (rows)
+        *rows = NULL;
+    if (affected)
+        *affected = 0;
+    const char *sql = query_sql(be, q);
+    if (!sql)
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    /* An injected commit fault must find the transaction still open. */
+    last = (last || tx->entry->end_next) && !tx->store->fail_commit;
+    tx->entry->end_next = false;
+    return storage_note(tx->store, be->exec(tx->entry->conn, tx->entry->read_only, last, q, sql,
+                                            params, n, rows, affected, ei));
+}
+
+void dcms_store_commit_with_next(struct dcms_store_tx *tx)
+{
+    tx->entry->end_next = true;
+}
+
 enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
                               const struct dcms_store_val *params, size_t n,
                               struct dcms_store_rows **rows, uint64_t *affected,
                               struct dcms_errinfo *ei)
 {
+    return run(tx, false, q, params, n, rows, affected, ei);
+}
+
+enum dcms_err dcms_store_exec_later(struct dcms_store_tx *tx, struct dcms_query *q,
+                                    const struct dcms_store_val *params, size_t n,
+                                    struct dcms_errinfo *ei)
+{
     const struct store_backend *be = tx->store->be;
-    const char *sql = be->kind == DCMS_STORE_PG ? q->sql_pg : q->sql_sqlite;
+    if (!be->exec_later)
+        return run(tx, false, q, params, n, NULL, NULL, ei);
+    const char *sql = query_sql(be, q);
     if (!sql)
-        sql = q->sql;
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    return storage_note(tx->store, be->exec_later(tx->entry->conn, q, sql, params, n, ei));
+}
+
+enum dcms_err dcms_store_read_one(struct dcms_store *s, struct dcms_query *q,
+                                  const struct dcms_store_val *params, size_t n,
+                                  struct dcms_store_rows **rows, struct dcms_errinfo *ei)
+{
+    struct dcms_store_tx *tx;
     if (rows)
         *rows = NULL;
-    if (affected)
-        *affected = 0;
-    if (!sql) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s has no SQL for %s", q->name, be->name);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
-    if (!dcms_store_query_slot(q)) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "too many named queries (limit %d)", STORE_MAX_QUERIES);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
-    return storage_note(tx->store, be->exec(tx->entry->conn, tx->entry->read_only, q, sql, params,
-                                            n, rows, affected, ei));
+    enum dcms_err r = dcms_store_begin(s, DCMS_TX_READ, &tx, ei);
+    if (r)
+        return r;
+    r = run(tx, true, q, params, n, rows, NULL, ei);
+    dcms_store_rollback(tx);
+    return r;
 }
 
 enum dcms_err dcms_store_exec_int(struct dcms_store_tx *tx, struct dcms_query *q,

@@ -7,6 +7,7 @@
 #define DCMS_STORE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "dcms/store.h"
@@ -50,11 +51,23 @@ struct store_backend {
     bool (*broken)(void *conn);
     /* Runs SQL without parameters; may hold several statements. */
     enum dcms_err (*exec_script)(void *conn, const char *sql, struct dcms_errinfo *ei);
-    /* `read_only`: the transaction was begun DCMS_TX_READ; refuse statements that write. */
-    enum dcms_err (*exec)(void *conn, bool read_only, struct dcms_query *q, const char *sql,
-                          const struct dcms_store_val *params, size_t n,
+    /*
+     * `read_only`: the transaction was begun DCMS_TX_READ; refuse statements
+     * that write. `last`: the transaction's last statement (a read
+     * transaction may end with it; the ROLLBACK that follows is then a no-op).
+     */
+    enum dcms_err (*exec)(void *conn, bool read_only, bool last, struct dcms_query *q,
+                          const char *sql, const struct dcms_store_val *params, size_t n,
                           struct dcms_store_rows **rows, uint64_t *affected,
                           struct dcms_errinfo *ei);
+    /*
+     * Runs a statement whose result nobody reads, at the latest with the
+     * COMMIT (its parameters copied); its failure fails the statement it went
+     * out with. NULL: dcms_store_exec_later runs it at once.
+     */
+    enum dcms_err (*exec_later)(void *conn, struct dcms_query *q, const char *sql,
+                                const struct dcms_store_val *params, size_t n,
+                                struct dcms_errinfo *ei);
 };
 
 extern const struct store_backend dcms_store_sqlite_backend;
@@ -72,6 +85,7 @@ struct pool_entry {
     void *conn;
     bool busy;
     bool read_only; /* the current transaction's mode */
+    bool end_next;  /* dcms_store_commit_with_next: the next statement is the last */
     struct dcms_store_tx tx;
 };
 
@@ -94,6 +108,8 @@ struct dcms_store {
      */
     enum dcms_err fail_commit;
     void *be_state; /* the backend's, from start() */
+    /* Messages answered by a PostgreSQL server (pipelines count once); tests count them. */
+    _Atomic uint64_t round_trips;
     /* Disk-full episode (store.c, storage_*): when the last write failed for want of space. */
     _Atomic int64_t full_since_us, full_last_us;
 };

@@ -9,6 +9,14 @@
  * first time), and a transaction that ran no statement ends without
  * reaching the server at all. The snapshot is the same either way: a
  * transaction takes it at its first statement, not at BEGIN.
+ *
+ * Statements whose result nobody reads (dcms_store_exec_later: an audit
+ * event, a history row) are held back the same way, with copies of their
+ * parameters, and go out in the pipeline of the next statement or of the
+ * COMMIT; a transaction's last statement (dcms_store_read_one,
+ * dcms_store_commit_with_next) takes the COMMIT or ROLLBACK along. One
+ * failing statement aborts the rest of its pipeline, and its error is the
+ * one reported.
  */
 #include <limits.h>
 #include <ctype.h>
@@ -21,12 +29,39 @@
 
 #define PG_TIMESTAMPTZ_OID 1184
 #define PG_MAX_PARAMS 64
+#define PG_MAX_LATER 8 /* statements held back per transaction before they are sent anyway */
+
+/* A statement's parameters in libpq's form; `block` holds the copied bytes. */
+struct pg_bound {
+    int n;
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS];
+    int formats[PG_MAX_PARAMS];
+    char *block;
+};
+
+/* A statement held back (dcms_store_exec_later), with its own copy of its parameters. */
+struct pg_later {
+    struct dcms_query *q;
+    const char *sql;
+    struct pg_bound b;
+};
 
 struct pg_conn {
     PGconn *pg;
     struct dcms_store *store; /* for the reconnect */
     const char *begin;        /* a BEGIN not sent yet, or NULL */
+    bool ended;               /* the last statement's pipeline ended the transaction */
+    int nlater;
+    struct pg_later later[PG_MAX_LATER];
     unsigned char prepared[STORE_MAX_QUERIES];
+};
+
+/* One command of a pipeline: plain SQL (`q` NULL: BEGIN, COMMIT, ROLLBACK) or a named query. */
+struct pg_cmd {
+    struct dcms_query *q;
+    const char *sql;
+    const struct pg_bound *b;
 };
 
 static void quiet_notices(void *arg, const char *message)
@@ -83,9 +118,12 @@ static enum dcms_err pg_connect(struct dcms_store *s, void **out, struct dcms_er
     return DCMS_OK;
 }
 
+static void later_clear(struct pg_conn *c);
+
 static void pg_disconnect(void *conn)
 {
     struct pg_conn *c = conn;
+    later_clear(c);
     PQfinish(c->pg);
     free(c);
 }
@@ -138,6 +176,7 @@ static enum dcms_err map_result(struct pg_conn *c, PGresult *res, const char *wh
 static enum dcms_err run_script(struct pg_conn *c, const char *sql, struct dcms_errinfo *ei)
 {
     PGresult *res = PQexec(c->pg, sql);
+    atomic_fetch_add(&c->store->round_trips, 1);
     ExecStatusType st = PQresultStatus(res);
     enum dcms_err r = DCMS_OK;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
@@ -146,66 +185,67 @@ static enum dcms_err run_script(struct pg_conn *c, const char *sql, struct dcms_
     return r;
 }
 
-static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_errinfo *ei)
+static void later_clear(struct pg_conn *c)
 {
-    struct pg_conn *c = conn;
-    if (strncmp(sql, "BEGIN", 5) == 0) {
-        c->begin = sql; /* sent with the first statement */
-        return DCMS_OK;
-    }
-    if (c->begin) {
-        if (strcmp(sql, "COMMIT") == 0 || strcmp(sql, "ROLLBACK") == 0) {
-            c->begin = NULL; /* nothing ran: nothing to end */
-            return DCMS_OK;
-        }
-        const char *begin = c->begin;
-        c->begin = NULL;
-        enum dcms_err r = run_script(c, begin, ei);
-        if (r)
-            return r;
-    }
-    return run_script(c, sql, ei);
+    for (int i = 0; i < c->nlater; i++)
+        free(c->later[i].b.block);
+    c->nlater = 0;
 }
 
 /*
- * The held-back BEGIN, the statement's PREPARE when this connection has not
- * prepared it yet, and the statement, in one pipeline: one round trip. On
- * success *out is the statement's result (the caller checks its status).
+ * Sends `cmds` in one pipeline, each named query preceded by its PREPARE
+ * when this connection has not prepared it yet, and reads every result:
+ * one round trip. The first failure is the error (the server skips the
+ * commands after it); on success *out (may be NULL) is the result of
+ * cmds[want].
  */
-static enum dcms_err begin_and_run(struct pg_conn *c, const char *what, const char *stmt,
-                                   const char *sql, int slot, int n, const char *const *values,
-                                   const int *lengths, const int *formats, PGresult **out,
-                                   struct dcms_errinfo *ei)
+static enum dcms_err pipeline(struct pg_conn *c, const struct pg_cmd *cmds, int ncmds, int want,
+                              PGresult **out, struct dcms_errinfo *ei)
 {
-    *out = NULL;
-    bool prepare = !c->prepared[slot];
-    bool sent = PQenterPipelineMode(c->pg) == 1 &&
-                PQsendQueryParams(c->pg, c->begin, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
-                (!prepare || PQsendPrepare(c->pg, stmt, sql, 0, NULL) == 1) &&
-                PQsendQueryPrepared(c->pg, stmt, n, values, lengths, formats, 0) == 1 &&
-                PQpipelineSync(c->pg) == 1;
-    PGresult *failed = NULL, *last = NULL;
-    bool prepared = false;
+    bool prep[PG_MAX_LATER + 3] = {0};
+    bool sent = PQenterPipelineMode(c->pg) == 1;
+    for (int i = 0; sent && i < ncmds; i++) {
+        const struct pg_cmd *k = &cmds[i];
+        if (!k->q) {
+            sent = PQsendQueryParams(c->pg, k->sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+            continue;
+        }
+        char stmt[16];
+        snprintf(stmt, sizeof(stmt), "q%d", k->q->slot);
+        prep[i] = !c->prepared[k->q->slot];
+        for (int j = 0; prep[i] && j < i; j++) /* once per pipeline */
+            prep[i] = !(prep[j] && cmds[j].q->slot == k->q->slot);
+        sent = (!prep[i] || PQsendPrepare(c->pg, stmt, k->sql, 0, NULL) == 1) &&
+               PQsendQueryPrepared(c->pg, stmt, k->b->n, k->b->values, k->b->lengths, k->b->formats,
+                                   0) == 1;
+    }
+    sent = sent && PQpipelineSync(c->pg) == 1;
+    atomic_fetch_add(&c->store->round_trips, 1);
+    PGresult *failed = NULL, *kept = NULL;
+    const char *what = "statement";
     /* One result per command (each followed by NULL), then the sync's. */
-    for (int cmd = 0; sent && cmd < (prepare ? 3 : 2); cmd++) {
-        PGresult *res = PQgetResult(c->pg);
-        if (!res) {
-            sent = false;
-            break;
+    for (int i = 0; sent && i < ncmds; i++) {
+        for (int part = prep[i] ? 0 : 1; sent && part < 2; part++) {
+            PGresult *res = PQgetResult(c->pg);
+            if (!res) {
+                sent = false;
+                break;
+            }
+            ExecStatusType st = PQresultStatus(res);
+            bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+            if (part == 0 && ok)
+                c->prepared[cmds[i].q->slot] = 1;
+            if (!ok && !failed && st != PGRES_PIPELINE_ABORTED) {
+                failed = res;
+                what = cmds[i].q ? cmds[i].q->name : cmds[i].sql;
+            } else if (part == 1 && i == want && ok && out) {
+                kept = res;
+            } else {
+                PQclear(res);
+            }
+            while ((res = PQgetResult(c->pg)))
+                PQclear(res);
         }
-        ExecStatusType st = PQresultStatus(res);
-        bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-        if (prepare && cmd == 1)
-            prepared = ok;
-        if (!ok && !failed && st != PGRES_PIPELINE_ABORTED) {
-            failed = res;
-        } else if (cmd == (prepare ? 2 : 1) && ok) {
-            last = res;
-        } else {
-            PQclear(res);
-        }
-        while ((res = PQgetResult(c->pg)))
-            PQclear(res);
     }
     if (sent) {
         PGresult *sync = PQgetResult(c->pg);
@@ -214,19 +254,161 @@ static enum dcms_err begin_and_run(struct pg_conn *c, const char *what, const ch
     }
     if (sent)
         sent = PQexitPipelineMode(c->pg) == 1;
-    c->begin = NULL;
-    if (prepared)
-        c->prepared[slot] = 1;
-    enum dcms_err r = DCMS_OK;
     if (failed || !sent) {
-        r = map_result(c, failed, what, ei);
+        enum dcms_err r = map_result(c, failed, what, ei);
         PQclear(failed);
-        PQclear(last);
+        PQclear(kept);
         if (!sent && PQstatus(c->pg) == CONNECTION_OK)
             PQexitPipelineMode(c->pg);
         return r;
     }
-    *out = last;
+    if (out)
+        *out = kept;
+    return DCMS_OK;
+}
+
+/*
+ * The held-back BEGIN and statements, then `tail` (at most two commands),
+ * in one pipeline; *out (may be NULL) is tail[0]'s result. Nothing is held
+ * back afterwards, whatever the result.
+ */
+static enum dcms_err send_held(struct pg_conn *c, const struct pg_cmd *tail, int ntail,
+                               PGresult **out, struct dcms_errinfo *ei)
+{
+    struct pg_cmd cmds[PG_MAX_LATER + 3];
+    int n = 0;
+    if (c->begin)
+        cmds[n++] = (struct pg_cmd){NULL, c->begin, NULL};
+    for (int i = 0; i < c->nlater; i++)
+        cmds[n++] = (struct pg_cmd){c->later[i].q, c->later[i].sql, &c->later[i].b};
+    int want = n;
+    for (int i = 0; i < ntail && i < 2; i++)
+        cmds[n++] = tail[i];
+    enum dcms_err r = pipeline(c, cmds, n, want, out, ei);
+    /* A connection the server dropped while idle shows it here: when nothing had run in
+     * this transaction yet, one retry on a fresh connection is safe. */
+    if (r && c->begin && ei && PQstatus(c->pg) != CONNECTION_OK &&
+        pg_repair(c->store, c, ei) == DCMS_OK) {
+        dcms_errinfo_init(ei, ei->arena);
+        r = pipeline(c, cmds, n, want, out, ei);
+    }
+    c->begin = NULL;
+    later_clear(c);
+    return r;
+}
+
+static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_errinfo *ei)
+{
+    struct pg_conn *c = conn;
+    if (strncmp(sql, "BEGIN", 5) == 0) {
+        c->begin = sql; /* sent with the first statement */
+        c->ended = false;
+        return DCMS_OK;
+    }
+    bool commit = strcmp(sql, "COMMIT") == 0, rollback = strcmp(sql, "ROLLBACK") == 0;
+    if (rollback)
+        later_clear(c);
+    if ((commit || rollback) && c->ended) { /* the last statement's pipeline ended it */
+        c->ended = false;
+        return DCMS_OK;
+    }
+    if ((commit || rollback) && c->begin && !c->nlater) {
+        c->begin = NULL; /* nothing ran: nothing to end */
+        return DCMS_OK;
+    }
+    if (c->begin || c->nlater) { /* what is held back goes first, a COMMIT with it */
+        struct pg_cmd end = {NULL, sql, NULL};
+        enum dcms_err r = send_held(c, &end, commit ? 1 : 0, NULL, ei);
+        if (r || commit)
+            return r;
+    }
+    return run_script(c, sql, ei);
+}
+
+/*
+ * `params` in libpq's form in b->block: text NUL-terminated (libpq ends
+ * text parameters at the NUL, not at the length; PostgreSQL text cannot
+ * hold one, so an embedded NUL is refused), integers as decimal text,
+ * blobs in binary format (bytea takes the bytes as they are), copied only
+ * when `copy_blobs` (a held-back statement outlives the caller's buffers).
+ */
+static enum dcms_err bind_params(const struct dcms_query *q, const struct dcms_store_val *params,
+                                 size_t n, bool copy_blobs, struct pg_bound *b,
+                                 struct dcms_errinfo *ei)
+{
+    b->n = (int)n;
+    b->block = NULL;
+    if (n > PG_MAX_PARAMS) {
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s has too many parameters", q->name);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct dcms_store_val *v = &params[i];
+        if (v->type == DCMS_VT_TEXT && memchr(v->ptr, '\0', v->len))
+            return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "text must not contain NUL characters");
+        if (v->type == DCMS_VT_BLOB && v->len > INT_MAX)
+            return dcms_err_set(ei, DCMS_ERR_TOO_LARGE, NULL);
+        bytes += v->type == DCMS_VT_TEXT   ? v->len + 1
+                 : v->type == DCMS_VT_INT  ? 24
+                 : v->type == DCMS_VT_BLOB ? (copy_blobs ? v->len : 0)
+                                           : 0;
+    }
+    char *p = b->block = bytes ? malloc(bytes) : NULL;
+    if (bytes && !p)
+        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    for (size_t i = 0; i < n; i++) {
+        const struct dcms_store_val *v = &params[i];
+        b->lengths[i] = 0;
+        b->formats[i] = 0;
+        b->values[i] = NULL;
+        switch (v->type) {
+        case DCMS_VT_BLOB:
+            b->values[i] = v->len ? v->ptr : "";
+            if (copy_blobs && v->len) {
+                memcpy(p, v->ptr, v->len);
+                b->values[i] = p;
+                p += v->len;
+            }
+            b->lengths[i] = (int)v->len;
+            b->formats[i] = 1;
+            break;
+        case DCMS_VT_TEXT:
+            memcpy(p, v->ptr, v->len);
+            p[v->len] = '\0';
+            b->values[i] = p;
+            b->lengths[i] = (int)v->len;
+            p += v->len + 1;
+            break;
+        case DCMS_VT_INT:
+            snprintf(p, 24, "%" PRId64, v->i);
+            b->values[i] = p;
+            p += 24;
+            break;
+        default:
+            break;
+        }
+    }
+    return DCMS_OK;
+}
+
+static enum dcms_err pg_exec_later(void *conn, struct dcms_query *q, const char *sql,
+                                   const struct dcms_store_val *params, size_t n,
+                                   struct dcms_errinfo *ei)
+{
+    struct pg_conn *c = conn;
+    if (c->nlater == PG_MAX_LATER) {
+        enum dcms_err r = send_held(c, NULL, 0, NULL, ei);
+        if (r)
+            return r;
+    }
+    struct pg_later *l = &c->later[c->nlater];
+    enum dcms_err r = bind_params(q, params, n, true, &l->b, ei);
+    if (r)
+        return r;
+    l->q = q;
+    l->sql = sql;
+    c->nlater++;
     return DCMS_OK;
 }
 
@@ -256,98 +438,43 @@ static size_t normalize_timestamp(const char *in, char *out, size_t cap)
     return o;
 }
 
-static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, const char *sql,
-                             const struct dcms_store_val *params, size_t n,
+static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_query *q,
+                             const char *sql, const struct dcms_store_val *params, size_t n,
                              struct dcms_store_rows **rows_out, uint64_t *affected,
                              struct dcms_errinfo *ei)
 {
     struct pg_conn *c = conn;
-    char stmt[16];
-    snprintf(stmt, sizeof(stmt), "q%d", q->slot);
-    if (n > PG_MAX_PARAMS) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s has too many parameters", q->name);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
-    if (!c->prepared[q->slot] && !c->begin) {
-        PGresult *res = PQprepare(c->pg, stmt, sql, 0, NULL);
-        enum dcms_err r =
-            PQresultStatus(res) == PGRES_COMMAND_OK ? DCMS_OK : map_result(c, res, q->name, ei);
-        PQclear(res);
-        if (r)
-            return r;
-        c->prepared[q->slot] = 1;
-    }
-    const char *values[PG_MAX_PARAMS];
-    int lengths[PG_MAX_PARAMS];
-    int formats[PG_MAX_PARAMS];
-    char ints[PG_MAX_PARAMS][24];
-    /* Text parameters travel in text format, which libpq ends at the NUL, not at the
-     * length: copy each one NUL-terminated, and refuse embedded NULs (PostgreSQL text
-     * cannot hold them). */
-    size_t text_bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (params[i].type != DCMS_VT_TEXT)
-            continue;
-        if (memchr(params[i].ptr, '\0', params[i].len))
-            return dcms_err_set(ei, DCMS_ERR_BAD_REQUEST, "text must not contain NUL characters");
-        text_bytes += params[i].len + 1;
-    }
-    char *texts = text_bytes ? malloc(text_bytes) : NULL;
-    if (text_bytes && !texts)
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    char *tp = texts;
-    for (size_t i = 0; i < n; i++) {
-        lengths[i] = 0;
-        formats[i] = 0;
-        switch (params[i].type) {
-        case DCMS_VT_BLOB: /* binary format: bytea takes the bytes as they are */
-            if (params[i].len > INT_MAX) {
-                free(texts);
-                return dcms_err_set(ei, DCMS_ERR_TOO_LARGE, NULL);
-            }
-            values[i] = params[i].ptr ? params[i].ptr : "";
-            lengths[i] = (int)params[i].len;
-            formats[i] = 1;
-            break;
-        case DCMS_VT_TEXT:
-            memcpy(tp, params[i].ptr, params[i].len);
-            tp[params[i].len] = '\0';
-            values[i] = tp;
-            lengths[i] = (int)params[i].len;
-            tp += params[i].len + 1;
-            break;
-        case DCMS_VT_INT:
-            snprintf(ints[i], sizeof(ints[i]), "%" PRId64, params[i].i);
-            values[i] = ints[i];
-            break;
-        default:
-            values[i] = NULL;
-        }
-    }
+    struct pg_bound b;
+    enum dcms_err r = bind_params(q, params, n, false, &b, ei);
+    if (r)
+        return r;
     PGresult *res = NULL;
-    if (c->begin) {
-        const char *begin = c->begin;
-        enum dcms_err r = begin_and_run(c, q->name, stmt, sql, q->slot, (int)n, values, lengths,
-                                        formats, &res, ei);
-        /* A connection the server dropped while idle shows it here: nothing ran in this
-         * transaction yet, so one retry on a fresh connection is safe. */
-        if (r && PQstatus(c->pg) != CONNECTION_OK && pg_repair(c->store, c, ei) == DCMS_OK) {
-            dcms_errinfo_init(ei, ei->arena);
-            c->begin = begin;
-            r = begin_and_run(c, q->name, stmt, sql, q->slot, (int)n, values, lengths, formats,
-                              &res, ei);
-        }
-        if (r) {
-            free(texts);
-            return r;
-        }
+    if (c->begin || c->nlater || last) {
+        /* The transaction's last statement takes its end along: both succeed or neither. */
+        struct pg_cmd tail[2] = {{q, sql, &b}, {NULL, read_only ? "ROLLBACK" : "COMMIT", NULL}};
+        r = send_held(c, tail, last ? 2 : 1, &res, ei);
+        c->ended = !r && last;
     } else {
-        res = PQexecPrepared(c->pg, stmt, (int)n, values, lengths, formats, 0);
+        char stmt[16];
+        snprintf(stmt, sizeof(stmt), "q%d", q->slot);
+        if (!c->prepared[q->slot]) {
+            PGresult *pr = PQprepare(c->pg, stmt, sql, 0, NULL);
+            atomic_fetch_add(&c->store->round_trips, 1);
+            r = PQresultStatus(pr) == PGRES_COMMAND_OK ? DCMS_OK : map_result(c, pr, q->name, ei);
+            PQclear(pr);
+            c->prepared[q->slot] = !r;
+        }
+        if (!r) {
+            res = PQexecPrepared(c->pg, stmt, b.n, b.values, b.lengths, b.formats, 0);
+            atomic_fetch_add(&c->store->round_trips, 1);
+        }
     }
-    free(texts);
+    free(b.block);
+    if (r)
+        return r;
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        enum dcms_err r = map_result(c, res, q->name, ei);
+        r = map_result(c, res, q->name, ei);
         PQclear(res);
         return r;
     }
@@ -355,7 +482,6 @@ static enum dcms_err pg_exec(void *conn, bool read_only, struct dcms_query *q, c
         const char *t = PQcmdTuples(res);
         *affected = t && *t ? strtoull(t, NULL, 10) : 0;
     }
-    enum dcms_err r = DCMS_OK;
     if (rows_out) {
         int nrows = PQntuples(res), ncols = PQnfields(res);
         struct dcms_store_rows *rows = dcms_store_rows_new((size_t)ncols);
@@ -398,4 +524,5 @@ const struct store_backend dcms_store_pg_backend = {
     .broken = pg_broken,
     .exec_script = pg_exec_script,
     .exec = pg_exec,
+    .exec_later = pg_exec_later,
 };

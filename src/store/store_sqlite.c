@@ -277,11 +277,12 @@ static enum dcms_err bind_params(sqlite3_stmt *st, const struct dcms_store_val *
     return DCMS_OK;
 }
 
-static enum dcms_err sq_exec(void *conn, bool read_only, struct dcms_query *q, const char *sql,
-                             const struct dcms_store_val *params, size_t n,
+static enum dcms_err sq_exec(void *conn, bool read_only, bool last, struct dcms_query *q,
+                             const char *sql, const struct dcms_store_val *params, size_t n,
                              struct dcms_store_rows **rows_out, uint64_t *affected,
                              struct dcms_errinfo *ei)
 {
+    (void)last; /* no round trips to save */
     struct sq_conn *c = conn;
     sqlite3_stmt *st = c->stmts[q->slot];
     if (!st) {

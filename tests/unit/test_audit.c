@@ -803,11 +803,16 @@ static void write_failure_fails_change(struct fixture *f)
     dcms_errinfo_init(&ei, NULL);
     char eid[DCMS_UUID_STRLEN] = "untouched";
     enum dcms_err e = dcms_audit_append(f->audit, tx, &ev, eid, &ei);
-    if (e == DCMS_OK) {
+    if (e == DCMS_OK && f->db.bk == BK_PG) { /* held back: the commit carries it and fails */
+        e = dcms_store_commit(tx, &ei);
+        tx = NULL;
+        assert_int_not_equal(e, DCMS_OK);
+    } else if (e == DCMS_OK) {
         dcms_store_rollback(tx);
         fail_msg("dcms_audit_append succeeded although the event insert failed (id %s)", eid);
+    } else {
+        assert_string_equal(eid, "untouched");
     }
-    assert_string_equal(eid, "untouched");
     assert_int_equal(ei.code, e);
     assert_null(strstr(ei.message, "injected")); /* native text goes to the log only */
     dcms_store_rollback(tx);

@@ -11,7 +11,10 @@
  * (text, int, NULL, timestamps in the one RFC 3339 form), affected rows,
  * rollback, conflicts (unique, foreign key, check), per-backend SQL, pool
  * exhaustion, concurrent writers, a schema newer than the binary, bad URLs
- * and an unreachable server.
+ * and an unreachable server; statements held back to the next one or the
+ * commit (exec_later), one-statement reads (read_one) and a last statement
+ * that carries the COMMIT (commit_with_next), with the round trips they
+ * save on PostgreSQL.
  */
 #include "testdb.h"
 #include "testutil.h"
@@ -897,6 +900,245 @@ static void read_tx_is_read_only(struct fixture *f)
 }
 STORE_CASE(read_tx_is_read_only)
 
+/* ---- statements held back (exec_later) and one-statement reads (read_one) ---- */
+
+static struct dcms_query q_later_table =
+    DCMS_QUERY2("t_later_table", "CREATE TABLE t_later (n INTEGER NOT NULL UNIQUE, t TEXT, b BLOB)",
+                "CREATE TABLE t_later (n INTEGER NOT NULL UNIQUE, t TEXT, b BYTEA)");
+static struct dcms_query q_later_insert =
+    DCMS_QUERY("t_later_insert", "INSERT INTO t_later (n, t, b) VALUES ($1, $2, $3)");
+static struct dcms_query q_later_rows =
+    DCMS_QUERY2("t_later_rows", "SELECT n, t, hex(b) FROM t_later ORDER BY n",
+                "SELECT n, t, upper(encode(b, 'hex')) FROM t_later ORDER BY n");
+static struct dcms_query q_later_count =
+    DCMS_QUERY("t_later_count", "SELECT COUNT(*) FROM t_later");
+
+static uint64_t round_trips(struct dcms_store *s)
+{
+    return atomic_load(&s->round_trips);
+}
+
+/* Holds back an insert of row n; its parameters live in buffers overwritten at once. */
+static enum dcms_err later_row(struct dcms_store_tx *tx, int n, struct dcms_errinfo *ei)
+{
+    char text[16];
+    unsigned char blob[3] = {0xde, 0xad, (unsigned char)n};
+    snprintf(text, sizeof(text), "row %d", n);
+    struct dcms_store_val p[] = {DCMS_VAL_INT(n), DCMS_VAL_TEXT(text), DCMS_VAL_BLOB(blob, 3)};
+    dcms_errinfo_init(ei, NULL);
+    enum dcms_err e = dcms_store_exec_later(tx, &q_later_insert, p, 3, ei);
+    memset(text, 'x', sizeof(text) - 1);
+    memset(blob, 0, sizeof(blob));
+    return e;
+}
+
+static int64_t later_count(struct dcms_store_tx *tx)
+{
+    struct dcms_store_rows *rows = run(tx, &q_later_count, NULL, 0, true, NULL);
+    int64_t n = dcms_store_rows_int(rows, 0, 0);
+    dcms_store_rows_free(rows);
+    return n;
+}
+
+/*
+ * A held-back statement runs with its own copy of its parameters, before the
+ * transaction's next statement (which sees its row) or with the COMMIT; on
+ * PostgreSQL each of those is one round trip with what it carries.
+ */
+static void exec_later_goes_with_the_next(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_errinfo ei;
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_later_table, NULL, 0, false, NULL);
+    commit(tx);
+
+    uint64_t trips = round_trips(s);
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(later_row(tx, 1, &ei), ei);
+    assert_int_equal(later_count(tx), 1); /* BEGIN, the insert and the count: one trip */
+    CHECK(later_row(tx, 2, &ei), ei);
+    CHECK(later_row(tx, 3, &ei), ei);
+    commit(tx); /* two inserts and the COMMIT: one trip */
+    if (f->db.bk == BK_PG)
+        assert_int_equal(round_trips(s) - trips, 2); /* first PREPAREs travel with them */
+
+    trips = round_trips(s);
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(later_row(tx, 4, &ei), ei);
+    commit(tx); /* BEGIN, the insert and the COMMIT: one trip */
+    if (f->db.bk == BK_PG)
+        assert_int_equal(round_trips(s) - trips, 1);
+
+    /* More than a pipeline holds back: the surplus goes out on its own, none is lost. */
+    tx = begin(s, DCMS_TX_WRITE);
+    for (int n = 10; n < 30; n++)
+        CHECK(later_row(tx, n, &ei), ei);
+    commit(tx);
+
+    /* A rollback drops what was held back. */
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(later_row(tx, 99, &ei), ei);
+    dcms_store_rollback(tx);
+
+    tx = begin(s, DCMS_TX_READ);
+    struct dcms_store_rows *rows = run(tx, &q_later_rows, NULL, 0, true, NULL);
+    commit(tx);
+    assert_int_equal(dcms_store_rows_count(rows), 24);
+    assert_int_equal(dcms_store_rows_int(rows, 0, 0), 1);
+    assert_string_equal(dcms_store_rows_text(rows, 0, 1), "row 1");
+    assert_string_equal(dcms_store_rows_text(rows, 0, 2), "DEAD01");
+    assert_string_equal(dcms_store_rows_text(rows, 23, 1), "row 29");
+    assert_string_equal(dcms_store_rows_text(rows, 23, 2), "DEAD1D");
+    dcms_store_rows_free(rows);
+}
+STORE_CASE(exec_later_goes_with_the_next)
+
+/*
+ * A held-back statement that fails fails what it went out with (the next
+ * statement or the commit), and the whole transaction is gone.
+ */
+static void exec_later_failure_fails_the_transaction(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_errinfo ei;
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_later_table, NULL, 0, false, NULL);
+    CHECK(later_row(tx, 1, &ei), ei);
+    commit(tx);
+
+    /* With the commit. */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "gone@x.org", NULL);
+    CHECK(later_row(tx, 2, &ei), ei);
+    enum dcms_err e = later_row(tx, 1, &ei); /* SQLite runs it at once */
+    if (!e)
+        e = dcms_store_commit(tx, &ei);
+    else
+        dcms_store_rollback(tx);
+    assert_int_equal(e, DCMS_ERR_CONFLICT);
+    assert_int_equal(ei.code, DCMS_ERR_CONFLICT);
+
+    /* With the next statement. */
+    tx = begin(s, DCMS_TX_WRITE);
+    e = later_row(tx, 1, &ei);
+    if (!e) {
+        struct dcms_store_rows *rows = NULL;
+        dcms_errinfo_init(&ei, NULL);
+        e = dcms_store_exec(tx, &q_later_count, NULL, 0, &rows, NULL, &ei);
+        assert_null(rows);
+    }
+    assert_int_equal(e, DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+
+    assert_int_equal(count_identities(s), 0);
+    tx = begin(s, DCMS_TX_WRITE); /* the connection is usable, nothing was kept */
+    assert_int_equal(later_count(tx), 1);
+    commit(tx);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+}
+STORE_CASE(exec_later_failure_fails_the_transaction)
+
+/*
+ * A statement said to be the last carries the COMMIT (one round trip on
+ * PostgreSQL): when it fails nothing is kept, and an injected commit fault
+ * still finds the transaction open.
+ */
+static void commit_with_next_carries_the_commit(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "a@x.org", NULL);
+    commit(tx);
+    assert_int_equal(count_identities(s), 1);
+
+    uint64_t trips = round_trips(s);
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "b@x.org", NULL);
+    dcms_store_commit_with_next(tx);
+    struct dcms_store_rows *rows = run(tx, &q_count_identities, NULL, 0, true, NULL);
+    assert_int_equal(dcms_store_rows_int(rows, 0, 0), 2);
+    dcms_store_rows_free(rows);
+    commit(tx);
+    if (f->db.bk == BK_PG)
+        assert_int_equal(round_trips(s) - trips, 2); /* BEGIN + insert, count + COMMIT */
+    assert_int_equal(count_identities(s), 2);
+
+    /* The last statement fails: the transaction rolls back whole. */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "c@x.org", NULL);
+    dcms_store_commit_with_next(tx);
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id),    DCMS_VAL_TEXT("user"),
+                                 DCMS_VAL_TEXT("Ada"), DCMS_VAL_TEXT("a@x.org"),
+                                 DCMS_VAL_TEXT(TS1),   DCMS_VAL_TEXT(TS1)};
+    struct dcms_errinfo ei;
+    assert_int_equal(run_err(tx, &q_ins_identity, p, 6, &ei), DCMS_ERR_CONFLICT);
+    dcms_store_rollback(tx);
+    assert_int_equal(count_identities(s), 2);
+
+    /* A commit that fails (injected) after the last statement keeps nothing either. */
+    tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "d@x.org", NULL);
+    s->fail_commit = DCMS_ERR_INSUFFICIENT_STORAGE;
+    dcms_store_commit_with_next(tx);
+    rows = run(tx, &q_count_identities, NULL, 0, true, NULL);
+    dcms_store_rows_free(rows);
+    dcms_errinfo_init(&ei, NULL);
+    FILE *log = dcms_test_log_begin();
+    assert_int_equal(dcms_store_commit(tx, &ei), DCMS_ERR_INSUFFICIENT_STORAGE);
+    free(dcms_test_log_end(log));
+    s->fail_commit = DCMS_OK;
+    assert_int_equal(count_identities(s), 2);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+}
+STORE_CASE(commit_with_next_carries_the_commit)
+
+static struct dcms_query q_fails =
+    DCMS_QUERY("t_fails", "SELECT 1 / (SELECT COUNT(*) - COUNT(*) FROM identities)");
+
+/* A read of one statement: one round trip on PostgreSQL, read only, the connection back. */
+static void read_one_is_one_trip(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    insert_identity(tx, "user", "a@x.org", NULL);
+    commit(tx);
+    assert_int_equal(count_identities(s), 1); /* prepares the count */
+
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    struct dcms_store_rows *rows = NULL;
+    uint64_t trips = round_trips(s);
+    CHECK(dcms_store_read_one(s, &q_count_identities, NULL, 0, &rows, &ei), ei);
+    if (f->db.bk == BK_PG)
+        assert_int_equal(round_trips(s) - trips, 1);
+    assert_int_equal(dcms_store_rows_int(rows, 0, 0), 1);
+    dcms_store_rows_free(rows);
+
+    /* A write is refused; a failing read fails and leaves the connection usable. */
+    char id[DCMS_UUID_STRLEN];
+    dcms_uuid_v7(id);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(id), DCMS_VAL_TEXT("user"), DCMS_VAL_TEXT("Ada"),
+                                 DCMS_VAL_NULL,     DCMS_VAL_TEXT(TS1),    DCMS_VAL_TEXT(TS1)};
+    rows = (struct dcms_store_rows *)&ei;
+    assert_int_not_equal(dcms_store_read_one(s, &q_ins_identity, p, 6, &rows, &ei), DCMS_OK);
+    assert_null(rows);
+    dcms_errinfo_init(&ei, NULL);
+    if (f->db.bk == BK_PG) /* SQLite's integer division by zero is NULL, not an error */
+        assert_int_equal(dcms_store_read_one(s, &q_fails, NULL, 0, &rows, &ei), DCMS_ERR_INTERNAL);
+    assert_int_equal(count_identities(s), 1);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+}
+STORE_CASE(read_one_is_one_trip)
+
 /* ---- migration 0008: the enclave keeps its contract's consumer ---- */
 
 static struct dcms_query q_undo8_index =
@@ -1199,6 +1441,17 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(reconnect_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(wal_bounded_sqlite, setup_sqlite, teardown),
     cmocka_unit_test_setup_teardown(rollback_after_sqlite_ended_it, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(exec_later_goes_with_the_next_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(exec_later_goes_with_the_next_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(exec_later_failure_fails_the_transaction_sqlite, setup_sqlite,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(exec_later_failure_fails_the_transaction_pg, setup_pg,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(read_one_is_one_trip_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(commit_with_next_carries_the_commit_sqlite, setup_sqlite,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(commit_with_next_carries_the_commit_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(read_one_is_one_trip_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_sqlite, setup_sqlite,
                                     teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_pg, setup_pg, teardown),
