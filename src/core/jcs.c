@@ -91,9 +91,18 @@ enum dcms_err dcms_jcs_format_number(double d, char out[DCMS_JCS_NUMBER_MAX])
         return DCMS_OK;
     }
 
+    /* An integer below 2^53 is exact, and no shorter digit string reads back
+     * as it (every integer there is a double of its own): its decimal digits
+     * are the answer. Sequence numbers, sizes and counts take this path,
+     * without the search below (a dozen printf/strtod pairs). */
+    double a = fabs(d);
+    if (a < 9007199254740992.0 && a == floor(a)) {
+        snprintf(out, DCMS_JCS_NUMBER_MAX, "%lld", (long long)d);
+        return DCMS_OK;
+    }
+
     /* Shortest significand that round-trips: "%.*e" rounds correctly, so the
      * first precision whose text reads back as |d| gives the digits. */
-    double a = fabs(d);
     char tmp[48];
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, a);

@@ -209,6 +209,13 @@ static void format_number_layout(void **state)
     assert_number(0.3, "0.3");
     assert_number(0.1 + 0.2, "0.30000000000000004");
     assert_number(9007199254740993.0, "9007199254740992");
+    /* Integers below 2^53 print their digits directly; from 2^53 on, the search does. */
+    assert_number(9007199254740991.0, "9007199254740991");
+    assert_number(-9007199254740991.0, "-9007199254740991");
+    assert_number(9007199254740992.0, "9007199254740992");
+    assert_number(18014398509481984.0, "18014398509481984");
+    assert_number(1e15, "1000000000000000");
+    assert_number(123456789, "123456789");
     assert_number(-1.7976931348623157e308, "-1.7976931348623157e+308");
     assert_number(-5e-324, "-5e-324");
 }
