@@ -397,6 +397,11 @@ static enum dcms_err pg_exec_later(void *conn, struct dcms_query *q, const char 
                                    struct dcms_errinfo *ei)
 {
     struct pg_conn *c = conn;
+    if (c->ended) {
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
+                 q->name);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    }
     if (c->nlater == PG_MAX_LATER) {
         enum dcms_err r = send_held(c, NULL, 0, NULL, ei);
         if (r)
@@ -444,6 +449,11 @@ static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_
                              struct dcms_errinfo *ei)
 {
     struct pg_conn *c = conn;
+    if (c->ended) { /* it would run outside the transaction */
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
+                 q->name);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    }
     struct pg_bound b;
     enum dcms_err r = bind_params(q, params, n, false, &b, ei);
     if (r)
