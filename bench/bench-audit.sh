@@ -13,7 +13,9 @@
 # cluster (scripts/pg-cluster.sh; durability off there, as in the tests) —
 # bench_audit measures, single- and multi-threaded, a plain insert of one row
 # with the audit_events columns into a scratch table and dcms_audit_append,
-# each operation in a write transaction of its own. Prints a table of
+# each operation in a write transaction of its own (an audited write first
+# passes dcms_audit_admit, which holds it while the sequencer is behind, as
+# the server does for a write request). Prints a table of
 # inserts/s, appends/s, the overhead, the ratio and the sequencing delay p99
 # (from an event's time to the first signed tree head covering it), and a line
 # per backend:

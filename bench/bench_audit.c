@@ -144,6 +144,7 @@ static enum dcms_err audit_once(struct worker *w, uint64_t i, struct dcms_errinf
                                   .client_ip = "192.0.2.1",
                                   .request_id = rid};
     struct dcms_store_tx *tx;
+    (void)dcms_audit_admit(w->audit); /* as the server does before each write request */
     enum dcms_err e = dcms_store_begin(w->store, DCMS_TX_WRITE, &tx, ei);
     if (!e) {
         if ((e = dcms_audit_append(w->audit, tx, &ev, NULL, ei)))

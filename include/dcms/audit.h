@@ -116,6 +116,18 @@ enum dcms_err dcms_audit_record(struct dcms_audit *a, const struct dcms_audit_ev
 void dcms_audit_refusal(struct dcms_audit *a, const struct dcms_audit_event *ev);
 
 /*
+ * Back-pressure for writers: call before beginning a write that will append
+ * an event (the HTTP server does, for every request that is not a GET or
+ * HEAD). Returns at once while the sequencer keeps up; while the oldest
+ * pending event is older than sequence_delay_ms and the sequencer is getting
+ * through the backlog, waits until it is not (at most ten times
+ * sequence_delay_ms), so that an event's wait for its position stays bounded
+ * when writers would outrun the sequencer. Never waits for a stuck
+ * sequencer. Returns the microseconds waited. NULL is a no-op. Thread-safe.
+ */
+int64_t dcms_audit_admit(struct dcms_audit *a);
+
+/*
  * Waits until every event committed before the call has its position: runs
  * a sequencing pass at once when this process is (or can become) the
  * sequencer, otherwise waits for the one that is (at most ten times

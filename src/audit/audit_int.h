@@ -7,6 +7,7 @@
 #define DCMS_AUDIT_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "dcms/audit.h"
 #include "dcms/str.h"
@@ -74,6 +75,16 @@ struct dcms_audit {
     struct audit_range range;
     struct dcms_periodic *seq_timer;
     enum dcms_err seq_failing; /* the timer's last pass failed so (timer thread only) */
+
+    /*
+     * Back-pressure (audit_seq.c, dcms_audit_admit): the age of the oldest
+     * pending event as the passes last read it, and when (monotonic) the
+     * oldest last changed, i.e. when the sequencer last got through some of
+     * the backlog. oldest_pid and holding are the passes' (under seq_mu).
+     */
+    _Atomic int64_t lag_us, moved_us;
+    int64_t oldest_pid;
+    bool holding; /* writers are being held: logged once per episode */
 };
 
 /* Signs (seq, hash) as a checkpoint inside `tx` (audit.c). */
@@ -191,6 +202,9 @@ enum dcms_err audit_store_pending_max(struct dcms_store_tx *tx, int64_t *pid,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bool *any,
                                        struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* The oldest pending event's pid and time, in a read of its own; 0 and 0 when none is. */
+enum dcms_err audit_store_pending_oldest(struct dcms_store *s, int64_t *pid, int64_t *time_us,
+                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* A pending row as an event object (no seq, prev_hash, hash). NULL when out of memory. */
 json_t *audit_pending_row_event(const struct dcms_store_rows *r, size_t i);
 /* A batch of events, a JSON array of {seq, id, time, actor, action, resource_type,

@@ -364,6 +364,59 @@ static enum dcms_err idle(struct dcms_audit *a, bool *is_idle, struct dcms_errin
     return e;
 }
 
+/*
+ * Back-pressure. Appends cost less than sequencing them (an insert against
+ * a batch that also writes the events' indexes, the tree and the head), so
+ * writers that never pause outrun the one sequencer and the delay before
+ * an event's position grows without bound. Every node, sequencer or not,
+ * reads the oldest pending event after each pass (and the sequencer after
+ * each full batch); while it is older than sequence_delay_ms and the
+ * sequencer is getting through the backlog, writers wait before they begin
+ * (dcms_audit_admit). A sequencer that is stuck (failing over, a full disk)
+ * holds nobody: waiting would not help. Caller holds seq_mu.
+ */
+#define ADMIT_STUCK_PERIODS 4 /* the oldest unchanged this many bounds: the sequencer is stuck */
+#define ADMIT_WAIT_BOUNDS 10  /* a writer waits at most this many bounds */
+
+static void note_lag(struct dcms_audit *a, struct dcms_store *s, bool none_pending)
+{
+    int64_t pid = 0, t_us = 0;
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, NULL);
+    if (!none_pending && audit_store_pending_oldest(s, &pid, &t_us, &ei))
+        return; /* the pass's own failure is what gets logged */
+    int64_t mono = dcms_clock_mono_us(), bound = (int64_t)a->max_delay_ms * 1000;
+    if (pid != a->oldest_pid) {
+        a->oldest_pid = pid;
+        atomic_store(&a->moved_us, mono);
+    }
+    int64_t lag = pid ? dcms_clock_now_us() - t_us : 0;
+    atomic_store(&a->lag_us, lag > 0 ? lag : 0);
+    bool hold = lag > bound && mono - atomic_load(&a->moved_us) <= ADMIT_STUCK_PERIODS * bound;
+    if (hold && !a->holding)
+        DCMS_LOG(DCMS_LOG_INFO, "audit", "writes wait: the audit sequencer is %lld ms behind",
+                 (long long)(lag / 1000));
+    else if (!hold && a->holding)
+        DCMS_LOG(DCMS_LOG_INFO, "audit", "%s (%lld ms behind): writes go on",
+                 lag > bound ? "the audit sequencer is stuck" : "the audit sequencer caught up",
+                 (long long)(lag / 1000));
+    a->holding = hold;
+}
+
+int64_t dcms_audit_admit(struct dcms_audit *a)
+{
+    if (!a)
+        return 0;
+    int64_t bound = (int64_t)a->max_delay_ms * 1000, t0 = dcms_clock_mono_us(), now = t0;
+    struct timespec step = {0, (long)(bound / 20 > 1000 ? bound / 20 : 1000) * 1000};
+    while (atomic_load(&a->lag_us) > bound && now - t0 < ADMIT_WAIT_BOUNDS * bound &&
+           now - atomic_load(&a->moved_us) <= ADMIT_STUCK_PERIODS * bound) {
+        nanosleep(&step, NULL);
+        now = dcms_clock_mono_us();
+    }
+    return now - t0;
+}
+
 /* One pass: sequences everything pending when this process is the sequencer. */
 static enum dcms_err pass(struct dcms_audit *a, bool *leader, struct dcms_errinfo *ei)
 {
@@ -389,7 +442,9 @@ static enum dcms_err pass(struct dcms_audit *a, bool *leader, struct dcms_errinf
             dcms_err_set(ei, e, "%s", bei.message);
         if (e || n < a->batch_max)
             break;
+        note_lag(a, a->seq_store, false); /* a full batch: more is waiting */
     }
+    note_lag(a, a->leader ? a->seq_store : a->store, !e && is_idle);
     pthread_mutex_unlock(&a->seq_mu);
     return e;
 }
@@ -481,5 +536,6 @@ void audit_seq_stop(struct dcms_audit *a)
     if (a->seq_store != a->store)
         dcms_store_close(a->seq_store); /* ends the session: the lock goes with it */
     a->seq_store = NULL;
+    atomic_store(&a->lag_us, 0); /* nobody waits for a sequencer that is gone */
     pthread_mutex_destroy(&a->seq_mu);
 }

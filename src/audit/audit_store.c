@@ -6,6 +6,7 @@
  * inside the BEGIN IMMEDIATE transaction that already serializes writers.
  */
 #include "audit/audit_int.h"
+#include "dcms/clock.h"
 #include "dcms/json.h"
 #include "dcms/store.h"
 
@@ -46,6 +47,9 @@ static struct dcms_query q_pending_max =
 static struct dcms_query q_pending_upto = DCMS_QUERY(
     "audit_pending_upto", "SELECT COUNT(*) FROM (SELECT 1 FROM audit_pending WHERE pid <= $1 "
                           "LIMIT 1) AS p");
+
+static struct dcms_query q_pending_oldest =
+    DCMS_QUERY("audit_pending_oldest", "SELECT pid, time FROM audit_pending ORDER BY pid LIMIT 1");
 
 static struct dcms_query q_pending_get =
     DCMS_QUERY2("audit_pending_get",
@@ -282,6 +286,21 @@ enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bo
     int64_t n = 0;
     enum dcms_err e = dcms_store_exec_int(tx, &q_pending_upto, p, 1, &n, ei);
     *any = n > 0;
+    return e;
+}
+
+enum dcms_err audit_store_pending_oldest(struct dcms_store *s, int64_t *pid, int64_t *time_us,
+                                         struct dcms_errinfo *ei)
+{
+    struct dcms_store_rows *rows = NULL;
+    *pid = *time_us = 0;
+    enum dcms_err e = dcms_store_read_one(s, &q_pending_oldest, NULL, 0, &rows, ei);
+    if (!e && dcms_store_rows_count(rows) == 1) {
+        *pid = dcms_store_rows_int(rows, 0, 0);
+        if (dcms_time_parse(dcms_store_rows_text(rows, 0, 1), time_us))
+            e = dcms_err_set(ei, DCMS_ERR_INTERNAL, "a pending audit event has a malformed time");
+    }
+    dcms_store_rows_free(rows);
     return e;
 }
 

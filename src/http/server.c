@@ -631,6 +631,9 @@ static enum MHD_Result dispatch(struct reqctx *c, struct MHD_Connection *conn)
     }
     struct dcms_http_resp resp = {.status = 200};
     dcms_log_set_request_id(c->request_id);
+    /* A write waits while the audit sequencer is behind (dcms_audit_admit). */
+    if (strcmp(rt->method, "GET") != 0 && strcmp(rt->method, "HEAD") != 0)
+        (void)dcms_audit_admit(c->srv->app->audit);
     enum dcms_err e;
     if (c->streaming) {
         c->streaming = false;
