@@ -203,6 +203,17 @@ enum dcms_err dcms_iam_party_names(struct dcms_store_tx *tx, const char *const *
 const char *dcms_iam_party_name(const struct dcms_store_rows *rows, const char *id);
 
 /*
+ * The SQL expression (a scalar subquery, on both backends) of the display
+ * name of the identity whose id is in column `col` (a string literal) of the
+ * statement's own row, NULL when there is none: a module that answers with
+ * its parties' names puts it in its statement's select or RETURNING list
+ * and spares the dcms_iam_party_names statement after it. IAM keeps it true
+ * to its schema; the rules of dcms_iam_party_names hold (a name only; the
+ * caller decides who may see it).
+ */
+#define DCMS_IAM_NAME_OF_SQL(col) "(SELECT name FROM identities WHERE id = " col ")"
+
+/*
  * dcms_iam_party_names and dcms_iam_party_get for several identities in
  * one statement: *rows serves both dcms_iam_party_name and
  * dcms_iam_party_of. Thread-safe.

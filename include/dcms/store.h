@@ -170,8 +170,10 @@ void dcms_store_commit_with_next(struct dcms_store_tx *tx);
 
 /*
  * A read transaction of one statement: begins, runs `q` into *rows (as
- * dcms_store_exec), and ends. On PostgreSQL the three go out in one round
- * trip.
+ * dcms_store_exec), and ends. On PostgreSQL a SELECT goes out alone, one
+ * round trip and one statement (a transaction of its own, with one
+ * snapshot); any other statement in a READ ONLY transaction, which refuses
+ * a write.
  */
 enum dcms_err dcms_store_read_one(struct dcms_store *s, struct dcms_query *q,
                                   const struct dcms_store_val *params, size_t n,

@@ -210,7 +210,7 @@ enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx
     if (!e && names) {
         names_from(&rec, names);
         names = NULL;
-    } else if (!e) {
+    } else if (!e && !rec.r.named) {
         dcms_store_commit_with_next(tx); /* the names' read carries the COMMIT */
         e = ct_names_read(tx, &rec, c->ei);
     }

@@ -274,6 +274,7 @@ struct ct_row {
         *effective_from, *expires_at;
     /* The parties' display names (IAM's, see ct_names_read); NULL when not read or gone. */
     const char *provider_name, *consumer_name;
+    bool named; /* the names came with the row (a write's RETURNING list) */
     int64_t version, terms_version;
     enum ct_status status; /* expiry applied: an Active contract past expires_at is Expired */
     bool due_expiry;       /* stored active/suspended but past expires_at */
@@ -398,10 +399,10 @@ json_t *ct_row_json(const struct ct_row *r);
  * Ends a write: the contract row as the write's last statement returned it
  * (`row`, ct_load's columns, stolen; NULL: contract `id` is read back inside
  * `tx`), its parties' names (`names`, rows of dcms_iam_parties read in `tx`,
- * stolen; NULL: read here), then the commit, and only then the answer, so a
- * failed commit leaves nothing for the caller to free. `tx` is ended
- * (committed or rolled back) whatever happens; *out is set (and owned by the
- * caller) only on DCMS_OK.
+ * stolen; NULL: as `row` brought them, or read here), then the commit, and
+ * only then the answer, so a failed commit leaves nothing for the caller to
+ * free. `tx` is ended (committed or rolled back) whatever happens; *out is
+ * set (and owned by the caller) only on DCMS_OK.
  */
 enum dcms_err ct_commit_answer(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
                                struct dcms_store_rows *row, struct dcms_store_rows *names,

@@ -3,7 +3,8 @@
  * contract_versions, contract_signatures), kept as data: the named
  * statements, the keyset-page statements built once per combination of
  * filters, and the row codec (ct_load, ct_row_from). No query here names
- * another module's table (tests/unit/test_table_owners.c checks it); the
+ * another module's table (tests/unit/test_table_owners.c checks it): the
+ * parties' names a write returns are IAM's expression (dcms/iam.h). The
  * service logic is in contracts.c and contracts_sign.c.
  */
 #include "dcms/clock.h"
@@ -18,6 +19,11 @@
     "id, title, description, provider_id, consumer_id, status, terms, signatures, terms_hash, "    \
     "version, created_at, updated_at, terms_version, created_by, status_reason, effective_from, "  \
     "expires_at"
+/* A written row as its answer shows it: COLS, then its parties' names (IAM's expression), so
+ * no statement reads them after the write. ct_row_from tells the two apart by their count. */
+#define COLS_NAMED                                                                                 \
+    COLS ", " DCMS_IAM_NAME_OF_SQL("provider_id") ", " DCMS_IAM_NAME_OF_SQL("consumer_id")
+#define NCOLS_NAMED 19
 
 struct dcms_query ct_q_get = DCMS_QUERY("ct_get", "SELECT " COLS " FROM contracts WHERE id = $1");
 /* Write paths lock the row first, so concurrent changes queue instead of failing late
@@ -41,9 +47,10 @@ struct dcms_query ct_q_update_content = DCMS_QUERY(
     "terms = $6, terms_hash = $7, terms_version = $8, status = 'draft', status_reason = NULL, "
     "effective_from = $9, expires_at = $10, updated_at = $11, version = version + 1 "
     "WHERE id = $1 AND version = $12");
-struct dcms_query ct_q_update_status = DCMS_QUERY(
-    "ct_update_status", "UPDATE contracts SET status = $2, status_reason = $3, updated_at = $4, "
-                        "version = version + 1 WHERE id = $1 AND version = $5 RETURNING " COLS);
+struct dcms_query ct_q_update_status =
+    DCMS_QUERY("ct_update_status",
+               "UPDATE contracts SET status = $2, status_reason = $3, updated_at = $4, "
+               "version = version + 1 WHERE id = $1 AND version = $5 RETURNING " COLS_NAMED);
 struct dcms_query ct_q_delete_sigs =
     DCMS_QUERY("ct_delete_sigs", "DELETE FROM contract_signatures WHERE contract_id = $1");
 struct dcms_query ct_q_delete_versions =
@@ -173,6 +180,10 @@ void ct_row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r,
     r->status_reason = T(14);
     r->effective_from = T(15) ? T(15) : "";
     r->expires_at = T(16) ? T(16) : "";
+    if ((r->named = dcms_store_rows_columns(rows) >= NCOLS_NAMED)) {
+        r->provider_name = T(17);
+        r->consumer_name = T(18);
+    }
 #undef T
     if (!ct_status_parse(r->status_text, &r->status))
         r->status = CT_TERMINATED; /* cannot happen: the schema checks the value */
@@ -236,11 +247,11 @@ struct dcms_query ct_q_sig_void =
     DCMS_QUERY("ct_sig_void", "UPDATE contract_signatures SET voided_at = $2, void_reason = $3 "
                               "WHERE contract_id = $1 AND voided_at IS NULL");
 struct dcms_query ct_q_sig_mirror = DCMS_QUERY(
-    "ct_sig_mirror", "UPDATE contracts SET signatures = $2 WHERE id = $1 RETURNING " COLS);
+    "ct_sig_mirror", "UPDATE contracts SET signatures = $2 WHERE id = $1 RETURNING " COLS_NAMED);
 /* A signature's one write of the contract row: its mirror, the time and the version. */
 struct dcms_query ct_q_touch = DCMS_QUERY(
     "ct_touch", "UPDATE contracts SET signatures = $2, updated_at = $3, version = version + 1 "
-                "WHERE id = $1 AND version = $4 RETURNING " COLS);
+                "WHERE id = $1 AND version = $4 RETURNING " COLS_NAMED);
 struct dcms_query ct_q_version_hash =
     DCMS_QUERY("ct_version_hash", "SELECT terms_version, terms_hash FROM contract_versions "
                                   "WHERE contract_id = $1");

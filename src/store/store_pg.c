@@ -13,8 +13,9 @@
  * Statements whose result nobody reads (dcms_store_exec_later: an audit
  * event, a history row) are held back the same way, with copies of their
  * parameters, and go out in the pipeline of the next statement or of the
- * COMMIT; a transaction's last statement (dcms_store_read_one,
- * dcms_store_commit_with_next) takes the COMMIT or ROLLBACK along. One
+ * COMMIT; a transaction's last statement (dcms_store_commit_with_next)
+ * takes the COMMIT or ROLLBACK along, and a read of one SELECT
+ * (dcms_store_read_one) goes out without BEGIN or ROLLBACK at all. One
  * failing statement aborts the rest of its pipeline, and its error is the
  * one reported.
  */
@@ -272,7 +273,7 @@ static enum dcms_err pipeline(struct pg_conn *c, const struct pg_cmd *cmds, int 
  * in one pipeline; *out (may be NULL) is tail[0]'s result. Nothing is held
  * back afterwards, whatever the result.
  */
-static enum dcms_err send_held(struct pg_conn *c, const struct pg_cmd *tail, int ntail,
+static enum dcms_err send_held(struct pg_conn *c, const struct pg_cmd *tail, int ntail, bool fresh,
                                PGresult **out, struct dcms_errinfo *ei)
 {
     struct pg_cmd cmds[PG_MAX_LATER + 3];
@@ -286,8 +287,8 @@ static enum dcms_err send_held(struct pg_conn *c, const struct pg_cmd *tail, int
         cmds[n++] = tail[i];
     enum dcms_err r = pipeline(c, cmds, n, want, out, ei);
     /* A connection the server dropped while idle shows it here: when nothing had run in
-     * this transaction yet, one retry on a fresh connection is safe. */
-    if (r && c->begin && ei && PQstatus(c->pg) != CONNECTION_OK &&
+     * this transaction yet (`fresh`), one retry on a fresh connection is safe. */
+    if (r && fresh && ei && PQstatus(c->pg) != CONNECTION_OK &&
         pg_repair(c->store, c, ei) == DCMS_OK) {
         dcms_errinfo_init(ei, ei->arena);
         r = pipeline(c, cmds, n, want, out, ei);
@@ -318,7 +319,7 @@ static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_err
     }
     if (c->begin || c->nlater) { /* what is held back goes first, a COMMIT with it */
         struct pg_cmd end = {NULL, sql, NULL};
-        enum dcms_err r = send_held(c, &end, commit ? 1 : 0, NULL, ei);
+        enum dcms_err r = send_held(c, &end, commit ? 1 : 0, c->begin != NULL, NULL, ei);
         if (r || commit)
             return r;
     }
@@ -403,7 +404,7 @@ static enum dcms_err pg_exec_later(void *conn, struct dcms_query *q, const char 
         return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
     if (c->nlater == PG_MAX_LATER) {
-        enum dcms_err r = send_held(c, NULL, 0, NULL, ei);
+        enum dcms_err r = send_held(c, NULL, 0, c->begin != NULL, NULL, ei);
         if (r)
             return r;
     }
@@ -459,10 +460,18 @@ static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_
     if (r)
         return r;
     PGresult *res = NULL;
+    /* A read transaction of one SELECT (dcms_store_read_one) goes out alone: a statement
+     * outside BEGIN is a transaction of its own with one snapshot, all that REPEATABLE READ
+     * gives a single statement, and it is two statements fewer for the server. Anything
+     * else keeps the READ ONLY transaction that would refuse it. */
+    bool alone = read_only && last && c->begin && !c->nlater && strncmp(sql, "SELECT ", 7) == 0;
     if (c->begin || c->nlater || last) {
         /* The transaction's last statement takes its end along: both succeed or neither. */
         struct pg_cmd tail[2] = {{q, sql, &b}, {NULL, read_only ? "ROLLBACK" : "COMMIT", NULL}};
-        r = send_held(c, tail, last ? 2 : 1, &res, ei);
+        bool fresh = c->begin != NULL;
+        if (alone)
+            c->begin = NULL;
+        r = send_held(c, tail, last && !alone ? 2 : 1, fresh, &res, ei);
         c->ended = !r && last;
     } else {
         char stmt[16];

@@ -719,6 +719,18 @@ static void failed_commit_leaks_nothing(struct fixture *f)
 }
 DCMS_TESTDB_CASE(failed_commit_leaks_nothing)
 
+/* A draft between the fixture's provider and consumer, created by `c`; its id into id. */
+static void draft(const struct ct_call *c, struct fixture *f, char id[DCMS_UUID_STRLEN])
+{
+    json_t *body = json_pack("{s:s, s:s, s:s, s:o}", "title", "T", "provider_id", f->prov.id,
+                             "consumer_id", f->cons.id, "terms", json_loads(good_terms, 0, NULL));
+    json_t *out = NULL;
+    CHECK(create_json(c, body, &out), *c->ei);
+    json_decref(body);
+    snprintf(id, DCMS_UUID_STRLEN, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+}
+
 /* A listener that counts the calls it gets and keeps the last change's statuses. */
 struct seen {
     int records, commits;
@@ -756,15 +768,9 @@ static void listeners_follow_active_contracts(struct fixture *f)
     struct dcms_contracts_listener l = {seen_record, seen_committed, &seen};
     CHECK(dcms_contracts_listen(f->app.contracts, &l, &ei), ei);
 
-    json_t *body = json_pack("{s:s, s:s, s:s, s:o}", "title", "T", "provider_id", f->prov.id,
-                             "consumer_id", f->cons.id, "terms", json_loads(good_terms, 0, NULL));
-    json_t *out = NULL;
     struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei, NULL};
-    CHECK(create_json(&c, body, &out), ei);
-    json_decref(body);
     char id[DCMS_UUID_STRLEN];
-    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
-    json_decref(out);
+    draft(&c, f, id);
 
     struct ct_rec rec = {NULL, {0}, NULL};
     CHECK(ct_transition(&c, id, CT_OP_SUBMIT, NULL, &rec), ei);
@@ -786,6 +792,35 @@ static void listeners_follow_active_contracts(struct fixture *f)
 }
 DCMS_TESTDB_CASE(listeners_follow_active_contracts)
 
+/*
+ * A write's answer names the parties from the write's own RETURNING list
+ * (IAM's name expression): no statement reads the names after it.
+ */
+static void write_answer_names_parties(struct fixture *f)
+{
+    open_all(f);
+    struct dcms_errinfo ei;
+    dcms_errinfo_init(&ei, f->arena);
+    struct ct_call c = {&f->app, &f->prov, "127.0.0.1", "test", &ei, NULL};
+    char id[DCMS_UUID_STRLEN];
+    draft(&c, f, id);
+
+    struct ct_rec rec = {NULL, {0}, NULL};
+    CHECK(ct_transition(&c, id, CT_OP_SUBMIT, NULL, &rec), ei);
+    assert_true(rec.r.named);
+    assert_null(rec.names);
+    assert_string_equal(rec.r.provider_name, "U");
+    assert_string_equal(rec.r.consumer_name, "U");
+    assert_string_equal(rec.r.status_text, "pending_signature");
+    ct_rec_release(&rec);
+    /* A plain read still reads them (one statement more, in its snapshot). */
+    CHECK(ct_get(&c, id, &rec), ei);
+    assert_false(rec.r.named);
+    assert_string_equal(rec.r.provider_name, "U");
+    ct_rec_release(&rec);
+}
+DCMS_TESTDB_CASE(write_answer_names_parties)
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(terms_accepted_and_normalized),
     cmocka_unit_test(terms_every_problem_with_its_path),
@@ -803,6 +838,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(listeners_follow_active_contracts_sqlite, setup_sqlite,
                                     teardown),
     cmocka_unit_test_setup_teardown(listeners_follow_active_contracts_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(write_answer_names_parties_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(write_answer_names_parties_pg, setup_pg, teardown),
 };
 
 DCMS_TEST_MAIN(tests)

@@ -1110,6 +1110,9 @@ static struct dcms_query q_fails =
     DCMS_QUERY("t_fails", "SELECT 1 / (SELECT COUNT(*) - COUNT(*) FROM identities)");
 
 /* A read of one statement: one round trip on PostgreSQL, read only, the connection back. */
+static struct dcms_query q_isolation =
+    DCMS_QUERY("t_isolation", "SELECT current_setting('transaction_isolation')");
+
 static void read_one_is_one_trip(struct fixture *f)
 {
     struct dcms_store *s = open_store(f, 1, 0);
@@ -1127,6 +1130,14 @@ static void read_one_is_one_trip(struct fixture *f)
         assert_int_equal(round_trips(s) - trips, 1);
     assert_int_equal(dcms_store_rows_int(rows, 0, 0), 1);
     dcms_store_rows_free(rows);
+    if (f->db.bk == BK_PG) {
+        /* The SELECT went out alone, a transaction of its own: no BEGIN (which would have
+         * made it REPEATABLE READ), no ROLLBACK. */
+        rows = NULL;
+        CHECK(dcms_store_read_one(s, &q_isolation, NULL, 0, &rows, &ei), ei);
+        assert_string_equal(dcms_store_rows_text(rows, 0, 0), "read committed");
+        dcms_store_rows_free(rows);
+    }
 
     /* A write is refused; a failing read fails and leaves the connection usable. */
     char id[DCMS_UUID_STRLEN];
