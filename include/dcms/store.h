@@ -145,6 +145,24 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
                               struct dcms_store_rows **rows, uint64_t *affected,
                               struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 
+/* One statement of dcms_store_exec_both: dcms_store_exec's arguments. */
+struct dcms_store_stmt {
+    struct dcms_query *q;
+    const struct dcms_store_val *params;
+    size_t n;
+    struct dcms_store_rows **rows; /* may be NULL */
+};
+
+/*
+ * Runs `a`, then `b`, in `tx` as two dcms_store_exec calls would, for
+ * statements whose parameters do not depend on each other's results (a row
+ * and the rows that hang off it); on PostgreSQL both go out in one round
+ * trip. When `a` fails `b` does not run; on failure both *rows are NULL.
+ */
+enum dcms_err dcms_store_exec_both(struct dcms_store_tx *tx, const struct dcms_store_stmt *a,
+                                   const struct dcms_store_stmt *b,
+                                   struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+
 /*
  * Runs `q`, a statement whose result nobody reads (an INSERT of an audit
  * event or of a history row), later: at the latest with the COMMIT. On

@@ -673,13 +673,15 @@ enum dcms_err ct_transition(const struct ct_call *c, const char *id, enum ct_op 
     const struct ct_transition *t = ct_transition_of(op);
     struct dcms_store_tx *tx;
     struct dcms_store_rows *rows = NULL, *row = NULL; /* the contract read, and as written */
+    struct dcms_store_rows *live = NULL;              /* its live signatures (activation) */
     bool datasets_checked = op != CT_OP_SUBMIT && op != CT_OP_ACTIVATE;
 again:;
     enum dcms_err e = dcms_store_begin(c->app->store, DCMS_TX_WRITE, &tx, c->ei);
     if (e)
         return e;
     struct ct_row r;
-    if ((e = ct_load_locked(tx, id, &rows, &r, c->ei)) ||
+    if ((e = op == CT_OP_ACTIVATE ? ct_load_live(tx, id, true, &rows, &r, &live, c->ei)
+                                  : ct_load_locked(tx, id, &rows, &r, c->ei)) ||
         (e = ct_authorize(c, &r, t->permission)) || (e = check_who(c, &r, t)) ||
         (e = ct_transition_check(op, r.status, c->ei)))
         goto out;
@@ -698,7 +700,7 @@ again:;
     }
     if (op == CT_OP_ACTIVATE) {
         bool prov = false, cons = false;
-        if ((e = ct_signatures_complete(tx, id, r.terms_hash, &prov, &cons, c->ei)))
+        if ((e = ct_signatures_complete(live, r.terms_hash, &prov, &cons, c->ei)))
             goto out;
         if (!prov || !cons) {
             e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT,
@@ -722,7 +724,8 @@ again:;
         snprintf(provider, sizeof(provider), "%s", r.provider_id);
         json_t *terms = json_loads(r.terms, 0, NULL);
         dcms_store_rows_free(rows);
-        rows = NULL;
+        dcms_store_rows_free(live);
+        rows = live = NULL;
         dcms_store_rollback(tx);
         tx = NULL;
         e = terms ? check_datasets(c, provider, terms)
@@ -762,6 +765,7 @@ again:;
 out:
     dcms_store_rows_free(rows);
     dcms_store_rows_free(row);
+    dcms_store_rows_free(live);
     dcms_store_rollback(tx);
     return e;
 }

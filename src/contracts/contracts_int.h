@@ -387,6 +387,11 @@ enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_stor
 enum dcms_err ct_load_locked(struct dcms_store_tx *tx, const char *id,
                              struct dcms_store_rows **rows, struct ct_row *r,
                              struct dcms_errinfo *ei) DCMS_MUST_CHECK;
+/* ct_load (`lock`: ct_load_locked) with the contract's live signatures (ct_q_sig_live's rows,
+ * into *live) read beside it: one round trip on PostgreSQL. */
+enum dcms_err ct_load_live(struct dcms_store_tx *tx, const char *id, bool lock,
+                           struct dcms_store_rows **rows, struct ct_row *r,
+                           struct dcms_store_rows **live, struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Read access (404 when the caller may not see it), then `action` (403). */
 enum dcms_err ct_authorize(const struct ct_call *c, const struct ct_row *r,
                            const char *action) DCMS_MUST_CHECK;
@@ -446,9 +451,9 @@ enum dcms_err ct_signatures_refresh(struct dcms_store_tx *tx, const char *id,
 enum dcms_err ct_signatures_void(struct dcms_store_tx *tx, const char *id, const char *now,
                                  const char *reason, uint64_t *n,
                                  struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Whether both sides hold a live signature over `hash` (for activation);
- * DCMS_ERR_CONFLICT when one signer or one key signed both sides. */
-enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, const char *hash,
+/* Whether both sides hold a live signature over `hash` among `live` (ct_load_live's; for
+ * activation); DCMS_ERR_CONFLICT when one signer or one key signed both sides. */
+enum dcms_err ct_signatures_complete(const struct dcms_store_rows *live, const char *hash,
                                      bool *provider, bool *consumer,
                                      struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 

@@ -83,9 +83,8 @@ enum dcms_err ct_signatures_void(struct dcms_store_tx *tx, const char *id, const
         NULL, n, ei);
 }
 
-/* ct_signatures_complete over the live signatures already read (ct_q_sig_live). */
-static enum dcms_err complete_of(const struct dcms_store_rows *rows, const char *hash,
-                                 bool *provider, bool *consumer, struct dcms_errinfo *ei)
+enum dcms_err ct_signatures_complete(const struct dcms_store_rows *rows, const char *hash,
+                                     bool *provider, bool *consumer, struct dcms_errinfo *ei)
 {
     *provider = *consumer = false;
     const char *signer[2] = {NULL, NULL}, *key[2] = {NULL, NULL};
@@ -109,19 +108,6 @@ static enum dcms_err complete_of(const struct dcms_store_rows *rows, const char 
                             "different signers",
                             key[0]);
     return DCMS_OK;
-}
-
-enum dcms_err ct_signatures_complete(struct dcms_store_tx *tx, const char *id, const char *hash,
-                                     bool *provider, bool *consumer, struct dcms_errinfo *ei)
-{
-    struct dcms_store_rows *rows = NULL;
-    *provider = *consumer = false;
-    enum dcms_err e = dcms_store_exec(
-        tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, &rows, NULL, ei);
-    if (!e)
-        e = complete_of(rows, hash, provider, consumer, ei);
-    dcms_store_rows_free(rows);
-    return e;
 }
 
 /*
@@ -152,19 +138,12 @@ static enum dcms_err other_side_check(const struct ct_call *c, const struct dcms
     return e;
 }
 
-/*
- * Checks done before and again under the write lock: state, hash, side, not
- * yet signed. *live (when `live` is not NULL): the live signatures read for
- * them, on success.
- */
-static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
-                              const struct ct_sign_in *in, const char *key_id, bool lock,
-                              struct ct_row *r, struct dcms_store_rows **rows, const char **side,
-                              struct dcms_store_rows **live)
+/* precheck's checks of the contract row: who, which side, state, hash. */
+static enum dcms_err row_checks(const struct ct_call *c, const struct ct_sign_in *in,
+                                const struct ct_row *r, const char **side)
 {
-    enum dcms_err e =
-        lock ? ct_load_locked(tx, id, rows, r, c->ei) : ct_load(tx, id, rows, r, c->ei);
-    if (e || (e = ct_authorize(c, r, "contracts:sign")))
+    enum dcms_err e = ct_authorize(c, r, "contracts:sign");
+    if (e)
         return e;
     if (c->p->roles & DCMS_ROLE_ADMIN)
         return dcms_err_set(c->ei, DCMS_ERR_FORBIDDEN,
@@ -190,12 +169,25 @@ static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx,
                             "the terms changed: terms_hash %s is not the current one (%s, terms "
                             "version %lld); review and sign the current version",
                             in->terms_hash, r->terms_hash, (long long)r->terms_version);
-    /* The live signatures, read once for both checks. */
-    struct dcms_store_rows *sigs = NULL;
+    return DCMS_OK;
+}
+
+/*
+ * Checks done before and again under the write lock: state, hash, side, not
+ * yet signed. *live (when `live` is not NULL): the live signatures read for
+ * them, on success.
+ */
+static enum dcms_err precheck(const struct ct_call *c, struct dcms_store_tx *tx, const char *id,
+                              const struct ct_sign_in *in, const char *key_id, bool lock,
+                              struct ct_row *r, struct dcms_store_rows **rows, const char **side,
+                              struct dcms_store_rows **live)
+{
+    struct dcms_store_rows *sigs = NULL; /* its live signatures, read with it */
+    enum dcms_err e = ct_load_live(tx, id, lock, rows, r, &sigs, c->ei);
+    if (!e)
+        e = row_checks(c, in, r, side);
     bool ps = false, cs = false;
-    if (!(e = dcms_store_exec(tx, &ct_q_sig_live, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1,
-                              &sigs, NULL, c->ei)) &&
-        !(e = complete_of(sigs, r->terms_hash, &ps, &cs, c->ei))) {
+    if (!e && !(e = ct_signatures_complete(sigs, r->terms_hash, &ps, &cs, c->ei))) {
         if (strcmp(*side, "provider") == 0 ? ps : cs)
             e = dcms_err_set(c->ei, DCMS_ERR_CONFLICT, "the %s side has already signed", *side);
         else

@@ -195,6 +195,19 @@ void ct_row_from(const struct dcms_store_rows *rows, size_t i, struct ct_row *r,
     }
 }
 
+/* The contract in *rows, read by a statement that succeeded, into *r; 404 (rows freed) when
+ * there is none. */
+static enum dcms_err found(struct dcms_store_rows **rows, struct ct_row *r, struct dcms_errinfo *ei)
+{
+    if (dcms_store_rows_count(*rows) != 1) {
+        dcms_store_rows_free(*rows);
+        *rows = NULL;
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    }
+    ct_row_from(*rows, 0, r, dcms_clock_now_us());
+    return DCMS_OK;
+}
+
 static enum dcms_err load_with(struct dcms_query *q, struct dcms_store_tx *tx, const char *id,
                                struct dcms_store_rows **rows, struct ct_row *r,
                                struct dcms_errinfo *ei)
@@ -204,15 +217,7 @@ static enum dcms_err load_with(struct dcms_query *q, struct dcms_store_tx *tx, c
         return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
     enum dcms_err e =
         dcms_store_exec(tx, q, (struct dcms_store_val[]){DCMS_VAL_TEXT(id)}, 1, rows, NULL, ei);
-    if (e)
-        return e;
-    if (dcms_store_rows_count(*rows) != 1) {
-        dcms_store_rows_free(*rows);
-        *rows = NULL;
-        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
-    }
-    ct_row_from(*rows, 0, r, dcms_clock_now_us());
-    return DCMS_OK;
+    return e ? e : found(rows, r, ei);
 }
 
 enum dcms_err ct_load(struct dcms_store_tx *tx, const char *id, struct dcms_store_rows **rows,
@@ -240,6 +245,25 @@ struct dcms_query ct_q_sig_insert = DCMS_QUERY(
 struct dcms_query ct_q_sig_live =
     DCMS_QUERY("ct_sig_live", "SELECT " SIG_COLS " FROM contract_signatures WHERE contract_id = $1 "
                               "AND voided_at IS NULL ORDER BY signed_at, id");
+
+enum dcms_err ct_load_live(struct dcms_store_tx *tx, const char *id, bool lock,
+                           struct dcms_store_rows **rows, struct ct_row *r,
+                           struct dcms_store_rows **live, struct dcms_errinfo *ei)
+{
+    *rows = *live = NULL;
+    if (!id || !dcms_uuid_valid(id))
+        return dcms_err_set(ei, DCMS_ERR_NOT_FOUND, "contract not found");
+    const struct dcms_store_val idv[] = {DCMS_VAL_TEXT(id)};
+    struct dcms_store_stmt row = {lock ? &ct_q_get_lock : &ct_q_get, idv, 1, rows};
+    struct dcms_store_stmt sigs = {&ct_q_sig_live, idv, 1, live};
+    enum dcms_err e = dcms_store_exec_both(tx, &row, &sigs, ei);
+    if (!e && (e = found(rows, r, ei))) {
+        dcms_store_rows_free(*live);
+        *live = NULL;
+    }
+    return e;
+}
+
 struct dcms_query ct_q_sig_all =
     DCMS_QUERY("ct_sig_all", "SELECT " SIG_COLS " FROM contract_signatures WHERE contract_id = $1 "
                              "ORDER BY signed_at, id");

@@ -400,6 +400,30 @@ enum dcms_err dcms_store_exec(struct dcms_store_tx *tx, struct dcms_query *q,
     return run(tx, false, q, params, n, rows, affected, ei);
 }
 
+enum dcms_err dcms_store_exec_both(struct dcms_store_tx *tx, const struct dcms_store_stmt *a,
+                                   const struct dcms_store_stmt *b, struct dcms_errinfo *ei)
+{
+    const struct store_backend *be = tx->store->be;
+    if (a->rows)
+        *a->rows = NULL;
+    if (b->rows)
+        *b->rows = NULL;
+    enum dcms_err r;
+    if (!be->exec_both || tx->entry->end_next) { /* the last statement goes alone */
+        if (!(r = run(tx, false, a->q, a->params, a->n, a->rows, NULL, ei)) &&
+            (r = run(tx, false, b->q, b->params, b->n, b->rows, NULL, ei)) && a->rows) {
+            dcms_store_rows_free(*a->rows);
+            *a->rows = NULL;
+        }
+        return r;
+    }
+    const char *sql[2] = {query_sql(be, a->q), query_sql(be, b->q)};
+    if (!sql[0] || !sql[1])
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    const struct dcms_store_stmt st[2] = {*a, *b};
+    return storage_note(tx->store, be->exec_both(tx->entry->conn, st, sql, ei));
+}
+
 enum dcms_err dcms_store_exec_later(struct dcms_store_tx *tx, struct dcms_query *q,
                                     const struct dcms_store_val *params, size_t n,
                                     struct dcms_errinfo *ei)

@@ -68,6 +68,13 @@ struct store_backend {
     enum dcms_err (*exec_later)(void *conn, struct dcms_query *q, const char *sql,
                                 const struct dcms_store_val *params, size_t n,
                                 struct dcms_errinfo *ei);
+    /*
+     * Runs two statements as `exec` would, one after the other, sent
+     * together (`sql` their text). NULL: dcms_store_exec_both runs them one
+     * at a time.
+     */
+    enum dcms_err (*exec_both)(void *conn, const struct dcms_store_stmt *st, const char *const *sql,
+                               struct dcms_errinfo *ei);
 };
 
 extern const struct store_backend dcms_store_sqlite_backend;

@@ -197,11 +197,11 @@ static void later_clear(struct pg_conn *c)
  * Sends `cmds` in one pipeline, each named query preceded by its PREPARE
  * when this connection has not prepared it yet, and reads every result:
  * one round trip. The first failure is the error (the server skips the
- * commands after it); on success *out (may be NULL) is the result of
- * cmds[want].
+ * commands after it); on success out[k] (out may be NULL) is the result of
+ * cmds[want + k], for k below nout (at most 2).
  */
 static enum dcms_err pipeline(struct pg_conn *c, const struct pg_cmd *cmds, int ncmds, int want,
-                              PGresult **out, struct dcms_errinfo *ei)
+                              int nout, PGresult **out, struct dcms_errinfo *ei)
 {
     bool prep[PG_MAX_LATER + 3] = {0};
     bool sent = PQenterPipelineMode(c->pg) == 1;
@@ -222,7 +222,7 @@ static enum dcms_err pipeline(struct pg_conn *c, const struct pg_cmd *cmds, int 
     }
     sent = sent && PQpipelineSync(c->pg) == 1;
     atomic_fetch_add(&c->store->round_trips, 1);
-    PGresult *failed = NULL, *kept = NULL;
+    PGresult *failed = NULL, *kept[2] = {NULL, NULL};
     const char *what = "statement";
     /* One result per command (each followed by NULL), then the sync's. */
     for (int i = 0; sent && i < ncmds; i++) {
@@ -239,8 +239,8 @@ static enum dcms_err pipeline(struct pg_conn *c, const struct pg_cmd *cmds, int 
             if (!ok && !failed && st != PGRES_PIPELINE_ABORTED) {
                 failed = res;
                 what = cmds[i].q ? cmds[i].q->name : cmds[i].sql;
-            } else if (part == 1 && i == want && ok && out) {
-                kept = res;
+            } else if (part == 1 && i >= want && i < want + nout && ok && out) {
+                kept[i - want] = res;
             } else {
                 PQclear(res);
             }
@@ -258,23 +258,24 @@ static enum dcms_err pipeline(struct pg_conn *c, const struct pg_cmd *cmds, int 
     if (failed || !sent) {
         enum dcms_err r = map_result(c, failed, what, ei);
         PQclear(failed);
-        PQclear(kept);
+        PQclear(kept[0]);
+        PQclear(kept[1]);
         if (!sent && PQstatus(c->pg) == CONNECTION_OK)
             PQexitPipelineMode(c->pg);
         return r;
     }
-    if (out)
-        *out = kept;
+    for (int k = 0; out && k < nout; k++)
+        out[k] = kept[k];
     return DCMS_OK;
 }
 
 /*
  * The held-back BEGIN and statements, then `tail` (at most two commands),
- * in one pipeline; *out (may be NULL) is tail[0]'s result. Nothing is held
- * back afterwards, whatever the result.
+ * in one pipeline; out[k] (out may be NULL) is tail[k]'s result, for k
+ * below nout. Nothing is held back afterwards, whatever the result.
  */
 static enum dcms_err send_held(struct pg_conn *c, const struct pg_cmd *tail, int ntail, bool fresh,
-                               PGresult **out, struct dcms_errinfo *ei)
+                               int nout, PGresult **out, struct dcms_errinfo *ei)
 {
     struct pg_cmd cmds[PG_MAX_LATER + 3];
     int n = 0;
@@ -285,13 +286,13 @@ static enum dcms_err send_held(struct pg_conn *c, const struct pg_cmd *tail, int
     int want = n;
     for (int i = 0; i < ntail && i < 2; i++)
         cmds[n++] = tail[i];
-    enum dcms_err r = pipeline(c, cmds, n, want, out, ei);
+    enum dcms_err r = pipeline(c, cmds, n, want, nout, out, ei);
     /* A connection the server dropped while idle shows it here: when nothing had run in
      * this transaction yet (`fresh`), one retry on a fresh connection is safe. */
     if (r && fresh && ei && PQstatus(c->pg) != CONNECTION_OK &&
         pg_repair(c->store, c, ei) == DCMS_OK) {
         dcms_errinfo_init(ei, ei->arena);
-        r = pipeline(c, cmds, n, want, out, ei);
+        r = pipeline(c, cmds, n, want, nout, out, ei);
     }
     c->begin = NULL;
     later_clear(c);
@@ -319,7 +320,7 @@ static enum dcms_err pg_exec_script(void *conn, const char *sql, struct dcms_err
     }
     if (c->begin || c->nlater) { /* what is held back goes first, a COMMIT with it */
         struct pg_cmd end = {NULL, sql, NULL};
-        enum dcms_err r = send_held(c, &end, commit ? 1 : 0, c->begin != NULL, NULL, ei);
+        enum dcms_err r = send_held(c, &end, commit ? 1 : 0, c->begin != NULL, 0, NULL, ei);
         if (r || commit)
             return r;
     }
@@ -404,7 +405,7 @@ static enum dcms_err pg_exec_later(void *conn, struct dcms_query *q, const char 
         return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
     if (c->nlater == PG_MAX_LATER) {
-        enum dcms_err r = send_held(c, NULL, 0, c->begin != NULL, NULL, ei);
+        enum dcms_err r = send_held(c, NULL, 0, c->begin != NULL, 0, NULL, ei);
         if (r)
             return r;
     }
@@ -444,53 +445,12 @@ static size_t normalize_timestamp(const char *in, char *out, size_t cap)
     return o;
 }
 
-static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_query *q,
-                             const char *sql, const struct dcms_store_val *params, size_t n,
-                             struct dcms_store_rows **rows_out, uint64_t *affected,
-                             struct dcms_errinfo *ei)
+/* A statement's result into *rows_out (may be NULL) and *affected (may be NULL); clears `res`. */
+static enum dcms_err take_result(struct pg_conn *c, struct dcms_query *q, PGresult *res,
+                                 struct dcms_store_rows **rows_out, uint64_t *affected,
+                                 struct dcms_errinfo *ei)
 {
-    struct pg_conn *c = conn;
-    if (c->ended) { /* it would run outside the transaction */
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
-                 q->name);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
-    struct pg_bound b;
-    enum dcms_err r = bind_params(q, params, n, false, &b, ei);
-    if (r)
-        return r;
-    PGresult *res = NULL;
-    /* A read transaction of one SELECT (dcms_store_read_one) goes out alone: a statement
-     * outside BEGIN is a transaction of its own with one snapshot, all that REPEATABLE READ
-     * gives a single statement, and it is two statements fewer for the server. Anything
-     * else keeps the READ ONLY transaction that would refuse it. */
-    bool alone = read_only && last && c->begin && !c->nlater && strncmp(sql, "SELECT ", 7) == 0;
-    if (c->begin || c->nlater || last) {
-        /* The transaction's last statement takes its end along: both succeed or neither. */
-        struct pg_cmd tail[2] = {{q, sql, &b}, {NULL, read_only ? "ROLLBACK" : "COMMIT", NULL}};
-        bool fresh = c->begin != NULL;
-        if (alone)
-            c->begin = NULL;
-        r = send_held(c, tail, last && !alone ? 2 : 1, fresh, &res, ei);
-        c->ended = !r && last;
-    } else {
-        char stmt[16];
-        snprintf(stmt, sizeof(stmt), "q%d", q->slot);
-        if (!c->prepared[q->slot]) {
-            PGresult *pr = PQprepare(c->pg, stmt, sql, 0, NULL);
-            atomic_fetch_add(&c->store->round_trips, 1);
-            r = PQresultStatus(pr) == PGRES_COMMAND_OK ? DCMS_OK : map_result(c, pr, q->name, ei);
-            PQclear(pr);
-            c->prepared[q->slot] = !r;
-        }
-        if (!r) {
-            res = PQexecPrepared(c->pg, stmt, b.n, b.values, b.lengths, b.formats, 0);
-            atomic_fetch_add(&c->store->round_trips, 1);
-        }
-    }
-    free(b.block);
-    if (r)
-        return r;
+    enum dcms_err r = DCMS_OK;
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         r = map_result(c, res, q->name, ei);
@@ -530,6 +490,87 @@ static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_
     return r;
 }
 
+static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_query *q,
+                             const char *sql, const struct dcms_store_val *params, size_t n,
+                             struct dcms_store_rows **rows_out, uint64_t *affected,
+                             struct dcms_errinfo *ei)
+{
+    struct pg_conn *c = conn;
+    if (c->ended) { /* it would run outside the transaction */
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
+                 q->name);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    }
+    struct pg_bound b;
+    enum dcms_err r = bind_params(q, params, n, false, &b, ei);
+    if (r)
+        return r;
+    PGresult *res = NULL;
+    /* A read transaction of one SELECT (dcms_store_read_one) goes out alone: a statement
+     * outside BEGIN is a transaction of its own with one snapshot, all that REPEATABLE READ
+     * gives a single statement, and it is two statements fewer for the server. Anything
+     * else keeps the READ ONLY transaction that would refuse it. */
+    bool alone = read_only && last && c->begin && !c->nlater && strncmp(sql, "SELECT ", 7) == 0;
+    if (c->begin || c->nlater || last) {
+        /* The transaction's last statement takes its end along: both succeed or neither. */
+        struct pg_cmd tail[2] = {{q, sql, &b}, {NULL, read_only ? "ROLLBACK" : "COMMIT", NULL}};
+        bool fresh = c->begin != NULL;
+        if (alone)
+            c->begin = NULL;
+        r = send_held(c, tail, last && !alone ? 2 : 1, fresh, 1, &res, ei);
+        c->ended = !r && last;
+    } else {
+        char stmt[16];
+        snprintf(stmt, sizeof(stmt), "q%d", q->slot);
+        if (!c->prepared[q->slot]) {
+            PGresult *pr = PQprepare(c->pg, stmt, sql, 0, NULL);
+            atomic_fetch_add(&c->store->round_trips, 1);
+            r = PQresultStatus(pr) == PGRES_COMMAND_OK ? DCMS_OK : map_result(c, pr, q->name, ei);
+            PQclear(pr);
+            c->prepared[q->slot] = !r;
+        }
+        if (!r) {
+            res = PQexecPrepared(c->pg, stmt, b.n, b.values, b.lengths, b.formats, 0);
+            atomic_fetch_add(&c->store->round_trips, 1);
+        }
+    }
+    free(b.block);
+    return r ? r : take_result(c, q, res, rows_out, affected, ei);
+}
+
+static enum dcms_err pg_exec_both(void *conn, const struct dcms_store_stmt *st,
+                                  const char *const *sql, struct dcms_errinfo *ei)
+{
+    struct pg_conn *c = conn;
+    if (c->ended) {
+        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
+                 st[0].q->name);
+        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+    }
+    struct pg_bound b[2] = {{0}, {0}};
+    enum dcms_err r = bind_params(st[0].q, st[0].params, st[0].n, false, &b[0], ei);
+    if (!r)
+        r = bind_params(st[1].q, st[1].params, st[1].n, false, &b[1], ei);
+    PGresult *res[2] = {NULL, NULL};
+    if (!r) {
+        struct pg_cmd tail[2] = {{st[0].q, sql[0], &b[0]}, {st[1].q, sql[1], &b[1]}};
+        r = send_held(c, tail, 2, c->begin != NULL, 2, res, ei);
+    }
+    free(b[0].block);
+    free(b[1].block);
+    for (int k = 0; k < 2; k++) {
+        if (!r)
+            r = take_result(c, st[k].q, res[k], st[k].rows, NULL, ei);
+        else
+            PQclear(res[k]);
+    }
+    if (r && st[0].rows) {
+        dcms_store_rows_free(*st[0].rows);
+        *st[0].rows = NULL;
+    }
+    return r;
+}
+
 const struct store_backend dcms_store_pg_backend = {
     .name = "postgres",
     .kind = DCMS_STORE_PG,
@@ -544,4 +585,5 @@ const struct store_backend dcms_store_pg_backend = {
     .exec_script = pg_exec_script,
     .exec = pg_exec,
     .exec_later = pg_exec_later,
+    .exec_both = pg_exec_both,
 };

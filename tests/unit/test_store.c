@@ -918,6 +918,16 @@ static uint64_t round_trips(struct dcms_store *s)
     return atomic_load(&s->round_trips);
 }
 
+/* A store of one connection with the table t_later. */
+static struct dcms_store *later_store(struct fixture *f)
+{
+    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
+    run(tx, &q_later_table, NULL, 0, false, NULL);
+    commit(tx);
+    return s;
+}
+
 /* Holds back an insert of row n; its parameters live in buffers overwritten at once. */
 static enum dcms_err later_row(struct dcms_store_tx *tx, int n, struct dcms_errinfo *ei)
 {
@@ -940,6 +950,17 @@ static int64_t later_count(struct dcms_store_tx *tx)
     return n;
 }
 
+/* t_later holds n rows, and every connection is back in the pool. */
+static void later_kept(struct dcms_store *s, int64_t n)
+{
+    struct dcms_store_tx *tx = begin(s, DCMS_TX_READ);
+    assert_int_equal(later_count(tx), n);
+    dcms_store_rollback(tx);
+    struct dcms_store_stats st;
+    dcms_store_stats(s, &st);
+    assert_int_equal(st.in_use, 0);
+}
+
 /*
  * A held-back statement runs with its own copy of its parameters, before the
  * transaction's next statement (which sees its row) or with the COMMIT; on
@@ -947,11 +968,9 @@ static int64_t later_count(struct dcms_store_tx *tx)
  */
 static void exec_later_goes_with_the_next(struct fixture *f)
 {
-    struct dcms_store *s = open_store(f, 1, 0);
+    struct dcms_store *s = later_store(f);
     struct dcms_errinfo ei;
-    struct dcms_store_tx *tx = begin(s, DCMS_TX_WRITE);
-    run(tx, &q_later_table, NULL, 0, false, NULL);
-    commit(tx);
+    struct dcms_store_tx *tx;
 
     uint64_t trips = round_trips(s);
     tx = begin(s, DCMS_TX_WRITE);
@@ -1032,12 +1051,7 @@ static void exec_later_failure_fails_the_transaction(struct fixture *f)
     dcms_store_rollback(tx);
 
     assert_int_equal(count_identities(s), 0);
-    tx = begin(s, DCMS_TX_WRITE); /* the connection is usable, nothing was kept */
-    assert_int_equal(later_count(tx), 1);
-    commit(tx);
-    struct dcms_store_stats st;
-    dcms_store_stats(s, &st);
-    assert_int_equal(st.in_use, 0);
+    later_kept(s, 1); /* the connection is usable, nothing was kept */
 }
 STORE_CASE(exec_later_failure_fails_the_transaction)
 
@@ -1156,6 +1170,60 @@ static void read_one_is_one_trip(struct fixture *f)
     assert_int_equal(st.in_use, 0);
 }
 STORE_CASE(read_one_is_one_trip)
+
+/*
+ * Two statements run as one (exec_both): both results, in order, the first
+ * seeing what was held back; on PostgreSQL one round trip with the held
+ * BEGIN and insert. A failure of either fails the pair and hands back no rows.
+ */
+static struct dcms_query q_missing = DCMS_QUERY("t_missing", "SELECT n FROM t_no_such_table");
+
+static void exec_both_is_one_trip(struct fixture *f)
+{
+    struct dcms_store *s = later_store(f);
+    struct dcms_errinfo ei;
+    struct dcms_store_tx *tx;
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(later_row(tx, 1, &ei), ei);
+    assert_int_equal(later_count(tx), 1); /* prepares both queries */
+    commit(tx);
+
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(later_row(tx, 2, &ei), ei);
+    uint64_t trips = round_trips(s);
+    struct dcms_store_rows *count = NULL, *rows = NULL;
+    struct dcms_store_stmt a = {&q_later_count, NULL, 0, &count};
+    struct dcms_store_stmt b = {&q_later_rows, NULL, 0, &rows};
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_exec_both(tx, &a, &b, &ei), ei);
+    if (f->db.bk == BK_PG)
+        assert_int_equal(round_trips(s) - trips, 1);
+    assert_int_equal(dcms_store_rows_int(count, 0, 0), 2);
+    assert_int_equal(dcms_store_rows_count(rows), 2);
+    assert_string_equal(dcms_store_rows_text(rows, 1, 1), "row 2");
+    dcms_store_rows_free(count);
+    dcms_store_rows_free(rows);
+    commit(tx);
+
+    /* Either failing: an error, no rows, and the transaction is lost whole. */
+    for (int which = 0; which < 2; which++) {
+        tx = begin(s, DCMS_TX_WRITE);
+        CHECK(later_row(tx, 3, &ei), ei);
+        count = rows = (struct dcms_store_rows *)&ei;
+        struct dcms_store_stmt bad = {&q_missing, NULL, 0, which ? &rows : &count};
+        struct dcms_store_stmt good = {which ? &q_later_count : &q_later_rows, NULL, 0,
+                                       which ? &count : &rows};
+        dcms_errinfo_init(&ei, NULL);
+        enum dcms_err e = which ? dcms_store_exec_both(tx, &good, &bad, &ei)
+                                : dcms_store_exec_both(tx, &bad, &good, &ei);
+        assert_int_not_equal(e, DCMS_OK);
+        assert_null(count);
+        assert_null(rows);
+        dcms_store_rollback(tx);
+    }
+    later_kept(s, 2);
+}
+STORE_CASE(exec_both_is_one_trip)
 
 /* ---- migration 0008: the enclave keeps its contract's consumer ---- */
 
@@ -1470,6 +1538,8 @@ static const struct CMUnitTest tests[] = {
                                     teardown),
     cmocka_unit_test_setup_teardown(commit_with_next_carries_the_commit_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(read_one_is_one_trip_pg, setup_pg, teardown),
+    cmocka_unit_test_setup_teardown(exec_both_is_one_trip_sqlite, setup_sqlite, teardown),
+    cmocka_unit_test_setup_teardown(exec_both_is_one_trip_pg, setup_pg, teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_sqlite, setup_sqlite,
                                     teardown),
     cmocka_unit_test_setup_teardown(migration_0008_backfills_consumer_pg, setup_pg, teardown),
