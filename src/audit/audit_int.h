@@ -195,9 +195,6 @@ enum dcms_err audit_store_pending_insert(struct dcms_store_tx *tx, const char *i
 enum dcms_err audit_store_pending_batch(struct dcms_store_tx *tx, int64_t limit,
                                         struct dcms_store_rows **rows,
                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
-/* Deletes the pending rows whose pids the JSON array names. */
-enum dcms_err audit_store_pending_delete(struct dcms_store_tx *tx, const char *pids_json,
-                                         struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err audit_store_pending_max(struct dcms_store_tx *tx, int64_t *pid,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 enum dcms_err audit_store_pending_upto(struct dcms_store_tx *tx, int64_t pid, bool *any,
@@ -207,9 +204,9 @@ enum dcms_err audit_store_pending_oldest(struct dcms_store *s, int64_t *pid, int
                                          struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* A pending row as an event object (no seq, prev_hash, hash). NULL when out of memory. */
 json_t *audit_pending_row_event(const struct dcms_store_rows *r, size_t i);
-/* A batch of events, a JSON array of {seq, id, time, actor, action, resource_type,
- * resource_id, outcome, details_text, client_ip, request_id, prev_hash, hash}. */
-enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const json_t *events,
+/* Moves `count` pending events into audit_events: `moves` is the JSON array text of
+ * [pid, seq, prev_hash, hash], one per event; anything but `count` rows moved fails. */
+enum dcms_err audit_store_events_move(struct dcms_store_tx *tx, const char *moves, size_t count,
                                       struct dcms_errinfo *ei) DCMS_MUST_CHECK;
 /* Complete subtrees, a JSON array of [level, idx, hex hash]. */
 enum dcms_err audit_store_nodes_bulk(struct dcms_store_tx *tx, const json_t *nodes,

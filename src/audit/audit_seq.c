@@ -126,26 +126,15 @@ static enum dcms_err load(struct dcms_audit *a, struct dcms_store_tx *tx, int64_
     return e;
 }
 
-/* Adds pending row `row`, placed at `seq`, to the batch's events. */
-static enum dcms_err add_event(json_t *evs, int64_t seq, const struct dcms_store_rows *rows,
-                               size_t row, const char *prev_hash, const char *hash,
-                               struct dcms_errinfo *ei)
+/* Appends [pid, seq, "prev_hash", "hash"] to the JSON array text in `b` ("[..."; closed by
+ * the caller): pending row `pid` placed at `seq` (audit_store_events_move). */
+static enum dcms_err add_move(struct dcms_buf *b, int64_t pid, int64_t seq, const char *prev_hash,
+                              const char *hash)
 {
-    static const char *const cols[] = {
-        NULL,          "id",      "time",         "actor",     "action",    "resource_type",
-        "resource_id", "outcome", "details_text", "client_ip", "request_id"};
-    json_t *o =
-        json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)seq, "prev_hash", prev_hash, "hash", hash);
-    for (size_t c = 1; o && c <= 10; c++) {
-        const char *t = dcms_store_rows_text(rows, row, c);
-        if (json_object_set_new(o, cols[c], t ? json_string(t) : json_null())) {
-            json_decref(o);
-            o = NULL;
-        }
-    }
-    if (!o || json_array_append_new(evs, o))
-        return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
-    return DCMS_OK;
+    char item[256];
+    snprintf(item, sizeof(item), "%s[%lld,%lld,\"%s\",\"%s\"]", b->len ? "," : "[", (long long)pid,
+             (long long)seq, prev_hash, hash);
+    return dcms_buf_appends(b, item);
 }
 
 static enum dcms_err add_nodes(json_t *nodes, const struct audit_tree_node *made, size_t n,
@@ -159,14 +148,6 @@ static enum dcms_err add_nodes(json_t *nodes, const struct audit_tree_node *made
             return dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     }
     return DCMS_OK;
-}
-
-/* Appends pid to the JSON array text in `b` ("[1,2"; closed by the caller). */
-static enum dcms_err add_pid(struct dcms_buf *b, int64_t pid)
-{
-    char num[32];
-    snprintf(num, sizeof(num), "%s%lld", b->len ? "," : "[", (long long)pid);
-    return dcms_buf_appends(b, num);
 }
 
 /* A checkpoint due inside a batch: signed and stored with the batch's writes. */
@@ -189,16 +170,16 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
     *n = 0;
     struct dcms_store_tx *tx = NULL;
     struct dcms_store_rows *rows = NULL;
-    struct dcms_buf pids;
-    dcms_buf_init(&pids, 64u << 20);
+    struct dcms_buf moves;
+    dcms_buf_init(&moves, 64u << 20);
     struct audit_range *r = malloc(sizeof(*r));
     struct due_checkpoint *due = NULL;
     size_t ndue = 0;
-    json_t *evs = json_array(), *nodes = json_array();
+    json_t *nodes = json_array();
     int64_t head_seq = a->head_seq, old_seq;
     char head_hash[65];
     memcpy(head_hash, a->head_hash, 65);
-    enum dcms_err e = r && evs && nodes ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
+    enum dcms_err e = r && nodes ? DCMS_OK : dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
     bool fresh = !a->loaded;
     if (!e && fresh) {
         if (!(e = dcms_store_begin(a->seq_store, DCMS_TX_WRITE, &tx, ei)) &&
@@ -240,10 +221,9 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
         int64_t seq = head_seq + 1;
         struct audit_tree_node made[AUDIT_TREE_LEVELS];
         size_t nmade = audit_range_push(r, leaf, made);
-        if ((e = add_event(evs, seq, rows, i, head_hash, hash, ei)) ||
-            (e = add_nodes(nodes, made, nmade, ei)))
+        if ((e = add_nodes(nodes, made, nmade, ei)))
             break;
-        if (add_pid(&pids, dcms_store_rows_int(rows, i, 0))) {
+        if (add_move(&moves, dcms_store_rows_int(rows, i, 0), seq, head_hash, hash)) {
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
             break;
         }
@@ -274,14 +254,12 @@ static enum dcms_err batch(struct dcms_audit *a, size_t *n, struct dcms_errinfo 
         bool ok = false;
         unsigned char root[AUDIT_HASH_LEN];
         audit_range_root(r, root);
-        if (dcms_buf_append(&pids, "]", 1))
+        if (dcms_buf_append(&moves, "]", 1))
             e = dcms_err_set(ei, DCMS_ERR_NOMEM, NULL);
         if (!e)
-            e = audit_store_events_bulk(tx, evs, ei);
+            e = audit_store_events_move(tx, moves.ptr, count, ei);
         if (!e)
             e = audit_store_nodes_bulk(tx, nodes, ei);
-        if (!e)
-            e = audit_store_pending_delete(tx, pids.ptr, ei);
         for (size_t i = 0; !e && i < ndue; i++)
             e = audit_sign_checkpoint(a, tx, due[i].seq, due[i].hash, ei);
         if (!e && !(e = audit_store_head_cas(tx, old_seq, head_seq, head_hash, &ok, ei)) && !ok)
@@ -305,10 +283,9 @@ out:
         a->loaded = false; /* read everything again next time */
     dcms_store_rollback(tx);
     dcms_store_rows_free(rows);
-    dcms_buf_release(&pids);
+    dcms_buf_release(&moves);
     free(due);
     free(r);
-    json_decref(evs);
     json_decref(nodes);
     return e;
 }

@@ -1,13 +1,16 @@
 /*
- * Audit queries. Appends are a compare-and-set on audit_head: on PostgreSQL
- * one statement (the head UPDATE takes the row lock, and READ COMMITTED
- * re-checks the condition after waiting, so concurrent appenders from any
- * process serialize without forking the chain); on SQLite two statements
- * inside the BEGIN IMMEDIATE transaction that already serializes writers.
+ * Audit queries. An audited write inserts its event into audit_pending,
+ * touching no shared row; the sequencer moves a batch into audit_events
+ * (audit_events_move: the database copies the rows, the sequencer sends
+ * each one's seq and chain hashes), writes the tree nodes, advances
+ * audit_head with a compare-and-set, and adds the signed tree head.
  */
+#include <inttypes.h>
+
 #include "audit/audit_int.h"
 #include "dcms/clock.h"
 #include "dcms/json.h"
+#include "dcms/log.h"
 #include "dcms/store.h"
 
 #define EVENT_COLUMNS                                                                              \
@@ -34,13 +37,6 @@ static struct dcms_query q_pending_batch =
                "SELECT pid, id, time, actor, action, resource_type, resource_id, outcome, details, "
                "client_ip, request_id FROM audit_pending ORDER BY pid LIMIT $1");
 
-/* Exactly the rows sequenced: a lower pid committed after the batch was read stays. */
-static struct dcms_query q_pending_delete = DCMS_QUERY2(
-    "audit_pending_delete",
-    "DELETE FROM audit_pending WHERE pid IN (SELECT value FROM json_each($1))",
-    "DELETE FROM audit_pending WHERE pid IN (SELECT jsonb_array_elements_text(CAST($1 AS "
-    "JSONB))::BIGINT)");
-
 static struct dcms_query q_pending_max =
     DCMS_QUERY("audit_pending_max", "SELECT COALESCE(MAX(pid), 0) FROM audit_pending");
 
@@ -62,22 +58,33 @@ static struct dcms_query q_event_get =
     DCMS_QUERY2("audit_event_get", "SELECT " EVENT_COLUMNS " FROM audit_events WHERE id = $1",
                 "SELECT " EVENT_COLUMNS " FROM audit_events WHERE id = CAST($1 AS UUID)");
 
-/* A batch of events (a JSON array of objects with the event's fields) in one statement. */
-static struct dcms_query q_events_bulk = DCMS_QUERY2(
-    "audit_events_bulk",
+/*
+ * A batch moved from audit_pending into audit_events: $1 is a JSON array of
+ * [pid, seq, prev_hash, hash], one per event sequenced. The events' contents
+ * are copied by the database, so they never travel to the sequencer and
+ * back; what the sequencer hashed is what it read, and pending rows are
+ * never changed. PostgreSQL deletes and inserts in one statement; SQLite
+ * inserts, then audit_store_events_move deletes.
+ */
+static struct dcms_query q_events_move = DCMS_QUERY2(
+    "audit_events_move",
     "INSERT INTO audit_events (" EVENT_COLUMNS ") "
-    "SELECT json_extract(value, '$.seq'), json_extract(value, '$.id'), "
-    "json_extract(value, '$.time'), json_extract(value, '$.actor'), "
-    "json_extract(value, '$.action'), json_extract(value, '$.resource_type'), "
-    "json_extract(value, '$.resource_id'), json_extract(value, '$.outcome'), "
-    "json(json_extract(value, '$.details_text')), json_extract(value, '$.client_ip'), "
-    "json_extract(value, '$.request_id'), json_extract(value, '$.prev_hash'), "
-    "json_extract(value, '$.hash') FROM json_each($1)",
-    "INSERT INTO audit_events (" EVENT_COLUMNS ") "
-    "SELECT CAST(x->>'seq' AS BIGINT), CAST(x->>'id' AS UUID), CAST(x->>'time' AS TIMESTAMPTZ), "
-    "x->>'actor', x->>'action', x->>'resource_type', x->>'resource_id', x->>'outcome', "
-    "CAST(x->>'details_text' AS JSONB), x->>'client_ip', x->>'request_id', x->>'prev_hash', "
-    "x->>'hash' FROM jsonb_array_elements(CAST($1 AS JSONB)) AS x");
+    "SELECT json_extract(m.value, '$[1]'), p.id, p.time, p.actor, p.action, p.resource_type, "
+    "p.resource_id, p.outcome, json(p.details), p.client_ip, p.request_id, "
+    "json_extract(m.value, '$[2]'), json_extract(m.value, '$[3]') "
+    "FROM json_each($1) AS m JOIN audit_pending AS p ON p.pid = json_extract(m.value, '$[0]')",
+    "WITH m AS (SELECT CAST(x->>0 AS BIGINT) AS pid, CAST(x->>1 AS BIGINT) AS seq, "
+    "x->>2 AS prev_hash, x->>3 AS hash FROM jsonb_array_elements(CAST($1 AS JSONB)) AS x), "
+    "moved AS (DELETE FROM audit_pending AS p USING m WHERE p.pid = m.pid RETURNING m.seq, p.id, "
+    "p.time, p.actor, p.action, p.resource_type, p.resource_id, p.outcome, p.details, "
+    "p.client_ip, p.request_id, m.prev_hash, m.hash) "
+    "INSERT INTO audit_events (" EVENT_COLUMNS ") SELECT * FROM moved");
+
+/* SQLite's second half of the move (exactly the rows sequenced: a lower pid committed after
+ * the batch was read stays). */
+static struct dcms_query q_pending_delete =
+    DCMS_QUERY("audit_pending_delete", "DELETE FROM audit_pending WHERE pid IN "
+                                       "(SELECT json_extract(value, '$[0]') FROM json_each($1))");
 
 /* Complete subtrees, [[level, idx, hash], ...], in one statement. */
 static struct dcms_query q_nodes_bulk = DCMS_QUERY2(
@@ -86,18 +93,6 @@ static struct dcms_query q_nodes_bulk = DCMS_QUERY2(
     "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each($1)",
     "INSERT INTO audit_tree_nodes (level, idx, hash) SELECT CAST(x->>0 AS INTEGER), "
     "CAST(x->>1 AS BIGINT), x->>2 FROM jsonb_array_elements(CAST($1 AS JSONB)) AS x");
-
-/* SQLite: one prepared insert per event costs less than extracting every field from JSON. */
-static struct dcms_query q_event_insert =
-    DCMS_QUERY("audit_event_insert",
-               "INSERT INTO audit_events (" EVENT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, "
-               "$6, $7, $8, json($9), $10, $11, $12, $13)");
-
-static struct dcms_store_val field_val(const json_t *o, const char *key)
-{
-    const char *t = json_string_value(json_object_get(o, key));
-    return t ? DCMS_VAL_TEXT(t) : DCMS_VAL_NULL;
-}
 
 /* Runs `q` with `v` as its one parameter, as JSON text. */
 static enum dcms_err exec_json(struct dcms_store_tx *tx, struct dcms_query *q, const json_t *v,
@@ -112,23 +107,21 @@ static enum dcms_err exec_json(struct dcms_store_tx *tx, struct dcms_query *q, c
     return e;
 }
 
-enum dcms_err audit_store_events_bulk(struct dcms_store_tx *tx, const json_t *events,
+enum dcms_err audit_store_events_move(struct dcms_store_tx *tx, const char *moves, size_t count,
                                       struct dcms_errinfo *ei)
 {
-    /* PostgreSQL: one statement for the batch, not one round trip per event. */
-    if (dcms_store_backend(dcms_store_tx_store(tx)) == DCMS_STORE_PG)
-        return exec_json(tx, &q_events_bulk, events, ei);
-    enum dcms_err e = DCMS_OK;
-    for (size_t i = 0; !e && i < json_array_size(events); i++) {
-        const json_t *o = json_array_get(events, i);
-        static const char *const keys[] = {
-            "id",      "time",         "actor",     "action",     "resource_type", "resource_id",
-            "outcome", "details_text", "client_ip", "request_id", "prev_hash",     "hash"};
-        struct dcms_store_val p[13];
-        p[0] = DCMS_VAL_INT(json_integer_value(json_object_get(o, "seq")));
-        for (size_t k = 0; k < 12; k++)
-            p[k + 1] = field_val(o, keys[k]);
-        e = dcms_store_exec(tx, &q_event_insert, p, 13, NULL, NULL, ei);
+    struct dcms_store_val p[] = {DCMS_VAL_TEXT(moves)};
+    uint64_t moved = 0, deleted = 0;
+    enum dcms_err e = dcms_store_exec(tx, &q_events_move, p, 1, NULL, &moved, ei);
+    if (!e && dcms_store_backend(dcms_store_tx_store(tx)) != DCMS_STORE_PG) {
+        e = dcms_store_exec(tx, &q_pending_delete, p, 1, NULL, &deleted, ei);
+        if (!e && deleted != moved)
+            moved = 0;
+    }
+    if (!e && moved != count) { /* pending rows are never deleted but by the sequencer */
+        DCMS_LOG(DCMS_LOG_ERROR, "audit", "sequencer: %zu events to move, %" PRIu64 " moved", count,
+                 moved);
+        e = dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
     return e;
 }
@@ -264,13 +257,6 @@ enum dcms_err audit_store_pending_batch(struct dcms_store_tx *tx, int64_t limit,
 {
     struct dcms_store_val p[] = {DCMS_VAL_INT(limit)};
     return dcms_store_exec(tx, &q_pending_batch, p, 1, rows, NULL, ei);
-}
-
-enum dcms_err audit_store_pending_delete(struct dcms_store_tx *tx, const char *pids_json,
-                                         struct dcms_errinfo *ei)
-{
-    struct dcms_store_val p[] = {DCMS_VAL_TEXT(pids_json)};
-    return dcms_store_exec(tx, &q_pending_delete, p, 1, NULL, NULL, ei);
 }
 
 enum dcms_err audit_store_pending_max(struct dcms_store_tx *tx, int64_t *pid,
