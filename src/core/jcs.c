@@ -18,6 +18,7 @@
 
 #include <openssl/evp.h>
 
+#include "dcms/crypto.h"
 #include "dcms/jcs.h"
 
 struct sink {
@@ -369,7 +370,7 @@ enum dcms_err dcms_jcs_sha256(const json_t *v, unsigned char out[32], struct dcm
     struct sink s = {.md = md, .ei = ei};
     enum dcms_err e = DCMS_OK;
     unsigned int len = 0;
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (EVP_DigestInit_ex(md, dcms_sha256_md(), NULL) != 1) {
         e = dcms_err_set(ei, DCMS_ERR_CRYPTO, "sha-256 digest init failed");
         goto out;
     }

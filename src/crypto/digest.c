@@ -1,4 +1,5 @@
 /* Message digests and library start-up. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -8,9 +9,24 @@
 #include "dcms/crypto.h"
 #include "dcms/str.h"
 
+/* Fetched once for the process (never freed: it lives as long as the library). */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const struct evp_md_st *dcms_sha256_md(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256 ? sha256 : EVP_sha256();
+}
+
 enum dcms_err dcms_digest_sha256(const void *p, size_t len, unsigned char out[DCMS_SHA256_LEN])
 {
-    return EVP_Digest(p, len, out, NULL, EVP_sha256(), NULL) ? DCMS_OK : DCMS_ERR_CRYPTO;
+    return EVP_Digest(p, len, out, NULL, dcms_sha256_md(), NULL) ? DCMS_OK : DCMS_ERR_CRYPTO;
 }
 
 enum dcms_err dcms_crypto_init(void)
