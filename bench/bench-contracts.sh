@@ -19,8 +19,8 @@
 # straight through the store (bench_contracts_seed, 2% of them between the
 # two bench users) and at each size measures:
 #   - full lifecycles/s through the API (create → submit → sign ×2 →
-#     activate), 4 concurrent clients (bench_lifecycles: C, libcurl, one
-#     keep-alive connection each; the best of DCMS_BENCH_RUNS runs);
+#     activate), 4 concurrent clients (bench_lifecycles: C, HTTP/1.1 on one
+#     keep-alive socket each; the best of DCMS_BENCH_RUNS runs);
 #   - GET /api/v1/contracts/{id} requests/s with a Bearer JWT (wrk);
 #   - list pages (GET /api/v1/contracts?limit=50, the provider's own
 #     contracts, 50 per page) requests/s and p99 latency with one client
