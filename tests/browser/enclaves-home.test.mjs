@@ -295,11 +295,17 @@ test('an enclave: the attestation check by check with the contract rules, action
   }
   await chart.locator('svg polyline').waitFor({ state: 'attached' }); // a flat line has no height
   assert.equal(await chart.locator('svg').getAttribute('role'), 'img');
+  // A refresh clicked above may still be loading (one more sample when it lands): wait for
+  // it, then count the table's rows and the chart's points in one look at the page.
+  await pg.waitForFunction(() => [...document.querySelectorAll('button')]
+    .some((b) => b.textContent === 'Refresh the metrics' && !b.disabled));
+  const [n, npoints] = await pg.evaluate(() => [
+    document.querySelectorAll('[data-testid="metrics-table"] tbody tr').length,
+    document.querySelector('[data-testid="metrics-chart"] polyline').getAttribute('points').split(' ').length,
+  ]);
   const m = (await as(provider, 'GET', `/api/v1/enclaves/${enc.main.id}/metrics`)).json;
-  const n = await pg.getByTestId('metrics-table').locator('tbody tr').count();
   assert.ok(n >= 2 && n <= m.history.length, `${n} rows, ${m.history.length} samples`);
-  const points = (await chart.locator('polyline').getAttribute('points')).split(' ');
-  assert.equal(points.length, n);
+  assert.equal(npoints, n);
   assert.equal(await pg.locator('main [style]').count(), 0, 'no inline style attribute');
   await check(pg, 'enclave (metrics)');
 });
