@@ -61,8 +61,11 @@ static struct dcms_query q_create_plain[] = {
                 "SELECT 1"),
 };
 
-/* Plain rows need unique keys too: one counter across workers and runs. */
+/* Plain rows need unique keys too: one counter across workers and runs, continuing from the
+ * rows a run before this process left in the same scratch store. */
 static atomic_llong plain_seq;
+static struct dcms_query q_plain_max =
+    DCMS_QUERY("bench_plain_max", "SELECT COALESCE(MAX(seq), 0) FROM bench_plain");
 
 /* The same values an append binds, with the same casts on PostgreSQL. */
 static struct dcms_query q_insert_plain = DCMS_QUERY2(
@@ -312,6 +315,9 @@ int main(int argc, char **argv)
     if (!e) {
         for (size_t q = 0; !e && q < sizeof(q_create_plain) / sizeof(q_create_plain[0]); q++)
             e = dcms_store_exec(tx, &q_create_plain[q], NULL, 0, NULL, NULL, &ei);
+        int64_t last = 0;
+        if (!e && !(e = dcms_store_exec_int(tx, &q_plain_max, NULL, 0, &last, &ei)))
+            atomic_store(&plain_seq, (long long)last);
         if (e)
             dcms_store_rollback(tx);
         else
