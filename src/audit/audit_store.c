@@ -111,16 +111,14 @@ enum dcms_err audit_store_events_move(struct dcms_store_tx *tx, const char *move
                                       struct dcms_errinfo *ei)
 {
     struct dcms_store_val p[] = {DCMS_VAL_TEXT(moves)};
-    uint64_t moved = 0, deleted = 0;
+    uint64_t moved = 0, deleted = count; /* PostgreSQL deletes in the move itself */
     enum dcms_err e = dcms_store_exec(tx, &q_events_move, p, 1, NULL, &moved, ei);
-    if (!e && dcms_store_backend(dcms_store_tx_store(tx)) != DCMS_STORE_PG) {
+    if (!e && dcms_store_backend(dcms_store_tx_store(tx)) != DCMS_STORE_PG)
         e = dcms_store_exec(tx, &q_pending_delete, p, 1, NULL, &deleted, ei);
-        if (!e && deleted != moved)
-            moved = 0;
-    }
-    if (!e && moved != count) { /* pending rows are never deleted but by the sequencer */
-        DCMS_LOG(DCMS_LOG_ERROR, "audit", "sequencer: %zu events to move, %" PRIu64 " moved", count,
-                 moved);
+    if (!e && (moved != count || deleted != count)) { /* only the sequencer deletes them */
+        DCMS_LOG(DCMS_LOG_ERROR, "audit",
+                 "sequencer: %zu events to move, %" PRIu64 " copied, %" PRIu64 " deleted", count,
+                 moved, deleted);
         e = dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
     }
     return e;

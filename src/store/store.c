@@ -409,11 +409,16 @@ enum dcms_err dcms_store_exec_both(struct dcms_store_tx *tx, const struct dcms_s
     if (b->rows)
         *b->rows = NULL;
     enum dcms_err r;
-    if (!be->exec_both || tx->entry->end_next) { /* the last statement goes alone */
-        if (!(r = run(tx, false, a->q, a->params, a->n, a->rows, NULL, ei)) &&
-            (r = run(tx, false, b->q, b->params, b->n, b->rows, NULL, ei)) && a->rows) {
-            dcms_store_rows_free(*a->rows);
-            *a->rows = NULL;
+    if (!be->exec_both || tx->entry->end_next) {
+        /* One at a time; a transaction's last statement (commit_with_next) is `b`, not `a`. */
+        bool end = tx->entry->end_next;
+        tx->entry->end_next = false;
+        if (!(r = run(tx, false, a->q, a->params, a->n, a->rows, NULL, ei))) {
+            tx->entry->end_next = end;
+            if ((r = run(tx, false, b->q, b->params, b->n, b->rows, NULL, ei)) && a->rows) {
+                dcms_store_rows_free(*a->rows);
+                *a->rows = NULL;
+            }
         }
         return r;
     }

@@ -186,6 +186,14 @@ static enum dcms_err run_script(struct pg_conn *c, const char *sql, struct dcms_
     return r;
 }
 
+/* A statement after the transaction's last one (c->ended) would run outside the transaction:
+ * a caller's mistake, refused. */
+static enum dcms_err after_end(const struct dcms_query *q, struct dcms_errinfo *ei)
+{
+    DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement", q->name);
+    return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
+}
+
 static void later_clear(struct pg_conn *c)
 {
     for (int i = 0; i < c->nlater; i++)
@@ -399,11 +407,8 @@ static enum dcms_err pg_exec_later(void *conn, struct dcms_query *q, const char 
                                    struct dcms_errinfo *ei)
 {
     struct pg_conn *c = conn;
-    if (c->ended) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
-                 q->name);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
+    if (c->ended)
+        return after_end(q, ei);
     if (c->nlater == PG_MAX_LATER) {
         enum dcms_err r = send_held(c, NULL, 0, c->begin != NULL, 0, NULL, ei);
         if (r)
@@ -496,11 +501,8 @@ static enum dcms_err pg_exec(void *conn, bool read_only, bool last, struct dcms_
                              struct dcms_errinfo *ei)
 {
     struct pg_conn *c = conn;
-    if (c->ended) { /* it would run outside the transaction */
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
-                 q->name);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
+    if (c->ended)
+        return after_end(q, ei);
     struct pg_bound b;
     enum dcms_err r = bind_params(q, params, n, false, &b, ei);
     if (r)
@@ -542,11 +544,8 @@ static enum dcms_err pg_exec_both(void *conn, const struct dcms_store_stmt *st,
                                   const char *const *sql, struct dcms_errinfo *ei)
 {
     struct pg_conn *c = conn;
-    if (c->ended) {
-        DCMS_LOG(DCMS_LOG_ERROR, "store", "query %s after the transaction's last statement",
-                 st[0].q->name);
-        return dcms_err_set(ei, DCMS_ERR_INTERNAL, NULL);
-    }
+    if (c->ended)
+        return after_end(st[0].q, ei);
     struct pg_bound b[2] = {{0}, {0}};
     enum dcms_err r = bind_params(st[0].q, st[0].params, st[0].n, false, &b[0], ei);
     if (!r)

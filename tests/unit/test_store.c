@@ -1222,6 +1222,19 @@ static void exec_both_is_one_trip(struct fixture *f)
         dcms_store_rollback(tx);
     }
     later_kept(s, 2);
+
+    /* Said to be the transaction's last, the pair ends it after `b`, not after `a`. */
+    tx = begin(s, DCMS_TX_WRITE);
+    CHECK(later_row(tx, 4, &ei), ei);
+    dcms_store_commit_with_next(tx);
+    dcms_errinfo_init(&ei, NULL);
+    CHECK(dcms_store_exec_both(tx, &a, &b, &ei), ei);
+    assert_int_equal(dcms_store_rows_int(count, 0, 0), 3);
+    assert_int_equal(dcms_store_rows_count(rows), 3);
+    dcms_store_rows_free(count);
+    dcms_store_rows_free(rows);
+    commit(tx);
+    later_kept(s, 3);
 }
 STORE_CASE(exec_both_is_one_trip)
 
